@@ -1,0 +1,144 @@
+"""Model and hardware catalogues: YAML data under ``conf/`` (and Hugging Face ``config.json``).
+
+Conversion to SI and numeric codes happens here, at the edge; errors are one line naming the
+file, the field, the bad value and what is allowed.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import yaml
+
+from .specs import ATTENTION_KINDS, HardwareSpec, ModelSpec, SpecError
+
+CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
+
+DTYPE_BYTES = {"fp32": 4.0, "bf16": 2.0, "fp16": 2.0, "fp8": 1.0, "int8": 1.0, "fp4": 0.5, "int4": 0.5}
+FFN_MATRICES = {"swiglu": 3.0, "geglu": 3.0, "gelu": 2.0, "relu": 2.0}
+ARCH_REQUIRED = ("n_layers", "d_model", "vocab_size", "attention", "n_heads", "n_kv_heads", "head_dim", "ffn_activation")
+ARCH_OPTIONAL = {
+    "n_encoder_layers": 0, "n_dense_layers": None, "cross_attention": False, "tied_embeddings": False,
+    "v_head_dim": 0, "rope_head_dim": 0, "q_lora_rank": 0, "kv_lora_rank": 0, "d_ff": 0,
+    "n_experts": 1, "top_k": 1, "d_ff_expert": 0, "shared_d_ff": 0,
+}
+HARDWARE_FIELDS = ("hbm_bytes", "hbm_bw", "flops_bf16", "flops_fp8", "intra_bw", "intra_latency",
+                   "island_size", "inter_bw", "inter_latency")
+
+
+def available(kind: str) -> list[str]:
+    """Catalogue entry names of ``kind`` ("model" or "hardware")."""
+    return sorted(p.stem for p in (CONF_DIR / kind).glob("*.yaml"))
+
+
+def _read_yaml(kind: str, name_or_path: str) -> tuple[dict, str]:
+    path = Path(name_or_path)
+    if not path.suffix:
+        path = CONF_DIR / kind / f"{name_or_path}.yaml"
+        if not path.exists():
+            raise SpecError(f"{kind} = {name_or_path!r} is unknown: available {', '.join(available(kind))}")
+    elif not path.exists():
+        raise SpecError(f"{kind} file {str(path)!r} does not exist")
+    with open(path) as f:
+        data = yaml.safe_load(f)
+    if not isinstance(data, dict):
+        raise SpecError(f"{path}: top level must be a mapping, got {type(data).__name__}")
+    return data, str(path)
+
+
+def _number(where: str, field: str, value, allowed: str = "a number") -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise SpecError(f"{where}: {field} = {value!r} is invalid: must be {allowed}")
+    return float(value)
+
+
+def _dtype(where: str, field: str, name) -> float:
+    if name not in DTYPE_BYTES:
+        raise SpecError(f"{where}: {field} = {name!r} is invalid: allowed {', '.join(DTYPE_BYTES)}")
+    return DTYPE_BYTES[name]
+
+
+def model_from_architecture(arch: dict, dtypes: dict | None = None, where: str = "model") -> ModelSpec:
+    """Build a ``ModelSpec`` from an ``architecture:`` mapping (YAML keys) and a ``dtypes:`` one."""
+    unknown = set(arch) - set(ARCH_REQUIRED) - set(ARCH_OPTIONAL)
+    if unknown:
+        field = sorted(unknown)[0]
+        raise SpecError(f"{where}: architecture.{field} is not a known field: allowed {', '.join(ARCH_REQUIRED + tuple(ARCH_OPTIONAL))}")
+    for field in ARCH_REQUIRED:
+        if field not in arch:
+            raise SpecError(f"{where}: architecture.{field} is missing: it is required")
+    a = {**ARCH_OPTIONAL, **arch}
+    if a["attention"] not in ATTENTION_KINDS:
+        raise SpecError(f"{where}: architecture.attention = {a['attention']!r} is invalid: allowed {', '.join(ATTENTION_KINDS)}")
+    if a["ffn_activation"] not in FFN_MATRICES:
+        raise SpecError(f"{where}: architecture.ffn_activation = {a['ffn_activation']!r} is invalid: allowed {', '.join(FFN_MATRICES)}")
+    numeric = {k: v for k, v in a.items() if k not in ("attention", "ffn_activation", "cross_attention", "tied_embeddings", "n_dense_layers")}
+    vals = {k: _number(where, f"architecture.{k}", v) for k, v in numeric.items()}
+    n_dense = a["n_dense_layers"]
+    vals["n_dense_layers"] = vals["n_layers"] if n_dense is None else _number(where, "architecture.n_dense_layers", n_dense)
+    dt = {"weights": "bf16", "kv": "bf16", "activations": "bf16", **(dtypes or {})}
+    try:
+        return ModelSpec(
+            **vals,
+            attn_kind=float(ATTENTION_KINDS[a["attention"]]),
+            cross_attention=float(bool(a["cross_attention"])),
+            tied_embeddings=float(bool(a["tied_embeddings"])),
+            ffn_matrices=FFN_MATRICES[a["ffn_activation"]],
+            weight_bytes=_dtype(where, "dtypes.weights", dt["weights"]),
+            kv_bytes=_dtype(where, "dtypes.kv", dt["kv"]),
+            act_bytes=_dtype(where, "dtypes.activations", dt["activations"]),
+        )
+    except SpecError as e:
+        raise SpecError(f"{where}: {e}") from None
+
+
+def model_entry(name_or_path: str) -> dict:
+    """The raw catalogue entry (description, sources, published counts, architecture)."""
+    if str(name_or_path).endswith(".json"):
+        from .hf import architecture_from_hf_config
+
+        with open(name_or_path) as f:
+            cfg = json.load(f)
+        return {"description": f"imported from {name_or_path}", "architecture": architecture_from_hf_config(cfg)}
+    data, where = _read_yaml("model", name_or_path)
+    if "architecture" not in data or not isinstance(data["architecture"], dict):
+        raise SpecError(f"{where}: architecture is missing: it is required (a mapping)")
+    data["_where"] = where
+    return data
+
+
+def load_model(name_or_path: str, **dtypes) -> ModelSpec:
+    """A catalogue model by name (``conf/model/<name>.yaml``), a YAML path, or a Hugging Face
+    ``config.json`` path. ``dtypes`` (weights=, kv=, activations=) override the entry's."""
+    entry = model_entry(name_or_path)
+    where = entry.get("_where", str(name_or_path))
+    return model_from_architecture(entry["architecture"], {**entry.get("dtypes", {}), **dtypes}, where)
+
+
+def hardware_entry(name_or_path: str) -> dict:
+    data, where = _read_yaml("hardware", name_or_path)
+    data["_where"] = where
+    return data
+
+
+def load_hardware(name_or_path: str, **overrides) -> HardwareSpec:
+    """A catalogue accelerator by name (``conf/hardware/<name>.yaml``) or YAML path, in SI units.
+    Each field is ``{value: ..., source: ...}``; ``overrides`` replace values (SI units)."""
+    entry = hardware_entry(name_or_path)
+    where = entry["_where"]
+    vals = {}
+    for field in HARDWARE_FIELDS:
+        item = entry.get(field)
+        if item is None:
+            raise SpecError(f"{where}: {field} is missing: it is required ({{value: ..., source: ...}})")
+        value = item.get("value") if isinstance(item, dict) else item
+        vals[field] = _number(where, field, value)
+    for field, value in overrides.items():
+        if field not in HARDWARE_FIELDS:
+            raise SpecError(f"hardware override {field} is not a known field: allowed {', '.join(HARDWARE_FIELDS)}")
+        vals[field] = _number("hardware override", field, value)
+    try:
+        return HardwareSpec(**vals)
+    except SpecError as e:
+        raise SpecError(f"{where}: {e}") from None

@@ -1,0 +1,284 @@
+"""Frozen pytree specs for one evaluation point: model, hardware, partition, workload, accounting.
+
+Every continuous or integer quantity is an array leaf, so any field can be vmapped over or
+differentiated; categorical choices are numeric codes (see ``ATTENTION_KINDS``, ``KV_MODES``).
+Units are SI throughout: bytes, seconds, bytes/s, FLOP/s; counts are plain numbers.
+
+Validation runs at construction when the leaves are concrete host values (Python numbers or
+NumPy arrays, batched or not). Inside ``jit``/``vmap`` the leaves are tracers and validation is
+skipped: infeasibility inside the kernel is a mask, never an exception.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import jax
+import numpy as np
+
+ATTENTION_KINDS = {"mha": 0, "gqa": 1, "mqa": 2, "mla": 3}
+KV_MODES = {"none": 0, "kvp": 1, "cp": 2}
+EXPERT_TRAFFIC = ("physical", "paper")
+ROOFLINES = ("phase", "global")
+
+
+class SpecError(ValueError):
+    """A spec field holds a value outside what is allowed. The message is one line."""
+
+
+def _host_values(spec) -> dict[str, np.ndarray] | None:
+    """The spec's leaves as NumPy arrays, or None when any leaf is not a concrete host value."""
+    out = {}
+    for f in dataclasses.fields(spec):
+        v = getattr(spec, f.name)
+        if isinstance(v, bool | int | float | np.number):
+            out[f.name] = np.asarray(v, dtype=float)
+        elif isinstance(v, np.ndarray) and v.dtype.kind in "biuf":
+            out[f.name] = v.astype(float)
+        elif f.metadata.get("static"):
+            continue
+        else:
+            return None
+    return out
+
+
+def _fail(spec_name: str, field: str, value: Any, allowed: str) -> None:
+    bad = np.asarray(value).ravel()[0].item()  # batched: name the first offending value
+    raise SpecError(f"{spec_name}.{field} = {bad!r} is invalid: {allowed}")
+
+
+def _require(spec_name: str, v: dict, field: str, ok: np.ndarray, allowed: str) -> None:
+    ok = np.asarray(ok)
+    if not ok.all():
+        bad = np.broadcast_to(v[field], ok.shape)[~ok]
+        _fail(spec_name, field, bad, allowed)
+
+
+def _is_int(x: np.ndarray) -> np.ndarray:
+    return np.isfinite(x) & (np.round(x) == x)
+
+
+def pytree_spec(cls):
+    """Make ``cls`` a frozen dataclass registered as a JAX pytree (static fields via metadata)."""
+    cls = dataclasses.dataclass(frozen=True)(cls)
+    return jax.tree_util.register_dataclass(cls)
+
+
+def static_field(default):
+    return dataclasses.field(default=default, metadata={"static": True})
+
+
+@pytree_spec
+class ModelSpec:
+    """Transformer architecture and its serving precision.
+
+    Counts are plain numbers; ``*_bytes`` are bytes per stored value. ``n_layers`` are the
+    layers run per decode step (decoder layers); ``n_encoder_layers`` are resident but not run
+    while decoding (encoder–decoder models). ``n_dense_layers`` leading decoder layers use the
+    dense FFN of width ``d_ff``; the rest are MoE layers with ``n_experts`` routed experts of
+    width ``d_ff_expert`` (top-``top_k``) plus shared experts of total width ``shared_d_ff``.
+    A dense model has ``n_experts = top_k = 1`` and ``n_dense_layers = n_layers``.
+
+    For MLA, ``head_dim`` is the no-RoPE query/key head size, ``rope_head_dim`` the decoupled
+    RoPE part, ``kv_lora_rank``/``q_lora_rank`` the compressed ranks (``q_lora_rank = 0``: no
+    query compression). For MHA/GQA/MQA, ``head_dim`` includes RoPE and MLA fields are unused.
+    """
+
+    n_layers: Any
+    d_model: Any
+    vocab_size: Any
+    n_heads: Any
+    n_kv_heads: Any
+    head_dim: Any
+    d_ff: Any
+    attn_kind: Any = 1.0  # ATTENTION_KINDS code
+    v_head_dim: Any = 0.0  # 0 -> same as head_dim
+    rope_head_dim: Any = 0.0
+    q_lora_rank: Any = 0.0
+    kv_lora_rank: Any = 0.0
+    n_dense_layers: Any = -1.0  # -1 -> all layers dense (set by the loader)
+    n_encoder_layers: Any = 0.0
+    cross_attention: Any = 0.0  # 1: decoder layers also attend to the encoder output
+    tied_embeddings: Any = 0.0
+    ffn_matrices: Any = 3.0  # 3: gated (SwiGLU/GeGLU), 2: plain (ReLU/GeLU)
+    n_experts: Any = 1.0
+    top_k: Any = 1.0
+    d_ff_expert: Any = 0.0
+    shared_d_ff: Any = 0.0
+    weight_bytes: Any = 2.0
+    kv_bytes: Any = 2.0
+    act_bytes: Any = 2.0
+
+    def __post_init__(self):
+        v = _host_values(self)
+        if v is None:
+            return
+        n = "ModelSpec"
+        for f in ("n_layers", "d_model", "vocab_size", "n_heads", "n_kv_heads", "head_dim", "n_experts", "top_k"):
+            _require(n, v, f, _is_int(v[f]) & (v[f] >= 1), "must be a positive integer")
+        for f in ("d_ff", "v_head_dim", "rope_head_dim", "q_lora_rank", "kv_lora_rank", "d_ff_expert", "shared_d_ff"):
+            _require(n, v, f, np.isfinite(v[f]) & (v[f] >= 0), "must be finite and >= 0")
+        _require(n, v, "attn_kind", np.isin(v["attn_kind"], list(ATTENTION_KINDS.values())),
+                 f"allowed codes {ATTENTION_KINDS}")
+        _require(n, v, "n_dense_layers", _is_int(v["n_dense_layers"]) & (v["n_dense_layers"] >= 0)
+                 & (v["n_dense_layers"] <= v["n_layers"]), "must be an integer in [0, n_layers]")
+        _require(n, v, "n_encoder_layers", _is_int(v["n_encoder_layers"]) & (v["n_encoder_layers"] >= 0),
+                 "must be an integer >= 0")
+        for f in ("cross_attention", "tied_embeddings"):
+            _require(n, v, f, np.isin(v[f], [0, 1]), "must be 0 or 1")
+        _require(n, v, "ffn_matrices", np.isin(v["ffn_matrices"], [2, 3]), "must be 2 (plain) or 3 (gated)")
+        _require(n, v, "top_k", v["top_k"] <= v["n_experts"], "top_k must not exceed n_experts")
+        _require(n, v, "n_kv_heads", v["n_kv_heads"] <= v["n_heads"], "must not exceed n_heads")
+        gqa = v["attn_kind"] != ATTENTION_KINDS["mla"]
+        _require(n, v, "n_kv_heads", ~gqa | (np.mod(v["n_heads"], v["n_kv_heads"]) == 0),
+                 "n_heads must be a multiple of n_kv_heads")
+        mla = ~gqa
+        _require(n, v, "kv_lora_rank", ~mla | (v["kv_lora_rank"] >= 1), "MLA needs kv_lora_rank >= 1")
+        _require(n, v, "cross_attention", ~mla | (v["cross_attention"] == 0), "cross-attention is modelled for MHA/GQA/MQA only")
+        moe = v["n_experts"] > 1
+        _require(n, v, "d_ff_expert", ~moe | (v["d_ff_expert"] > 0), "an MoE model needs d_ff_expert > 0")
+        has_dense = v["n_dense_layers"] > 0
+        _require(n, v, "d_ff", ~has_dense | (v["d_ff"] > 0), "dense FFN layers need d_ff > 0")
+        for f in ("weight_bytes", "kv_bytes", "act_bytes"):
+            _require(n, v, f, np.isfinite(v[f]) & (v[f] > 0), "must be > 0 bytes per value")
+
+
+@pytree_spec
+class HardwareSpec:
+    """One accelerator and its fabric. SI units: bytes, bytes/s, FLOP/s (dense), seconds.
+
+    Link bandwidths are per GPU, per direction (what one ring hop can move). ``island_size`` is
+    the number of GPUs in one node-local high-bandwidth domain (NVLink/xGMI).
+    """
+
+    hbm_bytes: Any
+    hbm_bw: Any
+    flops_bf16: Any
+    flops_fp8: Any
+    intra_bw: Any
+    intra_latency: Any
+    island_size: Any
+    inter_bw: Any
+    inter_latency: Any
+
+    def __post_init__(self):
+        v = _host_values(self)
+        if v is None:
+            return
+        for f in ("hbm_bytes", "hbm_bw", "flops_bf16", "flops_fp8", "intra_bw", "inter_bw"):
+            _require("HardwareSpec", v, f, np.isfinite(v[f]) & (v[f] > 0), "must be > 0")
+        for f in ("intra_latency", "inter_latency"):
+            _require("HardwareSpec", v, f, np.isfinite(v[f]) & (v[f] >= 0), "must be >= 0 seconds")
+        _require("HardwareSpec", v, "island_size", _is_int(v["island_size"]) & (v["island_size"] >= 1),
+                 "must be a positive integer")
+
+
+@pytree_spec
+class Partition:
+    """How one replica's GPUs are split, and how many replicas share the cluster.
+
+    Attention runs as ``tp`` (heads) x ``dp_attn`` (sequences) x ``kvp`` (KV sequence shards,
+    ``kv_mode`` 1 = KVP/Helix, 2 = CP pass-Q); the FFN runs over the same ``G = tp*dp_attn*kvp``
+    GPUs of a stage as ``ep`` expert groups x ``G/ep``-way tensor parallel. ``pp`` pipeline
+    stages make a replica of ``N = pp*G`` GPUs; ``dp`` replicas make the cluster.
+    """
+
+    tp: Any = 1.0
+    ep: Any = 1.0
+    pp: Any = 1.0
+    dp: Any = 1.0
+    dp_attn: Any = 1.0
+    kvp: Any = 1.0
+    kv_mode: Any = 0.0
+
+    def __post_init__(self):
+        v = _host_values(self)
+        if v is None:
+            return
+        for f in ("tp", "ep", "pp", "dp", "dp_attn", "kvp"):
+            _require("Partition", v, f, _is_int(v[f]) & (v[f] >= 1), "must be a positive integer")
+        _require("Partition", v, "kv_mode", np.isin(v["kv_mode"], list(KV_MODES.values())),
+                 f"allowed codes {KV_MODES}")
+        _require("Partition", v, "kvp", (v["kv_mode"] != 0) | (v["kvp"] == 1),
+                 "kvp > 1 needs kv_mode kvp (1) or cp (2)")
+        g = v["tp"] * v["dp_attn"] * v["kvp"]
+        _require("Partition", v, "ep", np.mod(g, v["ep"]) == 0, "ep must divide tp*dp_attn*kvp")
+
+    @property
+    def gpus_per_stage(self):
+        return self.tp * self.dp_attn * self.kvp
+
+    @property
+    def gpus_per_replica(self):
+        return self.pp * self.gpus_per_stage
+
+    @property
+    def num_gpus(self):
+        return self.dp * self.gpus_per_replica
+
+
+@pytree_spec
+class Workload:
+    """Decode workload: ``context`` tokens per sequence; ``batch`` sequences per replica
+    (<= 0 means "serve at B_max"); ``kappa`` the quality factor carried for baselines."""
+
+    context: Any
+    batch: Any = 0.0
+    kappa: Any = 5.0
+
+    def __post_init__(self):
+        v = _host_values(self)
+        if v is None:
+            return
+        _require("Workload", v, "context", np.isfinite(v["context"]) & (v["context"] >= 1), "must be >= 1 token")
+        _require("Workload", v, "batch", np.isfinite(v["batch"]), "must be finite (<= 0 means B_max)")
+        _require("Workload", v, "kappa", np.isfinite(v["kappa"]) & (v["kappa"] > 0), "must be > 0")
+
+
+@pytree_spec
+class Accounting:
+    """Named free constants of the cost model and its static switches.
+
+    ``expert_traffic``: ``"physical"`` reads each touched expert once per step (expected
+    distinct experts under uniform routing, bent by ``routing_skew``); ``"paper"`` charges the
+    qs paper's eq. 4 literally, per token ``W_pool / R`` with ``R = b*k/E``.
+    ``integer_batch``: B_max is floored to whole sequences (False: continuous, differentiable).
+    ``roofline``: ``"phase"`` runs attention, FFN and LM-head phases one after another, each at
+    ``max(compute, HBM)`` (monotone in every bandwidth); ``"global"`` is the qs paper's eq. 19,
+    one ``max(T_compute, T_HBM)`` over the step (with ``overlap > 0`` a faster HBM can shrink a
+    phase's window and expose more communication).
+    """
+
+    hbm_usable_fraction: Any = 1.0  # fraction of HBM capacity usable for weights + KV
+    reserve_bytes: Any = 0.0  # per GPU, held back (activations, workspace)
+    kv_scale: Any = 1.0  # multiplier on stored KV bytes
+    routing_skew: Any = 0.0  # 0 uniform; s in [0, 1): routing concentrates on E*(1-s) experts
+    overlap: Any = 0.0  # fraction of each phase's compute window that hides its collectives
+    hbm_efficiency: Any = 1.0  # sustained / peak HBM bandwidth
+    flops_efficiency: Any = 1.0  # sustained / peak FLOP/s
+    layer_latency: Any = 0.0  # s of fixed overhead per layer per microbatch (launches, sync)
+    expert_traffic: str = static_field("physical")
+    integer_batch: bool = static_field(True)
+    roofline: str = static_field("phase")
+
+    def __post_init__(self):
+        if self.expert_traffic not in EXPERT_TRAFFIC:
+            raise SpecError(f"Accounting.expert_traffic = {self.expert_traffic!r} is invalid: allowed {EXPERT_TRAFFIC}")
+        if self.roofline not in ROOFLINES:
+            raise SpecError(f"Accounting.roofline = {self.roofline!r} is invalid: allowed {ROOFLINES}")
+        v = _host_values(self)
+        if v is None:
+            return
+        for f in ("hbm_usable_fraction", "hbm_efficiency", "flops_efficiency"):
+            _require("Accounting", v, f, (v[f] > 0) & (v[f] <= 1), "must be in (0, 1]")
+        for f in ("reserve_bytes", "layer_latency"):
+            _require("Accounting", v, f, np.isfinite(v[f]) & (v[f] >= 0), "must be >= 0")
+        _require("Accounting", v, "kv_scale", np.isfinite(v["kv_scale"]) & (v["kv_scale"] > 0), "must be > 0")
+        _require("Accounting", v, "routing_skew", (v["routing_skew"] >= 0) & (v["routing_skew"] < 1), "must be in [0, 1)")
+        _require("Accounting", v, "overlap", (v["overlap"] >= 0) & (v["overlap"] <= 1), "must be in [0, 1]")
+
+
+def replace(spec, **changes):
+    """``dataclasses.replace`` that also works on frozen pytree specs (re-validates)."""
+    return dataclasses.replace(spec, **changes)
