@@ -1,0 +1,124 @@
+"""Structured-config schemas (Hydra ConfigStore) for sweeps, and their semantic validation.
+
+Hydra checks types against these dataclasses when it composes the config; ``validate_grid``
+checks values and catalogue names, raising one-line ``SpecError``s.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Any
+
+from hydra.core.config_store import ConfigStore
+from omegaconf import MISSING
+
+from .baseline import FAMILIES
+from .catalogue import DTYPE_BYTES, available
+from .specs import EXPERT_TRAFFIC, ROOFLINES, SpecError
+
+
+@dataclasses.dataclass
+class PartitionsConf:
+    tp: list[int] = dataclasses.field(default_factory=lambda: [1, 2, 4, 8])
+    ep: list[int] = dataclasses.field(default_factory=lambda: [1, 2, 4, 8, 16, 32, 64])
+    pp: list[int] = dataclasses.field(default_factory=lambda: [1, 2, 4])
+    dp_attn: list[int] = dataclasses.field(default_factory=lambda: [1, 2, 4, 8])
+    kvp: list[int] = dataclasses.field(default_factory=lambda: [1, 2, 4, 8])
+    kv_modes: list[str] = dataclasses.field(default_factory=lambda: ["kvp", "cp"])
+
+
+@dataclasses.dataclass
+class DtypesConf:
+    weights: str = "fp8"
+    kv: str = "bf16"
+    activations: str = "bf16"
+
+
+@dataclasses.dataclass
+class AccountingConf:
+    hbm_usable_fraction: float = 1.0
+    reserve_bytes: float = 0.0
+    kv_scale: float = 1.0
+    routing_skew: float = 0.0
+    overlap: float = 0.0
+    hbm_efficiency: float = 1.0
+    flops_efficiency: float = 1.0
+    layer_latency: float = 0.0
+    expert_traffic: str = "physical"
+    roofline: str = "phase"
+    integer_batch: bool = True
+
+
+@dataclasses.dataclass
+class GridConf:
+    name: str = MISSING
+    models: list[str] = MISSING
+    kappas: list[float] = dataclasses.field(default_factory=lambda: [5.0])
+    baseline: str = "keep-attention"
+    hardware: list[str] = MISSING
+    num_gpus: list[int] = MISSING
+    contexts: list[float] = MISSING  # tokens
+    batch: Any = "bmax"  # "bmax" or sequences per replica
+    partitions: PartitionsConf = dataclasses.field(default_factory=PartitionsConf)
+    dtypes: DtypesConf = dataclasses.field(default_factory=DtypesConf)
+    accounting: AccountingConf = dataclasses.field(default_factory=AccountingConf)
+
+
+@dataclasses.dataclass
+class SweepConf:
+    grid: Any = None  # a GridConf, chosen with +grid=NAME
+    model: Any = None  # set by the optional `model=NAME` group: replaces grid.models
+    hardware: Any = None  # set by the optional `hardware=NAME` group: replaces grid.hardware
+    out: Any = None  # dataset path; default: sweep.nc in the Hydra run directory
+    parts_dir: str = "outputs/.parts"  # completed chunks, kept until the dataset is written
+    precision: str = "float32"
+    keep_partitions: bool = False
+    max_chunk_evaluations: int = 2**24  # candidate evaluations per chunk: bounds memory
+    progress: Any = "auto"  # auto | true | false
+    summary: bool = True
+
+
+def register() -> None:
+    cs = ConfigStore.instance()
+    cs.store(name="sweep_schema", node=SweepConf)
+    cs.store(group="grid", name="grid_schema", node=GridConf)
+
+
+def _positive(field: str, values, integer: bool = False) -> None:
+    if not values:
+        raise SpecError(f"{field} = [] is invalid: needs at least one value")
+    for v in values:
+        if not (isinstance(v, int | float) and math.isfinite(v) and v > 0) or (integer and int(v) != v):
+            raise SpecError(f"{field} = {v!r} is invalid: must be a positive {'integer' if integer else 'number'}")
+
+
+def _choice(field: str, value, allowed) -> None:
+    if value not in allowed:
+        raise SpecError(f"{field} = {value!r} is invalid: allowed {', '.join(map(str, allowed))}")
+
+
+def validate_grid(grid, precision: str) -> None:
+    """Values and names of a composed grid config; one-line ``SpecError`` on the first problem."""
+    for field, kind in (("models", "model"), ("hardware", "hardware")):
+        names = list(grid[field])
+        if not names:
+            raise SpecError(f"grid.{field} = [] is invalid: needs at least one {kind} name")
+        for name in names:
+            _choice(f"grid.{field}", name, available(kind))
+        if len(set(names)) != len(names):
+            raise SpecError(f"grid.{field} = {names!r} is invalid: names must be unique")
+    _positive("grid.kappas", list(grid.kappas))
+    _positive("grid.num_gpus", list(grid.num_gpus), integer=True)
+    _positive("grid.contexts", list(grid.contexts))
+    for field in ("kappas", "num_gpus", "contexts"):
+        if len(set(grid[field])) != len(grid[field]):
+            raise SpecError(f"grid.{field} = {list(grid[field])!r} is invalid: values must be unique")
+    if grid.batch != "bmax":
+        _positive("grid.batch", [grid.batch])
+    _choice("grid.baseline", grid.baseline, FAMILIES)
+    for field in ("weights", "kv", "activations"):
+        _choice(f"grid.dtypes.{field}", grid.dtypes[field], DTYPE_BYTES)
+    _choice("grid.accounting.expert_traffic", grid.accounting.expert_traffic, EXPERT_TRAFFIC)
+    _choice("grid.accounting.roofline", grid.accounting.roofline, ROOFLINES)
+    _choice("precision", precision, ("float32", "float64"))

@@ -1,0 +1,208 @@
+"""Grids: partition candidates, the one-point kernel lifted over grid axes, chunked evaluation.
+
+Axes of the lifted kernel, outermost first: ``row`` (a model variant: an MoE or one of its dense
+baselines), ``hardware``, ``num_gpus`` (each with its own padded table of candidate partitions),
+``context``. The partition axis is innermost: it is either reduced on the device (best feasible
+partition by throughput per GPU) or kept. Nested ``vmap`` keeps per-axis work (parameter counts,
+resident weights) at that axis's size instead of broadcasting it to every point.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import itertools
+from collections.abc import Iterator
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from .cost import StepCosts, decode_point
+from .partition import partition_valid
+from .specs import KV_MODES, Accounting, HardwareSpec, ModelSpec, Partition, SpecError, Workload
+
+PARTITION_FIELDS = tuple(f.name for f in dataclasses.fields(Partition))
+AXES = ("row", "hardware", "num_gpus", "context")
+
+
+@dataclasses.dataclass(frozen=True)
+class PartitionSpace:
+    """Degrees the search may use; every combination whose GPU count divides the cluster is a
+    candidate (the remaining factor becomes data-parallel replicas ``dp``)."""
+
+    tp: tuple[int, ...] = (1, 2, 4, 8)
+    ep: tuple[int, ...] = (1, 2, 4, 8, 16, 32, 64)
+    pp: tuple[int, ...] = (1, 2, 4)
+    dp_attn: tuple[int, ...] = (1, 2, 4, 8)
+    kvp: tuple[int, ...] = (1, 2, 4, 8)
+    kv_modes: tuple[str, ...] = ("kvp", "cp")
+
+    def __post_init__(self):
+        for name in ("tp", "ep", "pp", "dp_attn", "kvp"):
+            values = getattr(self, name)
+            if not values or any(int(v) != v or v < 1 for v in values):
+                raise SpecError(f"partitions.{name} = {list(values)!r} is invalid: a non-empty list of positive integers")
+        bad = [m for m in self.kv_modes if m not in KV_MODES or m == "none"]
+        if bad:
+            raise SpecError(f"partitions.kv_modes = {bad[0]!r} is invalid: allowed kvp, cp")
+
+
+def enumerate_partitions(num_gpus: int, space: PartitionSpace) -> np.ndarray:
+    """Candidate partitions of ``num_gpus`` GPUs as rows of ``PARTITION_FIELDS`` (float64).
+
+    >>> enumerate_partitions(2, PartitionSpace(tp=(1, 2), ep=(1,), pp=(1,), dp_attn=(1,), kvp=(1,))).tolist()
+    [[1.0, 1.0, 1.0, 2.0, 1.0, 1.0, 0.0], [2.0, 1.0, 1.0, 1.0, 1.0, 1.0, 0.0]]
+    """
+    rows = []
+    modes = [KV_MODES[m] for m in space.kv_modes]
+    for tp, dp_attn, kvp, pp, ep in itertools.product(space.tp, space.dp_attn, space.kvp, space.pp, space.ep):
+        g = tp * dp_attn * kvp
+        replica = pp * g
+        if num_gpus % replica or g % ep:
+            continue
+        for mode in ([0] if kvp == 1 else modes):
+            row = {"tp": tp, "ep": ep, "pp": pp, "dp": num_gpus // replica, "dp_attn": dp_attn, "kvp": kvp, "kv_mode": mode}
+            rows.append([row[f] for f in PARTITION_FIELDS])
+    return np.array(rows, dtype=float).reshape(-1, len(PARTITION_FIELDS))
+
+
+def partition_table(num_gpus: list[int], space: PartitionSpace) -> tuple[np.ndarray, np.ndarray]:
+    """Candidates for every cluster size, padded to one length: (table [N, P, fields], mask [N, P])."""
+    tables = [enumerate_partitions(int(n), space) for n in num_gpus]
+    for n, t in zip(num_gpus, tables):
+        if not len(t):
+            raise SpecError(f"num_gpus = {n} is invalid: no partition in the search space divides it")
+    width = max(len(t) for t in tables)
+    table = np.stack([np.concatenate([t, np.repeat(t[:1], width - len(t), axis=0)]) for t in tables])
+    mask = np.stack([np.arange(width) < len(t) for t in tables])
+    return table, mask
+
+
+def partitions_from_table(table) -> Partition:
+    return Partition(**{f: table[..., i] for i, f in enumerate(PARTITION_FIELDS)})
+
+
+def stack(specs: list) -> Any:
+    """Stack same-type specs into one spec whose leaves have a leading axis."""
+    return jax.tree_util.tree_map(lambda *xs: np.stack([np.asarray(x, dtype=float) for x in xs]), *specs)
+
+
+@dataclasses.dataclass(frozen=True)
+class GridInputs:
+    """Everything the lifted kernel reads, as host arrays (leading axis = the grid axis)."""
+
+    rows: ModelSpec  # [R]
+    hardware: HardwareSpec  # [H]
+    partitions: np.ndarray  # [N, P, fields]
+    partition_mask: np.ndarray  # [N, P]
+    contexts: np.ndarray  # [C]
+
+    @property
+    def shape(self) -> dict[str, int]:
+        return {"row": len(self.rows.n_layers), "hardware": len(self.hardware.hbm_bw),
+                "num_gpus": self.partitions.shape[0], "context": len(self.contexts)}
+
+    @property
+    def n_partitions(self) -> int:
+        return self.partitions.shape[1]
+
+    def take(self, axis: str, idx: np.ndarray) -> GridInputs:
+        """The inputs restricted to positions ``idx`` of grid ``axis``."""
+        pick = lambda tree: jax.tree_util.tree_map(lambda x: x[idx], tree)  # noqa: E731
+        if axis == "row":
+            return dataclasses.replace(self, rows=pick(self.rows))
+        if axis == "hardware":
+            return dataclasses.replace(self, hardware=pick(self.hardware))
+        if axis == "num_gpus":
+            return dataclasses.replace(self, partitions=self.partitions[idx], partition_mask=self.partition_mask[idx])
+        return dataclasses.replace(self, contexts=self.contexts[idx])
+
+
+def _score(m, hw, p, pmask, wl, acc):
+    """Throughput per GPU of one candidate, or -1 where it is illegal or does not fit."""
+    r = decode_point(m, hw, p, wl, acc)
+    ok = pmask & partition_valid(m, p) & r.feasible
+    return jnp.where(ok, r.throughput_per_gpu, -1.0)
+
+
+def best_partition_point(m, hw, parts: Partition, pmask, wl: Workload, acc: Accounting) -> tuple[StepCosts, jax.Array]:
+    """Best feasible candidate (argmax of throughput per GPU, on the device) and its degrees.
+
+    Only the score is computed for every candidate; the winner is evaluated once more in full.
+    Degrees are 0 where no candidate is feasible.
+    """
+    score = jax.vmap(_score, in_axes=(None, None, 0, 0, None, None))(m, hw, parts, pmask, wl, acc)
+    i = jnp.argmax(score)
+    found = score[i] > 0
+    best = jax.tree_util.tree_map(lambda x: x[i], parts)
+    r = decode_point(m, hw, best, wl, acc)
+    r = dataclasses.replace(r, feasible=r.feasible & found, bound=jnp.where(found, r.bound, 3))
+    degrees = jnp.stack([getattr(best, f) for f in PARTITION_FIELDS]) * found
+    return r, degrees
+
+
+def all_partitions_point(m, hw, parts: Partition, pmask, wl: Workload, acc: Accounting) -> tuple[StepCosts, jax.Array]:
+    """Every candidate's result (partition axis kept last); illegal candidates marked infeasible."""
+    def one(p, ok):
+        r = decode_point(m, hw, p, wl, acc)
+        ok = ok & partition_valid(m, p)
+        return dataclasses.replace(r, feasible=r.feasible & ok, bound=jnp.where(ok, r.bound, 3),
+                                   throughput=jnp.where(ok, r.throughput, 0.0),
+                                   throughput_per_gpu=jnp.where(ok, r.throughput_per_gpu, 0.0)), ok
+    return jax.vmap(one)(parts, pmask)
+
+
+@functools.cache
+def lifted_kernel(keep_partitions: bool):
+    """``f(rows, hardware, partitions[N,P,F], mask[N,P], contexts, batch, acc)`` over the grid axes."""
+    point = all_partitions_point if keep_partitions else best_partition_point
+
+    def at(m, hw, table, pmask, context, batch, acc):
+        return point(m, hw, partitions_from_table(table), pmask, Workload(context=context, batch=batch), acc)
+
+    f = jax.vmap(at, in_axes=(None, None, None, None, 0, None, None))  # context
+    f = jax.vmap(f, in_axes=(None, None, 0, 0, None, None, None))  # num_gpus
+    f = jax.vmap(f, in_axes=(None, 0, None, None, None, None, None))  # hardware
+    f = jax.vmap(f, in_axes=(0, None, None, None, None, None, None))  # row
+    return jax.jit(f)
+
+
+def chunk_plan(shape: dict[str, int], n_partitions: int, max_evaluations: int) -> tuple[str, int]:
+    """(axis, block) so one chunk evaluates at most ``max_evaluations`` candidates where possible:
+    chunks run along the largest grid axis."""
+    axis = max(AXES, key=lambda a: shape[a])
+    per_index = n_partitions * int(np.prod([shape[a] for a in AXES if a != axis]))
+    return axis, int(max(1, min(shape[axis], max_evaluations // max(per_index, 1))))
+
+
+def evaluate_chunks(inputs: GridInputs, batch: float, acc: Accounting, keep_partitions: bool,
+                    max_evaluations: int, dtype, skip: set[int] = frozenset()) -> Iterator[tuple[int, str, slice, dict]]:
+    """Yield ``(chunk_id, axis, positions, results)`` chunk by chunk, results as host arrays.
+
+    Every chunk has the same shape (the last one is padded by repeating its final index and
+    trimmed after), so the kernel compiles once. Chunks in ``skip`` are not evaluated.
+    """
+    axis, block = chunk_plan(inputs.shape, inputs.n_partitions, max_evaluations)
+    size = inputs.shape[axis]
+    kernel = lifted_kernel(keep_partitions)
+    cast = lambda tree: jax.tree_util.tree_map(lambda x: jnp.asarray(x, dtype=dtype), tree)  # noqa: E731
+    acc = cast(acc)
+    for cid, start in enumerate(range(0, size, block)):
+        if cid in skip:
+            continue
+        stop = min(start + block, size)
+        sub = inputs.take(axis, np.minimum(np.arange(start, start + block), size - 1))
+        out, extra = kernel(cast(sub.rows), cast(sub.hardware), jnp.asarray(sub.partitions, dtype), sub.partition_mask,
+                            jnp.asarray(sub.contexts, dtype), jnp.asarray(batch, dtype), acc)
+        n = stop - start
+        trim = lambda x: np.array(x)[(slice(None),) * AXES.index(axis) + (slice(0, n),)]  # noqa: E731
+        results = {k: trim(v) for k, v in vars(out).items()}
+        results["partition_valid" if keep_partitions else "degrees"] = trim(extra)
+        yield cid, axis, slice(start, stop), results
+
+
+def n_chunks(inputs: GridInputs, max_evaluations: int) -> int:
+    axis, block = chunk_plan(inputs.shape, inputs.n_partitions, max_evaluations)
+    return -(-inputs.shape[axis] // block)

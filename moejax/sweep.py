@@ -1,0 +1,226 @@
+"""Main job: ``python -m moejax.sweep +grid=frontier``.
+
+Every MoE model of the grid and its κ-matched dense baselines, on every hardware, cluster size
+and context, each at its best feasible partition (searched on the device), written as one
+labelled netCDF dataset (``sweep.nc`` in the Hydra run directory, or ``out=PATH``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import logging
+import sys
+import time
+import warnings
+from pathlib import Path
+
+import hydra
+import jax
+import numpy as np
+import xarray as xr
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig, OmegaConf
+from tqdm import tqdm
+
+from . import __version__
+from .baseline import dense_baseline
+from .catalogue import load_hardware, load_model
+from .config import register, validate_grid
+from .dataset import assemble, completed_chunks, write_part
+from .grid import AXES, GridInputs, PartitionSpace, evaluate_chunks, n_chunks, partition_table, stack
+from .specs import Accounting, SpecError
+
+register()
+
+
+@dataclasses.dataclass(frozen=True)
+class SweepPlan:
+    """A validated grid: kernel inputs plus how kernel rows map onto dataset coordinates."""
+
+    inputs: GridInputs
+    row_map: np.ndarray  # [model, variant, kappa] -> kernel row
+    baseline_exists: np.ndarray  # [model, kappa]
+    coords: dict
+    accounting: Accounting
+    batch: float
+
+
+def build_plan(grid, keep_partitions: bool) -> SweepPlan:
+    """Load the catalogue entries and baselines a grid names; errors are one-line ``SpecError``s."""
+    dtypes = dict(grid.dtypes)
+    models = [load_model(name, **dtypes) for name in grid.models]
+    kappas = [float(k) for k in grid.kappas]
+    rows, row_map = [], np.full((len(models), 2, len(kappas)), -1)
+    exists = np.zeros((len(models), len(kappas)), dtype=bool)
+    for i, m in enumerate(models):
+        row_map[i, 0, :] = len(rows)
+        rows.append(m)
+        for j, kappa in enumerate(kappas):
+            row_map[i, 1, j] = len(rows)
+            try:
+                rows.append(jax.tree_util.tree_map(float, dense_baseline(m, kappa, grid.baseline)))
+                exists[i, j] = True
+            except SpecError:  # κ·ρ·P_total below the kept attention: no such dense model
+                rows.append(m)
+    hardware = [load_hardware(name) for name in grid.hardware]
+    num_gpus = [int(n) for n in grid.num_gpus]
+    table, mask = partition_table(num_gpus, PartitionSpace(**{k: tuple(v) for k, v in grid.partitions.items()}))
+    contexts = np.array([float(c) for c in grid.contexts])
+    inputs = GridInputs(stack(rows), stack(hardware), table, mask, contexts)
+    coords = {
+        "model": (np.array(list(grid.models)), {"long_name": "MoE model (catalogue name)"}),
+        "variant": (np.array(["moe", "dense"]), {"long_name": "the MoE itself, or its kappa-matched dense baseline"}),
+        "kappa": (np.array(kappas), {"units": "1", "long_name": "quality factor: dense params = kappa*rho*P_total"}),
+        "hardware": (np.array(list(grid.hardware)), {"long_name": "accelerator (catalogue name)"}),
+        "num_gpus": (np.array(num_gpus, dtype=np.int32), {"units": "1", "long_name": "GPUs in the cluster"}),
+        "context": (contexts, {"units": "1", "long_name": "context length in tokens"}),
+    }
+    if keep_partitions:
+        coords["partition"] = (np.arange(table.shape[1], dtype=np.int32), {"long_name": "candidate partition index"})
+    acc = Accounting(**dict(grid.accounting))
+    batch = 0.0 if grid.batch == "bmax" else float(grid.batch)
+    return SweepPlan(inputs, row_map, exists, coords, acc, batch)
+
+
+def _mask_missing_baselines(plan: SweepPlan, axis: str, positions: slice, results: dict) -> None:
+    """Rows standing in for a dense baseline that cannot exist report infeasible, not numbers."""
+    missing = {int(plan.row_map[m, 1, k]) for m, k in zip(*np.nonzero(~plan.baseline_exists))}
+    first = positions.start if axis == "row" else 0
+    for row in missing:
+        local = row - first
+        if not 0 <= local < results["feasible"].shape[0]:
+            continue
+        for name, values in results.items():
+            if name == "feasible":
+                values[local] = False
+            elif name == "bound":
+                values[local] = 3
+            elif name in ("degrees", "partition_valid", "throughput", "throughput_per_gpu"):
+                values[local] = 0
+            elif name == "step_time":
+                values[local] = np.inf
+            else:
+                values[local] = np.nan
+
+
+def science_config(cfg: DictConfig) -> dict:
+    """The part of the config that determines the numbers (hashed for resume, stored in attrs)."""
+    return {"grid": OmegaConf.to_container(cfg.grid, resolve=True), "precision": cfg.precision,
+            "keep_partitions": cfg.keep_partitions, "max_chunk_evaluations": cfg.max_chunk_evaluations,
+            "moejax_version": __version__}
+
+
+def run(cfg: DictConfig, out: Path) -> Path:
+    """Evaluate the grid chunk by chunk (resuming from completed parts) and write ``out``."""
+    if cfg.precision == "float64":
+        jax.config.update("jax_enable_x64", True)
+    validate_grid(cfg.grid, cfg.precision)
+    plan = build_plan(cfg.grid, cfg.keep_partitions)
+    science = science_config(cfg)
+    text = OmegaConf.to_yaml(OmegaConf.create(science))
+    parts_dir = Path(cfg.parts_dir) / hashlib.sha256(text.encode()).hexdigest()[:16]
+    done = completed_chunks(parts_dir)
+    total = n_chunks(plan.inputs, cfg.max_chunk_evaluations)
+    per_chunk = plan.inputs.n_partitions * int(np.prod(list(plan.inputs.shape.values()))) / total
+    show = cfg.progress is True or (cfg.progress == "auto" and total - len(done) > 1 and sys.stderr.isatty())
+    dtype = np.float64 if cfg.precision == "float64" else np.float32
+    start = time.perf_counter()
+    with tqdm(total=total, initial=len(done), unit="chunk", disable=not show, file=sys.stderr) as bar:
+        for cid, axis, positions, results in evaluate_chunks(plan.inputs, plan.batch, plan.accounting, cfg.keep_partitions,
+                                                             cfg.max_chunk_evaluations, dtype, skip=done):
+            _mask_missing_baselines(plan, axis, positions, results)
+            write_part(parts_dir, cid, axis, positions, results)
+            bar.update(1)
+            bar.set_postfix_str(f"{per_chunk * (bar.n - len(done)) / (time.perf_counter() - start):.3g} evaluations/s")
+    acc = plan.accounting
+    attrs = {
+        "title": f"moejax decode sweep: grid {cfg.grid.name}",
+        "Conventions": "CF-1.10",
+        "source": f"moejax {__version__} (jax {jax.__version__})",
+        "config": text,
+        "grid": cfg.grid.name,
+        "expert_traffic": acc.expert_traffic,
+        "roofline": acc.roofline,
+        "integer_batch": int(acc.integer_batch),
+        "dense_baseline_family": cfg.grid.baseline,
+        "batch_policy": str(cfg.grid.batch),
+        "partition_search": "all candidates kept" if cfg.keep_partitions else "best feasible partition by throughput_per_gpu",
+        "precision": cfg.precision,
+        "comment": "MoE rows (variant=moe) do not depend on kappa and are repeated along it.",
+    }
+    baseline = ("baseline_exists", ("model", "kappa"), plan.baseline_exists.astype(np.int8))
+    assemble(out, parts_dir, plan.coords, plan.row_map, attrs, "f8" if dtype == np.float64 else "f4",
+             plan.inputs.partitions if cfg.keep_partitions else None, extra=[baseline])
+    for part in parts_dir.glob("part-*.nc"):
+        part.unlink()
+    parts_dir.rmdir()
+    return out
+
+
+def summary(path: Path) -> str:
+    """Per model: best MoE throughput per GPU and where; dense/MoE ratio at the shortest and
+    longest context (κ nearest 5, best hardware and cluster for each); MoE bound at long context."""
+    with xr.open_dataset(path) as ds:
+        kappa = float(ds.kappa[np.argmin(np.abs(ds.kappa.values - 5.0))])
+        tput = ds.throughput_per_gpu.sel(kappa=kappa)
+        lines = [f"{'model':<18} {'best MoE tok/s/GPU':>19}  {'where':<28} dense/MoE at κ={kappa:g}: "
+                 f"{int(ds.context[0])} tok / {int(ds.context[-1])} tok   MoE bound (long ctx)"]
+        meanings = ds.bound.attrs["flag_meanings"].split()
+        for model in ds.model.values:
+            moe = tput.sel(model=model, variant="moe")
+            if not bool((moe > 0).any()):
+                lines.append(f"{model:<18} {'infeasible everywhere':>19}")
+                continue
+            where = moe.where(moe == moe.max(), drop=True)
+            w = {d: where[d].values[0] for d in ("hardware", "num_gpus", "context")}
+            ratios = []
+            for c in (ds.context[0], ds.context[-1]):
+                best = tput.sel(model=model, context=c).max(("hardware", "num_gpus"))
+                m, d = float(best.sel(variant="moe")), float(best.sel(variant="dense"))
+                ratios.append(f"{d / m:.2f}x" if m > 0 and d > 0 else ("MoE only" if m > 0 else "dense only" if d > 0 else "neither"))
+            long = moe.sel(context=ds.context[-1])
+            bound = meanings[int(ds.bound.sel(model=model, variant="moe", kappa=kappa, context=ds.context[-1])
+                                 .values.ravel()[int(np.argmax(long.values))])] if bool((long > 0).any()) else "infeasible"
+            place = f"{w['hardware']} x{w['num_gpus']} @ {int(w['context'])}"
+            lines.append(f"{model:<18} {float(moe.max()):>19.4g}  {place:<28} {ratios[0]:>12} / {ratios[1]:<12} {bound}")
+        if not bool(ds.feasible.any()):
+            lines.append("warning: no point of this grid is feasible")
+    return "\n".join(lines)
+
+
+def _resolve_overrides(cfg: DictConfig) -> None:
+    """``model=NAME`` / ``hardware=NAME`` (Hydra groups over the catalogue) replace the grid's lists."""
+    choices = HydraConfig.get().runtime.choices
+    for group, field in (("model", "models"), ("hardware", "hardware")):
+        if choices.get(group):
+            cfg.grid[field] = [choices[group]]
+
+
+@hydra.main(version_base=None, config_path="../conf", config_name="config")
+def main(cfg: DictConfig) -> None:
+    logging.getLogger("jax._src.xla_bridge").setLevel(logging.ERROR)  # "no TPU/GPU backend" notices
+    run_dir = Path(HydraConfig.get().runtime.output_dir)
+    try:
+        if cfg.grid is None:
+            from .catalogue import CONF_DIR
+
+            grids = sorted(p.stem for p in (CONF_DIR / "grid").glob("*.yaml"))
+            raise SpecError(f"grid is missing: choose one with +grid=NAME, available {', '.join(grids)}")
+        _resolve_overrides(cfg)
+        out = Path(cfg.out) if cfg.out else run_dir / "sweep.nc"
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            run(cfg, out)
+    except SpecError as e:
+        print(f"error: {e}", file=sys.stderr)
+        if run_dir.exists() and not any(run_dir.iterdir()):
+            run_dir.rmdir()
+        sys.exit(2)
+    print(f"wrote {out}")
+    if cfg.summary:
+        print(summary(out))
+
+
+if __name__ == "__main__":
+    main()
