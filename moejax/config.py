@@ -105,7 +105,8 @@ def validate_grid(grid, precision: str) -> None:
         if not names:
             raise SpecError(f"grid.{field} = [] is invalid: needs at least one {kind} name")
         for name in names:
-            _choice(f"grid.{field}", name, available(kind))
+            if not str(name).endswith((".yaml", ".json")):  # a path is checked when it is loaded
+                _choice(f"grid.{field}", name, available(kind))
         if len(set(names)) != len(names):
             raise SpecError(f"grid.{field} = {names!r} is invalid: names must be unique")
     _positive("grid.kappas", list(grid.kappas))

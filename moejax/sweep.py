@@ -63,6 +63,7 @@ def build_plan(grid, keep_partitions: bool) -> SweepPlan:
                 exists[i, j] = True
             except SpecError:  # κ·ρ·P_total below the kept attention: no such dense model
                 rows.append(m)
+    _check_partition_space(grid.partitions, grid.models, models)
     hardware = [load_hardware(name) for name in grid.hardware]
     num_gpus = [int(n) for n in grid.num_gpus]
     table, mask = partition_table(num_gpus, PartitionSpace(**{k: tuple(v) for k, v in grid.partitions.items()}))
@@ -81,6 +82,18 @@ def build_plan(grid, keep_partitions: bool) -> SweepPlan:
     acc = Accounting(**dict(grid.accounting))
     batch = 0.0 if grid.batch == "bmax" else float(grid.batch)
     return SweepPlan(inputs, row_map, exists, coords, acc, batch)
+
+
+def _check_partition_space(space, names, models) -> None:
+    """Each degree list of the search space must hold a value that splits every model (others are
+    masked per model by the search)."""
+    rules = (("tp", "n_heads", "heads"), ("ep", "n_experts", "experts"), ("pp", "n_layers", "layers"))
+    for field, attr, what in rules:
+        for name, m in zip(names, models):
+            count = float(getattr(m, attr))
+            if not any(count % degree == 0 for degree in space[field]):
+                raise SpecError(f"grid.partitions.{field} = {list(space[field])} is invalid: none divides the "
+                                f"{count:g} {what} of {name}")
 
 
 def _mask_missing_baselines(plan: SweepPlan, axis: str, positions: slice, results: dict) -> None:
