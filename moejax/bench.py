@@ -1,0 +1,245 @@
+"""Benchmark: ``python -m moejax.bench`` (add ``--stream-points 0`` to skip the 10⁹-point stream).
+
+On the same frontier grid (every candidate partition of every point: 1.6×10⁷ evaluations):
+- ``search``: the compiled kernel with the best-partition search reduced on the device;
+- ``all outputs``: the compiled kernel returning every candidate's full result (no search);
+- ``numpy``: the same kernel code evaluated by NumPy (whole-array, un-fused) on a slice;
+- ``reference``: the pure-Python oracle on random points of the grid, checked against the kernel;
+- ``stream``: the main job on a ≥10⁹-evaluation grid in a fresh process (peak RSS of that process).
+Prints a table, then one JSON line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from .grid import GridInputs, lifted_kernel, partitions_from_table
+
+
+def _compose(overrides: list[str]):
+    from hydra import compose, initialize_config_dir
+
+    from .catalogue import CONF_DIR
+
+    with initialize_config_dir(str(CONF_DIR), version_base=None):
+        return compose("config", overrides=overrides)
+
+
+def _plan(overrides: list[str]):
+    from .sweep import build_plan
+
+    cfg = _compose(["+grid=frontier", *overrides])
+    return build_plan(cfg.grid, False)
+
+
+def _contexts_override(n: int) -> str:
+    """``grid.contexts=[...]``: ``n`` distinct whole-token contexts spread geometrically over 1k-16M."""
+    contexts = np.round(np.geomspace(1024, 2**24, n))  # distinct for n up to several thousand
+    return "grid.contexts=[" + ",".join(f"{c:.0f}" for c in contexts) + "]"
+
+
+def _peak_rss_mb() -> float:
+    """Peak resident memory of this process. VmHWM, not ru_maxrss: Linux carries ru_maxrss over
+    fork+exec, so a child would report its parent's peak."""
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def _cast(tree, dtype):
+    return jax.tree_util.tree_map(lambda x: jnp.asarray(x, dtype), tree)
+
+
+def _args(inputs: GridInputs, dtype):
+    return (_cast(inputs.rows, dtype), _cast(inputs.hardware, dtype), jnp.asarray(inputs.partitions, dtype),
+            jnp.asarray(inputs.partition_mask), jnp.asarray(inputs.contexts, dtype))
+
+
+def time_kernel(inputs: GridInputs, acc, keep: bool, repeats: int, dtype) -> tuple[float, float, float]:
+    """Seconds of one whole-grid call: (first call incl. compile, best steady state with the results
+    copied to the host as a user gets them, best steady state on the device alone)."""
+    kernel = lifted_kernel(keep)
+    args = (*_args(inputs, dtype), jnp.asarray(0.0, dtype), _cast(acc, dtype))
+
+    def call(to_host: bool) -> float:
+        t0 = time.perf_counter()
+        out = kernel(*args)
+        jax.tree_util.tree_map(np.asarray, out) if to_host else jax.block_until_ready(out)
+        return time.perf_counter() - t0
+
+    first = call(True)
+    host = min(call(True) for _ in range(repeats))
+    device = min(call(False) for _ in range(repeats))
+    return first, host, device
+
+
+@contextlib.contextmanager
+def numpy_backend():
+    """Run the kernel's own code with NumPy in place of jax.numpy (whole-array, un-fused)."""
+    from . import arch, collectives, cost, partition
+
+    modules = (arch, collectives, cost, partition)
+    saved = [m.jnp for m in modules]
+    for m in modules:
+        m.jnp = np
+    try:
+        yield
+    finally:
+        for m, s in zip(modules, saved):
+            m.jnp = s
+
+
+def numpy_all_outputs(inputs: GridInputs, acc):
+    """Every candidate of every point by NumPy broadcasting: axes (row, hw, num_gpus, context, partition)."""
+    from .cost import decode_point
+    from .specs import Workload
+
+    expand = lambda tree, shape: jax.tree_util.tree_map(lambda x: np.asarray(x, np.float32).reshape(shape), tree)  # noqa: E731
+    m = expand(inputs.rows, (-1, 1, 1, 1, 1))
+    hw = expand(inputs.hardware, (1, -1, 1, 1, 1))
+    parts = partitions_from_table(inputs.partitions.astype(np.float32)[None, None, :, None, :, :])
+    wl = Workload(context=inputs.contexts.astype(np.float32).reshape(1, 1, 1, -1, 1), batch=np.float32(0))
+    with numpy_backend(), np.errstate(divide="ignore", invalid="ignore"):  # where() evaluates both branches
+        return decode_point(m, hw, parts, wl, acc)
+
+
+def reference_sample(inputs: GridInputs, acc, n: int, seed: int = 0):
+    """(points/s of the Python oracle, max relative step-time difference vs the float32 kernel)."""
+    from dataclasses import asdict
+
+    from .cost import decode_point
+    from .reference import reference_decode
+    from .specs import Workload
+
+    rng = np.random.default_rng(seed)
+    shape = inputs.shape
+    idx = {a: rng.integers(0, s, n) for a, s in shape.items()}
+    p_idx = rng.integers(0, inputs.n_partitions, n)
+    leaf = lambda tree, i: {k: float(v[i]) for k, v in vars(tree).items()}  # noqa: E731
+    pts = [(leaf(inputs.rows, idx["row"][j]), leaf(inputs.hardware, idx["hardware"][j]),
+            {f: float(x) for f, x in zip(("tp", "ep", "pp", "dp", "dp_attn", "kvp", "kv_mode"), inputs.partitions[idx["num_gpus"][j], p_idx[j]])},
+            {"context": float(inputs.contexts[idx["context"][j]]), "batch": 0.0}) for j in range(n)]
+    acc_dict = {**asdict(acc)}
+    t0 = time.perf_counter()
+    ref = [reference_decode(m, hw, p, wl, acc_dict) for m, hw, p, wl in pts]
+    rate = n / (time.perf_counter() - t0)
+    from .grid import stack
+    from .specs import HardwareSpec, ModelSpec, Partition
+
+    batched = [stack([cls(**d[k]) for d in pts]) for k, cls in enumerate((ModelSpec, HardwareSpec, Partition))]
+    wl = Workload(context=np.array([d[3]["context"] for d in pts]), batch=np.zeros(n), kappa=np.full(n, 5.0))
+    out = jax.jit(jax.vmap(decode_point, in_axes=(0, 0, 0, 0, None)))(*_cast(batched, jnp.float32), _cast(wl, jnp.float32), _cast(acc, jnp.float32))
+    ok = np.array([r["feasible"] for r in ref])
+    kern = np.asarray(out.step_time)[ok]
+    want = np.array([r["step_time"] for r in ref])[ok]
+    return rate, float(np.max(np.abs(kern / want - 1))) if ok.any() else 0.0, int(ok.sum())
+
+
+def stream(points: float, chunk: int) -> dict:
+    """The main job on the frontier grid with enough contexts for ``points`` candidate evaluations."""
+    from .sweep import run
+
+    base = _plan([])
+    per_context = base.inputs.n_partitions * int(np.prod([v for k, v in base.inputs.shape.items() if k != "context"]))
+    n_ctx = int(np.ceil(points / per_context))
+    with tempfile.TemporaryDirectory() as tmp:
+        cfg = _compose(["+grid=frontier", _contexts_override(n_ctx),
+                        f"parts_dir={tmp}/parts", f"max_chunk_evaluations={chunk}", "progress=false"])
+        t0 = time.perf_counter()
+        out = run(cfg, Path(tmp) / "stream.nc")
+        seconds = time.perf_counter() - t0
+        size = out.stat().st_size
+    evaluations = per_context * n_ctx
+    return {"stream_evaluations": evaluations, "stream_s": seconds, "stream_points_per_s": evaluations / seconds,
+            "stream_peak_rss_mb": _peak_rss_mb(), "stream_file_mb": size / 2**20}
+
+
+def main(argv=None) -> dict:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--contexts", type=int, default=0, help="widen the grid to this many contexts (1k-16M); 0: frontier's 11")
+    ap.add_argument("--reference-points", type=int, default=2000)
+    ap.add_argument("--numpy-contexts", type=int, default=1, help="contexts of the grid NumPy evaluates")
+    ap.add_argument("--stream-points", type=float, default=1e9, help="0 skips the streamed main-job run")
+    ap.add_argument("--stream-chunk", type=int, default=2**24)
+    ap.add_argument("--stream-only", action="store_true", help=argparse.SUPPRESS)
+    args = ap.parse_args(argv)
+    if args.stream_only:
+        result = stream(args.stream_points, args.stream_chunk)
+        print(json.dumps(result))
+        return result
+
+    plan = _plan([] if not args.contexts else [_contexts_override(args.contexts)])
+    inputs, acc = plan.inputs, plan.accounting
+    evaluations = inputs.n_partitions * int(np.prod(list(inputs.shape.values())))
+    device = f"{jax.devices()[0].platform}:{jax.devices()[0].device_kind} x{jax.device_count()}"
+    first_s, search_s, _ = time_kernel(inputs, acc, False, args.repeats, jnp.float32)
+    first_all, all_s, all_device_s = time_kernel(inputs, acc, True, args.repeats, jnp.float32)
+
+    sub = inputs.take("context", np.arange(min(args.numpy_contexts, inputs.shape["context"])))
+    n_np = sub.n_partitions * int(np.prod(list(sub.shape.values())))
+    t0 = time.perf_counter()
+    numpy_out = numpy_all_outputs(sub, acc)
+    numpy_s = time.perf_counter() - t0
+    kernel_out = lifted_kernel(True)(*_args(sub, jnp.float32), jnp.asarray(0.0, jnp.float32), _cast(acc, jnp.float32))[0]
+    ok = np.asarray(numpy_out.feasible) & np.asarray(kernel_out.feasible)
+    numpy_diff = float(np.max(np.abs(np.asarray(kernel_out.step_time)[ok] / np.asarray(numpy_out.step_time)[ok] - 1)))
+
+    ref_rate, ref_diff, ref_feasible = reference_sample(inputs, acc, args.reference_points)
+    result = {
+        "device": device,
+        "grid_points": int(np.prod(list(inputs.shape.values()))),
+        "evaluations": evaluations,
+        "points_per_s": evaluations / all_s,
+        "device_points_per_s": evaluations / all_device_s,
+        "search_points_per_s": evaluations / search_s,
+        "numpy_points_per_s": n_np / numpy_s,
+        "reference_points_per_s": ref_rate,
+        "compile_s": first_s - search_s,
+        "compile_all_outputs_s": first_all - all_s,
+        "numpy_max_rel_diff": numpy_diff,
+        "reference_max_rel_diff_float32": ref_diff,
+        "reference_feasible_points": ref_feasible,
+        "peak_rss_mb": _peak_rss_mb(),
+    }
+    if args.stream_points > 0:
+        proc = subprocess.run([sys.executable, "-m", "moejax.bench", "--stream-only", "--stream-points", str(args.stream_points),
+                               "--stream-chunk", str(args.stream_chunk)], capture_output=True, text=True, check=True)
+        result.update(json.loads(proc.stdout.strip().splitlines()[-1]))
+    rows = [
+        ("compiled, best-partition search", result["search_points_per_s"], f"compile {result['compile_s']:.2f} s"),
+        ("compiled, every candidate's full result, on host", result["points_per_s"], f"compile {result['compile_all_outputs_s']:.2f} s"),
+        ("  the same, left on the device", result["device_points_per_s"], "no device-to-host copy"),
+        ("same kernel code under NumPy", result["numpy_points_per_s"], f"max rel diff {numpy_diff:.1e}"),
+        ("pure-Python reference oracle", result["reference_points_per_s"], f"max rel diff {ref_diff:.1e} (float32 kernel)"),
+    ]
+    if "stream_points_per_s" in result:
+        rows.append((f"main job, {result['stream_evaluations']:.2e} evaluations streamed", result["stream_points_per_s"],
+                     f"peak RSS {result['stream_peak_rss_mb']:.0f} MB, {result['stream_s']:.1f} s"))
+    print(f"moejax bench on {device}: frontier grid, {result['grid_points']} points x {inputs.n_partitions} candidate partitions "
+          f"= {evaluations:.3e} evaluations")
+    print(f"{'path':<52} {'points/s':>12}  notes")
+    for name, rate, note in rows:
+        print(f"{name:<52} {rate:>12.3e}  {note}")
+    print(f"peak RSS of this process: {result['peak_rss_mb']:.0f} MB")
+    print(json.dumps(result))
+    return result
+
+
+
+if __name__ == "__main__":
+    main()
