@@ -15,7 +15,7 @@ from omegaconf import MISSING
 
 from .baseline import FAMILIES
 from .catalogue import DTYPE_BYTES, available
-from .specs import EXPERT_TRAFFIC, ROOFLINES, SpecError
+from .specs import EXPERT_TRAFFIC, ROOFLINES, Accounting, SpecError
 
 
 @dataclasses.dataclass
@@ -35,19 +35,9 @@ class DtypesConf:
     activations: str = "bf16"
 
 
-@dataclasses.dataclass
-class AccountingConf:
-    hbm_usable_fraction: float = 1.0
-    reserve_bytes: float = 0.0
-    kv_scale: float = 1.0
-    routing_skew: float = 0.0
-    overlap: float = 0.0
-    hbm_efficiency: float = 1.0
-    flops_efficiency: float = 1.0
-    layer_latency: float = 0.0
-    expert_traffic: str = "physical"
-    roofline: str = "phase"
-    integer_batch: bool = True
+# The Hydra schema of ``Accounting``: same fields and defaults (floats for its array leaves).
+AccountingConf = dataclasses.make_dataclass("AccountingConf", [
+    (f.name, type(f.default) if f.metadata.get("static") else float, f.default) for f in dataclasses.fields(Accounting)])
 
 
 @dataclasses.dataclass
