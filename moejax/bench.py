@@ -25,7 +25,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .grid import GridInputs, lifted_kernel, partitions_from_table
+from .grid import GridInputs, cast, device_inputs, lifted_kernel, partitions_from_table
 
 
 def _compose(overrides: list[str]):
@@ -60,20 +60,11 @@ def _peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def _cast(tree, dtype):
-    return jax.tree_util.tree_map(lambda x: jnp.asarray(x, dtype), tree)
-
-
-def _args(inputs: GridInputs, dtype):
-    return (_cast(inputs.rows, dtype), _cast(inputs.hardware, dtype), jnp.asarray(inputs.partitions, dtype),
-            jnp.asarray(inputs.partition_mask), jnp.asarray(inputs.contexts, dtype))
-
-
 def time_kernel(inputs: GridInputs, acc, keep: bool, repeats: int, dtype) -> tuple[float, float, float]:
     """Seconds of one whole-grid call: (first call incl. compile, best steady state with the results
     copied to the host as a user gets them, best steady state on the device alone)."""
     kernel = lifted_kernel(keep)
-    args = (*_args(inputs, dtype), jnp.asarray(0.0, dtype), _cast(acc, dtype))
+    args = (*device_inputs(inputs, dtype), jnp.asarray(0.0, dtype), cast(acc, dtype))
 
     def call(to_host: bool) -> float:
         t0 = time.perf_counter()
@@ -142,7 +133,7 @@ def reference_sample(inputs: GridInputs, acc, n: int, seed: int = 0):
 
     batched = [stack([cls(**d[k]) for d in pts]) for k, cls in enumerate((ModelSpec, HardwareSpec, Partition))]
     wl = Workload(context=np.array([d[3]["context"] for d in pts]), batch=np.zeros(n), kappa=np.full(n, 5.0))
-    out = jax.jit(jax.vmap(decode_point, in_axes=(0, 0, 0, 0, None)))(*_cast(batched, jnp.float32), _cast(wl, jnp.float32), _cast(acc, jnp.float32))
+    out = jax.jit(jax.vmap(decode_point, in_axes=(0, 0, 0, 0, None)))(*cast(batched, jnp.float32), cast(wl, jnp.float32), cast(acc, jnp.float32))
     ok = np.array([r["feasible"] for r in ref])
     kern = np.asarray(out.step_time)[ok]
     want = np.array([r["step_time"] for r in ref])[ok]
@@ -177,7 +168,7 @@ def main(argv=None) -> dict:
     ap.add_argument("--stream-points", type=float, default=1e9, help="0 skips the streamed main-job run")
     ap.add_argument("--stream-chunk", type=int, default=2**24)
     ap.add_argument("--stream-only", action="store_true", help=argparse.SUPPRESS)
-    args = ap.parse_args(argv)
+    args = ap.parsedevice_inputs(argv)
     if args.stream_only:
         result = stream(args.stream_points, args.stream_chunk)
         print(json.dumps(result))
@@ -195,7 +186,7 @@ def main(argv=None) -> dict:
     t0 = time.perf_counter()
     numpy_out = numpy_all_outputs(sub, acc)
     numpy_s = time.perf_counter() - t0
-    kernel_out = lifted_kernel(True)(*_args(sub, jnp.float32), jnp.asarray(0.0, jnp.float32), _cast(acc, jnp.float32))[0]
+    kernel_out = lifted_kernel(True)(*device_inputs(sub, jnp.float32), jnp.asarray(0.0, jnp.float32), cast(acc, jnp.float32))[0]
     ok = np.asarray(numpy_out.feasible) & np.asarray(kernel_out.feasible)
     numpy_diff = float(np.max(np.abs(np.asarray(kernel_out.step_time)[ok] / np.asarray(numpy_out.step_time)[ok] - 1)))
 

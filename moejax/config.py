@@ -64,6 +64,7 @@ class SweepConf:
     parts_dir: str = "outputs/.parts"  # completed chunks, kept until the dataset is written
     precision: str = "float32"
     keep_partitions: bool = False
+    sensitivities: bool = False  # add elasticities of throughput to hardware quantities
     max_chunk_evaluations: int = 2**24  # candidate evaluations per chunk: bounds memory
     progress: Any = "auto"  # auto | true | false
     summary: bool = True

@@ -15,7 +15,7 @@ import numpy as np
 import xarray as xr
 
 from .cost import BOUND_MEANINGS
-from .grid import AXES, PARTITION_FIELDS
+from .grid import AXES, ELASTICITY_FIELDS, PARTITION_FIELDS
 from .specs import KV_MODES
 
 FLAG = "flag"
@@ -44,13 +44,16 @@ FLAGS = {
     "baseline_exists": ([0, 1], "no_dense_baseline exists"),
 }
 BASELINE = {"baseline_exists": (FLAG, "a dense model of kappa*rho*P_total params exists in the baseline family")}
+ELASTICITIES = {f"elasticity_{f}": ("1", f"d log(throughput_per_gpu) / d log({f}) at the winning partition, continuous B_max "
+                                           "(NaN where infeasible)") for f in ELASTICITY_FIELDS}
+FIELD_STACKS = {"degrees": PARTITION_FIELDS, "elasticities": ELASTICITY_FIELDS}  # results with a trailing field axis
 DEGREES = {f: ("1", f"winning partition: {f}") for f in PARTITION_FIELDS}
 DEGREES["kv_mode"] = (FLAG, "winning partition: KV-parallel mode")
 INT_VARS = {"feasible", "bound", "kv_mode", "baseline_exists"}
 
 
 def variable_attrs(name: str) -> dict:
-    units, long_name = {**VARIABLES, **DEGREES, **BASELINE}[name]
+    units, long_name = {**VARIABLES, **DEGREES, **BASELINE, **ELASTICITIES}[name]
     if units == FLAG:
         values, meanings = FLAGS[name]
         return {"long_name": long_name, "flag_values": np.array(values, dtype=np.int8), "flag_meanings": meanings}
@@ -61,7 +64,8 @@ def write_part(parts_dir: Path, chunk_id: int, axis: str, positions: slice, resu
     """Write one chunk's raw results atomically (temporary name, then rename)."""
     parts_dir.mkdir(parents=True, exist_ok=True)
     dims = AXES + ("partition",) if results["feasible"].ndim == 5 else AXES
-    data = {k: (dims[: v.ndim] if k not in ("degrees",) else AXES + ("field",), v) for k, v in results.items()}
+    data = {k: (dims[: v.ndim - (k in FIELD_STACKS)] + ((f"{k}_field",) if k in FIELD_STACKS else ()), v)
+            for k, v in results.items()}
     ds = xr.Dataset(data, attrs={"chunk_id": chunk_id, "axis": axis, "start": positions.start, "stop": positions.stop})
     tmp = parts_dir / f".part-{chunk_id:06d}.nc.tmp"
     ds.to_netcdf(tmp, engine="netcdf4")
@@ -81,12 +85,14 @@ def _create_variable(nc, name, dims, dtype, chunks, attrs):
 
 
 def assemble(out: Path, parts_dir: Path, coords: dict, row_map: np.ndarray, global_attrs: dict,
-             float_dtype: str, partition_table: np.ndarray | None = None, extra: tuple = ()) -> None:
+             float_dtype: str, partition_table: np.ndarray | None = None, extra: tuple = (),
+             sensitivities: bool = False, derive=None) -> None:
     """Write the final dataset from the parts.
 
     ``coords``: ordered ``{dim: (values, attrs)}`` for model, variant, kappa, hardware, num_gpus,
     context (and partition when kept). ``row_map[model, variant, kappa]`` is the kernel row
     holding that combination. ``extra``: small ``(name, dims, values)`` flag variables.
+    ``derive(nc)``, if given, adds derived variables to the open file before it is renamed.
     """
     dims = tuple(coords)
     tmp = out.with_name(f".{out.name}.tmp")
@@ -102,8 +108,9 @@ def assemble(out: Path, parts_dir: Path, coords: dict, row_map: np.ndarray, glob
         nc.setncatts(global_attrs)
         chunks = [1] * (len(dims) - 3) + [len(coords[d][0]) for d in dims[-3:]]
         names = list(VARIABLES) + ([] if partition_table is not None else list(DEGREES))
+        names += list(ELASTICITIES) if sensitivities else []
         for name in names:
-            var_dims = dims if name in VARIABLES else dims[: 6]
+            var_dims = dims[:6] if name in DEGREES else dims
             dtype = "i1" if name in INT_VARS else "i2" if name in DEGREES else float_dtype
             _create_variable(nc, name, var_dims, dtype, chunks[: len(var_dims)], variable_attrs(name))
         if partition_table is not None:
@@ -120,6 +127,8 @@ def assemble(out: Path, parts_dir: Path, coords: dict, row_map: np.ndarray, glob
             with xr.open_dataset(part, engine="netcdf4") as ds:
                 ds = ds.load()
             _write_chunk(nc, ds, row_map)
+        if derive is not None:
+            derive(nc)
     os.replace(tmp, out)
 
 
@@ -132,14 +141,15 @@ def _write_chunk(nc, part: xr.Dataset, row_map: np.ndarray) -> None:
         grid_slices[axis] = slice(lo, hi)
     tail = tuple(grid_slices[a] for a in AXES[1:])
     arrays = {k: v.values for k, v in part.data_vars.items()}
-    if "degrees" in arrays:
-        for i, f in enumerate(PARTITION_FIELDS):
-            arrays[f] = arrays["degrees"][..., i]
+    for stack, fields in FIELD_STACKS.items():
+        prefix = "elasticity_" if stack == "elasticities" else ""
+        for i, f in enumerate(fields if stack in arrays else ()):
+            arrays[prefix + f] = arrays[stack][..., i]
     for m, v, k in zip(*np.nonzero(row_map >= 0)):
         row = row_map[m, v, k]
         if row not in rows:
             continue
         local = row - (lo if axis == "row" else 0)
         for name, values in arrays.items():
-            if name in nc.variables and name not in ("degrees",):
+            if name in nc.variables:
                 nc.variables[name][(m, v, k) + tail] = values[local]

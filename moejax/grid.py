@@ -24,6 +24,7 @@ from .partition import partition_valid
 from .specs import KV_MODES, Accounting, HardwareSpec, ModelSpec, Partition, SpecError, Workload
 
 PARTITION_FIELDS = tuple(f.name for f in dataclasses.fields(Partition))
+ELASTICITY_FIELDS = ("hbm_bw", "hbm_bytes", "flops_bf16", "flops_fp8", "intra_bw", "intra_latency", "inter_bw", "inter_latency")
 AXES = ("row", "hardware", "num_gpus", "context")
 
 
@@ -127,46 +128,77 @@ def _score(m, hw, p, pmask, wl, acc):
     return jnp.where(ok, r.throughput_per_gpu, -1.0)
 
 
-def best_partition_point(m, hw, parts: Partition, pmask, wl: Workload, acc: Accounting) -> tuple[StepCosts, jax.Array]:
-    """Best feasible candidate (argmax of throughput per GPU, on the device) and its degrees.
-
-    Only the score is computed for every candidate; the winner is evaluated once more in full.
-    Degrees are 0 where no candidate is feasible.
-    """
+def best_partition(m, hw, parts: Partition, pmask, wl: Workload, acc: Accounting) -> tuple[Partition, jax.Array, jax.Array]:
+    """(winning partition, its throughput per GPU, whether any candidate is feasible): the argmax
+    over candidates, on the device. Only the score is computed for every candidate."""
     score = jax.vmap(_score, in_axes=(None, None, 0, 0, None, None))(m, hw, parts, pmask, wl, acc)
     i = jnp.argmax(score)
-    found = score[i] > 0
-    best = jax.tree_util.tree_map(lambda x: x[i], parts)
+    return jax.tree_util.tree_map(lambda x: x[i], parts), score[i], score[i] > 0
+
+
+def elasticities(m, hw: HardwareSpec, p: Partition, wl: Workload, acc: Accounting):
+    """∂log(throughput per GPU)/∂log(x) for each ``ELASTICITY_FIELDS`` hardware quantity at a fixed
+    partition, by reverse-mode autodiff of the model with continuous B_max (the floor has no
+    derivative). H100-like example: an HBM-bound point has elasticity 1 to HBM bandwidth."""
+    smooth = dataclasses.replace(acc, integer_batch=False)
+
+    def log_tput(h):
+        return jnp.log(jnp.maximum(decode_point(m, h, p, wl, smooth).throughput_per_gpu, 1e-30))
+
+    grad = jax.grad(log_tput)(hw)
+    return jnp.stack([getattr(grad, f) * getattr(hw, f) for f in ELASTICITY_FIELDS])
+
+
+def best_partition_point(m, hw, parts: Partition, pmask, wl: Workload, acc: Accounting, sensitivities: bool = False):
+    """Full result at the best feasible candidate, plus ``degrees`` (0 where no candidate is
+    feasible) and, with ``sensitivities``, ``elasticities`` (NaN where infeasible)."""
+    best, _, found = best_partition(m, hw, parts, pmask, wl, acc)
     r = decode_point(m, hw, best, wl, acc)
     r = dataclasses.replace(r, feasible=r.feasible & found, bound=jnp.where(found, r.bound, 3))
-    degrees = jnp.stack([getattr(best, f) for f in PARTITION_FIELDS]) * found
-    return r, degrees
+    extra = {"degrees": jnp.stack([getattr(best, f) for f in PARTITION_FIELDS]) * found}
+    if sensitivities:
+        extra["elasticities"] = jnp.where(r.feasible, elasticities(m, hw, best, wl, acc), jnp.nan)
+    return r, extra
 
 
-def all_partitions_point(m, hw, parts: Partition, pmask, wl: Workload, acc: Accounting) -> tuple[StepCosts, jax.Array]:
+def all_partitions_point(m, hw, parts: Partition, pmask, wl: Workload, acc: Accounting, sensitivities: bool = False):
     """Every candidate's result (partition axis kept last); illegal candidates marked infeasible."""
     def one(p, ok):
         r = decode_point(m, hw, p, wl, acc)
         ok = ok & partition_valid(m, p)
+        extra = {"partition_valid": ok}
+        if sensitivities:
+            extra["elasticities"] = jnp.where(r.feasible & ok, elasticities(m, hw, p, wl, acc), jnp.nan)
         return dataclasses.replace(r, feasible=r.feasible & ok, bound=jnp.where(ok, r.bound, 3),
                                    throughput=jnp.where(ok, r.throughput, 0.0),
-                                   throughput_per_gpu=jnp.where(ok, r.throughput_per_gpu, 0.0)), ok
+                                   throughput_per_gpu=jnp.where(ok, r.throughput_per_gpu, 0.0)), extra
     return jax.vmap(one)(parts, pmask)
 
 
+def lift(point):
+    """Lift ``point(m, hw, table[P,F], pmask[P], context, *shared)`` over the grid axes
+    (row, hardware, num_gpus, context); ``shared`` arguments are the same for every point."""
+    def at(m, hw, table, pmask, context, *shared):
+        return point(m, hw, partitions_from_table(table), pmask, context, *shared)
+
+    def lifted(rows, hardware, tables, masks, contexts, *shared):
+        n = len(shared)
+        f = jax.vmap(at, in_axes=(None, None, None, None, 0) + (None,) * n)  # context
+        f = jax.vmap(f, in_axes=(None, None, 0, 0, None) + (None,) * n)  # num_gpus
+        f = jax.vmap(f, in_axes=(None, 0, None, None, None) + (None,) * n)  # hardware
+        f = jax.vmap(f, in_axes=(0, None, None, None, None) + (None,) * n)  # row
+        return f(rows, hardware, tables, masks, contexts, *shared)
+    return lifted
+
+
 @functools.cache
-def lifted_kernel(keep_partitions: bool):
+def lifted_kernel(keep_partitions: bool, sensitivities: bool = False):
     """``f(rows, hardware, partitions[N,P,F], mask[N,P], contexts, batch, acc)`` over the grid axes."""
     point = all_partitions_point if keep_partitions else best_partition_point
 
-    def at(m, hw, table, pmask, context, batch, acc):
-        return point(m, hw, partitions_from_table(table), pmask, Workload(context=context, batch=batch), acc)
-
-    f = jax.vmap(at, in_axes=(None, None, None, None, 0, None, None))  # context
-    f = jax.vmap(f, in_axes=(None, None, 0, 0, None, None, None))  # num_gpus
-    f = jax.vmap(f, in_axes=(None, 0, None, None, None, None, None))  # hardware
-    f = jax.vmap(f, in_axes=(0, None, None, None, None, None, None))  # row
-    return jax.jit(f)
+    def at(m, hw, parts, pmask, context, batch, acc):
+        return point(m, hw, parts, pmask, Workload(context=context, batch=batch), acc, sensitivities)
+    return jax.jit(lift(at))
 
 
 def chunk_plan(shape: dict[str, int], n_partitions: int, max_evaluations: int) -> tuple[str, int]:
@@ -177,30 +209,43 @@ def chunk_plan(shape: dict[str, int], n_partitions: int, max_evaluations: int) -
     return axis, int(max(1, min(shape[axis], max_evaluations // max(per_index, 1))))
 
 
-def evaluate_chunks(inputs: GridInputs, batch: float, acc: Accounting, keep_partitions: bool,
-                    max_evaluations: int, dtype, skip: set[int] = frozenset()) -> Iterator[tuple[int, str, slice, dict]]:
-    """Yield ``(chunk_id, axis, positions, results)`` chunk by chunk, results as host arrays.
+def cast(tree, dtype):
+    return jax.tree_util.tree_map(lambda x: jnp.asarray(x, dtype=dtype), tree)
 
-    Every chunk has the same shape (the last one is padded by repeating its final index and
-    trimmed after), so the kernel compiles once. Chunks in ``skip`` are not evaluated.
-    """
+
+def device_inputs(inputs: GridInputs, dtype) -> tuple:
+    """The lifted kernels' leading arguments: (rows, hardware, tables, masks, contexts)."""
+    return (cast(inputs.rows, dtype), cast(inputs.hardware, dtype), jnp.asarray(inputs.partitions, dtype),
+            jnp.asarray(inputs.partition_mask), jnp.asarray(inputs.contexts, dtype))
+
+
+def chunks(inputs: GridInputs, max_evaluations: int, skip=frozenset()):
+    """Yield ``(chunk_id, axis, positions, sub_inputs, trim)`` along the largest grid axis.
+
+    Every chunk has the same shape (the last is padded by repeating its final index), so a kernel
+    compiles once; ``trim`` cuts a result array back to the chunk's real positions."""
     axis, block = chunk_plan(inputs.shape, inputs.n_partitions, max_evaluations)
     size = inputs.shape[axis]
-    kernel = lifted_kernel(keep_partitions)
-    cast = lambda tree: jax.tree_util.tree_map(lambda x: jnp.asarray(x, dtype=dtype), tree)  # noqa: E731
-    acc = cast(acc)
     for cid, start in enumerate(range(0, size, block)):
         if cid in skip:
             continue
-        stop = min(start + block, size)
+        n = min(start + block, size) - start
         sub = inputs.take(axis, np.minimum(np.arange(start, start + block), size - 1))
-        out, extra = kernel(cast(sub.rows), cast(sub.hardware), jnp.asarray(sub.partitions, dtype), sub.partition_mask,
-                            jnp.asarray(sub.contexts, dtype), jnp.asarray(batch, dtype), acc)
-        n = stop - start
-        trim = lambda x: np.array(x)[(slice(None),) * AXES.index(axis) + (slice(0, n),)]  # noqa: E731
-        results = {k: trim(v) for k, v in vars(out).items()}
-        results["partition_valid" if keep_partitions else "degrees"] = trim(extra)
-        yield cid, axis, slice(start, stop), results
+        trim = lambda x, n=n: np.array(x)[(slice(None),) * AXES.index(axis) + (slice(0, n),)]  # noqa: E731
+        yield cid, axis, slice(start, start + n), sub, trim
+
+
+def evaluate_chunks(inputs: GridInputs, batch: float, acc: Accounting, keep_partitions: bool,
+                    max_evaluations: int, dtype, skip: set[int] = frozenset(),
+                    sensitivities: bool = False) -> Iterator[tuple[int, str, slice, dict]]:
+    """Yield ``(chunk_id, axis, positions, results)`` chunk by chunk, results as host arrays.
+    Chunks in ``skip`` are not evaluated."""
+    kernel = lifted_kernel(keep_partitions, sensitivities)
+    acc = cast(acc, dtype)
+    for cid, axis, positions, sub, trim in chunks(inputs, max_evaluations, skip):
+        out, extra = kernel(*device_inputs(sub, dtype), jnp.asarray(batch, dtype), acc)
+        results = {k: trim(v) for k, v in {**vars(out), **extra}.items()}
+        yield cid, axis, positions, results
 
 
 def n_chunks(inputs: GridInputs, max_evaluations: int) -> int:

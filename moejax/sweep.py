@@ -24,6 +24,7 @@ from omegaconf import DictConfig, OmegaConf
 from tqdm import tqdm
 
 from . import __version__
+from .analysis.qs import QS_VARIABLES, qs_columns
 from .baseline import dense_baseline
 from .catalogue import load_hardware, load_model
 from .config import register, validate_grid
@@ -121,6 +122,7 @@ def science_config(cfg: DictConfig) -> dict:
     """The part of the config that determines the numbers (hashed for resume, stored in attrs)."""
     return {"grid": OmegaConf.to_container(cfg.grid, resolve=True), "precision": cfg.precision,
             "keep_partitions": cfg.keep_partitions, "max_chunk_evaluations": cfg.max_chunk_evaluations,
+            "sensitivities": cfg.sensitivities,
             "moejax_version": __version__}
 
 
@@ -141,7 +143,8 @@ def run(cfg: DictConfig, out: Path) -> Path:
     start = time.perf_counter()
     with tqdm(total=total, initial=len(done), unit="chunk", disable=not show, file=sys.stderr) as bar:
         for cid, axis, positions, results in evaluate_chunks(plan.inputs, plan.batch, plan.accounting, cfg.keep_partitions,
-                                                             cfg.max_chunk_evaluations, dtype, skip=done):
+                                                             cfg.max_chunk_evaluations, dtype, skip=done,
+                                                             sensitivities=cfg.sensitivities):
             _mask_missing_baselines(plan, axis, positions, results)
             write_part(parts_dir, cid, axis, positions, results)
             bar.update(1)
@@ -164,11 +167,27 @@ def run(cfg: DictConfig, out: Path) -> Path:
     }
     baseline = ("baseline_exists", ("model", "kappa"), plan.baseline_exists.astype(np.int8))
     assemble(out, parts_dir, plan.coords, plan.row_map, attrs, "f8" if dtype == np.float64 else "f4",
-             plan.inputs.partitions if cfg.keep_partitions else None, extra=[baseline])
+             plan.inputs.partitions if cfg.keep_partitions else None, extra=[baseline],
+             sensitivities=cfg.sensitivities, derive=None if cfg.keep_partitions else _qs_writer(plan))
     for part in parts_dir.glob("part-*.nc"):
         part.unlink()
     parts_dir.rmdir()
     return out
+
+
+def _qs_writer(plan: SweepPlan):
+    """Add the qs paper's Table 3 columns to the open dataset (see ``moejax.analysis.qs``)."""
+    def derive(nc) -> None:
+        moe_rows = plan.inputs.rows
+        moe = plan.row_map[:, 0, 0]
+        cols = qs_columns(nc["batch"][:].filled(np.nan), nc["throughput_per_gpu"][:].filled(np.nan),
+                          nc["feasible"][:].filled(0), moe_rows.n_experts[moe], moe_rows.top_k[moe], nc["kappa"][:])
+        for name, (dims, units, long_name) in QS_VARIABLES.items():
+            values = np.asarray(cols[name], dtype=nc["throughput_per_gpu"].dtype)
+            var = nc.createVariable(name, values.dtype, dims, zlib=True, complevel=4, fill_value=np.nan)
+            var[:] = values
+            var.setncatts({"units": units, "long_name": long_name})
+    return derive
 
 
 def summary(path: Path) -> str:

@@ -1,0 +1,51 @@
+"""The qs paper's Table 3 columns for every grid point that pairs an MoE with its κ-matched dense
+baseline: ρ, ρκ, B_MoE, B_dense, R_MoE = B_MoE·ρ, R_dense = B_dense, routing factor E/k,
+capacity factor B_dense/B_MoE, total reuse gap, and the dense/MoE throughput ratio.
+
+Example (paper Table 3, DeepSeek-V3 on 32 GPUs): ρ = 8/256 = 0.03125, ρκ = 0.156 at κ = 5;
+B = 100 / 130 → R_MoE = 3.125, R_dense = 130, routing 32, capacity 1.30, gap 41.6.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+GRID = ("model", "kappa", "hardware", "num_gpus", "context")
+# name -> (dims, units, long_name)
+QS_VARIABLES = {
+    "n_experts": (("model",), "1", "routed experts per MoE layer, E"),
+    "top_k": (("model",), "1", "experts chosen per token, k"),
+    "rho": (("model",), "1", "sparsity rho = k/E"),
+    "rho_kappa": (("model", "kappa"), "1", "qs product rho*kappa: below 1 the MoE moves more FFN weight bytes per token"),
+    "routing_factor": (("model",), "1", "routing factor E/k"),
+    "b_moe": (GRID, "1", "MoE batch B_MoE at its best partition (0 where infeasible)"),
+    "b_dense": (GRID, "1", "dense-baseline batch B_dense at its best partition (0 where infeasible)"),
+    "r_moe": (GRID, "1", "MoE weight reuse R_MoE = B_MoE*rho"),
+    "r_dense": (GRID, "1", "dense weight reuse R_dense = B_dense"),
+    "capacity_factor": (GRID, "1", "capacity factor B_dense/B_MoE (NaN unless both are feasible)"),
+    "reuse_gap": (GRID, "1", "total reuse gap R_dense/R_MoE = routing x capacity (NaN unless both are feasible)"),
+    "dense_moe_ratio": (GRID, "1", "dense over MoE throughput per GPU (NaN unless both are feasible)"),
+}
+
+
+def qs_columns(batch, throughput, feasible, n_experts, top_k, kappa) -> dict[str, np.ndarray]:
+    """Table 3 columns from the sweep's ``(model, variant, kappa, hardware, num_gpus, context)``
+    arrays (variant 0 = MoE, 1 = dense) and per-model ``n_experts``, ``top_k`` and ``kappa``."""
+    e, k = np.asarray(n_experts, float), np.asarray(top_k, float)
+    rho = k / e
+    ok = np.asarray(feasible, bool)
+    b_moe, b_dense = np.where(ok[:, 0], batch[:, 0], 0.0), np.where(ok[:, 1], batch[:, 1], 0.0)
+    both = ok[:, 0] & ok[:, 1]
+    col = (slice(None),) + (None,) * 4
+    with np.errstate(divide="ignore", invalid="ignore"):
+        capacity = np.where(both, b_dense / b_moe, np.nan)
+        ratio = np.where(both, throughput[:, 1] / throughput[:, 0], np.nan)
+    return {
+        "n_experts": e, "top_k": k, "rho": rho,
+        "rho_kappa": rho[:, None] * np.asarray(kappa, float)[None, :],
+        "routing_factor": e / k,
+        "b_moe": b_moe, "b_dense": b_dense,
+        "r_moe": b_moe * rho[col], "r_dense": b_dense,
+        "capacity_factor": capacity, "reuse_gap": (e / k)[col] * capacity,
+        "dense_moe_ratio": ratio,
+    }
