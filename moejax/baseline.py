@@ -37,8 +37,8 @@ def _check_positive(name: str, value, kappa) -> None:
         return
     v = np.asarray(value)
     if np.any(v <= 0):
-        raise SpecError(f"dense_baseline: kappa = {np.asarray(kappa).ravel()[0]!r} is too small: {name} would be <= 0 "
-                        "(kappa*rho*P_total must exceed the kept attention and embedding parameters)")
+        raise SpecError(f"dense_baseline: kappa = {np.asarray(kappa).ravel()[0].item()!r} is too small: {name} would be <= 0 "
+                        "(kappa*rho*P_total must exceed the parameters the baseline keeps)")
 
 
 def reuse_gap(n_experts, top_k, b_moe, b_dense) -> dict:
@@ -87,8 +87,26 @@ def epoch_cube_root(size, anchor: ModelSpec, newton_steps: int = 30) -> ModelSpe
                    n_kv_heads=anchor.n_kv_heads * s)
 
 
-def dense_baseline(model: ModelSpec, kappa, family: str = "keep-attention", anchor: ModelSpec | None = None) -> ModelSpec:
-    """The κ-matched dense baseline of ``model`` in the named size ``family``."""
+def integer_shape(spec: ModelSpec, size) -> ModelSpec:
+    """A servable version of a continuous cube-root model: whole layers, query heads a multiple of
+    the anchor's KV heads (so every TP up to that count splits them), d_model = heads × head_dim,
+    and d_ff re-solved so the total is still exactly ``size`` parameters."""
+    kv = 2 ** jnp.round(jnp.log2(jnp.maximum(spec.n_kv_heads, 1.0)))  # a power of two: TP 1-8 splits or replicates it
+    heads = jnp.maximum(kv, jnp.round(spec.n_heads / kv) * kv)
+    layers = jnp.maximum(1.0, jnp.round(spec.n_layers))
+    shaped = replace(spec, n_layers=layers, n_dense_layers=layers, n_heads=heads, n_kv_heads=kv,
+                     d_model=heads * spec.head_dim, d_ff=1.0)
+    per_ffn = arch.dense_ffn_params(shaped)  # parameters per unit of d_ff, one layer
+    rest = arch.param_counts(shaped)[0] - layers * per_ffn
+    d_ff = (size - rest) / (layers * per_ffn)
+    _check_positive("d_ff", d_ff, size)
+    return replace(shaped, d_ff=d_ff)
+
+
+def dense_baseline(model: ModelSpec, kappa, family: str = "keep-attention", anchor: ModelSpec | None = None,
+                   integer: bool = False) -> ModelSpec:
+    """The κ-matched dense baseline of ``model`` in the named size ``family``. ``integer`` gives the
+    cube-root family whole layers and heads (what a sweep's partition search needs)."""
     if family == "keep-attention":
         return keep_attention(model, kappa)
     if family == "epoch-cube-root":
@@ -97,5 +115,7 @@ def dense_baseline(model: ModelSpec, kappa, family: str = "keep-attention", anch
 
             anchor = load_model("llama-3-405b")
         anchor = replace(anchor, weight_bytes=model.weight_bytes, kv_bytes=model.kv_bytes, act_bytes=model.act_bytes)
-        return epoch_cube_root(dense_size(model, kappa), anchor)
+        size = dense_size(model, kappa)
+        shaped = epoch_cube_root(size, anchor)
+        return integer_shape(shaped, size) if integer else shaped
     raise SpecError(f"dense_baseline: family = {family!r} is unknown: allowed {', '.join(FAMILIES)}")

@@ -168,7 +168,7 @@ def main(argv=None) -> dict:
     ap.add_argument("--stream-points", type=float, default=1e9, help="0 skips the streamed main-job run")
     ap.add_argument("--stream-chunk", type=int, default=2**24)
     ap.add_argument("--stream-only", action="store_true", help=argparse.SUPPRESS)
-    args = ap.parsedevice_inputs(argv)
+    args = ap.parse_args(argv)
     if args.stream_only:
         result = stream(args.stream_points, args.stream_chunk)
         print(json.dumps(result))

@@ -56,6 +56,20 @@ class GridConf:
 
 
 @dataclasses.dataclass
+class BreakevenConf:
+    """κ* solver settings (moejax.analysis.breakeven)."""
+
+    include: bool = False  # the sweep adds kappa_star variables to its dataset
+    kappa_min: float = 0.25
+    kappa_max: float = 64.0
+    bisection_steps: int = 16
+    rounds: int = 6
+    adam_steps: int = 60
+    learning_rate: float = 0.2
+    tolerance: float = 1e-3
+
+
+@dataclasses.dataclass
 class SweepConf:
     grid: Any = None  # a GridConf, chosen with +grid=NAME
     model: Any = None  # set by the optional `model=NAME` group: replaces grid.models
@@ -68,6 +82,8 @@ class SweepConf:
     max_chunk_evaluations: int = 2**24  # candidate evaluations per chunk: bounds memory
     progress: Any = "auto"  # auto | true | false
     summary: bool = True
+    compilation_cache: Any = "~/.cache/moejax/jax"  # persistent JAX compilation cache; null disables
+    breakeven: BreakevenConf = dataclasses.field(default_factory=BreakevenConf)
 
 
 def register() -> None:
@@ -87,6 +103,17 @@ def _positive(field: str, values, integer: bool = False) -> None:
 def _choice(field: str, value, allowed) -> None:
     if value not in allowed:
         raise SpecError(f"{field} = {value!r} is invalid: allowed {', '.join(map(str, allowed))}")
+
+
+def validate_breakeven(be) -> None:
+    _positive("breakeven.kappa_min", [be.kappa_min])
+    _positive("breakeven.kappa_max", [be.kappa_max])
+    if be.kappa_min >= be.kappa_max:
+        raise SpecError(f"breakeven.kappa_min = {be.kappa_min} is invalid: must be below kappa_max = {be.kappa_max}")
+    for field in ("bisection_steps", "rounds", "adam_steps"):
+        _positive(f"breakeven.{field}", [be[field]], integer=True)
+    _positive("breakeven.learning_rate", [be.learning_rate])
+    _positive("breakeven.tolerance", [be.tolerance])
 
 
 def validate_grid(grid, precision: str) -> None:

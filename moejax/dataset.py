@@ -24,6 +24,7 @@ VARIABLES = {
     "throughput_per_gpu": ("s-1", "decode tokens per second per GPU"),
     "throughput": ("s-1", "decode tokens per second per replica"),
     "step_time": ("s", "time of one decode step (per-token latency); inf where infeasible"),
+    # components below are NaN where no candidate partition is feasible
     "batch": ("1", "sequences served concurrently per replica"),
     "b_max": ("1", "largest batch whose weights and KV cache fit in HBM"),
     "feasible": (FLAG, "point fits in memory under a legal partition"),
@@ -32,7 +33,8 @@ VARIABLES = {
     "t_hbm": ("s", "HBM traffic time per step"),
     "t_comm": ("s", "collective communication time per step, before overlap"),
     "t_comm_exposed": ("s", "communication time per step not hidden by overlap"),
-    "reuse": ("1", "tokens per expert weight read, R = (B/pp)*k/E"),
+    "reuse": ("1", "the qs paper's reuse R = (B/pp)*k/E: tokens per expert per microbatch (below 1 when "
+                   "experts outnumber token choices)"),
     "memory_per_gpu": ("byte", "HBM used per GPU: weights + KV cache + reserve"),
     "weight_bytes_per_gpu": ("byte", "resident weight bytes per GPU"),
     "kv_bytes_per_gpu": ("byte", "KV-cache bytes per GPU at the served batch"),
@@ -73,6 +75,9 @@ def write_part(parts_dir: Path, chunk_id: int, axis: str, positions: slice, resu
 
 
 def completed_chunks(parts_dir: Path) -> set[int]:
+    """Chunks whose part is on disk; half-written temporaries of a killed run are removed."""
+    for tmp in parts_dir.glob(".part-*.nc.tmp"):
+        tmp.unlink()
     return {int(p.stem.split("-")[1]) for p in parts_dir.glob("part-*.nc")}
 
 

@@ -99,6 +99,8 @@ class GridInputs:
     partitions: np.ndarray  # [N, P, fields]
     partition_mask: np.ndarray  # [N, P]
     contexts: np.ndarray  # [C]
+    dense_partitions: np.ndarray | None = None  # [N, P', fields]: candidates for dense models (ep = 1)
+    dense_partition_mask: np.ndarray | None = None
 
     @property
     def shape(self) -> dict[str, int]:
@@ -117,7 +119,9 @@ class GridInputs:
         if axis == "hardware":
             return dataclasses.replace(self, hardware=pick(self.hardware))
         if axis == "num_gpus":
-            return dataclasses.replace(self, partitions=self.partitions[idx], partition_mask=self.partition_mask[idx])
+            dense = {} if self.dense_partitions is None else {
+                "dense_partitions": self.dense_partitions[idx], "dense_partition_mask": self.dense_partition_mask[idx]}
+            return dataclasses.replace(self, partitions=self.partitions[idx], partition_mask=self.partition_mask[idx], **dense)
         return dataclasses.replace(self, contexts=self.contexts[idx])
 
 
@@ -154,7 +158,12 @@ def best_partition_point(m, hw, parts: Partition, pmask, wl: Workload, acc: Acco
     feasible) and, with ``sensitivities``, ``elasticities`` (NaN where infeasible)."""
     best, _, found = best_partition(m, hw, parts, pmask, wl, acc)
     r = decode_point(m, hw, best, wl, acc)
-    r = dataclasses.replace(r, feasible=r.feasible & found, bound=jnp.where(found, r.bound, 3))
+    # with no feasible candidate the "winner" is arbitrary: report no components rather than its numbers
+    r = StepCosts(**{k: jnp.where(found, v, jnp.nan) for k, v in vars(r).items()})
+    r = dataclasses.replace(r, feasible=found, bound=jnp.where(found, r.bound, 3).astype(jnp.int32),
+                            step_time=jnp.where(found, r.step_time, jnp.inf),
+                            throughput=jnp.where(found, r.throughput, 0.0),
+                            throughput_per_gpu=jnp.where(found, r.throughput_per_gpu, 0.0))
     extra = {"degrees": jnp.stack([getattr(best, f) for f in PARTITION_FIELDS]) * found}
     if sensitivities:
         extra["elasticities"] = jnp.where(r.feasible, elasticities(m, hw, best, wl, acc), jnp.nan)
@@ -176,10 +185,11 @@ def all_partitions_point(m, hw, parts: Partition, pmask, wl: Workload, acc: Acco
 
 
 def lift(point):
-    """Lift ``point(m, hw, table[P,F], pmask[P], context, *shared)`` over the grid axes
-    (row, hardware, num_gpus, context); ``shared`` arguments are the same for every point."""
+    """Lift ``point(m, hw, parts, pmask[P], context, *shared)`` over the grid axes
+    (row, hardware, num_gpus, context); ``shared`` arguments are the same for every point. Tables
+    and masks may be tuples of per-``num_gpus`` arrays (``parts`` is then a tuple too)."""
     def at(m, hw, table, pmask, context, *shared):
-        return point(m, hw, partitions_from_table(table), pmask, context, *shared)
+        return point(m, hw, jax.tree_util.tree_map(partitions_from_table, table), pmask, context, *shared)
 
     def lifted(rows, hardware, tables, masks, contexts, *shared):
         n = len(shared)
@@ -214,9 +224,13 @@ def cast(tree, dtype):
 
 
 def device_inputs(inputs: GridInputs, dtype) -> tuple:
-    """The lifted kernels' leading arguments: (rows, hardware, tables, masks, contexts)."""
-    return (cast(inputs.rows, dtype), cast(inputs.hardware, dtype), jnp.asarray(inputs.partitions, dtype),
-            jnp.asarray(inputs.partition_mask), jnp.asarray(inputs.contexts, dtype))
+    """The lifted kernels' leading arguments: (rows, hardware, tables, masks, contexts); with dense
+    candidates, tables and masks are (all, dense) pairs."""
+    tables, masks = jnp.asarray(inputs.partitions, dtype), jnp.asarray(inputs.partition_mask)
+    if inputs.dense_partitions is not None:
+        tables = (tables, jnp.asarray(inputs.dense_partitions, dtype))
+        masks = (masks, jnp.asarray(inputs.dense_partition_mask))
+    return cast(inputs.rows, dtype), cast(inputs.hardware, dtype), tables, masks, jnp.asarray(inputs.contexts, dtype)
 
 
 def chunks(inputs: GridInputs, max_evaluations: int, skip=frozenset()):

@@ -218,7 +218,7 @@ def reference_decode(model: dict, hw: dict, part: dict, workload: dict, acc: dic
     else:
         B_max = max(dp_attn * C / S, 0.0)
     B = B_max if wl["batch"] <= 0 else wl["batch"]
-    feasible = (C > 0) and (B_max >= dp_attn) and (B <= B_max)
+    feasible = (C > 0) and (B_max >= dp_attn) and (B <= B_max) and (B >= pp * dp_attn)
     # AMBIGUOUS: for infeasible points every B-dependent output (times, reuse, kv_bytes_per_gpu,
     # memory_per_gpu) uses max(B, 1); the reported ``batch`` stays the unclamped B.
     Be = B if feasible else max(B, 1.0)
@@ -261,8 +261,9 @@ def reference_decode(model: dict, hw: dict, part: dict, workload: dict, acc: dic
     X = _expert_traffic(m, ac, b, p["exp"])
     moe_c = 2 * p["moe_active"] * b / G / F_w
     moe_h = wb * (X + p["sh"] + p["router"]) / G
-    moe_n = b * k * d * ab / ep
-    moe_comm = 2 * _all_to_all(ep, moe_n, G, hw) + _all_reduce(tp_ffn, moe_n, tp_ffn, hw)
+    dispatch_n = b * k * d * ab / G  # token copies, spread over the stage's G GPUs
+    distinct = 1.0 - (1.0 - 1.0 / ep) ** k  # share of tokens with an expert in a given EP group
+    moe_comm = 2 * _all_to_all(ep, dispatch_n, G, hw) + _all_reduce(tp_ffn, b * distinct * d * ab, tp_ffn, hw)
     moe_exposed = _exposed(moe_comm, overlap, moe_c, moe_h / BW)
 
     # Stage totals for one microbatch (per-stage layer counts; LM head averaged over stages).

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import json
 import logging
+import shutil
 import sys
 import time
 import warnings
@@ -60,7 +62,7 @@ def build_plan(grid, keep_partitions: bool) -> SweepPlan:
         for j, kappa in enumerate(kappas):
             row_map[i, 1, j] = len(rows)
             try:
-                rows.append(jax.tree_util.tree_map(float, dense_baseline(m, kappa, grid.baseline)))
+                rows.append(jax.tree_util.tree_map(float, dense_baseline(m, kappa, grid.baseline, integer=True)))
                 exists[i, j] = True
             except SpecError:  # κ·ρ·P_total below the kept attention: no such dense model
                 rows.append(m)
@@ -126,6 +128,21 @@ def science_config(cfg: DictConfig) -> dict:
             "moejax_version": __version__}
 
 
+def resolved_specs(plan: SweepPlan) -> str:
+    """The numbers the catalogue names resolved to (model rows incl. baselines, hardware), as
+    JSON: stored in the dataset and hashed, so an edited catalogue never resumes stale parts."""
+    leaves = lambda spec: {k: np.asarray(v).tolist() for k, v in vars(spec).items()}  # noqa: E731
+    return json.dumps({"rows": leaves(plan.inputs.rows), "hardware": leaves(plan.inputs.hardware)}, sort_keys=True)
+
+
+def _code_digest() -> str:
+    """Hash of the package's source: parts computed by other code are never reused."""
+    h = hashlib.sha256()
+    for path in sorted(Path(__file__).parent.rglob("*.py")):
+        h.update(path.read_bytes())
+    return h.hexdigest()
+
+
 def run(cfg: DictConfig, out: Path) -> Path:
     """Evaluate the grid chunk by chunk (resuming from completed parts) and write ``out``."""
     if cfg.precision == "float64":
@@ -134,7 +151,9 @@ def run(cfg: DictConfig, out: Path) -> Path:
     plan = build_plan(cfg.grid, cfg.keep_partitions)
     science = science_config(cfg)
     text = OmegaConf.to_yaml(OmegaConf.create(science))
-    parts_dir = Path(cfg.parts_dir) / hashlib.sha256(text.encode()).hexdigest()[:16]
+    specs = resolved_specs(plan)
+    digest = hashlib.sha256((text + specs + _code_digest()).encode()).hexdigest()[:16]
+    parts_dir = Path(cfg.parts_dir) / digest
     done = completed_chunks(parts_dir)
     total = n_chunks(plan.inputs, cfg.max_chunk_evaluations)
     per_chunk = plan.inputs.n_partitions * int(np.prod(list(plan.inputs.shape.values()))) / total
@@ -155,6 +174,7 @@ def run(cfg: DictConfig, out: Path) -> Path:
         "Conventions": "CF-1.10",
         "source": f"moejax {__version__} (jax {jax.__version__})",
         "config": text,
+        "resolved_specs": specs,
         "grid": cfg.grid.name,
         "expert_traffic": acc.expert_traffic,
         "roofline": acc.roofline,
@@ -168,16 +188,32 @@ def run(cfg: DictConfig, out: Path) -> Path:
     baseline = ("baseline_exists", ("model", "kappa"), plan.baseline_exists.astype(np.int8))
     assemble(out, parts_dir, plan.coords, plan.row_map, attrs, "f8" if dtype == np.float64 else "f4",
              plan.inputs.partitions if cfg.keep_partitions else None, extra=[baseline],
-             sensitivities=cfg.sensitivities, derive=None if cfg.keep_partitions else _qs_writer(plan))
-    for part in parts_dir.glob("part-*.nc"):
-        part.unlink()
-    parts_dir.rmdir()
+             sensitivities=cfg.sensitivities, derive=None if cfg.keep_partitions else _qs_writer(plan, _breakeven(cfg)))
+    shutil.rmtree(parts_dir)
     return out
 
 
-def _qs_writer(plan: SweepPlan):
-    """Add the qs paper's Table 3 columns to the open dataset (see ``moejax.analysis.qs``)."""
+def _breakeven(cfg: DictConfig) -> dict | None:
+    """κ* arrays (model, hardware, num_gpus, context) when ``breakeven.include`` asks for them."""
+    if not cfg.breakeven.include:
+        return None
+    from .breakeven import solve
+
+    return solve(cfg)[0]
+
+
+def _qs_writer(plan: SweepPlan, kappa_star: dict | None = None):
+    """Add the qs paper's Table 3 columns (see ``moejax.analysis.qs``) and, if given, the κ*
+    variables (see ``moejax.breakeven``) to the open dataset."""
     def derive(nc) -> None:
+        if kappa_star is not None:
+            from .breakeven import GRID4, OUTPUTS, to_dataset
+
+            ds = to_dataset(kappa_star, {}, {})
+            for name in OUTPUTS:
+                var = nc.createVariable(name, ds[name].dtype, GRID4, zlib=True, complevel=4)
+                var[:] = ds[name].values
+                var.setncatts({k: v for k, v in ds[name].attrs.items()})
         moe_rows = plan.inputs.rows
         moe = plan.row_map[:, 0, 0]
         cols = qs_columns(nc["batch"][:].filled(np.nan), nc["throughput_per_gpu"][:].filled(np.nan),
@@ -191,31 +227,35 @@ def _qs_writer(plan: SweepPlan):
 
 
 def summary(path: Path) -> str:
-    """Per model: best MoE throughput per GPU and where; dense/MoE ratio at the shortest and
-    longest context (κ nearest 5, best hardware and cluster for each); MoE bound at long context."""
+    """Per model: the MoE's best throughput per GPU and where; at the shortest and longest context,
+    the dense/MoE throughput ratio (κ nearest 5) on the hardware and cluster where the MoE does
+    best at that context, and what bounds the MoE there."""
     with xr.open_dataset(path) as ds:
         kappa = float(ds.kappa[np.argmin(np.abs(ds.kappa.values - 5.0))])
         tput = ds.throughput_per_gpu.sel(kappa=kappa)
-        lines = [f"{'model':<18} {'best MoE tok/s/GPU':>19}  {'where':<28} dense/MoE at κ={kappa:g}: "
-                 f"{int(ds.context[0])} tok / {int(ds.context[-1])} tok   MoE bound (long ctx)"]
         meanings = ds.bound.attrs["flag_meanings"].split()
+        short, long = ds.context.values[0], ds.context.values[-1]
+        lines = [f"dense/MoE throughput ratio at kappa={kappa:g}, on the hardware x GPUs where the MoE does best at that context",
+                 f"{'model':<16} {'best MoE tok/s/GPU':>18}  {'at':<24} {f'{int(short)} tok':>26} {f'{int(long)} tok':>26}"]
         for model in ds.model.values:
             moe = tput.sel(model=model, variant="moe")
             if not bool((moe > 0).any()):
-                lines.append(f"{model:<18} {'infeasible everywhere':>19}")
+                lines.append(f"{model:<16} {'infeasible everywhere':>18}")
                 continue
-            where = moe.where(moe == moe.max(), drop=True)
-            w = {d: where[d].values[0] for d in ("hardware", "num_gpus", "context")}
-            ratios = []
-            for c in (ds.context[0], ds.context[-1]):
-                best = tput.sel(model=model, context=c).max(("hardware", "num_gpus"))
-                m, d = float(best.sel(variant="moe")), float(best.sel(variant="dense"))
-                ratios.append(f"{d / m:.2f}x" if m > 0 and d > 0 else ("MoE only" if m > 0 else "dense only" if d > 0 else "neither"))
-            long = moe.sel(context=ds.context[-1])
-            bound = meanings[int(ds.bound.sel(model=model, variant="moe", kappa=kappa, context=ds.context[-1])
-                                 .values.ravel()[int(np.argmax(long.values))])] if bool((long > 0).any()) else "infeasible"
-            place = f"{w['hardware']} x{w['num_gpus']} @ {int(w['context'])}"
-            lines.append(f"{model:<18} {float(moe.max()):>19.4g}  {place:<28} {ratios[0]:>12} / {ratios[1]:<12} {bound}")
+            best = moe.where(moe == moe.max(), drop=True)
+            at = f"{best.hardware.values[0]} x{best.num_gpus.values[0]} @ {int(best.context.values[0])}"
+            cells = []
+            for c in (short, long):
+                m = moe.sel(context=c).stack(place=("hardware", "num_gpus"))
+                if not bool((m > 0).any()):
+                    cells.append("MoE infeasible")
+                    continue
+                place = m.place.values[int(np.argmax(m.values))]
+                where = dict(zip(("hardware", "num_gpus"), place), context=c)
+                dense = float(tput.sel(model=model, variant="dense", **where))
+                bound = meanings[int(ds.bound.sel(model=model, variant="moe", kappa=kappa, **where))]
+                cells.append(f"{dense / float(m.max()):.2f}x {place[0]}/{place[1]} {bound}")
+            lines.append(f"{model:<16} {float(moe.max()):>18.4g}  {at:<24} {cells[0]:>26} {cells[1]:>26}")
         if not bool(ds.feasible.any()):
             lines.append("warning: no point of this grid is feasible")
     return "\n".join(lines)
@@ -229,9 +269,13 @@ def _resolve_overrides(cfg: DictConfig) -> None:
             cfg.grid[field] = [choices[group]]
 
 
-@hydra.main(version_base=None, config_path="../conf", config_name="config")
-def main(cfg: DictConfig) -> None:
+def grid_job(cfg: DictConfig, filename: str, job) -> None:
+    """The shell every grid CLI shares: require a grid, apply ``model=``/``hardware=`` choices,
+    run ``job(cfg, out) -> report``, and turn a ``SpecError`` into one line on stderr, exit code 2,
+    and no files left behind."""
     logging.getLogger("jax._src.xla_bridge").setLevel(logging.ERROR)  # "no TPU/GPU backend" notices
+    if cfg.compilation_cache:  # compiled kernels persist across runs (the κ* kernel takes ~30 s to compile)
+        jax.config.update("jax_compilation_cache_dir", str(Path(cfg.compilation_cache).expanduser()))
     run_dir = Path(HydraConfig.get().runtime.output_dir)
     try:
         if cfg.grid is None:
@@ -240,18 +284,26 @@ def main(cfg: DictConfig) -> None:
             grids = sorted(p.stem for p in (CONF_DIR / "grid").glob("*.yaml"))
             raise SpecError(f"grid is missing: choose one with +grid=NAME, available {', '.join(grids)}")
         _resolve_overrides(cfg)
-        out = Path(cfg.out) if cfg.out else run_dir / "sweep.nc"
+        out = Path(cfg.out) if cfg.out else run_dir / filename
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)
-            run(cfg, out)
+            report = job(cfg, out)
     except SpecError as e:
         print(f"error: {e}", file=sys.stderr)
         if run_dir.exists() and not any(run_dir.iterdir()):
             run_dir.rmdir()
         sys.exit(2)
-    print(f"wrote {out}")
-    if cfg.summary:
-        print(summary(out))
+    print(report)
+
+
+def _sweep_job(cfg: DictConfig, out: Path) -> str:
+    run(cfg, out)
+    return f"wrote {out}" + (f"\n{summary(out)}" if cfg.summary else "")
+
+
+@hydra.main(version_base=None, config_path="../conf", config_name="config")
+def main(cfg: DictConfig) -> None:
+    grid_job(cfg, "sweep.nc", _sweep_job)
 
 
 if __name__ == "__main__":

@@ -129,3 +129,24 @@ def test_table3_deepseek_64_capacity_misprint():
     assert round(g["capacity_factor"], 2) == 1.09
     assert g["r_moe"] == pytest.approx(7.625)
     assert 32 * 1.13 == pytest.approx(36.16)
+
+
+def test_prefill_example():
+    """Llama-3-70B BF16, 8×H100 TP8, one 8k prompt (docstring of prefill_point). By hand: matmuls
+    2·69.50e9·8192/8 FLOP at 989.4 TFLOP/s = 0.1439 s; causal attention averages 4096 keys:
+    4·64·128·4096·8192·80/8 FLOP = 0.0111 s; 160 all-reduces of 8192·8192·2 B = 88.0 ms; every phase
+    is compute bound, so the time to first token is their sum, 0.243 s."""
+    r = moejax.prefill_step("llama-3-70b", "h100-sxm", Partition(tp=8.0), context=8192, batch=1)
+    assert float(r.t_compute) == pytest.approx(0.1439 + 0.0111, rel=2e-3)
+    assert float(r.t_comm_exposed) == pytest.approx(160 * float(all_reduce(8.0, 8192 * 8192 * 2.0, 2e-6, 450e9)), rel=1e-9)
+    assert float(r.step_time) == pytest.approx(float(r.t_compute + r.t_comm_exposed), rel=1e-9)
+    assert int(r.bound) == 0 and float(r.throughput) == pytest.approx(8192 / float(r.step_time))
+
+
+def test_a_pipeline_needs_a_sequence_per_microbatch():
+    """B < pp·dp_attn would leave pipeline stages idle while the model charged fractions of a
+    sequence: such points are infeasible (docs/cost-model.md §3)."""
+    grok = load_model("grok-1")
+    ok = moejax.decode_step(grok, "h100-sxm", Partition(tp=2.0, pp=4.0), context=8192, batch=4)
+    short = moejax.decode_step(grok, "h100-sxm", Partition(tp=2.0, pp=4.0), context=8192, batch=3)
+    assert bool(ok.feasible) and not bool(short.feasible)

@@ -160,3 +160,12 @@ def test_multirun_over_catalogue_hardware(tmp_path):
     assert len(files) == 2, proc.stdout
     hw = {str(xr.open_dataset(f).hardware.values[0]) for f in files}
     assert hw == {"h100-sxm", "b200"}
+
+
+def test_epoch_cube_root_baselines_in_a_sweep(tmp_path):
+    out = tmp_path / "e.nc"
+    sweep("+grid=quick", "grid.baseline=epoch-cube-root", f"out={out}", f"parts_dir={tmp_path / 'parts'}", "summary=false")
+    with xr.open_dataset(out) as ds:
+        assert bool(ds.baseline_exists.all())
+        assert bool(ds.feasible.sel(variant="dense").any())
+        assert ds.attrs["dense_baseline_family"] == "epoch-cube-root"

@@ -1,0 +1,140 @@
+"""Break-even quality factor κ*: the κ at which the κ-matched dense baseline (at its best feasible
+partition) serves exactly the MoE's throughput per GPU.
+
+The dense baseline's throughput falls as κ grows (more parameters: fewer sequences fit and each
+step reads more), so ``g(κ) = T_dense(κ) − T_MoE`` has at most one sign change. Two solvers run
+per grid point, vectorised over the whole grid:
+
+- **optax** on ``x = log κ``: Adam with a cosine-decayed rate minimises
+  ``(log T_dense(x) − log T_MoE)²``, straight-through: the residual is the exact model's, its
+  gradient the relaxed model's (continuous B_max — the floor has no gradient); the best partition
+  is re-searched at the current κ each round and held fixed within it, so gradients flow through
+  the cost model at the optimum (envelope theorem).
+- **bisection** on the exact model (integer B_max, full partition search each step), bracketing
+  ``[κ_lo, κ_max]``, as the cross-check: the point is flagged unless the two agree within
+  ``tolerance`` (relative). The exact (unrelaxed) dense/MoE ratio at the optax κ* is reported.
+
+``κ_lo`` is ``κ_min`` raised to just above the smallest κ whose keep-attention baseline exists
+(``κ·ρ·P_total`` must exceed the kept attention and embeddings). Points with no crossing get NaN
+and a reason: the MoE is ahead even at κ_lo, the dense model is ahead even at κ_max, or one side
+is infeasible.
+
+Example (tests/test_breakeven.py): DeepSeek-V3 in FP8 on 8×B200 at 64k context (the quick grid's
+partition space): κ* ≈ 30.1, i.e. only a dense model of 30.1 × 8/256 × 671 B ≈ 631 B parameters
+is as slow as DeepSeek-V3 there — at the paper's κ = 5 the dense baseline is 1.8× faster.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from .. import arch
+from ..baseline import keep_attention, kept_params
+from ..cost import decode_point
+from ..grid import best_partition, lift
+from ..specs import Accounting, Workload
+
+REASONS = ("found", "moe_always_ahead", "dense_always_ahead", "moe_infeasible", "dense_infeasible")
+
+
+@dataclasses.dataclass(frozen=True)
+class Solver:
+    """Static solver settings."""
+
+    bisection_steps: int = 16
+    rounds: int = 6
+    adam_steps: int = 60
+    learning_rate: float = 0.2
+    tolerance: float = 1e-3
+
+
+def kappa_exists(m):
+    """Smallest κ whose keep-attention dense baseline has a positive FFN: kept / (ρ·P_total)."""
+    total, _ = arch.param_counts(m)
+    return kept_params(m) / (m.top_k / m.n_experts * total)
+
+
+def _dense_tput(m, x, hw, parts, pmask, wl, acc):
+    """Best-partition throughput per GPU of the dense baseline at κ = exp(x) (0 if infeasible)."""
+    _, score, _ = best_partition(keep_attention(m, jnp.exp(x)), hw, parts, pmask, wl, acc)
+    return jnp.maximum(score, 0.0)
+
+
+def _optax_solve(m, hw, parts, pmask, wl, acc, t_moe, x0, x_lo, x_hi, solver: Solver):
+    """log κ with log T_dense(κ) = log T_MoE, by Adam on the squared residual.
+
+    Straight-through: the residual's value is the exact model's (integer B_max), its gradient the
+    relaxed model's (continuous B_max), so the exact equation is solved with usable gradients.
+    """
+    total = solver.rounds * solver.adam_steps
+    opt = optax.adam(optax.cosine_decay_schedule(solver.learning_rate, total, alpha=1e-4))
+    relaxed = dataclasses.replace(acc, integer_batch=False)
+
+    def log_tput(x, p, accounting):
+        d = decode_point(keep_attention(m, jnp.exp(x)), hw, p, wl, accounting).throughput_per_gpu
+        return jnp.log(jnp.maximum(d, 1e-30))
+
+    def loss(x, p):
+        smooth = log_tput(x, p, relaxed)
+        residual = smooth + jax.lax.stop_gradient(log_tput(x, p, acc) - smooth) - jnp.log(t_moe)
+        return residual**2
+
+    def one_round(_, carry):
+        x, state = carry
+        p, _, _ = best_partition(keep_attention(m, jnp.exp(x)), hw, parts, pmask, wl, acc)
+
+        def step(_, c):
+            x, state = c
+            updates, state = opt.update(jax.grad(loss)(x, p), state)
+            return jnp.clip(optax.apply_updates(x, updates), x_lo, x_hi), state
+        return jax.lax.fori_loop(0, solver.adam_steps, step, (x, state))
+
+    x, _ = jax.lax.fori_loop(0, solver.rounds, one_round, (x0, opt.init(x0)))
+    return x
+
+
+def breakeven_point(m, hw, parts, pmask, context, batch, acc: Accounting, log_kmin, log_kmax, solver: Solver):
+    """κ* and diagnostics at one grid point: (kappa_star, kappa_bisection, exact ratio at κ*,
+    agrees, reason, MoE throughput per GPU). ``parts``/``pmask`` are (all candidates, dense-legal
+    candidates) pairs: the dense baseline is searched over the ep = 1 candidates only."""
+    wl = Workload(context=context, batch=batch)
+    (parts, dense_parts), (pmask, dense_mask) = parts, pmask
+    t_moe = jnp.maximum(best_partition(m, hw, parts, pmask, wl, acc)[1], 0.0)
+    x_lo = jnp.maximum(log_kmin, jnp.log(kappa_exists(m)) + 1e-3)
+    x_hi = jnp.asarray(log_kmax, x_lo.dtype)
+    dense = functools.partial(_dense_tput, m, hw=hw, parts=dense_parts, pmask=dense_mask, wl=wl, acc=acc)
+    d_lo, d_hi = dense(x_lo), dense(x_hi)
+    reason = jnp.select([t_moe <= 0, x_lo >= x_hi, d_lo <= 0, d_lo < t_moe, d_hi > t_moe], [3, 4, 4, 1, 2], 0)
+
+    def bisect(_, bracket):
+        lo, hi = bracket
+        mid = 0.5 * (lo + hi)
+        ahead = dense(mid) > t_moe  # dense still faster: the crossing is above mid
+        return jnp.where(ahead, mid, lo), jnp.where(ahead, hi, mid)
+    lo, hi = jax.lax.fori_loop(0, solver.bisection_steps, bisect, (x_lo, x_hi))
+    k_bis = jnp.exp(0.5 * (lo + hi))
+
+    x0 = 0.5 * (x_lo + x_hi)
+    x_opt = _optax_solve(m, hw, dense_parts, dense_mask, wl, acc, jnp.maximum(t_moe, 1e-30), x0, x_lo, x_hi, solver)
+    k_opt = jnp.exp(x_opt)
+    ratio = dense(x_opt) / jnp.maximum(t_moe, 1e-30)
+    found = reason == 0
+    agrees = found & (jnp.abs(k_opt / k_bis - 1) <= solver.tolerance)
+    nan = jnp.nan
+    return (jnp.where(found, k_opt, nan), jnp.where(found, k_bis, nan), jnp.where(found, ratio, nan),
+            agrees, reason, t_moe)
+
+
+@functools.cache
+def breakeven_kernel(solver: Solver):
+    """``f(moe_rows, hardware, tables, masks, contexts, batch, acc, log_kmin, log_kmax)`` over the grid."""
+    return jax.jit(lift(functools.partial(_point, solver=solver)))
+
+
+def _point(m, hw, parts, pmask, context, batch, acc, log_kmin, log_kmax, solver):
+    return breakeven_point(m, hw, parts, pmask, context, batch, acc, log_kmin, log_kmax, solver)
