@@ -159,6 +159,24 @@ def stream(points: float, chunk: int) -> dict:
             "stream_peak_rss_mb": _peak_rss_mb(), "stream_file_mb": size / 2**20}
 
 
+def breakeven_timing(points: float) -> dict:
+    """κ* (optax + bisection cross-check) on the frontier grid widened to ``points`` points:
+    the first call (with compilation) and a second, compiled one."""
+    from .breakeven import solve, summary_json
+
+    base = _plan([])
+    models = base.row_map.shape[0]
+    per_context = models * base.inputs.shape["hardware"] * base.inputs.shape["num_gpus"]
+    cfg = _compose(["+grid=frontier", _contexts_override(int(np.ceil(points / per_context)))])
+    t0 = time.perf_counter()
+    solve(cfg)
+    first = time.perf_counter() - t0
+    out, _, seconds = solve(cfg)
+    s = summary_json(out, seconds)
+    return {"breakeven_points": s["points"], "breakeven_s": seconds, "breakeven_compile_s": first - seconds,
+            "breakeven_points_per_s": s["points"] / seconds, "breakeven_agree_fraction": s["agree"] / max(s["found"], 1)}
+
+
 def main(argv=None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--repeats", type=int, default=3)
@@ -167,6 +185,7 @@ def main(argv=None) -> dict:
     ap.add_argument("--numpy-contexts", type=int, default=1, help="contexts of the grid NumPy evaluates")
     ap.add_argument("--stream-points", type=float, default=1e9, help="0 skips the streamed main-job run")
     ap.add_argument("--stream-chunk", type=int, default=2**24)
+    ap.add_argument("--breakeven-points", type=float, default=1e5, help="kappa* grid size; 0 skips it")
     ap.add_argument("--stream-only", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.stream_only:
@@ -207,6 +226,8 @@ def main(argv=None) -> dict:
         "reference_feasible_points": ref_feasible,
         "peak_rss_mb": _peak_rss_mb(),
     }
+    if args.breakeven_points > 0:
+        result.update(breakeven_timing(args.breakeven_points))
     if args.stream_points > 0:
         proc = subprocess.run([sys.executable, "-m", "moejax.bench", "--stream-only", "--stream-points", str(args.stream_points),
                                "--stream-chunk", str(args.stream_chunk)], capture_output=True, text=True, check=True)
@@ -218,6 +239,10 @@ def main(argv=None) -> dict:
         ("same kernel code under NumPy", result["numpy_points_per_s"], f"max rel diff {numpy_diff:.1e}"),
         ("pure-Python reference oracle", result["reference_points_per_s"], f"max rel diff {ref_diff:.1e} (float32 kernel)"),
     ]
+    if "breakeven_points" in result:
+        rows.append((f"break-even kappa*, {result['breakeven_points']} points", result["breakeven_points_per_s"],
+                     f"{result['breakeven_s']:.1f} s compiled (+{result['breakeven_compile_s']:.0f} s compile), "
+                     f"{100 * result['breakeven_agree_fraction']:.0f}% agree with bisection"))
     if "stream_points_per_s" in result:
         rows.append((f"main job, {result['stream_evaluations']:.2e} evaluations streamed", result["stream_points_per_s"],
                      f"peak RSS {result['stream_peak_rss_mb']:.0f} MB, {result['stream_s']:.1f} s"))

@@ -10,7 +10,8 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def test_bench_runs_and_its_paths_agree():
     proc = subprocess.run([sys.executable, "-m", "moejax.bench", "--contexts", "2", "--repeats", "1",
-                           "--reference-points", "100", "--stream-points", "2e7", "--stream-chunk", "4000000"],
+                           "--reference-points", "100", "--stream-points", "2e7", "--stream-chunk", "4000000",
+                           "--breakeven-points", "200"],
                           cwd=ROOT, capture_output=True, text=True, timeout=600, check=True)
     result = json.loads(proc.stdout.strip().splitlines()[-1])
     for key in ("points_per_s", "search_points_per_s", "reference_points_per_s", "numpy_points_per_s", "compile_s",
@@ -18,5 +19,6 @@ def test_bench_runs_and_its_paths_agree():
         assert result[key] > 0, key
     assert result["evaluations"] == result["grid_points"] * 1361
     assert result["stream_evaluations"] >= 2e7
+    assert result["breakeven_points"] >= 200 and 0 < result["breakeven_agree_fraction"] <= 1
     assert result["numpy_max_rel_diff"] < 1e-5  # float32 kernel vs NumPy running the same code
     assert result["reference_max_rel_diff_float32"] < 1e-5 and result["reference_feasible_points"] > 0
