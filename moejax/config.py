@@ -84,6 +84,7 @@ class SweepConf:
     summary: bool = True
     compilation_cache: Any = "~/.cache/moejax/jax"  # persistent JAX compilation cache; null disables
     breakeven: BreakevenConf = dataclasses.field(default_factory=BreakevenConf)
+    distributed: Any = None  # conf/distributed/: none | env | slurm
 
 
 def register() -> None:

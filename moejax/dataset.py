@@ -74,10 +74,12 @@ def write_part(parts_dir: Path, chunk_id: int, axis: str, positions: slice, resu
     os.replace(tmp, parts_dir / f"part-{chunk_id:06d}.nc")
 
 
-def completed_chunks(parts_dir: Path) -> set[int]:
-    """Chunks whose part is on disk; half-written temporaries of a killed run are removed."""
+def completed_chunks(parts_dir: Path, owned=None) -> set[int]:
+    """Chunks whose part is on disk. Half-written temporaries of a killed run are removed, only
+    those of the ``owned`` chunks when given (other processes may be writing theirs)."""
     for tmp in parts_dir.glob(".part-*.nc.tmp"):
-        tmp.unlink()
+        if owned is None or int(tmp.name.split("-")[1].split(".")[0]) in owned:
+            tmp.unlink(missing_ok=True)
     return {int(p.stem.split("-")[1]) for p in parts_dir.glob("part-*.nc")}
 
 

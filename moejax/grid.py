@@ -211,6 +211,7 @@ def lifted_kernel(keep_partitions: bool, sensitivities: bool = False):
     return jax.jit(lift(at))
 
 
+
 def chunk_plan(shape: dict[str, int], n_partitions: int, max_evaluations: int) -> tuple[str, int]:
     """(axis, block) so one chunk evaluates at most ``max_evaluations`` candidates where possible:
     chunks run along the largest grid axis."""
@@ -233,6 +234,11 @@ def device_inputs(inputs: GridInputs, dtype) -> tuple:
     return cast(inputs.rows, dtype), cast(inputs.hardware, dtype), tables, masks, jnp.asarray(inputs.contexts, dtype)
 
 
+def local_devices() -> list:
+    """This process's devices (CPU: force several with ``XLA_FLAGS=--xla_force_host_platform_device_count=8``)."""
+    return jax.local_devices()
+
+
 def chunks(inputs: GridInputs, max_evaluations: int, skip=frozenset()):
     """Yield ``(chunk_id, axis, positions, sub_inputs, trim)`` along the largest grid axis.
 
@@ -251,15 +257,30 @@ def chunks(inputs: GridInputs, max_evaluations: int, skip=frozenset()):
 
 def evaluate_chunks(inputs: GridInputs, batch: float, acc: Accounting, keep_partitions: bool,
                     max_evaluations: int, dtype, skip: set[int] = frozenset(),
-                    sensitivities: bool = False) -> Iterator[tuple[int, str, slice, dict]]:
+                    sensitivities: bool = False, devices: list | None = None) -> Iterator[tuple[int, str, slice, dict]]:
     """Yield ``(chunk_id, axis, positions, results)`` chunk by chunk, results as host arrays.
-    Chunks in ``skip`` are not evaluated."""
+
+    Chunks in ``skip`` are not evaluated. With several ``devices``, that many chunks are in flight
+    at once, one per device: JAX dispatches asynchronously and runs a jitted call on the device its
+    inputs live on. Each device runs the very executable a single-device run uses on whole chunks,
+    so results are bit-for-bit the same. (Splitting one chunk across a mesh changes XLA's code
+    generation and the last bit of float32 results.)
+    """
     kernel = lifted_kernel(keep_partitions, sensitivities)
-    acc = cast(acc, dtype)
-    for cid, axis, positions, sub, trim in chunks(inputs, max_evaluations, skip):
-        out, extra = kernel(*device_inputs(sub, dtype), jnp.asarray(batch, dtype), acc)
-        results = {k: trim(v) for k, v in {**vars(out), **extra}.items()}
-        yield cid, axis, positions, results
+    devices = devices or [None]
+    shared = (jnp.asarray(batch, dtype), cast(acc, dtype))
+    pending = chunks(inputs, max_evaluations, skip)
+    for group in itertools.zip_longest(*[pending] * len(devices)):
+        launched = []
+        for device, chunk in zip(devices, group):
+            if chunk is None:
+                break
+            args = (*device_inputs(chunk[3], dtype), *shared)
+            if device is not None:
+                args = jax.device_put(args, device)
+            launched.append((chunk, kernel(*args)))
+        for (cid, axis, positions, _, trim), (out, extra) in launched:
+            yield cid, axis, positions, {k: trim(v) for k, v in {**vars(out), **extra}.items()}
 
 
 def n_chunks(inputs: GridInputs, max_evaluations: int) -> int:

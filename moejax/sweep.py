@@ -25,13 +25,13 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 from tqdm import tqdm
 
-from . import __version__
+from . import __version__, distributed
 from .analysis.qs import QS_VARIABLES, qs_columns
 from .baseline import dense_baseline
 from .catalogue import load_hardware, load_model
 from .config import register, validate_grid
 from .dataset import assemble, completed_chunks, write_part
-from .grid import AXES, GridInputs, PartitionSpace, evaluate_chunks, n_chunks, partition_table, stack
+from .grid import AXES, GridInputs, PartitionSpace, evaluate_chunks, local_devices, n_chunks, partition_table, stack
 from .specs import Accounting, SpecError
 
 register()
@@ -143,8 +143,9 @@ def _code_digest() -> str:
     return h.hexdigest()
 
 
-def run(cfg: DictConfig, out: Path) -> Path:
-    """Evaluate the grid chunk by chunk (resuming from completed parts) and write ``out``."""
+def run(cfg: DictConfig, out: Path) -> Path | None:
+    """Evaluate the grid chunk by chunk (resuming from completed parts) and write ``out``; with
+    several processes each evaluates its share and process 0 writes ``out`` (others return None)."""
     if cfg.precision == "float64":
         jax.config.update("jax_enable_x64", True)
     validate_grid(cfg.grid, cfg.precision)
@@ -152,10 +153,15 @@ def run(cfg: DictConfig, out: Path) -> Path:
     science = science_config(cfg)
     text = OmegaConf.to_yaml(OmegaConf.create(science))
     specs = resolved_specs(plan)
+    devices = local_devices()  # whole chunks per device: the chunk layout, and so the parts, do not depend on it
     digest = hashlib.sha256((text + specs + _code_digest()).encode()).hexdigest()[:16]
+    pid, n_proc = jax.process_index(), jax.process_count()  # joined in grid_job, before any JAX use
+    if n_proc > 1:
+        distributed.check_same_config(digest)
     parts_dir = Path(cfg.parts_dir) / digest
-    done = completed_chunks(parts_dir)
     total = n_chunks(plan.inputs, cfg.max_chunk_evaluations)
+    mine = {c for c in range(total) if c % n_proc == pid}
+    done = completed_chunks(parts_dir, owned=mine) | set(range(total)) - mine
     per_chunk = plan.inputs.n_partitions * int(np.prod(list(plan.inputs.shape.values()))) / total
     show = cfg.progress is True or (cfg.progress == "auto" and total - len(done) > 1 and sys.stderr.isatty())
     dtype = np.float64 if cfg.precision == "float64" else np.float32
@@ -163,11 +169,15 @@ def run(cfg: DictConfig, out: Path) -> Path:
     with tqdm(total=total, initial=len(done), unit="chunk", disable=not show, file=sys.stderr) as bar:
         for cid, axis, positions, results in evaluate_chunks(plan.inputs, plan.batch, plan.accounting, cfg.keep_partitions,
                                                              cfg.max_chunk_evaluations, dtype, skip=done,
-                                                             sensitivities=cfg.sensitivities):
+                                                             sensitivities=cfg.sensitivities, devices=devices):
             _mask_missing_baselines(plan, axis, positions, results)
             write_part(parts_dir, cid, axis, positions, results)
             bar.update(1)
             bar.set_postfix_str(f"{per_chunk * (bar.n - len(done)) / (time.perf_counter() - start):.3g} evaluations/s")
+    if n_proc > 1:
+        distributed.barrier("moejax: all parts written")
+        if pid != 0:
+            return None  # process 0 assembles the dataset
     acc = plan.accounting
     attrs = {
         "title": f"moejax decode sweep: grid {cfg.grid.name}",
@@ -284,6 +294,8 @@ def grid_job(cfg: DictConfig, filename: str, job) -> None:
             grids = sorted(p.stem for p in (CONF_DIR / "grid").glob("*.yaml"))
             raise SpecError(f"grid is missing: choose one with +grid=NAME, available {', '.join(grids)}")
         _resolve_overrides(cfg)
+        if cfg.distributed is not None:
+            distributed.initialize(cfg.distributed)  # must precede every other use of JAX
         out = Path(cfg.out) if cfg.out else run_dir / filename
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)
@@ -297,7 +309,8 @@ def grid_job(cfg: DictConfig, filename: str, job) -> None:
 
 
 def _sweep_job(cfg: DictConfig, out: Path) -> str:
-    run(cfg, out)
+    if run(cfg, out) is None:
+        return f"process {jax.process_index()}: parts written; process 0 writes {out}"
     return f"wrote {out}" + (f"\n{summary(out)}" if cfg.summary else "")
 
 

@@ -1,0 +1,105 @@
+"""Scale-out for real: forced CPU devices, two JAX processes on 127.0.0.1 (gloo), failures."""
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import xarray as xr
+
+ROOT = Path(__file__).resolve().parent.parent
+GRID = ["+grid=quick", "max_chunk_evaluations=100000", "summary=false", "compilation_cache=null"]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start(args, tmp, pid=None, n=None, port=None, env=None, **kw):
+    env = {**os.environ, **(env or {})}
+    if pid is not None:
+        env.update(MOEJAX_COORDINATOR=f"127.0.0.1:{port}", MOEJAX_NUM_PROCESSES=str(n), MOEJAX_PROCESS_ID=str(pid))
+    return subprocess.Popen([sys.executable, "-m", "moejax.sweep", *GRID, *args, f"hydra.run.dir={tmp}/run{pid}"],
+                            cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kw)
+
+
+@pytest.fixture(scope="module")
+def single(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("single")
+    proc = start([f"out={tmp / 'one.nc'}", f"parts_dir={tmp / 'parts'}"], tmp)
+    assert proc.wait(timeout=300) == 0, proc.stderr.read()
+    return tmp / "one.nc"
+
+
+def test_eight_local_devices_match_one(single, tmp_path):
+    proc = start([f"out={tmp_path / 'eight.nc'}", f"parts_dir={tmp_path / 'parts'}"], tmp_path,
+                 env={"XLA_FLAGS": "--xla_force_host_platform_device_count=8"})
+    assert proc.wait(timeout=300) == 0, proc.stderr.read()
+    with xr.open_dataset(single) as a, xr.open_dataset(tmp_path / "eight.nc") as b:
+        assert a.identical(b)  # bit for bit: each device runs the single-device executable on whole chunks
+
+
+def test_two_processes_match_one(single, tmp_path):
+    port = free_port()
+    args = ["distributed=env", f"out={tmp_path / 'two.nc'}", f"parts_dir={tmp_path / 'parts'}"]
+    procs = [start(args, tmp_path, pid, 2, port) for pid in (0, 1)]
+    outs = [p.communicate(timeout=120) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], outs
+    assert "process 1: parts written" in outs[1][0]
+    with xr.open_dataset(single) as a, xr.open_dataset(tmp_path / "two.nc") as b:
+        assert a.identical(b)
+
+
+def test_a_dead_process_leaves_parts_and_a_rerun_completes(single, tmp_path):
+    contexts = "[" + ",".join(str(1024 * (i + 1)) for i in range(24)) + "]"
+    parts, port = tmp_path / "parts", free_port()
+    args = ["distributed=env", "distributed.timeout_s=10", f"grid.contexts={contexts}", f"parts_dir={parts}",
+            f"out={tmp_path / 'x.nc'}", "max_chunk_evaluations=1"]
+    procs = [start(args, tmp_path, pid, 2, port) for pid in (0, 1)]
+    deadline = time.time() + 120
+    while time.time() < deadline and not list(parts.glob("*/part-*1.nc")) + list(parts.glob("*/part-*3.nc")):
+        time.sleep(0.01)
+    procs[1].send_signal(signal.SIGKILL)  # process 1 dies after writing an odd chunk
+    procs[0].wait(timeout=120)
+    assert procs[0].returncode != 0 and not (tmp_path / "x.nc").exists()
+    written = {int(p.stem.split("-")[1]) for p in parts.glob("*/part-*.nc")}
+    assert set(range(0, 24, 2)) <= written and len(written) < 24  # process 0 finished its share
+    rerun = start(args[2:], tmp_path)  # one process: completes only the missing chunks
+    assert rerun.wait(timeout=300) == 0, rerun.stderr.read()
+    clean = start([f"grid.contexts={contexts}", "max_chunk_evaluations=1", f"out={tmp_path / 'clean.nc'}",
+                   f"parts_dir={tmp_path / 'other'}"], tmp_path)
+    assert clean.wait(timeout=300) == 0
+    with xr.open_dataset(tmp_path / "x.nc") as a, xr.open_dataset(tmp_path / "clean.nc") as b:
+        assert a.identical(b)
+
+
+@pytest.mark.parametrize("case", ["wrong_count", "no_coordinator", "mismatched_configs"])
+def test_misconfigured_cluster_fails_fast(case, tmp_path):
+    port = free_port()
+    base = ["distributed=env", "distributed.timeout_s=10", f"out={tmp_path / 'x.nc'}", f"parts_dir={tmp_path / 'parts'}"]
+    if case == "wrong_count":  # 3 announced, 2 started
+        procs = [start(base, tmp_path, pid, 3, port) for pid in (0, 1)]
+    elif case == "no_coordinator":  # process 1 alone: nobody serves the coordinator port
+        procs = [start(base, tmp_path, 1, 2, port)]
+    else:
+        procs = [start([*base, f"grid.contexts=[{c}]"], tmp_path, pid, 2, port) for pid, c in ((0, 1024), (1, 2048))]
+    t0 = time.time()
+    outs = [p.communicate(timeout=90) for p in procs]
+    assert time.time() - t0 < 60  # a timeout, not a hang
+    assert all(p.returncode != 0 for p in procs)
+    errors = [err for _, err in outs]
+    if case == "wrong_count":  # JAX's runtime aborts process 0 when registration times out; process 1
+        # either registers and is aborted too, or (on a loaded machine) finds no coordinator in time
+        assert "DEADLINE_EXCEEDED" in errors[0] and "RegisterTask" in errors[0], errors[0][-2000:]
+        assert "DEADLINE_EXCEEDED" in errors[1] or "is unreachable" in errors[1], errors[1][-2000:]
+    else:
+        expected = {"no_coordinator": "distributed.coordinator = '127.0.0.1:", "mismatched_configs": "differs from process 0"}[case]
+        lines = [e.strip().splitlines()[-1] for e in errors]
+        assert any(line.startswith("error: ") and expected in line for line in lines), lines
+    assert not (tmp_path / "x.nc").exists()
