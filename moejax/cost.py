@@ -116,8 +116,12 @@ def _group_share(m: ModelSpec, p: Partition):
 
 def _expert_bytes_params(m: ModelSpec, tokens, acc: Accounting):
     """Routed-expert parameters read per MoE layer per microbatch (times weight_bytes = bytes)."""
-    if acc.expert_traffic == "paper":
-        # qs paper eq. 4 per token, W_pool / R with R = tokens*k/E, summed over tokens.
+    if acc.expert_traffic == "paper-active":
+        # qs paper eq. 4 with W = active weights, W_active / R per token (R = tokens*k/E), summed over
+        # the tokens: k*P_exp*E/k = the whole pool, once per step, whatever the batch.
+        return m.n_experts * arch.expert_params(m)
+    if acc.expert_traffic == "paper-pool":
+        # eq. 4 with W = the pool, W_pool / R per token, summed: E/k pools per step (Table 5's reading).
         return m.n_experts * m.n_experts * arch.expert_params(m) / m.top_k
     return touched_experts(m, tokens, acc.routing_skew) * arch.expert_params(m)
 

@@ -164,7 +164,10 @@ def _all_to_all(p: float, n: float, span: float, hw: dict) -> float:
 def _expert_traffic(m: dict, acc: dict, b: float, p_exp: float) -> float:
     """Expert parameters X read per MoE layer per microbatch of b tokens (params)."""
     E, k = m["n_experts"], m["top_k"]
-    if acc["expert_traffic"] == "paper":
+    if acc["expert_traffic"] == "paper-active":
+        R = b * k / E
+        return b * k * p_exp / R
+    if acc["expert_traffic"] == "paper-pool":
         R = b * k / E
         return b * E * p_exp / R
     e_eff = max(E * (1 - acc["routing_skew"]), k)

@@ -19,7 +19,7 @@ import numpy as np
 
 ATTENTION_KINDS = {"mha": 0, "gqa": 1, "mqa": 2, "mla": 3}
 KV_MODES = {"none": 0, "kvp": 1, "cp": 2}
-EXPERT_TRAFFIC = ("physical", "paper")
+EXPERT_TRAFFIC = ("physical", "paper-active", "paper-pool")
 ROOFLINES = ("phase", "global")
 
 
@@ -241,8 +241,10 @@ class Accounting:
     """Named free constants of the cost model and its static switches.
 
     ``expert_traffic``: ``"physical"`` reads each touched expert once per step (expected
-    distinct experts under uniform routing, bent by ``routing_skew``); ``"paper"`` charges the
-    qs paper's eq. 4 literally, per token ``W_pool / R`` with ``R = b*k/E``.
+    distinct experts under uniform routing, bent by ``routing_skew``). The qs paper's eq. 4 charges
+    ``W / R`` per token with ``R = b*k/E``; ``"paper-active"`` takes W as the active FFN weights (its
+    eq. 17: the whole expert pool is read once per step, at any batch), ``"paper-pool"`` as the whole
+    pool (what its Table 5 needs: E/k times the pool per step — more than is resident).
     ``integer_batch``: B_max is floored to whole sequences (False: continuous, differentiable).
     ``roofline``: ``"phase"`` runs attention, FFN and LM-head phases one after another, each at
     ``max(compute, HBM)`` (monotone in every bandwidth); ``"global"`` is the qs paper's eq. 19,

@@ -72,10 +72,10 @@ def test_weight_scale_one_is_cost_batch_capacity(dsv3, hw):
 def test_reported_predictions_are_the_integer_model(ref, dsv3, hw):
     """predict(integer=True) equals decode_point under Accounting(integer_batch=True)."""
     consts = {"hbm_usable_fraction": 0.6, "kv_scale": 0.35, "hbm_efficiency": 0.7, "overlap": 0.2}
-    fit = cal.Fit("t", quantities=("b_max", "relative_throughput"), tables=(4,), expert_traffic="paper", roofline="global",
+    fit = cal.Fit("t", quantities=("b_max", "relative_throughput"), tables=(4,), expert_traffic="paper-pool", roofline="global",
                   free=("hbm_efficiency",), include=("t4.*.1024k", "t4.*.4096k", "t4.tput.moe.1k"))
     targets, pred = cal.predict(ref, fit, consts, integer=True)
-    acc = Accounting(**consts, expert_traffic="paper", roofline="global", integer_batch=True)
+    acc = Accounting(**consts, expert_traffic="paper-pool", roofline="global", integer_batch=True)
     m, d = dsv3
     norm = decode_point(m, hw, Partition(tp=8.0, kvp=8.0, kv_mode=1.0, ep=8.0), Workload(context=1024.0), acc).throughput
     checked = 0
@@ -123,7 +123,7 @@ def test_synthetic_recovery_of_throughput_constants(ref):
     efficiencies, overlap and layer latency under the paper's accounting give them back."""
     truth = {"hbm_efficiency": 0.6, "flops_efficiency": 0.5, "overlap": 0.3, "layer_latency": 2e-6}
     fit = cal.Fit("throughput", quantities=("relative_throughput", "relative_time"), tables=(4, 5), free=tuple(truth),
-                  expert_traffic="paper", roofline="global")
+                  expert_traffic="paper-pool", roofline="global")
     res = cal.calibrate(_synthetic(ref, fit, truth, integer=False, digits=9), [fit])
     for k, v in truth.items():
         assert res.constants[k] == pytest.approx(v, rel=1e-3), k

@@ -35,7 +35,7 @@ def _no_slower(fast, slow):
 
 @SETTINGS
 @given(seeds, factors, st.sampled_from(["hbm_bw", "flops_bf16", "flops_fp8", "intra_bw", "inter_bw"]),
-       st.sampled_from(["phase", "global"]), st.sampled_from(["physical", "paper"]))
+       st.sampled_from(["phase", "global"]), st.sampled_from(["physical", "paper-active", "paper-pool"]))
 def test_more_bandwidth_or_flops_is_never_slower(seed, factor, field, roofline, traffic):
     # eq. 19's global max is monotone only without overlap windows (see Accounting.roofline)
     over = {"overlap": 0.0} if roofline == "global" else {}
@@ -45,7 +45,7 @@ def test_more_bandwidth_or_flops_is_never_slower(seed, factor, field, roofline, 
 
 
 @SETTINGS
-@given(seeds, st.sampled_from(["physical", "paper"]))
+@given(seeds, st.sampled_from(["physical", "paper-active", "paper-pool"]))
 def test_single_expert_moe_equals_dense(seed, traffic):
     m, hw, p, wl, acc = specs(seed, traffic=traffic)
     base = dataclasses.replace(m, n_experts=1.0, top_k=1.0, d_ff_expert=0.0, shared_d_ff=0.0, n_dense_layers=m.n_layers)
@@ -76,18 +76,21 @@ def test_more_context_never_raises_b_max(seed, factor):
 
 
 @SETTINGS
-@given(st.sampled_from([4, 8, 16, 64, 128, 256, 2048]), st.integers(1, 8), st.floats(0.5, 20.0))
-def test_qs_inequality_ffn_bytes(e, k, kappa):
+@given(st.sampled_from([4, 8, 16, 64, 128, 256, 2048]), st.integers(1, 8), st.floats(0.5, 20.0),
+       st.sampled_from(["physical", "paper-active"]), st.floats(1.0, 4096.0))
+def test_qs_inequality_ffn_bytes(e, k, kappa, traffic, batch):
     """ρκ < 1 ⇔ the MoE moves more FFN weight bytes per token than its κ-matched dense FFN (κ× the
-    active FFN, eq. 11), at a batch large enough that every expert is touched (physical traffic)."""
+    active FFN, eq. 11): at any batch with the paper's eq. 17 traffic, and with physical traffic at a
+    batch large enough that every expert is touched."""
     k = min(k, e)
     rho = k / e
     if abs(rho * kappa - 1) < 1e-6:
         return
     m = ModelSpec(n_layers=1.0, d_model=1024.0, vocab_size=1000.0, n_heads=8.0, n_kv_heads=8.0, head_dim=128.0,
                   d_ff=0.0, n_dense_layers=0.0, n_experts=float(e), top_k=float(k), d_ff_expert=512.0)
-    batch = 1e4 * e / k  # (1 - ρ)^B underflows: all E experts are read once per step
-    moe_bytes_per_token = float(_expert_bytes_params(m, batch, Accounting())) / batch
+    if traffic == "physical":
+        batch = 1e4 * e / k  # (1 - ρ)^B underflows: all E experts are read once per step
+    moe_bytes_per_token = float(_expert_bytes_params(m, batch, Accounting(expert_traffic=traffic))) / batch
     dense_bytes_per_token = kappa * k * 3 * 1024.0 * 512.0 / batch
     assert (rho * kappa < 1) == (moe_bytes_per_token > dense_bytes_per_token)
 

@@ -12,7 +12,7 @@ from moejax.partition import partition_valid
 from moejax.reference import reference_decode
 from points import random_point
 
-N_POINTS = 1200  # split over the 8 static accounting switch combinations
+N_POINTS = 1200  # split over the 12 static accounting switch combinations
 RTOL, ATOL = 1e-6, 1e-15
 FIELDS = ("t_compute", "t_hbm", "t_comm", "t_comm_exposed", "step_time", "batch", "b_max", "reuse",
           "throughput", "throughput_per_gpu", "weight_bytes_per_gpu", "kv_bytes_per_gpu", "memory_per_gpu")
@@ -24,7 +24,7 @@ def _stack(cls, dicts):
     return cls(**{k: np.array([d.get(k, defaults[k]) for d in dicts], dtype=float) for k in keys})
 
 
-SWITCHES = list(itertools.product(("physical", "paper"), ("phase", "global"), (True, False)))
+SWITCHES = list(itertools.product(("physical", "paper-active", "paper-pool"), ("phase", "global"), (True, False)))
 
 
 @pytest.mark.parametrize("traffic,roofline,integer", SWITCHES)

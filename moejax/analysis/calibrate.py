@@ -5,7 +5,7 @@ with its table, row and column) and a model of every target as a function of nam
 the array leaves of ``moejax.Accounting`` (``CONSTANTS``) plus ``weight_scale``, a multiplier on
 resident weight bytes in the memory check that ``Accounting`` does not have (see below). Which
 constants are free, which are only probed for identifiability, and the static accounting choices
-(``expert_traffic`` "physical"/"paper", ``roofline`` "phase"/"global", the partition: the paper's
+(``expert_traffic`` "physical"/"paper-active"/"paper-pool", ``roofline`` "phase"/"global", the partition: the paper's
 stated one or moejax's best-partition search) make one ``Fit``; a problem is a sequence of fits,
 each able to inherit the fitted constants of an earlier one.
 
