@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import os
 import resource
 import subprocess
 import sys
@@ -177,6 +178,37 @@ def breakeven_timing(points: float) -> dict:
             "breakeven_points_per_s": s["points"] / seconds, "breakeven_agree_fraction": s["agree"] / max(s["found"], 1)}
 
 
+def device_scan(counts: list[int], repeats: int) -> dict:
+    """Search-path evaluations/s of the frontier grid with 1, 2, 4, 8 … local devices (CPU: forced
+    host devices, each run in a fresh process), whole chunks per device as in the main job."""
+    out = {}
+    for n in counts:
+        env = {**os.environ, "XLA_FLAGS": f"--xla_force_host_platform_device_count={n}"}
+        proc = subprocess.run([sys.executable, "-m", "moejax.bench", "--devices-only", "--repeats", str(repeats)],
+                              capture_output=True, text=True, check=True, env=env)
+        out[str(n)] = json.loads(proc.stdout.strip().splitlines()[-1])["points_per_s"]
+    return {"points_per_s_by_devices": out}
+
+
+def devices_only(repeats: int) -> dict:
+    """Evaluations/s of the search path through ``evaluate_chunks`` on all local devices, in chunks
+    of a sixteenth of the frontier grid (so every device gets work)."""
+    from .grid import evaluate_chunks, local_devices
+
+    plan = _plan([])
+    inputs = plan.inputs
+    evaluations = inputs.n_partitions * int(np.prod(list(inputs.shape.values())))
+    run = lambda: [r for *_, r in evaluate_chunks(inputs, 0.0, plan.accounting, False, evaluations // 16,  # noqa: E731
+                                                  jnp.float32, devices=local_devices())]
+    run()
+    best = np.inf
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        run()
+        best = min(best, time.perf_counter() - t0)
+    return {"devices": len(local_devices()), "points_per_s": evaluations / best}
+
+
 def main(argv=None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--repeats", type=int, default=3)
@@ -186,8 +218,14 @@ def main(argv=None) -> dict:
     ap.add_argument("--stream-points", type=float, default=1e9, help="0 skips the streamed main-job run")
     ap.add_argument("--stream-chunk", type=int, default=2**24)
     ap.add_argument("--breakeven-points", type=float, default=1e5, help="kappa* grid size; 0 skips it")
+    ap.add_argument("--device-counts", default="", help="e.g. 1,2,4,8: search rate per local device count")
+    ap.add_argument("--devices-only", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--stream-only", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
+    if args.devices_only:
+        result = devices_only(args.repeats)
+        print(json.dumps(result))
+        return result
     if args.stream_only:
         result = stream(args.stream_points, args.stream_chunk)
         print(json.dumps(result))
@@ -228,6 +266,8 @@ def main(argv=None) -> dict:
     }
     if args.breakeven_points > 0:
         result.update(breakeven_timing(args.breakeven_points))
+    if args.device_counts:
+        result.update(device_scan([int(n) for n in args.device_counts.split(",")], args.repeats))
     if args.stream_points > 0:
         proc = subprocess.run([sys.executable, "-m", "moejax.bench", "--stream-only", "--stream-points", str(args.stream_points),
                                "--stream-chunk", str(args.stream_chunk)], capture_output=True, text=True, check=True)
@@ -246,6 +286,8 @@ def main(argv=None) -> dict:
     if "stream_points_per_s" in result:
         rows.append((f"main job, {result['stream_evaluations']:.2e} evaluations streamed", result["stream_points_per_s"],
                      f"peak RSS {result['stream_peak_rss_mb']:.0f} MB, {result['stream_s']:.1f} s"))
+    for n, rate in result.get("points_per_s_by_devices", {}).items():
+        rows.append((f"search via the main job's chunks, {n} local device(s)", rate, "evaluate_chunks"))
     print(f"moejax bench on {device}: frontier grid, {result['grid_points']} points x {inputs.n_partitions} candidate partitions "
           f"= {evaluations:.3e} evaluations")
     print(f"{'path':<52} {'points/s':>12}  notes")

@@ -50,6 +50,7 @@ class GridConf:
     num_gpus: list[int] = MISSING
     contexts: list[float] = MISSING  # tokens
     batch: Any = "bmax"  # "bmax" or sequences per replica
+    hardware_space: Any = None  # {hbm_bw: [multipliers], hbm_bytes, flops, intra_bw, inter_bw, intra_latency, inter_latency, island_size: [GPUs]}
     partitions: PartitionsConf = dataclasses.field(default_factory=PartitionsConf)
     dtypes: DtypesConf = dataclasses.field(default_factory=DtypesConf)
     accounting: AccountingConf = dataclasses.field(default_factory=AccountingConf)

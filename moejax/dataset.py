@@ -46,6 +46,13 @@ FLAGS = {
     "baseline_exists": ([0, 1], "no_dense_baseline exists"),
 }
 BASELINE = {"baseline_exists": (FLAG, "a dense model of kappa*rho*P_total params exists in the baseline family")}
+HARDWARE = {
+    "hw_hbm_bytes": ("byte", "HBM capacity per GPU"), "hw_hbm_bw": ("byte s-1", "HBM bandwidth per GPU"),
+    "hw_flops_bf16": ("s-1", "dense BF16 FLOP per second per GPU"), "hw_flops_fp8": ("s-1", "dense FP8 FLOP per second per GPU"),
+    "hw_intra_bw": ("byte s-1", "intra-node link bandwidth per GPU per direction"),
+    "hw_intra_latency": ("s", "intra-node ring hop latency"), "hw_island_size": ("1", "GPUs per node-local island"),
+    "hw_inter_bw": ("byte s-1", "inter-node bandwidth per GPU per direction"), "hw_inter_latency": ("s", "inter-node ring hop latency"),
+}
 ELASTICITIES = {f"elasticity_{f}": ("1", f"d log(throughput_per_gpu) / d log({f}) at the winning partition, continuous B_max "
                                            "(NaN where infeasible)") for f in ELASTICITY_FIELDS}
 FIELD_STACKS = {"degrees": PARTITION_FIELDS, "elasticities": ELASTICITY_FIELDS}  # results with a trailing field axis
@@ -55,7 +62,7 @@ INT_VARS = {"feasible", "bound", "kv_mode", "baseline_exists"}
 
 
 def variable_attrs(name: str) -> dict:
-    units, long_name = {**VARIABLES, **DEGREES, **BASELINE, **ELASTICITIES}[name]
+    units, long_name = {**VARIABLES, **DEGREES, **BASELINE, **ELASTICITIES, **HARDWARE}[name]
     if units == FLAG:
         values, meanings = FLAGS[name]
         return {"long_name": long_name, "flag_values": np.array(values, dtype=np.int8), "flag_meanings": meanings}

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import itertools
 import json
 import logging
 import shutil
@@ -28,7 +29,7 @@ from tqdm import tqdm
 from . import __version__, distributed
 from .analysis.qs import QS_VARIABLES, qs_columns
 from .baseline import dense_baseline
-from .catalogue import load_hardware, load_model
+from .catalogue import HARDWARE_FIELDS, load_hardware, load_model
 from .config import register, validate_grid
 from .dataset import assemble, completed_chunks, write_part
 from .grid import AXES, GridInputs, PartitionSpace, evaluate_chunks, local_devices, n_chunks, partition_table, stack
@@ -67,7 +68,8 @@ def build_plan(grid, keep_partitions: bool) -> SweepPlan:
             except SpecError:  # κ·ρ·P_total below the kept attention: no such dense model
                 rows.append(m)
     _check_partition_space(grid.partitions, grid.models, models)
-    hardware = [load_hardware(name) for name in grid.hardware]
+    hardware, hw_names = design_space([load_hardware(name) for name in grid.hardware], list(grid.hardware),
+                                      grid.get("hardware_space"))
     num_gpus = [int(n) for n in grid.num_gpus]
     table, mask = partition_table(num_gpus, PartitionSpace(**{k: tuple(v) for k, v in grid.partitions.items()}))
     contexts = np.array([float(c) for c in grid.contexts])
@@ -76,7 +78,7 @@ def build_plan(grid, keep_partitions: bool) -> SweepPlan:
         "model": (np.array(list(grid.models)), {"long_name": "MoE model (catalogue name)"}),
         "variant": (np.array(["moe", "dense"]), {"long_name": "the MoE itself, or its kappa-matched dense baseline"}),
         "kappa": (np.array(kappas), {"units": "1", "long_name": "quality factor: dense params = kappa*rho*P_total"}),
-        "hardware": (np.array(list(grid.hardware)), {"long_name": "accelerator (catalogue name)"}),
+        "hardware": (np.array(hw_names), {"long_name": "accelerator (catalogue name, with design-space multipliers)"}),
         "num_gpus": (np.array(num_gpus, dtype=np.int32), {"units": "1", "long_name": "GPUs in the cluster"}),
         "context": (contexts, {"units": "1", "long_name": "context length in tokens"}),
     }
@@ -85,6 +87,40 @@ def build_plan(grid, keep_partitions: bool) -> SweepPlan:
     acc = Accounting(**dict(grid.accounting))
     batch = 0.0 if grid.batch == "bmax" else float(grid.batch)
     return SweepPlan(inputs, row_map, exists, coords, acc, batch)
+
+
+SPACE_FIELDS = {"hbm_bw": ("hbm_bw",), "hbm_bytes": ("hbm_bytes",), "flops": ("flops_bf16", "flops_fp8"),
+                "intra_bw": ("intra_bw",), "inter_bw": ("inter_bw",), "intra_latency": ("intra_latency",),
+                "inter_latency": ("inter_latency",)}
+
+
+def design_space(hardware: list, names: list[str], space) -> tuple[list, list[str]]:
+    """Every catalogue accelerator crossed with the ``grid.hardware_space`` multipliers (and
+    absolute ``island_size`` values): a design space over continuous hardware parameters.
+    Without a space, the catalogue entries as they are. Names record the multipliers."""
+    if not space:
+        return hardware, names
+    axes = {k: list(v) for k, v in space.items()}
+    for field, values in axes.items():
+        if field not in SPACE_FIELDS and field != "island_size":
+            raise SpecError(f"grid.hardware_space.{field} is not a known field: allowed {', '.join([*SPACE_FIELDS, 'island_size'])}")
+        if not values or any(not isinstance(v, int | float) or v <= 0 for v in values):
+            raise SpecError(f"grid.hardware_space.{field} = {values!r} is invalid: a non-empty list of positive numbers")
+    out, labels = [], []
+    for hw, name in zip(hardware, names):
+        for combo in itertools.product(*axes.values()):
+            changes, tags = {}, []
+            for field, value in zip(axes, combo):
+                if field == "island_size":
+                    changes["island_size"] = float(value)
+                    tags.append(f"island={value:g}")
+                    continue
+                for leaf in SPACE_FIELDS[field]:
+                    changes[leaf] = getattr(hw, leaf) * value
+                tags.append(f"{field}x{value:g}")
+            out.append(dataclasses.replace(hw, **changes))
+            labels.append("|".join([name, *tags]))
+    return out, labels
 
 
 def _check_partition_space(space, names, models) -> None:
@@ -196,8 +232,10 @@ def run(cfg: DictConfig, out: Path) -> Path | None:
         "comment": "MoE rows (variant=moe) do not depend on kappa and are repeated along it.",
     }
     baseline = ("baseline_exists", ("model", "kappa"), plan.baseline_exists.astype(np.int8))
+    hardware_numbers = [(f"hw_{f}", ("hardware",), np.asarray(getattr(plan.inputs.hardware, f)))
+                        for f in HARDWARE_FIELDS]  # each accelerator's numbers, design spaces included
     assemble(out, parts_dir, plan.coords, plan.row_map, attrs, "f8" if dtype == np.float64 else "f4",
-             plan.inputs.partitions if cfg.keep_partitions else None, extra=[baseline],
+             plan.inputs.partitions if cfg.keep_partitions else None, extra=[baseline, *hardware_numbers],
              sensitivities=cfg.sensitivities, derive=None if cfg.keep_partitions else _qs_writer(plan, _breakeven(cfg)))
     shutil.rmtree(parts_dir)
     return out
