@@ -193,8 +193,7 @@ def plot_kappa_star(ds, out_dir, sel):
     fig, ax = plt.subplots(figsize=(7, 1.8 + 0.55 * len(ds.num_gpus)))
     v = np.asarray(arrays["kappa_star"], dtype=float)
     finite = v[np.isfinite(v)]
-    cmap = plt.get_cmap("magma_r").copy()
-    cmap.set_bad("#dddddd")
+    cmap = plt.get_cmap("magma_r").with_extremes(bad="#dddddd")
     from matplotlib.colors import LogNorm
 
     norm = LogNorm(vmin=finite.min(), vmax=max(finite.max(), finite.min() * 1.01)) if finite.size else None
