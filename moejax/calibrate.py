@@ -13,21 +13,18 @@ from __future__ import annotations
 
 import csv
 import json
-import logging
 import math
 import os
-import sys
-import warnings
 from pathlib import Path
 
 import hydra
 import jax
 import numpy as np
 import xarray as xr
-from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
 from . import __version__
+from .cli import run_command
 from .analysis.calibrate import (
     CONSTANTS,
     RESIDUAL_FIELDS,
@@ -223,29 +220,13 @@ def write_outputs(res: CalibrationResult, out: Path) -> tuple[Path, Path]:
 
 @hydra.main(version_base=None, config_path="../conf", config_name="calibrate")
 def main(cfg: DictConfig) -> None:
-    logging.getLogger("jax._src.xla_bridge").setLevel(logging.ERROR)
-    run_dir = Path(HydraConfig.get().runtime.output_dir)
-    try:
+    def job(run_dir: Path) -> str:
         jax.config.update("jax_enable_x64", True)
-        if cfg.get("compilation_cache"):
-            jax.config.update("jax_compilation_cache_dir", str(Path(cfg.compilation_cache).expanduser()))
         ref, fits, optimizer, rtol = problem_from_config(cfg)
-        out = Path(cfg.out) if cfg.out else run_dir
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)
-            res = calibrate(ref, fits, optimizer, rtol)
-        text = report(res)
-        paths = write_outputs(res, out)
-    except SpecError as e:
-        print(f"error: {e}", file=sys.stderr)
-        if run_dir.exists() and not any(run_dir.iterdir()):
-            run_dir.rmdir()
-        sys.exit(2)
-    if cfg.out and run_dir.exists() and not any(run_dir.iterdir()):
-        run_dir.rmdir()
-    print(text)
-    print(f"wrote {paths[0]}\nwrote {paths[1]}")
-    print(summary_json(res))
+        res = calibrate(ref, fits, optimizer, rtol)
+        paths = write_outputs(res, Path(cfg.out) if cfg.out else run_dir)
+        return f"{report(res)}\nwrote {paths[0]}\nwrote {paths[1]}\n{summary_json(res)}"
+    run_command(job, cfg.get("compilation_cache"))
 
 
 if __name__ == "__main__":

@@ -13,19 +13,16 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import logging
 import os
-import sys
-import warnings
 from pathlib import Path
 
 import hydra
 import jax
 import numpy as np
-from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
 from . import __version__
+from .cli import run_command
 from .specs import Accounting, Partition, SpecError, Workload
 
 MODES = ("components", "latency")
@@ -223,33 +220,18 @@ def write_dataset(out: Path, cfg: DictConfig, plan: dict, results) -> None:
             tmp.unlink()
 
 
-def _remove_if_empty(run_dir: Path) -> None:
-    if run_dir.exists() and not any(run_dir.iterdir()):
-        run_dir.rmdir()
-
-
 @hydra.main(version_base=None, config_path="../conf", config_name="fit")
 def main(cfg: DictConfig) -> None:
-    logging.getLogger("jax._src.xla_bridge").setLevel(logging.ERROR)  # "no TPU/GPU backend" notices
-    run_dir = Path(HydraConfig.get().runtime.output_dir)
-    try:
+    def job(run_dir: Path) -> str:
         if cfg.mode not in MODES:
             raise SpecError(f"mode = {cfg.mode!r} is invalid: allowed {', '.join(MODES)}")
         if cfg.precision not in ("float32", "float64"):
             raise SpecError(f"precision = {cfg.precision!r} is invalid: allowed float32, float64")
         jax.config.update("jax_enable_x64", cfg.precision == "float64")
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)
-            if cfg.mode == "components":
-                record = run_components()
-            else:
-                record = run_latency(cfg, Path(cfg.out) if cfg.out else run_dir / "fit.nc")
-    except SpecError as e:
-        print(f"error: {e}", file=sys.stderr)
-        _remove_if_empty(run_dir)
-        sys.exit(2)
-    _remove_if_empty(run_dir)
-    print(json.dumps(record))
+        if cfg.mode == "components":
+            return json.dumps(run_components())
+        return json.dumps(run_latency(cfg, Path(cfg.out) if cfg.out else run_dir / "fit.nc"))
+    run_command(job)
 
 
 if __name__ == "__main__":

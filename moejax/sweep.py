@@ -11,11 +11,9 @@ import dataclasses
 import hashlib
 import itertools
 import json
-import logging
 import shutil
 import sys
 import time
-import warnings
 from pathlib import Path
 
 import hydra
@@ -27,12 +25,13 @@ from omegaconf import DictConfig, OmegaConf
 from tqdm import tqdm
 
 from . import __version__, distributed
+from .cli import run_command
 from .analysis.qs import QS_VARIABLES, qs_columns
 from .baseline import dense_baseline
 from .catalogue import HARDWARE_FIELDS, load_hardware, load_model
 from .config import register, validate_grid
 from .dataset import assemble, completed_chunks, write_part
-from .grid import AXES, GridInputs, PartitionSpace, evaluate_chunks, local_devices, n_chunks, partition_table, stack
+from .grid import GridInputs, PartitionSpace, evaluate_chunks, local_devices, n_chunks, partition_table, stack
 from .specs import Accounting, SpecError
 
 register()
@@ -321,11 +320,7 @@ def grid_job(cfg: DictConfig, filename: str, job) -> None:
     """The shell every grid CLI shares: require a grid, apply ``model=``/``hardware=`` choices,
     run ``job(cfg, out) -> report``, and turn a ``SpecError`` into one line on stderr, exit code 2,
     and no files left behind."""
-    logging.getLogger("jax._src.xla_bridge").setLevel(logging.ERROR)  # "no TPU/GPU backend" notices
-    if cfg.compilation_cache:  # compiled kernels persist across runs (the κ* kernel takes ~30 s to compile)
-        jax.config.update("jax_compilation_cache_dir", str(Path(cfg.compilation_cache).expanduser()))
-    run_dir = Path(HydraConfig.get().runtime.output_dir)
-    try:
+    def grid_run(run_dir: Path) -> str:
         if cfg.grid is None:
             from .catalogue import CONF_DIR
 
@@ -334,16 +329,8 @@ def grid_job(cfg: DictConfig, filename: str, job) -> None:
         _resolve_overrides(cfg)
         if cfg.distributed is not None:
             distributed.initialize(cfg.distributed)  # must precede every other use of JAX
-        out = Path(cfg.out) if cfg.out else run_dir / filename
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)
-            report = job(cfg, out)
-    except SpecError as e:
-        print(f"error: {e}", file=sys.stderr)
-        if run_dir.exists() and not any(run_dir.iterdir()):
-            run_dir.rmdir()
-        sys.exit(2)
-    print(report)
+        return job(cfg, Path(cfg.out) if cfg.out else run_dir / filename)
+    run_command(grid_run, cfg.compilation_cache)
 
 
 def _sweep_job(cfg: DictConfig, out: Path) -> str:

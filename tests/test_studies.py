@@ -4,7 +4,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -53,4 +52,6 @@ def test_qs_paper_study(tmp_path):
     ids = {r[1].split(":")[0] for r in cal}
     assert {"t5.128k.moe.hbm", "t4.tput.dense.128k", "t6.grok1.dense.k2"} <= ids
     assert all(r[6] == "yes" or r[7] for r in cal)  # every miss has a reason
+    headline = next(r for r in cal if r[0] == "qs abstract / Table 4")
+    assert headline[2] == "4.5" and float(headline[4]) > 0
     assert "## Sweep `python -m moejax.sweep +grid=qs-paper`" in text and (tmp_path / "run" / "sweep.nc").is_file()

@@ -23,7 +23,6 @@ from __future__ import annotations
 import dataclasses
 import math
 from fractions import Fraction
-from typing import Any
 
 import jax
 import jax.numpy as jnp

@@ -1,0 +1,39 @@
+"""The shell every moejax command shares: quiet JAX notices, optional persistent compilation cache,
+and bad input as one line on stderr with exit code 2 and no run directory left behind."""
+
+from __future__ import annotations
+
+import logging
+import sys
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+
+import jax
+from hydra.core.hydra_config import HydraConfig
+
+from .specs import SpecError
+
+
+def remove_if_empty(run_dir: Path) -> None:
+    if run_dir.exists() and not any(run_dir.iterdir()):
+        run_dir.rmdir()
+
+
+def run_command(job: Callable[[Path], str], compilation_cache=None) -> None:
+    """Run ``job(run_dir) -> report`` inside a Hydra task and print its report; a ``SpecError``
+    becomes ``error: ...`` on stderr and exit code 2. An empty run directory is removed."""
+    logging.getLogger("jax._src.xla_bridge").setLevel(logging.ERROR)  # "no TPU/GPU backend" notices
+    if compilation_cache:  # compiled kernels persist across runs (the κ* kernel takes ~20 s to compile)
+        jax.config.update("jax_compilation_cache_dir", str(Path(compilation_cache).expanduser()))
+    run_dir = Path(HydraConfig.get().runtime.output_dir)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            report = job(run_dir)
+    except SpecError as e:
+        print(f"error: {e}", file=sys.stderr)
+        remove_if_empty(run_dir)
+        sys.exit(2)
+    remove_if_empty(run_dir)
+    print(report)
