@@ -27,8 +27,10 @@ def test_epoch_study(tmp_path):
     rows = {r[1]: r for r in _rows(text)}
     assert rows["a (E exponent)"][3] == "0.4375" and rows["a (E exponent)"][6] == "yes"
     assert rows["b (k exponent)"][3] == "0.625"
+    assert rows["H100 critical batch (BF16 FLOP/s ÷ HBM B/s)"][6] == "yes"
+    assert rows["Llama-3.3-70B TP8 FFN all-reduces at batch 300, 1 MB/token (ms)"][6] == "yes"
     assert rows["GPT-4 serial-depth size"][6] == "no" and rows["GPT-4 serial-depth size"][7]  # reason given
-    assert len(rows) == 14
+    assert len(rows) == 17  # the fit's 14 rows + critical batch + the all-reduce example twice
     assert (tmp_path / "run" / "fit_components.log").is_file()
 
 
