@@ -22,7 +22,7 @@ SMALL = PartitionSpace(tp=(1, 2, 4, 8), ep=(1, 8), pp=(1,), dp_attn=(1, 2), kvp=
 
 
 def cli(*args, check=True):
-    return subprocess.run([sys.executable, "-m", "moejax.breakeven", *args, "compilation_cache=null"], cwd=ROOT,
+    return subprocess.run([sys.executable, "-m", "moejax.breakeven", *args], cwd=ROOT,
                           capture_output=True, text=True, timeout=600, check=check)
 
 
@@ -72,7 +72,7 @@ def test_sweep_can_include_kappa_star(solved, tmp_path):
     out, _ = solved
     sweep = tmp_path / "s.nc"
     subprocess.run([sys.executable, "-m", "moejax.sweep", "+grid=quick", "grid.models=[mixtral-8x22b]", "grid.hardware=[b200]",
-                    "grid.num_gpus=[8]", "breakeven.include=true", "summary=false", "compilation_cache=null",
+                    "grid.num_gpus=[8]", "breakeven.include=true", "summary=false",
                     f"out={sweep}", f"parts_dir={tmp_path / 'parts'}"], cwd=ROOT, check=True, capture_output=True)
     with xr.open_dataset(sweep) as s, xr.open_dataset(out) as b:
         np.testing.assert_allclose(s.kappa_star.values[0], b.kappa_star.sel(model=["mixtral-8x22b"], hardware=["b200"]).values[0], rtol=1e-6)

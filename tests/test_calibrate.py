@@ -249,7 +249,7 @@ def test_notes_rule_needs_a_kv_factor_per_variant(ref, dsv3, hw):
 
 
 def calibrate_cli(*args, cwd=None):
-    return subprocess.run([sys.executable, "-m", "moejax.calibrate", "compilation_cache=null", *args], check=False, cwd=cwd or ROOT,
+    return subprocess.run([sys.executable, "-m", "moejax.calibrate", *args], check=False, cwd=cwd or ROOT,
                           capture_output=True, text=True, timeout=300)
 
 

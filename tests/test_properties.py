@@ -16,7 +16,7 @@ from points import random_point
 decode = jax.jit(decode_point)
 seeds = st.integers(0, 2**32 - 1)
 factors = st.floats(1.0, 10.0)
-SETTINGS = settings(max_examples=60, deadline=None)
+SETTINGS = settings(max_examples=40, deadline=None)
 
 
 def specs(seed, roofline="phase", traffic="physical", **acc_over):

@@ -12,7 +12,7 @@ import pytest
 import xarray as xr
 
 ROOT = Path(__file__).resolve().parent.parent
-GRID = ["+grid=quick", "max_chunk_evaluations=100000", "summary=false", "compilation_cache=null"]
+GRID = ["+grid=quick", "max_chunk_evaluations=100000", "summary=false"]
 
 
 def free_port() -> int:
