@@ -133,8 +133,4 @@ def breakeven_point(m, hw, parts, pmask, context, batch, acc: Accounting, log_km
 @functools.cache
 def breakeven_kernel(solver: Solver):
     """``f(moe_rows, hardware, tables, masks, contexts, batch, acc, log_kmin, log_kmax)`` over the grid."""
-    return jax.jit(lift(functools.partial(_point, solver=solver)))
-
-
-def _point(m, hw, parts, pmask, context, batch, acc, log_kmin, log_kmax, solver):
-    return breakeven_point(m, hw, parts, pmask, context, batch, acc, log_kmin, log_kmax, solver)
+    return jax.jit(lift(functools.partial(breakeven_point, solver=solver)))
