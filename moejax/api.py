@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import jax
 
-from . import arch
 from .catalogue import load_hardware, load_model
-from .cost import StepCosts, decode_point, prefill_point
-from .partition import check_partition
-from .specs import Accounting, HardwareSpec, ModelSpec, Partition, Workload
+from .physics import arch
+from .physics.cost import StepCosts, decode_point, prefill_point
+from .physics.partition import check_partition
+from .physics.specs import Accounting, HardwareSpec, ModelSpec, Partition, Workload
 
 _decode = jax.jit(decode_point)
 _prefill = jax.jit(prefill_point)
@@ -21,7 +21,7 @@ def _specs(model, hardware) -> tuple[ModelSpec, HardwareSpec]:
 
 
 def param_counts(model: ModelSpec | str) -> tuple[float, float]:
-    """(total, active-per-token) parameters; see ``moejax.arch.param_counts``."""
+    """(total, active-per-token) parameters; see ``moejax.physics.arch.param_counts``."""
     m = load_model(model) if isinstance(model, str) else model
     total, active = arch.param_counts(m)
     return float(total), float(active)

@@ -26,21 +26,36 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .grid import GridInputs, cast, device_inputs, lifted_kernel, partitions_from_table
+from .analysis.breakeven import solve, summary_json
+from .analysis.qs import sweep_columns
+from .catalogue import CONF_DIR
+from .engine.config import register
+from .engine.grid import (
+    GridInputs,
+    cast,
+    device_inputs,
+    evaluate_chunks,
+    lifted_kernel,
+    local_devices,
+    partitions_from_table,
+    stack,
+)
+from .engine.plan import build_plan
+from .engine.run import run
+from .physics.cost import decode_point
+from .physics.reference import reference_decode
+from .physics.specs import HardwareSpec, ModelSpec, Partition, Workload
 
 
 def _compose(overrides: list[str]):
     from hydra import compose, initialize_config_dir
 
-    from .catalogue import CONF_DIR
-
+    register()
     with initialize_config_dir(str(CONF_DIR), version_base=None):
         return compose("config", overrides=overrides)
 
 
 def _plan(overrides: list[str]):
-    from .sweep import build_plan
-
     cfg = _compose(["+grid=frontier", *overrides])
     return build_plan(cfg.grid, False)
 
@@ -79,43 +94,21 @@ def time_kernel(inputs: GridInputs, acc, keep: bool, repeats: int, dtype) -> tup
     return first, host, device
 
 
-@contextlib.contextmanager
-def numpy_backend():
-    """Run the kernel's own code with NumPy in place of jax.numpy (whole-array, un-fused)."""
-    from . import arch, collectives, cost, partition
-
-    modules = (arch, collectives, cost, partition)
-    saved = [m.jnp for m in modules]
-    for m in modules:
-        m.jnp = np
-    try:
-        yield
-    finally:
-        for m, s in zip(modules, saved):
-            m.jnp = s
-
-
 def numpy_all_outputs(inputs: GridInputs, acc):
-    """Every candidate of every point by NumPy broadcasting: axes (row, hw, num_gpus, context, partition)."""
-    from .cost import decode_point
-    from .specs import Workload
-
+    """Every candidate of every point by NumPy broadcasting: axes (row, hw, num_gpus, context, partition).
+    The kernel's own code: given NumPy arrays, every physics function runs on NumPy (``physics/xp.py``)."""
     expand = lambda tree, shape: jax.tree_util.tree_map(lambda x: np.asarray(x, np.float32).reshape(shape), tree)  # noqa: E731
     m = expand(inputs.rows, (-1, 1, 1, 1, 1))
     hw = expand(inputs.hardware, (1, -1, 1, 1, 1))
     parts = partitions_from_table(inputs.partitions.astype(np.float32)[None, None, :, None, :, :])
     wl = Workload(context=inputs.contexts.astype(np.float32).reshape(1, 1, 1, -1, 1), batch=np.float32(0))
-    with numpy_backend(), np.errstate(divide="ignore", invalid="ignore"):  # where() evaluates both branches
+    with np.errstate(divide="ignore", invalid="ignore"):  # where() evaluates both branches
         return decode_point(m, hw, parts, wl, acc)
 
 
 def reference_sample(inputs: GridInputs, acc, n: int, seed: int = 0):
     """(points/s of the Python oracle, max relative step-time difference vs the float32 kernel)."""
     from dataclasses import asdict
-
-    from .cost import decode_point
-    from .reference import reference_decode
-    from .specs import Workload
 
     rng = np.random.default_rng(seed)
     shape = inputs.shape
@@ -129,9 +122,6 @@ def reference_sample(inputs: GridInputs, acc, n: int, seed: int = 0):
     t0 = time.perf_counter()
     ref = [reference_decode(m, hw, p, wl, acc_dict) for m, hw, p, wl in pts]
     rate = n / (time.perf_counter() - t0)
-    from .grid import stack
-    from .specs import HardwareSpec, ModelSpec, Partition
-
     batched = [stack([cls(**d[k]) for d in pts]) for k, cls in enumerate((ModelSpec, HardwareSpec, Partition))]
     wl = Workload(context=np.array([d[3]["context"] for d in pts]), batch=np.zeros(n), kappa=np.full(n, 5.0))
     out = jax.jit(jax.vmap(decode_point, in_axes=(0, 0, 0, 0, None)))(*cast(batched, jnp.float32), cast(wl, jnp.float32), cast(acc, jnp.float32))
@@ -143,8 +133,6 @@ def reference_sample(inputs: GridInputs, acc, n: int, seed: int = 0):
 
 def stream(points: float, chunk: int) -> dict:
     """The main job on the frontier grid with enough contexts for ``points`` candidate evaluations."""
-    from .sweep import run
-
     base = _plan([])
     per_context = base.inputs.n_partitions * int(np.prod([v for k, v in base.inputs.shape.items() if k != "context"]))
     n_ctx = int(np.ceil(points / per_context))
@@ -152,7 +140,7 @@ def stream(points: float, chunk: int) -> dict:
         cfg = _compose(["+grid=frontier", _contexts_override(n_ctx),
                         f"parts_dir={tmp}/parts", f"max_chunk_evaluations={chunk}", "progress=false"])
         t0 = time.perf_counter()
-        out = run(cfg, Path(tmp) / "stream.nc")
+        out = run(cfg, Path(tmp) / "stream.nc", sweep_columns(cfg))
         seconds = time.perf_counter() - t0
         size = out.stat().st_size
     evaluations = per_context * n_ctx
@@ -163,8 +151,6 @@ def stream(points: float, chunk: int) -> dict:
 def breakeven_timing(points: float) -> dict:
     """κ* (optax + bisection cross-check) on the frontier grid widened to ``points`` points:
     the first call (with compilation) and a second, compiled one."""
-    from .breakeven import solve, summary_json
-
     base = _plan([])
     models = base.row_map.shape[0]
     per_context = models * base.inputs.shape["hardware"] * base.inputs.shape["num_gpus"]
@@ -193,18 +179,16 @@ def device_scan(counts: list[int], repeats: int) -> dict:
 def devices_only(repeats: int) -> dict:
     """Evaluations/s of the search path through ``evaluate_chunks`` on all local devices, in chunks
     of a sixteenth of the frontier grid (so every device gets work)."""
-    from .grid import evaluate_chunks, local_devices
-
     plan = _plan([])
     inputs = plan.inputs
     evaluations = inputs.n_partitions * int(np.prod(list(inputs.shape.values())))
-    run = lambda: [r for *_, r in evaluate_chunks(inputs, 0.0, plan.accounting, False, evaluations // 16,  # noqa: E731
+    once = lambda: [r for *_, r in evaluate_chunks(inputs, 0.0, plan.accounting, False, evaluations // 16,  # noqa: E731
                                                   jnp.float32, devices=local_devices())]
-    run()
+    once()
     best = np.inf
     for _ in range(repeats):
         t0 = time.perf_counter()
-        run()
+        once()
         best = min(best, time.perf_counter() - t0)
     return {"devices": len(local_devices()), "points_per_s": evaluations / best}
 

@@ -6,98 +6,20 @@ Writes ``breakeven.nc`` (dims model, hardware, num_gpus, context) into the Hydra
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
-import time
 from pathlib import Path
 
 import hydra
-import jax.numpy as jnp
 import numpy as np
-import xarray as xr
 from omegaconf import DictConfig
 
-from . import __version__
-from .analysis.breakeven import REASONS, Solver, breakeven_kernel
-from .config import validate_breakeven, validate_grid
-from .grid import PartitionSpace, cast, chunks, device_inputs, partition_table
-from .specs import SpecError
-from .sweep import build_plan, grid_job
+from .analysis.breakeven import REASONS, solve, summary_json, to_dataset
+from .cli import grid_job
+from .engine.config import register
+from .version import __version__
 
-GRID4 = ("model", "hardware", "num_gpus", "context")
-OUTPUTS = {  # name -> (units, long_name)
-    "kappa_star": ("1", "break-even quality factor: the kappa-matched dense baseline serves the MoE's throughput "
-                        "(optax solve; NaN where there is no crossing, see reason)"),
-    "kappa_star_bisection": ("1", "kappa* by bracketing bisection on the exact model (cross-check)"),
-    "ratio_at_kappa_star": ("1", "exact dense/MoE throughput ratio at kappa_star"),
-    "agrees": (None, "optax and bisection agree within the tolerance"),
-    "reason": (None, "why kappa_star is or is not defined"),
-    "moe_throughput_per_gpu": ("s-1", "MoE decode tokens per second per GPU at its best partition"),
-}
-
-
-def solve(cfg: DictConfig) -> tuple[dict, dict, float]:
-    """κ* for every (MoE model, hardware, num_gpus, context) of ``cfg.grid``:
-    (arrays by output name, coords, seconds)."""
-    validate_grid(cfg.grid, cfg.precision)
-    validate_breakeven(cfg.breakeven)
-    plan = build_plan(cfg.grid, False)
-    moe = plan.row_map[:, 0, 0]
-    sparse = plan.inputs.rows.n_experts[moe] > 1
-    if not sparse.any():
-        raise SpecError(f"grid.models = {list(cfg.grid.models)} is invalid: kappa* needs at least one MoE model (n_experts > 1)")
-    space = PartitionSpace(**{k: tuple(v) for k, v in cfg.grid.partitions.items()})
-    dense_table, dense_mask = partition_table([int(n) for n in cfg.grid.num_gpus], dataclasses.replace(space, ep=(1,)))
-    inputs = dataclasses.replace(plan.inputs.take("row", moe), dense_partitions=dense_table, dense_partition_mask=dense_mask)
-    be = cfg.breakeven
-    solver = Solver(int(be.bisection_steps), int(be.rounds), int(be.adam_steps), float(be.learning_rate), float(be.tolerance))
-    kernel = breakeven_kernel(solver)
-    dtype = np.float64 if cfg.precision == "float64" else np.float32
-    shared = (jnp.asarray(plan.batch, dtype), cast(plan.accounting, dtype), jnp.asarray(np.log(be.kappa_min), dtype),
-              jnp.asarray(np.log(be.kappa_max), dtype))
-    shape = tuple(inputs.shape[a] for a in ("row", "hardware", "num_gpus", "context"))
-    out = {name: np.zeros(shape, dtype=bool if name == "agrees" else np.int8 if name == "reason" else dtype) for name in OUTPUTS}
-    start = time.perf_counter()
-    for _, axis, positions, sub, trim in chunks(inputs, cfg.max_chunk_evaluations):
-        results = kernel(*device_inputs(sub, dtype), *shared)
-        index = (slice(None),) * ("row", "hardware", "num_gpus", "context").index(axis) + (positions,)
-        for name, values in zip(OUTPUTS, results):
-            out[name][index] = trim(values)
-    seconds = time.perf_counter() - start
-    dense_models = ~sparse  # a dense "MoE" has no κ-matched comparison to make
-    out["reason"][dense_models] = REASONS.index("moe_infeasible")
-    for name in ("kappa_star", "kappa_star_bisection", "ratio_at_kappa_star"):
-        out[name][dense_models] = np.nan
-    out["agrees"][dense_models] = False
-    coords = {d: plan.coords[d] for d in GRID4}
-    return out, coords, seconds
-
-
-def to_dataset(out: dict, coords: dict, attrs: dict) -> xr.Dataset:
-    data = {}
-    for name, (units, long_name) in OUTPUTS.items():
-        a = {"long_name": long_name}
-        if name == "reason":
-            a.update(flag_values=np.arange(len(REASONS), dtype=np.int8), flag_meanings=" ".join(REASONS))
-        elif name == "agrees":
-            a.update(flag_values=np.array([0, 1], np.int8), flag_meanings="flagged agrees")
-        else:
-            a["units"] = units
-        values = out[name].astype(np.int8) if name == "agrees" else out[name]
-        data[name] = (GRID4, values, a)
-    return xr.Dataset(data, coords={d: (d, v, a) for d, (v, a) in coords.items()}, attrs=attrs)
-
-
-def summary_json(out: dict, seconds: float) -> dict:
-    reason = out["reason"]
-    found = reason == 0
-    k = out["kappa_star"][found]
-    return {"points": int(reason.size), "found": int(found.sum()), "agree": int(out["agrees"].sum()),
-            "flagged": int(found.sum() - out["agrees"].sum()),
-            "median_kappa_star": float(np.median(k)) if k.size else None,
-            "reasons": {r: int((reason == i).sum()) for i, r in enumerate(REASONS)}, "seconds": seconds}
-
+register()
 
 def run(cfg: DictConfig, out_path: Path) -> str:
     out, coords, seconds = solve(cfg)

@@ -11,8 +11,11 @@ from pathlib import Path
 
 import jax
 from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig
 
-from .specs import SpecError
+from .catalogue import CONF_DIR
+from .engine import distributed
+from .physics.specs import SpecError
 
 
 def remove_if_empty(run_dir: Path) -> None:
@@ -37,3 +40,26 @@ def run_command(job: Callable[[Path], str], compilation_cache=None) -> None:
         sys.exit(2)
     remove_if_empty(run_dir)
     print(report)
+
+
+def _resolve_overrides(cfg: DictConfig) -> None:
+    """``model=NAME`` / ``hardware=NAME`` (Hydra groups over the catalogue) replace the grid's lists."""
+    choices = HydraConfig.get().runtime.choices
+    for group, field in (("model", "models"), ("hardware", "hardware")):
+        if choices.get(group):
+            cfg.grid[field] = [choices[group]]
+
+
+def grid_job(cfg: DictConfig, filename: str, job) -> None:
+    """The shell every grid CLI shares: require a grid, apply ``model=``/``hardware=`` choices,
+    run ``job(cfg, out) -> report``, and turn a ``SpecError`` into one line on stderr, exit code 2,
+    and no files left behind."""
+    def grid_run(run_dir: Path) -> str:
+        if cfg.grid is None:
+            grids = sorted(p.stem for p in (CONF_DIR / "grid").glob("*.yaml"))
+            raise SpecError(f"grid is missing: choose one with +grid=NAME, available {', '.join(grids)}")
+        _resolve_overrides(cfg)
+        if cfg.distributed is not None:
+            distributed.initialize(cfg.distributed)  # must precede every other use of JAX
+        return job(cfg, Path(cfg.out) if cfg.out else run_dir / filename)
+    run_command(grid_run, cfg.compilation_cache)

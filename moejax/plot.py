@@ -34,6 +34,8 @@ import numpy as np  # noqa: E402
 import xarray as xr  # noqa: E402
 from matplotlib.colors import BoundaryNorm, ListedColormap  # noqa: E402
 
+from .catalogue import load_hardware  # noqa: E402
+
 BOUND_COLOURS = {"compute": "#4477aa", "hbm": "#ee6677", "communication": "#ccbb44", "infeasible": "#bbbbbb"}
 ELASTICITY_LABELS = {
     "hbm_bw": "HBM bandwidth", "hbm_bytes": "HBM capacity", "flops_bf16": "BF16 FLOP/s", "flops_fp8": "FP8 FLOP/s",
@@ -213,8 +215,6 @@ def plot_kappa_star(ds, out_dir, sel):
 
 
 def plot_roofline(ds, out_dir, sel):
-    from .catalogue import load_hardware
-
     hw = load_hardware(sel["hardware"])
     bw = float(hw.hbm_bw)
     peaks = {"BF16": float(hw.flops_bf16), "FP8": float(hw.flops_fp8)}

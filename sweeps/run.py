@@ -200,7 +200,7 @@ def epoch_hardware_rows() -> list[list]:
     """The post's hardware arithmetic, computed by moejax: the H100's critical batch (peak dense
     FLOP/s ÷ HBM bandwidth ≈ 300) and the Llama-3.3-70B TP8 FFN all-reduce example (≈ 2.7 ms)."""
     from moejax import load_hardware, load_model
-    from moejax.collectives import all_reduce
+    from moejax.physics.collectives import all_reduce
 
     h100 = load_hardware("h100-sxm")
     llama = load_model("llama-3-70b")

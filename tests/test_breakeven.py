@@ -14,8 +14,17 @@ import yaml
 
 from moejax import Accounting, Workload, load_hardware, load_model
 from moejax.analysis.breakeven import REASONS, Solver, breakeven_kernel
-from moejax.baseline import keep_attention
-from moejax.grid import GridInputs, PartitionSpace, best_partition, cast, device_inputs, partition_table, partitions_from_table, stack
+from moejax.engine.grid import (
+    GridInputs,
+    PartitionSpace,
+    best_partition,
+    cast,
+    device_inputs,
+    partition_table,
+    partitions_from_table,
+    stack,
+)
+from moejax.physics.baseline import keep_attention
 
 ROOT = Path(__file__).resolve().parent.parent
 SMALL = PartitionSpace(tp=(1, 2, 4, 8), ep=(1, 8), pp=(1,), dp_attn=(1, 2), kvp=(1,), kv_modes=("kvp",))

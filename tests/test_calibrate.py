@@ -1,4 +1,4 @@
-"""Calibration of accounting constants (moejax.analysis.calibrate, python -m moejax.calibrate):
+"""Calibration of accounting constants (moejax.analysis.calibration, python -m moejax.calibrate):
 synthetic recovery, the notes' scale invariance reported as unidentifiable, what the qs paper's
 DeepSeek-V3 batches need, and the CLI for real."""
 
@@ -15,11 +15,11 @@ import numpy as np
 import pytest
 import xarray as xr
 
-import moejax.analysis.calibrate as cal
+import moejax.analysis.calibration as cal
 from moejax import Accounting, Partition, Workload, decode_point, dense_baseline, load_hardware, load_model
-from moejax.arch import n_moe_layers
-from moejax.cost import batch_capacity as cost_batch_capacity
-from moejax.cost import resident_weight_bytes
+from moejax.physics.arch import n_moe_layers
+from moejax.physics.cost import batch_capacity as cost_batch_capacity
+from moejax.physics.cost import resident_weight_bytes
 
 ROOT = Path(__file__).resolve().parent.parent
 REFERENCE = ROOT / "sweeps/qs-paper/reference.yaml"

@@ -18,10 +18,11 @@ import numpy as np
 import pytest
 import xarray as xr
 
-from moejax import Partition, Workload, arch, load_hardware, load_model, param_counts, prefill_point
+from moejax import Partition, Workload, load_hardware, load_model, param_counts, prefill_point
 from moejax.analysis import epoch as ep
-from moejax.baseline import epoch_cube_root
-from moejax.specs import Accounting, SpecError, replace
+from moejax.physics import arch
+from moejax.physics.baseline import epoch_cube_root
+from moejax.physics.specs import Accounting, SpecError, replace
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -241,7 +242,7 @@ REGIMES = {"prefill": regime("prefill", 8.0, 8192.0, 1.0, 1.0), "slow_decode": r
 def test_regimes_match_conf_fit_yaml():
     from omegaconf import OmegaConf
 
-    from moejax.fit import build_regime
+    from moejax.analysis.epoch import build_regime
 
     cfg = OmegaConf.load(ROOT / "conf" / "fit.yaml")
     acc = OmegaConf.to_container(cfg.accounting)
@@ -372,7 +373,7 @@ def test_safeguarded_newton_root_and_bracket():
 def test_unbracketed_root_is_a_one_line_error(monkeypatch):
     p, e, k = DESIGN
     nan = lambda p, *a, **kw: {"p_eq": jnp.full(len(p), jnp.nan), "t_moe": p, "t_dense": p, "active": p}  # noqa: E731
-    monkeypatch.setattr(ep, "_equivalent_sizes_jit", nan)
+    monkeypatch.setattr(ep.latency, "_equivalent_sizes_jit", nan)
     with pytest.raises(SpecError, match="no dense size of family epoch-cube-root matches") as info:
         ep.latency_fit(p, e, k, H100, REGIMES["fast_decode"], ANCHOR)
     assert "\n" not in str(info.value)

@@ -3,10 +3,11 @@
 import pytest
 
 import moejax
-from moejax import Accounting, Partition, arch, load_hardware, load_model
-from moejax.baseline import dense_size, epoch_cube_root, reuse_gap
-from moejax.collectives import all_reduce, all_to_all
-from moejax.cost import batch_capacity, kv_bytes_per_sequence_gpu, resident_weight_bytes, touched_experts
+from moejax import Accounting, Partition, load_hardware, load_model
+from moejax.physics import arch
+from moejax.physics.baseline import dense_size, epoch_cube_root, reuse_gap
+from moejax.physics.collectives import all_reduce, all_to_all
+from moejax.physics.cost import batch_capacity, kv_bytes_per_sequence_gpu, resident_weight_bytes, touched_experts
 
 EXACT = dict(rel=1e-12)
 

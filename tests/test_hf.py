@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from moejax.hf import SUPPORTED, architecture_from_hf_config
-from moejax.specs import SpecError
+from moejax.catalogue.hf import SUPPORTED, architecture_from_hf_config
+from moejax.physics.specs import SpecError
 
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = ROOT / "tests" / "data" / "hf"

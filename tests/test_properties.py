@@ -7,11 +7,11 @@ import jax.numpy as jnp
 import numpy as np
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
-
-from moejax.baseline import dense_size, kept_params
-from moejax import Accounting, HardwareSpec, ModelSpec, Partition, Workload, decode_point, dense_baseline
-from moejax.cost import _expert_bytes_params
 from points import random_point
+
+from moejax import Accounting, HardwareSpec, ModelSpec, Partition, Workload, decode_point, dense_baseline
+from moejax.physics.baseline import dense_size, kept_params
+from moejax.physics.cost import _expert_bytes_params
 
 decode = jax.jit(decode_point)
 seeds = st.integers(0, 2**32 - 1)

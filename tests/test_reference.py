@@ -6,11 +6,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from points import random_point
 
 from moejax import Accounting, HardwareSpec, ModelSpec, Partition, Workload, decode_point
-from moejax.partition import partition_valid
-from moejax.reference import reference_decode
-from points import random_point
+from moejax.physics.partition import partition_valid
+from moejax.physics.reference import reference_decode
 
 N_POINTS = 1200  # split over the 12 static accounting switch combinations
 RTOL, ATOL = 1e-6, 1e-15

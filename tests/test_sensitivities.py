@@ -9,11 +9,11 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 import xarray as xr
+from points import random_point
 
 from moejax import Accounting, HardwareSpec, ModelSpec, Partition, Workload, decode_point, load_hardware, load_model
-from moejax.baseline import reuse_gap
-from moejax.grid import ELASTICITY_FIELDS, elasticities
-from points import random_point
+from moejax.engine.grid import ELASTICITY_FIELDS, elasticities
+from moejax.physics.baseline import reuse_gap
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from .breakeven import GRID4, OUTPUTS, solve, to_dataset
+
 GRID = ("model", "kappa", "hardware", "num_gpus", "context")
 # name -> (dims, units, long_name)
 QS_VARIABLES = {
@@ -49,3 +51,31 @@ def qs_columns(batch, throughput, feasible, n_experts, top_k, kappa) -> dict[str
         "capacity_factor": capacity, "reuse_gap": (e / k)[col] * capacity,
         "dense_moe_ratio": ratio,
     }
+
+
+def qs_writer(plan, kappa_star: dict | None = None):
+    """A function that adds the Table 3 columns of a sweep ``plan`` (an ``engine.plan.SweepPlan``)
+    and, if given, the κ* variables (see ``moejax.analysis.breakeven``) to the open netCDF dataset."""
+    def derive(nc) -> None:
+        if kappa_star is not None:
+            ds = to_dataset(kappa_star, {}, {})
+            for name in OUTPUTS:
+                var = nc.createVariable(name, ds[name].dtype, GRID4, zlib=True, complevel=4)
+                var[:] = ds[name].values
+                var.setncatts({k: v for k, v in ds[name].attrs.items()})
+        moe_rows = plan.inputs.rows
+        moe = plan.row_map[:, 0, 0]
+        cols = qs_columns(nc["batch"][:].filled(np.nan), nc["throughput_per_gpu"][:].filled(np.nan),
+                          nc["feasible"][:].filled(0), moe_rows.n_experts[moe], moe_rows.top_k[moe], nc["kappa"][:])
+        for name, (dims, units, long_name) in QS_VARIABLES.items():
+            values = np.asarray(cols[name], dtype=nc["throughput_per_gpu"].dtype)
+            var = nc.createVariable(name, values.dtype, dims, zlib=True, complevel=4, fill_value=np.nan)
+            var[:] = values
+            var.setncatts({"units": units, "long_name": long_name})
+    return derive
+
+
+def sweep_columns(cfg):
+    """The main job's derived columns for ``engine.run.run``: the Table 3 columns, plus κ* when
+    ``cfg.breakeven.include`` asks for it (solved once the sweep's parts are written)."""
+    return lambda plan: qs_writer(plan, solve(cfg)[0] if cfg.breakeven.include else None)

@@ -11,19 +11,20 @@ choice the paper leaves open; two named families are offered:
   solved so the total is exactly ``P_dense``. Shapes are a continuous relaxation (fractional
   layers and heads), which is what lets κ be differentiated through.
 
-Both are pure ``jnp`` in κ: vmappable and differentiable.
+Both are pure array expressions in κ: vmappable and differentiable.
 """
 
 from __future__ import annotations
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 from . import arch
 from .specs import ModelSpec, SpecError, replace
+from .xp import namespace
 
 FAMILIES = ("keep-attention", "epoch-cube-root")
+EPOCH_ANCHOR = "llama-3-405b"  # the catalogue model the cube-root family scales
 
 
 def dense_size(model: ModelSpec, kappa):
@@ -91,9 +92,10 @@ def integer_shape(spec: ModelSpec, size) -> ModelSpec:
     """A servable version of a continuous cube-root model: whole layers, query heads a multiple of
     the anchor's KV heads (so every TP up to that count splits them), d_model = heads × head_dim,
     and d_ff re-solved so the total is still exactly ``size`` parameters."""
-    kv = 2 ** jnp.round(jnp.log2(jnp.maximum(spec.n_kv_heads, 1.0)))  # a power of two: TP 1-8 splits or replicates it
-    heads = jnp.maximum(kv, jnp.round(spec.n_heads / kv) * kv)
-    layers = jnp.maximum(1.0, jnp.round(spec.n_layers))
+    xp = namespace(spec, size)
+    kv = 2 ** xp.round(xp.log2(xp.maximum(spec.n_kv_heads, 1.0)))  # a power of two: TP 1-8 splits or replicates it
+    heads = xp.maximum(kv, xp.round(spec.n_heads / kv) * kv)
+    layers = xp.maximum(1.0, xp.round(spec.n_layers))
     shaped = replace(spec, n_layers=layers, n_dense_layers=layers, n_heads=heads, n_kv_heads=kv,
                      d_model=heads * spec.head_dim, d_ff=1.0)
     per_ffn = arch.dense_ffn_params(shaped)  # parameters per unit of d_ff, one layer
@@ -105,15 +107,15 @@ def integer_shape(spec: ModelSpec, size) -> ModelSpec:
 
 def dense_baseline(model: ModelSpec, kappa, family: str = "keep-attention", anchor: ModelSpec | None = None,
                    integer: bool = False) -> ModelSpec:
-    """The κ-matched dense baseline of ``model`` in the named size ``family``. ``integer`` gives the
-    cube-root family whole layers and heads (what a sweep's partition search needs)."""
+    """The κ-matched dense baseline of ``model`` in the named size ``family``. The cube-root family
+    scales ``anchor`` (a dense model, by default the catalogue's ``EPOCH_ANCHOR``); ``integer`` gives
+    it whole layers and heads (what a sweep's partition search needs)."""
     if family == "keep-attention":
         return keep_attention(model, kappa)
     if family == "epoch-cube-root":
         if anchor is None:
-            from .catalogue import load_model
-
-            anchor = load_model("llama-3-405b")
+            raise SpecError(f"dense_baseline: anchor is missing: the epoch-cube-root family needs an anchor model "
+                            f"(the catalogue's {EPOCH_ANCHOR!r}; moejax.dense_baseline loads it)")
         anchor = replace(anchor, weight_bytes=model.weight_bytes, kv_bytes=model.kv_bytes, act_bytes=model.act_bytes)
         size = dense_size(model, kappa)
         shaped = epoch_cube_root(size, anchor)

@@ -16,7 +16,7 @@ import time
 import jax
 import numpy as np
 
-from .specs import SpecError
+from ..physics.specs import SpecError
 
 
 def initialize(dist) -> tuple[int, int]:

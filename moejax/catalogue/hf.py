@@ -34,7 +34,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from .specs import SpecError
+from ..physics.specs import SpecError
 
 WHERE = "config.json"
 
@@ -258,6 +258,6 @@ def architecture_from_hf_config(cfg: dict) -> dict:
     >>> architecture_from_hf_config({"model_type": "gpt2"})
     Traceback (most recent call last):
     ...
-    moejax.specs.SpecError: config.json: model_type = 'gpt2' is invalid: supported: deepseek_v3 (DeepseekV3ForCausalLM), llama (LlamaForCausalLM), mixtral (MixtralForCausalLM), qwen3_moe (Qwen3MoeForCausalLM)
+    moejax.physics.specs.SpecError: config.json: model_type = 'gpt2' is invalid: supported: deepseek_v3 (DeepseekV3ForCausalLM), llama (LlamaForCausalLM), mixtral (MixtralForCausalLM), qwen3_moe (Qwen3MoeForCausalLM)
     """
     return _IMPORTERS[_model_type(cfg)](cfg)

@@ -13,9 +13,9 @@ from typing import Any
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING
 
-from .baseline import FAMILIES
-from .catalogue import DTYPE_BYTES, available
-from .specs import EXPERT_TRAFFIC, ROOFLINES, Accounting, SpecError
+from ..catalogue import DTYPE_BYTES, available
+from ..physics.baseline import FAMILIES
+from ..physics.specs import EXPERT_TRAFFIC, ROOFLINES, Accounting, SpecError
 
 
 @dataclasses.dataclass

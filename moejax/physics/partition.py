@@ -7,20 +7,22 @@ decoder layers; kvp > 1 only with a KV-parallel mode (checked by ``Partition`` i
 
 from __future__ import annotations
 
-import jax.numpy as jnp
 import numpy as np
 
 from . import arch
 from .specs import ModelSpec, Partition, SpecError
+from .xp import namespace
 
 
 def _divides(a, b):
-    return jnp.mod(b, a) == 0
+    xp = namespace(a, b)
+    return xp.mod(b, a) == 0
 
 
 def partition_valid(m: ModelSpec, p: Partition):
-    """Boolean mask: ``p`` is a legal way to split ``m`` (pure jnp, vmappable)."""
-    kv_ok = jnp.where(p.tp <= m.n_kv_heads, _divides(p.tp, m.n_kv_heads), _divides(m.n_kv_heads, p.tp))
+    """Boolean mask: ``p`` is a legal way to split ``m`` (pure array expression, vmappable)."""
+    xp = namespace(m, p)
+    kv_ok = xp.where(p.tp <= m.n_kv_heads, _divides(p.tp, m.n_kv_heads), _divides(m.n_kv_heads, p.tp))
     kv_ok = kv_ok | arch.is_mla(m)  # the MLA latent is replicated, any tp that splits heads works
     return (_divides(p.tp, m.n_heads) & kv_ok & _divides(p.ep, m.n_experts) & _divides(p.pp, m.n_layers)
             & _divides(p.ep, p.gpus_per_stage) & ((p.kv_mode > 0) | (p.kvp == 1)))

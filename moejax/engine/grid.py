@@ -19,9 +19,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .cost import StepCosts, decode_point
-from .partition import partition_valid
-from .specs import KV_MODES, Accounting, HardwareSpec, ModelSpec, Partition, SpecError, Workload
+from ..physics.cost import StepCosts, decode_point
+from ..physics.partition import partition_valid
+from ..physics.specs import KV_MODES, Accounting, HardwareSpec, ModelSpec, Partition, SpecError, Workload
 
 PARTITION_FIELDS = tuple(f.name for f in dataclasses.fields(Partition))
 ELASTICITY_FIELDS = ("hbm_bw", "hbm_bytes", "flops_bf16", "flops_fp8", "intra_bw", "intra_latency", "inter_bw", "inter_latency")

@@ -11,9 +11,11 @@ from pathlib import Path
 
 import yaml
 
-from .specs import ATTENTION_KINDS, HardwareSpec, ModelSpec, SpecError
+from ..physics import baseline
+from ..physics.specs import ATTENTION_KINDS, HardwareSpec, ModelSpec, SpecError
+from .hf import architecture_from_hf_config
 
-CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
+CONF_DIR = Path(__file__).resolve().parents[2] / "conf"
 
 DTYPE_BYTES = {"fp32": 4.0, "bf16": 2.0, "fp16": 2.0, "fp8": 1.0, "int8": 1.0, "fp4": 0.5, "int4": 0.5}
 FFN_MATRICES = {"swiglu": 3.0, "geglu": 3.0, "gelu": 2.0, "relu": 2.0}
@@ -96,8 +98,6 @@ def model_from_architecture(arch: dict, dtypes: dict | None = None, where: str =
 def model_entry(name_or_path: str) -> dict:
     """The raw catalogue entry (description, sources, published counts, architecture)."""
     if str(name_or_path).endswith(".json"):
-        from .hf import architecture_from_hf_config
-
         with open(name_or_path) as f:
             cfg = json.load(f)
         return {"description": f"imported from {name_or_path}", "architecture": architecture_from_hf_config(cfg)}
@@ -142,3 +142,12 @@ def load_hardware(name_or_path: str, **overrides) -> HardwareSpec:
         return HardwareSpec(**vals)
     except SpecError as e:
         raise SpecError(f"{where}: {e}") from None
+
+
+def dense_baseline(model: ModelSpec, kappa, family: str = "keep-attention", anchor: ModelSpec | None = None,
+                   integer: bool = False) -> ModelSpec:
+    """``physics.baseline.dense_baseline``, with the cube-root family's anchor loaded from the
+    catalogue (``EPOCH_ANCHOR``) when none is given."""
+    if family == "epoch-cube-root" and anchor is None:
+        anchor = load_model(baseline.EPOCH_ANCHOR)
+    return baseline.dense_baseline(model, kappa, family, anchor, integer)

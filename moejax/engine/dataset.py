@@ -14,9 +14,9 @@ import netCDF4
 import numpy as np
 import xarray as xr
 
-from .cost import BOUND_MEANINGS
+from ..physics.cost import BOUND_MEANINGS
+from ..physics.specs import KV_MODES
 from .grid import AXES, ELASTICITY_FIELDS, PARTITION_FIELDS
-from .specs import KV_MODES
 
 FLAG = "flag"
 # name -> (units, long_name); units follow UDUNITS ("1" for counts, "s-1" for per-second rates)

@@ -1,13 +1,12 @@
 """Parameter counts, KV bytes and FLOPs of one ``ModelSpec`` (definitions: docs/cost-model.md §1).
 
-All functions are pure ``jnp`` expressions of the spec's leaves, so they vmap and differentiate.
+All functions are pure array expressions of the spec's leaves (``xp.namespace``), so they vmap and differentiate.
 """
 
 from __future__ import annotations
 
-import jax.numpy as jnp
-
 from .specs import ATTENTION_KINDS, ModelSpec
+from .xp import namespace
 
 MLA = ATTENTION_KINDS["mla"]
 
@@ -17,7 +16,8 @@ def is_mla(m: ModelSpec):
 
 
 def v_head_dim(m: ModelSpec):
-    return jnp.where(m.v_head_dim > 0, m.v_head_dim, m.head_dim)
+    xp = namespace(m)
+    return xp.where(m.v_head_dim > 0, m.v_head_dim, m.head_dim)
 
 
 def attn_params(m: ModelSpec):
@@ -27,12 +27,13 @@ def attn_params(m: ModelSpec):
     8192*8192 + 2*8192*1024 + 8192*8192 = 150,994,944.
     MLA: DeepSeek-V3 gives 187,105,280 per layer (q-LoRA 1536, kv-LoRA 512, RoPE 64).
     """
+    xp = namespace(m)
     d, h, dh, dr = m.d_model, m.n_heads, m.head_dim, m.rope_head_dim
     dv = v_head_dim(m)
     gqa = d * h * dh + 2 * d * m.n_kv_heads * dh + h * dv * d
-    p_q = jnp.where(m.q_lora_rank > 0, d * m.q_lora_rank + m.q_lora_rank * h * (dh + dr), d * h * (dh + dr))
+    p_q = xp.where(m.q_lora_rank > 0, d * m.q_lora_rank + m.q_lora_rank * h * (dh + dr), d * h * (dh + dr))
     mla = p_q + d * (m.kv_lora_rank + dr) + m.kv_lora_rank * h * (dh + dv) + h * dv * d
-    return jnp.where(is_mla(m), mla, gqa)
+    return xp.where(is_mla(m), mla, gqa)
 
 
 def cross_attn_params(m: ModelSpec):
@@ -60,7 +61,8 @@ def shared_params(m: ModelSpec):
 
 
 def router_params(m: ModelSpec):
-    return jnp.where(m.n_experts > 1, m.d_model * m.n_experts, 0.0)
+    xp = namespace(m)
+    return xp.where(m.n_experts > 1, m.d_model * m.n_experts, 0.0)
 
 
 def n_moe_layers(m: ModelSpec):
@@ -78,7 +80,8 @@ def moe_active_params(m: ModelSpec):
 
 
 def encoder_ffn_params(m: ModelSpec):
-    return jnp.where(m.n_experts > 1, moe_resident_params(m), dense_ffn_params(m))
+    xp = namespace(m)
+    return xp.where(m.n_experts > 1, moe_resident_params(m), dense_ffn_params(m))
 
 
 def embedding_params(m: ModelSpec):
@@ -115,8 +118,9 @@ def kv_values_per_token_layer(m: ModelSpec):
     MHA/GQA/MQA store ``2*n_kv*head_dim`` (Llama-3-70B: 2*8*128 = 2048), doubled with
     cross-attention (the encoder's K/V over the same context).
     """
+    xp = namespace(m)
     gqa = 2 * m.n_kv_heads * m.head_dim * (1 + m.cross_attention)
-    return jnp.where(is_mla(m), m.kv_lora_rank + m.rope_head_dim, gqa)
+    return xp.where(is_mla(m), m.kv_lora_rank + m.rope_head_dim, gqa)
 
 
 def kv_bytes_per_token(m: ModelSpec):
@@ -133,6 +137,7 @@ def score_flops_per_token_layer(m: ModelSpec, context):
     MHA/GQA/MQA: ``4*h*dh*L`` (doubled with cross-attention); absorbed MLA:
     ``2*h*(2*kv_lora_rank + rope)*L``. Llama-3-70B at L = 1024: 4*64*128*1024 = 33,554,432.
     """
+    xp = namespace(m, context)
     gqa = 4 * m.n_heads * m.head_dim * context * (1 + m.cross_attention)
     mla = 2 * m.n_heads * (2 * m.kv_lora_rank + m.rope_head_dim) * context
-    return jnp.where(is_mla(m), mla, gqa)
+    return xp.where(is_mla(m), mla, gqa)

@@ -1,0 +1,132 @@
+"""A sweep plan: a validated grid resolved into kernel inputs (catalogue specs, κ-matched dense
+baselines, design-space hardware, partition tables, contexts) and the dataset coordinates."""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+
+import jax
+import numpy as np
+
+from ..catalogue import dense_baseline, load_hardware, load_model
+from ..physics.specs import Accounting, SpecError
+from .grid import GridInputs, PartitionSpace, partition_table, stack
+
+
+@dataclasses.dataclass(frozen=True)
+class SweepPlan:
+    """A validated grid: kernel inputs plus how kernel rows map onto dataset coordinates."""
+
+    inputs: GridInputs
+    row_map: np.ndarray  # [model, variant, kappa] -> kernel row
+    baseline_exists: np.ndarray  # [model, kappa]
+    coords: dict
+    accounting: Accounting
+    batch: float
+
+
+def build_plan(grid, keep_partitions: bool) -> SweepPlan:
+    """Load the catalogue entries and baselines a grid names; errors are one-line ``SpecError``s."""
+    dtypes = dict(grid.dtypes)
+    models = [load_model(name, **dtypes) for name in grid.models]
+    kappas = [float(k) for k in grid.kappas]
+    rows, row_map = [], np.full((len(models), 2, len(kappas)), -1)
+    exists = np.zeros((len(models), len(kappas)), dtype=bool)
+    for i, m in enumerate(models):
+        row_map[i, 0, :] = len(rows)
+        rows.append(m)
+        for j, kappa in enumerate(kappas):
+            row_map[i, 1, j] = len(rows)
+            try:
+                rows.append(jax.tree_util.tree_map(float, dense_baseline(m, kappa, grid.baseline, integer=True)))
+                exists[i, j] = True
+            except SpecError:  # κ·ρ·P_total below the kept attention: no such dense model
+                rows.append(m)
+    _check_partition_space(grid.partitions, grid.models, models)
+    hardware, hw_names = design_space([load_hardware(name) for name in grid.hardware], list(grid.hardware),
+                                      grid.get("hardware_space"))
+    num_gpus = [int(n) for n in grid.num_gpus]
+    table, mask = partition_table(num_gpus, PartitionSpace(**{k: tuple(v) for k, v in grid.partitions.items()}))
+    contexts = np.array([float(c) for c in grid.contexts])
+    inputs = GridInputs(stack(rows), stack(hardware), table, mask, contexts)
+    coords = {
+        "model": (np.array(list(grid.models)), {"long_name": "MoE model (catalogue name)"}),
+        "variant": (np.array(["moe", "dense"]), {"long_name": "the MoE itself, or its kappa-matched dense baseline"}),
+        "kappa": (np.array(kappas), {"units": "1", "long_name": "quality factor: dense params = kappa*rho*P_total"}),
+        "hardware": (np.array(hw_names), {"long_name": "accelerator (catalogue name, with design-space multipliers)"}),
+        "num_gpus": (np.array(num_gpus, dtype=np.int32), {"units": "1", "long_name": "GPUs in the cluster"}),
+        "context": (contexts, {"units": "1", "long_name": "context length in tokens"}),
+    }
+    if keep_partitions:
+        coords["partition"] = (np.arange(table.shape[1], dtype=np.int32), {"long_name": "candidate partition index"})
+    acc = Accounting(**dict(grid.accounting))
+    batch = 0.0 if grid.batch == "bmax" else float(grid.batch)
+    return SweepPlan(inputs, row_map, exists, coords, acc, batch)
+
+
+SPACE_FIELDS = {"hbm_bw": ("hbm_bw",), "hbm_bytes": ("hbm_bytes",), "flops": ("flops_bf16", "flops_fp8"),
+                "intra_bw": ("intra_bw",), "inter_bw": ("inter_bw",), "intra_latency": ("intra_latency",),
+                "inter_latency": ("inter_latency",)}
+
+
+def design_space(hardware: list, names: list[str], space) -> tuple[list, list[str]]:
+    """Every catalogue accelerator crossed with the ``grid.hardware_space`` multipliers (and
+    absolute ``island_size`` values): a design space over continuous hardware parameters.
+    Without a space, the catalogue entries as they are. Names record the multipliers."""
+    if not space:
+        return hardware, names
+    axes = {k: list(v) for k, v in space.items()}
+    for field, values in axes.items():
+        if field not in SPACE_FIELDS and field != "island_size":
+            raise SpecError(f"grid.hardware_space.{field} is not a known field: allowed {', '.join([*SPACE_FIELDS, 'island_size'])}")
+        if not values or any(not isinstance(v, int | float) or v <= 0 for v in values):
+            raise SpecError(f"grid.hardware_space.{field} = {values!r} is invalid: a non-empty list of positive numbers")
+    out, labels = [], []
+    for hw, name in zip(hardware, names):
+        for combo in itertools.product(*axes.values()):
+            changes, tags = {}, []
+            for field, value in zip(axes, combo):
+                if field == "island_size":
+                    changes["island_size"] = float(value)
+                    tags.append(f"island={value:g}")
+                    continue
+                for leaf in SPACE_FIELDS[field]:
+                    changes[leaf] = getattr(hw, leaf) * value
+                tags.append(f"{field}x{value:g}")
+            out.append(dataclasses.replace(hw, **changes))
+            labels.append("|".join([name, *tags]))
+    return out, labels
+
+
+def _check_partition_space(space, names, models) -> None:
+    """Each degree list of the search space must hold a value that splits every model (others are
+    masked per model by the search)."""
+    rules = (("tp", "n_heads", "heads"), ("ep", "n_experts", "experts"), ("pp", "n_layers", "layers"))
+    for field, attr, what in rules:
+        for name, m in zip(names, models):
+            count = float(getattr(m, attr))
+            if not any(count % degree == 0 for degree in space[field]):
+                raise SpecError(f"grid.partitions.{field} = {list(space[field])} is invalid: none divides the "
+                                f"{count:g} {what} of {name}")
+
+
+def mask_missing_baselines(plan: SweepPlan, axis: str, positions: slice, results: dict) -> None:
+    """Rows standing in for a dense baseline that cannot exist report infeasible, not numbers."""
+    missing = {int(plan.row_map[m, 1, k]) for m, k in zip(*np.nonzero(~plan.baseline_exists))}
+    first = positions.start if axis == "row" else 0
+    for row in missing:
+        local = row - first
+        if not 0 <= local < results["feasible"].shape[0]:
+            continue
+        for name, values in results.items():
+            if name == "feasible":
+                values[local] = False
+            elif name == "bound":
+                values[local] = 3
+            elif name in ("degrees", "partition_valid", "throughput", "throughput_per_gpu"):
+                values[local] = 0
+            elif name == "step_time":
+                values[local] = np.inf
+            else:
+                values[local] = np.nan

@@ -1,0 +1,112 @@
+"""Running a sweep: chunk by chunk on the local devices (and processes), each chunk written as an
+atomic part keyed by a hash of the config, the resolved catalogue numbers and the package source,
+then one CF netCDF dataset assembled from the parts."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import sys
+import time
+from pathlib import Path
+
+import jax
+import numpy as np
+from omegaconf import DictConfig, OmegaConf
+from tqdm import tqdm
+
+from ..catalogue import HARDWARE_FIELDS
+from ..version import __version__
+from . import distributed
+from .config import validate_grid
+from .dataset import assemble, completed_chunks, write_part
+from .grid import evaluate_chunks, local_devices, n_chunks
+from .plan import SweepPlan, build_plan, mask_missing_baselines
+
+
+def science_config(cfg: DictConfig) -> dict:
+    """The part of the config that determines the numbers (hashed for resume, stored in attrs)."""
+    return {"grid": OmegaConf.to_container(cfg.grid, resolve=True), "precision": cfg.precision,
+            "keep_partitions": cfg.keep_partitions, "max_chunk_evaluations": cfg.max_chunk_evaluations,
+            "sensitivities": cfg.sensitivities,
+            "moejax_version": __version__}
+
+
+def resolved_specs(plan: SweepPlan) -> str:
+    """The numbers the catalogue names resolved to (model rows incl. baselines, hardware), as
+    JSON: stored in the dataset and hashed, so an edited catalogue never resumes stale parts."""
+    leaves = lambda spec: {k: np.asarray(v).tolist() for k, v in vars(spec).items()}  # noqa: E731
+    return json.dumps({"rows": leaves(plan.inputs.rows), "hardware": leaves(plan.inputs.hardware)}, sort_keys=True)
+
+
+def _code_digest() -> str:
+    """Hash of the package's source: parts computed by other code are never reused."""
+    h = hashlib.sha256()
+    for path in sorted(Path(__file__).parents[1].rglob("*.py")):
+        h.update(path.read_bytes())
+    return h.hexdigest()
+
+
+def run(cfg: DictConfig, out: Path, derive=None) -> Path | None:
+    """Evaluate the grid chunk by chunk (resuming from completed parts) and write ``out``; with
+    several processes each evaluates its share and process 0 writes ``out`` (others return None).
+    ``derive(plan)``, if given, returns a function that adds derived variables to the open dataset
+    (the qs columns, κ*); it is not called with ``keep_partitions``."""
+    if cfg.precision == "float64":
+        jax.config.update("jax_enable_x64", True)
+    validate_grid(cfg.grid, cfg.precision)
+    plan = build_plan(cfg.grid, cfg.keep_partitions)
+    science = science_config(cfg)
+    text = OmegaConf.to_yaml(OmegaConf.create(science))
+    specs = resolved_specs(plan)
+    devices = local_devices()  # whole chunks per device: the chunk layout, and so the parts, do not depend on it
+    digest = hashlib.sha256((text + specs + _code_digest()).encode()).hexdigest()[:16]
+    pid, n_proc = jax.process_index(), jax.process_count()  # joined in grid_job, before any JAX use
+    if n_proc > 1:
+        distributed.check_same_config(digest)
+    parts_dir = Path(cfg.parts_dir) / digest
+    total = n_chunks(plan.inputs, cfg.max_chunk_evaluations)
+    mine = {c for c in range(total) if c % n_proc == pid}
+    done = completed_chunks(parts_dir, owned=mine) | set(range(total)) - mine
+    per_chunk = plan.inputs.n_partitions * int(np.prod(list(plan.inputs.shape.values()))) / total
+    show = cfg.progress is True or (cfg.progress == "auto" and total - len(done) > 1 and sys.stderr.isatty())
+    dtype = np.float64 if cfg.precision == "float64" else np.float32
+    start = time.perf_counter()
+    with tqdm(total=total, initial=len(done), unit="chunk", disable=not show, file=sys.stderr) as bar:
+        for cid, axis, positions, results in evaluate_chunks(plan.inputs, plan.batch, plan.accounting, cfg.keep_partitions,
+                                                             cfg.max_chunk_evaluations, dtype, skip=done,
+                                                             sensitivities=cfg.sensitivities, devices=devices):
+            mask_missing_baselines(plan, axis, positions, results)
+            write_part(parts_dir, cid, axis, positions, results)
+            bar.update(1)
+            bar.set_postfix_str(f"{per_chunk * (bar.n - len(done)) / (time.perf_counter() - start):.3g} evaluations/s")
+    if n_proc > 1:
+        distributed.barrier("moejax: all parts written")
+        if pid != 0:
+            return None  # process 0 assembles the dataset
+    acc = plan.accounting
+    attrs = {
+        "title": f"moejax decode sweep: grid {cfg.grid.name}",
+        "Conventions": "CF-1.10",
+        "source": f"moejax {__version__} (jax {jax.__version__})",
+        "config": text,
+        "resolved_specs": specs,
+        "grid": cfg.grid.name,
+        "expert_traffic": acc.expert_traffic,
+        "roofline": acc.roofline,
+        "integer_batch": int(acc.integer_batch),
+        "dense_baseline_family": cfg.grid.baseline,
+        "batch_policy": str(cfg.grid.batch),
+        "partition_search": "all candidates kept" if cfg.keep_partitions else "best feasible partition by throughput_per_gpu",
+        "precision": cfg.precision,
+        "comment": "MoE rows (variant=moe) do not depend on kappa and are repeated along it.",
+    }
+    baseline = ("baseline_exists", ("model", "kappa"), plan.baseline_exists.astype(np.int8))
+    hardware_numbers = [(f"hw_{f}", ("hardware",), np.asarray(getattr(plan.inputs.hardware, f)))
+                        for f in HARDWARE_FIELDS]  # each accelerator's numbers, design spaces included
+    assemble(out, parts_dir, plan.coords, plan.row_map, attrs, "f8" if dtype == np.float64 else "f4",
+             plan.inputs.partitions if cfg.keep_partitions else None, extra=[baseline, *hardware_numbers],
+             sensitivities=cfg.sensitivities, derive=None if cfg.keep_partitions or derive is None else derive(plan))
+    shutil.rmtree(parts_dir)
+    return out
