@@ -10,8 +10,8 @@ from moejax import Partition, SpecError
 from moejax.catalogue import HARDWARE_FIELDS, available, hardware_entry, model_entry
 
 MODELS = ["deepseek-v3", "qwen3-235b-a22b", "grok-1", "switch-c-2048", "mixtral-8x22b", "llama-3-70b",
-          "llama-3-405b", "gpt-4-rumoured"]
-HARDWARE = ["h100-sxm", "h200", "b200", "mi300x", "mi355x", "qs-reference"]
+          "llama-3-405b", "gpt-4-rumoured", "mixtral-8x7b", "llama-2-70b", "kimi-k2"]
+HARDWARE = ["h100-sxm", "h200", "b200", "mi300x", "mi355x", "qs-reference", "a100-sxm", "h800", "gb200-nvl72"]
 
 
 def test_catalogue_is_complete():
