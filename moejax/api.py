@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import jax
 
-from .catalogue import load_hardware, load_model
+from .catalogue import load_accounting, load_hardware, load_model
 from .physics import arch
 from .physics.cost import StepCosts, decode_point, prefill_point
 from .physics.partition import check_partition
@@ -35,17 +35,19 @@ def kv_bytes_per_token(model: ModelSpec | str) -> float:
 
 def decode_step(model, hardware, partition: Partition, context: float, batch: float | None = None,
                 kappa: float = 5.0, accounting: Accounting | None = None) -> StepCosts:
-    """One decode step (``batch=None``: at B_max). Model/hardware may be catalogue names."""
+    """One decode step (``batch=None``: at B_max). Model/hardware may be catalogue names; the
+    accounting defaults to the ``realistic`` preset (``moejax.Accounting()`` is speed of light)."""
     m, hw = _specs(model, hardware)
     check_partition(m, partition)
     wl = Workload(context=float(context), batch=0.0 if batch is None else float(batch), kappa=float(kappa))
-    return _decode(m, hw, partition, wl, accounting or Accounting())
+    return _decode(m, hw, partition, wl, accounting or load_accounting("realistic"))
 
 
 def prefill_step(model, hardware, partition: Partition, context: float, batch: float = 1.0,
                  accounting: Accounting | None = None) -> StepCosts:
-    """Prefill of ``batch`` prompts of ``context`` tokens (time to first token)."""
+    """Prefill of ``batch`` prompts of ``context`` tokens (time to first token); accounting as
+    ``decode_step``."""
     m, hw = _specs(model, hardware)
     check_partition(m, partition)
     wl = Workload(context=float(context), batch=float(batch))
-    return _prefill(m, hw, partition, wl, accounting or Accounting())
+    return _prefill(m, hw, partition, wl, accounting or load_accounting("realistic"))

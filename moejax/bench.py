@@ -31,6 +31,7 @@ from .analysis.qs import sweep_columns
 from .catalogue import CONF_DIR
 from .engine.config import register
 from .engine.grid import (
+    PARTITION_FIELDS,
     GridInputs,
     cast,
     device_inputs,
@@ -116,14 +117,15 @@ def reference_sample(inputs: GridInputs, acc, n: int, seed: int = 0):
     p_idx = rng.integers(0, inputs.n_partitions, n)
     leaf = lambda tree, i: {k: float(v[i]) for k, v in vars(tree).items()}  # noqa: E731
     pts = [(leaf(inputs.rows, idx["row"][j]), leaf(inputs.hardware, idx["hardware"][j]),
-            {f: float(x) for f, x in zip(("tp", "ep", "pp", "dp", "dp_attn", "kvp", "kv_mode"), inputs.partitions[idx["num_gpus"][j], p_idx[j]])},
+            {f: float(x) for f, x in zip(PARTITION_FIELDS, inputs.partitions[idx["num_gpus"][j], p_idx[j]])},
             {"context": float(inputs.contexts[idx["context"][j]]), "batch": 0.0}) for j in range(n)]
     acc_dict = {**asdict(acc)}
     t0 = time.perf_counter()
     ref = [reference_decode(m, hw, p, wl, acc_dict) for m, hw, p, wl in pts]
     rate = n / (time.perf_counter() - t0)
     batched = [stack([cls(**d[k]) for d in pts]) for k, cls in enumerate((ModelSpec, HardwareSpec, Partition))]
-    wl = Workload(context=np.array([d[3]["context"] for d in pts]), batch=np.zeros(n), kappa=np.full(n, 5.0))
+    wl = Workload(context=np.array([d[3]["context"] for d in pts]), batch=np.zeros(n), kappa=np.full(n, 5.0),
+                  draft_tokens=np.zeros(n), accepted=np.zeros(n))
     out = jax.jit(jax.vmap(decode_point, in_axes=(0, 0, 0, 0, None)))(*cast(batched, jnp.float32), cast(wl, jnp.float32), cast(acc, jnp.float32))
     ok = np.array([r["feasible"] for r in ref])
     kern = np.asarray(out.step_time)[ok]

@@ -17,6 +17,7 @@ from omegaconf import DictConfig
 from .analysis.breakeven import REASONS, solve, summary_json, to_dataset
 from .cli import grid_job
 from .engine.config import register
+from .engine.plan import grid_accounting
 from .version import __version__
 
 register()
@@ -24,10 +25,11 @@ register()
 def run(cfg: DictConfig, out_path: Path) -> str:
     out, coords, seconds = solve(cfg)
     be = cfg.breakeven
+    acc = grid_accounting(cfg.grid.accounting)
     attrs = {"title": f"moejax break-even kappa*: grid {cfg.grid.name}", "Conventions": "CF-1.10",
              "source": f"moejax {__version__}", "kappa_min": be.kappa_min, "kappa_max": be.kappa_max,
              "tolerance": be.tolerance, "dense_baseline_family": "keep-attention",
-             "expert_traffic": cfg.grid.accounting.expert_traffic, "roofline": cfg.grid.accounting.roofline}
+             "accounting_mode": acc.mode, "expert_traffic": acc.expert_traffic, "roofline": acc.roofline}
     ds = to_dataset(out, coords, attrs)
     out_path.parent.mkdir(parents=True, exist_ok=True)
     tmp = out_path.with_name(f".{out_path.name}.tmp")

@@ -200,13 +200,13 @@ def epoch_hardware_rows() -> list[list]:
     """The post's hardware arithmetic, computed by moejax: the H100's critical batch (peak dense
     FLOP/s ÷ HBM bandwidth ≈ 300) and the Llama-3.3-70B TP8 FFN all-reduce example (≈ 2.7 ms)."""
     from moejax import load_hardware, load_model
-    from moejax.physics.collectives import all_reduce
+    from moejax.physics.collectives import ring_all_reduce
 
     h100 = load_hardware("h100-sxm")
     llama = load_model("llama-3-70b")
     beta = 112e9 * 2 * 7 / 8  # link rate whose ring all-reduce moves 112 GB/s of payload
-    post = float(all_reduce(8.0, 300 * 1e6, 0.0, beta))  # the post's rounding: 1 MB per token
-    exact = float(all_reduce(8.0, 300 * float(llama.n_layers * llama.d_model) * 2.0, 0.0, beta))
+    post = float(ring_all_reduce(8.0, 300 * 1e6, 0.0, beta))  # the post's rounding: 1 MB per token
+    exact = float(ring_all_reduce(8.0, 300 * float(llama.n_layers * llama.d_model) * 2.0, 0.0, beta))
     return [
         ["Epoch post", "H100 critical batch (BF16 FLOP/s ÷ HBM B/s)", "300", _fmt(h100.flops_bf16 / h100.hbm_bw), "n/a",
          h100.flops_bf16 / h100.hbm_bw / 300 - 1, ""],

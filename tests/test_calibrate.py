@@ -203,8 +203,9 @@ def _paper_partition(n, variant):
 
 
 def test_deepseek_32_gpu_pair_is_not_expressible_at_the_stated_partitions(ref, dsv3, hw):
-    """At TP8xKVP(N/8) moejax's continuous B_dense - B_MoE is the same at 32 and 64 GPUs for
-    any constants, so the floors differ by at most 1; Table 3 prints 30 and 23."""
+    """At TP8xKVP(N/8) moejax's continuous B_dense - B_MoE changes by less than one sequence
+    between 32 and 64 GPUs for any constants (only the shared experts, replicated on every EP
+    rank, do not split with N), so the floors differ by at most 2; Table 3 prints 30 and 23."""
     m, d = dsv3
     rng = np.random.default_rng(1)
     for _ in range(5):
@@ -212,9 +213,9 @@ def test_deepseek_32_gpu_pair_is_not_expressible_at_the_stated_partitions(ref, d
                          reserve_bytes=rng.uniform(0, 5e9), integer_batch=False)
         gap = [float(cal.batch_capacity(d, hw, _paper_partition(n, "dense"), 131072.0, acc)[0]
                      - cal.batch_capacity(m, hw, _paper_partition(n, "moe"), 131072.0, acc)[0]) for n in (32, 64)]
-        assert gap[0] == pytest.approx(gap[1], rel=1e-9)
+        assert abs(gap[0] - gap[1]) < 1
     published = [ref.target(f"t3.dsv3.{n}.dense").value - ref.target(f"t3.dsv3.{n}.moe").value for n in (32, 64)]
-    assert abs(published[0] - published[1]) > 1  # 30 vs 23: no floor of equal gaps gives this
+    assert abs(published[0] - published[1]) > 2  # 30 vs 23: no floors of gaps within one sequence give this
 
 
 def _rule_batches(dsv3, hw, c_eff, kv_layers):
@@ -235,14 +236,16 @@ def _rule_batches(dsv3, hw, c_eff, kv_layers):
 
 def test_notes_rule_needs_a_kv_factor_per_variant(ref, dsv3, hw):
     """The notes' rule B = floor((C_eff - W/N) / (L*K/N)) reproduces Table 3's four DeepSeek-V3
-    values for some C_eff near 70 GB only with KV counted on the MoE's 58 MoE layers and the dense
-    model's 61: moejax's single kv_scale cannot hold two values, so this is what is missing."""
+    values for some C_eff only with KV counted on the MoE's 58 MoE layers and the dense model's 61:
+    moejax's single kv_scale cannot hold two values, so this is what is missing. (C_eff lands near
+    73.5 GB rather than the notes' 70 GB: moejax's largest of 4 or 8 pipeline stages holds 16 or 8
+    of the 61 layers, not 61/N of them, and keeps the BF16 embeddings of the checkpoint.)"""
     ids = ("t3.dsv3.32.moe", "t3.dsv3.64.moe", "t3.dsv3.32.dense", "t3.dsv3.64.dense")
     grid = np.arange(60e9, 80e9, 0.002e9)
     per_variant = lambda m: float(n_moe_layers(m)) if float(m.n_experts) > 1 else float(m.n_layers)
     b = _rule_batches(dsv3, hw, grid, per_variant)
     hits = grid[np.all([b[k] == ref.target(k).value for k in ids], axis=0)]
-    assert hits.size and 69e9 < hits.min() and hits.max() < 71e9
+    assert hits.size and 73e9 < hits.min() and hits.max() < 74e9
     same = lambda m: float(m.n_layers)
     b = _rule_batches(dsv3, hw, grid, same)
     assert not np.all([b[k] == ref.target(k).value for k in ids], axis=0).any()

@@ -102,7 +102,7 @@ def test_bad_hardware_value(tmp_path):
 @pytest.mark.parametrize("part,field", [
     (Partition(tp=3.0), "Partition.tp"),  # 48 heads / 3 ok, but 8 KV heads: neither divides
     (Partition(tp=16.0, ep=16.0), "Partition.ep"),
-    (Partition(pp=5.0), "Partition.pp"),
+    (Partition(pp=57.0), "Partition.pp"),  # 56 layers: uneven stages are fine, empty ones are not
 ])
 def test_partition_that_divides_nothing(part, field):
     with pytest.raises(SpecError, match=field):

@@ -11,7 +11,7 @@ from points import random_point
 
 from moejax import Accounting, HardwareSpec, ModelSpec, Partition, Workload, decode_point, dense_baseline
 from moejax.physics.baseline import dense_size, kept_params
-from moejax.physics.cost import _expert_bytes_params
+from moejax.physics.cost import _expert_load
 
 decode = jax.jit(decode_point)
 seeds = st.integers(0, 2**32 - 1)
@@ -34,7 +34,7 @@ def _no_slower(fast, slow):
 
 
 @SETTINGS
-@given(seeds, factors, st.sampled_from(["hbm_bw", "flops_bf16", "flops_fp8", "intra_bw", "inter_bw"]),
+@given(seeds, factors, st.sampled_from(["hbm_bw", "flops_bf16", "flops_fp8", "flops_fp4", "intra_bw", "inter_bw", "link_bw"]),
        st.sampled_from(["phase", "global"]), st.sampled_from(["physical", "paper-active", "paper-pool"]))
 def test_more_bandwidth_or_flops_is_never_slower(seed, factor, field, roofline, traffic):
     # eq. 19's global max is monotone only without overlap windows (see Accounting.roofline)
@@ -48,9 +48,10 @@ def test_more_bandwidth_or_flops_is_never_slower(seed, factor, field, roofline, 
 @given(seeds, st.sampled_from(["physical", "paper-active", "paper-pool"]))
 def test_single_expert_moe_equals_dense(seed, traffic):
     m, hw, p, wl, acc = specs(seed, traffic=traffic)
-    base = dataclasses.replace(m, n_experts=1.0, top_k=1.0, d_ff_expert=0.0, shared_d_ff=0.0, n_dense_layers=m.n_layers)
+    base = dataclasses.replace(m, n_experts=1.0, top_k=1.0, d_ff_expert=0.0, shared_d_ff=0.0, n_dense_layers=m.n_layers,
+                               expert_bytes=0.0)
     moe = dataclasses.replace(base, n_dense_layers=0.0, d_ff_expert=base.d_ff)
-    p = dataclasses.replace(p, ep=1.0)
+    p = dataclasses.replace(p, ep=1.0, dense_tp=0.0, redundant_experts=0.0)  # the dense FFN laid out as the expert
     a, b = decode(moe, hw, p, wl, acc), decode(base, hw, p, wl, acc)
     for f in ("step_time", "t_compute", "t_hbm", "t_comm", "t_comm_exposed", "b_max", "throughput", "memory_per_gpu"):
         np.testing.assert_allclose(float(getattr(a, f)), float(getattr(b, f)), rtol=1e-12, err_msg=f)
@@ -90,7 +91,7 @@ def test_qs_inequality_ffn_bytes(e, k, kappa, traffic, batch):
                   d_ff=0.0, n_dense_layers=0.0, n_experts=float(e), top_k=float(k), d_ff_expert=512.0)
     if traffic == "physical":
         batch = 1e4 * e / k  # (1 - ρ)^B underflows: all E experts are read once per step
-    moe_bytes_per_token = float(_expert_bytes_params(m, batch, Accounting(expert_traffic=traffic))) / batch
+    moe_bytes_per_token = float(_expert_load(m, Partition(), batch, Accounting(expert_traffic=traffic))[0]) / batch
     dense_bytes_per_token = kappa * k * 3 * 1024.0 * 512.0 / batch
     assert (rho * kappa < 1) == (moe_bytes_per_token > dense_bytes_per_token)
 
@@ -110,7 +111,7 @@ def test_gradients_finite_where_feasible(seed):
     m, hw, p, wl, acc = specs(seed, integer_batch=False)  # continuous B_max: differentiable
     m = dataclasses.replace(m, n_experts=max(float(m.n_experts), 8.0), top_k=min(float(m.top_k), 2.0),
                             d_ff_expert=max(float(m.d_ff_expert), 1024.0), n_dense_layers=0.0)
-    p = dataclasses.replace(p, ep=1.0)
+    p = dataclasses.replace(p, ep=1.0, redundant_experts=0.0)
 
     def tput(hw, kappa):
         moe = decode_point(m, hw, p, wl, acc).throughput_per_gpu

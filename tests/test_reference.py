@@ -1,48 +1,65 @@
 """The vectorised JAX kernel against the independent pure-Python oracle on random valid points."""
 
+import dataclasses
 import itertools
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from points import random_point
+from points import random_point, random_prefill_point
 
-from moejax import Accounting, HardwareSpec, ModelSpec, Partition, Workload, decode_point
+from moejax import Accounting, HardwareSpec, ModelSpec, Partition, Workload, decode_point, prefill_point
 from moejax.physics.partition import partition_valid
-from moejax.physics.reference import reference_decode
+from moejax.physics.reference import reference_decode, reference_prefill
 
-N_POINTS = 1200  # split over the 12 static accounting switch combinations
-RTOL, ATOL = 1e-6, 1e-15
+N_POINTS = 1200  # decode, split over the 12 static accounting switch combinations
+N_PREFILL = 300  # prefill, likewise
+RTOL, ATOL = 1e-6, 1e-15  # float64 (tests/conftest.py enables x64)
 FIELDS = ("t_compute", "t_hbm", "t_comm", "t_comm_exposed", "step_time", "batch", "b_max", "reuse",
-          "throughput", "throughput_per_gpu", "weight_bytes_per_gpu", "kv_bytes_per_gpu", "memory_per_gpu")
+          "throughput", "throughput_per_gpu", "tokens_per_s_per_user", "weight_bytes_per_gpu", "kv_bytes_per_gpu",
+          "memory_per_gpu")
 
 
 def _stack(cls, dicts):
-    keys = set().union(*dicts)
-    defaults = {f: getattr(cls, f, None) for f in keys}
+    """One batched spec; a field no point sets takes its default on every point (still batched)."""
+    keys = {f.name for f in dataclasses.fields(cls) if not f.metadata.get("static")}
+    defaults = {f.name: f.default for f in dataclasses.fields(cls)}
     return cls(**{k: np.array([d.get(k, defaults[k]) for d in dicts], dtype=float) for k in keys})
 
 
 SWITCHES = list(itertools.product(("physical", "paper-active", "paper-pool"), ("phase", "global"), (True, False)))
 
 
-@pytest.mark.parametrize("traffic,roofline,integer", SWITCHES)
-def test_kernel_matches_reference(traffic, roofline, integer):
-    rng = np.random.default_rng(hash((traffic, roofline, integer)) % 2**32)
-    pts = [random_point(rng) for _ in range(N_POINTS // len(SWITCHES))]
+def _compare(kernel, oracle, pts, traffic, roofline, integer):
     models, hws, parts, wls, accs = (list(x) for x in zip(*pts))
     m, hw, p, wl = _stack(ModelSpec, models), _stack(HardwareSpec, hws), _stack(Partition, parts), _stack(Workload, wls)
     acc = _stack(Accounting, accs)
-    acc = Accounting(**{k: getattr(acc, k) for k in accs[0]}, expert_traffic=traffic, roofline=roofline, integer_batch=integer)
+    acc = dataclasses.replace(acc, expert_traffic=traffic, roofline=roofline, integer_batch=integer)
     assert bool(jnp.all(jax.vmap(partition_valid)(m, p)))
-    out = jax.jit(jax.vmap(decode_point))(m, hw, p, wl, acc)
+    out = jax.jit(jax.vmap(kernel))(m, hw, p, wl, acc)
     n_feasible = 0
     for i, (mi, hi, pi, wi, ai) in enumerate(pts):
-        ref = reference_decode(mi, hi, pi, wi, {**ai, "expert_traffic": traffic, "roofline": roofline, "integer_batch": integer})
+        ref = oracle(mi, hi, pi, wi, {**ai, "expert_traffic": traffic, "roofline": roofline, "integer_batch": integer})
         assert bool(out.feasible[i]) == ref["feasible"], (i, mi, pi, wi)
         assert int(out.bound[i]) == ref["bound"], (i, ref)
         n_feasible += ref["feasible"]
         for f in FIELDS:
             np.testing.assert_allclose(float(getattr(out, f)[i]), ref[f], rtol=RTOL, atol=ATOL, err_msg=f"{f} at point {i}")
+    return n_feasible
+
+
+@pytest.mark.parametrize("traffic,roofline,integer", SWITCHES)
+def test_kernel_matches_reference(traffic, roofline, integer):
+    rng = np.random.default_rng(SWITCHES.index((traffic, roofline, integer)))  # reproducible across runs
+    pts = [random_point(rng) for _ in range(N_POINTS // len(SWITCHES))]
+    n_feasible = _compare(decode_point, reference_decode, pts, traffic, roofline, integer)
+    assert 0 < n_feasible < len(pts)  # both branches exercised
+
+
+@pytest.mark.parametrize("traffic,roofline,integer", SWITCHES)
+def test_prefill_matches_reference(traffic, roofline, integer):
+    rng = np.random.default_rng(1000 + SWITCHES.index((traffic, roofline, integer)))
+    pts = [random_prefill_point(rng) for _ in range(N_PREFILL // len(SWITCHES))]
+    n_feasible = _compare(prefill_point, reference_prefill, pts, traffic, roofline, integer)
     assert 0 < n_feasible < len(pts)  # both branches exercised

@@ -12,6 +12,7 @@ import xarray as xr
 import yaml
 
 from moejax import Accounting, Partition, Workload, decode_point, dense_baseline, load_hardware, load_model
+from moejax.catalogue import load_accounting
 
 ROOT = Path(__file__).resolve().parent.parent
 TINY = ["+grid=quick", "summary=false"]
@@ -63,8 +64,9 @@ def test_dataset_matches_the_kernel_at_the_winning_partition(quick):
             m = load_model(sel["model"], weights="fp8")
             if sel["variant"] == "dense":
                 m = dense_baseline(m, sel["kappa"])
-            p = Partition(**{f: float(pt[f]) for f in ("tp", "ep", "pp", "dp", "dp_attn", "kvp", "kv_mode")})
-            r = decode_point(m, load_hardware(sel["hardware"]), p, Workload(context=sel["context"]), Accounting())
+            p = Partition(**{f: float(pt[f]) for f in ("tp", "ep", "pp", "dp", "dp_attn", "kvp", "kv_mode", "dense_tp",
+                                                        "redundant_experts")})
+            r = decode_point(m, load_hardware(sel["hardware"]), p, Workload(context=sel["context"]), load_accounting(ds.accounting_mode))
             for f in ("throughput_per_gpu", "step_time", "b_max", "t_hbm"):
                 np.testing.assert_allclose(float(pt[f]), float(getattr(r, f)), rtol=2e-5, err_msg=f)
 
@@ -111,7 +113,7 @@ def test_killed_run_resumes_to_the_same_dataset(tmp_path):
 @pytest.mark.parametrize("args,expected", [
     (["+grid=nope"], "Available options in 'grid'"),
     (["+grid=quick", "grid.models=[deepseek-v9]"], "grid.models = 'deepseek-v9' is invalid: allowed deepseek-v3"),
-    (["+grid=quick", "grid.hardware=[h1000]"], "grid.hardware = 'h1000' is invalid: allowed b200"),
+    (["+grid=quick", "grid.hardware=[h1000]"], "grid.hardware = 'h1000' is invalid: allowed a100-sxm, b200"),
     (["+grid=quick", "grid.contexts=[]"], "grid.contexts = [] is invalid"),
     (["+grid=quick", "grid.kappas=[-1]"], "grid.kappas = -1.0 is invalid"),
     (["+grid=quick", "grid.partitions.tp=[5]"], "grid.partitions.tp = [5] is invalid: none divides the 128 heads of deepseek-v3"),

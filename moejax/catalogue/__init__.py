@@ -6,27 +6,35 @@ file, the field, the bad value and what is allowed.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
 import yaml
 
 from ..physics import baseline
-from ..physics.specs import ATTENTION_KINDS, HardwareSpec, ModelSpec, SpecError
+from ..physics.specs import ATTENTION_KINDS, FABRICS, Accounting, HardwareSpec, ModelSpec, SpecError
 from .hf import architecture_from_hf_config
 
 CONF_DIR = Path(__file__).resolve().parents[2] / "conf"
 
-DTYPE_BYTES = {"fp32": 4.0, "bf16": 2.0, "fp16": 2.0, "fp8": 1.0, "int8": 1.0, "fp4": 0.5, "int4": 0.5}
+# bytes per stored value, block scales included: NVFP4 is 4 bits + an FP8 scale per 16 values (4.5 bits),
+# MXFP4 4 bits + an 8-bit scale per 32 (4.25 bits), INT4 4 bits + an FP16 scale per 128 (4.125 bits)
+DTYPE_BYTES = {"fp32": 4.0, "bf16": 2.0, "fp16": 2.0, "fp8": 1.0, "int8": 1.0, "nvfp4": 0.5625, "mxfp4": 0.53125,
+               "fp4": 0.5625, "int4": 0.515625}
+# dtypes: key -> (ModelSpec field, default name; None: the field's own default, 0 = follow another dtype)
+DTYPE_FIELDS = {"weights": ("weight_bytes", "bf16"), "kv": ("kv_bytes", "bf16"), "activations": ("act_bytes", "bf16"),
+                "experts": ("expert_bytes", None), "embeddings": ("embed_bytes", "bf16"), "gemm": ("gemm_bytes", None),
+                "attention": ("attn_bytes", "bf16"), "dispatch": ("dispatch_bytes", None)}
 FFN_MATRICES = {"swiglu": 3.0, "geglu": 3.0, "gelu": 2.0, "relu": 2.0}
 ARCH_REQUIRED = ("n_layers", "d_model", "vocab_size", "attention", "n_heads", "n_kv_heads", "head_dim", "ffn_activation")
 ARCH_OPTIONAL = {
     "n_encoder_layers": 0, "n_dense_layers": None, "cross_attention": False, "tied_embeddings": False,
     "v_head_dim": 0, "rope_head_dim": 0, "q_lora_rank": 0, "kv_lora_rank": 0, "d_ff": 0,
-    "n_experts": 1, "top_k": 1, "d_ff_expert": 0, "shared_d_ff": 0,
+    "n_experts": 1, "top_k": 1, "d_ff_expert": 0, "shared_d_ff": 0, "mtp_layers": 0,
 }
 HARDWARE_FIELDS = ("hbm_bytes", "hbm_bw", "flops_bf16", "flops_fp8", "intra_bw", "intra_latency",
-                   "island_size", "inter_bw", "inter_latency")
+                   "island_size", "inter_bw", "inter_latency", "flops_fp4", "fabric", "link_bw")
 
 
 def available(kind: str) -> list[str]:
@@ -79,17 +87,20 @@ def model_from_architecture(arch: dict, dtypes: dict | None = None, where: str =
     vals = {k: _number(where, f"architecture.{k}", v) for k, v in numeric.items()}
     n_dense = a["n_dense_layers"]
     vals["n_dense_layers"] = vals["n_layers"] if n_dense is None else _number(where, "architecture.n_dense_layers", n_dense)
-    dt = {"weights": "bf16", "kv": "bf16", "activations": "bf16", **(dtypes or {})}
+    dt = {k: name for k, (_, name) in DTYPE_FIELDS.items() if name is not None}
+    dt.update({k: v for k, v in (dtypes or {}).items() if v is not None})
+    unknown = set(dt) - set(DTYPE_FIELDS)
+    if unknown:
+        raise SpecError(f"{where}: dtypes.{sorted(unknown)[0]} is not a known dtype key: allowed {', '.join(DTYPE_FIELDS)}")
+    sizes = {DTYPE_FIELDS[k][0]: _dtype(where, f"dtypes.{k}", name) for k, name in dt.items()}
     try:
         return ModelSpec(
             **vals,
+            **sizes,
             attn_kind=float(ATTENTION_KINDS[a["attention"]]),
             cross_attention=float(bool(a["cross_attention"])),
             tied_embeddings=float(bool(a["tied_embeddings"])),
             ffn_matrices=FFN_MATRICES[a["ffn_activation"]],
-            weight_bytes=_dtype(where, "dtypes.weights", dt["weights"]),
-            kv_bytes=_dtype(where, "dtypes.kv", dt["kv"]),
-            act_bytes=_dtype(where, "dtypes.activations", dt["activations"]),
         )
     except SpecError as e:
         raise SpecError(f"{where}: {e}") from None
@@ -110,7 +121,12 @@ def model_entry(name_or_path: str) -> dict:
 
 def load_model(name_or_path: str, **dtypes) -> ModelSpec:
     """A catalogue model by name (``conf/model/<name>.yaml``), a YAML path, or a Hugging Face
-    ``config.json`` path. ``dtypes`` (weights=, kv=, activations=) override the entry's."""
+    ``config.json`` path. ``dtypes`` override the entry's, by ``DTYPE_FIELDS`` key: weights, kv,
+    activations (on the wire), experts (routed; default: weights), embeddings (input table and LM
+    head; default bf16, as checkpoints keep them), gemm (GEMM input precision: W8A16 is
+    ``weights=fp8, gemm=bf16``; default: each weight's own), attention (attention matmuls; default
+    bf16: FP8 KV is dequantised for the matmul), dispatch (EP dispatch payload; default:
+    activations). A ``None`` value keeps the entry's."""
     entry = model_entry(name_or_path)
     where = entry.get("_where", str(name_or_path))
     return model_from_architecture(entry["architecture"], {**entry.get("dtypes", {}), **dtypes}, where)
@@ -133,6 +149,10 @@ def load_hardware(name_or_path: str, **overrides) -> HardwareSpec:
         if item is None:
             raise SpecError(f"{where}: {field} is missing: it is required ({{value: ..., source: ...}})")
         value = item.get("value") if isinstance(item, dict) else item
+        if field == "fabric":
+            if value not in FABRICS:
+                raise SpecError(f"{where}: fabric = {value!r} is invalid: allowed {', '.join(FABRICS)}")
+            value = FABRICS[value]
         vals[field] = _number(where, field, value)
     for field, value in overrides.items():
         if field not in HARDWARE_FIELDS:
@@ -151,3 +171,28 @@ def dense_baseline(model: ModelSpec, kappa, family: str = "keep-attention", anch
     if family == "epoch-cube-root" and anchor is None:
         anchor = load_model(baseline.EPOCH_ANCHOR)
     return baseline.dense_baseline(model, kappa, family, anchor, integer)
+
+
+ACCOUNTING_FIELDS = tuple(f.name for f in dataclasses.fields(Accounting) if not f.metadata.get("static"))
+
+
+def load_accounting(name_or_path: str = "realistic", **overrides) -> Accounting:
+    """The named accounting preset (``conf/accounting/<name>.yaml``: ``sol`` or ``realistic``) or a
+    YAML path: every non-static ``Accounting`` constant as ``{value: ..., source: ...}``.
+    ``overrides`` replace constants or set the static switches (``expert_traffic``, ``roofline``,
+    ``integer_batch``)."""
+    data, where = _read_yaml("accounting", name_or_path)
+    vals = {}
+    for field in ACCOUNTING_FIELDS:
+        item = data.get(field)
+        if item is None:
+            raise SpecError(f"{where}: {field} is missing: it is required ({{value: ..., source: ...}})")
+        vals[field] = _number(where, field, item.get("value") if isinstance(item, dict) else item)
+    unknown = set(overrides) - {f.name for f in dataclasses.fields(Accounting)}
+    if unknown:
+        raise SpecError(f"accounting override {sorted(unknown)[0]} is not a known field: allowed "
+                        f"{', '.join(f.name for f in dataclasses.fields(Accounting))}")
+    try:
+        return Accounting(**{**vals, "mode": data.get("mode", "custom"), **overrides})
+    except SpecError as e:
+        raise SpecError(f"{where}: {e}") from None

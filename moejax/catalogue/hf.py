@@ -17,8 +17,9 @@
 ``deepseek_v3``    ``DeepseekV3ForCausalLM``  MLA attention; layer ``i`` is MoE iff
                                               ``i >= first_k_dense_replace`` and
                                               ``i % moe_layer_freq == 0``; shared width
-                                              ``n_shared_experts * moe_intermediate_size``; the MTP
-                                              module (``num_nextn_predict_layers``) is not counted
+                                              ``n_shared_experts * moe_intermediate_size``; MTP
+                                              modules (``num_nextn_predict_layers``) are
+                                              ``mtp_layers``, outside the totals
 =================  ========================  ==============================================
 
 moejax places dense layers first (``n_dense_layers`` leading layers). Where a config interleaves
@@ -149,8 +150,8 @@ def _experts(cfg: dict, experts_field: str) -> tuple[int, int]:
 
 def _arch(*, n_layers, n_dense_layers, d_model, vocab_size, tied, attention, n_heads, n_kv_heads, head_dim,
           ffn_activation, d_ff, n_experts=1, top_k=1, d_ff_expert=0, shared_d_ff=0, v_head_dim=0,
-          rope_head_dim=0, q_lora_rank=0, kv_lora_rank=0) -> dict:
-    return {
+          rope_head_dim=0, q_lora_rank=0, kv_lora_rank=0, mtp_layers=0) -> dict:
+    return {**({"mtp_layers": mtp_layers} if mtp_layers else {}),
         "n_layers": n_layers,
         "n_encoder_layers": 0,
         "n_dense_layers": n_dense_layers,
@@ -240,7 +241,8 @@ def _deepseek_v3(cfg: dict) -> dict:
                  q_lora_rank=_int(cfg, "q_lora_rank", minimum=0, default=0, allow_none_as=0),
                  kv_lora_rank=_int(cfg, "kv_lora_rank"),
                  ffn_activation=act, d_ff=_int(cfg, "intermediate_size") if n_dense else 0,
-                 n_experts=n_experts, top_k=top_k, d_ff_expert=d_ff_expert, shared_d_ff=n_shared * d_ff_expert)
+                 n_experts=n_experts, top_k=top_k, d_ff_expert=d_ff_expert, shared_d_ff=n_shared * d_ff_expert,
+                 mtp_layers=_int(cfg, "num_nextn_predict_layers", minimum=0, default=0, allow_none_as=0))
 
 
 _IMPORTERS = {"llama": _llama, "mixtral": _mixtral, "qwen3_moe": _qwen3_moe, "deepseek_v3": _deepseek_v3}

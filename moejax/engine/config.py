@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Any
+from typing import Any, Optional
 
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING
@@ -26,18 +26,30 @@ class PartitionsConf:
     dp_attn: list[int] = dataclasses.field(default_factory=lambda: [1, 2, 4, 8])
     kvp: list[int] = dataclasses.field(default_factory=lambda: [1, 2, 4, 8])
     kv_modes: list[str] = dataclasses.field(default_factory=lambda: ["kvp", "cp"])
+    dense_tp: list[int] = dataclasses.field(default_factory=lambda: [1, 2, 4, 8])
+    redundant_experts: list[int] = dataclasses.field(default_factory=lambda: [0])
 
 
 @dataclasses.dataclass
 class DtypesConf:
-    weights: str = "fp8"
-    kv: str = "bf16"
-    activations: str = "bf16"
+    """Serving dtypes of every model of a grid (moejax.catalogue.load_model keys); None keeps the
+    catalogue entry's (or the loader's default)."""
+
+    weights: Optional[str] = "fp8"  # noqa: UP007
+    kv: Optional[str] = "bf16"  # noqa: UP007
+    activations: Optional[str] = "bf16"  # noqa: UP007
+    experts: Optional[str] = None  # noqa: UP007
+    embeddings: Optional[str] = None  # noqa: UP007
+    gemm: Optional[str] = None  # noqa: UP007
+    attention: Optional[str] = None  # noqa: UP007
+    dispatch: Optional[str] = None  # noqa: UP007
 
 
-# The Hydra schema of ``Accounting``: same fields and defaults (floats for its array leaves).
-AccountingConf = dataclasses.make_dataclass("AccountingConf", [
-    (f.name, type(f.default) if f.metadata.get("static") else float, f.default) for f in dataclasses.fields(Accounting)])
+# The Hydra schema of ``Accounting``: ``mode`` names the preset (conf/accounting/: realistic or sol);
+# every other field is unset (None: the preset's value) or overrides the preset.
+AccountingConf = dataclasses.make_dataclass("AccountingConf", [("mode", str, "realistic")] + [
+    (f.name, Optional[type(f.default) if f.metadata.get("static") else float], None)  # noqa: UP007 (Hydra needs Optional)
+    for f in dataclasses.fields(Accounting) if f.name != "mode"])
 
 
 @dataclasses.dataclass
@@ -138,8 +150,12 @@ def validate_grid(grid, precision: str) -> None:
     if grid.batch != "bmax":
         _positive("grid.batch", [grid.batch])
     _choice("grid.baseline", grid.baseline, FAMILIES)
-    for field in ("weights", "kv", "activations"):
-        _choice(f"grid.dtypes.{field}", grid.dtypes[field], DTYPE_BYTES)
-    _choice("grid.accounting.expert_traffic", grid.accounting.expert_traffic, EXPERT_TRAFFIC)
-    _choice("grid.accounting.roofline", grid.accounting.roofline, ROOFLINES)
+    for field, name in grid.dtypes.items():
+        if name is not None:
+            _choice(f"grid.dtypes.{field}", name, DTYPE_BYTES)
+    _choice("grid.accounting.mode", grid.accounting.mode, available("accounting"))
+    if grid.accounting.expert_traffic is not None:
+        _choice("grid.accounting.expert_traffic", grid.accounting.expert_traffic, EXPERT_TRAFFIC)
+    if grid.accounting.roofline is not None:
+        _choice("grid.accounting.roofline", grid.accounting.roofline, ROOFLINES)
     _choice("precision", precision, ("float32", "float64"))

@@ -24,6 +24,7 @@ VARIABLES = {
     "throughput_per_gpu": ("s-1", "decode tokens per second per GPU"),
     "throughput": ("s-1", "decode tokens per second per replica"),
     "step_time": ("s", "time of one decode step (per-token latency); inf where infeasible"),
+    "tokens_per_s_per_user": ("s-1", "output tokens per second one sequence sees (interactivity)"),
     # components below are NaN where no candidate partition is feasible
     "batch": ("1", "sequences served concurrently per replica"),
     "b_max": ("1", "largest batch whose weights and KV cache fit in HBM"),
@@ -52,12 +53,16 @@ HARDWARE = {
     "hw_intra_bw": ("byte s-1", "intra-node link bandwidth per GPU per direction"),
     "hw_intra_latency": ("s", "intra-node ring hop latency"), "hw_island_size": ("1", "GPUs per node-local island"),
     "hw_inter_bw": ("byte s-1", "inter-node bandwidth per GPU per direction"), "hw_inter_latency": ("s", "inter-node ring hop latency"),
+    "hw_flops_fp4": ("s-1", "dense FP4 FLOP per second per GPU (0: no FP4 tensor cores)"),
+    "hw_fabric": ("1", "island fabric: 0 switched, 1 full mesh"), "hw_link_bw": ("byte s-1", "per-link bandwidth of a mesh island"),
 }
 ELASTICITIES = {f"elasticity_{f}": ("1", f"d log(throughput_per_gpu) / d log({f}) at the winning partition, continuous B_max "
                                            "(NaN where infeasible)") for f in ELASTICITY_FIELDS}
 FIELD_STACKS = {"degrees": PARTITION_FIELDS, "elasticities": ELASTICITY_FIELDS}  # results with a trailing field axis
 DEGREES = {f: ("1", f"winning partition: {f}") for f in PARTITION_FIELDS}
 DEGREES["kv_mode"] = (FLAG, "winning partition: KV-parallel mode")
+DEGREES["dense_tp"] = ("1", "winning partition: tensor-parallel degree of the dense FFN layers and LM head")
+DEGREES["redundant_experts"] = ("1", "winning partition: redundant expert slots (EPLB copies)")
 INT_VARS = {"feasible", "bound", "kv_mode", "baseline_exists"}
 
 

@@ -39,32 +39,40 @@ class PartitionSpace:
     dp_attn: tuple[int, ...] = (1, 2, 4, 8)
     kvp: tuple[int, ...] = (1, 2, 4, 8)
     kv_modes: tuple[str, ...] = ("kvp", "cp")
+    dense_tp: tuple[int, ...] = (1, 2, 4, 8)
+    redundant_experts: tuple[int, ...] = (0,)
 
     def __post_init__(self):
-        for name in ("tp", "ep", "pp", "dp_attn", "kvp"):
+        for name in ("tp", "ep", "pp", "dp_attn", "kvp", "dense_tp"):
             values = getattr(self, name)
             if not values or any(int(v) != v or v < 1 for v in values):
                 raise SpecError(f"partitions.{name} = {list(values)!r} is invalid: a non-empty list of positive integers")
+        if not self.redundant_experts or any(int(v) != v or v < 0 for v in self.redundant_experts):
+            raise SpecError(f"partitions.redundant_experts = {list(self.redundant_experts)!r} is invalid: "
+                            "a non-empty list of integers >= 0")
         bad = [m for m in self.kv_modes if m not in KV_MODES or m == "none"]
         if bad:
             raise SpecError(f"partitions.kv_modes = {bad[0]!r} is invalid: allowed kvp, cp")
 
 
 def enumerate_partitions(num_gpus: int, space: PartitionSpace) -> np.ndarray:
-    """Candidate partitions of ``num_gpus`` GPUs as rows of ``PARTITION_FIELDS`` (float64).
+    """Candidate partitions of ``num_gpus`` GPUs as rows of ``PARTITION_FIELDS`` (float64): every
+    combination whose stage the EP and dense-FFN degrees divide.
 
-    >>> enumerate_partitions(2, PartitionSpace(tp=(1, 2), ep=(1,), pp=(1,), dp_attn=(1,), kvp=(1,))).tolist()
-    [[1.0, 1.0, 1.0, 2.0, 1.0, 1.0, 0.0], [2.0, 1.0, 1.0, 1.0, 1.0, 1.0, 0.0]]
+    >>> enumerate_partitions(2, PartitionSpace(tp=(1, 2), ep=(1,), pp=(1,), dp_attn=(1,), kvp=(1,), dense_tp=(2,))).tolist()
+    [[2.0, 1.0, 1.0, 1.0, 1.0, 1.0, 0.0, 2.0, 0.0]]
     """
     rows = []
     modes = [KV_MODES[m] for m in space.kv_modes]
-    for tp, dp_attn, kvp, pp, ep in itertools.product(space.tp, space.dp_attn, space.kvp, space.pp, space.ep):
+    for tp, dp_attn, kvp, pp, ep, dense, spare in itertools.product(space.tp, space.dp_attn, space.kvp, space.pp, space.ep,
+                                                                    space.dense_tp, space.redundant_experts):
         g = tp * dp_attn * kvp
         replica = pp * g
-        if num_gpus % replica or g % ep:
+        if num_gpus % replica or g % ep or g % dense:
             continue
         for mode in ([0] if kvp == 1 else modes):
-            row = {"tp": tp, "ep": ep, "pp": pp, "dp": num_gpus // replica, "dp_attn": dp_attn, "kvp": kvp, "kv_mode": mode}
+            row = {"tp": tp, "ep": ep, "pp": pp, "dp": num_gpus // replica, "dp_attn": dp_attn, "kvp": kvp, "kv_mode": mode,
+                   "dense_tp": dense, "redundant_experts": spare}
             rows.append([row[f] for f in PARTITION_FIELDS])
     return np.array(rows, dtype=float).reshape(-1, len(PARTITION_FIELDS))
 
@@ -164,7 +172,8 @@ def best_partition_point(m, hw, parts: Partition, pmask, wl: Workload, acc: Acco
     r = dataclasses.replace(r, feasible=found, bound=jnp.where(found, r.bound, 3).astype(jnp.int32),
                             step_time=jnp.where(found, r.step_time, jnp.inf),
                             throughput=jnp.where(found, r.throughput, 0.0),
-                            throughput_per_gpu=jnp.where(found, r.throughput_per_gpu, 0.0))
+                            throughput_per_gpu=jnp.where(found, r.throughput_per_gpu, 0.0),
+                            tokens_per_s_per_user=jnp.where(found, r.tokens_per_s_per_user, 0.0))
     extra = {"degrees": jnp.stack([getattr(best, f) for f in PARTITION_FIELDS]) * found}
     if sensitivities:
         extra["elasticities"] = jnp.where(r.feasible, elasticities(m, hw, best, wl, acc), jnp.nan)
@@ -181,7 +190,8 @@ def all_partitions_point(m, hw, parts: Partition, pmask, wl: Workload, acc: Acco
             extra["elasticities"] = jnp.where(r.feasible & ok, elasticities(m, hw, p, wl, acc), jnp.nan)
         return dataclasses.replace(r, feasible=r.feasible & ok, bound=jnp.where(ok, r.bound, 3),
                                    throughput=jnp.where(ok, r.throughput, 0.0),
-                                   throughput_per_gpu=jnp.where(ok, r.throughput_per_gpu, 0.0)), extra
+                                   throughput_per_gpu=jnp.where(ok, r.throughput_per_gpu, 0.0),
+                                   tokens_per_s_per_user=jnp.where(ok, r.tokens_per_s_per_user, 0.0)), extra
     return jax.vmap(one)(parts, pmask)
 
 

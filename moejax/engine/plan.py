@@ -9,7 +9,7 @@ import itertools
 import jax
 import numpy as np
 
-from ..catalogue import dense_baseline, load_hardware, load_model
+from ..catalogue import dense_baseline, load_accounting, load_hardware, load_model
 from ..physics.specs import Accounting, SpecError
 from .grid import GridInputs, PartitionSpace, partition_table, stack
 
@@ -60,7 +60,7 @@ def build_plan(grid, keep_partitions: bool) -> SweepPlan:
     }
     if keep_partitions:
         coords["partition"] = (np.arange(table.shape[1], dtype=np.int32), {"long_name": "candidate partition index"})
-    acc = Accounting(**dict(grid.accounting))
+    acc = grid_accounting(grid.accounting)
     batch = 0.0 if grid.batch == "bmax" else float(grid.batch)
     return SweepPlan(inputs, row_map, exists, coords, acc, batch)
 
@@ -102,13 +102,15 @@ def design_space(hardware: list, names: list[str], space) -> tuple[list, list[st
 def _check_partition_space(space, names, models) -> None:
     """Each degree list of the search space must hold a value that splits every model (others are
     masked per model by the search)."""
-    rules = (("tp", "n_heads", "heads"), ("ep", "n_experts", "experts"), ("pp", "n_layers", "layers"))
-    for field, attr, what in rules:
-        for name, m in zip(names, models):
-            count = float(getattr(m, attr))
-            if not any(count % degree == 0 for degree in space[field]):
-                raise SpecError(f"grid.partitions.{field} = {list(space[field])} is invalid: none divides the "
-                                f"{count:g} {what} of {name}")
+    for name, m in zip(names, models):
+        heads, experts, layers = float(m.n_heads), float(m.n_experts), float(m.n_layers)
+        if not any(heads % tp == 0 for tp in space.tp):
+            raise SpecError(f"grid.partitions.tp = {list(space.tp)} is invalid: none divides the {heads:g} heads of {name}")
+        if not any((experts + spare) % ep == 0 for ep in space.ep for spare in space.redundant_experts):
+            raise SpecError(f"grid.partitions.ep = {list(space.ep)} is invalid: none divides the {experts:g} experts "
+                            f"(plus redundant_experts {list(space.redundant_experts)}) of {name}")
+        if not any(pp <= layers for pp in space.pp):
+            raise SpecError(f"grid.partitions.pp = {list(space.pp)} is invalid: every value exceeds the {layers:g} layers of {name}")
 
 
 def mask_missing_baselines(plan: SweepPlan, axis: str, positions: slice, results: dict) -> None:
@@ -130,3 +132,9 @@ def mask_missing_baselines(plan: SweepPlan, axis: str, positions: slice, results
                 values[local] = np.inf
             else:
                 values[local] = np.nan
+
+
+def grid_accounting(conf) -> Accounting:
+    """The ``grid.accounting`` preset (``mode``) with the fields the grid sets on top of it."""
+    overrides = {k: v for k, v in dict(conf).items() if k != "mode" and v is not None}
+    return load_accounting(conf.mode, **overrides)

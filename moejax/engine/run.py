@@ -93,6 +93,8 @@ def run(cfg: DictConfig, out: Path, derive=None) -> Path | None:
         "config": text,
         "resolved_specs": specs,
         "grid": cfg.grid.name,
+        "accounting_mode": acc.mode,
+        "accounting": json.dumps({k: float(v) for k, v in vars(acc).items() if not isinstance(v, str | bool)}),
         "expert_traffic": acc.expert_traffic,
         "roofline": acc.roofline,
         "integer_batch": int(acc.integer_batch),

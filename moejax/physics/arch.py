@@ -131,13 +131,28 @@ def kv_bytes_per_token(m: ModelSpec):
     return m.n_layers * kv_values_per_token_layer(m) * m.kv_bytes
 
 
-def score_flops_per_token_layer(m: ModelSpec, context):
+def score_flops_per_token_layer(m: ModelSpec, context, absorbed: bool = True):
     """Attention score + value FLOPs for one query token in one layer at ``context`` tokens.
 
-    MHA/GQA/MQA: ``4*h*dh*L`` (doubled with cross-attention); absorbed MLA:
-    ``2*h*(2*kv_lora_rank + rope)*L``. Llama-3-70B at L = 1024: 4*64*128*1024 = 33,554,432.
+    MHA/GQA/MQA: ``4*h*dh*L`` (doubled with cross-attention). MLA in decode runs absorbed, over
+    the latent: ``2*h*(2*kv_lora_rank + rope)*L``; in prefill (``absorbed=False``) it decompresses
+    K and V and runs as multi-head attention: ``2*h*(dh + rope + dv)*L``. Llama-3-70B at L = 1024:
+    4*64*128*1024 = 33,554,432. DeepSeek-V3 at L = 1024: absorbed 2*128*1088*1024 = 285,212,672,
+    decompressed 2*128*320*1024 = 83,886,080 (3.4x fewer).
     """
     xp = namespace(m, context)
     gqa = 4 * m.n_heads * m.head_dim * context * (1 + m.cross_attention)
-    mla = 2 * m.n_heads * (2 * m.kv_lora_rank + m.rope_head_dim) * context
+    if absorbed:
+        mla = 2 * m.n_heads * (2 * m.kv_lora_rank + m.rope_head_dim) * context
+    else:
+        mla = 2 * m.n_heads * (m.head_dim + m.rope_head_dim + v_head_dim(m)) * context
     return xp.where(is_mla(m), mla, gqa)
+
+
+def mtp_params(m: ModelSpec):
+    """Parameters of the multi-token-prediction modules: each is one decoder layer (attention and
+    the model's FFN kind) plus a ``2d -> d`` projection; embeddings and head are shared.
+    DeepSeek-V3 (one module): 187,105,280 + 11,507,531,776 (MoE layer) + 102,760,448 = 11.80e9."""
+    xp = namespace(m)
+    ffn = xp.where(m.n_experts > 1, moe_resident_params(m), dense_ffn_params(m))
+    return m.mtp_layers * (decoder_attn_params(m) + ffn + 2 * m.d_model * m.d_model)

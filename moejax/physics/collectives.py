@@ -1,24 +1,26 @@
-"""Ring α–β collective costs and island (intra/inter-node fabric) selection.
+"""α–β collective costs as serving stacks run them, and the fabric a group runs on.
 
-``p`` ranks, ``n`` bytes per rank, ``alpha`` seconds per hop, ``beta`` bytes/s per direction.
-All are zero for ``p = 1``. Pure array expressions: vmappable and differentiable.
+``p`` ranks, ``n`` bytes per rank, ``alpha`` seconds of latency, ``beta`` bytes/s per GPU per
+direction. Every collective is zero for ``p = 1``. Pure array expressions: vmappable and
+differentiable.
+
+A group of ``p`` ranks spread over ``span`` consecutive GPUs touches ``m = clip(span/island, 1, p)``
+islands (NVLink/xGMI domains) with ``i = p/m`` of its ranks in each. Inside an island a GPU moves
+``group_bw`` bytes/s to the rest of its group: all of ``intra_bw`` on a switched fabric
+(NVSwitch), only the direct links it has on a full mesh (xGMI: ``(i-1)·link_bw``). Between islands
+each GPU has its own NIC, ``inter_bw``. ``Accounting.comm_efficiency`` scales every bandwidth and
+``Accounting.collective_latency`` adds a fixed launch cost to every collective call.
 """
 
 from __future__ import annotations
 
-from .specs import HardwareSpec
+from .specs import Accounting, HardwareSpec
 from .xp import namespace
 
-
-def link(hw: HardwareSpec, span):
-    """(alpha [s], beta [B/s]) for a group spanning ``span`` consecutive GPUs: intra-node when it
-    fits in the island, else inter-node (the ring runs at its slowest hop)."""
-    xp = namespace(hw, span)
-    intra = span <= hw.island_size
-    return xp.where(intra, hw.intra_latency, hw.inter_latency), xp.where(intra, hw.intra_bw, hw.inter_bw)
+MESH = 1.0  # HardwareSpec.fabric code of a full-mesh island (0: switched)
 
 
-def all_reduce(p, n, alpha, beta):
+def ring_all_reduce(p, n, alpha, beta):
     """Ring all-reduce: ``2(p-1)α + 2(p-1)/p · n/β`` seconds.
 
     With p = 8, n = 1 MB, α = 2 µs, β = 450 GB/s: 28 µs + 3.889 µs = 31.889 µs.
@@ -27,13 +29,87 @@ def all_reduce(p, n, alpha, beta):
     return xp.where(p > 1, 2 * (p - 1) * alpha + 2 * (p - 1) / p * n / beta, 0.0)
 
 
-def all_to_all(p, n, alpha, beta):
-    """Ring all-to-all (and all-gather): ``(p-1)α + (p-1)/p · n/β`` seconds.
+def one_shot_all_reduce(p, n, alpha, beta):
+    """One-shot all-reduce (NVLS, TensorRT-LLM/vLLM custom kernels): every GPU reads its ``p-1``
+    peers' ``n`` bytes in one step and reduces locally: ``α + (p-1)·n/β`` seconds.
 
-    p = 8, n = 1 MB, α = 2 µs, β = 450 GB/s: 14 µs + 1.944 µs = 15.944 µs.
+    p = 8, n = 16 KB (one token of Llama-3-70B in BF16), α = 2 µs, β = 450 GB/s:
+    2 µs + 7·16384/450e9 = 2.255 µs (a ring takes 28.06 µs).
     """
     xp = namespace(p, n, alpha, beta)
-    return xp.where(p > 1, (p - 1) * alpha + (p - 1) / p * n / beta, 0.0)
+    return xp.where(p > 1, alpha + (p - 1) * n / beta, 0.0)
 
 
-all_gather = all_to_all
+def islands(hw: HardwareSpec, p, span):
+    """(islands touched ``m``, ranks per island ``i``) of a group of ``p`` ranks over ``span`` GPUs.
+
+    KVP over 8 ranks spaced 8 GPUs apart (span 64) on 8-GPU islands: m = 8, i = 1.
+    """
+    xp = namespace(hw, p, span)
+    m = xp.minimum(xp.maximum(span / hw.island_size, 1.0), xp.maximum(p, 1.0))
+    return m, p / m
+
+
+def group_bw(hw: HardwareSpec, i, acc: Accounting):
+    """Bytes/s (per direction) one GPU moves to the other ``i-1`` members of its group inside one
+    island: ``intra_bw`` on a switched fabric; ``min(intra_bw, (i-1)·link_bw)`` on a full mesh,
+    where a group gets only the direct links it has.
+
+    MI300X (7 xGMI links, ``link_bw`` 45.6 GB/s usable): a pair gets 45.6 GB/s, all eight 319.2 GB/s.
+    """
+    xp = namespace(hw, i)
+    mesh = xp.minimum(hw.intra_bw, xp.maximum(i - 1, 1.0) * hw.link_bw)
+    return xp.where(hw.fabric == MESH, mesh, hw.intra_bw) * acc.comm_efficiency
+
+
+def all_reduce(hw: HardwareSpec, p, span, n, acc: Accounting):
+    """All-reduce of ``n`` bytes per rank over ``p`` ranks spread over ``span`` GPUs (seconds).
+
+    Inside one island: the faster of ring and one-shot (NCCL picks by message size; small
+    messages go one-shot/NVLS). Across ``m`` islands, hierarchically: a ring reduce-scatter and
+    all-gather inside each island (intra α), and a ring all-reduce of ``n/i`` bytes per GPU
+    between islands, each GPU on its own NIC — only those ``2(m-1)`` steps pay the inter-node α.
+
+    TP16 over two 8-GPU H100 islands, 16 KB: 28.06 µs inside + 2·5 µs + 2048/50e9 s between = 38.11 µs
+    (a flat ring at the inter-node α and bandwidth took 150 µs).
+    """
+    xp = namespace(hw, p, span, n)
+    m, i = islands(hw, p, span)
+    bw_in = group_bw(hw, i, acc)
+    inside = xp.minimum(ring_all_reduce(i, n, hw.intra_latency, bw_in), one_shot_all_reduce(i, n, hw.intra_latency, bw_in))
+    between = ring_all_reduce(i, n, hw.intra_latency, bw_in) + ring_all_reduce(m, n / i, hw.inter_latency,
+                                                                                hw.inter_bw * acc.comm_efficiency)
+    return xp.where(p > 1, xp.where(m > 1, between, inside) + acc.collective_latency, 0.0)
+
+
+def all_to_all(hw: HardwareSpec, p, span, n, acc: Accounting):
+    """Direct all-to-all (DeepEP, NCCL all-to-all): each of ``p`` ranks sends ``n/p`` bytes to
+    every rank at once, ``n`` in all, over NVLink to its ``i-1`` island peers and over its NIC to
+    the ``p-i`` others, both concurrently (seconds):
+    ``α + (p-1)·a2a_peer_latency + max((i-1)/p·n / group_bw, (p-i)/p·n / inter_bw)``,
+    with the inter-node α once the group leaves the island.
+
+    EP64 on eight 8-GPU H800 islands (NVLink 200 GB/s, NIC 50 GB/s), 7 MB per GPU: the 56/64 that
+    leave the island take 7e6·56/64/50e9 = 122.5 µs, the island's 7/64 take 3.8 µs; with α = 5 µs
+    the dispatch is 127.5 µs — DeepEP's measured EP64 dispatch is the bandwidth term alone.
+    """
+    xp = namespace(hw, p, span, n)
+    m, i = islands(hw, p, span)
+    alpha = xp.where(m > 1, hw.inter_latency, hw.intra_latency)
+    inside = (i - 1) / p * n / group_bw(hw, i, acc)
+    outside = (p - i) / p * n / (hw.inter_bw * acc.comm_efficiency)
+    t = alpha + (p - 1) * acc.a2a_peer_latency + xp.maximum(inside, outside) + acc.collective_latency
+    return xp.where(p > 1, t, 0.0)
+
+
+def send(hw: HardwareSpec, span, n, acc: Accounting):
+    """Point-to-point send of ``n`` bytes to a GPU ``span`` GPUs away (pipeline stages, the CP
+    ring): ``α + n/β`` over one link of the island, or the NIC once ``span`` leaves it.
+
+    16 KB between two 8-GPU H100 nodes: 5 µs + 16384/50e9 = 5.33 µs.
+    """
+    xp = namespace(hw, span, n)
+    intra = span <= hw.island_size
+    alpha = xp.where(intra, hw.intra_latency, hw.inter_latency)
+    beta = xp.where(intra, group_bw(hw, 2.0, acc), hw.inter_bw * acc.comm_efficiency)
+    return alpha + n / beta + acc.collective_latency

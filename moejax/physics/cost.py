@@ -5,12 +5,13 @@ scalar leaves (``xp.namespace``), so it is written for one point and lifted with
 by ``moejax.engine.grid``. ``moejax.physics.reference`` implements the same page independently in
 plain Python.
 
-Worked example (tests/test_cost.py): Llama-3-70B, BF16, 8×H100 SXM, TP8, batch 1, 1k context.
-Each GPU reads 17.38 GB of weights (1/8 of the layers and LM head; the input table is a lookup)
-and 42 MB of KV: t_hbm = 5.20 ms at 3.35 TB/s; compute is 18 µs; 160 ring all-reduces of 16 KB
-over NVLink cost 14·2 µs + 32 ns = 28.06 µs each, 4.49 ms with no overlap. Step = 9.69 ms (GenZ,
-llm-analysis and AIConfigurator give 5–10 ms). With ``overlap = 1`` each FFN all-reduce hides
-behind its layer's 11 MB weight read, while the attention one outlasts its 3.8 MB read: 6.53 ms.
+Worked example (tests/test_examples.py), speed of light: Llama-3-70B, BF16, 8×H100 SXM, TP8,
+batch 1, 1k context. Each GPU reads 17.38 GB of weights (1/8 of the layers and LM head; the input
+table is a lookup) and 42 MB of KV: t_hbm = 5.20 ms at 3.35 TB/s; compute is 18 µs; 160 one-shot
+all-reduces of 16 KB over NVSwitch cost 2 µs + 7·16 KB/450 GB/s = 2.255 µs each (a ring would
+take 28.06 µs), 0.36 ms with no overlap. Step = 5.56 ms (AIConfigurator's speed of light 5.22 ms;
+GenZ, llm-analysis and AIConfigurator's measured-kernel mode 7.1–9.9 ms). With ``overlap = 1``
+every all-reduce hides behind its layer's weight read: 5.20 ms.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from __future__ import annotations
 from typing import Any
 
 from . import arch
-from .collectives import all_reduce, all_to_all, link
+from .collectives import all_reduce, all_to_all, send
 from .specs import Accounting, HardwareSpec, ModelSpec, Partition, Workload, pytree_spec
 from .xp import namespace
 
@@ -28,7 +29,8 @@ BOUND_MEANINGS = ("compute", "hbm", "communication", "infeasible")
 @pytree_spec
 class StepCosts:
     """Per-step result. Times in s (per decode step of the whole replica), batch in sequences,
-    bytes per GPU, throughput in tokens/s (per replica and per GPU)."""
+    bytes per GPU, throughput in output tokens/s (per replica and per GPU; speculative decoding's
+    accepted tokens included), and the tokens/s one sequence sees."""
 
     t_compute: Any
     t_hbm: Any
@@ -42,15 +44,42 @@ class StepCosts:
     feasible: Any
     throughput: Any
     throughput_per_gpu: Any
+    tokens_per_s_per_user: Any
     weight_bytes_per_gpu: Any
     kv_bytes_per_gpu: Any
     memory_per_gpu: Any
 
 
 def _peak(hw: HardwareSpec, nbytes, acc: Accounting):
-    """Dense FLOP/s for operands of ``nbytes`` per value: FP8 peak for 1-byte data, else BF16."""
+    """Dense FLOP/s of a matmul whose inputs have ``nbytes`` per value: the FP4 peak below one
+    byte where the chip has FP4 tensor cores (else FP8), the FP8 peak at one byte, else BF16;
+    times the efficiencies. W4A16 (4-bit weights, BF16 inputs) runs at the BF16 peak."""
     xp = namespace(hw, nbytes)
-    return xp.where(nbytes <= 1, hw.flops_fp8, hw.flops_bf16) * acc.flops_efficiency
+    fp4 = (nbytes < 1) & (hw.flops_fp4 > 0)
+    peak = xp.where(fp4, hw.flops_fp4 * acc.fp4_efficiency,
+                    xp.where(nbytes <= 1, hw.flops_fp8 * acc.fp8_efficiency, hw.flops_bf16))
+    return peak * acc.flops_efficiency
+
+
+def _dtypes(m: ModelSpec):
+    """Bytes per value of (routed experts, embeddings/LM head, EP dispatch, attention matmuls,
+    non-expert GEMM inputs, expert GEMM inputs, LM-head GEMM inputs) with the 0 defaults resolved."""
+    xp = namespace(m)
+    expert = xp.where(m.expert_bytes > 0, m.expert_bytes, m.weight_bytes)
+    embed = xp.where(m.embed_bytes > 0, m.embed_bytes, m.weight_bytes)
+    dispatch = xp.where(m.dispatch_bytes > 0, m.dispatch_bytes, m.act_bytes)
+    attn = xp.where(m.attn_bytes > 0, m.attn_bytes, m.kv_bytes)
+    gemm = lambda w: xp.maximum(w, m.gemm_bytes)  # noqa: E731  (a GEMM runs at its wider input)
+    return expert, embed, dispatch, attn, gemm(m.weight_bytes), gemm(expert), gemm(embed)
+
+
+def stage_scale(m: ModelSpec, p: Partition):
+    """Layers of the largest pipeline stage over the mean: ``ceil(n_layers/pp) / (n_layers/pp)``
+    (61 layers on 2 stages: 31/30.5 = 1.0164), and exactly 1 without a pipeline (so a continuous
+    layer count, as Epoch's relaxed shapes have, stays smooth). Every per-stage layer count is
+    scaled by it."""
+    xp = namespace(m, p)
+    return xp.where(p.pp > 1, xp.ceil(m.n_layers / p.pp) / (m.n_layers / p.pp), 1.0)
 
 
 def kv_values_per_token_layer_gpu(m: ModelSpec, p: Partition):
@@ -61,37 +90,63 @@ def kv_values_per_token_layer_gpu(m: ModelSpec, p: Partition):
     return xp.where(arch.is_mla(m), m.kv_lora_rank + m.rope_head_dim, gqa)
 
 
-def resident_weight_bytes(m: ModelSpec, p: Partition):
-    """Weight bytes resident on one GPU: attention split over tp (replicated over dp_attn and
-    kvp), FFNs and experts over the stage's G GPUs, layers over pp, embeddings over all N."""
-    g = p.gpus_per_stage
+def expert_slots_per_rank(m: ModelSpec, p: Partition):
+    """Expert slots one EP rank holds: ``(n_experts + redundant_experts)/ep``.
+    DeepSeek-V3 on EP72 with 32 redundant experts: 288/72 = 4."""
+    return (m.n_experts + p.redundant_experts) / p.ep
+
+
+def resident_weight_bytes(m: ModelSpec, p: Partition, draft_tokens=0.0):
+    """Weight bytes resident on one GPU of the largest pipeline stage: attention split over tp
+    (replicated over dp_attn and kvp); dense FFNs over ``dense_tp``; each EP rank's expert slots,
+    shared experts and router over its ``G/ep`` GPUs; layers over pp; embeddings and LM head over
+    ``dense_tp`` at their own dtype, averaged over stages; the MTP modules when drafting.
+
+    DeepSeek-V3 FP8 (BF16 embeddings) on TP8 × KVP8 (dense_tp 0 = 64): 11.762 GB per GPU.
+    """
+    xp = namespace(m, p, draft_tokens)
+    expert, embed, *_ = _dtypes(m)
+    g, dense = p.gpus_per_stage, p.dense_degree
+    tp_ffn = g / p.ep
+    moe_gpu = (m.weight_bytes * (arch.shared_params(m) + arch.router_params(m))
+               + expert * expert_slots_per_rank(m, p) * arch.expert_params(m)) / tp_ffn
     layers = (
-        m.n_layers * arch.decoder_attn_params(m) / p.tp
-        + m.n_dense_layers * arch.dense_ffn_params(m) / g
-        + arch.n_moe_layers(m) * arch.moe_resident_params(m) / g
-        + m.n_encoder_layers * (arch.attn_params(m) / p.tp + arch.encoder_ffn_params(m) / g)
+        m.weight_bytes * m.n_layers * arch.decoder_attn_params(m) / p.tp
+        + m.weight_bytes * m.n_dense_layers * arch.dense_ffn_params(m) / dense
+        + arch.n_moe_layers(m) * moe_gpu
+        + m.weight_bytes * m.n_encoder_layers * (arch.attn_params(m) / p.tp + arch.encoder_ffn_params(m) / g)
     )
-    return m.weight_bytes * (layers / p.pp + arch.embedding_params(m) / p.gpus_per_replica)
+    mtp = xp.where(draft_tokens > 0, m.mtp_layers * (m.weight_bytes * (arch.decoder_attn_params(m) / p.tp
+                                                                       + 2 * m.d_model * m.d_model / dense)
+                                                     + xp.where(m.n_experts > 1, moe_gpu, m.weight_bytes * arch.dense_ffn_params(m) / dense)),
+                   0.0)
+    return (layers * stage_scale(m, p) + embed * arch.embedding_params(m) / dense + mtp) / p.pp
 
 
 def kv_bytes_per_sequence_gpu(m: ModelSpec, p: Partition, context, acc: Accounting):
-    """KV bytes one sequence occupies on one GPU: ``L/kvp`` tokens × its layers' values."""
+    """KV bytes one sequence occupies on one GPU: ``L/kvp`` tokens × its stage's layers' values."""
     per_layer = kv_values_per_token_layer_gpu(m, p) * m.kv_bytes * acc.kv_scale
-    return context / p.kvp * per_layer * m.n_layers / p.pp
+    return context / p.kvp * per_layer * m.n_layers / p.pp * stage_scale(m, p)
 
 
-def batch_capacity(m: ModelSpec, hw: HardwareSpec, p: Partition, context, acc: Accounting):
+def batch_capacity(m: ModelSpec, hw: HardwareSpec, p: Partition, context, acc: Accounting, draft_tokens=0.0):
     """(B_max, sequences-per-group headroom C/S) from eq. 20: weights + B·KV ≤ capacity.
 
-    DeepSeek-V3 in FP8 on the qs reference (180 GB, TP8 × KVP8 = 64 GPUs, 1k context): 11.73 GB
-    of weights per GPU; a sequence holds 1024/8 tokens × 576 values × 2 B × 61 layers = 8.99 MB
-    per GPU; B_max = floor((180 − 11.73) GB / 8.99 MB) = 18,707 sequences.
+    DeepSeek-V3 in FP8 (BF16 embeddings) on the qs reference (180 GB, TP8 × KVP8 = 64 GPUs, 1k
+    context): 11.762 GB of weights per GPU; a sequence holds 1024/8 tokens × 576 values × 2 B ×
+    61 layers = 8.995 MB per GPU; B_max = floor((180 − 11.762) GB / 8.995 MB) = 18,703 sequences.
     """
     xp = namespace(m, hw, p, context)
-    budget = hw.hbm_bytes * acc.hbm_usable_fraction - acc.reserve_bytes - resident_weight_bytes(m, p)
+    budget = hw.hbm_bytes * acc.hbm_usable_fraction - acc.reserve_bytes - resident_weight_bytes(m, p, draft_tokens)
     per_group = budget / kv_bytes_per_sequence_gpu(m, p, context, acc)
     whole = xp.floor(per_group) if acc.integer_batch else per_group
     return xp.maximum(p.dp_attn * whole, 0.0), per_group
+
+
+def _safe_pow_complement(base, tokens, active):
+    """``1 - base**tokens`` where ``active``, else 1 (a safe power: no 0**x in the gradient)."""
+    xp = namespace(base, tokens)
+    return xp.where(active, 1 - xp.where(active, base, 0.5)**tokens, 1.0)
 
 
 def touched_experts(m: ModelSpec, tokens, skew):
@@ -104,8 +159,39 @@ def touched_experts(m: ModelSpec, tokens, skew):
     xp = namespace(m, tokens, skew)
     e_eff = xp.maximum(m.n_experts * (1 - skew), m.top_k)
     sparse = e_eff > m.top_k
-    base = xp.where(sparse, 1 - m.top_k / xp.where(sparse, e_eff, 2 * m.top_k), 0.5)  # safe pow
-    return xp.where(sparse, e_eff * (1 - base**tokens), m.top_k)
+    return xp.where(sparse, e_eff, m.top_k) * _safe_pow_complement(1 - m.top_k / xp.where(sparse, e_eff, 2 * m.top_k), tokens, sparse)
+
+
+def busiest_rank(m: ModelSpec, p: Partition, tokens, skew):
+    """(touched expert slots, token copies) on the busiest EP rank: the expected maximum over
+    ranks, which sets the step (the mean understates it).
+
+    Routing uniform over a hot pool of ``P = max((E+R)(1-skew), k)`` slots placed on
+    ``n = clip(ep(1-skew) + R/slots_per_rank, 1, ep)`` ranks (skew concentrates load; each
+    redundant slot spreads it again). Per hot rank: ``h = min(slots_per_rank, P/n)`` hot slots,
+    each touched with ``π = 1 - (1 - k/P)^tokens``; copies ``tokens·k/n`` on average. The maximum
+    over ``n`` ranks is taken as mean + ``sqrt(2 ln n)`` standard deviations (binomial variances
+    ``h·π(1-π)`` and ``tokens·(k/n)(1-1/n)``), capped at ``h`` slots and ``tokens·min(k, slots)``
+    copies. At ep = 1 this is ``touched_experts`` and ``tokens·k`` exactly.
+
+    Mixtral-8x22B on EP8, one token (k = 2): π = 1/4 per expert, mean 0.25 touched per rank, the
+    bound 0.25 + sqrt(2 ln 8)·0.433 = 1.13 → capped at 1: the busiest GPU reads a whole expert
+    (the mean, 0.25, would charge a quarter of one).
+    """
+    xp = namespace(m, p, tokens, skew)
+    spr = expert_slots_per_rank(m, p)
+    slots = m.n_experts + p.redundant_experts
+    pool = xp.maximum(slots * (1 - skew), m.top_k)
+    n = xp.clip(p.ep * (1 - skew) + p.redundant_experts / spr, 1.0, p.ep)
+    hot = xp.minimum(spr, pool / n)
+    sparse = pool > m.top_k
+    pi = _safe_pow_complement(1 - m.top_k / xp.where(sparse, pool, 2 * m.top_k), tokens, sparse)
+    root = lambda x: xp.sqrt(xp.maximum(x, 1e-30))  # noqa: E731  (finite gradients where x = 0)
+    z = root(2 * xp.log(n))
+    touched = xp.minimum(hot, hot * pi + z * root(hot * pi * (1 - pi)))
+    mean_copies = tokens * m.top_k / n
+    copies = xp.minimum(mean_copies + z * root(mean_copies * (1 - 1 / n)), tokens * xp.minimum(m.top_k, spr))
+    return touched, copies
 
 
 def _group_share(m: ModelSpec, p: Partition):
@@ -115,111 +201,133 @@ def _group_share(m: ModelSpec, p: Partition):
     on ep = 8: 1 - (7/8)^8 = 0.656."""
     xp = namespace(m, p)
     split = p.ep > 1
-    base = xp.where(split, 1 - 1 / xp.where(split, p.ep, 2.0), 0.5)  # safe pow at ep = 1
-    return xp.where(split, 1 - base**m.top_k, 1.0)
+    return _safe_pow_complement(1 - 1 / xp.where(split, p.ep, 2.0), m.top_k, split)
 
 
-def _expert_bytes_params(m: ModelSpec, tokens, acc: Accounting):
-    """Routed-expert parameters read per MoE layer per microbatch (times weight_bytes = bytes)."""
-    if acc.expert_traffic == "paper-active":
-        # qs paper eq. 4 with W = active weights, W_active / R per token (R = tokens*k/E), summed over
-        # the tokens: k*P_exp*E/k = the whole pool, once per step, whatever the batch.
-        return m.n_experts * arch.expert_params(m)
-    if acc.expert_traffic == "paper-pool":
-        # eq. 4 with W = the pool, W_pool / R per token, summed: E/k pools per step (Table 5's reading).
-        return m.n_experts * m.n_experts * arch.expert_params(m) / m.top_k
-    return touched_experts(m, tokens, acc.routing_skew) * arch.expert_params(m)
+def _expert_load(m: ModelSpec, p: Partition, tokens, acc: Accounting):
+    """(expert parameters read, expert FLOPs/2, token copies dispatched) per GPU per MoE layer
+    for ``tokens`` tokens.
 
-
-def _microbatch(m: ModelSpec, hw: HardwareSpec, p: Partition, acc: Accounting, tokens, score_context, kv_tokens):
-    """Roofline time, compute time, HBM time, total and exposed communication of one microbatch
-    on one stage (seconds).
-
-    ``tokens`` pass through the FFN (decode: b sequences; prefill: b·L); each attention group
-    carries ``tokens/dp_attn`` query tokens attending over ``score_context`` and reads
-    ``kv_tokens`` KV tokens per GPU per layer.
+    physical: the busiest EP rank's touched slots and token copies over its ``G/ep`` GPUs. The qs
+    paper's eq. 4 (``W/R`` per token, ``R = tokens·k/E``), averaged over the stage's G GPUs:
+    paper-active reads the whole pool once per step (W = active weights, its eq. 17), paper-pool
+    E/k pools per step (W = the pool, what its Table 5 needs).
     """
-    xp = namespace(m, hw, p, tokens, score_context, kv_tokens)
-    g, n = p.gpus_per_stage, p.gpus_per_replica
+    g = p.gpus_per_stage
+    tp_ffn = g / p.ep
+    per_expert = arch.expert_params(m)
+    touched, copies = busiest_rank(m, p, tokens, acc.routing_skew)
+    if acc.expert_traffic == "physical":
+        return touched * per_expert / tp_ffn, copies * per_expert / tp_ffn, copies / tp_ffn
+    mean_copies = m.top_k * tokens / g
+    pools = 1.0 if acc.expert_traffic == "paper-active" else m.n_experts / m.top_k
+    return pools * m.n_experts * per_expert / g, mean_copies * per_expert, mean_copies
+
+
+def _microbatch(m: ModelSpec, hw: HardwareSpec, p: Partition, acc: Accounting, tokens, score_flops, kv_tokens):
+    """Per-layer phase costs of one microbatch on one GPU of the largest stage, by phase
+    (attention, dense FFN, MoE, LM head): (compute s, HBM s, communication s, of which never
+    hidden s, count per stage); and the pipeline send to the next stage (s, exposed).
+
+    ``tokens`` pass through the FFN (decode: b·(1+draft); prefill: b·L); each attention group
+    carries ``tokens/dp_attn`` query tokens, each costing ``score_flops``, and reads ``kv_tokens``
+    KV tokens per GPU per layer.
+    """
+    xp = namespace(m, hw, p, tokens, score_flops, kv_tokens)
+    g, n, dense = p.gpus_per_stage, p.gpus_per_replica, p.dense_degree
     tp_ffn = g / p.ep
     d, wb, ab = m.d_model, m.weight_bytes, m.act_bytes
-    f_w, f_kv = _peak(hw, wb, acc), _peak(hw, m.kv_bytes, acc)
+    expert, embed, dispatch, attn_bytes, gemm_w, gemm_e, gemm_emb = _dtypes(m)
+    f_w, f_e, f_emb, f_kv = (_peak(hw, b, acc) for b in (gemm_w, gemm_e, gemm_emb, attn_bytes))
     bw = hw.hbm_bw * acc.hbm_efficiency
     tok_a = tokens / p.dp_attn
     dv = arch.v_head_dim(m)
 
-    # attention phase (every decoder layer)
+    # attention (every decoder layer): tp-way heads, kvp-way sequence shards
     p_attn = arch.decoder_attn_params(m)
-    c_attn = 2 * p_attn * tok_a / p.tp / f_w + arch.score_flops_per_token_layer(m, score_context) * tok_a / (p.tp * p.kvp) / f_kv
+    c_attn = 2 * p_attn * tok_a / p.tp / f_w + score_flops * tok_a / (p.tp * p.kvp) / f_kv
     h_attn = wb * p_attn / p.tp + kv_tokens * kv_values_per_token_layer_gpu(m, p) * m.kv_bytes * acc.kv_scale
-    a_tp, b_tp = link(hw, p.tp)
-    a_kv, b_kv = link(hw, p.tp * p.kvp)
     n_out = tok_a * m.n_heads * dv / p.tp * ab
     dq = xp.where(arch.is_mla(m), m.kv_lora_rank + m.rope_head_dim, m.head_dim)
-    hop = a_kv + tok_a * m.n_heads * dq / p.tp * ab / b_kv
+    hop = send(hw, p.tp * p.kvp, tok_a * m.n_heads * dq / p.tp * ab, acc)
     is_cp = p.kv_mode == 2
-    ring = xp.where(is_cp, (p.kvp - 1) * hop, 0.0)
     tail = xp.where(is_cp & (p.kvp > 1), hop, 0.0)
-    comm_attn = all_reduce(p.tp, tok_a * d * ab, a_tp, b_tp) + xp.where(p.kv_mode > 0, all_to_all(p.kvp, n_out, a_kv, b_kv), 0.0) + ring
-    exp_attn = xp.maximum(comm_attn - tail - acc.overlap * xp.maximum(c_attn, h_attn / bw), 0.0) + tail
+    comm_attn = (all_reduce(hw, p.tp, p.tp, tok_a * d * ab, acc)
+                 + xp.where(p.kv_mode > 0, all_to_all(hw, p.kvp, p.tp * p.kvp, n_out, acc), 0.0)
+                 + xp.where(is_cp, (p.kvp - 1) * hop, 0.0))
 
-    # dense-FFN layer
-    a_g, b_g = link(hw, g)
+    # dense-FFN layer: dense_tp-way tensor parallel, replicated over G/dense_tp groups
     p_ffn = arch.dense_ffn_params(m)
     c_dense = 2 * p_ffn * tokens / g / f_w
-    h_dense = wb * p_ffn / g
-    comm_dense = all_reduce(g, tokens * d * ab, a_g, b_g)
-    exp_dense = xp.maximum(comm_dense - acc.overlap * xp.maximum(c_dense, h_dense / bw), 0.0)
+    h_dense = wb * p_ffn / dense
+    comm_dense = all_reduce(hw, dense, dense, tokens * dense / g * d * ab, acc)
 
-    # MoE layer
+    # MoE layer: the busiest EP rank's experts; shared experts and router replicated per EP group
     fixed = arch.shared_params(m) + arch.router_params(m)
-    c_moe = 2 * (m.top_k * arch.expert_params(m) + fixed) * tokens / g / f_w
-    h_moe = wb * (_expert_bytes_params(m, tokens, acc) + fixed) / g
-    a_tf, b_tf = link(hw, tp_ffn)
-    n_disp = tokens * m.top_k * d * ab / g  # token copies, spread over the stage's G GPUs
-    comm_moe = 2 * all_to_all(p.ep, n_disp, a_g, b_g) + all_reduce(tp_ffn, tokens * _group_share(m, p) * d * ab, a_tf, b_tf)
-    exp_moe = xp.maximum(comm_moe - acc.overlap * xp.maximum(c_moe, h_moe / bw), 0.0)
+    read, half_flops, copies = _expert_load(m, p, tokens, acc)
+    c_moe = 2 * half_flops / f_e + 2 * fixed * tokens / g / f_w
+    h_moe = expert * read + wb * fixed / tp_ffn
+    comm_moe = (all_to_all(hw, p.ep, g, copies * d * dispatch, acc) + all_to_all(hw, p.ep, g, copies * d * ab, acc)
+                + all_reduce(hw, tp_ffn, tp_ffn, tokens * _group_share(m, p) * d * ab, acc))
 
-    n_att, n_den, n_moe = m.n_layers / p.pp, m.n_dense_layers / p.pp, arch.n_moe_layers(m) / p.pp
+    # LM head (averaged over stages): dense_tp-way, like the dense FFN
     head = m.vocab_size * d
-    t_c = n_att * c_attn + n_den * c_dense + n_moe * c_moe + 2 * head * tokens / g / f_w / p.pp
-    h_b = n_att * h_attn + n_den * h_dense + n_moe * h_moe + wb * head / g / p.pp
-    a_pp, b_pp = link(hw, n)
-    send = xp.where(p.pp > 1, a_pp + tokens * d * ab / b_pp, 0.0)
-    comm = n_att * comm_attn + n_den * comm_dense + n_moe * comm_moe + send
-    exposed = n_att * exp_attn + n_den * exp_dense + n_moe * exp_moe + send
+    c_head = 2 * head * tokens / g / f_emb
+    h_head = embed * head / dense
+
+    scale = stage_scale(m, p) / p.pp
+    phases = {  # (compute s, HBM s, communication s, of which never hidden s, layers per stage)
+        "attention": (c_attn, h_attn / bw, comm_attn, tail, m.n_layers * scale),
+        "dense": (c_dense, h_dense / bw, comm_dense, 0.0, m.n_dense_layers * scale),
+        "moe": (c_moe, h_moe / bw, comm_moe, 0.0, arch.n_moe_layers(m) * scale),
+        "head": (c_head, h_head / bw, 0.0, 0.0, 1 / p.pp),
+    }
+    pipe = xp.where(p.pp > 1, send(hw, n, tokens * d * ab, acc), 0.0)
+    return phases, pipe
+
+
+def _stage(phases: dict, acc: Accounting):
+    """(roofline s, compute s, HBM s, communication s, exposed s) of one microbatch on one stage.
+    Each phase's communication hides behind ``overlap`` × its window, ``max(compute, HBM)``,
+    except its pinned part (the CP ring tail), which never hides."""
+    xp = namespace(phases)
+    roof = t_c = t_h = comm = exposed = 0.0
+    for c, h, k, pinned, count in phases.values():
+        t_c, t_h, comm = t_c + count * c, t_h + count * h, comm + count * k
+        exposed = exposed + count * (xp.maximum(k - pinned - acc.overlap * xp.maximum(c, h), 0.0) + pinned)
+        roof = roof + count * xp.maximum(c, h)
     if acc.roofline == "global":
-        roof = xp.maximum(t_c, h_b / bw)
-    else:
-        roof = (n_att * xp.maximum(c_attn, h_attn / bw) + n_den * xp.maximum(c_dense, h_dense / bw)
-                + n_moe * xp.maximum(c_moe, h_moe / bw) + xp.maximum(2 * head * tokens / g / f_w, wb * head / g / bw) / p.pp)
-    return roof, t_c, h_b / bw, comm, exposed
+        roof = xp.maximum(t_c, t_h)
+    return roof, t_c, t_h, comm, exposed
 
 
-def _assemble(m, p, acc, wl, batch, b_eval, b_max, per_group, roof, t_c, t_h, comm, exposed):
-    """Step totals, feasibility and bound from one microbatch's costs (pipeline: ×pp)."""
-    xp = namespace(m, p, wl, batch, b_eval, b_max, per_group, roof, t_c, t_h, comm, exposed)
-    step = p.pp * (roof + exposed + acc.layer_latency * m.n_layers / p.pp)
-    t_compute, t_hbm, t_exp = p.pp * t_c, p.pp * t_h, p.pp * exposed
+def _assemble(m, p, acc, wl, batch, b_eval, b_max, per_group, stage, pipe, t_draft, tokens_per_seq, out_per_seq):
+    """Step totals, feasibility and bound from one microbatch's stage costs (pipeline: ×pp, then
+    the drafting passes once per step)."""
+    xp = namespace(m, p, wl, batch, b_eval, b_max, per_group, stage, pipe, t_draft)
+    roof, t_c, t_h, comm, exposed = stage
+    layers = m.n_layers * stage_scale(m, p) / p.pp
+    step = p.pp * (roof + exposed + pipe + acc.layer_latency * layers) + t_draft
+    t_compute, t_hbm, t_exp = p.pp * t_c, p.pp * t_h, p.pp * (exposed + pipe)
     feasible = (per_group >= 1) & (batch <= b_max) & (batch >= p.pp * p.dp_attn)
     bound = xp.where(t_exp > xp.maximum(t_compute, t_hbm), 2, xp.where(t_compute >= t_hbm, 0, 1))
-    n = p.gpus_per_replica
-    weights = resident_weight_bytes(m, p)
+    weights = resident_weight_bytes(m, p, wl.draft_tokens)
     kv = b_eval / p.dp_attn * kv_bytes_per_sequence_gpu(m, p, wl.context, acc)
-    throughput = xp.where(feasible, batch / step, 0.0)
+    throughput = xp.where(feasible, batch * out_per_seq / step, 0.0)
     return StepCosts(
         t_compute=t_compute,
         t_hbm=t_hbm,
-        t_comm=p.pp * comm,
+        t_comm=p.pp * (comm + pipe),
         t_comm_exposed=t_exp,
         step_time=xp.where(feasible, step, xp.inf),
         batch=batch,
         b_max=b_max,
-        reuse=b_eval / p.pp * m.top_k / m.n_experts,
+        reuse=b_eval / p.pp * tokens_per_seq * m.top_k / m.n_experts,
         bound=xp.where(feasible, bound, 3).astype(xp.int32),
         feasible=feasible,
         throughput=throughput,
-        throughput_per_gpu=throughput / n,
+        throughput_per_gpu=throughput / p.gpus_per_replica,
+        tokens_per_s_per_user=xp.where(feasible, out_per_seq / step, 0.0),
         weight_bytes_per_gpu=weights,
         kv_bytes_per_gpu=kv,
         memory_per_gpu=weights + kv + acc.reserve_bytes,
@@ -229,33 +337,41 @@ def _assemble(m, p, acc, wl, batch, b_eval, b_max, per_group, roof, t_c, t_h, co
 def decode_point(m: ModelSpec, hw: HardwareSpec, p: Partition, wl: Workload, acc: Accounting) -> StepCosts:
     """One decode step of a replica serving ``B`` sequences at ``context`` tokens each.
 
-    ``t_step = pp·(roofline + exposed comm)`` per docs/cost-model.md (``roofline`` is the sum of
-    per-phase ``max(compute, HBM)``, or the paper's global max with ``roofline="global"``); ``B`` is
-    ``wl.batch`` when > 0, else B_max. Infeasible points: ``feasible = False``,
-    ``step_time = inf``, ``throughput = 0``, ``bound = 3``, components evaluated at ``max(B, 1)``.
+    ``t_step = pp·(roofline + exposed comm + layer overheads) + drafting`` per docs/cost-model.md
+    (``roofline`` is the sum of per-phase ``max(compute, HBM)``, or the paper's global max with
+    ``roofline="global"``); ``B`` is ``wl.batch`` when > 0, else B_max. With speculative decoding
+    each sequence verifies ``1 + draft_tokens`` tokens per step and emits ``1 + accepted``; the
+    ``draft_tokens`` drafting passes through the ``mtp_layers`` modules cost that many layers of
+    the step each. Infeasible points: ``feasible = False``, ``step_time = inf``,
+    ``throughput = 0``, ``bound = 3``, components evaluated at ``max(B, 1)``.
     """
     xp = namespace(m, hw, p, wl)
-    b_max, per_group = batch_capacity(m, hw, p, wl.context, acc)
+    b_max, per_group = batch_capacity(m, hw, p, wl.context, acc, wl.draft_tokens)
     batch = xp.where(wl.batch > 0, wl.batch, b_max)
     b_eval = xp.maximum(batch, 1.0)
     micro = b_eval / p.pp
-    costs = _microbatch(m, hw, p, acc, micro, wl.context, micro / p.dp_attn * wl.context / p.kvp)
-    return _assemble(m, p, acc, wl, batch, b_eval, b_max, per_group, *costs)
+    per_seq = 1 + wl.draft_tokens
+    phases, pipe = _microbatch(m, hw, p, acc, micro * per_seq, arch.score_flops_per_token_layer(m, wl.context),
+                               micro / p.dp_attn * wl.context / p.kvp)
+    stage = _stage(phases, acc)
+    per_layer = (stage[0] + stage[4]) / (m.n_layers * stage_scale(m, p) / p.pp) + acc.layer_latency
+    t_draft = wl.draft_tokens * m.mtp_layers * per_layer
+    return _assemble(m, p, acc, wl, batch, b_eval, b_max, per_group, stage, pipe, t_draft, per_seq, 1 + wl.accepted)
 
 
 def prefill_point(m: ModelSpec, hw: HardwareSpec, p: Partition, wl: Workload, acc: Accounting) -> StepCosts:
     """Prefill of ``B`` prompts of ``context`` tokens in one pass (time to first token).
 
     Every prompt token passes the FFN (``B·L`` tokens, so all experts are touched for any real
-    prompt), causal attention averages ``L/2`` keys per query, and each KV token is written once.
-    ``batch <= 0`` means one prompt. ``throughput`` is prompt tokens/s. Beyond the qs paper.
+    prompt), causal attention averages ``L/2`` keys per query (MLA decompressed, as prefill
+    kernels run it), and each KV token is written once. ``batch <= 0`` means one prompt.
+    ``throughput`` is prompt tokens/s. Beyond the qs paper.
     """
     xp = namespace(m, hw, p, wl)
-    b_max, per_group = batch_capacity(m, hw, p, wl.context, acc)
+    b_max, per_group = batch_capacity(m, hw, p, wl.context, acc, wl.draft_tokens)
     batch = xp.where(wl.batch > 0, wl.batch, 1.0)
     micro = batch / p.pp
     tokens = micro * wl.context
-    costs = _microbatch(m, hw, p, acc, tokens, wl.context / 2, tokens / p.dp_attn / p.kvp)
-    out = _assemble(m, p, acc, wl, batch, batch, b_max, per_group, *costs)
-    tput = xp.where(out.feasible, batch * wl.context / out.step_time, 0.0)
-    return StepCosts(**{**vars(out), "throughput": tput, "throughput_per_gpu": tput / p.gpus_per_replica})
+    phases, pipe = _microbatch(m, hw, p, acc, tokens, arch.score_flops_per_token_layer(m, wl.context / 2, absorbed=False),
+                               tokens / p.dp_attn / p.kvp)
+    return _assemble(m, p, acc, wl, batch, batch, b_max, per_group, _stage(phases, acc), pipe, 0.0, wl.context, wl.context)

@@ -1,9 +1,9 @@
-"""Plain-Python scalar reference of the moejax decode cost model (docs/cost-model.md).
+"""Plain-Python scalar reference of the moejax cost model (docs/cost-model.md): decode and prefill.
 
 This is the test oracle: slow, obvious and written from the doc alone, independently of the
 vectorised JAX kernel. Inputs are plain dicts keyed by the field names of the dataclasses in
-``moejax/specs.py`` (missing keys take those dataclasses' defaults, copied below so that this
-module imports nothing but ``math``). SI units throughout: bytes, seconds, bytes/s, FLOP/s.
+``moejax/physics/specs.py`` (missing keys take those dataclasses' defaults, copied below so that
+this module imports nothing but ``math``). SI units throughout: bytes, seconds, bytes/s, FLOP/s.
 
 Readings of the doc that were not forced by its text are marked ``# AMBIGUOUS:``.
 """
@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 
-# Defaults copied from moejax/specs.py (specs.py imports jax, so it is not imported here).
+# Defaults copied from moejax/physics/specs.py (specs.py imports jax, so it is not imported here).
 # None marks a required field.
 MODEL_DEFAULTS = {
     "n_layers": None, "d_model": None, "vocab_size": None, "n_heads": None, "n_kv_heads": None,
@@ -20,21 +20,30 @@ MODEL_DEFAULTS = {
     "q_lora_rank": 0.0, "kv_lora_rank": 0.0, "n_dense_layers": -1.0, "n_encoder_layers": 0.0,
     "cross_attention": 0.0, "tied_embeddings": 0.0, "ffn_matrices": 3.0, "n_experts": 1.0,
     "top_k": 1.0, "d_ff_expert": 0.0, "shared_d_ff": 0.0, "weight_bytes": 2.0, "kv_bytes": 2.0,
-    "act_bytes": 2.0,
+    "act_bytes": 2.0, "expert_bytes": 0.0, "embed_bytes": 0.0, "gemm_bytes": 0.0, "attn_bytes": 0.0,
+    "dispatch_bytes": 0.0, "mtp_layers": 0.0,
 }
 HARDWARE_DEFAULTS = {
     "hbm_bytes": None, "hbm_bw": None, "flops_bf16": None, "flops_fp8": None, "intra_bw": None,
     "intra_latency": None, "island_size": None, "inter_bw": None, "inter_latency": None,
+    "flops_fp4": 0.0, "fabric": 0.0, "link_bw": 0.0,
 }
-PARTITION_DEFAULTS = {"tp": 1.0, "ep": 1.0, "pp": 1.0, "dp": 1.0, "dp_attn": 1.0, "kvp": 1.0, "kv_mode": 0.0}
-WORKLOAD_DEFAULTS = {"context": None, "batch": 0.0, "kappa": 5.0}
+PARTITION_DEFAULTS = {
+    "tp": 1.0, "ep": 1.0, "pp": 1.0, "dp": 1.0, "dp_attn": 1.0, "kvp": 1.0, "kv_mode": 0.0,
+    "dense_tp": 0.0, "redundant_experts": 0.0,
+}
+WORKLOAD_DEFAULTS = {"context": None, "batch": 0.0, "kappa": 5.0, "draft_tokens": 0.0, "accepted": 0.0}
 ACCOUNTING_DEFAULTS = {
     "hbm_usable_fraction": 1.0, "reserve_bytes": 0.0, "kv_scale": 1.0, "routing_skew": 0.0,
     "overlap": 0.0, "hbm_efficiency": 1.0, "flops_efficiency": 1.0, "layer_latency": 0.0,
-    "expert_traffic": "physical", "integer_batch": True, "roofline": "phase",
+    "fp8_efficiency": 1.0, "fp4_efficiency": 1.0, "comm_efficiency": 1.0, "collective_latency": 0.0,
+    "a2a_peer_latency": 0.0,
+    "mode": "sol", "expert_traffic": "physical", "integer_batch": True, "roofline": "phase",
 }
+_STATIC = ("mode", "expert_traffic", "integer_batch", "roofline")
 
 MLA = 3  # ATTENTION_KINDS["mla"]
+MESH = 1  # FABRICS["mesh"]
 
 
 def _fill(given: dict, defaults: dict, name: str) -> dict:
@@ -50,18 +59,30 @@ def _fill(given: dict, defaults: dict, name: str) -> dict:
     return out
 
 
-def _model(model: dict) -> dict:
-    """ModelSpec dict with defaults filled, floats, and the doc's derived sizes (counts).
+def _floats(d: dict) -> dict:
+    return {k: float(v) for k, v in d.items()}
 
-    Adds: ``dv`` (value head dim), ``n_dense`` (dense decoder layers), ``n_moe``, ``mla``, ``cross``.
+
+def _model(model: dict) -> dict:
+    """ModelSpec dict with defaults filled, floats, and the doc's derived sizes and dtypes.
+
+    Adds: ``dv`` (value head dim), ``n_dense`` (dense decoder layers), ``n_moe``, ``mla``, ``cross``,
+    and the section-1 dtypes ``wb, eb, mb, kvb, ab, db, qb, gb`` (defaults resolved).
     """
-    m = _fill(model, MODEL_DEFAULTS, "ModelSpec")
-    m = {k: float(v) for k, v in m.items()}
+    m = _floats(_fill(model, MODEL_DEFAULTS, "ModelSpec"))
     m["dv"] = m["v_head_dim"] if m["v_head_dim"] > 0 else m["head_dim"]
     m["n_dense"] = m["n_layers"] if m["n_dense_layers"] == -1 else m["n_dense_layers"]
     m["n_moe"] = m["n_layers"] - m["n_dense"]
     m["mla"] = m["attn_kind"] == MLA
     m["cross"] = m["cross_attention"]
+    m["wb"] = m["weight_bytes"]
+    m["eb"] = m["expert_bytes"] if m["expert_bytes"] > 0 else m["wb"]
+    m["mb"] = m["embed_bytes"] if m["embed_bytes"] > 0 else m["wb"]
+    m["kvb"] = m["kv_bytes"]
+    m["ab"] = m["act_bytes"]
+    m["db"] = m["dispatch_bytes"] if m["dispatch_bytes"] > 0 else m["ab"]
+    m["qb"] = m["attn_bytes"] if m["attn_bytes"] > 0 else m["kvb"]
+    m["gb"] = m["gemm_bytes"]
     return m
 
 
@@ -91,7 +112,8 @@ def _layer_params(m: dict) -> dict:
 
 
 def reference_param_counts(model: dict) -> tuple[float, float]:
-    """(total, active) parameter counts (params); active is per decoded token."""
+    """(total, active) parameter counts (params); active is per decoded token. MTP modules are
+    not included (section 1: "They are not in the totals above")."""
     m = _model(model)
     p = _layer_params(m)
     attn_all = m["n_layers"] * (p["attn"] + m["cross"] * p["cross"])
@@ -105,9 +127,7 @@ def _kv_layer_all(m: dict) -> float:
     """KV values stored per token per decoder layer (values), cross-attention K/V included."""
     g, dh = m["n_kv_heads"], m["head_dim"]
     kv_layer = (m["kv_lora_rank"] + m["rope_head_dim"]) if m["mla"] else 2 * g * dh
-    # AMBIGUOUS: the doc's cross-attention sentence here is not tied to an attention kind, so the
-    # encoder's 2*g*dh K/V values are added for MLA models too.
-    return kv_layer + m["cross"] * 2 * g * dh
+    return kv_layer + m["cross"] * 2 * g * dh  # cross-attention is not allowed with MLA
 
 
 def reference_kv_bytes_per_token(model: dict) -> float:
@@ -119,169 +139,246 @@ def reference_kv_bytes_per_token(model: dict) -> float:
 
 def _kv_layer_gpu(m: dict, tp: float) -> float:
     """KV values per token per decoder layer held on one GPU of a tp-way attention group (values)."""
-    g, dh = m["n_kv_heads"], m["head_dim"]
-    plain = 2 * max(g / tp, 1.0) * dh
-    own = (m["kv_lora_rank"] + m["rope_head_dim"]) if m["mla"] else plain
-    # AMBIGUOUS: "(+ the same for cross-attention)" is written in the not-MLA clause; cross-attention
-    # K/V are of plain form for every kind, so the plain per-GPU amount is added for MLA too
-    # (consistent with the section-1 KV count).
-    return own + m["cross"] * plain
+    if m["mla"]:
+        return m["kv_lora_rank"] + m["rope_head_dim"]  # the latent is replicated across tp
+    plain = 2 * max(m["n_kv_heads"] / tp, 1.0) * m["head_dim"]
+    return plain + m["cross"] * plain
 
 
-def _f_score(m: dict, L: float) -> float:
-    """Attention-score FLOPs per decoded token per decoder layer at context L (FLOP)."""
-    h, dh = m["n_heads"], m["head_dim"]
-    plain = 4 * h * dh * L
-    own = 2 * h * (2 * m["kv_lora_rank"] + m["rope_head_dim"]) * L if m["mla"] else plain
-    # AMBIGUOUS: "cross-attention adds the same again" is written in the not-MLA bullet; the
-    # cross-attention is plain multi-head for every kind, so 4*h*dh*L is added for MLA too.
-    return own + m["cross"] * plain
+def _f_score(m: dict, L: float, prefill: bool) -> float:
+    """Attention-score FLOPs per query token per decoder layer at context L (FLOP)."""
+    h, dh, dr, dv = m["n_heads"], m["head_dim"], m["rope_head_dim"], m["dv"]
+    if m["mla"]:
+        if prefill:  # decompressed K and V, multi-head form
+            return 2 * h * (dh + dr + dv) * L
+        return 2 * h * (2 * m["kv_lora_rank"] + dr) * L  # absorbed, over the latent
+    # AMBIGUOUS: in prefill the cross-attention scores are also taken at L/2 (the page says
+    # "F_score at L/2" for the whole F_score, although cross-attention is not causal).
+    return 4 * h * dh * L * (1 + m["cross"])
 
 
-def _link(span: float, hw: dict) -> tuple[float, float]:
-    """(latency s, bandwidth bytes/s) for a group spanning ``span`` consecutive GPUs."""
-    if span <= hw["island_size"]:
-        return hw["intra_latency"], hw["intra_bw"]
-    return hw["inter_latency"], hw["inter_bw"]
+def _peak(x: float, hw: dict, ac: dict) -> float:
+    """Sustained FLOP/s for matmul inputs of x bytes per value (section 1, Dtypes)."""
+    if x < 1 and hw["flops_fp4"] > 0:
+        raw = hw["flops_fp4"] * ac["fp4_efficiency"]
+    elif x <= 1:
+        raw = hw["flops_fp8"] * ac["fp8_efficiency"]
+    else:
+        raw = hw["flops_bf16"]
+    return raw * ac["flops_efficiency"]
 
 
-def _all_reduce(p: float, n: float, span: float, hw: dict) -> float:
-    """Ring all-reduce time (s) over p ranks of n bytes each; 0 when p == 1."""
-    if p == 1:
-        return 0.0
-    a, bw = _link(span, hw)
-    return 2 * (p - 1) * a + 2 * (p - 1) / p * n / bw
+# --- Collectives (section 4, "Collectives") -----------------------------------------------------
 
 
-def _all_to_all(p: float, n: float, span: float, hw: dict) -> float:
-    """Ring all-to-all (= all-gather) time (s) over p ranks of n bytes each; 0 when p == 1."""
-    if p == 1:
-        return 0.0
-    a, bw = _link(span, hw)
-    return (p - 1) * a + (p - 1) / p * n / bw
+class _Net:
+    """The fabric of one evaluation point: islands, bandwidths (x comm_efficiency), latencies."""
+
+    def __init__(self, hw: dict, ac: dict):
+        self.island = hw["island_size"]
+        self.intra_bw = hw["intra_bw"] * ac["comm_efficiency"]
+        self.link_bw = hw["link_bw"] * ac["comm_efficiency"]
+        self.mesh = hw["fabric"] == MESH
+        self.beta_e = hw["inter_bw"] * ac["comm_efficiency"]
+        self.alpha_i = hw["intra_latency"]
+        self.alpha_e = hw["inter_latency"]
+        self.lam = ac["collective_latency"]
+        self.peer = ac["a2a_peer_latency"]
+
+    def islands(self, p: float, span: float) -> tuple[float, float]:
+        """(m islands touched, i ranks per island) of a group of p ranks over span GPUs."""
+        m = min(max(span / self.island, 1.0), p)
+        return m, p / m
+
+    def beta_g(self, i: float) -> float:
+        """Per-direction bandwidth of a GPU inside an island, for a group of i ranks there."""
+        if self.mesh:
+            return min(self.intra_bw, max(i - 1, 1.0) * self.link_bw)
+        return self.intra_bw
+
+    @staticmethod
+    def ring(p, n, a, b):
+        return 0.0 if p == 1 else 2 * (p - 1) * a + 2 * (p - 1) / p * n / b
+
+    @staticmethod
+    def oneshot(p, n, a, b):
+        return 0.0 if p == 1 else a + (p - 1) * n / b
+
+    def all_reduce(self, p: float, span: float, n: float) -> float:
+        if p == 1:
+            return 0.0
+        m, i = self.islands(p, span)
+        bg = self.beta_g(i)
+        if m == 1:
+            return min(self.ring(i, n, self.alpha_i, bg), self.oneshot(i, n, self.alpha_i, bg)) + self.lam
+        return self.ring(i, n, self.alpha_i, bg) + self.ring(m, n / i, self.alpha_e, self.beta_e) + self.lam
+
+    def all_to_all(self, p: float, span: float, n: float) -> float:
+        # AMBIGUOUS: A2A is not written in terms of the primitives, whose "zero when p = 1" is then
+        # read to cover it too: a 1-rank all-to-all costs nothing (no alpha, no lambda).
+        if p == 1:
+            return 0.0
+        m, i = self.islands(p, span)
+        a = self.alpha_e if m > 1 else self.alpha_i
+        wire = max((i - 1) / p * n / self.beta_g(i), (p - i) / p * n / self.beta_e)
+        return a + (p - 1) * self.peer + wire + self.lam
+
+    def send(self, span: float, n: float) -> float:
+        if span <= self.island:
+            return self.alpha_i + n / self.beta_g(2.0) + self.lam
+        return self.alpha_e + n / self.beta_e + self.lam
 
 
-def _expert_traffic(m: dict, acc: dict, b: float, p_exp: float) -> float:
-    """Expert parameters X read per MoE layer per microbatch of b tokens (params)."""
+# --- Expert load (section 4) --------------------------------------------------------------------
+
+
+def _expert_load(m: dict, ac: dict, T: float, G: float, ep: float, R: float) -> tuple[float, float]:
+    """(X_r, X_c) per GPU per MoE layer for T tokens in the microbatch, in units of P_exp."""
     E, k = m["n_experts"], m["top_k"]
-    if acc["expert_traffic"] == "paper-active":
-        R = b * k / E
-        return b * k * p_exp / R
-    if acc["expert_traffic"] == "paper-pool":
-        R = b * k / E
-        return b * E * p_exp / R
-    e_eff = max(E * (1 - acc["routing_skew"]), k)
-    touched = e_eff * (1 - (1 - k / e_eff) ** b)
-    return touched * p_exp
+    if ac["expert_traffic"] == "paper-active":
+        return E / G, T * k / G
+    if ac["expert_traffic"] == "paper-pool":
+        return (E / k) * E / G, T * k / G
+    skew = ac["routing_skew"]
+    tp_e = G / ep
+    S_r = (E + R) / ep
+    P = max((E + R) * (1 - skew), k)
+    n_h = min(max(ep * (1 - skew) + R / S_r, 1.0), ep)
+    h = min(S_r, P / n_h)
+    pi = 1.0 if P == k else 1 - (1 - k / P) ** T
+    c = T * k / n_h
+    z = math.sqrt(2 * math.log(n_h))
+    touched = min(h, h * pi + z * math.sqrt(h * pi * (1 - pi)))
+    copies = min(c + z * math.sqrt(c * (1 - 1 / n_h)), T * min(k, S_r))
+    return touched / tp_e, copies / tp_e
 
 
-def _exposed(comm: float, overlap: float, compute: float, hbm_time: float) -> float:
-    """Communication time (s) not hidden behind ``overlap`` x max(compute, HBM time) of its phase."""
-    return max(0.0, comm - overlap * max(compute, hbm_time))
+def _exposed(comm: float, tail: float, overlap: float, compute: float, hbm_time: float) -> float:
+    """Communication time (s) not hidden behind ``overlap`` x max(compute, HBM time) of its phase;
+    the ``tail`` (part of ``comm``) never overlaps."""
+    return max(0.0, comm - tail - overlap * max(compute, hbm_time)) + tail
 
 
-def reference_decode(model: dict, hw: dict, part: dict, workload: dict, acc: dict) -> dict:
-    """One decode evaluation point (docs/cost-model.md sections 2-4).
+# --- One step -----------------------------------------------------------------------------------
 
-    Returns times in s per decode step, ``batch``/``b_max`` in sequences per replica, bytes per GPU,
-    ``throughput`` in tokens/s per replica and ``throughput_per_gpu`` in tokens/s per GPU.
-    """
+
+def _evaluate(model: dict, hw: dict, part: dict, workload: dict, acc: dict, prefill: bool) -> dict:
     m = _model(model)
     p = _layer_params(m)
-    hw = {k: float(v) for k, v in _fill(hw, HARDWARE_DEFAULTS, "HardwareSpec").items()}
-    pt = {k: float(v) for k, v in _fill(part, PARTITION_DEFAULTS, "Partition").items()}
-    wl = {k: float(v) for k, v in _fill(workload, WORKLOAD_DEFAULTS, "Workload").items()}
+    hw = _floats(_fill(hw, HARDWARE_DEFAULTS, "HardwareSpec"))
+    pt = _floats(_fill(part, PARTITION_DEFAULTS, "Partition"))
+    wl = _floats(_fill(workload, WORKLOAD_DEFAULTS, "Workload"))
     ac = _fill(acc, ACCOUNTING_DEFAULTS, "Accounting")
+    ac = {k: (v if k in _STATIC else float(v)) for k, v in ac.items()}
+    net = _Net(hw, ac)
 
-    d, h, dh, dv, dr = m["d_model"], m["n_heads"], m["head_dim"], m["dv"], m["rope_head_dim"]
-    E, k = m["n_experts"], m["top_k"]
-    wb, kvb, ab = m["weight_bytes"], m["kv_bytes"], m["act_bytes"]
+    d, h, dh, dr = m["d_model"], m["n_heads"], m["head_dim"], m["rope_head_dim"]
+    E, k, V = m["n_experts"], m["top_k"], m["vocab_size"]
+    wb, eb, mb, kvb, ab, db = m["wb"], m["eb"], m["mb"], m["kvb"], m["ab"], m["db"]
     tp, ep, pp, dp_attn, kvp, kv_mode = pt["tp"], pt["ep"], pt["pp"], pt["dp_attn"], pt["kvp"], pt["kv_mode"]
+    R = pt["redundant_experts"]
     L = wl["context"]
-    kv_scale = float(ac["kv_scale"])
-    overlap = float(ac["overlap"])
+    draft, accepted = wl["draft_tokens"], wl["accepted"]
+    kv_scale, overlap = ac["kv_scale"], ac["overlap"]
+    n_layers, n_dense, n_moe = m["n_layers"], m["n_dense"], m["n_moe"]
+
+    # Section 1: peaks.
+    gb = m["gb"]
+    F_w = _peak(max(wb, gb), hw, ac)
+    F_e = _peak(max(eb, gb), hw, ac)
+    F_m = _peak(max(mb, gb), hw, ac)
+    F_q = _peak(m["qb"], hw, ac)
 
     # Section 2: partition.
     G = tp * dp_attn * kvp
     N = pp * G
-    tp_ffn = G / ep
+    tp_e = G / ep
+    S_r = (E + R) / ep
+    t_d = pt["dense_tp"] if pt["dense_tp"] > 0 else G
+    s = math.ceil(n_layers / pp) / (n_layers / pp) if pp > 1 else 1.0  # largest stage / average stage
 
     attn_params = p["attn"] + m["cross"] * p["cross"]  # per decoder layer, self + cross attention
     kv_gpu = _kv_layer_gpu(m, tp)
 
     # Section 3: memory and B_max.
-    W_gpu = (wb / pp * (m["n_layers"] * attn_params / tp + m["n_dense"] * p["ffn"] / G
-                        + m["n_moe"] * p["moe_resident"] / G
-                        + m["n_encoder_layers"] * (p["attn"] / tp + p["ffn_enc"] / G))
-             + wb * p["emb"] / N)
-    S = (L / kvp) * kv_gpu * (m["n_layers"] / pp) * kvb * kv_scale  # KV bytes per sequence per GPU
-    C = hw["hbm_bytes"] * float(ac["hbm_usable_fraction"]) - float(ac["reserve_bytes"]) - W_gpu
+    W_layers = (n_layers * wb * attn_params / tp + n_dense * wb * p["ffn"] / t_d
+                + n_moe * (eb * S_r * p["exp"] + wb * (p["sh"] + p["router"])) / tp_e
+                + m["n_encoder_layers"] * wb * (p["attn"] / tp + p["ffn_enc"] / G))
+    if E > 1:
+        ffn_mtp = (eb * S_r * p["exp"] + wb * (p["sh"] + p["router"])) / tp_e
+    else:
+        ffn_mtp = wb * p["ffn"] / t_d
+    # AMBIGUOUS: the MTP weights are resident whenever draft_tokens > 0, in prefill too (the page's
+    # condition in section 3 does not name the phase; in prefill draft_tokens is otherwise unused).
+    mtp = m["mtp_layers"] * (wb * attn_params / tp + wb * 2 * d * d / t_d + ffn_mtp) if draft > 0 else 0.0
+    W_gpu = (s * W_layers + mb * p["emb"] / t_d + mtp) / pp
+    S = (L / kvp) * kv_gpu * (n_layers / pp) * s * kvb * kv_scale  # KV bytes per sequence per GPU
+    C = hw["hbm_bytes"] * ac["hbm_usable_fraction"] - ac["reserve_bytes"] - W_gpu
     if ac["integer_batch"]:
         B_max = max(dp_attn * math.floor(C / S), 0.0)
     else:
         B_max = max(dp_attn * C / S, 0.0)
-    B = B_max if wl["batch"] <= 0 else wl["batch"]
-    feasible = (C > 0) and (B_max >= dp_attn) and (B <= B_max) and (B >= pp * dp_attn)
+    if wl["batch"] > 0:
+        B = wl["batch"]
+    else:  # decode serves B_max; prefill one prompt (section 4)
+        B = 1.0 if prefill else B_max
+    feasible = (C / S >= 1) and (B <= B_max) and (B >= pp * dp_attn)
     # AMBIGUOUS: for infeasible points every B-dependent output (times, reuse, kv_bytes_per_gpu,
     # memory_per_gpu) uses max(B, 1); the reported ``batch`` stays the unclamped B.
     Be = B if feasible else max(B, 1.0)
 
     b = Be / pp  # sequences per microbatch
     b_a = b / dp_attn  # sequences per attention group
+    T = b * L if prefill else b * (1 + draft)  # tokens per microbatch
+    T_a = T / dp_attn
 
-    # Section 4: peaks.
-    F_w = (hw["flops_fp8"] if wb <= 1 else hw["flops_bf16"]) * float(ac["flops_efficiency"])
-    F_kv = (hw["flops_fp8"] if kvb <= 1 else hw["flops_bf16"]) * float(ac["flops_efficiency"])
-    BW = hw["hbm_bw"] * float(ac["hbm_efficiency"])
+    BW = hw["hbm_bw"] * ac["hbm_efficiency"]
 
-    # Attention phase, one decoder layer (s, bytes).
-    attn_c = 2 * attn_params * b_a / tp / F_w + _f_score(m, L) * b_a / (tp * kvp) / F_kv
-    attn_h = wb * attn_params / tp + b_a * (L / kvp) * kv_gpu * kvb * kv_scale
-    attn_comm = _all_reduce(tp, b_a * d * ab, tp, hw)  # overlappable part
-    attn_tail = 0.0  # CP ring tail, always exposed
+    # Section 4, attention phase, one decoder layer (s, bytes).
+    L_score = L / 2 if prefill else L  # prefill: causal average
+    attn_c = 2 * attn_params * T_a / tp / F_w + _f_score(m, L_score, prefill) * T_a / (tp * kvp) / F_q
+    kv_tokens = T_a / kvp if prefill else b_a * (L / kvp)  # KV tokens read per GPU (written once in prefill)
+    attn_h = wb * attn_params / tp + kv_tokens * kv_gpu * kvb * kv_scale
+    attn_comm = net.all_reduce(tp, tp, T_a * d * ab)
+    attn_tail = 0.0  # CP ring tail, never overlapped
     if kv_mode == 1:
-        attn_comm += _all_to_all(kvp, b_a * h * dv / tp * ab, tp * kvp, hw)
+        attn_comm += net.all_to_all(kvp, tp * kvp, T_a * h * m["dv"] / tp * ab)
     elif kv_mode == 2:
         dq = (m["kv_lora_rank"] + dr) if m["mla"] else dh
-        nq = b_a * h * dq / tp * ab
-        a, bw = _link(tp * kvp, hw)
-        hop = a + nq / bw
-        ring = (kvp - 1) * hop
+        hop = net.send(tp * kvp, T_a * h * dq / tp * ab)
+        attn_comm += net.all_to_all(kvp, tp * kvp, T_a * h * m["dv"] / tp * ab) + (kvp - 1) * hop
         attn_tail = hop if kvp > 1 else 0.0
-        # AMBIGUOUS: the ring's non-tail hops, (kvp-1)*hop - tail, are overlappable with the rest;
-        # the full ring counts in t_comm, the tail is added to exposed unconditionally.
-        attn_comm += (ring - attn_tail) + _all_to_all(kvp, b_a * h * dv / tp * ab, tp * kvp, hw)
-    attn_exposed = _exposed(attn_comm, overlap, attn_c, attn_h / BW) + attn_tail
-    attn_comm_all = attn_comm + attn_tail
+    attn_exposed = _exposed(attn_comm, attn_tail, overlap, attn_c, attn_h / BW)
 
     # Dense-FFN layer (s, bytes).
-    dense_c = 2 * p["ffn"] * b / G / F_w
-    dense_h = wb * p["ffn"] / G
-    dense_comm = _all_reduce(G, b * d * ab, G, hw)
-    dense_exposed = _exposed(dense_comm, overlap, dense_c, dense_h / BW)
+    dense_c = 2 * p["ffn"] * T / G / F_w
+    dense_h = wb * p["ffn"] / t_d
+    dense_comm = net.all_reduce(t_d, t_d, T * t_d / G * d * ab)
+    dense_exposed = _exposed(dense_comm, 0.0, overlap, dense_c, dense_h / BW)
 
     # MoE layer (s, bytes).
-    X = _expert_traffic(m, ac, b, p["exp"])
-    moe_c = 2 * p["moe_active"] * b / G / F_w
-    moe_h = wb * (X + p["sh"] + p["router"]) / G
-    dispatch_n = b * k * d * ab / G  # token copies, spread over the stage's G GPUs
-    distinct = 1.0 - (1.0 - 1.0 / ep) ** k  # share of tokens with an expert in a given EP group
-    moe_comm = 2 * _all_to_all(ep, dispatch_n, G, hw) + _all_reduce(tp_ffn, b * distinct * d * ab, tp_ffn, hw)
-    moe_exposed = _exposed(moe_comm, overlap, moe_c, moe_h / BW)
+    X_r, X_c = _expert_load(m, ac, T, G, ep, R)
+    moe_c = 2 * X_c * p["exp"] / F_e + 2 * (p["sh"] + p["router"]) * T / G / F_w
+    moe_h = eb * X_r * p["exp"] + wb * (p["sh"] + p["router"]) / tp_e
+    u = 1.0 - (1.0 - 1.0 / ep) ** k  # share of tokens with an expert in a given EP rank
+    moe_comm = (net.all_to_all(ep, G, X_c * d * db) + net.all_to_all(ep, G, X_c * d * ab)
+                + net.all_reduce(tp_e, tp_e, T * u * d * ab))
+    moe_exposed = _exposed(moe_comm, 0.0, overlap, moe_c, moe_h / BW)
 
-    # Stage totals for one microbatch (per-stage layer counts; LM head averaged over stages).
-    n_attn_s, n_dense_s, n_moe_s = m["n_layers"] / pp, m["n_dense"] / pp, m["n_moe"] / pp
-    head_c = 2 * m["vocab_size"] * d * b / G / F_w / pp
-    head_h = wb * m["vocab_size"] * d / G / pp
+    # Stage totals for one microbatch (largest stage).
+    n_attn_s, n_dense_s, n_moe_s = n_layers / pp * s, n_dense / pp * s, n_moe / pp * s
+    # AMBIGUOUS: "the LM head once per pp" is read as the head's time averaged over the stages
+    # (divided by pp), as the previous page said explicitly; pp*t_micro then holds one head.
+    head_c = 2 * V * d * T / G / F_m / pp
+    head_h = mb * V * d / t_d / pp
+    # AMBIGUOUS: in prefill the LM head runs over all T = b*L prompt tokens (the page's head
+    # compute uses T, and "in prefill T = b*L"), not only each prompt's last token.
     Tc = n_attn_s * attn_c + n_dense_s * dense_c + n_moe_s * moe_c + head_c
     Th = n_attn_s * attn_h + n_dense_s * dense_h + n_moe_s * moe_h + head_h
-    comm_all = n_attn_s * attn_comm_all + n_dense_s * dense_comm + n_moe_s * moe_comm
+    comm_all = n_attn_s * attn_comm + n_dense_s * dense_comm + n_moe_s * moe_comm
     exposed = n_attn_s * attn_exposed + n_dense_s * dense_exposed + n_moe_s * moe_exposed
-    send = 0.0
-    if pp > 1:
-        a, bw = _link(N, hw)
-        send = a + b * d * ab / bw
-    latency = float(ac["layer_latency"]) * m["n_layers"] / pp
+    send = net.send(N, T * d * ab) if pp > 1 else 0.0
+    latency = ac["layer_latency"] * n_attn_s
 
     if ac["roofline"] == "global":  # qs paper eq. 19: one max over the whole step
         roof = max(Tc, Th / BW)
@@ -289,6 +386,9 @@ def reference_decode(model: dict, hw: dict, part: dict, workload: dict, acc: dic
         roof = (n_attn_s * max(attn_c, attn_h / BW) + n_dense_s * max(dense_c, dense_h / BW)
                 + n_moe_s * max(moe_c, moe_h / BW) + max(head_c, head_h / BW))
     t_micro = roof + exposed + send + latency
+    t_draft = 0.0
+    if not prefill and draft > 0:  # each drafting pass costs one average layer of the step
+        t_draft = draft * m["mtp_layers"] * ((roof + exposed) / n_attn_s + ac["layer_latency"])
     t_compute = pp * Tc
     t_hbm = pp * Th / BW
     t_comm = pp * (comm_all + send)
@@ -301,16 +401,19 @@ def reference_decode(model: dict, hw: dict, part: dict, workload: dict, acc: dic
     else:
         bound = 1
 
+    per_user = L if prefill else 1 + accepted  # tokens per sequence per step
     if feasible:
-        step_time = pp * t_micro
-        throughput = B / step_time
-        throughput_per_gpu = B / (step_time * N)
+        step_time = pp * t_micro + t_draft
+        throughput = B * per_user / step_time
+        tokens_per_s_per_user = per_user / step_time
     else:
         step_time = math.inf
         throughput = 0.0
-        throughput_per_gpu = 0.0
+        tokens_per_s_per_user = 0.0
         bound = 3
 
+    # AMBIGUOUS: the page defines W_gpu and S but not the reported kv_bytes_per_gpu / memory_per_gpu;
+    # they are read as the KV of the B/dp_attn sequences of a GPU's attention group, and W + KV + reserve.
     kv_bytes_per_gpu = Be / dp_attn * S
     return {
         "t_compute": t_compute,
@@ -320,15 +423,33 @@ def reference_decode(model: dict, hw: dict, part: dict, workload: dict, acc: dic
         "step_time": step_time,
         "batch": B,
         "b_max": B_max,
-        "reuse": b * k / E,
+        "reuse": T * k / E,
         "bound": bound,
         "feasible": feasible,
         "throughput": throughput,
-        "throughput_per_gpu": throughput_per_gpu,
+        "throughput_per_gpu": throughput / N,
+        "tokens_per_s_per_user": tokens_per_s_per_user,
         "weight_bytes_per_gpu": W_gpu,
         "kv_bytes_per_gpu": kv_bytes_per_gpu,
-        "memory_per_gpu": W_gpu + kv_bytes_per_gpu + float(ac["reserve_bytes"]),
+        "memory_per_gpu": W_gpu + kv_bytes_per_gpu + ac["reserve_bytes"],
     }
+
+
+def reference_decode(model: dict, hw: dict, part: dict, workload: dict, acc: dict) -> dict:
+    """One decode step (docs/cost-model.md sections 1-4).
+
+    Returns times in s per decode step, ``batch``/``b_max`` in sequences per replica, bytes per GPU,
+    ``throughput`` in output tokens/s per replica, ``throughput_per_gpu`` per GPU and
+    ``tokens_per_s_per_user`` per sequence.
+    """
+    return _evaluate(model, hw, part, workload, acc, prefill=False)
+
+
+def reference_prefill(model: dict, hw: dict, part: dict, workload: dict, acc: dict) -> dict:
+    """Prefill of ``B`` prompts of ``context`` tokens in one pass (the page's prefill readings:
+    ``T = b*L``, ``F_score`` at ``L/2`` with decompressed MLA, each KV token written once, no
+    drafting). Same keys as :func:`reference_decode`; ``throughput`` is prompt tokens/s."""
+    return _evaluate(model, hw, part, workload, acc, prefill=True)
 
 
 if __name__ == "__main__":
@@ -343,7 +464,8 @@ if __name__ == "__main__":
     total, active = reference_param_counts(llama70b)
     print(f"params total {total:.4e}, active {active:.4e}")
     print(f"kv bytes/token {reference_kv_bytes_per_token(llama70b):.4e}")
-    result = reference_decode(llama70b, h100, {"tp": 8}, {"context": 1024, "batch": 1},
-                              {"expert_traffic": "physical", "integer_batch": True})
-    for key, value in result.items():
-        print(f"{key:>22} = {value}")
+    for fn, wl in ((reference_decode, {"context": 1024, "batch": 1}), (reference_prefill, {"context": 4096, "batch": 1})):
+        result = fn(llama70b, h100, {"tp": 8}, wl, {"expert_traffic": "physical", "integer_batch": True})
+        print(fn.__name__)
+        for key, value in result.items():
+            print(f"{key:>22} = {value}")

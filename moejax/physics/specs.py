@@ -17,10 +17,14 @@ from typing import Any
 import jax
 import numpy as np
 
+from .xp import namespace
+
 ATTENTION_KINDS = {"mha": 0, "gqa": 1, "mqa": 2, "mla": 3}
 KV_MODES = {"none": 0, "kvp": 1, "cp": 2}
+FABRICS = {"switched": 0, "mesh": 1}
 EXPERT_TRAFFIC = ("physical", "paper-active", "paper-pool")
 ROOFLINES = ("phase", "global")
+MODES = ("sol", "realistic", "custom")
 
 
 class SpecError(ValueError):
@@ -108,7 +112,13 @@ class ModelSpec:
     shared_d_ff: Any = 0.0
     weight_bytes: Any = 2.0
     kv_bytes: Any = 2.0
-    act_bytes: Any = 2.0
+    act_bytes: Any = 2.0  # activations on the wire (collectives)
+    expert_bytes: Any = 0.0  # routed experts' weights; 0 -> weight_bytes
+    embed_bytes: Any = 0.0  # input table and LM head (checkpoint dtype); 0 -> weight_bytes
+    gemm_bytes: Any = 0.0  # input precision of weight GEMMs (W8A16: 2); 0 -> each weight's own dtype
+    attn_bytes: Any = 0.0  # attention matmul precision (FP8 KV dequantised to BF16: 2); 0 -> kv_bytes
+    dispatch_bytes: Any = 0.0  # EP dispatch payload (FP8 dispatch: 1); 0 -> act_bytes
+    mtp_layers: Any = 0.0  # multi-token-prediction modules (one decoder layer each), resident when drafting
 
     def __post_init__(self):
         v = _host_values(self)
@@ -142,6 +152,9 @@ class ModelSpec:
         _require(n, v, "d_ff", ~has_dense | (v["d_ff"] > 0), "dense FFN layers need d_ff > 0")
         for f in ("weight_bytes", "kv_bytes", "act_bytes"):
             _require(n, v, f, np.isfinite(v[f]) & (v[f] > 0), "must be > 0 bytes per value")
+        for f in ("expert_bytes", "embed_bytes", "gemm_bytes", "attn_bytes", "dispatch_bytes"):
+            _require(n, v, f, np.isfinite(v[f]) & (v[f] >= 0), "must be >= 0 bytes per value (0: the default dtype)")
+        _require(n, v, "mtp_layers", _is_int(v["mtp_layers"]) & (v["mtp_layers"] >= 0), "must be an integer >= 0")
 
 
 @pytree_spec
@@ -149,7 +162,9 @@ class HardwareSpec:
     """One accelerator and its fabric. SI units: bytes, bytes/s, FLOP/s (dense), seconds.
 
     Link bandwidths are per GPU, per direction (what one ring hop can move). ``island_size`` is
-    the number of GPUs in one node-local high-bandwidth domain (NVLink/xGMI).
+    the number of GPUs in one high-bandwidth domain (an 8-GPU NVLink/xGMI node, a 72-GPU NVL72
+    rack). ``fabric`` 0 is switched (NVSwitch: any pair at ``intra_bw``), 1 a full mesh (xGMI: a
+    group gets its direct links, ``link_bw`` each). ``flops_fp4`` is 0 without FP4 tensor cores.
     """
 
     hbm_bytes: Any
@@ -161,6 +176,9 @@ class HardwareSpec:
     island_size: Any
     inter_bw: Any
     inter_latency: Any
+    flops_fp4: Any = 0.0
+    fabric: Any = 0.0
+    link_bw: Any = 0.0
 
     def __post_init__(self):
         v = _host_values(self)
@@ -168,6 +186,11 @@ class HardwareSpec:
             return
         for f in ("hbm_bytes", "hbm_bw", "flops_bf16", "flops_fp8", "intra_bw", "inter_bw"):
             _require("HardwareSpec", v, f, np.isfinite(v[f]) & (v[f] > 0), "must be > 0")
+        _require("HardwareSpec", v, "flops_fp4", np.isfinite(v["flops_fp4"]) & (v["flops_fp4"] >= 0),
+                 "must be >= 0 (0: no FP4 tensor cores)")
+        _require("HardwareSpec", v, "fabric", np.isin(v["fabric"], list(FABRICS.values())), f"allowed codes {FABRICS}")
+        _require("HardwareSpec", v, "link_bw", np.isfinite(v["link_bw"]) & ((v["fabric"] != FABRICS["mesh"]) | (v["link_bw"] > 0)),
+                 "a mesh fabric needs link_bw > 0 (bytes/s per link)")
         for f in ("intra_latency", "inter_latency"):
             _require("HardwareSpec", v, f, np.isfinite(v[f]) & (v[f] >= 0), "must be >= 0 seconds")
         _require("HardwareSpec", v, "island_size", _is_int(v["island_size"]) & (v["island_size"] >= 1),
@@ -180,8 +203,11 @@ class Partition:
 
     Attention runs as ``tp`` (heads) x ``dp_attn`` (sequences) x ``kvp`` (KV sequence shards,
     ``kv_mode`` 1 = KVP/Helix, 2 = CP pass-Q); the FFN runs over the same ``G = tp*dp_attn*kvp``
-    GPUs of a stage as ``ep`` expert groups x ``G/ep``-way tensor parallel. ``pp`` pipeline
-    stages make a replica of ``N = pp*G`` GPUs; ``dp`` replicas make the cluster.
+    GPUs of a stage as ``ep`` expert groups x ``G/ep``-way tensor parallel, each group holding
+    ``(n_experts + redundant_experts)/ep`` expert slots (EPLB-style redundant copies). Dense FFN
+    layers and the LM head run ``dense_tp``-way tensor parallel, replicated over the ``G/dense_tp``
+    groups (0: over the whole stage). ``pp`` pipeline stages (the largest holds
+    ``ceil(n_layers/pp)`` layers) make a replica of ``N = pp*G`` GPUs; ``dp`` replicas make the cluster.
     """
 
     tp: Any = 1.0
@@ -191,6 +217,8 @@ class Partition:
     dp_attn: Any = 1.0
     kvp: Any = 1.0
     kv_mode: Any = 0.0
+    dense_tp: Any = 0.0
+    redundant_experts: Any = 0.0
 
     def __post_init__(self):
         v = _host_values(self)
@@ -198,16 +226,26 @@ class Partition:
             return
         for f in ("tp", "ep", "pp", "dp", "dp_attn", "kvp"):
             _require("Partition", v, f, _is_int(v[f]) & (v[f] >= 1), "must be a positive integer")
+        for f in ("dense_tp", "redundant_experts"):
+            _require("Partition", v, f, _is_int(v[f]) & (v[f] >= 0), "must be an integer >= 0")
         _require("Partition", v, "kv_mode", np.isin(v["kv_mode"], list(KV_MODES.values())),
                  f"allowed codes {KV_MODES}")
         _require("Partition", v, "kvp", (v["kv_mode"] != 0) | (v["kvp"] == 1),
                  "kvp > 1 needs kv_mode kvp (1) or cp (2)")
         g = v["tp"] * v["dp_attn"] * v["kvp"]
         _require("Partition", v, "ep", np.mod(g, v["ep"]) == 0, "ep must divide tp*dp_attn*kvp")
+        _require("Partition", v, "dense_tp", (v["dense_tp"] == 0) | (np.mod(g, np.maximum(v["dense_tp"], 1)) == 0),
+                 "dense_tp must divide tp*dp_attn*kvp (0: all of them)")
 
     @property
     def gpus_per_stage(self):
         return self.tp * self.dp_attn * self.kvp
+
+    @property
+    def dense_degree(self):
+        """Tensor-parallel degree of the dense FFN layers and the LM head (``dense_tp``, 0: the stage)."""
+        g = self.gpus_per_stage
+        return namespace(self.dense_tp, g).where(self.dense_tp > 0, self.dense_tp, g)
 
     @property
     def gpus_per_replica(self):
@@ -221,11 +259,15 @@ class Partition:
 @pytree_spec
 class Workload:
     """Decode workload: ``context`` tokens per sequence; ``batch`` sequences per replica
-    (<= 0 means "serve at B_max"); ``kappa`` the quality factor carried for baselines."""
+    (<= 0 means "serve at B_max"); ``kappa`` the quality factor carried for baselines.
+    Speculative decoding / multi-token prediction: each step verifies ``draft_tokens`` drafted
+    tokens per sequence and keeps ``accepted`` of them on average (tokens per step = 1 + accepted)."""
 
     context: Any
     batch: Any = 0.0
     kappa: Any = 5.0
+    draft_tokens: Any = 0.0
+    accepted: Any = 0.0
 
     def __post_init__(self):
         v = _host_values(self)
@@ -234,6 +276,9 @@ class Workload:
         _require("Workload", v, "context", np.isfinite(v["context"]) & (v["context"] >= 1), "must be >= 1 token")
         _require("Workload", v, "batch", np.isfinite(v["batch"]), "must be finite (<= 0 means B_max)")
         _require("Workload", v, "kappa", np.isfinite(v["kappa"]) & (v["kappa"] > 0), "must be > 0")
+        _require("Workload", v, "draft_tokens", _is_int(v["draft_tokens"]) & (v["draft_tokens"] >= 0), "must be an integer >= 0")
+        _require("Workload", v, "accepted", np.isfinite(v["accepted"]) & (v["accepted"] >= 0) & (v["accepted"] <= v["draft_tokens"]),
+                 "must be in [0, draft_tokens] (mean accepted draft tokens per step)")
 
 
 @pytree_spec
@@ -250,6 +295,9 @@ class Accounting:
     ``max(compute, HBM)`` (monotone in every bandwidth); ``"global"`` is the qs paper's eq. 19,
     one ``max(T_compute, T_HBM)`` over the step (with ``overlap > 0`` a faster HBM can shrink a
     phase's window and expose more communication).
+    ``mode`` names the preset (``conf/accounting/``): ``"sol"`` is speed of light (every
+    efficiency 1, no overheads, the whole HBM), ``"realistic"`` carries constants fitted to
+    measured serving results; ``"custom"`` anything else.
     """
 
     hbm_usable_fraction: Any = 1.0  # fraction of HBM capacity usable for weights + KV
@@ -260,6 +308,12 @@ class Accounting:
     hbm_efficiency: Any = 1.0  # sustained / peak HBM bandwidth
     flops_efficiency: Any = 1.0  # sustained / peak FLOP/s
     layer_latency: Any = 0.0  # s of fixed overhead per layer per microbatch (launches, sync)
+    fp8_efficiency: Any = 1.0  # FP8 tensor-core efficiency relative to flops_efficiency
+    fp4_efficiency: Any = 1.0  # FP4 tensor-core efficiency relative to flops_efficiency
+    comm_efficiency: Any = 1.0  # achieved / nominal link bandwidth (NVLink, xGMI, NIC)
+    collective_latency: Any = 0.0  # s of fixed launch cost per collective call (beyond the per-step alpha)
+    a2a_peer_latency: Any = 0.0  # s per peer of a direct all-to-all (per-destination work)
+    mode: str = static_field("sol")  # the preset these constants came from: sol, realistic, or custom
     expert_traffic: str = static_field("physical")
     integer_batch: bool = static_field(True)
     roofline: str = static_field("phase")
@@ -267,14 +321,17 @@ class Accounting:
     def __post_init__(self):
         if self.expert_traffic not in EXPERT_TRAFFIC:
             raise SpecError(f"Accounting.expert_traffic = {self.expert_traffic!r} is invalid: allowed {EXPERT_TRAFFIC}")
+        if self.mode not in MODES:
+            raise SpecError(f"Accounting.mode = {self.mode!r} is invalid: allowed {MODES}")
         if self.roofline not in ROOFLINES:
             raise SpecError(f"Accounting.roofline = {self.roofline!r} is invalid: allowed {ROOFLINES}")
         v = _host_values(self)
         if v is None:
             return
-        for f in ("hbm_usable_fraction", "hbm_efficiency", "flops_efficiency"):
+        for f in ("hbm_usable_fraction", "hbm_efficiency", "flops_efficiency", "fp8_efficiency", "fp4_efficiency",
+                  "comm_efficiency"):
             _require("Accounting", v, f, (v[f] > 0) & (v[f] <= 1), "must be in (0, 1]")
-        for f in ("reserve_bytes", "layer_latency"):
+        for f in ("reserve_bytes", "layer_latency", "collective_latency", "a2a_peer_latency"):
             _require("Accounting", v, f, np.isfinite(v[f]) & (v[f] >= 0), "must be >= 0")
         _require("Accounting", v, "kv_scale", np.isfinite(v["kv_scale"]) & (v["kv_scale"] > 0), "must be > 0")
         _require("Accounting", v, "routing_skew", (v["routing_skew"] >= 0) & (v["routing_skew"] < 1), "must be in [0, 1)")

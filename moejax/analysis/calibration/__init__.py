@@ -50,8 +50,8 @@ definition and its config), ``model`` (the model of every target and the residua
 (running fits, identifiability, a whole problem) and ``outputs`` (report, dataset, files).
 
 Worked example (tested): the qs paper's DeepSeek-V3 batches on 64 GPUs at its stated partition
-TP8 x KVP8 (Table 4). moejax's physical default (all 180 GB usable, KV as stored) admits 18,707
-MoE and 19,690 dense sequences at 1k context where the paper prints 31,349 and 34,263; fitting
+TP8 x KVP8 (Table 4). moejax's physical default (all 180 GB usable, KV as stored) admits 18,671
+MoE and 19,687 dense sequences at 1k context where the paper prints 31,349 and 34,263; fitting
 ``hbm_usable_fraction`` and ``kv_scale`` to the six B values at 1k-32k reproduces all six exactly:
 
 >>> import jax; jax.config.update("jax_enable_x64", True)
@@ -61,7 +61,7 @@ MoE and 19,690 dense sequences at 1k context where the paper prints 31,349 and 3
 ...           include=("t4.b.*.1k", "t4.b.*.16k", "t4.b.*.32k"))
 >>> res = calibrate(ref, [fit])
 >>> [int(v) for v in res.table["physical_default"][:2]], [int(v) for v in res.table["calibrated"][:2]]
-([18707, 19690], [31349, 34263])
+([18671, 19687], [31349, 34263])
 >>> bool(res.table["reproduced"].all()), res.fits[0].loss
 (True, 0.0)
 """

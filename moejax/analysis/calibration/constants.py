@@ -55,6 +55,11 @@ CONSTANTS = {c.name: c for c in (
     Constant("hbm_efficiency", (*UNIT, False, True), "logit", 1.0, "1", 0.9, "sustained / peak HBM bandwidth"),
     Constant("flops_efficiency", (*UNIT, False, True), "logit", 1.0, "1", 0.9, "sustained / peak FLOP/s"),
     Constant("layer_latency", NONNEGATIVE, "softplus", 1e-6, "us", 1e-6, "fixed overhead per layer per microbatch (s)"),
+    Constant("fp8_efficiency", (*UNIT, False, True), "logit", 1.0, "1", 0.9, "FP8 tensor-core efficiency relative to flops_efficiency"),
+    Constant("fp4_efficiency", (*UNIT, False, True), "logit", 1.0, "1", 0.9, "FP4 tensor-core efficiency relative to flops_efficiency"),
+    Constant("comm_efficiency", (*UNIT, False, True), "logit", 1.0, "1", 0.9, "achieved / nominal link bandwidth"),
+    Constant("collective_latency", NONNEGATIVE, "softplus", 1e-6, "us", 1e-6, "fixed launch cost per collective call (s)"),
+    Constant("a2a_peer_latency", NONNEGATIVE, "softplus", 1e-6, "us", 1e-7, "per-peer cost of a direct all-to-all (s)"),
     Constant("weight_scale", POSITIVE, "log", 1.0, "1", 1.0,
              "multiplier on resident weight bytes in the memory check (not an Accounting leaf; b_max targets only)"),
 )}
