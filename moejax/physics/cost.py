@@ -216,8 +216,8 @@ def _expert_load(m: ModelSpec, p: Partition, tokens, acc: Accounting):
     g = p.gpus_per_stage
     tp_ffn = g / p.ep
     per_expert = arch.expert_params(m)
-    touched, copies = busiest_rank(m, p, tokens, acc.routing_skew)
     if acc.expert_traffic == "physical":
+        touched, copies = busiest_rank(m, p, tokens, acc.routing_skew)
         return touched * per_expert / tp_ffn, copies * per_expert / tp_ffn, copies / tp_ffn
     mean_copies = m.top_k * tokens / g
     pools = 1.0 if acc.expert_traffic == "paper-active" else m.n_experts / m.top_k
@@ -267,7 +267,7 @@ def _microbatch(m: ModelSpec, hw: HardwareSpec, p: Partition, acc: Accounting, t
     read, half_flops, copies = _expert_load(m, p, tokens, acc)
     c_moe = 2 * half_flops / f_e + 2 * fixed * tokens / g / f_w
     h_moe = expert * read + wb * fixed / tp_ffn
-    comm_moe = (all_to_all(hw, p.ep, g, copies * d * dispatch, acc) + all_to_all(hw, p.ep, g, copies * d * ab, acc)
+    comm_moe = (all_to_all(hw, p.ep, g, copies * d * (dispatch + ab), acc, calls=2.0)  # dispatch and combine
                 + all_reduce(hw, tp_ffn, tp_ffn, tokens * _group_share(m, p) * d * ab, acc))
 
     # LM head (averaged over stages): dense_tp-way, like the dense FFN
