@@ -6,13 +6,14 @@ file, the field, the bad value and what is allowed.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
 import yaml
 
 from ..physics import baseline
-from ..physics.specs import ATTENTION_KINDS, HardwareSpec, ModelSpec, SpecError
+from ..physics.specs import ATTENTION_KINDS, Accounting, HardwareSpec, ModelSpec, SpecError
 from .hf import architecture_from_hf_config
 
 CONF_DIR = Path(__file__).resolve().parents[2] / "conf"
@@ -30,7 +31,7 @@ HARDWARE_FIELDS = ("hbm_bytes", "hbm_bw", "flops_bf16", "flops_fp8", "intra_bw",
 
 
 def available(kind: str) -> list[str]:
-    """Catalogue entry names of ``kind`` ("model" or "hardware")."""
+    """Catalogue entry names of ``kind`` ("model", "hardware" or "accounting")."""
     return sorted(p.stem for p in (CONF_DIR / kind).glob("*.yaml"))
 
 
@@ -151,3 +152,32 @@ def dense_baseline(model: ModelSpec, kappa, family: str = "keep-attention", anch
     if family == "epoch-cube-root" and anchor is None:
         anchor = load_model(baseline.EPOCH_ANCHOR)
     return baseline.dense_baseline(model, kappa, family, anchor, integer)
+
+
+ACCOUNTING_METADATA = ("description", "provenance")  # keys of conf/accounting/*.yaml that are not fields
+
+
+def accounting_from_mapping(data: dict, where: str = "accounting") -> Accounting:
+    """An ``Accounting`` from ``{field: {value: ..., source: ...}}`` (SI units); a field left out
+    keeps its ``Accounting`` default, an unknown one is an error."""
+    fields = {f.name: f for f in dataclasses.fields(Accounting)}
+    vals = {}
+    for key, item in data.items():
+        if key in ACCOUNTING_METADATA:
+            continue
+        if key not in fields:
+            raise SpecError(f"{where}: {key} is not an Accounting field: allowed {', '.join(fields)}")
+        value = item.get("value") if isinstance(item, dict) else item
+        vals[key] = value if fields[key].metadata.get("static") else _number(where, key, value)
+    try:
+        return Accounting(**vals)
+    except (SpecError, TypeError) as e:
+        raise SpecError(f"{where}: {e}") from None
+
+
+def load_accounting(name_or_path: str = "sol") -> Accounting:
+    """A named set of accounting constants (``conf/accounting/<name>.yaml``: ``sol`` = peak
+    hardware, no overheads; ``realistic`` = constants fitted to measured serving results) or a
+    YAML path in the same format."""
+    data, where = _read_yaml("accounting", name_or_path)
+    return accounting_from_mapping(data, where)
