@@ -38,7 +38,7 @@ HARDWARE_FIELDS = ("hbm_bytes", "hbm_bw", "flops_bf16", "flops_fp8", "intra_bw",
 
 
 def available(kind: str) -> list[str]:
-    """Catalogue entry names of ``kind`` ("model" or "hardware")."""
+    """Catalogue entry names of ``kind`` ("model", "hardware" or "accounting")."""
     return sorted(p.stem for p in (CONF_DIR / kind).glob("*.yaml"))
 
 
@@ -174,25 +174,36 @@ def dense_baseline(model: ModelSpec, kappa, family: str = "keep-attention", anch
 
 
 ACCOUNTING_FIELDS = tuple(f.name for f in dataclasses.fields(Accounting) if not f.metadata.get("static"))
+ACCOUNTING_METADATA = ("mode", "description", "provenance")  # keys of conf/accounting/*.yaml that are not constants
 
 
-def load_accounting(name_or_path: str = "realistic", **overrides) -> Accounting:
-    """The named accounting preset (``conf/accounting/<name>.yaml``: ``sol`` or ``realistic``) or a
-    YAML path: every non-static ``Accounting`` constant as ``{value: ..., source: ...}``.
-    ``overrides`` replace constants or set the static switches (``expert_traffic``, ``roofline``,
-    ``integer_batch``)."""
-    data, where = _read_yaml("accounting", name_or_path)
+def accounting_from_mapping(data: dict, where: str = "accounting", **overrides) -> Accounting:
+    """An ``Accounting`` from ``{field: {value: ..., source: ...}}`` (SI units): every non-static
+    constant is required, an unknown key is an error; ``mode`` names the preset. ``overrides``
+    replace constants or set the static switches (``expert_traffic``, ``roofline``, ``integer_batch``)."""
+    unknown = set(data) - set(ACCOUNTING_FIELDS) - set(ACCOUNTING_METADATA)
+    if unknown:
+        raise SpecError(f"{where}: {sorted(unknown)[0]} is not an Accounting constant: allowed {', '.join(ACCOUNTING_FIELDS)}")
     vals = {}
     for field in ACCOUNTING_FIELDS:
         item = data.get(field)
         if item is None:
             raise SpecError(f"{where}: {field} is missing: it is required ({{value: ..., source: ...}})")
         vals[field] = _number(where, field, item.get("value") if isinstance(item, dict) else item)
-    unknown = set(overrides) - {f.name for f in dataclasses.fields(Accounting)}
-    if unknown:
-        raise SpecError(f"accounting override {sorted(unknown)[0]} is not a known field: allowed "
+    bad = set(overrides) - {f.name for f in dataclasses.fields(Accounting)}
+    if bad:
+        raise SpecError(f"accounting override {sorted(bad)[0]} is not a known field: allowed "
                         f"{', '.join(f.name for f in dataclasses.fields(Accounting))}")
     try:
         return Accounting(**{**vals, "mode": data.get("mode", "custom"), **overrides})
     except SpecError as e:
         raise SpecError(f"{where}: {e}") from None
+
+
+def load_accounting(name_or_path: str = "realistic", **overrides) -> Accounting:
+    """The named accounting preset (``conf/accounting/<name>.yaml``: ``sol`` = peak hardware, no
+    overheads, the whole HBM; ``realistic`` = engine memory defaults and constants fitted to
+    measured serving results) or a YAML path in the same format; ``overrides`` as
+    ``accounting_from_mapping``."""
+    data, where = _read_yaml("accounting", name_or_path)
+    return accounting_from_mapping(data, where, **overrides)

@@ -82,13 +82,15 @@ def all_reduce(hw: HardwareSpec, p, span, n, acc: Accounting):
     return xp.where(p > 1, xp.where(m > 1, between, inside) + acc.collective_latency, 0.0)
 
 
-def all_to_all(hw: HardwareSpec, p, span, n, acc: Accounting, calls=1.0):
+def all_to_all(hw: HardwareSpec, p, span, n, acc: Accounting, calls=1.0, remote=None):
     """Direct all-to-all (DeepEP, NCCL all-to-all): each of ``p`` ranks sends ``n/p`` bytes to
     every rank at once, ``n`` in all, over NVLink to its ``i-1`` island peers and over its NIC to
     the ``p-i`` others, both concurrently (seconds):
     ``α + (p-1)·a2a_peer_latency + max((i-1)/p·n / group_bw, (p-i)/p·n / inter_bw)``,
     with the inter-node α once the group leaves the island. ``calls`` exchanges moving ``n`` bytes
-    between them (EP dispatch and combine: 2) pay the fixed costs ``calls`` times.
+    between them (EP dispatch and combine: 2) pay the fixed costs ``calls`` times. ``remote``, if
+    given, replaces the share ``(p-i)/p`` of ``n`` that crosses islands (an exchange that sends
+    each remote island one copy, as DeepEP does, moves less over the NIC).
 
     EP64 on eight 8-GPU H800 islands (NVLink 200 GB/s, NIC 50 GB/s), 7 MB per GPU: the 56/64 that
     leave the island take 7e6·56/64/50e9 = 122.5 µs, the island's 7/64 take 3.8 µs; with α = 5 µs
@@ -98,7 +100,7 @@ def all_to_all(hw: HardwareSpec, p, span, n, acc: Accounting, calls=1.0):
     m, i = islands(hw, p, span)
     alpha = xp.where(m > 1, hw.inter_latency, hw.intra_latency)
     inside = (i - 1) / p * n / group_bw(hw, i, acc)
-    outside = (p - i) / p * n / (hw.inter_bw * acc.comm_efficiency)
+    outside = ((p - i) / p if remote is None else remote) * n / (hw.inter_bw * acc.comm_efficiency)
     t = calls * (alpha + (p - 1) * acc.a2a_peer_latency + acc.collective_latency) + xp.maximum(inside, outside)
     return xp.where(p > 1, t, 0.0)
 

@@ -19,7 +19,7 @@ from __future__ import annotations
 from typing import Any
 
 from . import arch
-from .collectives import all_reduce, all_to_all, send
+from .collectives import all_reduce, all_to_all, islands, send
 from .specs import Accounting, HardwareSpec, ModelSpec, Partition, Workload, pytree_spec
 from .xp import namespace
 
@@ -204,6 +204,19 @@ def _group_share(m: ModelSpec, p: Partition):
     return _safe_pow_complement(1 - 1 / xp.where(split, p.ep, 2.0), m.top_k, split)
 
 
+def _remote_share(m: ModelSpec, hw: HardwareSpec, p: Partition):
+    """Share of a token's k expert copies that cross islands when EP dispatch sends each remote
+    island one copy (forwarded inside it over NVLink, as DeepEP's internode kernels do): the
+    expected distinct islands a token touches, ``M(1 - (1 - 1/M)^k)`` for ``M`` islands, of which
+    ``(M-1)/M`` are remote, per copy. DeepSeek-V3 (k = 8) on EP32 over four 8-GPU islands:
+    4·(1 - 0.75^8)·3/4 / 8 = 0.337 (the naive share is 24/32 = 0.75)."""
+    xp = namespace(m, hw, p)
+    isl, _ = islands(hw, p.ep, p.gpus_per_stage)
+    many = isl > 1
+    touched = isl * _safe_pow_complement(1 - 1 / xp.where(many, isl, 2.0), m.top_k, many)
+    return xp.where(many, touched * (isl - 1) / isl / m.top_k, 0.0)
+
+
 def _expert_load(m: ModelSpec, p: Partition, tokens, acc: Accounting):
     """(expert parameters read, expert FLOPs/2, token copies dispatched) per GPU per MoE layer
     for ``tokens`` tokens.
@@ -267,8 +280,9 @@ def _microbatch(m: ModelSpec, hw: HardwareSpec, p: Partition, acc: Accounting, t
     read, half_flops, copies = _expert_load(m, p, tokens, acc)
     c_moe = 2 * half_flops / f_e + 2 * fixed * tokens / g / f_w
     h_moe = expert * read + wb * fixed / tp_ffn
-    comm_moe = (all_to_all(hw, p.ep, g, copies * d * (dispatch + ab), acc, calls=2.0)  # dispatch and combine
-                + all_reduce(hw, tp_ffn, tp_ffn, tokens * _group_share(m, p) * d * ab, acc))
+    comm_moe = (all_to_all(hw, p.ep, g, copies * d * (dispatch + ab), acc, calls=2.0, remote=_remote_share(m, hw, p))
+
+                + all_reduce(hw, tp_ffn, tp_ffn, tokens * _group_share(m, p) * d * ab, acc))  # dispatch, combine
 
     # LM head (averaged over stages): dense_tp-way, like the dense FFN
     head = m.vocab_size * d

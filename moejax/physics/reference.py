@@ -213,14 +213,15 @@ class _Net:
             return min(self.ring(i, n, self.alpha_i, bg), self.oneshot(i, n, self.alpha_i, bg)) + self.lam
         return self.ring(i, n, self.alpha_i, bg) + self.ring(m, n / i, self.alpha_e, self.beta_e) + self.lam
 
-    def all_to_all(self, p: float, span: float, n: float) -> float:
+    def all_to_all(self, p: float, span: float, n: float, remote: float | None = None) -> float:
         # AMBIGUOUS: A2A is not written in terms of the primitives, whose "zero when p = 1" is then
         # read to cover it too: a 1-rank all-to-all costs nothing (no alpha, no lambda).
         if p == 1:
             return 0.0
         m, i = self.islands(p, span)
         a = self.alpha_e if m > 1 else self.alpha_i
-        wire = max((i - 1) / p * n / self.beta_g(i), (p - i) / p * n / self.beta_e)
+        out = (p - i) / p if remote is None else remote  # share of n crossing islands
+        wire = max((i - 1) / p * n / self.beta_g(i), out * n / self.beta_e)
         return a + (p - 1) * self.peer + wire + self.lam
 
     def send(self, span: float, n: float) -> float:
@@ -361,7 +362,9 @@ def _evaluate(model: dict, hw: dict, part: dict, workload: dict, acc: dict, pref
     moe_c = 2 * X_c * p["exp"] / F_e + 2 * (p["sh"] + p["router"]) * T / G / F_w
     moe_h = eb * X_r * p["exp"] + wb * (p["sh"] + p["router"]) / tp_e
     u = 1.0 - (1.0 - 1.0 / ep) ** k  # share of tokens with an expert in a given EP rank
-    moe_comm = (net.all_to_all(ep, G, X_c * d * db) + net.all_to_all(ep, G, X_c * d * ab)
+    M, _ = net.islands(ep, G)  # EP dispatch sends each remote island one copy per token
+    r = M * (1 - (1 - 1 / M) ** k) * (M - 1) / M / k if M > 1 else 0.0
+    moe_comm = (net.all_to_all(ep, G, X_c * d * db, r) + net.all_to_all(ep, G, X_c * d * ab, r)
                 + net.all_reduce(tp_e, tp_e, T * u * d * ab))
     moe_exposed = _exposed(moe_comm, 0.0, overlap, moe_c, moe_h / BW)
 

@@ -1,0 +1,109 @@
+"""Validation job: ``python -m moejax.validate`` (Hydra config ``conf/validate.yaml``).
+
+Evaluates every usable entry of a measurement file (default: the published serving results,
+``../shared/reference/serving/measurements.yaml`` beside the repository) as deployed, at the
+accounting ``accounting=sol|realistic`` (``conf/accounting/``), prints the residual table (id,
+measured, predicted, ratio, bound, dominant term, notes), the not-expressible and skipped points,
+writes ``validation.csv`` and ``summary.json`` to the run directory (or ``out=DIR``) and ends with
+one JSON line ``{"n", "evaluated", "skipped", "not_expressible", "infeasible",
+"median_abs_log_ratio", "p90_abs_log_ratio", "predicted"}`` (plus ``"fit"`` with ``fit=true``:
+fitted constants, in-sample and leave-one-out predictions and statistics; the fitted accounting
+YAML goes to ``calibration.write`` or ``realistic.yaml`` in the output directory).
+Bad input stops with one line ``error: ...`` on stderr, exit code 2, and no output files.
+Library: ``moejax.analysis.validation``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import hydra
+import jax
+import yaml
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig, OmegaConf
+
+from .analysis import validation as val
+from .catalogue import CONF_DIR, load_accounting
+from .cli import run_command
+from .physics.specs import SpecError
+
+REPO = CONF_DIR.parent
+
+
+def repo_path(value) -> Path:
+    """A path from the config: absolute as given, relative to the repository root otherwise."""
+    path = Path(str(value)).expanduser()
+    return (path if path.is_absolute() else REPO / path).resolve()
+
+
+def fit_settings(cfg: DictConfig) -> val.FitSettings:
+    c = OmegaConf.to_container(cfg.calibration, resolve=True)
+    unknown = sorted(set(c) - {"free", "per_family", "steps", "learning_rate", "write"})
+    if unknown:
+        raise SpecError(f"calibration.{unknown[0]} is not a known field: allowed free, per_family, steps, learning_rate, write")
+    free = c["free"]
+    if not isinstance(free, list) or not all(isinstance(x, str) for x in free):
+        raise SpecError(f"calibration.free = {free!r} is invalid: must be a list of Accounting constant names")
+    return val.FitSettings(free=tuple(free), per_family=c["per_family"], steps=c["steps"], learning_rate=c["learning_rate"])
+
+
+def fit_record(res: val.FitResult, points, prov: dict, wrote: Path | None) -> dict:
+    ids = [p.measurement.id for p in points]
+    finite = lambda v: float(v) if math.isfinite(v) else None
+    return {"constants": res.constants, "unconstrained": res.unconstrained,
+            "jacobian_singular_values": prov["jacobian_singular_values"],
+            **{k: v for k, v in prov.items() if k.endswith("abs_log_ratio")}, "n_points": prov["n_points"],
+            "in_sample": {i: finite(v) for i, v in zip(ids, res.in_sample)},
+            "loo": {i: finite(v) for i, v in zip(ids, res.loo)}, "wrote": str(wrote) if wrote else None}
+
+
+def fit_report(res: val.FitResult, points) -> str:
+    lines = ["", f"fit ({'per hardware family' if res.settings.per_family else 'global'}), loss {res.loss:.4g}:"]
+    for fam, consts in res.constants.items():
+        lines.append(f"  {fam}: " + ", ".join(f"{k} = {v:.4g}" for k, v in consts.items()))
+    if res.unconstrained:
+        lines.append(f"  unconstrained by these points (left at their start): {', '.join(res.unconstrained)}")
+    lines.append("  singular values of d log(predicted) / d coordinates: " + ", ".join(f"{s:.3g}" for s in res.singular_values))
+    body = [[p.measurement.id, f"{p.measurement.value:.4g}", f"{a:.4g}", f"{b:.4g}", "" if u else "not in the fit (infeasible)"]
+            for p, a, b, u in zip(points, res.in_sample, res.loo, res.used)]
+    return "\n".join(lines + ["", val.text_table(["id", "measured", "in-sample", "leave-one-out", "note"], body)])
+
+
+@hydra.main(version_base=None, config_path="../conf", config_name="validate")
+def main(cfg: DictConfig) -> None:
+    def job(run_dir: Path) -> str:
+        jax.config.update("jax_enable_x64", True)
+        name = HydraConfig.get().runtime.choices.get("accounting") or "realistic"
+        acc = load_accounting(name)
+        if not isinstance(cfg.strict, bool) or not isinstance(cfg.fit, bool):
+            bad = "strict" if not isinstance(cfg.strict, bool) else "fit"
+            raise SpecError(f"{bad} = {cfg[bad]!r} is invalid: must be true or false")
+        settings = fit_settings(cfg) if cfg.fit else None
+        write = repo_path(cfg.calibration.write) if cfg.fit and cfg.calibration.write else None
+        if settings is not None and settings.per_family and write:
+            raise SpecError("calibration.write is invalid with calibration.per_family = true: conf/accounting/*.yaml holds one value per field")
+        path = repo_path(cfg.measurements)
+        entries = val.load_measurements(path)
+        points, not_expressible, skipped = val.resolve_all(entries, cfg.strict)
+        ev = val.evaluate(points, acc)
+        record = val.summary(len(entries), ev, not_expressible, skipped)
+        text = val.report(f"validation of {path} at accounting={name}", ev, not_expressible, skipped)
+        out = Path(cfg.out) if cfg.out else run_dir
+        if settings is not None:
+            res = val.fit(points, acc, settings)
+            prov = val.provenance(res, points, str(cfg.measurements))
+            if not settings.per_family:
+                base = yaml.safe_load((CONF_DIR / "accounting" / f"{name}.yaml").read_text())
+                write = val.write_accounting(write or out / "realistic.yaml", res, base, prov)
+            record["fit"] = fit_record(res, points, prov, write)
+            text += "\n" + fit_report(res, points) + (f"\nwrote {write}" if write else "")
+        paths = val.write_outputs(out, ev, record)
+        return "\n".join([text, *(f"wrote {p}" for p in paths), json.dumps(record)])
+    run_command(job, cfg.get("compilation_cache"))
+
+
+if __name__ == "__main__":
+    main()
