@@ -152,7 +152,8 @@ def score_flops_per_token_layer(m: ModelSpec, context, absorbed: bool = True):
 def mtp_params(m: ModelSpec):
     """Parameters of the multi-token-prediction modules: each is one decoder layer (attention and
     the model's FFN kind) plus a ``2d -> d`` projection; embeddings and head are shared.
-    DeepSeek-V3 (one module): 187,105,280 + 11,507,531,776 (MoE layer) + 102,760,448 = 11.80e9."""
+    DeepSeek-V3 (one module): 187,105,280 (attention) + 11,320,164,352 (MoE layer) + 102,760,448
+    (projection) = 11,610,030,080."""
     xp = namespace(m)
     ffn = xp.where(m.n_experts > 1, moe_resident_params(m), dense_ffn_params(m))
     return m.mtp_layers * (decoder_attn_params(m) + ffn + 2 * m.d_model * m.d_model)
