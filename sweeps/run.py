@@ -1,10 +1,11 @@
-"""Study runner: ``python sweeps/run.py qs-paper`` / ``epoch`` / ``serving``.
+"""Study runner: ``python sweeps/run.py qs-paper`` / ``epoch`` / ``serving`` / ``qs-point`` / ``peers``.
 
 Runs a study's moejax CLIs in a fresh run directory (default ``outputs/studies/<study>/<time>``,
 or ``--out DIR``, which must not exist yet), keeps each CLI's output as ``<step>.log`` there,
 writes the residual table ``residuals.md`` (reference | moejax physical | moejax calibrated |
-relative residual | reproduced? | reason if not) into it and prints it. Exit code: 0, or the
-first failing CLI's exit code.
+relative residual | reproduced? | reason if not) into it and prints it (``qs-point`` and
+``peers`` write ``QS_POINT.md`` and ``RESULTS.md`` instead). Exit code: 0, or the first failing
+CLI's exit code.
 
 Studies (see sweeps/README.md):
 
@@ -16,6 +17,12 @@ Studies (see sweeps/README.md):
   ``accounting=sol``, then ``fit=true`` (global constants, leave-one-out; writes
   ``conf/accounting/realistic.yaml``), then ``accounting=realistic``; the table has, per point,
   the measured figure, the sol prediction, the realistic in-sample and leave-one-out predictions.
+- ``qs-point``: the dense/MoE throughput-per-GPU ratio at the qs paper's headline point (DeepSeek-V3,
+  64 GPUs, 128k, κ = 5) at the stated, old and searched partitions, in sol and realistic
+  accounting, decomposed term by term (``sweeps/studies/qs_point.py``; also ``qs_point.json``).
+- ``peers``: the 38 decode cases of ``../shared/reference/peers/cases.md`` side by side with GenZ,
+  llm-analysis and AIConfigurator, agreement statistics, and ``python -m moejax.validate`` on
+  ``aic-silicon.yaml`` (``sweeps/studies/peers.py``; also ``peers.csv``).
 """
 
 from __future__ import annotations
@@ -32,7 +39,8 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-STUDIES = ("qs-paper", "epoch", "serving")
+STUDIES = ("qs-paper", "epoch", "serving", "qs-point", "peers")
+OUTPUT = {"qs-point": "QS_POINT.md", "peers": "RESULTS.md"}  # the rest write residuals.md
 EPOCH_TOLERANCE = 0.05  # an Epoch figure counts as reproduced within 5 % (the post rounds to 1-2 significant figures)
 
 # qs paper Table 1 (seed 003, text with the maths stripped). Columns as they survive:
@@ -345,13 +353,18 @@ def main(argv=None) -> int:
     start = time.perf_counter()
     if args.study == "qs-paper":
         rc, text = study_qs_paper(run_dir, not args.no_sweep)
+    elif args.study in OUTPUT:
+        from studies import peers, qs_point  # sweeps/studies/, next to this script
+
+        rc, text = qs_point.run(run_dir) if args.study == "qs-point" else peers.run(run_dir, _run)
     else:
         rc, text = study_epoch(run_dir) if args.study == "epoch" else study_serving(run_dir)
     if rc:
         return rc
-    (run_dir / "residuals.md").write_text(text)
+    out = run_dir / OUTPUT.get(args.study, "residuals.md")
+    out.write_text(text)
     print(text)
-    print(f"wrote {run_dir / 'residuals.md'} ({time.perf_counter() - start:.1f} s)")
+    print(f"wrote {out} ({time.perf_counter() - start:.1f} s)")
     return 0
 
 

@@ -4,14 +4,16 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 REPO = Path(__file__).resolve().parent.parent
 
 
-def _study(name, run_dir, *extra):
+def _study(name, run_dir, *extra, out="residuals.md"):
     proc = subprocess.run([sys.executable, "sweeps/run.py", name, "--out", str(run_dir), *extra],
                           cwd=REPO, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    text = (run_dir / "residuals.md").read_text()
+    text = (run_dir / out).read_text()
     assert text in proc.stdout  # printed as written
     return text
 
@@ -56,3 +58,87 @@ def test_qs_paper_study(tmp_path):
     headline = next(r for r in cal if r[0] == "qs abstract / Table 4")
     assert headline[2] == "4.5" and float(headline[4]) > 0
     assert "## Sweep `python -m moejax.sweep +grid=qs-paper`" in text and (tmp_path / "run" / "sweep.nc").is_file()
+
+
+def test_qs_point_study(tmp_path):
+    """qs-point: every (mode, case) reported, its numbers those of a direct library evaluation."""
+    import json
+
+    import numpy as np
+
+    from moejax.catalogue import load_accounting, load_hardware, load_model
+    from moejax.physics.cost import decode_point
+    from moejax.physics.specs import Partition, Workload
+
+    run = tmp_path / "run"
+    text = _study("qs-point", run, out="QS_POINT.md")
+    for section in ("## Ratio", "## dense_tp at the stated partition", "## Why: the ratio term by term", "## Per-step decomposition"):
+        assert section in text
+    res = json.loads((run / "qs_point.json").read_text())
+    m, hw, wl = load_model("deepseek-v3", weights="fp8", kv="bf16", activations="bf16"), load_hardware("qs-reference"), Workload(context=131072.0)
+    for mode in ("sol", "realistic"):
+        r = res["modes"][mode]
+        for case in ("stated", "before", "searched"):
+            assert f"### {mode}, " in text and f"ratio {r[case]['ratio']:.3f}" in text
+            assert r[case]["ratio"] == r[case]["dense"]["throughput_per_gpu"] / r[case]["moe"]["throughput_per_gpu"]
+            for name in ("moe", "dense"):
+                row = r[case][name]
+                assert row["feasible"] and np.isclose(row["phase_sum_ms"], row["step_ms"], rtol=1e-9)
+                assert row["step_ms"] * 1e-3 * row["throughput_per_gpu"] * row["gpus_per_replica"] == pytest.approx(row["batch"])
+        for name in ("moe", "dense"):  # dense_tp of the stated row: the best of {1, 2, 4, 8}; the search can only do better
+            sens = r["sensitivity"][name]
+            assert r["stated"][name]["throughput_per_gpu"] == max(sens.values())
+            assert r["stated"][name]["partition"]["dense_tp"] == float(max(sens, key=sens.get))
+            assert r["searched"][name]["throughput_per_gpu"] >= r["stated"][name]["throughput_per_gpu"]
+            assert r["before"][name]["partition"]["dense_tp"] == 64.0
+        # one row against decode_point directly: the MoE at the stated partition
+        row = r["stated"]["moe"]
+        direct = decode_point(m, hw, Partition(**row["partition"]), wl, load_accounting(mode))
+        assert float(direct.step_time) * 1e3 == pytest.approx(row["step_ms"], rel=1e-9)
+        assert float(direct.batch) == row["batch"] and float(direct.t_comm_exposed) * 1e3 == pytest.approx(row["t_comm_exposed_ms"])
+        assert row["partition"] == {"tp": 8.0, "ep": 8.0, "pp": 1.0, "dp": 1.0, "dp_attn": 1.0, "kvp": 8.0, "kv_mode": 1.0,
+                                    "dense_tp": row["partition"]["dense_tp"]}
+
+
+def test_peers_study(tmp_path):
+    """peers: all 38 cases of cases.md reported (none dropped), statistics recomputable from the CSV,
+    one case equal to a direct library evaluation, and the validate summaries attached."""
+    import csv
+    import json
+    import math
+
+    import numpy as np
+
+    from moejax.catalogue import load_accounting, load_hardware, load_model
+    from moejax.physics.cost import decode_point
+    from moejax.physics.specs import Partition, Workload
+
+    run = tmp_path / "run"
+    text = _study("peers", run, out="RESULTS.md")
+    for section in ("## Agreement", "## `python -m moejax.validate` on `aic-silicon.yaml`", "## Per case", "## moejax infeasible cases"):
+        assert section in text
+    with open(run / "peers.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == 38 and len({r["id"] for r in rows}) == 38
+    assert {r["model"] for r in rows} == {"llama-3-70b", "mixtral-8x22b", "deepseek-v3"}
+    for r in rows:  # every case has a moejax latency, or a reason it has none
+        for mode in ("sol", "realistic"):
+            assert math.isfinite(float(r[f"moejax_{mode}_ms"])) or r["not_expressible"]
+            assert (r[f"moejax_{mode}_feasible"] == "True") == (r[f"moejax_{mode}_why"] == "")
+    case = next(r for r in rows if r["id"] == "llama-3-70b-h100-sxmx8-tp8-b1-ctx1024")
+    assert float(case["aic_sol_ms"]) == 5.22 and case["genz_flag"] == ""
+    m, hw = load_model("llama-3-70b", weights="bf16", kv="bf16", gemm="bf16", activations="bf16"), load_hardware("h100-sxm")
+    for mode in ("sol", "realistic"):
+        steps = [decode_point(m, hw, Partition(tp=8.0, dense_tp=float(d)), Workload(context=1024.0, batch=1.0), load_accounting(mode))
+                 for d in (1, 2, 4, 0)]
+        best = min(float(s.step_time) for s in steps if bool(s.feasible))
+        assert float(case[f"moejax_{mode}_ms"]) == pytest.approx(best * 1e3, rel=1e-9)
+    oom = next(r for r in rows if r["id"] == "llama-3-70b-h100-sxmx8-tp8-b300-ctx131072")
+    assert oom["aic_silicon_flag"] == "*" and oom["moejax_sol_feasible"] == "False" and "B_max" in oom["moejax_sol_why"]
+    record = json.loads((run / "peers.json").read_text())
+    stat = next(s for s in record["stats"] if (s["mode"], s["peer"], s["subset"]) == ("sol", "aic_sol", "all"))
+    logs = [abs(math.log(float(r["moejax_sol_ms"]) / float(r["aic_sol_ms"]))) for r in rows if r["aic_sol_ms"]]
+    assert stat["n"] == len(logs) and stat["median"] == pytest.approx(float(np.median(logs)))
+    assert f"| sol | AIC SOL | all | {stat['n']} | {stat['median']:.3f} |" in text
+    for mode in ("sol", "realistic"):
+        assert record["validate"][mode]["n"] == 26 and (run / f"validate_aic_{mode}.log").is_file()

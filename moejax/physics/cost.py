@@ -146,7 +146,9 @@ def batch_capacity(m: ModelSpec, hw: HardwareSpec, p: Partition, context, acc: A
 def _safe_pow_complement(base, tokens, active):
     """``1 - base**tokens`` where ``active``, else 1 (a safe power: no 0**x in the gradient)."""
     xp = namespace(base, tokens)
-    return xp.where(active, 1 - xp.where(active, base, 0.5)**tokens, 1.0)
+    # exp(tokens·ln base), not base**tokens: the log depends on the spec alone, so under vmap it is
+    # taken once per spec rather than per batch, and XLA vectorises exp but not pow
+    return xp.where(active, 1 - xp.exp(tokens * xp.log(xp.where(active, base, 0.5))), 1.0)
 
 
 def touched_experts(m: ModelSpec, tokens, skew):
@@ -305,11 +307,11 @@ def _stage(phases: dict, acc: Accounting):
     Each phase's communication hides behind ``overlap`` × its window, ``max(compute, HBM)``,
     except its pinned part (the CP ring tail), which never hides."""
     xp = namespace(phases)
-    roof = t_c = t_h = comm = exposed = 0.0
-    for c, h, k, pinned, count in phases.values():
-        t_c, t_h, comm = t_c + count * c, t_h + count * h, comm + count * k
-        exposed = exposed + count * (xp.maximum(k - pinned - acc.overlap * xp.maximum(c, h), 0.0) + pinned)
-        roof = roof + count * xp.maximum(c, h)
+    c, h, k, pinned, count = (xp.stack(xp.broadcast_arrays(*q)) for q in zip(*phases.values()))  # phase axis first
+    window = xp.maximum(c, h)
+    totals = xp.sum(xp.stack([count * window, count * c, count * h, count * k,
+                              count * (xp.maximum(k - pinned - acc.overlap * window, 0.0) + pinned)]), axis=1)
+    roof, t_c, t_h, comm, exposed = totals
     if acc.roofline == "global":
         roof = xp.maximum(t_c, t_h)
     return roof, t_c, t_h, comm, exposed
@@ -327,7 +329,8 @@ def _assemble(m, p, acc, wl, batch, b_eval, b_max, per_group, stage, pipe, t_dra
     bound = xp.where(t_exp > xp.maximum(t_compute, t_hbm), 2, xp.where(t_compute >= t_hbm, 0, 1))
     weights = resident_weight_bytes(m, p, wl.draft_tokens)
     kv = b_eval / p.dp_attn * kv_bytes_per_sequence_gpu(m, p, wl.context, acc)
-    throughput = xp.where(feasible, batch * out_per_seq / step, 0.0)
+    per_user = out_per_seq / step
+    throughput = xp.where(feasible, batch * per_user, 0.0)
     return StepCosts(
         t_compute=t_compute,
         t_hbm=t_hbm,
@@ -341,7 +344,7 @@ def _assemble(m, p, acc, wl, batch, b_eval, b_max, per_group, stage, pipe, t_dra
         feasible=feasible,
         throughput=throughput,
         throughput_per_gpu=throughput / p.gpus_per_replica,
-        tokens_per_s_per_user=xp.where(feasible, out_per_seq / step, 0.0),
+        tokens_per_s_per_user=xp.where(feasible, per_user, 0.0),
         weight_bytes_per_gpu=weights,
         kv_bytes_per_gpu=kv,
         memory_per_gpu=weights + kv + acc.reserve_bytes,
