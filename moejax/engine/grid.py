@@ -133,19 +133,42 @@ class GridInputs:
         return dataclasses.replace(self, contexts=self.contexts[idx])
 
 
-def _score(m, hw, p, pmask, wl, acc):
+def _score(m, hw, p, pmask, wl, acc, legal):
     """Throughput per GPU of one candidate, or -1 where it is illegal or does not fit."""
     r = decode_point(m, hw, p, wl, acc)
-    ok = pmask & partition_valid(m, p) & r.feasible
+    ok = pmask & r.feasible if legal else pmask & partition_valid(m, p) & r.feasible
     return jnp.where(ok, r.throughput_per_gpu, -1.0)
 
 
-def best_partition(m, hw, parts: Partition, pmask, wl: Workload, acc: Accounting) -> tuple[Partition, jax.Array, jax.Array]:
+def best_partition(m, hw, parts: Partition, pmask, wl: Workload, acc: Accounting,
+                   legal: bool = False) -> tuple[Partition, jax.Array, jax.Array]:
     """(winning partition, its throughput per GPU, whether any candidate is feasible): the argmax
-    over candidates, on the device. Only the score is computed for every candidate."""
-    score = jax.vmap(_score, in_axes=(None, None, 0, 0, None, None))(m, hw, parts, pmask, wl, acc)
-    i = jnp.argmax(score)
+    over candidates, on the device. Only the score is computed for every candidate. ``legal``:
+    ``pmask`` already excludes the partitions that are illegal for ``m`` (``legal_masks``)."""
+    score = jax.vmap(_score, in_axes=(None, None, 0, 0, None, None, None))(m, hw, parts, pmask, wl, acc, legal)
+    i = _argmax(score)
     return jax.tree_util.tree_map(lambda x: x[i], parts), score[i], score[i] > 0
+
+
+def _argmax(x, halvings: int = 2):
+    """``jnp.argmax`` of a 1-D ``x``: the first maximum, or the first NaN. XLA's CPU argmax
+    reduces element by element, so ``x`` is first halved ``halvings`` times by comparing its two
+    halves elementwise (vectorised), each survivor keeping its index; ties go to the lower index."""
+    def pick(a, b):  # the (value, index) pair argmax prefers
+        (a_val, a_idx), (b_val, b_idx) = a, b
+        a_nan, b_nan = jnp.isnan(a_val), jnp.isnan(b_val)
+        first = a_idx < b_idx
+        take_a = jnp.where(a_nan | b_nan, a_nan & (~b_nan | first), (a_val > b_val) | ((a_val == b_val) & first))
+        return jnp.where(take_a, a_val, b_val), jnp.where(take_a, a_idx, b_idx)
+
+    n = x.shape[0]
+    val, idx = jax.lax.stop_gradient(x), jnp.arange(n)  # an index has no derivative
+    for _ in range(halvings):
+        if val.shape[0] % 2:  # pad with a candidate that loses to every real one
+            val, idx = jnp.append(val, -jnp.inf), jnp.append(idx, n)
+        val, idx = pick(*zip(jnp.split(val, 2), jnp.split(idx, 2)))
+    init = (jnp.asarray(-jnp.inf, val.dtype), jnp.asarray(n, idx.dtype))
+    return jax.lax.reduce((val, idx), init, pick, (0,))[1]
 
 
 def elasticities(m, hw: HardwareSpec, p: Partition, wl: Workload, acc: Accounting):
@@ -164,8 +187,9 @@ def elasticities(m, hw: HardwareSpec, p: Partition, wl: Workload, acc: Accountin
 
 def best_partition_point(m, hw, parts: Partition, pmask, wl: Workload, acc: Accounting, sensitivities: bool = False):
     """Full result at the best feasible candidate, plus ``degrees`` (0 where no candidate is
-    feasible) and, with ``sensitivities``, ``elasticities`` (NaN where infeasible)."""
-    best, _, found = best_partition(m, hw, parts, pmask, wl, acc)
+    feasible) and, with ``sensitivities``, ``elasticities`` (NaN where infeasible). ``pmask``
+    marks the legal candidates (``legal_masks``)."""
+    best, _, found = best_partition(m, hw, parts, pmask, wl, acc, legal=True)
     r = decode_point(m, hw, best, wl, acc)
     # with no feasible candidate the "winner" is arbitrary: report no components rather than its numbers
     r = StepCosts(**{k: jnp.where(found, v, jnp.nan) for k, v in vars(r).items()})
@@ -181,10 +205,10 @@ def best_partition_point(m, hw, parts: Partition, pmask, wl: Workload, acc: Acco
 
 
 def all_partitions_point(m, hw, parts: Partition, pmask, wl: Workload, acc: Accounting, sensitivities: bool = False):
-    """Every candidate's result (partition axis kept last); illegal candidates marked infeasible."""
+    """Every candidate's result (partition axis kept last); illegal candidates (``pmask`` false,
+    ``legal_masks``) marked infeasible."""
     def one(p, ok):
         r = decode_point(m, hw, p, wl, acc)
-        ok = ok & partition_valid(m, p)
         extra = {"partition_valid": ok}
         if sensitivities:
             extra["elasticities"] = jnp.where(r.feasible & ok, elasticities(m, hw, p, wl, acc), jnp.nan)
@@ -198,23 +222,21 @@ def all_partitions_point(m, hw, parts: Partition, pmask, wl: Workload, acc: Acco
 def lift(point):
     """Lift ``point(m, hw, parts, pmask[P], context, *shared)`` over the grid axes
     (row, hardware, num_gpus, context); ``shared`` arguments are the same for every point. Tables
-    and masks may be tuples of per-``num_gpus`` arrays (``parts`` is then a tuple too)."""
-    def at(m, hw, table, pmask, context, *shared):
-        return point(m, hw, jax.tree_util.tree_map(partitions_from_table, table), pmask, context, *shared)
-
+    (``Partition`` of [N, P] leaves) and masks [R, N, P] (``legal_masks``) may be tuples (``parts``
+    is then a tuple too)."""
     def lifted(rows, hardware, tables, masks, contexts, *shared):
         n = len(shared)
-        f = jax.vmap(at, in_axes=(None, None, None, None, 0) + (None,) * n)  # context
+        f = jax.vmap(point, in_axes=(None, None, None, None, 0) + (None,) * n)  # context
         f = jax.vmap(f, in_axes=(None, None, 0, 0, None) + (None,) * n)  # num_gpus
         f = jax.vmap(f, in_axes=(None, 0, None, None, None) + (None,) * n)  # hardware
-        f = jax.vmap(f, in_axes=(0, None, None, None, None) + (None,) * n)  # row
+        f = jax.vmap(f, in_axes=(0, None, None, 0, None) + (None,) * n)  # row (masks are per model)
         return f(rows, hardware, tables, masks, contexts, *shared)
     return lifted
 
 
 @functools.cache
 def lifted_kernel(keep_partitions: bool, sensitivities: bool = False):
-    """``f(rows, hardware, partitions[N,P,F], mask[N,P], contexts, batch, acc)`` over the grid axes."""
+    """``f(rows, hardware, candidates, masks, contexts, batch, acc)`` over the grid axes (arguments: ``device_inputs``)."""
     point = all_partitions_point if keep_partitions else best_partition_point
 
     def at(m, hw, parts, pmask, context, batch, acc):
@@ -234,14 +256,31 @@ def cast(tree, dtype):
     return jax.tree_util.tree_map(lambda x: jnp.asarray(x, dtype=dtype), tree)
 
 
+@jax.jit
+def legal_masks(rows: ModelSpec, parts: Partition, mask):
+    """``mask`` [N, P] widened to [R, N, P]: the candidates present in the table that are legal
+    splits of each row's model (``partition_valid``). Evaluated once per model and candidate here,
+    as its own computation: inside a kernel XLA's fusion would redo it at every hardware and context."""
+    legal = jax.vmap(jax.vmap(partition_valid, in_axes=(None, 0)), in_axes=(None, 0))  # num_gpus, candidate
+    return jax.vmap(lambda m: mask & legal(m, parts))(rows)
+
+
 def device_inputs(inputs: GridInputs, dtype) -> tuple:
-    """The lifted kernels' leading arguments: (rows, hardware, tables, masks, contexts); with dense
-    candidates, tables and masks are (all, dense) pairs."""
-    tables, masks = jnp.asarray(inputs.partitions, dtype), jnp.asarray(inputs.partition_mask)
+    """The lifted kernels' leading arguments: (rows, hardware, candidates, masks, contexts).
+    Candidates are a ``Partition`` of [N, P] arrays, one contiguous array per field (the kernels
+    read every field of every candidate; rows of a table would be strided loads), masks from
+    ``legal_masks``; with dense candidates, candidates and masks are (all, dense) pairs."""
+    def candidates(table):
+        return Partition(**{f: jnp.asarray(np.ascontiguousarray(table[..., i]), dtype) for i, f in enumerate(PARTITION_FIELDS)})
+
+    rows = cast(inputs.rows, dtype)
+    tables, masks = candidates(inputs.partitions), jnp.asarray(inputs.partition_mask)
     if inputs.dense_partitions is not None:
-        tables = (tables, jnp.asarray(inputs.dense_partitions, dtype))
+        tables = (tables, candidates(inputs.dense_partitions))
         masks = (masks, jnp.asarray(inputs.dense_partition_mask))
-    return cast(inputs.rows, dtype), cast(inputs.hardware, dtype), tables, masks, jnp.asarray(inputs.contexts, dtype)
+    masks = jax.tree_util.tree_map(functools.partial(legal_masks, rows), tables, masks,
+                                   is_leaf=lambda x: isinstance(x, Partition))
+    return rows, cast(inputs.hardware, dtype), tables, masks, jnp.asarray(inputs.contexts, dtype)
 
 
 def local_devices() -> list:

@@ -20,13 +20,19 @@ from .xp import namespace
 MESH = 1.0  # HardwareSpec.fabric code of a full-mesh island (0: switched)
 
 
+def _ring_terms(p, alpha, beta):
+    """A ring all-reduce as (fixed s, s per byte): ``2(p-1)α`` and ``2(p-1)/(p·β)``; both 0 at p = 1."""
+    return 2 * (p - 1) * alpha, 2 * (p - 1) / (p * beta)
+
+
 def ring_all_reduce(p, n, alpha, beta):
     """Ring all-reduce: ``2(p-1)α + 2(p-1)/p · n/β`` seconds.
 
     With p = 8, n = 1 MB, α = 2 µs, β = 450 GB/s: 28 µs + 3.889 µs = 31.889 µs.
     """
     xp = namespace(p, n, alpha, beta)
-    return xp.where(p > 1, 2 * (p - 1) * alpha + 2 * (p - 1) / p * n / beta, 0.0)
+    fixed, per_byte = _ring_terms(p, alpha, beta)
+    return xp.where(p > 1, fixed + per_byte * n, 0.0)
 
 
 def one_shot_all_reduce(p, n, alpha, beta):
@@ -37,7 +43,7 @@ def one_shot_all_reduce(p, n, alpha, beta):
     2 µs + 7·16384/450e9 = 2.255 µs (a ring takes 28.06 µs).
     """
     xp = namespace(p, n, alpha, beta)
-    return xp.where(p > 1, alpha + (p - 1) * n / beta, 0.0)
+    return xp.where(p > 1, alpha + (p - 1) / beta * n, 0.0)
 
 
 def islands(hw: HardwareSpec, p, span):
@@ -76,10 +82,15 @@ def all_reduce(hw: HardwareSpec, p, span, n, acc: Accounting):
     xp = namespace(hw, p, span, n)
     m, i = islands(hw, p, span)
     bw_in = group_bw(hw, i, acc)
-    ring = ring_all_reduce(i, n, hw.intra_latency, bw_in)
-    inside = xp.minimum(ring, one_shot_all_reduce(i, n, hw.intra_latency, bw_in))
-    between = ring + ring_all_reduce(m, n / i, hw.inter_latency, hw.inter_bw * acc.comm_efficiency)
-    return xp.where(p > 1, xp.where(m > 1, between, inside) + acc.collective_latency, 0.0)
+    # Each algorithm costs fixed + per_byte·n with terms set by the group alone, so n (per batch
+    # under vmap) is applied last. Ring and hierarchy are one formula: the ring between islands
+    # costs nothing within one island (m = 1).
+    ring = _ring_terms(i, hw.intra_latency, bw_in)
+    outer = _ring_terms(m, hw.inter_latency, hw.inter_bw * acc.comm_efficiency)  # carries n/i per GPU
+    ring_or_hierarchy = (ring[0] + outer[0]) + (ring[1] + outer[1] / i) * n
+    one_shot = hw.intra_latency + (i - 1) / bw_in * n  # within one island, where i = p > 1
+    t = xp.where(m > 1, ring_or_hierarchy, xp.minimum(ring_or_hierarchy, one_shot))
+    return xp.where(p > 1, t + acc.collective_latency, 0.0)
 
 
 def all_to_all(hw: HardwareSpec, p, span, n, acc: Accounting, calls=1.0, remote=None):
@@ -99,10 +110,11 @@ def all_to_all(hw: HardwareSpec, p, span, n, acc: Accounting, calls=1.0, remote=
     xp = namespace(hw, p, span, n)
     m, i = islands(hw, p, span)
     alpha = xp.where(m > 1, hw.inter_latency, hw.intra_latency)
-    inside = (i - 1) / p * n / group_bw(hw, i, acc)
-    outside = ((p - i) / p if remote is None else remote) * n / (hw.inter_bw * acc.comm_efficiency)
-    t = calls * (alpha + (p - 1) * acc.a2a_peer_latency + acc.collective_latency) + xp.maximum(inside, outside)
-    return xp.where(p > 1, t, 0.0)
+    fixed = calls * (alpha + (p - 1) * acc.a2a_peer_latency + acc.collective_latency)
+    inside = (i - 1) / (p * group_bw(hw, i, acc))  # s per byte of n, like outside
+    outside = ((p - i) / p if remote is None else remote) / (hw.inter_bw * acc.comm_efficiency)
+    # max(inside·n, outside·n) = max(inside, outside)·n for n >= 0: n is applied once
+    return xp.where(p > 1, fixed + xp.maximum(inside, outside) * n, 0.0)
 
 
 def send(hw: HardwareSpec, span, n, acc: Accounting):
@@ -115,4 +127,4 @@ def send(hw: HardwareSpec, span, n, acc: Accounting):
     intra = span <= hw.island_size
     alpha = xp.where(intra, hw.intra_latency, hw.inter_latency)
     beta = xp.where(intra, group_bw(hw, 2.0, acc), hw.inter_bw * acc.comm_efficiency)
-    return alpha + n / beta + acc.collective_latency
+    return (alpha + acc.collective_latency) + n / beta

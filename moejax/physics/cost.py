@@ -242,7 +242,8 @@ def _expert_load(m: ModelSpec, p: Partition, tokens, acc: Accounting):
 def _microbatch(m: ModelSpec, hw: HardwareSpec, p: Partition, acc: Accounting, tokens, score_flops, kv_tokens):
     """Per-layer phase costs of one microbatch on one GPU of the largest stage, by phase
     (attention, dense FFN, MoE, LM head): (compute s, HBM s, communication s, of which never
-    hidden s, count per stage); and the pipeline send to the next stage (s, exposed).
+    hidden s, count per step: layers of the largest stage over all pp microbatches); and the
+    pipeline send of one microbatch to the next stage (s, exposed).
 
     ``tokens`` pass through the FFN (decode: b·(1+draft); prefill: b·L); each attention group
     carries ``tokens/dp_attn`` query tokens, each costing ``score_flops``, and reads ``kv_tokens``
@@ -255,96 +256,105 @@ def _microbatch(m: ModelSpec, hw: HardwareSpec, p: Partition, acc: Accounting, t
     expert, embed, dispatch, attn_bytes, gemm_w, gemm_e, gemm_emb = _dtypes(m)
     f_w, f_e, f_emb, f_kv = (_peak(hw, b, acc) for b in (gemm_w, gemm_e, gemm_emb, attn_bytes))
     bw = hw.hbm_bw * acc.hbm_efficiency
-    tok_a = tokens / p.dp_attn
     dv = arch.v_head_dim(m)
+    # Products are grouped so that the batch-dependent factor (tokens, kv_tokens) multiplies a
+    # coefficient of the specs alone: under vmap that coefficient is per model/hardware/partition,
+    # and each term costs one or two operations per batch.
+    tok_a = tokens / p.dp_attn  # query tokens of an attention group
+    tok_r = tok_a / p.tp  # ... per tensor-parallel rank (head shard)
 
     # attention (every decoder layer): tp-way heads, kvp-way sequence shards
     p_attn = arch.decoder_attn_params(m)
-    c_attn = 2 * p_attn * tok_a / p.tp / f_w + score_flops * tok_a / (p.tp * p.kvp) / f_kv
-    h_attn = wb * p_attn / p.tp + kv_tokens * kv_values_per_token_layer_gpu(m, p) * m.kv_bytes * acc.kv_scale
-    n_out = tok_a * m.n_heads * dv / p.tp * ab
+    c_attn = tok_r * (2 * p_attn / f_w + score_flops / f_kv / p.kvp)
+    h_attn = wb * p_attn / p.tp + kv_tokens * (kv_values_per_token_layer_gpu(m, p) * (m.kv_bytes * acc.kv_scale))
     dq = xp.where(arch.is_mla(m), m.kv_lora_rank + m.rope_head_dim, m.head_dim)
-    hop = send(hw, p.tp * p.kvp, tok_a * m.n_heads * dq / p.tp * ab, acc)
+    hop = send(hw, p.tp * p.kvp, tok_r * (m.n_heads * dq * ab), acc)
     is_cp = p.kv_mode == 2
     tail = xp.where(is_cp & (p.kvp > 1), hop, 0.0)
-    comm_attn = (all_reduce(hw, p.tp, p.tp, tok_a * d * ab, acc)
-                 + xp.where(p.kv_mode > 0, all_to_all(hw, p.kvp, p.tp * p.kvp, n_out, acc), 0.0)
+    comm_attn = (all_reduce(hw, p.tp, p.tp, tok_a * (d * ab), acc)
+                 + xp.where(p.kv_mode > 0, all_to_all(hw, p.kvp, p.tp * p.kvp, tok_r * (m.n_heads * dv * ab), acc), 0.0)
                  + xp.where(is_cp, (p.kvp - 1) * hop, 0.0))
 
     # dense-FFN layer: dense_tp-way tensor parallel, replicated over G/dense_tp groups
     p_ffn = arch.dense_ffn_params(m)
-    c_dense = 2 * p_ffn * tokens / g / f_w
+    c_dense = tokens * (2 * p_ffn / f_w) / g
     h_dense = wb * p_ffn / dense
-    comm_dense = all_reduce(hw, dense, dense, tokens * dense / g * d * ab, acc)
+    comm_dense = all_reduce(hw, dense, dense, tokens * (dense / g) * (d * ab), acc)
 
     # MoE layer: the busiest EP rank's experts; shared experts and router replicated per EP group
     fixed = arch.shared_params(m) + arch.router_params(m)
     read, half_flops, copies = _expert_load(m, p, tokens, acc)
-    c_moe = 2 * half_flops / f_e + 2 * fixed * tokens / g / f_w
+    c_moe = half_flops * (2 / f_e) + tokens * (2 * fixed / f_w) / g
     h_moe = expert * read + wb * fixed / tp_ffn
-    comm_moe = (all_to_all(hw, p.ep, g, copies * d * (dispatch + ab), acc, calls=2.0, remote=_remote_share(m, hw, p))
-
-                + all_reduce(hw, tp_ffn, tp_ffn, tokens * _group_share(m, p) * d * ab, acc))  # dispatch, combine
+    comm_moe = (all_to_all(hw, p.ep, g, copies * (d * (dispatch + ab)), acc, calls=2.0, remote=_remote_share(m, hw, p))
+                + all_reduce(hw, tp_ffn, tp_ffn, tokens * (_group_share(m, p) * (d * ab)), acc))  # dispatch, combine
 
     # LM head (averaged over stages): dense_tp-way, like the dense FFN
     head = m.vocab_size * d
-    c_head = 2 * head * tokens / g / f_emb
+    c_head = tokens * (2 * head / f_emb) / g
     h_head = embed * head / dense
 
-    scale = stage_scale(m, p) / p.pp
-    phases = {  # (compute s, HBM s, communication s, of which never hidden s, layers per stage)
+    # per step, the pp microbatches cross the largest stage's layers (n/pp·s each) and the LM
+    # head once per pp (averaged over stages): n·s layers and one head
+    scale = stage_scale(m, p)
+    phases = {  # (compute s, HBM s, communication s, of which never hidden s, count per step)
         "attention": (c_attn, h_attn / bw, comm_attn, tail, m.n_layers * scale),
         "dense": (c_dense, h_dense / bw, comm_dense, 0.0, m.n_dense_layers * scale),
         "moe": (c_moe, h_moe / bw, comm_moe, 0.0, arch.n_moe_layers(m) * scale),
-        "head": (c_head, h_head / bw, 0.0, 0.0, 1 / p.pp),
+        "head": (c_head, h_head / bw, None, None, 1.0),  # no communication
     }
-    pipe = xp.where(p.pp > 1, send(hw, n, tokens * d * ab, acc), 0.0)
+    pipe = xp.where(p.pp > 1, send(hw, n, tokens * (d * ab), acc), 0.0)
     return phases, pipe
 
 
 def _stage(phases: dict, acc: Accounting):
-    """(roofline s, compute s, HBM s, communication s, exposed s) of one microbatch on one stage.
-    Each phase's communication hides behind ``overlap`` × its window, ``max(compute, HBM)``,
-    except its pinned part (the CP ring tail), which never hides."""
+    """(roofline s, compute s, HBM s, communication s, exposed s) of one step on the largest stage,
+    all pp microbatches (``pp`` × one microbatch's), pipeline sends not included. Each phase's
+    communication hides behind ``overlap`` × its window, ``max(compute, HBM)``, except its pinned
+    part (the CP ring tail), which never hides."""
     xp = namespace(phases)
-    c, h, k, pinned, count = (xp.stack(xp.broadcast_arrays(*q)) for q in zip(*phases.values()))  # phase axis first
-    window = xp.maximum(c, h)
-    totals = xp.sum(xp.stack([count * window, count * c, count * h, count * k,
-                              count * (xp.maximum(k - pinned - acc.overlap * window, 0.0) + pinned)]), axis=1)
-    roof, t_c, t_h, comm, exposed = totals
+    roof = t_c = t_h = comm = exposed = 0.0
+    for c, h, k, pinned, count in phases.values():
+        window = xp.maximum(c, h)
+        roof, t_c, t_h = roof + count * window, t_c + count * c, t_h + count * h
+        if k is not None:  # a phase without communication (k None) exposes none
+            comm = comm + count * k
+            exposed = exposed + count * (xp.maximum(k - pinned - acc.overlap * window, 0.0) + pinned)
     if acc.roofline == "global":
         roof = xp.maximum(t_c, t_h)
     return roof, t_c, t_h, comm, exposed
 
 
 def _assemble(m, p, acc, wl, batch, b_eval, b_max, per_group, stage, pipe, t_draft, tokens_per_seq, out_per_seq):
-    """Step totals, feasibility and bound from one microbatch's stage costs (pipeline: ×pp, then
-    the drafting passes once per step)."""
+    """Step totals, feasibility and bound from the stage's per-step costs, one microbatch's
+    pipeline send (×pp) and the drafting passes. The step adds ``t_comm_exposed``, the bound
+    compares the reported totals and the rates divide ``step_time``: each output is computed once
+    and read by the others (XLA's CPU fusion would otherwise redo the phases inside each)."""
     xp = namespace(m, p, wl, batch, b_eval, b_max, per_group, stage, pipe, t_draft)
-    roof, t_c, t_h, comm, exposed = stage
-    layers = m.n_layers * stage_scale(m, p) / p.pp
-    step = p.pp * (roof + exposed + pipe + acc.layer_latency * layers) + t_draft
-    t_compute, t_hbm, t_exp = p.pp * t_c, p.pp * t_h, p.pp * (exposed + pipe)
+    roof, t_compute, t_hbm, comm, exposed = stage
+    t_exp = exposed + p.pp * pipe
+    step = roof + t_exp + acc.layer_latency * (m.n_layers * stage_scale(m, p)) + t_draft
     feasible = (per_group >= 1) & (batch <= b_max) & (batch >= p.pp * p.dp_attn)
     bound = xp.where(t_exp > xp.maximum(t_compute, t_hbm), 2, xp.where(t_compute >= t_hbm, 0, 1))
     weights = resident_weight_bytes(m, p, wl.draft_tokens)
     kv = b_eval / p.dp_attn * kv_bytes_per_sequence_gpu(m, p, wl.context, acc)
-    per_user = out_per_seq / step
-    throughput = xp.where(feasible, batch * per_user, 0.0)
+    step_time = xp.where(feasible, step, xp.inf)
+    per_user = out_per_seq / step_time  # 0 where infeasible: the rates below need no further where
+    throughput = batch * per_user
     return StepCosts(
         t_compute=t_compute,
         t_hbm=t_hbm,
-        t_comm=p.pp * (comm + pipe),
+        t_comm=comm + p.pp * pipe,
         t_comm_exposed=t_exp,
-        step_time=xp.where(feasible, step, xp.inf),
+        step_time=step_time,
         batch=batch,
         b_max=b_max,
-        reuse=b_eval / p.pp * tokens_per_seq * m.top_k / m.n_experts,
+        reuse=b_eval / p.pp * (tokens_per_seq * m.top_k / m.n_experts),
         bound=xp.where(feasible, bound, 3).astype(xp.int32),
         feasible=feasible,
         throughput=throughput,
         throughput_per_gpu=throughput / p.gpus_per_replica,
-        tokens_per_s_per_user=xp.where(feasible, per_user, 0.0),
+        tokens_per_s_per_user=per_user,
         weight_bytes_per_gpu=weights,
         kv_bytes_per_gpu=kv,
         memory_per_gpu=weights + kv + acc.reserve_bytes,
@@ -371,8 +381,9 @@ def decode_point(m: ModelSpec, hw: HardwareSpec, p: Partition, wl: Workload, acc
     phases, pipe = _microbatch(m, hw, p, acc, micro * per_seq, arch.score_flops_per_token_layer(m, wl.context),
                                micro / p.dp_attn * wl.context / p.kvp)
     stage = _stage(phases, acc)
-    per_layer = (stage[0] + stage[4]) / (m.n_layers * stage_scale(m, p) / p.pp) + acc.layer_latency
-    t_draft = wl.draft_tokens * m.mtp_layers * per_layer
+    per_layer = (stage[0] + stage[4]) / (m.n_layers * stage_scale(m, p)) + acc.layer_latency
+    # (a where, not a product with draft_tokens: a static 0 then drops the term at trace time)
+    t_draft = xp.where(wl.draft_tokens > 0, wl.draft_tokens * m.mtp_layers * per_layer, 0.0)
     return _assemble(m, p, acc, wl, batch, b_eval, b_max, per_group, stage, pipe, t_draft, per_seq, 1 + wl.accepted)
 
 
