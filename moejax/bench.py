@@ -231,7 +231,10 @@ def main(argv=None) -> dict:
     numpy_s = time.perf_counter() - t0
     kernel_out = lifted_kernel(True)(*device_inputs(sub, jnp.float32), jnp.asarray(0.0, jnp.float32), cast(acc, jnp.float32))[0]
     ok = np.asarray(numpy_out.feasible) & np.asarray(kernel_out.feasible)
-    numpy_diff = float(np.max(np.abs(np.asarray(kernel_out.step_time)[ok] / np.asarray(numpy_out.step_time)[ok] - 1)))
+    # compared where both evaluated the same batch: a float32 rounding can move floor(B_max) by one sequence
+    same = ok & (np.asarray(kernel_out.batch) == np.asarray(numpy_out.batch))
+    numpy_diff = float(np.max(np.abs(np.asarray(kernel_out.step_time)[same] / np.asarray(numpy_out.step_time)[same] - 1)))
+    batch_flips = int(ok.sum() - same.sum())
 
     ref_rate, ref_diff, ref_feasible = reference_sample(inputs, acc, args.reference_points)
     result = {
@@ -246,6 +249,7 @@ def main(argv=None) -> dict:
         "compile_s": first_s - search_s,
         "compile_all_outputs_s": first_all - all_s,
         "numpy_max_rel_diff": numpy_diff,
+        "numpy_batch_flips": batch_flips,
         "reference_max_rel_diff_float32": ref_diff,
         "reference_feasible_points": ref_feasible,
         "peak_rss_mb": _peak_rss_mb(),
@@ -262,7 +266,7 @@ def main(argv=None) -> dict:
         ("compiled, best-partition search", result["search_points_per_s"], f"compile {result['compile_s']:.2f} s"),
         ("compiled, every candidate's full result, on host", result["points_per_s"], f"compile {result['compile_all_outputs_s']:.2f} s"),
         ("  the same, left on the device", result["device_points_per_s"], "no device-to-host copy"),
-        ("same kernel code under NumPy", result["numpy_points_per_s"], f"max rel diff {numpy_diff:.1e}"),
+        ("same kernel code under NumPy", result["numpy_points_per_s"], f"max rel diff {numpy_diff:.1e} ({batch_flips} B_max floors differ by 1)"),
         ("pure-Python reference oracle", result["reference_points_per_s"], f"max rel diff {ref_diff:.1e} (float32 kernel)"),
     ]
     if "breakeven_points" in result:

@@ -40,11 +40,11 @@ def cli(*args, check=True):
 def solved(tmp_path_factory):
     out = tmp_path_factory.mktemp("be") / "be.nc"
     proc = cli("+grid=quick", "grid.models=[deepseek-v3,mixtral-8x22b,switch-c-2048]", "grid.hardware=[b200,h100-sxm]",
-               "grid.num_gpus=[8]", f"out={out}")
+               "grid.num_gpus=[8]", "grid.accounting.mode=sol", f"out={out}")
     return out, json.loads(proc.stdout.strip().splitlines()[-1])
 
 
-QUICK_ACCOUNTING = load_accounting("realistic")  # the quick grid's accounting mode
+QUICK_ACCOUNTING = load_accounting("sol")  # the accounting of the solved fixture (stable physics, no fitted constants)
 QUICK = PartitionSpace(**{k: tuple(v) for k, v in yaml.safe_load((ROOT / "conf/grid/quick.yaml").read_text())["partitions"].items()})
 
 
@@ -76,14 +76,14 @@ def test_docstring_example(solved):
     out, _ = solved
     with xr.open_dataset(out) as ds:
         pt = ds.sel(model="deepseek-v3", hardware="b200", num_gpus=8, context=65536.0)
-        assert int(pt.reason) == 0 and float(pt.kappa_star) == pytest.approx(29.8, rel=5e-3)
+        assert int(pt.reason) == 0 and float(pt.kappa_star) == pytest.approx(30.5, rel=5e-3)
 
 
 def test_sweep_can_include_kappa_star(solved, tmp_path):
     out, _ = solved
     sweep = tmp_path / "s.nc"
     subprocess.run([sys.executable, "-m", "moejax.sweep", "+grid=quick", "grid.models=[mixtral-8x22b]", "grid.hardware=[b200]",
-                    "grid.num_gpus=[8]", "breakeven.include=true", "summary=false",
+                    "grid.num_gpus=[8]", "grid.accounting.mode=sol", "breakeven.include=true", "summary=false",
                     f"out={sweep}", f"parts_dir={tmp_path / 'parts'}"], cwd=ROOT, check=True, capture_output=True)
     with xr.open_dataset(sweep) as s, xr.open_dataset(out) as b:
         np.testing.assert_allclose(s.kappa_star.values[0], b.kappa_star.sel(model=["mixtral-8x22b"], hardware=["b200"]).values[0], rtol=1e-6)

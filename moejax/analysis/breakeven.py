@@ -20,9 +20,9 @@ and a reason: the MoE is ahead even at κ_lo, the dense model is ahead even at �
 is infeasible.
 
 Example (tests/test_breakeven.py): DeepSeek-V3 in FP8 on 8×B200 at 64k context (the quick grid's
-partition space, realistic accounting): κ* ≈ 29.8, i.e. only a dense model of 29.8 × 8/256 × 671 B
-≈ 625 B parameters is as slow as DeepSeek-V3 there — at the paper's κ = 5 the dense baseline is
-2.4× faster.
+partition space, speed of light): κ* ≈ 30.5, i.e. only a dense model of 30.5 × 8/256 × 671 B
+≈ 640 B parameters is as slow as DeepSeek-V3 there — at the paper's κ = 5 the dense baseline is
+2.3× faster.
 """
 
 from __future__ import annotations

@@ -146,8 +146,8 @@ def batch_capacity(m: ModelSpec, hw: HardwareSpec, p: Partition, context, acc: A
 def _safe_pow_complement(base, tokens, active):
     """``1 - base**tokens`` where ``active``, else 1 (a safe power: no 0**x in the gradient)."""
     xp = namespace(base, tokens)
-    # exp(tokens·ln base), not base**tokens: the log depends on the spec alone, so under vmap it is
-    # taken once per spec rather than per batch, and XLA vectorises exp but not pow
+    # exp(tokens·ln base), not base**tokens: the log depends on the specs alone, so under vmap it is
+    # taken once per spec rather than per batch, and an exp costs about half a pow on the CPU
     return xp.where(active, 1 - xp.exp(tokens * xp.log(xp.where(active, base, 0.5))), 1.0)
 
 
@@ -242,8 +242,7 @@ def _expert_load(m: ModelSpec, p: Partition, tokens, acc: Accounting):
 def _microbatch(m: ModelSpec, hw: HardwareSpec, p: Partition, acc: Accounting, tokens, score_flops, kv_tokens):
     """Per-layer phase costs of one microbatch on one GPU of the largest stage, by phase
     (attention, dense FFN, MoE, LM head): (compute s, HBM s, communication s, of which never
-    hidden s, count per step: layers of the largest stage over all pp microbatches); and the
-    pipeline send of one microbatch to the next stage (s, exposed).
+    hidden s, count per stage); and the pipeline send to the next stage (s, exposed).
 
     ``tokens`` pass through the FFN (decode: b·(1+draft); prefill: b·L); each attention group
     carries ``tokens/dp_attn`` query tokens, each costing ``score_flops``, and reads ``kv_tokens``
@@ -294,30 +293,29 @@ def _microbatch(m: ModelSpec, hw: HardwareSpec, p: Partition, acc: Accounting, t
     c_head = tokens * (2 * head / f_emb) / g
     h_head = embed * head / dense
 
-    # per step, the pp microbatches cross the largest stage's layers (n/pp·s each) and the LM
-    # head once per pp (averaged over stages): n·s layers and one head
-    scale = stage_scale(m, p)
-    phases = {  # (compute s, HBM s, communication s, of which never hidden s, count per step)
+    scale = stage_scale(m, p) / p.pp
+    phases = {  # (compute s, HBM s, communication s, of which never hidden s, layers per stage)
         "attention": (c_attn, h_attn / bw, comm_attn, tail, m.n_layers * scale),
         "dense": (c_dense, h_dense / bw, comm_dense, 0.0, m.n_dense_layers * scale),
         "moe": (c_moe, h_moe / bw, comm_moe, 0.0, arch.n_moe_layers(m) * scale),
-        "head": (c_head, h_head / bw, None, None, 1.0),  # no communication
+        "head": (c_head, h_head / bw, 0.0, 0.0, 1 / p.pp),
     }
     pipe = xp.where(p.pp > 1, send(hw, n, tokens * (d * ab), acc), 0.0)
     return phases, pipe
 
 
-def _stage(phases: dict, acc: Accounting):
-    """(roofline s, compute s, HBM s, communication s, exposed s) of one step on the largest stage,
-    all pp microbatches (``pp`` × one microbatch's), pipeline sends not included. Each phase's
+def _stage(phases: dict, pp, acc: Accounting):
+    """(roofline s, compute s, HBM s, communication s, exposed s) of one step on the largest stage:
+    its ``pp`` microbatches (``pp`` × one microbatch's), pipeline sends not included. Each phase's
     communication hides behind ``overlap`` × its window, ``max(compute, HBM)``, except its pinned
     part (the CP ring tail), which never hides."""
-    xp = namespace(phases)
+    xp = namespace(phases, pp)
     roof = t_c = t_h = comm = exposed = 0.0
     for c, h, k, pinned, count in phases.values():
+        count = pp * count  # per step (pp·count layers): totals as sums of products, stored once (_assemble)
         window = xp.maximum(c, h)
         roof, t_c, t_h = roof + count * window, t_c + count * c, t_h + count * h
-        if k is not None:  # a phase without communication (k None) exposes none
+        if not (isinstance(k, float) and k == 0.0):  # a phase without communication (the LM head) exposes none
             comm = comm + count * k
             exposed = exposed + count * (xp.maximum(k - pinned - acc.overlap * window, 0.0) + pinned)
     if acc.roofline == "global":
@@ -380,7 +378,7 @@ def decode_point(m: ModelSpec, hw: HardwareSpec, p: Partition, wl: Workload, acc
     per_seq = 1 + wl.draft_tokens
     phases, pipe = _microbatch(m, hw, p, acc, micro * per_seq, arch.score_flops_per_token_layer(m, wl.context),
                                micro / p.dp_attn * wl.context / p.kvp)
-    stage = _stage(phases, acc)
+    stage = _stage(phases, p.pp, acc)
     per_layer = (stage[0] + stage[4]) / (m.n_layers * stage_scale(m, p)) + acc.layer_latency
     # (a where, not a product with draft_tokens: a static 0 then drops the term at trace time)
     t_draft = xp.where(wl.draft_tokens > 0, wl.draft_tokens * m.mtp_layers * per_layer, 0.0)
@@ -402,4 +400,4 @@ def prefill_point(m: ModelSpec, hw: HardwareSpec, p: Partition, wl: Workload, ac
     tokens = micro * wl.context
     phases, pipe = _microbatch(m, hw, p, acc, tokens, arch.score_flops_per_token_layer(m, wl.context / 2, absorbed=False),
                                tokens / p.dp_attn / p.kvp)
-    return _assemble(m, p, acc, wl, batch, batch, b_max, per_group, _stage(phases, acc), pipe, 0.0, wl.context, wl.context)
+    return _assemble(m, p, acc, wl, batch, batch, b_max, per_group, _stage(phases, p.pp, acc), pipe, 0.0, wl.context, wl.context)
