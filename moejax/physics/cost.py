@@ -285,8 +285,8 @@ def _microbatch(m: ModelSpec, hw: HardwareSpec, p: Partition, acc: Accounting, t
     read, half_flops, copies = _expert_load(m, p, tokens, acc)
     c_moe = half_flops * (2 / f_e) + tokens * (2 * fixed / f_w) / g
     h_moe = expert * read + wb * fixed / tp_ffn
-    comm_moe = (all_to_all(hw, p.ep, g, copies * (d * (dispatch + ab)), acc, calls=2.0, remote=_remote_share(m, hw, p))
-                + all_reduce(hw, tp_ffn, tp_ffn, tokens * (_group_share(m, p) * (d * ab)), acc))  # dispatch, combine
+    comm_moe = (all_to_all(hw, p.ep, g, copies * (d * (dispatch + ab)), acc, calls=2.0, remote=_remote_share(m, hw, p))  # dispatch, combine
+                + all_reduce(hw, tp_ffn, tp_ffn, tokens * (_group_share(m, p) * (d * ab)), acc))  # within each EP rank
 
     # LM head (averaged over stages): dense_tp-way, like the dense FFN
     head = m.vocab_size * d
