@@ -207,3 +207,39 @@ def load_accounting(name_or_path: str = "realistic", **overrides) -> Accounting:
     ``accounting_from_mapping``."""
     data, where = _read_yaml("accounting", name_or_path)
     return accounting_from_mapping(data, where, **overrides)
+
+
+ECONOMICS_FIELDS = ("price_per_gpu_hour", "board_power")
+
+
+@dataclasses.dataclass(frozen=True)
+class HardwareEconomics:
+    """Catalogue metadata beside a ``HardwareSpec``: ``price_per_gpu_hour`` (USD per GPU-hour, a
+    default list price with its source) and ``board_power`` (W, the board's rated power), with
+    their ``sources``. Inputs of ``physics.serving.cost_per_mtok`` / ``joules_per_token``."""
+
+    price_per_gpu_hour: float
+    board_power: float
+    sources: tuple[str, str] = ("", "")
+
+
+def hardware_economics(name_or_path: str, **overrides) -> HardwareEconomics:
+    """Price and board power of a catalogue accelerator (``conf/hardware/<name>.yaml``);
+    ``overrides`` (``price_per_gpu_hour=``, ``board_power=``; None keeps the catalogue's) replace
+    the defaults and are recorded as the source."""
+    bad = set(overrides) - set(ECONOMICS_FIELDS)
+    if bad:
+        raise SpecError(f"hardware economics override {sorted(bad)[0]} is not a known field: allowed {', '.join(ECONOMICS_FIELDS)}")
+    entry = hardware_entry(name_or_path)
+    vals, sources = {}, {}
+    for field in ECONOMICS_FIELDS:
+        item, where = entry.get(field), entry["_where"]
+        if overrides.get(field) is not None:
+            item, where = {"value": overrides[field], "source": "override"}, "override"
+        if not isinstance(item, dict) or "value" not in item:
+            raise SpecError(f"{where}: {field} is missing: it is required ({{value: ..., source: ...}})")
+        value = _number(where, field, item["value"], "a positive number")
+        if not (0 < value < float("inf")):
+            raise SpecError(f"{where}: {field} = {value!r} is invalid: must be a positive number")
+        vals[field], sources[field] = value, str(item.get("source", ""))
+    return HardwareEconomics(**vals, sources=(sources["price_per_gpu_hour"], sources["board_power"]))
