@@ -193,6 +193,14 @@ def pool_share(requests_per_s_per_gpu_decode, requests_per_s_per_gpu_prefill):
     return requests_per_s_per_gpu_decode / (requests_per_s_per_gpu_decode + requests_per_s_per_gpu_prefill)
 
 
+def prefill_rate_per_gpu(m: ModelSpec, hw: HardwareSpec, p: Partition, isl, acc: Accounting):
+    """Prompts of ``isl`` tokens per second per GPU a prefill pool on ``p`` sustains:
+    ``r_pf = b/(T_pf·N_pf)`` (0 where the prefill does not fit). The disaggregated search maximises it."""
+    xp = namespace(m, hw, p, isl)
+    pf = prefill(m, hw, p, isl, acc)
+    return xp.where(pf.feasible, prefill_batch(p) / (xp.where(pf.feasible, pf.step_time, 1.0) * p.gpus_per_replica), 0.0)
+
+
 def disaggregated_rate(decode_tokens_per_s_per_gpu, osl, prefill_time, prompts_per_pass, prefill_gpus):
     """(end-to-end output tokens/s per GPU, prefill share ``s``) of a prefill pool whose replicas
     of ``prefill_gpus`` GPUs prefill ``prompts_per_pass`` prompts in ``prefill_time`` s, feeding a
