@@ -38,8 +38,6 @@ def query(cfg: DictConfig) -> PointQuery:
     for field, name in (("model", model), ("hardware", hardware)):
         if name is None:
             raise SpecError(f"{field} is missing: give {field}=NAME, available {', '.join(available(field))}")
-    if cfg.accounting not in available("accounting"):
-        raise SpecError(f"accounting = {cfg.accounting!r} is invalid: allowed {', '.join(available('accounting'))}")
     if cfg.precision not in ("float32", "float64"):
         raise SpecError(f"precision = {cfg.precision!r} is invalid: allowed float32, float64")
     batches = _plain(cfg.batches)
@@ -49,7 +47,7 @@ def query(cfg: DictConfig) -> PointQuery:
     bad = sorted(set(space) - set(PartitionSpace.__dataclass_fields__))
     if bad:
         raise SpecError(f"partitions.{bad[0]} is not a known field: allowed {', '.join(PartitionSpace.__dataclass_fields__)}")
-    return PointQuery(model=model, hardware=hardware, num_gpus=cfg.num_gpus, accounting=load_accounting(cfg.accounting),
+    return PointQuery(model=model, hardware=hardware, num_gpus=cfg.num_gpus, accounting=load_accounting(choices.get("accounting") or "realistic"),
                       context=cfg.context, isl=cfg.isl, osl=cfg.osl, batch=0.0 if cfg.batch is None else cfg.batch,
                       batches=tuple(batches), levels=tuple(_plain(cfg.levels)), top=cfg.top, chunk=cfg.chunk, dtypes=dict(_plain(cfg.dtypes)),
                       space=PartitionSpace(**space), price_per_gpu_hour=cfg.price_per_gpu_hour, board_power=cfg.board_power)
@@ -110,10 +108,11 @@ def report(r: dict, q: PointQuery) -> str:
 
 
 def _check_names(argv: list[str]) -> None:
-    """``model=``/``hardware=`` name catalogue entries (Hydra groups): an unknown one is one line and exit 2."""
+    """``model=``/``hardware=``/``accounting=`` name catalogue entries (Hydra groups): an unknown
+    one is one line and exit 2 (rather than Hydra's own message)."""
     for arg in argv:
         key, _, value = arg.partition("=")
-        if key in ("model", "hardware") and value and value not in available(key):
+        if key in ("model", "hardware", "accounting") and value and value not in available(key):
             print(f"error: {key} = {value!r} is unknown: available {', '.join(available(key))}", file=sys.stderr)
             sys.exit(2)
 
