@@ -5,6 +5,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import jax
 import numpy as np
 import pytest
 
@@ -42,13 +43,14 @@ def result(query):
 def brute(acc):
     """Every legal candidate at B_max and at each batch, one call each (the oracle)."""
     m, hw = load_model(MODEL, weights="fp8"), load_hardware(HW)
+    one = jax.jit(decode_point)  # one candidate per call: a different path from the vmapped search
     rows = []
     for row in enumerate_partitions(8, SPACE):
         p = Partition(**dict(zip(PARTITION_FIELDS, map(float, row))))
         if not bool(partition_valid(m, p)):
             continue
         for b in (0.0, 1.0, 16.0, 256.0):
-            r = decode_point(m, hw, p, Workload(context=2048.0 + 256.0, batch=b), acc)
+            r = one(m, hw, p, Workload(context=2048.0 + 256.0, batch=b), acc)
             if bool(r.feasible):
                 rows.append((partition_label(row), b, float(r.throughput_per_gpu), float(r.tokens_per_s_per_user), p))
     return m, hw, rows
@@ -92,10 +94,11 @@ def test_serving_modes_are_brute_force(result, brute, acc):
     m, hw, rows = brute
     swl = ServingWorkload(isl=2048.0, osl=512.0)
     legal = {r[0]: r[4] for r in rows}
-    agg = max(float(aggregated_point(m, hw, p, swl, acc).throughput_per_gpu) for p in legal.values())
+    agg_one, rate_one = jax.jit(aggregated_point), jax.jit(prefill_rate_per_gpu)
+    agg = max(float(agg_one(m, hw, p, swl, acc).throughput_per_gpu) for p in legal.values())
     s = result["serving"]
     assert s["aggregated"]["throughput_per_gpu"] == pytest.approx(agg, rel=1e-5)
-    rates = {name: float(prefill_rate_per_gpu(m, hw, p, 2048.0, acc)) for name, p in legal.items()}
+    rates = {name: float(rate_one(m, hw, p, 2048.0, acc)) for name, p in legal.items()}
     assert s["disaggregated"]["prefill_partition"] == max(rates, key=rates.get)
     assert 0 < s["disaggregated"]["prefill_share"] < 1
     assert s["disaggregated"]["tokens_per_s_per_user"] == pytest.approx(result["best"]["tokens_per_s_per_user"], rel=1e-5)

@@ -14,8 +14,19 @@ from moejax.catalogue import available, hardware_economics, hardware_entry, load
 from moejax.engine.grid import stack
 from moejax.physics import arch
 from moejax.physics.cost import decode_point, prefill_point
-from moejax.physics.serving import (ServingWorkload, aggregated_point, chunked_prefill, cost_per_mtok, decode_context,
-                                    disaggregated_point, disaggregated_rate, joules_per_token, kv_transfer_time, pool_share)
+from moejax.physics.serving import (
+    ServingWorkload,
+    aggregated_point,
+    chunked_prefill,
+    cost_per_mtok,
+    decode_context,
+    disaggregated_point,
+    disaggregated_rate,
+    joules_per_token,
+    kv_transfer_time,
+    pool_share,
+    prefill_rate_per_gpu,
+)
 from moejax.physics.specs import Accounting, SpecError, Workload
 
 REL = dict(rel=1e-12)
@@ -101,6 +112,7 @@ def test_disaggregated_pools_balance(setup):
     assert 0 < s < 1
     assert s * r_pf == pytest.approx((1 - s) * r_dec, rel=1e-12)
     assert float(dis.throughput_per_gpu) == pytest.approx((1 - s) * float(dis.decode.throughput_per_gpu), **REL)
+    assert float(prefill_rate_per_gpu(m, hw, p_pf, 4096.0, acc)) == pytest.approx(r_pf, **REL)
 
 
 def test_same_partition_rates_agree(setup):

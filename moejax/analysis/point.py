@@ -13,7 +13,14 @@ import jax.numpy as jnp
 import numpy as np
 
 from ..catalogue import hardware_economics, load_hardware, load_model
-from ..engine.grid import PARTITION_FIELDS, PartitionSpace, all_partitions_point, enumerate_partitions, legal_masks, stack
+from ..engine.grid import (
+    PARTITION_FIELDS,
+    PartitionSpace,
+    all_partitions_point,
+    enumerate_partitions,
+    legal_masks,
+    stack,
+)
 from ..physics import serving
 from ..physics.cost import BOUND_MEANINGS
 from ..physics.specs import Accounting, Partition, SpecError, Workload

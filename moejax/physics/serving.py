@@ -53,7 +53,17 @@ import numpy as np
 
 from . import cost
 from .collectives import send
-from .specs import Accounting, HardwareSpec, ModelSpec, Partition, Workload, _host_values, _is_int, _require, pytree_spec
+from .specs import (
+    Accounting,
+    HardwareSpec,
+    ModelSpec,
+    Partition,
+    Workload,
+    _host_values,
+    _is_int,
+    _require,
+    pytree_spec,
+)
 from .xp import namespace
 
 
@@ -154,7 +164,7 @@ def aggregated_point(m: ModelSpec, hw: HardwareSpec, p: Partition, swl: ServingW
     pf = prefill(m, hw, p, swl.isl, acc)
     ok = dec.feasible & pf.feasible
     safe = lambda x: xp.where(ok, x, 1.0)  # noqa: E731  (finite inputs where infeasible)
-    rate, t_step, ttft = chunked_prefill(safe(dec.throughput), safe(dec.step_time), safe(pf.step_time),
+    rate, _, ttft = chunked_prefill(safe(dec.throughput), safe(dec.step_time), safe(pf.step_time),
                                          prefill_batch(p), swl.isl, swl.osl, swl.chunk)
     slow = rate / safe(dec.throughput)  # X_agg / X
     zero = xp.zeros_like(rate)
