@@ -100,7 +100,7 @@ def report(r: dict, q: PointQuery) -> str:
         lines += ["", "serving (end-to-end output tokens/s per GPU, prefill charged):"]
         rows = []
         for mode, x in s.items():
-            where = x["partition"] + (f" + prefill {x['prefill_partition']}" if mode == "disaggregated" else "")
+            where = x["partition"] + (f" + prefill {x['prefill_partition']}" if "prefill_partition" in x else "")
             rows.append([mode, _ms(x["ttft"]), f"{x['throughput_per_gpu']:.1f}", f"{x['tokens_per_s_per_user']:.2f}",
                          f"{x['prefill_share']:.3f}", f"{x['cost_per_mtok']:.4f}", f"{x['joules_per_token']:.4f}", where])
         lines += _table(["mode", "TTFT", "tok/s/GPU", "tok/s/user", "prefill share", "$/Mtok", "J/token", "partitions"], rows)

@@ -100,6 +100,9 @@ def test_serving_modes_are_brute_force(result, brute, acc):
     assert s["aggregated"]["throughput_per_gpu"] == pytest.approx(agg, rel=1e-5)
     rates = {name: float(rate_one(m, hw, p, 2048.0, acc)) for name, p in legal.items()}
     assert s["disaggregated"]["prefill_partition"] == max(rates, key=rates.get)
+    ttft = min(float(agg_one(m, hw, p, swl, acc).ttft) for p in legal.values())
+    assert s["aggregated, min TTFT"]["ttft"] == pytest.approx(ttft, rel=1e-5)
+    assert s["disaggregated, min TTFT"]["ttft"] <= s["disaggregated"]["ttft"]
     assert 0 < s["disaggregated"]["prefill_share"] < 1
     assert s["disaggregated"]["tokens_per_s_per_user"] == pytest.approx(result["best"]["tokens_per_s_per_user"], rel=1e-5)
 

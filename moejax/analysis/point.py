@@ -98,11 +98,11 @@ def _decode_kernel():
 
 @functools.cache
 def _serving_kernels():
-    over_parts = (None, None, 0, None, None)
-    agg = jax.jit(jax.vmap(serving.aggregated_point, in_axes=over_parts))
-    pf = jax.jit(jax.vmap(serving.prefill_rate_per_gpu, in_axes=over_parts))
-    dis = jax.jit(serving.disaggregated_point)
-    return agg, pf, dis
+    """Aggregated serving on every candidate; disaggregated with one decode partition and every
+    candidate as the prefill partition."""
+    agg = jax.jit(jax.vmap(serving.aggregated_point, in_axes=(None, None, 0, None, None)))
+    dis = jax.jit(jax.vmap(serving.disaggregated_point, in_axes=(None, None, None, 0, None, None)))
+    return agg, dis
 
 
 def _host(tree) -> dict:
@@ -191,28 +191,33 @@ def _frontier(out: dict, tput: np.ndarray, table: np.ndarray, levels: np.ndarray
 
 
 def _serving(m, hw, parts, table, legal, q: PointQuery, econ, dtype, decode_score) -> dict:
-    """Aggregated: the partition with the most end-to-end tokens/s per GPU. Disaggregated: the best
-    decode partition (``decode_score``: tokens/s per GPU at ``q.batch``) with the prefill partition
-    of the most prompts/s per GPU (the end-to-end rate increases in both, ``physics.serving``)."""
-    agg_k, pf_k, dis_k = _serving_kernels()
+    """Aggregated: the partition with the most end-to-end tokens/s per GPU, and the one with the
+    shortest TTFT. Disaggregated: the best decode partition (``decode_score``: tokens/s per GPU
+    at ``q.batch``) with the prefill partition of the most end-to-end tokens/s per GPU (the most
+    prompts/s per GPU: the rate increases in it, ``physics.serving``), and with the one of the
+    shortest TTFT."""
+    agg_k, dis_k = _serving_kernels()
     swl = serving.ServingWorkload(isl=jnp.asarray(q.isl, dtype), osl=jnp.asarray(q.osl, dtype),
                                   batch=jnp.asarray(q.batch, dtype), chunk=jnp.asarray(q.chunk, dtype))
-    acc = q.accounting
-    agg = _host(agg_k(m, hw, parts, swl, acc))
-    agg_score = np.where(legal & agg["feasible"].astype(bool), agg["throughput_per_gpu"], -1.0)
-    pf_rate = np.where(legal, np.asarray(pf_k(m, hw, parts, swl.isl, acc)), -1.0)
     result = {}
-    if agg_score.max() > 0:
-        result["aggregated"] = _serving_row(agg, int(np.argmax(agg_score)), table, econ)
-    if decode_score.max() > 0 and pf_rate.max() > 0:
-        i, j = int(np.argmax(decode_score)), int(np.argmax(pf_rate))
-        d = {k: np.asarray(v)[None] for k, v in vars(dis_k(m, hw, _pick(table, i), _pick(table, j), swl, acc)).items()
-             if not dataclasses.is_dataclass(v)}
-        result["disaggregated"] = _serving_row(d, 0, table, econ, decode=i) | {"prefill_partition": partition_label(table[j])}
+    agg = _host(agg_k(m, hw, parts, swl, q.accounting))
+    ok = legal & agg["feasible"].astype(bool)
+    if ok.any():
+        result["aggregated"] = _serving_row(agg, int(np.argmax(np.where(ok, agg["throughput_per_gpu"], -1.0))), table, econ)
+        result["aggregated, min TTFT"] = _serving_row(agg, int(np.argmin(np.where(ok, agg["ttft"], np.inf))), table, econ)
+    if decode_score.max() > 0:
+        i = int(np.argmax(decode_score))
+        dis = _host(dis_k(m, hw, _pick(table, i), parts, swl, q.accounting))
+        ok = legal & dis["feasible"].astype(bool)
+        if ok.any():
+            for name, j in (("disaggregated", int(np.argmax(np.where(ok, dis["throughput_per_gpu"], -1.0)))),
+                            ("disaggregated, min TTFT", int(np.argmin(np.where(ok, dis["ttft"], np.inf))))):
+                result[name] = _serving_row(dis, j, table, econ, decode=i) | {"prefill_partition": partition_label(table[j])}
     return result
 
 
 def _serving_row(r: dict, i: int, table, econ, decode: int | None = None) -> dict:
+    """Row ``i`` of a serving result; ``decode``: the decode partition when ``i`` indexes prefill partitions."""
     tps = float(r["throughput_per_gpu"][i])
     return {"partition": partition_label(table[i if decode is None else decode]), "ttft": float(r["ttft"][i]),
             "throughput_per_gpu": tps, "tokens_per_s_per_user": float(r["tokens_per_s_per_user"][i]),

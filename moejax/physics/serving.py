@@ -20,9 +20,10 @@ token of the replica owes ``T_pf/(b·osl)`` seconds of prefill, so the replica's
 throughput, speculative decoding's accepted tokens included); every decode step stretches by
 ``X/X_agg`` and tokens/s per user shrink by the same factor. A new request's prompt takes
 ``n = ceil(isl/chunk)`` steps (``chunk <= 0``: the whole prompt in one step), so
-``TTFT = T_pf + n·t_step`` (its own prefill plus the decode work of the steps it rides on, with no
-queueing: the request is admitted at the next step boundary and no other prompt's chunk is
-counted against it).
+``TTFT = T_pf + n·t_step``: its own prefill plus ``n`` interleaved steps at their steady-state
+mean length (decode plus the mean prefill load they carry; its own chunks are part of that load,
+so they are counted twice: conservative by at most ``T_pf``). No queueing before admission: the
+request joins at the next step boundary.
 
 **Disaggregated (prefill pool).** A prefill pool on partition ``p_pf`` hands each prompt's KV to
 a decode pool on partition ``p_dec``. Per GPU, the decode pool finishes ``r_dec = x_dec/osl``
