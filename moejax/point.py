@@ -89,9 +89,9 @@ def report(r: dict, q: PointQuery) -> str:
                     [[t["partition"], f"{t['throughput_per_gpu']:.1f}", f"{t['tokens_per_s_per_user']:.2f}", f"{t['batch']:g}",
                       t["bound"]] for t in r["top"]])
     lines += ["", "frontier (at each interactivity level, the most tokens/s per GPU of any partition and batch reaching it):"]
-    lines += _table([">= tok/s/user", "tok/s/user", "tok/s/GPU", "$/Mtok", "batch", "bound", "partition"],
+    lines += _table([">= tok/s/user", "tok/s/user", "tok/s/GPU", "$/Mtok", "J/token", "batch", "bound", "partition"],
                     [[f"{f['level']:g}", f"{f['tokens_per_s_per_user']:.2f}", f"{f['throughput_per_gpu']:.1f}",
-                      f"{f['cost_per_mtok']:.4f}", f"{f['batch']:g}", f["bound"],
+                      f"{f['cost_per_mtok']:.4f}", f"{f['joules_per_token']:.4f}", f"{f['batch']:g}", f["bound"],
                       f["partition"]] for f in r["frontier"]])
     s = r["serving"]
     if s is None:

@@ -84,6 +84,7 @@ def test_frontier_is_brute_force_and_monotone(result, brute):
         reach = [r[2] for r in rows if r[3] >= f["level"] * (1 + 1e-6)]
         assert f["tokens_per_s_per_user"] >= f["level"] * (1 - 1e-6)
         assert f["throughput_per_gpu"] == pytest.approx(max(reach), rel=1e-5)
+        assert f["cost_per_mtok"] == cost_per_mtok(2.99, f["throughput_per_gpu"])
     tputs = [f["throughput_per_gpu"] for f in result["frontier"]]
     assert tputs == sorted(tputs, reverse=True) and levels == sorted(levels)
     unreached = [lv for lv in (10.0, 50.0, 100.0) if lv not in levels]

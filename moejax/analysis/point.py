@@ -165,7 +165,8 @@ def explain(q: PointQuery) -> dict:
     best["joules_per_token"] = float(serving.joules_per_token(econ.board_power, best["throughput_per_gpu"]))
     result["best"] = best
     result["top"] = [_row(out, 0, int(j), table) for j in order if head[j] > 0]
-    result["frontier"] = [f | {"cost_per_mtok": float(serving.cost_per_mtok(econ.price_per_gpu_hour, f["throughput_per_gpu"]))}
+    result["frontier"] = [f | {"cost_per_mtok": float(serving.cost_per_mtok(econ.price_per_gpu_hour, f["throughput_per_gpu"])),
+                               "joules_per_token": float(serving.joules_per_token(econ.board_power, f["throughput_per_gpu"]))}
                           for f in _frontier(out, tput, table, np.asarray(q.levels, float))]
     result["serving"] = _serving(m, hw, parts, table, legal, q, econ, dtype, head) if q.isl is not None else None
     return result
