@@ -174,7 +174,7 @@ def plot_throughput(ds, out_dir, sel):
     point = dict(model=sel["model"], hardware=sel["hardware"], num_gpus=sel["num_gpus"])
     tput = ds.throughput_per_gpu.sel(**point)
     ctx = ds.context.values
-    arrays = {"context": ctx, "moe": tput.sel(variant="moe", kappa=sel["kappa"]).values}
+    arrays = {"context": ctx, "moe": tput.sel(variant="moe", kappa=sel["kappa"]).values, "selection": dict(sel)}
     fig, ax = plt.subplots(figsize=(8, 4.5), layout="constrained")
     ax.plot(ctx, _positive(arrays["moe"]), "o-", color="black", lw=2.2, label="MoE")
     cmap = plt.get_cmap("plasma")
