@@ -236,7 +236,7 @@ def _grid_axes(ax, ds) -> None:
 
 
 def _map_size(ds) -> tuple[float, float]:
-    return 2.5 + 0.55 * len(ds.context), 1.9 + 0.45 * len(ds.num_gpus)
+    return max(6.5, 2.5 + 0.55 * len(ds.context)), 2.2 + 0.45 * len(ds.num_gpus)  # wide enough for the legend
 
 
 def plot_bound(ds, out_dir, sel):
