@@ -88,11 +88,14 @@ def partition_label(degrees: dict) -> str:
 
 def kappa_star_label(ds: xr.Dataset, point: dict) -> str:
     """κ* at one (model, hardware, num_gpus, context): the value when its flag is ``found`` (with
-    ``(!)`` when a cross-check disagrees), else the flag meaning (and the value, if one is stored)."""
+    ``(!)`` when the solvers disagree: ``agrees == 0``, or ``kappa_star_optax`` more than 1e-3
+    relative from ``kappa_star``), else the flag meaning (and the value, if one is stored)."""
     value = float(ds.kappa_star.sel(**point))
     meaning = flag_meanings(ds.reason)[int(ds.reason.sel(**point))] if "reason" in ds else "found"
     if meaning == "found" and np.isfinite(value):
         disagrees = "agrees" in ds and not bool(ds.agrees.sel(**point))
+        if "kappa_star_optax" in ds:  # the exact solver's value vs the optax diagnostic
+            disagrees |= not abs(float(ds.kappa_star_optax.sel(**point)) / value - 1) <= 1e-3
         return f"{value:.3g}" + (" (!)" if disagrees else "")
     return (f"{value:.3g} " if np.isfinite(value) else "") + meaning.replace("_", " ")
 
