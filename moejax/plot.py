@@ -148,26 +148,24 @@ def _context_axis(ax, contexts) -> None:
     ax.minorticks_off()
 
 
-def _label_cells(fig, ax, labels: dict, colours: dict | None = None) -> None:
-    """Write ``labels[(row, col)] = (full, short)`` at the largest font (8, 7, 6 pt) and form at
-    which the text fits inside its cell (92 % of its width, 90 % of its height); else none."""
+def _label_cells(fig, ax, labels: dict, colours: dict | None = None, boxed: set | None = None) -> None:
+    """Write ``labels[(row, col)] = (full, short)`` in the first form that fits inside its cell
+    (92 % of its width, 90 % of its height): full at 8 or 7 pt, short at 8 or 7, full at 6,
+    short at 6; else none. Cells in ``boxed`` (hatched ones) get a white backing box."""
     fig.canvas.draw()  # runs the constrained layout: cell sizes in pixels are final
     renderer = fig.canvas.get_renderer()
     (x0, y0), (x1, y1) = ax.transData.transform([(0, 0), (1, 1)])
     cell_w, cell_h = abs(x1 - x0), abs(y1 - y0)
-    for (i, j), forms in labels.items():
-        for text in dict.fromkeys(f for f in forms if f):
-            for size in (8, 7, 6):
-                t = ax.text(j, i, text, ha="center", va="center", fontsize=size,
-                            color=(colours or {}).get((i, j), "black"))
-                t.set_in_layout(False)
-                box = t.get_window_extent(renderer)
-                if box.width <= 0.92 * cell_w and box.height <= 0.9 * cell_h:
-                    break
-                t.remove()
-            else:
-                continue
-            break
+    for (i, j), (full, short) in labels.items():
+        tries = [(full, 8), (full, 7), (short, 8), (short, 7), (full, 6), (short, 6)]
+        for text, size in dict.fromkeys(t for t in tries if t[0]):
+            t = ax.text(j, i, text, ha="center", va="center", fontsize=size, color=(colours or {}).get((i, j), "black"),
+                        bbox={"facecolor": "white", "alpha": 0.8, "lw": 0, "pad": 0.5} if (i, j) in (boxed or ()) else None)
+            t.set_in_layout(False)
+            box = t.get_window_extent(renderer)
+            if box.width <= 0.92 * cell_w and box.height <= 0.9 * cell_h:
+                break
+            t.remove()
 
 
 def plot_throughput(ds, out_dir, sel):
@@ -310,10 +308,11 @@ def plot_kappa_star(ds, out_dir, sel):
         meaning = flags.get(int(arrays["reason"][i, j]), "") if "reason" in arrays else ""
         if cls[i, j] in ("found", "disagree") and np.isfinite(x):
             labels[(i, j)] = (f"{x:.3g}" + ("!" if cls[i, j] == "disagree" else ""), f"{x:.2g}")
-            colours[(i, j)] = "white" if norm is not None and norm(x) > 0.6 else "black"
+            dark = norm is not None and norm(x) > 0.6 and cls[i, j] == "found"  # hatched cells get a white box
+            colours[(i, j)] = "white" if dark else "black"
         else:
             labels[(i, j)] = (meaning.replace("_", " ") or "none", SHORT.get(meaning, meaning[:5]))
-    _label_cells(fig, ax, labels, colours)
+    _label_cells(fig, ax, labels, colours, boxed={ij for ij, c in np.ndenumerate(cls) if KSTAR_CLASSES[c][1]})
     return (*_save(fig, out_dir, "kappa_star"), arrays, fig)
 
 
