@@ -211,7 +211,7 @@ def plot_reuse_gap(ds, out_dir, sel):
             ax.annotate("n/a" if np.isnan(vi) else f"{vi:.3g}", (xi, vi if np.isfinite(vi) else 1.0),
                         ha="center", va="bottom", fontsize=7, rotation=90, xytext=(0, 2), textcoords="offset points")
     ax.set_yscale("log")
-    top = np.nanmax([np.nanmax(_positive(arrays[k])) for k, _, _ in bars] + [1.0])
+    top = np.nanmax(np.concatenate([_positive(arrays[k]) for k, _, _ in bars] + [[1.0]]))
     ax.set_ylim(top=top * 4)
     ax.set_xticks(x)
     ax.set_xticklabels([_ctx_label(c) for c in ctx])
