@@ -37,17 +37,17 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import xarray as xr  # noqa: E402
-import yaml  # noqa: E402
-from matplotlib.colors import BoundaryNorm, ListedColormap, LogNorm  # noqa: E402
-from matplotlib.patches import Patch  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
+import xarray as xr
+import yaml
+from matplotlib.colors import BoundaryNorm, ListedColormap, LogNorm
+from matplotlib.patches import Patch
 
-from .analysis.roofline import operating_points  # noqa: E402
-from .analysis.summary import best_per_point, flag_meanings  # noqa: E402
-from .catalogue import load_hardware  # noqa: E402
-from .physics.specs import SpecError  # noqa: E402
+from .analysis.roofline import operating_points
+from .analysis.summary import best_per_point, flag_meanings
+from .catalogue import load_hardware
+from .physics.specs import SpecError
 
 README_SELECTION = {"model": "deepseek-v3", "hardware": "b200"}  # what the README's figures show
 SWEEP_VARIABLES = ("throughput_per_gpu", "feasible", "bound", "step_time", "t_hbm", "batch")

@@ -47,7 +47,7 @@ def model_rows(ds: xr.Dataset) -> dict | None:
     n = len(next(iter(rows.values())))
     if n != len(models) * (1 + len(kappas)):
         return None
-    spec = lambda r: ModelSpec(**{k: float(v[r]) for k, v in rows.items()})  # noqa: E731
+    spec = lambda r: ModelSpec(**{k: float(v[r]) for k, v in rows.items()})
     out = {}
     for i, name in enumerate(models):
         base = i * (1 + len(kappas))
