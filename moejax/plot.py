@@ -5,7 +5,8 @@ axes), for one selection (model, hardware, num_gpus, κ; defaults: DeepSeek-V3 o
 dataset has them, as in the README's figures, else the first model and hardware; the largest
 cluster with any feasible MoE point; κ = 5 when the dataset has it, else the κ nearest 5). Titles
 name the serving dtypes. A ``keep_partitions=true`` dataset is first reduced to the best feasible
-partition per point (``moejax.analysis.summary.best_per_point``).
+partition per point (``moejax.analysis.summary.best_per_point``) and given the qs columns
+(``with_qs_columns``), so it draws the figures of the same sweep without ``keep_partitions``.
 
 - ``throughput``: decode tokens/s per GPU vs context, the MoE and its dense baseline at every κ
   (log-log; infeasible points, stored as 0, are left out of the lines);
@@ -44,7 +45,8 @@ import yaml
 from matplotlib.colors import BoundaryNorm, ListedColormap, LogNorm
 from matplotlib.patches import Patch
 
-from .analysis.roofline import operating_points
+from .analysis.qs import QS_VARIABLES, qs_columns
+from .analysis.roofline import model_rows, operating_points
 from .analysis.summary import best_per_point, flag_meanings
 from .catalogue import load_hardware
 from .physics.specs import SpecError
@@ -403,6 +405,20 @@ def check_sweep(ds: xr.Dataset, name) -> None:
                         "write one with python -m moejax.sweep")
 
 
+def with_qs_columns(ds: xr.Dataset) -> xr.Dataset:
+    """``ds`` with the qs Table 3 columns (``moejax.analysis.qs``) computed from its best-partition
+    variables where it lacks them (a reduced ``keep_partitions`` dataset) and its ``resolved_specs``
+    name the MoE rows; else unchanged."""
+    specs = model_rows(ds)
+    if "reuse_gap" in ds or specs is None:
+        return ds
+    moe = [specs[(str(m), "moe", None)] for m in ds.model.values]
+    cols = qs_columns(ds.batch.values, ds.throughput_per_gpu.values, ds.feasible.values.astype(bool),
+                      [float(m.n_experts) for m in moe], [float(m.top_k) for m in moe], ds.kappa.values)
+    return ds.assign({name: (dims, np.asarray(cols[name], float), {"units": units, "long_name": long_name})
+                      for name, (dims, units, long_name) in QS_VARIABLES.items()})
+
+
 def make_plots(ds: xr.Dataset, out_dir, **selection) -> dict:
     """Every standard figure the dataset supports: ``{name: (png_path, svg_path, arrays, figure)}``.
     ``selection``: ``model``, ``hardware``, ``num_gpus``, ``kappa`` (must be in the dataset).
@@ -410,7 +426,7 @@ def make_plots(ds: xr.Dataset, out_dir, **selection) -> dict:
     check_sweep(ds, "<in memory>")
     if "partition" in ds.dims:
         print("note: all candidate partitions kept: each point is plotted at its best feasible partition")
-    ds = best_per_point(ds)
+    ds = with_qs_columns(best_per_point(ds))
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     sel = default_selection(ds, **{k: v for k, v in selection.items() if v is not None})
@@ -426,7 +442,7 @@ def make_plots(ds: xr.Dataset, out_dir, **selection) -> dict:
         print("note: no elasticity_* variables in the dataset (write them with sensitivities=true): sensitivity figure skipped")
     missing = [v for v in ("routing_factor", "capacity_factor", "reuse_gap") if v not in ds]
     if missing:
-        print(f"note: no {', '.join(missing)} in the dataset (keep_partitions=true omits them): reuse_gap figure skipped")
+        print(f"note: no {', '.join(missing)} in the dataset: reuse_gap figure skipped")
         del plots["reuse_gap"]
     return {name: fn(ds, out_dir, sel) for name, fn in plots.items()}
 

@@ -170,6 +170,7 @@ def test_plot_on_a_keep_partitions_dataset(sweeps, tmp_path):
                                    rtol=1e-6)
         np.testing.assert_array_equal(a["bound"][2]["bound"], best.bound.sel(variant="moe", kappa=5.0, model=sel["model"],
                                       hardware=sel["hardware"]).transpose("num_gpus", "context").values)
-    assert {"throughput", "bound", "roofline"} <= set(a)
+        np.testing.assert_allclose(a["reuse_gap"][2]["reuse_gap"], best.reuse_gap.sel(kappa=5.0, **sel).values, rtol=1e-6)
+    assert {"throughput", "reuse_gap", "bound", "roofline"} <= set(a)
     for png, svg, _, _ in a.values():
         assert png.stat().st_size > 1000 and svg.stat().st_size > 1000
