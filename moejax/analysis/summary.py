@@ -115,7 +115,9 @@ def summary(path: Path) -> str:
     """The end-of-run report of the sweep dataset at ``path`` (see the module doc)."""
     with xr.open_dataset(path) as opened:
         kept = "partition" in opened.dims
-        ds = best_per_point(opened).load()
+        needed = ["throughput_per_gpu", "batch", "bound", "step_time", "feasible", "partition_valid", *PARTITION_FIELDS,
+                  *(f"partition_{f}" for f in PARTITION_FIELDS), "kappa_star", "reason", "agrees", "kappa_star_optax"]
+        ds = best_per_point(opened[[v for v in needed if v in opened]]).load()  # only what is shown: design spaces are large
     kappa = float(ds.kappa[np.argmin(np.abs(ds.kappa.values - 5.0))])
     tput = ds.throughput_per_gpu.sel(kappa=kappa)
     bounds = flag_meanings(ds.bound)
