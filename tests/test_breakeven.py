@@ -96,6 +96,8 @@ def test_sweep_can_include_kappa_star(solved, tmp_path):
     with xr.open_dataset(sweep) as s, xr.open_dataset(out) as b:
         np.testing.assert_allclose(s.kappa_star.values[0], b.kappa_star.sel(model=["mixtral-8x22b"], hardware=["b200"]).values[0], rtol=1e-6)
         assert s.reason.attrs["flag_meanings"].split() == list(REASONS)
+        assert s.kappa_star.attrs["relative_precision"] < 1e-3
+        assert all(json.loads(s.attrs["partition_space"])[k] == v for k, v in QUICK_YAML.items())  # the sweep states its space too
 
 
 def test_optax_diagnostic_agrees_where_flagged_so(solved):

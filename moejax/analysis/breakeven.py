@@ -164,7 +164,8 @@ OUTPUTS = {  # name -> (units, long_name)
                         "(bracketing bisection on the exact model, partition re-searched at each kappa; "
                         "NaN unless reason == found)"),
     "kappa_star_optax": ("1", "kappa* by the optax solve on log kappa (diagnostic; see agrees)"),
-    "ratio_at_kappa_star": ("1", "exact dense/MoE throughput ratio at kappa_star"),
+    "ratio_at_kappa_star": ("1", "exact dense/MoE throughput ratio at kappa_star (near 1; far from 1, e.g. 0, where the "
+                                 "crossing is a step: the dense baseline stops fitting, or its batch or partition jumps)"),
     "agrees": (None, "the optax diagnostic agrees with kappa_star within the tolerance"),
     "reason": (None, "why kappa_star is or is not defined: found = crossing strictly inside [kappa_min, kappa_max]; "
                      "below_kappa_min = the MoE is already ahead at kappa_min (raised to the smallest kappa whose "
