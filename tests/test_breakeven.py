@@ -13,14 +13,12 @@ import numpy as np
 import pytest
 import xarray as xr
 import yaml
-
-from moejax import Accounting, Workload, load_hardware, load_model
-from moejax.catalogue import load_accounting
 from hydra import compose, initialize_config_dir
 
-from moejax.analysis.breakeven import REASONS, Solver, breakeven_kernel, kappa_exists, relative_precision, solve
+from moejax import Accounting, Workload, load_hardware, load_model
+from moejax.analysis.breakeven import REASONS, Solver, breakeven_kernel, kappa_exists, solve
+from moejax.catalogue import load_accounting
 from moejax.engine.config import register
-from moejax.engine.plan import grid_accounting, partition_space_json, partition_space_note
 from moejax.engine.grid import (
     GridInputs,
     PartitionSpace,
@@ -31,6 +29,7 @@ from moejax.engine.grid import (
     partitions_from_table,
     stack,
 )
+from moejax.engine.plan import grid_accounting, partition_space_json, partition_space_note
 from moejax.physics.baseline import keep_attention
 from moejax.physics.specs import SpecError
 
@@ -208,7 +207,7 @@ def test_kappa_star_matches_brute_force_scan(tiny):
 def test_bound_limited_is_never_found(tiny):
     """With the bracket below (above) both exact crossings, κ* is NaN and the reason says that it
     lies above kappa_max (below kappa_min); the old solver stored a bound or a stalled value as found."""
-    cfg, out = tiny
+    _, out = tiny
     k = out["kappa_star"][:, 0, 0, 0]
     below = compose_cfg(*TINY, "breakeven.kappa_min=0.25", f"breakeven.kappa_max={0.9 * k.min():.6g}")
     above = compose_cfg(*TINY, f"breakeven.kappa_min={1.1 * k.max():.6g}", "breakeven.kappa_max=64")
@@ -226,7 +225,7 @@ def test_too_few_bisection_steps_are_refused():
 def test_same_point_same_kappa_star_under_another_grid(tiny):
     """A point's κ* does not depend on the other models, cluster sizes or contexts of its grid
     when the partition space is the same (issue 11 item 8)."""
-    cfg, out = tiny
+    _, out = tiny
     other = solve(compose_cfg("+grid=quick", "grid.models=[mixtral-8x22b,qwen3-235b-a22b]", "grid.hardware=[mi355x]",
                               "grid.num_gpus=[16,8]", "grid.contexts=[1024,16384]"))[0]
     np.testing.assert_allclose(other["kappa_star"][1, 0, 1, 1], out["kappa_star"][1, 0, 0, 0], rtol=1e-6)

@@ -160,17 +160,17 @@ def relative_precision(kappa_min: float, kappa_max: float, steps: int) -> float:
 
 GRID4 = ("model", "hardware", "num_gpus", "context")
 OUTPUTS = {  # name -> (units, long_name)
-    "kappa_star": ("1", "break-even quality factor: the kappa-matched dense baseline serves the MoE's throughput "
-                        "(bracketing bisection on the exact model, partition re-searched at each kappa; "
-                        "NaN unless reason == found)"),
+    "kappa_star": ("1", ("break-even quality factor: the kappa-matched dense baseline serves the MoE's throughput "
+                         "(bracketing bisection on the exact model, partition re-searched at each kappa; "
+                         "NaN unless reason == found)")),
     "kappa_star_optax": ("1", "kappa* by the optax solve on log kappa (diagnostic; see agrees)"),
-    "ratio_at_kappa_star": ("1", "exact dense/MoE throughput ratio at kappa_star (near 1; far from 1, e.g. 0, where the "
-                                 "crossing is a step: the dense baseline stops fitting, or its batch or partition jumps)"),
+    "ratio_at_kappa_star": ("1", ("exact dense/MoE throughput ratio at kappa_star (near 1; far from 1, e.g. 0, where the "
+                                  "crossing is a step: the dense baseline stops fitting, or its batch or partition jumps)")),
     "agrees": (None, "the optax diagnostic agrees with kappa_star within the tolerance"),
-    "reason": (None, "why kappa_star is or is not defined: found = crossing strictly inside [kappa_min, kappa_max]; "
-                     "below_kappa_min = the MoE is already ahead at kappa_min (raised to the smallest kappa whose "
-                     "baseline exists): kappa* < kappa_min; above_kappa_max = the dense baseline is still ahead at "
-                     "kappa_max: kappa* > kappa_max"),
+    "reason": (None, ("why kappa_star is or is not defined: found = crossing strictly inside [kappa_min, kappa_max]; "
+                      "below_kappa_min = the MoE is already ahead at kappa_min (raised to the smallest kappa whose "
+                      "baseline exists): kappa* < kappa_min; above_kappa_max = the dense baseline is still ahead at "
+                      "kappa_max: kappa* > kappa_max")),
     "moe_throughput_per_gpu": ("s-1", "MoE decode tokens per second per GPU at its best partition"),
 }
 

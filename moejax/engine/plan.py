@@ -146,7 +146,8 @@ def partition_space_json(grid) -> str:
     the number of candidates per cluster size (``candidates``), beside the default space's count
     (``default_candidates``). Results (best partition, κ*) depend on it, not only on the point."""
     space = PartitionSpace(**{k: tuple(v) for k, v in grid.partitions.items()})
-    count = lambda s: {str(int(n)): len(enumerate_partitions(int(n), s)) for n in grid.num_gpus}  # noqa: E731
+    def count(s):
+        return {str(int(n)): len(enumerate_partitions(int(n), s)) for n in grid.num_gpus}
     return json.dumps({**{k: list(v) for k, v in dataclasses.asdict(space).items()},
                        "candidates": count(space), "default_candidates": count(PartitionSpace())})
 
