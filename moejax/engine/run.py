@@ -22,7 +22,7 @@ from . import distributed
 from .config import validate_grid
 from .dataset import assemble, completed_chunks, write_part
 from .grid import evaluate_chunks, local_devices, n_chunks
-from .plan import SweepPlan, build_plan, mask_missing_baselines
+from .plan import SweepPlan, build_plan, mask_missing_baselines, partition_space_json
 
 
 def science_config(cfg: DictConfig) -> dict:
@@ -101,6 +101,7 @@ def run(cfg: DictConfig, out: Path, derive=None) -> Path | None:
         "dense_baseline_family": cfg.grid.baseline,
         "batch_policy": str(cfg.grid.batch),
         "partition_search": "all candidates kept" if cfg.keep_partitions else "best feasible partition by throughput_per_gpu",
+        "partition_space": partition_space_json(cfg.grid),
         "precision": cfg.precision,
         "comment": "MoE rows (variant=moe) do not depend on kappa and are repeated along it.",
     }
