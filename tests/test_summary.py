@@ -174,3 +174,11 @@ def test_plot_on_a_keep_partitions_dataset(sweeps, tmp_path):
     assert {"throughput", "reuse_gap", "bound", "roofline"} <= set(a)
     for png, svg, _, _ in a.values():
         assert png.stat().st_size > 1000 and svg.stat().st_size > 1000
+
+
+def test_summary_states_a_narrower_partition_space(sweeps):
+    """The quick grid searches fewer partitions than the default space: its summary says so (one
+    line naming what was left out), since its results can differ from a default-space grid."""
+    _, stdout = sweeps["best"]
+    note = [line for line in stdout.splitlines() if "narrower partition space" in line]
+    assert len(note) == 1 and "ep 16/32/64" in note[0], stdout

@@ -21,6 +21,7 @@ import xarray as xr
 
 from ..engine.dataset import variable_attrs
 from ..engine.grid import PARTITION_FIELDS
+from ..engine.plan import partition_space_note
 
 
 def flag_meanings(var: xr.DataArray) -> dict[int, str]:
@@ -115,6 +116,7 @@ def summary(path: Path) -> str:
     """The end-of-run report of the sweep dataset at ``path`` (see the module doc)."""
     with xr.open_dataset(path) as opened:
         kept = "partition" in opened.dims
+        space_note = partition_space_note(opened.attrs["partition_space"]) if "partition_space" in opened.attrs else None
         needed = ["throughput_per_gpu", "batch", "bound", "step_time", "feasible", "partition_valid", *PARTITION_FIELDS,
                   *(f"partition_{f}" for f in PARTITION_FIELDS), "kappa_star", "reason", "agrees", "kappa_star_optax"]
         ds = best_per_point(opened[[v for v in needed if v in opened]]).load()  # only what is shown: design spaces are large
@@ -157,4 +159,4 @@ def summary(path: Path) -> str:
     lines += _table(rows, right={1, 3, 5})
     if not bool(ds.feasible.any()):
         lines.append("warning: no point of this grid is feasible")
-    return "\n".join(lines)
+    return "\n".join(lines + (["", space_note] if space_note else []))
