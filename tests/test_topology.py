@@ -130,6 +130,8 @@ def test_new_hardware_numbers_are_positive_sourced_and_say_their_basis(name):
         if field not in ("fabric", "link_bw", "flops_fp4", "torus_dims"):
             assert item["value"] > 0, field
             assert item["basis"] in BASES, field
+        if field.startswith("flops_"):
+            assert item["sparsity"] == "dense", field
     hw = load_hardware(name)
     if entry["fabric"]["value"] in ("mesh", "torus"):
         assert float(hw.link_bw) > 0
