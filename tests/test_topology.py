@@ -204,3 +204,18 @@ def test_frontier_grid_has_nvl72_and_wide_ep():
     assert math.lcm(*[e for e in grid["partitions"]["dp_attn"]]) % 9 == 0
     assert any((256 + r) % 72 == 0 for r in grid["partitions"]["redundant_experts"])
     assert np.all(np.asarray(grid["partitions"]["redundant_experts"]) >= 0)
+
+
+def test_ep_beyond_the_nvl72_island_goes_over_the_nic():
+    """EP144 over two NVL72 racks, 7 MB per GPU: 71/144 of it goes to rack peers at 900 GB/s (3.8 µs)
+    while 72/144 leaves the rack on GB200's 400G NIC at 50 GB/s (70 µs), concurrently; the inter-node
+    α (5 µs) is paid once: 75 µs. Inside one rack, EP72 pays only NVLink: 2 µs + 7.7 µs."""
+    nvl = load_hardware("gb200-nvl72")
+    expected = 5e-6 + max(71 / 144 * 7e6 / 900e9, 72 / 144 * 7e6 / 50e9)
+    assert expected == pytest.approx(75e-6, rel=1e-9)
+    assert float(all_to_all(nvl, 144.0, 144.0, 7e6, SOL)) == pytest.approx(expected, rel=1e-5)
+    assert float(all_to_all(nvl, 72.0, 72.0, 7e6, SOL)) == pytest.approx(2e-6 + 71 / 72 * 7e6 / 900e9, rel=1e-5)
+    dsv3 = load_model("deepseek-v3", weights="fp8")
+    part = Partition(tp=1.0, dp_attn=144.0, ep=144.0, redundant_experts=32.0)  # 288 slots, 2 per rank
+    r = moejax.decode_step(dsv3, "gb200-nvl72", part, context=32768)
+    assert bool(r.feasible) and float(r.t_comm) > 0
