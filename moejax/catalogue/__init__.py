@@ -34,7 +34,8 @@ ARCH_OPTIONAL = {
     "n_experts": 1, "top_k": 1, "d_ff_expert": 0, "shared_d_ff": 0, "mtp_layers": 0,
 }
 HARDWARE_FIELDS = ("hbm_bytes", "hbm_bw", "flops_bf16", "flops_fp8", "intra_bw", "intra_latency",
-                   "island_size", "inter_bw", "inter_latency", "flops_fp4", "fabric", "link_bw")
+                   "island_size", "inter_bw", "inter_latency", "flops_fp4", "fabric", "link_bw", "torus_dims")
+HARDWARE_OPTIONAL = {"torus_dims": 0}  # only a torus fabric needs it (switched and mesh entries may omit it)
 
 
 def available(kind: str) -> list[str]:
@@ -145,7 +146,7 @@ def load_hardware(name_or_path: str, **overrides) -> HardwareSpec:
     where = entry["_where"]
     vals = {}
     for field in HARDWARE_FIELDS:
-        item = entry.get(field)
+        item = entry.get(field, HARDWARE_OPTIONAL.get(field))
         if item is None:
             raise SpecError(f"{where}: {field} is missing: it is required ({{value: ..., source: ...}})")
         value = item.get("value") if isinstance(item, dict) else item
