@@ -3,7 +3,10 @@ and bad input as one line on stderr with exit code 2 and no run directory left b
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import logging
+import os
 import sys
 import warnings
 from collections.abc import Callable
@@ -63,3 +66,97 @@ def grid_job(cfg: DictConfig, filename: str, job) -> None:
             distributed.initialize(cfg.distributed)  # must precede every other use of JAX
         return job(cfg, Path(cfg.out) if cfg.out else run_dir / filename)
     run_command(grid_run, cfg.compilation_cache)
+
+
+def _schema_type(full_key: str):
+    """The declared type of a dotted config key (``grid.num_gpus[0]``), from the structured
+    schemas; None where the schema leaves it open (``Any``) or the key is unknown."""
+    import typing
+
+    from .engine.config import GridConf, SweepConf
+
+    node, indexed = SweepConf, full_key.endswith("]")
+    for part in full_key.split("[")[0].split("."):
+        fields = {f.name: f.type for f in dataclasses.fields(node)} if dataclasses.is_dataclass(node) else {}
+        node = GridConf if (node is SweepConf and part == "grid") else fields.get(part)
+        if isinstance(node, str):  # postponed annotation
+            node = eval(node, vars(sys.modules[SweepConf.__module__]))  # noqa: S307 - our own schema's annotation
+        args = [a for a in typing.get_args(node) if a is not type(None)]
+        if typing.get_origin(node) is typing.Union and len(args) == 1:
+            node = args[0]
+    if indexed and typing.get_origin(node) is list:
+        node = typing.get_args(node)[0]
+    return node
+
+
+def _describe(kind) -> str | None:
+    import typing
+
+    names = {int: "an integer", float: "a number", bool: "true or false", str: "a string"}
+    if typing.get_origin(kind) is list:
+        inner = {int: "integers", float: "numbers", str: "strings"}.get(typing.get_args(kind)[0], "values")
+        return f"a list of {inner}, e.g. [1,2]"
+    if dataclasses.is_dataclass(kind):
+        return f"a mapping with keys {', '.join(f.name for f in dataclasses.fields(kind))}"
+    return names.get(kind)
+
+
+def hydra_error_line(e: Exception) -> str:
+    """One line ``<field> = <value> is invalid: <allowed>`` for a Hydra/OmegaConf composition error."""
+    from hydra.errors import MissingConfigException, OverrideParseException
+    from omegaconf.errors import ConfigAttributeError, ConfigKeyError, OmegaConfBaseException
+
+    first = lambda x: str(x).strip().splitlines()[0] if str(x).strip() else type(x).__name__  # noqa: E731
+    if isinstance(e, MissingConfigException) and e.missing_cfg_file and "/" in e.missing_cfg_file:
+        group, _, name = e.missing_cfg_file.rpartition("/")
+        real = [o for o in e.options or [] if not o.endswith("_schema")]  # the schemas are internal
+        return f"{group} = {name!r} is invalid: allowed {', '.join(real) or '(none found)'}"
+    if isinstance(e, OverrideParseException):
+        from hydra.core.override_parser.overrides_parser import OverridesParser
+
+        for arg in sys.argv[1:]:
+            try:
+                OverridesParser.create().parse_override(arg)
+            except Exception:  # noqa: BLE001 - this is the one that does not parse
+                return f"override {arg!r} is invalid: {first(e)} (Hydra override syntax: key=value, lists [a,b])"
+        return f"override is invalid: {first(e)}"
+    cause = e if isinstance(e, OmegaConfBaseException) else e.__cause__
+    if isinstance(cause, OmegaConfBaseException) and cause.full_key:
+        key = cause.full_key
+        if isinstance(cause, ConfigAttributeError | ConfigKeyError):
+            parent = _schema_type(key.rpartition(".")[0]) if "." in key else _schema_type("")
+            known = [f.name for f in dataclasses.fields(parent)] if dataclasses.is_dataclass(parent) else []
+            return f"{key} is not a known field" + (f": allowed {', '.join(known)}" if known else f": {first(cause)}")
+        allowed = _describe(_schema_type(key))
+        return f"{key} = {cause.value!r} is invalid: " + (f"must be {allowed}" if allowed else first(cause))
+    return f"config is invalid: {first(e)}" + (f" ({first(e.__cause__)})" if e.__cause__ else "")
+
+
+def one_line_errors(main: Callable) -> Callable:
+    """Wrap a ``hydra.main`` entry point: a config composition error (unknown group option, type
+    mismatch, unknown key, bad override syntax) becomes one ``error: ...`` line on stderr and exit
+    code 2 instead of Hydra's multi-line report. Hydra reports these inside its private
+    ``run_and_report``; it is wrapped for the duration of the call (``HYDRA_FULL_ERROR=1`` keeps
+    Hydra's own report)."""
+    from hydra._internal import utils as hydra_utils
+    from hydra.errors import HydraException
+    from omegaconf.errors import OmegaConfBaseException
+
+    def reported(func, *args):
+        try:
+            return func(*args)
+        except (HydraException, OmegaConfBaseException) as e:
+            if os.environ.get("HYDRA_FULL_ERROR") == "1":
+                raise
+            print(f"error: {hydra_error_line(e)}", file=sys.stderr)
+            sys.exit(2)
+
+    @functools.wraps(main)
+    def wrapped():
+        original = hydra_utils.run_and_report
+        hydra_utils.run_and_report = lambda func: original(lambda: reported(func))
+        try:
+            return reported(main)
+        finally:
+            hydra_utils.run_and_report = original
+    return wrapped
