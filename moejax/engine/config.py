@@ -53,6 +53,22 @@ AccountingConf = dataclasses.make_dataclass("AccountingConf", [("mode", str, "re
 
 
 @dataclasses.dataclass
+class HardwareSpaceConf:
+    """``grid.hardware_space``: multipliers on each catalogue accelerator's numbers (``flops``
+    scales every precision), ``island_size`` absolute GPU counts; None leaves a quantity as it is.
+    Set from the command line as ``grid.hardware_space.hbm_bw=[1,2]``."""
+
+    hbm_bw: Optional[list[float]] = None  # noqa: UP007 (Hydra needs Optional)
+    hbm_bytes: Optional[list[float]] = None  # noqa: UP007
+    flops: Optional[list[float]] = None  # noqa: UP007
+    intra_bw: Optional[list[float]] = None  # noqa: UP007
+    inter_bw: Optional[list[float]] = None  # noqa: UP007
+    intra_latency: Optional[list[float]] = None  # noqa: UP007
+    inter_latency: Optional[list[float]] = None  # noqa: UP007
+    island_size: Optional[list[float]] = None  # noqa: UP007
+
+
+@dataclasses.dataclass
 class GridConf:
     name: str = MISSING
     models: list[str] = MISSING
@@ -62,7 +78,7 @@ class GridConf:
     num_gpus: list[int] = MISSING
     contexts: list[float] = MISSING  # tokens
     batch: Any = "bmax"  # "bmax" or sequences per replica
-    hardware_space: Any = None  # {hbm_bw: [multipliers], hbm_bytes, flops, intra_bw, inter_bw, intra_latency, inter_latency, island_size: [GPUs]}
+    hardware_space: HardwareSpaceConf = dataclasses.field(default_factory=HardwareSpaceConf)  # all None: no design space
     partitions: PartitionsConf = dataclasses.field(default_factory=PartitionsConf)
     dtypes: DtypesConf = dataclasses.field(default_factory=DtypesConf)
     accounting: AccountingConf = dataclasses.field(default_factory=AccountingConf)
