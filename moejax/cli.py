@@ -16,7 +16,7 @@ import jax
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
-from .catalogue import CONF_DIR
+from .catalogue import CONF_DIR, add_config_dir
 from .engine import distributed
 from .physics.specs import SpecError
 
@@ -53,6 +53,13 @@ def _resolve_overrides(cfg: DictConfig) -> None:
             cfg.grid[field] = [choices[group]]
 
 
+def use_config_dirs() -> None:
+    """Catalogue names (models, hardware) resolve in ``--config-dir`` directories too, as Hydra's groups do."""
+    for source in HydraConfig.get().runtime.config_sources:
+        if source.provider == "command-line" and source.schema == "file":
+            add_config_dir(source.path)
+
+
 def grid_job(cfg: DictConfig, filename: str, job) -> None:
     """The shell every grid CLI shares: require a grid, apply ``model=``/``hardware=`` choices,
     run ``job(cfg, out) -> report``, and turn a ``SpecError`` into one line on stderr, exit code 2,
@@ -61,6 +68,7 @@ def grid_job(cfg: DictConfig, filename: str, job) -> None:
         if cfg.grid is None:
             grids = sorted(p.stem for p in (CONF_DIR / "grid").glob("*.yaml"))
             raise SpecError(f"grid is missing: choose one with +grid=NAME, available {', '.join(grids)}")
+        use_config_dirs()
         _resolve_overrides(cfg)
         if cfg.distributed is not None:
             distributed.initialize(cfg.distributed)  # must precede every other use of JAX
