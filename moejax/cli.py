@@ -13,6 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import jax
+import yaml
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
@@ -115,6 +116,11 @@ def hydra_error_line(e: Exception) -> str:
     from omegaconf.errors import ConfigAttributeError, ConfigKeyError, OmegaConfBaseException
 
     first = lambda x: str(x).strip().splitlines()[0] if str(x).strip() else type(x).__name__  # noqa: E731
+    if isinstance(e, yaml.YAMLError):  # a config file of a group (--config-dir, conf/) that does not parse
+        mark = getattr(e, "problem_mark", None)
+        where = f"{mark.name}: " if mark else ""
+        at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        return f"{where}is not valid YAML{at}: {getattr(e, 'problem', None) or first(e)}"
     if isinstance(e, MissingConfigException) and e.missing_cfg_file and "/" in e.missing_cfg_file:
         group, _, name = e.missing_cfg_file.rpartition("/")
         real = [o for o in e.options or [] if not o.endswith("_schema")]  # the schemas are internal
@@ -153,18 +159,28 @@ def one_line_errors(main: Callable) -> Callable:
     def reported(func, *args):
         try:
             return func(*args)
-        except (HydraException, OmegaConfBaseException) as e:
+        except (HydraException, OmegaConfBaseException, yaml.YAMLError) as e:
             if os.environ.get("HYDRA_FULL_ERROR") == "1":
                 raise
             print(f"error: {hydra_error_line(e)}", file=sys.stderr)
             sys.exit(2)
 
+    def parser():  # argparse's own errors (an option after the overrides): one line too
+        p = make_parser()
+        p.error = lambda message: (print(f"error: command line is invalid: {message} (options such as --config-dir "
+                                         "go before the overrides)", file=sys.stderr), sys.exit(2))
+        return p
+
+    hydra_main = sys.modules["hydra.main"]
+    make_parser = hydra_main.get_args_parser
+
     @functools.wraps(main)
     def wrapped():
         original = hydra_utils.run_and_report
         hydra_utils.run_and_report = lambda func: original(lambda: reported(func))
+        hydra_main.get_args_parser = parser
         try:
             return reported(main)
         finally:
-            hydra_utils.run_and_report = original
+            hydra_utils.run_and_report, hydra_main.get_args_parser = original, make_parser
     return wrapped

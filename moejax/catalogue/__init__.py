@@ -10,6 +10,7 @@ import dataclasses
 import json
 from pathlib import Path
 
+import jax
 import yaml
 
 from ..physics import baseline
@@ -87,6 +88,8 @@ def _name(where: str, field: str, value, allowed) -> str:
 
 
 def _number(where: str, field: str, value, allowed: str = "a number") -> float:
+    if isinstance(value, jax.core.Tracer):  # an override under jax.grad / jit: checked by the kernel's masks
+        return value
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise SpecError(f"{where}: {field} = {value!r} is invalid: must be {allowed}")
     return float(value)
