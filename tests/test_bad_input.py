@@ -178,12 +178,15 @@ def test_dense_baseline_refuses_nonsense_kappa(kappa):
 def test_grad_through_decode_step_matches_finite_difference():
     """d throughput / d HBM bandwidth through the public API (hardware from a catalogue override),
     and d / d batch (a Python float before: ConcretizationTypeError), against central differences
-    (float64; step 1e-6 relative; agreement to 1e-6 relative)."""
+    (float64; step 1e-6 relative; agreement to 1e-6 relative). Continuous batches, so the batch
+    can be perturbed."""
+    smooth = load_accounting("realistic", integer_batch=False)
+
     def tput_bw(bw):
-        return moejax.decode_step("llama-3-70b", moejax.load_hardware("h100-sxm", hbm_bw=bw), TP8, 8192, batch=8).throughput
+        hw = moejax.load_hardware("h100-sxm", hbm_bw=bw)
+        return moejax.decode_step("llama-3-70b", hw, TP8, 8192, batch=8, accounting=smooth).throughput
 
     def tput_batch(b):
-        smooth = load_accounting("realistic", integer_batch=False)  # a fractional batch for the difference
         return moejax.decode_step("llama-3-70b", H100, TP8, 8192, batch=b, accounting=smooth).throughput
 
     for f, x in ((tput_bw, float(H100.hbm_bw)), (tput_batch, 8.0)):
