@@ -28,7 +28,7 @@ from .analysis.calibration import (
     summary_json,
     write_outputs,
 )
-from .cli import run_command, one_line_errors
+from .cli import one_line_errors, run_command
 from .physics.specs import SpecError
 
 

@@ -86,10 +86,8 @@ def _schema_type(full_key: str):
 
     node, indexed = SweepConf, full_key.endswith("]")
     for part in full_key.split("[")[0].split("."):
-        fields = {f.name: f.type for f in dataclasses.fields(node)} if dataclasses.is_dataclass(node) else {}
+        fields = typing.get_type_hints(node) if dataclasses.is_dataclass(node) else {}
         node = GridConf if (node is SweepConf and part == "grid") else fields.get(part)
-        if isinstance(node, str):  # postponed annotation
-            node = eval(node, vars(sys.modules[SweepConf.__module__]))  # noqa: S307 - our own schema's annotation
         args = [a for a in typing.get_args(node) if a is not type(None)]
         if typing.get_origin(node) is typing.Union and len(args) == 1:
             node = args[0]
@@ -115,7 +113,8 @@ def hydra_error_line(e: Exception) -> str:
     from hydra.errors import MissingConfigException, OverrideParseException
     from omegaconf.errors import ConfigAttributeError, ConfigKeyError, OmegaConfBaseException
 
-    first = lambda x: str(x).strip().splitlines()[0] if str(x).strip() else type(x).__name__  # noqa: E731
+    def first(x) -> str:
+        return str(x).strip().splitlines()[0] if str(x).strip() else type(x).__name__
     if isinstance(e, yaml.YAMLError):  # a config file of a group (--config-dir, conf/) that does not parse
         mark = getattr(e, "problem_mark", None)
         where = f"{mark.name}: " if mark else ""

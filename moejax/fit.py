@@ -21,7 +21,7 @@ import numpy as np
 from omegaconf import DictConfig
 
 from .analysis import epoch
-from .cli import run_command, one_line_errors
+from .cli import one_line_errors, run_command
 from .physics.specs import SpecError
 
 MODES = ("components", "latency")

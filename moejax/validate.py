@@ -27,7 +27,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from .analysis import validation as val
 from .catalogue import CONF_DIR, load_accounting
-from .cli import run_command, one_line_errors
+from .cli import one_line_errors, run_command
 from .physics.specs import SpecError
 
 REPO = CONF_DIR.parent

@@ -31,7 +31,7 @@ def sweep(tmp_path, *args, grid=TINY, options=(), env=None, timeout=300):
     env = {**os.environ, "PYTHONPATH": str(ROOT), "JAX_PLATFORMS": "cpu", **(env or {})}
     env.pop("HYDRA_FULL_ERROR", None)
     return subprocess.run([sys.executable, "-m", "moejax.sweep", *options, *grid, *args, f"out={run / 'x.nc'}"],
-                          cwd=run, env=env, capture_output=True, text=True, timeout=timeout)
+                          cwd=run, env=env, capture_output=True, text=True, timeout=timeout, check=False)
 
 
 def assert_refused(proc, tmp_path, *fragments):
