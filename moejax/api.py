@@ -39,6 +39,11 @@ def _concrete(*trees) -> bool:
     return not any(isinstance(x, jax.core.Tracer) for x in jax.tree_util.tree_leaves(trees))
 
 
+def _num(x):
+    """A concrete number as a Python float (one compiled kernel for ints and floats); a tracer as it is."""
+    return x if isinstance(x, jax.core.Tracer) else float(x)
+
+
 def _batch(batch, acc: Accounting) -> float:
     """``batch`` sequences per replica: a number > 0, whole unless ``acc.integer_batch`` is False."""
     if isinstance(batch, jax.core.Tracer):
@@ -60,7 +65,7 @@ def decode_step(model, hardware, partition: Partition, context: float, batch: fl
     acc = accounting or load_accounting("realistic")
     if _concrete(m, partition):
         check_partition(m, partition)
-    wl = Workload(context=context, batch=0.0 if batch is None else _batch(batch, acc), kappa=kappa)
+    wl = Workload(context=_num(context), batch=0.0 if batch is None else _batch(batch, acc), kappa=_num(kappa))
     return _decode(m, hw, partition, wl, acc)
 
 
@@ -72,5 +77,5 @@ def prefill_step(model, hardware, partition: Partition, context: float, batch: f
     acc = accounting or load_accounting("realistic")
     if _concrete(m, partition):
         check_partition(m, partition)
-    wl = Workload(context=context, batch=_batch(batch, acc))
+    wl = Workload(context=_num(context), batch=_batch(batch, acc))
     return _prefill(m, hw, partition, wl, acc)
