@@ -44,15 +44,16 @@ def _num(x):
     return x if isinstance(x, jax.core.Tracer) else float(x)
 
 
-def _batch(batch, acc: Accounting) -> float:
-    """``batch`` sequences per replica: a number > 0, whole unless ``acc.integer_batch`` is False."""
+def _batch(batch, acc: Accounting, b_max: bool = True) -> float:
+    """``batch`` sequences per replica: a number > 0, whole unless ``acc.integer_batch`` is False
+    (``b_max``: None, meaning B_max, is allowed and checked by the caller)."""
     if isinstance(batch, jax.core.Tracer):
         return batch
     whole = acc.integer_batch
     ok = isinstance(batch, int | float | np.number) and not isinstance(batch, bool) and np.isfinite(batch) and batch > 0
     if not ok or (whole and float(batch) != int(batch)):
-        allowed = "a whole number >= 1" if whole else "a number > 0"
-        raise SpecError(f"batch = {batch!r} is invalid: must be None (B_max) or {allowed} of sequences per replica")
+        allowed = ("None (B_max) or " if b_max else "") + ("a whole number >= 1" if whole else "a number > 0")
+        raise SpecError(f"batch = {batch!r} is invalid: must be {allowed} of sequences per replica")
     return float(batch)
 
 
@@ -77,5 +78,5 @@ def prefill_step(model, hardware, partition: Partition, context: float, batch: f
     acc = accounting or load_accounting("realistic")
     if _concrete(m, partition):
         check_partition(m, partition)
-    wl = Workload(context=_num(context), batch=_batch(batch, acc))
+    wl = Workload(context=_num(context), batch=_batch(batch, acc, b_max=False))
     return _prefill(m, hw, partition, wl, acc)

@@ -101,8 +101,9 @@ def _describe(kind) -> str | None:
 
     names = {int: "an integer", float: "a number", bool: "true or false", str: "a string"}
     if typing.get_origin(kind) is list:
-        inner = {int: "integers", float: "numbers", str: "strings"}.get(typing.get_args(kind)[0], "values")
-        return f"a list of {inner}, e.g. [1,2]"
+        inner, example = {int: ("integers", "[8,16]"), float: ("numbers", "[1,2.5]"),
+                          str: ("strings", "[a,b]")}.get(typing.get_args(kind)[0], ("values", "[a,b]"))
+        return f"a list of {inner}, e.g. {example}"
     if dataclasses.is_dataclass(kind):
         return f"a mapping with keys {', '.join(f.name for f in dataclasses.fields(kind))}"
     return names.get(kind)
@@ -133,6 +134,10 @@ def hydra_error_line(e: Exception) -> str:
             except Exception:  # noqa: BLE001 - this is the one that does not parse
                 return f"override {arg!r} is invalid: {first(e)} (Hydra override syntax: key=value, lists [a,b])"
         return f"override is invalid: {first(e)}"
+    if "No match in the defaults list" in str(e):  # grid=NAME where +grid=NAME is meant
+        group = str(e).split("'")[1] if str(e).count("'") >= 2 else "?"
+        given = next((a for a in sys.argv[1:] if a.startswith(f"{group}=")), f"{group}=...")
+        return f"{group} = {given.partition('=')[2]!r} is invalid: {group} has no default to override; write +{given}"
     cause = e if isinstance(e, OmegaConfBaseException) else e.__cause__
     if isinstance(cause, OmegaConfBaseException) and cause.full_key:
         key = cause.full_key

@@ -74,6 +74,10 @@ def test_unknown_grid_lists_only_real_grids(tmp_path):
     assert "_schema" not in line  # Hydra's internal grid_schema entry is not a choice
 
 
+def test_grid_without_plus_says_how(tmp_path):
+    assert_refused(sweep(tmp_path, grid=["grid=quick"]), tmp_path, "grid = 'quick' is invalid", "write +grid=quick")
+
+
 def test_malformed_model_yaml_names_the_path(tmp_path):
     bad = inputs(tmp_path) / "model" / "broken.yaml"
     bad.write_text("description: cut short\narchitecture: {n_layers: [61\n")
@@ -154,7 +158,7 @@ TP8 = moejax.Partition(tp=8)
 def test_api_batch_must_be_none_or_whole_and_positive(batch):
     with pytest.raises(SpecError, match=r"^batch = .* is invalid: must be None \(B_max\) or a whole number >= 1"):
         moejax.decode_step("llama-3-70b", H100, TP8, 8192, batch=batch)
-    with pytest.raises(SpecError, match=r"^batch = "):
+    with pytest.raises(SpecError, match=r"^batch = .* is invalid: must be a whole number >= 1"):
         moejax.prefill_step("llama-3-70b", H100, TP8, 8192, batch=batch)
 
 

@@ -9,6 +9,7 @@ that dies leaves the others' parts on disk; rerunning completes only the missing
 from __future__ import annotations
 
 import hashlib
+import math
 import socket
 import sys
 import time
@@ -47,8 +48,9 @@ def initialize(dist) -> tuple[int, int]:
     jax.config.update("jax_cpu_collectives_implementation", "gloo")
     kwargs = {} if dist.auto else {"coordinator_address": dist.coordinator, "num_processes": n, "process_id": pid}
     try:
-        jax.distributed.initialize(**kwargs, initialization_timeout=int(dist.timeout_s),
-                                   heartbeat_timeout_seconds=int(dist.timeout_s), shutdown_timeout_seconds=int(dist.timeout_s))
+        seconds = max(1, math.ceil(dist.timeout_s))
+        jax.distributed.initialize(**kwargs, initialization_timeout=seconds, heartbeat_timeout_seconds=seconds,
+                                   shutdown_timeout_seconds=seconds)
     except Exception as e:  # noqa: BLE001 - the runtime raises several kinds; all mean "could not join"
         where = "auto-detected cluster" if dist.auto else f"coordinator {dist.coordinator} with {dist.num_processes} processes"
         reason = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
