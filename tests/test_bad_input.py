@@ -98,6 +98,7 @@ DIST = ["distributed=env", "distributed.timeout_s=2"]
 @pytest.mark.parametrize("env,fragments", [
     ({"MOEJAX_NUM_PROCESSES": "abc"}, ["distributed.num_processes = 'abc' is invalid", "integer", "MOEJAX_NUM_PROCESSES"]),
     ({"MOEJAX_PROCESS_ID": "first"}, ["distributed.process_id = 'first' is invalid", "MOEJAX_PROCESS_ID"]),
+    ({"MOEJAX_NUM_PROCESSES": "[2"}, ["distributed.num_processes = '[2' is invalid", "MOEJAX_NUM_PROCESSES"]),
     ({"MOEJAX_COORDINATOR": "localhost"}, ["distributed.coordinator = 'localhost' is invalid", "host:port"]),
 ])
 def test_non_numeric_environment_is_one_line(env, fragments, tmp_path):
