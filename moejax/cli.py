@@ -16,6 +16,7 @@ import jax
 import yaml
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
+from omegaconf.errors import OmegaConfBaseException
 
 from .catalogue import CONF_DIR, add_config_dir
 from .engine import distributed
@@ -66,14 +67,19 @@ def grid_job(cfg: DictConfig, filename: str, job) -> None:
     run ``job(cfg, out) -> report``, and turn a ``SpecError`` into one line on stderr, exit code 2,
     and no files left behind."""
     def grid_run(run_dir: Path) -> str:
+        grids = sorted(p.stem for p in (CONF_DIR / "grid").glob("*.yaml"))
         if cfg.grid is None:
-            grids = sorted(p.stem for p in (CONF_DIR / "grid").glob("*.yaml"))
             raise SpecError(f"grid is missing: choose one with +grid=NAME, available {', '.join(grids)}")
+        if HydraConfig.get().runtime.choices.get("grid") == "grid_schema":  # the schema, not a grid
+            raise SpecError(f"grid = 'grid_schema' is invalid: allowed {', '.join(grids)}")
         use_config_dirs()
-        _resolve_overrides(cfg)
-        if cfg.distributed is not None:
-            distributed.initialize(cfg.distributed)  # must precede every other use of JAX
-        return job(cfg, Path(cfg.out) if cfg.out else run_dir / filename)
+        try:
+            _resolve_overrides(cfg)
+            if cfg.distributed is not None:
+                distributed.initialize(cfg.distributed)  # must precede every other use of JAX
+            return job(cfg, Path(cfg.out) if cfg.out else run_dir / filename)
+        except OmegaConfBaseException as e:  # a mandatory value left unset (???), an interpolation that fails
+            raise SpecError(hydra_error_line(e)) from None
     run_command(grid_run, cfg.compilation_cache)
 
 
@@ -112,7 +118,7 @@ def _describe(kind) -> str | None:
 def hydra_error_line(e: Exception) -> str:
     """One line ``<field> = <value> is invalid: <allowed>`` for a Hydra/OmegaConf composition error."""
     from hydra.errors import MissingConfigException, OverrideParseException
-    from omegaconf.errors import ConfigAttributeError, ConfigKeyError, OmegaConfBaseException
+    from omegaconf.errors import ConfigAttributeError, ConfigKeyError, MissingMandatoryValue
 
     def first(x) -> str:
         return str(x).strip().splitlines()[0] if str(x).strip() else type(x).__name__
@@ -146,6 +152,8 @@ def hydra_error_line(e: Exception) -> str:
             known = [f.name for f in dataclasses.fields(parent)] if dataclasses.is_dataclass(parent) else []
             return f"{key} is not a known field" + (f": allowed {', '.join(known)}" if known else f": {first(cause)}")
         allowed = _describe(_schema_type(key))
+        if isinstance(cause, MissingMandatoryValue):
+            return f"{key} is missing: it is required" + (f" ({allowed})" if allowed else "")
         return f"{key} = {cause.value!r} is invalid: " + (f"must be {allowed}" if allowed else first(cause))
     return f"config is invalid: {first(e)}" + (f" ({first(e.__cause__)})" if e.__cause__ else "")
 

@@ -72,6 +72,8 @@ def test_bad_override_is_one_line(args, fragments, tmp_path):
 def test_unknown_grid_lists_only_real_grids(tmp_path):
     line = assert_refused(sweep(tmp_path, grid=["+grid=nope"]), tmp_path, "grid = 'nope' is invalid", "quick", "frontier")
     assert "_schema" not in line  # Hydra's internal grid_schema entry is not a choice
+    line = assert_refused(sweep(tmp_path, grid=["+grid=grid_schema"]), tmp_path, "grid = 'grid_schema' is invalid", "quick")
+    assert "_schema" not in line.partition("allowed")[2]
 
 
 def test_grid_without_plus_says_how(tmp_path):
