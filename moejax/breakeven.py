@@ -15,7 +15,7 @@ import numpy as np
 from omegaconf import DictConfig
 
 from .analysis.breakeven import REASONS, solve, summary_json, to_dataset
-from .cli import grid_job
+from .cli import grid_job, one_line_errors
 from .engine.config import register
 from .engine.plan import grid_accounting, partition_space_json, partition_space_note
 from .version import __version__
@@ -50,6 +50,7 @@ def run(cfg: DictConfig, out_path: Path) -> str:
     return "\n".join(lines)
 
 
+@one_line_errors
 @hydra.main(version_base=None, config_path="../conf", config_name="config")
 def main(cfg: DictConfig) -> None:
     grid_job(cfg, "breakeven.nc", run)

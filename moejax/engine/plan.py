@@ -75,9 +75,9 @@ def design_space(hardware: list, names: list[str], space) -> tuple[list, list[st
     """Every catalogue accelerator crossed with the ``grid.hardware_space`` multipliers (and
     absolute ``island_size`` values): a design space over continuous hardware parameters.
     Without a space, the catalogue entries as they are. Names record the multipliers."""
-    if not space:
+    axes = {k: list(v) for k, v in (space or {}).items() if v is not None}  # None: that quantity is not varied
+    if not axes:
         return hardware, names
-    axes = {k: list(v) for k, v in space.items()}
     for field, values in axes.items():
         if field not in SPACE_FIELDS and field != "island_size":
             raise SpecError(f"grid.hardware_space.{field} is not a known field: allowed {', '.join([*SPACE_FIELDS, 'island_size'])}")
