@@ -12,7 +12,6 @@ stderr, exit code 2.
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import hydra
@@ -22,7 +21,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from .analysis.point import PointQuery, explain
 from .catalogue import available, load_accounting
-from .cli import run_command
+from .cli import one_line_errors, run_command
 from .engine.grid import PartitionSpace
 from .physics.specs import SpecError
 
@@ -107,16 +106,7 @@ def report(r: dict, q: PointQuery) -> str:
     return "\n".join(lines)
 
 
-def _check_names(argv: list[str]) -> None:
-    """``model=``/``hardware=``/``accounting=`` name catalogue entries (Hydra groups): an unknown
-    one is one line and exit 2 (rather than Hydra's own message)."""
-    for arg in argv:
-        key, _, value = arg.partition("=")
-        if key in ("model", "hardware", "accounting") and value and value not in available(key):
-            print(f"error: {key} = {value!r} is unknown: available {', '.join(available(key))}", file=sys.stderr)
-            sys.exit(2)
-
-
+@one_line_errors
 @hydra.main(version_base=None, config_path="../conf", config_name="point")
 def main(cfg: DictConfig) -> None:
     def job(run_dir: Path) -> str:
@@ -128,5 +118,4 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
-    _check_names(sys.argv[1:])
     main()
