@@ -62,6 +62,9 @@ class GridConf:
     num_gpus: list[int] = MISSING
     contexts: list[float] = MISSING  # tokens
     batch: Any = "bmax"  # "bmax" or sequences per replica
+    batches: Any = None  # [1, 2, 4, ...] sequences per replica: batch as a search axis + the frontier (engine/frontier.py)
+    interactivity: Any = None  # frontier levels {min, max, count} tokens/s/user, log-spaced; default 1, 1000, 31
+    slo: Any = None  # {tpot_max: s, tokens_per_s_per_user_min: 1/s, ttft_max: s}: best configuration meeting them
     hardware_space: Any = None  # {hbm_bw: [multipliers], hbm_bytes, flops, intra_bw, inter_bw, intra_latency, inter_latency, island_size: [GPUs]}
     partitions: PartitionsConf = dataclasses.field(default_factory=PartitionsConf)
     dtypes: DtypesConf = dataclasses.field(default_factory=DtypesConf)
