@@ -343,3 +343,36 @@ def missing_value(name: str, spec: FrontierSpec):
     0 for partition degrees, NaN for numbers."""
     units = variables(spec)[name][1]
     return 0 if units == "flag" or name.endswith(tuple(f"_{f}" for f in PARTITION_FIELDS)) else np.nan
+
+
+@dataclasses.dataclass(frozen=True)
+class SweepHooks:
+    """What a sweep run needs for the frontier: the extra kernel, the chunk budget in partitions
+    (a chunk's candidates are partitions × batch columns), part dims and dataset variables."""
+
+    extra: object = None
+    max_evaluations: int = 0
+    trailing: dict = dataclasses.field(default_factory=dict)
+    dims: dict = dataclasses.field(default_factory=dict)
+    variables: tuple = ()
+
+
+def sweep_hooks(spec: FrontierSpec | None, acc, dtype, max_evaluations: int, float_dtype: str) -> SweepHooks:
+    """The run's hooks; without a frontier, none (and the chunk budget unchanged)."""
+    if spec is None:
+        return SweepHooks(max_evaluations=max_evaluations)
+    names = variables(spec)
+    out = []
+    for name, (dims, units, long_name, flags) in names.items():
+        if units == "flag" and flags is not None:
+            attrs = {"long_name": long_name, "flag_values": np.array(flags[0], np.int8), "flag_meanings": flags[1]}
+            dtype_ = "i1"
+        elif units == "flag":  # kv_mode
+            attrs = {"long_name": long_name, "flag_values": np.array([0, 1, 2], np.int8), "flag_meanings": "none kvp cp"}
+            dtype_ = "i2"
+        else:
+            attrs = {"units": units, "long_name": long_name}
+            dtype_ = "i2" if missing_value(name, spec) == 0 else float_dtype
+        out.append((name, dims, dtype_, attrs))
+    return SweepHooks(frontier_extra(spec, acc, dtype), max(1, max_evaluations // spec.n_columns),
+                      {name: meta[0] for name, meta in names.items() if meta[0]}, coords(spec), tuple(out))
