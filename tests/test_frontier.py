@@ -23,7 +23,7 @@ from moejax.physics.specs import HardwareSpec, ModelSpec, Partition, SpecError, 
 ROOT = Path(__file__).resolve().parent.parent
 TINY = ["+grid=quick", "grid.models=[mixtral-8x22b]", "grid.hardware=[h100-sxm]", "grid.num_gpus=[8,16]",
         "grid.kappas=[5]", "grid.contexts=[2048,65536]",
-        "grid.partitions={tp:[1,2,4,8],ep:[1,2,4,8],pp:[1,2],dp_attn:[1],kvp:[1],dense_tp:[1,2,4,8]}"]
+        "grid.partitions={tp:[1,2,4,8],ep:[1,2,4,8],pp:[1,2],dp_attn:[1],kvp:[1],dense_tp:[1]}"]
 BATCHES = [1, 4, 16, 64, 256, 1024]
 RTOL = 1e-9  # float64 kernel vs float64 NumPy evaluation of the same model
 
@@ -47,9 +47,14 @@ def _leaf(tree, i):
     return {k: float(np.asarray(v)[i]) for k, v in vars(tree).items()}
 
 
+_BRUTE = {}
+
+
 def _brute(plan, row, n, c):
     """Every legal candidate of one point as (throughput per GPU, tokens/s per user, batch column):
     plain Python over partitions and batches (B_max = column 0)."""
+    if (id(plan), row, n, c) in _BRUTE:
+        return _BRUTE[id(plan), row, n, c]
     m, hw = ModelSpec(**_leaf(plan.inputs.rows, row)), HardwareSpec(**_leaf(plan.inputs.hardware, 0))
     out = []
     for i in np.nonzero(plan.inputs.partition_mask[n])[0]:
@@ -60,7 +65,8 @@ def _brute(plan, row, n, c):
             r = decode_point(m, hw, p, Workload(context=float(plan.inputs.contexts[c]), batch=float(b)), plan.accounting)
             if bool(r.feasible):
                 out.append((float(r.throughput_per_gpu), float(r.tokens_per_s_per_user), col))
-    return np.array(out).reshape(-1, 3)
+    _BRUTE[id(plan), row, n, c] = np.array(out).reshape(-1, 3)
+    return _BRUTE[id(plan), row, n, c]
 
 
 @pytest.fixture(scope="module")
