@@ -31,8 +31,9 @@ def frontier_summary(path: Path, levels=LEVELS, kappa: float = 5.0, context: flo
         picks = [float(axis[np.argmin(np.abs(np.log(axis / lev)))]) for lev in levels]
         tput = ds.frontier_throughput_per_gpu.sel(kappa=k, context=c)
         head = "".join(f"{f'>= {p:.3g} tok/s/user':>34}" for p in picks)
-        lines = [f"dense/MoE cost ratio (MoE/dense tok/s/GPU) at kappa={k:g}, context {int(c)}, on the hardware x GPUs "
-                 "where the MoE does best at that interactivity", f"{'model':<16}{head}"]
+        title = (f"dense/MoE cost ratio (MoE/dense tok/s/GPU) at kappa={k:g}, context {int(c)}, on the hardware x GPUs "
+                 "where the MoE does best at that interactivity")
+        lines = [title, f"{'model':<16}{head}"]
         for model in ds.model.values:
             cells = []
             for p in picks:

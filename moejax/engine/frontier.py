@@ -182,7 +182,8 @@ def _winners(m, hw, parts: Partition, context, columns, acc, flat_idx, found, k:
     p_i, b_i = flat_idx // k, flat_idx % k
     winner = jax.tree_util.tree_map(lambda x: x[p_i], parts)
     r = jax.vmap(lambda p, b: decode_point(m, hw, p, Workload(context=context, batch=b), acc))(winner, columns[b_i])
-    nan = lambda v: jnp.where(found, v, jnp.nan)  # noqa: E731
+    def nan(v):
+        return jnp.where(found, v, jnp.nan)
     out = {"throughput_per_gpu": nan(r.throughput_per_gpu), "tokens_per_s_per_user": nan(r.tokens_per_s_per_user),
            "batch": nan(r.batch), "step_time": nan(r.step_time)}
     for f in PARTITION_FIELDS:
