@@ -8,6 +8,7 @@ from pathlib import Path
 import jax.numpy as jnp
 import numpy as np
 import pytest
+import xarray as xr
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
@@ -200,3 +201,30 @@ def test_bad_batches_exit_2_with_no_file(tmp_path):
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines() == ["error: grid.batches = 0 is invalid: sequences per replica, a positive integer"]
     assert not out.exists() and not (tmp_path / "parts").exists()
+
+
+def test_sweep_dataset_holds_the_frontier_with_reasons(tiny, tmp_path):
+    """The main job's dataset: frontier, per-batch and SLO variables with their dimensions and flags
+    (a NaN only where its status says why), equal to the kernel's float64 values, and the printout."""
+    from moejax.analysis.frontier import frontier_summary
+    from moejax.engine.run import run
+
+    _, out, _ = tiny
+    register()
+    with initialize_config_dir(str(CONF_DIR), version_base=None):
+        cfg = compose("config", overrides=[*TINY, f"+grid.batches={BATCHES}", "+grid.slo={tpot_max: 0.04}",
+                                           "+grid.interactivity={min: 0.5, max: 2000, count: 25}",
+                                           f"parts_dir={tmp_path / 'parts'}", "compilation_cache=null"])
+    path = run(cfg, tmp_path / "sweep.nc")
+    with xr.open_dataset(path) as ds:
+        assert ds.frontier_throughput_per_gpu.dims[-1] == "interactivity" and ds.sizes["interactivity"] == 25
+        assert ds.at_batch_throughput_per_gpu.dims[-1] == "batches" and list(ds.batches.values) == BATCHES
+        assert ds.frontier_status.attrs["flag_meanings"] == "infeasible unreachable reached"
+        assert ds.slo_status.attrs["flag_meanings"] == "infeasible slo_not_met slo_met"
+        reached = ds.frontier_status.values == 2
+        assert np.isfinite(ds.frontier_throughput_per_gpu.values[reached]).all()
+        assert np.isnan(ds.frontier_throughput_per_gpu.values[~reached]).all()
+        moe = ds.frontier_throughput_per_gpu.sel(model="mixtral-8x22b", variant="moe", kappa=5.0).values
+        want = out["frontier_throughput_per_gpu"][0]  # kernel row 0: the MoE
+        np.testing.assert_allclose(moe, want, rtol=1e-5)  # float32 run vs float64 kernel
+    assert "mixtral-8x22b" in frontier_summary(path)
