@@ -233,7 +233,6 @@ def frontier_point(m, hw, parts: Partition, pmask, context, columns, levels, slo
     per level, a scan over the sorted levels in effect)."""
     x, u = _candidates(m, hw, parts, pmask, context, columns, acc)
     k, n_lev = x.shape[1], levels.shape[0]
-    any_ok = jnp.max(x) > 0
     picks = []  # (prefix, flat candidate indices, found): the winners, re-evaluated in one call
     flags = {}
     parts_x, parts_u, parts_i = [], [], []
@@ -247,6 +246,7 @@ def frontier_point(m, hw, parts: Partition, pmask, context, columns, levels, slo
         parts_x, parts_u, parts_i = [gx.reshape(-1)], [gu.reshape(-1)], [gi.reshape(-1)]
     bx, bu, bi = _bmax_buckets(x[:, 0], u[:, 0], levels, k)
     cx, cu, ci = (jnp.concatenate([*a, b]) for a, b in ((parts_x, bx), (parts_u, bu), (parts_i, bi)))
+    any_ok = jnp.max(cx) > 0  # every feasible group or bucket keeps a feasible candidate (a pass over x fewer)
     masked = jnp.where(cu[None, :] >= levels[:, None], cx[None, :], -1.0)  # [level, reduced candidate]
     w = jax.vmap(_argmax)(masked)
     reached = masked[jnp.arange(n_lev), w] > 0
