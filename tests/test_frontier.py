@@ -228,3 +228,20 @@ def test_sweep_dataset_holds_the_frontier_with_reasons(tiny, tmp_path):
         want = out["frontier_throughput_per_gpu"][0]  # kernel row 0: the MoE
         np.testing.assert_allclose(moe, want, rtol=1e-5)  # float32 run vs float64 kernel
     assert "mixtral-8x22b" in frontier_summary(path)
+
+
+def test_slo_without_batches_searches_the_bmax_column():
+    """``grid.slo`` alone: candidates are every partition at its own B_max; the SLO choice equals
+    the brute-force best of those reaching 1/tpot_max tokens/s per user."""
+    plan, out, _ = _run(_grid("grid.num_gpus=[8]", "grid.contexts=[2048]", "+grid.slo={tpot_max: 0.06}"))
+    assert plan.frontier.n_columns == 1 and "at_batch_throughput_per_gpu" not in out
+    for r in range(plan.inputs.shape["row"]):
+        cand = _brute(plan, r, 0, 0)
+        meets = cand[:, 1] >= 1 / 0.06
+        at = (r, 0, 0, 0)
+        if meets.any():
+            assert out["slo_status"][at] == 2
+            np.testing.assert_allclose(out["slo_throughput_per_gpu"][at], cand[meets, 0].max(), rtol=RTOL)
+        else:
+            assert out["slo_status"][at] == (1 if len(cand) else 0)
+    assert 2 in out["slo_status"]  # the MoE meets it here: the comparison is not vacuous
