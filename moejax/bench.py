@@ -5,7 +5,9 @@ On the same frontier grid (every candidate partition of every point: 1.6×10⁷ 
 - ``all outputs``: the compiled kernel returning every candidate's full result (no search);
 - ``numpy``: the same kernel code evaluated by NumPy (whole-array, un-fused) on a slice;
 - ``reference``: the pure-Python oracle on random points of the grid, checked against the kernel;
-- ``stream``: the main job on a ≥10⁹-evaluation grid in a fresh process (peak RSS of that process).
+- ``stream``: the main job on a ≥10⁹-evaluation grid in a fresh process (peak RSS of that process);
+- ``frontier``: the main job's chunked kernels with batch as a search axis (``grid.batches``: every
+  partition × 16 batches + B_max, the Pareto frontier and per-batch bests), in a fresh process.
 Prints a table, then one JSON line.
 """
 
@@ -57,7 +59,7 @@ def _compose(overrides: list[str]):
 
 
 def _plan(overrides: list[str]):
-    cfg = _compose(["+grid=frontier", *overrides])
+    cfg = _compose(["+grid=frontier", "grid.batches=null", *overrides])  # the B_max search (frontier: frontier_timing)
     return build_plan(cfg.grid, False)
 
 
@@ -139,7 +141,7 @@ def stream(points: float, chunk: int) -> dict:
     per_context = base.inputs.n_partitions * int(np.prod([v for k, v in base.inputs.shape.items() if k != "context"]))
     n_ctx = int(np.ceil(points / per_context))
     with tempfile.TemporaryDirectory() as tmp:
-        cfg = _compose(["+grid=frontier", _contexts_override(n_ctx),
+        cfg = _compose(["+grid=frontier", "grid.batches=null", _contexts_override(n_ctx),
                         f"parts_dir={tmp}/parts", f"max_chunk_evaluations={chunk}", "progress=false"])
         t0 = time.perf_counter()
         out = run(cfg, Path(tmp) / "stream.nc", sweep_columns(cfg))
@@ -156,7 +158,7 @@ def breakeven_timing(points: float) -> dict:
     base = _plan([])
     models = base.row_map.shape[0]
     per_context = models * base.inputs.shape["hardware"] * base.inputs.shape["num_gpus"]
-    cfg = _compose(["+grid=frontier", _contexts_override(int(np.ceil(points / per_context)))])
+    cfg = _compose(["+grid=frontier", "grid.batches=null", _contexts_override(int(np.ceil(points / per_context)))])
     t0 = time.perf_counter()
     solve(cfg)
     first = time.perf_counter() - t0
@@ -195,6 +197,34 @@ def devices_only(repeats: int) -> dict:
     return {"devices": len(local_devices()), "points_per_s": evaluations / best}
 
 
+def frontier_timing(contexts: int, chunk: int) -> dict:
+    """Candidate evaluations/s of the frontier path (``+grid=frontier`` with its batch axis) through
+    the main job's chunks: every partition × batch column of every point, the B_max search and the
+    frontier reductions included; first pass (with compilation), then a timed pass; wall and CPU
+    seconds (CPU time says what a shared machine hides), and this process's peak RSS."""
+    from .engine.frontier import sweep_hooks
+
+    cfg = _compose(["+grid=frontier", *([] if contexts <= 0 else [f"grid.contexts={[1024 * 4**i for i in range(contexts)]}"])])
+    plan = build_plan(cfg.grid, False)
+    hooks = sweep_hooks(plan.frontier, plan.accounting, jnp.float32, chunk, "f4")
+    inputs = plan.inputs
+    evaluations = inputs.n_partitions * int(np.prod(list(inputs.shape.values()))) * plan.frontier.n_columns
+
+    def once():
+        for *_, r in evaluate_chunks(inputs, 0.0, plan.accounting, False, hooks.max_evaluations, jnp.float32, extra=hooks.extra):
+            pass
+    t0, c0 = time.perf_counter(), time.process_time()
+    once()
+    first, first_cpu = time.perf_counter() - t0, time.process_time() - c0
+    t0, c0 = time.perf_counter(), time.process_time()
+    once()
+    wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+    return {"frontier_evaluations": evaluations, "frontier_batch_columns": plan.frontier.n_columns,
+            "frontier_s": wall, "frontier_cpu_s": cpu, "frontier_points_per_s": evaluations / wall,
+            "frontier_points_per_cpu_s": evaluations / cpu, "frontier_compile_s": first - wall,
+            "frontier_compile_cpu_s": first_cpu - cpu, "frontier_peak_rss_mb": _peak_rss_mb()}
+
+
 def main(argv=None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--repeats", type=int, default=3)
@@ -207,9 +237,15 @@ def main(argv=None) -> dict:
     ap.add_argument("--device-counts", default="", help="e.g. 1,2,4,8: search rate per local device count")
     ap.add_argument("--devices-only", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--stream-only", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("--frontier-contexts", type=int, default=0, help="frontier path: contexts 1k·4^i (0: the grid's 11; -1 skips)")
+    ap.add_argument("--frontier-only", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.devices_only:
         result = devices_only(args.repeats)
+        print(json.dumps(result))
+        return result
+    if args.frontier_only:
+        result = frontier_timing(args.frontier_contexts, args.stream_chunk)
         print(json.dumps(result))
         return result
     if args.stream_only:
@@ -262,6 +298,10 @@ def main(argv=None) -> dict:
         proc = subprocess.run([sys.executable, "-m", "moejax.bench", "--stream-only", "--stream-points", str(args.stream_points),
                                "--stream-chunk", str(args.stream_chunk)], capture_output=True, text=True, check=True)
         result.update(json.loads(proc.stdout.strip().splitlines()[-1]))
+    if args.frontier_contexts >= 0:
+        proc = subprocess.run([sys.executable, "-m", "moejax.bench", "--frontier-only", "--frontier-contexts", str(args.frontier_contexts),
+                               "--stream-chunk", str(args.stream_chunk)], capture_output=True, text=True, check=True)
+        result.update(json.loads(proc.stdout.strip().splitlines()[-1]))
     rows = [
         ("compiled, best-partition search", result["search_points_per_s"], f"compile {result['compile_s']:.2f} s"),
         ("compiled, every candidate's full result, on host", result["points_per_s"], f"compile {result['compile_all_outputs_s']:.2f} s"),
@@ -276,6 +316,10 @@ def main(argv=None) -> dict:
     if "stream_points_per_s" in result:
         rows.append((f"main job, {result['stream_evaluations']:.2e} evaluations streamed", result["stream_points_per_s"],
                      f"peak RSS {result['stream_peak_rss_mb']:.0f} MB, {result['stream_s']:.1f} s"))
+    if "frontier_points_per_s" in result:
+        rows.append((f"frontier path, {result['frontier_evaluations']:.2e} evaluations ({result['frontier_batch_columns']} batch columns)",
+                     result["frontier_points_per_s"], f"{result['frontier_points_per_cpu_s']:.3g}/CPU-s, compile "
+                     f"{result['frontier_compile_s']:.0f} s, peak RSS {result['frontier_peak_rss_mb']:.0f} MB"))
     for n, rate in result.get("points_per_s_by_devices", {}).items():
         rows.append((f"search via the main job's chunks, {n} local device(s)", rate, "evaluate_chunks"))
     print(f"moejax bench on {device}: frontier grid, {result['grid_points']} points x {inputs.n_partitions} candidate partitions "

@@ -11,11 +11,11 @@ ROOT = Path(__file__).resolve().parent.parent
 def test_bench_runs_and_its_paths_agree():
     proc = subprocess.run([sys.executable, "-m", "moejax.bench", "--contexts", "2", "--repeats", "1",
                            "--reference-points", "100", "--stream-points", "2e7", "--stream-chunk", "4000000",
-                           "--breakeven-points", "200"],
+                           "--breakeven-points", "200", "--frontier-contexts", "1"],
                           cwd=ROOT, capture_output=True, text=True, timeout=600, check=True)
     result = json.loads(proc.stdout.strip().splitlines()[-1])
     for key in ("points_per_s", "search_points_per_s", "reference_points_per_s", "numpy_points_per_s", "compile_s",
-                "peak_rss_mb", "stream_points_per_s", "stream_peak_rss_mb"):
+                "peak_rss_mb", "stream_points_per_s", "stream_peak_rss_mb", "frontier_points_per_s", "frontier_peak_rss_mb"):
         assert result[key] > 0, key
     # candidate partitions of the frontier grid (widest table, 128 GPUs): 5306 without redundant slots, 7350 with
     # redundant_experts [0, 16, 32] at most one per EP rank (16 with ep >= 16, 32 with ep >= 32)

@@ -53,6 +53,25 @@ AccountingConf = dataclasses.make_dataclass("AccountingConf", [("mode", str, "re
 
 
 @dataclasses.dataclass
+class InteractivityConf:
+    """``grid.interactivity``: the frontier's levels, ``count`` log-spaced tokens/s per user."""
+
+    min: float = 1.0
+    max: float = 1000.0
+    count: int = 31
+
+
+@dataclasses.dataclass
+class SloConf:
+    """``grid.slo``: the best configuration meeting every limit set (None: no limit), e.g.
+    ``grid.slo.tpot_max=0.05`` (s per output token)."""
+
+    tpot_max: Optional[float] = None  # noqa: UP007 (Hydra needs Optional)
+    tokens_per_s_per_user_min: Optional[float] = None  # noqa: UP007
+    ttft_max: Optional[float] = None  # noqa: UP007
+
+
+@dataclasses.dataclass
 class HardwareSpaceConf:
     """``grid.hardware_space``: multipliers on each catalogue accelerator's numbers (``flops``
     scales every precision), ``island_size`` absolute GPU counts; None leaves a quantity as it is.
@@ -78,6 +97,9 @@ class GridConf:
     num_gpus: list[int] = MISSING
     contexts: list[float] = MISSING  # tokens
     batch: Any = "bmax"  # "bmax" or sequences per replica
+    batches: Any = None  # [1, 2, 4, ...] sequences per replica: batch as a search axis + the frontier (engine/frontier.py)
+    interactivity: InteractivityConf = dataclasses.field(default_factory=InteractivityConf)  # frontier levels
+    slo: SloConf = dataclasses.field(default_factory=SloConf)  # limits on tpot / tokens/s/user / ttft
     hardware_space: HardwareSpaceConf = dataclasses.field(default_factory=HardwareSpaceConf)  # all None: no design space
     partitions: PartitionsConf = dataclasses.field(default_factory=PartitionsConf)
     dtypes: DtypesConf = dataclasses.field(default_factory=DtypesConf)

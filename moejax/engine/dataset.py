@@ -75,12 +75,14 @@ def variable_attrs(name: str) -> dict:
     return {"units": units, "long_name": long_name}
 
 
-def write_part(parts_dir: Path, chunk_id: int, axis: str, positions: slice, results: dict) -> None:
-    """Write one chunk's raw results atomically (temporary name, then rename)."""
+def write_part(parts_dir: Path, chunk_id: int, axis: str, positions: slice, results: dict, trailing: dict | None = None) -> None:
+    """Write one chunk's raw results atomically (temporary name, then rename). ``trailing``: the
+    dimensions after the grid axes of results that have their own (name -> dims)."""
     parts_dir.mkdir(parents=True, exist_ok=True)
     dims = AXES + ("partition",) if results["feasible"].ndim == 5 else AXES
     data = {k: (dims[: v.ndim - (k in FIELD_STACKS)] + ((f"{k}_field",) if k in FIELD_STACKS else ()), v)
             for k, v in results.items()}
+    data.update({k: (AXES + tuple(trailing[k]), v) for k, v in results.items() if trailing and k in trailing})
     ds = xr.Dataset(data, attrs={"chunk_id": chunk_id, "axis": axis, "start": positions.start, "stop": positions.stop})
     tmp = parts_dir / f".part-{chunk_id:06d}.nc.tmp"
     ds.to_netcdf(tmp, engine="netcdf4")
@@ -106,13 +108,16 @@ def _create_variable(nc, name, dims, dtype, chunks, attrs):
 
 def assemble(out: Path, parts_dir: Path, coords: dict, row_map: np.ndarray, global_attrs: dict,
              float_dtype: str, partition_table: np.ndarray | None = None, extra: tuple = (),
-             sensitivities: bool = False, derive=None) -> None:
+             sensitivities: bool = False, derive=None, extra_dims: dict | None = None,
+             extra_vars: tuple = ()) -> None:
     """Write the final dataset from the parts.
 
     ``coords``: ordered ``{dim: (values, attrs)}`` for model, variant, kappa, hardware, num_gpus,
     context (and partition when kept). ``row_map[model, variant, kappa]`` is the kernel row
     holding that combination. ``extra``: small ``(name, dims, values)`` flag variables.
     ``derive(nc)``, if given, adds derived variables to the open file before it is renamed.
+    ``extra_dims`` ``{dim: (values, attrs)}`` and ``extra_vars`` ``(name, trailing dims, dtype,
+    attrs)``: results with dimensions of their own after the grid's (the frontier's).
     """
     dims = tuple(coords)
     tmp = out.with_name(f".{out.name}.tmp")
@@ -139,6 +144,12 @@ def assemble(out: Path, parts_dir: Path, coords: dict, row_map: np.ndarray, glob
                 var[:] = partition_table[..., i].astype(np.int32)
                 var.setncatts({"long_name": f"candidate partition: {f}", "units": "1"})
             _create_variable(nc, "partition_valid", dims, "i1", chunks, {"long_name": "candidate is a legal split of the model", "flag_values": np.array([0, 1], np.int8), "flag_meanings": "illegal legal"})
+        for dim, (values, attrs) in (extra_dims or {}).items():
+            nc.createDimension(dim, len(values))
+            nc.createVariable(dim, np.asarray(values).dtype, (dim,))[:] = values
+            nc.variables[dim].setncatts(attrs)
+        for name, trailing, dtype, attrs in extra_vars:
+            _create_variable(nc, name, dims[:6] + tuple(trailing), dtype, chunks[:6] + [len(nc.dimensions[d]) for d in trailing], attrs)
         for name, var_dims, values in extra:
             var = nc.createVariable(name, values.dtype, var_dims)
             var[:] = values

@@ -309,14 +309,16 @@ def chunks(inputs: GridInputs, max_evaluations: int, skip=frozenset()):
 
 def evaluate_chunks(inputs: GridInputs, batch: float, acc: Accounting, keep_partitions: bool,
                     max_evaluations: int, dtype, skip: set[int] = frozenset(),
-                    sensitivities: bool = False, devices: list | None = None) -> Iterator[tuple[int, str, slice, dict]]:
+                    sensitivities: bool = False, devices: list | None = None,
+                    extra=None) -> Iterator[tuple[int, str, slice, dict]]:
     """Yield ``(chunk_id, axis, positions, results)`` chunk by chunk, results as host arrays.
 
     Chunks in ``skip`` are not evaluated. With several ``devices``, that many chunks are in flight
     at once, one per device: JAX dispatches asynchronously and runs a jitted call on the device its
     inputs live on. Each device runs the very executable a single-device run uses on whole chunks,
     so results are bit-for-bit the same. (Splitting one chunk across a mesh changes XLA's code
-    generation and the last bit of float32 results.)
+    generation and the last bit of float32 results.) ``extra(*device_inputs)``, if given, is a
+    second kernel whose dict of outputs joins each chunk's results (the frontier, engine/frontier.py).
     """
     kernel = lifted_kernel(keep_partitions, sensitivities)
     devices = devices or [None]
@@ -330,9 +332,9 @@ def evaluate_chunks(inputs: GridInputs, batch: float, acc: Accounting, keep_part
             args = (*device_inputs(chunk[3], dtype), *shared)
             if device is not None:
                 args = jax.device_put(args, device)
-            launched.append((chunk, kernel(*args)))
-        for (cid, axis, positions, _, trim), (out, extra) in launched:
-            yield cid, axis, positions, {k: trim(v) for k, v in {**vars(out), **extra}.items()}
+            launched.append((chunk, (*kernel(*args), extra(*args[:5]) if extra is not None else {})))
+        for (cid, axis, positions, _, trim), (out, more, added) in launched:
+            yield cid, axis, positions, {k: trim(v) for k, v in {**vars(out), **more, **added}.items()}
 
 
 def n_chunks(inputs: GridInputs, max_evaluations: int) -> int:

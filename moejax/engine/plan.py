@@ -12,6 +12,7 @@ import numpy as np
 
 from ..catalogue import dense_baseline, load_accounting, load_hardware, load_model
 from ..physics.specs import Accounting, SpecError
+from .frontier import FrontierSpec, frontier_spec, grouped_table, missing_value
 from .grid import GridInputs, PartitionSpace, enumerate_partitions, partition_table, stack
 
 
@@ -25,6 +26,7 @@ class SweepPlan:
     coords: dict
     accounting: Accounting
     batch: float
+    frontier: FrontierSpec | None = None  # grid.batches / grid.slo: the frontier search (engine/frontier.py)
 
 
 def build_plan(grid, keep_partitions: bool) -> SweepPlan:
@@ -48,7 +50,13 @@ def build_plan(grid, keep_partitions: bool) -> SweepPlan:
     hardware, hw_names = design_space([load_hardware(name) for name in grid.hardware], list(grid.hardware),
                                       grid.get("hardware_space"))
     num_gpus = [int(n) for n in grid.num_gpus]
-    table, mask = partition_table(num_gpus, PartitionSpace(**{k: tuple(v) for k, v in grid.partitions.items()}))
+    space = PartitionSpace(**{k: tuple(v) for k, v in grid.partitions.items()})
+    frontier = frontier_spec(grid)
+    if frontier is None:
+        table, mask = partition_table(num_gpus, space)
+    else:  # candidates grouped by replica size: the frontier kernel reduces each group as a static slice
+        table, mask, groups = grouped_table(num_gpus, space)
+        frontier = dataclasses.replace(frontier, groups=groups)
     contexts = np.array([float(c) for c in grid.contexts])
     inputs = GridInputs(stack(rows), stack(hardware), table, mask, contexts)
     coords = {
@@ -63,7 +71,7 @@ def build_plan(grid, keep_partitions: bool) -> SweepPlan:
         coords["partition"] = (np.arange(table.shape[1], dtype=np.int32), {"long_name": "candidate partition index"})
     acc = grid_accounting(grid.accounting)
     batch = 0.0 if grid.batch == "bmax" else float(grid.batch)
-    return SweepPlan(inputs, row_map, exists, coords, acc, batch)
+    return SweepPlan(inputs, row_map, exists, coords, acc, batch, frontier)
 
 
 SPACE_FIELDS = {"hbm_bw": ("hbm_bw",), "hbm_bytes": ("hbm_bytes",), "flops": ("flops_bf16", "flops_fp8"),
@@ -131,6 +139,8 @@ def mask_missing_baselines(plan: SweepPlan, axis: str, positions: slice, results
                 values[local] = 0
             elif name == "step_time":
                 values[local] = np.inf
+            elif plan.frontier is not None and name.startswith(("frontier_", "at_batch_", "slo_")):
+                values[local] = missing_value(name, plan.frontier)
             else:
                 values[local] = np.nan
 

@@ -21,6 +21,7 @@ from ..version import __version__
 from . import distributed
 from .config import validate_grid
 from .dataset import assemble, completed_chunks, write_part
+from .frontier import sweep_hooks
 from .grid import evaluate_chunks, local_devices, n_chunks
 from .plan import SweepPlan, build_plan, mask_missing_baselines, partition_space_json
 
@@ -66,19 +67,20 @@ def run(cfg: DictConfig, out: Path, derive=None) -> Path | None:
     if n_proc > 1:
         distributed.check_same_config(digest)
     parts_dir = Path(cfg.parts_dir) / digest
-    total = n_chunks(plan.inputs, cfg.max_chunk_evaluations)
+    dtype = np.float64 if cfg.precision == "float64" else np.float32
+    hooks = sweep_hooks(plan.frontier, plan.accounting, dtype, cfg.max_chunk_evaluations, "f8" if dtype == np.float64 else "f4")
+    total = n_chunks(plan.inputs, hooks.max_evaluations)
     mine = {c for c in range(total) if c % n_proc == pid}
     done = completed_chunks(parts_dir, owned=mine) | set(range(total)) - mine
     per_chunk = plan.inputs.n_partitions * int(np.prod(list(plan.inputs.shape.values()))) / total
     show = cfg.progress is True or (cfg.progress == "auto" and total - len(done) > 1 and sys.stderr.isatty())
-    dtype = np.float64 if cfg.precision == "float64" else np.float32
     start = time.perf_counter()
     with tqdm(total=total, initial=len(done), unit="chunk", disable=not show, file=sys.stderr) as bar:
         for cid, axis, positions, results in evaluate_chunks(plan.inputs, plan.batch, plan.accounting, cfg.keep_partitions,
-                                                             cfg.max_chunk_evaluations, dtype, skip=done,
-                                                             sensitivities=cfg.sensitivities, devices=devices):
+                                                             hooks.max_evaluations, dtype, skip=done,
+                                                             sensitivities=cfg.sensitivities, devices=devices, extra=hooks.extra):
             mask_missing_baselines(plan, axis, positions, results)
-            write_part(parts_dir, cid, axis, positions, results)
+            write_part(parts_dir, cid, axis, positions, results, hooks.trailing)
             bar.update(1)
             bar.set_postfix_str(f"{per_chunk * (bar.n - len(done)) / (time.perf_counter() - start):.3g} evaluations/s")
     if n_proc > 1:
@@ -110,6 +112,7 @@ def run(cfg: DictConfig, out: Path, derive=None) -> Path | None:
                         for f in HARDWARE_FIELDS]  # each accelerator's numbers, design spaces included
     assemble(out, parts_dir, plan.coords, plan.row_map, attrs, "f8" if dtype == np.float64 else "f4",
              plan.inputs.partitions if cfg.keep_partitions else None, extra=[baseline, *hardware_numbers],
-             sensitivities=cfg.sensitivities, derive=None if cfg.keep_partitions or derive is None else derive(plan))
+             sensitivities=cfg.sensitivities, derive=None if cfg.keep_partitions or derive is None else derive(plan),
+             extra_dims=hooks.dims, extra_vars=hooks.variables)
     shutil.rmtree(parts_dir)
     return out

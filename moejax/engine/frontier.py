@@ -1,0 +1,379 @@
+"""The serving frontier: batch as a search variable, the Pareto frontier of throughput per GPU
+against tokens/s per user, and SLO selection, per grid point on the device.
+
+Candidates of one point (model row, hardware, GPU count, context) are every partition × every
+batch of ``batches`` (column 0 is each partition's own B_max, ``Workload.batch = 0``). From the
+[P, K] candidate matrix the kernel keeps only small summaries, so memory stays bounded:
+
+- per batch column, the best partition (``at_batch_*``, dimension ``batches``);
+- the frontier on a fixed log-spaced interactivity axis (``frontier_*``, dimension
+  ``interactivity``): at level ``u_i`` the best throughput per GPU over candidates with
+  tokens/s/user ≥ ``u_i``, and the partition, batch and step time achieving it;
+- with an SLO, the best candidate meeting it (``slo_*``).
+
+The frontier is a bucket sort and a scan: each candidate falls into the bucket of the highest
+level it reaches (one log and a floor, corrected against the stored levels), a segment max keeps
+each bucket's best, and a reverse running max over the buckets gives every level at once. No
+Python loop runs over points or candidates; winners are re-evaluated with ``decode_point``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from ..physics.cost import decode_point
+from ..physics.specs import Partition, SpecError, Workload
+from .grid import PARTITION_FIELDS, PartitionSpace, _argmax, cast, enumerate_partitions, lift
+
+# flag variables: values, meanings (CF flag_meanings)
+FRONTIER_STATUS = ([0, 1, 2], "infeasible unreachable reached")  # no candidate fits / none this fast / found
+SLO_STATUS = ([0, 1, 2], "infeasible slo_not_met slo_met")
+AT_BATCH_STATUS = ([0, 1], "infeasible feasible")
+
+
+@dataclasses.dataclass(frozen=True)
+class FrontierSpec:
+    """What the frontier kernel searches: ``batches`` (sequences per replica; B_max is always
+    added as column 0), the interactivity levels (tokens/s/user, geometric) and the SLO's minimum
+    tokens/s per user (0: no SLO)."""
+
+    batches: tuple[float, ...]
+    levels: tuple[float, ...]
+    slo_rate: float = 0.0
+    groups: tuple[tuple[int, int], ...] = ()  # slices of the grouped candidate table (grouped_table)
+
+    @property
+    def columns(self) -> np.ndarray:
+        return np.array([0.0, *self.batches])
+
+    @property
+    def n_columns(self) -> int:
+        return 1 + len(self.batches)
+
+
+def interactivity_levels(conf) -> np.ndarray:
+    """``count`` log-spaced levels from ``min`` to ``max`` tokens/s/user (float32 values, as the
+    kernel compares them). Default 1 … 1000, 10 per decade: 1, 1.259, …, 19.95, …, 1000."""
+    lo, hi, n = float(conf["min"]), float(conf["max"]), int(conf["count"])
+    return np.geomspace(lo, hi, n).astype(np.float32).astype(np.float64)
+
+
+def slo_rate(slo) -> float:
+    """The SLO as one minimum tokens/s per user. TPOT (time per output token) is
+    ``step_time / (1 + accepted)`` = 1/(tokens/s/user), so ``tpot_max`` ≤ T means tokens/s/user ≥ 1/T:
+    both constraints bound the same quantity from below and the stricter one binds.
+    ``tpot_max = 0.02`` s and ``tokens_per_s_per_user_min = 40``: 50 tokens/s/user."""
+    rate = 0.0
+    if slo.get("tokens_per_s_per_user_min") is not None:
+        rate = float(slo.tokens_per_s_per_user_min)
+    if slo.get("tpot_max") is not None:
+        rate = max(rate, 1.0 / float(slo.tpot_max))
+    return rate
+
+
+def validate(grid) -> None:
+    """One-line ``SpecError`` on bad batches, interactivity or SLO values."""
+    batches = grid.get("batches")
+    if batches is not None:
+        values = list(batches)
+        if not values:
+            raise SpecError("grid.batches = [] is invalid: a non-empty list of positive integers (or leave it unset)")
+        for b in values:
+            if isinstance(b, bool) or not isinstance(b, int | float) or not np.isfinite(b) or b < 1 or int(b) != b:
+                raise SpecError(f"grid.batches = {b!r} is invalid: sequences per replica, a positive integer")
+        if len(set(values)) != len(values):
+            raise SpecError(f"grid.batches = {values!r} is invalid: values must be unique")
+    inter = grid.get("interactivity")
+    if inter is not None:
+        lo, hi, n = inter.get("min"), inter.get("max"), inter.get("count")
+        for field, v in (("min", lo), ("max", hi)):
+            if not isinstance(v, int | float) or isinstance(v, bool) or not np.isfinite(v) or v <= 0:
+                raise SpecError(f"grid.interactivity.{field} = {v!r} is invalid: a positive number of tokens/s per user")
+        if not isinstance(n, int) or isinstance(n, bool) or n < 2:
+            raise SpecError(f"grid.interactivity.count = {n!r} is invalid: an integer >= 2")
+        if lo >= hi:
+            raise SpecError(f"grid.interactivity.min = {lo!r} is invalid: must be below max = {hi!r}")
+    slo = grid.get("slo")
+    if slo is not None:
+        for field in ("tpot_max", "tokens_per_s_per_user_min", "ttft_max"):
+            v = slo.get(field)
+            if v is not None and (isinstance(v, bool) or not isinstance(v, int | float) or not np.isfinite(v) or v <= 0):
+                unit = "tokens/s per user" if field.startswith("tokens") else "s"
+                raise SpecError(f"grid.slo.{field} = {v!r} is invalid: a positive number ({unit}) or null")
+        if slo.get("ttft_max") is not None:
+            raise SpecError(f"grid.slo.ttft_max = {slo.ttft_max!r} is invalid: slo.ttft_max needs the prefill (TTFT) "
+                            "model, not wired into the sweep yet; use tpot_max or tokens_per_s_per_user_min")
+
+
+def frontier_spec(grid) -> FrontierSpec | None:
+    """The grid's frontier search, or None when it sets neither ``batches`` nor an SLO."""
+    validate(grid)
+    batches, slo = grid.get("batches"), grid.get("slo")
+    rate = slo_rate(slo) if slo is not None else 0.0
+    if batches is None and rate == 0:
+        return None
+    inter = grid.get("interactivity") or {"min": 1.0, "max": 1000.0, "count": 31}  # a grid without the schema
+    return FrontierSpec(tuple(float(b) for b in (batches or [])), tuple(interactivity_levels(inter)), rate)
+
+
+def grouped_table(num_gpus: list[int], space: PartitionSpace) -> tuple[np.ndarray, np.ndarray, tuple]:
+    """Candidate tables [N, P, fields] and masks [N, P] laid out in replica-size groups: group ``g``
+    (GPUs per replica ``n_g``) holds the same rows at the same static slice for every cluster size
+    (the partitions of an ``n``-GPU replica do not depend on the cluster, only ``dp = N/n`` does),
+    masked where ``n_g`` does not divide the cluster. Returns (table, mask, slices)."""
+    f = {name: i for i, name in enumerate(PARTITION_FIELDS)}
+    tables = {int(n): enumerate_partitions(int(n), space) for n in num_gpus}
+    for n, t in tables.items():
+        if not len(t):
+            raise SpecError(f"num_gpus = {n} is invalid: no partition in the search space divides it")
+    replica = {n: t[:, f["pp"]] * t[:, f["tp"]] * t[:, f["dp_attn"]] * t[:, f["kvp"]] for n, t in tables.items()}
+    sizes = sorted({float(r) for rs in replica.values() for r in rs})
+    canon = {size: next(t[replica[n] == size] for n, t in tables.items() if (replica[n] == size).any()) for size in sizes}
+    slices, start = [], 0
+    for size in sizes:
+        slices.append((start, start + len(canon[size])))
+        start += len(canon[size])
+    table, mask = [], []
+    for n, t in tables.items():
+        rows, ok = [], []
+        for size in sizes:
+            group = t[replica[n] == size] if n % size == 0 else canon[size].copy()
+            if n % size == 0 and len(group) != len(canon[size]):  # the layout's premise, checked
+                raise AssertionError(f"replica size {size} has {len(group)} partitions on {n} GPUs, {len(canon[size])} elsewhere")
+            rows.append(group)
+            ok.append(np.full(len(group), n % size == 0))
+        table.append(np.concatenate(rows))
+        mask.append(np.concatenate(ok))
+    return np.stack(table), np.stack(mask), tuple(slices)
+
+
+def bucket(u, levels):
+    """Number of ``levels`` (ascending, geometric) at or below each ``u``: the highest level a
+    candidate reaches is ``levels[bucket - 1]``. A log and a floor give the bucket to rounding; one
+    comparison each way with the stored levels makes it exact. 0 for u ≤ 0."""
+    n = levels.shape[0]
+    lo, step = jnp.log(levels[0]), jnp.log(levels[-1] / levels[0]) / (n - 1)
+    guess = jnp.floor((jnp.log(jnp.maximum(u, 1e-30)) - lo) / step) + 1
+    j = jnp.clip(guess, 0, n).astype(jnp.int32)
+    padded = jnp.concatenate([jnp.array([-jnp.inf], u.dtype), levels, jnp.array([jnp.inf], u.dtype)])
+    j = j - (u < padded[j]) + (u >= padded[j + 1])  # padded[j] = levels[j - 1]
+    return jnp.where(u > 0, jnp.clip(j, 0, n), 0)
+
+
+def _candidates(m, hw, parts: Partition, pmask, context, columns, acc):
+    """[P, K] throughput per GPU (-1 where illegal or infeasible) and tokens/s per user (0 there)."""
+    def one(p, ok):
+        def at(b):
+            r = decode_point(m, hw, p, Workload(context=context, batch=b), acc)
+            good = ok & r.feasible
+            return jnp.where(good, r.throughput_per_gpu, -1.0), jnp.where(good, r.tokens_per_s_per_user, 0.0)
+        return jax.vmap(at)(columns)
+    return jax.vmap(one)(parts, pmask)
+
+
+def _winners(m, hw, parts: Partition, context, columns, acc, flat_idx, found, k: int):
+    """Re-evaluate the winning (partition, batch) candidates ``flat_idx`` (into [P·K]) exactly;
+    NaN / 0 degrees where ``found`` is false."""
+    p_i, b_i = flat_idx // k, flat_idx % k
+    winner = jax.tree_util.tree_map(lambda x: x[p_i], parts)
+    r = jax.vmap(lambda p, b: decode_point(m, hw, p, Workload(context=context, batch=b), acc))(winner, columns[b_i])
+    def nan(v):
+        return jnp.where(found, v, jnp.nan)
+    out = {"throughput_per_gpu": nan(r.throughput_per_gpu), "tokens_per_s_per_user": nan(r.tokens_per_s_per_user),
+           "batch": nan(r.batch), "step_time": nan(r.step_time)}
+    for f in PARTITION_FIELDS:
+        out[f] = jnp.where(found, getattr(winner, f), 0.0)
+    return out
+
+
+def _column_tops(x, u, groups):
+    """Per replica-size group and explicit batch column (1 …), the candidate with the most
+    tokens/s per user: (x [G, K-1], u [G, K-1], flat index [G, K-1]). Within one column and one
+    group every candidate serves the same batch on the same GPUs per replica, so throughput per GPU
+    = batch · tokens/s/user / GPUs is monotone in tokens/s/user and this candidate dominates the
+    rest: the frontier and the SLO need only these. Groups are static slices of the table."""
+    n_p, k = x.shape
+    cols = jnp.arange(1, k)
+    tops_x, tops_u, tops_i = [], [], []
+    for start, stop in groups:
+        ug = u[start:stop, 1:]
+        top = ug.max(axis=0)
+        arg = jnp.min(jnp.where(ug == top, jnp.arange(start, stop)[:, None], n_p - 1), axis=0)  # first holder
+        tops_x.append(x[arg, cols])
+        tops_u.append(top)
+        tops_i.append(arg * k + cols)
+    return jnp.stack(tops_x), jnp.stack(tops_u), jnp.stack(tops_i)
+
+
+def _bmax_buckets(x0, u0, levels, k: int):
+    """The B_max column (its batch differs per partition, so no group shortcut): each candidate
+    falls into the bucket of the highest level it reaches (``bucket``), a segment max keeps each
+    bucket's best (and the first candidate holding it). (x, u, flat index) per bucket [I + 1]."""
+    n_p, n = x0.shape[0], levels.shape[0]
+    j = bucket(u0, levels)
+    best = jax.ops.segment_max(x0, j, num_segments=n + 1)
+    idx = jnp.arange(n_p)
+    hit = (x0 == best[j]) & (x0 > 0)
+    first = jnp.clip(-jax.ops.segment_max(jnp.where(hit, -idx, -n_p), j, num_segments=n + 1), 0, n_p - 1)
+    return jnp.where(best > 0, best, -1.0), jnp.where(best > 0, u0[first], 0.0), first * k
+
+
+def frontier_point(m, hw, parts: Partition, pmask, context, columns, levels, slo_min, acc, groups, with_slo: bool):
+    """Per-batch best partitions, the frontier on ``levels`` and (``with_slo``) the best candidate
+    with tokens/s per user ≥ ``slo_min``, for one point; see the module docstring.
+
+    The frontier is taken over a reduced set that provably contains it: the per-(group, batch)
+    tops of ``_column_tops`` and the per-bucket bests of the B_max column. At level ``u_i`` it is
+    the largest throughput per GPU among them with tokens/s per user ≥ ``u_i`` (a masked argmax
+    per level, a scan over the sorted levels in effect)."""
+    x, u = _candidates(m, hw, parts, pmask, context, columns, acc)
+    k, n_lev = x.shape[1], levels.shape[0]
+    picks = []  # (prefix, flat candidate indices, found): the winners, re-evaluated in one call
+    flags = {}
+    parts_x, parts_u, parts_i = [], [], []
+    if k > 1:
+        gx, gu, gi = _column_tops(x, u, groups)
+        g_best = jax.vmap(_argmax, in_axes=1)(gx)  # per column: the best group
+        col = jnp.arange(k - 1)
+        col_found = gx[g_best, col] > 0
+        picks.append(("at_batch_", gi[g_best, col], col_found))
+        flags["at_batch_feasible"] = col_found.astype(jnp.int8)
+        parts_x, parts_u, parts_i = [gx.reshape(-1)], [gu.reshape(-1)], [gi.reshape(-1)]
+    bx, bu, bi = _bmax_buckets(x[:, 0], u[:, 0], levels, k)
+    cx, cu, ci = (jnp.concatenate([*a, b]) for a, b in ((parts_x, bx), (parts_u, bu), (parts_i, bi)))
+    any_ok = jnp.max(cx) > 0  # every feasible group or bucket keeps a feasible candidate (a pass over x fewer)
+    masked = jnp.where(cu[None, :] >= levels[:, None], cx[None, :], -1.0)  # [level, reduced candidate]
+    w = jax.vmap(_argmax)(masked)
+    reached = masked[jnp.arange(n_lev), w] > 0
+    picks.append(("frontier_", ci[w], reached))
+    flags["frontier_status"] = jnp.where(reached, 2, jnp.where(any_ok, 1, 0)).astype(jnp.int8)
+    if with_slo:
+        # the reduced explicit-column set, and the whole B_max column (its buckets need not align with slo_min)
+        n_ex = cx.shape[0] - bx.shape[0]
+        ex = jnp.where(cu[:n_ex] >= slo_min, cx[:n_ex], -1.0) if n_ex else jnp.array([-1.0], x.dtype)
+        x0 = jnp.where(u[:, 0] >= slo_min, x[:, 0], -1.0)
+        e, b = _argmax(ex), _argmax(x0)
+        i = jnp.where(x0[b] > ex[e], b * k, ci[jnp.minimum(e, ci.shape[0] - 1)])
+        met = jnp.maximum(x0[b], ex[e]) > 0
+        picks.append(("slo_", i[None], met[None]))
+        flags["slo_status"] = jnp.where(met, 2, jnp.where(any_ok, 1, 0)).astype(jnp.int8)
+    sizes = [int(idx.shape[0]) for _, idx, _ in picks]
+    every = _winners(m, hw, parts, context, columns, acc, jnp.concatenate([idx for _, idx, _ in picks]),
+                     jnp.concatenate([found for *_, found in picks]), k)
+    out, start = {}, 0
+    for (prefix, _, _), size in zip(picks, sizes):
+        for name, v in every.items():
+            out[prefix + name] = v[start:start + size] if prefix != "slo_" else v[start]
+        start += size
+    out.pop("at_batch_batch", None)  # the column's own batch
+    return {**out, **flags}
+
+
+@functools.cache
+def lifted_frontier_kernel(with_slo: bool, groups: tuple):
+    """``f(rows, hardware, candidates, masks, contexts, columns, levels, slo_min, acc)`` over the grid
+    axes; ``groups``: the (start, stop) slices of the grouped candidate table (``grouped_table``)."""
+    def at(m, hw, parts, pmask, context, columns, levels, slo_min, acc):
+        return frontier_point(m, hw, parts, pmask, context, columns, levels, slo_min, acc, groups, with_slo)
+    return jax.jit(lift(at))
+
+
+def frontier_extra(spec: FrontierSpec, acc, dtype):
+    """The ``extra`` kernel for ``grid.evaluate_chunks``: the frontier outputs of a chunk."""
+    kernel = lifted_frontier_kernel(spec.slo_rate > 0, spec.groups)
+    shared = (jnp.asarray(spec.columns, dtype), jnp.asarray(spec.levels, dtype), jnp.asarray(spec.slo_rate, dtype), cast(acc, dtype))
+
+    def extra(*inputs):
+        return kernel(*inputs, *shared)
+    return extra
+
+
+# ---- dataset layout -------------------------------------------------------------------------
+
+def _degree_attrs(prefix: str, what: str) -> dict:
+    out = {}
+    for f in PARTITION_FIELDS:
+        if f == "kv_mode":
+            out[f"{prefix}{f}"] = ("flag", f"{what}: KV-parallel mode")
+        else:
+            out[f"{prefix}{f}"] = ("1", f"{what}: partition degree {f}")
+    return out
+
+
+def _group(prefix: str, what: str, status: str, status_flags) -> dict:
+    """name -> (units or 'flag', long_name, flag values/meanings or None) for one result group."""
+    out = {
+        f"{prefix}throughput_per_gpu": ("s-1", f"{what}: decode tokens per second per GPU (NaN: see {prefix}{status})"),
+        f"{prefix}tokens_per_s_per_user": ("s-1", f"{what}: output tokens per second one sequence sees"),
+        f"{prefix}batch": ("1", f"{what}: sequences served concurrently per replica"),
+        f"{prefix}step_time": ("s", f"{what}: time of one decode step"),
+    }
+    out = {k: (*v, None) for k, v in out.items()}
+    out[f"{prefix}{status}"] = ("flag", f"{what}: outcome", status_flags)
+    for name, (units, long_name) in _degree_attrs(prefix, what).items():
+        out[name] = (units, long_name, None)
+    return out
+
+
+def variables(spec: FrontierSpec) -> dict:
+    """name -> (trailing dims, units or 'flag', long_name, flags) of every variable the kernel returns."""
+    groups = [(("interactivity",), _group("frontier_", "best at tokens/s per user >= interactivity", "status", FRONTIER_STATUS))]
+    if spec.batches:
+        at = _group("at_batch_", "best partition at this batch", "feasible", AT_BATCH_STATUS)
+        at.pop("at_batch_batch")
+        groups.append((("batches",), at))
+    if spec.slo_rate > 0:
+        groups.append(((), _group("slo_", f"best meeting the SLO (tokens/s per user >= {spec.slo_rate:g})", "status", SLO_STATUS)))
+    return {name: (dims, *meta) for dims, group in groups for name, meta in group.items()}
+
+
+def coords(spec: FrontierSpec) -> dict:
+    out = {"interactivity": (np.asarray(spec.levels), {"units": "s-1", "long_name": "output tokens per second per user (level)"})}
+    if spec.batches:
+        out["batches"] = (np.asarray(spec.batches), {"units": "1", "long_name": "requested sequences per replica (grid.batches)"})
+    return out
+
+
+def missing_value(name: str, spec: FrontierSpec):
+    """What a variable holds where its dense baseline does not exist: 0 (infeasible) for flags,
+    0 for partition degrees, NaN for numbers."""
+    units = variables(spec)[name][1]
+    return 0 if units == "flag" or name.endswith(tuple(f"_{f}" for f in PARTITION_FIELDS)) else np.nan
+
+
+@dataclasses.dataclass(frozen=True)
+class SweepHooks:
+    """What a sweep run needs for the frontier: the extra kernel, the chunk budget in partitions
+    (a chunk's candidates are partitions × batch columns), part dims and dataset variables."""
+
+    extra: object = None
+    max_evaluations: int = 0
+    trailing: dict = dataclasses.field(default_factory=dict)
+    dims: dict = dataclasses.field(default_factory=dict)
+    variables: tuple = ()
+
+
+def sweep_hooks(spec: FrontierSpec | None, acc, dtype, max_evaluations: int, float_dtype: str) -> SweepHooks:
+    """The run's hooks; without a frontier, none (and the chunk budget unchanged)."""
+    if spec is None:
+        return SweepHooks(max_evaluations=max_evaluations)
+    names = variables(spec)
+    out = []
+    for name, (dims, units, long_name, flags) in names.items():
+        if units == "flag" and flags is not None:
+            attrs = {"long_name": long_name, "flag_values": np.array(flags[0], np.int8), "flag_meanings": flags[1]}
+            dtype_ = "i1"
+        elif units == "flag":  # kv_mode
+            attrs = {"long_name": long_name, "flag_values": np.array([0, 1, 2], np.int8), "flag_meanings": "none kvp cp"}
+            dtype_ = "i2"
+        else:
+            attrs = {"units": units, "long_name": long_name}
+            dtype_ = "i2" if missing_value(name, spec) == 0 else float_dtype
+        out.append((name, dims, dtype_, attrs))
+    return SweepHooks(frontier_extra(spec, acc, dtype), max(1, max_evaluations // spec.n_columns),
+                      {name: meta[0] for name, meta in names.items() if meta[0]}, coords(spec), tuple(out))
