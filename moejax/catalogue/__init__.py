@@ -15,6 +15,7 @@ import yaml
 from ..physics import baseline
 from ..physics.specs import ATTENTION_KINDS, FABRICS, Accounting, HardwareSpec, ModelSpec, SpecError
 from .hf import architecture_from_hf_config
+from .patterns import LAYER_TYPES, PATTERN_FIELDS, pattern_counts
 
 CONF_DIR = Path(__file__).resolve().parents[2] / "conf"
 
@@ -32,6 +33,7 @@ ARCH_OPTIONAL = {
     "n_encoder_layers": 0, "n_dense_layers": None, "cross_attention": False, "tied_embeddings": False,
     "v_head_dim": 0, "rope_head_dim": 0, "q_lora_rank": 0, "kv_lora_rank": 0, "d_ff": 0,
     "n_experts": 1, "top_k": 1, "d_ff_expert": 0, "shared_d_ff": 0, "mtp_layers": 0,
+    **dict.fromkeys(PATTERN_FIELDS, 0), "layer_types": None, "attn_gate": False,
 }
 HARDWARE_FIELDS = ("hbm_bytes", "hbm_bw", "flops_bf16", "flops_fp8", "intra_bw", "intra_latency",
                    "island_size", "inter_bw", "inter_latency", "flops_fp4", "fabric", "link_bw")
@@ -44,7 +46,7 @@ def available(kind: str) -> list[str]:
 
 def _read_yaml(kind: str, name_or_path: str) -> tuple[dict, str]:
     path = Path(name_or_path)
-    if not path.suffix:
+    if path.suffix not in (".yaml", ".yml") and path.parent == Path("."):  # a name ("deepseek-v3.2" is one too)
         path = CONF_DIR / kind / f"{name_or_path}.yaml"
         if not path.exists():
             raise SpecError(f"{kind} = {name_or_path!r} is unknown: available {', '.join(available(kind))}")
@@ -83,8 +85,10 @@ def model_from_architecture(arch: dict, dtypes: dict | None = None, where: str =
         raise SpecError(f"{where}: architecture.attention = {a['attention']!r} is invalid: allowed {', '.join(ATTENTION_KINDS)}")
     if a["ffn_activation"] not in FFN_MATRICES:
         raise SpecError(f"{where}: architecture.ffn_activation = {a['ffn_activation']!r} is invalid: allowed {', '.join(FFN_MATRICES)}")
-    numeric = {k: v for k, v in a.items() if k not in ("attention", "ffn_activation", "cross_attention", "tied_embeddings", "n_dense_layers")}
+    numeric = {k: v for k, v in a.items() if k not in ("attention", "ffn_activation", "cross_attention", "tied_embeddings", "n_dense_layers",
+                                                        "layer_types", "attn_gate")}
     vals = {k: _number(where, f"architecture.{k}", v) for k, v in numeric.items()}
+    vals.update(pattern_counts(arch, vals, where))
     n_dense = a["n_dense_layers"]
     vals["n_dense_layers"] = vals["n_layers"] if n_dense is None else _number(where, "architecture.n_dense_layers", n_dense)
     dt = {k: name for k, (_, name) in DTYPE_FIELDS.items() if name is not None}
@@ -100,6 +104,7 @@ def model_from_architecture(arch: dict, dtypes: dict | None = None, where: str =
             attn_kind=float(ATTENTION_KINDS[a["attention"]]),
             cross_attention=float(bool(a["cross_attention"])),
             tied_embeddings=float(bool(a["tied_embeddings"])),
+            attn_gate=float(bool(a["attn_gate"])),
             ffn_matrices=FFN_MATRICES[a["ffn_activation"]],
         )
     except SpecError as e:

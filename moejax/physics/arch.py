@@ -25,12 +25,13 @@ def attn_params(m: ModelSpec):
 
     GQA: ``d*h*dh + 2*d*g*dh + h*dv*d``. Llama-3-70B (d 8192, 64 heads, 8 KV heads, dh 128):
     8192*8192 + 2*8192*1024 + 8192*8192 = 150,994,944.
-    MLA: DeepSeek-V3 gives 187,105,280 per layer (q-LoRA 1536, kv-LoRA 512, RoPE 64).
+    MLA: DeepSeek-V3 gives 187,105,280 per layer (q-LoRA 1536, kv-LoRA 512, RoPE 64). A gated
+    attention (``attn_gate``) adds a second ``d*h*dh`` query-sized projection for its output gate.
     """
     xp = namespace(m)
     d, h, dh, dr = m.d_model, m.n_heads, m.head_dim, m.rope_head_dim
     dv = v_head_dim(m)
-    gqa = d * h * dh + 2 * d * m.n_kv_heads * dh + h * dv * d
+    gqa = d * h * dh * (1 + m.attn_gate) + 2 * d * m.n_kv_heads * dh + h * dv * d
     p_q = xp.where(m.q_lora_rank > 0, d * m.q_lora_rank + m.q_lora_rank * h * (dh + dr), d * h * (dh + dr))
     mla = p_q + d * (m.kv_lora_rank + dr) + m.kv_lora_rank * h * (dh + dv) + h * dv * d
     return xp.where(is_mla(m), mla, gqa)

@@ -23,7 +23,7 @@ MODEL_DEFAULTS = {
     "cross_attention": 0.0, "tied_embeddings": 0.0, "ffn_matrices": 3.0, "n_experts": 1.0,
     "top_k": 1.0, "d_ff_expert": 0.0, "shared_d_ff": 0.0, "weight_bytes": 2.0, "kv_bytes": 2.0,
     "act_bytes": 2.0, "expert_bytes": 0.0, "embed_bytes": 0.0, "gemm_bytes": 0.0, "attn_bytes": 0.0,
-    "dispatch_bytes": 0.0, "mtp_layers": 0.0, **rp.PATTERN_DEFAULTS,
+    "dispatch_bytes": 0.0, "mtp_layers": 0.0, "attn_gate": 0.0, **rp.PATTERN_DEFAULTS,
 }
 HARDWARE_DEFAULTS = {
     "hbm_bytes": None, "hbm_bw": None, "flops_bf16": None, "flops_fp8": None, "intra_bw": None,
@@ -97,7 +97,7 @@ def _layer_params(m: dict) -> dict:
         p_q = (d * qr + qr * h * (dh + dr)) if qr > 0 else d * h * (dh + dr)
         p_attn = p_q + d * (kr + dr) + kr * h * (dh + dv) + h * dv * d
     else:
-        p_attn = d * h * dh + 2 * d * g * dh + h * dv * d
+        p_attn = d * h * dh * (1 + m["attn_gate"]) + 2 * d * g * dh + h * dv * d
     p_cross = 2 * d * h * dh + 2 * d * g * dh
     p_ffn = nm * d * m["d_ff"]
     p_exp = nm * d * m["d_ff_expert"]

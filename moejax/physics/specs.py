@@ -119,6 +119,7 @@ class ModelSpec:
     attn_bytes: Any = 0.0  # attention matmul precision (FP8 KV dequantised to BF16: 2); 0 -> kv_bytes
     dispatch_bytes: Any = 0.0  # EP dispatch payload (FP8 dispatch: 1); 0 -> act_bytes
     mtp_layers: Any = 0.0  # multi-token-prediction modules (one decoder layer each), resident when drafting
+    attn_gate: Any = 0.0  # 1: a sigmoid output gate doubles the query projection (Qwen3-Next's gated attention)
     # Per-layer attention pattern, as layer counts per kind (the rest of the n_layers are full attention;
     # costs are per-layer sums, so counts suffice: see docs/cost-model.md, "Layer patterns")
     n_sliding_layers: Any = 0.0  # sliding-window layers: attend to the last sliding_window tokens
@@ -151,7 +152,7 @@ class ModelSpec:
                  & (v["n_dense_layers"] <= v["n_layers"]), "must be an integer in [0, n_layers]")
         _require(n, v, "n_encoder_layers", _is_int(v["n_encoder_layers"]) & (v["n_encoder_layers"] >= 0),
                  "must be an integer >= 0")
-        for f in ("cross_attention", "tied_embeddings"):
+        for f in ("cross_attention", "tied_embeddings", "attn_gate"):
             _require(n, v, f, np.isin(v[f], [0, 1]), "must be 0 or 1")
         _require(n, v, "ffn_matrices", np.isin(v["ffn_matrices"], [2, 3]), "must be 2 (plain) or 3 (gated)")
         _require(n, v, "top_k", v["top_k"] <= v["n_experts"], "top_k must not exceed n_experts")
