@@ -14,6 +14,7 @@ import yaml
 
 from ..physics import baseline
 from ..physics.specs import ATTENTION_KINDS, FABRICS, Accounting, HardwareSpec, ModelSpec, SpecError
+from . import hf_patterns  # noqa: F401  (registers the patterned families' config.json importers)
 from .hf import architecture_from_hf_config
 from .patterns import LAYER_TYPES, PATTERN_FIELDS, pattern_counts
 

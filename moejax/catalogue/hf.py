@@ -23,7 +23,8 @@
 =================  ========================  ==============================================
 
 Families with per-layer attention patterns or 2025 MoE layouts (``deepseek_v32``, ``gpt_oss``,
-``qwen3_next``, ``llama4``, ``glm4_moe``, ``minimax_m2``) are imported by ``hf_patterns.py``.
+``qwen3_next``, ``llama4``, ``glm4_moe``, ``minimax_m2``) are imported by ``hf_patterns.py``, which
+registers its importers here when the catalogue package is imported.
 
 moejax places dense layers first (``n_dense_layers`` leading layers). Where a config interleaves
 dense and MoE layers, ``n_dense_layers`` is their count; parameter and cost totals depend only on
@@ -269,12 +270,6 @@ def architecture_from_hf_config(cfg: dict) -> dict:
     >>> architecture_from_hf_config({"model_type": "gpt2"})
     Traceback (most recent call last):
     ...
-    moejax.physics.specs.SpecError: config.json: model_type = 'gpt2' is invalid: supported: deepseek_v3 (DeepseekV3ForCausalLM), llama (LlamaForCausalLM), mixtral (MixtralForCausalLM), qwen3_moe (Qwen3MoeForCausalLM)
+    moejax.physics.specs.SpecError: config.json: model_type = 'gpt2' is invalid: supported: deepseek_v3 (DeepseekV3ForCausalLM), deepseek_v32 (DeepseekV32ForCausalLM), glm4_moe (Glm4MoeForCausalLM), gpt_oss (GptOssForCausalLM), llama (LlamaForCausalLM), llama4 (Llama4ForConditionalGeneration), minimax_m2 (MiniMaxM2ForCausalLM), mixtral (MixtralForCausalLM), qwen3_moe (Qwen3MoeForCausalLM), qwen3_next (Qwen3NextForCausalLM)
     """
     return _IMPORTERS[_model_type(cfg)](cfg)
-
-
-# the patterned families reuse the helpers above (imported last: hf_patterns imports this module)
-from .hf_patterns import PATTERNED_IMPORTERS  # noqa: E402
-
-_IMPORTERS.update(PATTERNED_IMPORTERS)
