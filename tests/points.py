@@ -139,7 +139,7 @@ def random_pattern(rng: np.random.Generator, m: dict) -> dict:
     out = {**m, **{k: float(v) for k, v in counts.items()}}
     out.update(sliding_window=float(rng.choice([128, 512, 4096, 1e6])), chunk_size=float(rng.choice([256, 8192, 65536])),
                sparse_top_k=float(rng.choice([64, 2048, 1e6])), index_heads=float(rng.choice([0, 32, 64])),
-               index_head_dim=float(rng.choice([0, 128])))
+               index_head_dim=float(rng.choice([0, 128])), attn_gate=float(m.get("attn_kind") != 3.0 and rng.random() < 0.3))
     if counts["n_linear_layers"] or rng.random() < 0.3:
         out.update(linear_key_heads=float(rng.choice([8, 16])), linear_key_dim=float(rng.choice([64, 128])),
                    linear_value_heads=float(rng.choice([4, 16, 32])), linear_value_dim=float(rng.choice([64, 128])),

@@ -224,3 +224,19 @@ def test_bad_pattern_cli_exit_code(tmp_path):
     lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
     assert len(lines) == 1 and lines[0].startswith("error: ") and "sliding_window" in lines[0]
     assert not (tmp_path / "x.nc").exists()
+
+
+def test_layer_patterns_switch_is_exact_without_a_pattern():
+    """``Accounting.layer_patterns = False`` (the engine's fast path when no row has a pattern) gives
+    the same results for models without a pattern, and the engine turns it on when one has."""
+    from moejax.bench import _plan
+
+    rng = np.random.default_rng(11)
+    for _ in range(6):
+        m, hw, p, wl, acc = _specs(random_point(rng))
+        a = decode_point(m, hw, p, wl, acc)
+        b = decode_point(m, hw, p, wl, dataclasses.replace(acc, layer_patterns=False))
+        for f in FIELDS:
+            assert float(getattr(a, f)) == float(getattr(b, f)), f
+    assert _plan(["grid.models=[deepseek-v3]"]).accounting.layer_patterns is False
+    assert _plan(["grid.models=[deepseek-v3,gpt-oss-20b]"]).accounting.layer_patterns is True

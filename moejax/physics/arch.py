@@ -5,6 +5,8 @@ All functions are pure array expressions of the spec's leaves (``xp.namespace``)
 
 from __future__ import annotations
 
+import numpy as np
+
 from .specs import ATTENTION_KINDS, ModelSpec
 from .xp import namespace
 
@@ -93,6 +95,11 @@ def embedding_params(m: ModelSpec):
 def n_full_layers(m: ModelSpec):
     """Full-attention decoder layers: those the pattern does not make sliding, chunked, sparse or linear."""
     return m.n_layers - m.n_sliding_layers - m.n_chunked_layers - m.n_sparse_layers - m.n_linear_layers
+
+
+def has_pattern(m: ModelSpec) -> bool:
+    """Whether any layer of a concrete (host) spec, batched or not, is not full attention."""
+    return bool(np.any(np.asarray(n_full_layers(m)) != np.asarray(m.n_layers)))
 
 
 def indexer_params(m: ModelSpec):

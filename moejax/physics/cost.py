@@ -136,6 +136,9 @@ def kv_bytes_per_sequence_gpu(m: ModelSpec, p: Partition, context, acc: Accounti
     stores (``arch.window_tokens``; full and sparse ``L``) over kvp × its values (sparse layers add
     the indexer key ``index_head_dim``), plus each linear layer's fixed state. Stages hold the
     model's mix of kinds (counts scaled by ``stage_scale/pp``, as for every per-layer count)."""
+    if not acc.layer_patterns:  # every layer full attention (Accounting.layer_patterns)
+        per_layer = kv_values_per_token_layer_gpu(m, p) * m.kv_bytes * acc.kv_scale
+        return context / p.kvp * per_layer * m.n_layers / p.pp * stage_scale(m, p)
     (sl, _), (ch, _), _ = arch.window_tokens(m, context)
     v = kv_values_per_token_layer_gpu(m, p)
     tokens = ((arch.n_full_layers(m) + m.n_sparse_layers) * context * v + m.n_sparse_layers * context * m.index_head_dim
@@ -442,7 +445,8 @@ def decode_point(m: ModelSpec, hw: HardwareSpec, p: Partition, wl: Workload, acc
     micro = b_eval / p.pp
     per_seq = 1 + wl.draft_tokens
     phases, pipe = _microbatch(m, hw, p, acc, micro * per_seq, arch.score_flops_per_token_layer(m, wl.context),
-                               micro / p.dp_attn * wl.context / p.kvp, (micro / p.dp_attn, wl.context, False))
+                               micro / p.dp_attn * wl.context / p.kvp,
+                               (micro / p.dp_attn, wl.context, False) if acc.layer_patterns else None)
     stage = _stage(phases, p.pp, acc)
     per_layer = (stage[0] + stage[4]) / (m.n_layers * stage_scale(m, p)) + acc.layer_latency
     # (a where, not a product with draft_tokens: a static 0 then drops the term at trace time)
@@ -464,5 +468,5 @@ def prefill_point(m: ModelSpec, hw: HardwareSpec, p: Partition, wl: Workload, ac
     micro = batch / p.pp
     tokens = micro * wl.context
     phases, pipe = _microbatch(m, hw, p, acc, tokens, arch.score_flops_per_token_layer(m, wl.context / 2, absorbed=False),
-                               tokens / p.dp_attn / p.kvp, (micro / p.dp_attn, wl.context, True))
+                               tokens / p.dp_attn / p.kvp, (micro / p.dp_attn, wl.context, True) if acc.layer_patterns else None)
     return _assemble(m, p, acc, wl, batch, batch, b_max, per_group, _stage(phases, p.pp, acc), pipe, 0.0, wl.context, wl.context)

@@ -337,6 +337,10 @@ class Accounting:
     ``mode`` names the preset (``conf/accounting/``): ``"sol"`` is speed of light (every
     efficiency 1, no overheads, the whole HBM), ``"realistic"`` carries constants fitted to
     measured serving results; ``"custom"`` anything else.
+    ``layer_patterns``: cost the sliding, chunked, sparse and linear layers of a model's pattern as
+    phases of their own (True, always correct); False drops those phases at trace time and costs every
+    layer as full attention, which is exact, and faster, only for models without a pattern: the sweep
+    engine sets it False when no model of its grid has one.
     """
 
     hbm_usable_fraction: Any = 1.0  # fraction of HBM capacity usable for weights + KV
@@ -356,8 +360,11 @@ class Accounting:
     expert_traffic: str = static_field("physical")
     integer_batch: bool = static_field(True)
     roofline: str = static_field("phase")
+    layer_patterns: bool = static_field(True)  # False: every layer is costed as full attention (see above)
 
     def __post_init__(self):
+        if not isinstance(self.layer_patterns, bool):
+            raise SpecError(f"Accounting.layer_patterns = {self.layer_patterns!r} is invalid: must be true or false")
         if self.expert_traffic not in EXPERT_TRAFFIC:
             raise SpecError(f"Accounting.expert_traffic = {self.expert_traffic!r} is invalid: allowed {EXPERT_TRAFFIC}")
         if self.mode not in MODES:
