@@ -236,7 +236,6 @@ def test_layer_patterns_switch_is_exact_without_a_pattern():
         m, hw, p, wl, acc = _specs(random_point(rng))
         a = decode_point(m, hw, p, wl, acc)
         b = decode_point(m, hw, p, wl, dataclasses.replace(acc, layer_patterns=False))
-        for f in FIELDS:
-            assert float(getattr(a, f)) == float(getattr(b, f)), f
+        _same(a, b)  # (the fast path is the pre-pattern code: equal to 1e-12, sums taken in another order)
     assert _plan(["grid.models=[deepseek-v3]"]).accounting.layer_patterns is False
     assert _plan(["grid.models=[deepseek-v3,gpt-oss-20b]"]).accounting.layer_patterns is True
