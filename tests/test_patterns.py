@@ -239,3 +239,15 @@ def test_layer_patterns_switch_is_exact_without_a_pattern():
         _same(a, b)  # (the fast path is the pre-pattern code: equal to 1e-12, sums taken in another order)
     assert _plan(["grid.models=[deepseek-v3]"]).accounting.layer_patterns is False
     assert _plan(["grid.models=[deepseek-v3,gpt-oss-20b]"]).accounting.layer_patterns is True
+
+
+def test_pattern_formulas_worked_examples():
+    """The docstring examples of moejax/physics/arch.py, by hand from the configs."""
+    v32, qn = moejax.load_model("deepseek-v3.2"), moejax.load_model("qwen3-next-80b-a3b")
+    assert float(arch.indexer_params(v32)) == 1536 * 64 * 128 + 7168 * 128 + 7168 * 64 == 13_959_168
+    assert float(arch.linear_attn_params(qn)) == 2048 * (2 * 16 * 128 + 2 * 32 * 128) + 2048 * 64 + 8192 * 4 + 4096 * 2048
+    assert float(arch.linear_attn_params(qn)) == 33_718_272
+    assert float(arch.linear_state_values(qn)) == 32 * 128 * 128 + 8192 * 3 == 548_864
+    assert float(arch.linear_state_flops(qn)) == 6 * 524_288
+    (sl, _), (ch_s, ch_r), (sp_s, sp_r) = arch.window_tokens(moejax.load_model("llama-4-scout"), 131072.0)
+    assert (float(ch_s), float(ch_r), float(sp_s)) == (8192, 4096, 131072)
