@@ -20,6 +20,9 @@ Studies (see sweeps/README.md):
 - ``qs-point``: the dense/MoE throughput-per-GPU ratio at the qs paper's headline point (DeepSeek-V3,
   64 GPUs, 128k, κ = 5) at the stated, old and searched partitions, in sol and realistic
   accounting, decomposed term by term (``sweeps/studies/qs_point.py``; also ``qs_point.json``).
+- ``modern``: gpt-oss-120b, Kimi-K2, DeepSeek-V3.2 and Qwen3-Next against their κ-matched dense models on
+  H200 × 8, B200 × 8 and GB200 NVL72 at 8k-128k, with counterfactual attention patterns
+  (``sweeps/studies/modern.py``; writes ``RESULTS.md``, ``modern.json``, ``sweep.nc``).
 - ``peers``: the 38 decode cases of ``../shared/reference/peers/cases.md`` side by side with GenZ,
   llm-analysis and AIConfigurator, agreement statistics, and ``python -m moejax.validate`` on
   ``aic-silicon.yaml`` (``sweeps/studies/peers.py``; also ``peers.csv``).
@@ -39,8 +42,8 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-STUDIES = ("qs-paper", "epoch", "serving", "qs-point", "peers")
-OUTPUT = {"qs-point": "QS_POINT.md", "peers": "RESULTS.md"}  # the rest write residuals.md
+STUDIES = ("qs-paper", "epoch", "serving", "qs-point", "peers", "modern")
+OUTPUT = {"qs-point": "QS_POINT.md", "peers": "RESULTS.md", "modern": "RESULTS.md"}  # the rest write residuals.md
 EPOCH_TOLERANCE = 0.05  # an Epoch figure counts as reproduced within 5 % (the post rounds to 1-2 significant figures)
 
 # qs paper Table 1 (seed 003, text with the maths stripped). Columns as they survive:
@@ -354,9 +357,12 @@ def main(argv=None) -> int:
     if args.study == "qs-paper":
         rc, text = study_qs_paper(run_dir, not args.no_sweep)
     elif args.study in OUTPUT:
-        from studies import peers, qs_point  # sweeps/studies/, next to this script
+        from studies import modern, peers, qs_point  # sweeps/studies/, next to this script
 
-        rc, text = qs_point.run(run_dir) if args.study == "qs-point" else peers.run(run_dir, _run)
+        if args.study == "modern":
+            rc, text = modern.run(run_dir, _run)
+        else:
+            rc, text = qs_point.run(run_dir) if args.study == "qs-point" else peers.run(run_dir, _run)
     else:
         rc, text = study_epoch(run_dir) if args.study == "epoch" else study_serving(run_dir)
     if rc:

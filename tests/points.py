@@ -125,3 +125,31 @@ def random_point(rng: np.random.Generator) -> tuple[dict, dict, dict, dict, dict
 def random_prefill_point(rng: np.random.Generator) -> tuple[dict, dict, dict, dict, dict]:
     m = random_model(rng)
     return m, random_hardware(rng), random_partition(rng, m), random_prefill_workload(rng), random_accounting_constants(rng)
+
+
+def random_pattern(rng: np.random.Generator, m: dict) -> dict:
+    """``m`` with a random per-layer attention pattern: counts of sliding, chunked, sparse and linear
+    layers (the rest full), each kind's size drawn around the published models' (W 128-8192, chunk
+    8192, top-k 2048 with a 64×128 indexer, Gated DeltaNet heads); some points have one kind only."""
+    n = int(m["n_layers"])
+    kinds = ["n_sliding_layers", "n_chunked_layers", "n_sparse_layers", "n_linear_layers"]
+    used = kinds if rng.random() < 0.5 else [str(rng.choice(kinds))]
+    counts = dict.fromkeys(kinds, 0)
+    left = n
+    for k in used:
+        counts[k] = int(rng.integers(0, left + 1))
+        left -= counts[k]
+    out = {**m, **{k: float(v) for k, v in counts.items()}}
+    out.update(sliding_window=float(rng.choice([128, 512, 4096, 1e6])), chunk_size=float(rng.choice([256, 8192, 65536])),
+               sparse_top_k=float(rng.choice([64, 2048, 1e6])), index_heads=float(rng.choice([0, 32, 64])),
+               index_head_dim=float(rng.choice([0, 128])), attn_gate=float(m.get("attn_kind") != 3.0 and rng.random() < 0.3))
+    if counts["n_linear_layers"] or rng.random() < 0.3:
+        out.update(linear_key_heads=float(rng.choice([8, 16])), linear_key_dim=float(rng.choice([64, 128])),
+                   linear_value_heads=float(rng.choice([4, 16, 32])), linear_value_dim=float(rng.choice([64, 128])),
+                   linear_conv_kernel=float(rng.choice([0, 4])))
+    return out
+
+
+def random_patterned_point(rng: np.random.Generator, prefill: bool = False) -> tuple[dict, dict, dict, dict, dict]:
+    m, hw, p, wl, acc = random_prefill_point(rng) if prefill else random_point(rng)
+    return random_pattern(rng, m), hw, p, wl, acc

@@ -63,3 +63,19 @@ def test_prefill_matches_reference(traffic, roofline, integer):
     pts = [random_prefill_point(rng) for _ in range(N_PREFILL // len(SWITCHES))]
     n_feasible = _compare(prefill_point, reference_prefill, pts, traffic, roofline, integer)
     assert 0 < n_feasible < len(pts)  # both branches exercised
+
+
+N_PATTERNED = 240  # decode + prefill points with per-layer attention patterns
+
+
+@pytest.mark.parametrize("prefill", [False, True])
+def test_patterned_points_match_reference(prefill):
+    """Sliding, chunked, sparse (DSA) and linear layers: the kernel's per-kind counts against the
+    oracle's layer-by-layer list (moejax/physics/reference_patterns.py), on random patterned points."""
+    from points import random_patterned_point
+
+    rng = np.random.default_rng(2000 + prefill)
+    pts = [random_patterned_point(rng, prefill) for _ in range(N_PATTERNED // 2)]
+    kernel, oracle = (prefill_point, reference_prefill) if prefill else (decode_point, reference_decode)
+    n_feasible = _compare(kernel, oracle, pts, "physical", "phase", True)
+    assert 0 < n_feasible < len(pts)

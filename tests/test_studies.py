@@ -142,3 +142,20 @@ def test_peers_study(tmp_path):
     assert f"| sol | AIC SOL | all | {stat['n']} | {stat['median']:.3f} |" in text
     for mode in ("sol", "realistic"):
         assert record["validate"][mode]["n"] == 26 and (run / f"validate_aic_{mode}.log").is_file()
+
+
+def test_modern_study_pieces(tmp_path):
+    """The modern study's counterfactual models, KV table and conclusion (the sweep itself is
+    ``python sweeps/run.py modern``, ~40 s; its output is committed as sweeps/modern/RESULTS.md)."""
+    sys.path.insert(0, str(REPO / "sweeps"))
+    from studies import modern
+
+    paths = modern.write_counterfactuals(tmp_path)
+    rows = {r[0]: r for r in modern.kv_rows(paths)}
+    assert rows["gpt-oss-120b"][1] == "36,864" and rows["gpt-oss-120b-all-full"][1] == "73,728"
+    assert rows["gpt-oss-120b-all-sliding"][-1] == "1.0×" and rows["qwen3-next-80b-a3b"][1] == "24,576"
+    ratios = {(m, hw, n, L): {1.0: 1.2, 2.0: 1.1, 5.0: 0.9 if L == 8192 else 1.1}
+              for m in modern.MODELS for hw, n in modern.SYSTEMS for L in (8192, 32768, 131072)}
+    kv = {m: {8192: 1.0, 131072: 16.0} for m in modern.MODELS}
+    text = "\n".join(modern.conclusion(ratios, {}, kv))
+    assert "holds on 6 of 9 feasible points" in text and "higher at 128k than at 8k for 8 of 8" in text

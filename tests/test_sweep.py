@@ -120,7 +120,7 @@ def test_killed_run_resumes_to_the_same_dataset(tmp_path):
     (["+grid=quick", "grid.partitions.tp=[5]"], "grid.partitions.tp = [5] is invalid: none divides the 128 heads of deepseek-v3"),
     (["+grid=quick", "grid.partitions.tp=[16]", "grid.num_gpus=[8]"], "num_gpus = 8 is invalid: no partition in the search space divides it"),
     (["+grid=quick", "precision=float16"], "precision = 'float16' is invalid"),
-    ([], "grid is missing: choose one with +grid=NAME, available design-space, frontier, qs-paper, quick"),
+    ([], "grid is missing: choose one with +grid=NAME, available design-space, frontier, modern, qs-paper, quick"),
 ])
 def test_bad_input_fails_cleanly(tmp_path, args, expected):
     proc = sweep(*args, f"out={tmp_path / 'x.nc'}", f"hydra.run.dir={tmp_path / 'run'}", check=False)

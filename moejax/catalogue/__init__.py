@@ -15,7 +15,9 @@ import yaml
 
 from ..physics import baseline
 from ..physics.specs import ATTENTION_KINDS, FABRICS, Accounting, HardwareSpec, ModelSpec, SpecError
+from . import hf_patterns  # noqa: F401  (registers the patterned families' config.json importers)
 from .hf import architecture_from_hf_config
+from .patterns import LAYER_TYPES, PATTERN_FIELDS, pattern_counts
 
 CONF_DIR = Path(__file__).resolve().parents[2] / "conf"
 
@@ -33,6 +35,7 @@ ARCH_OPTIONAL = {
     "n_encoder_layers": 0, "n_dense_layers": None, "cross_attention": False, "tied_embeddings": False,
     "v_head_dim": 0, "rope_head_dim": 0, "q_lora_rank": 0, "kv_lora_rank": 0, "d_ff": 0,
     "n_experts": 1, "top_k": 1, "d_ff_expert": 0, "shared_d_ff": 0, "mtp_layers": 0,
+    **dict.fromkeys(PATTERN_FIELDS, 0), "layer_types": None, "attn_gate": False,
 }
 HARDWARE_FIELDS = ("hbm_bytes", "hbm_bw", "flops_bf16", "flops_fp8", "intra_bw", "intra_latency",
                    "island_size", "inter_bw", "inter_latency", "flops_fp4", "fabric", "link_bw", "torus_dims")
@@ -60,7 +63,7 @@ def available(kind: str) -> list[str]:
 
 def _read_yaml(kind: str, name_or_path: str) -> tuple[dict, str]:
     path = Path(name_or_path)
-    if not path.suffix:
+    if path.suffix not in (".yaml", ".yml") and path.parent == Path("."):  # a name ("deepseek-v3.2" is one too)
         found = [d / kind / f"{name_or_path}.yaml" for d in config_dirs() if (d / kind / f"{name_or_path}.yaml").exists()]
         if not found:
             raise SpecError(f"{kind} = {name_or_path!r} is unknown: available {', '.join(available(kind))}")
@@ -112,13 +115,15 @@ def model_from_architecture(arch: dict, dtypes: dict | None = None, where: str =
     a = {**ARCH_OPTIONAL, **arch}
     _name(where, "architecture.attention", a["attention"], ATTENTION_KINDS)
     _name(where, "architecture.ffn_activation", a["ffn_activation"], FFN_MATRICES)
-    for flag in ("cross_attention", "tied_embeddings"):
+    for flag in ("cross_attention", "tied_embeddings", "attn_gate"):
         if not isinstance(a[flag], bool):
             raise SpecError(f"{where}: architecture.{flag} = {a[flag]!r} is invalid: must be true or false")
     if dtypes is not None and not isinstance(dtypes, dict):
         raise SpecError(f"{where}: dtypes = {dtypes!r} is invalid: must be a mapping such as {{weights: fp8}}")
-    numeric = {k: v for k, v in a.items() if k not in ("attention", "ffn_activation", "cross_attention", "tied_embeddings", "n_dense_layers")}
+    numeric = {k: v for k, v in a.items() if k not in ("attention", "ffn_activation", "cross_attention", "tied_embeddings", "n_dense_layers",
+                                                        "layer_types", "attn_gate")}
     vals = {k: _number(where, f"architecture.{k}", v) for k, v in numeric.items()}
+    vals.update(pattern_counts(arch, vals, where))
     n_dense = a["n_dense_layers"]
     vals["n_dense_layers"] = vals["n_layers"] if n_dense is None else _number(where, "architecture.n_dense_layers", n_dense)
     dt = {k: name for k, (_, name) in DTYPE_FIELDS.items() if name is not None}
@@ -134,6 +139,7 @@ def model_from_architecture(arch: dict, dtypes: dict | None = None, where: str =
             attn_kind=float(ATTENTION_KINDS[a["attention"]]),
             cross_attention=float(bool(a["cross_attention"])),
             tied_embeddings=float(bool(a["tied_embeddings"])),
+            attn_gate=float(bool(a["attn_gate"])),
             ffn_matrices=FFN_MATRICES[a["ffn_activation"]],
         )
     except SpecError as e:

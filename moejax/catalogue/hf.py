@@ -22,6 +22,10 @@
                                               ``mtp_layers``, outside the totals
 =================  ========================  ==============================================
 
+Families with per-layer attention patterns or 2025 MoE layouts (``deepseek_v32``, ``gpt_oss``,
+``qwen3_next``, ``llama4``, ``glm4_moe``, ``minimax_m2``) are imported by ``hf_patterns.py``, which
+registers its importers here when the catalogue package is imported.
+
 moejax places dense layers first (``n_dense_layers`` leading layers). Where a config interleaves
 dense and MoE layers, ``n_dense_layers`` is their count; parameter and cost totals depend only on
 the count.
@@ -45,6 +49,12 @@ SUPPORTED = {
     "llama": "LlamaForCausalLM",
     "mixtral": "MixtralForCausalLM",
     "qwen3_moe": "Qwen3MoeForCausalLM",
+    "deepseek_v32": "DeepseekV32ForCausalLM",
+    "gpt_oss": "GptOssForCausalLM",
+    "qwen3_next": "Qwen3NextForCausalLM",
+    "llama4": "Llama4ForConditionalGeneration",
+    "glm4_moe": "Glm4MoeForCausalLM",
+    "minimax_m2": "MiniMaxM2ForCausalLM",
 }
 _BY_CLASS = {cls: mt for mt, cls in SUPPORTED.items()}
 
@@ -260,6 +270,6 @@ def architecture_from_hf_config(cfg: dict) -> dict:
     >>> architecture_from_hf_config({"model_type": "gpt2"})
     Traceback (most recent call last):
     ...
-    moejax.physics.specs.SpecError: config.json: model_type = 'gpt2' is invalid: supported: deepseek_v3 (DeepseekV3ForCausalLM), llama (LlamaForCausalLM), mixtral (MixtralForCausalLM), qwen3_moe (Qwen3MoeForCausalLM)
+    moejax.physics.specs.SpecError: config.json: model_type = 'gpt2' is invalid: supported: deepseek_v3 (DeepseekV3ForCausalLM), deepseek_v32 (DeepseekV32ForCausalLM), glm4_moe (Glm4MoeForCausalLM), gpt_oss (GptOssForCausalLM), llama (LlamaForCausalLM), llama4 (Llama4ForConditionalGeneration), minimax_m2 (MiniMaxM2ForCausalLM), mixtral (MixtralForCausalLM), qwen3_moe (Qwen3MoeForCausalLM), qwen3_next (Qwen3NextForCausalLM)
     """
     return _IMPORTERS[_model_type(cfg)](cfg)

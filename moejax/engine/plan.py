@@ -11,6 +11,7 @@ import jax
 import numpy as np
 
 from ..catalogue import dense_baseline, load_accounting, load_hardware, load_model
+from ..physics import arch
 from ..physics.specs import Accounting, SpecError
 from .frontier import FrontierSpec, frontier_spec, grouped_table, missing_value
 from .grid import GridInputs, PartitionSpace, enumerate_partitions, partition_table, stack
@@ -70,6 +71,8 @@ def build_plan(grid, keep_partitions: bool) -> SweepPlan:
     if keep_partitions:
         coords["partition"] = (np.arange(table.shape[1], dtype=np.int32), {"long_name": "candidate partition index"})
     acc = grid_accounting(grid.accounting)
+    if not any(arch.has_pattern(r) for r in rows):  # no sliding/chunked/sparse/linear layer: skip those phases
+        acc = dataclasses.replace(acc, layer_patterns=False)
     batch = 0.0 if grid.batch == "bmax" else float(grid.batch)
     return SweepPlan(inputs, row_map, exists, coords, acc, batch, frontier)
 

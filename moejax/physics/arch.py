@@ -5,6 +5,8 @@ All functions are pure array expressions of the spec's leaves (``xp.namespace``)
 
 from __future__ import annotations
 
+import numpy as np
+
 from .specs import ATTENTION_KINDS, ModelSpec
 from .xp import namespace
 
@@ -25,12 +27,13 @@ def attn_params(m: ModelSpec):
 
     GQA: ``d*h*dh + 2*d*g*dh + h*dv*d``. Llama-3-70B (d 8192, 64 heads, 8 KV heads, dh 128):
     8192*8192 + 2*8192*1024 + 8192*8192 = 150,994,944.
-    MLA: DeepSeek-V3 gives 187,105,280 per layer (q-LoRA 1536, kv-LoRA 512, RoPE 64).
+    MLA: DeepSeek-V3 gives 187,105,280 per layer (q-LoRA 1536, kv-LoRA 512, RoPE 64). A gated
+    attention (``attn_gate``) adds a second ``d*h*dh`` query-sized projection for its output gate.
     """
     xp = namespace(m)
     d, h, dh, dr = m.d_model, m.n_heads, m.head_dim, m.rope_head_dim
     dv = v_head_dim(m)
-    gqa = d * h * dh + 2 * d * m.n_kv_heads * dh + h * dv * d
+    gqa = d * h * dh * (1 + m.attn_gate) + 2 * d * m.n_kv_heads * dh + h * dv * d
     p_q = xp.where(m.q_lora_rank > 0, d * m.q_lora_rank + m.q_lora_rank * h * (dh + dr), d * h * (dh + dr))
     mla = p_q + d * (m.kv_lora_rank + dr) + m.kv_lora_rank * h * (dh + dv) + h * dv * d
     return xp.where(is_mla(m), mla, gqa)
@@ -89,6 +92,63 @@ def embedding_params(m: ModelSpec):
     return m.vocab_size * m.d_model * (2 - m.tied_embeddings)
 
 
+def n_full_layers(m: ModelSpec):
+    """Full-attention decoder layers: those the pattern does not make sliding, chunked, sparse or linear."""
+    return m.n_layers - m.n_sliding_layers - m.n_chunked_layers - m.n_sparse_layers - m.n_linear_layers
+
+
+def has_pattern(m: ModelSpec) -> bool:
+    """Whether any layer of a concrete (host) spec, batched or not, is not full attention."""
+    return bool(np.any(np.asarray(n_full_layers(m)) != np.asarray(m.n_layers)))
+
+
+def indexer_params(m: ModelSpec):
+    """The lightning indexer of one sparse (DSA) layer: query heads from the query latent (or from
+    the hidden state without one), one shared key and a per-head weight from the hidden state:
+    ``q_lora·H_I·d_I + d·d_I + d·H_I``. DeepSeek-V3.2 (q_lora 1536, H_I 64, d_I 128, d 7168):
+    12,582,912 + 917,504 + 458,752 = 13,959,168."""
+    xp = namespace(m)
+    q_in = xp.where(m.q_lora_rank > 0, m.q_lora_rank, m.d_model)
+    return q_in * m.index_heads * m.index_head_dim + m.d_model * (m.index_head_dim + m.index_heads)
+
+
+def linear_conv_channels(m: ModelSpec):
+    """Channels of a linear-attention layer's short convolution: queries, keys and values."""
+    return 2 * m.linear_key_heads * m.linear_key_dim + m.linear_value_heads * m.linear_value_dim
+
+
+def linear_attn_params(m: ModelSpec):
+    """One Gated DeltaNet layer (count): q, k, v and output-gate z projections ``d·(2·nk·dk + 2·nv·dv)``,
+    per-head decay and beta ``d·2·nv``, the convolution ``channels·kernel``, the output projection
+    ``nv·dv·d`` (norms and per-head scalars omitted). Qwen3-Next-80B (d 2048, nk 16, dk 128, nv 32,
+    dv 128, kernel 4): 25,165,824 + 131,072 + 32,768 + 8,388,608 = 33,718,272."""
+    d, nv, dv = m.d_model, m.linear_value_heads, m.linear_value_dim
+    return (d * (2 * m.linear_key_heads * m.linear_key_dim + 2 * nv * dv) + d * 2 * nv
+            + linear_conv_channels(m) * m.linear_conv_kernel + nv * dv * d)
+
+
+def linear_state_values(m: ModelSpec):
+    """Fixed state of one sequence in one linear-attention layer (values): a ``dk × dv`` matrix per
+    value head plus the convolution's last ``kernel - 1`` inputs. Qwen3-Next-80B: 32·128·128 +
+    8192·3 = 524,288 + 24,576 = 548,864 (1.10 MB in BF16), whatever the context."""
+    xp = namespace(m)
+    return (m.linear_value_heads * m.linear_key_dim * m.linear_value_dim
+            + linear_conv_channels(m) * xp.maximum(m.linear_conv_kernel - 1, 0.0))
+
+
+def linear_state_flops(m: ModelSpec):
+    """FLOPs per token of one linear-attention layer's recurrence: about 6 per state-matrix value
+    (``S·k``, the rank-1 delta update, ``S·q``; the decay is folded in). Qwen3-Next: 6·524,288 = 3,145,728."""
+    return 6 * m.linear_value_heads * m.linear_key_dim * m.linear_value_dim
+
+
+def total_attn_params(m: ModelSpec):
+    """Attention parameters of all decoder layers: the model's attention in every non-linear layer,
+    plus the indexer in sparse layers and the linear-attention projections in linear layers."""
+    return ((m.n_layers - m.n_linear_layers) * decoder_attn_params(m) + m.n_sparse_layers * indexer_params(m)
+            + m.n_linear_layers * linear_attn_params(m))
+
+
 def param_counts(m: ModelSpec):
     """(total, active-per-decoded-token) parameter counts.
 
@@ -97,13 +157,13 @@ def param_counts(m: ModelSpec):
     Llama-3-70B: total 70,552,387,584 (published 70,553,706,496 with its 1.3M norm weights).
     """
     layers = (
-        m.n_layers * decoder_attn_params(m)
+        total_attn_params(m)
         + m.n_dense_layers * dense_ffn_params(m)
         + m.n_encoder_layers * (attn_params(m) + encoder_ffn_params(m))
     )
     total = layers + n_moe_layers(m) * moe_resident_params(m) + embedding_params(m)
     active = (
-        m.n_layers * decoder_attn_params(m)
+        total_attn_params(m)
         + m.n_dense_layers * dense_ffn_params(m)
         + n_moe_layers(m) * moe_active_params(m)
         + m.vocab_size * m.d_model
@@ -124,11 +184,42 @@ def kv_values_per_token_layer(m: ModelSpec):
 
 
 def kv_bytes_per_token(m: ModelSpec):
-    """KV-cache bytes per token over all decoder layers at the model's ``kv_bytes``.
+    """KV-cache bytes stored per token of context over all decoder layers at ``kv_bytes``: what
+    grows with the context (full and sparse layers; sparse layers add the indexer's key). Sliding
+    and chunked layers hold at most a window or chunk and linear layers a fixed state
+    (``kv_bytes_per_sequence``).
 
     DeepSeek-V3 (MLA, BF16): 61*576*2 = 70,272 B. Llama-3-70B (GQA, BF16): 80*2048*2 = 327,680 B.
     """
-    return m.n_layers * kv_values_per_token_layer(m) * m.kv_bytes
+    growing = (n_full_layers(m) + m.n_sparse_layers) * kv_values_per_token_layer(m) + m.n_sparse_layers * m.index_head_dim
+    return growing * m.kv_bytes
+
+
+def window_tokens(m: ModelSpec, context):
+    """(stored, read per decode step) tokens of one sequence at ``context`` tokens in a sliding-window
+    layer, a chunked layer, and a sparse layer (its latent; its indexer reads every key).
+
+    Sliding: both ``min(L, W)``. Chunked: stored ``min(L, C)`` (the current chunk); read ``L`` while
+    the sequence is in its first chunk, else ``C/2``, the mean over the phases of a batch's sequences
+    (a step at position ``p`` reads ``p mod C`` tokens). Sparse: stored ``L``, read ``min(L, top_k)``.
+    gpt-oss (W 128) at L = 8192: 128 and 128; Llama-4 (C 8192) at L = 131072: 8192 stored, 4096 read.
+    """
+    xp = namespace(m, context)
+    sliding = xp.minimum(context, m.sliding_window)
+    chunk_read = xp.where(context <= m.chunk_size, context, m.chunk_size / 2)
+    return ((sliding, sliding), (xp.minimum(context, m.chunk_size), chunk_read),
+            (context, xp.minimum(context, m.sparse_top_k)))
+
+
+def kv_bytes_per_sequence(m: ModelSpec, context):
+    """KV-cache and state bytes one sequence holds at ``context`` tokens, before sharding: full and
+    sparse layers ``L`` tokens, sliding ``min(L, W)``, chunked ``min(L, C)``, linear layers their
+    fixed state. gpt-oss-120b (BF16) at 8192: 8192·36,864 + 18·128·2048 = 306.7 MB.
+    """
+    (sl, _), (ch, _), _ = window_tokens(m, context)
+    v = kv_values_per_token_layer(m)
+    return m.kv_bytes * (context * (kv_bytes_per_token(m) / m.kv_bytes) + v * (m.n_sliding_layers * sl + m.n_chunked_layers * ch)
+                         + m.n_linear_layers * linear_state_values(m))
 
 
 def score_flops_per_token_layer(m: ModelSpec, context, absorbed: bool = True):

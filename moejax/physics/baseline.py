@@ -3,8 +3,8 @@
 ``P_dense = κ · ρ · P_total`` with ``ρ = k/E``. How the dense model is shaped is a modelling
 choice the paper leaves open; two named families are offered:
 
-- ``"keep-attention"`` (default): the MoE's depth, attention (so its KV cache) and embeddings are
-  kept; every FFN becomes dense, with the width that makes the total exactly ``P_dense``.
+- ``"keep-attention"`` (default): the MoE's depth, attention (so its KV cache, and its layer
+  pattern: sliding, chunked, sparse or linear layers stay as they are) and embeddings are kept; every FFN becomes dense, with the width that makes the total exactly ``P_dense``.
   This is what the paper's Table 3 B values imply (notes in shared/reference).
 - ``"epoch-cube-root"``: Epoch's assumption, depth, d_model, d_ff and head count each
   ∝ size^(1/3), anchored on a reference dense model (Llama-3-405B by default); the scale is
@@ -70,7 +70,7 @@ def reuse_gap(n_experts, top_k, b_moe, b_dense) -> dict:
 
 def kept_params(model: ModelSpec):
     """Parameters the keep-attention baseline keeps from the MoE: attention and embeddings."""
-    return (model.n_layers * arch.decoder_attn_params(model) + model.n_encoder_layers * arch.attn_params(model)
+    return (arch.total_attn_params(model) + model.n_encoder_layers * arch.attn_params(model)
             + arch.embedding_params(model))
 
 

@@ -111,7 +111,7 @@ def resident_weight_bytes(m: ModelSpec, p: Partition, draft_tokens=0.0):
     moe_gpu = (m.weight_bytes * (arch.shared_params(m) + arch.router_params(m))
                + expert * expert_slots_per_rank(m, p) * arch.expert_params(m)) / tp_ffn
     layers = (
-        m.weight_bytes * m.n_layers * arch.decoder_attn_params(m) / p.tp
+        m.weight_bytes * arch.total_attn_params(m) / p.tp
         + m.weight_bytes * m.n_dense_layers * arch.dense_ffn_params(m) / dense
         + arch.n_moe_layers(m) * moe_gpu
         + m.weight_bytes * m.n_encoder_layers * (arch.attn_params(m) / p.tp + arch.encoder_ffn_params(m) / g)
@@ -123,10 +123,28 @@ def resident_weight_bytes(m: ModelSpec, p: Partition, draft_tokens=0.0):
     return (layers * stage_scale(m, p) + embed * arch.embedding_params(m) / dense + mtp) / p.pp
 
 
+def linear_state_values_gpu(m: ModelSpec, p: Partition):
+    """Linear-attention state values of one sequence per layer on one GPU: split over tp by value
+    heads (replicated beyond ``linear_value_heads``), held whole on each kvp rank (a recurrent state
+    cannot be split along the sequence)."""
+    xp = namespace(m, p)
+    return arch.linear_state_values(m) * xp.maximum(1 / p.tp, 1 / xp.maximum(m.linear_value_heads, 1.0))
+
+
 def kv_bytes_per_sequence_gpu(m: ModelSpec, p: Partition, context, acc: Accounting):
-    """KV bytes one sequence occupies on one GPU: ``L/kvp`` tokens × its stage's layers' values."""
-    per_layer = kv_values_per_token_layer_gpu(m, p) * m.kv_bytes * acc.kv_scale
-    return context / p.kvp * per_layer * m.n_layers / p.pp * stage_scale(m, p)
+    """KV bytes one sequence occupies on one GPU of the largest stage: per layer kind, the tokens it
+    stores (``arch.window_tokens``; full and sparse ``L``) over kvp × its values (sparse layers add
+    the indexer key ``index_head_dim``), plus each linear layer's fixed state. Stages hold the
+    model's mix of kinds (counts scaled by ``stage_scale/pp``, as for every per-layer count)."""
+    if not acc.layer_patterns:  # every layer full attention (Accounting.layer_patterns)
+        per_layer = kv_values_per_token_layer_gpu(m, p) * m.kv_bytes * acc.kv_scale
+        return context / p.kvp * per_layer * m.n_layers / p.pp * stage_scale(m, p)
+    (sl, _), (ch, _), _ = arch.window_tokens(m, context)
+    v = kv_values_per_token_layer_gpu(m, p)
+    tokens = ((arch.n_full_layers(m) + m.n_sparse_layers) * context * v + m.n_sparse_layers * context * m.index_head_dim
+              + (m.n_sliding_layers * sl + m.n_chunked_layers * ch) * v)
+    per_seq = tokens / p.kvp + m.n_linear_layers * linear_state_values_gpu(m, p)
+    return per_seq * (m.kv_bytes * acc.kv_scale) / p.pp * stage_scale(m, p)
 
 
 def batch_capacity(m: ModelSpec, hw: HardwareSpec, p: Partition, context, acc: Accounting, draft_tokens=0.0):
@@ -239,14 +257,58 @@ def _expert_load(m: ModelSpec, p: Partition, tokens, acc: Accounting):
     return pools * m.n_experts * per_expert / g, mean_copies * per_expert, mean_copies
 
 
-def _microbatch(m: ModelSpec, hw: HardwareSpec, p: Partition, acc: Accounting, tokens, score_flops, kv_tokens):
+def _pattern_phases(m: ModelSpec, p: Partition, pattern, tok_r, f_w, f_kv, kv_gpu, kv_b, wb, p_attn, comm, ar, tail, scale):
+    """Phases of the pattern's sliding, chunked, sparse and linear layers (same tuple as ``_microbatch``).
+
+    ``pattern = (sequences per attention group, context L, prefill?)``. Softmax kinds cost what a full
+    layer costs with their own key count: per query token ``score(L_k)`` FLOPs, and per GPU ``L_k/kvp``
+    KV tokens read per sequence (decode; ``arch.window_tokens``); in prefill each prompt token is written
+    once and a query attends to ``min(L/2, W)``, ``min(L/2, C/2)`` or ``min(L/2, top_k)`` keys. Sparse
+    layers add the indexer: its projections, ``2·H_I·d_I`` FLOPs per key over all ``L`` keys (``L/2`` in
+    prefill) and its ``index_head_dim`` key per token read in full. Linear layers run their projections
+    and ``arch.linear_state_flops`` per token, tp-split and replicated over kvp, and read and write their
+    state once per step per sequence (written once in prefill); they pay only the tp all-reduce.
+    """
+    xp = namespace(m, p, tok_r)
+    seqs, context, prefill = pattern
+    s1 = arch.score_flops_per_token_layer(m, 1.0, absorbed=not prefill)  # score FLOPs per key
+    (sl_s, sl_r), (ch_s, ch_r), (_, sp_r) = arch.window_tokens(m, context)
+    idx_keys = context / 2 if prefill else context
+    if prefill:  # keys per query; each prompt token's KV written once
+        half = context / 2
+        keys = (xp.minimum(half, m.sliding_window), xp.minimum(half, m.chunk_size / 2), xp.minimum(half, m.sparse_top_k))
+        written = tok_r * p.tp / p.kvp
+        reads = (written, written, written)
+    else:
+        keys = (sl_r, ch_r, sp_r)
+        reads = tuple(seqs * k / p.kvp for k in keys)
+    p_sparse = p_attn + arch.indexer_params(m)
+    idx_flops = 2 * m.index_heads * m.index_head_dim * idx_keys
+    idx_read = (reads[2] if prefill else seqs * context / p.kvp) * (m.index_head_dim * kv_b)
+    out = {}
+    for name, count, params, n_keys, read, extra_flops, extra_read in (
+            ("sliding", m.n_sliding_layers, p_attn, keys[0], reads[0], 0.0, 0.0),
+            ("chunked", m.n_chunked_layers, p_attn, keys[1], reads[1], 0.0, 0.0),
+            ("sparse", m.n_sparse_layers, p_sparse, keys[2], reads[2], idx_flops, idx_read)):
+        c = tok_r * (2 * params / f_w + (s1 * n_keys + extra_flops) / f_kv / p.kvp)
+        h = wb * params / p.tp + read * (kv_gpu * kv_b) + extra_read
+        out[name] = (c, h, comm, tail, count * scale)
+    p_lin = arch.linear_attn_params(m)
+    c_lin = tok_r * (2 * p_lin / f_w + arch.linear_state_flops(m) / f_kv)
+    state = seqs * linear_state_values_gpu(m, p) * kv_b * (1.0 if prefill else 2.0)  # decode: read + write
+    out["linear"] = (c_lin, wb * p_lin / p.tp + state, ar, 0.0, m.n_linear_layers * scale)
+    return out
+
+
+def _microbatch(m: ModelSpec, hw: HardwareSpec, p: Partition, acc: Accounting, tokens, score_flops, kv_tokens, pattern=None):
     """Per-layer phase costs of one microbatch on one GPU of the largest stage, by phase
-    (attention, dense FFN, MoE, LM head): (compute s, HBM s, communication s, of which never
-    hidden s, count per stage); and the pipeline send to the next stage (s, exposed).
+    (attention, dense FFN, MoE, LM head, and the pattern's kinds): (compute s, HBM s, communication s,
+    of which never hidden s, count per stage); and the pipeline send to the next stage (s, exposed).
 
     ``tokens`` pass through the FFN (decode: b·(1+draft); prefill: b·L); each attention group
-    carries ``tokens/dp_attn`` query tokens, each costing ``score_flops``, and reads ``kv_tokens``
-    KV tokens per GPU per layer.
+    carries ``tokens/dp_attn`` query tokens, each costing ``score_flops`` in a full-attention layer,
+    which reads ``kv_tokens`` KV tokens per GPU. ``pattern`` (``_pattern_phases``) adds the sliding,
+    chunked, sparse and linear layers; without it every decoder layer is a full-attention layer.
     """
     xp = namespace(m, hw, p, tokens, score_flops, kv_tokens)
     g, n, dense = p.gpus_per_stage, p.gpus_per_replica, p.dense_degree
@@ -270,7 +332,8 @@ def _microbatch(m: ModelSpec, hw: HardwareSpec, p: Partition, acc: Accounting, t
     hop = send(hw, p.tp * p.kvp, tok_r * (m.n_heads * dq * ab), acc)
     is_cp = p.kv_mode == 2
     tail = xp.where(is_cp & (p.kvp > 1), hop, 0.0)
-    comm_attn = (all_reduce(hw, p.tp, p.tp, tok_a * (d * ab), acc)
+    ar_attn = all_reduce(hw, p.tp, p.tp, tok_a * (d * ab), acc)
+    comm_attn = (ar_attn
                  + xp.where(p.kv_mode > 0, all_to_all(hw, p.kvp, p.tp * p.kvp, tok_r * (m.n_heads * dv * ab), acc), 0.0)
                  + xp.where(is_cp, (p.kvp - 1) * hop, 0.0))
 
@@ -294,12 +357,17 @@ def _microbatch(m: ModelSpec, hw: HardwareSpec, p: Partition, acc: Accounting, t
     h_head = embed * head / dense
 
     scale = stage_scale(m, p) / p.pp
+    n_full = m.n_layers if pattern is None else arch.n_full_layers(m)
     phases = {  # (compute s, HBM s, communication s, of which never hidden s, layers per stage)
-        "attention": (c_attn, h_attn / bw, comm_attn, tail, m.n_layers * scale),
+        "attention": (c_attn, h_attn / bw, comm_attn, tail, n_full * scale),
         "dense": (c_dense, h_dense / bw, comm_dense, 0.0, m.n_dense_layers * scale),
         "moe": (c_moe, h_moe / bw, comm_moe, 0.0, arch.n_moe_layers(m) * scale),
         "head": (c_head, h_head / bw, 0.0, 0.0, 1 / p.pp),
     }
+    if pattern is not None:
+        kinds = _pattern_phases(m, p, pattern, tok_r, f_w, f_kv, kv_values_per_token_layer_gpu(m, p),
+                                m.kv_bytes * acc.kv_scale, wb, p_attn, comm_attn, ar_attn, tail, scale)
+        phases.update({k: (c, h / bw, comm, pin, n) for k, (c, h, comm, pin, n) in kinds.items()})
     pipe = xp.where(p.pp > 1, send(hw, n, tokens * (d * ab), acc), 0.0)
     return phases, pipe
 
@@ -377,7 +445,8 @@ def decode_point(m: ModelSpec, hw: HardwareSpec, p: Partition, wl: Workload, acc
     micro = b_eval / p.pp
     per_seq = 1 + wl.draft_tokens
     phases, pipe = _microbatch(m, hw, p, acc, micro * per_seq, arch.score_flops_per_token_layer(m, wl.context),
-                               micro / p.dp_attn * wl.context / p.kvp)
+                               micro / p.dp_attn * wl.context / p.kvp,
+                               (micro / p.dp_attn, wl.context, False) if acc.layer_patterns else None)
     stage = _stage(phases, p.pp, acc)
     per_layer = (stage[0] + stage[4]) / (m.n_layers * stage_scale(m, p)) + acc.layer_latency
     # (a where, not a product with draft_tokens: a static 0 then drops the term at trace time)
@@ -399,5 +468,5 @@ def prefill_point(m: ModelSpec, hw: HardwareSpec, p: Partition, wl: Workload, ac
     micro = batch / p.pp
     tokens = micro * wl.context
     phases, pipe = _microbatch(m, hw, p, acc, tokens, arch.score_flops_per_token_layer(m, wl.context / 2, absorbed=False),
-                               tokens / p.dp_attn / p.kvp)
+                               tokens / p.dp_attn / p.kvp, (micro / p.dp_attn, wl.context, True) if acc.layer_patterns else None)
     return _assemble(m, p, acc, wl, batch, batch, b_max, per_group, _stage(phases, p.pp, acc), pipe, 0.0, wl.context, wl.context)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 
+from . import reference_patterns as rp
 from .reference_torus import torus_all_reduce, torus_bisection_time, torus_links
 
 # Defaults copied from moejax/physics/specs.py (specs.py imports jax, so it is not imported here).
@@ -23,7 +24,7 @@ MODEL_DEFAULTS = {
     "cross_attention": 0.0, "tied_embeddings": 0.0, "ffn_matrices": 3.0, "n_experts": 1.0,
     "top_k": 1.0, "d_ff_expert": 0.0, "shared_d_ff": 0.0, "weight_bytes": 2.0, "kv_bytes": 2.0,
     "act_bytes": 2.0, "expert_bytes": 0.0, "embed_bytes": 0.0, "gemm_bytes": 0.0, "attn_bytes": 0.0,
-    "dispatch_bytes": 0.0, "mtp_layers": 0.0,
+    "dispatch_bytes": 0.0, "mtp_layers": 0.0, "attn_gate": 0.0, **rp.PATTERN_DEFAULTS,
 }
 HARDWARE_DEFAULTS = {
     "hbm_bytes": None, "hbm_bw": None, "flops_bf16": None, "flops_fp8": None, "intra_bw": None,
@@ -99,7 +100,7 @@ def _layer_params(m: dict) -> dict:
         p_q = (d * qr + qr * h * (dh + dr)) if qr > 0 else d * h * (dh + dr)
         p_attn = p_q + d * (kr + dr) + kr * h * (dh + dv) + h * dv * d
     else:
-        p_attn = d * h * dh + 2 * d * g * dh + h * dv * d
+        p_attn = d * h * dh * (1 + m["attn_gate"]) + 2 * d * g * dh + h * dv * d
     p_cross = 2 * d * h * dh + 2 * d * g * dh
     p_ffn = nm * d * m["d_ff"]
     p_exp = nm * d * m["d_ff_expert"]
@@ -120,7 +121,7 @@ def reference_param_counts(model: dict) -> tuple[float, float]:
     not included (section 1: "They are not in the totals above")."""
     m = _model(model)
     p = _layer_params(m)
-    attn_all = m["n_layers"] * (p["attn"] + m["cross"] * p["cross"])
+    attn_all = sum(rp.layer_params(m, kind, p["attn"] + m["cross"] * p["cross"]) for kind in rp.layers(m))
     total = (attn_all + m["n_dense"] * p["ffn"] + m["n_moe"] * p["moe_resident"]
              + m["n_encoder_layers"] * (p["attn"] + p["ffn_enc"]) + p["emb"])
     active = attn_all + m["n_dense"] * p["ffn"] + m["n_moe"] * p["moe_active"] + m["vocab_size"] * m["d_model"]
@@ -135,10 +136,12 @@ def _kv_layer_all(m: dict) -> float:
 
 
 def reference_kv_bytes_per_token(model: dict) -> float:
-    """KV bytes per token over all decoder layers at the model's kv_bytes (bytes), before
-    sharding and without Accounting.kv_scale."""
+    """KV bytes per token of context over all decoder layers at the model's kv_bytes (bytes), before
+    sharding and without Accounting.kv_scale: the layers whose cache grows with the context (full,
+    and sparse with the indexer's key)."""
     m = _model(model)
-    return m["n_layers"] * _kv_layer_all(m) * m["kv_bytes"]
+    per_layer = {"full": _kv_layer_all(m), "sparse": _kv_layer_all(m) + m["index_head_dim"]}
+    return sum(per_layer.get(kind, 0.0) for kind in rp.layers(m)) * m["kv_bytes"]
 
 
 def _kv_layer_gpu(m: dict, tp: float) -> float:
@@ -316,7 +319,8 @@ def _evaluate(model: dict, hw: dict, part: dict, workload: dict, acc: dict, pref
     kv_gpu = _kv_layer_gpu(m, tp)
 
     # Section 3: memory and B_max.
-    W_layers = (n_layers * wb * attn_params / tp + n_dense * wb * p["ffn"] / t_d
+    kinds = rp.layers(m)  # the decoder layers' attention kinds, one per layer
+    W_layers = (wb * sum(rp.layer_params(m, kind, attn_params) for kind in kinds) / tp + n_dense * wb * p["ffn"] / t_d
                 + n_moe * (eb * S_r * p["exp"] + wb * (p["sh"] + p["router"])) / tp_e
                 + m["n_encoder_layers"] * wb * (p["attn"] / tp + p["ffn_enc"] / G))
     if E > 1:
@@ -327,7 +331,8 @@ def _evaluate(model: dict, hw: dict, part: dict, workload: dict, acc: dict, pref
     # condition in section 3 does not name the phase; in prefill draft_tokens is otherwise unused).
     mtp = m["mtp_layers"] * (wb * attn_params / tp + wb * 2 * d * d / t_d + ffn_mtp) if draft > 0 else 0.0
     W_gpu = (s * W_layers + mb * p["emb"] / t_d + mtp) / pp
-    S = (L / kvp) * kv_gpu * (n_layers / pp) * s * kvb * kv_scale  # KV bytes per sequence per GPU
+    stored = sum(rp.stored_values_gpu(m, kind, L, tp, kvp, kv_gpu) for kind in kinds)  # one sequence, all layers
+    S = stored / pp * s * kvb * kv_scale  # KV bytes per sequence per GPU (largest stage: the model's mix)
     C = hw["hbm_bytes"] * ac["hbm_usable_fraction"] - ac["reserve_bytes"] - W_gpu
     if ac["integer_batch"]:
         B_max = max(dp_attn * math.floor(C / S), 0.0)
@@ -363,7 +368,15 @@ def _evaluate(model: dict, hw: dict, part: dict, workload: dict, acc: dict, pref
         hop = net.send(tp * kvp, T_a * h * dq / tp * ab)
         attn_comm += net.all_to_all(kvp, tp * kvp, T_a * h * m["dv"] / tp * ab) + (kvp - 1) * hop
         attn_tail = hop if kvp > 1 else 0.0
-    attn_exposed = _exposed(attn_comm, attn_tail, overlap, attn_c, attn_h / BW)
+    ar = net.all_reduce(tp, tp, T_a * d * ab)
+    ctx = {"tp": tp, "kvp": kvp, "L": L, "T_a": T_a, "b_a": b_a, "prefill": prefill, "F_w": F_w, "F_q": F_q, "wb": wb,
+           "kvb": kvb * kv_scale, "kv_gpu": kv_gpu, "p_attn": attn_params, "f_score": _f_score(m, 1.0, prefill),
+           "comm": attn_comm, "tail": attn_tail, "ar": ar}
+    # (compute s, HBM s, comm s, exposed s) of each decoder layer
+    per_layer = []
+    for kind in kinds:
+        c_, h_, k_, tail_ = (attn_c, attn_h, attn_comm, attn_tail) if kind == "full" else rp.layer_cost(m, kind, ctx)
+        per_layer.append((c_, h_ / BW, k_, _exposed(k_, tail_, overlap, c_, h_ / BW)))
 
     # Dense-FFN layer (s, bytes).
     dense_c = 2 * p["ffn"] * T / G / F_w
@@ -384,23 +397,24 @@ def _evaluate(model: dict, hw: dict, part: dict, workload: dict, acc: dict, pref
 
     # Stage totals for one microbatch (largest stage).
     n_attn_s, n_dense_s, n_moe_s = n_layers / pp * s, n_dense / pp * s, n_moe / pp * s
+    share = s / pp  # each decoder layer's weight in the largest stage's microbatch
     # AMBIGUOUS: "the LM head once per pp" is read as the head's time averaged over the stages
     # (divided by pp), as the previous page said explicitly; pp*t_micro then holds one head.
     head_c = 2 * V * d * T / G / F_m / pp
     head_h = mb * V * d / t_d / pp
     # AMBIGUOUS: in prefill the LM head runs over all T = b*L prompt tokens (the page's head
     # compute uses T, and "in prefill T = b*L"), not only each prompt's last token.
-    Tc = n_attn_s * attn_c + n_dense_s * dense_c + n_moe_s * moe_c + head_c
-    Th = n_attn_s * attn_h + n_dense_s * dense_h + n_moe_s * moe_h + head_h
-    comm_all = n_attn_s * attn_comm + n_dense_s * dense_comm + n_moe_s * moe_comm
-    exposed = n_attn_s * attn_exposed + n_dense_s * dense_exposed + n_moe_s * moe_exposed
+    Tc = share * sum(x[0] for x in per_layer) + n_dense_s * dense_c + n_moe_s * moe_c + head_c
+    Th = share * BW * sum(x[1] for x in per_layer) + n_dense_s * dense_h + n_moe_s * moe_h + head_h
+    comm_all = share * sum(x[2] for x in per_layer) + n_dense_s * dense_comm + n_moe_s * moe_comm
+    exposed = share * sum(x[3] for x in per_layer) + n_dense_s * dense_exposed + n_moe_s * moe_exposed
     send = net.send(N, T * d * ab) if pp > 1 else 0.0
     latency = ac["layer_latency"] * n_attn_s
 
     if ac["roofline"] == "global":  # qs paper eq. 19: one max over the whole step
         roof = max(Tc, Th / BW)
     else:  # phases run one after another, each at its own roofline
-        roof = (n_attn_s * max(attn_c, attn_h / BW) + n_dense_s * max(dense_c, dense_h / BW)
+        roof = (share * sum(max(x[0], x[1]) for x in per_layer) + n_dense_s * max(dense_c, dense_h / BW)
                 + n_moe_s * max(moe_c, moe_h / BW) + max(head_c, head_h / BW))
     t_micro = roof + exposed + send + latency
     t_draft = 0.0

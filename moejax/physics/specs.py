@@ -120,6 +120,23 @@ class ModelSpec:
     attn_bytes: Any = 0.0  # attention matmul precision (FP8 KV dequantised to BF16: 2); 0 -> kv_bytes
     dispatch_bytes: Any = 0.0  # EP dispatch payload (FP8 dispatch: 1); 0 -> act_bytes
     mtp_layers: Any = 0.0  # multi-token-prediction modules (one decoder layer each), resident when drafting
+    attn_gate: Any = 0.0  # 1: a sigmoid output gate doubles the query projection (Qwen3-Next's gated attention)
+    # Per-layer attention pattern, as layer counts per kind (the rest of the n_layers are full attention;
+    # costs are per-layer sums, so counts suffice: see docs/cost-model.md, "Layer patterns")
+    n_sliding_layers: Any = 0.0  # sliding-window layers: attend to the last sliding_window tokens
+    sliding_window: Any = 0.0  # W, tokens
+    n_chunked_layers: Any = 0.0  # chunked-local layers (Llama-4): attend within their chunk of chunk_size tokens
+    chunk_size: Any = 0.0  # C, tokens
+    n_sparse_layers: Any = 0.0  # sparse top-k layers (DeepSeek Sparse Attention): store all, read sparse_top_k
+    sparse_top_k: Any = 0.0  # tokens each query reads (index_topk)
+    index_heads: Any = 0.0  # lightning-indexer heads (index_n_heads)
+    index_head_dim: Any = 0.0  # indexer key/query size; the indexer caches one key of this size per token
+    n_linear_layers: Any = 0.0  # linear-attention / state-space layers (Gated DeltaNet): a fixed state per sequence
+    linear_key_heads: Any = 0.0
+    linear_key_dim: Any = 0.0
+    linear_value_heads: Any = 0.0
+    linear_value_dim: Any = 0.0
+    linear_conv_kernel: Any = 0.0  # short causal convolution width (its last kernel-1 inputs are state too)
 
     def __post_init__(self):
         v = _host_values(self)
@@ -136,7 +153,7 @@ class ModelSpec:
                  & (v["n_dense_layers"] <= v["n_layers"]), "must be an integer in [0, n_layers]")
         _require(n, v, "n_encoder_layers", _is_int(v["n_encoder_layers"]) & (v["n_encoder_layers"] >= 0),
                  "must be an integer >= 0")
-        for f in ("cross_attention", "tied_embeddings"):
+        for f in ("cross_attention", "tied_embeddings", "attn_gate"):
             _require(n, v, f, np.isin(v[f], [0, 1]), "must be 0 or 1")
         _require(n, v, "ffn_matrices", np.isin(v["ffn_matrices"], [2, 3]), "must be 2 (plain) or 3 (gated)")
         _require(n, v, "top_k", v["top_k"] <= v["n_experts"], "top_k must not exceed n_experts")
@@ -156,6 +173,28 @@ class ModelSpec:
         for f in ("expert_bytes", "embed_bytes", "gemm_bytes", "attn_bytes", "dispatch_bytes"):
             _require(n, v, f, np.isfinite(v[f]) & (v[f] >= 0), "must be >= 0 bytes per value (0: the default dtype)")
         _require(n, v, "mtp_layers", _is_int(v["mtp_layers"]) & (v["mtp_layers"] >= 0), "must be an integer >= 0")
+        _validate_pattern(n, v)
+
+
+PATTERN_COUNTS = {"n_sliding_layers": "sliding_window", "n_chunked_layers": "chunk_size",
+                  "n_sparse_layers": "sparse_top_k", "n_linear_layers": "linear_value_heads"}
+
+
+def _validate_pattern(n: str, v: dict) -> None:
+    """Layer-pattern fields: counts are whole layers summing to at most n_layers; a kind that has layers
+    needs its size (window, chunk, top-k, state) > 0; sparse layers need MLA or GQA as their base."""
+    for f, size in PATTERN_COUNTS.items():
+        _require(n, v, f, _is_int(v[f]) & (v[f] >= 0), "must be an integer >= 0 (layers of this kind)")
+        _require(n, v, size, np.isfinite(v[size]) & (v[size] >= 0), "must be finite and >= 0")
+        _require(n, v, size, (v[f] == 0) | (v[size] > 0), f"must be > 0 when {f} > 0")
+    for f in ("index_heads", "index_head_dim", "linear_key_heads", "linear_key_dim", "linear_value_dim", "linear_conv_kernel"):
+        _require(n, v, f, np.isfinite(v[f]) & (v[f] >= 0), "must be finite and >= 0")
+    lin = v["n_linear_layers"] > 0
+    for f in ("linear_key_heads", "linear_key_dim", "linear_value_dim"):
+        _require(n, v, f, ~lin | (v[f] > 0), "must be > 0 when n_linear_layers > 0")
+    total = sum(v[f] for f in PATTERN_COUNTS)
+    _require(n, v, "n_layers", total <= v["n_layers"],
+             "the pattern's sliding, chunked, sparse and linear layers must not exceed n_layers")
 
 
 @pytree_spec
@@ -307,6 +346,10 @@ class Accounting:
     ``mode`` names the preset (``conf/accounting/``): ``"sol"`` is speed of light (every
     efficiency 1, no overheads, the whole HBM), ``"realistic"`` carries constants fitted to
     measured serving results; ``"custom"`` anything else.
+    ``layer_patterns``: cost the sliding, chunked, sparse and linear layers of a model's pattern as
+    phases of their own (True, always correct); False drops those phases at trace time and costs every
+    layer as full attention, which is exact, and faster, only for models without a pattern: the sweep
+    engine sets it False when no model of its grid has one.
     """
 
     hbm_usable_fraction: Any = 1.0  # fraction of HBM capacity usable for weights + KV
@@ -326,8 +369,11 @@ class Accounting:
     expert_traffic: str = static_field("physical")
     integer_batch: bool = static_field(True)
     roofline: str = static_field("phase")
+    layer_patterns: bool = static_field(True)  # False: every layer is costed as full attention (see above)
 
     def __post_init__(self):
+        if not isinstance(self.layer_patterns, bool):
+            raise SpecError(f"Accounting.layer_patterns = {self.layer_patterns!r} is invalid: must be true or false")
         if self.expert_traffic not in EXPERT_TRAFFIC:
             raise SpecError(f"Accounting.expert_traffic = {self.expert_traffic!r} is invalid: allowed {EXPERT_TRAFFIC}")
         if self.mode not in MODES:
