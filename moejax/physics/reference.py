@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 
 from . import reference_patterns as rp
-from .reference_torus import torus_all_reduce, torus_bisection_time, torus_links
+from .reference_fabric import Net as _Net
 
 # Defaults copied from moejax/physics/specs.py (specs.py imports jax, so it is not imported here).
 # None marks a required field.
@@ -47,8 +47,6 @@ ACCOUNTING_DEFAULTS = {
 _STATIC = ("mode", "expert_traffic", "integer_batch", "roofline")
 
 MLA = 3  # ATTENTION_KINDS["mla"]
-MESH = 1  # FABRICS["mesh"]
-TORUS = 2  # FABRICS["torus"]
 
 
 def _fill(given: dict, defaults: dict, name: str) -> dict:
@@ -176,75 +174,6 @@ def _peak(x: float, hw: dict, ac: dict) -> float:
 
 
 # --- Collectives (section 4, "Collectives") -----------------------------------------------------
-
-
-class _Net:
-    """The fabric of one evaluation point: islands, bandwidths (x comm_efficiency), latencies."""
-
-    def __init__(self, hw: dict, ac: dict):
-        self.island = hw["island_size"]
-        self.intra_bw = hw["intra_bw"] * ac["comm_efficiency"]
-        self.link_bw = hw["link_bw"] * ac["comm_efficiency"]
-        self.mesh = hw["fabric"] == MESH
-        self.torus = hw["fabric"] == TORUS
-        self.dims = hw["torus_dims"]
-        self.beta_e = hw["inter_bw"] * ac["comm_efficiency"]
-        self.alpha_i = hw["intra_latency"]
-        self.alpha_e = hw["inter_latency"]
-        self.lam = ac["collective_latency"]
-        self.peer = ac["a2a_peer_latency"]
-
-    def islands(self, p: float, span: float) -> tuple[float, float]:
-        """(m islands touched, i ranks per island) of a group of p ranks over span GPUs."""
-        m = min(max(span / self.island, 1.0), p)
-        return m, p / m
-
-    def beta_g(self, i: float) -> float:
-        """Per-direction bandwidth of a GPU inside an island, for a group of i ranks there."""
-        if self.mesh:
-            return min(self.intra_bw, max(i - 1, 1.0) * self.link_bw)
-        if self.torus:
-            return min(self.intra_bw, torus_links(i, self.dims) * self.link_bw)
-        return self.intra_bw
-
-    @staticmethod
-    def ring(p, n, a, b):
-        return 0.0 if p == 1 else 2 * (p - 1) * a + 2 * (p - 1) / p * n / b
-
-    @staticmethod
-    def oneshot(p, n, a, b):
-        return 0.0 if p == 1 else a + (p - 1) * n / b
-
-    def all_reduce(self, p: float, span: float, n: float) -> float:
-        if p == 1:
-            return 0.0
-        m, i = self.islands(p, span)
-        bg = self.beta_g(i)
-        if self.torus:  # no one-shot; per-dimension rings inside, hierarchical across islands
-            inner = 0.0 if i == 1 else torus_all_reduce(i, n, self.alpha_i, self.link_bw, self.intra_bw, self.dims)
-            return inner + self.ring(m, n / i, self.alpha_e, self.beta_e) + self.lam
-        if m == 1:
-            return min(self.ring(i, n, self.alpha_i, bg), self.oneshot(i, n, self.alpha_i, bg)) + self.lam
-        return self.ring(i, n, self.alpha_i, bg) + self.ring(m, n / i, self.alpha_e, self.beta_e) + self.lam
-
-    def all_to_all(self, p: float, span: float, n: float, remote: float | None = None) -> float:
-        # AMBIGUOUS: A2A is not written in terms of the primitives, whose "zero when p = 1" is then
-        # read to cover it too: a 1-rank all-to-all costs nothing (no alpha, no lambda).
-        if p == 1:
-            return 0.0
-        m, i = self.islands(p, span)
-        a = self.alpha_e if m > 1 else self.alpha_i
-        out = (p - i) / p if remote is None else remote  # share of n crossing islands
-        inside = 0.0 if i == 1 else (i - 1) / p * n / self.beta_g(i)
-        if self.torus and i > 1:
-            inside = max(inside, torus_bisection_time(i, p, n, self.link_bw, self.dims))
-        wire = max(inside, out * n / self.beta_e)
-        return a + (p - 1) * self.peer + wire + self.lam
-
-    def send(self, span: float, n: float) -> float:
-        if span <= self.island:
-            return self.alpha_i + n / self.beta_g(2.0) + self.lam
-        return self.alpha_e + n / self.beta_e + self.lam
 
 
 # --- Expert load (section 4) --------------------------------------------------------------------
