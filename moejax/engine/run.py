@@ -102,6 +102,10 @@ def run(cfg: DictConfig, out: Path, derive=None) -> Path | None:
         except KeyboardInterrupt:
             kept = len(list(parts_dir.glob("part-*.nc")))
             raise Interrupted(f"{kept} of {total} chunks kept in {parts_dir}; rerun the same command to resume") from None
+        except SpecError:  # e.g. out= written meanwhile by a run this one waited for
+            if pid == 0 and not any(parts_dir.glob("part-*.nc")):
+                shutil.rmtree(parts_dir, ignore_errors=True)
+            raise
         if not written:
             return None
         shutil.rmtree(parts_dir)
