@@ -157,6 +157,8 @@ def parts_lock(parts_dir: Path):
                       file=sys.stderr, flush=True)
                 said = True
             fcntl.flock(fd, fcntl.LOCK_EX)
+        except OSError:  # a filesystem without locks (some network mounts): go on unlocked, as before
+            break
         try:
             current = os.stat(path).st_ino == os.fstat(fd).st_ino
         except FileNotFoundError:
