@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import xarray as xr
 
-from moejax.engine.dataset import VARIABLES, completed_chunks, estimated_bytes, publish, temp_name
+from moejax.engine.dataset import VARIABLES, assemble, completed_chunks, estimated_bytes, publish, temp_name
 from moejax.physics.specs import SpecError
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -207,3 +207,18 @@ def test_completed_chunks_leaves_other_processes_parts_alone(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir() if not p.name.endswith(".tmp")) == ["part-000001.nc"]
     assert len(temporaries(tmp_path)) == 1
     np.testing.assert_equal(completed_chunks(tmp_path), set())
+
+
+@pytest.mark.parametrize("error", [RuntimeError, KeyboardInterrupt])
+def test_failed_assembly_leaves_no_file_behind(error, tmp_path):
+    """An error or Ctrl-C while the dataset is assembled removes its temporary; no output appears."""
+    coords = {d: (np.array(v), {}) for d, v in (("model", ["m"]), ("variant", ["moe", "dense"]), ("kappa", [2.0]),
+                                                 ("hardware", ["h"]), ("num_gpus", [8]), ("context", [1024.0]))}
+
+    def derive(nc):
+        assert temporaries(tmp_path)  # the file being written
+        raise error("stop")
+
+    with pytest.raises(error, match="stop"):
+        assemble(tmp_path / "x.nc", tmp_path, coords, np.zeros((1, 2, 1), int), {}, "f4", derive=derive)
+    assert list(tmp_path.iterdir()) == []
