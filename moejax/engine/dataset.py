@@ -124,7 +124,7 @@ def completed_chunks(parts_dir: Path, owned=None) -> set[int]:
     """Chunks whose part is on disk and reads back whole. Temporaries of a killed run are removed,
     and damaged parts are removed (to be recomputed), only those of the ``owned`` chunks when given
     (other processes may be writing theirs). Call it holding ``parts_lock``."""
-    mine = lambda p: owned is None or _chunk_id(p) in owned  # noqa: E731
+    mine = lambda p: owned is None or _chunk_id(p) in owned
     for tmp in parts_dir.glob(".part-*.tmp"):
         if mine(tmp):
             tmp.unlink(missing_ok=True)
