@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import jax
+import numpy as np
 
 from .catalogue import load_accounting, load_hardware, load_model
 from .physics import arch
 from .physics.cost import StepCosts, decode_point, prefill_point
 from .physics.partition import check_partition
-from .physics.specs import Accounting, HardwareSpec, ModelSpec, Partition, Workload
+from .physics.specs import Accounting, HardwareSpec, ModelSpec, Partition, SpecError, Workload
 
 _decode = jax.jit(decode_point)
 _prefill = jax.jit(prefill_point)
@@ -33,14 +34,40 @@ def kv_bytes_per_token(model: ModelSpec | str) -> float:
     return float(arch.kv_bytes_per_token(m))
 
 
+def _concrete(*trees) -> bool:
+    """No leaf is a tracer: host-side checks may run (under ``jax.grad``/``jit`` they are skipped)."""
+    return not any(isinstance(x, jax.core.Tracer) for x in jax.tree_util.tree_leaves(trees))
+
+
+def _num(x):
+    """A concrete number as a Python float (one compiled kernel for ints and floats); a tracer as it is."""
+    return x if isinstance(x, jax.core.Tracer) else float(x)
+
+
+def _batch(batch, acc: Accounting, b_max: bool = True) -> float:
+    """``batch`` sequences per replica: a number > 0, whole unless ``acc.integer_batch`` is False
+    (``b_max``: None, meaning B_max, is allowed and checked by the caller)."""
+    if isinstance(batch, jax.core.Tracer):
+        return batch
+    whole = acc.integer_batch
+    ok = isinstance(batch, int | float | np.number) and not isinstance(batch, bool) and np.isfinite(batch) and batch > 0
+    if not ok or (whole and float(batch) != int(batch)):
+        allowed = ("None (B_max) or " if b_max else "") + ("a whole number >= 1" if whole else "a number > 0")
+        raise SpecError(f"batch = {batch!r} is invalid: must be {allowed} of sequences per replica")
+    return float(batch)
+
+
 def decode_step(model, hardware, partition: Partition, context: float, batch: float | None = None,
                 kappa: float = 5.0, accounting: Accounting | None = None) -> StepCosts:
-    """One decode step (``batch=None``: at B_max). Model/hardware may be catalogue names; the
-    accounting defaults to the ``realistic`` preset (``moejax.Accounting()`` is speed of light)."""
+    """One decode step (``batch=None``: at B_max; otherwise sequences per replica, > 0). Model/hardware
+    may be catalogue names; the accounting defaults to the ``realistic`` preset (``moejax.Accounting()``
+    is speed of light). Differentiable (``jax.grad``) in any numeric argument or spec field."""
     m, hw = _specs(model, hardware)
-    check_partition(m, partition)
-    wl = Workload(context=float(context), batch=0.0 if batch is None else float(batch), kappa=float(kappa))
-    return _decode(m, hw, partition, wl, accounting or load_accounting("realistic"))
+    acc = accounting or load_accounting("realistic")
+    if _concrete(m, partition):
+        check_partition(m, partition)
+    wl = Workload(context=_num(context), batch=0.0 if batch is None else _batch(batch, acc), kappa=_num(kappa))
+    return _decode(m, hw, partition, wl, acc)
 
 
 def prefill_step(model, hardware, partition: Partition, context: float, batch: float = 1.0,
@@ -48,6 +75,8 @@ def prefill_step(model, hardware, partition: Partition, context: float, batch: f
     """Prefill of ``batch`` prompts of ``context`` tokens (time to first token); accounting as
     ``decode_step``."""
     m, hw = _specs(model, hardware)
-    check_partition(m, partition)
-    wl = Workload(context=float(context), batch=float(batch))
-    return _prefill(m, hw, partition, wl, accounting or load_accounting("realistic"))
+    acc = accounting or load_accounting("realistic")
+    if _concrete(m, partition):
+        check_partition(m, partition)
+    wl = Workload(context=_num(context), batch=_batch(batch, acc, b_max=False))
+    return _prefill(m, hw, partition, wl, acc)

@@ -14,10 +14,10 @@ import numpy as np
 from omegaconf import DictConfig
 
 from .analysis.breakeven import REASONS, solve, summary_json, to_dataset
-from .cli import grid_job
+from .cli import grid_job, one_line_errors
 from .engine.config import register
 from .engine.dataset import publish, temp_name
-from .engine.plan import grid_accounting
+from .engine.plan import grid_accounting, partition_space_json, partition_space_note
 from .version import __version__
 
 register()
@@ -28,7 +28,9 @@ def run(cfg: DictConfig, out_path: Path) -> str:
     acc = grid_accounting(cfg.grid.accounting)
     attrs = {"title": f"moejax break-even kappa*: grid {cfg.grid.name}", "Conventions": "CF-1.10",
              "source": f"moejax {__version__}", "kappa_min": be.kappa_min, "kappa_max": be.kappa_max,
-             "tolerance": be.tolerance, "dense_baseline_family": "keep-attention",
+             "tolerance": be.tolerance, "bisection_steps": be.bisection_steps,
+             "kappa_star_relative_precision": out["variable_attrs"]["kappa_star"]["relative_precision"],
+             "partition_space": partition_space_json(cfg.grid), "dense_baseline_family": "keep-attention",
              "accounting_mode": acc.mode, "expert_traffic": acc.expert_traffic, "roofline": acc.roofline}
     ds = to_dataset(out, coords, attrs)
     out_path.parent.mkdir(parents=True, exist_ok=True)
@@ -39,17 +41,19 @@ def run(cfg: DictConfig, out_path: Path) -> str:
     finally:
         tmp.unlink(missing_ok=True)
     result = summary_json(out, seconds)
-    lines = [f"wrote {out_path}", f"{'model':<18} {'median kappa*':>14} {'found':>7} {'flagged':>8}  no crossing"]
+    lines = [f"wrote {out_path}", *filter(None, [partition_space_note(attrs["partition_space"])]),
+             f"{'model':<18} {'median kappa*':>14} {'found':>7} {'optax off':>9}  no crossing"]
     for i, model in enumerate(coords["model"][0]):
         r, k = out["reason"][i], out["kappa_star"][i]
         found = r == 0
         med = f"{np.median(k[found]):.3g}" if found.any() else "-"
         others = ", ".join(f"{REASONS[j]} {int((r == j).sum())}" for j in range(1, len(REASONS)) if (r == j).any())
-        lines.append(f"{model:<18} {med:>14} {int(found.sum()):>7} {int(found.sum() - out['agrees'][i].sum()):>8}  {others}")
+        lines.append(f"{model:<18} {med:>14} {int(found.sum()):>7} {int(found.sum() - out['agrees'][i].sum()):>9}  {others}")
     lines.append(json.dumps(result))
     return "\n".join(lines)
 
 
+@one_line_errors
 @hydra.main(version_base=None, config_path="../conf", config_name="config")
 def main(cfg: DictConfig) -> None:
     grid_job(cfg, "breakeven.nc", run)

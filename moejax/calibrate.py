@@ -28,7 +28,7 @@ from .analysis.calibration import (
     summary_json,
     write_outputs,
 )
-from .cli import run_command
+from .cli import one_line_errors, run_command
 from .physics.specs import SpecError
 
 
@@ -64,6 +64,7 @@ def problem_from_config(cfg: DictConfig):
     return ref, fits, optimizer, rtol
 
 
+@one_line_errors
 @hydra.main(version_base=None, config_path="../conf", config_name="calibrate")
 def main(cfg: DictConfig) -> None:
     def job(run_dir: Path) -> str:

@@ -3,7 +3,10 @@ and bad input as one line on stderr with exit code 2 and no run directory left b
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import logging
+import os
 import signal
 import sys
 import warnings
@@ -11,11 +14,13 @@ from collections.abc import Callable
 from pathlib import Path
 
 import jax
+import yaml
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig
+from omegaconf.errors import OmegaConfBaseException
 
-from .catalogue import CONF_DIR
+from .catalogue import CONF_DIR, add_config_dir
 from .engine import distributed
 from .engine.dataset import check_output
 from .physics.specs import SpecError
@@ -66,20 +71,148 @@ def _resolve_overrides(cfg: DictConfig) -> None:
             cfg.grid[field] = [choices[group]]
 
 
+def use_config_dirs() -> None:
+    """Catalogue names (models, hardware) resolve in ``--config-dir`` directories too, as Hydra's groups do."""
+    for source in HydraConfig.get().runtime.config_sources:
+        if source.provider == "command-line" and source.schema == "file":
+            add_config_dir(source.path)
+
+
 def grid_job(cfg: DictConfig, filename: str, job) -> None:
     """The shell every grid CLI shares: require a grid, apply ``model=``/``hardware=`` choices,
     run ``job(cfg, out) -> report``, and turn a ``SpecError`` into one line on stderr, exit code 2,
     and no files left behind."""
     def grid_run(run_dir: Path) -> str:
+        grids = sorted(p.stem for p in (CONF_DIR / "grid").glob("*.yaml"))
         if cfg.grid is None:
-            grids = sorted(p.stem for p in (CONF_DIR / "grid").glob("*.yaml"))
             raise SpecError(f"grid is missing: choose one with +grid=NAME, available {', '.join(grids)}")
-        _resolve_overrides(cfg)
-        if cfg.distributed is not None:
-            distributed.initialize(cfg.distributed)  # must precede every other use of JAX
-        out = Path(cfg.out) if cfg.out else run_dir / filename
-        if cfg.out and HydraConfig.get().mode == RunMode.MULTIRUN:  # each job its own file: NAME-<job>.nc
-            out = out.with_name(f"{out.stem}-{HydraConfig.get().job.num}{out.suffix}")
-        check_output(out, bool(cfg.get("overwrite", False)))  # before computing
-        return job(cfg, out)
+        if HydraConfig.get().runtime.choices.get("grid") == "grid_schema":  # the schema, not a grid
+            raise SpecError(f"grid = 'grid_schema' is invalid: allowed {', '.join(grids)}")
+        use_config_dirs()
+        try:
+            _resolve_overrides(cfg)
+            if cfg.distributed is not None:
+                distributed.initialize(cfg.distributed)  # must precede every other use of JAX
+            out = Path(cfg.out) if cfg.out else run_dir / filename
+            if cfg.out and HydraConfig.get().mode == RunMode.MULTIRUN:  # each job its own file: NAME-<job>.nc
+                out = out.with_name(f"{out.stem}-{HydraConfig.get().job.num}{out.suffix}")
+            check_output(out, bool(cfg.get("overwrite", False)))  # before computing
+            return job(cfg, out)
+        except OmegaConfBaseException as e:  # a mandatory value left unset (???), an interpolation that fails
+            raise SpecError(hydra_error_line(e)) from None
     run_command(grid_run, cfg.compilation_cache)
+
+
+def _schema_type(full_key: str):
+    """The declared type of a dotted config key (``grid.num_gpus[0]``), from the structured
+    schemas; None where the schema leaves it open (``Any``) or the key is unknown."""
+    import typing
+
+    from .engine.config import GridConf, SweepConf
+
+    node, indexed = SweepConf, full_key.endswith("]")
+    for part in full_key.split("[")[0].split("."):
+        fields = typing.get_type_hints(node) if dataclasses.is_dataclass(node) else {}
+        node = GridConf if (node is SweepConf and part == "grid") else fields.get(part)
+        args = [a for a in typing.get_args(node) if a is not type(None)]
+        if typing.get_origin(node) is typing.Union and len(args) == 1:
+            node = args[0]
+    if indexed and typing.get_origin(node) is list:
+        node = typing.get_args(node)[0]
+    return node
+
+
+def _describe(kind) -> str | None:
+    import typing
+
+    names = {int: "an integer", float: "a number", bool: "true or false", str: "a string"}
+    if typing.get_origin(kind) is list:
+        inner, example = {int: ("integers", "[8,16]"), float: ("numbers", "[1,2.5]"),
+                          str: ("strings", "[a,b]")}.get(typing.get_args(kind)[0], ("values", "[a,b]"))
+        return f"a list of {inner}, e.g. {example}"
+    if dataclasses.is_dataclass(kind):
+        return f"a mapping with keys {', '.join(f.name for f in dataclasses.fields(kind))}"
+    return names.get(kind)
+
+
+def hydra_error_line(e: Exception) -> str:
+    """One line ``<field> = <value> is invalid: <allowed>`` for a Hydra/OmegaConf composition error."""
+    from hydra.errors import MissingConfigException, OverrideParseException
+    from omegaconf.errors import ConfigAttributeError, ConfigKeyError, MissingMandatoryValue
+
+    def first(x) -> str:
+        return str(x).strip().splitlines()[0] if str(x).strip() else type(x).__name__
+    if isinstance(e, yaml.YAMLError):  # a config file of a group (--config-dir, conf/) that does not parse
+        mark = getattr(e, "problem_mark", None)
+        where = f"{mark.name}: " if mark else ""
+        at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        return f"{where}is not valid YAML{at}: {getattr(e, 'problem', None) or first(e)}"
+    if isinstance(e, MissingConfigException) and e.missing_cfg_file and "/" in e.missing_cfg_file:
+        group, _, name = e.missing_cfg_file.rpartition("/")
+        real = [o for o in e.options or [] if not o.endswith("_schema")]  # the schemas are internal
+        return f"{group} = {name!r} is invalid: allowed {', '.join(real) or '(none found)'}"
+    if isinstance(e, OverrideParseException):
+        from hydra.core.override_parser.overrides_parser import OverridesParser
+
+        for arg in sys.argv[1:]:
+            try:
+                OverridesParser.create().parse_override(arg)
+            except Exception:  # noqa: BLE001 - this is the one that does not parse
+                return f"override {arg!r} is invalid: {first(e)} (Hydra override syntax: key=value, lists [a,b])"
+        return f"override is invalid: {first(e)}"
+    if "No match in the defaults list" in str(e):  # grid=NAME where +grid=NAME is meant
+        group = str(e).split("'")[1] if str(e).count("'") >= 2 else "?"
+        given = next((a for a in sys.argv[1:] if a.startswith(f"{group}=")), f"{group}=...")
+        return f"{group} = {given.partition('=')[2]!r} is invalid: {group} has no default to override; write +{given}"
+    cause = e if isinstance(e, OmegaConfBaseException) else e.__cause__
+    if isinstance(cause, OmegaConfBaseException) and cause.full_key:
+        key = cause.full_key
+        if isinstance(cause, ConfigAttributeError | ConfigKeyError):
+            parent = _schema_type(key.rpartition(".")[0]) if "." in key else _schema_type("")
+            known = [f.name for f in dataclasses.fields(parent)] if dataclasses.is_dataclass(parent) else []
+            return f"{key} is not a known field" + (f": allowed {', '.join(known)}" if known else f": {first(cause)}")
+        allowed = _describe(_schema_type(key))
+        if isinstance(cause, MissingMandatoryValue):
+            return f"{key} is missing: it is required" + (f" ({allowed})" if allowed else "")
+        return f"{key} = {cause.value!r} is invalid: " + (f"must be {allowed}" if allowed else first(cause))
+    return f"config is invalid: {first(e)}" + (f" ({first(e.__cause__)})" if e.__cause__ else "")
+
+
+def one_line_errors(main: Callable) -> Callable:
+    """Wrap a ``hydra.main`` entry point: a config composition error (unknown group option, type
+    mismatch, unknown key, bad override syntax) becomes one ``error: ...`` line on stderr and exit
+    code 2 instead of Hydra's multi-line report. Hydra reports these inside its private
+    ``run_and_report``; it is wrapped for the duration of the call (``HYDRA_FULL_ERROR=1`` keeps
+    Hydra's own report)."""
+    from hydra._internal import utils as hydra_utils
+    from hydra.errors import HydraException
+    from omegaconf.errors import OmegaConfBaseException
+
+    def reported(func, *args):
+        try:
+            return func(*args)
+        except (HydraException, OmegaConfBaseException, yaml.YAMLError) as e:
+            if os.environ.get("HYDRA_FULL_ERROR") == "1":
+                raise
+            print(f"error: {hydra_error_line(e)}", file=sys.stderr)
+            sys.exit(2)
+
+    def parser():  # argparse's own errors (an option after the overrides): one line too
+        p = make_parser()
+        p.error = lambda message: (print(f"error: command line is invalid: {message} (options such as --config-dir "
+                                         "go before the overrides)", file=sys.stderr), sys.exit(2))
+        return p
+
+    hydra_main = sys.modules["hydra.main"]
+    make_parser = hydra_main.get_args_parser
+
+    @functools.wraps(main)
+    def wrapped():
+        original = hydra_utils.run_and_report
+        hydra_utils.run_and_report = lambda func: original(lambda: reported(func))
+        hydra_main.get_args_parser = parser
+        try:
+            return reported(main)
+        finally:
+            hydra_utils.run_and_report, hydra_main.get_args_parser = original, make_parser
+    return wrapped

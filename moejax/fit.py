@@ -21,7 +21,7 @@ import numpy as np
 from omegaconf import DictConfig
 
 from .analysis import epoch
-from .cli import run_command
+from .cli import one_line_errors, run_command
 from .physics.specs import SpecError
 
 MODES = ("components", "latency")
@@ -69,6 +69,7 @@ def run_latency(cfg: DictConfig, out: Path) -> dict:
     return {"mode": "latency", "regimes": record}
 
 
+@one_line_errors
 @hydra.main(version_base=None, config_path="../conf", config_name="fit")
 def main(cfg: DictConfig) -> None:
     def job(run_dir: Path) -> str:

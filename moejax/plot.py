@@ -1,8 +1,12 @@
 """Standard figures from a sweep dataset: ``python -m moejax.plot outputs/.../sweep.nc [--out DIR]``.
 
-Makes, each as PNG and SVG (matplotlib, Agg backend), for one selection (model, hardware,
-num_gpus, κ; defaults: the first model and hardware, the largest cluster with any feasible MoE
-point, κ nearest 5):
+Makes, each as PNG and SVG (matplotlib, Agg backend, constrained layout, legends outside the
+axes), for one selection (model, hardware, num_gpus, κ; defaults: DeepSeek-V3 on B200 when the
+dataset has them, as in the README's figures, else the first model and hardware; the largest
+cluster with any feasible MoE point; κ = 5 when the dataset has it, else the κ nearest 5). Titles
+name the serving dtypes. A ``keep_partitions=true`` dataset is first reduced to the best feasible
+partition per point (``moejax.analysis.summary.best_per_point``) and given the qs columns
+(``with_qs_columns``), so it draws the figures of the same sweep without ``keep_partitions``.
 
 - ``throughput``: decode tokens/s per GPU vs context, the MoE and its dense baseline at every κ
   (log-log; infeasible points, stored as 0, are left out of the lines);
@@ -11,13 +15,18 @@ point, κ nearest 5):
 - ``bound``: what bounds the MoE step (compute / HBM / communication / infeasible) over
   context × num_gpus;
 - ``kappa_star``: break-even κ* over context × num_gpus (only if the dataset has ``kappa_star``,
-  i.e. it was written with ``breakeven.include=true``);
-- ``roofline``: attainable FLOP/s vs arithmetic intensity for the hardware (``moejax.load_hardware``),
-  BF16 and FP8 ceilings, with the ridge point (peak FLOP/s ÷ HBM bandwidth, FLOP per byte) marked;
+  i.e. it was written with ``breakeven.include=true``), each cell hatched by its flag: found,
+  bound-limited (no crossing in [κ_min, κ_max]), infeasible, or solvers disagree;
+- ``roofline``: attainable FLOP/s vs arithmetic intensity for the hardware, BF16 and FP8 ceilings
+  with their ridge points, and the selection's operating points per context (MoE and dense at κ;
+  see ``moejax.analysis.roofline``);
 - ``sensitivity``: the ``elasticity_*`` variables (only if written with ``sensitivities=true``).
 
-``make_plots(ds, out_dir, **selection)`` returns ``{name: (png_path, svg_path, arrays)}`` where
-``arrays`` holds the exact numbers drawn (dataset slices, before masking for log axes).
+Map cells are labelled at the largest font (8, 7, 6 pt), full text or abbreviation, that fits
+inside the cell; cells where nothing fits stay unlabelled (the colours and legend still say it).
+
+``make_plots(ds, out_dir, **selection)`` returns ``{name: (png_path, svg_path, arrays, figure)}``
+where ``arrays`` holds the exact numbers drawn (dataset slices, before masking for log axes).
 """
 
 from __future__ import annotations
@@ -29,14 +38,28 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import xarray as xr  # noqa: E402
-from matplotlib.colors import BoundaryNorm, ListedColormap  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
+import xarray as xr
+import yaml
+from matplotlib.colors import BoundaryNorm, ListedColormap, LogNorm
+from matplotlib.patches import Patch
 
-from .catalogue import load_hardware  # noqa: E402
+from .analysis.qs import QS_VARIABLES, qs_columns
+from .analysis.roofline import model_rows, operating_points
+from .analysis.summary import best_per_point, flag_meanings
+from .catalogue import load_hardware
+from .physics.specs import SpecError
 
+README_SELECTION = {"model": "deepseek-v3", "hardware": "b200"}  # what the README's figures show
+SWEEP_VARIABLES = ("throughput_per_gpu", "feasible", "bound", "step_time", "t_hbm", "batch")
 BOUND_COLOURS = {"compute": "#4477aa", "hbm": "#ee6677", "communication": "#ccbb44", "infeasible": "#bbbbbb"}
+SHORT = {"compute": "comp", "hbm": "HBM", "communication": "comm", "infeasible": "inf.", "found": "",
+         "moe_always_ahead": "MoE ahead", "dense_always_ahead": "dense ahead", "moe_infeasible": "MoE inf.",
+         "dense_infeasible": "dense inf.", "above_kappa_max": "> κmax", "below_kappa_min": "< κmin"}
+# κ* cell classes: (legend label, hatch)
+KSTAR_CLASSES = {"found": ("found (bisection)", ""), "bound": ("bound-limited: no crossing in [κ_min, κ_max]", "///"),
+                 "infeasible": ("a side infeasible", "..."), "disagree": ("found, solvers disagree", "xxx")}
 ELASTICITY_LABELS = {
     "hbm_bw": "HBM bandwidth", "hbm_bytes": "HBM capacity", "flops_bf16": "BF16 FLOP/s", "flops_fp8": "FP8 FLOP/s",
     "intra_bw": "intra-node bandwidth", "intra_latency": "intra-node latency", "inter_bw": "inter-node bandwidth",
@@ -53,39 +76,65 @@ def _ctx_label(c: float) -> str:
     return str(c)
 
 
+def _invalid(field: str, value, coord) -> SpecError:
+    return SpecError(f"{field} = {value!r} is invalid: not in the dataset, available {', '.join(f'{v:g}' if isinstance(v, float) else str(v) for v in coord.values.tolist())}")
+
+
 def default_selection(ds: xr.Dataset, model: str | None = None, hardware: str | None = None,
                       num_gpus: int | None = None, kappa: float | None = None) -> dict:
-    """The selection the figures use; unspecified fields get the defaults (see module doc)."""
-    model = str(ds.model.values[0]) if model is None else model
-    hardware = str(ds.hardware.values[0]) if hardware is None else hardware
-    for name, value, coord in (("model", model, ds.model), ("hardware", hardware, ds.hardware)):
-        if value not in [str(v) for v in coord.values]:
-            raise ValueError(f"{name} = {value!r} is not in the dataset: available {', '.join(map(str, coord.values))}")
+    """The selection the figures use; unspecified fields get the defaults (see module doc). A
+    value the dataset does not have raises ``SpecError`` listing the available ones."""
+    ds = best_per_point(ds)
+    names = {d: [str(v) for v in ds[d].values] for d in ("model", "hardware")}
+    chosen = {"model": model, "hardware": hardware}
+    for d in ("model", "hardware"):
+        if chosen[d] is None:
+            chosen[d] = README_SELECTION[d] if README_SELECTION[d] in names[d] else names[d][0]
+        elif chosen[d] not in names[d]:
+            raise _invalid(d, chosen[d], ds[d])
+    model, hardware = chosen["model"], chosen["hardware"]
     if num_gpus is None:
         feas = ds.feasible.sel(model=model, hardware=hardware, variant="moe").any(("kappa", "context")).values
         gpus = ds.num_gpus.values[feas] if feas.any() else ds.num_gpus.values
         num_gpus = int(gpus.max())
     elif int(num_gpus) not in [int(n) for n in ds.num_gpus.values]:
-        raise ValueError(f"num_gpus = {num_gpus!r} is not in the dataset: available {', '.join(map(str, ds.num_gpus.values))}")
-    target = 5.0 if kappa is None else float(kappa)
-    kappa = float(ds.kappa.values[int(np.argmin(np.abs(ds.kappa.values - target)))])
+        raise _invalid("num_gpus", num_gpus, ds.num_gpus)
+    kappas = ds.kappa.values.astype(float)
+    if kappa is None:
+        kappa = float(kappas[int(np.argmin(np.abs(kappas - 5.0)))])
+    elif not np.isclose(kappas, float(kappa), rtol=1e-9).any():
+        raise _invalid("kappa", float(kappa), ds.kappa)
+    else:
+        kappa = float(kappas[np.isclose(kappas, float(kappa), rtol=1e-9)][0])
     return {"model": model, "hardware": hardware, "num_gpus": int(num_gpus), "kappa": kappa}
 
 
-def _title(what: str, sel: dict, kappa: bool = True, gpus: bool = True) -> str:
+def dtype_text(ds: xr.Dataset) -> str:
+    """The serving dtypes from the dataset's ``config`` attribute: ``weights fp8, KV bf16`` (and
+    every other component set explicitly); empty if the dataset does not record them."""
+    try:
+        dtypes = yaml.safe_load(ds.attrs["config"])["grid"]["dtypes"]
+    except (KeyError, TypeError, yaml.YAMLError):
+        return ""
+    keys = ["weights", "kv"] + [k for k in dtypes if k not in ("weights", "kv", "activations")]
+    return ", ".join(f"{'KV' if k == 'kv' else k} {dtypes[k]}" for k in keys if dtypes.get(k))
+
+
+def _title(ds, what: str, sel: dict, kappa: bool = True, gpus: bool = True) -> str:
     parts = [sel["model"], sel["hardware"]]
     if gpus:
         parts.append(f"{sel['num_gpus']} GPUs")
     if kappa:
         parts.append(f"κ = {sel['kappa']:g}")
-    return f"{what}\n" + ", ".join(parts)
+    dt = dtype_text(ds)
+    return f"{what}\n" + ", ".join(parts) + (f" ({dt})" if dt else "")
 
 
 def _save(fig, out_dir: Path, name: str) -> tuple[Path, Path]:
     png, svg = out_dir / f"{name}.png", out_dir / f"{name}.svg"
     fig.savefig(png, dpi=150, bbox_inches="tight")
     fig.savefig(svg, bbox_inches="tight")
-    plt.close(fig)
+    plt.close(fig)  # the Figure object stays usable (Agg canvas) for inspection
     return png, svg
 
 
@@ -101,12 +150,32 @@ def _context_axis(ax, contexts) -> None:
     ax.minorticks_off()
 
 
+def _label_cells(fig, ax, labels: dict, colours: dict | None = None, boxed: set | None = None) -> None:
+    """Write ``labels[(row, col)] = (full, short)`` in the first form that fits inside its cell
+    (92 % of its width, 90 % of its height): full at 8 or 7 pt, short at 8 or 7, full at 6,
+    short at 6; else none. Cells in ``boxed`` (hatched ones) get a white backing box."""
+    fig.canvas.draw()  # runs the constrained layout: cell sizes in pixels are final
+    renderer = fig.canvas.get_renderer()
+    (x0, y0), (x1, y1) = ax.transData.transform([(0, 0), (1, 1)])
+    cell_w, cell_h = abs(x1 - x0), abs(y1 - y0)
+    for (i, j), (full, short) in labels.items():
+        tries = [(full, 8), (full, 7), (short, 8), (short, 7), (full, 6), (short, 6)]
+        for text, size in dict.fromkeys(t for t in tries if t[0]):
+            t = ax.text(j, i, text, ha="center", va="center", fontsize=size, color=(colours or {}).get((i, j), "black"),
+                        bbox={"facecolor": "white", "alpha": 0.8, "lw": 0, "pad": 0.5} if (i, j) in (boxed or ()) else None)
+            t.set_in_layout(False)
+            box = t.get_window_extent(renderer)
+            if box.width <= 0.92 * cell_w and box.height <= 0.9 * cell_h:
+                break
+            t.remove()
+
+
 def plot_throughput(ds, out_dir, sel):
     point = dict(model=sel["model"], hardware=sel["hardware"], num_gpus=sel["num_gpus"])
     tput = ds.throughput_per_gpu.sel(**point)
     ctx = ds.context.values
-    arrays = {"context": ctx, "moe": tput.sel(variant="moe", kappa=sel["kappa"]).values}
-    fig, ax = plt.subplots(figsize=(7, 4.5))
+    arrays = {"context": ctx, "moe": tput.sel(variant="moe", kappa=sel["kappa"]).values, "selection": dict(sel)}
+    fig, ax = plt.subplots(figsize=(8, 4.5), layout="constrained")
     ax.plot(ctx, _positive(arrays["moe"]), "o-", color="black", lw=2.2, label="MoE")
     cmap = plt.get_cmap("plasma")
     kappas = ds.kappa.values
@@ -119,10 +188,10 @@ def plot_throughput(ds, out_dir, sel):
     _context_axis(ax, ctx)
     ax.set_xlabel("context length (tokens)")
     ax.set_ylabel("decode throughput per GPU (tokens/s/GPU)")
-    ax.set_title(_title("Decode throughput per GPU at B_max, best partition", sel, kappa=False))
+    fig.suptitle(_title(ds, "Decode throughput per GPU at B_max, best partition", sel, kappa=False))
     ax.grid(True, which="both", alpha=0.3)
-    ax.legend(title="infeasible points omitted", fontsize=8, title_fontsize=8)
-    return (*_save(fig, out_dir, "throughput"), arrays)
+    fig.legend(loc="outside right upper", title="infeasible points\nomitted", fontsize=8, title_fontsize=8)
+    return (*_save(fig, out_dir, "throughput"), arrays, fig)
 
 
 def plot_reuse_gap(ds, out_dir, sel):
@@ -131,7 +200,7 @@ def plot_reuse_gap(ds, out_dir, sel):
     routing = float(ds.routing_factor.sel(model=sel["model"]))
     arrays = {"context": ctx, "routing_factor": np.full(ctx.shape, routing),
               "capacity_factor": ds.capacity_factor.sel(**point).values, "reuse_gap": ds.reuse_gap.sel(**point).values}
-    fig, ax = plt.subplots(figsize=(7.5, 4.5))
+    fig, ax = plt.subplots(figsize=(8, 4.5), layout="constrained")
     x = np.arange(len(ctx))
     w = 0.27
     bars = (("routing_factor", "routing factor E/k", "#4477aa"),
@@ -144,16 +213,16 @@ def plot_reuse_gap(ds, out_dir, sel):
             ax.annotate("n/a" if np.isnan(vi) else f"{vi:.3g}", (xi, vi if np.isfinite(vi) else 1.0),
                         ha="center", va="bottom", fontsize=7, rotation=90, xytext=(0, 2), textcoords="offset points")
     ax.set_yscale("log")
-    top = np.nanmax([np.nanmax(_positive(arrays[k])) for k, _, _ in bars] + [1.0])
+    top = np.nanmax(np.concatenate([_positive(arrays[k]) for k, _, _ in bars] + [[1.0]]))
     ax.set_ylim(top=top * 4)
     ax.set_xticks(x)
     ax.set_xticklabels([_ctx_label(c) for c in ctx])
     ax.set_xlabel("context length (tokens)")
     ax.set_ylabel("factor (dimensionless, log scale)")
-    ax.set_title(_title("Reuse-gap factorisation: routing × capacity = reuse gap (n/a: a side infeasible)", sel))
+    fig.suptitle(_title(ds, "Reuse gap: routing × capacity = reuse gap (n/a: a side infeasible)", sel))
     ax.grid(True, axis="y", which="both", alpha=0.3)
-    ax.legend(fontsize=8)
-    return (*_save(fig, out_dir, "reuse_gap"), arrays)
+    fig.legend(loc="outside lower center", ncols=3, fontsize=8)
+    return (*_save(fig, out_dir, "reuse_gap"), arrays, fig)
 
 
 def _grid_axes(ax, ds) -> None:
@@ -166,85 +235,139 @@ def _grid_axes(ax, ds) -> None:
     ax.set_ylabel("GPUs in the cluster")
 
 
+def _map_size(ds) -> tuple[float, float]:
+    return max(6.5, 2.5 + 0.55 * len(ds.context)), 2.2 + 0.45 * len(ds.num_gpus)  # wide enough for the legend
+
+
 def plot_bound(ds, out_dir, sel):
-    meanings = ds.bound.attrs.get("flag_meanings", "compute hbm communication infeasible").split()
+    flags = flag_meanings(ds.bound)
+    meanings = [flags[v] for v in sorted(flags)]
     bound = ds.bound.sel(model=sel["model"], hardware=sel["hardware"], variant="moe", kappa=sel["kappa"])
-    bound = bound.transpose("num_gpus", "context")
-    arrays = {"num_gpus": ds.num_gpus.values, "context": ds.context.values, "bound": bound.values}
+    arrays = {"num_gpus": ds.num_gpus.values, "context": ds.context.values,
+              "bound": bound.transpose("num_gpus", "context").values}
     colours = [BOUND_COLOURS.get(m, "#000000") for m in meanings]
-    fig, ax = plt.subplots(figsize=(7, 1.6 + 0.55 * len(ds.num_gpus)))
-    ax.imshow(arrays["bound"], cmap=ListedColormap(colours),
-              norm=BoundaryNorm(np.arange(len(meanings) + 1) - 0.5, len(meanings)), aspect="auto", origin="lower")
-    for (i, j), v in np.ndenumerate(arrays["bound"]):
-        ax.text(j, i, meanings[int(v)], ha="center", va="center", fontsize=8)
+    fig, ax = plt.subplots(figsize=_map_size(ds), layout="constrained")
+    codes = np.searchsorted(sorted(flags), arrays["bound"])
+    ax.imshow(codes, cmap=ListedColormap(colours), norm=BoundaryNorm(np.arange(len(meanings) + 1) - 0.5, len(meanings)),
+              aspect="auto", origin="lower")
     _grid_axes(ax, ds)
-    handles = [plt.Rectangle((0, 0), 1, 1, color=c) for c in colours]
-    ax.legend(handles, meanings, loc="upper left", bbox_to_anchor=(1.01, 1), fontsize=8, title="MoE bound by")
-    ax.set_title(_title("What bounds the MoE decode step", sel, kappa=False, gpus=False))
-    return (*_save(fig, out_dir, "bound"), arrays)
+    fig.legend([Patch(color=c) for c in colours], meanings, loc="outside lower center", ncols=len(meanings), fontsize=8,
+               title="MoE bound by", title_fontsize=8)
+    fig.suptitle(_title(ds, "What bounds the MoE decode step", sel, kappa=False, gpus=False))
+    _label_cells(fig, ax, {(i, j): (flags[int(v)], SHORT.get(flags[int(v)], flags[int(v)][:4]))
+                           for (i, j), v in np.ndenumerate(arrays["bound"])})
+    return (*_save(fig, out_dir, "bound"), arrays, fig)
+
+
+def kappa_star_classes(ks: xr.Dataset) -> np.ndarray:
+    """Per point, the κ* class (a key of ``KSTAR_CLASSES``), from the flag meanings of ``reason``
+    (``found``; ``...infeasible``; anything else: no crossing in the bracket) and, for found
+    points, ``agrees == 0`` or ``kappa_star_optax`` differing from ``kappa_star`` by > 1e-3."""
+    value = np.asarray(ks.kappa_star.values, dtype=float)
+    if "reason" not in ks:
+        return np.where(np.isfinite(value), "found", "bound").astype(object)
+    flags = flag_meanings(ks.reason)
+    meaning = np.vectorize(lambda v: flags.get(int(v), "?"), otypes=[object])(ks.reason.values)
+    cls = np.where(meaning == "found", "found",
+                   np.where(np.char.endswith(meaning.astype(str), "infeasible"), "infeasible", "bound")).astype(object)
+    disagree = np.zeros(value.shape, bool)
+    if "agrees" in ks:
+        disagree |= ks.agrees.values == 0
+    if "kappa_star_optax" in ks:
+        with np.errstate(invalid="ignore", divide="ignore"):
+            disagree |= ~(np.abs(ks.kappa_star_optax.values / value - 1) <= 1e-3)
+    cls[(cls == "found") & disagree] = "disagree"
+    return cls
 
 
 def plot_kappa_star(ds, out_dir, sel):
-    ks = ds.kappa_star.sel(model=sel["model"], hardware=sel["hardware"]).transpose("num_gpus", "context")
-    arrays = {"num_gpus": ds.num_gpus.values, "context": ds.context.values, "kappa_star": ks.values}
-    reasons = None
-    if "reason" in ds:
-        reasons = ds.reason.sel(model=sel["model"], hardware=sel["hardware"]).transpose("num_gpus", "context").values
-        arrays["reason"] = reasons
-    meanings = ds.reason.attrs.get("flag_meanings", "").split() if "reason" in ds else []
-    fig, ax = plt.subplots(figsize=(7, 1.8 + 0.55 * len(ds.num_gpus)))
-    v = np.asarray(arrays["kappa_star"], dtype=float)
+    names = [n for n in ("kappa_star", "reason", "agrees", "kappa_star_optax") if n in ds]
+    ks = ds[names].sel(model=sel["model"], hardware=sel["hardware"]).transpose("num_gpus", "context")
+    v = np.asarray(ks.kappa_star.values, dtype=float)
+    cls = kappa_star_classes(ks)
+    arrays = {"num_gpus": ds.num_gpus.values, "context": ds.context.values, "kappa_star": v, "class": cls}
+    if "reason" in ks:
+        arrays["reason"] = ks.reason.values
+    flags = flag_meanings(ds.reason) if "reason" in ds else {}
+    fig, ax = plt.subplots(figsize=_map_size(ds), layout="constrained")
     finite = v[np.isfinite(v)]
-    cmap = plt.get_cmap("magma_r").with_extremes(bad="#dddddd")
-    from matplotlib.colors import LogNorm
-
+    cmap = plt.get_cmap("magma_r").with_extremes(bad="#eeeeee")
     norm = LogNorm(vmin=finite.min(), vmax=max(finite.max(), finite.min() * 1.01)) if finite.size else None
     im = ax.imshow(np.ma.masked_invalid(v), cmap=cmap, norm=norm, aspect="auto", origin="lower")
-    for (i, j), x in np.ndenumerate(v):
-        if np.isfinite(x):
-            text = f"{x:.3g}"
-        else:
-            text = meanings[int(reasons[i, j])].replace("_", " ") if reasons is not None and meanings else "none"
-        ax.text(j, i, text, ha="center", va="center", fontsize=7,
-                color="white" if np.isfinite(x) and norm is not None and norm(x) > 0.6 else "black")
+    for (i, j), c in np.ndenumerate(cls):
+        if KSTAR_CLASSES[c][1]:
+            ax.add_patch(plt.Rectangle((j - 0.5, i - 0.5), 1, 1, fill=False, hatch=KSTAR_CLASSES[c][1],
+                                       edgecolor="#555555", lw=0))
     _grid_axes(ax, ds)
     if norm is not None:
-        fig.colorbar(im, ax=ax, label="break-even κ* (dense params / (ρ·P_total), dimensionless)")
-    ax.set_title(_title("Break-even κ*: above it the MoE serves more tokens/s/GPU", sel, kappa=False, gpus=False))
-    return (*_save(fig, out_dir, "kappa_star"), arrays)
+        fig.colorbar(im, ax=ax, label="break-even κ*\n(dense params ÷ ρ·P_total)")
+    present = [c for c in KSTAR_CLASSES if (cls == c).any()]
+    fig.legend([Patch(facecolor="white", edgecolor="#555555", hatch=KSTAR_CLASSES[c][1]) for c in present],
+               [KSTAR_CLASSES[c][0] for c in present], loc="outside lower center", ncols=2, fontsize=8)
+    fig.suptitle(_title(ds, "Break-even κ*: above it the MoE serves more tokens/s/GPU", sel, kappa=False, gpus=False))
+    labels, colours = {}, {}
+    for (i, j), x in np.ndenumerate(v):
+        meaning = flags.get(int(arrays["reason"][i, j]), "") if "reason" in arrays else ""
+        if cls[i, j] in ("found", "disagree") and np.isfinite(x):
+            labels[(i, j)] = (f"{x:.3g}" + ("!" if cls[i, j] == "disagree" else ""), f"{x:.2g}")
+            dark = norm is not None and norm(x) > 0.6 and cls[i, j] == "found"  # hatched cells get a white box
+            colours[(i, j)] = "white" if dark else "black"
+        else:
+            labels[(i, j)] = (meaning.replace("_", " ") or "none", SHORT.get(meaning, meaning[:5]))
+    _label_cells(fig, ax, labels, colours, boxed={ij for ij, c in np.ndenumerate(cls) if KSTAR_CLASSES[c][1]})
+    return (*_save(fig, out_dir, "kappa_star"), arrays, fig)
+
+
+def _hardware_numbers(ds, name: str) -> dict:
+    if all(f"hw_{f}" in ds for f in ("hbm_bw", "flops_bf16", "flops_fp8")):
+        return {f: float(ds[f"hw_{f}"].sel(hardware=name)) for f in ("hbm_bw", "flops_bf16", "flops_fp8")}
+    hw = load_hardware(name)
+    return {"hbm_bw": float(hw.hbm_bw), "flops_bf16": float(hw.flops_bf16), "flops_fp8": float(hw.flops_fp8)}
 
 
 def plot_roofline(ds, out_dir, sel):
-    hw = load_hardware(sel["hardware"])
-    bw = float(hw.hbm_bw)
-    peaks = {"BF16": float(hw.flops_bf16), "FP8": float(hw.flops_fp8)}
+    hw = _hardware_numbers(ds, sel["hardware"])
+    bw = hw["hbm_bw"]
+    peaks = {"BF16": hw["flops_bf16"], "FP8": hw["flops_fp8"]}
     ridges = {k: p / bw for k, p in peaks.items()}
-    lo, hi = 0.1, 10 ** np.ceil(np.log10(max(ridges.values()) * 30))
+    points = operating_points(ds, sel["model"], sel["hardware"], sel["num_gpus"], sel["kappa"], bw)
+    xs = np.concatenate([p["intensity"] for p in points.values()] + [list(ridges.values())])
+    lo = 10 ** np.floor(np.log10(max(min(xs.min() / 3, 0.1), 1e-3)))
+    hi = 10 ** np.ceil(np.log10(max(xs.max(), max(ridges.values())) * 30))
     intensity = np.logspace(np.log10(lo), np.log10(hi), 200)
     arrays = {"intensity": intensity, "hbm_bw": np.array(bw)}
-    fig, ax = plt.subplots(figsize=(7, 4.5))
+    fig, ax = plt.subplots(figsize=(8.5, 5), layout="constrained")
     colours = {"BF16": "#4477aa", "FP8": "#ee6677"}
     for name, peak in peaks.items():
         attain = np.minimum(peak, bw * intensity)
         arrays[f"attainable_{name.lower()}"] = attain
         arrays[f"ridge_{name.lower()}"] = np.array(ridges[name])
-        ax.plot(intensity, attain, color=colours[name], lw=2, label=f"{name}: peak {peak / 1e15:.3g} PFLOP/s")
+        ax.plot(intensity, attain, color=colours[name], lw=2, label=f"{name} roof: peak {peak / 1e15:.3g} PFLOP/s")
         ax.axvline(ridges[name], color=colours[name], ls=":", lw=1)
         ax.annotate(f"ridge {ridges[name]:.0f} FLOP/B", (ridges[name], peak), xytext=(5, -14), textcoords="offset points",
                     fontsize=8, color=colours[name])
+    styles = {"moe": ("o", "black", "MoE"), "dense": ("s", "#228833", f"dense, κ = {sel['kappa']:g}")}
+    for variant, p in points.items():
+        arrays[f"points_{variant}"] = p
+        marker, colour, label = styles[variant]
+        ax.scatter(p["intensity"], p["achieved"], marker=marker, color=colour, zorder=3,
+                   label=f"{label}: operating points ({sel['num_gpus']} GPUs)")
+        for x, y, c in zip(p["intensity"], p["achieved"], p["context"]):
+            ax.annotate(_ctx_label(c), (x, y), xytext=(4, 3), textcoords="offset points", fontsize=7, color=colour)
     ax.set_xscale("log")
     ax.set_yscale("log")
-    ax.set_xlabel("arithmetic intensity (FLOP per byte read from HBM)")
-    ax.set_ylabel("attainable FLOP/s")
-    ax.set_title(f"Roofline: {sel['hardware']} (HBM {bw / 1e12:.3g} TB/s, dense peak FLOP/s)")
+    ax.set_xlim(lo, hi)
+    ys = np.concatenate([p["achieved"] for p in points.values()] + [[bw * lo]])
+    ax.set_ylim(min(ys.min(), bw * lo) / 2, max(peaks.values()) * 3)
+    ax.set_xlabel("arithmetic intensity (FLOP per byte read from HBM, per GPU per step)")
+    ax.set_ylabel("FLOP/s per GPU (attainable; points: achieved)")
+    fig.suptitle(_title(ds, f"Roofline: {sel['hardware']} (HBM {bw / 1e12:.3g} TB/s, dense peak FLOP/s) "
+                        "and the sweep's decode operating points", sel))
     ax.grid(True, which="both", alpha=0.3)
-    ax.text(0.98, 0.03, "A decode GEMM over B tokens does 2B FLOP per weight read\n"
-            "(2 bytes in BF16, 1 in FP8): intensity B FLOP/B in BF16, 2B in FP8.\n"
-            f"Critical batch ≈ ridge × bytes/param ÷ 2: BF16 {ridges['BF16']:.0f}, FP8 {ridges['FP8'] / 2:.0f} tokens\n"
-            "per weight read (for an expert: tokens routed to it).",
-            transform=ax.transAxes, va="bottom", ha="right", fontsize=7.5, bbox={"facecolor": "white", "alpha": 0.85, "lw": 0})
-    ax.legend(loc="upper left", fontsize=8)
-    return (*_save(fig, out_dir, "roofline"), arrays)
+    fig.legend(loc="outside lower center", ncols=2, fontsize=8,
+               title="points: achieved = tokens/s/GPU × FLOP/token; intensity = FLOP / HBM bytes per step "
+                     "(moejax.analysis.roofline)", title_fontsize=7.5)
+    return (*_save(fig, out_dir, "roofline"), arrays, fig)
 
 
 def plot_sensitivity(ds, out_dir, sel):
@@ -252,7 +375,7 @@ def plot_sensitivity(ds, out_dir, sel):
     point = dict(model=sel["model"], hardware=sel["hardware"], num_gpus=sel["num_gpus"], kappa=sel["kappa"])
     ctx = ds.context.values
     arrays = {"context": ctx, "variables": np.array(names)}
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4.5), sharey=True)
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.5), sharey=True, layout="constrained")
     cmap = plt.get_cmap("viridis")
     y = np.arange(len(names))
     h = 0.8 / len(ctx)
@@ -264,20 +387,46 @@ def plot_sensitivity(ds, out_dir, sel):
                     color=cmap(j / max(len(ctx) - 1, 1)), label=f"{_ctx_label(c)} tokens")
         ax.axvline(0, color="black", lw=0.8)
         ax.set_title("MoE" if variant == "moe" else f"dense baseline, κ = {sel['kappa']:g}")
-        ax.set_xlabel("elasticity ∂log(tokens/s/GPU) / ∂log(x)  (dimensionless)")
+        ax.set_xlabel("elasticity ∂log(tokens/s/GPU) / ∂log(x)")
         ax.grid(True, axis="x", alpha=0.3)
     axes[0].set_yticks(y)
     axes[0].set_yticklabels([ELASTICITY_LABELS.get(n[len("elasticity_"):], n[len("elasticity_"):]) for n in names])
-    axes[1].legend(title="context (NaN/infeasible = 0)", fontsize=8, title_fontsize=8)
-    fig.suptitle(_title("Sensitivity of throughput per GPU to hardware quantities", sel, kappa=False))
-    fig.tight_layout()
-    return (*_save(fig, out_dir, "sensitivity"), arrays)
+    handles, labels = axes[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="outside right upper", title="context\n(NaN/infeasible = 0)", fontsize=8, title_fontsize=8)
+    fig.suptitle(_title(ds, "Sensitivity of throughput per GPU to hardware quantities", sel, kappa=False))
+    return (*_save(fig, out_dir, "sensitivity"), arrays, fig)
+
+
+def check_sweep(ds: xr.Dataset, name) -> None:
+    """``SpecError`` unless ``ds`` is a moejax sweep dataset (the variables and dims plotted)."""
+    missing = [v for v in SWEEP_VARIABLES + ("model", "variant", "kappa", "hardware", "num_gpus", "context") if v not in ds]
+    if missing:
+        raise SpecError(f"dataset = {str(name)!r} is invalid: not a moejax sweep dataset (no {', '.join(missing)}); "
+                        "write one with python -m moejax.sweep")
+
+
+def with_qs_columns(ds: xr.Dataset) -> xr.Dataset:
+    """``ds`` with the qs Table 3 columns (``moejax.analysis.qs``) computed from its best-partition
+    variables where it lacks them (a reduced ``keep_partitions`` dataset) and its ``resolved_specs``
+    name the MoE rows; else unchanged."""
+    specs = model_rows(ds)
+    if "reuse_gap" in ds or specs is None:
+        return ds
+    moe = [specs[(str(m), "moe", None)] for m in ds.model.values]
+    cols = qs_columns(ds.batch.values, ds.throughput_per_gpu.values, ds.feasible.values.astype(bool),
+                      [float(m.n_experts) for m in moe], [float(m.top_k) for m in moe], ds.kappa.values)
+    return ds.assign({name: (dims, np.asarray(cols[name], float), {"units": units, "long_name": long_name})
+                      for name, (dims, units, long_name) in QS_VARIABLES.items()})
 
 
 def make_plots(ds: xr.Dataset, out_dir, **selection) -> dict:
-    """Every standard figure the dataset supports: ``{name: (png_path, svg_path, arrays)}``.
-    ``selection``: ``model``, ``hardware``, ``num_gpus``, ``kappa`` (nearest in the dataset).
+    """Every standard figure the dataset supports: ``{name: (png_path, svg_path, arrays, figure)}``.
+    ``selection``: ``model``, ``hardware``, ``num_gpus``, ``kappa`` (must be in the dataset).
     Figures whose variables are missing are skipped with a printed note."""
+    check_sweep(ds, "<in memory>")
+    if "partition" in ds.dims:
+        print("note: all candidate partitions kept: each point is plotted at its best feasible partition")
+    ds = with_qs_columns(best_per_point(ds))
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     sel = default_selection(ds, **{k: v for k, v in selection.items() if v is not None})
@@ -293,7 +442,7 @@ def make_plots(ds: xr.Dataset, out_dir, **selection) -> dict:
         print("note: no elasticity_* variables in the dataset (write them with sensitivities=true): sensitivity figure skipped")
     missing = [v for v in ("routing_factor", "capacity_factor", "reuse_gap") if v not in ds]
     if missing:
-        print(f"note: no {', '.join(missing)} in the dataset (keep_partitions=true omits them): reuse_gap figure skipped")
+        print(f"note: no {', '.join(missing)} in the dataset: reuse_gap figure skipped")
         del plots["reuse_gap"]
     return {name: fn(ds, out_dir, sel) for name, fn in plots.items()}
 
@@ -302,24 +451,33 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m moejax.plot", description=__doc__.split("\n")[0])
     p.add_argument("dataset", type=Path, help="sweep dataset (netCDF), as written by python -m moejax.sweep")
     p.add_argument("--out", type=Path, default=None, help="output directory (default: plots/ next to the dataset)")
+    p.add_argument("--overwrite", action="store_true", help="write into an existing non-empty output directory")
     p.add_argument("--model", default=None)
     p.add_argument("--hardware", default=None)
     p.add_argument("--num-gpus", type=int, default=None)
-    p.add_argument("--kappa", type=float, default=None, help="κ for single-κ figures (nearest in the dataset; default 5)")
+    p.add_argument("--kappa", type=float, default=None, help="κ for single-κ figures (one of the dataset's; default 5)")
     args = p.parse_args(argv)
-    if not args.dataset.is_file():
-        print(f"error: dataset = {str(args.dataset)!r} is invalid: no such file", file=sys.stderr)
-        return 2
     out = args.out or args.dataset.parent / "plots"
-    with xr.open_dataset(args.dataset) as ds:
+    try:
+        if not args.dataset.is_file():
+            raise SpecError(f"dataset = {str(args.dataset)!r} is invalid: no such file")
+        if out.exists() and (not out.is_dir() or (any(out.iterdir()) and not args.overwrite)):
+            raise SpecError(f"out = {str(out)!r} is invalid: " + ("not a directory" if not out.is_dir() else
+                            "a non-empty directory; choose a new one or pass --overwrite"))
         try:
+            opened = xr.open_dataset(args.dataset)
+        except Exception as e:  # noqa: BLE001  (any reader failure means: not a readable netCDF file)
+            raise SpecError(f"dataset = {str(args.dataset)!r} is invalid: not a readable netCDF file "
+                            f"({type(e).__name__})") from None
+        with opened as ds:
+            check_sweep(ds, args.dataset)
             sel = default_selection(ds, args.model, args.hardware, args.num_gpus, args.kappa)
             result = make_plots(ds, out, **sel)
-        except ValueError as e:
-            print(f"error: {e}", file=sys.stderr)
-            return 2
+    except SpecError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     print(f"selection: model {sel['model']}, hardware {sel['hardware']}, {sel['num_gpus']} GPUs, kappa {sel['kappa']:g}")
-    for name, (png, svg, _) in result.items():
+    for name, (png, svg, _, _) in result.items():
         print(f"wrote {png}  {svg.name}")
     return 0
 

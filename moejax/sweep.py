@@ -15,7 +15,7 @@ from omegaconf import DictConfig
 
 from .analysis.qs import sweep_columns
 from .analysis.summary import summary
-from .cli import grid_job
+from .cli import grid_job, one_line_errors
 from .engine.config import register
 from .engine.run import run
 
@@ -28,6 +28,7 @@ def _sweep_job(cfg: DictConfig, out: Path) -> str:
     return f"wrote {out}" + (f"\n{summary(out)}" if cfg.summary else "")
 
 
+@one_line_errors
 @hydra.main(version_base=None, config_path="../conf", config_name="config")
 def main(cfg: DictConfig) -> None:
     grid_job(cfg, "sweep.nc", _sweep_job)

@@ -27,7 +27,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from .analysis import validation as val
 from .catalogue import CONF_DIR, load_accounting
-from .cli import run_command
+from .cli import one_line_errors, run_command
 from .physics.specs import SpecError
 
 REPO = CONF_DIR.parent
@@ -72,6 +72,7 @@ def fit_report(res: val.FitResult, points) -> str:
     return "\n".join(lines + ["", val.text_table(["id", "measured", "in-sample", "leave-one-out", "note"], body)])
 
 
+@one_line_errors
 @hydra.main(version_base=None, config_path="../conf", config_name="validate")
 def main(cfg: DictConfig) -> None:
     def job(run_dir: Path) -> str:

@@ -54,11 +54,14 @@ def random_hardware(rng: np.random.Generator) -> dict:
     mesh = rng.random() < 0.3
     # a switched fabric ignores link_bw: sometimes give it one anyway
     link_bw = float(rng.uniform(25e9, 200e9)) if mesh or rng.random() < 0.3 else 0.0
-    return {"hbm_bytes": float(rng.uniform(40e9, 300e9)), "hbm_bw": float(rng.uniform(1e12, 10e12)), "flops_bf16": bf16,
+    hw = {"hbm_bytes": float(rng.uniform(40e9, 300e9)), "hbm_bw": float(rng.uniform(1e12, 10e12)), "flops_bf16": bf16,
                 "flops_fp8": fp8, "intra_bw": float(rng.uniform(50e9, 1e12)),
                 "intra_latency": float(rng.uniform(0.5e-6, 5e-6)), "island_size": float(rng.choice([4, 8, 72])),
                 "inter_bw": float(rng.uniform(10e9, 100e9)), "inter_latency": float(rng.uniform(2e-6, 20e-6)),
                 "flops_fp4": 2 * fp8 if rng.random() < 0.5 else 0.0, "fabric": float(mesh), "link_bw": link_bw}
+    if rng.random() < 0.25:  # a torus island (TPU ICI, Trainium): 1-3 dimensions of link_bw links
+        hw.update(fabric=2.0, torus_dims=float(rng.integers(1, 4)), link_bw=float(rng.uniform(25e9, 200e9)))
+    return hw
 
 
 def random_partition(rng: np.random.Generator, m: dict) -> dict:

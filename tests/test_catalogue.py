@@ -7,7 +7,7 @@ import yaml
 
 import moejax
 from moejax import Partition, SpecError
-from moejax.catalogue import HARDWARE_FIELDS, available, hardware_entry, model_entry
+from moejax.catalogue import HARDWARE_FIELDS, HARDWARE_OPTIONAL, available, hardware_entry, model_entry
 
 MODELS = ["deepseek-v3", "qwen3-235b-a22b", "grok-1", "switch-c-2048", "mixtral-8x22b", "llama-3-70b",
           "llama-3-405b", "gpt-4-rumoured", "mixtral-8x7b", "llama-2-70b", "kimi-k2"]
@@ -50,6 +50,8 @@ def test_rumoured_model_is_marked():
 def test_hardware_numbers_carry_sources(name):
     entry = hardware_entry(name)
     for field in HARDWARE_FIELDS:
+        if field in HARDWARE_OPTIONAL and field not in entry:
+            continue
         assert entry[field]["source"], field
     for field in ("flops_bf16", "flops_fp8"):
         assert entry[field]["sparsity"] == "dense"

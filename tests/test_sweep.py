@@ -74,7 +74,8 @@ def test_dataset_matches_the_kernel_at_the_winning_partition(quick):
 def test_winner_is_the_best_of_all_kept_candidates(quick, tmp_path):
     out, _ = quick
     full = tmp_path / "all.nc"
-    sweep(*TINY, "keep_partitions=true", f"out={full}", f"parts_dir={tmp_path / 'parts'}")
+    proc = sweep("+grid=quick", "keep_partitions=true", f"out={full}", f"parts_dir={tmp_path / 'parts'}")  # summary on (README)
+    assert "best MoE configuration" in proc.stdout and "each point is shown at its best feasible one" in proc.stdout
     with xr.open_dataset(out) as best, xr.open_dataset(full) as every:
         assert "partition" in every.dims and "partition_tp" in every
         np.testing.assert_allclose(every.throughput_per_gpu.max("partition").values, best.throughput_per_gpu.values, rtol=1e-6)
@@ -111,7 +112,7 @@ def test_killed_run_resumes_to_the_same_dataset(tmp_path):
 
 
 @pytest.mark.parametrize("args,expected", [
-    (["+grid=nope"], "Available options in 'grid'"),
+    (["+grid=nope"], "grid = 'nope' is invalid: allowed design-space, frontier, qs-paper, quick"),
     (["+grid=quick", "grid.models=[deepseek-v9]"], "grid.models = 'deepseek-v9' is invalid: allowed deepseek-v3"),
     (["+grid=quick", "grid.hardware=[h1000]"], "grid.hardware = 'h1000' is invalid: allowed a100-sxm, b200"),
     (["+grid=quick", "grid.contexts=[]"], "grid.contexts = [] is invalid"),

@@ -5,19 +5,22 @@ The dense baseline's throughput falls as κ grows (more parameters: fewer sequen
 step reads more), so ``g(κ) = T_dense(κ) − T_MoE`` has at most one sign change. Two solvers run
 per grid point, vectorised over the whole grid:
 
-- **optax** on ``x = log κ``: Adam with a cosine-decayed rate minimises
-  ``(log T_dense(x) − log T_MoE)²``, straight-through: the residual is the exact model's, its
-  gradient the relaxed model's (continuous B_max — the floor has no gradient); the best partition
-  is re-searched at the current κ each round and held fixed within it, so gradients flow through
-  the cost model at the optimum (envelope theorem).
-- **bisection** on the exact model (integer B_max, full partition search each step), bracketing
-  ``[κ_lo, κ_max]``, as the cross-check: the point is flagged unless the two agree within
-  ``tolerance`` (relative). The exact (unrelaxed) dense/MoE ratio at the optax κ* is reported.
+- **bisection** on the exact model (integer B_max, full partition search at each κ), bracketing
+  ``[κ_lo, κ_max]`` on log κ: this is ``kappa_star``. Its relative precision,
+  ``relative_precision(κ_min, κ_max, steps)`` (4.2e-5 with the defaults), is stored in the
+  variable's attrs; fewer steps than ``tolerance`` needs are refused.
+- **optax** on ``x = log κ`` (``kappa_star_optax``, a diagnostic): Adam with a cosine-decayed
+  rate minimises ``(log T_dense(x) − log T_MoE)²``, straight-through: the residual is the exact
+  model's, its gradient the relaxed model's (continuous B_max — the floor has no gradient); the
+  best partition is re-searched at the current κ each round and held fixed within it (envelope
+  theorem). ``agrees`` says whether it lands within ``tolerance`` of the bisection; where the
+  dense baseline stops fitting the gradient vanishes and it can stall far away.
 
 ``κ_lo`` is ``κ_min`` raised to just above the smallest κ whose keep-attention baseline exists
-(``κ·ρ·P_total`` must exceed the kept attention and embeddings). Points with no crossing get NaN
-and a reason: the MoE is ahead even at κ_lo, the dense model is ahead even at κ_max, or one side
-is infeasible.
+(``κ·ρ·P_total`` must exceed the kept attention and embeddings). A crossing at or beyond a bound
+is never reported as found: ``kappa_star`` is NaN and ``reason`` says where it lies
+(``below_kappa_min``: the MoE is ahead already at κ_lo; ``above_kappa_max``: the dense baseline
+is still ahead at κ_max) or which side is infeasible.
 
 Example (tests/test_breakeven.py): DeepSeek-V3 in FP8 on 8×B200 at 64k context (the quick grid's
 partition space, speed of light): κ* ≈ 30.5, i.e. only a dense model of 30.5 × 8/256 × 671 B
@@ -46,7 +49,7 @@ from ..physics.baseline import keep_attention, kept_params
 from ..physics.cost import decode_point
 from ..physics.specs import Accounting, SpecError, Workload
 
-REASONS = ("found", "moe_always_ahead", "dense_always_ahead", "moe_infeasible", "dense_infeasible")
+REASONS = ("found", "below_kappa_min", "above_kappa_max", "moe_infeasible", "dense_infeasible")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -106,9 +109,10 @@ def _optax_solve(m, hw, parts, pmask, wl, acc, t_moe, x0, x_lo, x_hi, solver: So
 
 
 def breakeven_point(m, hw, parts, pmask, context, batch, acc: Accounting, log_kmin, log_kmax, solver: Solver):
-    """κ* and diagnostics at one grid point: (kappa_star, kappa_bisection, exact ratio at κ*,
-    agrees, reason, MoE throughput per GPU). ``parts``/``pmask`` are (all candidates, dense-legal
-    candidates) pairs: the dense baseline is searched over the ep = 1 candidates only."""
+    """κ* and diagnostics at one grid point: (kappa_star, kappa_star_optax, exact ratio at κ*,
+    agrees, reason, MoE throughput per GPU). κ* is the bisection's (exact model); NaN unless
+    ``reason`` is found. ``parts``/``pmask`` are (all candidates, dense-legal candidates) pairs:
+    the dense baseline is searched over the ep = 1 candidates only."""
     wl = Workload(context=context, batch=batch)
     (parts, dense_parts), (pmask, dense_mask) = parts, pmask
     t_moe = jnp.maximum(best_partition(m, hw, parts, pmask, wl, acc)[1], 0.0)
@@ -116,7 +120,8 @@ def breakeven_point(m, hw, parts, pmask, context, batch, acc: Accounting, log_km
     x_hi = jnp.asarray(log_kmax, x_lo.dtype)
     dense = functools.partial(_dense_tput, m, hw=hw, parts=dense_parts, pmask=dense_mask, wl=wl, acc=acc)
     d_lo, d_hi = dense(x_lo), dense(x_hi)
-    reason = jnp.select([t_moe <= 0, x_lo >= x_hi, d_lo <= 0, d_lo < t_moe, d_hi > t_moe], [3, 4, 4, 1, 2], 0)
+    # the crossing must lie strictly inside the bracket: a bound is never reported as found
+    reason = jnp.select([t_moe <= 0, x_lo >= x_hi, d_lo <= 0, d_lo <= t_moe, d_hi >= t_moe], [3, 4, 4, 1, 2], 0)
 
     def bisect(_, bracket):
         lo, hi = bracket
@@ -124,16 +129,16 @@ def breakeven_point(m, hw, parts, pmask, context, batch, acc: Accounting, log_km
         ahead = dense(mid) > t_moe  # dense still faster: the crossing is above mid
         return jnp.where(ahead, mid, lo), jnp.where(ahead, hi, mid)
     lo, hi = jax.lax.fori_loop(0, solver.bisection_steps, bisect, (x_lo, x_hi))
-    k_bis = jnp.exp(0.5 * (lo + hi))
+    x_star = 0.5 * (lo + hi)
 
     x0 = 0.5 * (x_lo + x_hi)
     x_opt = _optax_solve(m, hw, dense_parts, dense_mask, wl, acc, jnp.maximum(t_moe, 1e-30), x0, x_lo, x_hi, solver)
-    k_opt = jnp.exp(x_opt)
-    ratio = dense(x_opt) / jnp.maximum(t_moe, 1e-30)
+    k_star, k_opt = jnp.exp(x_star), jnp.exp(x_opt)
+    ratio = dense(x_star) / jnp.maximum(t_moe, 1e-30)
     found = reason == 0
-    agrees = found & (jnp.abs(k_opt / k_bis - 1) <= solver.tolerance)
+    agrees = found & (jnp.abs(k_opt / k_star - 1) <= solver.tolerance)
     nan = jnp.nan
-    return (jnp.where(found, k_opt, nan), jnp.where(found, k_bis, nan), jnp.where(found, ratio, nan),
+    return (jnp.where(found, k_star, nan), jnp.where(found, k_opt, nan), jnp.where(found, ratio, nan),
             agrees, reason, t_moe)
 
 
@@ -143,14 +148,29 @@ def breakeven_kernel(solver: Solver):
     return jax.jit(lift(functools.partial(breakeven_point, solver=solver)))
 
 
+def relative_precision(kappa_min: float, kappa_max: float, steps: int) -> float:
+    """Bound on |κ*/κ_exact − 1| after ``steps`` bisections of [κ_min, κ_max] on log κ: the
+    midpoint of the final bracket is within half its width, exp(log(κ_max/κ_min)/2^(steps+1)) − 1.
+
+    >>> round(relative_precision(0.25, 64.0, 16), 7)   # the defaults: 4.2e-5
+    4.23e-05
+    """
+    return float(np.expm1(np.log(kappa_max / kappa_min) / 2 ** (steps + 1)))
+
+
 GRID4 = ("model", "hardware", "num_gpus", "context")
 OUTPUTS = {  # name -> (units, long_name)
-    "kappa_star": ("1", "break-even quality factor: the kappa-matched dense baseline serves the MoE's throughput "
-                        "(optax solve; NaN where there is no crossing, see reason)"),
-    "kappa_star_bisection": ("1", "kappa* by bracketing bisection on the exact model (cross-check)"),
-    "ratio_at_kappa_star": ("1", "exact dense/MoE throughput ratio at kappa_star"),
-    "agrees": (None, "optax and bisection agree within the tolerance"),
-    "reason": (None, "why kappa_star is or is not defined"),
+    "kappa_star": ("1", ("break-even quality factor: the kappa-matched dense baseline serves the MoE's throughput "
+                         "(bracketing bisection on the exact model, partition re-searched at each kappa; "
+                         "NaN unless reason == found)")),
+    "kappa_star_optax": ("1", "kappa* by the optax solve on log kappa (diagnostic; see agrees)"),
+    "ratio_at_kappa_star": ("1", ("exact dense/MoE throughput ratio at kappa_star (near 1; far from 1, e.g. 0, where the "
+                                  "crossing is a step: the dense baseline stops fitting, or its batch or partition jumps)")),
+    "agrees": (None, "the optax diagnostic agrees with kappa_star within the tolerance"),
+    "reason": (None, ("why kappa_star is or is not defined: found = crossing strictly inside [kappa_min, kappa_max]; "
+                      "below_kappa_min = the MoE is already ahead at kappa_min (raised to the smallest kappa whose "
+                      "baseline exists): kappa* < kappa_min; above_kappa_max = the dense baseline is still ahead at "
+                      "kappa_max: kappa* > kappa_max")),
     "moe_throughput_per_gpu": ("s-1", "MoE decode tokens per second per GPU at its best partition"),
 }
 
@@ -169,6 +189,11 @@ def solve(cfg: DictConfig) -> tuple[dict, dict, float]:
     dense_table, dense_mask = partition_table([int(n) for n in cfg.grid.num_gpus], dataclasses.replace(space, ep=(1,)))
     inputs = dataclasses.replace(plan.inputs.take("row", moe), dense_partitions=dense_table, dense_partition_mask=dense_mask)
     be = cfg.breakeven
+    precision = relative_precision(be.kappa_min, be.kappa_max, int(be.bisection_steps))
+    if precision > be.tolerance:
+        need = int(np.ceil(np.log2(np.log(be.kappa_max / be.kappa_min) / np.log1p(be.tolerance)))) - 1
+        raise SpecError(f"breakeven.bisection_steps = {be.bisection_steps} is invalid: brackets kappa* only to {precision:.2g} "
+                        f"(relative); at least {need} for tolerance = {be.tolerance} on [{be.kappa_min}, {be.kappa_max}]")
     solver = Solver(int(be.bisection_steps), int(be.rounds), int(be.adam_steps), float(be.learning_rate), float(be.tolerance))
     kernel = breakeven_kernel(solver)
     dtype = np.float64 if cfg.precision == "float64" else np.float32
@@ -185,23 +210,28 @@ def solve(cfg: DictConfig) -> tuple[dict, dict, float]:
     seconds = time.perf_counter() - start
     dense_models = ~sparse  # a dense "MoE" has no κ-matched comparison to make
     out["reason"][dense_models] = REASONS.index("moe_infeasible")
-    for name in ("kappa_star", "kappa_star_bisection", "ratio_at_kappa_star"):
+    for name in ("kappa_star", "kappa_star_optax", "ratio_at_kappa_star"):
         out[name][dense_models] = np.nan
     out["agrees"][dense_models] = False
     coords = {d: plan.coords[d] for d in GRID4}
+    out["variable_attrs"] = {"kappa_star": {"relative_precision": precision, "bisection_steps": int(be.bisection_steps),
+                                            "kappa_min": float(be.kappa_min), "kappa_max": float(be.kappa_max)},
+                             "agrees": {"tolerance": float(be.tolerance)}}
     return out, coords, seconds
 
 
 def to_dataset(out: dict, coords: dict, attrs: dict) -> xr.Dataset:
+    """The ``solve`` arrays as a CF dataset (flag variables carry flag_values/flag_meanings)."""
     data = {}
     for name, (units, long_name) in OUTPUTS.items():
         a = {"long_name": long_name}
         if name == "reason":
             a.update(flag_values=np.arange(len(REASONS), dtype=np.int8), flag_meanings=" ".join(REASONS))
         elif name == "agrees":
-            a.update(flag_values=np.array([0, 1], np.int8), flag_meanings="flagged agrees")
+            a.update(flag_values=np.array([0, 1], np.int8), flag_meanings="optax_disagrees optax_agrees")
         else:
             a["units"] = units
+        a.update(out.get("variable_attrs", {}).get(name, {}))
         values = out[name].astype(np.int8) if name == "agrees" else out[name]
         data[name] = (GRID4, values, a)
     return xr.Dataset(data, coords={d: (d, v, a) for d, (v, a) in coords.items()}, attrs=attrs)

@@ -10,6 +10,7 @@ import dataclasses
 import json
 from pathlib import Path
 
+import jax
 import yaml
 
 from ..physics import baseline
@@ -34,39 +35,69 @@ ARCH_OPTIONAL = {
     "n_experts": 1, "top_k": 1, "d_ff_expert": 0, "shared_d_ff": 0, "mtp_layers": 0,
 }
 HARDWARE_FIELDS = ("hbm_bytes", "hbm_bw", "flops_bf16", "flops_fp8", "intra_bw", "intra_latency",
-                   "island_size", "inter_bw", "inter_latency", "flops_fp4", "fabric", "link_bw")
+                   "island_size", "inter_bw", "inter_latency", "flops_fp4", "fabric", "link_bw", "torus_dims")
+HARDWARE_OPTIONAL = {"torus_dims": 0}  # only a torus fabric needs it (switched and mesh entries may omit it)
+
+
+_USER_DIRS: list[Path] = []  # --config-dir directories, searched before CONF_DIR
+
+
+def add_config_dir(path) -> None:
+    """Search ``path/<kind>/<name>.yaml`` before the packaged catalogue (Hydra's ``--config-dir``)."""
+    path = Path(path).resolve()
+    if path != CONF_DIR and path not in _USER_DIRS:
+        _USER_DIRS.insert(0, path)
+
+
+def config_dirs() -> list[Path]:
+    return [*_USER_DIRS, CONF_DIR]
 
 
 def available(kind: str) -> list[str]:
-    """Catalogue entry names of ``kind`` ("model", "hardware" or "accounting")."""
-    return sorted(p.stem for p in (CONF_DIR / kind).glob("*.yaml"))
+    """Catalogue entry names of ``kind`` ("model", "hardware" or "accounting"), user directories included."""
+    return sorted({p.stem for d in config_dirs() for p in (d / kind).glob("*.yaml")})
 
 
 def _read_yaml(kind: str, name_or_path: str) -> tuple[dict, str]:
     path = Path(name_or_path)
     if not path.suffix:
-        path = CONF_DIR / kind / f"{name_or_path}.yaml"
-        if not path.exists():
+        found = [d / kind / f"{name_or_path}.yaml" for d in config_dirs() if (d / kind / f"{name_or_path}.yaml").exists()]
+        if not found:
             raise SpecError(f"{kind} = {name_or_path!r} is unknown: available {', '.join(available(kind))}")
-    elif not path.exists():
+        path = found[0]
+    elif not path.is_file():
         raise SpecError(f"{kind} file {str(path)!r} does not exist")
-    with open(path) as f:
-        data = yaml.safe_load(f)
+    try:
+        with open(path) as f:
+            data = yaml.safe_load(f)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise SpecError(f"{path}: is not valid YAML{at}: {getattr(e, 'problem', None) or type(e).__name__}") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise SpecError(f"{path}: cannot be read: {getattr(e, 'strerror', None) or e}") from None
     if not isinstance(data, dict):
-        raise SpecError(f"{path}: top level must be a mapping, got {type(data).__name__}")
+        raise SpecError(f"{path}: top level = {type(data).__name__} is invalid: must be a mapping")
     return data, str(path)
 
 
+def _name(where: str, field: str, value, allowed) -> str:
+    """A categorical field: one of ``allowed`` (a string; a list or number is refused with one line)."""
+    if not isinstance(value, str) or value not in allowed:
+        raise SpecError(f"{where}: {field} = {value!r} is invalid: allowed {', '.join(allowed)}")
+    return value
+
+
 def _number(where: str, field: str, value, allowed: str = "a number") -> float:
+    if isinstance(value, jax.core.Tracer):  # an override under jax.grad / jit: checked by the kernel's masks
+        return value
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise SpecError(f"{where}: {field} = {value!r} is invalid: must be {allowed}")
     return float(value)
 
 
 def _dtype(where: str, field: str, name) -> float:
-    if name not in DTYPE_BYTES:
-        raise SpecError(f"{where}: {field} = {name!r} is invalid: allowed {', '.join(DTYPE_BYTES)}")
-    return DTYPE_BYTES[name]
+    return DTYPE_BYTES[_name(where, field, name, DTYPE_BYTES)]
 
 
 def model_from_architecture(arch: dict, dtypes: dict | None = None, where: str = "model") -> ModelSpec:
@@ -79,10 +110,13 @@ def model_from_architecture(arch: dict, dtypes: dict | None = None, where: str =
         if field not in arch:
             raise SpecError(f"{where}: architecture.{field} is missing: it is required")
     a = {**ARCH_OPTIONAL, **arch}
-    if a["attention"] not in ATTENTION_KINDS:
-        raise SpecError(f"{where}: architecture.attention = {a['attention']!r} is invalid: allowed {', '.join(ATTENTION_KINDS)}")
-    if a["ffn_activation"] not in FFN_MATRICES:
-        raise SpecError(f"{where}: architecture.ffn_activation = {a['ffn_activation']!r} is invalid: allowed {', '.join(FFN_MATRICES)}")
+    _name(where, "architecture.attention", a["attention"], ATTENTION_KINDS)
+    _name(where, "architecture.ffn_activation", a["ffn_activation"], FFN_MATRICES)
+    for flag in ("cross_attention", "tied_embeddings"):
+        if not isinstance(a[flag], bool):
+            raise SpecError(f"{where}: architecture.{flag} = {a[flag]!r} is invalid: must be true or false")
+    if dtypes is not None and not isinstance(dtypes, dict):
+        raise SpecError(f"{where}: dtypes = {dtypes!r} is invalid: must be a mapping such as {{weights: fp8}}")
     numeric = {k: v for k, v in a.items() if k not in ("attention", "ffn_activation", "cross_attention", "tied_embeddings", "n_dense_layers")}
     vals = {k: _number(where, f"architecture.{k}", v) for k, v in numeric.items()}
     n_dense = a["n_dense_layers"]
@@ -109,14 +143,31 @@ def model_from_architecture(arch: dict, dtypes: dict | None = None, where: str =
 def model_entry(name_or_path: str) -> dict:
     """The raw catalogue entry (description, sources, published counts, architecture)."""
     if str(name_or_path).endswith(".json"):
-        with open(name_or_path) as f:
-            cfg = json.load(f)
-        return {"description": f"imported from {name_or_path}", "architecture": architecture_from_hf_config(cfg)}
+        return {"description": f"imported from {name_or_path}", "architecture": _hf_architecture(str(name_or_path))}
     data, where = _read_yaml("model", name_or_path)
     if "architecture" not in data or not isinstance(data["architecture"], dict):
         raise SpecError(f"{where}: architecture is missing: it is required (a mapping)")
+    if not isinstance(data.get("dtypes", {}), dict):
+        raise SpecError(f"{where}: dtypes = {data['dtypes']!r} is invalid: must be a mapping such as {{weights: fp8}}")
     data["_where"] = where
     return data
+
+
+def _hf_architecture(path: str) -> dict:
+    """A Hugging Face ``config.json`` as an ``architecture:`` mapping; errors name ``path``."""
+    try:
+        with open(path) as f:
+            cfg = json.load(f)
+    except json.JSONDecodeError as e:
+        raise SpecError(f"{path}: is not valid JSON (an empty or truncated file?): {e.msg} at line {e.lineno}, "
+                        f"column {e.colno}") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise SpecError(f"{path}: cannot be read: {getattr(e, 'strerror', None) or e}") from None
+    try:
+        return architecture_from_hf_config(cfg)
+    except SpecError as e:
+        msg = str(e)
+        raise SpecError(f"{path}:{msg.removeprefix('config.json:')}" if msg.startswith("config.json:") else f"{path}: {msg}") from None
 
 
 def load_model(name_or_path: str, **dtypes) -> ModelSpec:
@@ -145,14 +196,12 @@ def load_hardware(name_or_path: str, **overrides) -> HardwareSpec:
     where = entry["_where"]
     vals = {}
     for field in HARDWARE_FIELDS:
-        item = entry.get(field)
+        item = entry.get(field, HARDWARE_OPTIONAL.get(field))
         if item is None:
             raise SpecError(f"{where}: {field} is missing: it is required ({{value: ..., source: ...}})")
         value = item.get("value") if isinstance(item, dict) else item
         if field == "fabric":
-            if value not in FABRICS:
-                raise SpecError(f"{where}: fabric = {value!r} is invalid: allowed {', '.join(FABRICS)}")
-            value = FABRICS[value]
+            value = FABRICS[_name(where, "fabric", value, FABRICS)]
         vals[field] = _number(where, field, value)
     for field, value in overrides.items():
         if field not in HARDWARE_FIELDS:
@@ -207,3 +256,39 @@ def load_accounting(name_or_path: str = "realistic", **overrides) -> Accounting:
     ``accounting_from_mapping``."""
     data, where = _read_yaml("accounting", name_or_path)
     return accounting_from_mapping(data, where, **overrides)
+
+
+ECONOMICS_FIELDS = ("price_per_gpu_hour", "board_power")
+
+
+@dataclasses.dataclass(frozen=True)
+class HardwareEconomics:
+    """Catalogue metadata beside a ``HardwareSpec``: ``price_per_gpu_hour`` (USD per GPU-hour, a
+    default list price with its source) and ``board_power`` (W, the board's rated power), with
+    their ``sources``. Inputs of ``physics.serving.cost_per_mtok`` / ``joules_per_token``."""
+
+    price_per_gpu_hour: float
+    board_power: float
+    sources: tuple[str, str] = ("", "")
+
+
+def hardware_economics(name_or_path: str, **overrides) -> HardwareEconomics:
+    """Price and board power of a catalogue accelerator (``conf/hardware/<name>.yaml``);
+    ``overrides`` (``price_per_gpu_hour=``, ``board_power=``; None keeps the catalogue's) replace
+    the defaults and are recorded as the source."""
+    bad = set(overrides) - set(ECONOMICS_FIELDS)
+    if bad:
+        raise SpecError(f"hardware economics override {sorted(bad)[0]} is not a known field: allowed {', '.join(ECONOMICS_FIELDS)}")
+    entry = hardware_entry(name_or_path)
+    vals, sources = {}, {}
+    for field in ECONOMICS_FIELDS:
+        item, where = entry.get(field), entry["_where"]
+        if overrides.get(field) is not None:
+            item, where = {"value": overrides[field], "source": "override"}, "override"
+        if not isinstance(item, dict) or "value" not in item:
+            raise SpecError(f"{where}: {field} is missing: it is required ({{value: ..., source: ...}})")
+        value = _number(where, field, item["value"], "a positive number")
+        if not (0 < value < float("inf")):
+            raise SpecError(f"{where}: {field} = {value!r} is invalid: must be a positive number")
+        vals[field], sources[field] = value, str(item.get("source", ""))
+    return HardwareEconomics(**vals, sources=(sources["price_per_gpu_hour"], sources["board_power"]))

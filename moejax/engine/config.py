@@ -13,7 +13,7 @@ from typing import Any, Optional
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING
 
-from ..catalogue import DTYPE_BYTES, available
+from ..catalogue import DTYPE_BYTES, available, model_entry
 from ..physics.baseline import FAMILIES
 from ..physics.specs import EXPERT_TRAFFIC, ROOFLINES, Accounting, SpecError
 
@@ -53,6 +53,22 @@ AccountingConf = dataclasses.make_dataclass("AccountingConf", [("mode", str, "re
 
 
 @dataclasses.dataclass
+class HardwareSpaceConf:
+    """``grid.hardware_space``: multipliers on each catalogue accelerator's numbers (``flops``
+    scales every precision), ``island_size`` absolute GPU counts; None leaves a quantity as it is.
+    Set from the command line as ``grid.hardware_space.hbm_bw=[1,2]``."""
+
+    hbm_bw: Optional[list[float]] = None  # noqa: UP007 (Hydra needs Optional)
+    hbm_bytes: Optional[list[float]] = None  # noqa: UP007
+    flops: Optional[list[float]] = None  # noqa: UP007
+    intra_bw: Optional[list[float]] = None  # noqa: UP007
+    inter_bw: Optional[list[float]] = None  # noqa: UP007
+    intra_latency: Optional[list[float]] = None  # noqa: UP007
+    inter_latency: Optional[list[float]] = None  # noqa: UP007
+    island_size: Optional[list[float]] = None  # noqa: UP007
+
+
+@dataclasses.dataclass
 class GridConf:
     name: str = MISSING
     models: list[str] = MISSING
@@ -62,7 +78,7 @@ class GridConf:
     num_gpus: list[int] = MISSING
     contexts: list[float] = MISSING  # tokens
     batch: Any = "bmax"  # "bmax" or sequences per replica
-    hardware_space: Any = None  # {hbm_bw: [multipliers], hbm_bytes, flops, intra_bw, inter_bw, intra_latency, inter_latency, island_size: [GPUs]}
+    hardware_space: HardwareSpaceConf = dataclasses.field(default_factory=HardwareSpaceConf)  # all None: no design space
     partitions: PartitionsConf = dataclasses.field(default_factory=PartitionsConf)
     dtypes: DtypesConf = dataclasses.field(default_factory=DtypesConf)
     accounting: AccountingConf = dataclasses.field(default_factory=AccountingConf)
@@ -108,12 +124,18 @@ def register() -> None:
     cs.store(group="grid", name="grid_schema", node=GridConf)
 
 
-def _positive(field: str, values, integer: bool = False) -> None:
+INT32_MAX = 2**31 - 1  # coordinates and degrees are stored as int32
+
+
+def _positive(field: str, values, integer: bool = False, zero: bool = False) -> None:
+    """Every value a finite number > 0 (>= 0 with ``zero``); with ``integer``, whole and <= ``INT32_MAX``."""
     if not values:
         raise SpecError(f"{field} = [] is invalid: needs at least one value")
     for v in values:
-        if not (isinstance(v, int | float) and math.isfinite(v) and v > 0) or (integer and int(v) != v):
-            raise SpecError(f"{field} = {v!r} is invalid: must be a positive {'integer' if integer else 'number'}")
+        ok = isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v) and (v >= 0 if zero else v > 0)
+        if not ok or (integer and (int(v) != v or v > INT32_MAX)):
+            kind = f"integer <= {INT32_MAX}" if integer else "number"
+            raise SpecError(f"{field} = {v!r} is invalid: must be a {'non-negative' if zero else 'positive'} {kind}")
 
 
 def _choice(field: str, value, allowed) -> None:
@@ -130,6 +152,15 @@ def validate_breakeven(be) -> None:
         _positive(f"breakeven.{field}", [be[field]], integer=True)
     _positive("breakeven.learning_rate", [be.learning_rate])
     _positive("breakeven.tolerance", [be.tolerance])
+
+
+def _check_moe(name: str) -> None:
+    """A grid's models are MoEs (their dense baselines are derived from them)."""
+    experts = model_entry(name)["architecture"].get("n_experts", 1)
+    if isinstance(experts, int | float) and experts <= 1:
+        moes = [m for m in available("model") if model_entry(m)["architecture"].get("n_experts", 1) > 1]
+        raise SpecError(f"grid.models = {name!r} is invalid: it is a dense model (n_experts = {experts}); a grid's models are "
+                        f"MoEs, their dense baselines derived from them: allowed {', '.join(moes)}")
 
 
 def validate_grid(grid, precision: str) -> None:
@@ -149,8 +180,15 @@ def validate_grid(grid, precision: str) -> None:
     for field in ("kappas", "num_gpus", "contexts"):
         if len(set(grid[field])) != len(grid[field]):
             raise SpecError(f"grid.{field} = {list(grid[field])!r} is invalid: values must be unique")
-    if grid.batch != "bmax":
-        _positive("grid.batch", [grid.batch])
+    for field in ("tp", "ep", "pp", "dp_attn", "kvp", "dense_tp"):
+        _positive(f"grid.partitions.{field}", list(grid.partitions[field]), integer=True)
+    _positive("grid.partitions.redundant_experts", list(grid.partitions.redundant_experts), integer=True, zero=True)
+    if grid.batch != "bmax":  # sequences per replica: whole ones unless the accounting is continuous
+        if isinstance(grid.batch, str):
+            raise SpecError(f"grid.batch = {grid.batch!r} is invalid: bmax or a positive integer (sequences per replica)")
+        _positive("grid.batch", [grid.batch], integer=grid.accounting.get("integer_batch") is not False)
+    for name in grid.models:
+        _check_moe(name)
     _choice("grid.baseline", grid.baseline, FAMILIES)
     for field, name in grid.dtypes.items():
         if name is not None:

@@ -61,7 +61,8 @@ HARDWARE = {
     "hw_intra_latency": ("s", "intra-node ring hop latency"), "hw_island_size": ("1", "GPUs per node-local island"),
     "hw_inter_bw": ("byte s-1", "inter-node bandwidth per GPU per direction"), "hw_inter_latency": ("s", "inter-node ring hop latency"),
     "hw_flops_fp4": ("s-1", "dense FP4 FLOP per second per GPU (0: no FP4 tensor cores)"),
-    "hw_fabric": ("1", "island fabric: 0 switched, 1 full mesh"), "hw_link_bw": ("byte s-1", "per-link bandwidth of a mesh island"),
+    "hw_fabric": ("1", "island fabric: 0 switched, 1 full mesh, 2 torus"), "hw_link_bw": ("byte s-1", "per-link bandwidth of a mesh or torus island"),
+    "hw_torus_dims": ("1", "dimensions of a torus island (0: not a torus)"),
 }
 ELASTICITIES = {f"elasticity_{f}": ("1", f"d log(throughput_per_gpu) / d log({f}) at the winning partition, continuous B_max "
                                            "(NaN where infeasible)") for f in ELASTICITY_FIELDS}

@@ -9,6 +9,8 @@ that dies leaves the others' parts on disk; rerunning completes only the missing
 from __future__ import annotations
 
 import hashlib
+import math
+import os
 import socket
 import sys
 import time
@@ -25,29 +27,31 @@ def initialize(dist) -> tuple[int, int]:
     ``auto``: let JAX detect SLURM / Open MPI / Kubernetes. Otherwise ``coordinator``,
     ``num_processes`` and ``process_id`` are given (the ``env`` config reads them from
     ``MOEJAX_COORDINATOR``, ``MOEJAX_NUM_PROCESSES``, ``MOEJAX_PROCESS_ID``). A wrong process count
-    or an unreachable coordinator fails after ``timeout_s``, never hangs: an unreachable coordinator
-    with one line; a process count that never completes through JAX's own fatal
-    ``DEADLINE_EXCEEDED ... RegisterTask`` abort (the runtime ends the process; it cannot be caught).
+    or an unreachable coordinator fails after ``timeout_s`` with one line, never hangs: before JAX's
+    runtime starts (whose registration timeout is a fatal abort that cannot be caught), the
+    processes check in with process 0 over a plain socket on the coordinator port (``_rendezvous``).
     """
     if not dist.enabled:
         return 0, 1
+    _timeout(dist.timeout_s)
     if not dist.auto:
-        n, pid = int(dist.num_processes), int(dist.process_id)
+        n = _integer("num_processes", _read(dist, "num_processes", "MOEJAX_NUM_PROCESSES"), "MOEJAX_NUM_PROCESSES")
+        pid = _integer("process_id", _read(dist, "process_id", "MOEJAX_PROCESS_ID"), "MOEJAX_PROCESS_ID")
         if n < 1:
             raise SpecError(f"distributed.num_processes = {n} is invalid: must be >= 1")
         if not 0 <= pid < n:
             raise SpecError(f"distributed.process_id = {pid} is invalid: must be in [0, {n})")
         if not dist.coordinator:
             raise SpecError("distributed.coordinator is missing: give host:port of process 0")
-        if pid > 0:
-            _wait_for_coordinator(dist.coordinator, float(dist.timeout_s))
+        _address(dist.coordinator)
+        _rendezvous(dist.coordinator, n, pid, _timeout(dist.timeout_s))
         print(f"moejax: process {pid} of {n} joining {dist.coordinator} (timeout {dist.timeout_s} s)", file=sys.stderr)
     jax.config.update("jax_cpu_collectives_implementation", "gloo")
-    kwargs = {} if dist.auto else {"coordinator_address": dist.coordinator, "num_processes": int(dist.num_processes),
-                                   "process_id": int(dist.process_id)}
+    kwargs = {} if dist.auto else {"coordinator_address": dist.coordinator, "num_processes": n, "process_id": pid}
     try:
-        jax.distributed.initialize(**kwargs, initialization_timeout=int(dist.timeout_s),
-                                   heartbeat_timeout_seconds=int(dist.timeout_s), shutdown_timeout_seconds=int(dist.timeout_s))
+        seconds = max(1, math.ceil(dist.timeout_s))
+        jax.distributed.initialize(**kwargs, initialization_timeout=seconds, heartbeat_timeout_seconds=seconds,
+                                   shutdown_timeout_seconds=seconds)
     except Exception as e:  # noqa: BLE001 - the runtime raises several kinds; all mean "could not join"
         where = "auto-detected cluster" if dist.auto else f"coordinator {dist.coordinator} with {dist.num_processes} processes"
         reason = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
@@ -55,15 +59,115 @@ def initialize(dist) -> tuple[int, int]:
     return jax.process_index(), jax.process_count()
 
 
-def _wait_for_coordinator(address: str, timeout_s: float) -> None:
-    """Fail with one line if nothing listens at ``address`` within ``timeout_s`` (process 0 starts
-    the coordinator service inside ``jax.distributed.initialize``)."""
-    host, _, port = address.rpartition(":")
+def _read(dist, field: str, env: str):
+    """``dist[field]``; an environment value that does not even parse (``oc.decode``) is a one-line error."""
+    from omegaconf.errors import OmegaConfBaseException
+
+    try:
+        return dist[field]
+    except OmegaConfBaseException:
+        raise SpecError(f"distributed.{field} = {os.environ.get(env)!r} is invalid: must be an integer "
+                        f"(set by {env} with distributed=env)") from None
+
+
+def _integer(field: str, value, env: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int | str) or not str(value).strip().lstrip("-").isdigit():
+        raise SpecError(f"distributed.{field} = {value!r} is invalid: must be an integer (set by {env} with distributed=env)")
+    return int(value)
+
+
+def _timeout(value) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value < 1e6:
+        raise SpecError(f"distributed.timeout_s = {value!r} is invalid: must be a number of seconds in (0, 1e6)")
+    return float(value)
+
+
+def _address(address) -> tuple[str, int]:
+    host, _, port = str(address).rpartition(":")
+    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise SpecError(f"distributed.coordinator = {address!r} is invalid: must be host:port with a port in 1..65535 "
+                        "(set by MOEJAX_COORDINATOR with distributed=env)")
+    return host, int(port)
+
+
+def _rendezvous(address: str, n: int, pid: int, timeout_s: float) -> None:
+    """Every process checks in with process 0 before any of them starts JAX's runtime: process 0
+    listens on the coordinator port until the other ``n - 1`` have sent their ids (else one line
+    naming the missing ids after ``timeout_s``), then answers ``go`` and frees the port for JAX's
+    coordination service. A process other than 0 fails with one line if nobody listens within
+    ``timeout_s`` or process 0 gives up."""
+    if n == 1:
+        return
+    if pid == 0:
+        _gather(address, n, timeout_s)
+        return
+    conn = _connect(address, timeout_s)
+    with conn:
+        conn.sendall(f"{pid}\n".encode())
+        conn.settimeout(2 * timeout_s + 5)
+        try:
+            reply = conn.recv(16)
+        except OSError:
+            reply = b""
+    if reply != b"go\n":
+        raise SpecError(f"distributed.coordinator = {address!r}: process 0 did not start the run "
+                        f"({'refused process id ' + str(pid) if reply else 'it gave up or exited'}; see its error)")
+    _connect(address, timeout_s).close()  # JAX's coordination service is up on the same port
+
+
+def _gather(address: str, n: int, timeout_s: float) -> None:
+    _, port = _address(address)
+    try:
+        if socket.has_dualstack_ipv6():
+            server = socket.create_server(("", port), family=socket.AF_INET6, dualstack_ipv6=True)
+        else:
+            server = socket.create_server(("", port))
+    except OSError as e:
+        raise SpecError(f"distributed.coordinator = {address!r} is invalid: process 0 cannot listen on port {port} ({e.strerror})") from None
+    joined: dict[int, socket.socket] = {}
+    deadline = time.monotonic() + timeout_s
+    with server:
+        server.settimeout(0.2)
+        while len(joined) < n - 1:
+            if time.monotonic() > deadline:
+                for conn in joined.values():
+                    conn.close()
+                missing = sorted(set(range(1, n)) - set(joined))
+                raise SpecError(f"distributed.num_processes = {n} is invalid: only {len(joined) + 1} of {n} processes "
+                                f"joined {address} within {timeout_s:g} s (missing process ids "
+                                f"{', '.join(map(str, missing[:10]))}{', ...' if len(missing) > 10 else ''})")
+            try:
+                conn, _ = server.accept()
+            except TimeoutError:
+                continue
+            conn.settimeout(5.0)
+            try:
+                other = int(conn.recv(16).decode().strip())
+            except (OSError, ValueError):
+                conn.close()  # not a moejax process (a port probe): ignore it
+                continue
+            if not 0 < other < n or other in joined:
+                conn.sendall(b"no\n")
+                conn.close()
+                continue
+            joined[other] = conn
+    for conn in joined.values():  # the listener is closed: JAX may bind the port
+        conn.sendall(b"go\n")
+    for conn in joined.values():
+        with conn:
+            try:
+                conn.recv(1)  # the other side closes first: no TIME_WAIT on the coordinator port here
+            except OSError:
+                pass
+
+
+def _connect(address: str, timeout_s: float) -> socket.socket:
+    """A connection to ``address``; one line if nothing listens there within ``timeout_s``."""
+    host, port = _address(address)
     deadline = time.monotonic() + timeout_s
     while True:
         try:
-            with socket.create_connection((host, int(port)), timeout=1.0):
-                return
+            return socket.create_connection((host, port), timeout=1.0)
         except OSError:
             if time.monotonic() > deadline:
                 raise SpecError(f"distributed.coordinator = {address!r} is unreachable: nothing listened there "

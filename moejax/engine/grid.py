@@ -57,7 +57,10 @@ class PartitionSpace:
 
 def enumerate_partitions(num_gpus: int, space: PartitionSpace) -> np.ndarray:
     """Candidate partitions of ``num_gpus`` GPUs as rows of ``PARTITION_FIELDS`` (float64): every
-    combination whose stage the EP and dense-FFN degrees divide.
+    combination whose stage the EP and dense-FFN degrees divide, with at most one redundant expert
+    slot per EP rank (``redundant_experts <= ep``, as DeepSeek-V3 deploys EPLB: one redundant
+    expert per GPU), which keeps wide EP (DeepSeek-V3's 256 + 32 = 288 slots on EP72) from
+    multiplying every narrow-EP candidate.
 
     >>> enumerate_partitions(2, PartitionSpace(tp=(1, 2), ep=(1,), pp=(1,), dp_attn=(1,), kvp=(1,), dense_tp=(2,))).tolist()
     [[2.0, 1.0, 1.0, 1.0, 1.0, 1.0, 0.0, 2.0, 0.0]]
@@ -68,7 +71,7 @@ def enumerate_partitions(num_gpus: int, space: PartitionSpace) -> np.ndarray:
                                                                     space.dense_tp, space.redundant_experts):
         g = tp * dp_attn * kvp
         replica = pp * g
-        if num_gpus % replica or g % ep or g % dense:
+        if num_gpus % replica or g % ep or g % dense or spare > ep:
             continue
         for mode in ([0] if kvp == 1 else modes):
             row = {"tp": tp, "ep": ep, "pp": pp, "dp": num_gpus // replica, "dp_attn": dp_attn, "kvp": kvp, "kv_mode": mode,

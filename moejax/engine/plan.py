@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+import json
 
 import jax
 import numpy as np
 
 from ..catalogue import dense_baseline, load_accounting, load_hardware, load_model
 from ..physics.specs import Accounting, SpecError
-from .grid import GridInputs, PartitionSpace, partition_table, stack
+from .grid import GridInputs, PartitionSpace, enumerate_partitions, partition_table, stack
 
 
 @dataclasses.dataclass(frozen=True)
@@ -74,9 +75,9 @@ def design_space(hardware: list, names: list[str], space) -> tuple[list, list[st
     """Every catalogue accelerator crossed with the ``grid.hardware_space`` multipliers (and
     absolute ``island_size`` values): a design space over continuous hardware parameters.
     Without a space, the catalogue entries as they are. Names record the multipliers."""
-    if not space:
+    axes = {k: list(v) for k, v in (space or {}).items() if v is not None}  # None: that quantity is not varied
+    if not axes:
         return hardware, names
-    axes = {k: list(v) for k, v in space.items()}
     for field, values in axes.items():
         if field not in SPACE_FIELDS and field != "island_size":
             raise SpecError(f"grid.hardware_space.{field} is not a known field: allowed {', '.join([*SPACE_FIELDS, 'island_size'])}")
@@ -138,3 +139,28 @@ def grid_accounting(conf) -> Accounting:
     """The ``grid.accounting`` preset (``mode``) with the fields the grid sets on top of it."""
     overrides = {k: v for k, v in dict(conf).items() if k != "mode" and v is not None}
     return load_accounting(conf.mode, **overrides)
+
+
+def partition_space_json(grid) -> str:
+    """The partition space a grid searches, as JSON for the dataset attrs: every degree list and
+    the number of candidates per cluster size (``candidates``), beside the default space's count
+    (``default_candidates``). Results (best partition, κ*) depend on it, not only on the point."""
+    space = PartitionSpace(**{k: tuple(v) for k, v in grid.partitions.items()})
+    def count(s):
+        return {str(int(n)): len(enumerate_partitions(int(n), s)) for n in grid.num_gpus}
+    return json.dumps({**{k: list(v) for k, v in dataclasses.asdict(space).items()},
+                       "candidates": count(space), "default_candidates": count(PartitionSpace())})
+
+
+def partition_space_note(space_json: str) -> str | None:
+    """One line naming what a narrower-than-default search space leaves out (None when it holds
+    every default degree), for the reports of the sweep and the κ* commands."""
+    space, default = json.loads(space_json), dataclasses.asdict(PartitionSpace())
+    missing = {k: [v for v in default[k] if v not in space[k]] for k in default}
+    missing = {k: v for k, v in missing.items() if v}
+    if not missing:
+        return None
+    left_out = ", ".join(f"{k} {'/'.join(map(str, v))}" for k, v in missing.items())
+    counts = ", ".join(f"{space['candidates'][n]} of {space['default_candidates'][n]} on {n} GPUs" for n in space["candidates"])
+    return (f"note: searched a narrower partition space than the default (leaves out {left_out}; candidates {counts}): "
+            "results can differ from a grid searching the default space (set grid.partitions.*)")

@@ -25,7 +25,7 @@ from . import distributed
 from .config import validate_grid
 from .dataset import assemble, check_output, completed_chunks, estimated_bytes, parts_lock, write_part
 from .grid import evaluate_chunks, local_devices, n_chunks
-from .plan import SweepPlan, build_plan, mask_missing_baselines
+from .plan import SweepPlan, build_plan, mask_missing_baselines, partition_space_json
 
 
 def science_config(cfg: DictConfig) -> dict:
@@ -155,6 +155,7 @@ def _assemble(cfg, plan: SweepPlan, parts_dir: Path, total: int, out: Path, text
         "dense_baseline_family": cfg.grid.baseline,
         "batch_policy": str(cfg.grid.batch),
         "partition_search": "all candidates kept" if cfg.keep_partitions else "best feasible partition by throughput_per_gpu",
+        "partition_space": partition_space_json(cfg.grid),
         "precision": cfg.precision,
         "comment": "MoE rows (variant=moe) do not depend on kappa and are repeated along it.",
     }

@@ -42,6 +42,19 @@ def _check_positive(name: str, value, kappa) -> None:
                         "(kappa*rho*P_total must exceed the parameters the baseline keeps)")
 
 
+def _check_kappa(kappa) -> None:
+    """A concrete κ must be a finite number > 0 (NaN or inf would silently give a NaN model)."""
+    if isinstance(kappa, jax.core.Tracer):
+        return
+    try:
+        v = np.asarray(kappa, dtype=float)
+    except (TypeError, ValueError):
+        raise SpecError(f"dense_baseline: kappa = {kappa!r} is invalid: must be a finite number > 0") from None
+    bad = v[~(np.isfinite(v) & (v > 0))]
+    if bad.size:
+        raise SpecError(f"dense_baseline: kappa = {bad.ravel()[0].item()!r} is invalid: must be a finite number > 0")
+
+
 def reuse_gap(n_experts, top_k, b_moe, b_dense) -> dict:
     """The qs paper's reuse columns (eq. 22–23) from the two admissible batches (sequences).
 
@@ -110,6 +123,7 @@ def dense_baseline(model: ModelSpec, kappa, family: str = "keep-attention", anch
     """The κ-matched dense baseline of ``model`` in the named size ``family``. The cube-root family
     scales ``anchor`` (a dense model, by default the catalogue's ``EPOCH_ANCHOR``); ``integer`` gives
     it whole layers and heads (what a sweep's partition search needs)."""
+    _check_kappa(kappa)
     if family == "keep-attention":
         return keep_attention(model, kappa)
     if family == "epoch-cube-root":

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import math
 
+from .reference_torus import torus_all_reduce, torus_bisection_time, torus_links
+
 # Defaults copied from moejax/physics/specs.py (specs.py imports jax, so it is not imported here).
 # None marks a required field.
 MODEL_DEFAULTS = {
@@ -27,6 +29,7 @@ HARDWARE_DEFAULTS = {
     "hbm_bytes": None, "hbm_bw": None, "flops_bf16": None, "flops_fp8": None, "intra_bw": None,
     "intra_latency": None, "island_size": None, "inter_bw": None, "inter_latency": None,
     "flops_fp4": 0.0, "fabric": 0.0, "link_bw": 0.0,
+    "torus_dims": 0.0,
 }
 PARTITION_DEFAULTS = {
     "tp": 1.0, "ep": 1.0, "pp": 1.0, "dp": 1.0, "dp_attn": 1.0, "kvp": 1.0, "kv_mode": 0.0,
@@ -44,6 +47,7 @@ _STATIC = ("mode", "expert_traffic", "integer_batch", "roofline")
 
 MLA = 3  # ATTENTION_KINDS["mla"]
 MESH = 1  # FABRICS["mesh"]
+TORUS = 2  # FABRICS["torus"]
 
 
 def _fill(given: dict, defaults: dict, name: str) -> dict:
@@ -179,6 +183,8 @@ class _Net:
         self.intra_bw = hw["intra_bw"] * ac["comm_efficiency"]
         self.link_bw = hw["link_bw"] * ac["comm_efficiency"]
         self.mesh = hw["fabric"] == MESH
+        self.torus = hw["fabric"] == TORUS
+        self.dims = hw["torus_dims"]
         self.beta_e = hw["inter_bw"] * ac["comm_efficiency"]
         self.alpha_i = hw["intra_latency"]
         self.alpha_e = hw["inter_latency"]
@@ -194,6 +200,8 @@ class _Net:
         """Per-direction bandwidth of a GPU inside an island, for a group of i ranks there."""
         if self.mesh:
             return min(self.intra_bw, max(i - 1, 1.0) * self.link_bw)
+        if self.torus:
+            return min(self.intra_bw, torus_links(i, self.dims) * self.link_bw)
         return self.intra_bw
 
     @staticmethod
@@ -209,6 +217,9 @@ class _Net:
             return 0.0
         m, i = self.islands(p, span)
         bg = self.beta_g(i)
+        if self.torus:  # no one-shot; per-dimension rings inside, hierarchical across islands
+            inner = 0.0 if i == 1 else torus_all_reduce(i, n, self.alpha_i, self.link_bw, self.intra_bw, self.dims)
+            return inner + self.ring(m, n / i, self.alpha_e, self.beta_e) + self.lam
         if m == 1:
             return min(self.ring(i, n, self.alpha_i, bg), self.oneshot(i, n, self.alpha_i, bg)) + self.lam
         return self.ring(i, n, self.alpha_i, bg) + self.ring(m, n / i, self.alpha_e, self.beta_e) + self.lam
@@ -221,7 +232,10 @@ class _Net:
         m, i = self.islands(p, span)
         a = self.alpha_e if m > 1 else self.alpha_i
         out = (p - i) / p if remote is None else remote  # share of n crossing islands
-        wire = max((i - 1) / p * n / self.beta_g(i), out * n / self.beta_e)
+        inside = 0.0 if i == 1 else (i - 1) / p * n / self.beta_g(i)
+        if self.torus and i > 1:
+            inside = max(inside, torus_bisection_time(i, p, n, self.link_bw, self.dims))
+        wire = max(inside, out * n / self.beta_e)
         return a + (p - 1) * self.peer + wire + self.lam
 
     def send(self, span: float, n: float) -> float:

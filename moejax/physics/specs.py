@@ -21,7 +21,8 @@ from .xp import namespace
 
 ATTENTION_KINDS = {"mha": 0, "gqa": 1, "mqa": 2, "mla": 3}
 KV_MODES = {"none": 0, "kvp": 1, "cp": 2}
-FABRICS = {"switched": 0, "mesh": 1}
+FABRICS = {"switched": 0, "mesh": 1, "torus": 2}
+MAX_TORUS_DIMS = 3  # TPU v4/v5p/v7 are 3D tori, v6e and Trainium2 instances 2D
 EXPERT_TRAFFIC = ("physical", "paper-active", "paper-pool")
 ROOFLINES = ("phase", "global")
 MODES = ("sol", "realistic", "custom")
@@ -163,8 +164,11 @@ class HardwareSpec:
 
     Link bandwidths are per GPU, per direction (what one ring hop can move). ``island_size`` is
     the number of GPUs in one high-bandwidth domain (an 8-GPU NVLink/xGMI node, a 72-GPU NVL72
-    rack). ``fabric`` 0 is switched (NVSwitch: any pair at ``intra_bw``), 1 a full mesh (xGMI: a
-    group gets its direct links, ``link_bw`` each). ``flops_fp4`` is 0 without FP4 tensor cores.
+    rack, a TPU slice). ``fabric`` 0 is switched (NVSwitch: any pair at ``intra_bw``), 1 a full
+    mesh (xGMI: a group gets its direct links, ``link_bw`` each), 2 a torus of ``torus_dims``
+    dimensions (TPU ICI, Trainium NeuronLink: two ``link_bw`` links per dimension, one each way
+    round the ring; ``intra_bw`` caps their sum). Between islands every GPU has ``inter_bw`` of
+    its own (NIC, DCN, EFA). ``flops_fp4`` is 0 without FP4 tensor cores.
     """
 
     hbm_bytes: Any
@@ -179,6 +183,7 @@ class HardwareSpec:
     flops_fp4: Any = 0.0
     fabric: Any = 0.0
     link_bw: Any = 0.0
+    torus_dims: Any = 0.0  # dimensions of a torus fabric (1..MAX_TORUS_DIMS); unused otherwise
 
     def __post_init__(self):
         v = _host_values(self)
@@ -189,8 +194,12 @@ class HardwareSpec:
         _require("HardwareSpec", v, "flops_fp4", np.isfinite(v["flops_fp4"]) & (v["flops_fp4"] >= 0),
                  "must be >= 0 (0: no FP4 tensor cores)")
         _require("HardwareSpec", v, "fabric", np.isin(v["fabric"], list(FABRICS.values())), f"allowed codes {FABRICS}")
-        _require("HardwareSpec", v, "link_bw", np.isfinite(v["link_bw"]) & ((v["fabric"] != FABRICS["mesh"]) | (v["link_bw"] > 0)),
-                 "a mesh fabric needs link_bw > 0 (bytes/s per link)")
+        linked = np.isin(v["fabric"], [FABRICS["mesh"], FABRICS["torus"]])
+        _require("HardwareSpec", v, "link_bw", np.isfinite(v["link_bw"]) & (~linked | (v["link_bw"] > 0)),
+                 "a mesh or torus fabric needs link_bw > 0 (bytes/s per link)")
+        torus = v["fabric"] == FABRICS["torus"]
+        _require("HardwareSpec", v, "torus_dims", _is_int(v["torus_dims"]) & (v["torus_dims"] >= 0) & (v["torus_dims"] <= MAX_TORUS_DIMS)
+                 & (~torus | (v["torus_dims"] >= 1)), f"must be an integer in [1, {MAX_TORUS_DIMS}] for a torus fabric (0 otherwise)")
         for f in ("intra_latency", "inter_latency"):
             _require("HardwareSpec", v, f, np.isfinite(v[f]) & (v[f] >= 0), "must be >= 0 seconds")
         _require("HardwareSpec", v, "island_size", _is_int(v["island_size"]) & (v["island_size"] >= 1),

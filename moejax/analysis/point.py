@@ -1,0 +1,228 @@
+"""One point, explained: every candidate partition × a batch list for one (model, hardware, GPU
+count, context), in one vmapped call per phase; the best configuration and its breakdown, the top
+partitions, a throughput-vs-interactivity frontier, TTFT (chunked vs disaggregated) and economics.
+The command is ``python -m moejax.point``; this module returns plain host arrays and numbers."""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from ..catalogue import hardware_economics, load_hardware, load_model
+from ..engine.grid import (
+    PARTITION_FIELDS,
+    PartitionSpace,
+    all_partitions_point,
+    enumerate_partitions,
+    legal_masks,
+    stack,
+)
+from ..physics import serving
+from ..physics.cost import BOUND_MEANINGS
+from ..physics.specs import Accounting, Partition, SpecError, Workload
+
+
+@dataclasses.dataclass(frozen=True)
+class PointQuery:
+    """What to explain. ``context`` tokens, or ``isl``/``osl`` (then context = isl + osl/2 and TTFT
+    is computed); ``batch`` sequences per replica (0: B_max); ``batches`` the batches the frontier
+    searches (with ``batch``); ``levels`` its interactivity levels, tokens/s per user."""
+
+    model: str
+    hardware: str
+    num_gpus: int
+    accounting: Accounting
+    context: float | None = None
+    isl: float | None = None
+    osl: float | None = None
+    batch: float = 0.0
+    batches: tuple[float, ...] = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
+    levels: tuple[float, ...] = (5, 10, 20, 50, 100, 200, 500, 1000)
+    top: int = 5
+    chunk: float = 0.0
+    dtypes: dict = dataclasses.field(default_factory=dict)
+    space: PartitionSpace = PartitionSpace()
+    price_per_gpu_hour: float | None = None
+    board_power: float | None = None
+
+    def __post_init__(self):
+        if not (isinstance(self.num_gpus, int) and not isinstance(self.num_gpus, bool) and self.num_gpus >= 1):
+            raise SpecError(f"num_gpus = {self.num_gpus!r} is invalid: a positive integer")
+        given = self.context is not None, self.isl is not None, self.osl is not None
+        if given[0] and (given[1] or given[2]):
+            raise SpecError(f"context = {self.context!r} is invalid with isl/osl: give context, or isl and osl (context = isl + osl/2)")
+        if not given[0] and not (given[1] and given[2]):
+            missing = "context" if not any(given) else ("osl" if given[1] else "isl")
+            raise SpecError(f"{missing} is missing: give context=TOKENS, or isl=TOKENS and osl=TOKENS")
+        for name in ("context", "isl", "osl"):
+            _positive(name, getattr(self, name), optional=True, least=1.0)
+        _positive("batch", self.batch, least=0.0)
+        if not self.batches:
+            raise SpecError("batches = [] is invalid: a non-empty list of positive numbers")
+        for b in self.batches:
+            _positive("batches", b, least=1.0)
+        if not self.levels:
+            raise SpecError("levels = [] is invalid: a non-empty list of positive numbers")
+        for lv in self.levels:
+            _positive("levels", lv, least=0.0)
+            if lv == 0:
+                raise SpecError("levels = 0 is invalid: tokens/s per user > 0")
+        if not (isinstance(self.top, int) and self.top >= 1):
+            raise SpecError(f"top = {self.top!r} is invalid: a positive integer")
+        _positive("chunk", self.chunk, least=0.0)
+
+    @property
+    def decode_context(self) -> float:
+        return float(self.context) if self.context is not None else float(serving.decode_context(self.isl, self.osl))
+
+
+def _positive(name, value, optional=False, least=0.0):
+    if value is None and optional:
+        return
+    ok = isinstance(value, int | float) and not isinstance(value, bool) and np.isfinite(value) and value >= least
+    if not ok:
+        raise SpecError(f"{name} = {value!r} is invalid: a number >= {least:g}")
+
+
+@functools.cache
+def _decode_kernel():
+    """Every candidate at every batch: ``all_partitions_point`` vmapped over the batch list."""
+    def at(m, hw, parts, mask, context, batch, acc):
+        return all_partitions_point(m, hw, parts, mask, Workload(context=context, batch=batch), acc)[0]
+    return jax.jit(jax.vmap(at, in_axes=(None, None, None, None, None, 0, None)))
+
+
+@functools.cache
+def _serving_kernels():
+    """Aggregated serving on every candidate; disaggregated with one decode partition and every
+    candidate as the prefill partition."""
+    agg = jax.jit(jax.vmap(serving.aggregated_point, in_axes=(None, None, 0, None, None)))
+    dis = jax.jit(jax.vmap(serving.disaggregated_point, in_axes=(None, None, None, 0, None, None)))
+    return agg, dis
+
+
+def _host(tree) -> dict:
+    return {k: np.asarray(v) for k, v in vars(tree).items() if not dataclasses.is_dataclass(v)}
+
+
+def _pick(table: np.ndarray, i: int) -> Partition:
+    return Partition(**{f: float(table[i, j]) for j, f in enumerate(PARTITION_FIELDS)})
+
+
+def partition_label(row) -> str:
+    """``TP8·EP8·PP1·DPattn1·KVP1·dense_tp8 ×1`` style label of a candidate row."""
+    r = dict(zip(PARTITION_FIELDS, (int(x) for x in row)))
+    kv = {0: "", 1: "kvp", 2: "cp"}[r["kv_mode"]]
+    parts = [f"TP{r['tp']}", f"EP{r['ep']}", f"PP{r['pp']}", f"DPattn{r['dp_attn']}"]
+    if r["kvp"] > 1:
+        parts.append(f"{kv.upper()}{r['kvp']}")
+    parts.append(f"dTP{r['dense_tp'] or r['tp'] * r['dp_attn'] * r['kvp']}")
+    if r["redundant_experts"]:
+        parts.append(f"R{r['redundant_experts']}")
+    return "·".join(parts) + f" ×{r['dp']}"
+
+
+def explain(q: PointQuery) -> dict:
+    """Evaluate the point: returns ``best`` (breakdown of the best partition at ``q.batch``), ``top``
+    (rows), ``frontier`` (rows per interactivity level), ``economics`` and, with isl/osl,
+    ``serving`` (aggregated and disaggregated)."""
+    m = load_model(q.model, **q.dtypes)
+    hw = load_hardware(q.hardware)
+    econ = hardware_economics(q.hardware, price_per_gpu_hour=q.price_per_gpu_hour, board_power=q.board_power)
+    table = enumerate_partitions(q.num_gpus, q.space)
+    if not len(table):
+        raise SpecError(f"num_gpus = {q.num_gpus} is invalid: no partition in the search space divides it")
+    dtype = jnp.float64 if jax.config.jax_enable_x64 else jnp.float32
+    parts = Partition(**{f: jnp.asarray(table[:, i], dtype) for i, f in enumerate(PARTITION_FIELDS)})
+    legal = np.asarray(legal_masks(stack([m]), jax.tree_util.tree_map(lambda x: x[None], parts),
+                                   jnp.ones((1, len(table)), bool)))[0, 0]
+    if not legal.any():
+        raise SpecError(f"num_gpus = {q.num_gpus} is invalid: no candidate partition splits {q.model} (heads, experts, layers)")
+    context = q.decode_context
+    batches = np.array([float(q.batch), *map(float, q.batches)])
+    acc = q.accounting
+    out = _host(_decode_kernel()(m, hw, parts, jnp.asarray(legal), jnp.asarray(context, dtype), jnp.asarray(batches, dtype), acc))
+    tput = np.where(out["feasible"], out["throughput_per_gpu"], -1.0)  # [batch, partition]
+
+    head = tput[0]
+    result = {"model": q.model, "hardware": q.hardware, "num_gpus": q.num_gpus, "context": context, "economics": econ,
+              "candidates": int(legal.sum()), "feasible": int((head > 0).sum())}
+    if head.max() <= 0:
+        result.update(best=None, top=[], frontier=_frontier(out, tput, table, np.asarray(q.levels, float)), serving=None)
+        return result
+    order = np.argsort(-head, kind="stable")[: q.top]
+    i = int(order[0])
+    best = {k: float(v[0, i]) for k, v in out.items()}
+    best["partition"] = partition_label(table[i])
+    best["free_bytes"] = float(hw.hbm_bytes) - best["memory_per_gpu"]
+    best["reserve_bytes"] = float(acc.reserve_bytes)
+    best["bound_name"] = BOUND_MEANINGS[int(best["bound"])]
+    best["cost_per_mtok"] = float(serving.cost_per_mtok(econ.price_per_gpu_hour, best["throughput_per_gpu"]))
+    best["joules_per_token"] = float(serving.joules_per_token(econ.board_power, best["throughput_per_gpu"]))
+    result["best"] = best
+    result["top"] = [_row(out, 0, int(j), table) for j in order if head[j] > 0]
+    result["frontier"] = [f | {"cost_per_mtok": float(serving.cost_per_mtok(econ.price_per_gpu_hour, f["throughput_per_gpu"])),
+                               "joules_per_token": float(serving.joules_per_token(econ.board_power, f["throughput_per_gpu"]))}
+                          for f in _frontier(out, tput, table, np.asarray(q.levels, float))]
+    result["serving"] = _serving(m, hw, parts, table, legal, q, econ, dtype, head) if q.isl is not None else None
+    return result
+
+
+def _row(out: dict, b: int, j: int, table: np.ndarray) -> dict:
+    return {"partition": partition_label(table[j]), "throughput_per_gpu": float(out["throughput_per_gpu"][b, j]),
+            "tokens_per_s_per_user": float(out["tokens_per_s_per_user"][b, j]), "batch": float(out["batch"][b, j]),
+            "bound": BOUND_MEANINGS[int(out["bound"][b, j])]}
+
+
+def _frontier(out: dict, tput: np.ndarray, table: np.ndarray, levels: np.ndarray) -> list[dict]:
+    """For each interactivity level (tokens/s per user), the most tokens/s per GPU of any candidate
+    (partition × batch, B_max included) at that interactivity or more, with its configuration:
+    the Pareto frontier of (tokens/s per user, tokens/s per GPU) read at fixed levels. Levels no
+    candidate reaches are left out. One masked argmax over all candidates, no loop."""
+    per_user, per_gpu = out["tokens_per_s_per_user"].ravel(), tput.ravel()
+    reach = (per_user[None, :] >= levels[:, None]) & (per_gpu[None, :] > 0)  # [level, candidate]
+    best = np.argmax(np.where(reach, per_gpu[None, :], -1.0), axis=1)
+    n_parts = tput.shape[1]
+    return [_row(out, int(k) // n_parts, int(k) % n_parts, table) | {"level": float(lv)}
+            for lv, k, ok in zip(levels, best, reach.any(axis=1)) if ok]
+
+
+def _serving(m, hw, parts, table, legal, q: PointQuery, econ, dtype, decode_score) -> dict:
+    """Aggregated: the partition with the most end-to-end tokens/s per GPU, and the one with the
+    shortest TTFT. Disaggregated: the best decode partition (``decode_score``: tokens/s per GPU
+    at ``q.batch``) with the prefill partition of the most end-to-end tokens/s per GPU (the most
+    prompts/s per GPU: the rate increases in it, ``physics.serving``), and with the one of the
+    shortest TTFT."""
+    agg_k, dis_k = _serving_kernels()
+    swl = serving.ServingWorkload(isl=jnp.asarray(q.isl, dtype), osl=jnp.asarray(q.osl, dtype),
+                                  batch=jnp.asarray(q.batch, dtype), chunk=jnp.asarray(q.chunk, dtype))
+    result = {}
+    agg = _host(agg_k(m, hw, parts, swl, q.accounting))
+    ok = legal & agg["feasible"].astype(bool)
+    if ok.any():
+        result["aggregated"] = _serving_row(agg, int(np.argmax(np.where(ok, agg["throughput_per_gpu"], -1.0))), table, econ)
+        result["aggregated, min TTFT"] = _serving_row(agg, int(np.argmin(np.where(ok, agg["ttft"], np.inf))), table, econ)
+    if decode_score.max() > 0:
+        i = int(np.argmax(decode_score))
+        dis = _host(dis_k(m, hw, _pick(table, i), parts, swl, q.accounting))
+        ok = legal & dis["feasible"].astype(bool)
+        if ok.any():
+            for name, j in (("disaggregated", int(np.argmax(np.where(ok, dis["throughput_per_gpu"], -1.0)))),
+                            ("disaggregated, min TTFT", int(np.argmin(np.where(ok, dis["ttft"], np.inf))))):
+                result[name] = _serving_row(dis, j, table, econ, decode=i) | {"prefill_partition": partition_label(table[j])}
+    return result
+
+
+def _serving_row(r: dict, i: int, table, econ, decode: int | None = None) -> dict:
+    """Row ``i`` of a serving result; ``decode``: the decode partition when ``i`` indexes prefill partitions."""
+    tps = float(r["throughput_per_gpu"][i])
+    return {"partition": partition_label(table[i if decode is None else decode]), "ttft": float(r["ttft"][i]),
+            "throughput_per_gpu": tps, "tokens_per_s_per_user": float(r["tokens_per_s_per_user"][i]),
+            "prefill_share": float(r["prefill_share"][i]), "prefill_time": float(r["prefill_time"][i]),
+            "kv_transfer_time": float(r["kv_transfer_time"][i]),
+            "cost_per_mtok": float(serving.cost_per_mtok(econ.price_per_gpu_hour, tps)),
+            "joules_per_token": float(serving.joules_per_token(econ.board_power, tps))}

@@ -1,0 +1,121 @@
+"""One point, explained: ``python -m moejax.point model=NAME hardware=NAME num_gpus=N context=TOKENS``
+(or ``isl=TOKENS osl=TOKENS`` for context; config ``conf/point.yaml``).
+
+Prints the best configuration (at ``batch``, default B_max) with its breakdown (compute, HBM,
+communication, exposed communication; memory per GPU: weights, KV, reserve, free), $/Mtok and
+J/token, the top partitions, a frontier (at each of ``levels`` tokens/s per user, the most tokens/s
+per GPU of any partition at any of ``batches`` or B_max reaching it) and, with isl/osl, TTFT and
+end-to-end tokens/s per GPU for chunked (aggregated) vs disaggregated prefill. Every candidate
+partition is evaluated in one vmapped call (``moejax.analysis.point``). Bad input: one line on
+stderr, exit code 2.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import hydra
+import jax
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig, OmegaConf
+
+from .analysis.point import PointQuery, explain
+from .catalogue import available, load_accounting
+from .cli import one_line_errors, run_command
+from .engine.grid import PartitionSpace
+from .physics.specs import SpecError
+
+
+def _plain(value):
+    return OmegaConf.to_container(value, resolve=True) if isinstance(value, DictConfig) or OmegaConf.is_list(value) else value
+
+
+def query(cfg: DictConfig) -> PointQuery:
+    """The validated query of a composed config (one-line ``SpecError`` on the first problem)."""
+    choices = HydraConfig.get().runtime.choices
+    model, hardware = choices.get("model"), choices.get("hardware")
+    for field, name in (("model", model), ("hardware", hardware)):
+        if name is None:
+            raise SpecError(f"{field} is missing: give {field}=NAME, available {', '.join(available(field))}")
+    if cfg.precision not in ("float32", "float64"):
+        raise SpecError(f"precision = {cfg.precision!r} is invalid: allowed float32, float64")
+    batches = _plain(cfg.batches)
+    if not isinstance(batches, list):
+        raise SpecError(f"batches = {batches!r} is invalid: a non-empty list of positive numbers")
+    space = {k: tuple(v) for k, v in _plain(cfg.partitions).items()}
+    bad = sorted(set(space) - set(PartitionSpace.__dataclass_fields__))
+    if bad:
+        raise SpecError(f"partitions.{bad[0]} is not a known field: allowed {', '.join(PartitionSpace.__dataclass_fields__)}")
+    return PointQuery(model=model, hardware=hardware, num_gpus=cfg.num_gpus, accounting=load_accounting(choices.get("accounting") or "realistic"),
+                      context=cfg.context, isl=cfg.isl, osl=cfg.osl, batch=0.0 if cfg.batch is None else cfg.batch,
+                      batches=tuple(batches), levels=tuple(_plain(cfg.levels)), top=cfg.top, chunk=cfg.chunk, dtypes=dict(_plain(cfg.dtypes)),
+                      space=PartitionSpace(**space), price_per_gpu_hour=cfg.price_per_gpu_hour, board_power=cfg.board_power)
+
+
+def _table(header: list[str], rows: list[list[str]]) -> list[str]:
+    widths = [max(len(str(x)) for x in col) for col in zip(header, *rows)]
+    fmt = lambda r: "  ".join(str(x).rjust(w) if i else str(x).ljust(w) for i, (x, w) in enumerate(zip(r, widths)))  # noqa: E731
+    return [fmt(header), *map(fmt, rows)]
+
+
+def _ms(seconds: float) -> str:
+    return f"{seconds * 1e3:.3f} ms"
+
+
+def _gb(nbytes: float) -> str:
+    return f"{nbytes / 1e9:.2f} GB"
+
+
+def report(r: dict, q: PointQuery) -> str:
+    econ = r["economics"]
+    lines = [f"{r['model']} on {r['num_gpus']} x {r['hardware']}, decode context {r['context']:g} tokens"
+             + (f" (isl {q.isl:g} + osl {q.osl:g}/2)" if q.isl is not None else "")
+             + f", accounting {q.accounting.mode}; {r['feasible']} of {r['candidates']} legal partitions fit"]
+    b = r["best"]
+    if b is None:
+        return "\n".join(lines + ["no candidate partition fits at this batch and context"])
+    lines += ["", f"best: {b['partition']}  batch {b['batch']:g} per replica (B_max {b['b_max']:g}), bound: {b['bound_name']}",
+              f"  {b['throughput_per_gpu']:.1f} tokens/s per GPU, {b['tokens_per_s_per_user']:.2f} tokens/s per user, "
+              f"step {_ms(b['step_time'])}",
+              f"  compute {_ms(b['t_compute'])}, HBM {_ms(b['t_hbm'])}, communication {_ms(b['t_comm'])} "
+              f"(exposed {_ms(b['t_comm_exposed'])})",
+              f"  memory per GPU: weights {_gb(b['weight_bytes_per_gpu'])}, KV {_gb(b['kv_bytes_per_gpu'])}, "
+              f"reserve {_gb(b['reserve_bytes'])}, free {_gb(b['free_bytes'])} of {_gb(b['memory_per_gpu'] + b['free_bytes'])}",
+              f"  ${b['cost_per_mtok']:.4f} per million output tokens at ${econ.price_per_gpu_hour:g}/GPU-hour; "
+              f"{b['joules_per_token']:.4f} J per token at {econ.board_power:g} W board power (no host, cooling or PUE)",
+              "", f"top {len(r['top'])} partitions:"]
+    lines += _table(["partition", "tok/s/GPU", "tok/s/user", "batch", "bound"],
+                    [[t["partition"], f"{t['throughput_per_gpu']:.1f}", f"{t['tokens_per_s_per_user']:.2f}", f"{t['batch']:g}",
+                      t["bound"]] for t in r["top"]])
+    lines += ["", "frontier (at each interactivity level, the most tokens/s per GPU of any partition and batch reaching it):"]
+    lines += _table([">= tok/s/user", "tok/s/user", "tok/s/GPU", "$/Mtok", "J/token", "batch", "bound", "partition"],
+                    [[f"{f['level']:g}", f"{f['tokens_per_s_per_user']:.2f}", f"{f['throughput_per_gpu']:.1f}",
+                      f"{f['cost_per_mtok']:.4f}", f"{f['joules_per_token']:.4f}", f"{f['batch']:g}", f["bound"],
+                      f["partition"]] for f in r["frontier"]])
+    s = r["serving"]
+    if s is None:
+        lines += ["", "TTFT: give isl= and osl= (instead of context=) for time to first token, chunked vs disaggregated"]
+    else:
+        lines += ["", "serving (end-to-end output tokens/s per GPU, prefill charged):"]
+        rows = []
+        for mode, x in s.items():
+            where = x["partition"] + (f" + prefill {x['prefill_partition']}" if "prefill_partition" in x else "")
+            rows.append([mode, _ms(x["ttft"]), f"{x['throughput_per_gpu']:.1f}", f"{x['tokens_per_s_per_user']:.2f}",
+                         f"{x['prefill_share']:.3f}", f"{x['cost_per_mtok']:.4f}", f"{x['joules_per_token']:.4f}", where])
+        lines += _table(["mode", "TTFT", "tok/s/GPU", "tok/s/user", "prefill share", "$/Mtok", "J/token", "partitions"], rows)
+    return "\n".join(lines)
+
+
+@one_line_errors
+@hydra.main(version_base=None, config_path="../conf", config_name="point")
+def main(cfg: DictConfig) -> None:
+    def job(run_dir: Path) -> str:
+        if cfg.precision == "float64":
+            jax.config.update("jax_enable_x64", True)
+        q = query(cfg)
+        return report(explain(q), q)
+    run_command(job, cfg.get("compilation_cache"))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,250 @@
+"""Bad input anywhere: one ``error: ...`` line on stderr naming the field, the value and what is
+allowed, exit code 2, no file written (issue 11, items 5, 6 and 9). Command-line cases run the real
+``python -m moejax.sweep`` on a one-point grid; API and catalogue cases run in-process."""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import jax
+import numpy as np
+import pytest
+import xarray as xr
+
+import moejax
+from moejax.catalogue import load_accounting
+from moejax.physics.specs import SpecError
+
+ROOT = Path(__file__).resolve().parent.parent
+TINY = ["+grid=quick", "grid.models=[mixtral-8x7b]", "grid.hardware=[h100-sxm]", "grid.num_gpus=[8]", "grid.contexts=[1024]",
+        "grid.kappas=[5]", "grid.partitions.tp=[1,8]", "grid.partitions.ep=[1,8]", "grid.partitions.pp=[1]",
+        "grid.partitions.dp_attn=[1]", "grid.partitions.kvp=[1]", "summary=false", "compilation_cache=null"]
+
+
+def sweep(tmp_path, *args, grid=TINY, options=(), env=None, timeout=300):
+    """``python -m moejax.sweep`` run in ``tmp_path/run`` (its outputs/ land there), inputs under ``tmp_path/in``."""
+    run = tmp_path / "run"
+    run.mkdir(exist_ok=True)
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "JAX_PLATFORMS": "cpu", **(env or {})}
+    env.pop("HYDRA_FULL_ERROR", None)
+    return subprocess.run([sys.executable, "-m", "moejax.sweep", *options, *grid, *args, f"out={run / 'x.nc'}"],
+                          cwd=run, env=env, capture_output=True, text=True, timeout=timeout, check=False)
+
+
+def assert_refused(proc, tmp_path, *fragments):
+    lines = proc.stderr.strip().splitlines()
+    assert proc.returncode == 2, proc.stderr[-3000:]
+    assert len(lines) == 1 and lines[0].startswith("error: "), proc.stderr[-3000:]
+    for fragment in fragments:
+        assert fragment in lines[0], lines[0]
+    assert not [p for p in (tmp_path / "run").rglob("*") if p.is_file()]  # no dataset, part or log
+    return lines[0]
+
+
+def inputs(tmp_path) -> Path:
+    d = tmp_path / "in"
+    (d / "model").mkdir(parents=True, exist_ok=True)
+    (d / "hardware").mkdir(exist_ok=True)
+    return d
+
+
+@pytest.mark.parametrize("args,fragments", [
+    (["grid.partitions.tp=[0]"], ["grid.partitions.tp = 0 is invalid", "positive integer"]),  # was ZeroDivisionError
+    (["grid.num_gpus=abc"], ["grid.num_gpus = 'abc' is invalid", "list of integers"]),  # was Hydra's multi-line report
+    (["grid.num_gpus=[a]"], ["grid.num_gpus[0] = 'a' is invalid", "integer"]),
+    (["precision=1"], ["precision = '1' is invalid", "float32, float64"]),
+    (["model=nope"], ["model = 'nope' is invalid", "mixtral-8x7b"]),
+    (["grid.foo=1"], ["grid.foo is not a known field", "num_gpus"]),
+    (["grid.num_gpus=[1099511627776]"], ["grid.num_gpus = 1099511627776 is invalid", "2147483647"]),  # was OverflowError
+    (["grid.batch=2.5"], ["grid.batch = 2.5 is invalid", "integer"]),  # was accepted
+    (["grid.batch=0"], ["grid.batch = 0 is invalid"]),
+    (["grid.models=[llama-3-70b]"], ["grid.models = 'llama-3-70b' is invalid", "dense model", "deepseek-v3"]),  # was accepted
+    (["grid.hardware_space.foo=[2]"], ["grid.hardware_space.foo is not a known field", "hbm_bw"]),
+    (["grid.hardware_space.hbm_bw=[-1]"], ["grid.hardware_space.hbm_bw = [-1.0] is invalid", "positive"]),
+])
+def test_bad_override_is_one_line(args, fragments, tmp_path):
+    assert_refused(sweep(tmp_path, *args), tmp_path, *fragments)
+
+
+def test_unknown_grid_lists_only_real_grids(tmp_path):
+    line = assert_refused(sweep(tmp_path, grid=["+grid=nope"]), tmp_path, "grid = 'nope' is invalid", "quick", "frontier")
+    assert "_schema" not in line  # Hydra's internal grid_schema entry is not a choice
+    line = assert_refused(sweep(tmp_path, grid=["+grid=grid_schema"]), tmp_path, "grid = 'grid_schema' is invalid", "quick")
+    assert "_schema" not in line.partition("allowed")[2]
+
+
+def test_grid_without_plus_says_how(tmp_path):
+    assert_refused(sweep(tmp_path, grid=["grid=quick"]), tmp_path, "grid = 'quick' is invalid", "write +grid=quick")
+
+
+def test_malformed_model_yaml_names_the_path(tmp_path):
+    bad = inputs(tmp_path) / "model" / "broken.yaml"
+    bad.write_text("description: cut short\narchitecture: {n_layers: [61\n")
+    assert_refused(sweep(tmp_path, "model=broken", options=["--config-dir", str(tmp_path / "in")]), tmp_path,
+                   str(bad), "not valid YAML")  # Hydra parses the group file: was a 60-line traceback, exit 1
+
+
+@pytest.mark.parametrize("text", ["", '{"model_type": "mixtral", "num_hidden_layers": 3'])
+def test_empty_or_truncated_hf_config_names_the_path(text, tmp_path):
+    path = inputs(tmp_path) / "config.json"
+    path.write_text(text)
+    assert_refused(sweep(tmp_path, f"grid.models=[{path}]"), tmp_path, str(path), "not valid JSON")
+
+
+DIST = ["distributed=env", "distributed.timeout_s=2"]
+
+
+@pytest.mark.parametrize("env,fragments", [
+    ({"MOEJAX_NUM_PROCESSES": "abc"}, ["distributed.num_processes = 'abc' is invalid", "integer", "MOEJAX_NUM_PROCESSES"]),
+    ({"MOEJAX_PROCESS_ID": "first"}, ["distributed.process_id = 'first' is invalid", "MOEJAX_PROCESS_ID"]),
+    ({"MOEJAX_NUM_PROCESSES": "[2"}, ["distributed.num_processes = '[2' is invalid", "MOEJAX_NUM_PROCESSES"]),
+    ({"MOEJAX_COORDINATOR": "localhost"}, ["distributed.coordinator = 'localhost' is invalid", "host:port"]),
+])
+def test_non_numeric_environment_is_one_line(env, fragments, tmp_path):
+    env = {"MOEJAX_COORDINATOR": "127.0.0.1:1", "MOEJAX_NUM_PROCESSES": "2", "MOEJAX_PROCESS_ID": "0", **env}
+    assert_refused(sweep(tmp_path, *DIST, env=env), tmp_path, *fragments)
+
+
+def test_lone_rank_zero_is_one_line_not_an_abort(tmp_path):
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {"MOEJAX_COORDINATOR": f"127.0.0.1:{port}", "MOEJAX_NUM_PROCESSES": "2", "MOEJAX_PROCESS_ID": "0"}
+    proc = sweep(tmp_path, *DIST, env=env, timeout=120)  # was SIGABRT (-6) with a C++ trace after the timeout
+    assert_refused(proc, tmp_path, "distributed.num_processes = 2 is invalid", "only 1 of 2 processes", "missing process ids 1")
+
+
+def test_design_space_dotted_override_and_user_config_dir(tmp_path):
+    """``grid.hardware_space.hbm_bw=[1,2]`` (no ``+``) and a model and an accelerator from ``--config-dir``."""
+    d = inputs(tmp_path)
+    shutil.copy(ROOT / "conf/model/mixtral-8x7b.yaml", d / "model/my-moe.yaml")
+    shutil.copy(ROOT / "conf/hardware/h100-sxm.yaml", d / "hardware/my-gpu.yaml")
+    proc = sweep(tmp_path, "model=my-moe", "hardware=my-gpu", "grid.hardware_space.hbm_bw=[1,2]",
+                 options=["--config-dir", str(d)])
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    bw = moejax.load_hardware("h100-sxm").hbm_bw  # the copied entry's number, read independently
+    with xr.open_dataset(tmp_path / "run/x.nc") as ds:
+        assert list(ds.model.values) == ["my-moe"]
+        assert list(ds.hardware.values) == ["my-gpu|hbm_bwx1", "my-gpu|hbm_bwx2"]
+        np.testing.assert_allclose(ds.hw_hbm_bw.values, [bw, 2 * bw], rtol=1e-12)
+        assert bool(ds.feasible.sel(variant="moe").any())
+
+
+def test_plus_forms_of_the_design_space_still_work():
+    """The documented ``+grid.hardware_space=...`` and YAML forms compose to the same space."""
+    from hydra import compose, initialize_config_dir
+
+    from moejax.engine.config import register
+
+    register()
+    spaces = []
+    for override in ("grid.hardware_space.hbm_bw=[1,2]", "+grid.hardware_space.hbm_bw=[1,2]", "+grid.hardware_space={hbm_bw:[1,2]}"):
+        with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base=None):
+            spaces.append(dict(compose("config", ["+grid=quick", override]).grid.hardware_space))
+    assert spaces[0] == spaces[1] == spaces[2] and spaces[0]["hbm_bw"] == [1.0, 2.0] and spaces[0]["flops"] is None
+    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base=None):
+        assert list(compose("config", ["+grid=design-space"]).grid.hardware_space.flops) == [0.5, 1, 2, 4]
+
+
+# --- the API and the catalogue, in-process -------------------------------------------------------
+
+H100 = moejax.load_hardware("h100-sxm")
+TP8 = moejax.Partition(tp=8)
+
+
+@pytest.mark.parametrize("batch", [0, -4, 2.5, float("nan"), True])
+def test_api_batch_must_be_none_or_whole_and_positive(batch):
+    with pytest.raises(SpecError, match=r"^batch = .* is invalid: must be None \(B_max\) or a whole number >= 1"):
+        moejax.decode_step("llama-3-70b", H100, TP8, 8192, batch=batch)
+    with pytest.raises(SpecError, match=r"^batch = .* is invalid: must be a whole number >= 1"):
+        moejax.prefill_step("llama-3-70b", H100, TP8, 8192, batch=batch)
+
+
+def test_api_fractional_batch_only_with_continuous_accounting():
+    smooth = moejax.Accounting(integer_batch=False)
+    a = moejax.decode_step("llama-3-70b", H100, TP8, 8192, batch=2.5, accounting=smooth)
+    b = moejax.decode_step("llama-3-70b", H100, TP8, 8192, batch=2, accounting=smooth)
+    assert float(a.throughput) > float(b.throughput) > 0
+    with pytest.raises(SpecError, match=r"^batch = 0 is invalid: must be None \(B_max\) or a number > 0"):
+        moejax.decode_step("llama-3-70b", H100, TP8, 8192, batch=0, accounting=smooth)
+
+
+@pytest.mark.parametrize("kappa", [float("nan"), float("inf"), 0.0, -1.0])
+def test_dense_baseline_refuses_nonsense_kappa(kappa):
+    m = moejax.load_model("deepseek-v3")
+    for family in ("keep-attention", "epoch-cube-root"):
+        with pytest.raises(SpecError, match=r"^dense_baseline: kappa = .* is invalid: must be a finite number > 0"):
+            moejax.dense_baseline(m, kappa, family)
+
+
+def test_grad_through_decode_step_matches_finite_difference():
+    """d throughput / d HBM bandwidth through the public API (hardware from a catalogue override),
+    and d / d batch (a Python float before: ConcretizationTypeError), against central differences
+    (float64; step 1e-6 relative; agreement to 1e-6 relative). Continuous batches, so the batch
+    can be perturbed."""
+    smooth = load_accounting("realistic", integer_batch=False)
+
+    def tput_bw(bw):
+        hw = moejax.load_hardware("h100-sxm", hbm_bw=bw)
+        return moejax.decode_step("llama-3-70b", hw, TP8, 8192, batch=8, accounting=smooth).throughput
+
+    def tput_batch(b):
+        return moejax.decode_step("llama-3-70b", H100, TP8, 8192, batch=b, accounting=smooth).throughput
+
+    for f, x in ((tput_bw, float(H100.hbm_bw)), (tput_batch, 8.0)):
+        g = float(jax.grad(f)(x))
+        h = 1e-6 * x
+        fd = (float(f(x + h)) - float(f(x - h))) / (2 * h)
+        assert g > 0 and g == pytest.approx(fd, rel=1e-6)
+
+
+def write(tmp_path, name, text) -> Path:
+    path = tmp_path / name
+    path.write_text(text)
+    return path
+
+
+def test_malformed_model_yaml_in_process(tmp_path):
+    bad = write(tmp_path, "cut.yaml", "architecture:\n  n_layers: 61\n  d_model: [7168\n")
+    with pytest.raises(SpecError, match=rf"^{bad}: is not valid YAML at line \d+, column \d+"):
+        moejax.load_model(str(bad))
+
+
+@pytest.mark.parametrize("change,fragment", [
+    (("attention: mla", "attention: [mla]"), "architecture.attention = ['mla'] is invalid: allowed mha"),
+    (("cross_attention: false", "cross_attention: 'no'"), "architecture.cross_attention = 'no' is invalid: must be true or false"),
+    (("architecture:", "dtypes: fp8\narchitecture:"), "dtypes = 'fp8' is invalid: must be a mapping"),
+])
+def test_wrongly_typed_model_yaml_names_path_field_and_value(change, fragment, tmp_path):
+    text = (ROOT / "conf/model/deepseek-v3.yaml").read_text()
+    assert change[0] in text
+    path = write(tmp_path, "m.yaml", text.replace(change[0], change[1], 1))
+    with pytest.raises(SpecError) as e:
+        moejax.load_model(str(path))
+    assert str(e.value).startswith(f"{path}: ") and fragment in str(e.value)
+
+
+def test_wrongly_typed_hardware_yaml(tmp_path):
+    text = (ROOT / "conf/hardware/h100-sxm.yaml").read_text()
+    path = write(tmp_path, "hw.yaml", text + "\nfabric: {value: [mesh], source: test}\n")
+    with pytest.raises(SpecError, match=r"fabric = \['mesh'\] is invalid: allowed switched, mesh"):
+        moejax.load_hardware(str(path))
+
+
+@pytest.mark.parametrize("text", ["", "{", '{"model_type": "llama", "hidden_size": 4096,'])
+def test_empty_or_truncated_hf_config_in_process(text, tmp_path):
+    path = write(tmp_path, "config.json", text)
+    with pytest.raises(SpecError, match=rf"^{path}: is not valid JSON"):
+        moejax.load_model(str(path))
+
+
+def test_hf_field_errors_name_the_path(tmp_path):
+    path = write(tmp_path, "config.json", json.dumps({"model_type": "gpt2"}))
+    with pytest.raises(SpecError, match=rf"^{path}: model_type = 'gpt2' is invalid"):
+        moejax.load_model(str(path))
+
