@@ -7,7 +7,6 @@ Writes ``breakeven.nc`` (dims model, hardware, num_gpus, context) into the Hydra
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import hydra
@@ -17,6 +16,7 @@ from omegaconf import DictConfig
 from .analysis.breakeven import REASONS, solve, summary_json, to_dataset
 from .cli import grid_job, one_line_errors
 from .engine.config import register
+from .engine.dataset import publish, temp_name
 from .engine.plan import grid_accounting, partition_space_json, partition_space_note
 from .version import __version__
 
@@ -34,9 +34,12 @@ def run(cfg: DictConfig, out_path: Path) -> str:
              "accounting_mode": acc.mode, "expert_traffic": acc.expert_traffic, "roofline": acc.roofline}
     ds = to_dataset(out, coords, attrs)
     out_path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out_path.with_name(f".{out_path.name}.tmp")
-    ds.to_netcdf(tmp, engine="netcdf4")
-    os.replace(tmp, out_path)
+    tmp = temp_name(out_path)
+    try:
+        ds.to_netcdf(tmp, engine="netcdf4")
+        publish(tmp, out_path, bool(cfg.get("overwrite", False)))
+    finally:
+        tmp.unlink(missing_ok=True)
     result = summary_json(out, seconds)
     lines = [f"wrote {out_path}", *filter(None, [partition_space_note(attrs["partition_space"])]),
              f"{'model':<18} {'median kappa*':>14} {'found':>7} {'optax off':>9}  no crossing"]

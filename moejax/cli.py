@@ -7,6 +7,7 @@ import dataclasses
 import functools
 import logging
 import os
+import signal
 import sys
 import warnings
 from collections.abc import Callable
@@ -15,11 +16,13 @@ from pathlib import Path
 import jax
 import yaml
 from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
 from omegaconf import DictConfig
 from omegaconf.errors import OmegaConfBaseException
 
 from .catalogue import CONF_DIR, add_config_dir
 from .engine import distributed
+from .engine.dataset import check_output
 from .physics.specs import SpecError
 
 
@@ -28,13 +31,20 @@ def remove_if_empty(run_dir: Path) -> None:
         run_dir.rmdir()
 
 
+def _terminate(signum, frame):
+    """SIGTERM unwinds like Ctrl-C, so temporary files are removed and parts kept on the way out."""
+    raise KeyboardInterrupt
+
+
 def run_command(job: Callable[[Path], str], compilation_cache=None) -> None:
     """Run ``job(run_dir) -> report`` inside a Hydra task and print its report; a ``SpecError``
-    becomes ``error: ...`` on stderr and exit code 2. An empty run directory is removed."""
+    becomes ``error: ...`` on stderr and exit code 2; Ctrl-C or SIGTERM becomes ``interrupted: ...``
+    and exit code 130. An empty run directory is removed."""
     logging.getLogger("jax._src.xla_bridge").setLevel(logging.ERROR)  # "no TPU/GPU backend" notices
     if compilation_cache:  # compiled kernels persist across runs (the κ* kernel takes ~20 s to compile)
         jax.config.update("jax_compilation_cache_dir", str(Path(compilation_cache).expanduser()))
     run_dir = Path(HydraConfig.get().runtime.output_dir)
+    previous = signal.signal(signal.SIGTERM, _terminate)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)
@@ -43,6 +53,12 @@ def run_command(job: Callable[[Path], str], compilation_cache=None) -> None:
         print(f"error: {e}", file=sys.stderr)
         remove_if_empty(run_dir)
         sys.exit(2)
+    except KeyboardInterrupt as e:
+        print(f"interrupted: {e}" if str(e) else "interrupted", file=sys.stderr)
+        remove_if_empty(run_dir)
+        sys.exit(130)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
     remove_if_empty(run_dir)
     print(report)
 
@@ -77,7 +93,11 @@ def grid_job(cfg: DictConfig, filename: str, job) -> None:
             _resolve_overrides(cfg)
             if cfg.distributed is not None:
                 distributed.initialize(cfg.distributed)  # must precede every other use of JAX
-            return job(cfg, Path(cfg.out) if cfg.out else run_dir / filename)
+            out = Path(cfg.out) if cfg.out else run_dir / filename
+            if cfg.out and HydraConfig.get().mode == RunMode.MULTIRUN:  # each job its own file: NAME-<job>.nc
+                out = out.with_name(f"{out.stem}-{HydraConfig.get().job.num}{out.suffix}")
+            check_output(out, bool(cfg.get("overwrite", False)))  # before computing
+            return job(cfg, out)
         except OmegaConfBaseException as e:  # a mandatory value left unset (???), an interpolation that fails
             raise SpecError(hydra_error_line(e)) from None
     run_command(grid_run, cfg.compilation_cache)

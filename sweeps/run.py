@@ -199,7 +199,7 @@ def study_qs_paper(run_dir: Path, sweep: bool) -> tuple[int, str]:
              _table([headline_row(run_dir / "calibration" / "residuals.csv"),
                      *calibration_rows(run_dir / "calibration" / "residuals.csv")])]
     if sweep:
-        rc, out, seconds = _run("sweep", ["moejax.sweep", "+grid=qs-paper", f"out={run_dir / 'sweep.nc'}",
+        rc, out, seconds = _run("sweep", ["moejax.sweep", "+grid=qs-paper", f"out={run_dir / 'sweep.nc'}", "overwrite=true",
                                           f"hydra.run.dir={run_dir / 'hydra'}"], run_dir)
         if rc:
             return rc, ""

@@ -126,6 +126,8 @@ class SweepConf:
     model: Any = None  # set by the optional `model=NAME` group: replaces grid.models
     hardware: Any = None  # set by the optional `hardware=NAME` group: replaces grid.hardware
     out: Any = None  # dataset path; default: sweep.nc in the Hydra run directory
+    overwrite: bool = False  # replace an existing out= file
+    max_output_bytes: float = 8e9  # refuse a dataset estimated larger (uncompressed), before computing
     parts_dir: str = "outputs/.parts"  # completed chunks, kept until the dataset is written
     precision: str = "float32"
     keep_partitions: bool = False

@@ -1,13 +1,20 @@
 """Sweep results on disk: one atomic netCDF part per chunk, then one CF-style netCDF4 dataset.
 
-Crash safety: a part is written to a temporary name and renamed, so a part either exists whole
-or not at all; a restarted sweep evaluates only the chunks without a part. The final file is
-assembled part by part (memory bounded by one chunk) into a temporary file, then renamed.
+Crash safety: a part is written to a unique temporary name and renamed, so a part either exists
+whole or not at all; a restarted sweep checks the parts it finds and evaluates only the chunks
+without a whole one. The final file is assembled part by part, one variable at a time (memory
+bounded by one variable of one chunk), into a unique temporary file, then published atomically.
+Runs of the same sweep take turns through a lock on its parts directory.
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
+import math
 import os
+import sys
+import uuid
 from pathlib import Path
 
 import netCDF4
@@ -15,7 +22,7 @@ import numpy as np
 import xarray as xr
 
 from ..physics.cost import BOUND_MEANINGS
-from ..physics.specs import KV_MODES
+from ..physics.specs import KV_MODES, SpecError
 from .grid import AXES, ELASTICITY_FIELDS, PARTITION_FIELDS
 
 FLAG = "flag"
@@ -75,27 +82,141 @@ def variable_attrs(name: str) -> dict:
     return {"units": units, "long_name": long_name}
 
 
+def temp_name(path: Path) -> Path:
+    """A hidden temporary next to ``path``, unique to this process and call: concurrent writers
+    never share one, and being on the same filesystem, it can be renamed onto ``path`` atomically."""
+    return path.with_name(f".{path.name}.{os.getpid()}-{uuid.uuid4().hex[:8]}.tmp")
+
+
 def write_part(parts_dir: Path, chunk_id: int, axis: str, positions: slice, results: dict, trailing: dict | None = None) -> None:
-    """Write one chunk's raw results atomically (temporary name, then rename). ``trailing``: the
-    dimensions after the grid axes of results that have their own (name -> dims)."""
+    """Write one chunk's raw results atomically (unique temporary name, then rename). ``trailing``:
+    the dimensions after the grid axes of results that have their own (name -> dims)."""
     parts_dir.mkdir(parents=True, exist_ok=True)
     dims = AXES + ("partition",) if results["feasible"].ndim == 5 else AXES
     data = {k: (dims[: v.ndim - (k in FIELD_STACKS)] + ((f"{k}_field",) if k in FIELD_STACKS else ()), v)
             for k, v in results.items()}
     data.update({k: (AXES + tuple(trailing[k]), v) for k, v in results.items() if trailing and k in trailing})
     ds = xr.Dataset(data, attrs={"chunk_id": chunk_id, "axis": axis, "start": positions.start, "stop": positions.stop})
-    tmp = parts_dir / f".part-{chunk_id:06d}.nc.tmp"
-    ds.to_netcdf(tmp, engine="netcdf4")
-    os.replace(tmp, parts_dir / f"part-{chunk_id:06d}.nc")
+    path = parts_dir / f"part-{chunk_id:06d}.nc"
+    tmp = temp_name(path)
+    try:
+        ds.to_netcdf(tmp, engine="netcdf4")
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)  # only left when writing failed or was interrupted
+
+
+def part_is_whole(path: Path, chunk_id: int) -> bool:
+    """Whether a part on disk reads back completely (a truncated or garbled file does not)."""
+    try:
+        with netCDF4.Dataset(path) as nc:
+            if int(nc.getncattr("chunk_id")) != chunk_id or "feasible" not in nc.variables:
+                return False
+            for var in nc.variables.values():
+                var[...]  # reads every byte, one variable at a time
+        return True
+    except Exception:  # noqa: BLE001 - HDF5 reports damage as OSError, RuntimeError, IndexError, ...
+        return False
+
+
+def _chunk_id(path: Path) -> int:
+    return int(path.name.lstrip(".").split("-")[1].split(".")[0])
 
 
 def completed_chunks(parts_dir: Path, owned=None) -> set[int]:
-    """Chunks whose part is on disk. Half-written temporaries of a killed run are removed, only
-    those of the ``owned`` chunks when given (other processes may be writing theirs)."""
-    for tmp in parts_dir.glob(".part-*.nc.tmp"):
-        if owned is None or int(tmp.name.split("-")[1].split(".")[0]) in owned:
+    """Chunks whose part is on disk and reads back whole. Temporaries of a killed run are removed,
+    and damaged parts are removed (to be recomputed), only those of the ``owned`` chunks when given
+    (other processes may be writing theirs). Call it holding ``parts_lock``."""
+    mine = lambda p: owned is None or _chunk_id(p) in owned
+    for tmp in parts_dir.glob(".part-*.tmp"):
+        if mine(tmp):
             tmp.unlink(missing_ok=True)
-    return {int(p.stem.split("-")[1]) for p in parts_dir.glob("part-*.nc")}
+    done = set()
+    for part in parts_dir.glob("part-*.nc"):
+        if not mine(part) or part_is_whole(part, _chunk_id(part)):
+            done.add(_chunk_id(part))
+        else:
+            print(f"warning: {part} is damaged; its chunk is computed again", file=sys.stderr)
+            part.unlink(missing_ok=True)
+    return done
+
+
+@contextlib.contextmanager
+def parts_lock(parts_dir: Path):
+    """Hold an exclusive lock on ``parts_dir`` (created if needed): a second run of the same sweep
+    says so on stderr and waits for the first, then resumes from what is left. The kernel drops the
+    lock when its holder dies, so a killed run never blocks the next one. If the holder removed the
+    directory (its run finished), the lock is taken again on a fresh one."""
+    said = False
+    while True:
+        parts_dir.mkdir(parents=True, exist_ok=True)
+        path = parts_dir / ".lock"
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            if not said:
+                print(f"waiting: another run of this sweep is using {parts_dir}; this one continues when it ends",
+                      file=sys.stderr, flush=True)
+                said = True
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        except OSError:  # a filesystem without locks (some network mounts): go on unlocked, as before
+            break
+        try:
+            current = os.stat(path).st_ino == os.fstat(fd).st_ino
+        except FileNotFoundError:
+            current = False
+        if current:
+            break
+        os.close(fd)
+    try:
+        yield
+    finally:
+        os.close(fd)
+
+
+def check_output(out: Path, overwrite: bool) -> None:
+    """Fail early, before any computing: ``out`` must be a file path that can be written (and does
+    not exist, unless ``overwrite``). Checked by creating and removing a probe file; directories
+    created for the probe are removed again."""
+    if out.is_dir():
+        raise SpecError(f"out = '{out}' is invalid: it is a directory; give a file path, e.g. out={out / 'sweep.nc'}")
+    if out.exists() and not overwrite:
+        raise SpecError(f"out = '{out}' is invalid: the file exists; choose another path or add overwrite=true")
+    missing = [d for d in [out.parent, *out.parent.parents] if not d.exists()]
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        probe = temp_name(out)
+        probe.touch()
+        probe.unlink()
+    except OSError as e:
+        raise SpecError(f"out = '{out}' is invalid: cannot write there ({e.strerror or e})") from None
+    finally:
+        for d in missing:
+            with contextlib.suppress(OSError):
+                d.rmdir()
+
+
+def publish(tmp: Path, out: Path, overwrite: bool) -> None:
+    """Move a finished temporary onto ``out`` atomically. Without ``overwrite`` an existing ``out``
+    (e.g. written meanwhile by a concurrent run) is never replaced: a hard link creates ``out`` only
+    if it does not exist. ``tmp`` is gone afterwards, whatever happens."""
+    taken = SpecError(f"out = '{out}' is invalid: another run wrote that file meanwhile; "
+                      "choose another path or add overwrite=true")
+    try:
+        if overwrite:
+            os.replace(tmp, out)
+            return
+        try:
+            os.link(tmp, out)
+        except FileExistsError:
+            raise taken from None
+        except OSError:  # a filesystem without hard links: check, then rename
+            if out.exists():
+                raise taken from None
+            os.replace(tmp, out)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def _create_variable(nc, name, dims, dtype, chunks, attrs):
@@ -106,81 +227,114 @@ def _create_variable(nc, name, dims, dtype, chunks, attrs):
     return var
 
 
+def _data_variables(dims: tuple, float_dtype: str, keep_partitions: bool, sensitivities: bool) -> list:
+    """``(name, dims, dtype)`` of every per-point variable the dataset holds."""
+    names = list(VARIABLES) + ([] if keep_partitions else list(DEGREES))
+    names += list(ELASTICITIES) if sensitivities else []
+    out = [(name, dims[:6] if name in DEGREES else dims,
+            "i1" if name in INT_VARS else "i2" if name in DEGREES else float_dtype) for name in names]
+    return out + ([("partition_valid", dims, "i1")] if keep_partitions else [])
+
+
+def estimated_bytes(coords: dict, float_dtype: str, keep_partitions: bool, sensitivities: bool) -> int:
+    """Uncompressed size in bytes of the dataset's per-point variables: cells times bytes per cell,
+    the partition dimension included when kept.
+
+    >>> c = {d: (range(n), {}) for d, n in zip(("model", "variant", "kappa", "hardware", "num_gpus", "context"), (1, 2, 1, 1, 1, 10))}
+    >>> estimated_bytes(c, "f4", False, False)  # 20 cells x (14 f4 + 2 i1 flags + 8 i2 degrees + 1 i1 kv_mode)
+    1500
+    """
+    sizes = {d: len(values) for d, (values, _) in coords.items()}
+    return sum(math.prod(sizes[d] for d in var_dims) * np.dtype(dtype).itemsize
+               for _, var_dims, dtype in _data_variables(tuple(coords), float_dtype, keep_partitions, sensitivities))
+
+
 def assemble(out: Path, parts_dir: Path, coords: dict, row_map: np.ndarray, global_attrs: dict,
              float_dtype: str, partition_table: np.ndarray | None = None, extra: tuple = (),
              sensitivities: bool = False, derive=None, extra_dims: dict | None = None,
-             extra_vars: tuple = ()) -> None:
+             extra_vars: tuple = (), overwrite: bool = False) -> None:
     """Write the final dataset from the parts.
 
     ``coords``: ordered ``{dim: (values, attrs)}`` for model, variant, kappa, hardware, num_gpus,
     context (and partition when kept). ``row_map[model, variant, kappa]`` is the kernel row
     holding that combination. ``extra``: small ``(name, dims, values)`` flag variables.
-    ``derive(nc)``, if given, adds derived variables to the open file before it is renamed.
+    ``derive(nc)``, if given, adds derived variables to the open file before it is published.
     ``extra_dims`` ``{dim: (values, attrs)}`` and ``extra_vars`` ``(name, trailing dims, dtype,
     attrs)``: results with dimensions of their own after the grid's (the frontier's).
+    The temporary file is removed on every exit path (error, Ctrl-C, SIGTERM turned into one).
     """
-    dims = tuple(coords)
-    tmp = out.with_name(f".{out.name}.tmp")
     out.parent.mkdir(parents=True, exist_ok=True)
-    with netCDF4.Dataset(tmp, "w", format="NETCDF4") as nc:
-        for dim, (values, attrs) in coords.items():
-            nc.createDimension(dim, len(values))
-            values = np.asarray(values)
-            kind = str if values.dtype.kind in "US" else values.dtype
-            var = nc.createVariable(dim, kind, (dim,))
-            var[:] = values.astype(object) if kind is str else values
-            var.setncatts(attrs)
-        nc.setncatts(global_attrs)
-        chunks = [1] * (len(dims) - 3) + [len(coords[d][0]) for d in dims[-3:]]
-        names = list(VARIABLES) + ([] if partition_table is not None else list(DEGREES))
-        names += list(ELASTICITIES) if sensitivities else []
-        for name in names:
-            var_dims = dims[:6] if name in DEGREES else dims
-            dtype = "i1" if name in INT_VARS else "i2" if name in DEGREES else float_dtype
-            _create_variable(nc, name, var_dims, dtype, chunks[: len(var_dims)], variable_attrs(name))
-        if partition_table is not None:
-            for i, f in enumerate(PARTITION_FIELDS):
-                var = nc.createVariable(f"partition_{f}", "i4", ("num_gpus", "partition"))
-                var[:] = partition_table[..., i].astype(np.int32)
-                var.setncatts({"long_name": f"candidate partition: {f}", "units": "1"})
-            _create_variable(nc, "partition_valid", dims, "i1", chunks, {"long_name": "candidate is a legal split of the model", "flag_values": np.array([0, 1], np.int8), "flag_meanings": "illegal legal"})
-        for dim, (values, attrs) in (extra_dims or {}).items():
-            nc.createDimension(dim, len(values))
-            nc.createVariable(dim, np.asarray(values).dtype, (dim,))[:] = values
-            nc.variables[dim].setncatts(attrs)
-        for name, trailing, dtype, attrs in extra_vars:
-            _create_variable(nc, name, dims[:6] + tuple(trailing), dtype, chunks[:6] + [len(nc.dimensions[d]) for d in trailing], attrs)
-        for name, var_dims, values in extra:
-            var = nc.createVariable(name, values.dtype, var_dims)
-            var[:] = values
-            var.setncatts(variable_attrs(name))
-        for part in sorted(parts_dir.glob("part-*.nc")):
-            with xr.open_dataset(part, engine="netcdf4") as ds:
-                ds = ds.load()
-            _write_chunk(nc, ds, row_map)
-        if derive is not None:
-            derive(nc)
-    os.replace(tmp, out)
+    tmp = temp_name(out)
+    try:
+        with netCDF4.Dataset(tmp, "w", format="NETCDF4") as nc:
+            _write_layout(nc, coords, global_attrs, float_dtype, partition_table, extra, sensitivities, extra_dims, extra_vars)
+            for part in sorted(parts_dir.glob("part-*.nc")):
+                with netCDF4.Dataset(part) as ds:
+                    _write_chunk(nc, ds, row_map)
+            if derive is not None:
+                derive(nc)
+        publish(tmp, out, overwrite)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
-def _write_chunk(nc, part: xr.Dataset, row_map: np.ndarray) -> None:
-    """Scatter one part (kernel row layout) into the dataset's (model, variant, kappa, ...) layout."""
-    axis, lo, hi = part.attrs["axis"], int(part.attrs["start"]), int(part.attrs["stop"])
+def _write_layout(nc, coords, global_attrs, float_dtype, partition_table, extra, sensitivities, extra_dims=None,
+                  extra_vars=()) -> None:
+    """Dimensions, coordinates, attributes, empty per-point variables and the small extras."""
+    dims = tuple(coords)
+    for dim, (values, attrs) in coords.items():
+        nc.createDimension(dim, len(values))
+        values = np.asarray(values)
+        kind = str if values.dtype.kind in "US" else values.dtype
+        var = nc.createVariable(dim, kind, (dim,))
+        var[:] = values.astype(object) if kind is str else values
+        var.setncatts(attrs)
+    nc.setncatts(global_attrs)
+    chunks = [1] * (len(dims) - 3) + [len(coords[d][0]) for d in dims[-3:]]
+    for name, var_dims, dtype in _data_variables(dims, float_dtype, partition_table is not None, sensitivities):
+        attrs = variable_attrs(name) if name != "partition_valid" else {
+            "long_name": "candidate is a legal split of the model", "flag_values": np.array([0, 1], np.int8),
+            "flag_meanings": "illegal legal"}
+        _create_variable(nc, name, var_dims, dtype, chunks[: len(var_dims)], attrs)
+    if partition_table is not None:
+        for i, f in enumerate(PARTITION_FIELDS):
+            var = nc.createVariable(f"partition_{f}", "i4", ("num_gpus", "partition"))
+            var[:] = partition_table[..., i].astype(np.int32)
+            var.setncatts({"long_name": f"candidate partition: {f}", "units": "1"})
+    for dim, (values, attrs) in (extra_dims or {}).items():
+        nc.createDimension(dim, len(values))
+        nc.createVariable(dim, np.asarray(values).dtype, (dim,))[:] = values
+        nc.variables[dim].setncatts(attrs)
+    for name, trailing, dtype, attrs in extra_vars:
+        _create_variable(nc, name, dims[:6] + tuple(trailing), dtype, chunks[:6] + [len(nc.dimensions[d]) for d in trailing], attrs)
+    for name, var_dims, values in extra:
+        var = nc.createVariable(name, values.dtype, var_dims)
+        var[:] = values
+        var.setncatts(variable_attrs(name))
+
+
+def _write_chunk(nc, part, row_map: np.ndarray) -> None:
+    """Scatter one part (kernel row layout, an open netCDF4 file) into the dataset's (model,
+    variant, kappa, ...) layout, reading one variable at a time."""
+    axis, lo, hi = part.getncattr("axis"), int(part.getncattr("start")), int(part.getncattr("stop"))
     grid_slices = {a: slice(None) for a in AXES[1:]}
     rows = range(lo, hi) if axis == "row" else range(row_map.max() + 1)
     if axis != "row":
         grid_slices[axis] = slice(lo, hi)
     tail = tuple(grid_slices[a] for a in AXES[1:])
-    arrays = {k: v.values for k, v in part.data_vars.items()}
-    for stack, fields in FIELD_STACKS.items():
-        prefix = "elasticity_" if stack == "elasticities" else ""
-        for i, f in enumerate(fields if stack in arrays else ()):
-            arrays[prefix + f] = arrays[stack][..., i]
-    for m, v, k in zip(*np.nonzero(row_map >= 0)):
-        row = row_map[m, v, k]
-        if row not in rows:
+    targets = [(m, v, k, row_map[m, v, k] - (lo if axis == "row" else 0))
+               for m, v, k in zip(*np.nonzero(row_map >= 0)) if row_map[m, v, k] in rows]
+    for stored, var in part.variables.items():
+        if stored not in nc.variables and stored not in FIELD_STACKS:
             continue
-        local = row - (lo if axis == "row" else 0)
-        for name, values in arrays.items():
+        var.set_auto_mask(False)  # raw values: NaN and flags as written
+        values = var[...]
+        if stored in FIELD_STACKS:
+            prefix = "elasticity_" if stored == "elasticities" else ""
+            arrays = {prefix + f: values[..., i] for i, f in enumerate(FIELD_STACKS[stored])}
+        else:
+            arrays = {stored: values}
+        for name, array in arrays.items():
             if name in nc.variables:
-                nc.variables[name][(m, v, k) + tail] = values[local]
+                for m, v, k, local in targets:
+                    nc.variables[name][(m, v, k) + tail] = array[local]

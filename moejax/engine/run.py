@@ -1,11 +1,14 @@
 """Running a sweep: chunk by chunk on the local devices (and processes), each chunk written as an
 atomic part keyed by a hash of the config, the resolved catalogue numbers and the package source,
-then one CF netCDF dataset assembled from the parts."""
+then one CF netCDF dataset assembled from the parts. Runs of the same sweep take turns (a lock on
+its parts directory); an interrupted run keeps its parts for the next one."""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
+import math
 import shutil
 import sys
 import time
@@ -17,11 +20,14 @@ from omegaconf import DictConfig, OmegaConf
 from tqdm import tqdm
 
 from ..catalogue import HARDWARE_FIELDS
+from ..physics.specs import SpecError
 from ..version import __version__
 from . import distributed
 from .config import validate_grid
-from .dataset import assemble, completed_chunks, write_part
+from .dataset import assemble, check_output, completed_chunks, estimated_bytes, parts_lock, write_part
 from .frontier import sweep_hooks
+
+AXES_OF_POINTS = ("model", "variant", "kappa", "hardware", "num_gpus", "context")
 from .grid import evaluate_chunks, local_devices, n_chunks
 from .plan import SweepPlan, build_plan, mask_missing_baselines, partition_space_json
 
@@ -49,14 +55,38 @@ def _code_digest() -> str:
     return h.hexdigest()
 
 
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C (or SIGTERM) during a sweep; the message says how many chunks were kept, and where."""
+
+
+def check_size(cfg: DictConfig, plan: SweepPlan, hooks) -> None:
+    """Refuse, before computing, a dataset larger than ``max_output_bytes`` (uncompressed), the
+    frontier's variables (``hooks``) included."""
+    limit = cfg.get("max_output_bytes", float("inf"))
+    if not limit > 0:
+        raise SpecError(f"max_output_bytes = {limit!r} is invalid: must be a positive number of bytes")
+    size = estimated_bytes(plan.coords, "f8" if cfg.precision == "float64" else "f4", cfg.keep_partitions, cfg.sensitivities)
+    points = math.prod(len(plan.coords[d][0]) for d in AXES_OF_POINTS)
+    size += sum(points * math.prod(len(hooks.dims[d][0]) for d in trailing) * np.dtype(dtype).itemsize
+                for _, trailing, dtype, _ in hooks.variables)
+    if size > limit:
+        cells = int(np.prod([len(v) for v, _ in plan.coords.values()]))
+        raise SpecError(f"max_output_bytes = {limit:.3g} is invalid for this grid: its dataset would take about "
+                        f"{size / 1e9:.3g} GB ({cells:.3g} cells, before compression); raise the limit "
+                        f"(max_output_bytes={size * 1.1:.2g}) or shrink the grid")
+
+
 def run(cfg: DictConfig, out: Path, derive=None) -> Path | None:
     """Evaluate the grid chunk by chunk (resuming from completed parts) and write ``out``; with
     several processes each evaluates its share and process 0 writes ``out`` (others return None).
     ``derive(plan)``, if given, returns a function that adds derived variables to the open dataset
-    (the qs columns, κ*); it is not called with ``keep_partitions``."""
+    (the qs columns, κ*); it is not called with ``keep_partitions``. ``out`` must not exist unless
+    ``cfg.overwrite``. Ctrl-C raises ``Interrupted``, the parts kept."""
     if cfg.precision == "float64":
         jax.config.update("jax_enable_x64", True)
     validate_grid(cfg.grid, cfg.precision)
+    if not (isinstance(cfg.max_chunk_evaluations, int) and cfg.max_chunk_evaluations > 0):
+        raise SpecError(f"max_chunk_evaluations = {cfg.max_chunk_evaluations!r} is invalid: must be a positive integer")
     plan = build_plan(cfg.grid, cfg.keep_partitions)
     science = science_config(cfg)
     text = OmegaConf.to_yaml(OmegaConf.create(science))
@@ -69,11 +99,36 @@ def run(cfg: DictConfig, out: Path, derive=None) -> Path | None:
     parts_dir = Path(cfg.parts_dir) / digest
     dtype = np.float64 if cfg.precision == "float64" else np.float32
     hooks = sweep_hooks(plan.frontier, plan.accounting, dtype, cfg.max_chunk_evaluations, "f8" if dtype == np.float64 else "f4")
+    check_size(cfg, plan, hooks)
     total = n_chunks(plan.inputs, hooks.max_evaluations)
+    overwrite = bool(cfg.get("overwrite", False))
+    with parts_lock(parts_dir) if pid == 0 else contextlib.nullcontext():  # other processes: process 0's share
+        try:
+            if pid == 0:
+                check_output(out, overwrite)  # again: a run this one waited for may have written it
+            written = _evaluate(cfg, plan, hooks, parts_dir, total, pid, n_proc, devices)
+            if written:
+                _assemble(cfg, plan, hooks, parts_dir, total, out, text, specs, derive, overwrite)
+        except KeyboardInterrupt:
+            kept = len(list(parts_dir.glob("part-*.nc")))
+            raise Interrupted(f"{kept} of {total} chunks kept in {parts_dir}; rerun the same command to resume") from None
+        except SpecError:  # e.g. out= written meanwhile by a run this one waited for
+            if pid == 0 and not any(parts_dir.glob("part-*.nc")):
+                shutil.rmtree(parts_dir, ignore_errors=True)
+            raise
+        if not written:
+            return None
+        shutil.rmtree(parts_dir)
+    return out
+
+
+def _evaluate(cfg, plan: SweepPlan, hooks, parts_dir: Path, total: int, pid: int, n_proc: int, devices) -> bool:
+    """Compute this process's missing chunks into parts; whether this process assembles."""
     mine = {c for c in range(total) if c % n_proc == pid}
     done = completed_chunks(parts_dir, owned=mine) | set(range(total)) - mine
     per_chunk = plan.inputs.n_partitions * int(np.prod(list(plan.inputs.shape.values()))) / total
     show = cfg.progress is True or (cfg.progress == "auto" and total - len(done) > 1 and sys.stderr.isatty())
+    dtype = np.float64 if cfg.precision == "float64" else np.float32
     start = time.perf_counter()
     with tqdm(total=total, initial=len(done), unit="chunk", disable=not show, file=sys.stderr) as bar:
         for cid, axis, positions, results in evaluate_chunks(plan.inputs, plan.batch, plan.accounting, cfg.keep_partitions,
@@ -85,8 +140,15 @@ def run(cfg: DictConfig, out: Path, derive=None) -> Path | None:
             bar.set_postfix_str(f"{per_chunk * (bar.n - len(done)) / (time.perf_counter() - start):.3g} evaluations/s")
     if n_proc > 1:
         distributed.barrier("moejax: all parts written")
-        if pid != 0:
-            return None  # process 0 assembles the dataset
+    return pid == 0  # process 0 assembles the dataset
+
+
+def _assemble(cfg, plan: SweepPlan, hooks, parts_dir: Path, total: int, out: Path, text: str, specs: str, derive,
+              overwrite: bool) -> None:
+    missing = set(range(total)) - completed_chunks(parts_dir, owned=set())
+    if missing:
+        raise RuntimeError(f"{len(missing)} of {total} parts missing in {parts_dir} (rerun the same command)")
+    dtype = np.float64 if cfg.precision == "float64" else np.float32
     acc = plan.accounting
     attrs = {
         "title": f"moejax decode sweep: grid {cfg.grid.name}",
@@ -113,6 +175,4 @@ def run(cfg: DictConfig, out: Path, derive=None) -> Path | None:
     assemble(out, parts_dir, plan.coords, plan.row_map, attrs, "f8" if dtype == np.float64 else "f4",
              plan.inputs.partitions if cfg.keep_partitions else None, extra=[baseline, *hardware_numbers],
              sensitivities=cfg.sensitivities, derive=None if cfg.keep_partitions or derive is None else derive(plan),
-             extra_dims=hooks.dims, extra_vars=hooks.variables)
-    shutil.rmtree(parts_dir)
-    return out
+             extra_dims=hooks.dims, extra_vars=hooks.variables, overwrite=overwrite)

@@ -1,0 +1,224 @@
+"""Runs that collide, get interrupted or point at bad places: real subprocesses on tiny grids."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import xarray as xr
+
+from moejax.engine.dataset import VARIABLES, assemble, completed_chunks, estimated_bytes, publish, temp_name
+from moejax.physics.specs import SpecError
+
+ROOT = Path(__file__).resolve().parent.parent
+# one model, one accelerator, one cluster size: one chunk per context with max_chunk_evaluations=1
+TINY = ["+grid=quick", "grid.models=[mixtral-8x22b]", "grid.hardware=[h100-sxm]", "grid.num_gpus=[8]", "grid.kappas=[2]",
+        "summary=false", "progress=false"]
+CONTEXTS = [1024 + 256 * i for i in range(16)]
+MANY = [*TINY, f"grid.contexts=[{','.join(map(str, CONTEXTS))}]", "max_chunk_evaluations=1"]
+
+
+def start(args, tmp, **kw):
+    return subprocess.Popen([sys.executable, "-m", "moejax.sweep", *args, f"hydra.run.dir={tmp / 'run'}"], cwd=ROOT,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kw)
+
+
+def sweep(args, tmp):
+    proc = start(args, tmp)
+    out, err = proc.communicate(timeout=300)
+    return proc.returncode, out, err
+
+
+def temporaries(*dirs):
+    return [p for d in dirs for p in Path(d).rglob("*.tmp")]
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory):
+    """The MANY grid computed alone, the yardstick for every collided or resumed run."""
+    tmp = tmp_path_factory.mktemp("reference")
+    rc, _, err = sweep([*MANY, f"out={tmp / 'ref.nc'}", f"parts_dir={tmp / 'parts'}"], tmp)
+    assert rc == 0, err
+    return tmp / "ref.nc"
+
+
+def test_two_identical_sweeps_at_once_both_succeed(reference, tmp_path):
+    """Same sweep, same parts directory, started together: the second waits for the first (or
+    resumes from its parts); both write the right dataset and no part is left behind, whole or not."""
+    parts = tmp_path / "parts"
+    procs = [start([*MANY, f"out={tmp_path / f'{i}.nc'}", f"parts_dir={parts}"], tmp_path / str(i)) for i in (0, 1)]
+    outs = [p.communicate(timeout=300) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], [err[-2000:] for _, err in outs]
+    for i in (0, 1):
+        with xr.open_dataset(reference) as a, xr.open_dataset(tmp_path / f"{i}.nc") as b:
+            assert a.identical(b)
+    assert not list(parts.glob("*/part-*")) and not temporaries(parts, tmp_path)
+
+
+def test_damaged_parts_are_recomputed(reference, tmp_path):
+    """A killed run's parts, one truncated and one garbled: the rerun recomputes those two chunks
+    (with a warning) and writes the same dataset as a clean run."""
+    parts, out = tmp_path / "parts", tmp_path / "x.nc"
+    proc = start([*MANY, f"out={out}", f"parts_dir={parts}"], tmp_path)
+    deadline = time.time() + 120
+    while time.time() < deadline and len(list(parts.glob("*/part-*.nc"))) < 3:
+        time.sleep(0.01)
+    proc.kill()
+    proc.communicate()
+    files = sorted(parts.glob("*/part-*.nc"))
+    assert len(files) >= 3 and not out.exists()
+    data = files[0].read_bytes()
+    files[0].write_bytes(data[: len(data) // 2])  # truncated
+    files[1].write_bytes(b"\0" * len(files[1].read_bytes()))  # garbled
+    rc, _, err = sweep([*MANY, f"out={out}", f"parts_dir={parts}"], tmp_path)
+    assert rc == 0, err
+    assert err.count("is damaged; its chunk is computed again") == 2, err
+    with xr.open_dataset(reference) as a, xr.open_dataset(out) as b:
+        assert a.identical(b)
+
+
+def test_two_sweeps_racing_for_one_out_file(tmp_path):
+    """Different sweeps, same out=: one wins, the other says so in one line (exit 2); the file is
+    whole and is the winner's."""
+    out = tmp_path / "same.nc"
+    procs = [start([*TINY, f"grid.contexts=[{c}]", f"out={out}", f"parts_dir={tmp_path / 'parts'}"], tmp_path / str(c))
+             for c in (1024, 2048)]
+    outs = [p.communicate(timeout=300) for p in procs]
+    codes = sorted(p.returncode for p in procs)
+    assert codes == [0, 2], outs
+    loser = next(err for p, (_, err) in zip(procs, outs) if p.returncode == 2)
+    assert len(loser.strip().splitlines()) == 1 and loser.startswith(f"error: out = '{out}' is invalid: "), loser
+    winner = next(c for p, c in zip(procs, (1024, 2048)) if p.returncode == 0)
+    with xr.open_dataset(out) as ds:
+        assert ds.context.values.tolist() == [winner] and bool(ds.feasible.any())
+    assert not temporaries(tmp_path)
+
+
+def test_multirun_with_out_gives_each_job_its_own_file(tmp_path):
+    out = tmp_path / "hw.nc"
+    proc = subprocess.run([sys.executable, "-m", "moejax.sweep", "-m", *TINY, "grid.contexts=[4096]", "hardware=h100-sxm,b200",
+                           f"out={out}", f"parts_dir={tmp_path / 'parts'}", f"hydra.sweep.dir={tmp_path / 'multi'}"],
+                          cwd=ROOT, capture_output=True, text=True, timeout=300, check=False)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    for job, hw in enumerate(("h100-sxm", "b200")):
+        with xr.open_dataset(tmp_path / f"hw-{job}.nc") as ds:
+            assert ds.hardware.values.tolist() == [hw]
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("case", ["directory", "exists", "read_only", "chunk_zero", "chunk_negative", "too_big"])
+def test_bad_output_and_limits_fail_before_computing(case, tmp_path):
+    out, parts = tmp_path / "x.nc", tmp_path / "parts"
+    args = {"directory": [f"out={tmp_path}"], "exists": [f"out={out}"],
+            "read_only": ["out=/sys/moejax-test/x.nc"], "chunk_zero": [f"out={out}", "max_chunk_evaluations=0"],
+            "chunk_negative": [f"out={out}", "max_chunk_evaluations=-5"],
+            "too_big": [f"out={out}", "max_output_bytes=100"]}[case]
+    expected = {"directory": f"out = '{tmp_path}' is invalid: it is a directory",
+                "exists": f"out = '{out}' is invalid: the file exists; choose another path or add overwrite=true",
+                "read_only": "out = '/sys/moejax-test/x.nc' is invalid: cannot write there",
+                "chunk_zero": "max_chunk_evaluations = 0 is invalid: must be a positive integer",
+                "chunk_negative": "max_chunk_evaluations = -5 is invalid: must be a positive integer",
+                "too_big": "max_output_bytes = 100 is invalid for this grid: its dataset would take about"}[case]
+    if case == "exists":
+        out.write_text("keep me")
+    rc, _, err = sweep([*TINY, "grid.contexts=[4096]", *args, f"parts_dir={parts}"], tmp_path)
+    assert rc == 2 and len(err.strip().splitlines()) == 1 and err.startswith(f"error: {expected}"), err
+    assert not parts.exists() and not (tmp_path / "run").exists()  # refused before any chunk was computed
+    assert out.read_text() == "keep me" if case == "exists" else not out.exists()
+    assert not temporaries(tmp_path) and not Path("/sys/moejax-test").exists()
+
+
+def test_overwrite_true_replaces_an_existing_file(tmp_path):
+    out = tmp_path / "x.nc"
+    out.write_text("old")
+    rc, _, err = sweep([*TINY, "grid.contexts=[4096]", f"out={out}", "overwrite=true", f"parts_dir={tmp_path / 'p'}"], tmp_path)
+    assert rc == 0, err
+    with xr.open_dataset(out) as ds:
+        assert ds.context.values.tolist() == [4096]
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_interrupt_keeps_parts_and_says_how_to_resume(sig, reference, tmp_path):
+    """Ctrl-C (SIGINT) or SIGTERM mid-run: one line, exit 130, parts kept, no output and no
+    temporary file; the same command then completes the dataset."""
+    parts, out = tmp_path / "parts", tmp_path / "x.nc"
+    proc = start([*MANY, f"out={out}", f"parts_dir={parts}"], tmp_path)
+    deadline = time.time() + 120
+    while time.time() < deadline and len(list(parts.glob("*/part-*.nc"))) < 3:
+        time.sleep(0.01)
+    proc.send_signal(sig)
+    _, err = proc.communicate(timeout=60)
+    kept = len(list(parts.glob("*/part-*.nc")))
+    assert proc.returncode == 130, err[-2000:]
+    assert err.strip().splitlines()[-1].startswith(f"interrupted: {kept} of {len(CONTEXTS)} chunks kept in {parts}/"), err
+    assert 3 <= kept < len(CONTEXTS) and not out.exists() and not temporaries(parts, tmp_path)
+    if sig == signal.SIGINT:
+        rc, _, err = sweep([*MANY, f"out={out}", f"parts_dir={parts}"], tmp_path)
+        assert rc == 0, err
+        with xr.open_dataset(reference) as a, xr.open_dataset(out) as b:
+            assert a.identical(b)
+
+
+def test_size_estimate_matches_the_written_dataset(reference, tmp_path):
+    """The estimate is the byte count of the per-point variables actually stored (read back and
+    counted by xarray), with and without the partition dimension."""
+    full = tmp_path / "full.nc"
+    rc, _, err = sweep([*TINY, "grid.contexts=[1024,4096]", "keep_partitions=true", f"out={full}",
+                        f"parts_dir={tmp_path / 'p'}"], tmp_path)
+    assert rc == 0, err
+    for path, keep in ((reference, False), (full, True)):
+        with xr.open_dataset(path, mask_and_scale=False) as ds:
+            point = [v for v in ds.data_vars if ds[v].dims[:6] == ("model", "variant", "kappa", "hardware", "num_gpus", "context")]
+            assert set(VARIABLES) <= set(point)
+            coords = {d: (ds[d].values, {}) for d in ds[point[0]].dims}
+            assert estimated_bytes(coords, "f4", keep, False) == sum(ds[v].nbytes for v in point)
+
+
+def test_publish_never_replaces_a_file_without_overwrite(tmp_path):
+    out = tmp_path / "x.nc"
+    out.write_text("first")
+    tmp = temp_name(out)
+    tmp.write_text("second")
+    with pytest.raises(SpecError, match="another run wrote that file meanwhile"):
+        publish(tmp, out, overwrite=False)
+    assert out.read_text() == "first" and not tmp.exists()
+    tmp.write_text("second")
+    publish(tmp, out, overwrite=True)
+    assert out.read_text() == "second" and not tmp.exists()
+
+
+def test_temporaries_are_unique_per_process_and_call(tmp_path):
+    names = {temp_name(tmp_path / "x.nc") for _ in range(100)}
+    assert len(names) == 100 and all(n.parent == tmp_path and n.name.startswith(".x.nc.") for n in names)
+    assert all(str(os.getpid()) in n.name for n in names)
+
+
+def test_completed_chunks_leaves_other_processes_parts_alone(tmp_path):
+    """With ``owned`` (distributed runs), damaged parts and temporaries of other chunks are not
+    touched: another process may be writing them."""
+    for cid in (0, 1):
+        (tmp_path / f"part-{cid:06d}.nc").write_bytes(b"garbage")
+        temp_name(tmp_path / f"part-{cid:06d}.nc").write_bytes(b"half")
+    assert completed_chunks(tmp_path, owned={0}) == {1}
+    assert sorted(p.name for p in tmp_path.iterdir() if not p.name.endswith(".tmp")) == ["part-000001.nc"]
+    assert len(temporaries(tmp_path)) == 1
+    np.testing.assert_equal(completed_chunks(tmp_path), set())
+
+
+@pytest.mark.parametrize("error", [RuntimeError, KeyboardInterrupt])
+def test_failed_assembly_leaves_no_file_behind(error, tmp_path):
+    """An error or Ctrl-C while the dataset is assembled removes its temporary; no output appears."""
+    coords = {d: (np.array(v), {}) for d, v in (("model", ["m"]), ("variant", ["moe", "dense"]), ("kappa", [2.0]),
+                                                 ("hardware", ["h"]), ("num_gpus", [8]), ("context", [1024.0]))}
+
+    def derive(nc):
+        assert temporaries(tmp_path)  # the file being written
+        raise error("stop")
+
+    with pytest.raises(error, match="stop"):
+        assemble(tmp_path / "x.nc", tmp_path, coords, np.zeros((1, 2, 1), int), {}, "f4", derive=derive)
+    assert list(tmp_path.iterdir()) == []
