@@ -112,7 +112,7 @@ def test_killed_run_resumes_to_the_same_dataset(tmp_path):
 
 
 @pytest.mark.parametrize("args,expected", [
-    (["+grid=nope"], "grid = 'nope' is invalid: allowed design-space, frontier, qs-paper, quick"),
+    (["+grid=nope"], "grid = 'nope' is invalid: allowed design-space, frontier, modern, qs-paper, quick"),
     (["+grid=quick", "grid.models=[deepseek-v9]"], "grid.models = 'deepseek-v9' is invalid: allowed deepseek-v3"),
     (["+grid=quick", "grid.hardware=[h1000]"], "grid.hardware = 'h1000' is invalid: allowed a100-sxm, b200"),
     (["+grid=quick", "grid.contexts=[]"], "grid.contexts = [] is invalid"),
