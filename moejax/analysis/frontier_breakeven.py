@@ -45,7 +45,7 @@ from omegaconf import DictConfig
 from ..engine.grid import cast, chunks, device_inputs, lift
 from ..physics.baseline import dense_size, keep_attention
 from ..physics.cost import decode_point
-from ..physics.specs import SpecError, Workload
+from ..physics.specs import Workload
 from .breakeven import GRID4, REASONS, kappa_exists, problem
 
 DIMS = (*GRID4, "interactivity")
@@ -124,16 +124,15 @@ def frontier_breakeven_kernel(steps: int):
     return jax.jit(lift(functools.partial(frontier_breakeven_point, steps=steps)))
 
 
-def solve_frontier(cfg: DictConfig) -> tuple[dict, dict, float]:
+def solve_frontier(cfg: DictConfig) -> tuple[dict, dict, float] | None:
     """κ*(u) for every (MoE model, hardware, num_gpus, context) of ``cfg.grid`` and every level of
-    its interactivity axis: (arrays by output name, coords, seconds). Needs ``grid.batches`` (or
-    an SLO): without them the grid has no frontier."""
+    its interactivity axis: (arrays by output name, coords, seconds); None when the grid has no
+    frontier (neither ``grid.batches`` nor an SLO)."""
     prob = problem(cfg)
     plan, be = prob.plan, cfg.breakeven
     spec = plan.frontier
     if spec is None:
-        raise SpecError("grid.batches = None is invalid: kappa_star_frontier needs the frontier's batches, "
-                        "e.g. grid.batches=[1,4,16,64,256]")
+        return None
     dtype = prob.dtype
     columns, levels = np.asarray(spec.columns), np.asarray(spec.levels)
     kernel = frontier_breakeven_kernel(prob.solver.bisection_steps)
@@ -182,3 +181,25 @@ def summary_json(out: dict, seconds: float) -> dict:
     reason = out["kappa_star_frontier_reason"]
     return {"levels": int(reason.size), "found": int((reason == 0).sum()),
             "reasons": {r: int((reason == i).sum()) for i, r in enumerate(REASONS)}, "seconds": seconds}
+
+
+REPORT_LEVELS = (1.0, 20.0, 50.0, 200.0)  # tokens/s per user: the bulk end, slow, interactive, fast decode
+
+
+def report(out: dict, coords: dict, levels=REPORT_LEVELS) -> list[str]:
+    """Lines for the command's report: per model, the median κ*(u) over the points where it is
+    found at the axis levels nearest ``levels`` (``-`` where none is), with how many were found."""
+    axis = coords["interactivity"][0]
+    picks = sorted({int(np.argmin(np.abs(np.log(axis / lev)))) for lev in levels})
+    head = "".join(f"{f'u>={axis[i]:.3g}':>16}" for i in picks)
+    lines = ["kappa* along the frontier (median over points where found, found/points; u in tokens/s/user)",
+             f"{'model':<18}{head}"]
+    for m, model in enumerate(coords["model"][0]):
+        cells = []
+        for i in picks:
+            k, r = out["kappa_star_frontier"][m, ..., i], out["kappa_star_frontier_reason"][m, ..., i]
+            found = r == 0
+            med = f"{np.median(k[found]):.3g}" if found.any() else "-"
+            cells.append(f"{med} ({int(found.sum())}/{r.size})")
+        lines.append(f"{model:<18}" + "".join(f"{c:>16}" for c in cells))
+    return lines
