@@ -101,20 +101,25 @@ def frontier_breakeven_point(m, hw, parts, pmask, context, columns, levels, acc,
 
     x_lo = jnp.maximum(log_kmin, jnp.log(kappa_exists(m)) + 1e-3) * jnp.ones_like(levels)
     x_hi = jnp.asarray(log_kmax, levels.dtype) * jnp.ones_like(levels)
-    d_lo, d_hi = dense(x_lo), dense(x_hi)
+
+    def step(i, carry):
+        # one loop, one dense evaluation per pass (compiled once): pass 0 at κ_lo, 1 at κ_max,
+        # then ``steps`` bisections, and a last pass at the final midpoint κ* (the ratio)
+        lo, hi, d_lo, d_hi, _ = carry
+        mid = 0.5 * (lo + hi)
+        d = dense(jnp.where(i == 0, x_lo, jnp.where(i == 1, x_hi, mid)))
+        ahead = d > t_moe  # dense still faster: the crossing is above mid
+        bisecting = (i >= 2) & (i < steps + 2)
+        lo, hi = jnp.where(bisecting & ahead, mid, lo), jnp.where(bisecting & ~ahead, mid, hi)
+        return lo, hi, jnp.where(i == 0, d, d_lo), jnp.where(i == 1, d, d_hi), d
+    zero = jnp.zeros_like(levels)
+    lo, hi, d_lo, d_hi, d_star = jax.lax.fori_loop(0, steps + 3, step, (x_lo, x_hi, zero, zero, zero))
     # as kappa_star: the crossing must lie strictly inside the bracket
     reason = jnp.select([t_moe <= 0, x_lo >= x_hi, d_lo <= 0, d_lo <= t_moe, d_hi >= t_moe], [3, 4, 4, 1, 2], 0)
-
-    def bisect(_, bracket):
-        lo, hi = bracket
-        mid = 0.5 * (lo + hi)
-        ahead = dense(mid) > t_moe  # dense still faster: the crossing is above mid
-        return jnp.where(ahead, mid, lo), jnp.where(ahead, hi, mid)
-    lo, hi = jax.lax.fori_loop(0, steps, bisect, (x_lo, x_hi))
     x_star = 0.5 * (lo + hi)
     found = reason == 0
     k_star = jnp.where(found, jnp.exp(x_star), jnp.nan)
-    ratio = jnp.where(found, dense(x_star) / jnp.maximum(t_moe, 1e-30), jnp.nan)
+    ratio = jnp.where(found, d_star / jnp.maximum(t_moe, 1e-30), jnp.nan)
     return k_star, reason.astype(jnp.int8), dense_size(m, k_star), ratio, jnp.where(t_moe > 0, t_moe, jnp.nan)
 
 
