@@ -17,11 +17,8 @@ partition per point (``moejax.analysis.summary.best_per_point``) and given the q
 - ``kappa_star``: break-even κ* over context × num_gpus (only if the dataset has ``kappa_star``,
   i.e. it was written with ``breakeven.include=true``), each cell hatched by its flag: found,
   bound-limited (no crossing in [κ_min, κ_max]), infeasible, or solvers disagree;
-- ``kappa_star_frontier``: κ* against interactivity (tokens/s per user, log axes), one line per
-  model at the selection's hardware and GPU count and the context nearest 8k (only if the dataset
-  has ``kappa_star_frontier``: ``breakeven.include=true`` with ``grid.batches``); filled markers
-  where found, hollow ones at κ_min / κ_max where the crossing lies beyond that bound, none where
-  a side cannot reach the level; a dashed line at the selection's κ;
+- ``kappa_star_frontier``: κ* against interactivity, one line per model (only if the dataset has
+  ``kappa_star_frontier``: ``breakeven.include=true`` with ``grid.batches``; ``moejax.figures.kappa_frontier``);
 - ``roofline``: attainable FLOP/s vs arithmetic intensity for the hardware, BF16 and FP8 ceilings
   with their ridge points, and the selection's operating points per context (MoE and dense at κ;
   see ``moejax.analysis.roofline``);
@@ -55,6 +52,7 @@ from .analysis.roofline import model_rows, operating_points
 from .analysis.summary import best_per_point, flag_meanings
 from .catalogue import load_hardware
 from .physics.specs import SpecError
+from .figures.kappa_frontier import plot_kappa_star_frontier
 
 README_SELECTION = {"model": "deepseek-v3", "hardware": "b200"}  # what the README's figures show
 SWEEP_VARIABLES = ("throughput_per_gpu", "feasible", "bound", "step_time", "t_hbm", "batch")
@@ -323,42 +321,6 @@ def plot_kappa_star(ds, out_dir, sel):
     return (*_save(fig, out_dir, "kappa_star"), arrays, fig)
 
 
-def plot_kappa_star_frontier(ds, out_dir, sel, context: float = 8192.0):
-    """κ*(u) per model (``moejax.analysis.frontier_breakeven``); ``arrays`` holds the dataset's
-    values drawn: ``kappa_star_frontier`` and ``reason`` [model, level] at the chosen context."""
-    c = float(ds.context[np.argmin(np.abs(np.log(ds.context.values / context)))])
-    names = ["kappa_star_frontier", "kappa_star_frontier_reason"]
-    ks = ds[names].sel(hardware=sel["hardware"], num_gpus=sel["num_gpus"], context=c).transpose("model", "interactivity")
-    u, k, reason = ds.interactivity.values, ks.kappa_star_frontier.values.astype(float), ks.kappa_star_frontier_reason.values
-    flags = flag_meanings(ds.kappa_star_frontier_reason)
-    k_min, k_max = (float(ds.kappa_star_frontier.attrs.get(a, np.nan)) for a in ("kappa_min", "kappa_max"))
-    arrays = {"interactivity": u, "context": c, "model": [str(m) for m in ds.model.values],
-              "kappa_star_frontier": k, "reason": reason, "selection": dict(sel)}
-    fig, ax = plt.subplots(figsize=(6.4, 4.2), layout="constrained")
-    for i, model in enumerate(arrays["model"]):
-        colour = plt.get_cmap("tab10")(i % 10)
-        ax.plot(u, k[i], "o-", color=colour, ms=4, label=model)
-        for meaning, bound in (("below_kappa_min", k_min), ("above_kappa_max", k_max)):
-            at = np.array([flags.get(int(r)) == meaning for r in reason[i]])
-            if at.any():
-                ax.plot(u[at], np.full(at.sum(), bound), "o", mfc="none", color=colour, ms=6)
-    ax.axhline(sel["kappa"], color="#555555", ls="--", lw=1)
-    ax.annotate(f"κ = {sel['kappa']:g}: the MoE is cheaper where κ* lies below", (u[0], sel["kappa"]), fontsize=7,
-                xytext=(2, 2), textcoords="offset points", color="#555555")
-    ax.set(xscale="log", yscale="log", xlabel="interactivity (output tokens/s per user, at least)",
-           ylabel="break-even κ* (dense at its own frontier)")
-    for axis in (ax.xaxis, ax.yaxis):  # plain numbers; minor ticks labelled at 2 and 5 only
-        axis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:g}"))
-        axis.set_minor_formatter(matplotlib.ticker.FuncFormatter(
-            lambda v, _: f"{v:g}" if v > 0 and round(v / 10 ** np.floor(np.log10(v)), 6) in (2, 5) else ""))
-    ax.plot([], [], "o", mfc="none", color="#555555", label="hollow: crossing beyond κ_min / κ_max")
-    fig.legend(loc="outside lower center", ncols=3, fontsize=8)
-    dt = dtype_text(ds)
-    fig.suptitle(f"Break-even κ* along the serving frontier (MoE ahead where κ > κ*)\n{sel['hardware']}, "
-                 f"{sel['num_gpus']} GPUs, context {_ctx_label(c)}" + (f" ({dt})" if dt else ""))
-    return (*_save(fig, out_dir, "kappa_star_frontier"), arrays, fig)
-
-
 def _hardware_numbers(ds, name: str) -> dict:
     if all(f"hw_{f}" in ds for f in ("hbm_bw", "flops_bf16", "flops_fp8")):
         return {f: float(ds[f"hw_{f}"].sel(hardware=name)) for f in ("hbm_bw", "flops_bf16", "flops_fp8")}
@@ -477,7 +439,7 @@ def make_plots(ds: xr.Dataset, out_dir, **selection) -> dict:
     else:
         print("note: no kappa_star in the dataset (write it with breakeven.include=true): kappa_star figure skipped")
     if "kappa_star_frontier" in ds:
-        plots["kappa_star_frontier"] = plot_kappa_star_frontier
+        plots["kappa_star_frontier"] = lambda ds, out, sel: plot_kappa_star_frontier(ds, out, sel, dtype_text(ds))
     plots["roofline"] = plot_roofline
     if any(n.startswith("elasticity_") for n in ds.data_vars):
         plots["sensitivity"] = plot_sensitivity

@@ -3,7 +3,6 @@ bisection: every (partition, batch) candidate of a tiny grid evaluated one at a 
 ``decode_point``, the frontier at each level a max over the list, one level at a time."""
 
 import json
-from pathlib import Path
 
 import jax
 import jax.numpy as jnp
@@ -24,6 +23,7 @@ from moejax.physics.baseline import keep_attention
 from moejax.physics.cost import decode_point
 from moejax.physics.partition import partition_valid
 from moejax.physics.specs import HardwareSpec, ModelSpec, Partition, Workload
+from moejax.figures.kappa_frontier import plot_kappa_star_frontier
 
 TINY = ["+grid=quick", "grid.models=[mixtral-8x22b]", "grid.hardware=[h100-sxm]", "grid.num_gpus=[8]",
         "grid.contexts=[8192]", "grid.accounting.mode=sol", "precision=float64",
@@ -49,7 +49,7 @@ class Brute:
 
     def __init__(self, cfg):
         plan = build_plan(cfg.grid, False)
-        leaf = lambda tree: {k: float(np.asarray(v)[0]) for k, v in vars(tree).items()}  # noqa: E731
+        leaf = lambda tree: {k: float(np.asarray(v)[0]) for k, v in vars(tree).items()}
         self.m, self.hw = ModelSpec(**leaf(plan.inputs.rows)), HardwareSpec(**leaf(plan.inputs.hardware))
         self.acc, self.context = plan.accounting, float(plan.inputs.contexts[0])
         self.columns, self.levels = list(plan.frontier.columns), np.asarray(plan.frontier.levels)
@@ -161,12 +161,17 @@ def test_lowest_level_is_todays_kappa_star(written):
         float(ds.moe_throughput_per_gpu.values.ravel()[0]), rel=1e-12)
 
 
-def test_bound_flags_hold_their_meaning():
+@pytest.fixture(scope="module")
+def narrow():
     """A narrow κ bracket around κ*(u) (2.96 at low levels, 3.96 at 100, 1.96 at 316 tokens/s per
-    user on the full bracket): levels with every flag occur, and each flag's claim holds in the
-    plain-Python evaluation."""
+    user on the full bracket)."""
     cfg = _cfg("breakeven.kappa_min=2.5", "breakeven.kappa_max=3.5")
-    out, coords, _ = fb.solve_frontier(cfg)
+    return cfg, *fb.solve_frontier(cfg)[:2]
+
+
+def test_bound_flags_hold_their_meaning(narrow):
+    """Levels with every kind of flag occur, and each flag's claim holds in the plain-Python evaluation."""
+    cfg, out, _ = narrow
     brute = Brute(cfg)
     reason = out["kappa_star_frontier_reason"].ravel()
     for i, level in enumerate(brute.levels):
@@ -200,3 +205,26 @@ def test_no_frontier_without_batches():
     cfg = _cfg()
     cfg.grid.batches = None
     assert fb.solve_frontier(cfg) is None
+
+
+def test_figure_draws_the_dataset_values(narrow, tmp_path):
+    """The figure's lines are the dataset's κ*(u); hollow markers sit at κ_min / κ_max exactly at
+    the levels flagged below_kappa_min / above_kappa_max; PNG and SVG are written."""
+    _, out, coords = narrow
+    ds = xr.Dataset({n: v for n, v in fb.dataset_variables(out).items()},
+                    coords={d: (d, v, a) for d, (v, a) in coords.items()})
+    sel = {"model": "mixtral-8x22b", "hardware": "h100-sxm", "num_gpus": 8, "kappa": 5.0}
+    png, svg, arrays, fig = plot_kappa_star_frontier(ds, tmp_path, sel)
+    assert png.stat().st_size > 10_000 and svg.stat().st_size > 10_000
+    k = ds.kappa_star_frontier.values[0, 0, 0, 0]
+    np.testing.assert_array_equal(arrays["kappa_star_frontier"][0], k)
+    lines = fig.axes[0].get_lines()
+    np.testing.assert_array_equal(lines[0].get_ydata(), k)  # NaN (no crossing) where the line breaks
+    np.testing.assert_array_equal(lines[0].get_xdata(), ds.interactivity.values)
+    reason = ds.kappa_star_frontier_reason.values[0, 0, 0, 0]
+    hollow = {float(y[0]): list(line.get_xdata()) for line in lines[1:] if line.get_markerfacecolor() == "none"
+              and len(y := line.get_ydata())}
+    for meaning, bound in (("below_kappa_min", 2.5), ("above_kappa_max", 3.5)):
+        at = ds.interactivity.values[reason == REASONS.index(meaning)]
+        assert hollow.get(bound, []) == list(at)
+    assert hollow  # the bracket makes bound-limited levels
