@@ -2,6 +2,9 @@
 
 Writes ``breakeven.nc`` (dims model, hardware, num_gpus, context) into the Hydra run directory
 (or ``out=PATH``), prints a summary, and ends with one JSON line. Solver: moejax.analysis.breakeven.
+With ``grid.batches`` (the serving frontier) it also writes κ* at each interactivity level,
+``kappa_star_frontier`` and ``dense_equivalent_params_frontier`` (dim ``interactivity`` added;
+moejax.analysis.frontier_breakeven), and the JSON line gains ``frontier``.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ import hydra
 import numpy as np
 from omegaconf import DictConfig
 
+from .analysis import frontier_breakeven as fb
 from .analysis.breakeven import REASONS, solve, summary_json, to_dataset
 from .cli import grid_job, one_line_errors
 from .engine.config import register
@@ -33,6 +37,10 @@ def run(cfg: DictConfig, out_path: Path) -> str:
              "partition_space": partition_space_json(cfg.grid), "dense_baseline_family": "keep-attention",
              "accounting_mode": acc.mode, "expert_traffic": acc.expert_traffic, "roofline": acc.roofline}
     ds = to_dataset(out, coords, attrs)
+    frontier = fb.solve_frontier(cfg)  # None without grid.batches
+    if frontier is not None:
+        ds = ds.assign_coords(interactivity=(("interactivity",), *frontier[1]["interactivity"]))
+        ds = ds.assign({name: v for name, v in fb.dataset_variables(frontier[0]).items()})
     out_path.parent.mkdir(parents=True, exist_ok=True)
     tmp = temp_name(out_path)
     try:
@@ -41,6 +49,8 @@ def run(cfg: DictConfig, out_path: Path) -> str:
     finally:
         tmp.unlink(missing_ok=True)
     result = summary_json(out, seconds)
+    if frontier is not None:
+        result["frontier"] = fb.summary_json(frontier[0], frontier[2])
     lines = [f"wrote {out_path}", *filter(None, [partition_space_note(attrs["partition_space"])]),
              f"{'model':<18} {'median kappa*':>14} {'found':>7} {'optax off':>9}  no crossing"]
     for i, model in enumerate(coords["model"][0]):
@@ -49,6 +59,8 @@ def run(cfg: DictConfig, out_path: Path) -> str:
         med = f"{np.median(k[found]):.3g}" if found.any() else "-"
         others = ", ".join(f"{REASONS[j]} {int((r == j).sum())}" for j in range(1, len(REASONS)) if (r == j).any())
         lines.append(f"{model:<18} {med:>14} {int(found.sum()):>7} {int(found.sum() - out['agrees'][i].sum()):>9}  {others}")
+    if frontier is not None:
+        lines += fb.report(frontier[0], frontier[1])
     lines.append(json.dumps(result))
     return "\n".join(lines)
 

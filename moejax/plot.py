@@ -17,6 +17,8 @@ partition per point (``moejax.analysis.summary.best_per_point``) and given the q
 - ``kappa_star``: break-even κ* over context × num_gpus (only if the dataset has ``kappa_star``,
   i.e. it was written with ``breakeven.include=true``), each cell hatched by its flag: found,
   bound-limited (no crossing in [κ_min, κ_max]), infeasible, or solvers disagree;
+- ``kappa_star_frontier``: κ* against interactivity, one line per model (only if the dataset has
+  ``kappa_star_frontier``: ``breakeven.include=true`` with ``grid.batches``; ``moejax.figures.kappa_frontier``);
 - ``roofline``: attainable FLOP/s vs arithmetic intensity for the hardware, BF16 and FP8 ceilings
   with their ridge points, and the selection's operating points per context (MoE and dense at κ;
   see ``moejax.analysis.roofline``);
@@ -50,6 +52,7 @@ from .analysis.roofline import model_rows, operating_points
 from .analysis.summary import best_per_point, flag_meanings
 from .catalogue import load_hardware
 from .physics.specs import SpecError
+from .figures.kappa_frontier import plot_kappa_star_frontier
 
 README_SELECTION = {"model": "deepseek-v3", "hardware": "b200"}  # what the README's figures show
 SWEEP_VARIABLES = ("throughput_per_gpu", "feasible", "bound", "step_time", "t_hbm", "batch")
@@ -435,6 +438,8 @@ def make_plots(ds: xr.Dataset, out_dir, **selection) -> dict:
         plots["kappa_star"] = plot_kappa_star
     else:
         print("note: no kappa_star in the dataset (write it with breakeven.include=true): kappa_star figure skipped")
+    if "kappa_star_frontier" in ds:
+        plots["kappa_star_frontier"] = lambda ds, out, sel: plot_kappa_star_frontier(ds, out, sel, dtype_text(ds))
     plots["roofline"] = plot_roofline
     if any(n.startswith("elasticity_") for n in ds.data_vars):
         plots["sensitivity"] = plot_sensitivity

@@ -91,11 +91,17 @@ def test_sweep_can_include_kappa_star(solved, tmp_path):
     sweep = tmp_path / "s.nc"
     subprocess.run([sys.executable, "-m", "moejax.sweep", "+grid=quick", "grid.models=[mixtral-8x22b]", "grid.hardware=[b200]",
                     "grid.num_gpus=[8]", "grid.accounting.mode=sol", "breakeven.include=true", "summary=false",
+                    "+grid.batches=[16,256]", "+grid.interactivity={min: 1, max: 100, count: 3}",
                     f"out={sweep}", f"parts_dir={tmp_path / 'parts'}"], cwd=ROOT, check=True, capture_output=True)
     with xr.open_dataset(sweep) as s, xr.open_dataset(out) as b:
         np.testing.assert_allclose(s.kappa_star.values[0], b.kappa_star.sel(model=["mixtral-8x22b"], hardware=["b200"]).values[0], rtol=1e-6)
         assert s.reason.attrs["flag_meanings"].split() == list(REASONS)
         assert s.kappa_star.attrs["relative_precision"] < 1e-3
+        # with grid.batches, κ* along the frontier too; at 1 token/s/user the frontier is the B_max point
+        # (the premise, checked in tests/test_frontier_breakeven.py), so it is today's κ*
+        assert s.kappa_star_frontier.dims == ("model", "hardware", "num_gpus", "context", "interactivity")
+        assert s.kappa_star_frontier_reason.attrs["flag_meanings"].split() == list(REASONS)
+        np.testing.assert_allclose(s.kappa_star_frontier.isel(interactivity=0).values, s.kappa_star.values, rtol=1e-6)
         assert all(json.loads(s.attrs["partition_space"])[k] == v for k, v in QUICK_YAML.items())  # the sweep states its space too
 
 

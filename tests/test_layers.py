@@ -1,7 +1,8 @@
 """The package's import graph: no cycles, and every layer imports only the layers below it.
 
 Layers, bottom up (docs/architecture.md): ``physics`` (and the leaf ``version``) < ``catalogue``
-< ``engine`` < ``analysis`` < the library API (``api``) < the commands at the top level.
+< ``engine`` < ``analysis`` < the library API (``api``) and the figures (``figures``) < the
+commands at the top level.
 Imports are read from the source with ``ast`` (lazy imports inside functions count too).
 """
 
@@ -13,7 +14,7 @@ from pathlib import Path
 import pytest
 
 PACKAGE = Path(__file__).resolve().parents[1] / "moejax"
-RANK = {"version": 0, "physics": 0, "catalogue": 1, "engine": 2, "analysis": 3, "api": 4}
+RANK = {"version": 0, "physics": 0, "catalogue": 1, "engine": 2, "analysis": 3, "api": 4, "figures": 4}
 COMMAND_RANK = 5  # every other top-level module: sweep, breakeven, fit, calibrate, plot, bench, cli
 
 

@@ -42,7 +42,7 @@ import xarray as xr
 from omegaconf import DictConfig
 
 from ..engine.config import validate_breakeven, validate_grid
-from ..engine.grid import PartitionSpace, best_partition, cast, chunks, device_inputs, lift, partition_table
+from ..engine.grid import GridInputs, PartitionSpace, best_partition, cast, chunks, device_inputs, lift, partition_table
 from ..engine.plan import build_plan
 from ..physics import arch
 from ..physics.baseline import keep_attention, kept_params
@@ -175,9 +175,21 @@ OUTPUTS = {  # name -> (units, long_name)
 }
 
 
-def solve(cfg: DictConfig) -> tuple[dict, dict, float]:
-    """κ* for every (MoE model, hardware, num_gpus, context) of ``cfg.grid``:
-    (arrays by output name, coords, seconds)."""
+@dataclasses.dataclass(frozen=True)
+class Problem:
+    """A validated κ* problem: the grid's plan, the MoE rows' inputs with the dense (ep = 1)
+    candidates, which rows are sparse, the solver settings and the bisection's precision."""
+
+    plan: object
+    inputs: GridInputs
+    sparse: np.ndarray
+    solver: Solver
+    precision: float
+    dtype: type
+
+
+def problem(cfg: DictConfig) -> Problem:
+    """Validate ``cfg.grid`` and ``cfg.breakeven`` and resolve them (one-line ``SpecError``s)."""
     validate_grid(cfg.grid, cfg.precision)
     validate_breakeven(cfg.breakeven)
     plan = build_plan(cfg.grid, False)
@@ -195,8 +207,18 @@ def solve(cfg: DictConfig) -> tuple[dict, dict, float]:
         raise SpecError(f"breakeven.bisection_steps = {be.bisection_steps} is invalid: brackets kappa* only to {precision:.2g} "
                         f"(relative); at least {need} for tolerance = {be.tolerance} on [{be.kappa_min}, {be.kappa_max}]")
     solver = Solver(int(be.bisection_steps), int(be.rounds), int(be.adam_steps), float(be.learning_rate), float(be.tolerance))
-    kernel = breakeven_kernel(solver)
     dtype = np.float64 if cfg.precision == "float64" else np.float32
+    return Problem(plan, inputs, sparse, solver, precision, dtype)
+
+
+def solve(cfg: DictConfig) -> tuple[dict, dict, float]:
+    """κ* for every (MoE model, hardware, num_gpus, context) of ``cfg.grid``:
+    (arrays by output name, coords, seconds)."""
+    prob = problem(cfg)
+    plan, inputs, sparse, solver, precision, dtype = (prob.plan, prob.inputs, prob.sparse, prob.solver, prob.precision,
+                                                      prob.dtype)
+    be = cfg.breakeven
+    kernel = breakeven_kernel(solver)
     shared = (jnp.asarray(plan.batch, dtype), cast(plan.accounting, dtype), jnp.asarray(np.log(be.kappa_min), dtype),
               jnp.asarray(np.log(be.kappa_max), dtype))
     shape = tuple(inputs.shape[a] for a in ("row", "hardware", "num_gpus", "context"))

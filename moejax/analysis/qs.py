@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from . import frontier_breakeven
 from .breakeven import GRID4, OUTPUTS, solve, to_dataset
 
 GRID = ("model", "kappa", "hardware", "num_gpus", "context")
@@ -53,10 +54,16 @@ def qs_columns(batch, throughput, feasible, n_experts, top_k, kappa) -> dict[str
     }
 
 
-def qs_writer(plan, kappa_star: dict | None = None):
+def qs_writer(plan, kappa_star: dict | None = None, kappa_star_frontier: dict | None = None):
     """A function that adds the Table 3 columns of a sweep ``plan`` (an ``engine.plan.SweepPlan``)
-    and, if given, the κ* variables (see ``moejax.analysis.breakeven``) to the open netCDF dataset."""
+    and, if given, the κ* variables (see ``moejax.analysis.breakeven``) and κ*(interactivity)
+    (``frontier_breakeven``) to the open netCDF dataset."""
     def derive(nc) -> None:
+        if kappa_star_frontier is not None:
+            for name, (dims, values, attrs) in frontier_breakeven.dataset_variables(kappa_star_frontier).items():
+                var = nc.createVariable(name, values.dtype, dims, zlib=True, complevel=4)
+                var[:] = values
+                var.setncatts(attrs)
         if kappa_star is not None:
             ds = to_dataset(kappa_star, {}, {})
             for name in OUTPUTS:
@@ -77,5 +84,11 @@ def qs_writer(plan, kappa_star: dict | None = None):
 
 def sweep_columns(cfg):
     """The main job's derived columns for ``engine.run.run``: the Table 3 columns, plus κ* when
-    ``cfg.breakeven.include`` asks for it (solved once the sweep's parts are written)."""
-    return lambda plan: qs_writer(plan, solve(cfg)[0] if cfg.breakeven.include else None)
+    ``cfg.breakeven.include`` asks for it (solved once the sweep's parts are written), and with
+    ``grid.batches`` κ* along the frontier."""
+    def derive(plan):
+        if not cfg.breakeven.include:
+            return qs_writer(plan)
+        frontier = frontier_breakeven.solve_frontier(cfg)
+        return qs_writer(plan, solve(cfg)[0], frontier[0] if frontier is not None else None)
+    return derive
