@@ -14,6 +14,7 @@ from ..catalogue import dense_baseline, load_accounting, load_hardware, load_mod
 from ..physics.specs import Accounting, SpecError
 from .frontier import FrontierSpec, frontier_spec, grouped_table, missing_value
 from .grid import GridInputs, PartitionSpace, enumerate_partitions, partition_table, stack
+from .workloads import economics_arrays, grid_workloads, workload_coords
 
 
 @dataclasses.dataclass(frozen=True)
@@ -27,6 +28,8 @@ class SweepPlan:
     accounting: Accounting
     batch: float
     frontier: FrontierSpec | None = None  # grid.batches / grid.slo: the frontier search (engine/frontier.py)
+    economics: dict = dataclasses.field(default_factory=dict)  # price_per_gpu_hour, board_power per hardware
+    context_coords: dict = dataclasses.field(default_factory=dict)  # isl, osl along context (grid.workloads)
 
 
 def build_plan(grid, keep_partitions: bool) -> SweepPlan:
@@ -51,13 +54,14 @@ def build_plan(grid, keep_partitions: bool) -> SweepPlan:
                                       grid.get("hardware_space"))
     num_gpus = [int(n) for n in grid.num_gpus]
     space = PartitionSpace(**{k: tuple(v) for k, v in grid.partitions.items()})
-    frontier = frontier_spec(grid)
+    workloads = grid_workloads(grid)
+    frontier = frontier_spec(grid, workloads)
     if frontier is None:
         table, mask = partition_table(num_gpus, space)
     else:  # candidates grouped by replica size: the frontier kernel reduces each group as a static slice
         table, mask, groups = grouped_table(num_gpus, space)
         frontier = dataclasses.replace(frontier, groups=groups)
-    contexts = np.array([float(c) for c in grid.contexts])
+    contexts = np.array([float(c) for c in grid.contexts]) if workloads is None else workloads[0]
     inputs = GridInputs(stack(rows), stack(hardware), table, mask, contexts)
     coords = {
         "model": (np.array(list(grid.models)), {"long_name": "MoE model (catalogue name)"}),
@@ -71,7 +75,9 @@ def build_plan(grid, keep_partitions: bool) -> SweepPlan:
         coords["partition"] = (np.arange(table.shape[1], dtype=np.int32), {"long_name": "candidate partition index"})
     acc = grid_accounting(grid.accounting)
     batch = 0.0 if grid.batch == "bmax" else float(grid.batch)
-    return SweepPlan(inputs, row_map, exists, coords, acc, batch, frontier)
+    economics = economics_arrays(hw_names, grid.get("economics"))
+    extra_coords = {} if workloads is None else workload_coords(workloads[1], workloads[2])
+    return SweepPlan(inputs, row_map, exists, coords, acc, batch, frontier, economics, extra_coords)
 
 
 SPACE_FIELDS = {"hbm_bw": ("hbm_bw",), "hbm_bytes": ("hbm_bytes",), "flops": ("flops_bf16", "flops_fp8"),
