@@ -75,9 +75,12 @@ def economics_arrays(hw_names: list[str], overrides) -> dict[str, np.ndarray]:
         raise SpecError(f"grid.economics.{sorted(bad)[0]} is not a known field: allowed {', '.join(ECONOMICS_FIELDS)}")
     bases = [name.split("|")[0] for name in hw_names]
     for field, table in overrides.items():
-        for name in (table or {}):
+        for name, value in (table or {}).items():
             if name not in bases:
-                raise SpecError(f"grid.economics.{field}.{name} is invalid: not a grid hardware name: allowed {', '.join(dict.fromkeys(bases))}")
+                raise SpecError(f"grid.economics.{field} = {_plain(table)!r} is invalid: {name} is not a grid hardware name "
+                                f"(allowed {', '.join(dict.fromkeys(bases))})")
+            if not _positive_number(value):
+                raise SpecError(f"grid.economics.{field}.{name} = {value!r} is invalid: a positive number")
     out = {f: [] for f in ECONOMICS_FIELDS}
     for base in bases:
         given = {f: (overrides.get(f) or {}).get(base) for f in ECONOMICS_FIELDS}
