@@ -164,11 +164,12 @@ def test_sweep_dataset_economics_are_exact(tmp_path):
     """The main job's dataset: isl/osl along context, hardware price (a grid override) and board
     power, and $/Mtok = price / 3600 / (tokens/s/GPU) × 1e6 (float64 from the stored values, then
     the dataset's float32), J/token = power / (tokens/s/GPU), bit for bit."""
+    from moejax.analysis.frontier import frontier_summary
     from moejax.engine.run import run
 
     register()
     with initialize_config_dir(str(CONF_DIR), version_base=None):
-        cfg = compose("config", overrides=[*TINY, "+grid.batches=[1,64]", "grid.economics={price_per_gpu_hour: {h100-sxm: 2.5}}",
+        cfg = compose("config", overrides=[*TINY, "+grid.batches=[1,64]", "grid.partitions.dense_tp=[1,8]", "grid.economics={price_per_gpu_hour: {h100-sxm: 2.5}}",
                                            f"parts_dir={tmp_path / 'parts'}", "compilation_cache=null", "summary=false"])
     with xr.open_dataset(run(cfg, tmp_path / "sweep.nc")) as ds:
         assert ds.isl.values.tolist() == [1024.0, 8192.0] and ds.osl.dims == ("context",)
@@ -186,6 +187,15 @@ def test_sweep_dataset_economics_are_exact(tmp_path):
             assert np.isnan(ds[prefix + "cost_per_mtok"].values[~served]).all()
             checked += served.sum()
         assert checked > 10
+        level = float(ds.interactivity[np.argmin(np.abs(np.log(ds.interactivity.values / 20.0)))])
+        at = {"kappa": 5.0, "context": 8448.0, "interactivity": level, "hardware": "h100-sxm", "num_gpus": 8}
+        moe_cost = float(ds.frontier_cost_per_mtok.sel(model="mixtral-8x22b", variant="moe", **at))
+        dense_cost = float(ds.frontier_cost_per_mtok.sel(model="mixtral-8x22b", variant="dense", **at))
+    text = frontier_summary(tmp_path / "sweep.nc")
+    assert "dense $/Mtok ÷ MoE $/Mtok (> 1: the MoE is cheaper)" in text and "isl 8192, osl 512" in text
+    assert np.isfinite(dense_cost)  # dense_tp 8 lets the dense baseline fit: the ratio is a number
+    cell = text.splitlines()[2].split()[1:4]  # the first level's cell: ratio, hardware/GPUs, MoE $/Mtok
+    assert cell == [f"{dense_cost / moe_cost:.2f}x", "h100-sxm/8", f"${moe_cost:.3g}"]
 
 
 @pytest.mark.parametrize("override, field", [
