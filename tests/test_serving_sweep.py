@@ -160,18 +160,27 @@ def test_disaggregated_serving_equals_the_serving_functions(tiny):
     assert checked >= 2
 
 
-def test_sweep_dataset_economics_are_exact(tmp_path):
-    """The main job's dataset: isl/osl along context, hardware price (a grid override) and board
-    power, and $/Mtok = price / 3600 / (tokens/s/GPU) × 1e6 (float64 from the stored values, then
-    the dataset's float32), J/token = power / (tokens/s/GPU), bit for bit."""
-    from moejax.analysis.frontier import frontier_summary
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory):
+    """A real sweep dataset (float32) of the tiny workload grid with batches and a price override."""
     from moejax.engine.run import run
 
+    tmp = tmp_path_factory.mktemp("serving")
     register()
     with initialize_config_dir(str(CONF_DIR), version_base=None):
-        cfg = compose("config", overrides=[*TINY, "+grid.batches=[1,64]", "grid.partitions.dense_tp=[1,8]", "grid.economics={price_per_gpu_hour: {h100-sxm: 2.5}}",
-                                           f"parts_dir={tmp_path / 'parts'}", "compilation_cache=null", "summary=false"])
-    with xr.open_dataset(run(cfg, tmp_path / "sweep.nc")) as ds:
+        cfg = compose("config", overrides=[*TINY, "+grid.batches=[1,64]", "grid.partitions.dense_tp=[1,8]",
+                                           "grid.economics={price_per_gpu_hour: {h100-sxm: 2.5}}",
+                                           f"parts_dir={tmp / 'parts'}", "compilation_cache=null", "summary=false"])
+    return run(cfg, tmp / "sweep.nc")
+
+
+def test_sweep_dataset_economics_are_exact(dataset):
+    """The main job's dataset: isl/osl along context, hardware price (a grid override) and board
+    power, and $/Mtok = price / 3600 / (tokens/s/GPU) × 1e6 (float64 from the stored values, then
+    the dataset's float32), J/token = power / (tokens/s/GPU), bit for bit; the printed table."""
+    from moejax.analysis.frontier import frontier_summary
+
+    with xr.open_dataset(dataset) as ds:
         assert ds.isl.values.tolist() == [1024.0, 8192.0] and ds.osl.dims == ("context",)
         assert ds.hw_price_per_gpu_hour.values.tolist() == [2.5]
         assert ds.hw_board_power.values.tolist() == [hardware_economics("h100-sxm").board_power]
@@ -191,7 +200,7 @@ def test_sweep_dataset_economics_are_exact(tmp_path):
         at = {"kappa": 5.0, "context": 8448.0, "interactivity": level, "hardware": "h100-sxm", "num_gpus": 8}
         moe_cost = float(ds.frontier_cost_per_mtok.sel(model="mixtral-8x22b", variant="moe", **at))
         dense_cost = float(ds.frontier_cost_per_mtok.sel(model="mixtral-8x22b", variant="dense", **at))
-    text = frontier_summary(tmp_path / "sweep.nc")
+    text = frontier_summary(dataset)
     assert "dense $/Mtok ÷ MoE $/Mtok (> 1: the MoE is cheaper)" in text and "isl 8192, osl 512" in text
     assert np.isfinite(dense_cost)  # dense_tp 8 lets the dense baseline fit: the ratio is a number
     cell = text.splitlines()[2].split()[1:4]  # the first level's cell: ratio, hardware/GPUs, MoE $/Mtok
@@ -221,3 +230,29 @@ def test_bad_workload_exits_2_with_no_file(tmp_path):
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines() == ["error: grid.workloads.osl = 0 is invalid: a positive number of tokens"]
     assert not out.exists() and not (tmp_path / "parts").exists()
+
+
+def test_plot_draws_the_frontier_with_a_cost_axis(dataset, tmp_path):
+    """``make_plots`` adds the frontier figure: its lines are the dataset's frontier values at the
+    selection (MoE and every dense κ), the twin axis reads $/Mtok at the hardware's price."""
+    from moejax.plot import make_plots
+
+    with xr.open_dataset(dataset) as ds:
+        ds = ds.load()
+    figures = make_plots(ds, tmp_path / "plots", model="mixtral-8x22b", hardware="h100-sxm", num_gpus=8, kappa=5.0)
+    png, svg, arrays, fig = figures["frontier"]
+    assert png.stat().st_size > 0 and svg.stat().st_size > 0
+    at = {"model": "mixtral-8x22b", "hardware": "h100-sxm", "num_gpus": 8, "context": 8448.0, "kappa": 5.0}
+    ax = fig.axes[0]
+    lines = {line.get_label(): line for line in ax.get_lines()}
+    for label, variant in (("MoE", "moe"), ("dense, κ = 5", "dense")):
+        want = ds.frontier_throughput_per_gpu.sel(variant=variant, **at).values
+        x, y = lines[label].get_data()
+        np.testing.assert_array_equal(x, ds.interactivity.values)
+        np.testing.assert_array_equal(y[want > 0], want[want > 0])
+        assert np.isnan(y[~(want > 0)]).all()
+    assert np.isfinite(lines["MoE"].get_data()[1]).any() and np.isfinite(lines["dense, κ = 5"].get_data()[1]).any()
+    right = [a for a in ax.child_axes if "million" in a.get_ylabel()]  # the secondary (twin) y axis
+    assert len(right) == 1 and "$2.5/GPU-hour" in right[0].get_ylabel()
+    forward = right[0]._functions[0]
+    np.testing.assert_allclose(forward(np.array([1000.0])), 2.5 / 3600 / 1000 * 1e6, rtol=1e-12)
