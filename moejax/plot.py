@@ -22,7 +22,7 @@ partition per point (``moejax.analysis.summary.best_per_point``) and given the q
   see ``moejax.analysis.roofline``);
 - ``sensitivity``: the ``elasticity_*`` variables (only if written with ``sensitivities=true``);
 - ``frontier``: the serving frontier, tokens/s/GPU against tokens/s/user with $/Mtok on a twin axis
-  (only if the dataset has ``frontier_*``; ``moejax.plot_frontier``).
+  (only if the dataset has ``frontier_*``; ``moejax.analysis.frontier_figure``).
 
 Map cells are labelled at the largest font (8, 7, 6 pt), full text or abbreviation, that fits
 inside the cell; cells where nothing fits stay unlabelled (the colours and legend still say it).
@@ -52,7 +52,7 @@ from .analysis.roofline import model_rows, operating_points
 from .analysis.summary import best_per_point, flag_meanings
 from .catalogue import load_hardware
 from .physics.specs import SpecError
-from .plot_frontier import plot_frontier
+from .analysis.frontier_figure import plot_frontier
 
 README_SELECTION = {"model": "deepseek-v3", "hardware": "b200"}  # what the README's figures show
 SWEEP_VARIABLES = ("throughput_per_gpu", "feasible", "bound", "step_time", "t_hbm", "batch")

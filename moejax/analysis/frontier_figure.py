@@ -14,7 +14,7 @@ from __future__ import annotations
 import matplotlib.pyplot as plt
 import numpy as np
 
-from .physics.serving import cost_per_mtok
+from ..physics.serving import cost_per_mtok
 
 FRONTIER_CONTEXT = 8192.0  # tokens: the context the figure shows (the nearest in the dataset)
 
