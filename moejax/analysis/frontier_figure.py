@@ -59,7 +59,7 @@ def plot_frontier(ds, out_dir, sel, title: str, save):
         def dollars(x):
             return cost_per_mtok(price, np.maximum(np.asarray(x, dtype=float), 1e-30))
         right = ax.secondary_yaxis("right", functions=(dollars, dollars))  # its own inverse: y = c/x
-        right.set_ylabel(f"$ per million output tokens (at ${price:g}/GPU-hour)")
+        right.set_ylabel(f"\\$ per million output tokens\n(at \\${price:g}/GPU-hour; cheaper is up)")
     workload = f", isl {ds.isl.sel(context=context).item():g} / osl {ds.osl.sel(context=context).item():g}" if "isl" in ds else ""
     fig.suptitle(f"{title}\ncontext {int(context)} tokens{workload}; best partition and batch at each level")
     fig.legend(loc="outside right upper", title="unreachable levels\nomitted", fontsize=8, title_fontsize=8)
