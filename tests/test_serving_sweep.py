@@ -174,6 +174,22 @@ def dataset(tmp_path_factory):
     return run(cfg, tmp / "sweep.nc")
 
 
+def test_missing_dense_baseline_reports_no_serving_numbers():
+    """A κ too small for any dense model: the stand-in row's serving_* hold NaN / 0, not the MoE's."""
+    from moejax.engine.plan import mask_missing_baselines
+
+    plan = build_plan(_grid("grid.kappas=[0.01]"), False)
+    assert not plan.baseline_exists.any()
+    out = frontier.frontier_extra(plan.frontier, plan.accounting, jnp.float32)(*device_inputs(plan.inputs, jnp.float32))
+    results = {k: np.array(v) for k, v in out.items()}
+    results["feasible"] = np.ones(results["serving_status"].shape, bool)
+    assert (results["serving_status"][1] == 1).any()  # before masking, the stand-in row is the MoE
+    mask_missing_baselines(plan, "row", slice(0, 2), results)
+    assert (results["serving_status"][1] == 0).all() and (results["serving_prefill_tp"][1] == 0).all()
+    assert np.isnan(results["serving_disaggregated_throughput_per_gpu"][1]).all()
+    assert np.isfinite(results["serving_disaggregated_throughput_per_gpu"][0]).any()
+
+
 def test_sweep_dataset_economics_are_exact(dataset):
     """The main job's dataset: isl/osl along context, hardware price (a grid override) and board
     power, and $/Mtok = price / 3600 / (tokens/s/GPU) × 1e6 (float64 from the stored values, then

@@ -145,7 +145,7 @@ def mask_missing_baselines(plan: SweepPlan, axis: str, positions: slice, results
                 values[local] = 0
             elif name == "step_time":
                 values[local] = np.inf
-            elif plan.frontier is not None and name.startswith(("frontier_", "at_batch_", "slo_")):
+            elif plan.frontier is not None and name.startswith(("frontier_", "at_batch_", "slo_", "serving_")):
                 values[local] = missing_value(name, plan.frontier)
             else:
                 values[local] = np.nan
