@@ -9,7 +9,10 @@ batch of ``batches`` (column 0 is each partition's own B_max, ``Workload.batch =
 - the frontier on a fixed log-spaced interactivity axis (``frontier_*``, dimension
   ``interactivity``): at level ``u_i`` the best throughput per GPU over candidates with
   tokens/s/user ≥ ``u_i``, and the partition, batch and step time achieving it;
-- with an SLO, the best candidate meeting it (``slo_*``).
+- with an SLO, the best candidate meeting it (``slo_*``);
+- with workloads (``grid.workloads``, engine/workloads.py), each winner's TTFT and end-to-end
+  tokens/s per GPU under chunked prefill (``*_ttft``, ``*_aggregated_throughput_per_gpu``), and
+  ``serving_*``: the highest-throughput configuration served aggregated vs disaggregated.
 
 The frontier is a bucket sort and a scan: each candidate falls into the bucket of the highest
 level it reaches (one log and a floor, corrected against the stored levels), a segment max keeps
