@@ -47,12 +47,12 @@ import yaml
 from matplotlib.colors import BoundaryNorm, ListedColormap, LogNorm
 from matplotlib.patches import Patch
 
+from .analysis.frontier_figure import plot_frontier
 from .analysis.qs import QS_VARIABLES, qs_columns
 from .analysis.roofline import model_rows, operating_points
 from .analysis.summary import best_per_point, flag_meanings
 from .catalogue import load_hardware
 from .physics.specs import SpecError
-from .analysis.frontier_figure import plot_frontier
 
 README_SELECTION = {"model": "deepseek-v3", "hardware": "b200"}  # what the README's figures show
 SWEEP_VARIABLES = ("throughput_per_gpu", "feasible", "bound", "step_time", "t_hbm", "batch")

@@ -256,7 +256,7 @@ def test_plot_draws_the_frontier_with_a_cost_axis(dataset, tmp_path):
     with xr.open_dataset(dataset) as ds:
         ds = ds.load()
     figures = make_plots(ds, tmp_path / "plots", model="mixtral-8x22b", hardware="h100-sxm", num_gpus=8, kappa=5.0)
-    png, svg, arrays, fig = figures["frontier"]
+    png, svg, _, fig = figures["frontier"]
     assert png.stat().st_size > 0 and svg.stat().st_size > 0
     at = {"model": "mixtral-8x22b", "hardware": "h100-sxm", "num_gpus": 8, "context": 8448.0, "kappa": 5.0}
     ax = fig.axes[0]

@@ -41,9 +41,9 @@ def frontier_summary(path: Path, levels=LEVELS, kappa: float = 5.0, context: flo
         cost = ds.frontier_cost_per_mtok.sel(kappa=k, context=c) if priced else None
         where = "$/Mtok is lowest" if priced else "tok/s/GPU is highest (no prices in the dataset)"
         workload = f" (isl {ds.isl.sel(context=c).item():g}, osl {ds.osl.sel(context=c).item():g})" if "isl" in ds else ""
-        lines = [f"serving frontier at kappa={k:g}, context {int(c)}{workload}: dense $/Mtok ÷ MoE $/Mtok (> 1: the MoE is "
-                 f"cheaper), on the hardware x GPUs where the MoE's {where} at that interactivity; cells: ratio "
-                 "hardware/GPUs MoE $/Mtok",
+        lines = [(f"serving frontier at kappa={k:g}, context {int(c)}{workload}: dense $/Mtok ÷ MoE $/Mtok (> 1: the MoE is "
+                  f"cheaper), on the hardware x GPUs where the MoE's {where} at that interactivity; cells: ratio "
+                  "hardware/GPUs MoE $/Mtok"),
                  f"{'model':<16}" + "".join(f"{f'>= {p:.3g} tok/s/user':>34}" for p in picks)]
         for model in ds.model.values:
             cells = []

@@ -35,7 +35,7 @@ def plot_frontier(ds, out_dir, sel, title: str, save):
     dataset slices drawn (``moe``, ``dense_kappa_<κ>``), the ``interactivity`` axis, ``context``
     and ``price_per_gpu_hour``."""
     context = frontier_context(ds)
-    point = dict(model=sel["model"], hardware=sel["hardware"], num_gpus=sel["num_gpus"], context=context)
+    point = {"model": sel["model"], "hardware": sel["hardware"], "num_gpus": sel["num_gpus"], "context": context}
     tput = ds.frontier_throughput_per_gpu.sel(**point)
     levels = ds.interactivity.values
     price = float(ds.hw_price_per_gpu_hour.sel(hardware=sel["hardware"])) if "hw_price_per_gpu_hour" in ds else np.nan

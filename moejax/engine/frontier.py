@@ -402,10 +402,10 @@ def _group(prefix: str, what: str, status: str, status_flags, serve: bool = Fals
         f"{prefix}step_time": ("s", f"{what}: time of one decode step"),
     }
     if serve:
-        out[f"{prefix}ttft"] = ("s", f"{what}: time to first token, chunked prefill on the same GPUs (inf: the prompt's "
-                                     "prefill does not fit)")
-        out[f"{prefix}aggregated_throughput_per_gpu"] = ("s-1", f"{what}: end-to-end output tokens per second per GPU "
-                                                                "with chunked prefill on the same GPUs")
+        out[f"{prefix}ttft"] = ("s", (f"{what}: time to first token, chunked prefill on the same GPUs (inf: the prompt's "
+                                      "prefill does not fit)"))
+        out[f"{prefix}aggregated_throughput_per_gpu"] = ("s-1", (f"{what}: end-to-end output tokens per second per GPU "
+                                                                 "with chunked prefill on the same GPUs"))
     out = {k: (*v, None) for k, v in out.items()}
     out[f"{prefix}{status}"] = ("flag", f"{what}: outcome", status_flags)
     for name, (units, long_name) in _degree_attrs(prefix, what).items():
@@ -428,9 +428,9 @@ def variables(spec: FrontierSpec) -> dict:
         what = "highest-throughput decode configuration (the frontier's B_max end)"
         group = _group("serving_", what, "status", SERVING_STATUS, serve)
         group.update({
-            "serving_disaggregated_throughput_per_gpu": ("s-1", "end-to-end output tokens per second per GPU (both pools) of "
-                                                         "disaggregated serving: that decode configuration fed by the prefill "
-                                                         "partition with the most prompts/s per GPU", None),
+            "serving_disaggregated_throughput_per_gpu": ("s-1", ("end-to-end output tokens per second per GPU (both pools) of "
+                                                          "disaggregated serving: that decode configuration fed by the prefill "
+                                                          "partition with the most prompts/s per GPU"), None),
             "serving_prefill_share": ("1", "disaggregated serving: fraction of the GPUs in the prefill pool", None),
             "serving_disaggregated_ttft": ("s", "disaggregated serving: time to first token (prefill + KV hand-off)", None),
         })

@@ -72,7 +72,7 @@ def economics_arrays(hw_names: list[str], overrides) -> dict[str, np.ndarray]:
     overrides = overrides or {}
     bad = set(overrides) - set(ECONOMICS_FIELDS)
     if bad:
-        raise SpecError(f"grid.economics.{sorted(bad)[0]} is not a known field: allowed {', '.join(ECONOMICS_FIELDS)}")
+        raise SpecError(f"grid.economics.{min(bad)} is not a known field: allowed {', '.join(ECONOMICS_FIELDS)}")
     bases = [name.split("|")[0] for name in hw_names]
     for field, table in overrides.items():
         for name, value in (table or {}).items():
