@@ -22,7 +22,9 @@ partition per point (``moejax.analysis.summary.best_per_point``) and given the q
 - ``roofline``: attainable FLOP/s vs arithmetic intensity for the hardware, BF16 and FP8 ceilings
   with their ridge points, and the selection's operating points per context (MoE and dense at κ;
   see ``moejax.analysis.roofline``);
-- ``sensitivity``: the ``elasticity_*`` variables (only if written with ``sensitivities=true``).
+- ``sensitivity``: the ``elasticity_*`` variables (only if written with ``sensitivities=true``);
+- ``frontier``: the serving frontier, tokens/s/GPU against tokens/s/user with $/Mtok on a twin axis
+  (only if the dataset has ``frontier_*``; ``moejax.analysis.frontier_figure``).
 
 Map cells are labelled at the largest font (8, 7, 6 pt), full text or abbreviation, that fits
 inside the cell; cells where nothing fits stay unlabelled (the colours and legend still say it).
@@ -47,6 +49,7 @@ import yaml
 from matplotlib.colors import BoundaryNorm, ListedColormap, LogNorm
 from matplotlib.patches import Patch
 
+from .analysis.frontier_figure import plot_frontier
 from .analysis.qs import QS_VARIABLES, qs_columns
 from .analysis.roofline import model_rows, operating_points
 from .analysis.summary import best_per_point, flag_meanings
@@ -445,6 +448,9 @@ def make_plots(ds: xr.Dataset, out_dir, **selection) -> dict:
         plots["sensitivity"] = plot_sensitivity
     else:
         print("note: no elasticity_* variables in the dataset (write them with sensitivities=true): sensitivity figure skipped")
+    if "frontier_throughput_per_gpu" in ds:
+        plots["frontier"] = lambda d, o, s: plot_frontier(d, o, s, _title(d, "Serving frontier: throughput per GPU vs "
+                                                                          "interactivity", s, kappa=False), _save)
     missing = [v for v in ("routing_factor", "capacity_factor", "reuse_gap") if v not in ds]
     if missing:
         print(f"note: no {', '.join(missing)} in the dataset: reuse_gap figure skipped")

@@ -26,7 +26,7 @@ register()
 def _sweep_job(cfg: DictConfig, out: Path) -> str:
     if run(cfg, out, sweep_columns(cfg)) is None:
         return f"process {jax.process_index()}: parts written; process 0 writes {out}"
-    return f"wrote {out}" + (f"\n{summary(out)}" if cfg.summary else "") + (f"\n{frontier_summary(out)}" if cfg.summary and cfg.grid.get("batches") else "")
+    return f"wrote {out}" + (f"\n{summary(out)}" if cfg.summary else "") + (f"\n{frontier_summary(out)}" if cfg.summary and (cfg.grid.get("batches") or cfg.grid.get("workloads")) else "")
 
 
 @one_line_errors

@@ -1,5 +1,12 @@
-"""What the main job prints about the serving frontier: the dense/MoE cost ratio at a few
-interactivity levels (``frontier_*`` variables of a sweep with ``grid.batches``)."""
+"""What the main job prints about the serving frontier: per model, the dense/MoE cost ratio in $
+per million output tokens at a few interactivity levels (``frontier_*`` variables of a sweep with
+``grid.batches``), and the MoE's own $/Mtok.
+
+Conventions: the ratio is dense $/Mtok ÷ MoE $/Mtok (> 1: the MoE is cheaper), both on the same
+hardware × GPUs, each at its own best partition and batch reaching the level. On the same
+hardware the price per GPU-hour cancels, so the ratio is also MoE ÷ dense tokens/s per GPU (the
+inverse of the throughput ratio the summary table above it prints).
+"""
 
 from __future__ import annotations
 
@@ -19,9 +26,9 @@ def cost_ratio(moe: float, dense: float) -> float:
 
 def frontier_summary(path: Path, levels=LEVELS, kappa: float = 5.0, context: float = 8192.0) -> str:
     """Per model, at each of ``levels`` (the nearest level of the interactivity axis), κ nearest
-    ``kappa`` and the grid context nearest ``context``: the hardware × GPUs where the MoE's frontier
-    is highest at that level, and there the dense/MoE cost ratio (both at their own best partition
-    and batch reaching the level). Empty when the dataset has no frontier."""
+    ``kappa`` and the grid context nearest ``context``: the hardware × GPUs where the MoE's
+    $/Mtok is lowest at that level (highest tokens/s per GPU where the dataset has no prices),
+    there the dense/MoE cost ratio and the MoE's $/Mtok. Empty when the dataset has no frontier."""
     with xr.open_dataset(path) as ds:
         if "frontier_throughput_per_gpu" not in ds:
             return ""
@@ -30,10 +37,14 @@ def frontier_summary(path: Path, levels=LEVELS, kappa: float = 5.0, context: flo
         axis = ds.interactivity.values
         picks = [float(axis[np.argmin(np.abs(np.log(axis / lev)))]) for lev in levels]
         tput = ds.frontier_throughput_per_gpu.sel(kappa=k, context=c)
-        head = "".join(f"{f'>= {p:.3g} tok/s/user':>34}" for p in picks)
-        title = (f"dense/MoE cost ratio (MoE/dense tok/s/GPU) at kappa={k:g}, context {int(c)}, on the hardware x GPUs "
-                 "where the MoE does best at that interactivity")
-        lines = [title, f"{'model':<16}{head}"]
+        priced = "frontier_cost_per_mtok" in ds and bool(np.isfinite(ds.hw_price_per_gpu_hour.values).all())
+        cost = ds.frontier_cost_per_mtok.sel(kappa=k, context=c) if priced else None
+        where = "$/Mtok is lowest" if priced else "tok/s/GPU is highest (no prices in the dataset)"
+        workload = f" (isl {ds.isl.sel(context=c).item():g}, osl {ds.osl.sel(context=c).item():g})" if "isl" in ds else ""
+        lines = [(f"serving frontier at kappa={k:g}, context {int(c)}{workload}: dense $/Mtok ÷ MoE $/Mtok (> 1: the MoE is "
+                  f"cheaper), on the hardware x GPUs where the MoE's {where} at that interactivity; cells: ratio "
+                  "hardware/GPUs MoE $/Mtok"),
+                 f"{'model':<16}" + "".join(f"{f'>= {p:.3g} tok/s/user':>34}" for p in picks)]
         for model in ds.model.values:
             cells = []
             for p in picks:
@@ -42,9 +53,16 @@ def frontier_summary(path: Path, levels=LEVELS, kappa: float = 5.0, context: flo
                 if not (values > 0).any():
                     cells.append("MoE cannot reach")
                     continue
-                place = moe.place.values[int(np.argmax(values))]
+                if priced:
+                    dollars = cost.sel(model=model, variant="moe", interactivity=p).stack(place=("hardware", "num_gpus")).values
+                    best = int(np.nanargmin(np.where(values > 0, dollars, np.nan)))
+                else:
+                    best = int(np.argmax(values))
+                place = moe.place.values[best]
                 dense = float(tput.sel(model=model, variant="dense", interactivity=p, hardware=place[0], num_gpus=place[1]))
-                ratio = cost_ratio(float(values.max()), np.nan_to_num(dense, nan=0.0))
-                cells.append(f"{ratio:.2f}x {place[0]}/{place[1]} ({values.max():.3g}/GPU)")
+                ratio = cost_ratio(float(values[best]), np.nan_to_num(dense, nan=0.0))
+                money = f" ${dollars[best]:.3g}" if priced else f" ({values[best]:.3g}/GPU)"
+                text = f"{ratio:.2f}x" if np.isfinite(ratio) else "dense cannot reach"
+                cells.append(f"{text} {place[0]}/{place[1]}{money}")
             lines.append(f"{model:<16}" + "".join(f"{cell:>34}" for cell in cells))
     return "\n".join(lines)

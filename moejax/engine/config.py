@@ -95,7 +95,10 @@ class GridConf:
     baseline: str = "keep-attention"
     hardware: list[str] = MISSING
     num_gpus: list[int] = MISSING
-    contexts: list[float] = MISSING  # tokens
+    contexts: Optional[list[float]] = None  # noqa: UP007  tokens; or grid.workloads (one of the two)
+    workloads: Any = None  # {isl, osl} or a list of them: contexts isl + osl/2, TTFT and serving (engine/workloads.py)
+    prefill_chunk: float = 0.0  # prompt tokens per decode step in chunked prefill (<= 0: the whole prompt in one step)
+    economics: Any = None  # {price_per_gpu_hour: {hardware: USD}, board_power: {hardware: W}}: catalogue overrides
     batch: Any = "bmax"  # "bmax" or sequences per replica
     batches: Any = None  # [1, 2, 4, ...] sequences per replica: batch as a search axis + the frontier (engine/frontier.py)
     interactivity: InteractivityConf = dataclasses.field(default_factory=InteractivityConf)  # frontier levels
@@ -198,9 +201,10 @@ def validate_grid(grid, precision: str) -> None:
             raise SpecError(f"grid.{field} = {names!r} is invalid: names must be unique")
     _positive("grid.kappas", list(grid.kappas))
     _positive("grid.num_gpus", list(grid.num_gpus), integer=True)
-    _positive("grid.contexts", list(grid.contexts))
+    if grid.get("contexts") is not None:
+        _positive("grid.contexts", list(grid.contexts))
     for field in ("kappas", "num_gpus", "contexts"):
-        if len(set(grid[field])) != len(grid[field]):
+        if grid.get(field) is not None and len(set(grid[field])) != len(grid[field]):
             raise SpecError(f"grid.{field} = {list(grid[field])!r} is invalid: values must be unique")
     for field in ("tp", "ep", "pp", "dp_attn", "kvp", "dense_tp"):
         _positive(f"grid.partitions.{field}", list(grid.partitions[field]), integer=True)
@@ -221,3 +225,5 @@ def validate_grid(grid, precision: str) -> None:
     if grid.accounting.roofline is not None:
         _choice("grid.accounting.roofline", grid.accounting.roofline, ROOFLINES)
     _choice("precision", precision, ("float32", "float64"))
+    if not isinstance(grid.get("prefill_chunk"), int | float) or not math.isfinite(grid.prefill_chunk):
+        raise SpecError(f"grid.prefill_chunk = {grid.get('prefill_chunk')!r} is invalid: a number of tokens (<= 0: whole prompt)")

@@ -9,7 +9,10 @@ batch of ``batches`` (column 0 is each partition's own B_max, ``Workload.batch =
 - the frontier on a fixed log-spaced interactivity axis (``frontier_*``, dimension
   ``interactivity``): at level ``u_i`` the best throughput per GPU over candidates with
   tokens/s/user ≥ ``u_i``, and the partition, batch and step time achieving it;
-- with an SLO, the best candidate meeting it (``slo_*``).
+- with an SLO, the best candidate meeting it (``slo_*``);
+- with workloads (``grid.workloads``, engine/workloads.py), each winner's TTFT and end-to-end
+  tokens/s per GPU under chunked prefill (``*_ttft``, ``*_aggregated_throughput_per_gpu``), and
+  ``serving_*``: the highest-throughput configuration served aggregated vs disaggregated.
 
 The frontier is a bucket sort and a scan: each candidate falls into the bucket of the highest
 level it reaches (one log and a floor, corrected against the stored levels), a segment max keeps
@@ -26,6 +29,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ..physics import serving
 from ..physics.cost import decode_point
 from ..physics.specs import Partition, SpecError, Workload
 from .grid import PARTITION_FIELDS, PartitionSpace, _argmax, cast, enumerate_partitions, lift
@@ -33,6 +37,7 @@ from .grid import PARTITION_FIELDS, PartitionSpace, _argmax, cast, enumerate_par
 # flag variables: values, meanings (CF flag_meanings)
 FRONTIER_STATUS = ([0, 1, 2], "infeasible unreachable reached")  # no candidate fits / none this fast / found
 SLO_STATUS = ([0, 1, 2], "infeasible slo_not_met slo_met")
+SERVING_STATUS = ([0, 1], "infeasible feasible")
 AT_BATCH_STATUS = ([0, 1], "infeasible feasible")
 
 
@@ -46,6 +51,13 @@ class FrontierSpec:
     levels: tuple[float, ...]
     slo_rate: float = 0.0
     groups: tuple[tuple[int, int], ...] = ()  # slices of the grouped candidate table (grouped_table)
+    ttft_max: float = 0.0  # grid.slo.ttft_max, s (0: no limit); needs workloads
+    workloads: tuple[tuple[float, float, float], ...] = ()  # (decode context, isl, osl) per context (grid.workloads)
+    chunk: float = 0.0  # grid.prefill_chunk: prompt tokens per decode step (<= 0: whole prompt)
+
+    @property
+    def with_slo(self) -> bool:
+        return self.slo_rate > 0 or self.ttft_max > 0
 
     @property
     def columns(self) -> np.ndarray:
@@ -105,20 +117,24 @@ def validate(grid) -> None:
             if v is not None and (isinstance(v, bool) or not isinstance(v, int | float) or not np.isfinite(v) or v <= 0):
                 unit = "tokens/s per user" if field.startswith("tokens") else "s"
                 raise SpecError(f"grid.slo.{field} = {v!r} is invalid: a positive number ({unit}) or null")
-        if slo.get("ttft_max") is not None:
-            raise SpecError(f"grid.slo.ttft_max = {slo.ttft_max!r} is invalid: slo.ttft_max needs the prefill (TTFT) "
-                            "model, not wired into the sweep yet; use tpot_max or tokens_per_s_per_user_min")
+        if slo.get("ttft_max") is not None and grid.get("workloads") is None:
+            raise SpecError(f"grid.slo.ttft_max = {slo.ttft_max!r} is invalid: TTFT needs prompt lengths: set grid.workloads "
+                            "({isl, osl} pairs) in place of grid.contexts, or drop ttft_max")
 
 
-def frontier_spec(grid) -> FrontierSpec | None:
-    """The grid's frontier search, or None when it sets neither ``batches`` nor an SLO."""
+def frontier_spec(grid, workloads=None) -> FrontierSpec | None:
+    """The grid's frontier search, or None when it sets neither ``batches``, an SLO nor workloads
+    (``workloads.grid_workloads``: decode contexts, isl, osl)."""
     validate(grid)
     batches, slo = grid.get("batches"), grid.get("slo")
     rate = slo_rate(slo) if slo is not None else 0.0
-    if batches is None and rate == 0:
+    ttft_max = float(slo.ttft_max) if slo is not None and slo.get("ttft_max") is not None else 0.0
+    if batches is None and rate == 0 and workloads is None:
         return None
     inter = grid.get("interactivity") or {"min": 1.0, "max": 1000.0, "count": 31}  # a grid without the schema
-    return FrontierSpec(tuple(float(b) for b in (batches or [])), tuple(interactivity_levels(inter)), rate)
+    table = () if workloads is None else tuple(zip(*(map(float, a) for a in workloads)))
+    return FrontierSpec(tuple(float(b) for b in (batches or [])), tuple(interactivity_levels(inter)), rate,
+                        ttft_max=ttft_max, workloads=table, chunk=float(grid.get("prefill_chunk") or 0.0))
 
 
 def grouped_table(num_gpus: list[int], space: PartitionSpace) -> tuple[np.ndarray, np.ndarray, tuple]:
@@ -165,20 +181,33 @@ def bucket(u, levels):
     return jnp.where(u > 0, jnp.clip(j, 0, n), 0)
 
 
-def _candidates(m, hw, parts: Partition, pmask, context, columns, acc):
-    """[P, K] throughput per GPU (-1 where illegal or infeasible) and tokens/s per user (0 there)."""
-    def one(p, ok):
+def _ttft(r, prefill_time, p: Partition, serve):
+    """Chunked prefill on the decode GPUs (``serving.chunked_prefill``) of decode step ``r``: TTFT,
+    s (inf where the prompt's prefill does not fit: ``prefill_time`` inf), and the end-to-end
+    tokens/s per GPU with the prefill charged (``serving.aggregated_point``'s)."""
+    isl, osl, chunk = serve
+    rate, _, ttft = serving.chunked_prefill(r.throughput, r.step_time, prefill_time, serving.prefill_batch(p), isl, osl, chunk)
+    fits = jnp.isfinite(prefill_time)
+    return jnp.where(fits, ttft, jnp.inf), jnp.where(fits, r.throughput_per_gpu * (rate / r.throughput), 0.0)
+
+
+def _candidates(m, hw, parts: Partition, pmask, context, columns, acc, t_pf=None, serve=None):
+    """[P, K] throughput per GPU (-1 where illegal or infeasible) and tokens/s per user (0 there);
+    with ``serve`` (isl, osl, chunk) and prefill times ``t_pf`` [P], also each candidate's TTFT."""
+    def one(p, ok, pf_time):
         def at(b):
             r = decode_point(m, hw, p, Workload(context=context, batch=b), acc)
             good = ok & r.feasible
-            return jnp.where(good, r.throughput_per_gpu, -1.0), jnp.where(good, r.tokens_per_s_per_user, 0.0)
+            out = jnp.where(good, r.throughput_per_gpu, -1.0), jnp.where(good, r.tokens_per_s_per_user, 0.0)
+            return out if serve is None else (*out, jnp.where(good, _ttft(r, pf_time, p, serve)[0], jnp.inf))
         return jax.vmap(at)(columns)
-    return jax.vmap(one)(parts, pmask)
+    return jax.vmap(one)(parts, pmask, jnp.zeros(pmask.shape) if t_pf is None else t_pf)
 
 
-def _winners(m, hw, parts: Partition, context, columns, acc, flat_idx, found, k: int):
+def _winners(m, hw, parts: Partition, context, columns, acc, flat_idx, found, k: int, t_pf=None, serve=None):
     """Re-evaluate the winning (partition, batch) candidates ``flat_idx`` (into [P·K]) exactly;
-    NaN / 0 degrees where ``found`` is false."""
+    NaN / 0 degrees where ``found`` is false. With ``serve``, also their TTFT and end-to-end
+    tokens/s per GPU under chunked prefill (``_ttft``)."""
     p_i, b_i = flat_idx // k, flat_idx % k
     winner = jax.tree_util.tree_map(lambda x: x[p_i], parts)
     r = jax.vmap(lambda p, b: decode_point(m, hw, p, Workload(context=context, batch=b), acc))(winner, columns[b_i])
@@ -186,6 +215,9 @@ def _winners(m, hw, parts: Partition, context, columns, acc, flat_idx, found, k:
         return jnp.where(found, v, jnp.nan)
     out = {"throughput_per_gpu": nan(r.throughput_per_gpu), "tokens_per_s_per_user": nan(r.tokens_per_s_per_user),
            "batch": nan(r.batch), "step_time": nan(r.step_time)}
+    if serve is not None:
+        ttft, agg = jax.vmap(lambda r_, t, p: _ttft(r_, t, p, serve))(r, t_pf[p_i], winner)
+        out["ttft"], out["aggregated_throughput_per_gpu"] = nan(ttft), nan(agg)
     for f in PARTITION_FIELDS:
         out[f] = jnp.where(found, getattr(winner, f), 0.0)
     return out
@@ -223,15 +255,27 @@ def _bmax_buckets(x0, u0, levels, k: int):
     return jnp.where(best > 0, best, -1.0), jnp.where(best > 0, u0[first], 0.0), first * k
 
 
-def frontier_point(m, hw, parts: Partition, pmask, context, columns, levels, slo_min, acc, groups, with_slo: bool):
+def frontier_point(m, hw, parts: Partition, pmask, context, columns, levels, slo_min, acc, groups, with_slo: bool,
+                   ttft_max=None, chunk=None):
     """Per-batch best partitions, the frontier on ``levels`` and (``with_slo``) the best candidate
     with tokens/s per user ≥ ``slo_min``, for one point; see the module docstring.
 
     The frontier is taken over a reduced set that provably contains it: the per-(group, batch)
     tops of ``_column_tops`` and the per-bucket bests of the B_max column. At level ``u_i`` it is
     the largest throughput per GPU among them with tokens/s per user ≥ ``u_i`` (a masked argmax
-    per level, a scan over the sorted levels in effect)."""
-    x, u = _candidates(m, hw, parts, pmask, context, columns, acc)
+    per level, a scan over the sorted levels in effect).
+
+    With a workload (``context`` = (decode context, isl, osl)): every winner's TTFT under chunked
+    prefill (``chunk`` tokens per step) and end-to-end tokens/s per GPU; the ``serving_*`` summary
+    (``_serving``); and with ``ttft_max`` the SLO is a masked argmax over every candidate (the
+    reduced set's dominance argument ignores TTFT)."""
+    serve, t_pf = None, None
+    if isinstance(context, tuple):
+        context, isl, osl = context
+        serve = (isl, osl, chunk)
+        pf = jax.vmap(lambda p: serving.prefill(m, hw, p, isl, acc))(parts)
+        t_pf = jnp.where(pf.feasible, pf.step_time, jnp.inf)  # [P]
+    x, u, *ttft = _candidates(m, hw, parts, pmask, context, columns, acc, t_pf, serve if ttft_max is not None else None)
     k, n_lev = x.shape[1], levels.shape[0]
     picks = []  # (prefix, flat candidate indices, found): the winners, re-evaluated in one call
     flags = {}
@@ -252,7 +296,12 @@ def frontier_point(m, hw, parts: Partition, pmask, context, columns, levels, slo
     reached = masked[jnp.arange(n_lev), w] > 0
     picks.append(("frontier_", ci[w], reached))
     flags["frontier_status"] = jnp.where(reached, 2, jnp.where(any_ok, 1, 0)).astype(jnp.int8)
-    if with_slo:
+    if with_slo and ttft_max is not None:  # every candidate: TTFT breaks the per-column dominance
+        flat = jnp.where((u >= slo_min) & (ttft[0] <= ttft_max), x, -1.0).reshape(-1)
+        i = _argmax(flat)
+        picks.append(("slo_", i[None], (flat[i] > 0)[None]))
+        flags["slo_status"] = jnp.where(flat[i] > 0, 2, jnp.where(any_ok, 1, 0)).astype(jnp.int8)
+    elif with_slo:
         # the reduced explicit-column set, and the whole B_max column (its buckets need not align with slo_min)
         n_ex = cx.shape[0] - bx.shape[0]
         ex = jnp.where(cu[:n_ex] >= slo_min, cx[:n_ex], -1.0) if n_ex else jnp.array([-1.0], x.dtype)
@@ -262,34 +311,73 @@ def frontier_point(m, hw, parts: Partition, pmask, context, columns, levels, slo
         met = jnp.maximum(x0[b], ex[e]) > 0
         picks.append(("slo_", i[None], met[None]))
         flags["slo_status"] = jnp.where(met, 2, jnp.where(any_ok, 1, 0)).astype(jnp.int8)
+    if serve is not None:  # the frontier's highest-throughput end (the B_max end)
+        top = _argmax(cx)
+        picks.append(("serving_", ci[top][None], any_ok[None]))
+        flags["serving_status"] = any_ok.astype(jnp.int8)
     sizes = [int(idx.shape[0]) for _, idx, _ in picks]
     every = _winners(m, hw, parts, context, columns, acc, jnp.concatenate([idx for _, idx, _ in picks]),
-                     jnp.concatenate([found for *_, found in picks]), k)
+                     jnp.concatenate([found for *_, found in picks]), k, t_pf, serve)
     out, start = {}, 0
     for (prefix, _, _), size in zip(picks, sizes):
         for name, v in every.items():
-            out[prefix + name] = v[start:start + size] if prefix != "slo_" else v[start]
+            out[prefix + name] = v[start:start + size] if prefix not in ("slo_", "serving_") else v[start]
         start += size
     out.pop("at_batch_batch", None)  # the column's own batch
+    if serve is not None:
+        out.update(_serving(m, hw, parts, pmask, out, t_pf, serve, acc))
     return {**out, **flags}
 
 
+def _serving(m, hw, parts: Partition, pmask, out: dict, t_pf, serve, acc) -> dict:
+    """Disaggregated serving at the frontier's highest-throughput decode configuration
+    (``serving_*`` of ``out``): a prefill pool on the partition with the most prompts/s per GPU
+    (``serving.prefill_rate_per_gpu`` over the point's candidates; the pools' end-to-end rate is
+    increasing in it, ``serving.disaggregated_rate``), its end-to-end tokens/s per GPU over both
+    pools, prefill share of the GPUs, TTFT (prefill + KV hand-off, ``serving.kv_transfer_time``)
+    and prefill partition. NaN (degrees 0) where nothing is feasible."""
+    isl, osl, _ = serve
+    rate = jnp.where(pmask, jax.vmap(lambda p: serving.prefill_rate_per_gpu(m, hw, p, isl, acc))(parts), 0.0)
+    j = _argmax(rate)
+    p_pf = jax.tree_util.tree_map(lambda v: v[j], parts)
+    p_dec = Partition(**{f: out[f"serving_{f}"] for f in PARTITION_FIELDS})
+    ok = (rate[j] > 0) & (out["serving_throughput_per_gpu"] > 0)
+    pf_time = jnp.where(ok, t_pf[j], 1.0)
+    e2e, share = serving.disaggregated_rate(out["serving_throughput_per_gpu"], osl, pf_time, serving.prefill_batch(p_pf),
+                                            p_pf.gpus_per_replica)
+    t_kv = serving.kv_transfer_time(m, hw, p_pf, p_dec, isl, acc)
+    res = {"serving_disaggregated_throughput_per_gpu": e2e, "serving_prefill_share": share,
+           "serving_disaggregated_ttft": pf_time + t_kv}
+    res = {name: jnp.where(ok, v, jnp.nan) for name, v in res.items()}
+    res.update({f"serving_prefill_{f}": jnp.where(ok, getattr(p_pf, f), 0.0) for f in PARTITION_FIELDS})
+    return res
+
+
 @functools.cache
-def lifted_frontier_kernel(with_slo: bool, groups: tuple):
-    """``f(rows, hardware, candidates, masks, contexts, columns, levels, slo_min, acc)`` over the grid
-    axes; ``groups``: the (start, stop) slices of the grouped candidate table (``grouped_table``)."""
-    def at(m, hw, parts, pmask, context, columns, levels, slo_min, acc):
-        return frontier_point(m, hw, parts, pmask, context, columns, levels, slo_min, acc, groups, with_slo)
+def lifted_frontier_kernel(with_slo: bool, groups: tuple, ttft_mask: bool = False):
+    """``f(rows, hardware, candidates, masks, contexts, columns, levels, slo_min, acc, ttft_max, chunk)``
+    over the grid axes; ``groups``: the (start, stop) slices of the grouped candidate table
+    (``grouped_table``); ``contexts`` may be (decode context, isl, osl) arrays (workloads)."""
+    def at(m, hw, parts, pmask, context, columns, levels, slo_min, acc, ttft_max, chunk):
+        return frontier_point(m, hw, parts, pmask, context, columns, levels, slo_min, acc, groups, with_slo,
+                              ttft_max if ttft_mask else None, chunk)
     return jax.jit(lift(at))
 
 
 def frontier_extra(spec: FrontierSpec, acc, dtype):
-    """The ``extra`` kernel for ``grid.evaluate_chunks``: the frontier outputs of a chunk."""
-    kernel = lifted_frontier_kernel(spec.slo_rate > 0, spec.groups)
-    shared = (jnp.asarray(spec.columns, dtype), jnp.asarray(spec.levels, dtype), jnp.asarray(spec.slo_rate, dtype), cast(acc, dtype))
+    """The ``extra`` kernel for ``grid.evaluate_chunks``: the frontier outputs of a chunk. With
+    workloads each chunk's contexts are matched to their (isl, osl) on the device, so any chunking
+    of the context axis works (decode contexts are unique)."""
+    kernel = lifted_frontier_kernel(spec.with_slo, spec.groups, spec.ttft_max > 0)
+    shared = (jnp.asarray(spec.columns, dtype), jnp.asarray(spec.levels, dtype), jnp.asarray(spec.slo_rate, dtype),
+              cast(acc, dtype), jnp.asarray(spec.ttft_max, dtype), jnp.asarray(spec.chunk, dtype))
+    table = jnp.asarray(np.array(spec.workloads).reshape(-1, 3), dtype)
 
-    def extra(*inputs):
-        return kernel(*inputs, *shared)
+    def extra(rows, hardware, tables, masks, contexts):
+        if spec.workloads:
+            hit = (contexts[:, None] == table[None, :, 0]).astype(dtype)
+            contexts = (contexts, hit @ table[:, 1], hit @ table[:, 2])
+        return kernel(rows, hardware, tables, masks, contexts, *shared)
     return extra
 
 
@@ -305,7 +393,7 @@ def _degree_attrs(prefix: str, what: str) -> dict:
     return out
 
 
-def _group(prefix: str, what: str, status: str, status_flags) -> dict:
+def _group(prefix: str, what: str, status: str, status_flags, serve: bool = False) -> dict:
     """name -> (units or 'flag', long_name, flag values/meanings or None) for one result group."""
     out = {
         f"{prefix}throughput_per_gpu": ("s-1", f"{what}: decode tokens per second per GPU (NaN: see {prefix}{status})"),
@@ -313,6 +401,11 @@ def _group(prefix: str, what: str, status: str, status_flags) -> dict:
         f"{prefix}batch": ("1", f"{what}: sequences served concurrently per replica"),
         f"{prefix}step_time": ("s", f"{what}: time of one decode step"),
     }
+    if serve:
+        out[f"{prefix}ttft"] = ("s", (f"{what}: time to first token, chunked prefill on the same GPUs (inf: the prompt's "
+                                      "prefill does not fit)"))
+        out[f"{prefix}aggregated_throughput_per_gpu"] = ("s-1", (f"{what}: end-to-end output tokens per second per GPU "
+                                                                 "with chunked prefill on the same GPUs"))
     out = {k: (*v, None) for k, v in out.items()}
     out[f"{prefix}{status}"] = ("flag", f"{what}: outcome", status_flags)
     for name, (units, long_name) in _degree_attrs(prefix, what).items():
@@ -322,13 +415,28 @@ def _group(prefix: str, what: str, status: str, status_flags) -> dict:
 
 def variables(spec: FrontierSpec) -> dict:
     """name -> (trailing dims, units or 'flag', long_name, flags) of every variable the kernel returns."""
-    groups = [(("interactivity",), _group("frontier_", "best at tokens/s per user >= interactivity", "status", FRONTIER_STATUS))]
+    serve = bool(spec.workloads)
+    groups = [(("interactivity",), _group("frontier_", "best at tokens/s per user >= interactivity", "status", FRONTIER_STATUS, serve))]
     if spec.batches:
-        at = _group("at_batch_", "best partition at this batch", "feasible", AT_BATCH_STATUS)
+        at = _group("at_batch_", "best partition at this batch", "feasible", AT_BATCH_STATUS, serve)
         at.pop("at_batch_batch")
         groups.append((("batches",), at))
-    if spec.slo_rate > 0:
-        groups.append(((), _group("slo_", f"best meeting the SLO (tokens/s per user >= {spec.slo_rate:g})", "status", SLO_STATUS)))
+    if spec.with_slo:
+        limits = [f"tokens/s per user >= {spec.slo_rate:g}"] * (spec.slo_rate > 0) + [f"TTFT <= {spec.ttft_max:g} s"] * (spec.ttft_max > 0)
+        groups.append(((), _group("slo_", f"best meeting the SLO ({', '.join(limits)})", "status", SLO_STATUS, serve)))
+    if serve:
+        what = "highest-throughput decode configuration (the frontier's B_max end)"
+        group = _group("serving_", what, "status", SERVING_STATUS, serve)
+        group.update({
+            "serving_disaggregated_throughput_per_gpu": ("s-1", ("end-to-end output tokens per second per GPU (both pools) of "
+                                                          "disaggregated serving: that decode configuration fed by the prefill "
+                                                          "partition with the most prompts/s per GPU"), None),
+            "serving_prefill_share": ("1", "disaggregated serving: fraction of the GPUs in the prefill pool", None),
+            "serving_disaggregated_ttft": ("s", "disaggregated serving: time to first token (prefill + KV hand-off)", None),
+        })
+        for name, (units, long_name) in _degree_attrs("serving_prefill_", "disaggregated serving's prefill pool").items():
+            group[name] = (units, long_name, None)
+        groups.append(((), group))
     return {name: (dims, *meta) for dims, group in groups for name, meta in group.items()}
 
 

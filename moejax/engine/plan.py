@@ -15,6 +15,7 @@ from ..physics import arch
 from ..physics.specs import Accounting, SpecError
 from .frontier import FrontierSpec, frontier_spec, grouped_table, missing_value
 from .grid import GridInputs, PartitionSpace, enumerate_partitions, partition_table, stack
+from .workloads import economics_arrays, grid_workloads, workload_coords
 
 
 @dataclasses.dataclass(frozen=True)
@@ -28,6 +29,8 @@ class SweepPlan:
     accounting: Accounting
     batch: float
     frontier: FrontierSpec | None = None  # grid.batches / grid.slo: the frontier search (engine/frontier.py)
+    economics: dict = dataclasses.field(default_factory=dict)  # price_per_gpu_hour, board_power per hardware
+    context_coords: dict = dataclasses.field(default_factory=dict)  # isl, osl along context (grid.workloads)
 
 
 def build_plan(grid, keep_partitions: bool) -> SweepPlan:
@@ -52,13 +55,14 @@ def build_plan(grid, keep_partitions: bool) -> SweepPlan:
                                       grid.get("hardware_space"))
     num_gpus = [int(n) for n in grid.num_gpus]
     space = PartitionSpace(**{k: tuple(v) for k, v in grid.partitions.items()})
-    frontier = frontier_spec(grid)
+    workloads = grid_workloads(grid)
+    frontier = frontier_spec(grid, workloads)
     if frontier is None:
         table, mask = partition_table(num_gpus, space)
     else:  # candidates grouped by replica size: the frontier kernel reduces each group as a static slice
         table, mask, groups = grouped_table(num_gpus, space)
         frontier = dataclasses.replace(frontier, groups=groups)
-    contexts = np.array([float(c) for c in grid.contexts])
+    contexts = np.array([float(c) for c in grid.contexts]) if workloads is None else workloads[0]
     inputs = GridInputs(stack(rows), stack(hardware), table, mask, contexts)
     coords = {
         "model": (np.array(list(grid.models)), {"long_name": "MoE model (catalogue name)"}),
@@ -74,7 +78,9 @@ def build_plan(grid, keep_partitions: bool) -> SweepPlan:
     if not any(arch.has_pattern(r) for r in rows):  # no sliding/chunked/sparse/linear layer: skip those phases
         acc = dataclasses.replace(acc, layer_patterns=False)
     batch = 0.0 if grid.batch == "bmax" else float(grid.batch)
-    return SweepPlan(inputs, row_map, exists, coords, acc, batch, frontier)
+    economics = economics_arrays(hw_names, grid.get("economics"))
+    extra_coords = {} if workloads is None else workload_coords(workloads[1], workloads[2])
+    return SweepPlan(inputs, row_map, exists, coords, acc, batch, frontier, economics, extra_coords)
 
 
 SPACE_FIELDS = {"hbm_bw": ("hbm_bw",), "hbm_bytes": ("hbm_bytes",), "flops": ("flops_bf16", "flops_fp8"),
@@ -142,7 +148,7 @@ def mask_missing_baselines(plan: SweepPlan, axis: str, positions: slice, results
                 values[local] = 0
             elif name == "step_time":
                 values[local] = np.inf
-            elif plan.frontier is not None and name.startswith(("frontier_", "at_batch_", "slo_")):
+            elif plan.frontier is not None and name.startswith(("frontier_", "at_batch_", "slo_", "serving_")):
                 values[local] = missing_value(name, plan.frontier)
             else:
                 values[local] = np.nan

@@ -26,10 +26,11 @@ from . import distributed
 from .config import validate_grid
 from .dataset import assemble, check_output, completed_chunks, estimated_bytes, parts_lock, write_part
 from .frontier import sweep_hooks
-
-AXES_OF_POINTS = ("model", "variant", "kappa", "hardware", "num_gpus", "context")
 from .grid import evaluate_chunks, local_devices, n_chunks
 from .plan import SweepPlan, build_plan, mask_missing_baselines, partition_space_json
+from .workloads import serving_derive
+
+AXES_OF_POINTS = ("model", "variant", "kappa", "hardware", "num_gpus", "context")
 
 
 def science_config(cfg: DictConfig) -> dict:
@@ -172,7 +173,11 @@ def _assemble(cfg, plan: SweepPlan, hooks, parts_dir: Path, total: int, out: Pat
     baseline = ("baseline_exists", ("model", "kappa"), plan.baseline_exists.astype(np.int8))
     hardware_numbers = [(f"hw_{f}", ("hardware",), np.asarray(getattr(plan.inputs.hardware, f)))
                         for f in HARDWARE_FIELDS]  # each accelerator's numbers, design spaces included
-    assemble(out, parts_dir, plan.coords, plan.row_map, attrs, "f8" if dtype == np.float64 else "f4",
+    float_dtype = "f8" if dtype == np.float64 else "f4"
+    derives = [serving_derive(plan, [name for name, *_ in hooks.variables], float_dtype)]  # isl/osl, economics
+    if not cfg.keep_partitions and derive is not None:
+        derives.append(derive(plan))
+    assemble(out, parts_dir, plan.coords, plan.row_map, attrs, float_dtype,
              plan.inputs.partitions if cfg.keep_partitions else None, extra=[baseline, *hardware_numbers],
-             sensitivities=cfg.sensitivities, derive=None if cfg.keep_partitions or derive is None else derive(plan),
+             sensitivities=cfg.sensitivities, derive=lambda nc: [d(nc) for d in derives],
              extra_dims=hooks.dims, extra_vars=hooks.variables, overwrite=overwrite)

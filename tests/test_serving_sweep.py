@@ -1,0 +1,274 @@
+"""Serving in the sweep (engine/workloads.py, the workload branch of engine/frontier.py): ISL/OSL
+workloads, TTFT of the frontier and SLO winners, the ``slo.ttft_max`` mask, disaggregated vs
+aggregated serving and the economics, each held to the serving functions evaluated one by one."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import jax.numpy as jnp
+import numpy as np
+import pytest
+import xarray as xr
+from hydra import compose, initialize_config_dir
+
+from moejax.catalogue import CONF_DIR, hardware_economics
+from moejax.engine import frontier
+from moejax.engine.config import register
+from moejax.engine.grid import PARTITION_FIELDS, device_inputs
+from moejax.engine.plan import build_plan
+from moejax.physics import serving
+from moejax.physics.partition import partition_valid
+from moejax.physics.specs import HardwareSpec, ModelSpec, Partition, SpecError
+
+ROOT = Path(__file__).resolve().parent.parent
+WORKLOADS = "grid.workloads=[{isl: 1024, osl: 1024}, {isl: 8192, osl: 512}]"
+TINY = ["+grid=quick", "grid.models=[mixtral-8x22b]", "grid.hardware=[h100-sxm]", "grid.num_gpus=[8]", "grid.kappas=[5]",
+        "grid.contexts=null", WORKLOADS, "grid.partitions={tp:[1,2,4,8],ep:[1,2,4,8],pp:[1,2],dp_attn:[1],kvp:[1],dense_tp:[1]}"]
+BATCHES = [1, 16, 256]
+CHUNK = 512.0  # prompt tokens per decode step: TTFT = T_pf + ceil(isl/512) stretched steps
+SLO = {"tokens_per_s_per_user_min": 20.0, "ttft_max": 0.1}  # ttft_max binds at isl 1024 (asserted below)
+RTOL = 1e-9  # float64 kernel vs float64 NumPy evaluation of the same model
+
+
+def _grid(*extra, workloads=WORKLOADS):
+    register()
+    with initialize_config_dir(str(CONF_DIR), version_base=None):
+        return compose("config", overrides=[*(o for o in TINY if o != WORKLOADS), workloads, *extra]).grid
+
+
+def _leaf(tree, i):
+    return {k: float(np.asarray(v)[i]) for k, v in vars(tree).items()}
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    """(plan, float64 frontier outputs) with batches, chunked prefill and an SLO with ttft_max."""
+    grid = _grid(f"+grid.batches={BATCHES}", f"grid.prefill_chunk={CHUNK}",
+                 f"grid.slo.tokens_per_s_per_user_min={SLO['tokens_per_s_per_user_min']}", f"grid.slo.ttft_max={SLO['ttft_max']}")
+    plan = build_plan(grid, False)
+    out = frontier.frontier_extra(plan.frontier, plan.accounting, jnp.float64)(*device_inputs(plan.inputs, jnp.float64))
+    return plan, {k: np.asarray(v) for k, v in out.items()}
+
+
+def _specs(plan, row, c):
+    m, hw = ModelSpec(**_leaf(plan.inputs.rows, row)), HardwareSpec(**_leaf(plan.inputs.hardware, 0))
+    isl, osl = (float(v) for v in np.array(plan.frontier.workloads)[c, 1:])
+    return m, hw, isl, osl
+
+
+def _legal(plan, m, n=0):
+    for i in np.nonzero(plan.inputs.partition_mask[n])[0]:
+        p = Partition(**dict(zip(PARTITION_FIELDS, map(float, plan.inputs.partitions[n, i]))))
+        if bool(partition_valid(m, p)):
+            yield p
+
+
+def _winner(out, prefix, at):
+    return Partition(**{f: float(out[prefix + f][at]) for f in PARTITION_FIELDS})
+
+
+def test_workloads_give_decode_contexts_and_coordinates():
+    plan = build_plan(_grid(), False)
+    np.testing.assert_array_equal(plan.inputs.contexts, [1024 + 1024 / 2, 8192 + 512 / 2])
+    assert plan.coords["context"][0].tolist() == [1536.0, 8448.0]
+    assert plan.context_coords["isl"][1].tolist() == [1024.0, 8192.0]
+    assert plan.context_coords["osl"][1].tolist() == [1024.0, 512.0]
+    one = build_plan(_grid(workloads="grid.workloads={isl: 100, osl: 50}"), False)  # one pair, not a list
+    assert one.inputs.contexts.tolist() == [125.0] and one.frontier.workloads == ((125.0, 100.0, 50.0),)
+
+
+def test_frontier_ttft_equals_the_prefill_model_at_every_winner(tiny):
+    """TTFT and end-to-end tokens/s per GPU of each stored winner = ``serving.aggregated_point``
+    (chunked prefill on the same GPUs) at the winner's partition and batch."""
+    plan, out = tiny
+    checked = 0
+    for row in range(2):
+        for c in range(2):
+            m, hw, isl, osl = _specs(plan, row, c)
+            for prefix, idx in (("frontier_", range(len(plan.frontier.levels))), ("slo_", [None]), ("serving_", [None])):
+                for i in idx:
+                    at = (row, 0, 0, c) + (() if i is None else (i,))
+                    if not np.isfinite(out[prefix + "throughput_per_gpu"][at]):
+                        assert np.isnan(out[prefix + "ttft"][at])
+                        continue
+                    swl = serving.ServingWorkload(isl=isl, osl=osl, batch=float(out[prefix + "batch"][at]), chunk=CHUNK)
+                    want = serving.aggregated_point(m, hw, _winner(out, prefix, at), swl, plan.accounting)
+                    np.testing.assert_allclose(out[prefix + "ttft"][at], want.ttft, rtol=RTOL)
+                    np.testing.assert_allclose(out[prefix + "aggregated_throughput_per_gpu"][at], want.throughput_per_gpu, rtol=RTOL)
+                    np.testing.assert_allclose(out[prefix + "throughput_per_gpu"][at], want.decode.throughput_per_gpu, rtol=RTOL)
+                    checked += 1
+    assert checked > 20
+
+
+def _candidates(plan, row, c):
+    """Every legal feasible (partition, batch column) of one point: (tput/GPU, tokens/s/user, TTFT)."""
+    m, hw, isl, osl = _specs(plan, row, c)
+    out = []
+    for p in _legal(plan, m):
+        for b in plan.frontier.columns:
+            r = serving.aggregated_point(m, hw, p, serving.ServingWorkload(isl=isl, osl=osl, batch=float(b), chunk=CHUNK),
+                                         plan.accounting)
+            if bool(r.decode.feasible):
+                out.append((float(r.decode.throughput_per_gpu), float(r.decode.tokens_per_s_per_user), float(r.ttft)))
+    return np.array(out).reshape(-1, 3)
+
+
+def test_slo_with_ttft_max_equals_a_brute_force_search(tiny):
+    plan, out = tiny
+    binds = 0
+    for row in range(2):
+        for c in range(2):
+            cand, at = _candidates(plan, row, c), (row, 0, 0, c)
+            fast = cand[:, 1] >= SLO["tokens_per_s_per_user_min"]
+            meets = fast & (cand[:, 2] <= SLO["ttft_max"])
+            if meets.any():
+                assert out["slo_status"][at] == 2
+                np.testing.assert_allclose(out["slo_throughput_per_gpu"][at], cand[meets, 0].max(), rtol=RTOL)
+                assert out["slo_ttft"][at] <= SLO["ttft_max"]
+                binds += cand[fast, 0].max() > cand[meets, 0].max()
+            else:
+                assert out["slo_status"][at] == (1 if len(cand) else 0) and np.isnan(out["slo_throughput_per_gpu"][at])
+    assert binds  # the TTFT limit excludes the best fast-enough candidate somewhere: the mask is tested
+    assert 2 in out["slo_status"]
+
+
+def test_disaggregated_serving_equals_the_serving_functions(tiny):
+    """``serving_disaggregated_*``: the highest-throughput decode configuration fed by the prefill
+    partition with the most prompts/s per GPU (brute force), through ``serving.disaggregated_point``."""
+    plan, out = tiny
+    checked = 0
+    for row in range(2):
+        for c in range(2):
+            m, hw, isl, osl = _specs(plan, row, c)
+            at = (row, 0, 0, c)
+            if out["serving_status"][at] == 0:
+                assert np.isnan(out["serving_disaggregated_throughput_per_gpu"][at])
+                continue
+            parts = list(_legal(plan, m))
+            rates = [float(serving.prefill_rate_per_gpu(m, hw, p, isl, plan.accounting)) for p in parts]
+            p_pf = parts[int(np.argmax(rates))]
+            assert _winner(out, "serving_prefill_", at) == p_pf
+            np.testing.assert_allclose(out["serving_throughput_per_gpu"][at], np.nanmax(out["frontier_throughput_per_gpu"][at]),
+                                       rtol=RTOL)  # the frontier's high-throughput end (levels start at 1 tok/s/user)
+            swl = serving.ServingWorkload(isl=isl, osl=osl, batch=float(out["serving_batch"][at]), chunk=CHUNK)
+            want = serving.disaggregated_point(m, hw, _winner(out, "serving_", at), p_pf, swl, plan.accounting)
+            np.testing.assert_allclose(out["serving_disaggregated_throughput_per_gpu"][at], want.throughput_per_gpu, rtol=RTOL)
+            np.testing.assert_allclose(out["serving_prefill_share"][at], want.prefill_share, rtol=RTOL)
+            np.testing.assert_allclose(out["serving_disaggregated_ttft"][at], want.ttft, rtol=RTOL)
+            checked += 1
+    assert checked >= 2
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory):
+    """A real sweep dataset (float32) of the tiny workload grid with batches and a price override."""
+    from moejax.engine.run import run
+
+    tmp = tmp_path_factory.mktemp("serving")
+    register()
+    with initialize_config_dir(str(CONF_DIR), version_base=None):
+        cfg = compose("config", overrides=[*TINY, "+grid.batches=[1,64]", "grid.partitions.dense_tp=[1,8]",
+                                           "grid.economics={price_per_gpu_hour: {h100-sxm: 2.5}}",
+                                           f"parts_dir={tmp / 'parts'}", "compilation_cache=null", "summary=false"])
+    return run(cfg, tmp / "sweep.nc")
+
+
+def test_missing_dense_baseline_reports_no_serving_numbers():
+    """A κ too small for any dense model: the stand-in row's serving_* hold NaN / 0, not the MoE's."""
+    from moejax.engine.plan import mask_missing_baselines
+
+    plan = build_plan(_grid("grid.kappas=[0.01]"), False)
+    assert not plan.baseline_exists.any()
+    out = frontier.frontier_extra(plan.frontier, plan.accounting, jnp.float32)(*device_inputs(plan.inputs, jnp.float32))
+    results = {k: np.array(v) for k, v in out.items()}
+    results["feasible"] = np.ones(results["serving_status"].shape, bool)
+    assert (results["serving_status"][1] == 1).any()  # before masking, the stand-in row is the MoE
+    mask_missing_baselines(plan, "row", slice(0, 2), results)
+    assert (results["serving_status"][1] == 0).all() and (results["serving_prefill_tp"][1] == 0).all()
+    assert np.isnan(results["serving_disaggregated_throughput_per_gpu"][1]).all()
+    assert np.isfinite(results["serving_disaggregated_throughput_per_gpu"][0]).any()
+
+
+def test_sweep_dataset_economics_are_exact(dataset):
+    """The main job's dataset: isl/osl along context, hardware price (a grid override) and board
+    power, and $/Mtok = price / 3600 / (tokens/s/GPU) × 1e6 (float64 from the stored values, then
+    the dataset's float32), J/token = power / (tokens/s/GPU), bit for bit; the printed table."""
+    from moejax.analysis.frontier import frontier_summary
+
+    with xr.open_dataset(dataset) as ds:
+        assert ds.isl.values.tolist() == [1024.0, 8192.0] and ds.osl.dims == ("context",)
+        assert ds.hw_price_per_gpu_hour.values.tolist() == [2.5]
+        assert ds.hw_board_power.values.tolist() == [hardware_economics("h100-sxm").board_power]
+        checked = 0
+        for prefix in ("", "frontier_", "serving_aggregated_", "serving_disaggregated_"):
+            x = ds[prefix + "throughput_per_gpu"].values
+            served = x > 0
+            x64 = np.where(served, x, 1.0).astype(np.float64)
+            cost = (2.5 / 3600 / x64 * 1e6).astype(np.float32)
+            joules = (ds.hw_board_power.values[0] / x64).astype(np.float32)
+            np.testing.assert_array_equal(ds[prefix + "cost_per_mtok"].values[served], cost[served])
+            np.testing.assert_array_equal(ds[prefix + "joules_per_token"].values[served], joules[served])
+            assert np.isnan(ds[prefix + "cost_per_mtok"].values[~served]).all()
+            checked += served.sum()
+        assert checked > 10
+        level = float(ds.interactivity[np.argmin(np.abs(np.log(ds.interactivity.values / 20.0)))])
+        at = {"kappa": 5.0, "context": 8448.0, "interactivity": level, "hardware": "h100-sxm", "num_gpus": 8}
+        moe_cost = float(ds.frontier_cost_per_mtok.sel(model="mixtral-8x22b", variant="moe", **at))
+        dense_cost = float(ds.frontier_cost_per_mtok.sel(model="mixtral-8x22b", variant="dense", **at))
+    text = frontier_summary(dataset)
+    assert "dense $/Mtok ÷ MoE $/Mtok (> 1: the MoE is cheaper)" in text and "isl 8192, osl 512" in text
+    assert np.isfinite(dense_cost)  # dense_tp 8 lets the dense baseline fit: the ratio is a number
+    cell = text.splitlines()[2].split()[1:4]  # the first level's cell: ratio, hardware/GPUs, MoE $/Mtok
+    assert cell == [f"{dense_cost / moe_cost:.2f}x", "h100-sxm/8", f"${moe_cost:.3g}"]
+
+
+@pytest.mark.parametrize("override, field", [
+    ("grid.contexts=[2048]", "grid.workloads"), ("grid.workloads={isl: 0, osl: 10}", "grid.workloads.isl"),
+    ("grid.workloads=[{isl: 10, osl: -1}]", "grid.workloads.osl"), ("grid.workloads=[{isl: 10}]", "grid.workloads"),
+    ("grid.workloads=[{isl: 1024, osl: 1024}, {isl: 1280, osl: 512}]", "grid.workloads"), ("grid.workloads=null", "grid.contexts"),
+    ("grid.workloads=[]", "grid.workloads"),
+    ("grid.economics={price_per_gpu_hour: {b200: 1.0}}", "grid.economics.price_per_gpu_hour"),
+    ("grid.economics={price_per_gpu_hour: {h100-sxm: -1.0}}", "grid.economics.price_per_gpu_hour.h100-sxm"),
+    ("grid.economics={price: {h100-sxm: 1.0}}", "grid.economics.price"),
+])
+def test_bad_serving_inputs_are_one_line_errors(override, field):
+    grid = _grid(workloads=override) if override.startswith("grid.workloads") else _grid(override)
+    with pytest.raises(SpecError, match=f"^{field} = .* is invalid: |^{field} is not a known field"):
+        build_plan(grid, False)
+
+
+def test_bad_workload_exits_2_with_no_file(tmp_path):
+    out = tmp_path / "x.nc"
+    args = [o for o in TINY if o != WORKLOADS]
+    proc = subprocess.run([sys.executable, "-m", "moejax.sweep", *args, "grid.workloads={isl: 1024, osl: 0}", f"out={out}",
+                           f"parts_dir={tmp_path / 'parts'}"], check=False, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines() == ["error: grid.workloads.osl = 0 is invalid: a positive number of tokens"]
+    assert not out.exists() and not (tmp_path / "parts").exists()
+
+
+def test_plot_draws_the_frontier_with_a_cost_axis(dataset, tmp_path):
+    """``make_plots`` adds the frontier figure: its lines are the dataset's frontier values at the
+    selection (MoE and every dense κ), the twin axis reads $/Mtok at the hardware's price."""
+    from moejax.plot import make_plots
+
+    with xr.open_dataset(dataset) as ds:
+        ds = ds.load()
+    figures = make_plots(ds, tmp_path / "plots", model="mixtral-8x22b", hardware="h100-sxm", num_gpus=8, kappa=5.0)
+    png, svg, _, fig = figures["frontier"]
+    assert png.stat().st_size > 0 and svg.stat().st_size > 0
+    at = {"model": "mixtral-8x22b", "hardware": "h100-sxm", "num_gpus": 8, "context": 8448.0, "kappa": 5.0}
+    ax = fig.axes[0]
+    lines = {line.get_label(): line for line in ax.get_lines()}
+    for label, variant in (("MoE", "moe"), ("dense, κ = 5", "dense")):
+        want = ds.frontier_throughput_per_gpu.sel(variant=variant, **at).values
+        x, y = lines[label].get_data()
+        np.testing.assert_array_equal(x, ds.interactivity.values)
+        np.testing.assert_array_equal(y[want > 0], want[want > 0])
+        assert np.isnan(y[~(want > 0)]).all()
+    assert np.isfinite(lines["MoE"].get_data()[1]).any() and np.isfinite(lines["dense, κ = 5"].get_data()[1]).any()
+    right = [a for a in ax.child_axes if "million" in a.get_ylabel()]  # the secondary (twin) y axis
+    assert len(right) == 1 and "$2.5/GPU-hour" in right[0].get_ylabel()
+    forward = right[0]._functions[0]
+    np.testing.assert_allclose(forward(np.array([1000.0])), 2.5 / 3600 / 1000 * 1e6, rtol=1e-12)
