@@ -24,7 +24,7 @@ partition per point (``moejax.analysis.summary.best_per_point``) and given the q
   see ``moejax.analysis.roofline``);
 - ``sensitivity``: the ``elasticity_*`` variables (only if written with ``sensitivities=true``);
 - ``frontier``: the serving frontier, tokens/s/GPU against tokens/s/user with $/Mtok on a twin axis
-  (only if the dataset has ``frontier_*``; ``moejax.analysis.frontier_figure``).
+  (only if the dataset has ``frontier_*``; ``moejax.figures.frontier``).
 
 Map cells are labelled at the largest font (8, 7, 6 pt), full text or abbreviation, that fits
 inside the cell; cells where nothing fits stay unlabelled (the colours and legend still say it).
@@ -49,7 +49,7 @@ import yaml
 from matplotlib.colors import BoundaryNorm, ListedColormap, LogNorm
 from matplotlib.patches import Patch
 
-from .analysis.frontier_figure import plot_frontier
+from .figures.frontier import plot_frontier
 from .analysis.qs import QS_VARIABLES, qs_columns
 from .analysis.roofline import model_rows, operating_points
 from .analysis.summary import best_per_point, flag_meanings
