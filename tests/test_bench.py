@@ -9,19 +9,18 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def test_bench_runs_and_its_paths_agree():
+    """The streamed main job and the κ* path are skipped here (test_sweep and test_breakeven run them)."""
     proc = subprocess.run([sys.executable, "-m", "moejax.bench", "--contexts", "2", "--repeats", "1",
-                           "--reference-points", "100", "--stream-points", "2e7", "--stream-chunk", "4000000",
-                           "--breakeven-points", "200", "--frontier-contexts", "1"],
+                           "--reference-points", "100", "--stream-points", "0", "--breakeven-points", "0",
+                           "--frontier-contexts", "1"],
                           cwd=ROOT, capture_output=True, text=True, timeout=600, check=True)
     result = json.loads(proc.stdout.strip().splitlines()[-1])
     for key in ("points_per_s", "search_points_per_s", "reference_points_per_s", "numpy_points_per_s", "compile_s",
-                "peak_rss_mb", "stream_points_per_s", "stream_peak_rss_mb", "frontier_points_per_s", "frontier_peak_rss_mb"):
+                "peak_rss_mb", "frontier_points_per_s", "frontier_peak_rss_mb"):
         assert result[key] > 0, key
     # candidate partitions of the frontier grid (widest table, 128 GPUs): 5306 without redundant slots, 7350 with
     # redundant_experts [0, 16, 32] at most one per EP rank (16 with ep >= 16, 32 with ep >= 32)
     assert result["evaluations"] == result["grid_points"] * 7350
-    assert result["stream_evaluations"] >= 2e7
-    assert result["breakeven_points"] >= 200 and 0 < result["breakeven_agree_fraction"] <= 1
     assert result["numpy_max_rel_diff"] < 1e-5  # float32 kernel vs NumPy running the same code, at equal batch
     assert result["numpy_batch_flips"] < 1e-3 * result["grid_points"] * 7350 / 2  # rare float32 floor(B_max) flips
     assert result["reference_max_rel_diff_float32"] < 1e-5 and result["reference_feasible_points"] > 0

@@ -238,15 +238,17 @@ def _data_variables(dims: tuple, float_dtype: str, keep_partitions: bool, sensit
 
 def estimated_bytes(coords: dict, float_dtype: str, keep_partitions: bool, sensitivities: bool) -> int:
     """Uncompressed size in bytes of the dataset's per-point variables: cells times bytes per cell,
-    the partition dimension included when kept.
+    the partition dimension included when kept, and the derived ``cost_per_mtok`` and
+    ``joules_per_token`` (written by the sweep's economics step, same dims as throughput).
 
     >>> c = {d: (range(n), {}) for d, n in zip(("model", "variant", "kappa", "hardware", "num_gpus", "context"), (1, 2, 1, 1, 1, 10))}
-    >>> estimated_bytes(c, "f4", False, False)  # 20 cells x (14 f4 + 2 i1 flags + 8 i2 degrees + 1 i1 kv_mode)
-    1500
+    >>> estimated_bytes(c, "f4", False, False)  # 20 cells x (16 f4 + 2 i1 flags + 8 i2 degrees + 1 i1 kv_mode)
+    1660
     """
     sizes = {d: len(values) for d, (values, _) in coords.items()}
-    return sum(math.prod(sizes[d] for d in var_dims) * np.dtype(dtype).itemsize
-               for _, var_dims, dtype in _data_variables(tuple(coords), float_dtype, keep_partitions, sensitivities))
+    variables = _data_variables(tuple(coords), float_dtype, keep_partitions, sensitivities)
+    variables += [(name, tuple(coords), float_dtype) for name in ("cost_per_mtok", "joules_per_token")]
+    return sum(math.prod(sizes[d] for d in var_dims) * np.dtype(dtype).itemsize for _, var_dims, dtype in variables)
 
 
 def assemble(out: Path, parts_dir: Path, coords: dict, row_map: np.ndarray, global_attrs: dict,
