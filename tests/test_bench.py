@@ -10,7 +10,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def test_bench_runs_and_its_paths_agree():
     """The streamed main job and the κ* path are skipped here (test_sweep and test_breakeven run them)."""
-    proc = subprocess.run([sys.executable, "-m", "moejax.bench", "--contexts", "2", "--repeats", "1",
+    proc = subprocess.run([sys.executable, "-m", "moejax.bench", "--contexts", "1", "--repeats", "1",
                            "--reference-points", "100", "--stream-points", "0", "--breakeven-points", "0",
                            "--frontier-contexts", "1"],
                           cwd=ROOT, capture_output=True, text=True, timeout=600, check=True)

@@ -148,6 +148,7 @@ def test_scaling_every_time_term_leaves_kappa_star_unchanged():
 @pytest.mark.parametrize("args,expected", [
     (["breakeven.kappa_min=8", "breakeven.kappa_max=2"], "breakeven.kappa_min = 8.0 is invalid: must be below kappa_max = 2.0"),
     (["grid.models=[llama-3-70b]"], "it is a dense model (n_experts = 1)"),
+    (["max_chunk_evaluations=0"], "max_chunk_evaluations = 0 is invalid: must be a positive integer"),
 ])
 def test_bad_input(args, expected, tmp_path):
     proc = cli("+grid=quick", *args, f"out={tmp_path / 'x.nc'}", check=False)

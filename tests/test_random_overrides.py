@@ -43,7 +43,7 @@ def _list(text: str) -> list[str]:
     return [v for v in text.strip("[]").split(",") if v]
 
 
-@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(st.dictionaries(st.sampled_from(sorted(FIELDS)), st.none(), min_size=1, max_size=3).flatmap(
     lambda keys: st.fixed_dictionaries({k: FIELDS[k] for k in keys})))
 def test_random_overrides_succeed_or_fail_in_one_line(tmp_path_factory, overrides):

@@ -41,7 +41,7 @@ import optax
 import xarray as xr
 from omegaconf import DictConfig
 
-from ..engine.config import validate_breakeven, validate_grid
+from ..engine.config import validate_breakeven, validate_chunking, validate_grid
 from ..engine.grid import GridInputs, PartitionSpace, best_partition, cast, chunks, device_inputs, lift, partition_table
 from ..engine.plan import build_plan
 from ..physics import arch
@@ -192,6 +192,7 @@ def problem(cfg: DictConfig) -> Problem:
     """Validate ``cfg.grid`` and ``cfg.breakeven`` and resolve them (one-line ``SpecError``s)."""
     validate_grid(cfg.grid, cfg.precision)
     validate_breakeven(cfg.breakeven)
+    validate_chunking(cfg.max_chunk_evaluations)
     plan = build_plan(cfg.grid, False)
     moe = plan.row_map[:, 0, 0]
     sparse = plan.inputs.rows.n_experts[moe] > 1

@@ -168,6 +168,12 @@ def _choice(field: str, value, allowed) -> None:
         raise SpecError(f"{field} = {value!r} is invalid: allowed {', '.join(map(str, allowed))}")
 
 
+def validate_chunking(max_chunk_evaluations) -> None:
+    """``max_chunk_evaluations`` bounds the memory of every chunked command: a positive integer."""
+    if isinstance(max_chunk_evaluations, bool) or not (isinstance(max_chunk_evaluations, int) and max_chunk_evaluations > 0):
+        raise SpecError(f"max_chunk_evaluations = {max_chunk_evaluations!r} is invalid: must be a positive integer")
+
+
 def validate_breakeven(be) -> None:
     _positive("breakeven.kappa_min", [be.kappa_min])
     _positive("breakeven.kappa_max", [be.kappa_max])

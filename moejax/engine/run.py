@@ -23,7 +23,7 @@ from ..catalogue import HARDWARE_FIELDS
 from ..physics.specs import SpecError
 from ..version import __version__
 from . import distributed
-from .config import validate_grid
+from .config import validate_chunking, validate_grid
 from .dataset import assemble, check_output, completed_chunks, estimated_bytes, parts_lock, write_part
 from .frontier import sweep_hooks
 from .grid import evaluate_chunks, local_devices, n_chunks
@@ -86,8 +86,7 @@ def run(cfg: DictConfig, out: Path, derive=None) -> Path | None:
     if cfg.precision == "float64":
         jax.config.update("jax_enable_x64", True)
     validate_grid(cfg.grid, cfg.precision)
-    if not (isinstance(cfg.max_chunk_evaluations, int) and cfg.max_chunk_evaluations > 0):
-        raise SpecError(f"max_chunk_evaluations = {cfg.max_chunk_evaluations!r} is invalid: must be a positive integer")
+    validate_chunking(cfg.max_chunk_evaluations)
     plan = build_plan(cfg.grid, cfg.keep_partitions)
     science = science_config(cfg)
     text = OmegaConf.to_yaml(OmegaConf.create(science))
