@@ -52,7 +52,7 @@ from matplotlib.patches import Patch
 from .figures.frontier import plot_frontier
 from .analysis.qs import QS_VARIABLES, qs_columns
 from .analysis.roofline import model_rows, operating_points
-from .analysis.summary import best_per_point, flag_meanings
+from .analysis.summary import best_per_point, context_label, flag_meanings
 from .catalogue import load_hardware
 from .physics.specs import SpecError
 from .figures.kappa_frontier import plot_kappa_star_frontier
@@ -71,15 +71,6 @@ ELASTICITY_LABELS = {
     "intra_bw": "intra-node bandwidth", "intra_latency": "intra-node latency", "inter_bw": "inter-node bandwidth",
     "inter_latency": "inter-node latency",
 }
-
-
-def _ctx_label(c: float) -> str:
-    c = int(c)
-    if c >= 1 << 20 and c % (1 << 20) == 0:
-        return f"{c >> 20}M"
-    if c >= 1 << 10 and c % (1 << 10) == 0:
-        return f"{c >> 10}k"
-    return str(c)
 
 
 def _invalid(field: str, value, coord) -> SpecError:
@@ -152,7 +143,7 @@ def _positive(a: np.ndarray) -> np.ndarray:
 def _context_axis(ax, contexts) -> None:
     ax.set_xscale("log", base=2)
     ax.set_xticks(contexts)
-    ax.set_xticklabels([_ctx_label(c) for c in contexts])
+    ax.set_xticklabels([context_label(c) for c in contexts])
     ax.minorticks_off()
 
 
@@ -222,7 +213,7 @@ def plot_reuse_gap(ds, out_dir, sel):
     top = np.nanmax(np.concatenate([_positive(arrays[k]) for k, _, _ in bars] + [[1.0]]))
     ax.set_ylim(top=top * 4)
     ax.set_xticks(x)
-    ax.set_xticklabels([_ctx_label(c) for c in ctx])
+    ax.set_xticklabels([context_label(c) for c in ctx])
     ax.set_xlabel("context length (tokens)")
     ax.set_ylabel("factor (dimensionless, log scale)")
     fig.suptitle(_title(ds, "Reuse gap: routing × capacity = reuse gap (n/a: a side infeasible)", sel))
@@ -234,7 +225,7 @@ def plot_reuse_gap(ds, out_dir, sel):
 def _grid_axes(ax, ds) -> None:
     ctx, gpus = ds.context.values, ds.num_gpus.values
     ax.set_xticks(np.arange(len(ctx)))
-    ax.set_xticklabels([_ctx_label(c) for c in ctx])
+    ax.set_xticklabels([context_label(c) for c in ctx])
     ax.set_yticks(np.arange(len(gpus)))
     ax.set_yticklabels([str(int(g)) for g in gpus])
     ax.set_xlabel("context length (tokens)")
@@ -359,7 +350,7 @@ def plot_roofline(ds, out_dir, sel):
         ax.scatter(p["intensity"], p["achieved"], marker=marker, color=colour, zorder=3,
                    label=f"{label}: operating points ({sel['num_gpus']} GPUs)")
         for x, y, c in zip(p["intensity"], p["achieved"], p["context"]):
-            ax.annotate(_ctx_label(c), (x, y), xytext=(4, 3), textcoords="offset points", fontsize=7, color=colour)
+            ax.annotate(context_label(c), (x, y), xytext=(4, 3), textcoords="offset points", fontsize=7, color=colour)
     ax.set_xscale("log")
     ax.set_yscale("log")
     ax.set_xlim(lo, hi)
@@ -390,7 +381,7 @@ def plot_sensitivity(ds, out_dir, sel):
         arrays[variant] = values
         for j, c in enumerate(ctx):
             ax.barh(y + (j - (len(ctx) - 1) / 2) * h, np.nan_to_num(values[:, j], nan=0.0), h,
-                    color=cmap(j / max(len(ctx) - 1, 1)), label=f"{_ctx_label(c)} tokens")
+                    color=cmap(j / max(len(ctx) - 1, 1)), label=f"{context_label(c)} tokens")
         ax.axvline(0, color="black", lw=0.8)
         ax.set_title("MoE" if variant == "moe" else f"dense baseline, κ = {sel['kappa']:g}")
         ax.set_xlabel("elasticity ∂log(tokens/s/GPU) / ∂log(x)")

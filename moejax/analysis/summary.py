@@ -63,7 +63,8 @@ def _table(rows: list[list[str]], right: set[int]) -> list[str]:
             for r in rows]
 
 
-def _ctx(c: float) -> str:
+def context_label(c: float) -> str:
+    """Context in tokens as the report and figures label it: 8192 → 8k, 1048576 → 1M, 1000 → 1000."""
     c = int(c)
     for shift, unit in ((20, "M"), (10, "k")):
         if c >= 1 << shift and c % (1 << shift) == 0:
@@ -135,7 +136,7 @@ def summary(path: Path) -> str:
         at = dict(model=model, variant="moe", kappa=kappa, **where)
         degrees = {f: float(ds[f].sel(**at)) for f in PARTITION_FIELDS if f in ds}
         rows.append([str(model), f"{float(moe.max()):.4g}", str(where["hardware"]), str(int(where["num_gpus"])),
-                     _ctx(where["context"]), f"{float(ds.batch.sel(**at)):.0f}", bounds[int(ds.bound.sel(**at))],
+                     context_label(where["context"]), f"{float(ds.batch.sel(**at)):.0f}", bounds[int(ds.bound.sel(**at))],
                      partition_label(degrees), f"{1e3 * float(ds.step_time.sel(**at)):.3g} ms"])
     lines += _table(rows, right={1, 3, 4, 5, 8})
 
@@ -148,13 +149,13 @@ def summary(path: Path) -> str:
         for c in dict.fromkeys((ds.context.values[0], ds.context.values[-1])):
             m = tput.sel(model=model, variant="moe", context=c).stack(place=("hardware", "num_gpus"))
             if not bool((m > 0).any()):
-                rows.append([str(model), _ctx(c), "", "", "infeasible", "MoE infeasible"] + ([""] if has_ks else []))
+                rows.append([str(model), context_label(c), "", "", "infeasible", "MoE infeasible"] + ([""] if has_ks else []))
                 continue
             hw, gpus = m.place.values[int(np.argmax(m.values))]
             point = dict(model=model, hardware=hw, num_gpus=gpus, context=c)
             dense = float(tput.sel(variant="dense", **point))
             ratio = f"{dense / float(m.max()):.2f}x" if dense > 0 else "dense infeasible"
-            row = [str(model), _ctx(c), str(hw), str(int(gpus)), bounds[int(ds.bound.sel(variant="moe", kappa=kappa, **point))], ratio]
+            row = [str(model), context_label(c), str(hw), str(int(gpus)), bounds[int(ds.bound.sel(variant="moe", kappa=kappa, **point))], ratio]
             rows.append(row + ([kappa_star_label(ds, point)] if has_ks else []))
     lines += _table(rows, right={1, 3, 5})
     if not bool(ds.feasible.any()):

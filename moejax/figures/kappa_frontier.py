@@ -20,16 +20,7 @@ import matplotlib.pyplot as plt
 import matplotlib.ticker
 import numpy as np
 
-from ..analysis.summary import flag_meanings
-
-
-def _ctx_label(c: float) -> str:
-    """8192 → 8k, 1048576 → 1M (as the other figures label contexts)."""
-    c = int(c)
-    for shift, unit in ((20, "M"), (10, "k")):
-        if c >= 1 << shift and c % (1 << shift) == 0:
-            return f"{c >> shift}{unit}"
-    return str(c)
+from ..analysis.summary import context_label, flag_meanings
 
 
 def plot_kappa_star_frontier(ds, out_dir, sel: dict, dtypes: str = "", context: float = 8192.0):
@@ -64,7 +55,7 @@ def plot_kappa_star_frontier(ds, out_dir, sel: dict, dtypes: str = "", context: 
     ax.plot([], [], "o", mfc="none", color="#555555", label="hollow: crossing beyond κ_min / κ_max")
     fig.legend(loc="outside lower center", ncols=3, fontsize=8)
     fig.suptitle(f"Break-even κ* along the serving frontier (MoE ahead where κ > κ*)\n{sel['hardware']}, "
-                 f"{sel['num_gpus']} GPUs, context {_ctx_label(c)}" + (f" ({dtypes})" if dtypes else ""))
+                 f"{sel['num_gpus']} GPUs, context {context_label(c)}" + (f" ({dtypes})" if dtypes else ""))
     out_dir = Path(out_dir)
     png, svg = out_dir / "kappa_star_frontier.png", out_dir / "kappa_star_frontier.svg"
     fig.savefig(png, dpi=150, bbox_inches="tight")
