@@ -146,7 +146,9 @@ def test_interrupt_keeps_parts_and_says_how_to_resume(sig, reference, tmp_path):
     """Ctrl-C (SIGINT) or SIGTERM mid-run: one line, exit 130, parts kept, no output and no
     temporary file; the same command then completes the dataset."""
     parts, out = tmp_path / "parts", tmp_path / "x.nc"
-    proc = start([*MANY, f"out={out}", f"parts_dir={parts}"], tmp_path)
+    # as typed in a terminal: SIGINT not ignored, whatever this test process inherited
+    proc = start([*MANY, f"out={out}", f"parts_dir={parts}"], tmp_path,
+                 preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.time() + 120
     while time.time() < deadline and len(list(parts.glob("*/part-*.nc"))) < 3:
         time.sleep(0.01)

@@ -42,7 +42,16 @@ import xarray as xr
 from omegaconf import DictConfig
 
 from ..engine.config import validate_breakeven, validate_chunking, validate_grid
-from ..engine.grid import GridInputs, PartitionSpace, best_partition, cast, chunks, device_inputs, lift, partition_table
+from ..engine.grid import (
+    GridInputs,
+    PartitionSpace,
+    best_partition,
+    cast,
+    chunks,
+    device_inputs,
+    lift_flat,
+    partition_table,
+)
 from ..engine.plan import build_plan
 from ..physics import arch
 from ..physics.baseline import keep_attention, kept_params
@@ -108,6 +117,28 @@ def _optax_solve(m, hw, parts, pmask, wl, acc, t_moe, x0, x_lo, x_hi, solver: So
     return x
 
 
+def bisect_crossing(dense, t_moe, x_lo, x_hi, steps: int):
+    """(x*, dense(x*), reason): ``steps`` bisections on x = log κ of the crossing of ``dense(x)``
+    (falling in x) with ``t_moe``, inside [x_lo, x_hi]. ``reason`` indexes ``REASONS``; the
+    crossing must lie strictly inside the bracket, so a bound is never reported as found.
+
+    One loop with one ``dense`` evaluation per pass (traced and compiled once): pass 0 at x_lo,
+    1 at x_hi, then the bisections, and a last pass at the final midpoint x*.
+    """
+    def step(i, carry):
+        lo, hi, d_lo, d_hi, _ = carry
+        mid = 0.5 * (lo + hi)
+        d = dense(jnp.where(i == 0, x_lo, jnp.where(i == 1, x_hi, mid)))
+        ahead = d > t_moe  # dense still faster: the crossing is above mid
+        bisecting = (i >= 2) & (i < steps + 2)
+        lo, hi = jnp.where(bisecting & ahead, mid, lo), jnp.where(bisecting & ~ahead, mid, hi)
+        return lo, hi, jnp.where(i == 0, d, d_lo), jnp.where(i == 1, d, d_hi), d
+    zero = jnp.zeros_like(t_moe)  # throughputs may be wider than log κ (float64 model, float32 bracket)
+    lo, hi, d_lo, d_hi, d_star = jax.lax.fori_loop(0, steps + 3, step, (x_lo, x_hi, zero, zero, zero))
+    reason = jnp.select([t_moe <= 0, x_lo >= x_hi, d_lo <= 0, d_lo <= t_moe, d_hi >= t_moe], [3, 4, 4, 1, 2], 0)
+    return 0.5 * (lo + hi), d_star, reason.astype(jnp.int8)
+
+
 def breakeven_point(m, hw, parts, pmask, context, batch, acc: Accounting, log_kmin, log_kmax, solver: Solver):
     """κ* and diagnostics at one grid point: (kappa_star, kappa_star_optax, exact ratio at κ*,
     agrees, reason, MoE throughput per GPU). κ* is the bisection's (exact model); NaN unless
@@ -119,22 +150,12 @@ def breakeven_point(m, hw, parts, pmask, context, batch, acc: Accounting, log_km
     x_lo = jnp.maximum(log_kmin, jnp.log(kappa_exists(m)) + 1e-3)
     x_hi = jnp.asarray(log_kmax, x_lo.dtype)
     dense = functools.partial(_dense_tput, m, hw=hw, parts=dense_parts, pmask=dense_mask, wl=wl, acc=acc)
-    d_lo, d_hi = dense(x_lo), dense(x_hi)
-    # the crossing must lie strictly inside the bracket: a bound is never reported as found
-    reason = jnp.select([t_moe <= 0, x_lo >= x_hi, d_lo <= 0, d_lo <= t_moe, d_hi >= t_moe], [3, 4, 4, 1, 2], 0)
 
-    def bisect(_, bracket):
-        lo, hi = bracket
-        mid = 0.5 * (lo + hi)
-        ahead = dense(mid) > t_moe  # dense still faster: the crossing is above mid
-        return jnp.where(ahead, mid, lo), jnp.where(ahead, hi, mid)
-    lo, hi = jax.lax.fori_loop(0, solver.bisection_steps, bisect, (x_lo, x_hi))
-    x_star = 0.5 * (lo + hi)
-
+    x_star, d_star, reason = bisect_crossing(dense, t_moe, x_lo, x_hi, solver.bisection_steps)
     x0 = 0.5 * (x_lo + x_hi)
     x_opt = _optax_solve(m, hw, dense_parts, dense_mask, wl, acc, jnp.maximum(t_moe, 1e-30), x0, x_lo, x_hi, solver)
     k_star, k_opt = jnp.exp(x_star), jnp.exp(x_opt)
-    ratio = dense(x_star) / jnp.maximum(t_moe, 1e-30)
+    ratio = d_star / jnp.maximum(t_moe, 1e-30)
     found = reason == 0
     agrees = found & (jnp.abs(k_opt / k_star - 1) <= solver.tolerance)
     nan = jnp.nan
@@ -145,7 +166,7 @@ def breakeven_point(m, hw, parts, pmask, context, batch, acc: Accounting, log_km
 @functools.cache
 def breakeven_kernel(solver: Solver):
     """``f(moe_rows, hardware, tables, masks, contexts, batch, acc, log_kmin, log_kmax)`` over the grid."""
-    return jax.jit(lift(functools.partial(breakeven_point, solver=solver)))
+    return jax.jit(lift_flat(functools.partial(breakeven_point, solver=solver)))
 
 
 def relative_precision(kappa_min: float, kappa_max: float, steps: int) -> float:

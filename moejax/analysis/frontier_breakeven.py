@@ -45,11 +45,11 @@ import jax.numpy as jnp
 import numpy as np
 from omegaconf import DictConfig
 
-from ..engine.grid import cast, chunks, device_inputs, lift
+from ..engine.grid import cast, chunks, device_inputs, lift_flat
 from ..physics.baseline import dense_size, keep_attention
 from ..physics.cost import decode_point
 from ..physics.specs import Workload
-from .breakeven import GRID4, REASONS, kappa_exists, problem
+from .breakeven import GRID4, REASONS, bisect_crossing, kappa_exists, problem
 
 DIMS = (*GRID4, "interactivity")
 OUTPUTS = {  # name -> (units, long_name)
@@ -105,31 +105,17 @@ def frontier_breakeven_point(m, hw, parts, pmask, context, columns, levels, acc,
     x_lo = jnp.maximum(log_kmin, jnp.log(kappa_exists(m)) + 1e-3) * jnp.ones_like(levels)
     x_hi = jnp.asarray(log_kmax, levels.dtype) * jnp.ones_like(levels)
 
-    def step(i, carry):
-        # one loop, one dense evaluation per pass (compiled once): pass 0 at κ_lo, 1 at κ_max,
-        # then ``steps`` bisections, and a last pass at the final midpoint κ* (the ratio)
-        lo, hi, d_lo, d_hi, _ = carry
-        mid = 0.5 * (lo + hi)
-        d = dense(jnp.where(i == 0, x_lo, jnp.where(i == 1, x_hi, mid)))
-        ahead = d > t_moe  # dense still faster: the crossing is above mid
-        bisecting = (i >= 2) & (i < steps + 2)
-        lo, hi = jnp.where(bisecting & ahead, mid, lo), jnp.where(bisecting & ~ahead, mid, hi)
-        return lo, hi, jnp.where(i == 0, d, d_lo), jnp.where(i == 1, d, d_hi), d
-    zero = jnp.zeros_like(levels)
-    lo, hi, d_lo, d_hi, d_star = jax.lax.fori_loop(0, steps + 3, step, (x_lo, x_hi, zero, zero, zero))
-    # as kappa_star: the crossing must lie strictly inside the bracket
-    reason = jnp.select([t_moe <= 0, x_lo >= x_hi, d_lo <= 0, d_lo <= t_moe, d_hi >= t_moe], [3, 4, 4, 1, 2], 0)
-    x_star = 0.5 * (lo + hi)
+    x_star, d_star, reason = bisect_crossing(dense, t_moe, x_lo, x_hi, steps)
     found = reason == 0
     k_star = jnp.where(found, jnp.exp(x_star), jnp.nan)
     ratio = jnp.where(found, d_star / jnp.maximum(t_moe, 1e-30), jnp.nan)
-    return k_star, reason.astype(jnp.int8), dense_size(m, k_star), ratio, jnp.where(t_moe > 0, t_moe, jnp.nan)
+    return k_star, reason, dense_size(m, k_star), ratio, jnp.where(t_moe > 0, t_moe, jnp.nan)
 
 
 @functools.cache
 def frontier_breakeven_kernel(steps: int):
     """``f(moe_rows, hardware, tables, masks, contexts, columns, levels, acc, log_kmin, log_kmax)`` over the grid."""
-    return jax.jit(lift(functools.partial(frontier_breakeven_point, steps=steps)))
+    return jax.jit(lift_flat(functools.partial(frontier_breakeven_point, steps=steps)))
 
 
 def solve_frontier(cfg: DictConfig) -> tuple[dict, dict, float] | None:

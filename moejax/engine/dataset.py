@@ -254,7 +254,7 @@ def estimated_bytes(coords: dict, float_dtype: str, keep_partitions: bool, sensi
 def assemble(out: Path, parts_dir: Path, coords: dict, row_map: np.ndarray, global_attrs: dict,
              float_dtype: str, partition_table: np.ndarray | None = None, extra: tuple = (),
              sensitivities: bool = False, derive=None, extra_dims: dict | None = None,
-             extra_vars: tuple = (), overwrite: bool = False) -> None:
+             extra_vars: tuple = (), overwrite: bool = False, checkpoint=lambda: None) -> None:
     """Write the final dataset from the parts.
 
     ``coords``: ordered ``{dim: (values, attrs)}`` for model, variant, kappa, hardware, num_gpus,
@@ -263,7 +263,8 @@ def assemble(out: Path, parts_dir: Path, coords: dict, row_map: np.ndarray, glob
     ``derive(nc)``, if given, adds derived variables to the open file before it is published.
     ``extra_dims`` ``{dim: (values, attrs)}`` and ``extra_vars`` ``(name, trailing dims, dtype,
     attrs)``: results with dimensions of their own after the grid's (the frontier's).
-    The temporary file is removed on every exit path (error, Ctrl-C, SIGTERM turned into one).
+    ``checkpoint()`` runs after each part and may raise (a pending Ctrl-C). The temporary file is
+    removed on every exit path (error, Ctrl-C, SIGTERM turned into one).
     """
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = temp_name(out)
@@ -273,6 +274,7 @@ def assemble(out: Path, parts_dir: Path, coords: dict, row_map: np.ndarray, glob
             for part in sorted(parts_dir.glob("part-*.nc")):
                 with netCDF4.Dataset(part) as ds:
                     _write_chunk(nc, ds, row_map)
+                checkpoint()
             if derive is not None:
                 derive(nc)
         publish(tmp, out, overwrite)

@@ -27,6 +27,7 @@ from .config import validate_chunking, validate_grid
 from .dataset import assemble, check_output, completed_chunks, estimated_bytes, parts_lock, write_part
 from .frontier import sweep_hooks
 from .grid import evaluate_chunks, local_devices, n_chunks
+from .interrupts import safe_points
 from .plan import SweepPlan, build_plan, mask_missing_baselines, partition_space_json
 from .workloads import serving_derive
 
@@ -130,7 +131,8 @@ def _evaluate(cfg, plan: SweepPlan, hooks, parts_dir: Path, total: int, pid: int
     show = cfg.progress is True or (cfg.progress == "auto" and total - len(done) > 1 and sys.stderr.isatty())
     dtype = np.float64 if cfg.precision == "float64" else np.float32
     start = time.perf_counter()
-    with tqdm(total=total, initial=len(done), unit="chunk", disable=not show, file=sys.stderr) as bar:
+    with safe_points() as pending, tqdm(total=total, initial=len(done), unit="chunk", disable=not show,
+                                       file=sys.stderr) as bar:
         for cid, axis, positions, results in evaluate_chunks(plan.inputs, plan.batch, plan.accounting, cfg.keep_partitions,
                                                              hooks.max_evaluations, dtype, skip=done,
                                                              sensitivities=cfg.sensitivities, devices=devices, extra=hooks.extra):
@@ -138,6 +140,7 @@ def _evaluate(cfg, plan: SweepPlan, hooks, parts_dir: Path, total: int, pid: int
             write_part(parts_dir, cid, axis, positions, results, hooks.trailing)
             bar.update(1)
             bar.set_postfix_str(f"{per_chunk * (bar.n - len(done)) / (time.perf_counter() - start):.3g} evaluations/s")
+            pending.check()  # Ctrl-C stops here, between two written parts
     if n_proc > 1:
         distributed.barrier("moejax: all parts written")
     return pid == 0  # process 0 assembles the dataset
@@ -176,7 +179,13 @@ def _assemble(cfg, plan: SweepPlan, hooks, parts_dir: Path, total: int, out: Pat
     derives = [serving_derive(plan, [name for name, *_ in hooks.variables], float_dtype)]  # isl/osl, economics
     if not cfg.keep_partitions and derive is not None:
         derives.append(derive(plan))
-    assemble(out, parts_dir, plan.coords, plan.row_map, attrs, float_dtype,
-             plan.inputs.partitions if cfg.keep_partitions else None, extra=[baseline, *hardware_numbers],
-             sensitivities=cfg.sensitivities, derive=lambda nc: [d(nc) for d in derives],
-             extra_dims=hooks.dims, extra_vars=hooks.variables, overwrite=overwrite)
+    with safe_points() as pending:
+        def derive_all(nc):
+            for d in derives:
+                d(nc)
+                pending.check()
+
+        assemble(out, parts_dir, plan.coords, plan.row_map, attrs, float_dtype,
+                 plan.inputs.partitions if cfg.keep_partitions else None, extra=[baseline, *hardware_numbers],
+                 sensitivities=cfg.sensitivities, derive=derive_all,
+                 extra_dims=hooks.dims, extra_vars=hooks.variables, overwrite=overwrite, checkpoint=pending.check)

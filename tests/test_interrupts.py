@@ -1,0 +1,48 @@
+"""Ctrl-C and SIGTERM inside ``safe_points``: noted, raised at the next check, at once when repeated."""
+
+import os
+import signal
+
+import pytest
+
+from moejax.engine.interrupts import safe_points
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_a_signal_waits_for_the_next_check(sig):
+    steps = []
+    with pytest.raises(KeyboardInterrupt):
+        with safe_points() as pending:
+            for step in range(5):
+                if step == 1:
+                    os.kill(os.getpid(), sig)  # delivered before the next bytecode of this thread
+                steps.append(step)  # the step in progress finishes
+                pending.check()
+    assert steps == [0, 1]
+
+
+def test_a_second_signal_raises_at_once():
+    with pytest.raises(KeyboardInterrupt):
+        with safe_points():
+            os.kill(os.getpid(), signal.SIGINT)
+            os.kill(os.getpid(), signal.SIGINT)
+            pytest.fail("the second signal did not raise")
+
+
+def test_a_signal_after_the_last_check_still_interrupts():
+    with pytest.raises(KeyboardInterrupt):
+        with safe_points():
+            os.kill(os.getpid(), signal.SIGTERM)
+
+
+def test_handlers_are_restored_and_an_ignored_sigint_stays_ignored():
+    before = signal.getsignal(signal.SIGTERM)
+    ignored = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        with safe_points() as pending:
+            assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+            os.kill(os.getpid(), signal.SIGINT)
+            pending.check()  # nothing pending: the signal was ignored
+        assert signal.getsignal(signal.SIGTERM) is before
+    finally:
+        signal.signal(signal.SIGINT, ignored)
