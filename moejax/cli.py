@@ -22,7 +22,6 @@ from omegaconf.errors import OmegaConfBaseException
 
 from .catalogue import CONF_DIR, add_config_dir
 from .engine import distributed
-from .engine.dataset import check_output
 from .physics.specs import SpecError
 
 
@@ -83,6 +82,8 @@ def grid_job(cfg: DictConfig, filename: str, job) -> None:
     run ``job(cfg, out) -> report``, and turn a ``SpecError`` into one line on stderr, exit code 2,
     and no files left behind."""
     def grid_run(run_dir: Path) -> str:
+        from .engine.dataset import check_output  # here: xarray/netCDF4 cost every CLI's startup, only grid runs need them
+
         grids = sorted(p.stem for p in (CONF_DIR / "grid").glob("*.yaml"))
         if cfg.grid is None:
             raise SpecError(f"grid is missing: choose one with +grid=NAME, available {', '.join(grids)}")

@@ -9,14 +9,17 @@ import json
 import math
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import xarray as xr
 
 from ...physics.specs import SpecError
 from ...version import __version__
 from .constants import CONSTANTS
 from .solve import RESIDUAL_FIELDS, CalibrationResult
+
+if TYPE_CHECKING:
+    import xarray as xr
 
 SHORT_NOTES = (("normaliser", "normaliser"), ("printed twice", "duplicate"), ("held out", "held out"))
 
@@ -111,6 +114,8 @@ def summary_json(res: CalibrationResult) -> str:
 def dataset(res: CalibrationResult) -> xr.Dataset:
     """The residual table (dim ``entry``: one row per fit and target) with the fitted constants
     (dims ``fit``, ``constant``) and singular values (dims ``fit``, ``component``)."""
+    import xarray as xr  # here, not at the top: the validate CLI imports this package and never writes a dataset (startup time)
+
     t = res.table
     units = {"published": "paper's unit (sequences, percent or relative units)", "physical_default": "as published",
              "calibrated": "as published", "rel_residual_default": "1", "rel_residual_calibrated": "1", "log_residual_calibrated": "1"}
