@@ -9,7 +9,6 @@ from pathlib import Path
 
 import jax
 import numpy as np
-import xarray as xr
 from omegaconf import DictConfig, OmegaConf
 
 from ...catalogue import load_hardware, load_model
@@ -109,6 +108,8 @@ def latency_fits(plan: dict, family: str) -> list[RegimeResult]:
 
 def write_dataset(out: Path, cfg: DictConfig, plan: dict, results) -> None:
     """CF-style netCDF (designs × regimes), written to a temporary name then renamed."""
+    import xarray as xr  # here: components mode and bad input never write a dataset (startup time)
+
     regs = plan["regimes"]
     dr = ("design", "regime")
     stack = lambda attr: np.stack([getattr(r, attr) for r in results], axis=1)  # noqa: E731

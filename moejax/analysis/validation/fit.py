@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import functools
 import math
 from pathlib import Path
 
@@ -103,22 +104,36 @@ def _accounting(base: Accounting, settings: FitSettings, theta, fam: np.ndarray)
     return dataclasses.replace(acc, **{k: from_coordinate(k, theta[fam, j]) for j, k in enumerate(settings.free)})
 
 
-def residual_function(points: list[Point], base: Accounting, settings: FitSettings, fam: np.ndarray):
-    """(residuals(theta) -> (log ratio [n], feasible [n]) in point order)."""
+def _phase_data(s) -> dict:
+    """A stacked phase's arrays (kernel inputs, point index, measured figure) as one pytree."""
+    return {"index": s.index, "models": s.models, "hardware": s.hardware, "partitions": s.partitions,
+            "workloads": s.workloads, "measured": s.measured, "figure": s.figure}
+
+
+def _residuals(theta, phases, data, order, fam, base: Accounting, settings: FitSettings):
+    """(log ratio [n], feasible [n]) in point order at ``theta``; ``data[i]`` is ``phases[i]``'s stack."""
+    r, ok = [], []
+    for phase, d in zip(phases, data):
+        acc = _accounting(base, settings, theta, fam[d["index"]])
+        costs, f, _ = evaluate_phase(phase, d["models"], d["hardware"], d["partitions"], d["workloads"], acc)
+        pred = f[jnp.arange(d["index"].shape[0]), d["figure"]]
+        feasible = costs.feasible & jnp.isfinite(pred) & (pred > 0)
+        r.append(jnp.where(feasible, jnp.log(jnp.where(feasible, pred, 1.0)) - jnp.log(d["measured"]), 0.0))
+        ok.append(feasible)
+    return jnp.concatenate(r)[order], jnp.concatenate(ok)[order]
+
+
+def _stacks(points: list[Point]) -> tuple[tuple[str, ...], tuple[dict, ...], np.ndarray]:
+    """Phases present, their stacked data, and the permutation back to point order."""
     stacks = [s for s in (stack_phase(points, "decode"), stack_phase(points, "prefill")) if s is not None]
     order = np.argsort(np.concatenate([s.index for s in stacks]))
+    return tuple(s.phase for s in stacks), tuple(_phase_data(s) for s in stacks), order
 
-    def residuals(theta):
-        r, ok = [], []
-        for s in stacks:
-            acc = _accounting(base, settings, theta, fam[s.index])
-            costs, f, _ = evaluate_phase(s.phase, s.models, s.hardware, s.partitions, s.workloads, acc)
-            pred = f[jnp.arange(len(s.index)), s.figure]
-            feasible = costs.feasible & jnp.isfinite(pred) & (pred > 0)
-            r.append(jnp.where(feasible, jnp.log(jnp.where(feasible, pred, 1.0)) - jnp.log(s.measured), 0.0))
-            ok.append(feasible)
-        return jnp.concatenate(r)[order], jnp.concatenate(ok)[order]
-    return residuals
+
+def residual_function(points: list[Point], base: Accounting, settings: FitSettings, fam: np.ndarray):
+    """(residuals(theta) -> (log ratio [n], feasible [n]) in point order)."""
+    phases, data, order = _stacks(points)
+    return lambda theta: _residuals(theta, phases, data, order, fam, base, settings)
 
 
 def _optimiser(residuals, settings: FitSettings):
@@ -160,6 +175,26 @@ def _named(theta: np.ndarray, settings: FitSettings, families: list[str]) -> dic
     return {f: {k: float(from_coordinate(k, theta[i, j])) for j, k in enumerate(settings.free)} for i, f in enumerate(families)}
 
 
+@functools.partial(jax.jit, static_argnames=("settings", "phases"))
+def _fit_program(theta0, data, order, fam, base: Accounting, settings: FitSettings, phases: tuple[str, ...]):
+    """Everything in one compiled program: the fit on every feasible point, the n leave-one-out
+    refits (one vmap over loss weights), residuals at both, the Jacobian at the fit. The points
+    are arguments, not constants, so fits of the same shapes (a refit with one value changed)
+    reuse the compiled program."""
+    residuals = lambda theta: _residuals(theta, phases, data, order, fam, base, settings)  # noqa: E731
+    solve = _optimiser(residuals, settings)
+    n = fam.shape[0]
+    _, used = residuals(theta0)
+    w = used.astype(theta0.dtype)
+    masks = jnp.concatenate([w[None, :], w[None, :] * (1.0 - jnp.eye(n))])  # row 0: every point
+    all_thetas, losses = jax.vmap(solve, in_axes=(None, 0))(theta0, masks)
+    theta, loss, thetas = all_thetas[0], losses[0], all_thetas[1:]
+    r_fit, ok_fit = residuals(theta)
+    r_loo, ok_loo = jax.vmap(residuals)(thetas)
+    jac = jax.jacfwd(lambda t: residuals(t)[0])(theta)
+    return used, theta, loss, thetas, r_fit, ok_fit, jnp.diag(r_loo), jnp.diag(ok_loo), jac
+
+
 def fit(points: list[Point], base: Accounting, settings: FitSettings = FitSettings()) -> FitResult:
     """Fit ``settings.free`` on every usable point, then leave-one-out (see the module docstring)."""
     if len(points) < 2:
@@ -167,26 +202,10 @@ def fit(points: list[Point], base: Accounting, settings: FitSettings = FitSettin
     family_of = [p.family if settings.per_family else "all" for p in points]
     families = sorted(set(family_of))
     fam = np.array([families.index(f) for f in family_of])
-    residuals = residual_function(points, base, settings, fam)
+    phases, data, order = _stacks(points)
     theta0 = jnp.array([[to_coordinate(k, CONSTANTS[k].init) for k in settings.free]] * len(families), dtype=float)
-    solve = _optimiser(residuals, settings)
-    n = len(points)
-
-    @jax.jit
-    def run(theta0):
-        """Everything in one compiled program: the fit on every feasible point, the n leave-one-out
-        refits (one vmap over loss weights), residuals at both, the Jacobian at the fit."""
-        _, used = residuals(theta0)
-        w = used.astype(theta0.dtype)
-        masks = jnp.concatenate([w[None, :], w[None, :] * (1.0 - jnp.eye(n))])  # row 0: every point
-        all_thetas, losses = jax.vmap(solve, in_axes=(None, 0))(theta0, masks)
-        theta, loss, thetas = all_thetas[0], losses[0], all_thetas[1:]
-        r_fit, ok_fit = residuals(theta)
-        r_loo, ok_loo = jax.vmap(residuals)(thetas)
-        jac = jax.jacfwd(lambda t: residuals(t)[0])(theta)
-        return used, theta, loss, thetas, r_fit, ok_fit, jnp.diag(r_loo), jnp.diag(ok_loo), jac
-
-    used, theta, loss, thetas, r_fit, ok_fit, r_loo, ok_loo, jac = map(np.asarray, jax.device_get(run(theta0)))
+    out = _fit_program(theta0, data, order, fam, base, settings=settings, phases=phases)
+    used, theta, loss, thetas, r_fit, ok_fit, r_loo, ok_loo, jac = map(np.asarray, jax.device_get(out))
     used = used.astype(bool)
     if used.sum() < 2:
         raise SpecError(f"fit needs at least 2 feasible points, got {int(used.sum())}")
