@@ -57,7 +57,7 @@ def test_two_processes_match_one(single, tmp_path):
 
 
 def test_a_dead_process_leaves_parts_and_a_rerun_completes(single, tmp_path):
-    contexts = "[" + ",".join(str(1024 * (i + 1)) for i in range(24)) + "]"
+    contexts = "[" + ",".join(str(1024 * (i + 1)) for i in range(16)) + "]"  # 8 chunks per process
     parts, port = tmp_path / "parts", free_port()
     args = ["distributed=env", "distributed.timeout_s=10", f"grid.contexts={contexts}", f"parts_dir={parts}",
             f"out={tmp_path / 'x.nc'}", "max_chunk_evaluations=1"]
@@ -69,7 +69,7 @@ def test_a_dead_process_leaves_parts_and_a_rerun_completes(single, tmp_path):
     procs[0].wait(timeout=120)
     assert procs[0].returncode != 0 and not (tmp_path / "x.nc").exists()
     written = {int(p.stem.split("-")[1]) for p in parts.glob("*/part-*.nc")}
-    assert set(range(0, 24, 2)) <= written and len(written) < 24  # process 0 finished its share
+    assert set(range(0, 16, 2)) <= written and len(written) < 16  # process 0 finished its share
     rerun = start(args[2:], tmp_path)  # one process: completes only the missing chunks
     assert rerun.wait(timeout=300) == 0, rerun.stderr.read()
     clean = start([f"grid.contexts={contexts}", "max_chunk_evaluations=1", f"out={tmp_path / 'clean.nc'}",
