@@ -58,15 +58,34 @@ def inputs(tmp_path) -> Path:
     (["precision=1"], ["precision = '1' is invalid", "float32, float64"]),
     (["model=nope"], ["model = 'nope' is invalid", "mixtral-8x7b"]),
     (["grid.foo=1"], ["grid.foo is not a known field", "num_gpus"]),
-    (["grid.num_gpus=[1099511627776]"], ["grid.num_gpus = 1099511627776 is invalid", "2147483647"]),  # was OverflowError
-    (["grid.batch=2.5"], ["grid.batch = 2.5 is invalid", "integer"]),  # was accepted
-    (["grid.batch=0"], ["grid.batch = 0 is invalid"]),
     (["grid.models=[llama-3-70b]"], ["grid.models = 'llama-3-70b' is invalid", "dense model", "deepseek-v3"]),  # was accepted
     (["grid.hardware_space.foo=[2]"], ["grid.hardware_space.foo is not a known field", "hbm_bw"]),
     (["grid.hardware_space.hbm_bw=[-1]"], ["grid.hardware_space.hbm_bw = [-1.0] is invalid", "positive"]),
 ])
 def test_bad_override_is_one_line(args, fragments, tmp_path):
     assert_refused(sweep(tmp_path, *args), tmp_path, *fragments)
+
+
+@pytest.mark.parametrize("args,fragments", [
+    (["grid.num_gpus=[1099511627776]"], ["grid.num_gpus = 1099511627776 is invalid", "2147483647"]),  # was OverflowError
+    (["grid.batch=2.5"], ["grid.batch = 2.5 is invalid", "integer"]),  # was accepted
+    (["grid.batch=0"], ["grid.batch = 0 is invalid"]),
+])
+def test_bad_grid_value_in_process(args, fragments):
+    """More values ``validate_grid`` refuses (as ``engine.run.run`` calls it, before computing), on
+    the config Hydra composes from the same overrides; the CLI's path from this SpecError to one
+    line and exit 2 is covered by the command-line cases above (``grid.partitions.tp=[0]``, ...)."""
+    from hydra import compose, initialize_config_dir
+
+    from moejax.engine.config import register, validate_grid
+
+    register()
+    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base=None):
+        cfg = compose("config", [*TINY, *args])
+    with pytest.raises(SpecError) as e:
+        validate_grid(cfg.grid, cfg.precision)
+    for fragment in fragments:
+        assert fragment in str(e.value), str(e.value)
 
 
 def test_unknown_grid_lists_only_real_grids(tmp_path):

@@ -110,18 +110,16 @@ def test_multirun_with_out_gives_each_job_its_own_file(tmp_path):
     assert not out.exists()
 
 
-@pytest.mark.parametrize("case", ["directory", "exists", "read_only", "chunk_zero", "chunk_negative", "too_big"])
+@pytest.mark.parametrize("case", ["directory", "exists", "read_only", "chunk_zero", "too_big"])
 def test_bad_output_and_limits_fail_before_computing(case, tmp_path):
     out, parts = tmp_path / "x.nc", tmp_path / "parts"
     args = {"directory": [f"out={tmp_path}"], "exists": [f"out={out}"],
             "read_only": ["out=/sys/moejax-test/x.nc"], "chunk_zero": [f"out={out}", "max_chunk_evaluations=0"],
-            "chunk_negative": [f"out={out}", "max_chunk_evaluations=-5"],
             "too_big": [f"out={out}", "max_output_bytes=100"]}[case]
     expected = {"directory": f"out = '{tmp_path}' is invalid: it is a directory",
                 "exists": f"out = '{out}' is invalid: the file exists; choose another path or add overwrite=true",
                 "read_only": "out = '/sys/moejax-test/x.nc' is invalid: cannot write there",
                 "chunk_zero": "max_chunk_evaluations = 0 is invalid: must be a positive integer",
-                "chunk_negative": "max_chunk_evaluations = -5 is invalid: must be a positive integer",
                 "too_big": "max_output_bytes = 100 is invalid for this grid: its dataset would take about"}[case]
     if case == "exists":
         out.write_text("keep me")
@@ -130,6 +128,15 @@ def test_bad_output_and_limits_fail_before_computing(case, tmp_path):
     assert not parts.exists() and not (tmp_path / "run").exists()  # refused before any chunk was computed
     assert out.read_text() == "keep me" if case == "exists" else not out.exists()
     assert not temporaries(tmp_path) and not Path("/sys/moejax-test").exists()
+
+
+def test_negative_chunk_size_is_refused():
+    """The check the CLI's ``chunk_zero`` case goes through (run() calls it before computing), on a
+    negative value: no second subprocess for the same path to the one-line error."""
+    from moejax.engine.config import validate_chunking
+
+    with pytest.raises(SpecError, match=r"^max_chunk_evaluations = -5 is invalid: must be a positive integer$"):
+        validate_chunking(-5)
 
 
 def test_overwrite_true_replaces_an_existing_file(tmp_path):

@@ -90,19 +90,22 @@ def test_two_runs_are_identical(quick, tmp_path):
 
 
 def test_killed_run_resumes_to_the_same_dataset(tmp_path):
-    """SIGKILL a real run once some chunks are on disk; the rerun computes only the rest."""
-    contexts = "[" + ",".join(str(1024 + 64 * i) for i in range(120)) + "]"
+    """SIGKILL a real run once some chunks are on disk; the rerun computes only the rest. One chunk
+    per context: 30 chunks, killed at 5 or more, leave a margin of many chunks (each ~0.1 s) for
+    the kill to land mid-run while the resume and the clean run stay short."""
+    n = 30
+    contexts = "[" + ",".join(str(1024 + 64 * i) for i in range(n)) + "]"
     args = ["+grid=quick", f"grid.contexts={contexts}", "max_chunk_evaluations=1", "summary=false"]
     parts, out = tmp_path / "parts", tmp_path / "resumed.nc"
     proc = subprocess.Popen([sys.executable, "-m", "moejax.sweep", *args, f"out={out}", f"parts_dir={parts}"],
                             cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 120
-    while time.time() < deadline and len(list(parts.glob("*/part-*.nc"))) < 10:
+    while time.time() < deadline and len(list(parts.glob("*/part-*.nc"))) < 5:
         time.sleep(0.01)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     done = len(list(parts.glob("*/part-*.nc")))
-    assert 10 <= done < 120 and not out.exists(), done  # killed mid-way
+    assert 5 <= done < n and not out.exists(), done  # killed mid-way
     sweep(*args, f"out={out}", f"parts_dir={parts}")
     assert not list(parts.glob("*/part-*.nc"))  # parts are cleared once the dataset is written
     clean = tmp_path / "clean.nc"
@@ -111,15 +114,12 @@ def test_killed_run_resumes_to_the_same_dataset(tmp_path):
         assert a.identical(b)
 
 
+# One case per way the CLI refuses: Hydra (unknown grid), grid_job (no grid), validate_grid (a name),
+# build_plan (a partition space); each must exit with the message and leave no file or run directory.
 @pytest.mark.parametrize("args,expected", [
     (["+grid=nope"], "grid = 'nope' is invalid: allowed design-space, frontier, modern, qs-paper, quick"),
     (["+grid=quick", "grid.models=[deepseek-v9]"], "grid.models = 'deepseek-v9' is invalid: allowed deepseek-v3"),
-    (["+grid=quick", "grid.hardware=[h1000]"], "grid.hardware = 'h1000' is invalid: allowed a100-sxm, b200"),
-    (["+grid=quick", "grid.contexts=[]"], "grid.contexts = [] is invalid"),
-    (["+grid=quick", "grid.kappas=[-1]"], "grid.kappas = -1.0 is invalid"),
     (["+grid=quick", "grid.partitions.tp=[5]"], "grid.partitions.tp = [5] is invalid: none divides the 128 heads of deepseek-v3"),
-    (["+grid=quick", "grid.partitions.tp=[16]", "grid.num_gpus=[8]"], "num_gpus = 8 is invalid: no partition in the search space divides it"),
-    (["+grid=quick", "precision=float16"], "precision = 'float16' is invalid"),
     ([], "grid is missing: choose one with +grid=NAME, available design-space, frontier, modern, qs-paper, quick"),
 ])
 def test_bad_input_fails_cleanly(tmp_path, args, expected):
@@ -127,6 +127,31 @@ def test_bad_input_fails_cleanly(tmp_path, args, expected):
     assert proc.returncode != 0
     assert expected in proc.stderr, proc.stderr
     assert not (tmp_path / "x.nc").exists() and not (tmp_path / "run").exists()
+
+
+# The same checks (validate_grid, then build_plan, as engine.run.run does before computing) on more
+# values, in-process: the CLI's path from these SpecErrors to its message is the one tested above.
+@pytest.mark.parametrize("args,expected", [
+    (["grid.hardware=[h1000]"], "grid.hardware = 'h1000' is invalid: allowed a100-sxm, b200"),
+    (["grid.contexts=[]"], "grid.contexts = [] is invalid"),
+    (["grid.kappas=[-1]"], "grid.kappas = -1.0 is invalid"),
+    (["grid.partitions.tp=[16]", "grid.num_gpus=[8]"], "num_gpus = 8 is invalid: no partition in the search space divides it"),
+    (["precision=float16"], "precision = 'float16' is invalid"),
+])
+def test_bad_grid_values_are_refused_before_computing(args, expected):
+    from hydra import compose, initialize_config_dir
+
+    from moejax.engine.config import register, validate_grid
+    from moejax.engine.plan import build_plan
+    from moejax.physics.specs import SpecError
+
+    register()
+    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base=None):
+        cfg = compose("config", ["+grid=quick", *args])
+    with pytest.raises(SpecError) as e:
+        validate_grid(cfg.grid, cfg.precision)
+        build_plan(cfg.grid, cfg.keep_partitions)
+    assert expected in str(e.value), str(e.value)
 
 
 def test_bad_catalogue_values_name_the_field(tmp_path):
