@@ -55,10 +55,16 @@ QUICK_YAML = yaml.safe_load((ROOT / "conf/grid/quick.yaml").read_text())["partit
 QUICK = PartitionSpace(**{k: tuple(v) for k, v in QUICK_YAML.items()})
 
 
+@jax.jit
+def _tput_jit(m, hw, parts, mask, context):
+    return best_partition(m, hw, parts, mask, Workload(context=context), QUICK_ACCOUNTING)[1]
+
+
 def _tput(m, hw, n, context):
-    """MoE or dense throughput per GPU at the best candidate of the quick grid's search space."""
+    """MoE or dense throughput per GPU at the best candidate of the quick grid's search space
+    (jitted once per shape: the same full search, without dispatching every operation eagerly)."""
     table, mask = partition_table([n], QUICK)
-    return float(best_partition(m, hw, partitions_from_table(table[0]), mask[0], Workload(context=context), QUICK_ACCOUNTING)[1])
+    return float(_tput_jit(m, hw, partitions_from_table(jnp.asarray(table[0])), jnp.asarray(mask[0]), jnp.float64(context)))
 
 
 def test_kappa_star_brackets_the_crossing(solved):

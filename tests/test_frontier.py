@@ -5,6 +5,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -49,6 +50,9 @@ def _leaf(tree, i):
 
 
 _BRUTE = {}
+# the scalar functions jitted (not the vectorised frontier kernel): the same one-by-one evaluation,
+# compiled once instead of dispatching every operation eagerly
+_decode, _valid = jax.jit(decode_point), jax.jit(partition_valid)
 
 
 def _brute(plan, row, n, c):
@@ -60,10 +64,10 @@ def _brute(plan, row, n, c):
     out = []
     for i in np.nonzero(plan.inputs.partition_mask[n])[0]:
         p = Partition(**dict(zip(PARTITION_FIELDS, map(float, plan.inputs.partitions[n, i]))))
-        if not bool(partition_valid(m, p)):
+        if not bool(_valid(m, p)):
             continue
         for col, b in enumerate(plan.frontier.columns):
-            r = decode_point(m, hw, p, Workload(context=float(plan.inputs.contexts[c]), batch=float(b)), plan.accounting)
+            r = _decode(m, hw, p, Workload(context=float(plan.inputs.contexts[c]), batch=float(b)), plan.accounting)
             if bool(r.feasible):
                 out.append((float(r.throughput_per_gpu), float(r.tokens_per_s_per_user), col))
     _BRUTE[id(plan), row, n, c] = np.array(out).reshape(-1, 3)

@@ -6,6 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -20,6 +21,10 @@ from moejax.engine.plan import build_plan
 from moejax.physics import serving
 from moejax.physics.partition import partition_valid
 from moejax.physics.specs import HardwareSpec, ModelSpec, Partition, SpecError
+
+# the scalar serving functions jitted (not the vectorised sweep kernel): the same one-by-one oracle,
+# compiled once instead of dispatching every operation eagerly at every candidate
+_aggregated, _prefill_rate = jax.jit(serving.aggregated_point), jax.jit(serving.prefill_rate_per_gpu)
 
 ROOT = Path(__file__).resolve().parent.parent
 WORKLOADS = "grid.workloads=[{isl: 1024, osl: 1024}, {isl: 8192, osl: 512}]"
@@ -93,7 +98,7 @@ def test_frontier_ttft_equals_the_prefill_model_at_every_winner(tiny):
                         assert np.isnan(out[prefix + "ttft"][at])
                         continue
                     swl = serving.ServingWorkload(isl=isl, osl=osl, batch=float(out[prefix + "batch"][at]), chunk=CHUNK)
-                    want = serving.aggregated_point(m, hw, _winner(out, prefix, at), swl, plan.accounting)
+                    want = _aggregated(m, hw, _winner(out, prefix, at), swl, plan.accounting)
                     np.testing.assert_allclose(out[prefix + "ttft"][at], want.ttft, rtol=RTOL)
                     np.testing.assert_allclose(out[prefix + "aggregated_throughput_per_gpu"][at], want.throughput_per_gpu, rtol=RTOL)
                     np.testing.assert_allclose(out[prefix + "throughput_per_gpu"][at], want.decode.throughput_per_gpu, rtol=RTOL)
@@ -107,7 +112,7 @@ def _candidates(plan, row, c):
     out = []
     for p in _legal(plan, m):
         for b in plan.frontier.columns:
-            r = serving.aggregated_point(m, hw, p, serving.ServingWorkload(isl=isl, osl=osl, batch=float(b), chunk=CHUNK),
+            r = _aggregated(m, hw, p, serving.ServingWorkload(isl=isl, osl=osl, batch=float(b), chunk=CHUNK),
                                          plan.accounting)
             if bool(r.decode.feasible):
                 out.append((float(r.decode.throughput_per_gpu), float(r.decode.tokens_per_s_per_user), float(r.ttft)))
@@ -146,7 +151,7 @@ def test_disaggregated_serving_equals_the_serving_functions(tiny):
                 assert np.isnan(out["serving_disaggregated_throughput_per_gpu"][at])
                 continue
             parts = list(_legal(plan, m))
-            rates = [float(serving.prefill_rate_per_gpu(m, hw, p, isl, plan.accounting)) for p in parts]
+            rates = [float(_prefill_rate(m, hw, p, isl, plan.accounting)) for p in parts]
             p_pf = parts[int(np.argmax(rates))]
             assert _winner(out, "serving_prefill_", at) == p_pf
             np.testing.assert_allclose(out["serving_throughput_per_gpu"][at], np.nanmax(out["frontier_throughput_per_gpu"][at]),
