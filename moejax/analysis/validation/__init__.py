@@ -10,14 +10,14 @@
 
 from __future__ import annotations
 
-from .deploy import NEEDS_PATTERNS, PATTERN_REASON, Point, resolve, resolve_all
+from .deploy import Point, resolve, resolve_all
 from .evaluate import Evaluation, evaluate
 from .fit import FitResult, FitSettings, fit, provenance, write_accounting
 from .measurements import FIGURES, Measurement, load_measurements
 from .report import report, summary, text_table, write_outputs
 
 __all__ = [
-    "FIGURES", "NEEDS_PATTERNS", "PATTERN_REASON", "Evaluation", "FitResult", "FitSettings", "Measurement", "Point",
+    "FIGURES", "Evaluation", "FitResult", "FitSettings", "Measurement", "Point",
     "evaluate", "fit", "load_measurements", "provenance", "report", "resolve", "resolve_all", "summary", "text_table",
     "write_accounting", "write_outputs",
 ]

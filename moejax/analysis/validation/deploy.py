@@ -27,8 +27,6 @@ from ...physics.partition import check_partition
 from ...physics.specs import KV_MODES, HardwareSpec, ModelSpec, Partition, SpecError, Workload, replace
 from .measurements import Measurement
 
-PATTERN_REASON = "needs per-layer attention/FFN patterns (modern-architectures issue)"
-NEEDS_PATTERNS = ("gpt-oss-120b", "llama-4-maverick")  # sliding-window / chunked attention layers
 DENSE_TP_CHOICES = (1, 2, 4, 8, 0)
 FAMILIES = ("NVIDIA", "AMD")
 WORKLOAD_FIELDS = tuple(f.name for f in dataclasses.fields(Workload))
@@ -102,7 +100,7 @@ def partitions(meas: Measurement, m: ModelSpec) -> tuple[tuple[Partition, ...], 
         except SpecError:
             continue
         variants.append(q)
-        labels.append(f"dense_tp = {t} (searched, unpublished)")
+        labels.append(f"dense_tp = {t or 'all'} (searched, unpublished)")  # 0: all of tp·dp_attn·kvp
     return tuple(variants), tuple(labels), notes
 
 
@@ -117,8 +115,6 @@ def workload(meas: Measurement) -> Workload:
 
 def unknown_name(meas: Measurement, kind: str, name: str, strict: bool) -> str:
     """The not-expressible reason for a catalogue name moejax does not have (``strict``: an error)."""
-    if kind == "model" and name in NEEDS_PATTERNS:
-        return f"model {name!r}: {PATTERN_REASON}"
     if strict:
         raise SpecError(f"{meas.where}: {kind} = {name!r} is unknown: available {', '.join(available(kind))}")
     return f"{kind} {name!r} is not in the catalogue (conf/{kind}/)"
