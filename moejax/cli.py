@@ -40,7 +40,7 @@ def run_command(job: Callable[[Path], str], compilation_cache=None) -> None:
     becomes ``error: ...`` on stderr and exit code 2; Ctrl-C or SIGTERM becomes ``interrupted: ...``
     and exit code 130. An empty run directory is removed."""
     logging.getLogger("jax._src.xla_bridge").setLevel(logging.ERROR)  # "no TPU/GPU backend" notices
-    if compilation_cache:  # compiled kernels persist across runs (the κ* kernel takes ~20 s to compile)
+    if compilation_cache:  # compiled kernels persist across runs (the κ* kernel takes 10-17 s to compile)
         jax.config.update("jax_compilation_cache_dir", str(Path(compilation_cache).expanduser()))
     run_dir = Path(HydraConfig.get().runtime.output_dir)
     previous = signal.signal(signal.SIGTERM, _terminate)

@@ -25,6 +25,8 @@ from moejax.engine.grid import (
     best_partition,
     cast,
     device_inputs,
+    lift,
+    lift_flat,
     partition_table,
     partitions_from_table,
     stack,
@@ -256,3 +258,23 @@ def test_partition_space_is_stated(solved):
     assert space["candidates"]["8"] < space["default_candidates"]["8"]
     assert "note: searched a narrower partition space than the default (leaves out ep 16/32/64, pp 4, dp_attn 4/8, kvp 4/8" in stdout
     assert partition_space_note(partition_space_json(compose_cfg("+grid=frontier").grid)) is None
+
+
+def test_flat_lift_equals_the_nested_lift():
+    """``lift_flat`` (small κ* grids) and ``lift`` (large ones) give the same array for a point
+    function using every argument, with (all, dense) table and mask pairs as the κ* kernel has."""
+    table, mask = partition_table([8, 16], SMALL)
+    dense_table, dense_mask = partition_table([8, 16], dataclasses.replace(SMALL, ep=(1,)))
+    inputs = GridInputs(stack([load_model("mixtral-8x22b"), load_model("deepseek-v3"), load_model("grok-1")]),
+                        stack([load_hardware("b200"), load_hardware("h100-sxm")]), table, mask,
+                        np.array([1024.0, 4096.0, 65536.0]), dense_table, dense_mask)
+
+    def point(m, hw, parts, pmask, context, scale):
+        (p, dense_p), (ok, dense_ok) = parts, pmask
+        return (scale * (m.n_layers * hw.hbm_bw + context) + jnp.sum(jnp.where(ok, p.tp * p.ep, 0.0))
+                + jnp.sum(jnp.where(dense_ok, dense_p.tp, 0.0)), ok.sum())
+    args = (*device_inputs(inputs, jnp.float64), jnp.float64(0.5))
+    nested, flat = jax.jit(lift(point))(*args), jax.jit(lift_flat(point))(*args)
+    for a, b in zip(nested, flat):
+        assert a.shape == (3, 2, 2, 3)
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))

@@ -45,7 +45,7 @@ import jax.numpy as jnp
 import numpy as np
 from omegaconf import DictConfig
 
-from ..engine.grid import cast, chunks, device_inputs, lift_flat
+from ..engine.grid import cast, chunks, device_inputs, lift
 from ..physics.baseline import dense_size, keep_attention
 from ..physics.cost import decode_point
 from ..physics.specs import Workload
@@ -115,7 +115,7 @@ def frontier_breakeven_point(m, hw, parts, pmask, context, columns, levels, acc,
 @functools.cache
 def frontier_breakeven_kernel(steps: int):
     """``f(moe_rows, hardware, tables, masks, contexts, columns, levels, acc, log_kmin, log_kmax)`` over the grid."""
-    return jax.jit(lift_flat(functools.partial(frontier_breakeven_point, steps=steps)))
+    return jax.jit(lift(functools.partial(frontier_breakeven_point, steps=steps)))
 
 
 def solve_frontier(cfg: DictConfig) -> tuple[dict, dict, float] | None:
