@@ -242,9 +242,9 @@ def lift_flat(point):
 
     Same arguments, same results as ``lift``. For kernels with loops (the κ* bisections, the
     optax diagnostic) it traces about three times faster: JAX batches a loop's body once per vmap
-    level, so the four nested vmaps of ``lift`` batch every loop four times. The gathers cost
-    nothing next to a loop; ``lift`` stays for the loop-free sweep kernel, where XLA hoists the
-    per-model work out of the inner axes.
+    level, so the four nested vmaps of ``lift`` batch every loop four times. But it runs slower:
+    XLA can no longer hoist the per-model work out of the inner axes (κ*: 1.2 against 0.45 ms per
+    point), so only small κ* grids use it (``analysis.breakeven.FLAT_BELOW``).
     """
     def lifted(rows, hardware, tables, masks, contexts, *shared):
         def size(tree):
