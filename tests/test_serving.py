@@ -185,3 +185,18 @@ def test_kv_bytes_match_arch():
     m = load_model("llama-3-70b")
     t = float(kv_transfer_time(m, load_hardware("h100-sxm"), Partition(tp=1.), Partition(tp=4.), 1000.0, Accounting()))  # 5 GPUs: one island
     assert t == pytest.approx(2e-6 + 1000 * float(arch.kv_bytes_per_token(m)) / 450e9, **REL)
+
+
+@pytest.mark.parametrize("fields,message", [
+    ({"draft_tokens": 2.0, "accepted": 3.0}, "accepted = 3.0 is invalid: must be in [0, draft_tokens]"),
+    ({"draft_tokens": 1.5}, "draft_tokens = 1.5 is invalid: must be an integer >= 0"),
+])
+def test_speculation_fields_refused_alike_in_both_workloads(fields, message):
+    """``Workload`` and ``ServingWorkload`` check their speculative-decoding fields by one rule."""
+    from moejax.physics.serving import ServingWorkload
+    from moejax.physics.specs import SpecError, Workload
+
+    for make, name in ((lambda: Workload(context=1024.0, **fields), "Workload"),
+                       (lambda: ServingWorkload(isl=1024.0, osl=128.0, **fields), "ServingWorkload")):
+        with pytest.raises(SpecError, match=f"^{name}.{message}".replace("[", r"\[").replace("]", r"\]")):
+            make()

@@ -61,8 +61,8 @@ from .specs import (
     Partition,
     Workload,
     _host_values,
-    _is_int,
     _require,
+    _require_speculation,
     pytree_spec,
 )
 from .xp import namespace
@@ -90,10 +90,7 @@ class ServingWorkload:
             _require("ServingWorkload", v, f, np.isfinite(v[f]) & (v[f] >= 1), "must be >= 1 token")
         for f in ("batch", "chunk"):
             _require("ServingWorkload", v, f, np.isfinite(v[f]), "must be finite (<= 0: the default)")
-        _require("ServingWorkload", v, "draft_tokens", _is_int(v["draft_tokens"]) & (v["draft_tokens"] >= 0),
-                 "must be an integer >= 0")
-        _require("ServingWorkload", v, "accepted", (v["accepted"] >= 0) & (v["accepted"] <= v["draft_tokens"]),
-                 "must be in [0, draft_tokens]")
+        _require_speculation("ServingWorkload", v)
 
 
 @pytree_spec

@@ -324,9 +324,15 @@ class Workload:
         _require("Workload", v, "context", np.isfinite(v["context"]) & (v["context"] >= 1), "must be >= 1 token")
         _require("Workload", v, "batch", np.isfinite(v["batch"]), "must be finite (<= 0 means B_max)")
         _require("Workload", v, "kappa", np.isfinite(v["kappa"]) & (v["kappa"] > 0), "must be > 0")
-        _require("Workload", v, "draft_tokens", _is_int(v["draft_tokens"]) & (v["draft_tokens"] >= 0), "must be an integer >= 0")
-        _require("Workload", v, "accepted", np.isfinite(v["accepted"]) & (v["accepted"] >= 0) & (v["accepted"] <= v["draft_tokens"]),
-                 "must be in [0, draft_tokens] (mean accepted draft tokens per step)")
+        _require_speculation("Workload", v)
+
+
+def _require_speculation(spec: str, v: dict) -> None:
+    """Speculative decoding fields (``Workload``, ``ServingWorkload``): whole drafted tokens, and a
+    mean accepted count no larger."""
+    _require(spec, v, "draft_tokens", _is_int(v["draft_tokens"]) & (v["draft_tokens"] >= 0), "must be an integer >= 0")
+    _require(spec, v, "accepted", np.isfinite(v["accepted"]) & (v["accepted"] >= 0) & (v["accepted"] <= v["draft_tokens"]),
+             "must be in [0, draft_tokens] (mean accepted draft tokens per step)")
 
 
 @pytree_spec
