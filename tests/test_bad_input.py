@@ -2,17 +2,16 @@
 allowed, exit code 2, no file written (issue 11, items 5, 6 and 9). Command-line cases run the real
 ``python -m moejax.sweep`` on a one-point grid; API and catalogue cases run in-process."""
 
+import functools
 import json
-import os
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import jax
 import numpy as np
 import pytest
 import xarray as xr
+from cli_runs import assert_refused, sweep
 
 import moejax
 from moejax.catalogue import load_accounting
@@ -24,24 +23,7 @@ TINY = ["+grid=quick", "grid.models=[mixtral-8x7b]", "grid.hardware=[h100-sxm]",
         "grid.partitions.dp_attn=[1]", "grid.partitions.kvp=[1]", "summary=false", "compilation_cache=null"]
 
 
-def sweep(tmp_path, *args, grid=TINY, options=(), env=None, timeout=300):
-    """``python -m moejax.sweep`` run in ``tmp_path/run`` (its outputs/ land there), inputs under ``tmp_path/in``."""
-    run = tmp_path / "run"
-    run.mkdir(exist_ok=True)
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "JAX_PLATFORMS": "cpu", **(env or {})}
-    env.pop("HYDRA_FULL_ERROR", None)
-    return subprocess.run([sys.executable, "-m", "moejax.sweep", *options, *grid, *args, f"out={run / 'x.nc'}"],
-                          cwd=run, env=env, capture_output=True, text=True, timeout=timeout, check=False)
-
-
-def assert_refused(proc, tmp_path, *fragments):
-    lines = proc.stderr.strip().splitlines()
-    assert proc.returncode == 2, proc.stderr[-3000:]
-    assert len(lines) == 1 and lines[0].startswith("error: "), proc.stderr[-3000:]
-    for fragment in fragments:
-        assert fragment in lines[0], lines[0]
-    assert not [p for p in (tmp_path / "run").rglob("*") if p.is_file()]  # no dataset, part or log
-    return lines[0]
+sweep = functools.partial(sweep, grid=TINY)
 
 
 def inputs(tmp_path) -> Path:

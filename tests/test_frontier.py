@@ -1,8 +1,6 @@
 """The serving frontier (moejax/engine/frontier.py) held to a brute-force search in plain Python:
 every (partition, batch) candidate of a tiny grid evaluated one by one with ``decode_point``."""
 
-import subprocess
-import sys
 from pathlib import Path
 
 import jax
@@ -10,6 +8,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 import xarray as xr
+from cli_runs import assert_refused, sweep
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
@@ -203,12 +202,8 @@ def test_bad_inputs_are_one_line_errors(override, field):
 
 
 def test_bad_batches_exit_2_with_no_file(tmp_path):
-    out = tmp_path / "x.nc"
-    proc = subprocess.run([sys.executable, "-m", "moejax.sweep", *TINY, "+grid.batches=[0]", f"out={out}",
-                           f"parts_dir={tmp_path / 'parts'}"], check=False, cwd=ROOT, capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 2
-    assert proc.stderr.strip().splitlines() == ["error: grid.batches = 0 is invalid: sequences per replica, a positive integer"]
-    assert not out.exists() and not (tmp_path / "parts").exists()
+    line = assert_refused(sweep(tmp_path, "+grid.batches=[0]", grid=TINY), tmp_path)
+    assert line == "error: grid.batches = 0 is invalid: sequences per replica, a positive integer"
 
 
 def test_sweep_dataset_holds_the_frontier_with_reasons(tiny, tmp_path):

@@ -2,8 +2,6 @@
 workloads, TTFT of the frontier and SLO winners, the ``slo.ttft_max`` mask, disaggregated vs
 aggregated serving and the economics, each held to the serving functions evaluated one by one."""
 
-import subprocess
-import sys
 from pathlib import Path
 
 import jax
@@ -11,6 +9,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 import xarray as xr
+from cli_runs import assert_refused, sweep
 from hydra import compose, initialize_config_dir
 
 from moejax.catalogue import CONF_DIR, hardware_economics
@@ -244,13 +243,9 @@ def test_bad_serving_inputs_are_one_line_errors(override, field):
 
 
 def test_bad_workload_exits_2_with_no_file(tmp_path):
-    out = tmp_path / "x.nc"
-    args = [o for o in TINY if o != WORKLOADS]
-    proc = subprocess.run([sys.executable, "-m", "moejax.sweep", *args, "grid.workloads={isl: 1024, osl: 0}", f"out={out}",
-                           f"parts_dir={tmp_path / 'parts'}"], check=False, cwd=ROOT, capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 2
-    assert proc.stderr.strip().splitlines() == ["error: grid.workloads.osl = 0 is invalid: a positive number of tokens"]
-    assert not out.exists() and not (tmp_path / "parts").exists()
+    grid = [o for o in TINY if o != WORKLOADS]
+    line = assert_refused(sweep(tmp_path, "grid.workloads={isl: 1024, osl: 0}", grid=grid), tmp_path)
+    assert line == "error: grid.workloads.osl = 0 is invalid: a positive number of tokens"
 
 
 def test_plot_draws_the_frontier_with_a_cost_axis(dataset, tmp_path):
