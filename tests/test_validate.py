@@ -147,6 +147,16 @@ def test_published_files_load():
         assert len({e.id for e in entries}) == len(entries) > 0
 
 
+def test_serving_block_is_read():
+    """A serving block is kept with SI/token values; concurrency and ttft may be null."""
+    m = check_entry(Path("m.yaml"), 0, _with(serving={"mode": "agg", "isl": 1024, "osl": 2048, "concurrency": 64,
+                                                      "ttft": 0.142})[0])
+    assert m.serving == {"mode": "agg", "isl": 1024.0, "osl": 2048.0, "concurrency": 64, "ttft": 0.142}
+    m = check_entry(Path("m.yaml"), 0, _with(serving={"mode": "disagg", "isl": 2000, "osl": 100, "concurrency": None})[0])
+    assert m.serving["concurrency"] is None and m.serving["ttft"] is None
+    assert check_entry(Path("m.yaml"), 0, _base()).serving is None
+
+
 # ------------------------------------------------------------------------------------------------
 # bad input: one line naming the entry and the field, exit code 2, no output files
 
@@ -198,6 +208,13 @@ BAD = {  # case: (file content: a YAML string or a list of entries, text the err
                           "+25.0 %"], []),
     "inconsistent-mtp": (_with(mtp={"draft_tokens": 3, "accepted": 1.0}, measured={"step_time": 0.0325, "tokens_per_s_per_user": 30.77}),
                          ["'small-dsv3-h200-tp8-b64'", "measured.tokens_per_s_per_user", "-50.0 %"], []),
+    "serving-mode": (_with(serving={"mode": "split", "isl": 1024, "osl": 1024}),
+                     ["'small-dsv3-h200-tp8-b64'", "serving.mode = 'split'", "agg, disagg"], []),
+    "serving-isl": (_with(serving={"mode": "agg", "isl": -1, "osl": 1024}), ["'small-dsv3-h200-tp8-b64'", "serving.isl = -1"], []),
+    "serving-missing": (_with(serving={"mode": "agg", "isl": 1024}), ["'small-dsv3-h200-tp8-b64'", "serving.osl is missing"], []),
+    "serving-key": (_with(serving={"mode": "agg", "isl": 1, "osl": 1, "qps": 3}), ["'small-dsv3-h200-tp8-b64'", "serving.qps"], []),
+    "serving-concurrency": (_with(serving={"mode": "agg", "isl": 1, "osl": 1, "concurrency": 2.5}),
+                            ["'small-dsv3-h200-tp8-b64'", "serving.concurrency = 2.5", "integer"], []),
     "fit-constant": (_with(), ["calibration.free = 'warp_factor'", "hbm_efficiency"], ["fit=true", "calibration.free=[warp_factor]"]),
 }
 

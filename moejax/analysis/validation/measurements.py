@@ -2,7 +2,8 @@
 
 The format is ``shared/reference/serving/README.md`` (a list of entries: id, source, firmness,
 model, hardware, num_gpus, partition, dtypes, phase, batch, context, mtp, measured, usable,
-notes). Every bad input is ONE line ``SpecError`` naming the file, the entry id, the field, the
+notes, and an optional ``serving`` block for serving-benchmark measurements: mode agg|disagg,
+isl, osl, concurrency, ttft). Every bad input is ONE line ``SpecError`` naming the file, the entry id, the field, the
 bad value and what is allowed. Units are SI: seconds, tokens/s; context in tokens.
 
 Entries with ``usable: false`` are checked for structure only (known fields, an id): their
@@ -29,7 +30,7 @@ from ...physics.specs import SpecError
 
 FIELDS_REQUIRED = ("id", "source", "firmness", "model", "hardware", "num_gpus", "partition", "dtypes", "phase",
                    "batch", "context", "measured")
-FIELDS_OPTIONAL = ("mtp", "usable", "notes")
+FIELDS_OPTIONAL = ("mtp", "usable", "notes", "serving")
 FIRMNESS = ("exact", "prose", "loose", "peer-model")
 PHASES = ("decode", "prefill")
 PARTITION_KEYS = ("tp", "ep", "pp", "dp_attn", "kvp")
@@ -38,6 +39,8 @@ DTYPE_REQUIRED = ("weights", "kv", "activations")  # experts defaults to weights
 FIGURES = ("step_time", "tokens_per_s_per_user", "throughput_per_gpu")  # residual on the first one given
 FIGURE_UNITS = {"step_time": "s", "tokens_per_s_per_user": "tokens/s", "throughput_per_gpu": "tokens/s/GPU"}
 MTP_KEYS = ("draft_tokens", "accepted")
+SERVING_KEYS = ("mode", "isl", "osl", "concurrency", "ttft")
+SERVING_MODES = ("agg", "disagg")
 CONSISTENCY_TOLERANCE = 0.02
 
 
@@ -61,6 +64,7 @@ class Measurement:
     context: float | None
     measured: dict
     mtp: dict | None = None
+    serving: dict | None = None  # {mode, isl, osl, concurrency (int or None), ttft (s or None)}
     usable: bool = True
     notes: str = ""
     where: str = ""  # "FILE: entry 'ID'", the prefix of any later error about this entry
@@ -153,6 +157,25 @@ def _check_mtp(e: _Entry, raw) -> dict | None:
     return {"draft_tokens": draft, "accepted": accepted}
 
 
+def _check_serving(e: _Entry, raw) -> dict | None:
+    """The ``serving`` block of a serving-benchmark entry: mode, isl and osl required (tokens > 0);
+    concurrency a positive integer or null (not published / saturated pool); ttft seconds > 0 or null."""
+    if raw is None:
+        return None
+    block = e.mapping("serving", raw, SERVING_KEYS, nullable=False)
+    for key in ("mode", "isl", "osl"):
+        if block.get(key) is None:
+            raise SpecError(f"{e.where}: serving.{key} is missing: a serving block needs mode, isl and osl")
+    if block["mode"] not in SERVING_MODES:
+        e.fail("serving.mode", block["mode"], f"allowed {', '.join(SERVING_MODES)}")
+    concurrency = block.get("concurrency")
+    ttft = block.get("ttft")
+    return {"mode": block["mode"], "isl": e.number("serving.isl", block["isl"]),
+            "osl": e.number("serving.osl", block["osl"]),
+            "concurrency": None if concurrency is None else e.number("serving.concurrency", concurrency, integer=True),
+            "ttft": None if ttft is None else e.number("serving.ttft", ttft)}
+
+
 def check_consistency(e: _Entry, m: Measurement) -> None:
     """Decode figures that two of three determine must agree within ``CONSISTENCY_TOLERANCE``."""
     if m.phase != "decode":
@@ -220,7 +243,8 @@ def check_entry(path: Path, index: int, raw) -> Measurement:
     if mtp is not None and raw["phase"] != "decode":
         e.fail("mtp", raw["mtp"], "multi-token prediction applies to decode only (mtp: null for prefill)")
     m = Measurement(**common, firmness=raw["firmness"], num_gpus=num_gpus, partition=partition, dtypes=dtypes,
-                    phase=raw["phase"], batch=batch, context=context, measured=_check_measured(e, raw["measured"]), mtp=mtp)
+                    phase=raw["phase"], batch=batch, context=context, measured=_check_measured(e, raw["measured"]), mtp=mtp,
+                    serving=_check_serving(e, raw.get("serving")))
     check_consistency(e, m)
     return m
 
