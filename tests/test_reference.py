@@ -84,3 +84,42 @@ def test_patterned_points_match_reference(prefill):
     kernel, oracle = (prefill_point, reference_prefill) if prefill else (decode_point, reference_decode)
     n_feasible = _compare(kernel, oracle, pts, "physical", "phase", True, jit=True)
     assert 0 < n_feasible < len(pts)
+
+
+@pytest.mark.parametrize("patterned", [False, True])
+def test_mixed_step_matches_reference(patterned):
+    """The chunked-prefill mixed step (decode step + ``chunk_tokens`` prompt tokens of ``prompt_len``-token
+    prompts) against the oracle's, on random decode points with random chunks (patterned models too)."""
+    from points import random_patterned_point
+
+    rng = np.random.default_rng(3000 + patterned)
+    pts = [random_patterned_point(rng, False) if patterned else random_point(rng) for _ in range(60)]
+    chunks = rng.choice([1.0, 37.0, 512.0, 8192.0], size=len(pts))
+    prompts = rng.choice([128.0, 1024.0, 8192.0], size=len(pts))
+    by_point = {id(pt[3]): (c, p) for pt, c, p in zip(pts, chunks, prompts)}
+
+    def kernel(m, hw, p, wl, acc, c=jnp.asarray(chunks), lp=jnp.asarray(prompts)):
+        return jax.vmap(lambda *a: decode_point(*a[:5], chunk_tokens=a[5], prompt_len=a[6]))(m, hw, p, wl, acc, c, lp)
+
+    def oracle(model, hw, part, wl, acc):
+        c, lp = by_point[id(wl)]
+        return reference_decode(model, hw, part, wl, acc, chunk_tokens=c, prompt_len=lp)
+
+    n_feasible = _compare_prebatched(kernel, oracle, pts)
+    assert 0 < n_feasible < len(pts)
+
+
+def _compare_prebatched(kernel, oracle, pts):
+    """``_compare`` for a kernel that is already vmapped (physical traffic, phase roofline, integer batch)."""
+    models, hws, parts, wls, accs = (list(x) for x in zip(*pts))
+    m, hw, p, wl = _stack(ModelSpec, models), _stack(HardwareSpec, hws), _stack(Partition, parts), _stack(Workload, wls)
+    acc = dataclasses.replace(_stack(Accounting, accs), expert_traffic="physical", roofline="phase", integer_batch=True)
+    out = jax.tree_util.tree_map(np.asarray, jax.jit(kernel)(m, hw, p, wl, acc))
+    n_feasible = 0
+    for i, (mi, hi, pi, wi, ai) in enumerate(pts):
+        ref = oracle(mi, hi, pi, wi, {**ai, "expert_traffic": "physical", "roofline": "phase", "integer_batch": True})
+        assert bool(out.feasible[i]) == ref["feasible"], (i, mi, pi, wi)
+        n_feasible += ref["feasible"]
+        for f in FIELDS:
+            np.testing.assert_allclose(float(getattr(out, f)[i]), ref[f], rtol=RTOL, atol=ATOL, err_msg=f"{f} at point {i}")
+    return n_feasible

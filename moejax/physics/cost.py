@@ -427,7 +427,8 @@ def _assemble(m, p, acc, wl, batch, b_eval, b_max, per_group, stage, pipe, t_dra
     )
 
 
-def decode_point(m: ModelSpec, hw: HardwareSpec, p: Partition, wl: Workload, acc: Accounting) -> StepCosts:
+def decode_point(m: ModelSpec, hw: HardwareSpec, p: Partition, wl: Workload, acc: Accounting,
+                 chunk_tokens=0.0, prompt_len=0.0) -> StepCosts:
     """One decode step of a replica serving ``B`` sequences at ``context`` tokens each.
 
     ``t_step = pp·(roofline + exposed comm + layer overheads) + drafting`` per docs/cost-model.md
@@ -437,6 +438,13 @@ def decode_point(m: ModelSpec, hw: HardwareSpec, p: Partition, wl: Workload, acc
     ``draft_tokens`` drafting passes through the ``mtp_layers`` modules cost that many layers of
     the step each. Infeasible points: ``feasible = False``, ``step_time = inf``,
     ``throughput = 0``, ``bound = 3``, components evaluated at ``max(B, 1)``.
+
+    Mixed step (chunked prefill in aggregated serving): ``chunk_tokens`` prompt tokens of prompts
+    of ``prompt_len`` tokens ride on the step. They pass every GEMM with the decode tokens (sharing
+    the weight reads, touching more experts), attend to ``prompt_len/2`` keys each in the
+    full-attention layers (causal average, MLA decompressed as in prefill) and write their KV once;
+    their attention in pattern layers (sliding, chunked, sparse, linear) and their prefix KV reads
+    are not charged. ``chunk_tokens = 0`` (the default, static) is the pure decode step.
     """
     xp = namespace(m, hw, p, wl)
     b_max, per_group = batch_capacity(m, hw, p, wl.context, acc, wl.draft_tokens)
@@ -444,14 +452,22 @@ def decode_point(m: ModelSpec, hw: HardwareSpec, p: Partition, wl: Workload, acc
     b_eval = xp.maximum(batch, 1.0)
     micro = b_eval / p.pp
     per_seq = 1 + wl.draft_tokens
-    phases, pipe = _microbatch(m, hw, p, acc, micro * per_seq, arch.score_flops_per_token_layer(m, wl.context),
-                               micro / p.dp_attn * wl.context / p.kvp,
+    tokens, reuse_per_seq = micro * per_seq, per_seq
+    score = arch.score_flops_per_token_layer(m, wl.context)
+    kv_tokens = micro / p.dp_attn * wl.context / p.kvp
+    if not (isinstance(chunk_tokens, float) and chunk_tokens == 0.0):  # static 0: the pure decode step
+        chunk = chunk_tokens / p.pp
+        prompt_score = arch.score_flops_per_token_layer(m, prompt_len / 2, absorbed=False)
+        score = (tokens * score + chunk * prompt_score) / (tokens + chunk)
+        tokens, kv_tokens = tokens + chunk, kv_tokens + chunk / p.dp_attn / p.kvp
+        reuse_per_seq = per_seq + chunk_tokens / b_eval  # the chunk's tokens reuse the weights too
+    phases, pipe = _microbatch(m, hw, p, acc, tokens, score, kv_tokens,
                                (micro / p.dp_attn, wl.context, False) if acc.layer_patterns else None)
     stage = _stage(phases, p.pp, acc)
     per_layer = (stage[0] + stage[4]) / (m.n_layers * stage_scale(m, p)) + acc.layer_latency
     # (a where, not a product with draft_tokens: a static 0 then drops the term at trace time)
     t_draft = xp.where(wl.draft_tokens > 0, wl.draft_tokens * m.mtp_layers * per_layer, 0.0)
-    return _assemble(m, p, acc, wl, batch, b_eval, b_max, per_group, stage, pipe, t_draft, per_seq, 1 + wl.accepted)
+    return _assemble(m, p, acc, wl, batch, b_eval, b_max, per_group, stage, pipe, t_draft, reuse_per_seq, 1 + wl.accepted)
 
 
 def prefill_point(m: ModelSpec, hw: HardwareSpec, p: Partition, wl: Workload, acc: Accounting) -> StepCosts:

@@ -209,7 +209,8 @@ def _exposed(comm: float, tail: float, overlap: float, compute: float, hbm_time:
 # --- One step -----------------------------------------------------------------------------------
 
 
-def _evaluate(model: dict, hw: dict, part: dict, workload: dict, acc: dict, prefill: bool) -> dict:
+def _evaluate(model: dict, hw: dict, part: dict, workload: dict, acc: dict, prefill: bool, chunk: float = 0.0,
+              prompt_len: float = 0.0) -> dict:
     m = _model(model)
     p = _layer_params(m)
     hw = _floats(_fill(hw, HARDWARE_DEFAULTS, "HardwareSpec"))
@@ -278,15 +279,19 @@ def _evaluate(model: dict, hw: dict, part: dict, workload: dict, acc: dict, pref
 
     b = Be / pp  # sequences per microbatch
     b_a = b / dp_attn  # sequences per attention group
-    T = b * L if prefill else b * (1 + draft)  # tokens per microbatch
+    c = chunk / pp  # mixed step: prompt tokens per microbatch riding on the decode step
+    T = b * L if prefill else b * (1 + draft) + c  # tokens per microbatch
     T_a = T / dp_attn
 
     BW = hw["hbm_bw"] * ac["hbm_efficiency"]
 
     # Section 4, attention phase, one decoder layer (s, bytes).
     L_score = L / 2 if prefill else L  # prefill: causal average
-    attn_c = 2 * attn_params * T_a / tp / F_w + _f_score(m, L_score, prefill) * T_a / (tp * kvp) / F_q
-    kv_tokens = T_a / kvp if prefill else b_a * (L / kvp)  # KV tokens read per GPU (written once in prefill)
+    score = _f_score(m, L_score, prefill) * T_a
+    if c > 0:  # the prompt tokens attend causally (L_p/2 keys, decompressed MLA) and write their KV once
+        score = _f_score(m, L, False) * b * (1 + draft) / dp_attn + _f_score(m, prompt_len / 2, True) * c / dp_attn
+    attn_c = 2 * attn_params * T_a / tp / F_w + score / (tp * kvp) / F_q
+    kv_tokens = T_a / kvp if prefill else b_a * (L / kvp) + c / dp_attn / kvp  # KV tokens read (prefill: written) per GPU
     attn_h = wb * attn_params / tp + kv_tokens * kv_gpu * kvb * kv_scale
     attn_comm = net.all_reduce(tp, tp, T_a * d * ab)
     attn_tail = 0.0  # CP ring tail, never overlapped
@@ -395,14 +400,16 @@ def _evaluate(model: dict, hw: dict, part: dict, workload: dict, acc: dict, pref
     }
 
 
-def reference_decode(model: dict, hw: dict, part: dict, workload: dict, acc: dict) -> dict:
-    """One decode step (docs/cost-model.md sections 1-4).
+def reference_decode(model: dict, hw: dict, part: dict, workload: dict, acc: dict, chunk_tokens: float = 0.0,
+                     prompt_len: float = 0.0) -> dict:
+    """One decode step (docs/cost-model.md sections 1-4); with ``chunk_tokens`` > 0 the mixed step
+    of chunked prefill (section 7: the chunk's tokens join every GEMM, attend to ``prompt_len/2`` keys).
 
     Returns times in s per decode step, ``batch``/``b_max`` in sequences per replica, bytes per GPU,
     ``throughput`` in output tokens/s per replica, ``throughput_per_gpu`` per GPU and
     ``tokens_per_s_per_user`` per sequence.
     """
-    return _evaluate(model, hw, part, workload, acc, prefill=False)
+    return _evaluate(model, hw, part, workload, acc, prefill=False, chunk=chunk_tokens, prompt_len=prompt_len)
 
 
 def reference_prefill(model: dict, hw: dict, part: dict, workload: dict, acc: dict) -> dict:
