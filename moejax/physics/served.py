@@ -1,0 +1,199 @@
+"""A closed-loop serving benchmark against one deployment: mean TPOT and TTFT, aggregated or
+disaggregated (what InferenceMAX, ``trtllm-bench``, ``sglang.bench_serving`` and AIConfigurator's
+silicon runs measure). Written for one point (scalar leaves), lifted with ``vmap``. SI units.
+
+A benchmark keeps ``concurrency`` requests in flight (closed loop: a finished request is replaced
+at once); each has ``isl`` prompt tokens and ``osl`` output tokens, so decode runs at the mean KV
+length ``isl + osl/2``. TPOT is the mean time per output token after the first (exclusive of
+TTFT); TTFT the mean time to the first token.
+
+**Aggregated** (in-flight batching with chunked prefill; ``prefill_workers = 0``). Each of the
+``decode_workers`` replicas on partition ``p`` holds ``B = min(concurrency/workers, decode_cap,
+B_max, token_budget·osl/(isl+osl))`` requests in its running batch (at least ``pp·dp_attn``, one
+per attention group). In steady state a closed loop of B requests admits ``B/osl`` new prompts
+per step, so every decode step also carries ``c = B·isl/osl`` prompt tokens (``cost.decode_point``
+with ``chunk_tokens``): TPOT is that mixed step. A new prompt is prefilled in ``isl/k`` steps
+of ``k = min(isl, token_budget - B)`` prompt tokens each (its own chunks; a last partial chunk
+counted pro rata), after waiting
+for the prompts ahead of it: an M/D/1 queue (Pollaczek-Khinchine mean wait
+``ρ/(2(1-ρ))·S``) on the step's prompt capacity, utilisation ``ρ = c/(token_budget - B)``,
+service ``S`` its own chunk steps, capped at the closed loop's worst case (the other ``B-1``
+prompts all ahead). Requests beyond the running batch wait for a slot: by Little's law ``n``
+requests cycling through ``B`` slots, each held for ``osl·TPOT + t_own``, wait
+``(n/B - 1)·(osl·TPOT + t_own)``. ``TTFT = t_own + W_queue + W_admission``.
+
+**Disaggregated** (``prefill_workers > 0``). The decode pool's ``decode_workers`` replicas on
+``p_dec`` hold ``B`` requests each, as above without prompt tokens (pure decode steps): TPOT is
+their step. The prefill pool's ``prefill_workers`` replicas on ``p_pf`` run passes of
+``b = prefill_cap`` prompts (default ``pp·dp_attn``) in ``T_b``: capacity ``μ = W_pf·b/T_b``
+prompts/s. Prompts arrive at the rate the decode pool completes requests, ``λ = W_dec·B/(osl·TPOT)``,
+``ρ = λ/μ``; below saturation a prompt waits the M/D/1 mean ``ρ/(2(1-ρ))·T_b``; at or above it the
+closed loop is prefill-bound and Little's law gives ``TTFT = concurrency/μ - osl·TPOT``.
+``TTFT = T_1 + W_queue + t_kv`` with ``T_1`` the pass of one prompt per attention group and ``t_kv``
+the KV hand-off (``serving.kv_transfer_time``).
+
+Named approximations (docs/cost-model.md §8): no start-up wave (every client's first request
+arrives at once in a real run); Poisson-like arrivals for the queue (the closed loop's arrivals are
+smoother, so the wait is an upper estimate below saturation); a batch below ``pp·dp_attn`` is
+evaluated at one sequence per attention group (the busiest rank sets the step).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from . import cost
+from .serving import kv_transfer_time
+from .specs import Accounting, HardwareSpec, ModelSpec, Partition, Workload, _host_values, _require, pytree_spec
+from .xp import namespace
+
+
+@pytree_spec
+class Benchmark:
+    """A closed-loop serving benchmark: ``concurrency`` requests in flight over the deployment, each
+    ``isl`` prompt and ``osl`` output tokens; ``decode_workers`` replicas (aggregated: all of them);
+    ``prefill_workers`` replicas of a prefill pool (0: aggregated); ``decode_cap`` the engine's
+    running-batch limit per decode replica (<= 0: memory only); ``prefill_cap`` prompts per prefill
+    pass (<= 0: ``pp·dp_attn``); ``token_budget`` tokens per aggregated step (chunked prefill);
+    speculative decoding as in ``Workload``."""
+
+    isl: Any
+    osl: Any
+    concurrency: Any
+    decode_workers: Any = 1.0
+    prefill_workers: Any = 0.0
+    decode_cap: Any = 0.0
+    prefill_cap: Any = 0.0
+    token_budget: Any = 8192.0
+    draft_tokens: Any = 0.0
+    accepted: Any = 0.0
+
+    def __post_init__(self):
+        v = _host_values(self)
+        if v is None:
+            return
+        for f in ("isl", "osl", "concurrency", "decode_workers", "token_budget"):
+            _require("Benchmark", v, f, np.isfinite(v[f]) & (v[f] >= 1), "must be >= 1")
+        for f in ("prefill_workers", "decode_cap", "prefill_cap"):
+            _require("Benchmark", v, f, np.isfinite(v[f]) & (v[f] >= 0), "must be >= 0 (0: the default)")
+        _require("Benchmark", v, "accepted", np.isfinite(v["accepted"]) & (v["accepted"] >= 0)
+                 & (v["accepted"] <= v["draft_tokens"]), "must be in [0, draft_tokens]")
+
+
+@pytree_spec
+class Served:
+    """One benchmark's prediction: ``tpot`` and ``ttft`` (s; inf where infeasible); ``batch``
+    requests in each decode replica's running batch; ``throughput_per_gpu`` output tokens/s per GPU
+    over every GPU of the deployment; ``tokens_per_s_per_user`` ``1/tpot`` × tokens per step;
+    ``t_prefill`` (s) the request's own prefill; ``queue_wait`` and ``admission_wait`` (s);
+    ``utilisation`` of the prefill capacity; ``kv_transfer_time`` (s, 0 aggregated); ``feasible``;
+    ``step`` the decode replica's ``StepCosts``."""
+
+    tpot: Any
+    ttft: Any
+    batch: Any
+    throughput_per_gpu: Any
+    tokens_per_s_per_user: Any
+    t_prefill: Any
+    queue_wait: Any
+    admission_wait: Any
+    utilisation: Any
+    kv_transfer_time: Any
+    feasible: Any
+    step: Any
+
+
+def running_batch(n, cap, b_max, budget_limit, floor):
+    """Requests in a replica's running batch: ``min(n, cap, B_max, budget_limit)``, at least ``floor``.
+
+    64 clients, cap 256, B_max 100, budget 910, floor 1: 64; 512 clients: 100 (memory-bound).
+    """
+    xp = namespace(n, cap, b_max, budget_limit)
+    return xp.maximum(xp.minimum(xp.minimum(n, xp.where(cap > 0, cap, xp.inf)), xp.minimum(b_max, budget_limit)), floor)
+
+
+def md1_wait(rho, service):
+    """Mean wait in an M/D/1 queue (Pollaczek-Khinchine): ``ρ/(2(1-ρ))·S`` s; inf at ``ρ >= 1``.
+
+    Utilisation 0.5, service 0.2 s: 0.5/(2·0.5)·0.2 = 0.1 s.
+    """
+    xp = namespace(rho, service)
+    safe = xp.minimum(rho, 0.999999)
+    return xp.where(rho < 1, safe / (2 * (1 - safe)) * service, xp.inf)
+
+
+def slot_wait(n, batch, residence):
+    """Wait for a running-batch slot, Little's law: ``n`` requests cycling through ``batch`` slots,
+    each held ``residence`` s, wait ``max(n/batch - 1, 0)·residence`` s.
+
+    300 clients, 100 slots, 40 s per request: (3 - 1)·40 = 80 s.
+    """
+    xp = namespace(n, batch, residence)
+    return xp.maximum(n / batch - 1, 0.0) * residence
+
+
+def aggregated(m: ModelSpec, hw: HardwareSpec, p: Partition, bench: Benchmark, acc: Accounting) -> Served:
+    """Aggregated serving with chunked prefill (module docstring)."""
+    xp = namespace(m, hw, p, bench)
+    context = bench.isl + bench.osl / 2
+    b_max, _ = cost.batch_capacity(m, hw, p, context, acc, bench.draft_tokens)
+    n = bench.concurrency / bench.decode_workers
+    floor = p.pp * p.dp_attn
+    budget = bench.token_budget
+    batch = running_batch(n, bench.decode_cap, b_max, budget * bench.osl / (bench.isl + bench.osl), floor)
+    wl = Workload(context=context, batch=batch, draft_tokens=bench.draft_tokens, accepted=bench.accepted)
+    load = batch * bench.isl / bench.osl  # prompt tokens per step, steady state
+    step = cost.decode_point(m, hw, p, wl, acc, chunk_tokens=load, prompt_len=bench.isl)
+    room = xp.maximum(budget - batch, 1.0)  # prompt tokens a step can carry
+    chunk = xp.minimum(bench.isl, room)
+    own = cost.decode_point(m, hw, p, wl, acc, chunk_tokens=chunk, prompt_len=bench.isl)
+    ok = step.feasible & own.feasible
+    per_step = 1 + bench.accepted
+    tpot = xp.where(ok, step.step_time, xp.inf) / per_step
+    t_own = bench.isl / chunk * xp.where(ok, own.step_time, xp.inf)  # its chunks (a last partial one pro rata)
+    rho = load / room
+    queue = xp.minimum(md1_wait(rho, t_own), (batch - 1) * t_own)
+    admission = slot_wait(n, batch, bench.osl * tpot + t_own)
+    active = xp.minimum(n, batch)
+    return Served(
+        tpot=tpot, ttft=t_own + queue + admission, batch=batch,
+        throughput_per_gpu=xp.where(ok, active * per_step / step.step_time / p.gpus_per_replica, 0.0),
+        tokens_per_s_per_user=xp.where(ok, 1 / tpot, 0.0),
+        t_prefill=t_own, queue_wait=queue, admission_wait=admission, utilisation=rho,
+        kv_transfer_time=xp.zeros_like(tpot), feasible=ok, step=step)
+
+
+def disaggregated(m: ModelSpec, hw: HardwareSpec, p_dec: Partition, p_pf: Partition, bench: Benchmark,
+                  acc: Accounting) -> Served:
+    """Disaggregated serving: a prefill pool on ``p_pf`` feeding a decode pool on ``p_dec`` (module docstring)."""
+    xp = namespace(m, hw, p_dec, p_pf, bench)
+    context = bench.isl + bench.osl / 2
+    b_max, _ = cost.batch_capacity(m, hw, p_dec, context, acc, bench.draft_tokens)
+    n = bench.concurrency / bench.decode_workers
+    batch = running_batch(n, bench.decode_cap, b_max, xp.inf, p_dec.pp * p_dec.dp_attn)
+    wl = Workload(context=context, batch=batch, draft_tokens=bench.draft_tokens, accepted=bench.accepted)
+    step = cost.decode_point(m, hw, p_dec, wl, acc)
+    per_step = 1 + bench.accepted
+    floor = p_pf.pp * p_pf.dp_attn
+    one = cost.prefill_point(m, hw, p_pf, Workload(context=bench.isl, batch=floor), acc)
+    b = xp.maximum(xp.where(bench.prefill_cap > 0, bench.prefill_cap, floor), floor)
+    full = cost.prefill_point(m, hw, p_pf, Workload(context=bench.isl, batch=b), acc)
+    ok = step.feasible & one.feasible & full.feasible
+    tpot = xp.where(ok, step.step_time, xp.inf) / per_step
+    t_b = xp.where(ok, full.step_time, xp.inf)
+    capacity = bench.prefill_workers * b / t_b  # prompts/s
+    arrivals = bench.decode_workers * xp.minimum(n, batch) / (bench.osl * tpot)
+    rho = arrivals / capacity
+    saturated = xp.maximum(bench.concurrency / capacity - bench.osl * tpot - one.step_time, 0.0)
+    queue = xp.where(rho < 1, md1_wait(rho, t_b), saturated)
+    t_kv = kv_transfer_time(m, hw, p_pf, p_dec, bench.isl, acc)
+    admission = slot_wait(n, batch, bench.osl * tpot)
+    gpus = bench.decode_workers * p_dec.gpus_per_replica + bench.prefill_workers * p_pf.gpus_per_replica
+    rate = xp.minimum(arrivals, capacity) * bench.osl  # output tokens/s of the deployment
+    return Served(
+        tpot=tpot, ttft=xp.where(ok, one.step_time, xp.inf) + queue + t_kv + admission, batch=batch,
+        throughput_per_gpu=xp.where(ok, rate / gpus, 0.0), tokens_per_s_per_user=xp.where(ok, 1 / tpot, 0.0),
+        t_prefill=one.step_time, queue_wait=queue, admission_wait=admission, utilisation=rho,
+        kv_transfer_time=t_kv, feasible=ok, step=step)
