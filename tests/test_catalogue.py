@@ -12,7 +12,8 @@ from moejax.catalogue import HARDWARE_FIELDS, HARDWARE_OPTIONAL, available, hard
 MODELS = ["deepseek-v3", "qwen3-235b-a22b", "grok-1", "switch-c-2048", "mixtral-8x22b", "llama-3-70b",
           "llama-3-405b", "gpt-4-rumoured", "mixtral-8x7b", "llama-2-70b", "kimi-k2", "llama-3.1-8b", "qwen3-32b",
           "llama-3.1-70b", "deepseek-r1"]
-ALIASES = {"llama-3.1-70b": "llama-3-70b", "deepseek-r1": "deepseek-v3", "minimax-m2.5": "minimax-m2", "kimi-k2.5": "kimi-k2"}
+ALIASES = {"llama-3.1-70b": "llama-3-70b", "deepseek-r1": "deepseek-v3", "minimax-m2.5": "minimax-m2",
+           "kimi-k2.5": "kimi-k2"}
 HARDWARE = ["h100-sxm", "h200", "b200", "mi300x", "mi355x", "qs-reference", "a100-sxm", "h800", "gb200-nvl72"]
 
 
@@ -53,9 +54,11 @@ def test_alias_shares_its_targets_architecture(name, target):
 
 @pytest.mark.parametrize("changes,message", [
     ({"alias_of": "llama-3-70b"}, "architecture is not allowed with alias_of = 'llama-3-70b'"),
-    ({"alias_of": "deepseek-r1", "architecture": None}, "alias_of = 'deepseek-r1' is invalid: .*deepseek-r1.yaml is itself an alias"),
+    ({"alias_of": "deepseek-r1", "architecture": None},
+     "alias_of = 'deepseek-r1' is invalid: .*deepseek-r1.yaml is itself an alias"),
     ({"alias_of": "llama-9", "architecture": None}, "model = 'llama-9' is unknown: available .*llama-3-70b"),
-    ({"alias_of": ["llama-3-70b"], "architecture": None}, r"alias_of = \['llama-3-70b'\] is invalid: must be a catalogue model name"),
+    ({"alias_of": ["llama-3-70b"], "architecture": None},
+     r"alias_of = \['llama-3-70b'\] is invalid: must be a catalogue model name"),
 ])
 def test_bad_alias_fails_in_one_line(tmp_path, changes, message):
     entry = model_entry("llama-3.1-8b")

@@ -169,7 +169,8 @@ def _resolve_alias(data: dict, where: str) -> dict:
     if not isinstance(target, str) or not target or Path(target).suffix or Path(target).parent != Path("."):
         raise SpecError(f"{where}: alias_of = {target!r} is invalid: must be a catalogue model name")
     if "architecture" in data:
-        raise SpecError(f"{where}: architecture is not allowed with alias_of = {target!r}: the alias shares its architecture")
+        raise SpecError(f"{where}: architecture is not allowed with alias_of = {target!r}: "
+                        "the alias shares its architecture")
     base, base_where = _read_yaml("model", target)
     if "alias_of" in base:
         raise SpecError(f"{where}: alias_of = {target!r} is invalid: {base_where} is itself an alias (name its target)")

@@ -25,7 +25,8 @@
 =================  ========================  ==============================================
 
 Families with per-layer attention patterns or 2025 MoE layouts (``deepseek_v32``, ``gpt_oss``,
-``qwen3_next``, ``qwen3_5_moe``, ``llama4``, ``glm4_moe``, ``glm_moe_dsa``, ``minimax_m2``, ``kimi_k25``) are imported by ``hf_patterns.py``, which
+``qwen3_next``, ``qwen3_5_moe``, ``llama4``, ``glm4_moe``, ``glm_moe_dsa``, ``minimax_m2``, ``kimi_k25``) are
+imported by ``hf_patterns.py``, which
 registers its importers here when the catalogue package is imported.
 
 moejax places dense layers first (``n_dense_layers`` leading layers). Where a config interleaves
@@ -261,7 +262,8 @@ def _deepseek_v3(cfg: dict) -> dict:
                  mtp_layers=_int(cfg, "num_nextn_predict_layers", minimum=0, default=0, allow_none_as=0))
 
 
-_IMPORTERS = {"llama": _llama, "qwen3": _llama, "mixtral": _mixtral, "qwen3_moe": _qwen3_moe, "deepseek_v3": _deepseek_v3}
+_IMPORTERS = {"llama": _llama, "qwen3": _llama, "mixtral": _mixtral, "qwen3_moe": _qwen3_moe,
+              "deepseek_v3": _deepseek_v3}
 
 
 def architecture_from_hf_config(cfg: dict) -> dict:

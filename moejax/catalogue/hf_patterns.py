@@ -152,6 +152,6 @@ def _kimi_k25(cfg: dict) -> dict:
 
 
 PATTERNED_IMPORTERS = {"gpt_oss": _gpt_oss, "qwen3_next": _qwen3_next, "llama4": _llama4, "deepseek_v32": _deepseek_v32,
-                       "glm4_moe": _glm4_moe, "minimax_m2": _minimax_m2, "qwen3_5_moe": _qwen3_5_moe, "glm_moe_dsa": _deepseek_v32,
-                       "kimi_k25": _kimi_k25}
+                       "glm4_moe": _glm4_moe, "minimax_m2": _minimax_m2, "qwen3_5_moe": _qwen3_5_moe,
+                       "glm_moe_dsa": _deepseek_v32, "kimi_k25": _kimi_k25}
 hf._IMPORTERS.update(PATTERNED_IMPORTERS)  # registered when the catalogue package imports this module
