@@ -10,7 +10,10 @@ from moejax import Partition, SpecError
 from moejax.catalogue import HARDWARE_FIELDS, HARDWARE_OPTIONAL, available, hardware_entry, model_entry
 
 MODELS = ["deepseek-v3", "qwen3-235b-a22b", "grok-1", "switch-c-2048", "mixtral-8x22b", "llama-3-70b",
-          "llama-3-405b", "gpt-4-rumoured", "mixtral-8x7b", "llama-2-70b", "kimi-k2"]
+          "llama-3-405b", "gpt-4-rumoured", "mixtral-8x7b", "llama-2-70b", "kimi-k2", "llama-3.1-8b", "qwen3-32b",
+          "llama-3.1-70b", "deepseek-r1"]
+ALIASES = {"llama-3.1-70b": "llama-3-70b", "deepseek-r1": "deepseek-v3", "minimax-m2.5": "minimax-m2",
+           "kimi-k2.5": "kimi-k2"}
 HARDWARE = ["h100-sxm", "h200", "b200", "mi300x", "mi355x", "qs-reference", "a100-sxm", "h800", "gb200-nvl72"]
 
 
@@ -37,6 +40,46 @@ def test_parameter_counts_match_published(name):
             assert _round_sig(active, pub["active_sig_figs"]) == pub["active_params"]
         else:
             assert abs(active / pub["active_params"] - 1) <= 0.01, (active, pub["active_params"])
+
+
+@pytest.mark.parametrize("name,target", ALIASES.items())
+def test_alias_shares_its_targets_architecture(name, target):
+    """An ``alias_of`` entry is its target's architecture with its own description, source and published counts."""
+    entry, base = model_entry(name), model_entry(target)
+    assert entry["alias_of"] == target and entry["architecture"] == base["architecture"]
+    assert entry["source"] != base["source"] and entry["published"]["source"]
+    assert entry["_where"].endswith(f"{name}.yaml")
+    assert moejax.load_model(name) == moejax.load_model(target, **entry["dtypes"])
+
+
+@pytest.mark.parametrize("changes,message", [
+    ({"alias_of": "llama-3-70b"}, "architecture is not allowed with alias_of = 'llama-3-70b'"),
+    ({"alias_of": "deepseek-r1", "architecture": None},
+     "alias_of = 'deepseek-r1' is invalid: .*deepseek-r1.yaml is itself an alias"),
+    ({"alias_of": "llama-9", "architecture": None}, "model = 'llama-9' is unknown: available .*llama-3-70b"),
+    ({"alias_of": ["llama-3-70b"], "architecture": None},
+     r"alias_of = \['llama-3-70b'\] is invalid: must be a catalogue model name"),
+])
+def test_bad_alias_fails_in_one_line(tmp_path, changes, message):
+    entry = model_entry("llama-3.1-8b")
+    entry.pop("_where")
+    entry.update(changes)
+    entry = {k: v for k, v in entry.items() if v is not None}
+    path = tmp_path / "alias.yaml"
+    path.write_text(yaml.safe_dump(entry))
+    with pytest.raises(SpecError, match=message) as err:
+        moejax.load_model(str(path))
+    assert "\n" not in str(err.value)
+
+
+def test_kv_bytes_per_token_of_the_new_dense_models():
+    """BF16 KV bytes per token, by hand from the configs: Llama-3.1-8B 32 layers × 2 (K, V) × 8 KV heads × 128 =
+    65,536 values × 2 B = 131,072 B; Qwen3-32B 64 × 2 × 8 × 128 = 131,072 values × 2 B = 262,144 B; Llama-3.1-70B as
+    Llama-3-70B, 80 × 2 × 8 × 128 × 2 B = 327,680 B; DeepSeek-R1 as DeepSeek-V3, 61 × (512 + 64) × 2 B = 70,272 B."""
+    assert float(moejax.kv_bytes_per_token("llama-3.1-8b")) == 32 * 2 * 8 * 128 * 2 == 131_072
+    assert float(moejax.kv_bytes_per_token("qwen3-32b")) == 64 * 2 * 8 * 128 * 2 == 262_144
+    assert float(moejax.kv_bytes_per_token("llama-3.1-70b")) == 327_680
+    assert float(moejax.kv_bytes_per_token("deepseek-r1")) == 70_272
 
 
 def test_rumoured_model_is_marked():

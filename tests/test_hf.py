@@ -14,7 +14,8 @@ from moejax.physics.specs import SpecError
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = ROOT / "tests" / "data" / "hf"
 CATALOGUE = ROOT / "conf" / "model"
-NAMES = ["llama-3-70b", "mixtral-8x22b", "qwen3-235b-a22b", "deepseek-v3"]
+NAMES = ["llama-3-70b", "mixtral-8x22b", "qwen3-235b-a22b", "deepseek-v3", "llama-3.1-8b", "qwen3-32b"]
+ALIASES = ["llama-3.1-70b", "deepseek-r1", "minimax-m2.5", "kimi-k2.5"]  # catalogue entries with alias_of
 
 
 def _fixture(name: str) -> dict:
@@ -139,3 +140,34 @@ def test_imported_architecture_builds_a_model_spec():
     for name in NAMES:
         spec = catalogue.model_from_architecture(architecture_from_hf_config(_fixture(name)), where=name)
         assert float(spec.n_layers) == _catalogue_arch(name)["n_layers"]
+
+
+@pytest.mark.parametrize("name", ALIASES)
+def test_alias_fixture_imports_to_the_aliased_architecture(name):
+    """Each alias's own config.json imports to the architecture of the entry it aliases (what justifies the alias)."""
+    from moejax.catalogue import model_entry
+
+    cfg = _fixture(name)
+    assert cfg["_source"].startswith("https://huggingface.co/")
+    got, entry = architecture_from_hf_config(cfg), model_entry(name)
+    want = _catalogue_arch(entry["alias_of"])
+    for key, value in want.items():
+        assert got.get(key, 0 if key == "mtp_layers" else None) == value, f"{name}: {key} imported {got.get(key)!r}, catalogue has {value!r}"
+
+
+@pytest.mark.parametrize("name", ["kimi-k2.5", "qwen3.5-397b-a17b"])
+def test_text_config_is_required(name):
+    with pytest.raises(SpecError) as excinfo:
+        architecture_from_hf_config(_broken(name, text_config=None))
+    _assert_one_line_naming(excinfo, "text_config")
+    with pytest.raises(SpecError) as excinfo:  # a text_config field is named as such
+        architecture_from_hf_config(_broken(name, text_config={**_fixture(name)["text_config"], "hidden_size": None}))
+    _assert_one_line_naming(excinfo, "hidden_size")
+
+
+def test_qwen3_5_output_gate_follows_the_config():
+    cfg = _fixture("qwen3.5-397b-a17b")
+    assert architecture_from_hf_config(cfg)["attn_gate"] is True
+    cfg["text_config"] = {**cfg["text_config"], "attn_output_gate": False}
+    arch = architecture_from_hf_config(cfg)
+    assert arch["attn_gate"] is False and arch["layer_types"].count("full_attention") == 15

@@ -25,7 +25,7 @@ from moejax.physics.cost import kv_bytes_per_sequence_gpu
 
 ROOT = Path(__file__).resolve().parent.parent
 MODELS = ["gpt-oss-120b", "gpt-oss-20b", "deepseek-v3.2", "qwen3-next-80b-a3b", "llama-4-scout", "llama-4-maverick",
-          "glm-4.5", "minimax-m2"]
+          "glm-4.5", "minimax-m2", "minimax-m2.5", "kimi-k2.5", "qwen3.5-397b-a17b", "glm-5"]
 FIELDS = ("t_compute", "t_hbm", "t_comm", "t_comm_exposed", "step_time", "b_max", "throughput_per_gpu",
           "weight_bytes_per_gpu", "kv_bytes_per_gpu", "memory_per_gpu")
 RTOL = 1e-12  # float64; sums taken in a different order
@@ -129,14 +129,29 @@ def test_kv_bytes_per_token_by_hand():
     assert float(moejax.kv_bytes_per_token("deepseek-v3.2")) == 85_888
 
 
+def test_kv_bytes_per_token_by_hand_serving_corpus():
+    """The same for two of AIConfigurator's serving-corpus models (BF16 KV):
+
+    - Qwen3.5-397B-A17B: 15 full layers × 2 (K, V) × 2 KV heads × 256 = 15,360 values × 2 B = 30,720 B/token; each of the
+      45 Gated DeltaNet layers holds (64 × 128 × 128 + (2·16·128 + 64·128) × 3) × 2 B = (1,048,576 + 36,864) × 2 B
+      = 2,170,880 B, 97,689,600 B per sequence.
+    - GLM-5: 78 DSA layers × (512 latent + 64 RoPE key + 128 indexer key) = 704 values × 2 B = 109,824 B/token.
+    """
+    q35, glm5 = moejax.load_model("qwen3.5-397b-a17b"), moejax.load_model("glm-5")
+    assert float(arch.kv_bytes_per_token(q35)) == 15 * 2 * 2 * 256 * 2 == 30_720
+    assert float(arch.kv_bytes_per_sequence(q35, 1.0)) == 30_720 + 45 * 2_170_880 == 30_720 + 97_689_600
+    assert float(arch.kv_bytes_per_token(glm5)) == 78 * 704 * 2 == 109_824
+    assert (float(q35.n_linear_layers), float(glm5.n_sparse_layers), float(glm5.sparse_top_k)) == (45, 78, 2048)
+
+
 def _round_sig(x, sig):
     return round(x, sig - 1 - int(math.floor(math.log10(abs(x)))))
 
 
 @pytest.mark.parametrize("name", MODELS)
 def test_parameter_counts_match_published(name):
-    """Totals within 1 % of the published figure (adding the MTP module or the vision tower where the
-    published figure counts them); actives within 1 % or to the published significant figures, in the
+    """Totals within 1 % of the published figure, or to its significant figures (``total_sig_figs``), adding
+    the MTP module or the vision tower where the published figure counts them; actives within 1 % or to the published significant figures, in the
     publisher's convention (with the input embedding, or without the output head, as the entry says)."""
     entry = model_entry(name)
     pub = entry["published"]
@@ -146,7 +161,10 @@ def test_parameter_counts_match_published(name):
     if pub.get("total_includes_mtp"):
         total += float(arch.mtp_params(m))
     total += pub.get("non_text_params", 0.0)
-    assert abs(total / pub["total_params"] - 1) <= 0.01, (total, pub["total_params"])
+    if "total_sig_figs" in pub:
+        assert _round_sig(total, pub["total_sig_figs"]) == pub["total_params"], total
+    else:
+        assert abs(total / pub["total_params"] - 1) <= 0.01, (total, pub["total_params"])
     lookup = float(m.vocab_size * m.d_model)
     active += lookup if pub.get("active_includes_input_embedding") else 0.0
     active -= lookup if pub.get("active_excludes_lm_head") else 0.0

@@ -151,12 +151,30 @@ def model_entry(name_or_path: str) -> dict:
     if str(name_or_path).endswith(".json"):
         return {"description": f"imported from {name_or_path}", "architecture": _hf_architecture(str(name_or_path))}
     data, where = _read_yaml("model", name_or_path)
+    if "alias_of" in data:
+        data = _resolve_alias(data, where)
     if "architecture" not in data or not isinstance(data["architecture"], dict):
         raise SpecError(f"{where}: architecture is missing: it is required (a mapping)")
     if not isinstance(data.get("dtypes", {}), dict):
         raise SpecError(f"{where}: dtypes = {data['dtypes']!r} is invalid: must be a mapping such as {{weights: fp8}}")
     data["_where"] = where
     return data
+
+
+def _resolve_alias(data: dict, where: str) -> dict:
+    """An entry with ``alias_of: NAME`` (another catalogue entry with the same architecture, e.g. a
+    later checkpoint of it) takes that entry's keys, its own top-level keys (description, source,
+    published, dtypes) replacing them; it may not carry an ``architecture:`` or alias an alias."""
+    target = data["alias_of"]
+    if not isinstance(target, str) or not target or Path(target).suffix or Path(target).parent != Path("."):
+        raise SpecError(f"{where}: alias_of = {target!r} is invalid: must be a catalogue model name")
+    if "architecture" in data:
+        raise SpecError(f"{where}: architecture is not allowed with alias_of = {target!r}: "
+                        "the alias shares its architecture")
+    base, base_where = _read_yaml("model", target)
+    if "alias_of" in base:
+        raise SpecError(f"{where}: alias_of = {target!r} is invalid: {base_where} is itself an alias (name its target)")
+    return {**base, **data}
 
 
 def _hf_architecture(path: str) -> dict:

@@ -9,6 +9,8 @@
 =================  ========================  ==============================================
 ``llama``          ``LlamaForCausalLM``       dense; every layer has an FFN of width
                                               ``intermediate_size``
+``qwen3``          ``Qwen3ForCausalLM``       as ``llama`` (``head_dim`` given; may differ from
+                                              ``hidden_size / num_attention_heads``)
 ``mixtral``        ``MixtralForCausalLM``     every layer MoE: ``num_local_experts`` experts of
                                               width ``intermediate_size``, top-``num_experts_per_tok``
 ``qwen3_moe``      ``Qwen3MoeForCausalLM``    layer ``i`` is MoE unless ``i in mlp_only_layers`` or
@@ -23,7 +25,8 @@
 =================  ========================  ==============================================
 
 Families with per-layer attention patterns or 2025 MoE layouts (``deepseek_v32``, ``gpt_oss``,
-``qwen3_next``, ``llama4``, ``glm4_moe``, ``minimax_m2``) are imported by ``hf_patterns.py``, which
+``qwen3_next``, ``qwen3_5_moe``, ``llama4``, ``glm4_moe``, ``glm_moe_dsa``, ``minimax_m2``, ``kimi_k25``) are
+imported by ``hf_patterns.py``, which
 registers its importers here when the catalogue package is imported.
 
 moejax places dense layers first (``n_dense_layers`` leading layers). Where a config interleaves
@@ -47,6 +50,7 @@ WHERE = "config.json"
 SUPPORTED = {
     "deepseek_v3": "DeepseekV3ForCausalLM",
     "llama": "LlamaForCausalLM",
+    "qwen3": "Qwen3ForCausalLM",
     "mixtral": "MixtralForCausalLM",
     "qwen3_moe": "Qwen3MoeForCausalLM",
     "deepseek_v32": "DeepseekV32ForCausalLM",
@@ -55,6 +59,9 @@ SUPPORTED = {
     "llama4": "Llama4ForConditionalGeneration",
     "glm4_moe": "Glm4MoeForCausalLM",
     "minimax_m2": "MiniMaxM2ForCausalLM",
+    "qwen3_5_moe": "Qwen3_5MoeForConditionalGeneration",
+    "glm_moe_dsa": "GlmMoeDsaForCausalLM",
+    "kimi_k25": "KimiK25ForConditionalGeneration",
 }
 _BY_CLASS = {cls: mt for mt, cls in SUPPORTED.items()}
 
@@ -255,7 +262,8 @@ def _deepseek_v3(cfg: dict) -> dict:
                  mtp_layers=_int(cfg, "num_nextn_predict_layers", minimum=0, default=0, allow_none_as=0))
 
 
-_IMPORTERS = {"llama": _llama, "mixtral": _mixtral, "qwen3_moe": _qwen3_moe, "deepseek_v3": _deepseek_v3}
+_IMPORTERS = {"llama": _llama, "qwen3": _llama, "mixtral": _mixtral, "qwen3_moe": _qwen3_moe,
+              "deepseek_v3": _deepseek_v3}
 
 
 def architecture_from_hf_config(cfg: dict) -> dict:
@@ -270,6 +278,6 @@ def architecture_from_hf_config(cfg: dict) -> dict:
     >>> architecture_from_hf_config({"model_type": "gpt2"})
     Traceback (most recent call last):
     ...
-    moejax.physics.specs.SpecError: config.json: model_type = 'gpt2' is invalid: supported: deepseek_v3 (DeepseekV3ForCausalLM), deepseek_v32 (DeepseekV32ForCausalLM), glm4_moe (Glm4MoeForCausalLM), gpt_oss (GptOssForCausalLM), llama (LlamaForCausalLM), llama4 (Llama4ForConditionalGeneration), minimax_m2 (MiniMaxM2ForCausalLM), mixtral (MixtralForCausalLM), qwen3_moe (Qwen3MoeForCausalLM), qwen3_next (Qwen3NextForCausalLM)
+    moejax.physics.specs.SpecError: config.json: model_type = 'gpt2' is invalid: supported: deepseek_v3 (DeepseekV3ForCausalLM), deepseek_v32 (DeepseekV32ForCausalLM), glm4_moe (Glm4MoeForCausalLM), glm_moe_dsa (GlmMoeDsaForCausalLM), gpt_oss (GptOssForCausalLM), kimi_k25 (KimiK25ForConditionalGeneration), llama (LlamaForCausalLM), llama4 (Llama4ForConditionalGeneration), minimax_m2 (MiniMaxM2ForCausalLM), mixtral (MixtralForCausalLM), qwen3 (Qwen3ForCausalLM), qwen3_5_moe (Qwen3_5MoeForConditionalGeneration), qwen3_moe (Qwen3MoeForCausalLM), qwen3_next (Qwen3NextForCausalLM)
     """
     return _IMPORTERS[_model_type(cfg)](cfg)

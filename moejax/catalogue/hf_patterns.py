@@ -19,6 +19,10 @@
                    ``n_routed_experts``, ``n_shared_experts``, ``moe_intermediate_size``)
 ``minimax_m2``     GQA attention, every layer MoE (``num_local_experts`` of width ``intermediate_size``);
                    its MTP modules are not counted
+``qwen3_5_moe``    the ``text_config`` as ``qwen3_next`` (output gate iff ``attn_output_gate``); the vision
+                   encoder and the MTP layer are not counted
+``glm_moe_dsa``    as ``deepseek_v32`` (MLA + DeepSeek Sparse Attention in every layer, DeepSeekMoE)
+``kimi_k25``       the ``text_config`` as ``deepseek_v3``; the vision encoder is not counted
 =================  ==============================================================================
 """
 
@@ -129,6 +133,25 @@ def _minimax_m2(cfg: dict) -> dict:
                  d_ff_expert=_int(cfg, "intermediate_size"))
 
 
+def _text_config(cfg: dict) -> dict:
+    text = cfg.get("text_config", _MISSING)
+    if not isinstance(text, dict):
+        _fail("text_config", text, "must be a JSON object (the language model's config)")
+    return text
+
+
+def _qwen3_5_moe(cfg: dict) -> dict:
+    text = _text_config(cfg)
+    out = _qwen3_next(text)
+    out["attn_gate"] = hf._bool(text, "attn_output_gate", True)
+    return out
+
+
+def _kimi_k25(cfg: dict) -> dict:
+    return _deepseek_v3(_text_config(cfg))
+
+
 PATTERNED_IMPORTERS = {"gpt_oss": _gpt_oss, "qwen3_next": _qwen3_next, "llama4": _llama4, "deepseek_v32": _deepseek_v32,
-                       "glm4_moe": _glm4_moe, "minimax_m2": _minimax_m2}
+                       "glm4_moe": _glm4_moe, "minimax_m2": _minimax_m2, "qwen3_5_moe": _qwen3_5_moe,
+                       "glm_moe_dsa": _deepseek_v32, "kimi_k25": _kimi_k25}
 hf._IMPORTERS.update(PATTERNED_IMPORTERS)  # registered when the catalogue package imports this module
