@@ -9,8 +9,15 @@ one JSON line ``{"n", "evaluated", "skipped", "not_expressible", "infeasible",
 "median_abs_log_ratio", "p90_abs_log_ratio", "predicted"}`` (plus ``"fit"`` with ``fit=true``:
 fitted constants, in-sample and leave-one-out predictions and statistics; the fitted accounting
 YAML goes to ``calibration.write`` or ``realistic.yaml`` in the output directory).
+A file whose header is AIConfigurator's silicon CSV (measured closed-loop serving benchmarks) is
+predicted as serving benchmarks instead (``moejax.physics.served``): TPOT and TTFT per row, the
+per-group table (backend, system, model, mode), the rows moejax cannot express by id with their
+reason, ``serving.csv`` and ``summary.json``, and the JSON line ``{"n", "evaluated",
+"not_expressible", "infeasible", "tpot_*", "ttft_*", "groups", "predicted": {id: {"tpot", "ttft",
+"throughput_per_gpu", "tokens_per_s_per_user", "batch"}}}``; with ``fit=true`` the global constants
+of ``serving_fit.FREE`` are fitted with grouped cross-validation (leave one model, system, backend out).
 Bad input stops with one line ``error: ...`` on stderr, exit code 2, and no output files.
-Library: ``moejax.analysis.validation``.
+Library: ``moejax.analysis.validation``; the contract is docs/validation.md.
 """
 
 from __future__ import annotations
@@ -26,7 +33,8 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
 from .analysis import validation as val
-from .catalogue import CONF_DIR, load_accounting
+from .analysis.validation import benchmarks, serving_fit, serving_report, silicon
+from .catalogue import CONF_DIR, available, load_accounting
 from .cli import one_line_errors, run_command
 from .physics.specs import SpecError
 
@@ -72,6 +80,34 @@ def fit_report(res: val.FitResult, points) -> str:
     return "\n".join(lines + ["", val.text_table(["id", "measured", "in-sample", "leave-one-out", "note"], body)])
 
 
+def serving_job(cfg: DictConfig, path: Path, name: str, acc, out: Path, write: Path | None) -> str:
+    """The serving-benchmark validation of a silicon CSV (module docstring)."""
+    rows = silicon.load_silicon(path, set(available("model")))
+    cases, not_expressible = benchmarks.resolve_all(rows)
+    if not cases:
+        raise SpecError(f"measurements = {str(path)!r} is invalid: no row is expressible ({len(rows)} rows)")
+    pred = benchmarks.predict(cases, acc)
+    log_ratio = benchmarks.residuals(cases, pred)
+    table = benchmarks.group_table(cases, log_ratio)
+    rec = serving_report.record(len(rows), cases, pred, log_ratio, table, not_expressible)
+    text = serving_report.report(f"serving validation of {path} at accounting={name}", table, not_expressible)
+    if cfg.fit:
+        res = serving_fit.fit_serving(cases, acc, steps=cfg.calibration.steps, learning_rate=cfg.calibration.learning_rate)
+        cv = serving_report.cv_table(cases, res.cv, res.in_sample)
+        stats = {f"{t['fold']}: {t['value']}": {k: t[k] for k in ("n", "tpot_median", "tpot_p90", "ttft_median", "ttft_p90")}
+                 for t in cv if t["group"] == "all"}
+        base = yaml.safe_load((CONF_DIR / "accounting" / f"{name}.yaml").read_text())
+        write = write or out / "realistic.yaml"
+        write.parent.mkdir(parents=True, exist_ok=True)
+        tmp = write.with_suffix(".yaml.tmp")
+        tmp.write_text(serving_fit.accounting_yaml(res, base, str(cfg.measurements), stats))
+        tmp.replace(write)
+        rec["fit"] = {"constants": res.constants, "cv": cv, "wrote": str(write)}
+        text += "\n" + serving_report.cv_report(res, cases) + f"\nwrote {write}"
+    paths = serving_report.write_outputs(out, cases, pred, log_ratio, rec)
+    return "\n".join([text, *(f"wrote {p}" for p in paths), json.dumps(rec, default=str)])
+
+
 @one_line_errors
 @hydra.main(version_base=None, config_path="../conf", config_name="validate")
 def main(cfg: DictConfig) -> None:
@@ -87,12 +123,14 @@ def main(cfg: DictConfig) -> None:
         if settings is not None and settings.per_family and write:
             raise SpecError("calibration.write is invalid with calibration.per_family = true: conf/accounting/*.yaml holds one value per field")
         path = repo_path(cfg.measurements)
+        out = Path(cfg.out) if cfg.out else run_dir
+        if silicon.is_silicon_csv(path):
+            return serving_job(cfg, path, name, acc, out, write)
         entries = val.load_measurements(path)
         points, not_expressible, skipped = val.resolve_all(entries, cfg.strict)
         ev = val.evaluate(points, acc)
         record = val.summary(len(entries), ev, not_expressible, skipped)
         text = val.report(f"validation of {path} at accounting={name}", ev, not_expressible, skipped)
-        out = Path(cfg.out) if cfg.out else run_dir
         if settings is not None:
             res = val.fit(points, acc, settings)
             prov = val.provenance(res, points, str(cfg.measurements))

@@ -247,7 +247,7 @@ def dense_baseline(model: ModelSpec, kappa, family: str = "keep-attention", anch
 
 
 ACCOUNTING_FIELDS = tuple(f.name for f in dataclasses.fields(Accounting) if not f.metadata.get("static"))
-ACCOUNTING_METADATA = ("mode", "description", "provenance")  # keys of conf/accounting/*.yaml that are not constants
+ACCOUNTING_METADATA = ("mode", "description", "provenance", "profiles")  # keys of conf/accounting/*.yaml that are not constants
 
 
 def accounting_from_mapping(data: dict, where: str = "accounting", **overrides) -> Accounting:
@@ -273,12 +273,18 @@ def accounting_from_mapping(data: dict, where: str = "accounting", **overrides) 
         raise SpecError(f"{where}: {e}") from None
 
 
-def load_accounting(name_or_path: str = "realistic", **overrides) -> Accounting:
+def load_accounting(name_or_path: str = "realistic", profile: str | None = None, **overrides) -> Accounting:
     """The named accounting preset (``conf/accounting/<name>.yaml``: ``sol`` = peak hardware, no
     overheads, the whole HBM; ``realistic`` = engine memory defaults and constants fitted to
-    measured serving results) or a YAML path in the same format; ``overrides`` as
-    ``accounting_from_mapping``."""
+    measured serving results) or a YAML path in the same format; ``profile`` an engine profile of
+    the preset (its ``profiles: {name: {constant: value}}``, e.g. ``trtllm``, ``sglang``, ``vllm``)
+    replacing those constants; ``overrides`` as ``accounting_from_mapping``."""
     data, where = _read_yaml("accounting", name_or_path)
+    if profile is not None:
+        profiles = data.get("profiles") or {}
+        if profile not in profiles:
+            raise SpecError(f"{where}: profile = {profile!r} is invalid: allowed {', '.join(profiles) or 'none (no profiles)'}")
+        data = {**data, **{k: {"value": v} for k, v in profiles[profile].items()}}
     return accounting_from_mapping(data, where, **overrides)
 
 

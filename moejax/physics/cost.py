@@ -399,7 +399,8 @@ def _assemble(m, p, acc, wl, batch, b_eval, b_max, per_group, stage, pipe, t_dra
     xp = namespace(m, p, wl, batch, b_eval, b_max, per_group, stage, pipe, t_draft)
     roof, t_compute, t_hbm, comm, exposed = stage
     t_exp = exposed + p.pp * pipe
-    step = roof + t_exp + acc.layer_latency * (m.n_layers * stage_scale(m, p)) + t_draft
+    host = acc.sequence_latency * (b_eval / p.dp_attn)  # per sequence per step, each attention-DP rank's scheduler
+    step = roof + t_exp + acc.layer_latency * (m.n_layers * stage_scale(m, p)) + host + t_draft
     feasible = (per_group >= 1) & (batch <= b_max) & (batch >= p.pp * p.dp_attn)
     bound = xp.where(t_exp > xp.maximum(t_compute, t_hbm), 2, xp.where(t_compute >= t_hbm, 0, 1))
     weights = resident_weight_bytes(m, p, wl.draft_tokens)

@@ -41,7 +41,7 @@ ACCOUNTING_DEFAULTS = {
     "hbm_usable_fraction": 1.0, "reserve_bytes": 0.0, "kv_scale": 1.0, "routing_skew": 0.0,
     "overlap": 0.0, "hbm_efficiency": 1.0, "flops_efficiency": 1.0, "layer_latency": 0.0,
     "fp8_efficiency": 1.0, "fp4_efficiency": 1.0, "comm_efficiency": 1.0, "collective_latency": 0.0,
-    "a2a_peer_latency": 0.0,
+    "a2a_peer_latency": 0.0, "request_overhead": 0.0, "sequence_latency": 0.0, "warmup_share": 0.0,
     "mode": "sol", "expert_traffic": "physical", "integer_batch": True, "roofline": "phase",
 }
 _STATIC = ("mode", "expert_traffic", "integer_batch", "roofline")
@@ -350,7 +350,7 @@ def _evaluate(model: dict, hw: dict, part: dict, workload: dict, acc: dict, pref
     else:  # phases run one after another, each at its own roofline
         roof = (share * sum(max(x[0], x[1]) for x in per_layer) + n_dense_s * max(dense_c, dense_h / BW)
                 + n_moe_s * max(moe_c, moe_h / BW) + max(head_c, head_h / BW))
-    t_micro = roof + exposed + send + latency
+    t_micro = roof + exposed + send + latency + ac["sequence_latency"] * Be / dp_attn / pp  # host work, pp*t_micro
     t_draft = 0.0
     if not prefill and draft > 0:  # each drafting pass costs one average layer of the step
         t_draft = draft * m["mtp_layers"] * ((roof + exposed) / n_attn_s + ac["layer_latency"])

@@ -20,7 +20,16 @@ for the prompts ahead of it: an M/D/1 queue (Pollaczek-Khinchine mean wait
 service ``S`` its own chunk steps, capped at the closed loop's worst case (the other ``B-1``
 prompts all ahead). Requests beyond the running batch wait for a slot: by Little's law ``n``
 requests cycling through ``B`` slots, each held for ``osl·TPOT + t_own``, wait
-``(n/B - 1)·(osl·TPOT + t_own)``. ``TTFT = t_own + W_queue + W_admission``.
+``(n/B - 1)·(osl·TPOT + t_own)``. ``TTFT = request_overhead + t_own + W_queue + W_admission +
+warmup_share·W_wave``.
+
+**Start-up wave.** A benchmark's clients all send their first request at once: the first
+``min(n, B)`` prompts queue for the prefill capacity together, the i-th waiting for the i-1 ahead
+(mean wait ``(n·isl - k)/(2k)`` own-chunk steps aggregated, ``(N - W_pf·b)/(2μ)`` disaggregated).
+Only the run's first wave pays it; ``warmup_share`` (an Accounting constant, fitted: the run's
+length in requests per client is not published) is its share of the measured requests.
+``request_overhead`` (Accounting, fitted) is the engine's time per request outside the model's
+passes (API server, tokenisation, scheduling, the first token's streaming).
 
 **Disaggregated** (``prefill_workers > 0``). The decode pool's ``decode_workers`` replicas on
 ``p_dec`` hold ``B`` requests each, as above without prompt tokens (pure decode steps): TPOT is
@@ -29,11 +38,10 @@ their step. The prefill pool's ``prefill_workers`` replicas on ``p_pf`` run pass
 prompts/s. Prompts arrive at the rate the decode pool completes requests, ``λ = W_dec·B/(osl·TPOT)``,
 ``ρ = λ/μ``; below saturation a prompt waits the M/D/1 mean ``ρ/(2(1-ρ))·T_b``; at or above it the
 closed loop is prefill-bound and Little's law gives ``TTFT = concurrency/μ - osl·TPOT``.
-``TTFT = T_1 + W_queue + t_kv`` with ``T_1`` the pass of one prompt per attention group and ``t_kv``
-the KV hand-off (``serving.kv_transfer_time``).
+``TTFT = request_overhead + T_1 + W_queue + t_kv + warmup_share·W_wave`` with ``T_1`` the pass of
+one prompt per attention group and ``t_kv`` the KV hand-off (``serving.kv_transfer_time``).
 
-Named approximations (docs/cost-model.md §8): no start-up wave (every client's first request
-arrives at once in a real run); Poisson-like arrivals for the queue (the closed loop's arrivals are
+Named approximations (docs/cost-model.md §8): Poisson-like arrivals for the queue (the closed loop's arrivals are
 smoother, so the wait is an upper estimate below saturation); a batch below ``pp·dp_attn`` is
 evaluated at one sequence per attention group (the busiest rank sets the step).
 """
@@ -88,7 +96,8 @@ class Served:
     requests in each decode replica's running batch; ``throughput_per_gpu`` output tokens/s per GPU
     over every GPU of the deployment; ``tokens_per_s_per_user`` ``1/tpot`` × tokens per step;
     ``t_prefill`` (s) the request's own prefill; ``queue_wait`` and ``admission_wait`` (s);
-    ``utilisation`` of the prefill capacity; ``kv_transfer_time`` (s, 0 aggregated); ``feasible``;
+    ``utilisation`` of the prefill capacity; ``wave_wait`` (s) the start-up wave's mean wait (before
+    ``warmup_share``); ``kv_transfer_time`` (s, 0 aggregated); ``feasible``;
     ``step`` the decode replica's ``StepCosts``."""
 
     tpot: Any
@@ -100,6 +109,7 @@ class Served:
     queue_wait: Any
     admission_wait: Any
     utilisation: Any
+    wave_wait: Any
     kv_transfer_time: Any
     feasible: Any
     step: Any
@@ -150,18 +160,21 @@ def aggregated(m: ModelSpec, hw: HardwareSpec, p: Partition, bench: Benchmark, a
     chunk = xp.minimum(bench.isl, room)
     own = cost.decode_point(m, hw, p, wl, acc, chunk_tokens=chunk, prompt_len=bench.isl)
     ok = step.feasible & own.feasible
+    safe = lambda x: xp.where(ok, x, 1.0)  # noqa: E731  (finite stand-ins where infeasible: no NaN, no NaN gradient)
     per_step = 1 + bench.accepted
-    tpot = xp.where(ok, step.step_time, xp.inf) / per_step
-    t_own = bench.isl / chunk * xp.where(ok, own.step_time, xp.inf)  # its chunks (a last partial one pro rata)
+    tpot = safe(step.step_time) / per_step
+    t_own = bench.isl / chunk * safe(own.step_time)  # its chunks (a last partial one pro rata)
     rho = load / room
     queue = xp.minimum(md1_wait(rho, t_own), (batch - 1) * t_own)
     admission = slot_wait(n, batch, bench.osl * tpot + t_own)
     active = xp.minimum(n, batch)
+    wave = xp.maximum(active * bench.isl - chunk, 0.0) / (2 * chunk) * safe(own.step_time)
+    ttft = acc.request_overhead + t_own + queue + admission + acc.warmup_share * wave
     return Served(
-        tpot=tpot, ttft=t_own + queue + admission, batch=batch,
-        throughput_per_gpu=xp.where(ok, active * per_step / step.step_time / p.gpus_per_replica, 0.0),
+        tpot=xp.where(ok, tpot, xp.inf), ttft=xp.where(ok, ttft, xp.inf), batch=batch,
+        throughput_per_gpu=xp.where(ok, active * per_step / safe(step.step_time) / p.gpus_per_replica, 0.0),
         tokens_per_s_per_user=xp.where(ok, 1 / tpot, 0.0),
-        t_prefill=t_own, queue_wait=queue, admission_wait=admission, utilisation=rho,
+        t_prefill=t_own, queue_wait=queue, admission_wait=admission, utilisation=rho, wave_wait=wave,
         kv_transfer_time=xp.zeros_like(tpot), feasible=ok, step=step)
 
 
@@ -181,19 +194,22 @@ def disaggregated(m: ModelSpec, hw: HardwareSpec, p_dec: Partition, p_pf: Partit
     b = xp.maximum(xp.where(bench.prefill_cap > 0, bench.prefill_cap, floor), floor)
     full = cost.prefill_point(m, hw, p_pf, Workload(context=bench.isl, batch=b), acc)
     ok = step.feasible & one.feasible & full.feasible
-    tpot = xp.where(ok, step.step_time, xp.inf) / per_step
-    t_b = xp.where(ok, full.step_time, xp.inf)
+    safe = lambda x: xp.where(ok, x, 1.0)  # noqa: E731  (finite stand-ins where infeasible: no NaN, no NaN gradient)
+    tpot = safe(step.step_time) / per_step
+    t_b, t_1 = safe(full.step_time), safe(one.step_time)
     capacity = bench.prefill_workers * b / t_b  # prompts/s
     arrivals = bench.decode_workers * xp.minimum(n, batch) / (bench.osl * tpot)
     rho = arrivals / capacity
-    saturated = xp.maximum(bench.concurrency / capacity - bench.osl * tpot - one.step_time, 0.0)
+    saturated = xp.maximum(bench.concurrency / capacity - bench.osl * tpot - t_1, 0.0)
     queue = xp.where(rho < 1, md1_wait(rho, t_b), saturated)
     t_kv = kv_transfer_time(m, hw, p_pf, p_dec, bench.isl, acc)
     admission = slot_wait(n, batch, bench.osl * tpot)
     gpus = bench.decode_workers * p_dec.gpus_per_replica + bench.prefill_workers * p_pf.gpus_per_replica
     rate = xp.minimum(arrivals, capacity) * bench.osl  # output tokens/s of the deployment
+    wave = xp.maximum(bench.concurrency - bench.prefill_workers * b, 0.0) / (2 * capacity)
+    ttft = acc.request_overhead + t_1 + queue + t_kv + admission + acc.warmup_share * wave
     return Served(
-        tpot=tpot, ttft=xp.where(ok, one.step_time, xp.inf) + queue + t_kv + admission, batch=batch,
+        tpot=xp.where(ok, tpot, xp.inf), ttft=xp.where(ok, ttft, xp.inf), batch=batch,
         throughput_per_gpu=xp.where(ok, rate / gpus, 0.0), tokens_per_s_per_user=xp.where(ok, 1 / tpot, 0.0),
-        t_prefill=one.step_time, queue_wait=queue, admission_wait=admission, utilisation=rho,
+        t_prefill=one.step_time, queue_wait=queue, admission_wait=admission, utilisation=rho, wave_wait=wave,
         kv_transfer_time=t_kv, feasible=ok, step=step)

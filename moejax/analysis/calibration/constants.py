@@ -60,6 +60,12 @@ CONSTANTS = {c.name: c for c in (
     Constant("comm_efficiency", (*UNIT, False, True), "logit", 1.0, "1", 0.9, "achieved / nominal link bandwidth"),
     Constant("collective_latency", NONNEGATIVE, "softplus", 1e-6, "us", 1e-6, "fixed launch cost per collective call (s)"),
     Constant("a2a_peer_latency", NONNEGATIVE, "softplus", 1e-6, "us", 1e-7, "per-peer cost of a direct all-to-all (s)"),
+    Constant("sequence_latency", NONNEGATIVE, "softplus", 1e-6, "us", 1e-6,
+             "host work per sequence per step per attention-DP rank (s)"),
+    Constant("request_overhead", NONNEGATIVE, "softplus", 1e-3, "ms", 1e-2,
+             "per-request time before the first token beyond the model's passes (s)"),
+    Constant("warmup_share", (*UNIT, True, True), "logit", 1.0, "1", 0.1,
+             "share of a closed-loop benchmark's requests in its start-up wave"),
     Constant("weight_scale", POSITIVE, "log", 1.0, "1", 1.0,
              "multiplier on resident weight bytes in the memory check (not an Accounting leaf; b_max targets only)"),
 )}

@@ -19,7 +19,9 @@ How a row is read (docs/validation.md is the contract):
   (vLLM's and SGLang's ``auto``). EP dispatch in FP8 where the GEMM inputs are FP8 or FP4.
 - **agg**: one worker of ``tp_size x attention_dp_size x pp_size`` GPUs (empty or 0 attention DP:
   1; empty or 0 ``moe_ep_size``: 1, ``moe_tp_size``: the whole stage, as dense rows publish them); MoE layers ``moe_tp_size x moe_ep_size`` over the same GPUs (must equal tp·attention_dp);
-  the running batch is capped at ``batch_size x attention_dp_size`` (per attention-DP rank).
+  the running batch is capped at ``batch_size x attention_dp_size`` (per attention-DP rank). Where
+  the concurrency is a whole multiple ``w > 1`` of that cap, the run spread it over ``w`` such
+  workers (the columns are per worker); otherwise one worker serves it all.
 - **disagg**: ``prefill_num_workers`` prefill and ``decode_num_workers`` decode workers with their
   own parallelism; the running batch of a decode worker is capped at ``decode_batch_size x
   decode_attention_dp_size``, a prefill pass at ``prefill_batch_size x prefill_attention_dp_size``
@@ -212,6 +214,10 @@ def read_row(path: Path, line: int, raw: dict, available: set[str]) -> ServingRo
         decode, prefill = _pool(r, "", workers=False), None
     else:
         decode, prefill = _pool(r, "decode_", workers=True), _pool(r, "prefill_", workers=True)
+    if mode == "agg" and decode is not None and match is not None:
+        concurrency = int(match.group(1))
+        if concurrency > decode.cap and concurrency % decode.cap == 0:
+            decode = dataclasses.replace(decode, workers=concurrency // decode.cap)
     if not model:
         reason = f"model_path {raw.get('model_path')!r} has no catalogue model (conf/model/)"
     elif system not in SYSTEMS:
