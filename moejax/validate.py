@@ -86,7 +86,7 @@ def serving_job(cfg: DictConfig, path: Path, name: str, acc, out: Path, write: P
     cases, not_expressible = benchmarks.resolve_all(rows)
     if not cases:
         raise SpecError(f"measurements = {str(path)!r} is invalid: no row is expressible ({len(rows)} rows)")
-    pred = benchmarks.predict(cases, acc)
+    pred = benchmarks.predict(cases, benchmarks.row_accounting(name, cases))
     log_ratio = benchmarks.residuals(cases, pred)
     table = benchmarks.group_table(cases, log_ratio)
     rec = serving_report.record(len(rows), cases, pred, log_ratio, table, not_expressible)

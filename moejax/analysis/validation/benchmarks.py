@@ -16,7 +16,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ...catalogue import available, load_hardware, load_model
+from ...catalogue import available, load_accounting, load_hardware, load_model
 from ...engine.grid import stack
 from ...physics.partition import check_partition
 from ...physics.served import Benchmark, aggregated, disaggregated
@@ -139,6 +139,18 @@ def predict(cases: list[Case], acc: Accounting, stacks: list[Stacked] | None = N
     for k in ("tpot", "ttft"):
         out[k] = np.where(out["feasible"], out[k], np.nan)
     return out
+
+
+def row_accounting(name: str, cases: list[Case]) -> Accounting:
+    """The accounting preset ``name`` per row (leaves [n]), each row with its backend's engine
+    profile where the preset has one (``load_accounting(profile=)``), else the preset itself."""
+    by_backend = {}
+    for b in sorted({c.row.backend for c in cases}):
+        try:
+            by_backend[b] = load_accounting(name, profile=b)
+        except SpecError:
+            by_backend[b] = load_accounting(name)
+    return stack([by_backend[c.row.backend] for c in cases])
 
 
 def residuals(cases: list[Case], pred: dict) -> np.ndarray:
