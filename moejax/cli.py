@@ -171,6 +171,8 @@ def hydra_error_line(e: Exception) -> str:
         if isinstance(cause, ConfigAttributeError | ConfigKeyError):
             parent = _schema_type(key.rpartition(".")[0]) if "." in key else _schema_type("")
             known = [f.name for f in dataclasses.fields(parent)] if dataclasses.is_dataclass(parent) else []
+            if not known and isinstance(getattr(cause, "parent_node", None), DictConfig):  # a plain mapping of the config
+                known = [str(k) for k in cause.parent_node.keys()]
             return f"{key} is not a known field" + (f": allowed {', '.join(known)}" if known else f": {first(cause)}")
         allowed = _describe(_schema_type(key))
         if isinstance(cause, MissingMandatoryValue):

@@ -52,13 +52,12 @@ from matplotlib.patches import Patch
 from .figures.frontier import plot_frontier
 from .analysis.qs import QS_VARIABLES, qs_columns
 from .analysis.roofline import model_rows, operating_points
-from .analysis.summary import best_per_point, context_label, flag_meanings
+from .analysis.summary import best_per_point, check_sweep, context_label, flag_meanings
 from .catalogue import load_hardware
 from .physics.specs import SpecError
 from .figures.kappa_frontier import plot_kappa_star_frontier
 
 README_SELECTION = {"model": "deepseek-v3", "hardware": "b200"}  # what the README's figures show
-SWEEP_VARIABLES = ("throughput_per_gpu", "feasible", "bound", "step_time", "t_hbm", "batch")
 BOUND_COLOURS = {"compute": "#4477aa", "hbm": "#ee6677", "communication": "#ccbb44", "infeasible": "#bbbbbb"}
 SHORT = {"compute": "comp", "hbm": "HBM", "communication": "comm", "infeasible": "inf.", "found": "",
          "moe_always_ahead": "MoE ahead", "dense_always_ahead": "dense ahead", "moe_infeasible": "MoE inf.",
@@ -392,14 +391,6 @@ def plot_sensitivity(ds, out_dir, sel):
     fig.legend(handles, labels, loc="outside right upper", title="context\n(NaN/infeasible = 0)", fontsize=8, title_fontsize=8)
     fig.suptitle(_title(ds, "Sensitivity of throughput per GPU to hardware quantities", sel, kappa=False))
     return (*_save(fig, out_dir, "sensitivity"), arrays, fig)
-
-
-def check_sweep(ds: xr.Dataset, name) -> None:
-    """``SpecError`` unless ``ds`` is a moejax sweep dataset (the variables and dims plotted)."""
-    missing = [v for v in SWEEP_VARIABLES + ("model", "variant", "kappa", "hardware", "num_gpus", "context") if v not in ds]
-    if missing:
-        raise SpecError(f"dataset = {str(name)!r} is invalid: not a moejax sweep dataset (no {', '.join(missing)}); "
-                        "write one with python -m moejax.sweep")
 
 
 def with_qs_columns(ds: xr.Dataset) -> xr.Dataset:

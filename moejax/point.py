@@ -6,12 +6,19 @@ communication, exposed communication; memory per GPU: weights, KV, reserve, free
 J/token, the top partitions, a frontier (at each of ``levels`` tokens/s per user, the most tokens/s
 per GPU of any partition at any of ``batches`` or B_max reaching it) and, with isl/osl, TTFT and
 end-to-end tokens/s per GPU for chunked (aggregated) vs disaggregated prefill. Every candidate
-partition is evaluated in one vmapped call (``moejax.analysis.point``). Bad input: one line on
-stderr, exit code 2.
+partition is evaluated in one vmapped call (``moejax.analysis.point``).
+
+``launch=vllm|sglang|trtllm`` adds the command line (for trtllm-serve, with its extra options
+YAML) that deploys the best configuration, and with isl/osl the disaggregated roles when they win
+(``moejax.analysis.launch``; flags and sources in ``conf/launch.yaml``). ``what_if.FIELD=FACTOR``
+(any of ``WHAT_IF_FIELDS``: HardwareSpec and Accounting quantities) adds the best configuration
+with that field multiplied, beside the baseline, and their ratio. Bad input: one line on stderr,
+exit code 2.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import hydra
@@ -19,8 +26,9 @@ import jax
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
-from .analysis.point import PointQuery, explain
-from .catalogue import available, load_accounting
+from .analysis.launch import ENGINES, Deployment, launch, model_path
+from .analysis.point import WHAT_IF_FIELDS, PointQuery, explain
+from .catalogue import available, load_accounting, load_model, model_entry
 from .cli import one_line_errors, run_command
 from .engine.grid import PartitionSpace
 from .physics.specs import SpecError
@@ -46,10 +54,14 @@ def query(cfg: DictConfig) -> PointQuery:
     bad = sorted(set(space) - set(PartitionSpace.__dataclass_fields__))
     if bad:
         raise SpecError(f"partitions.{bad[0]} is not a known field: allowed {', '.join(PartitionSpace.__dataclass_fields__)}")
+    what_if = {k: v for k, v in _plain(cfg.what_if).items() if v is not None}
+    if cfg.launch is not None and cfg.launch not in ENGINES:
+        raise SpecError(f"launch = {cfg.launch!r} is invalid: allowed {', '.join(ENGINES)}")
     return PointQuery(model=model, hardware=hardware, num_gpus=cfg.num_gpus, accounting=load_accounting(choices.get("accounting") or "realistic"),
                       context=cfg.context, isl=cfg.isl, osl=cfg.osl, batch=0.0 if cfg.batch is None else cfg.batch,
                       batches=tuple(batches), levels=tuple(_plain(cfg.levels)), top=cfg.top, chunk=cfg.chunk, dtypes=dict(_plain(cfg.dtypes)),
-                      space=PartitionSpace(**space), price_per_gpu_hour=cfg.price_per_gpu_hour, board_power=cfg.board_power)
+                      space=PartitionSpace(**space), price_per_gpu_hour=cfg.price_per_gpu_hour, board_power=cfg.board_power,
+                      what_if=what_if)
 
 
 def _table(header: list[str], rows: list[list[str]]) -> list[str]:
@@ -106,6 +118,41 @@ def report(r: dict, q: PointQuery) -> str:
     return "\n".join(lines)
 
 
+def launch_section(r: dict, q: PointQuery, engine: str) -> str:
+    """The launch text (``moejax.analysis.launch``) of the best configuration; with isl/osl, when
+    disaggregated serving beats aggregated, the prefill and decode roles too."""
+    b = r["best"]
+    if b is None:
+        return f"\nlaunch ({engine}): no configuration fits, nothing to launch"
+    kv = q.dtypes.get("kv") or model_entry(q.model).get("dtypes", {}).get("kv", "bf16")
+    base = dict(model=model_path(q.model), batch=b["batch"], kv_dtype=kv, moe=float(load_model(q.model).n_experts) > 1)
+    lines = ["", f"launch ({engine}) of the best configuration above (one replica):", launch(engine, Deployment(degrees=b["degrees"], **base))]
+    s = r["serving"] or {}
+    if "disaggregated" in s and s["disaggregated"]["throughput_per_gpu"] > s.get("aggregated", {}).get("throughput_per_gpu", 0.0):
+        lines += ["", "disaggregated serving does better here (serving table above): its roles"]
+        for role, degrees in (("prefill", s["disaggregated"]["prefill_degrees"]), ("decode", s["disaggregated"]["degrees"])):
+            lines.append(launch(engine, Deployment(degrees=degrees, role=role, **base)))
+    return "\n".join(lines)
+
+
+def what_if_section(base: dict, variant: dict, what_if: dict) -> str:
+    """Baseline, variant and variant/baseline for the best configuration of each."""
+    change = ", ".join(f"{k} x {v:g}" for k, v in what_if.items())
+    lines = ["", f"what if {change} (best configuration of each; ratio = variant / baseline):"]
+    a, b = base["best"], variant["best"]
+    if a is None or b is None:
+        return "\n".join(lines + [f"  {'baseline' if a is None else 'variant'}: no candidate partition fits"])
+    rows = []
+    for key, label, fmt in (("throughput_per_gpu", "tokens/s per GPU", "{:.1f}"), ("tokens_per_s_per_user", "tokens/s per user", "{:.2f}"),
+                            ("step_time", "step time (ms)", "{:.3f}"), ("batch", "batch per replica", "{:g}"),
+                            ("cost_per_mtok", "$ per Mtok", "{:.4f}"), ("joules_per_token", "J per token", "{:.4f}")):
+        scale = 1e3 if key == "step_time" else 1.0
+        x, y = a[key] * scale, b[key] * scale
+        rows.append([label, fmt.format(x), fmt.format(y), f"{y / x:.3f}" if x else "n/a"])
+    rows += [["partition", a["partition"], b["partition"], ""], ["bound", a["bound_name"], b["bound_name"], ""]]
+    return "\n".join(lines + _table(["", "baseline", "variant", "ratio"], rows))
+
+
 @one_line_errors
 @hydra.main(version_base=None, config_path="../conf", config_name="point")
 def main(cfg: DictConfig) -> None:
@@ -113,7 +160,13 @@ def main(cfg: DictConfig) -> None:
         if cfg.precision == "float64":
             jax.config.update("jax_enable_x64", True)
         q = query(cfg)
-        return report(explain(q), q)
+        r = explain(dataclasses.replace(q, what_if={}))
+        text = report(r, q)
+        if q.what_if:
+            text += "\n" + what_if_section(r, explain(q), q.what_if)
+        if cfg.launch:
+            text += "\n" + launch_section(r, q, cfg.launch)
+        return text
     run_command(job, cfg.get("compilation_cache"))
 
 

@@ -23,7 +23,14 @@ from ..engine.grid import (
 )
 from ..physics import serving
 from ..physics.cost import BOUND_MEANINGS
-from ..physics.specs import Accounting, Partition, SpecError, Workload
+from ..physics.specs import Accounting, HardwareSpec, Partition, SpecError, Workload, replace
+
+# what_if: fields of HardwareSpec and Accounting that may be scaled (continuous quantities; not the
+# fabric kind, island size or torus dimensions, which are counts)
+WHAT_IF_FIELDS = ("hbm_bytes", "hbm_bw", "flops_bf16", "flops_fp8", "flops_fp4", "intra_bw", "intra_latency", "inter_bw",
+                  "inter_latency", "link_bw", "hbm_usable_fraction", "reserve_bytes", "kv_scale", "routing_skew", "overlap",
+                  "hbm_efficiency", "flops_efficiency", "layer_latency", "fp8_efficiency", "fp4_efficiency", "comm_efficiency",
+                  "collective_latency", "a2a_peer_latency")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -48,6 +55,7 @@ class PointQuery:
     space: PartitionSpace = PartitionSpace()
     price_per_gpu_hour: float | None = None
     board_power: float | None = None
+    what_if: dict = dataclasses.field(default_factory=dict)  # field -> factor (> 0) on the hardware or accounting
 
     def __post_init__(self):
         if not (isinstance(self.num_gpus, int) and not isinstance(self.num_gpus, bool) and self.num_gpus >= 1):
@@ -74,6 +82,12 @@ class PointQuery:
         if not (isinstance(self.top, int) and self.top >= 1):
             raise SpecError(f"top = {self.top!r} is invalid: a positive integer")
         _positive("chunk", self.chunk, least=0.0)
+        for field, factor in self.what_if.items():
+            if field not in WHAT_IF_FIELDS:
+                raise SpecError(f"what_if.{field} is not a known field: allowed {', '.join(WHAT_IF_FIELDS)}")
+            ok = isinstance(factor, int | float) and not isinstance(factor, bool) and np.isfinite(factor) and factor > 0
+            if not ok:
+                raise SpecError(f"what_if.{field} = {factor!r} is invalid: a factor > 0 (allowed fields {', '.join(WHAT_IF_FIELDS)})")
 
     @property
     def decode_context(self) -> float:
@@ -131,7 +145,7 @@ def explain(q: PointQuery) -> dict:
     (rows), ``frontier`` (rows per interactivity level), ``economics`` and, with isl/osl,
     ``serving`` (aggregated and disaggregated)."""
     m = load_model(q.model, **q.dtypes)
-    hw = load_hardware(q.hardware)
+    hw, acc = scaled(load_hardware(q.hardware), q.accounting, q.what_if)
     econ = hardware_economics(q.hardware, price_per_gpu_hour=q.price_per_gpu_hour, board_power=q.board_power)
     table = enumerate_partitions(q.num_gpus, q.space)
     if not len(table):
@@ -144,7 +158,6 @@ def explain(q: PointQuery) -> dict:
         raise SpecError(f"num_gpus = {q.num_gpus} is invalid: no candidate partition splits {q.model} (heads, experts, layers)")
     context = q.decode_context
     batches = np.array([float(q.batch), *map(float, q.batches)])
-    acc = q.accounting
     out = _host(_decode_kernel()(m, hw, parts, jnp.asarray(legal), jnp.asarray(context, dtype), jnp.asarray(batches, dtype), acc))
     tput = np.where(out["feasible"], out["throughput_per_gpu"], -1.0)  # [batch, partition]
 
@@ -158,6 +171,7 @@ def explain(q: PointQuery) -> dict:
     i = int(order[0])
     best = {k: float(v[0, i]) for k, v in out.items()}
     best["partition"] = partition_label(table[i])
+    best["degrees"] = dict(zip(PARTITION_FIELDS, (int(x) for x in table[i])))
     best["free_bytes"] = float(hw.hbm_bytes) - best["memory_per_gpu"]
     best["reserve_bytes"] = float(acc.reserve_bytes)
     best["bound_name"] = BOUND_MEANINGS[int(best["bound"])]
@@ -168,7 +182,7 @@ def explain(q: PointQuery) -> dict:
     result["frontier"] = [f | {"cost_per_mtok": float(serving.cost_per_mtok(econ.price_per_gpu_hour, f["throughput_per_gpu"])),
                                "joules_per_token": float(serving.joules_per_token(econ.board_power, f["throughput_per_gpu"]))}
                           for f in _frontier(out, tput, table, np.asarray(q.levels, float))]
-    result["serving"] = _serving(m, hw, parts, table, legal, q, econ, dtype, head) if q.isl is not None else None
+    result["serving"] = _serving(m, hw, parts, table, legal, q, acc, econ, dtype, head) if q.isl is not None else None
     return result
 
 
@@ -191,7 +205,16 @@ def _frontier(out: dict, tput: np.ndarray, table: np.ndarray, levels: np.ndarray
             for lv, k, ok in zip(levels, best, reach.any(axis=1)) if ok]
 
 
-def _serving(m, hw, parts, table, legal, q: PointQuery, econ, dtype, decode_score) -> dict:
+def scaled(hw: HardwareSpec, acc: Accounting, what_if: dict) -> tuple[HardwareSpec, Accounting]:
+    """``hw`` and ``acc`` with each field of ``what_if`` multiplied by its factor (``dataclasses.replace``,
+    so the specs re-validate: a fraction scaled above 1 is a one-line ``SpecError``)."""
+    hw_fields = {f.name for f in dataclasses.fields(HardwareSpec)}
+    hw = replace(hw, **{f: float(getattr(hw, f)) * k for f, k in what_if.items() if f in hw_fields})
+    acc = replace(acc, **{f: float(getattr(acc, f)) * k for f, k in what_if.items() if f not in hw_fields})
+    return hw, acc
+
+
+def _serving(m, hw, parts, table, legal, q: PointQuery, acc, econ, dtype, decode_score) -> dict:
     """Aggregated: the partition with the most end-to-end tokens/s per GPU, and the one with the
     shortest TTFT. Disaggregated: the best decode partition (``decode_score``: tokens/s per GPU
     at ``q.batch``) with the prefill partition of the most end-to-end tokens/s per GPU (the most
@@ -201,26 +224,28 @@ def _serving(m, hw, parts, table, legal, q: PointQuery, econ, dtype, decode_scor
     swl = serving.ServingWorkload(isl=jnp.asarray(q.isl, dtype), osl=jnp.asarray(q.osl, dtype),
                                   batch=jnp.asarray(q.batch, dtype), chunk=jnp.asarray(q.chunk, dtype))
     result = {}
-    agg = _host(agg_k(m, hw, parts, swl, q.accounting))
+    agg = _host(agg_k(m, hw, parts, swl, acc))
     ok = legal & agg["feasible"].astype(bool)
     if ok.any():
         result["aggregated"] = _serving_row(agg, int(np.argmax(np.where(ok, agg["throughput_per_gpu"], -1.0))), table, econ)
         result["aggregated, min TTFT"] = _serving_row(agg, int(np.argmin(np.where(ok, agg["ttft"], np.inf))), table, econ)
     if decode_score.max() > 0:
         i = int(np.argmax(decode_score))
-        dis = _host(dis_k(m, hw, _pick(table, i), parts, swl, q.accounting))
+        dis = _host(dis_k(m, hw, _pick(table, i), parts, swl, acc))
         ok = legal & dis["feasible"].astype(bool)
         if ok.any():
             for name, j in (("disaggregated", int(np.argmax(np.where(ok, dis["throughput_per_gpu"], -1.0)))),
                             ("disaggregated, min TTFT", int(np.argmin(np.where(ok, dis["ttft"], np.inf))))):
-                result[name] = _serving_row(dis, j, table, econ, decode=i) | {"prefill_partition": partition_label(table[j])}
+                result[name] = _serving_row(dis, j, table, econ, decode=i) | {
+                    "prefill_partition": partition_label(table[j]), "prefill_degrees": dict(zip(PARTITION_FIELDS, (int(x) for x in table[j])))}
     return result
 
 
 def _serving_row(r: dict, i: int, table, econ, decode: int | None = None) -> dict:
     """Row ``i`` of a serving result; ``decode``: the decode partition when ``i`` indexes prefill partitions."""
     tps = float(r["throughput_per_gpu"][i])
-    return {"partition": partition_label(table[i if decode is None else decode]), "ttft": float(r["ttft"][i]),
+    row = table[i if decode is None else decode]
+    return {"partition": partition_label(row), "degrees": dict(zip(PARTITION_FIELDS, (int(x) for x in row))), "ttft": float(r["ttft"][i]),
             "throughput_per_gpu": tps, "tokens_per_s_per_user": float(r["tokens_per_s_per_user"][i]),
             "prefill_share": float(r["prefill_share"][i]), "prefill_time": float(r["prefill_time"][i]),
             "kv_transfer_time": float(r["kv_transfer_time"][i]),

@@ -22,6 +22,9 @@ import xarray as xr
 from ..engine.dataset import variable_attrs
 from ..engine.grid import PARTITION_FIELDS
 from ..engine.plan import partition_space_note
+from ..physics.specs import SpecError
+
+SWEEP_VARIABLES = ("throughput_per_gpu", "feasible", "bound", "step_time", "t_hbm", "batch")  # what every sweep dataset holds
 
 
 def flag_meanings(var: xr.DataArray) -> dict[int, str]:
@@ -29,6 +32,14 @@ def flag_meanings(var: xr.DataArray) -> dict[int, str]:
     meanings = var.attrs["flag_meanings"].split()
     values = var.attrs.get("flag_values", np.arange(len(meanings)))
     return {int(v): m for v, m in zip(np.atleast_1d(values), meanings)}
+
+
+def check_sweep(ds: xr.Dataset, name) -> None:
+    """``SpecError`` unless ``ds`` is a moejax sweep dataset (the variables and dims plotted)."""
+    missing = [v for v in SWEEP_VARIABLES + ("model", "variant", "kappa", "hardware", "num_gpus", "context") if v not in ds]
+    if missing:
+        raise SpecError(f"dataset = {str(name)!r} is invalid: not a moejax sweep dataset (no {', '.join(missing)}); "
+                        "write one with python -m moejax.sweep")
 
 
 def best_per_point(ds: xr.Dataset) -> xr.Dataset:
