@@ -129,8 +129,11 @@ def main(cfg: DictConfig) -> None:
         entries = val.load_measurements(path)
         points, not_expressible, skipped = val.resolve_all(entries, cfg.strict)
         ev = val.evaluate(points, acc)
-        record = val.summary(len(entries), ev, not_expressible, skipped)
-        text = val.report(f"validation of {path} at accounting={name}", ev, not_expressible, skipped)
+        index, cases = benchmarks.measurement_cases(points, ev.variant)
+        served = benchmarks.predict(cases, acc) if cases else {"ttft": [], "feasible": []}
+        ttft = {points[i].measurement.id: float(t) if ok else None for i, t, ok in zip(index, served["ttft"], served["feasible"])}
+        record = val.summary(len(entries), ev, not_expressible, skipped, ttft)
+        text = val.report(f"validation of {path} at accounting={name}", ev, not_expressible, skipped, ttft)
         if settings is not None:
             res = val.fit(points, acc, settings)
             prov = val.provenance(res, points, str(cfg.measurements))

@@ -286,12 +286,14 @@ def study_serving(run_dir: Path) -> tuple[int, str]:
     fit = fitted["fit"]
     with open(sol_csv, newline="") as f:
         points = list(csv.DictReader(f))
-    drift = max((abs(real["predicted"][k] / v - 1) for k, v in fit["in_sample"].items()
-                 if v is not None and real["predicted"].get(k)), default=0.0)
+    figure = {r["id"]: r["figure"] for r in points}  # each point's measured figure names its predicted one
+    value = lambda record, i: (record["predicted"].get(i) or {}).get(figure[i])  # noqa: E731
+    drift = max((abs(value(real, k) / v - 1) for k, v in fit["in_sample"].items()
+                 if v is not None and value(real, k)), default=0.0)
     rows = []
     for r in points:
         i, measured = r["id"], float(r["measured"])
-        s, ins, loo = sol["predicted"][i], fit["in_sample"][i], fit["loo"][i]
+        s, ins, loo = value(sol, i), fit["in_sample"][i], fit["loo"][i]
         rows.append([i, r["firmness"], r["phase"], r["figure"], _fmt(measured), _fmt(s), _fmt(ins), _fmt(loo),
                      _ratio(s, measured), _ratio(loo, measured), r["bound"], r["notes"] or ""])
     header = ["id", "firmness", "phase", "figure", "measured", "sol", "realistic in-sample", "realistic LOO",

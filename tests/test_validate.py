@@ -50,14 +50,23 @@ def test_cli_small_file(small_run):
                                         "small-dsv3-b200-mtp", "small-gptoss"}  # gpt-oss-120b: per-layer patterns (issue 13)
     assert record["skipped"] == ["small-unusable"]
     assert record["not_expressible"] == {}
-    assert record["infeasible"] == {} and all(v > 0 for v in record["predicted"].values())
-    ratios = [math.log(v / m) for v, m in zip(record["predicted"].values(), (0.0325, 6000.0, 1000.0, 250.0, 0.015))]
+    figure = {m.id: m.figure for m in val.load_measurements(SMALL)}
+    value = {i: record["predicted"][i][figure[i]] for i in record["predicted"]}
+    assert record["infeasible"] == {} and all(v > 0 for v in value.values())
+    ratios = [math.log(v / m) for v, m in zip(value.values(), (0.0325, 6000.0, 1000.0, 250.0, 0.015))]
     assert record["median_abs_log_ratio"] == pytest.approx(float(np.median(np.abs(ratios))), rel=1e-9)
     header = next(line for line in stdout.splitlines() if line.startswith("id "))
-    for column in ("measured", "predicted", "ratio", "bound", "dominant term"):
+    for column in ("measured", "predicted", "ratio", "TPOT (s)", "TTFT (s)", "bound", "dominant term"):
         assert column in header
     assert "batch max = " in stdout and "small-unusable" in stdout
     assert (out / "validation.csv").is_file() and json.loads((out / "summary.json").read_text()) == record
+    decode = record["predicted"]["small-dsv3-h200-tp8-b64"]  # every comparable figure, consistent with each other
+    assert decode["tpot"] == pytest.approx(decode["step_time"], rel=1e-12) and decode["ttft"] is None
+    assert decode["tokens_per_s_per_user"] == pytest.approx(1 / decode["step_time"], rel=1e-9)
+    prefill = record["predicted"]["small-dsv3-h100-prefill-max"]
+    assert prefill["tpot"] is None and prefill["ttft"] == prefill["step_time"]
+    served = record["predicted"]["small-gptoss"]  # an aggregated serving benchmark: a TTFT, and the prompts in TPOT
+    assert served["ttft"] > 0 and served["tpot"] == pytest.approx(served["step_time"], rel=1e-12)
 
 
 def _direct(m, hw, p, context, acc, phase, batch=None, mtp=(0.0, 0.0)):
@@ -91,15 +100,16 @@ def test_predictions_equal_direct_kernel(small_run):
     pred = record["predicted"]
     acc = Accounting()
     r = _direct(_model("deepseek-v3", "fp8", "bf16", "fp8"), load_hardware("h200"), Partition(tp=8.0), 1382.0, acc, "decode", 64.0)
-    assert pred["small-dsv3-h200-tp8-b64"] == pytest.approx(float(r.step_time), rel=1e-6)
+    assert pred["small-dsv3-h200-tp8-b64"]["step_time"] == pytest.approx(float(r.step_time), rel=1e-6)
     r = _direct(_model("deepseek-v3", "fp8", "bf16", "fp8"), load_hardware("h100-sxm"), Partition(ep=16.0, dp_attn=16.0),
                 2048.0, acc, "prefill")
-    assert pred["small-dsv3-h100-prefill-max"] == pytest.approx(float(r.throughput_per_gpu), rel=1e-6)
+    assert pred["small-dsv3-h100-prefill-max"]["throughput_per_gpu"] == pytest.approx(float(r.throughput_per_gpu), rel=1e-6)
     r = _direct(_model("llama-3-70b", "bf16", "bf16", "bf16"), load_hardware("h100-sxm"), Partition(tp=8.0), 2048.0, acc, "decode")
-    assert pred["small-llama70b-h100-max"] == pytest.approx(float(r.throughput_per_gpu), rel=1e-6)
+    assert pred["small-llama70b-h100-max"]["throughput_per_gpu"] == pytest.approx(float(r.throughput_per_gpu), rel=1e-6)
     r = _direct(_model("deepseek-v3", "fp8", "fp8", "fp8"), load_hardware("b200"), Partition(tp=8.0, ep=8.0), 2048.0, acc,
                 "decode", 2.0, mtp=(3.0, 1.8))
-    assert pred["small-dsv3-b200-mtp"] == pytest.approx(float(r.tokens_per_s_per_user), rel=1e-6)
+    assert pred["small-dsv3-b200-mtp"]["tokens_per_s_per_user"] == pytest.approx(float(r.tokens_per_s_per_user), rel=1e-6)
+    assert pred["small-dsv3-b200-mtp"]["tpot"] == pytest.approx(float(r.step_time) / 2.8, rel=1e-6)
 
 
 def test_one_vmapped_call_matches_per_point_calls():
@@ -121,7 +131,7 @@ def test_infeasible_is_reported_not_dropped(tmp_path):
     points, _, _ = val.resolve_all(val.load_measurements(path))
     ev = val.evaluate(points, Accounting())
     record = val.summary(2, ev, {}, [])
-    assert record["evaluated"] == 2 and record["predicted"]["too-big"] is None
+    assert record["evaluated"] == 2 and set(record["predicted"]["too-big"].values()) == {None}
     assert "does not fit in memory at batch 512" in record["infeasible"]["too-big"]
     assert "INFEASIBLE" in val.report("t", ev, {}, [])
 

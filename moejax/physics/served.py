@@ -137,6 +137,22 @@ def slot_wait(n, batch, residence):
     return xp.maximum(n / batch - 1, 0.0) * residence
 
 
+def clump_steps(batch, active, isl, osl, budget):
+    """(prompt tokens of a clump step ``k``, share ``s`` of the steps that carry one, prompt
+    tokens a step can carry ``room``) for a running batch of ``batch`` requests, ``active`` of them
+    clients (module docstring: ``room = budget - B``, ``g = clip(floor(room/isl), 1, active)``,
+    ``k = min(g·isl, room)``, ``s = min(B·isl/(osl·k), 1)``).
+
+    64 requests of 1024/1024 tokens, budget 8192: room 8128, clumps of 7 prompts (k = 7168 tokens),
+    64 prompt tokens per step on average, so s = 64/7168 = 0.00893 of the steps carry a clump.
+    """
+    xp = namespace(batch, active, isl, osl, budget)
+    room = xp.maximum(budget - batch, 1.0)
+    clump = xp.clip(xp.floor(room / isl), 1.0, xp.maximum(active, 1.0))
+    chunk = xp.minimum(clump * isl, room)
+    return chunk, xp.minimum(batch * isl / osl / chunk, 1.0), room
+
+
 def aggregated(m: ModelSpec, hw: HardwareSpec, p: Partition, bench: Benchmark, acc: Accounting) -> Served:
     """Aggregated serving with chunked prefill (module docstring)."""
     xp = namespace(m, hw, p, bench)
@@ -147,17 +163,13 @@ def aggregated(m: ModelSpec, hw: HardwareSpec, p: Partition, bench: Benchmark, a
     budget = bench.token_budget
     batch = running_batch(n, bench.decode_cap, b_max, budget * bench.osl / (bench.isl + bench.osl), floor)
     wl = Workload(context=context, batch=batch, draft_tokens=bench.draft_tokens, accepted=bench.accepted)
-    load = batch * bench.isl / bench.osl  # prompt tokens per step, steady state
     step = cost.decode_point(m, hw, p, wl, acc)
     active = xp.minimum(n, batch)
-    room = xp.maximum(budget - batch, 1.0)  # prompt tokens a step can carry
-    clump = xp.clip(xp.floor(room / bench.isl), 1.0, xp.maximum(active, 1.0))  # prompts arriving together
-    chunk = xp.minimum(clump * bench.isl, room)  # prompt tokens of a step that prefills a clump
+    chunk, share, room = clump_steps(batch, active, bench.isl, bench.osl, budget)
     own = cost.decode_point(m, hw, p, wl, acc, chunk_tokens=chunk, prompt_len=bench.isl)
     ok = step.feasible & own.feasible
     safe = lambda x: xp.where(ok, x, 1.0)  # noqa: E731  (finite stand-ins where infeasible: no NaN, no NaN gradient)
     per_step = 1 + bench.accepted
-    share = xp.minimum(load / chunk, 1.0)  # steps that carry a clump's prompt tokens
     tpot = ((1 - share) * safe(step.step_time) + share * safe(own.step_time)) / per_step
     t_own = xp.ceil(bench.isl / room) * safe(own.step_time)  # full steps: the next clump fills a last partial one
     admission = slot_wait(n, batch, bench.osl * tpot + t_own)
@@ -168,7 +180,7 @@ def aggregated(m: ModelSpec, hw: HardwareSpec, p: Partition, bench: Benchmark, a
         tpot=xp.where(ok, tpot, xp.inf), ttft=xp.where(ok, ttft, xp.inf), batch=batch,
         throughput_per_gpu=xp.where(ok, active / tpot / p.gpus_per_replica, 0.0),
         tokens_per_s_per_user=xp.where(ok, 1 / tpot, 0.0),
-        t_prefill=t_own, queue_wait=queue, admission_wait=admission, utilisation=load / room, wave_wait=wave,
+        t_prefill=t_own, queue_wait=queue, admission_wait=admission, utilisation=batch * bench.isl / bench.osl / room, wave_wait=wave,
         kv_transfer_time=xp.zeros_like(tpot), feasible=ok, step=step)
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import math
 
 import jax
 import jax.numpy as jnp
@@ -71,6 +72,31 @@ def resolve(row: ServingRow) -> Case | str:
                       decode_cap=float(row.decode.cap), prefill_cap=float(row.prefill.cap if disagg else 0),
                       token_budget=row.token_budget, draft_tokens=row.draft_tokens, accepted=row.accepted)
     return Case(row, m, load_hardware(row.hardware), dec, pf, bench)
+
+
+def measurement_cases(points, variants: list[str]) -> tuple[list[int], list[Case]]:
+    """The decode entries of a measurement YAML with an aggregated ``serving`` block as benchmarks
+    (their TTFT is predicted this way): (point indices, cases). ``variants`` are the evaluation's
+    chosen variant labels. The running batch is ``batch`` (its engine cap too) or, for ``batch:
+    max``, the memory limit; the concurrency is the block's, else the batch."""
+    index, cases = [], []
+    for i, p in enumerate(points):
+        meas, s = p.measurement, p.measurement.serving
+        if s is None or s["mode"] != "agg" or meas.phase != "decode":
+            continue
+        batch = meas.batch if isinstance(meas.batch, int) else 0
+        concurrency = s["concurrency"] or batch or 1e6
+        mtp = meas.mtp or {"draft_tokens": 0.0, "accepted": 0.0}
+        part = p.partitions[p.labels.index(variants[i])] if variants[i] in p.labels else p.partitions[0]
+        bench = Benchmark(isl=s["isl"], osl=s["osl"], concurrency=float(concurrency), decode_cap=float(batch),
+                          draft_tokens=float(mtp["draft_tokens"]), accepted=float(mtp["accepted"]))
+        row = ServingRow(id=meas.id, backend="unknown", model_path=meas.model, model=meas.model, hardware=meas.hardware,
+                         mode="agg", isl=s["isl"], osl=s["osl"], concurrency=int(concurrency), dtypes=meas.dtypes,
+                         decode=None, prefill=None, token_budget=bench.token_budget, ttft=s["ttft"] or math.nan,
+                         tpot=math.nan)
+        index.append(i)
+        cases.append(Case(row, p.model, p.hardware, part, part, bench))
+    return index, cases
 
 
 def resolve_all(rows: list[ServingRow]) -> tuple[list[Case], dict[str, str]]:

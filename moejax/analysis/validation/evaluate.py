@@ -15,6 +15,11 @@ Predicted figures (SI units), index order ``FIGURES``:
 - ``throughput_per_gpu``: decode output tokens/s per GPU (MTP tokens included); prefill prompt
   tokens/s per GPU.
 
+A decode entry measured by an aggregated serving benchmark (a ``serving`` block with mode agg)
+is predicted as the benchmark's mean step: its decode step mixed with the steps that also
+prefill arriving prompts (``moejax.physics.served.clump_steps``, the engines' default 8192-token
+budget), not as an isolated step.
+
 Accounting leaves may differ per point (a leading axis on each leaf), so a fit can give each
 hardware family its own constants and still evaluate everything in the same call.
 """
@@ -30,6 +35,7 @@ import numpy as np
 
 from ...engine.grid import stack
 from ...physics.cost import StepCosts, batch_capacity, decode_point, prefill_point
+from ...physics.served import clump_steps
 from ...physics.specs import Accounting, Workload
 from .deploy import Point
 from .measurements import FIGURES
@@ -50,6 +56,7 @@ class Stacked:
     workloads: object
     measured: np.ndarray  # the measured figure, SI units
     figure: np.ndarray  # its position in FIGURES
+    serving: np.ndarray  # [points, 3]: isl, osl, 1 for an aggregated serving benchmark (else 0)
 
 
 def stack_phase(points: list[Point], phase: str) -> Stacked | None:
@@ -63,7 +70,32 @@ def stack_phase(points: list[Point], phase: str) -> Stacked | None:
     return Stacked(phase=phase, index=index, models=stack([p.model for p in sel]), hardware=stack([p.hardware for p in sel]),
                    partitions=stack(rows), workloads=stack([p.workload for p in sel]),
                    measured=np.array([p.measurement.value for p in sel]),
-                   figure=np.array([FIGURES.index(p.measurement.figure) for p in sel]))
+                   figure=np.array([FIGURES.index(p.measurement.figure) for p in sel]),
+                   serving=np.array([agg_serving(p.measurement) for p in sel], dtype=float))
+
+
+BUDGET = 8192.0  # tokens per step of chunked prefill: the engines' default (silicon.TOKEN_BUDGET)
+
+
+def agg_serving(meas) -> tuple[float, float, float]:
+    """(isl, osl, 1) for a decode entry of an aggregated serving benchmark, else (1, 1, 0)."""
+    s = meas.serving
+    on = s is not None and s["mode"] == "agg" and meas.phase == "decode"
+    return (s["isl"], s["osl"], 1.0) if on else (1.0, 1.0, 0.0)
+
+
+def _served_decode(m, hw, p, wl, acc, serving) -> StepCosts:
+    """The decode step, or for an aggregated serving benchmark its mean step (module docstring)."""
+    isl, osl, on = serving
+    plain = decode_point(m, hw, p, wl, acc)
+    chunk, share, _ = clump_steps(plain.batch, plain.batch, isl, osl, BUDGET)
+    mixed = decode_point(m, hw, p, dataclasses.replace(wl, batch=plain.batch), acc, chunk_tokens=chunk, prompt_len=isl)
+    share = jnp.where(on > 0, share, 0.0)
+    step = jnp.where(plain.feasible, (1 - share) * plain.step_time + share * mixed.step_time, jnp.inf)
+    slow = jnp.where(plain.feasible, plain.step_time / jnp.where(plain.feasible, step, 1.0), 0.0)
+    return dataclasses.replace(plain, step_time=step, throughput=plain.throughput * slow,
+                               throughput_per_gpu=plain.throughput_per_gpu * slow,
+                               tokens_per_s_per_user=plain.tokens_per_s_per_user * slow)
 
 
 def _prefill(m, hw, p, wl, acc) -> StepCosts:
@@ -79,9 +111,12 @@ def _best_variant(costs: StepCosts) -> tuple[StepCosts, jax.Array]:
     return jax.tree_util.tree_map(lambda x: x[i], costs), i
 
 
-def point_costs(phase: str, m, hw, parts, wl, acc) -> tuple[StepCosts, jax.Array]:
+def point_costs(phase: str, m, hw, parts, wl, acc, serving) -> tuple[StepCosts, jax.Array]:
     """One point's costs at its best variant (``parts`` has a leading variant axis)."""
-    point = decode_point if phase == "decode" else _prefill
+    if phase == "decode":
+        point = lambda m, hw, p, wl, acc: _served_decode(m, hw, p, wl, acc, serving)  # noqa: E731
+    else:
+        point = _prefill
     return _best_variant(jax.vmap(point, in_axes=(None, None, 0, None, None))(m, hw, parts, wl, acc))
 
 
@@ -91,13 +126,13 @@ def figures(costs: StepCosts) -> jax.Array:
 
 
 @functools.partial(jax.jit, static_argnames="phase")
-def evaluate_phase(phase: str, models, hardware, partitions, workloads, acc: Accounting):
+def evaluate_phase(phase: str, models, hardware, partitions, workloads, acc: Accounting, serving):
     """All points of one phase in one vmapped call: (StepCosts, figures [n, 3], variant index).
-    Every leaf of ``acc`` carries a leading point axis."""
-    def one(m, hw, parts, wl, a):
-        costs, i = point_costs(phase, m, hw, parts, wl, a)
+    Every leaf of ``acc`` carries a leading point axis; ``serving`` is ``Stacked.serving``."""
+    def one(m, hw, parts, wl, a, s):
+        costs, i = point_costs(phase, m, hw, parts, wl, a, s)
         return costs, figures(costs), i
-    return jax.vmap(one)(models, hardware, partitions, workloads, acc)
+    return jax.vmap(one)(models, hardware, partitions, workloads, acc, serving)
 
 
 def per_point(acc: Accounting, n: int) -> Accounting:
@@ -110,7 +145,7 @@ def run_stacked(s: Stacked, acc: Accounting):
     n = len(s.index)
     if np.ndim(acc.hbm_efficiency) == 0:
         acc = per_point(acc, n)
-    return evaluate_phase(s.phase, s.models, s.hardware, s.partitions, s.workloads, acc)
+    return evaluate_phase(s.phase, s.models, s.hardware, s.partitions, s.workloads, acc, s.serving)
 
 
 @dataclasses.dataclass(frozen=True)

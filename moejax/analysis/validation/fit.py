@@ -107,7 +107,7 @@ def _accounting(base: Accounting, settings: FitSettings, theta, fam: np.ndarray)
 def _phase_data(s) -> dict:
     """A stacked phase's arrays (kernel inputs, point index, measured figure) as one pytree."""
     return {"index": s.index, "models": s.models, "hardware": s.hardware, "partitions": s.partitions,
-            "workloads": s.workloads, "measured": s.measured, "figure": s.figure}
+            "workloads": s.workloads, "measured": s.measured, "figure": s.figure, "serving": s.serving}
 
 
 def _residuals(theta, phases, data, order, fam, base: Accounting, settings: FitSettings):
@@ -115,7 +115,7 @@ def _residuals(theta, phases, data, order, fam, base: Accounting, settings: FitS
     r, ok = [], []
     for phase, d in zip(phases, data):
         acc = _accounting(base, settings, theta, fam[d["index"]])
-        costs, f, _ = evaluate_phase(phase, d["models"], d["hardware"], d["partitions"], d["workloads"], acc)
+        costs, f, _ = evaluate_phase(phase, d["models"], d["hardware"], d["partitions"], d["workloads"], acc, d["serving"])
         pred = f[jnp.arange(d["index"].shape[0]), d["figure"]]
         feasible = costs.feasible & jnp.isfinite(pred) & (pred > 0)
         r.append(jnp.where(feasible, jnp.log(jnp.where(feasible, pred, 1.0)) - jnp.log(d["measured"]), 0.0))

@@ -18,9 +18,9 @@ import numpy as np
 
 from ...physics.cost import BOUND_MEANINGS
 from .evaluate import Evaluation
-from .measurements import FIGURE_UNITS
+from .measurements import FIGURE_UNITS, FIGURES
 
-COLUMNS = ("id", "figure", "measured", "predicted", "ratio", "bound", "dominant term", "notes")
+COLUMNS = ("id", "figure", "measured", "predicted", "ratio", "TPOT (s)", "TTFT (s)", "bound", "dominant term", "notes")
 
 
 def abs_log_stats(log_ratio) -> tuple[float | None, float | None]:
@@ -55,13 +55,15 @@ def point_notes(ev: Evaluation, i: int) -> str:
     return "; ".join(notes)
 
 
-def rows(ev: Evaluation) -> list[list[str]]:
+def rows(ev: Evaluation, ttft: dict | None = None) -> list[list[str]]:
     """Table rows, one per evaluated point (strings)."""
     out = []
     for i, p in enumerate(ev.points):
         m = p.measurement
+        f = predicted_figures(ev, i, (ttft or {}).get(m.id))
         out.append([m.id, f"{m.figure} ({FIGURE_UNITS[m.figure]})", _num(m.value), _num(ev.predicted[i]),
-                    _num(ev.predicted[i] / m.value), BOUND_MEANINGS[int(ev.bound[i])], ev.dominant[i], point_notes(ev, i)])
+                    _num(ev.predicted[i] / m.value), _num(f["tpot"]), _num(f["ttft"]), BOUND_MEANINGS[int(ev.bound[i])],
+                    ev.dominant[i], point_notes(ev, i)])
     return out
 
 
@@ -72,10 +74,25 @@ def text_table(header, body) -> str:
     return "\n".join([fmt(header), fmt(["-" * w for w in widths] + ["-----"]), *(fmt(r) for r in body)])
 
 
-def summary(n: int, ev: Evaluation, not_expressible: dict, skipped: list) -> dict:
-    """The JSON summary: counts, reasons, statistics and every predicted value (null: infeasible)."""
+def predicted_figures(ev: Evaluation, i: int, ttft: float | None) -> dict:
+    """Every figure of point ``i`` its measurement can be compared with (SI units; null where
+    infeasible or not defined): the three ``FIGURES``, ``tpot`` (decode: s per output token after the
+    first) and ``ttft`` (prefill: the pass; a serving benchmark: ``ttft`` as predicted)."""
+    if not ev.feasible[i]:
+        return dict.fromkeys((*FIGURES, "tpot", "ttft"))
+    f = {k: float(v) for k, v in zip(FIGURES, ev.figures[i])}
+    meas = ev.points[i].measurement
+    decode = meas.phase == "decode"
+    return {**f, "tpot": f["step_time"] / meas.tokens_per_step if decode else None,
+            "ttft": ttft if decode else f["step_time"]}
+
+
+def summary(n: int, ev: Evaluation, not_expressible: dict, skipped: list, ttft: dict | None = None) -> dict:
+    """The JSON summary: counts, reasons, statistics and every point's predicted figures
+    (``predicted_figures``; ``ttft`` {id: s} for the serving benchmarks)."""
     median, p90 = abs_log_stats(ev.log_ratio)
     ids = [p.measurement.id for p in ev.points]
+    ttft = ttft or {}
     return {
         "n": n,
         "evaluated": len(ev.points),
@@ -84,13 +101,13 @@ def summary(n: int, ev: Evaluation, not_expressible: dict, skipped: list) -> dic
         "infeasible": {ids[i]: infeasible_reason(ev, i) for i in range(len(ids)) if not ev.feasible[i]},
         "median_abs_log_ratio": median,
         "p90_abs_log_ratio": p90,
-        "predicted": {k: (float(v) if math.isfinite(v) else None) for k, v in zip(ids, ev.predicted)},
+        "predicted": {k: predicted_figures(ev, i, ttft.get(k)) for i, k in enumerate(ids)},
     }
 
 
-def report(title: str, ev: Evaluation, not_expressible: dict, skipped: list) -> str:
+def report(title: str, ev: Evaluation, not_expressible: dict, skipped: list, ttft: dict | None = None) -> str:
     """The printed report: residual table, then the not-expressible and skipped points."""
-    lines = [title, "", text_table(COLUMNS, rows(ev))]
+    lines = [title, "", text_table(COLUMNS, rows(ev, ttft))]
     if not_expressible:
         lines += ["", "not expressible:", *(f"  {k}: {v}" for k, v in not_expressible.items())]
     if skipped:
