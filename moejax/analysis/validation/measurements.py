@@ -1,6 +1,6 @@
 """Measured serving results: load a measurement YAML and check every entry at the edge.
 
-The format is ``shared/reference/serving/README.md`` (a list of entries: id, source, firmness,
+The format is ``moejax/data/reference/serving/README.md`` (a list of entries: id, source, firmness,
 model, hardware, num_gpus, partition, dtypes, phase, batch, context, mtp, measured, usable,
 notes, and an optional ``serving`` block for serving-benchmark measurements: mode agg|disagg,
 isl, osl, concurrency, ttft). Every bad input is ONE line ``SpecError`` naming the file, the entry id, the field, the
