@@ -21,7 +21,7 @@ from omegaconf import DictConfig
 from omegaconf.errors import OmegaConfBaseException
 
 from .catalogue import CONF_DIR, add_config_dir
-from .engine import distributed
+from .engine import distributed, interrupts
 from .physics.specs import SpecError
 
 
@@ -30,34 +30,32 @@ def remove_if_empty(run_dir: Path) -> None:
         run_dir.rmdir()
 
 
-def _terminate(signum, frame):
-    """SIGTERM unwinds like Ctrl-C, so temporary files are removed and parts kept on the way out."""
-    raise KeyboardInterrupt
-
-
 def run_command(job: Callable[[Path], str], compilation_cache=None) -> None:
     """Run ``job(run_dir) -> report`` inside a Hydra task and print its report; a ``SpecError``
-    becomes ``error: ...`` on stderr and exit code 2; Ctrl-C or SIGTERM becomes ``interrupted: ...``
-    and exit code 130. An empty run directory is removed."""
+    becomes ``error: ...`` on stderr and exit code 2; Ctrl-C or SIGTERM becomes one line
+    ``interrupted: ...`` and exit code 130 (SIGINT) or 143 (SIGTERM), never raised inside netCDF
+    I/O (``engine.interrupts``); once the job has ended, signals are ignored (the process is only
+    reporting and exiting: a late one must not kill it half-way). An empty run directory is removed."""
     logging.getLogger("jax._src.xla_bridge").setLevel(logging.ERROR)  # "no TPU/GPU backend" notices
     if compilation_cache:  # compiled kernels persist across runs (the κ* kernel takes 10-17 s to compile)
         jax.config.update("jax_compilation_cache_dir", str(Path(compilation_cache).expanduser()))
     run_dir = Path(HydraConfig.get().runtime.output_dir)
-    previous = signal.signal(signal.SIGTERM, _terminate)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)
-            report = job(run_dir)
+            interrupts.install()
+            try:
+                report = job(run_dir)
+            finally:
+                interrupts.ignore()
     except SpecError as e:
         print(f"error: {e}", file=sys.stderr)
         remove_if_empty(run_dir)
         sys.exit(2)
     except KeyboardInterrupt as e:
-        print(f"interrupted: {e}" if str(e) else "interrupted", file=sys.stderr)
+        print(f"interrupted: {e}" if str(e) else "interrupted", file=sys.stderr, flush=True)
         remove_if_empty(run_dir)
-        sys.exit(130)
-    finally:
-        signal.signal(signal.SIGTERM, previous)
+        sys.exit(128 + (interrupts.received() or signal.SIGINT))
     remove_if_empty(run_dir)
     print(report)
 

@@ -25,6 +25,7 @@ import xarray as xr
 from ..physics.cost import BOUND_MEANINGS
 from ..physics.specs import KV_MODES, SpecError
 from .grid import AXES, ELASTICITY_FIELDS, PARTITION_FIELDS
+from .interrupts import deferred
 
 FLAG = "flag"
 # name -> (units, long_name); units follow UDUNITS ("1" for counts, "s-1" for per-second rates)
@@ -104,10 +105,11 @@ def write_part(parts_dir: Path, chunk_id: int, axis: str, positions: slice, resu
     path = parts_dir / f"part-{chunk_id:06d}.nc"
     tmp = temp_name(path)
     try:
-        ds.to_netcdf(tmp, engine="netcdf4")
-        with netCDF4.Dataset(tmp, "r+") as nc:  # the checksum of what is on disk, as a resumed run reads it
-            nc.setncattr("checksum", part_checksum(nc))
-        os.replace(tmp, path)
+        with deferred():  # no signal raises inside (HDF5's lock): a stop waits for the part to be whole
+            ds.to_netcdf(tmp, engine="netcdf4")
+            with netCDF4.Dataset(tmp, "r+") as nc:  # the checksum of what is on disk, as a resumed run reads it
+                nc.setncattr("checksum", part_checksum(nc))
+            os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)  # only left when writing failed or was interrupted
 
@@ -132,7 +134,7 @@ def part_problem(path: Path, chunk_id: int, grid: str) -> str | None:
     it can): unreadable (truncated, garbled), another grid's, another chunk's, or values that do not
     match its checksum (a flipped byte)."""
     try:
-        with netCDF4.Dataset(path) as nc:
+        with deferred(), netCDF4.Dataset(path) as nc:
             attrs = set(nc.ncattrs())
             if not {"grid", "chunk_id", "checksum"} <= attrs or "feasible" not in nc.variables:
                 return "is damaged (no grid, chunk_id or checksum attribute)"
@@ -299,7 +301,7 @@ def assemble(out: Path, parts_dir: Path, coords: dict, row_map: np.ndarray, glob
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = temp_name(out)
     try:
-        with netCDF4.Dataset(tmp, "w", format="NETCDF4") as nc:
+        with deferred(), netCDF4.Dataset(tmp, "w", format="NETCDF4") as nc:  # a stop raises at a checkpoint or after
             _write_layout(nc, coords, global_attrs, float_dtype, partition_table, extra, sensitivities, extra_dims, extra_vars)
             for part in sorted(parts_dir.glob("part-*.nc")):
                 with netCDF4.Dataset(part) as ds:
