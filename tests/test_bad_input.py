@@ -249,3 +249,96 @@ def test_hf_field_errors_name_the_path(tmp_path):
     with pytest.raises(SpecError, match=rf"^{path}: model_type = 'gpt2' is invalid"):
         moejax.load_model(str(path))
 
+
+
+# --- sizes checked before memory is taken (issue 20, item 4) ------------------------------------
+
+def composed(*overrides):
+    """The sweep config Hydra composes from ``TINY`` and ``overrides`` (in-process)."""
+    from hydra import compose, initialize_config_dir
+
+    from moejax.engine.config import register
+
+    register()
+    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base=None):
+        return compose("config", [*TINY, *overrides])
+
+
+TEN = "[1,2,3,4,5,6,7,8,9,10]"
+
+
+@pytest.mark.parametrize("overrides,fragments", [
+    (["grid.batches=[1,2]", "grid.interactivity.count=300000000"],
+     ["grid.interactivity.count = 300000000 is invalid", "GB of working memory", "max_memory_bytes"]),
+    ([f"grid.hardware_space.{f}={TEN}" for f in ("hbm_bw", "hbm_bytes", "flops", "intra_bw", "inter_bw", "intra_latency",
+                                                  "inter_latency")],
+     ["grid.hardware_space = 10 hbm_bw x 10 hbm_bytes", "(1e+07 accelerators) is invalid", "working memory"]),
+    (["grid.batches=[1,2,4,8,16,32,64,128]", "grid.interactivity.count=2", "max_memory_bytes=300"],
+     ["grid.batches = [8 values] is invalid"]),
+    ([f"grid.partitions.{f}=[{','.join(map(str, range(1, 21)))}]" for f in ("tp", "ep", "pp", "dp_attn", "kvp", "dense_tp")],
+     ["grid.partitions = 1.28e+08 combinations is invalid", "working memory"]),
+    (["grid.contexts=[" + ",".join(str(1024 + i) for i in range(1000)) + "]", "grid.num_gpus=[8,16,32,64,128,256,512]",
+      "grid.kappas=[1,2,3,4,5,6,7,8]", "max_output_bytes=1e6"], ["max_output_bytes = 1e+06 is invalid for this grid", "at least"]),
+])
+def test_sizes_are_refused_before_allocating(overrides, fragments):
+    """``check_sizes`` (``run`` calls it right after ``validate_grid``, before the plan is built):
+    levels, batches, design-space accelerators, partition candidates and the dataset's size, from
+    the config alone. ``grid.interactivity.count=300000000`` allocated 3 GB before."""
+    import time
+
+    from moejax.engine.config import check_sizes
+
+    cfg = composed(*overrides)
+    start = time.perf_counter()
+    with pytest.raises(SpecError) as e:
+        check_sizes(cfg)
+    assert time.perf_counter() - start < 1.0
+    for fragment in fragments:
+        assert fragment in str(e.value), str(e.value)
+
+
+def test_size_refusal_from_the_command_line(tmp_path):
+    """The same check through the CLI: one line, exit 2, no file (peak RSS ~240 MB, measured)."""
+    assert_refused(sweep(tmp_path, "grid.batches=[1,2]", "grid.interactivity.count=300000000"), tmp_path,
+                   "grid.interactivity.count = 300000000 is invalid")
+
+
+ALIAS_BOMB = "- id: [&a [x, x, x, x, x, x, x, x, x, x], " + ", ".join(  # the old loader hung printing this id
+    f"&{c} [{', '.join([f'*{p}'] * 10)}]" for p, c in zip("abcdefgh", "bcdefghi")) + "]\n"
+
+
+def test_yaml_alias_bomb_is_refused_quickly(tmp_path):
+    """A 1 KB "billion laughs" file (10⁹ nodes once expanded): refused by its node count, fast,
+    for measurement files and catalogue YAML alike; the published file (which has anchors) loads."""
+    import time
+
+    from moejax.analysis import validation as val
+
+    path = write(tmp_path, "bomb.yaml", ALIAS_BOMB)
+    assert path.stat().st_size < 1024
+    for load in (val.load_measurements, moejax.load_model):
+        start = time.perf_counter()
+        with pytest.raises(SpecError, match=rf"^{path}: node count = more than 1000000 \(YAML aliases expanded\) is invalid"):
+            load(str(path))
+        assert time.perf_counter() - start < 1.0
+    assert len(val.load_measurements(ROOT / "moejax/data/reference/serving/measurements.yaml")) > 0
+
+
+@pytest.mark.parametrize("depth", [40, 100_000])
+def test_deeply_nested_inputs_are_refused(depth, tmp_path):
+    from moejax.analysis import validation as val
+
+    path = write(tmp_path, "config.json", "[" * depth + "]" * depth)
+    with pytest.raises(SpecError, match=rf"^{path}: nesting depth = .* is invalid: allowed at most 32 levels"):
+        moejax.load_model(str(path))
+    path = write(tmp_path, "m.yaml", "[" * depth + "]" * depth)
+    with pytest.raises(SpecError, match=rf"^{path}: nesting depth = .* is invalid: allowed at most 32 levels"):
+        val.load_measurements(path)
+
+
+def test_oversized_input_file_is_refused(tmp_path):
+    from moejax.catalogue.files import MAX_FILE_BYTES
+
+    path = write(tmp_path, "config.json", " " * (MAX_FILE_BYTES + 1))
+    with pytest.raises(SpecError, match=rf"^{path}: file size = {MAX_FILE_BYTES + 1} bytes is invalid: allowed at most"):
+        moejax.load_model(str(path))

@@ -16,6 +16,7 @@ import yaml
 from ..physics import baseline
 from ..physics.specs import ATTENTION_KINDS, FABRICS, Accounting, HardwareSpec, ModelSpec, SpecError
 from . import hf_patterns  # noqa: F401  (registers the patterned families' config.json importers)
+from .files import load_json, load_yaml
 from .hf import architecture_from_hf_config
 from .patterns import LAYER_TYPES, PATTERN_FIELDS, pattern_counts
 
@@ -71,8 +72,7 @@ def _read_yaml(kind: str, name_or_path: str) -> tuple[dict, str]:
     elif not path.is_file():
         raise SpecError(f"{kind} file {str(path)!r} does not exist")
     try:
-        with open(path) as f:
-            data = yaml.safe_load(f)
+        data = load_yaml(path)
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
@@ -162,8 +162,7 @@ def model_entry(name_or_path: str) -> dict:
 def _hf_architecture(path: str) -> dict:
     """A Hugging Face ``config.json`` as an ``architecture:`` mapping; errors name ``path``."""
     try:
-        with open(path) as f:
-            cfg = json.load(f)
+        cfg = load_json(Path(path))
     except json.JSONDecodeError as e:
         raise SpecError(f"{path}: is not valid JSON (an empty or truncated file?): {e.msg} at line {e.lineno}, "
                         f"column {e.colno}") from None

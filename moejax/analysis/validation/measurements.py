@@ -26,6 +26,7 @@ from pathlib import Path
 import yaml
 
 from ...catalogue import DTYPE_BYTES
+from ...catalogue.files import load_yaml
 from ...physics.specs import SpecError
 
 FIELDS_REQUIRED = ("id", "source", "firmness", "model", "hardware", "num_gpus", "partition", "dtypes", "phase",
@@ -117,8 +118,7 @@ def read_yaml(path: Path):
     if not path.is_file():
         raise SpecError(f"measurements = {str(path)!r} is invalid: the file does not exist")
     try:
-        with open(path) as f:
-            return yaml.safe_load(f)
+        return load_yaml(path)  # size, depth and alias-expanded node count checked first
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         line = f":{mark.line + 1}" if mark is not None else ""
