@@ -6,17 +6,20 @@ HDF5's close) can then wait on that lock for ever. Inside :func:`safe_points` a 
 noted, and the loop raises it between two steps (one chunk computed and written, one part
 assembled); a second signal raises at once, for a user who will not wait. No handler of this module
 raises inside :func:`deferred` (every netCDF read and write of a run): a signal that must stop the
-run there is raised when the I/O ends. The first signal's number is kept (:func:`received`), so the
+run there is raised when the I/O ends; nor inside netCDF library code or a finaliser reached some
+other way (garbage collection): there the signal is delivered again ``RETRY_S`` later. The first signal's number is kept (:func:`received`), so the
 command exits with 128 + it (130 for SIGINT, 143 for SIGTERM).
 """
 
 from __future__ import annotations
 
 import contextlib
+import os
 import signal
 import threading
 
-_state = {"io": 0, "late": False, "signum": None}  # netCDF I/O in progress; a stop waiting for its end; first signal
+# netCDF I/O in progress; a stop waiting for its end; the first signal; a command's run (install() to ignore())
+_state = {"io": 0, "late": False, "signum": None, "command": False}
 
 
 def received() -> int | None:
@@ -24,19 +27,47 @@ def received() -> int | None:
     return _state["signum"]
 
 
-def _stop(signum) -> None:
-    """A signal that stops the run: ``KeyboardInterrupt`` now, or at the end of the netCDF I/O in progress."""
+RETRY_S = 0.5  # s: a stop not taken yet (deferred in library code, or swallowed) is delivered again after this
+UNSAFE = ("/xarray/", "/netCDF4/", "/h5netcdf/", "/h5py/")  # library code that may hold HDF5's lock
+
+
+def _unsafe(frame) -> bool:
+    """Whether the interrupted code is netCDF/HDF5 library code or a finaliser (``__del__``: an
+    exception there is only printed, and it may be closing an HDF5 file), at any depth."""
+    while frame is not None:
+        if frame.f_code.co_name == "__del__" or any(s in frame.f_code.co_filename for s in UNSAFE):
+            return True
+        frame = frame.f_back
+    return False
+
+
+def _again(signum) -> None:
+    """Deliver ``signum`` to this process again in ``RETRY_S`` (ignored by then if the run has ended);
+    only during a command's run (:func:`install`), never in a library caller's process."""
+    if not _state["command"]:
+        return
+    timer = threading.Timer(RETRY_S, os.kill, (os.getpid(), signum))
+    timer.daemon = True
+    timer.start()
+
+
+def _stop(signum, frame) -> None:
+    """A signal that stops the run: ``KeyboardInterrupt`` now; inside :func:`deferred` when the
+    I/O ends; inside library netCDF code or a finaliser a little later (delivered again). It is
+    delivered again anyway in case the exception was swallowed (raised inside a finaliser)."""
     if _state["signum"] is None:
         _state["signum"] = signum
     if _state["io"]:
         _state["late"] = True
-    else:
+        return
+    _again(signum)
+    if not _unsafe(frame):
         raise KeyboardInterrupt
 
 
 def interrupt(signum, frame) -> None:
-    """Handler outside safe points: raise ``KeyboardInterrupt``, deferred past netCDF I/O."""
-    _stop(signum)
+    """Handler outside safe points: raise ``KeyboardInterrupt``, never inside netCDF I/O."""
+    _stop(signum, frame)
 
 
 @contextlib.contextmanager
@@ -64,7 +95,7 @@ class PendingInterrupt:
         if _state["signum"] is None:
             _state["signum"] = signum
         if self.requested:  # the second signal: now (after the netCDF I/O in progress)
-            _stop(signum)
+            _stop(signum, frame)
         self.requested = True
 
     def check(self) -> None:
@@ -85,7 +116,7 @@ def install() -> None:
     if threading.current_thread() is not threading.main_thread():
         return
     _state.setdefault("sigint_ignored", signal.getsignal(signal.SIGINT) is signal.SIG_IGN)  # as the process started
-    _state.update(io=0, late=False, signum=None)
+    _state.update(io=0, late=False, signum=None, command=True)
     signal.signal(signal.SIGTERM, interrupt)
     if not _state["sigint_ignored"]:
         signal.signal(signal.SIGINT, interrupt)
@@ -97,6 +128,7 @@ def ignore() -> None:
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        _state["command"] = False
 
 
 @contextlib.contextmanager
