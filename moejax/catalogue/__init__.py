@@ -185,6 +185,9 @@ def load_model(name_or_path: str, **dtypes) -> ModelSpec:
     activations). A ``None`` value keeps the entry's."""
     entry = model_entry(name_or_path)
     where = entry.get("_where", str(name_or_path))
+    for key, name in (entry.get("dtypes") or {}).items():  # the entry's own, even where an override replaces it
+        if name is not None:
+            _dtype(where, f"dtypes.{key}", name)
     return model_from_architecture(entry["architecture"], {**entry.get("dtypes", {}), **dtypes}, where)
 
 
