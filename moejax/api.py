@@ -15,9 +15,22 @@ _decode = jax.jit(decode_point)
 _prefill = jax.jit(prefill_point)
 
 
-def _specs(model, hardware) -> tuple[ModelSpec, HardwareSpec]:
-    m = load_model(model) if isinstance(model, str) else model
-    hw = load_hardware(hardware) if isinstance(hardware, str) else hardware
+def _spec(field: str, value, cls, example: str):
+    """``value`` when it is a ``cls``; otherwise a one-line ``SpecError`` naming ``field``."""
+    if not isinstance(value, cls):
+        raise SpecError(f"{field} = {value!r} is invalid: must be a moejax.{cls.__name__}{example}")
+    return value
+
+
+def _specs(model, hardware, partition, accounting) -> tuple[ModelSpec, HardwareSpec]:
+    """Names loaded from the catalogue, every argument checked to be its spec type (one line naming
+    the argument otherwise, not an AttributeError from inside the kernel)."""
+    m = load_model(model) if isinstance(model, str) else _spec("model", model, ModelSpec, " or a catalogue name/path")
+    hw = load_hardware(hardware) if isinstance(hardware, str) else _spec("hardware", hardware, HardwareSpec,
+                                                                          " or a catalogue name/path")
+    _spec("partition", partition, Partition, ", e.g. moejax.Partition(tp=8)")
+    if accounting is not None:
+        _spec("accounting", accounting, Accounting, ", e.g. moejax.Accounting() or load_accounting('realistic')")
     return m, hw
 
 
@@ -62,7 +75,7 @@ def decode_step(model, hardware, partition: Partition, context: float, batch: fl
     """One decode step (``batch=None``: at B_max; otherwise sequences per replica, > 0). Model/hardware
     may be catalogue names; the accounting defaults to the ``realistic`` preset (``moejax.Accounting()``
     is speed of light). Differentiable (``jax.grad``) in any numeric argument or spec field."""
-    m, hw = _specs(model, hardware)
+    m, hw = _specs(model, hardware, partition, accounting)
     acc = accounting or load_accounting("realistic")
     if _concrete(m, partition):
         check_partition(m, partition)
@@ -74,7 +87,7 @@ def prefill_step(model, hardware, partition: Partition, context: float, batch: f
                  accounting: Accounting | None = None) -> StepCosts:
     """Prefill of ``batch`` prompts of ``context`` tokens (time to first token); accounting as
     ``decode_step``."""
-    m, hw = _specs(model, hardware)
+    m, hw = _specs(model, hardware, partition, accounting)
     acc = accounting or load_accounting("realistic")
     if _concrete(m, partition):
         check_partition(m, partition)

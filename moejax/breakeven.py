@@ -21,6 +21,7 @@ from .analysis.breakeven import REASONS, solve, summary_json, to_dataset
 from .cli import grid_job, one_line_errors
 from .engine.config import register
 from .engine.dataset import publish, temp_name
+from .engine.interrupts import deferred
 from .engine.plan import grid_accounting, partition_space_json, partition_space_note
 from .version import __version__
 
@@ -44,7 +45,8 @@ def run(cfg: DictConfig, out_path: Path) -> str:
     out_path.parent.mkdir(parents=True, exist_ok=True)
     tmp = temp_name(out_path)
     try:
-        ds.to_netcdf(tmp, engine="netcdf4")
+        with deferred():  # no signal raises inside HDF5
+            ds.to_netcdf(tmp, engine="netcdf4")
         publish(tmp, out_path, bool(cfg.get("overwrite", False)))
     finally:
         tmp.unlink(missing_ok=True)

@@ -21,7 +21,7 @@ from omegaconf import DictConfig
 from omegaconf.errors import OmegaConfBaseException
 
 from .catalogue import CONF_DIR, add_config_dir
-from .engine import distributed
+from .engine import distributed, interrupts
 from .physics.specs import SpecError
 
 
@@ -30,34 +30,32 @@ def remove_if_empty(run_dir: Path) -> None:
         run_dir.rmdir()
 
 
-def _terminate(signum, frame):
-    """SIGTERM unwinds like Ctrl-C, so temporary files are removed and parts kept on the way out."""
-    raise KeyboardInterrupt
-
-
 def run_command(job: Callable[[Path], str], compilation_cache=None) -> None:
     """Run ``job(run_dir) -> report`` inside a Hydra task and print its report; a ``SpecError``
-    becomes ``error: ...`` on stderr and exit code 2; Ctrl-C or SIGTERM becomes ``interrupted: ...``
-    and exit code 130. An empty run directory is removed."""
+    becomes ``error: ...`` on stderr and exit code 2; Ctrl-C or SIGTERM becomes one line
+    ``interrupted: ...`` and exit code 130 (SIGINT) or 143 (SIGTERM), never raised inside netCDF
+    I/O (``engine.interrupts``); once the job has ended, signals are ignored (the process is only
+    reporting and exiting: a late one must not kill it half-way). An empty run directory is removed."""
     logging.getLogger("jax._src.xla_bridge").setLevel(logging.ERROR)  # "no TPU/GPU backend" notices
     if compilation_cache:  # compiled kernels persist across runs (the κ* kernel takes 10-17 s to compile)
         jax.config.update("jax_compilation_cache_dir", str(Path(compilation_cache).expanduser()))
     run_dir = Path(HydraConfig.get().runtime.output_dir)
-    previous = signal.signal(signal.SIGTERM, _terminate)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)
-            report = job(run_dir)
+            interrupts.install()
+            try:
+                report = job(run_dir)
+            finally:
+                interrupts.ignore()
     except SpecError as e:
         print(f"error: {e}", file=sys.stderr)
         remove_if_empty(run_dir)
         sys.exit(2)
     except KeyboardInterrupt as e:
-        print(f"interrupted: {e}" if str(e) else "interrupted", file=sys.stderr)
+        print(f"interrupted: {e}" if str(e) else "interrupted", file=sys.stderr, flush=True)
         remove_if_empty(run_dir)
-        sys.exit(130)
-    finally:
-        signal.signal(signal.SIGTERM, previous)
+        sys.exit(128 + (interrupts.received() or signal.SIGINT))
     remove_if_empty(run_dir)
     print(report)
 
@@ -82,6 +80,7 @@ def grid_job(cfg: DictConfig, filename: str, job) -> None:
     run ``job(cfg, out) -> report``, and turn a ``SpecError`` into one line on stderr, exit code 2,
     and no files left behind."""
     def grid_run(run_dir: Path) -> str:
+        from .engine.config import validate_flags
         from .engine.dataset import check_output  # here: xarray/netCDF4 cost every CLI's startup, only grid runs need them
 
         grids = sorted(p.stem for p in (CONF_DIR / "grid").glob("*.yaml"))
@@ -97,7 +96,8 @@ def grid_job(cfg: DictConfig, filename: str, job) -> None:
             out = Path(cfg.out) if cfg.out else run_dir / filename
             if cfg.out and HydraConfig.get().mode == RunMode.MULTIRUN:  # each job its own file: NAME-<job>.nc
                 out = out.with_name(f"{out.stem}-{HydraConfig.get().job.num}{out.suffix}")
-            check_output(out, bool(cfg.get("overwrite", False)))  # before computing
+            validate_flags(cfg)
+            check_output(out, cfg.get("overwrite", False))  # before computing
             return job(cfg, out)
         except OmegaConfBaseException as e:  # a mandatory value left unset (???), an interpolation that fails
             raise SpecError(hydra_error_line(e)) from None
@@ -165,6 +165,17 @@ def hydra_error_line(e: Exception) -> str:
         group = str(e).split("'")[1] if str(e).count("'") >= 2 else "?"
         given = next((a for a in sys.argv[1:] if a.startswith(f"{group}=")), f"{group}=...")
         return f"{group} = {given.partition('=')[2]!r} is invalid: {group} has no default to override; write +{given}"
+    if "Config group override must be a string or a list" in str(e):  # model=1: Hydra's ValueError
+        return _group_value_line()
+    if "full_key: " in str(e) and not isinstance(e.__cause__, OmegaConfBaseException):  # a config file's bad value
+        key = str(e).split("full_key: ")[1].split()[0]
+        value = str(e).splitlines()[1].rpartition(": ")[2].strip("'") if len(str(e).splitlines()) > 1 else "?"
+        if key.startswith("grid.dtypes."):
+            from .catalogue import DTYPE_BYTES
+
+            return f"{key} = {value} is invalid: allowed {', '.join(DTYPE_BYTES)} (or null)"
+        allowed = _describe(_schema_type(key))
+        return f"{key} = {value} is invalid: " + (f"must be {allowed}" if allowed else first(e))
     cause = e if isinstance(e, OmegaConfBaseException) else e.__cause__
     if isinstance(cause, OmegaConfBaseException) and cause.full_key:
         key = cause.full_key
@@ -179,6 +190,20 @@ def hydra_error_line(e: Exception) -> str:
             return f"{key} is missing: it is required" + (f" ({allowed})" if allowed else "")
         return f"{key} = {cause.value!r} is invalid: " + (f"must be {allowed}" if allowed else first(cause))
     return f"config is invalid: {first(e)}" + (f" ({first(e.__cause__)})" if e.__cause__ else "")
+
+
+def _group_value_line() -> str:
+    """``model=1``: a config group given a number, which Hydra reports as a ValueError."""
+    for arg in sys.argv[1:]:
+        key, _, value = arg.lstrip("+~").partition("=")
+        if (CONF_DIR / key).is_dir():
+            try:
+                float(value)
+            except ValueError:
+                continue
+            names = sorted(p.stem for p in (CONF_DIR / key).glob("*.yaml") if not p.stem.endswith("_schema"))
+            return f"{key} = {value} is invalid: allowed {', '.join(names)}"
+    return "a config group override is invalid: it must be a name (a string) or a list of names"
 
 
 def one_line_errors(main: Callable) -> Callable:
@@ -196,6 +221,11 @@ def one_line_errors(main: Callable) -> Callable:
             return func(*args)
         except (HydraException, OmegaConfBaseException, yaml.YAMLError) as e:
             if os.environ.get("HYDRA_FULL_ERROR") == "1":
+                raise
+            print(f"error: {hydra_error_line(e)}", file=sys.stderr)
+            sys.exit(2)
+        except ValueError as e:  # Hydra's own check of a group override (model=1)
+            if "Config group override" not in str(e) or os.environ.get("HYDRA_FULL_ERROR") == "1":
                 raise
             print(f"error: {hydra_error_line(e)}", file=sys.stderr)
             sys.exit(2)

@@ -19,6 +19,7 @@ exit code 2.
 from __future__ import annotations
 
 import dataclasses
+import math
 from pathlib import Path
 
 import hydra
@@ -30,6 +31,7 @@ from .analysis.launch import ENGINES, Deployment, launch, model_path
 from .analysis.point import WHAT_IF_FIELDS, PointQuery, explain
 from .catalogue import available, load_accounting, load_model, model_entry
 from .cli import one_line_errors, run_command
+from .engine.config import validate_partitions
 from .engine.grid import PartitionSpace
 from .physics.specs import SpecError
 
@@ -50,15 +52,23 @@ def query(cfg: DictConfig) -> PointQuery:
     batches = _plain(cfg.batches)
     if not isinstance(batches, list):
         raise SpecError(f"batches = {batches!r} is invalid: a non-empty list of positive numbers")
-    space = {k: tuple(v) for k, v in _plain(cfg.partitions).items()}
-    bad = sorted(set(space) - set(PartitionSpace.__dataclass_fields__))
+    raw = _plain(cfg.partitions)
+    bad = sorted(set(raw) - set(PartitionSpace.__dataclass_fields__))
     if bad:
         raise SpecError(f"partitions.{bad[0]} is not a known field: allowed {', '.join(PartitionSpace.__dataclass_fields__)}")
+    validate_partitions("partitions", raw)
     what_if = {k: v for k, v in _plain(cfg.what_if).items() if v is not None}
     if cfg.launch is not None and cfg.launch not in ENGINES:
         raise SpecError(f"launch = {cfg.launch!r} is invalid: allowed {', '.join(ENGINES)}")
-    return PointQuery(model=model, hardware=hardware, num_gpus=cfg.num_gpus, accounting=load_accounting(choices.get("accounting") or "realistic"),
-                      context=cfg.context, isl=cfg.isl, osl=cfg.osl, batch=0.0 if cfg.batch is None else cfg.batch,
+    space = {k: tuple(v) for k, v in raw.items()}
+    acc = load_accounting(choices.get("accounting") or "realistic")
+    b = cfg.batch  # null: B_max; 0 is not a shorthand for it
+    if b is not None and (isinstance(b, bool) or not isinstance(b, int | float) or not math.isfinite(b) or b < 1
+                          or (acc.integer_batch and b != int(b))):
+        whole = "a whole number" if acc.integer_batch else "a number"
+        raise SpecError(f"batch = {b!r} is invalid: {whole} >= 1 of sequences per replica, or null (B_max)")
+    return PointQuery(model=model, hardware=hardware, num_gpus=cfg.num_gpus, accounting=acc,
+                      context=cfg.context, isl=cfg.isl, osl=cfg.osl, batch=0.0 if b is None else b,
                       batches=tuple(batches), levels=tuple(_plain(cfg.levels)), top=cfg.top, chunk=cfg.chunk, dtypes=dict(_plain(cfg.dtypes)),
                       space=PartitionSpace(**space), price_per_gpu_hour=cfg.price_per_gpu_hour, board_power=cfg.board_power,
                       what_if=what_if)

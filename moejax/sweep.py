@@ -18,6 +18,7 @@ from .analysis.qs import sweep_columns
 from .analysis.summary import summary
 from .cli import grid_job, one_line_errors
 from .engine.config import register
+from .engine.interrupts import deferred
 from .engine.run import run
 
 register()
@@ -26,7 +27,8 @@ register()
 def _sweep_job(cfg: DictConfig, out: Path) -> str:
     if run(cfg, out, sweep_columns(cfg)) is None:
         return f"process {jax.process_index()}: parts written; process 0 writes {out}"
-    return f"wrote {out}" + (f"\n{summary(out)}" if cfg.summary else "") + (f"\n{frontier_summary(out)}" if cfg.summary and (cfg.grid.get("batches") or cfg.grid.get("workloads")) else "")
+    with deferred():  # reads the dataset: a signal stops the run after it
+        return f"wrote {out}" + (f"\n{summary(out)}" if cfg.summary else "") + (f"\n{frontier_summary(out)}" if cfg.summary and (cfg.grid.get("batches") or cfg.grid.get("workloads")) else "")
 
 
 @one_line_errors

@@ -1,7 +1,7 @@
 """Validation job: ``python -m moejax.validate`` (Hydra config ``conf/validate.yaml``).
 
 Evaluates every usable entry of a measurement file (default: the published serving results,
-``../shared/reference/serving/measurements.yaml`` beside the repository) as deployed, at the
+``moejax/data/reference/serving/measurements.yaml``, vendored in the package) as deployed, at the
 accounting ``accounting=sol|realistic`` (``conf/accounting/``), prints the residual table (id,
 measured, predicted, ratio, bound, dominant term, notes), the not-expressible and skipped points,
 writes ``validation.csv`` and ``summary.json`` to the run directory (or ``out=DIR``) and ends with

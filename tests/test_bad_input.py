@@ -4,6 +4,7 @@ allowed, exit code 2, no file written (issue 11, items 5, 6 and 9). Command-line
 
 import functools
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -249,3 +250,201 @@ def test_hf_field_errors_name_the_path(tmp_path):
     with pytest.raises(SpecError, match=rf"^{path}: model_type = 'gpt2' is invalid"):
         moejax.load_model(str(path))
 
+
+
+# --- sizes checked before memory is taken (issue 20, item 4) ------------------------------------
+
+def composed(*overrides):
+    """The sweep config Hydra composes from ``TINY`` and ``overrides`` (in-process)."""
+    from hydra import compose, initialize_config_dir
+
+    from moejax.engine.config import register
+
+    register()
+    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base=None):
+        return compose("config", [*TINY, *overrides])
+
+
+TEN = "[1,2,3,4,5,6,7,8,9,10]"
+
+
+@pytest.mark.parametrize("overrides,fragments", [
+    (["grid.batches=[1,2]", "grid.interactivity.count=300000000"],
+     ["grid.interactivity.count = 300000000 is invalid", "GB of working memory", "max_memory_bytes"]),
+    ([f"grid.hardware_space.{f}={TEN}" for f in ("hbm_bw", "hbm_bytes", "flops", "intra_bw", "inter_bw", "intra_latency",
+                                                  "inter_latency")],
+     ["grid.hardware_space = 10 hbm_bw x 10 hbm_bytes", "(1e+07 accelerators) is invalid", "working memory"]),
+    (["grid.batches=[1,2,4,8,16,32,64,128]", "grid.interactivity.count=2", "max_memory_bytes=300"],
+     ["grid.batches = [8 values] is invalid"]),
+    ([f"grid.partitions.{f}=[{','.join(map(str, range(1, 21)))}]" for f in ("tp", "ep", "pp", "dp_attn", "kvp", "dense_tp")],
+     ["grid.partitions = 1.28e+08 combinations is invalid", "working memory"]),
+    (["grid.contexts=[" + ",".join(str(1024 + i) for i in range(1000)) + "]", "grid.num_gpus=[8,16,32,64,128,256,512]",
+      "grid.kappas=[1,2,3,4,5,6,7,8]", "max_output_bytes=1e6"], ["max_output_bytes = 1e+06 is invalid for this grid", "at least"]),
+])
+def test_sizes_are_refused_before_allocating(overrides, fragments):
+    """``check_sizes`` (``run`` calls it right after ``validate_grid``, before the plan is built):
+    levels, batches, design-space accelerators, partition candidates and the dataset's size, from
+    the config alone. ``grid.interactivity.count=300000000`` allocated 3 GB before."""
+    import time
+
+    from moejax.engine.config import check_sizes
+
+    cfg = composed(*overrides)
+    start = time.perf_counter()
+    with pytest.raises(SpecError) as e:
+        check_sizes(cfg)
+    assert time.perf_counter() - start < 1.0
+    for fragment in fragments:
+        assert fragment in str(e.value), str(e.value)
+
+
+def test_size_refusal_from_the_command_line(tmp_path):
+    """The same check through the CLI: one line, exit 2, no file (peak RSS ~240 MB, measured)."""
+    assert_refused(sweep(tmp_path, "grid.batches=[1,2]", "grid.interactivity.count=300000000"), tmp_path,
+                   "grid.interactivity.count = 300000000 is invalid")
+
+
+ALIAS_BOMB = "- id: [&a [x, x, x, x, x, x, x, x, x, x], " + ", ".join(  # the old loader hung printing this id
+    f"&{c} [{', '.join([f'*{p}'] * 10)}]" for p, c in zip("abcdefgh", "bcdefghi")) + "]\n"
+
+
+def test_yaml_alias_bomb_is_refused_quickly(tmp_path):
+    """A 1 KB "billion laughs" file (10⁹ nodes once expanded): refused by its node count, fast,
+    for measurement files and catalogue YAML alike; the published file (which has anchors) loads."""
+    import time
+
+    from moejax.analysis import validation as val
+
+    path = write(tmp_path, "bomb.yaml", ALIAS_BOMB)
+    assert path.stat().st_size < 1024
+    for load in (val.load_measurements, moejax.load_model):
+        start = time.perf_counter()
+        with pytest.raises(SpecError, match=rf"^{path}: node count = more than 1000000 \(YAML aliases expanded\) is invalid"):
+            load(str(path))
+        assert time.perf_counter() - start < 1.0
+    assert len(val.load_measurements(ROOT / "moejax/data/reference/serving/measurements.yaml")) > 0
+
+
+@pytest.mark.parametrize("depth", [40, 100_000])
+def test_deeply_nested_inputs_are_refused(depth, tmp_path):
+    from moejax.analysis import validation as val
+
+    path = write(tmp_path, "config.json", "[" * depth + "]" * depth)
+    with pytest.raises(SpecError, match=rf"^{path}: nesting depth = .* is invalid: allowed at most 32 levels"):
+        moejax.load_model(str(path))
+    path = write(tmp_path, "m.yaml", "[" * depth + "]" * depth)
+    with pytest.raises(SpecError, match=rf"^{path}: nesting depth = .* is invalid: allowed at most 32 levels"):
+        val.load_measurements(path)
+
+
+def test_oversized_input_file_is_refused(tmp_path):
+    from moejax.catalogue.files import MAX_FILE_BYTES
+
+    path = write(tmp_path, "config.json", " " * (MAX_FILE_BYTES + 1))
+    with pytest.raises(SpecError, match=rf"^{path}: file size = {MAX_FILE_BYTES + 1} bytes is invalid: allowed at most"):
+        moejax.load_model(str(path))
+
+
+# --- one line, exit 2 for the inputs of issue 20, item 5 -----------------------------------------
+
+@pytest.mark.parametrize("args,fragments", [
+    (["partitions.dp_attn=4"], ["partitions.dp_attn = 4 is invalid: must be a list, e.g. partitions.dp_attn=[4]"]),  # was a traceback
+    (["batch=0"], ["batch = 0 is invalid", "or null (B_max)"]),  # was silently B_max
+])
+def test_point_refuses_in_one_line(args, fragments, tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "JAX_PLATFORMS": "cpu"}
+    env.pop("HYDRA_FULL_ERROR", None)
+    (tmp_path / "run").mkdir()
+    proc = subprocess.run([sys.executable, "-m", "moejax.point", "model=mixtral-8x7b", "hardware=h100-sxm", "num_gpus=8",
+                           "context=4096", *args, f"hydra.run.dir={tmp_path / 'run' / 'out'}"], cwd=tmp_path / "run",
+                          env=env, capture_output=True, text=True, timeout=300, check=False)
+    assert_refused(proc, tmp_path, *fragments)
+
+
+def test_grid_file_with_a_list_for_a_dtype(tmp_path):
+    d = inputs(tmp_path)
+    (d / "grid").mkdir()
+    (d / "grid" / "g.yaml").write_text("defaults: [grid_schema]\nname: g\nmodels: [mixtral-8x7b]\nhardware: [h100-sxm]\n"
+                                       "num_gpus: [8]\ncontexts: [1024]\ndtypes: {kv: []}\n")
+    proc = sweep(tmp_path, grid=["+grid=g", "summary=false"], options=["--config-dir", str(d)])
+    assert_refused(proc, tmp_path, "grid.dtypes.kv = [] is invalid: allowed fp32, bf16")
+
+
+@pytest.mark.parametrize("overrides,fragments", [
+    (["grid.partitions.kv_modes=[]"], ["grid.partitions.kv_modes = [] is invalid: needs at least one of kvp, cp"]),
+    (["grid.partitions.kv_modes=[kvp,none]"], ["grid.partitions.kv_modes = 'none' is invalid: allowed kvp, cp"]),
+    (["grid.contexts=[1000.5]"], ["grid.contexts = 1000.5 is invalid", "integer"]),
+])
+def test_bad_grid_lists_in_process(overrides, fragments):
+    from moejax.engine.config import validate_grid
+
+    cfg = composed(*overrides)
+    with pytest.raises(SpecError) as e:
+        validate_grid(cfg.grid, cfg.precision)
+    for fragment in fragments:
+        assert fragment in str(e.value), str(e.value)
+
+
+@pytest.mark.parametrize("override,line", [
+    ("overwrite=-815", "overwrite = -815 is invalid: must be true or false"),  # was read as true
+    ("keep_partitions='1'", "keep_partitions = '1' is invalid: must be true or false"),
+    ("summary=0", "summary = 0 is invalid: must be true or false"),
+])
+def test_flags_must_be_booleans(override, line):
+    from moejax.engine.config import validate_flags
+
+    with pytest.raises(SpecError, match=f"^{re.escape(line)}$"):
+        validate_flags(composed(override))
+    validate_flags(composed("overwrite=true", "keep_partitions=false"))
+
+
+def test_economics_must_be_a_mapping():
+    from moejax.engine.workloads import economics_arrays
+
+    with pytest.raises(SpecError, match=r"^grid.economics = nan is invalid: a mapping such as"):  # was a TypeError
+        economics_arrays(["h100-sxm"], composed("grid.economics=nan").grid.economics)
+    with pytest.raises(SpecError, match=r"^grid.economics.board_power = 3 is invalid: a mapping"):
+        economics_arrays(["h100-sxm"], composed("grid.economics={board_power: 3}").grid.economics)
+
+
+def test_group_given_a_number_is_one_line(monkeypatch):
+    """``python -m moejax.sweep +grid=quick model=1``: Hydra's ValueError (was a traceback) as one line."""
+    from moejax.cli import hydra_error_line
+
+    monkeypatch.setattr("sys.argv", ["moejax.sweep", "+grid=quick", "model=1"])
+    line = hydra_error_line(ValueError("Config group override must be a string or a list. Got int"))
+    assert line.startswith("model = 1 is invalid: allowed deepseek-v3, ") and "mixtral-8x7b" in line
+
+
+def test_entry_dtypes_checked_even_when_overridden(tmp_path):
+    text = (ROOT / "conf/model/mixtral-8x7b.yaml").read_text().replace("kv: bf16", "kv: []", 1)
+    path = write(tmp_path, "m.yaml", text)
+    with pytest.raises(SpecError, match=rf"^{path}: dtypes.kv = \[\] is invalid: allowed fp32"):
+        moejax.load_model(str(path), kv="bf16")  # was accepted: the grid's kv replaced the entry's []
+
+
+def test_hf_config_beyond_plausibility_names_the_field(tmp_path):
+    cfg = {"model_type": "mixtral", "hidden_size": 4096, "num_hidden_layers": 3.8e16, "vocab_size": 32000,
+           "num_attention_heads": 32, "num_key_value_heads": 8, "intermediate_size": 14336, "num_local_experts": 8,
+           "num_experts_per_tok": 2}
+    path = write(tmp_path, "config.json", json.dumps(cfg))
+    with pytest.raises(SpecError, match=rf"^{path}: num_hidden_layers = 3.8e\+16 is invalid: must be an integer in \[1, 10000\]"):
+        moejax.load_model(str(path))
+
+
+@pytest.mark.parametrize("call,message", [
+    (lambda: moejax.decode_step(None, H100, TP8, 4096), "model = None is invalid: must be a moejax.ModelSpec"),
+    (lambda: moejax.decode_step("mixtral-8x7b", H100, {"tp": 8}, 4096),
+     "partition = {'tp': 8} is invalid: must be a moejax.Partition, e.g. moejax.Partition(tp=8)"),
+    (lambda: moejax.decode_step("mixtral-8x7b", None, TP8, 4096), "hardware = None is invalid"),
+    (lambda: moejax.prefill_step("mixtral-8x7b", H100, TP8, 4096, accounting="sol"), "accounting = 'sol' is invalid"),
+    (lambda: moejax.Partition(tp="8"), "Partition.tp = '8' is invalid: must be a number, not a string"),
+])
+def test_api_wrong_types_name_the_argument(call, message):
+    """Was an AttributeError from inside the kernel, or JAX's TypeError about abstract arrays."""
+    with pytest.raises(SpecError, match=f"^{re.escape(message)}"):
+        call()

@@ -1,17 +1,20 @@
 """Runs that collide, get interrupted or point at bad places: real subprocesses on tiny grids."""
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+import netCDF4
 import numpy as np
 import pytest
 import xarray as xr
 
-from moejax.engine.dataset import VARIABLES, assemble, completed_chunks, estimated_bytes, publish, temp_name
+from moejax.engine.dataset import (VARIABLES, assemble, completed_chunks, estimated_bytes, part_checksum, publish,
+                                   temp_name)
 from moejax.physics.specs import SpecError
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -76,7 +79,49 @@ def test_damaged_parts_are_recomputed(reference, tmp_path):
     files[1].write_bytes(b"\0" * len(files[1].read_bytes()))  # garbled
     rc, _, err = sweep([*MANY, f"out={out}", f"parts_dir={parts}"], tmp_path)
     assert rc == 0, err
-    assert err.count("is damaged; its chunk is computed again") == 2, err
+    assert err.count("is damaged (unreadable); its chunk is computed again") == 2, err
+    with xr.open_dataset(reference) as a, xr.open_dataset(out) as b:
+        assert a.identical(b)
+
+
+def killed_run(tmp_path, parts, out, n):
+    """Start the MANY sweep and kill it once ``n`` parts are on disk; its parts, sorted."""
+    proc = start([*MANY, f"out={out}", f"parts_dir={parts}"], tmp_path)
+    deadline = time.time() + 120
+    while time.time() < deadline and len(list(parts.glob("*/part-*.nc"))) < n:
+        time.sleep(0.01)
+    proc.kill()
+    proc.communicate()
+    files = sorted(parts.glob("*/part-*.nc"))
+    assert len(files) >= n and not out.exists()
+    return files
+
+
+def test_parts_that_are_not_what_they_claim_are_recomputed(reference, tmp_path):
+    """Each part records its grid's hash, its chunk id and a checksum of its values: a part of
+    another grid copied in, another chunk's part renamed, and a flipped byte in the values are each
+    recomputed with one warning line, and the dataset equals a clean run's."""
+    parts, out = tmp_path / "parts", tmp_path / "x.nc"
+    files = killed_run(tmp_path, parts, out, 4)
+    with netCDF4.Dataset(files[0], "r+") as nc:  # another grid's part: a valid checksum, another hash
+        nc.setncattr("grid", "0123456789abcdef")
+        nc.setncattr("checksum", part_checksum(nc))
+    shutil.copy(files[2], files[1])  # chunk 2's part renamed to chunk 1's
+    with netCDF4.Dataset(files[3]) as nc:  # a bit flipped in the stored throughput (uncompressed, contiguous)
+        nc.set_auto_maskandscale(False)
+        stored = np.ascontiguousarray(nc["throughput_per_gpu"][...]).tobytes()
+    data = bytearray(files[3].read_bytes())
+    at = data.find(stored)
+    assert at >= 0 and data.find(stored, at + 1) < 0
+    data[at + len(stored) // 2] ^= 0x10
+    files[3].write_bytes(bytes(data))
+    rc, _, err = sweep([*MANY, f"out={out}", f"parts_dir={parts}"], tmp_path)
+    assert rc == 0, err
+    warnings = [line for line in err.splitlines() if line.endswith("; its chunk is computed again")]
+    assert len(warnings) == 3, err
+    assert any(f"{files[0]} belongs to another grid (0123456789abcdef, not {files[0].parent.name})" in w for w in warnings), err
+    assert any(f"{files[1]} holds chunk 2, not 1" in w for w in warnings), err
+    assert any(f"{files[3]} is damaged (its values do not match its checksum)" in w for w in warnings), err
     with xr.open_dataset(reference) as a, xr.open_dataset(out) as b:
         assert a.identical(b)
 
@@ -150,7 +195,7 @@ def test_overwrite_true_replaces_an_existing_file(tmp_path):
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
 def test_interrupt_keeps_parts_and_says_how_to_resume(sig, reference, tmp_path):
-    """Ctrl-C (SIGINT) or SIGTERM mid-run: one line, exit 130, parts kept, no output and no
+    """Ctrl-C (SIGINT) or SIGTERM mid-run: one line, exit 130 (SIGINT) or 143 (SIGTERM), parts kept, no output and no
     temporary file; the same command then completes the dataset."""
     parts, out = tmp_path / "parts", tmp_path / "x.nc"
     # as typed in a terminal: SIGINT not ignored, whatever this test process inherited
@@ -162,7 +207,7 @@ def test_interrupt_keeps_parts_and_says_how_to_resume(sig, reference, tmp_path):
     proc.send_signal(sig)
     _, err = proc.communicate(timeout=60)
     kept = len(list(parts.glob("*/part-*.nc")))
-    assert proc.returncode == 130, err[-2000:]
+    assert proc.returncode == 128 + sig, err[-2000:]
     assert err.strip().splitlines()[-1].startswith(f"interrupted: {kept} of {len(CONTEXTS)} chunks kept in {parts}/"), err
     assert 3 <= kept < len(CONTEXTS) and not out.exists() and not temporaries(parts, tmp_path)
     if sig == signal.SIGINT:

@@ -26,7 +26,8 @@ from moejax.engine.grid import stack
 
 ROOT = Path(__file__).resolve().parent.parent
 SMALL = ROOT / "tests" / "data" / "validate-small.yaml"
-SHARED = ROOT.parent / "shared" / "reference"
+SHARED = ROOT.parent / "shared" / "reference"  # the newest published files, when beside the clone
+VENDORED = ROOT / "moejax" / "data" / "reference"  # their copies in the package
 KEYS = {"n", "evaluated", "skipped", "not_expressible", "infeasible", "median_abs_log_ratio", "p90_abs_log_ratio", "predicted"}
 
 
@@ -89,7 +90,7 @@ def _direct(m, hw, p, context, acc, phase, batch=None, mtp=(0.0, 0.0)):
 
 
 def _model(name, weights, kv, gemm, experts=None):
-    """A measurement's dtypes as the validation maps them (shared/reference/serving/README.md)."""
+    """A measurement's dtypes as the validation maps them (moejax/data/reference/serving/README.md)."""
     return load_model(name, weights=weights, experts=experts or weights, kv=kv, gemm=gemm, activations="bf16",
                       dispatch="fp8" if gemm in ("fp8", "fp4") else "bf16")
 
@@ -150,11 +151,24 @@ def test_not_expressible_partitions(tmp_path):
     assert reasons["heads"].startswith("partition not legal for llama-3-70b: Partition.tp = 3 is invalid")
 
 
-@pytest.mark.skipif(not SHARED.is_dir(), reason="../shared/reference is not beside the clone")
+@pytest.mark.skipif(not SHARED.is_dir(), reason="../shared/reference is not beside the clone (the newest published "
+                    "files live there; the vendored copies are checked by test_vendored_files_load)")
 def test_published_files_load():
     for path in (SHARED / "serving" / "measurements.yaml", SHARED / "peers" / "aic-silicon.yaml"):
         entries = val.load_measurements(path)
         assert len({e.id for e in entries}) == len(entries) > 0
+
+
+def test_vendored_files_load():
+    """The copies in the package (the validate default, the peers study's inputs) load alone."""
+    from omegaconf import OmegaConf
+
+    default = OmegaConf.load(ROOT / "conf" / "validate.yaml").measurements
+    assert (ROOT / default).resolve() == (VENDORED / "serving" / "measurements.yaml").resolve()
+    for path in (VENDORED / "serving" / "measurements.yaml", VENDORED / "peers" / "aic-silicon.yaml"):
+        entries = val.load_measurements(path)
+        assert len({e.id for e in entries}) == len(entries) > 0
+    assert (VENDORED / "peers" / "cases.md").read_text().count("\n| ") > 38
 
 
 def test_serving_block_is_read():

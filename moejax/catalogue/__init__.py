@@ -16,6 +16,7 @@ import yaml
 from ..physics import baseline
 from ..physics.specs import ATTENTION_KINDS, FABRICS, Accounting, HardwareSpec, ModelSpec, SpecError
 from . import hf_patterns  # noqa: F401  (registers the patterned families' config.json importers)
+from .files import load_json, load_yaml
 from .hf import architecture_from_hf_config
 from .patterns import LAYER_TYPES, PATTERN_FIELDS, pattern_counts
 
@@ -71,8 +72,7 @@ def _read_yaml(kind: str, name_or_path: str) -> tuple[dict, str]:
     elif not path.is_file():
         raise SpecError(f"{kind} file {str(path)!r} does not exist")
     try:
-        with open(path) as f:
-            data = yaml.safe_load(f)
+        data = load_yaml(path)
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
@@ -180,8 +180,7 @@ def _resolve_alias(data: dict, where: str) -> dict:
 def _hf_architecture(path: str) -> dict:
     """A Hugging Face ``config.json`` as an ``architecture:`` mapping; errors name ``path``."""
     try:
-        with open(path) as f:
-            cfg = json.load(f)
+        cfg = load_json(Path(path))
     except json.JSONDecodeError as e:
         raise SpecError(f"{path}: is not valid JSON (an empty or truncated file?): {e.msg} at line {e.lineno}, "
                         f"column {e.colno}") from None
@@ -204,6 +203,9 @@ def load_model(name_or_path: str, **dtypes) -> ModelSpec:
     activations). A ``None`` value keeps the entry's."""
     entry = model_entry(name_or_path)
     where = entry.get("_where", str(name_or_path))
+    for key, name in (entry.get("dtypes") or {}).items():  # the entry's own, even where an override replaces it
+        if name is not None:
+            _dtype(where, f"dtypes.{key}", name)
     return model_from_architecture(entry["architecture"], {**entry.get("dtypes", {}), **dtypes}, where)
 
 

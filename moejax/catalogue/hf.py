@@ -83,13 +83,23 @@ def _fail(field: str, value: Any, allowed: str) -> None:
     raise SpecError(f"{WHERE}: {field} = {shown} is invalid: {allowed}")
 
 
+# Plausibility bounds (inclusive maxima) of integer fields: far above any published model (61-126
+# layers, d_model <= 3e4, 384 experts), far below what overflows or allocates without end.
+MAXIMUM = {"num_hidden_layers": 10_000, "num_nextn_predict_layers": 100, "first_k_dense_replace": 10_000}
+MAXIMUM_OTHER = 10**8  # any other integer field (widths, heads, experts, vocabulary)
+
+
 def _int(cfg: dict, field: str, *, minimum: int = 1, default: Any = _MISSING, allow_none_as: Any = _MISSING) -> int:
-    """An integer field >= ``minimum``; ``default`` when absent, ``allow_none_as`` when null."""
+    """An integer field in [``minimum``, its plausibility bound]; ``default`` when absent,
+    ``allow_none_as`` when null."""
     value = cfg.get(field, _MISSING)
     if value is None and allow_none_as is not _MISSING:
         return allow_none_as
     if value is _MISSING and default is not _MISSING:
         return default
+    maximum = MAXIMUM.get(field, MAXIMUM_OTHER)
+    if isinstance(value, int | float) and not isinstance(value, bool) and value > maximum:
+        _fail(field, value, f"must be an integer in [{minimum}, {maximum}] (plausibility bound)")
     allowed = f"must be an integer >= {minimum}"
     if value is _MISSING:
         _fail(field, value, f"it is required ({allowed})")

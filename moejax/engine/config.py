@@ -11,11 +11,11 @@ import math
 from typing import Any, Optional
 
 from hydra.core.config_store import ConfigStore
-from omegaconf import MISSING
+from omegaconf import MISSING, OmegaConf
 
 from ..catalogue import DTYPE_BYTES, available, model_entry
 from ..physics.baseline import FAMILIES
-from ..physics.specs import EXPERT_TRAFFIC, ROOFLINES, Accounting, SpecError
+from ..physics.specs import EXPERT_TRAFFIC, KV_MODES, ROOFLINES, Accounting, SpecError
 
 
 @dataclasses.dataclass
@@ -129,15 +129,16 @@ class SweepConf:
     model: Any = None  # set by the optional `model=NAME` group: replaces grid.models
     hardware: Any = None  # set by the optional `hardware=NAME` group: replaces grid.hardware
     out: Any = None  # dataset path; default: sweep.nc in the Hydra run directory
-    overwrite: bool = False  # replace an existing out= file
+    overwrite: Any = False  # replace an existing out= file
     max_output_bytes: float = 8e9  # refuse a dataset estimated larger (uncompressed), before computing
+    max_memory_bytes: float = 4e9  # refuse a grid whose inputs (levels, design space, candidates) need more, before allocating
     parts_dir: str = "outputs/.parts"  # completed chunks, kept until the dataset is written
     precision: str = "float32"
-    keep_partitions: bool = False
-    sensitivities: bool = False  # add elasticities of throughput to hardware quantities
+    keep_partitions: Any = False
+    sensitivities: Any = False  # add elasticities of throughput to hardware quantities
     max_chunk_evaluations: int = 2**24  # candidate evaluations per chunk: bounds memory
     progress: Any = "auto"  # auto | true | false
-    summary: bool = True
+    summary: Any = True
     compilation_cache: Any = "~/.cache/moejax/jax"  # persistent JAX compilation cache; null disables
     breakeven: BreakevenConf = dataclasses.field(default_factory=BreakevenConf)
     distributed: Any = None  # conf/distributed/: none | env | slurm
@@ -161,6 +162,38 @@ def _positive(field: str, values, integer: bool = False, zero: bool = False) -> 
         if not ok or (integer and (int(v) != v or v > INT32_MAX)):
             kind = f"integer <= {INT32_MAX}" if integer else "number"
             raise SpecError(f"{field} = {v!r} is invalid: must be a {'non-negative' if zero else 'positive'} {kind}")
+
+
+def validate_partitions(prefix: str, partitions) -> None:
+    """A partition search space (``grid.partitions``, the point's ``partitions``): every degree a
+    non-empty list of positive integers (``redundant_experts``: >= 0), ``kv_modes`` a non-empty list
+    of kvp, cp."""
+    for field in ("tp", "ep", "pp", "dp_attn", "kvp", "dense_tp", "redundant_experts", "kv_modes"):
+        values = partitions.get(field)
+        if values is None:
+            continue
+        if not isinstance(values, list | tuple) and not OmegaConf.is_list(values):
+            raise SpecError(f"{prefix}.{field} = {values!r} is invalid: must be a list, e.g. {prefix}.{field}=[{values}]")
+        if field == "kv_modes":
+            if not values:
+                raise SpecError(f"{prefix}.kv_modes = [] is invalid: needs at least one of {', '.join(KV_SPLITS)}")
+            for mode in values:
+                _choice(f"{prefix}.kv_modes", mode, KV_SPLITS)
+        else:
+            _positive(f"{prefix}.{field}", list(values), integer=True, zero=field == "redundant_experts")
+
+
+KV_SPLITS = [m for m in KV_MODES if KV_MODES[m]]  # kvp, cp: how kvp > 1 splits the KV sequence
+FLAGS = ("overwrite", "keep_partitions", "sensitivities", "summary")  # true or false, nothing else
+
+
+def validate_flags(cfg) -> None:
+    """The sweep's on/off settings are YAML booleans: ``overwrite=-815`` or ``keep_partitions='1'``
+    are refused, not read as true (the schema leaves them open so Hydra does not convert them)."""
+    for field in FLAGS:
+        value = cfg.get(field)
+        if field in cfg and not isinstance(value, bool):
+            raise SpecError(f"{field} = {value!r} is invalid: must be true or false")
 
 
 def _choice(field: str, value, allowed) -> None:
@@ -207,14 +240,12 @@ def validate_grid(grid, precision: str) -> None:
             raise SpecError(f"grid.{field} = {names!r} is invalid: names must be unique")
     _positive("grid.kappas", list(grid.kappas))
     _positive("grid.num_gpus", list(grid.num_gpus), integer=True)
-    if grid.get("contexts") is not None:
-        _positive("grid.contexts", list(grid.contexts))
+    if grid.get("contexts") is not None:  # whole tokens (a workload's isl + osl/2 may be a half)
+        _positive("grid.contexts", list(grid.contexts), integer=True)
     for field in ("kappas", "num_gpus", "contexts"):
         if grid.get(field) is not None and len(set(grid[field])) != len(grid[field]):
             raise SpecError(f"grid.{field} = {list(grid[field])!r} is invalid: values must be unique")
-    for field in ("tp", "ep", "pp", "dp_attn", "kvp", "dense_tp"):
-        _positive(f"grid.partitions.{field}", list(grid.partitions[field]), integer=True)
-    _positive("grid.partitions.redundant_experts", list(grid.partitions.redundant_experts), integer=True, zero=True)
+    validate_partitions("grid.partitions", grid.partitions)
     if grid.batch != "bmax":  # sequences per replica: whole ones unless the accounting is continuous
         if isinstance(grid.batch, str):
             raise SpecError(f"grid.batch = {grid.batch!r} is invalid: bmax or a positive integer (sequences per replica)")
@@ -233,3 +264,50 @@ def validate_grid(grid, precision: str) -> None:
     _choice("precision", precision, ("float32", "float64"))
     if not isinstance(grid.get("prefill_chunk"), int | float) or not math.isfinite(grid.prefill_chunk):
         raise SpecError(f"grid.prefill_chunk = {grid.get('prefill_chunk')!r} is invalid: a number of tokens (<= 0: whole prompt)")
+
+
+# Working memory per item, bytes (Python objects, NumPy and device copies; measured, rounded up):
+LEVEL_BYTES = 64  # one interactivity level or batch (float64 + float32 arrays, a tuple entry)
+HARDWARE_BYTES = 4096  # one design-space accelerator (spec object ~250 B, name, stacked leaves, hw_* variables)
+CANDIDATE_BYTES = 256  # one enumerated partition combination per cluster size (a row of 9 floats as lists, then arrays)
+CELL_BYTES = 27  # the smallest dataset cell: 16 float32 variables + 2 int8 flags + ... (dataset.estimated_bytes)
+
+
+def _count(value) -> int:
+    return 0 if value is None else 1 if not isinstance(value, list | tuple) and not OmegaConf.is_list(value) else len(value)
+
+
+def check_sizes(cfg) -> None:
+    """Refuse, from the config alone and before anything is allocated, a grid whose inputs need more
+    than ``max_memory_bytes`` of working memory (interactivity levels, batches, design-space
+    accelerators, partition candidates) or whose dataset would exceed ``max_output_bytes``
+    (uncompressed; a lower bound here, the exact estimate follows once the plan is built). One-line
+    ``SpecError`` naming the field. Call after ``validate_grid``."""
+    grid = cfg.grid
+    budget, limit = cfg.get("max_memory_bytes", 4e9), cfg.get("max_output_bytes", float("inf"))
+    for field, value in (("max_memory_bytes", budget), ("max_output_bytes", limit)):
+        if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
+            raise SpecError(f"{field} = {value!r} is invalid: must be a positive number of bytes")
+    levels = int(grid.interactivity["count"]) if grid.get("interactivity") is not None else 0
+    batches = _count(grid.get("batches"))
+    space = {k: _count(v) for k, v in (grid.get("hardware_space") or {}).items() if v is not None}
+    hardware = len(grid.hardware) * math.prod(space.values())
+    candidates = math.prod(len(grid.partitions[f]) for f in grid.partitions) * len(grid.num_gpus)
+
+    def over(field, value, need):
+        if need > budget:
+            raise SpecError(f"{field} = {value} is invalid: it needs about {need / 1e9:.3g} GB of working memory, over "
+                            f"max_memory_bytes = {budget:.3g}; shrink it (or raise max_memory_bytes={need * 1.1:.2g})")
+    over("grid.interactivity.count", levels, levels * LEVEL_BYTES)
+    over("grid.batches", f"[{batches} values]", batches * LEVEL_BYTES)
+    over("grid.hardware_space", f"{' x '.join(f'{n} {k}' for k, n in space.items())} values ({hardware:.3g} accelerators)",
+         hardware * HARDWARE_BYTES)
+    over("grid.partitions", f"{math.prod(len(grid.partitions[f]) for f in grid.partitions):.3g} combinations", candidates * CANDIDATE_BYTES)
+    contexts = _count(grid.get("contexts")) if grid.get("contexts") is not None else _count(grid.get("workloads"))
+    cells = len(grid.models) * 2 * len(grid.kappas) * hardware * len(grid.num_gpus) * max(contexts, 1)
+    frontier = batches or grid.get("workloads") is not None or any(v is not None for v in (grid.get("slo") or {}).values())
+    size = cells * (CELL_BYTES + (4 * (levels + batches) if frontier else 0))
+    if size > limit:
+        raise SpecError(f"max_output_bytes = {limit:.3g} is invalid for this grid: its dataset would take at least "
+                        f"{size / 1e9:.3g} GB ({cells:.3g} cells, before compression); raise the limit "
+                        f"(max_output_bytes={size * 1.1:.2g}) or shrink the grid")

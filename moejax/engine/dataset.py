@@ -1,8 +1,8 @@
 """Sweep results on disk: one atomic netCDF part per chunk, then one CF-style netCDF4 dataset.
 
 Crash safety: a part is written to a unique temporary name and renamed, so a part either exists
-whole or not at all; a restarted sweep checks the parts it finds and evaluates only the chunks
-without a whole one. The final file is assembled part by part, one variable at a time (memory
+whole or not at all; each records its sweep's hash, its chunk id and a checksum of its values, and
+a restarted sweep evaluates every chunk without a part that proves to be that chunk. The final file is assembled part by part, one variable at a time (memory
 bounded by one variable of one chunk), into a unique temporary file, then published atomically.
 Runs of the same sweep take turns through a lock on its parts directory.
 """
@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import hashlib
 import math
 import os
 import sys
@@ -24,6 +25,7 @@ import xarray as xr
 from ..physics.cost import BOUND_MEANINGS
 from ..physics.specs import KV_MODES, SpecError
 from .grid import AXES, ELASTICITY_FIELDS, PARTITION_FIELDS
+from .interrupts import deferred
 
 FLAG = "flag"
 # name -> (units, long_name); units follow UDUNITS ("1" for counts, "s-1" for per-second rates)
@@ -90,33 +92,61 @@ def temp_name(path: Path) -> Path:
 
 def write_part(parts_dir: Path, chunk_id: int, axis: str, positions: slice, results: dict, trailing: dict | None = None) -> None:
     """Write one chunk's raw results atomically (unique temporary name, then rename). ``trailing``:
-    the dimensions after the grid axes of results that have their own (name -> dims)."""
+    the dimensions after the grid axes of results that have their own (name -> dims). The part
+    proves what it is: attributes ``grid`` (the sweep's hash, the name of ``parts_dir``),
+    ``chunk_id`` and ``checksum`` (:func:`part_checksum`)."""
     parts_dir.mkdir(parents=True, exist_ok=True)
     dims = AXES + ("partition",) if results["feasible"].ndim == 5 else AXES
     data = {k: (dims[: v.ndim - (k in FIELD_STACKS)] + ((f"{k}_field",) if k in FIELD_STACKS else ()), v)
             for k, v in results.items()}
     data.update({k: (AXES + tuple(trailing[k]), v) for k, v in results.items() if trailing and k in trailing})
-    ds = xr.Dataset(data, attrs={"chunk_id": chunk_id, "axis": axis, "start": positions.start, "stop": positions.stop})
+    ds = xr.Dataset(data, attrs={"grid": parts_dir.name, "chunk_id": chunk_id, "axis": axis, "start": positions.start,
+                                 "stop": positions.stop})
     path = parts_dir / f"part-{chunk_id:06d}.nc"
     tmp = temp_name(path)
     try:
-        ds.to_netcdf(tmp, engine="netcdf4")
-        os.replace(tmp, path)
+        with deferred():  # no signal raises inside (HDF5's lock): a stop waits for the part to be whole
+            ds.to_netcdf(tmp, engine="netcdf4")
+            with netCDF4.Dataset(tmp, "r+") as nc:  # the checksum of what is on disk, as a resumed run reads it
+                nc.setncattr("checksum", part_checksum(nc))
+            os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)  # only left when writing failed or was interrupted
 
 
-def part_is_whole(path: Path, chunk_id: int) -> bool:
-    """Whether a part on disk reads back completely (a truncated or garbled file does not)."""
+def part_checksum(nc) -> str:
+    """SHA-256 (hex) of an open part: its identity attributes (grid, chunk_id, axis, start, stop)
+    and every variable's name, dtype, shape and raw stored bytes, in name order."""
+    h = hashlib.sha256()
+    for key in ("grid", "chunk_id", "axis", "start", "stop"):
+        h.update(f"{key}={nc.getncattr(key)};".encode())
+    for name in sorted(nc.variables):
+        var = nc.variables[name]
+        var.set_auto_maskandscale(False)  # the bytes as stored: NaN fill and flags untouched
+        values = np.ascontiguousarray(var[...])
+        h.update(f"{name}:{values.dtype.str}:{values.shape};".encode())
+        h.update(values.tobytes())
+    return h.hexdigest()
+
+
+def part_problem(path: Path, chunk_id: int, grid: str) -> str | None:
+    """Why a part on disk cannot stand for chunk ``chunk_id`` of the sweep hashed ``grid`` (None if
+    it can): unreadable (truncated, garbled), another grid's, another chunk's, or values that do not
+    match its checksum (a flipped byte)."""
     try:
-        with netCDF4.Dataset(path) as nc:
-            if int(nc.getncattr("chunk_id")) != chunk_id or "feasible" not in nc.variables:
-                return False
-            for var in nc.variables.values():
-                var[...]  # reads every byte, one variable at a time
-        return True
+        with deferred(), netCDF4.Dataset(path) as nc:
+            attrs = set(nc.ncattrs())
+            if not {"grid", "chunk_id", "checksum"} <= attrs or "feasible" not in nc.variables:
+                return "is damaged (no grid, chunk_id or checksum attribute)"
+            if nc.getncattr("grid") != grid:
+                return f"belongs to another grid ({nc.getncattr('grid')}, not {grid})"
+            if int(nc.getncattr("chunk_id")) != chunk_id:
+                return f"holds chunk {int(nc.getncattr('chunk_id'))}, not {chunk_id}"
+            if part_checksum(nc) != nc.getncattr("checksum"):  # reads every byte, one variable at a time
+                return "is damaged (its values do not match its checksum)"
+        return None
     except Exception:  # noqa: BLE001 - HDF5 reports damage as OSError, RuntimeError, IndexError, ...
-        return False
+        return "is damaged (unreadable)"
 
 
 def _chunk_id(path: Path) -> int:
@@ -124,7 +154,8 @@ def _chunk_id(path: Path) -> int:
 
 
 def completed_chunks(parts_dir: Path, owned=None) -> set[int]:
-    """Chunks whose part is on disk and reads back whole. Temporaries of a killed run are removed,
+    """Chunks whose part is on disk and proves to be that chunk of this sweep (:func:`part_problem`;
+    the sweep's hash is the name of ``parts_dir``). Temporaries of a killed run are removed,
     and damaged parts are removed (to be recomputed), only those of the ``owned`` chunks when given
     (other processes may be writing theirs). Call it holding ``parts_lock``."""
     mine = lambda p: owned is None or _chunk_id(p) in owned
@@ -133,10 +164,11 @@ def completed_chunks(parts_dir: Path, owned=None) -> set[int]:
             tmp.unlink(missing_ok=True)
     done = set()
     for part in parts_dir.glob("part-*.nc"):
-        if not mine(part) or part_is_whole(part, _chunk_id(part)):
+        problem = part_problem(part, _chunk_id(part), parts_dir.name) if mine(part) else None
+        if problem is None:
             done.add(_chunk_id(part))
         else:
-            print(f"warning: {part} is damaged; its chunk is computed again", file=sys.stderr)
+            print(f"warning: {part} {problem}; its chunk is computed again", file=sys.stderr)
             part.unlink(missing_ok=True)
     return done
 
@@ -269,7 +301,7 @@ def assemble(out: Path, parts_dir: Path, coords: dict, row_map: np.ndarray, glob
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = temp_name(out)
     try:
-        with netCDF4.Dataset(tmp, "w", format="NETCDF4") as nc:
+        with deferred(), netCDF4.Dataset(tmp, "w", format="NETCDF4") as nc:  # a stop raises at a checkpoint or after
             _write_layout(nc, coords, global_attrs, float_dtype, partition_table, extra, sensitivities, extra_dims, extra_vars)
             for part in sorted(parts_dir.glob("part-*.nc")):
                 with netCDF4.Dataset(part) as ds:

@@ -1,17 +1,88 @@
-"""Ctrl-C and SIGTERM honoured at safe points only.
+"""Ctrl-C and SIGTERM honoured at safe points only, never inside netCDF I/O.
 
 A ``KeyboardInterrupt`` raised at an arbitrary bytecode can land inside JAX, xarray or HDF5 while
 they hold a lock or a half-written file; the interpreter's exit handlers (JAX's backend clean-up,
 HDF5's close) can then wait on that lock for ever. Inside :func:`safe_points` a signal is only
 noted, and the loop raises it between two steps (one chunk computed and written, one part
-assembled); a second signal raises at once, for a user who will not wait.
+assembled); a second signal raises at once, for a user who will not wait. No handler of this module
+raises inside :func:`deferred` (every netCDF read and write of a run): a signal that must stop the
+run there is raised when the I/O ends; nor inside netCDF library code or a finaliser reached some
+other way (garbage collection): there the signal is delivered again ``RETRY_S`` later. The first signal's number is kept (:func:`received`), so the
+command exits with 128 + it (130 for SIGINT, 143 for SIGTERM).
 """
 
 from __future__ import annotations
 
 import contextlib
+import os
 import signal
 import threading
+
+# netCDF I/O in progress; a stop waiting for its end; the first signal; a command's run (install() to ignore())
+_state = {"io": 0, "late": False, "signum": None, "command": False}
+
+
+def received() -> int | None:
+    """The number of the first SIGINT/SIGTERM a handler of this module saw (None: none)."""
+    return _state["signum"]
+
+
+RETRY_S = 0.5  # s: a stop not taken yet (deferred in library code, or swallowed) is delivered again after this
+UNSAFE = ("/xarray/", "/netCDF4/", "/h5netcdf/", "/h5py/")  # library code that may hold HDF5's lock
+
+
+def _unsafe(frame) -> bool:
+    """Whether the interrupted code is netCDF/HDF5 library code or a finaliser (``__del__``: an
+    exception there is only printed, and it may be closing an HDF5 file), at any depth."""
+    while frame is not None:
+        if frame.f_code.co_name == "__del__" or any(s in frame.f_code.co_filename for s in UNSAFE):
+            return True
+        frame = frame.f_back
+    return False
+
+
+def _again(signum) -> None:
+    """Deliver ``signum`` to this process again in ``RETRY_S`` (ignored by then if the run has ended);
+    only during a command's run (:func:`install`), never in a library caller's process."""
+    if not _state["command"]:
+        return
+    timer = threading.Timer(RETRY_S, os.kill, (os.getpid(), signum))
+    timer.daemon = True
+    timer.start()
+
+
+def _stop(signum, frame) -> None:
+    """A signal that stops the run: ``KeyboardInterrupt`` now; inside :func:`deferred` when the
+    I/O ends; inside library netCDF code or a finaliser a little later (delivered again). It is
+    delivered again anyway in case the exception was swallowed (raised inside a finaliser)."""
+    if _state["signum"] is None:
+        _state["signum"] = signum
+    if _state["io"]:
+        _state["late"] = True
+        return
+    _again(signum)
+    if not _unsafe(frame):
+        raise KeyboardInterrupt
+
+
+def interrupt(signum, frame) -> None:
+    """Handler outside safe points: raise ``KeyboardInterrupt``, never inside netCDF I/O."""
+    _stop(signum, frame)
+
+
+@contextlib.contextmanager
+def deferred():
+    """Run netCDF I/O (the main thread's) with signals deferred: a handler of this module only
+    notes a signal here; a stop it asked for raises ``KeyboardInterrupt`` once the I/O has ended
+    normally (an exception from inside propagates as it is). Nests."""
+    _state["io"] += 1
+    try:
+        yield
+    finally:
+        _state["io"] -= 1
+    if not _state["io"] and _state["late"]:
+        _state["late"] = False
+        raise KeyboardInterrupt
 
 
 class PendingInterrupt:
@@ -21,8 +92,10 @@ class PendingInterrupt:
         self.requested = False
 
     def note(self, signum, frame) -> None:
-        if self.requested:  # the second signal: now
-            raise KeyboardInterrupt
+        if _state["signum"] is None:
+            _state["signum"] = signum
+        if self.requested:  # the second signal: now (after the netCDF I/O in progress)
+            _stop(signum, frame)
         self.requested = True
 
     def check(self) -> None:
@@ -30,20 +103,47 @@ class PendingInterrupt:
             raise KeyboardInterrupt
 
 
+def _handled() -> list:
+    """SIGINT and SIGTERM, less SIGINT when the process was started with it ignored (``nohup``, a
+    background job of a non-interactive shell), as Unix expects."""
+    return [s for s in (signal.SIGINT, signal.SIGTERM) if signal.getsignal(s) is not signal.SIG_IGN]
+
+
+def install() -> None:
+    """A command's run begins: :func:`interrupt` handles SIGINT and SIGTERM (SIGTERM then unwinds
+    like Ctrl-C: temporaries removed, parts kept). SIGINT stays ignored when the process started
+    with it ignored. Outside the main thread, nothing changes."""
+    if threading.current_thread() is not threading.main_thread():
+        return
+    _state.setdefault("sigint_ignored", signal.getsignal(signal.SIGINT) is signal.SIG_IGN)  # as the process started
+    _state.update(io=0, late=False, signum=None, command=True)
+    signal.signal(signal.SIGTERM, interrupt)
+    if not _state["sigint_ignored"]:
+        signal.signal(signal.SIGINT, interrupt)
+
+
+def ignore() -> None:
+    """A command's run has ended, whatever way: the process only reports and exits, so SIGINT and
+    SIGTERM are ignored from now on (a late one must not kill it half-way, in its exit handlers)."""
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        _state["command"] = False
+
+
 @contextlib.contextmanager
 def safe_points():
     """Yield a :class:`PendingInterrupt` whose ``check()`` the caller runs between steps.
 
-    SIGINT is left alone when the process was started with it ignored (``nohup``, a background
-    job of a non-interactive shell), as Unix expects. Outside the main thread, where Python cannot
-    install handlers, signals keep their usual behaviour. The previous handlers come back on exit.
+    SIGINT is left alone when the process was started with it ignored. Outside the main thread,
+    where Python cannot install handlers, signals keep their usual behaviour. The previous handlers
+    come back on exit.
     """
     pending = PendingInterrupt()
     if threading.current_thread() is not threading.main_thread():
         yield pending
         return
-    signals = [s for s in (signal.SIGINT, signal.SIGTERM) if signal.getsignal(s) is not signal.SIG_IGN]
-    previous = {s: signal.signal(s, pending.note) for s in signals}
+    previous = {s: signal.signal(s, pending.note) for s in _handled()}
     try:
         yield pending
     finally:

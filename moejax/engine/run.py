@@ -23,7 +23,7 @@ from ..catalogue import HARDWARE_FIELDS
 from ..physics.specs import SpecError
 from ..version import __version__
 from . import distributed
-from .config import validate_chunking, validate_grid
+from .config import check_sizes, validate_chunking, validate_grid
 from .dataset import assemble, check_output, completed_chunks, estimated_bytes, parts_lock, write_part
 from .frontier import sweep_hooks
 from .grid import evaluate_chunks, local_devices, n_chunks
@@ -88,6 +88,7 @@ def run(cfg: DictConfig, out: Path, derive=None) -> Path | None:
         jax.config.update("jax_enable_x64", True)
     validate_grid(cfg.grid, cfg.precision)
     validate_chunking(cfg.max_chunk_evaluations)
+    check_sizes(cfg)  # before anything the grid's sizes scale is allocated
     plan = build_plan(cfg.grid, cfg.keep_partitions)
     science = science_config(cfg)
     text = OmegaConf.to_yaml(OmegaConf.create(science))

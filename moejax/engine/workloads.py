@@ -9,6 +9,8 @@ along it. Two workloads with the same decode context are refused (one context, o
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import numpy as np
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
@@ -69,12 +71,17 @@ def economics_arrays(hw_names: list[str], overrides) -> dict[str, np.ndarray]:
     """``{price_per_gpu_hour, board_power}`` per accelerator, float64: the catalogue's values
     (a design-space name ``b200|hbm_bwx2`` takes its base accelerator's), replaced by
     ``grid.economics.<field>.<name>`` where set (keyed by catalogue name)."""
+    if overrides is not None and not isinstance(overrides, Mapping):
+        raise SpecError(f"grid.economics = {_plain(overrides)!r} is invalid: a mapping such as "
+                        "{price_per_gpu_hour: {h100-sxm: 2.5}, board_power: {h100-sxm: 700}} (USD per GPU-hour, W)")
     overrides = overrides or {}
     bad = set(overrides) - set(ECONOMICS_FIELDS)
     if bad:
         raise SpecError(f"grid.economics.{min(bad)} is not a known field: allowed {', '.join(ECONOMICS_FIELDS)}")
     bases = [name.split("|")[0] for name in hw_names]
     for field, table in overrides.items():
+        if table is not None and not isinstance(table, Mapping):
+            raise SpecError(f"grid.economics.{field} = {_plain(table)!r} is invalid: a mapping from hardware name to value")
         for name, value in (table or {}).items():
             if name not in bases:
                 raise SpecError(f"grid.economics.{field} = {_plain(table)!r} is invalid: {name} is not a grid hardware name "

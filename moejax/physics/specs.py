@@ -43,6 +43,8 @@ def _host_values(spec) -> dict[str, np.ndarray] | None:
             out[f.name] = v.astype(float)
         elif f.metadata.get("static"):
             continue
+        elif isinstance(v, str | bytes):  # never a leaf (JAX's own placeholders are None, object(), ints)
+            raise SpecError(f"{type(spec).__name__}.{f.name} = {v!r} is invalid: must be a number, not a string")
         else:
             return None
     return out

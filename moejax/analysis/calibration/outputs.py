@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from ...engine.interrupts import deferred
 from ...physics.specs import SpecError
 from ...version import __version__
 from .constants import CONSTANTS
@@ -161,7 +162,8 @@ def write_outputs(res: CalibrationResult, out: Path) -> tuple[Path, Path]:
             w.writerow([name for name, _ in RESIDUAL_FIELDS])
             for row in res.table:
                 w.writerow([row[name].item() for name, _ in RESIDUAL_FIELDS])
-        ds.to_netcdf(tmp_nc, engine="netcdf4")
+        with deferred():  # no signal raises inside HDF5
+            ds.to_netcdf(tmp_nc, engine="netcdf4")
     except OSError as e:
         for p in (tmp_csv, tmp_nc):
             p.unlink(missing_ok=True)

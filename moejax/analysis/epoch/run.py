@@ -12,6 +12,7 @@ import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
 from ...catalogue import load_hardware, load_model
+from ...engine.interrupts import deferred
 from ...physics.specs import KV_MODES, Accounting, Partition, SpecError, Workload
 from ...version import __version__
 from .components import check_design_rank
@@ -157,7 +158,8 @@ def write_dataset(out: Path, cfg: DictConfig, plan: dict, results) -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.parent / f".{out.name}.{os.getpid()}.tmp"
     try:
-        ds.to_netcdf(tmp)
+        with deferred():  # no signal raises inside HDF5
+            ds.to_netcdf(tmp)
         os.replace(tmp, out)
     finally:
         if tmp.exists():

@@ -1,6 +1,6 @@
 """Validation against measured serving results (``python -m moejax.validate``).
 
-- ``measurements``: load and check a measurement YAML (format: shared/reference/serving/README.md);
+- ``measurements``: load and check a measurement YAML (format: moejax/data/reference/serving/README.md);
 - ``deploy``: each usable entry as deployed (model with its dtypes, hardware, partition,
   workload), or the one-line reason moejax cannot express it;
 - ``evaluate``: every point in one vmapped call per phase, predicted figures and residuals;

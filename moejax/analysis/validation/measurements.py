@@ -1,6 +1,6 @@
 """Measured serving results: load a measurement YAML and check every entry at the edge.
 
-The format is ``shared/reference/serving/README.md`` (a list of entries: id, source, firmness,
+The format is ``moejax/data/reference/serving/README.md`` (a list of entries: id, source, firmness,
 model, hardware, num_gpus, partition, dtypes, phase, batch, context, mtp, measured, usable,
 notes, and an optional ``serving`` block for serving-benchmark measurements: mode agg|disagg,
 isl, osl, concurrency, ttft). Every bad input is ONE line ``SpecError`` naming the file, the entry id, the field, the
@@ -26,6 +26,7 @@ from pathlib import Path
 import yaml
 
 from ...catalogue import DTYPE_BYTES
+from ...catalogue.files import load_yaml
 from ...physics.specs import SpecError
 
 FIELDS_REQUIRED = ("id", "source", "firmness", "model", "hardware", "num_gpus", "partition", "dtypes", "phase",
@@ -117,8 +118,7 @@ def read_yaml(path: Path):
     if not path.is_file():
         raise SpecError(f"measurements = {str(path)!r} is invalid: the file does not exist")
     try:
-        with open(path) as f:
-            return yaml.safe_load(f)
+        return load_yaml(path)  # size, depth and alias-expanded node count checked first
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         line = f":{mark.line + 1}" if mark is not None else ""
