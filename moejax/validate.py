@@ -49,9 +49,10 @@ def repo_path(value) -> Path:
 
 def fit_settings(cfg: DictConfig) -> val.FitSettings:
     c = OmegaConf.to_container(cfg.calibration, resolve=True)
-    unknown = sorted(set(c) - {"free", "per_family", "steps", "learning_rate", "write"})
+    unknown = sorted(set(c) - {"free", "per_family", "steps", "serving_steps", "learning_rate", "write"})
     if unknown:
-        raise SpecError(f"calibration.{unknown[0]} is not a known field: allowed free, per_family, steps, learning_rate, write")
+        raise SpecError(f"calibration.{unknown[0]} is not a known field: allowed free, per_family, steps, serving_steps, "
+                        "learning_rate, write")
     free = c["free"]
     if not isinstance(free, list) or not all(isinstance(x, str) for x in free):
         raise SpecError(f"calibration.free = {free!r} is invalid: must be a list of Accounting constant names")
@@ -82,6 +83,9 @@ def fit_report(res: val.FitResult, points) -> str:
 
 def serving_job(cfg: DictConfig, path: Path, name: str, acc, out: Path, write: Path | None) -> str:
     """The serving-benchmark validation of a silicon CSV (module docstring)."""
+    steps, rate = cfg.calibration.serving_steps, cfg.calibration.learning_rate
+    if cfg.fit and (isinstance(steps, bool) or not isinstance(steps, int) or steps < 1):
+        raise SpecError(f"calibration.serving_steps = {steps!r} is invalid: must be an integer >= 1")
     rows = silicon.load_silicon(path, set(available("model")))
     cases, not_expressible = benchmarks.resolve_all(rows)
     if not cases:
@@ -92,7 +96,7 @@ def serving_job(cfg: DictConfig, path: Path, name: str, acc, out: Path, write: P
     rec = serving_report.record(len(rows), cases, pred, log_ratio, table, not_expressible)
     text = serving_report.report(f"serving validation of {path} at accounting={name}", table, not_expressible)
     if cfg.fit:
-        res = serving_fit.fit_serving(cases, acc, steps=cfg.calibration.steps, learning_rate=cfg.calibration.learning_rate)
+        res = serving_fit.fit_serving(cases, acc, steps=steps, learning_rate=float(rate))
         cv = serving_report.cv_table(cases, res.cv, res.in_sample)
         stats = {f"{t['fold']}: {t['value']}": {k: t[k] for k in ("n", "tpot_median", "tpot_p90", "ttft_median", "ttft_p90")}
                  for t in cv if t["group"] == "all"}
