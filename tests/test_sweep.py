@@ -118,7 +118,7 @@ def test_killed_run_resumes_to_the_same_dataset(tmp_path):
 # build_plan (a partition space); each must exit with the message and leave no file or run directory.
 @pytest.mark.parametrize("args,expected", [
     (["+grid=nope"], "grid = 'nope' is invalid: allowed design-space, frontier, modern, qs-paper, quick"),
-    (["+grid=quick", "grid.models=[deepseek-v9]"], "grid.models = 'deepseek-v9' is invalid: allowed deepseek-v3"),
+    (["+grid=quick", "grid.models=[deepseek-v9]"], "grid.models = 'deepseek-v9' is invalid: allowed deepseek-r1, deepseek-v3,"),
     (["+grid=quick", "grid.partitions.tp=[5]"], "grid.partitions.tp = [5] is invalid: none divides the 128 heads of deepseek-v3"),
     ([], "grid is missing: choose one with +grid=NAME, available design-space, frontier, modern, qs-paper, quick"),
 ])
