@@ -114,7 +114,8 @@ def random_accounting_constants(rng: np.random.Generator) -> dict:
                 "flops_efficiency": float(rng.uniform(0.3, 1)), "layer_latency": float(rng.uniform(0, 20e-6)),
                 "fp8_efficiency": float(rng.uniform(0.3, 1)), "fp4_efficiency": float(rng.uniform(0.3, 1)),
                 "comm_efficiency": float(rng.uniform(0.3, 1)), "collective_latency": float(rng.uniform(0, 10e-6)),
-                "a2a_peer_latency": float(rng.uniform(0, 10e-6)), "sequence_latency": float(rng.uniform(0, 30e-6))}
+                "a2a_peer_latency": float(rng.uniform(0, 10e-6)), "sequence_latency": float(rng.uniform(0, 30e-6)),
+                "grouped_gemm_efficiency": float(rng.uniform(0.3, 1.5)), "attention_efficiency": float(rng.uniform(0.3, 1.5))}
 
 
 def random_point(rng: np.random.Generator) -> tuple[dict, dict, dict, dict, dict]:

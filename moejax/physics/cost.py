@@ -316,6 +316,7 @@ def _microbatch(m: ModelSpec, hw: HardwareSpec, p: Partition, acc: Accounting, t
     d, wb, ab = m.d_model, m.weight_bytes, m.act_bytes
     expert, embed, dispatch, attn_bytes, gemm_w, gemm_e, gemm_emb = _dtypes(m)
     f_w, f_e, f_emb, f_kv = (_peak(hw, b, acc) for b in (gemm_w, gemm_e, gemm_emb, attn_bytes))
+    f_e, f_kv = f_e * acc.grouped_gemm_efficiency, f_kv * acc.attention_efficiency  # kernel classes
     bw = hw.hbm_bw * acc.hbm_efficiency
     dv = arch.v_head_dim(m)
     # Products are grouped so that the batch-dependent factor (tokens, kv_tokens) multiplies a

@@ -41,7 +41,8 @@ ACCOUNTING_DEFAULTS = {
     "hbm_usable_fraction": 1.0, "reserve_bytes": 0.0, "kv_scale": 1.0, "routing_skew": 0.0,
     "overlap": 0.0, "hbm_efficiency": 1.0, "flops_efficiency": 1.0, "layer_latency": 0.0,
     "fp8_efficiency": 1.0, "fp4_efficiency": 1.0, "comm_efficiency": 1.0, "collective_latency": 0.0,
-    "a2a_peer_latency": 0.0, "request_overhead": 0.0, "sequence_latency": 0.0, "warmup_share": 0.0,
+    "a2a_peer_latency": 0.0, "request_overhead": 0.0, "sequence_latency": 0.0,
+    "grouped_gemm_efficiency": 1.0, "attention_efficiency": 1.0, "warmup_share": 0.0,
     "mode": "sol", "expert_traffic": "physical", "integer_batch": True, "roofline": "phase",
 }
 _STATIC = ("mode", "expert_traffic", "integer_batch", "roofline")
@@ -233,9 +234,9 @@ def _evaluate(model: dict, hw: dict, part: dict, workload: dict, acc: dict, pref
     # Section 1: peaks.
     gb = m["gb"]
     F_w = _peak(max(wb, gb), hw, ac)
-    F_e = _peak(max(eb, gb), hw, ac)
+    F_e = _peak(max(eb, gb), hw, ac) * ac["grouped_gemm_efficiency"]  # routed experts: grouped GEMM
     F_m = _peak(max(mb, gb), hw, ac)
-    F_q = _peak(m["qb"], hw, ac)
+    F_q = _peak(m["qb"], hw, ac) * ac["attention_efficiency"]  # attention scores, values and linear state
 
     # Section 2: partition.
     G = tp * dp_attn * kvp

@@ -11,18 +11,30 @@ TTFT); TTFT the mean time to the first token.
 ``decode_workers`` replicas on partition ``p`` holds ``B = min(concurrency/workers, decode_cap,
 B_max, token_budget·osl/(isl+osl))`` requests in its running batch (at least ``pp·dp_attn``, one
 per attention group). A step decodes one token of each and prefills up to ``room = token_budget - B``
-prompt tokens (``cost.decode_point`` with ``chunk_tokens``: the mixed step). A benchmark of equal
-requests keeps its clients in step: prompts arrive in clumps of ``g = clip(floor(room/isl), 1, B)``
-that are prefilled together, a clump step carrying ``k = min(g·isl, room)`` prompt tokens. In
-steady state the closed loop admits ``c = B·isl/osl`` prompt tokens per step on average, so a share
-``s = min(c/k, 1)`` of the steps are clump steps: ``TPOT = (1-s)·t_decode + s·t_clump`` (per output
-token: divided by ``1 + accepted``). A prompt's first token comes after ``ceil(isl/room)`` clump
-steps (``t_own``: the next clump fills a last partial one). Requests beyond the running batch wait
-for a slot: by Little's law ``n`` requests cycling through ``B`` slots, each held
-``osl·TPOT + t_own``, wait ``(n/B - 1)·(osl·TPOT + t_own)``. ``TTFT = request_overhead + t_own +
-W_admission + warmup_share·W_wave``. tests/test_served.py holds this closed form to a
-discrete-event simulation of the engine stepping the oracle's mixed step (TPOT within 15 %, TTFT
-within 20 %).
+prompt tokens (``cost.decode_point`` with ``chunk_tokens``: the mixed step). In steady state the
+closed loop admits ``λ = B/osl`` prompts per step, ``c = B·isl/osl`` prompt tokens, at random
+phases: a prompt shares its step with ``λ`` others on average, so a prefill step carries
+``k = min(g·isl, room)`` prompt tokens with ``g = clip(1 + λ, 1, min(B, floor(room/isl)))``, and a
+share ``s = min(c/k, 1)`` of the steps are prefill steps: ``TPOT = (1-s)·t_decode + s·t_prefill``
+(per output token: divided by ``1 + accepted``). A prompt's first token comes after
+``ceil(isl/room)`` such steps (``t_own``), after waiting for the prompts ahead of it: an M/D/1
+queue on the steps' prompt capacity, utilisation ``ρ = c/room``, mean wait ``ρ/(2(1-ρ))·t_own``
+(Pollaczek-Khinchine), at most the start-up wave's. Requests beyond the running batch wait for a
+slot: by Little's law ``n`` requests cycling through ``B`` slots, each held ``osl·TPOT + t_own``,
+wait ``(n/B - 1)·(osl·TPOT + t_own)``. ``TTFT = request_overhead + t_own + W_queue + W_admission +
+warmup_share·W_wave``.
+
+**Start-up wave.** A benchmark's clients all send their first request at once: ``min(n, B)``
+prompts queue together and are prefilled in ``m = min(n,B)·isl/room`` full steps of ``room``
+tokens, the i-th ending with step ``ceil(i·isl/room)``: a mean TTFT of ``(m + 1)/2`` full steps,
+``W_wave = max((m + 1)/2·t_full - t_own, 0)`` beyond a steady prompt's (aggregated),
+``max(N - W_pf·b, 0)/(2μ)`` (disaggregated). Only the run's first wave pays it; ``warmup_share``
+(an Accounting constant, fitted: the run's length in requests per client is not published) is its
+share of the measured requests. ``request_overhead`` (Accounting, fitted, per engine profile) is
+the engine's time per request outside the model's passes (API server, tokenisation, scheduling,
+the first token's streaming). tests/test_served.py holds these closed forms to a discrete-event
+simulation of the engine stepping the oracle's mixed step (clients at random phases for the steady
+state, all at once for the wave).
 
 **Disaggregated** (``prefill_workers > 0``). The decode pool's ``decode_workers`` replicas on
 ``p_dec`` hold ``B`` requests each, as above without prompt tokens (pure decode steps): TPOT is
@@ -34,8 +46,8 @@ closed loop is prefill-bound and Little's law gives ``TTFT = concurrency/μ - os
 ``TTFT = request_overhead + T_1 + W_queue + t_kv + warmup_share·W_wave`` with ``T_1`` the pass of
 one prompt per attention group and ``t_kv`` the KV hand-off (``serving.kv_transfer_time``).
 
-Named approximations (docs/cost-model.md §8): the disaggregated prefill queue takes Poisson-like
-arrivals (M/D/1); a batch below ``pp·dp_attn`` is evaluated at one sequence per attention group
+Named approximations (docs/cost-model.md §8): prompts arrive at random phases (Poisson-like: the
+M/D/1 queues), which is what clients desynchronised by the engines' jitter give; a batch below ``pp·dp_attn`` is evaluated at one sequence per attention group
 (the busiest rank sets the step).
 """
 
@@ -137,19 +149,19 @@ def slot_wait(n, batch, residence):
     return xp.maximum(n / batch - 1, 0.0) * residence
 
 
-def clump_steps(batch, active, isl, osl, budget):
-    """(prompt tokens of a clump step ``k``, share ``s`` of the steps that carry one, prompt
-    tokens a step can carry ``room``) for a running batch of ``batch`` requests, ``active`` of them
-    clients (module docstring: ``room = budget - B``, ``g = clip(floor(room/isl), 1, active)``,
-    ``k = min(g·isl, room)``, ``s = min(B·isl/(osl·k), 1)``).
+def prefill_steps(batch, active, isl, osl, budget):
+    """(prompt tokens of a prefill step ``k``, share ``s`` of the steps that carry one, prompt
+    tokens a step can carry ``room``) of a running batch of ``batch`` requests, ``active`` of them
+    clients (module docstring: ``room = budget - B``, ``g = clip(1 + B/osl, 1, min(active,
+    floor(room/isl)))``, ``k = min(g·isl, room)``, ``s = min(B·isl/(osl·k), 1)``).
 
-    64 requests of 1024/1024 tokens, budget 8192: room 8128, clumps of 7 prompts (k = 7168 tokens),
-    64 prompt tokens per step on average, so s = 64/7168 = 0.00893 of the steps carry a clump.
+    64 requests of 1024/1024 tokens, budget 8192: room 8128, g = 1 + 64/1024 = 1.0625 prompts per
+    prefill step (k = 1088 tokens), 64 prompt tokens per step on average: s = 64/1088 = 0.0588.
     """
     xp = namespace(batch, active, isl, osl, budget)
     room = xp.maximum(budget - batch, 1.0)
-    clump = xp.clip(xp.floor(room / isl), 1.0, xp.maximum(active, 1.0))
-    chunk = xp.minimum(clump * isl, room)
+    prompts = xp.clip(1.0 + batch / osl, 1.0, xp.maximum(xp.minimum(active, xp.floor(room / isl)), 1.0))
+    chunk = xp.minimum(prompts * isl, room)
     return chunk, xp.minimum(batch * isl / osl / chunk, 1.0), room
 
 
@@ -165,22 +177,24 @@ def aggregated(m: ModelSpec, hw: HardwareSpec, p: Partition, bench: Benchmark, a
     wl = Workload(context=context, batch=batch, draft_tokens=bench.draft_tokens, accepted=bench.accepted)
     step = cost.decode_point(m, hw, p, wl, acc)
     active = xp.minimum(n, batch)
-    chunk, share, room = clump_steps(batch, active, bench.isl, bench.osl, budget)
+    chunk, share, room = prefill_steps(batch, active, bench.isl, bench.osl, budget)
     own = cost.decode_point(m, hw, p, wl, acc, chunk_tokens=chunk, prompt_len=bench.isl)
+    full = cost.decode_point(m, hw, p, wl, acc, chunk_tokens=room, prompt_len=bench.isl)  # a start-up wave's step
     ok = step.feasible & own.feasible
     safe = lambda x: xp.where(ok, x, 1.0)  # noqa: E731  (finite stand-ins where infeasible: no NaN, no NaN gradient)
     per_step = 1 + bench.accepted
     tpot = ((1 - share) * safe(step.step_time) + share * safe(own.step_time)) / per_step
-    t_own = xp.ceil(bench.isl / room) * safe(own.step_time)  # full steps: the next clump fills a last partial one
+    t_own = xp.ceil(bench.isl / room) * safe(own.step_time)
     admission = slot_wait(n, batch, bench.osl * tpot + t_own)
-    wave = xp.maximum(active * bench.isl - chunk, 0.0) / (2 * chunk) * safe(own.step_time)
-    ttft = acc.request_overhead + t_own + admission + acc.warmup_share * wave
-    queue = xp.zeros_like(ttft)
+    wave = xp.maximum((active * bench.isl / room + 1) / 2 * safe(full.step_time) - t_own, 0.0)
+    rho = batch * bench.isl / bench.osl / room
+    queue = xp.minimum(md1_wait(rho, t_own), wave)
+    ttft = acc.request_overhead + t_own + queue + admission + acc.warmup_share * wave
     return Served(
         tpot=xp.where(ok, tpot, xp.inf), ttft=xp.where(ok, ttft, xp.inf), batch=batch,
         throughput_per_gpu=xp.where(ok, active / tpot / p.gpus_per_replica, 0.0),
         tokens_per_s_per_user=xp.where(ok, 1 / tpot, 0.0),
-        t_prefill=t_own, queue_wait=queue, admission_wait=admission, utilisation=batch * bench.isl / bench.osl / room, wave_wait=wave,
+        t_prefill=t_own, queue_wait=queue, admission_wait=admission, utilisation=rho, wave_wait=wave,
         kv_transfer_time=xp.zeros_like(tpot), feasible=ok, step=step)
 
 

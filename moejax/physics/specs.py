@@ -373,6 +373,8 @@ class Accounting:
     comm_efficiency: Any = 1.0  # achieved / nominal link bandwidth (NVLink, xGMI, NIC)
     collective_latency: Any = 0.0  # s of fixed launch cost per collective call (beyond the per-step alpha)
     a2a_peer_latency: Any = 0.0  # s per peer of a direct all-to-all (per-destination work)
+    grouped_gemm_efficiency: Any = 1.0  # routed-expert (grouped) GEMMs relative to dense GEMMs
+    attention_efficiency: Any = 1.0  # attention score/value and linear-state FLOPs relative to dense GEMMs
     sequence_latency: Any = 0.0  # s of host work per sequence per step per attention-DP rank (scheduling, sampling)
     request_overhead: Any = 0.0  # s per request before its first token beyond the model's passes (API, scheduling)
     warmup_share: Any = 0.0  # share of a closed-loop benchmark's requests in its start-up wave (served.py)
@@ -400,7 +402,8 @@ class Accounting:
         for f in ("reserve_bytes", "layer_latency", "collective_latency", "a2a_peer_latency", "request_overhead",
                   "sequence_latency"):
             _require("Accounting", v, f, np.isfinite(v[f]) & (v[f] >= 0), "must be >= 0")
-        _require("Accounting", v, "kv_scale", np.isfinite(v["kv_scale"]) & (v["kv_scale"] > 0), "must be > 0")
+        for f in ("kv_scale", "grouped_gemm_efficiency", "attention_efficiency"):
+            _require("Accounting", v, f, np.isfinite(v[f]) & (v[f] > 0), "must be > 0")
         _require("Accounting", v, "routing_skew", (v["routing_skew"] >= 0) & (v["routing_skew"] < 1), "must be in [0, 1)")
         _require("Accounting", v, "overlap", (v["overlap"] >= 0) & (v["overlap"] <= 1), "must be in [0, 1]")
         _require("Accounting", v, "warmup_share", (v["warmup_share"] >= 0) & (v["warmup_share"] <= 1), "must be in [0, 1]")

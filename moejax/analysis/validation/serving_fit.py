@@ -33,8 +33,9 @@ from ..calibration.constants import CONSTANTS
 from .benchmarks import Case, per_row, predict_mode, stack_modes
 from .fit import from_coordinate, to_coordinate
 
-FREE = ("hbm_efficiency", "flops_efficiency", "fp8_efficiency", "fp4_efficiency", "layer_latency", "comm_efficiency",
-        "collective_latency", "sequence_latency", "request_overhead", "warmup_share")
+FREE = ("hbm_efficiency", "flops_efficiency", "fp8_efficiency", "fp4_efficiency", "grouped_gemm_efficiency",
+        "attention_efficiency", "layer_latency", "comm_efficiency", "collective_latency", "sequence_latency",
+        "request_overhead", "warmup_share")
 CV_GROUPS = ("model", "system", "backend")
 PROFILED = ("request_overhead",)  # per engine profile (backend): what the serving stacks' front ends differ in
 PENALTY = 0.01
