@@ -341,7 +341,7 @@ def study_silicon(run_dir: Path) -> tuple[int, str]:
     if not SILICON.is_file():
         print(f"error: {SILICON} is missing: the silicon study reads the shared calibration split", file=sys.stderr)
         return 2, ""
-    common = [f"measurements={SILICON}"]
+    common = ["measurements=../shared/reference/serving/aic-silicon/train.csv"]  # SILICON, as the provenance names it
     rc, today, _ = _validate("validate_realistic", [*common, "accounting=realistic"], run_dir)
     if rc:
         return rc, ""
@@ -421,7 +421,7 @@ def main(argv=None) -> int:
     start = time.perf_counter()
     if args.study == "qs-paper":
         rc, text = study_qs_paper(run_dir, not args.no_sweep)
-    elif args.study in OUTPUT:
+    elif args.study in ("modern", "qs-point", "peers"):
         from studies import modern, peers, qs_point  # sweeps/studies/, next to this script
 
         if args.study == "modern":

@@ -163,3 +163,17 @@ def _write(tmp_path: Path, raws: list[dict]) -> Path:
 def _cli(*args):
     return subprocess.run([sys.executable, "-m", "moejax.validate", *args], check=False, cwd=ROOT, capture_output=True,
                           text=True, timeout=600)
+
+
+def test_partition_reads_moe_columns_only_for_moe_models():
+    """A dense model's MoE columns (published as 1 x 1 beside tp 4) are not read; an MoE model's
+    experts must span its attention GPUs."""
+    from moejax import load_model
+
+    pool = silicon.Pool(workers=1, tp=4, pp=1, dp_attn=1, moe_tp=1, moe_ep=1, cap=8)
+    p = benchmarks.partition(load_model("qwen3-32b"), pool)
+    assert (float(p.tp), float(p.ep), float(p.dp_attn)) == (4.0, 1.0, 1.0)
+    with pytest.raises(SpecError, match="moe_tp x moe_ep = 1 differs from tp x attention_dp = 4"):
+        benchmarks.partition(load_model("qwen3-235b-a22b"), pool)
+    dsv3 = benchmarks.partition(load_model("deepseek-v3"), silicon.Pool(1, 1, 1, 8, 1, 8, 64))
+    assert (float(dsv3.ep), float(dsv3.dp_attn), float(dsv3.redundant_experts)) == (8.0, 8.0, 0.0)

@@ -43,12 +43,17 @@ class Case:
 
 def partition(m: ModelSpec, pool: Pool) -> Partition:
     """A pool's parallelism as a ``Partition``: attention ``tp x dp_attn`` per stage, experts
-    ``moe_tp x moe_ep`` over the same GPUs (moejax's expert TP is ``tp·dp_attn/ep``), dense layers
-    and LM head over the whole stage (``dense_tp = 0``), and the fewest redundant expert slots that
-    let ``ep`` divide the experts. ``SpecError`` when the model cannot be split so."""
+    ``moe_tp x moe_ep`` over the same GPUs (moejax's expert TP is ``tp·dp_attn/ep``; a dense model's
+    MoE columns are not read), dense layers and LM head over the whole stage (``dense_tp = 0``), and
+    the fewest redundant expert slots that let ``ep`` divide the experts. ``SpecError`` when the
+    model cannot be split so."""
     experts = float(m.n_experts)
-    redundant = (-experts) % pool.moe_ep if pool.moe_ep > 1 and experts > 1 else 0.0
-    p = Partition(tp=float(pool.tp), ep=float(pool.moe_ep), pp=float(pool.pp), dp_attn=float(pool.dp_attn),
+    ep = pool.moe_ep if experts > 1 else 1
+    if experts > 1 and pool.tp * pool.dp_attn != pool.moe_tp * pool.moe_ep:
+        raise SpecError(f"moe_tp x moe_ep = {pool.moe_tp * pool.moe_ep} differs from tp x attention_dp = "
+                        f"{pool.tp * pool.dp_attn} (the experts must span the attention GPUs)")
+    redundant = (-experts) % ep if ep > 1 else 0.0
+    p = Partition(tp=float(pool.tp), ep=float(ep), pp=float(pool.pp), dp_attn=float(pool.dp_attn),
                   redundant_experts=float(redundant))
     check_partition(m, p)
     return p
@@ -65,7 +70,7 @@ def resolve(row: ServingRow) -> Case | str:
         dec = partition(m, row.decode)
         pf = partition(m, row.prefill) if row.prefill is not None else dec
     except SpecError as e:
-        return f"partition not legal for {row.model}: {e}"
+        return f"partition not expressible for {row.model}: {e}"
     disagg = row.prefill is not None
     bench = Benchmark(isl=row.isl, osl=row.osl, concurrency=float(row.concurrency),
                       decode_workers=float(row.decode.workers), prefill_workers=float(row.prefill.workers if disagg else 0),

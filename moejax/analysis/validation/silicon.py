@@ -18,7 +18,8 @@ How a row is read (docs/validation.md is the contract):
   FP8 on TensorRT-LLM with a quantised checkpoint (its default ``kv_cache_quant_algo``), else BF16
   (vLLM's and SGLang's ``auto``). EP dispatch in FP8 where the GEMM inputs are FP8 or FP4.
 - **agg**: one worker of ``tp_size x attention_dp_size x pp_size`` GPUs (empty or 0 attention DP:
-  1; empty or 0 ``moe_ep_size``: 1, ``moe_tp_size``: the whole stage, as dense rows publish them); MoE layers ``moe_tp_size x moe_ep_size`` over the same GPUs (must equal tp·attention_dp);
+  1; empty or 0 ``moe_ep_size``: 1, ``moe_tp_size``: the whole stage); MoE layers ``moe_tp_size x
+  moe_ep_size`` over the same GPUs (must equal tp·attention_dp; a dense model's are not read);
   the running batch is capped at ``batch_size x attention_dp_size`` (per attention-DP rank). Where
   the concurrency is a whole multiple ``w > 1`` of that cap, the run spread it over ``w`` such
   workers (the columns are per worker); otherwise one worker serves it all.
@@ -226,11 +227,6 @@ def read_row(path: Path, line: int, raw: dict, available: set[str]) -> ServingRo
         reason = "silicon_data_source gives no silicon_concurrency (requests in flight)"
     elif decode is None or (mode == "disagg" and prefill is None):
         reason = "worker counts or batch sizes not published (the decode batch, hence TPOT, is not determined)"
-    else:
-        for pool in (decode, prefill):
-            if pool is not None and pool.tp * pool.dp_attn != pool.moe_tp * pool.moe_ep:
-                reason = (f"moe_tp x moe_ep = {pool.moe_tp * pool.moe_ep} differs from tp x attention_dp = "
-                          f"{pool.tp * pool.dp_attn} (experts must span the attention GPUs)")
     return ServingRow(id=raw["id"].strip(), backend=backend, model_path=(raw.get("model_path") or "").strip(), model=model,
                       hardware=SYSTEMS.get(system, system), mode=mode, isl=isl, osl=osl,
                       concurrency=int(match.group(1)) if match else 0, dtypes=dtypes(backend, gemm, moe),
