@@ -316,7 +316,9 @@ def _microbatch(m: ModelSpec, hw: HardwareSpec, p: Partition, acc: Accounting, t
     d, wb, ab = m.d_model, m.weight_bytes, m.act_bytes
     expert, embed, dispatch, attn_bytes, gemm_w, gemm_e, gemm_emb = _dtypes(m)
     f_w, f_e, f_emb, f_kv = (_peak(hw, b, acc) for b in (gemm_w, gemm_e, gemm_emb, attn_bytes))
-    f_e, f_kv = f_e * acc.grouped_gemm_efficiency, f_kv * acc.attention_efficiency  # kernel classes
+    # kernel classes: routed experts run grouped GEMMs (one expert, E = 1, is a plain GEMM), attention its own kernels
+    f_e = f_e * xp.where(m.n_experts > 1, acc.grouped_gemm_efficiency, 1.0)
+    f_kv = f_kv * acc.attention_efficiency
     bw = hw.hbm_bw * acc.hbm_efficiency
     dv = arch.v_head_dim(m)
     # Products are grouped so that the batch-dependent factor (tokens, kv_tokens) multiplies a

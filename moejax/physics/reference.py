@@ -234,7 +234,7 @@ def _evaluate(model: dict, hw: dict, part: dict, workload: dict, acc: dict, pref
     # Section 1: peaks.
     gb = m["gb"]
     F_w = _peak(max(wb, gb), hw, ac)
-    F_e = _peak(max(eb, gb), hw, ac) * ac["grouped_gemm_efficiency"]  # routed experts: grouped GEMM
+    F_e = _peak(max(eb, gb), hw, ac) * (ac["grouped_gemm_efficiency"] if m["n_experts"] > 1 else 1.0)  # grouped GEMM
     F_m = _peak(max(mb, gb), hw, ac)
     F_q = _peak(m["qb"], hw, ac) * ac["attention_efficiency"]  # attention scores, values and linear state
 

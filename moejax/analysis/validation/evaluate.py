@@ -56,7 +56,7 @@ class Stacked:
     workloads: object
     measured: np.ndarray  # the measured figure, SI units
     figure: np.ndarray  # its position in FIGURES
-    serving: np.ndarray  # [points, 3]: isl, osl, 1 for an aggregated serving benchmark (else 0)
+    serving: np.ndarray | None  # [points, 3]: isl, osl, 1 for an aggregated serving benchmark; None: none is
 
 
 def stack_phase(points: list[Point], phase: str) -> Stacked | None:
@@ -71,7 +71,12 @@ def stack_phase(points: list[Point], phase: str) -> Stacked | None:
                    partitions=stack(rows), workloads=stack([p.workload for p in sel]),
                    measured=np.array([p.measurement.value for p in sel]),
                    figure=np.array([FIGURES.index(p.measurement.figure) for p in sel]),
-                   serving=np.array([agg_serving(p.measurement) for p in sel], dtype=float))
+                   serving=_serving_rows(sel))
+
+
+def _serving_rows(points) -> np.ndarray | None:
+    rows = np.array([agg_serving(p.measurement) for p in points], dtype=float)
+    return rows if rows[:, 2].any() else None  # None: the plain decode step (no mixed steps compiled)
 
 
 BUDGET = 8192.0  # tokens per step of chunked prefill: the engines' default (silicon.TOKEN_BUDGET)
@@ -113,8 +118,10 @@ def _best_variant(costs: StepCosts) -> tuple[StepCosts, jax.Array]:
 
 def point_costs(phase: str, m, hw, parts, wl, acc, serving) -> tuple[StepCosts, jax.Array]:
     """One point's costs at its best variant (``parts`` has a leading variant axis)."""
-    if phase == "decode":
+    if phase == "decode" and serving is not None:
         point = lambda m, hw, p, wl, acc: _served_decode(m, hw, p, wl, acc, serving)  # noqa: E731
+    elif phase == "decode":
+        point = decode_point
     else:
         point = _prefill
     return _best_variant(jax.vmap(point, in_axes=(None, None, 0, None, None))(m, hw, parts, wl, acc))
@@ -128,11 +135,13 @@ def figures(costs: StepCosts) -> jax.Array:
 @functools.partial(jax.jit, static_argnames="phase")
 def evaluate_phase(phase: str, models, hardware, partitions, workloads, acc: Accounting, serving):
     """All points of one phase in one vmapped call: (StepCosts, figures [n, 3], variant index).
-    Every leaf of ``acc`` carries a leading point axis; ``serving`` is ``Stacked.serving``."""
+    Every leaf of ``acc`` carries a leading point axis; ``serving`` is ``Stacked.serving`` (None
+    when no point is a serving benchmark)."""
     def one(m, hw, parts, wl, a, s):
         costs, i = point_costs(phase, m, hw, parts, wl, a, s)
         return costs, figures(costs), i
-    return jax.vmap(one)(models, hardware, partitions, workloads, acc, serving)
+    return jax.vmap(one, in_axes=(0, 0, 0, 0, 0, None if serving is None else 0))(
+        models, hardware, partitions, workloads, acc, serving)
 
 
 def per_point(acc: Accounting, n: int) -> Accounting:
