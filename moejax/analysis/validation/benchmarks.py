@@ -59,13 +59,23 @@ def partition(m: ModelSpec, pool: Pool) -> Partition:
     return p
 
 
+@functools.lru_cache(maxsize=None)
+def _model(name: str, dtypes: tuple) -> ModelSpec:
+    return load_model(name, **dict(dtypes))  # thousands of rows share a few models: read each entry once
+
+
+@functools.lru_cache(maxsize=None)
+def _hardware(name: str):
+    return load_hardware(name)
+
+
 def resolve(row: ServingRow) -> Case | str:
     """The row as kernel inputs, or the one-line reason it is not expressible."""
     if row.unexpressible:
         return row.unexpressible
     if row.hardware not in available("hardware"):
         return f"hardware {row.hardware!r} is not in the catalogue (conf/hardware/)"
-    m = load_model(row.model, **row.dtypes)
+    m = _model(row.model, tuple(sorted(row.dtypes.items())))
     try:
         dec = partition(m, row.decode)
         pf = partition(m, row.prefill) if row.prefill is not None else dec
@@ -76,7 +86,7 @@ def resolve(row: ServingRow) -> Case | str:
                       decode_workers=float(row.decode.workers), prefill_workers=float(row.prefill.workers if disagg else 0),
                       decode_cap=float(row.decode.cap), prefill_cap=float(row.prefill.cap if disagg else 0),
                       token_budget=row.token_budget, draft_tokens=row.draft_tokens, accepted=row.accepted)
-    return Case(row, m, load_hardware(row.hardware), dec, pf, bench)
+    return Case(row, m, _hardware(row.hardware), dec, pf, bench)
 
 
 def measurement_cases(points, variants: list[str]) -> tuple[list[int], list[Case]]:
