@@ -15,7 +15,15 @@ import pytest
 
 from moejax import Partition, load_hardware, load_model
 from moejax.physics.reference import reference_decode
-from moejax.physics.served import Benchmark, aggregated, disaggregated, md1_wait, prefill_steps, running_batch, slot_wait
+from moejax.physics.served import (
+    Benchmark,
+    aggregated,
+    disaggregated,
+    md1_wait,
+    prefill_steps,
+    running_batch,
+    slot_wait,
+)
 from moejax.physics.specs import Accounting, SpecError
 
 
@@ -45,8 +53,9 @@ ACC = Accounting(hbm_efficiency=0.8, flops_efficiency=0.6, layer_latency=20e-6, 
 
 
 def _dicts(m, hw, p):
-    spec = lambda s: {f.name: float(getattr(s, f.name)) for f in dataclasses.fields(s)  # noqa: E731
-                      if not f.metadata.get("static")}
+    def spec(s):
+        return {f.name: float(getattr(s, f.name)) for f in dataclasses.fields(s) if not f.metadata.get("static")}
+
     acc = {**spec(ACC), "expert_traffic": "physical", "roofline": "phase", "integer_batch": True}
     return spec(m), spec(hw), spec(p), acc
 
@@ -67,8 +76,9 @@ def simulate(m, hw, p, clients, isl, osl, budget, cap, rounds, spread, seed=0):
         key = (decoding, prompt_tokens, round(context / 64))
         if key not in cache:
             wl = {"context": max(context, 1.0), "batch": float(max(decoding, p.pp * p.dp_attn))}
-            cache[key] = reference_decode(model, hwd, part, wl, acc, chunk_tokens=float(prompt_tokens),
-                                          prompt_len=float(isl))["step_time"]
+            cache[key] = reference_decode(
+                model, hwd, part, wl, acc, chunk_tokens=float(prompt_tokens), prompt_len=float(isl)
+            )["step_time"]
         return cache[key]
 
     cycle = osl * step_time(min(clients, cap), 0, isl + osl / 2)
@@ -130,8 +140,13 @@ def test_agg_matches_simulation(case):
     assert float(r.tpot) == pytest.approx(tpot_sim, rel=0.10)
     assert float(r.ttft) == pytest.approx(ttft_sim, rel=0.25)
     _, (_, wave_sim) = simulate(m, hw, p, min(clients, cap or clients), isl, osl, 8192, cap or 10**9, 1, spread=False)
-    wave = jax.jit(aggregated)(m, hw, p, dataclasses.replace(bench, concurrency=float(min(clients, cap or clients))),
-                               dataclasses.replace(ACC, warmup_share=1.0))
+    wave = jax.jit(aggregated)(
+        m,
+        hw,
+        p,
+        dataclasses.replace(bench, concurrency=float(min(clients, cap or clients))),
+        dataclasses.replace(ACC, warmup_share=1.0),
+    )
     assert float(wave.t_prefill + wave.wave_wait) == pytest.approx(wave_sim, rel=0.10)
 
 

@@ -33,11 +33,22 @@ def rows():
 
 def test_agg_row_mapping(rows):
     r = rows[AGG]
-    assert (r.backend, r.model_path, r.model, r.hardware, r.mode) == ("trtllm", "meta-llama/Llama-3.1-70B", "llama-3.1-70b",
-                                                                     "b200", "agg")
+    assert (r.backend, r.model_path, r.model, r.hardware, r.mode) == (
+        "trtllm",
+        "meta-llama/Llama-3.1-70B",
+        "llama-3.1-70b",
+        "b200",
+        "agg",
+    )
     assert (r.isl, r.osl, r.concurrency) == (1024.0, 1024.0, 64)
-    assert r.dtypes == {"weights": "nvfp4", "experts": "nvfp4", "gemm": "fp4", "kv": "fp8", "dispatch": "fp8",
-                        "activations": "bf16"}
+    assert r.dtypes == {
+        "weights": "nvfp4",
+        "experts": "nvfp4",
+        "gemm": "fp4",
+        "kv": "fp8",
+        "dispatch": "fp8",
+        "activations": "bf16",
+    }
     assert r.decode == silicon.Pool(workers=1, tp=1, pp=1, dp_attn=1, moe_tp=1, moe_ep=1, cap=64) and r.prefill is None
     assert r.ttft == pytest.approx(float(_raw(AGG)["silicon_ttft_ms"]) / 1e3, rel=1e-15)
     assert r.tpot == pytest.approx(float(_raw(AGG)["silicon_tpot_ms"]) / 1e3, rel=1e-15)
@@ -58,13 +69,22 @@ def test_disagg_row_mapping(rows):
 def test_vllm_keeps_a_bf16_cache_and_mxfp4_experts_run_bf16_gemms():
     assert silicon.dtypes("vllm", "fp8", "fp8")["kv"] == "bf16"
     assert silicon.dtypes("trtllm", "", "")["kv"] == "bf16"
-    assert silicon.dtypes("sglang", "bf16", "w4a16_mxfp4") == {"weights": "bf16", "experts": "mxfp4", "gemm": "bf16",
-                                                                "kv": "bf16", "dispatch": "bf16", "activations": "bf16"}
+    assert silicon.dtypes("sglang", "bf16", "w4a16_mxfp4") == {
+        "weights": "bf16",
+        "experts": "mxfp4",
+        "gemm": "bf16",
+        "kv": "bf16",
+        "dispatch": "bf16",
+        "activations": "bf16",
+    }
 
 
 def test_agg_concurrency_spread_over_workers(tmp_path):
     """Concurrency a whole multiple of batch_size x attention_dp: that many workers."""
-    raw = {**_raw(AGG), "silicon_data_source": _raw(AGG)["silicon_data_source"].replace("concurrency=64", "concurrency=256")}
+    raw = {
+        **_raw(AGG),
+        "silicon_data_source": _raw(AGG)["silicon_data_source"].replace("concurrency=64", "concurrency=256"),
+    }
     assert silicon.read_row(tmp_path, 2, raw, MODELS).decode.workers == 4
 
 
@@ -161,8 +181,14 @@ def _write(tmp_path: Path, raws: list[dict]) -> Path:
 
 
 def _cli(*args):
-    return subprocess.run([sys.executable, "-m", "moejax.validate", *args], check=False, cwd=ROOT, capture_output=True,
-                          text=True, timeout=600)
+    return subprocess.run(
+        [sys.executable, "-m", "moejax.validate", *args],
+        check=False,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
 
 
 def test_partition_reads_moe_columns_only_for_moe_models():

@@ -47,8 +47,8 @@ closed loop is prefill-bound and Little's law gives ``TTFT = concurrency/μ - os
 one prompt per attention group and ``t_kv`` the KV hand-off (``serving.kv_transfer_time``).
 
 Named approximations (docs/cost-model.md §8): prompts arrive at random phases (Poisson-like: the
-M/D/1 queues), which is what clients desynchronised by the engines' jitter give; a batch below ``pp·dp_attn`` is evaluated at one sequence per attention group
-(the busiest rank sets the step).
+M/D/1 queues), which is what clients desynchronised by the engines' jitter give; a batch below
+``pp·dp_attn`` is evaluated at one sequence per attention group (the busiest rank sets the step).
 """
 
 from __future__ import annotations
@@ -91,8 +91,13 @@ class Benchmark:
             _require("Benchmark", v, f, np.isfinite(v[f]) & (v[f] >= 1), "must be >= 1")
         for f in ("prefill_workers", "decode_cap", "prefill_cap"):
             _require("Benchmark", v, f, np.isfinite(v[f]) & (v[f] >= 0), "must be >= 0 (0: the default)")
-        _require("Benchmark", v, "accepted", np.isfinite(v["accepted"]) & (v["accepted"] >= 0)
-                 & (v["accepted"] <= v["draft_tokens"]), "must be in [0, draft_tokens]")
+        _require(
+            "Benchmark",
+            v,
+            "accepted",
+            np.isfinite(v["accepted"]) & (v["accepted"] >= 0) & (v["accepted"] <= v["draft_tokens"]),
+            "must be in [0, draft_tokens]",
+        )
 
 
 @pytree_spec
@@ -191,15 +196,25 @@ def aggregated(m: ModelSpec, hw: HardwareSpec, p: Partition, bench: Benchmark, a
     queue = xp.minimum(md1_wait(rho, t_own), wave)
     ttft = acc.request_overhead + t_own + queue + admission + acc.warmup_share * wave
     return Served(
-        tpot=xp.where(ok, tpot, xp.inf), ttft=xp.where(ok, ttft, xp.inf), batch=batch,
+        tpot=xp.where(ok, tpot, xp.inf),
+        ttft=xp.where(ok, ttft, xp.inf),
+        batch=batch,
         throughput_per_gpu=xp.where(ok, active / tpot / p.gpus_per_replica, 0.0),
         tokens_per_s_per_user=xp.where(ok, 1 / tpot, 0.0),
-        t_prefill=t_own, queue_wait=queue, admission_wait=admission, utilisation=rho, wave_wait=wave,
-        kv_transfer_time=xp.zeros_like(tpot), feasible=ok, step=step)
+        t_prefill=t_own,
+        queue_wait=queue,
+        admission_wait=admission,
+        utilisation=rho,
+        wave_wait=wave,
+        kv_transfer_time=xp.zeros_like(tpot),
+        feasible=ok,
+        step=step,
+    )
 
 
-def disaggregated(m: ModelSpec, hw: HardwareSpec, p_dec: Partition, p_pf: Partition, bench: Benchmark,
-                  acc: Accounting) -> Served:
+def disaggregated(
+    m: ModelSpec, hw: HardwareSpec, p_dec: Partition, p_pf: Partition, bench: Benchmark, acc: Accounting
+) -> Served:
     """Disaggregated serving: a prefill pool on ``p_pf`` feeding a decode pool on ``p_dec`` (module docstring)."""
     xp = namespace(m, hw, p_dec, p_pf, bench)
     context = bench.isl + bench.osl / 2
@@ -229,7 +244,17 @@ def disaggregated(m: ModelSpec, hw: HardwareSpec, p_dec: Partition, p_pf: Partit
     wave = xp.maximum(bench.concurrency - bench.prefill_workers * b, 0.0) / (2 * capacity)
     ttft = acc.request_overhead + t_1 + queue + t_kv + admission + acc.warmup_share * wave
     return Served(
-        tpot=xp.where(ok, tpot, xp.inf), ttft=xp.where(ok, ttft, xp.inf), batch=batch,
-        throughput_per_gpu=xp.where(ok, rate / gpus, 0.0), tokens_per_s_per_user=xp.where(ok, 1 / tpot, 0.0),
-        t_prefill=one.step_time, queue_wait=queue, admission_wait=admission, utilisation=rho, wave_wait=wave,
-        kv_transfer_time=t_kv, feasible=ok, step=step)
+        tpot=xp.where(ok, tpot, xp.inf),
+        ttft=xp.where(ok, ttft, xp.inf),
+        batch=batch,
+        throughput_per_gpu=xp.where(ok, rate / gpus, 0.0),
+        tokens_per_s_per_user=xp.where(ok, 1 / tpot, 0.0),
+        t_prefill=one.step_time,
+        queue_wait=queue,
+        admission_wait=admission,
+        utilisation=rho,
+        wave_wait=wave,
+        kv_transfer_time=t_kv,
+        feasible=ok,
+        step=step,
+    )

@@ -50,11 +50,18 @@ def partition(m: ModelSpec, pool: Pool) -> Partition:
     experts = float(m.n_experts)
     ep = pool.moe_ep if experts > 1 else 1
     if experts > 1 and pool.tp * pool.dp_attn != pool.moe_tp * pool.moe_ep:
-        raise SpecError(f"moe_tp x moe_ep = {pool.moe_tp * pool.moe_ep} differs from tp x attention_dp = "
-                        f"{pool.tp * pool.dp_attn} (the experts must span the attention GPUs)")
+        raise SpecError(
+            f"moe_tp x moe_ep = {pool.moe_tp * pool.moe_ep} differs from tp x attention_dp = "
+            f"{pool.tp * pool.dp_attn} (the experts must span the attention GPUs)"
+        )
     redundant = (-experts) % ep if ep > 1 else 0.0
-    p = Partition(tp=float(pool.tp), ep=float(ep), pp=float(pool.pp), dp_attn=float(pool.dp_attn),
-                  redundant_experts=float(redundant))
+    p = Partition(
+        tp=float(pool.tp),
+        ep=float(ep),
+        pp=float(pool.pp),
+        dp_attn=float(pool.dp_attn),
+        redundant_experts=float(redundant),
+    )
     check_partition(m, p)
     return p
 
@@ -82,10 +89,18 @@ def resolve(row: ServingRow) -> Case | str:
     except SpecError as e:
         return f"partition not expressible for {row.model}: {e}"
     disagg = row.prefill is not None
-    bench = Benchmark(isl=row.isl, osl=row.osl, concurrency=float(row.concurrency),
-                      decode_workers=float(row.decode.workers), prefill_workers=float(row.prefill.workers if disagg else 0),
-                      decode_cap=float(row.decode.cap), prefill_cap=float(row.prefill.cap if disagg else 0),
-                      token_budget=row.token_budget, draft_tokens=row.draft_tokens, accepted=row.accepted)
+    bench = Benchmark(
+        isl=row.isl,
+        osl=row.osl,
+        concurrency=float(row.concurrency),
+        decode_workers=float(row.decode.workers),
+        prefill_workers=float(row.prefill.workers if disagg else 0),
+        decode_cap=float(row.decode.cap),
+        prefill_cap=float(row.prefill.cap if disagg else 0),
+        token_budget=row.token_budget,
+        draft_tokens=row.draft_tokens,
+        accepted=row.accepted,
+    )
     return Case(row, m, _hardware(row.hardware), dec, pf, bench)
 
 
@@ -103,12 +118,31 @@ def measurement_cases(points, variants: list[str]) -> tuple[list[int], list[Case
         concurrency = s["concurrency"] or batch or 1e6
         mtp = meas.mtp or {"draft_tokens": 0.0, "accepted": 0.0}
         part = p.partitions[p.labels.index(variants[i])] if variants[i] in p.labels else p.partitions[0]
-        bench = Benchmark(isl=s["isl"], osl=s["osl"], concurrency=float(concurrency), decode_cap=float(batch),
-                          draft_tokens=float(mtp["draft_tokens"]), accepted=float(mtp["accepted"]))
-        row = ServingRow(id=meas.id, backend="unknown", model_path=meas.model, model=meas.model, hardware=meas.hardware,
-                         mode="agg", isl=s["isl"], osl=s["osl"], concurrency=int(concurrency), dtypes=meas.dtypes,
-                         decode=None, prefill=None, token_budget=bench.token_budget, ttft=s["ttft"] or math.nan,
-                         tpot=math.nan)
+        bench = Benchmark(
+            isl=s["isl"],
+            osl=s["osl"],
+            concurrency=float(concurrency),
+            decode_cap=float(batch),
+            draft_tokens=float(mtp["draft_tokens"]),
+            accepted=float(mtp["accepted"]),
+        )
+        row = ServingRow(
+            id=meas.id,
+            backend="unknown",
+            model_path=meas.model,
+            model=meas.model,
+            hardware=meas.hardware,
+            mode="agg",
+            isl=s["isl"],
+            osl=s["osl"],
+            concurrency=int(concurrency),
+            dtypes=meas.dtypes,
+            decode=None,
+            prefill=None,
+            token_budget=bench.token_budget,
+            ttft=s["ttft"] or math.nan,
+            tpot=math.nan,
+        )
         index.append(i)
         cases.append(Case(row, p.model, p.hardware, part, part, bench))
     return index, cases
@@ -128,9 +162,17 @@ def resolve_all(rows: list[ServingRow]) -> tuple[list[Case], dict[str, str]]:
 
 def _one(mode: str, m, hw, p_dec, p_pf, bench, acc):
     out = aggregated(m, hw, p_dec, bench, acc) if mode == "agg" else disaggregated(m, hw, p_dec, p_pf, bench, acc)
-    return {"tpot": out.tpot, "ttft": out.ttft, "throughput_per_gpu": out.throughput_per_gpu,
-            "tokens_per_s_per_user": out.tokens_per_s_per_user, "batch": out.batch, "feasible": out.feasible,
-            "queue_wait": out.queue_wait, "admission_wait": out.admission_wait, "t_prefill": out.t_prefill}
+    return {
+        "tpot": out.tpot,
+        "ttft": out.ttft,
+        "throughput_per_gpu": out.throughput_per_gpu,
+        "tokens_per_s_per_user": out.tokens_per_s_per_user,
+        "batch": out.batch,
+        "feasible": out.feasible,
+        "queue_wait": out.queue_wait,
+        "admission_wait": out.admission_wait,
+        "t_prefill": out.t_prefill,
+    }
 
 
 @functools.partial(jax.jit, static_argnames="mode")
@@ -205,9 +247,19 @@ def group_table(cases: list[Case], log_ratio: np.ndarray) -> list[dict]:
     table = []
     labels = {g: np.array([c.row.groups[g] for c in cases]) for g in GROUPS}
     for group, value, mask in [("all", "all", np.ones(len(cases), bool))] + [
-            (g, v, labels[g] == v) for g in GROUPS for v in sorted(set(labels[g]))]:
+        (g, v, labels[g] == v) for g in GROUPS for v in sorted(set(labels[g]))
+    ]:
         t, f = abs_log_stats(log_ratio[mask, 0]), abs_log_stats(log_ratio[mask, 1])
-        table.append({"group": group, "value": str(value), "n": int(mask.sum()),
-                      "infeasible": int(np.sum(mask & ~np.isfinite(log_ratio[:, 0]))),
-                      "tpot_median": t[0], "tpot_p90": t[1], "ttft_median": f[0], "ttft_p90": f[1]})
+        table.append(
+            {
+                "group": group,
+                "value": str(value),
+                "n": int(mask.sum()),
+                "infeasible": int(np.sum(mask & ~np.isfinite(log_ratio[:, 0]))),
+                "tpot_median": t[0],
+                "tpot_p90": t[1],
+                "ttft_median": f[0],
+                "ttft_p90": f[1],
+            }
+        )
     return table

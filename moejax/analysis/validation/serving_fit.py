@@ -35,8 +35,19 @@ from .fit import from_coordinate, to_coordinate
 
 # attention_efficiency is not free: fitted on this corpus it leaves the physical range (3.2, attention
 # FLOPs at 2.5x the tensor-core peak), a sign of a structural error elsewhere, not a kernel rate.
-FREE = ("hbm_efficiency", "flops_efficiency", "fp8_efficiency", "fp4_efficiency", "grouped_gemm_efficiency",
-        "layer_latency", "comm_efficiency", "collective_latency", "sequence_latency", "request_overhead", "warmup_share")
+FREE = (
+    "hbm_efficiency",
+    "flops_efficiency",
+    "fp8_efficiency",
+    "fp4_efficiency",
+    "grouped_gemm_efficiency",
+    "layer_latency",
+    "comm_efficiency",
+    "collective_latency",
+    "sequence_latency",
+    "request_overhead",
+    "warmup_share",
+)
 CV_GROUPS = ("model", "system", "backend")
 PROFILED = ("request_overhead",)  # per engine profile (backend): what the serving stacks' front ends differ in
 PENALTY = 0.01
@@ -59,14 +70,20 @@ class ServingFit:
 def _inputs(cases: list[Case], backends: list[str]):
     stacks = stack_modes(cases)
     order = np.argsort(np.concatenate([s.index for s in stacks]))
-    data = tuple({"inputs": s.inputs, "measured": s.measured,
-                  "backend": np.array([backends.index(cases[i].row.backend) for i in s.index])} for s in stacks)
+    data = tuple(
+        {
+            "inputs": s.inputs,
+            "measured": s.measured,
+            "backend": np.array([backends.index(cases[i].row.backend) for i in s.index]),
+        }
+        for s in stacks
+    )
     return tuple(s.mode for s in stacks), data, order
 
 
 def _values(theta, free, n_backends):
     """{constant: value [n_backends]}: global values, times ``exp(δ_backend)`` for ``PROFILED`` ones."""
-    deltas = theta[len(free):].reshape(-1, n_backends)
+    deltas = theta[len(free) :].reshape(-1, n_backends)
     out, p = {}, 0
     for j, k in enumerate(free):
         v = from_coordinate(k, theta[j]) * jnp.ones(n_backends)
@@ -101,7 +118,7 @@ def _loss(r, ok, w):
 def _program(theta0, masks, data, order, base, modes, free, steps, learning_rate, n_backends):
     residuals = lambda t: _residuals(t, modes, data, order, base, free, n_backends)  # noqa: E731
     adam = optax.adam(optax.cosine_decay_schedule(learning_rate, steps, alpha=1e-3))
-    penalty = lambda t: PENALTY * jnp.sum(t[len(free):] ** 2)  # noqa: E731
+    penalty = lambda t: PENALTY * jnp.sum(t[len(free) :] ** 2)  # noqa: E731
 
     def solve(w):
         def step(carry, _):
@@ -109,25 +126,31 @@ def _program(theta0, masks, data, order, base, modes, free, steps, learning_rate
             grad = jax.grad(lambda t: _loss(*residuals(t), w) + penalty(t))(theta)
             updates, state = adam.update(grad, state, theta)
             return (optax.apply_updates(theta, updates), state), None
+
         (theta, _), _ = jax.lax.scan(step, (theta0, adam.init(theta0)), None, length=steps)
         return theta
+
     thetas = jax.vmap(solve)(masks)
     r, ok = jax.vmap(residuals)(thetas)
     return thetas, r, ok
 
 
-def fit_serving(cases: list[Case], base: Accounting, free=FREE, steps: int = 400, learning_rate: float = 0.05,
-                groups=CV_GROUPS) -> ServingFit:
+def fit_serving(
+    cases: list[Case], base: Accounting, free=FREE, steps: int = 400, learning_rate: float = 0.05, groups=CV_GROUPS
+) -> ServingFit:
     """Fit ``free`` on every case, and once per held-out group value (module docstring)."""
     backends = sorted({c.row.backend for c in cases})
     modes, data, order = _inputs(cases, backends)
     labels = {g: np.array([c.row.groups[g] for c in cases]) for g in groups}
     folds = [(None, None)] + [(g, v) for g in groups for v in sorted(set(labels[g]))]
     masks = np.stack([np.ones(len(cases)) if g is None else (labels[g] != v).astype(float) for g, v in folds])
-    theta0 = jnp.array([to_coordinate(k, float(getattr(base, k)) if float(getattr(base, k)) > 0
-                                      else CONSTANTS[k].init) for k in free] + [0.0] * (len(backends) * sum(k in PROFILED for k in free)))
-    thetas, r, ok = jax.device_get(_program(theta0, masks, data, order, base, modes, tuple(free), steps, learning_rate,
-                                            len(backends)))
+    theta0 = jnp.array(
+        [to_coordinate(k, float(getattr(base, k)) if float(getattr(base, k)) > 0 else CONSTANTS[k].init) for k in free]
+        + [0.0] * (len(backends) * sum(k in PROFILED for k in free))
+    )
+    thetas, r, ok = jax.device_get(
+        _program(theta0, masks, data, order, base, modes, tuple(free), steps, learning_rate, len(backends))
+    )
     named = lambda t: {k: float(from_coordinate(k, t[j])) for j, k in enumerate(free)}  # noqa: E731
     values = _values(jnp.asarray(thetas[0]), tuple(free), len(backends))
     profiles = {b: {k: float(values[k][i]) for k in free if k in PROFILED} for i, b in enumerate(backends)}
@@ -148,15 +171,32 @@ def fit_serving(cases: list[Case], base: Accounting, free=FREE, steps: int = 400
 def accounting_yaml(fit: ServingFit, base_yaml: dict, measurements: str, stats: dict) -> str:
     """``conf/accounting/realistic.yaml`` text with the fitted constants (each ``{value, source}``),
     the others copied from ``base_yaml``, and the fit's provenance (file, date, grouped-CV errors)."""
-    how = (f"fitted by python -m moejax.validate measurements={measurements} fit=true ({dt.date.today().isoformat()}; "
-           "TPOT and TTFT of closed-loop serving benchmarks)")
-    fields = {f.name: ({"value": fit.constants[f.name], "source": how} if f.name in fit.free else base_yaml[f.name])
-              for f in dataclasses.fields(Accounting) if not f.metadata.get("static")}
-    head = ("# Realistic accounting fitted to measured serving benchmarks, TPOT and TTFT (generated: do not edit; regenerate\n"
-            f"# with python -m moejax.validate measurements={measurements} fit=true; conf/accounting/serving.yaml: python\n"
-            "# sweeps/run.py silicon). One key per Accounting constant, {value, source}; the constants not fitted are copied,\n"
-            "# with their sources, from the accounting the fit started from; profiles: per engine (backend) values.\n")
-    body = {"mode": "realistic", "description": "constants fitted to measured serving benchmarks (grouped-CV error in provenance)",
-            "provenance": {"date": dt.date.today().isoformat(), "measurements": measurements, "free": list(fit.free), **stats},
-            "profiles": fit.profiles, **fields}
+    how = (
+        f"fitted by python -m moejax.validate measurements={measurements} fit=true ({dt.date.today().isoformat()}; "
+        "TPOT and TTFT of closed-loop serving benchmarks)"
+    )
+    fields = {
+        f.name: ({"value": fit.constants[f.name], "source": how} if f.name in fit.free else base_yaml[f.name])
+        for f in dataclasses.fields(Accounting)
+        if not f.metadata.get("static")
+    }
+    head = (
+        "# Realistic accounting fitted to measured serving benchmarks, TPOT and TTFT (generated: do not edit;\n"
+        f"# regenerate with python -m moejax.validate measurements={measurements} fit=true;\n"
+        "# conf/accounting/serving.yaml: python sweeps/run.py silicon). One key per Accounting constant,\n"
+        "# {value, source}; the constants not fitted are copied, with their sources, from the accounting the fit\n"
+        "# started from; profiles: per engine (backend) values.\n"
+    )
+    body = {
+        "mode": "realistic",
+        "description": "constants fitted to measured serving benchmarks (grouped-CV error in provenance)",
+        "provenance": {
+            "date": dt.date.today().isoformat(),
+            "measurements": measurements,
+            "free": list(fit.free),
+            **stats,
+        },
+        "profiles": fit.profiles,
+        **fields,
+    }
     return head + yaml.safe_dump(body, sort_keys=False, width=200)

@@ -27,23 +27,40 @@ def _ratio(x) -> str:
 
 
 def group_rows(table: list[dict]) -> list[list[str]]:
-    return [[t["group"], t["value"], str(t["n"]), str(t["infeasible"]), _ratio(t["tpot_median"]), _ratio(t["tpot_p90"]),
-             _ratio(t["ttft_median"]), _ratio(t["ttft_p90"])] for t in table]
+    return [
+        [
+            t["group"],
+            t["value"],
+            str(t["n"]),
+            str(t["infeasible"]),
+            _ratio(t["tpot_median"]),
+            _ratio(t["tpot_p90"]),
+            _ratio(t["ttft_median"]),
+            _ratio(t["ttft_p90"]),
+        ]
+        for t in table
+    ]
 
 
 def _finite(v) -> float | None:
     return float(v) if v is not None and math.isfinite(v) else None
 
 
-def record(n: int, cases: list[Case], pred: dict, log_ratio: np.ndarray, table: list[dict], not_expressible: dict) -> dict:
+def record(
+    n: int, cases: list[Case], pred: dict, log_ratio: np.ndarray, table: list[dict], not_expressible: dict
+) -> dict:
     """The JSON summary: counts, per-group statistics, reasons, and every prediction by id."""
     ids = [c.row.id for c in cases]
     overall = table[0]
     return {
-        "n": n, "evaluated": len(cases), "not_expressible": dict(not_expressible),
+        "n": n,
+        "evaluated": len(cases),
+        "not_expressible": dict(not_expressible),
         "infeasible": [i for i, ok in zip(ids, pred["feasible"]) if not ok],
-        "tpot_median_abs_log_ratio": overall["tpot_median"], "tpot_p90_abs_log_ratio": overall["tpot_p90"],
-        "ttft_median_abs_log_ratio": overall["ttft_median"], "ttft_p90_abs_log_ratio": overall["ttft_p90"],
+        "tpot_median_abs_log_ratio": overall["tpot_median"],
+        "tpot_p90_abs_log_ratio": overall["tpot_p90"],
+        "ttft_median_abs_log_ratio": overall["ttft_median"],
+        "ttft_p90_abs_log_ratio": overall["ttft_p90"],
         "groups": table,
         "predicted": {i: {k: _finite(pred[k][j]) for k in PREDICTED} for j, i in enumerate(ids)},
     }
@@ -51,8 +68,13 @@ def record(n: int, cases: list[Case], pred: dict, log_ratio: np.ndarray, table: 
 
 def report(title: str, table: list[dict], not_expressible: dict) -> str:
     """Per-group table, then the not-expressible rows by reason (every id named)."""
-    lines = [title, "", "|log(predicted/measured)| as factors, feasible rows:", "",
-             text_table(TABLE_COLUMNS, group_rows(table))]
+    lines = [
+        title,
+        "",
+        "|log(predicted/measured)| as factors, feasible rows:",
+        "",
+        text_table(TABLE_COLUMNS, group_rows(table)),
+    ]
     if not_expressible:
         by_reason: dict[str, list[str]] = {}
         for i, reason in not_expressible.items():
@@ -83,12 +105,43 @@ def write_outputs(out_dir: Path, cases: list[Case], pred: dict, log_ratio: np.nd
     table = out_dir / "serving.csv"
     with open(table, "w", newline="") as f:
         w = csv.writer(f)
-        w.writerow(["id", *GROUPS, "isl", "osl", "concurrency", "measured_tpot", "measured_ttft", *(f"predicted_{k}" for k in PREDICTED),
-                    "queue_wait", "admission_wait", "t_prefill", "feasible", "log_ratio_tpot", "log_ratio_ttft"])
+        w.writerow(
+            [
+                "id",
+                *GROUPS,
+                "isl",
+                "osl",
+                "concurrency",
+                "measured_tpot",
+                "measured_ttft",
+                *(f"predicted_{k}" for k in PREDICTED),
+                "queue_wait",
+                "admission_wait",
+                "t_prefill",
+                "feasible",
+                "log_ratio_tpot",
+                "log_ratio_ttft",
+            ]
+        )
         for j, c in enumerate(cases):
-            w.writerow([c.row.id, *(c.row.groups[g] for g in GROUPS), c.row.isl, c.row.osl, c.row.concurrency, c.row.tpot,
-                        c.row.ttft, *(pred[k][j] for k in PREDICTED), pred["queue_wait"][j], pred["admission_wait"][j],
-                        pred["t_prefill"][j], bool(pred["feasible"][j]), log_ratio[j, 0], log_ratio[j, 1]])
+            w.writerow(
+                [
+                    c.row.id,
+                    *(c.row.groups[g] for g in GROUPS),
+                    c.row.isl,
+                    c.row.osl,
+                    c.row.concurrency,
+                    c.row.tpot,
+                    c.row.ttft,
+                    *(pred[k][j] for k in PREDICTED),
+                    pred["queue_wait"][j],
+                    pred["admission_wait"][j],
+                    pred["t_prefill"][j],
+                    bool(pred["feasible"][j]),
+                    log_ratio[j, 0],
+                    log_ratio[j, 1],
+                ]
+            )
     path = out_dir / "summary.json"
     path.write_text(json.dumps(rec, indent=1, default=_num) + "\n")
     return [table, path]

@@ -44,27 +44,86 @@ from pathlib import Path
 
 from ...physics.specs import SpecError
 
-HEADER = ("id", "silicon_data_source", "backend", "backend_version", "model_path", "system", "precision", "mode",
-          "isl", "osl", "gemm_quant_mode", "moe_quant_mode", "batch_size", "tp_size", "pp_size", "attention_dp_size",
-          "moe_tp_size", "moe_ep_size", "prefill_batch_size", "prefill_num_workers", "prefill_tp_size",
-          "prefill_pp_size", "prefill_attention_dp_size", "prefill_moe_tp_size", "prefill_moe_ep_size",
-          "decode_batch_size", "decode_num_workers", "decode_tp_size", "decode_pp_size", "decode_attention_dp_size",
-          "decode_moe_tp_size", "decode_moe_ep_size", "silicon_ttft_ms", "silicon_tpot_ms")
-SYSTEMS = {"h100_sxm": "h100-sxm", "h200_sxm": "h200", "b200_sxm": "b200", "b300_sxm": "b300", "gb200": "gb200-nvl72",
-           "gb300": "gb300-nvl72", "a100_sxm": "a100-sxm", "h20": "h20", "mi300x": "mi300x", "mi355x": "mi355x"}
-MODEL_ALIASES = {"deepseek-r1": "deepseek-v3", "deepseek-v3.1": "deepseek-v3", "deepseek-r1-0528": "deepseek-v3",
-                 "llama-3.1-70b": "llama-3-70b", "qwen3-235b-a22b": "qwen3-235b-a22b"}
+HEADER = (
+    "id",
+    "silicon_data_source",
+    "backend",
+    "backend_version",
+    "model_path",
+    "system",
+    "precision",
+    "mode",
+    "isl",
+    "osl",
+    "gemm_quant_mode",
+    "moe_quant_mode",
+    "batch_size",
+    "tp_size",
+    "pp_size",
+    "attention_dp_size",
+    "moe_tp_size",
+    "moe_ep_size",
+    "prefill_batch_size",
+    "prefill_num_workers",
+    "prefill_tp_size",
+    "prefill_pp_size",
+    "prefill_attention_dp_size",
+    "prefill_moe_tp_size",
+    "prefill_moe_ep_size",
+    "decode_batch_size",
+    "decode_num_workers",
+    "decode_tp_size",
+    "decode_pp_size",
+    "decode_attention_dp_size",
+    "decode_moe_tp_size",
+    "decode_moe_ep_size",
+    "silicon_ttft_ms",
+    "silicon_tpot_ms",
+)
+SYSTEMS = {
+    "h100_sxm": "h100-sxm",
+    "h200_sxm": "h200",
+    "b200_sxm": "b200",
+    "b300_sxm": "b300",
+    "gb200": "gb200-nvl72",
+    "gb300": "gb300-nvl72",
+    "a100_sxm": "a100-sxm",
+    "h20": "h20",
+    "mi300x": "mi300x",
+    "mi355x": "mi355x",
+}
+MODEL_ALIASES = {
+    "deepseek-r1": "deepseek-v3",
+    "deepseek-v3.1": "deepseek-v3",
+    "deepseek-r1-0528": "deepseek-v3",
+    "llama-3.1-70b": "llama-3-70b",
+    "qwen3-235b-a22b": "qwen3-235b-a22b",
+}
 NAME_SUFFIXES = ("-instruct", "-fp8", "-nvfp4", "-fp4")
 BACKENDS = ("trtllm", "sglang", "vllm")
 MODES = ("agg", "disagg")
 # Tokens per step of chunked prefill, each engine's default for these GPUs: TensorRT-LLM
 # max_num_tokens 8192; vLLM V1 max_num_batched_tokens 8192 (API server); SGLang chunked_prefill_size 8192.
 TOKEN_BUDGET = {"trtllm": 8192.0, "sglang": 8192.0, "vllm": 8192.0}
-GEMM_QUANT = {"": ("bf16", "bf16"), "bf16": ("bf16", "bf16"), "fp16": ("fp16", "fp16"), "fp8": ("fp8", "fp8"),
-              "fp8_block": ("fp8", "fp8"), "nvfp4": ("nvfp4", "fp4")}  # -> (weights, GEMM inputs)
-MOE_QUANT = {"": ("bf16", None), "bf16": ("bf16", None), "fp16": ("fp16", None), "fp8": ("fp8", None),
-             "fp8_block": ("fp8", None), "nvfp4": ("nvfp4", None), "w4a16_mxfp4": ("mxfp4", "bf16"),
-             "int4": ("int4", "bf16"), "w4a8_mxfp4_mxfp8": ("mxfp4", "fp8")}  # -> (experts, GEMM inputs if it differs)
+GEMM_QUANT = {
+    "": ("bf16", "bf16"),
+    "bf16": ("bf16", "bf16"),
+    "fp16": ("fp16", "fp16"),
+    "fp8": ("fp8", "fp8"),
+    "fp8_block": ("fp8", "fp8"),
+    "nvfp4": ("nvfp4", "fp4"),
+}  # -> (weights, GEMM inputs)
+MOE_QUANT = {
+    "": ("bf16", None),
+    "bf16": ("bf16", None),
+    "fp16": ("fp16", None),
+    "fp8": ("fp8", None),
+    "fp8_block": ("fp8", None),
+    "nvfp4": ("nvfp4", None),
+    "w4a16_mxfp4": ("mxfp4", "bf16"),
+    "int4": ("int4", "bf16"),
+    "w4a8_mxfp4_mxfp8": ("mxfp4", "fp8"),
+}  # -> (experts, GEMM inputs if it differs)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -179,11 +238,15 @@ def _pool(r: _Row, prefix: str, workers: bool) -> Pool | None:
         return None
     tp = r.number(f"{prefix}tp_size", integer=True)
     dp = r.number(f"{prefix}attention_dp_size", integer=True, minimum=0, empty=1) or 1
-    return Pool(workers=r.number(f"{prefix}num_workers", integer=True) if workers else 1, tp=tp,
-                pp=r.number(f"{prefix}pp_size", integer=True, empty=1), dp_attn=dp,
-                moe_tp=r.number(f"{prefix}moe_tp_size", integer=True, minimum=0, empty=0) or tp * dp,
-                moe_ep=r.number(f"{prefix}moe_ep_size", integer=True, minimum=0, empty=1) or 1,
-                cap=r.number(f"{prefix}batch_size", integer=True) * dp)
+    return Pool(
+        workers=r.number(f"{prefix}num_workers", integer=True) if workers else 1,
+        tp=tp,
+        pp=r.number(f"{prefix}pp_size", integer=True, empty=1),
+        dp_attn=dp,
+        moe_tp=r.number(f"{prefix}moe_tp_size", integer=True, minimum=0, empty=0) or tp * dp,
+        moe_ep=r.number(f"{prefix}moe_ep_size", integer=True, minimum=0, empty=1) or 1,
+        cap=r.number(f"{prefix}batch_size", integer=True) * dp,
+    )
 
 
 def dtypes(backend: str, gemm: str, moe: str) -> dict:
@@ -191,9 +254,14 @@ def dtypes(backend: str, gemm: str, moe: str) -> dict:
     weights, gemm_in = GEMM_QUANT[gemm]
     experts, expert_gemm = MOE_QUANT[moe or gemm]
     quantised = gemm not in ("", "bf16", "fp16")
-    return {"weights": weights, "experts": experts, "gemm": expert_gemm or gemm_in,
-            "kv": "fp8" if backend == "trtllm" and quantised else "bf16",
-            "dispatch": "fp8" if gemm_in in ("fp8", "fp4") else "bf16", "activations": "bf16"}
+    return {
+        "weights": weights,
+        "experts": experts,
+        "gemm": expert_gemm or gemm_in,
+        "kv": "fp8" if backend == "trtllm" and quantised else "bf16",
+        "dispatch": "fp8" if gemm_in in ("fp8", "fp4") else "bf16",
+        "activations": "bf16",
+    }
 
 
 def read_row(path: Path, line: int, raw: dict, available: set[str]) -> ServingRow:
@@ -227,11 +295,24 @@ def read_row(path: Path, line: int, raw: dict, available: set[str]) -> ServingRo
         reason = "silicon_data_source gives no silicon_concurrency (requests in flight)"
     elif decode is None or (mode == "disagg" and prefill is None):
         reason = "worker counts or batch sizes not published (the decode batch, hence TPOT, is not determined)"
-    return ServingRow(id=raw["id"].strip(), backend=backend, model_path=(raw.get("model_path") or "").strip(), model=model,
-                      hardware=SYSTEMS.get(system, system), mode=mode, isl=isl, osl=osl,
-                      concurrency=int(match.group(1)) if match else 0, dtypes=dtypes(backend, gemm, moe),
-                      decode=decode, prefill=prefill, token_budget=TOKEN_BUDGET[backend], ttft=ttft, tpot=tpot,
-                      unexpressible=reason)
+    return ServingRow(
+        id=raw["id"].strip(),
+        backend=backend,
+        model_path=(raw.get("model_path") or "").strip(),
+        model=model,
+        hardware=SYSTEMS.get(system, system),
+        mode=mode,
+        isl=isl,
+        osl=osl,
+        concurrency=int(match.group(1)) if match else 0,
+        dtypes=dtypes(backend, gemm, moe),
+        decode=decode,
+        prefill=prefill,
+        token_budget=TOKEN_BUDGET[backend],
+        ttft=ttft,
+        tpot=tpot,
+        unexpressible=reason,
+    )
 
 
 def load_silicon(path: str | Path, available: set[str]) -> list[ServingRow]:
