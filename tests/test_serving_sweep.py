@@ -2,6 +2,7 @@
 workloads, TTFT of the frontier and SLO winners, the ``slo.ttft_max`` mask, disaggregated vs
 aggregated serving and the economics, each held to the serving functions evaluated one by one."""
 
+import re
 from pathlib import Path
 
 import jax
@@ -225,6 +226,8 @@ def test_sweep_dataset_economics_are_exact(dataset):
     assert np.isfinite(dense_cost)  # dense_tp 8 lets the dense baseline fit: the ratio is a number
     cell = text.splitlines()[2].split()[1:4]  # the first level's cell: ratio, hardware/GPUs, MoE $/Mtok
     assert cell == [f"{dense_cost / moe_cost:.2f}x", "h100-sxm/8", f"${moe_cost:.3g}"]
+    table = text.splitlines()[1:]  # cells stay apart: every row splits into the header's column count
+    assert {len(re.split(r" {2,}", line.strip())) for line in table} == {len(re.split(r" {2,}", table[0].strip()))}
 
 
 @pytest.mark.parametrize("override, field", [

@@ -43,8 +43,8 @@ def frontier_summary(path: Path, levels=LEVELS, kappa: float = 5.0, context: flo
         workload = f" (isl {ds.isl.sel(context=c).item():g}, osl {ds.osl.sel(context=c).item():g})" if "isl" in ds else ""
         lines = [(f"serving frontier at kappa={k:g}, context {int(c)}{workload}: dense $/Mtok ÷ MoE $/Mtok (> 1: the MoE is "
                   f"cheaper), on the hardware x GPUs where the MoE's {where} at that interactivity; cells: ratio "
-                  "hardware/GPUs MoE $/Mtok"),
-                 f"{'model':<16}" + "".join(f"{f'>= {p:.3g} tok/s/user':>34}" for p in picks)]
+                  "hardware/GPUs MoE $/Mtok")]
+        heads, rows = [f">= {p:.3g} tok/s/user" for p in picks], []
         for model in ds.model.values:
             cells = []
             for p in picks:
@@ -64,5 +64,10 @@ def frontier_summary(path: Path, levels=LEVELS, kappa: float = 5.0, context: flo
                 money = f" ${dollars[best]:.3g}" if priced else f" ({values[best]:.3g}/GPU)"
                 text = f"{ratio:.2f}x" if np.isfinite(ratio) else "dense cannot reach"
                 cells.append(f"{text} {place[0]}/{place[1]}{money}")
-            lines.append(f"{model:<16}" + "".join(f"{cell:>34}" for cell in cells))
+            rows.append((str(model), cells))
+        # columns as wide as their widest cell, two spaces apart: a long cell never runs into its neighbour
+        widths = [max(len(h), *(len(r[1][j]) for r in rows)) for j, h in enumerate(heads)]
+        name = max(16, *(len(m) + 1 for m, _ in rows))
+        lines.append(f"{'model':<{name}}" + "".join(f"  {h:>{w}}" for h, w in zip(heads, widths)))
+        lines += [f"{m:<{name}}" + "".join(f"  {c:>{w}}" for c, w in zip(cells, widths)) for m, cells in rows]
     return "\n".join(lines)
