@@ -34,6 +34,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from .analysis import validation as val
 from .analysis.validation import benchmarks, serving_fit, serving_report, silicon
+from .analysis.validation.fit import write_text
 from .catalogue import CONF_DIR, available, load_accounting
 from .cli import one_line_errors, run_command
 from .physics.specs import SpecError
@@ -101,11 +102,7 @@ def serving_job(cfg: DictConfig, path: Path, name: str, acc, out: Path, write: P
         stats = {f"{t['fold']}: {t['value']}": {k: t[k] for k in ("n", "tpot_median", "tpot_p90", "ttft_median", "ttft_p90")}
                  for t in cv if t["group"] == "all"}
         base = yaml.safe_load((CONF_DIR / "accounting" / f"{name}.yaml").read_text())
-        write = write or out / "realistic.yaml"
-        write.parent.mkdir(parents=True, exist_ok=True)
-        tmp = write.with_suffix(".yaml.tmp")
-        tmp.write_text(serving_fit.accounting_yaml(res, base, str(cfg.measurements), stats))
-        tmp.replace(write)
+        write = write_text(write or out / "realistic.yaml", serving_fit.accounting_yaml(res, base, str(cfg.measurements), stats))
         rec["fit"] = {"constants": res.constants, "cv": cv, "wrote": str(write)}
         text += "\n" + serving_report.cv_report(res, cases) + f"\nwrote {write}"
     paths = serving_report.write_outputs(out, cases, pred, log_ratio, rec)

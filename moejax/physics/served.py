@@ -59,7 +59,17 @@ import numpy as np
 
 from . import cost
 from .serving import kv_transfer_time
-from .specs import Accounting, HardwareSpec, ModelSpec, Partition, Workload, _host_values, _require, pytree_spec
+from .specs import (
+    Accounting,
+    HardwareSpec,
+    ModelSpec,
+    Partition,
+    Workload,
+    _host_values,
+    _require,
+    _require_speculation,
+    pytree_spec,
+)
 from .xp import namespace
 
 
@@ -91,13 +101,7 @@ class Benchmark:
             _require("Benchmark", v, f, np.isfinite(v[f]) & (v[f] >= 1), "must be >= 1")
         for f in ("prefill_workers", "decode_cap", "prefill_cap"):
             _require("Benchmark", v, f, np.isfinite(v[f]) & (v[f] >= 0), "must be >= 0 (0: the default)")
-        _require(
-            "Benchmark",
-            v,
-            "accepted",
-            np.isfinite(v["accepted"]) & (v["accepted"] >= 0) & (v["accepted"] <= v["draft_tokens"]),
-            "must be in [0, draft_tokens]",
-        )
+        _require_speculation("Benchmark", v)
 
 
 @pytree_spec

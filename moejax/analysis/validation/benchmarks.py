@@ -14,7 +14,6 @@ import functools
 import math
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 from ...catalogue import available, load_accounting, load_hardware, load_model
@@ -22,6 +21,7 @@ from ...engine.grid import stack
 from ...physics.partition import check_partition
 from ...physics.served import Benchmark, aggregated, disaggregated
 from ...physics.specs import Accounting, ModelSpec, Partition, SpecError
+from .evaluate import per_point
 from .report import abs_log_stats
 from .silicon import Pool, ServingRow
 
@@ -202,11 +202,6 @@ def stack_modes(cases: list[Case]) -> list[Stacked]:
     return out
 
 
-def per_row(acc: Accounting, n: int) -> Accounting:
-    """``acc`` with every leaf broadcast to a leading axis of ``n`` rows."""
-    return jax.tree_util.tree_map(lambda x: jnp.broadcast_to(jnp.asarray(x, dtype=float), (n, *jnp.shape(x))), acc)
-
-
 def predict(cases: list[Case], acc: Accounting, stacks: list[Stacked] | None = None) -> dict[str, np.ndarray]:
     """Every case's predicted figures (``PREDICTED`` plus ``feasible`` and the TTFT parts), in case
     order; ``acc`` shared or with leaves of a leading ``len(cases)`` axis."""
@@ -215,7 +210,7 @@ def predict(cases: list[Case], acc: Accounting, stacks: list[Stacked] | None = N
     out = {k: np.full(n, np.nan) for k in (*PREDICTED, "queue_wait", "admission_wait", "t_prefill")}
     out["feasible"] = np.zeros(n, bool)
     for s in stacks if stacks is not None else stack_modes(cases):
-        a = per_row(acc, len(s.index)) if shared else jax.tree_util.tree_map(lambda x, s=s: np.asarray(x)[s.index], acc)
+        a = per_point(acc, len(s.index)) if shared else jax.tree_util.tree_map(lambda x, s=s: np.asarray(x)[s.index], acc)
         res = jax.device_get(predict_mode(s.mode, *s.inputs, a))
         for k, v in res.items():
             out[k][s.index] = v

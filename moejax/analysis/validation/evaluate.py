@@ -36,7 +36,7 @@ import numpy as np
 from ...engine.grid import stack
 from ...physics.cost import StepCosts, batch_capacity, decode_point, prefill_point
 from ...physics.served import prefill_steps
-from ...physics.specs import Accounting, Workload
+from ...physics.specs import Accounting
 from .deploy import Point
 from .measurements import FIGURES
 

@@ -230,19 +230,21 @@ def accounting_yaml(res: FitResult, base_yaml: dict, provenance: dict) -> str:
     how = (f"fitted by python -m moejax.validate fit=true on {provenance['measurements']} ({provenance['date']}, "
            f"{provenance['n_points']} points; LOO median |log ratio| {provenance['loo_median_abs_log_ratio']:.3g}, "
            f"p90 {provenance['loo_p90_abs_log_ratio']:.3g})")
-    fields = {}
-    for f in dataclasses.fields(Accounting):
-        if f.metadata.get("static"):
-            continue
-        if f.name in res.settings.free:
-            fields[f.name] = {"value": float(res.constants["all"][f.name]), "source": how}
-        else:
-            fields[f.name] = base_yaml[f.name]
     head = ("# Realistic accounting: global constants fitted to measured serving results (generated: do not edit;\n"
             "# regenerate with python sweeps/run.py serving). Format: one key per Accounting constant, {value, source};\n"
             "# the constants not fitted are copied, with their sources, from the accounting the fit started from.\n")
-    body = {"mode": "realistic", "description": "constants fitted to published serving measurements (leave-one-out error in provenance)",
-            "provenance": provenance, **fields}
+    fitted = {k: res.constants["all"][k] for k in res.settings.free}
+    return preset_yaml(head, "constants fitted to published serving measurements (leave-one-out error in provenance)",
+                       provenance, fitted, how, base_yaml)
+
+
+def preset_yaml(head: str, description: str, provenance: dict, fitted: dict, how: str, base_yaml: dict, **extra) -> str:
+    """An accounting preset's text (``conf/accounting/*.yaml``): ``head`` comment lines, then mode,
+    description, provenance, ``extra`` keys (e.g. ``profiles``) and one key per Accounting constant
+    ``{value, source}``: the ``fitted`` ones with source ``how``, the others copied from ``base_yaml``."""
+    fields = {f.name: ({"value": float(fitted[f.name]), "source": how} if f.name in fitted else base_yaml[f.name])
+              for f in dataclasses.fields(Accounting) if not f.metadata.get("static")}
+    body = {"mode": "realistic", "description": description, "provenance": provenance, **extra, **fields}
     return head + yaml.safe_dump(body, sort_keys=False, width=200)
 
 
@@ -256,13 +258,18 @@ def provenance(res: FitResult, points: list[Point], measurements: str) -> dict:
 
 
 def write_accounting(path: Path, res: FitResult, base_yaml: dict, prov: dict) -> Path:
-    """Write the fitted accounting YAML (atomically: a temporary file, then rename)."""
-    text = accounting_yaml(res, base_yaml, prov)
+    """Write the fitted accounting YAML (``write_text``)."""
+    return write_text(path, accounting_yaml(res, base_yaml, prov))
+
+
+def write_text(path: Path, text: str) -> Path:
+    """Write ``text`` to ``path`` atomically: a temporary file beside it, then rename."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".yaml.tmp")
+    tmp = path.with_suffix(path.suffix + ".tmp")
     tmp.write_text(text)
     tmp.replace(path)
     return path
 
 
-__all__ = ["FitResult", "FitSettings", "accounting_yaml", "fit", "provenance", "residual_function", "write_accounting"]
+__all__ = ["FitResult", "FitSettings", "accounting_yaml", "fit", "preset_yaml", "provenance", "residual_function",
+           "write_accounting", "write_text"]

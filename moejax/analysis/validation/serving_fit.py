@@ -26,12 +26,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
-import yaml
 
 from ...physics.specs import Accounting
 from ..calibration.constants import CONSTANTS
-from .benchmarks import Case, per_row, predict_mode, stack_modes
-from .fit import from_coordinate, to_coordinate
+from .benchmarks import Case, predict_mode, stack_modes
+from .evaluate import per_point
+from .fit import from_coordinate, preset_yaml, to_coordinate
 
 # attention_efficiency is not free: fitted on this corpus it leaves the physical range (3.2, attention
 # FLOPs at 2.5x the tensor-core peak), a sign of a structural error elsewhere, not a kernel rate.
@@ -99,7 +99,7 @@ def _residuals(theta, modes, data, order, base: Accounting, free, n_backends):
     values = _values(theta, free, n_backends)
     for mode, d in zip(modes, data):
         n = d["measured"].shape[0]
-        acc = dataclasses.replace(per_row(base, n), **{k: v[d["backend"]] for k, v in values.items()})
+        acc = dataclasses.replace(per_point(base, n), **{k: v[d["backend"]] for k, v in values.items()})
         out = predict_mode(mode, *d["inputs"], acc)
         pred = jnp.stack([out["tpot"], out["ttft"]], axis=-1)
         ok = out["feasible"] & jnp.all(jnp.isfinite(pred) & (pred > 0), axis=-1)
@@ -169,17 +169,10 @@ def fit_serving(
 
 
 def accounting_yaml(fit: ServingFit, base_yaml: dict, measurements: str, stats: dict) -> str:
-    """``conf/accounting/realistic.yaml`` text with the fitted constants (each ``{value, source}``),
-    the others copied from ``base_yaml``, and the fit's provenance (file, date, grouped-CV errors)."""
-    how = (
-        f"fitted by python -m moejax.validate measurements={measurements} fit=true ({dt.date.today().isoformat()}; "
-        "TPOT and TTFT of closed-loop serving benchmarks)"
-    )
-    fields = {
-        f.name: ({"value": fit.constants[f.name], "source": how} if f.name in fit.free else base_yaml[f.name])
-        for f in dataclasses.fields(Accounting)
-        if not f.metadata.get("static")
-    }
+    """An accounting preset's text (``fit.preset_yaml``) with the fitted constants, the per-engine
+    profiles and the fit's provenance (file, date, grouped-CV errors)."""
+    date = dt.date.today().isoformat()
+    how = f"fitted by python -m moejax.validate measurements={measurements} fit=true ({date}; TPOT and TTFT of closed-loop serving benchmarks)"
     head = (
         "# Realistic accounting fitted to measured serving benchmarks, TPOT and TTFT (generated: do not edit;\n"
         f"# regenerate with python -m moejax.validate measurements={measurements} fit=true;\n"
@@ -187,16 +180,6 @@ def accounting_yaml(fit: ServingFit, base_yaml: dict, measurements: str, stats: 
         "# {value, source}; the constants not fitted are copied, with their sources, from the accounting the fit\n"
         "# started from; profiles: per engine (backend) values.\n"
     )
-    body = {
-        "mode": "realistic",
-        "description": "constants fitted to measured serving benchmarks (grouped-CV error in provenance)",
-        "provenance": {
-            "date": dt.date.today().isoformat(),
-            "measurements": measurements,
-            "free": list(fit.free),
-            **stats,
-        },
-        "profiles": fit.profiles,
-        **fields,
-    }
-    return head + yaml.safe_dump(body, sort_keys=False, width=200)
+    provenance = {"date": date, "measurements": measurements, "free": list(fit.free), **stats}
+    return preset_yaml(head, "constants fitted to measured serving benchmarks (grouped-CV error in provenance)",
+                       provenance, fit.constants, how, base_yaml, profiles=fit.profiles)

@@ -9,8 +9,8 @@ How a row is read (docs/validation.md is the contract):
 
 - **model**: ``model_path`` (a Hugging Face id) -> a catalogue name: the id's last part,
   lower-cased, with ``-Instruct``, ``-FP8``, ``-NVFP4`` and ``-FP4`` suffixes dropped, then
-  ``MODEL_ALIASES`` (DeepSeek-R1 and V3.1 are DeepSeek-V3's architecture); a name not in the
-  catalogue makes the row not expressible.
+  ``MODEL_ALIASES`` for names the catalogue lacks (DeepSeek-R1 and V3.1 are DeepSeek-V3's
+  architecture); a name not in the catalogue makes the row not expressible.
 - **hardware**: ``system`` -> ``SYSTEMS``.
 - **dtypes**: ``gemm_quant_mode`` sets the weights and GEMM inputs (fp8 and fp8_block: FP8 W8A8;
   nvfp4: NVFP4 W4A4; empty: BF16), ``moe_quant_mode`` the routed experts (fp8, fp8_block, nvfp4,
@@ -92,12 +92,11 @@ SYSTEMS = {
     "mi300x": "mi300x",
     "mi355x": "mi355x",
 }
+# Fallbacks for names the catalogue may not carry (its own aliases, alias_of:, are found first).
 MODEL_ALIASES = {
     "deepseek-r1": "deepseek-v3",
     "deepseek-v3.1": "deepseek-v3",
     "deepseek-r1-0528": "deepseek-v3",
-    "llama-3.1-70b": "llama-3-70b",
-    "qwen3-235b-a22b": "qwen3-235b-a22b",
 }
 NAME_SUFFIXES = ("-instruct", "-fp8", "-nvfp4", "-fp4")
 BACKENDS = ("trtllm", "sglang", "vllm")
