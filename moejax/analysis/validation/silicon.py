@@ -1,7 +1,7 @@
 """AIConfigurator's silicon CSV (measured closed-loop serving runs) read as moejax benchmarks.
 
 The format is AIConfigurator's ``silicon_sample.csv`` as published (README of
-``shared/reference/serving/aic-silicon``), recognised by its header. Each row is one run: a
+``moejax/data/reference/serving/aic-silicon``), recognised by its header. Each row is one run: a
 closed loop of ``silicon_concurrency`` requests (in ``silicon_data_source``) of ``isl`` prompt and
 ``osl`` output tokens against one deployment, with the measured mean TTFT and TPOT (ms).
 
