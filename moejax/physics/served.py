@@ -174,6 +174,16 @@ def prefill_steps(batch, active, isl, osl, budget):
     return chunk, xp.minimum(batch * isl / osl / chunk, 1.0), room
 
 
+def prefill_mix(m: ModelSpec, hw: HardwareSpec, p: Partition, wl: Workload, acc: Accounting, active, isl, osl, budget):
+    """The two steps a steady aggregated loop alternates between, and how often: (the decode step
+    of ``wl.batch`` requests, the prefill step that also carries ``k`` prompt tokens, the share
+    ``s`` of prefill steps, ``room``), ``prefill_steps``'s ``k``, ``s`` and ``room``. TPOT is
+    ``(1-s)·t_decode + s·t_prefill`` per step. ``wl.batch`` is the running batch (> 0)."""
+    chunk, share, room = prefill_steps(wl.batch, active, isl, osl, budget)
+    step = cost.decode_point(m, hw, p, wl, acc)
+    return step, cost.decode_point(m, hw, p, wl, acc, chunk_tokens=chunk, prompt_len=isl), share, room
+
+
 def aggregated(m: ModelSpec, hw: HardwareSpec, p: Partition, bench: Benchmark, acc: Accounting) -> Served:
     """Aggregated serving with chunked prefill (module docstring)."""
     xp = namespace(m, hw, p, bench)
@@ -184,10 +194,8 @@ def aggregated(m: ModelSpec, hw: HardwareSpec, p: Partition, bench: Benchmark, a
     budget = bench.token_budget
     batch = running_batch(n, bench.decode_cap, b_max, budget * bench.osl / (bench.isl + bench.osl), floor)
     wl = Workload(context=context, batch=batch, draft_tokens=bench.draft_tokens, accepted=bench.accepted)
-    step = cost.decode_point(m, hw, p, wl, acc)
     active = xp.minimum(n, batch)
-    chunk, share, room = prefill_steps(batch, active, bench.isl, bench.osl, budget)
-    own = cost.decode_point(m, hw, p, wl, acc, chunk_tokens=chunk, prompt_len=bench.isl)
+    step, own, share, room = prefill_mix(m, hw, p, wl, acc, active, bench.isl, bench.osl, budget)
     full = cost.decode_point(m, hw, p, wl, acc, chunk_tokens=room, prompt_len=bench.isl)  # a start-up wave's step
     ok = step.feasible & own.feasible
     safe = lambda x: xp.where(ok, x, 1.0)  # noqa: E731  (finite stand-ins where infeasible: no NaN, no NaN gradient)

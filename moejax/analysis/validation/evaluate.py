@@ -17,7 +17,7 @@ Predicted figures (SI units), index order ``FIGURES``:
 
 A decode entry measured by an aggregated serving benchmark (a ``serving`` block with mode agg)
 is predicted as the benchmark's mean step: its decode step mixed with the steps that also
-prefill arriving prompts (``moejax.physics.served.prefill_steps``, the engines' default 8192-token
+prefill arriving prompts (``moejax.physics.served.prefill_mix``, the engines' default 8192-token
 budget), not as an isolated step.
 
 Accounting leaves may differ per point (a leading axis on each leaf), so a fit can give each
@@ -35,7 +35,7 @@ import numpy as np
 
 from ...engine.grid import stack
 from ...physics.cost import StepCosts, batch_capacity, decode_point, prefill_point
-from ...physics.served import prefill_steps
+from ...physics.served import prefill_mix
 from ...physics.specs import Accounting
 from .deploy import Point
 from .measurements import FIGURES
@@ -92,9 +92,9 @@ def agg_serving(meas) -> tuple[float, float, float]:
 def _served_decode(m, hw, p, wl, acc, serving) -> StepCosts:
     """The decode step, or for an aggregated serving benchmark its mean step (module docstring)."""
     isl, osl, on = serving
-    plain = decode_point(m, hw, p, wl, acc)
-    chunk, share, _ = prefill_steps(plain.batch, plain.batch, isl, osl, BUDGET)
-    mixed = decode_point(m, hw, p, dataclasses.replace(wl, batch=plain.batch), acc, chunk_tokens=chunk, prompt_len=isl)
+    b_max, _ = batch_capacity(m, hw, p, wl.context, acc, wl.draft_tokens)  # resolve batch: max as decode_point does
+    wl = dataclasses.replace(wl, batch=jnp.where(wl.batch > 0, wl.batch, b_max))
+    plain, mixed, share, _ = prefill_mix(m, hw, p, wl, acc, wl.batch, isl, osl, BUDGET)
     share = jnp.where(on > 0, share, 0.0)
     step = jnp.where(plain.feasible, (1 - share) * plain.step_time + share * mixed.step_time, jnp.inf)
     slow = jnp.where(plain.feasible, plain.step_time / jnp.where(plain.feasible, step, 1.0), 0.0)
