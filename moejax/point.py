@@ -28,7 +28,7 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
 from .analysis.launch import ENGINES, Deployment, launch, model_path
-from .analysis.point import WHAT_IF_FIELDS, PointQuery, explain
+from .analysis.point import PointQuery, explain
 from .catalogue import available, load_accounting, load_model, model_entry
 from .cli import one_line_errors, run_command
 from .engine.config import validate_partitions
@@ -76,7 +76,7 @@ def query(cfg: DictConfig) -> PointQuery:
 
 def _table(header: list[str], rows: list[list[str]]) -> list[str]:
     widths = [max(len(str(x)) for x in col) for col in zip(header, *rows)]
-    fmt = lambda r: "  ".join(str(x).rjust(w) if i else str(x).ljust(w) for i, (x, w) in enumerate(zip(r, widths)))  # noqa: E731
+    fmt = lambda r: "  ".join(str(x).rjust(w) if i else str(x).ljust(w) for i, (x, w) in enumerate(zip(r, widths)))
     return [fmt(header), *map(fmt, rows)]
 
 
@@ -118,13 +118,14 @@ def report(r: dict, q: PointQuery) -> str:
     if s is None:
         lines += ["", "TTFT: give isl= and osl= (instead of context=) for time to first token, chunked vs disaggregated"]
     else:
-        lines += ["", "serving (end-to-end output tokens/s per GPU, prefill charged):"]
+        lines += ["", ("serving in steady state (physics/served.py: prompt chunks ride on decode steps; a disaggregated "
+                       "prefill pool at 80 % utilisation), end-to-end output tokens/s per GPU:")]
         rows = []
         for mode, x in s.items():
             where = x["partition"] + (f" + prefill {x['prefill_partition']}" if "prefill_partition" in x else "")
-            rows.append([mode, _ms(x["ttft"]), f"{x['throughput_per_gpu']:.1f}", f"{x['tokens_per_s_per_user']:.2f}",
+            rows.append([mode, _ms(x["ttft"]), _ms(x["tpot"]), f"{x['throughput_per_gpu']:.1f}", f"{x['tokens_per_s_per_user']:.2f}",
                          f"{x['prefill_share']:.3f}", f"{x['cost_per_mtok']:.4f}", f"{x['joules_per_token']:.4f}", where])
-        lines += _table(["mode", "TTFT", "tok/s/GPU", "tok/s/user", "prefill share", "$/Mtok", "J/token", "partitions"], rows)
+        lines += _table(["mode", "TTFT", "TPOT", "tok/s/GPU", "tok/s/user", "prefill share", "$/Mtok", "J/token", "partitions"], rows)
     return "\n".join(lines)
 
 

@@ -1,4 +1,5 @@
-"""ISL/OSL serving: TTFT, chunked vs disaggregated prefill, and economics (moejax.physics.serving).
+"""ISL/OSL serving in steady state: aggregated (chunked prefill) and disaggregated planners over
+the closed-loop physics of ``served.py``, and economics (moejax.physics.serving).
 
 Worked examples are checked to their hand arithmetic; model-level results are held to the
 prefill/decode model they are built from (tolerances stated; tests run in float64)."""
@@ -12,22 +13,22 @@ import pytest
 from moejax import Partition, load_hardware, load_model
 from moejax.catalogue import available, hardware_economics, hardware_entry, load_accounting
 from moejax.engine.grid import stack
-from moejax.physics import arch
+from moejax.physics import arch, served
 from moejax.physics.cost import decode_point, prefill_point
 from moejax.physics.serving import (
     ServingWorkload,
     aggregated_point,
-    chunked_prefill,
     cost_per_mtok,
     decode_context,
     disaggregated_point,
-    disaggregated_rate,
     joules_per_token,
     kv_transfer_time,
-    pool_share,
+    pool_utilisation,
+    prefill_capacity_per_gpu,
     prefill_rate_per_gpu,
+    utilisation_for_wait,
 )
-from moejax.physics.specs import Accounting, SpecError, Workload
+from moejax.physics.specs import Accounting, SpecError, Workload, replace
 
 REL = dict(rel=1e-12)
 
@@ -44,19 +45,12 @@ def test_decode_context_example():
     assert float(decode_context(1024.0, 1024.0)) == 1536.0
 
 
-def test_chunked_prefill_example():
-    rate, t_step, ttft = (float(x) for x in chunked_prefill(1000.0, 0.05, 0.2, 1.0, 2000.0, 200.0, 0.0))
-    assert rate == pytest.approx(500.0, **REL)  # 1/(1 ms + 0.2 s/200)
-    assert t_step == pytest.approx(0.1, **REL)
-    assert ttft == pytest.approx(0.3, **REL)
-    assert float(chunked_prefill(1000.0, 0.05, 0.2, 1.0, 2000.0, 200.0, 512.0)[2]) == pytest.approx(0.2 + 4 * 0.1, **REL)
-
-
-def test_pool_share_and_rate_examples():
-    assert float(pool_share(1.0, 3.0)) == 0.25
-    rate, share = (float(x) for x in disaggregated_rate(2000.0, 1000.0, 0.125, 1.0, 8.0))
-    assert share == pytest.approx(2 / 3, **REL)
-    assert rate == pytest.approx(2000 / 3, **REL) == pytest.approx(1000 / (1 / 2 + 1 / 1), **REL)
+def test_utilisation_for_wait_example_inverts_md1():
+    assert float(utilisation_for_wait(0.1, 0.2)) == pytest.approx(0.5, **REL)
+    assert float(served.md1_wait(0.5, 0.2)) == pytest.approx(0.1, **REL)
+    for rho in (0.1, 0.5, 0.9, 0.99):
+        assert float(utilisation_for_wait(served.md1_wait(rho, 0.3), 0.3)) == pytest.approx(rho, rel=1e-12)
+    assert float(utilisation_for_wait(-1.0, 0.2)) == 0.0
 
 
 def test_kv_transfer_example():
@@ -72,57 +66,83 @@ def test_kv_transfer_example():
     assert small == pytest.approx(2e-6 + 8192 * 2 * 2 * 128 * 2 * 80 / 450e9, **REL)
 
 
-def test_ttft_equals_prefill_model(setup):
-    """Aggregated: TTFT = prefill step (1 prompt, TP/EP-only partition) + one interleaved step;
-    disaggregated: TTFT = prefill step + KV transfer. Against prefill_point/decode_point called directly."""
+def test_aggregated_is_the_closed_loop_at_its_batch(setup):
+    """``aggregated_point`` = ``served.aggregated`` with ``concurrency = batch``, a budget of
+    ``batch + chunk`` and no start-up wave; its decode is the pure decode step at the batch."""
     m, hw, acc = setup
-    swl = ServingWorkload(isl=2048.0, osl=512.0)
-    pf = prefill_point(m, hw, TP8EP8, Workload(context=2048.0, batch=1.0), acc)
-    dec = decode_point(m, hw, TP8EP8, Workload(context=2048.0 + 256.0), acc)
+    acc = replace(acc, request_overhead=0.05, warmup_share=0.3)
+    swl = ServingWorkload(isl=2048.0, osl=512.0, batch=16.0, chunk=512.0)
     agg = aggregated_point(m, hw, TP8EP8, swl, acc)
-    t_agg = float(dec.step_time) * (1 + float(dec.throughput) * float(pf.step_time) / 512.0)
-    assert float(agg.prefill_time) == float(pf.step_time)
-    assert float(agg.ttft) == pytest.approx(float(pf.step_time) + t_agg, **REL)
-    assert float(agg.throughput_per_gpu) == pytest.approx(float(dec.throughput_per_gpu) * float(dec.step_time) / t_agg, **REL)
-    dis = disaggregated_point(m, hw, TP8EP8, Partition(tp=4., ep=4.), swl, acc)
-    pf4 = prefill_point(m, hw, Partition(tp=4., ep=4.), Workload(context=2048.0, batch=1.0), acc)
-    t_kv = float(kv_transfer_time(m, hw, Partition(tp=4., ep=4.), TP8EP8, 2048.0, acc))
-    assert float(dis.ttft) == pytest.approx(float(pf4.step_time) + t_kv, **REL)
-    assert float(dis.tokens_per_s_per_user) == float(dec.tokens_per_s_per_user)
+    want = served.aggregated(m, hw, TP8EP8, served.Benchmark(isl=2048.0, osl=512.0, concurrency=16.0, token_budget=16.0 + 512.0),
+                             replace(acc, warmup_share=0.0))
+    assert bool(agg.feasible)
+    for name in ("tpot", "ttft", "throughput_per_gpu", "tokens_per_s_per_user"):
+        assert float(getattr(agg, name)) == pytest.approx(float(getattr(want, name)), **REL)
+    dec = decode_point(m, hw, TP8EP8, Workload(context=2048.0 + 256.0, batch=16.0), acc)
+    assert float(agg.decode.step_time) == pytest.approx(float(dec.step_time), **REL)
+    # prompt chunks ride on some steps: TPOT is longer than the decode step, throughput lower
+    assert float(agg.tpot) > float(dec.step_time) and float(agg.throughput_per_gpu) < float(dec.throughput_per_gpu)
+    assert float(agg.ttft) >= 0.05 + float(agg.prefill_time)  # the request's overhead and its own chunks' steps
+
+
+def test_aggregated_batch_the_chunk_cannot_sustain_is_infeasible(setup):
+    """16 requests of 2048/64 need 16·2048/64 = 512 prompt tokens per step on average: a 256-token
+    chunk cannot carry them (infeasible), a 1024-token one can; B_max (batch 0) never exceeds it."""
+    m, hw, acc = setup
+    assert not bool(aggregated_point(m, hw, TP8EP8, ServingWorkload(isl=2048.0, osl=64.0, batch=16.0, chunk=256.0), acc).feasible)
+    assert bool(aggregated_point(m, hw, TP8EP8, ServingWorkload(isl=2048.0, osl=64.0, batch=16.0, chunk=1024.0), acc).feasible)
+    whole = aggregated_point(m, hw, TP8EP8, ServingWorkload(isl=2048.0, osl=64.0), acc)  # B_max, whole prompts
+    b_max = float(decode_point(m, hw, TP8EP8, Workload(context=2048.0 + 32.0), acc).batch)
+    assert bool(whole.feasible) and float(whole.batch) == b_max
+
+
+def test_disaggregated_pool_runs_at_its_utilisation(setup):
+    """Pools sized so the prefill pool's utilisation is ``prefill_utilisation``: the decode
+    replica's prompts/s = ρ × the pool's capacity; TTFT = overhead + pass + M/D/1 wait + KV
+    hand-off; TPOT the pure decode step; the end-to-end rate over both pools' GPUs."""
+    m, hw, acc = setup
+    acc = replace(acc, request_overhead=0.05)
+    p_pf = Partition(tp=2., ep=2.)
+    swl = ServingWorkload(isl=4096.0, osl=1024.0, batch=32.0, prefill_utilisation=0.6)
+    dis = disaggregated_point(m, hw, TP8EP8, p_pf, swl, acc)
+    dec = decode_point(m, hw, TP8EP8, Workload(context=4096.0 + 512.0, batch=32.0), acc)
+    t_pf = float(prefill_point(m, hw, p_pf, Workload(context=4096.0, batch=1.0), acc).step_time)
+    t_kv = float(kv_transfer_time(m, hw, p_pf, TP8EP8, 4096.0, acc))
+    assert float(dis.tpot) == pytest.approx(float(dec.step_time), **REL)
+    assert float(dis.ttft) == pytest.approx(0.05 + t_pf + float(served.md1_wait(0.6, t_pf)) + t_kv, **REL)
+    s = float(dis.prefill_share)
+    arrivals = 32.0 / (1024.0 * float(dec.step_time))  # prompts/s of one decode replica (8 GPUs)
+    pf_gpus = 8.0 * s / (1 - s)
+    assert arrivals == pytest.approx(0.6 * pf_gpus / (2.0 * t_pf), rel=1e-12)  # ρ × capacity (b = 1 per 2-GPU replica)
+    assert float(dis.throughput_per_gpu) == pytest.approx(32.0 / float(dec.step_time) / (8.0 + pf_gpus), **REL)
+    cap = float(prefill_capacity_per_gpu(m, hw, TP8EP8, p_pf, swl, acc))
+    assert cap == pytest.approx(0.6 * float(prefill_rate_per_gpu(m, hw, p_pf, 4096.0, acc)), **REL)
+
+
+def test_disaggregated_ttft_limit_sets_the_utilisation(setup):
+    """With ``ttft_max`` the pool runs at the utilisation whose wait fills the TTFT left: TTFT
+    equals the limit; a tighter limit needs more prefill GPUs; one below the pass is infeasible."""
+    m, hw, acc = setup
+    swl = ServingWorkload(isl=2048.0, osl=256.0, batch=16.0)
+    p_pf = Partition(tp=4., ep=4.)
+    t_pf = float(prefill_point(m, hw, p_pf, Workload(context=2048.0, batch=1.0), acc).step_time)
+    loose, tight = (disaggregated_point(m, hw, TP8EP8, p_pf, swl, acc, ttft_max=t_pf * k) for k in (4.0, 1.5))
+    for r, k in ((loose, 4.0), (tight, 1.5)):
+        assert bool(r.feasible) and float(r.ttft) == pytest.approx(t_pf * k, rel=1e-9)
+    assert float(tight.prefill_share) > float(loose.prefill_share)
+    rho, _, ok = pool_utilisation(m, hw, TP8EP8, p_pf, swl, acc, t_pf * 1.5)
+    assert bool(ok) and 0 < float(rho) < 1
+    assert not bool(disaggregated_point(m, hw, TP8EP8, p_pf, swl, acc, ttft_max=0.5 * t_pf).feasible)
 
 
 def test_pipeline_prefill_runs_pp_prompts(setup):
-    """On pp = 2 a prefill pass carries 2 prompts (one per microbatch): TTFT's prefill term is that pass."""
+    """On pp = 2 a prefill pass carries 2 prompts (one per microbatch): the disaggregated TTFT's
+    prefill term is that pass."""
     m, hw, acc = setup
     p = Partition(tp=4., ep=4., pp=2.)
-    agg = aggregated_point(m, hw, p, ServingWorkload(isl=1024.0, osl=256.0), acc)
+    dis = disaggregated_point(m, hw, TP8EP8, p, ServingWorkload(isl=1024.0, osl=256.0, batch=8.0), acc)
     pf = prefill_point(m, hw, p, Workload(context=1024.0, batch=2.0), acc)
-    assert bool(agg.feasible) and float(agg.prefill_time) == float(pf.step_time)
-
-
-def test_disaggregated_pools_balance(setup):
-    """The prefill pool's prompts/s equal the decode pool's requests/s: s·r_pf = (1-s)·r_dec."""
-    m, hw, acc = setup
-    swl = ServingWorkload(isl=4096.0, osl=1024.0)
-    p_pf = Partition(tp=2., ep=2.)
-    dis = disaggregated_point(m, hw, TP8EP8, p_pf, swl, acc)
-    s = float(dis.prefill_share)
-    r_dec = float(dis.decode.throughput_per_gpu) / 1024.0
-    r_pf = 1.0 / (float(dis.prefill_time) * 2.0)
-    assert 0 < s < 1
-    assert s * r_pf == pytest.approx((1 - s) * r_dec, rel=1e-12)
-    assert float(dis.throughput_per_gpu) == pytest.approx((1 - s) * float(dis.decode.throughput_per_gpu), **REL)
-    assert float(prefill_rate_per_gpu(m, hw, p_pf, 4096.0, acc)) == pytest.approx(r_pf, **REL)
-
-
-def test_same_partition_rates_agree(setup):
-    """Prefill is charged in full in both modes, so on one partition the end-to-end rates are equal."""
-    m, hw, acc = setup
-    swl = ServingWorkload(isl=1024.0, osl=512.0)
-    agg = aggregated_point(m, hw, TP8EP8, swl, acc)
-    dis = disaggregated_point(m, hw, TP8EP8, TP8EP8, swl, acc)
-    assert float(agg.throughput_per_gpu) == pytest.approx(float(dis.throughput_per_gpu), rel=1e-12)
-    assert float(agg.tokens_per_s_per_user) < float(dis.tokens_per_s_per_user)  # prefill stalls decode steps
+    assert bool(dis.feasible) and float(dis.prefill_time) == float(pf.step_time)
 
 
 def test_infeasible_is_flagged(setup):
@@ -136,11 +156,11 @@ def test_infeasible_is_flagged(setup):
 def test_vmap_over_partitions_matches_points(setup):
     m, hw, acc = setup
     parts = [Partition(tp=8., ep=8.), Partition(tp=4., ep=2., dp=2.), Partition(tp=2., ep=2., pp=2., dp=2.)]
-    swl = ServingWorkload(isl=1024.0, osl=1024.0, batch=16.0, chunk=512.0)
+    swl = ServingWorkload(isl=1024.0, osl=1024.0, batch=16.0, chunk=1024.0)
     lifted = jax.jit(jax.vmap(aggregated_point, in_axes=(None, None, 0, None, None)))(m, hw, stack(parts), swl, acc)
     for i, p in enumerate(parts):
         one = aggregated_point(m, hw, p, swl, acc)
-        assert float(lifted.ttft[i]) == pytest.approx(float(one.ttft), rel=1e-9)
+        assert bool(one.feasible) and float(lifted.ttft[i]) == pytest.approx(float(one.ttft), rel=1e-9)
         assert float(lifted.throughput_per_gpu[i]) == pytest.approx(float(one.throughput_per_gpu), rel=1e-9)
 
 
@@ -148,6 +168,9 @@ def test_serving_workload_rejects_bad_lengths():
     for kw in ({"isl": 0.0, "osl": 10.0}, {"isl": 10.0, "osl": -1.0}):
         with pytest.raises(SpecError, match="must be >= 1 token"):
             ServingWorkload(**kw)
+    for u in (0.0, 1.0, float("nan")):
+        with pytest.raises(SpecError, match="prefill_utilisation .* must be in \\(0, 1\\)"):
+            ServingWorkload(isl=10.0, osl=10.0, prefill_utilisation=u)
 
 
 def test_cost_per_mtok_exact():

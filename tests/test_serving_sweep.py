@@ -19,12 +19,14 @@ from moejax.engine.config import register
 from moejax.engine.grid import PARTITION_FIELDS, device_inputs
 from moejax.engine.plan import build_plan
 from moejax.physics import serving
+from moejax.physics.cost import decode_point
 from moejax.physics.partition import partition_valid
-from moejax.physics.specs import HardwareSpec, ModelSpec, Partition, SpecError
+from moejax.physics.specs import HardwareSpec, ModelSpec, Partition, SpecError, Workload
 
 # the scalar serving functions jitted (not the vectorised sweep kernel): the same one-by-one oracle,
 # compiled once instead of dispatching every operation eagerly at every candidate
-_aggregated, _prefill_rate = jax.jit(serving.aggregated_point), jax.jit(serving.prefill_rate_per_gpu)
+_aggregated, _decode = jax.jit(serving.aggregated_point), jax.jit(decode_point)
+_capacity = jax.jit(serving.prefill_capacity_per_gpu)
 
 ROOT = Path(__file__).resolve().parent.parent
 WORKLOADS = "grid.workloads=[{isl: 1024, osl: 1024}, {isl: 8192, osl: 512}]"
@@ -83,9 +85,9 @@ def test_workloads_give_decode_contexts_and_coordinates():
     assert one.inputs.contexts.tolist() == [125.0] and one.frontier.workloads == ((125.0, 100.0, 50.0),)
 
 
-def test_frontier_ttft_equals_the_prefill_model_at_every_winner(tiny):
-    """TTFT and end-to-end tokens/s per GPU of each stored winner = ``serving.aggregated_point``
-    (chunked prefill on the same GPUs) at the winner's partition and batch."""
+def test_frontier_winners_equal_aggregated_serving(tiny):
+    """Every stored winner (frontier levels, SLO, serving) = ``serving.aggregated_point`` at its
+    partition and batch: end-to-end tokens/s per GPU, tokens/s per user, TPOT and TTFT."""
     plan, out = tiny
     checked = 0
     for row in range(2):
@@ -99,24 +101,29 @@ def test_frontier_ttft_equals_the_prefill_model_at_every_winner(tiny):
                         continue
                     swl = serving.ServingWorkload(isl=isl, osl=osl, batch=float(out[prefix + "batch"][at]), chunk=CHUNK)
                     want = _aggregated(m, hw, _winner(out, prefix, at), swl, plan.accounting)
-                    np.testing.assert_allclose(out[prefix + "ttft"][at], want.ttft, rtol=RTOL)
-                    np.testing.assert_allclose(out[prefix + "aggregated_throughput_per_gpu"][at], want.throughput_per_gpu, rtol=RTOL)
-                    np.testing.assert_allclose(out[prefix + "throughput_per_gpu"][at], want.decode.throughput_per_gpu, rtol=RTOL)
+                    for name, value in (("ttft", want.ttft), ("throughput_per_gpu", want.throughput_per_gpu),
+                                        ("tokens_per_s_per_user", want.tokens_per_s_per_user), ("step_time", want.tpot)):
+                        np.testing.assert_allclose(out[prefix + name][at], value, rtol=RTOL)
                     checked += 1
     assert checked > 20
 
 
 def _candidates(plan, row, c):
-    """Every legal feasible (partition, batch column) of one point: (tput/GPU, tokens/s/user, TTFT)."""
+    """Every legal (partition, batch column) of one point, served aggregated and as pure decode at
+    the column's batch (a disaggregated decode pool has no chunk limit):
+    rows (tput/GPU, tokens/s/user, TTFT, decode tput/GPU, decode tokens/s/user, partition index,
+    column) with -1 / 0 / inf where infeasible."""
     m, hw, isl, osl = _specs(plan, row, c)
     out = []
-    for p in _legal(plan, m):
+    for j, p in enumerate(_legal(plan, m)):
         for b in plan.frontier.columns:
-            r = _aggregated(m, hw, p, serving.ServingWorkload(isl=isl, osl=osl, batch=float(b), chunk=CHUNK),
-                                         plan.accounting)
-            if bool(r.decode.feasible):
-                out.append((float(r.decode.throughput_per_gpu), float(r.decode.tokens_per_s_per_user), float(r.ttft)))
-    return np.array(out).reshape(-1, 3)
+            r = _aggregated(m, hw, p, serving.ServingWorkload(isl=isl, osl=osl, batch=float(b), chunk=CHUNK), plan.accounting)
+            d = _decode(m, hw, p, Workload(context=isl + osl / 2, batch=float(b)), plan.accounting)
+            ok, dec = bool(r.feasible), bool(d.feasible)
+            out.append((float(r.throughput_per_gpu) if ok else -1.0, float(r.tokens_per_s_per_user) if ok else 0.0,
+                        float(r.ttft) if ok else np.inf, float(d.throughput_per_gpu) if dec else -1.0,
+                        float(d.tokens_per_s_per_user) if dec else 0.0, j, float(b)))
+    return np.array(out).reshape(-1, 7)
 
 
 def test_slo_with_ttft_max_equals_a_brute_force_search(tiny):
@@ -125,7 +132,7 @@ def test_slo_with_ttft_max_equals_a_brute_force_search(tiny):
     for row in range(2):
         for c in range(2):
             cand, at = _candidates(plan, row, c), (row, 0, 0, c)
-            fast = cand[:, 1] >= SLO["tokens_per_s_per_user_min"]
+            fast = (cand[:, 0] > 0) & (cand[:, 1] >= SLO["tokens_per_s_per_user_min"])
             meets = fast & (cand[:, 2] <= SLO["ttft_max"])
             if meets.any():
                 assert out["slo_status"][at] == 2
@@ -133,36 +140,52 @@ def test_slo_with_ttft_max_equals_a_brute_force_search(tiny):
                 assert out["slo_ttft"][at] <= SLO["ttft_max"]
                 binds += cand[fast, 0].max() > cand[meets, 0].max()
             else:
-                assert out["slo_status"][at] == (1 if len(cand) else 0) and np.isnan(out["slo_throughput_per_gpu"][at])
+                assert out["slo_status"][at] == (1 if (cand[:, 0] > 0).any() else 0)
+                assert np.isnan(out["slo_throughput_per_gpu"][at])
     assert binds  # the TTFT limit excludes the best fast-enough candidate somewhere: the mask is tested
     assert 2 in out["slo_status"]
 
 
 def test_disaggregated_serving_equals_the_serving_functions(tiny):
-    """``serving_disaggregated_*``: the highest-throughput decode configuration fed by the prefill
-    partition with the most prompts/s per GPU (brute force), through ``serving.disaggregated_point``."""
+    """``serving_disaggregated_*`` and ``slo_disaggregated_*``: the decode candidate with the most
+    pure decode tokens/s per GPU (under the SLO: at the tokens/s per user floor) fed by the prefill
+    partition serving the most prompts/s per GPU at its utilisation (brute force), through
+    ``serving.disaggregated_point`` (the SLO's pool at the utilisation its TTFT limit allows, which
+    it then meets); ``slo_mode``
+    names the mode with more tokens/s per GPU."""
     plan, out = tiny
-    checked = 0
+    checked = modes = 0
     for row in range(2):
         for c in range(2):
             m, hw, isl, osl = _specs(plan, row, c)
             at = (row, 0, 0, c)
-            if out["serving_status"][at] == 0:
-                assert np.isnan(out["serving_disaggregated_throughput_per_gpu"][at])
-                continue
             parts = list(_legal(plan, m))
-            rates = [float(_prefill_rate(m, hw, p, isl, plan.accounting)) for p in parts]
-            p_pf = parts[int(np.argmax(rates))]
-            assert _winner(out, "serving_prefill_", at) == p_pf
-            np.testing.assert_allclose(out["serving_throughput_per_gpu"][at], np.nanmax(out["frontier_throughput_per_gpu"][at]),
-                                       rtol=RTOL)  # the frontier's high-throughput end (levels start at 1 tok/s/user)
-            swl = serving.ServingWorkload(isl=isl, osl=osl, batch=float(out["serving_batch"][at]), chunk=CHUNK)
-            want = serving.disaggregated_point(m, hw, _winner(out, "serving_", at), p_pf, swl, plan.accounting)
-            np.testing.assert_allclose(out["serving_disaggregated_throughput_per_gpu"][at], want.throughput_per_gpu, rtol=RTOL)
-            np.testing.assert_allclose(out["serving_prefill_share"][at], want.prefill_share, rtol=RTOL)
-            np.testing.assert_allclose(out["serving_disaggregated_ttft"][at], want.ttft, rtol=RTOL)
-            checked += 1
-    assert checked >= 2
+            cand = _candidates(plan, row, c)
+            for prefix, floor, limit in (("serving_", 0.0, None), ("slo_", SLO["tokens_per_s_per_user_min"], SLO["ttft_max"])):
+                pick = np.where(cand[:, 4] >= floor, cand[:, 3], -1.0)
+                if pick.max() <= 0:
+                    assert np.isnan(out[prefix + "disaggregated_throughput_per_gpu"][at])
+                    continue
+                best = cand[int(np.argmax(pick))]
+                p_dec, swl = parts[int(best[5])], serving.ServingWorkload(isl=isl, osl=osl, batch=best[6])
+                rates = [float(_capacity(m, hw, p_dec, p, swl, plan.accounting, limit)) for p in parts]
+                p_pf = parts[int(np.argmax(rates))]
+                want = serving.disaggregated_point(m, hw, p_dec, p_pf, swl, plan.accounting, limit)
+                if not bool(want.feasible):  # e.g. the prefill pass alone exceeds the TTFT limit
+                    assert np.isnan(out[prefix + "disaggregated_throughput_per_gpu"][at])
+                    continue
+                assert _winner(out, prefix + "decode_", at) == parts[int(best[5])]
+                assert _winner(out, prefix + "prefill_", at) == p_pf
+                for name in ("throughput_per_gpu", "ttft", "tokens_per_s_per_user", "batch"):
+                    np.testing.assert_allclose(out[f"{prefix}disaggregated_{name}"][at], getattr(want, name), rtol=RTOL)
+                np.testing.assert_allclose(out[prefix + "prefill_share"][at], want.prefill_share, rtol=RTOL)
+                if limit is not None:
+                    assert float(want.ttft) <= limit * (1 + 1e-9)
+                    agg = np.nan_to_num(out["slo_throughput_per_gpu"][at])
+                    assert out["slo_mode"][at] == (1 if agg >= float(want.throughput_per_gpu) else 2)
+                    modes += 1
+                checked += 1
+    assert checked >= 3 and modes >= 1  # the 8k prompt's prefill alone exceeds the 0.1 s limit
 
 
 @pytest.fixture(scope="module")
@@ -206,7 +229,7 @@ def test_sweep_dataset_economics_are_exact(dataset):
         assert ds.hw_price_per_gpu_hour.values.tolist() == [2.5]
         assert ds.hw_board_power.values.tolist() == [hardware_economics("h100-sxm").board_power]
         checked = 0
-        for prefix in ("", "frontier_", "serving_aggregated_", "serving_disaggregated_"):
+        for prefix in ("", "frontier_", "serving_", "serving_disaggregated_"):
             x = ds[prefix + "throughput_per_gpu"].values
             served = x > 0
             x64 = np.where(served, x, 1.0).astype(np.float64)

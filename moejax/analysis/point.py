@@ -246,6 +246,7 @@ def _serving_row(r: dict, i: int, table, econ, decode: int | None = None) -> dic
     tps = float(r["throughput_per_gpu"][i])
     row = table[i if decode is None else decode]
     return {"partition": partition_label(row), "degrees": dict(zip(PARTITION_FIELDS, (int(x) for x in row))), "ttft": float(r["ttft"][i]),
+            "tpot": float(r["tpot"][i]), "batch": float(r["batch"][i]),
             "throughput_per_gpu": tps, "tokens_per_s_per_user": float(r["tokens_per_s_per_user"][i]),
             "prefill_share": float(r["prefill_share"][i]), "prefill_time": float(r["prefill_time"][i]),
             "kv_transfer_time": float(r["kv_transfer_time"][i]),

@@ -10,9 +10,11 @@ batch of ``batches`` (column 0 is each partition's own B_max, ``Workload.batch =
   ``interactivity``): at level ``u_i`` the best throughput per GPU over candidates with
   tokens/s/user ≥ ``u_i``, and the partition, batch and step time achieving it;
 - with an SLO, the best candidate meeting it (``slo_*``);
-- with workloads (``grid.workloads``, engine/workloads.py), each winner's TTFT and end-to-end
-  tokens/s per GPU under chunked prefill (``*_ttft``, ``*_aggregated_throughput_per_gpu``), and
-  ``serving_*``: the highest-throughput configuration served aggregated vs disaggregated.
+- with workloads (``grid.workloads``, engine/workloads.py), every candidate served aggregated
+  with chunked prefill (``physics.serving``: end-to-end tokens/s per GPU at 1/TPOT, and TTFT,
+  ``*_ttft``); ``serving_*``: the highest-throughput aggregated configuration beside
+  disaggregated serving; with an SLO, ``slo_disaggregated_*`` and ``slo_mode`` (which mode
+  serves more per GPU under it).
 
 The frontier is a bucket sort and a scan: each candidate falls into the bucket of the highest
 level it reaches (one log and a floor, corrected against the stored levels), a segment max keeps
@@ -39,6 +41,7 @@ FRONTIER_STATUS = ([0, 1, 2], "infeasible unreachable reached")  # no candidate 
 SLO_STATUS = ([0, 1, 2], "infeasible slo_not_met slo_met")
 SERVING_STATUS = ([0, 1], "infeasible feasible")
 AT_BATCH_STATUS = ([0, 1], "infeasible feasible")
+SLO_MODE = ([0, 1, 2], "none aggregated disaggregated")  # which mode serves more tokens/s per GPU under the SLO
 
 
 @dataclasses.dataclass(frozen=True)
@@ -181,43 +184,48 @@ def bucket(u, levels):
     return jnp.where(u > 0, jnp.clip(j, 0, n), 0)
 
 
-def _ttft(r, prefill_time, p: Partition, serve):
-    """Chunked prefill on the decode GPUs (``serving.chunked_prefill``) of decode step ``r``: TTFT,
-    s (inf where the prompt's prefill does not fit: ``prefill_time`` inf), and the end-to-end
-    tokens/s per GPU with the prefill charged (``serving.aggregated_point``'s)."""
+def _served(m, hw, p: Partition, context, b, acc, serve):
+    """One candidate: ``decode_point`` at batch ``b`` (0: B_max), or with ``serve`` (isl, osl,
+    chunk) ``serving.aggregated_point`` (steady aggregated serving with chunked prefill)."""
+    if serve is None:
+        return decode_point(m, hw, p, Workload(context=context, batch=b), acc)
     isl, osl, chunk = serve
-    rate, _, ttft = serving.chunked_prefill(r.throughput, r.step_time, prefill_time, serving.prefill_batch(p), isl, osl, chunk)
-    fits = jnp.isfinite(prefill_time)
-    return jnp.where(fits, ttft, jnp.inf), jnp.where(fits, r.throughput_per_gpu * (rate / r.throughput), 0.0)
+    return serving.aggregated_point(m, hw, p, serving.ServingWorkload(isl=isl, osl=osl, batch=b, chunk=chunk), acc)
 
 
-def _candidates(m, hw, parts: Partition, pmask, context, columns, acc, t_pf=None, serve=None):
+def _candidates(m, hw, parts: Partition, pmask, context, columns, acc, serve=None):
     """[P, K] throughput per GPU (-1 where illegal or infeasible) and tokens/s per user (0 there);
-    with ``serve`` (isl, osl, chunk) and prefill times ``t_pf`` [P], also each candidate's TTFT."""
-    def one(p, ok, pf_time):
+    with ``serve`` (isl, osl, chunk) these are aggregated serving's, and each candidate's TTFT
+    (inf there) and pure decode throughput per GPU and tokens/s per user (what a disaggregated
+    decode pool runs) follow."""
+    def one(p, ok):
         def at(b):
-            r = decode_point(m, hw, p, Workload(context=context, batch=b), acc)
+            r = _served(m, hw, p, context, b, acc, serve)
             good = ok & r.feasible
             out = jnp.where(good, r.throughput_per_gpu, -1.0), jnp.where(good, r.tokens_per_s_per_user, 0.0)
-            return out if serve is None else (*out, jnp.where(good, _ttft(r, pf_time, p, serve)[0], jnp.inf))
+            if serve is None:
+                return out
+            d = _served(m, hw, p, context, b, acc, None)  # the column's batch without the chunk's limit
+            dec = ok & d.feasible
+            return (*out, jnp.where(good, r.ttft, jnp.inf), jnp.where(dec, d.throughput_per_gpu, -1.0),
+                    jnp.where(dec, d.tokens_per_s_per_user, 0.0))
         return jax.vmap(at)(columns)
-    return jax.vmap(one)(parts, pmask, jnp.zeros(pmask.shape) if t_pf is None else t_pf)
+    return jax.vmap(one)(parts, pmask)
 
 
-def _winners(m, hw, parts: Partition, context, columns, acc, flat_idx, found, k: int, t_pf=None, serve=None):
+def _winners(m, hw, parts: Partition, context, columns, acc, flat_idx, found, k: int, serve=None):
     """Re-evaluate the winning (partition, batch) candidates ``flat_idx`` (into [P·K]) exactly;
-    NaN / 0 degrees where ``found`` is false. With ``serve``, also their TTFT and end-to-end
-    tokens/s per GPU under chunked prefill (``_ttft``)."""
+    NaN / 0 degrees where ``found`` is false. With ``serve``, aggregated serving's figures
+    (``step_time`` is then the TPOT) and TTFT."""
     p_i, b_i = flat_idx // k, flat_idx % k
     winner = jax.tree_util.tree_map(lambda x: x[p_i], parts)
-    r = jax.vmap(lambda p, b: decode_point(m, hw, p, Workload(context=context, batch=b), acc))(winner, columns[b_i])
+    r = jax.vmap(lambda p, b: _served(m, hw, p, context, b, acc, serve))(winner, columns[b_i])
     def nan(v):
         return jnp.where(found, v, jnp.nan)
     out = {"throughput_per_gpu": nan(r.throughput_per_gpu), "tokens_per_s_per_user": nan(r.tokens_per_s_per_user),
-           "batch": nan(r.batch), "step_time": nan(r.step_time)}
+           "batch": nan(r.batch), "step_time": nan(r.step_time if serve is None else r.tpot)}
     if serve is not None:
-        ttft, agg = jax.vmap(lambda r_, t, p: _ttft(r_, t, p, serve))(r, t_pf[p_i], winner)
-        out["ttft"], out["aggregated_throughput_per_gpu"] = nan(ttft), nan(agg)
+        out["ttft"] = nan(r.ttft)
     for f in PARTITION_FIELDS:
         out[f] = jnp.where(found, getattr(winner, f), 0.0)
     return out
@@ -265,17 +273,18 @@ def frontier_point(m, hw, parts: Partition, pmask, context, columns, levels, slo
     the largest throughput per GPU among them with tokens/s per user ≥ ``u_i`` (a masked argmax
     per level, a scan over the sorted levels in effect).
 
-    With a workload (``context`` = (decode context, isl, osl)): every winner's TTFT under chunked
-    prefill (``chunk`` tokens per step) and end-to-end tokens/s per GPU; the ``serving_*`` summary
-    (``_serving``); and with ``ttft_max`` the SLO is a masked argmax over every candidate (the
-    reduced set's dominance argument ignores TTFT)."""
-    serve, t_pf = None, None
+    With a workload (``context`` = (decode context, isl, osl)) every candidate is served aggregated
+    (``serving.aggregated_point``, ``chunk`` prompt tokens per step): the frontier, the batch
+    columns and the SLO rank end-to-end tokens/s per GPU at 1/TPOT, and every winner carries its
+    TTFT; ``serving_*`` and, with an SLO, ``slo_disaggregated_*`` add disaggregated serving
+    (``_disaggregated``) and ``slo_mode`` says which mode serves more tokens/s per GPU under the
+    SLO (the cheaper per token on the same hardware). With ``ttft_max`` the SLO is a masked argmax
+    over every candidate (the reduced set's dominance argument ignores TTFT)."""
+    serve = None
     if isinstance(context, tuple):
         context, isl, osl = context
         serve = (isl, osl, chunk)
-        pf = jax.vmap(lambda p: serving.prefill(m, hw, p, isl, acc))(parts)
-        t_pf = jnp.where(pf.feasible, pf.step_time, jnp.inf)  # [P]
-    x, u, *ttft = _candidates(m, hw, parts, pmask, context, columns, acc, t_pf, serve if ttft_max is not None else None)
+    x, u, *more = _candidates(m, hw, parts, pmask, context, columns, acc, serve)
     k, n_lev = x.shape[1], levels.shape[0]
     picks = []  # (prefix, flat candidate indices, found): the winners, re-evaluated in one call
     flags = {}
@@ -297,7 +306,7 @@ def frontier_point(m, hw, parts: Partition, pmask, context, columns, levels, slo
     picks.append(("frontier_", ci[w], reached))
     flags["frontier_status"] = jnp.where(reached, 2, jnp.where(any_ok, 1, 0)).astype(jnp.int8)
     if with_slo and ttft_max is not None:  # every candidate: TTFT breaks the per-column dominance
-        flat = jnp.where((u >= slo_min) & (ttft[0] <= ttft_max), x, -1.0).reshape(-1)
+        flat = jnp.where((u >= slo_min) & (more[0] <= ttft_max), x, -1.0).reshape(-1)
         i = _argmax(flat)
         picks.append(("slo_", i[None], (flat[i] > 0)[None]))
         flags["slo_status"] = jnp.where(flat[i] > 0, 2, jnp.where(any_ok, 1, 0)).astype(jnp.int8)
@@ -317,7 +326,7 @@ def frontier_point(m, hw, parts: Partition, pmask, context, columns, levels, slo
         flags["serving_status"] = any_ok.astype(jnp.int8)
     sizes = [int(idx.shape[0]) for _, idx, _ in picks]
     every = _winners(m, hw, parts, context, columns, acc, jnp.concatenate([idx for _, idx, _ in picks]),
-                     jnp.concatenate([found for *_, found in picks]), k, t_pf, serve)
+                     jnp.concatenate([found for *_, found in picks]), k, serve)
     out, start = {}, 0
     for (prefix, _, _), size in zip(picks, sizes):
         for name, v in every.items():
@@ -325,31 +334,43 @@ def frontier_point(m, hw, parts: Partition, pmask, context, columns, levels, slo
         start += size
     out.pop("at_batch_batch", None)  # the column's own batch
     if serve is not None:
-        out.update(_serving(m, hw, parts, pmask, out, t_pf, serve, acc))
+        _, x_dec, u_dec = more
+        out.update(_disaggregated("serving_", m, hw, parts, pmask, x_dec, u_dec >= 0, columns, serve, acc, None))
+        if with_slo:
+            dis = _disaggregated("slo_", m, hw, parts, pmask, x_dec, u_dec >= slo_min, columns, serve, acc, ttft_max)
+            out.update(dis)
+            agg, disagg = jnp.nan_to_num(out["slo_throughput_per_gpu"], nan=0.0), jnp.nan_to_num(
+                dis["slo_disaggregated_throughput_per_gpu"], nan=0.0)
+            flags["slo_mode"] = jnp.where(jnp.maximum(agg, disagg) > 0, jnp.where(agg >= disagg, 1, 2), 0).astype(jnp.int8)
     return {**out, **flags}
 
 
-def _serving(m, hw, parts: Partition, pmask, out: dict, t_pf, serve, acc) -> dict:
-    """Disaggregated serving at the frontier's highest-throughput decode configuration
-    (``serving_*`` of ``out``): a prefill pool on the partition with the most prompts/s per GPU
-    (``serving.prefill_rate_per_gpu`` over the point's candidates; the pools' end-to-end rate is
-    increasing in it, ``serving.disaggregated_rate``), its end-to-end tokens/s per GPU over both
-    pools, prefill share of the GPUs, TTFT (prefill + KV hand-off, ``serving.kv_transfer_time``)
-    and prefill partition. NaN (degrees 0) where nothing is feasible."""
+def _disaggregated(prefix: str, m, hw, parts: Partition, pmask, x_dec, meets, columns, serve, acc, ttft_max) -> dict:
+    """Disaggregated serving (``serving.disaggregated_point``): the decode candidate with the most
+    pure decode tokens/s per GPU among those ``meets`` marks (the TPOT limit: a decode pool runs
+    pure decode steps) fed by a prefill pool on the partition that serves the most prompts/s per
+    GPU at its utilisation (``serving.prefill_capacity_per_gpu``: the decode replica then needs the
+    fewest prefill GPUs), which ``ttft_max`` sets (None: the default). ``<prefix>disaggregated_*``
+    (end-to-end tokens/s per GPU over both pools, tokens/s per user, TTFT, batch), the pool's share
+    of the GPUs and both partitions; NaN (degrees 0) where nothing is feasible."""
     isl, osl, _ = serve
-    rate = jnp.where(pmask, jax.vmap(lambda p: serving.prefill_rate_per_gpu(m, hw, p, isl, acc))(parts), 0.0)
+    k = columns.shape[0]
+    flat = jnp.where(meets, x_dec, -1.0).reshape(-1)
+    i = _argmax(flat)
+    p_dec = jax.tree_util.tree_map(lambda v: v[i // k], parts)
+    swl = serving.ServingWorkload(isl=isl, osl=osl, batch=columns[i % k])
+    rate = jnp.where(pmask, jax.vmap(lambda p: serving.prefill_capacity_per_gpu(m, hw, p_dec, p, swl, acc, ttft_max))(parts), 0.0)
     j = _argmax(rate)
     p_pf = jax.tree_util.tree_map(lambda v: v[j], parts)
-    p_dec = Partition(**{f: out[f"serving_{f}"] for f in PARTITION_FIELDS})
-    ok = (rate[j] > 0) & (out["serving_throughput_per_gpu"] > 0)
-    pf_time = jnp.where(ok, t_pf[j], 1.0)
-    e2e, share = serving.disaggregated_rate(out["serving_throughput_per_gpu"], osl, pf_time, serving.prefill_batch(p_pf),
-                                            p_pf.gpus_per_replica)
-    t_kv = serving.kv_transfer_time(m, hw, p_pf, p_dec, isl, acc)
-    res = {"serving_disaggregated_throughput_per_gpu": e2e, "serving_prefill_share": share,
-           "serving_disaggregated_ttft": pf_time + t_kv}
+    d = serving.disaggregated_point(m, hw, p_dec, p_pf, swl, acc, ttft_max)
+    ok = (flat[i] > 0) & (rate[j] > 0) & d.feasible
+    res = {f"{prefix}disaggregated_throughput_per_gpu": d.throughput_per_gpu,
+           f"{prefix}disaggregated_tokens_per_s_per_user": d.tokens_per_s_per_user,
+           f"{prefix}disaggregated_ttft": d.ttft, f"{prefix}disaggregated_batch": d.batch,
+           f"{prefix}prefill_share": d.prefill_share}
     res = {name: jnp.where(ok, v, jnp.nan) for name, v in res.items()}
-    res.update({f"serving_prefill_{f}": jnp.where(ok, getattr(p_pf, f), 0.0) for f in PARTITION_FIELDS})
+    for pool, p in (("decode", p_dec), ("prefill", p_pf)):
+        res.update({f"{prefix}{pool}_{f}": jnp.where(ok, getattr(p, f), 0.0) for f in PARTITION_FIELDS})
     return res
 
 
@@ -394,22 +415,41 @@ def _degree_attrs(prefix: str, what: str) -> dict:
 
 
 def _group(prefix: str, what: str, status: str, status_flags, serve: bool = False) -> dict:
-    """name -> (units or 'flag', long_name, flag values/meanings or None) for one result group."""
+    """name -> (units or 'flag', long_name, flag values/meanings or None) for one result group;
+    ``serve``: a workload grid's (aggregated serving with chunked prefill, and TTFT)."""
+    if serve:
+        tput = "end-to-end output tokens per second per GPU, aggregated serving with chunked prefill"
+        step = "mean time per output token after the first (TPOT: decode steps and steps carrying prompt chunks)"
+    else:
+        tput, step = "decode tokens per second per GPU", "time of one decode step"
     out = {
-        f"{prefix}throughput_per_gpu": ("s-1", f"{what}: decode tokens per second per GPU (NaN: see {prefix}{status})"),
+        f"{prefix}throughput_per_gpu": ("s-1", f"{what}: {tput} (NaN: see {prefix}{status})"),
         f"{prefix}tokens_per_s_per_user": ("s-1", f"{what}: output tokens per second one sequence sees"),
         f"{prefix}batch": ("1", f"{what}: sequences served concurrently per replica"),
-        f"{prefix}step_time": ("s", f"{what}: time of one decode step"),
+        f"{prefix}step_time": ("s", f"{what}: {step}"),
     }
     if serve:
-        out[f"{prefix}ttft"] = ("s", (f"{what}: time to first token, chunked prefill on the same GPUs (inf: the prompt's "
-                                      "prefill does not fit)"))
-        out[f"{prefix}aggregated_throughput_per_gpu"] = ("s-1", (f"{what}: end-to-end output tokens per second per GPU "
-                                                                 "with chunked prefill on the same GPUs"))
+        out[f"{prefix}ttft"] = ("s", f"{what}: mean time to first token, aggregated serving (physics/served.py)")
     out = {k: (*v, None) for k, v in out.items()}
     out[f"{prefix}{status}"] = ("flag", f"{what}: outcome", status_flags)
     for name, (units, long_name) in _degree_attrs(prefix, what).items():
         out[name] = (units, long_name, None)
+    return out
+
+
+def _disaggregated_group(prefix: str, what: str) -> dict:
+    """The variables ``_disaggregated`` returns under ``prefix``."""
+    out = {
+        f"{prefix}disaggregated_throughput_per_gpu": ("s-1", f"{what}: end-to-end output tokens per second per GPU over both pools"),
+        f"{prefix}disaggregated_tokens_per_s_per_user": ("s-1", f"{what}: output tokens per second one sequence sees"),
+        f"{prefix}disaggregated_ttft": ("s", f"{what}: mean time to first token (prefill pass, queue, KV hand-off)"),
+        f"{prefix}disaggregated_batch": ("1", f"{what}: sequences in flight per decode replica"),
+        f"{prefix}prefill_share": ("1", f"{what}: fraction of the GPUs in the prefill pool"),
+    }
+    out = {k: (*v, None) for k, v in out.items()}
+    for pool in ("decode", "prefill"):
+        for name, (units, long_name) in _degree_attrs(f"{prefix}{pool}_", f"{what}, {pool} pool").items():
+            out[name] = (units, long_name, None)
     return out
 
 
@@ -423,19 +463,16 @@ def variables(spec: FrontierSpec) -> dict:
         groups.append((("batches",), at))
     if spec.with_slo:
         limits = [f"tokens/s per user >= {spec.slo_rate:g}"] * (spec.slo_rate > 0) + [f"TTFT <= {spec.ttft_max:g} s"] * (spec.ttft_max > 0)
-        groups.append(((), _group("slo_", f"best meeting the SLO ({', '.join(limits)})", "status", SLO_STATUS, serve)))
+        slo = f"best meeting the SLO ({', '.join(limits)})"
+        group = _group("slo_", slo, "status", SLO_STATUS, serve)
+        if serve:
+            group.update(_disaggregated_group("slo_", f"disaggregated serving {slo}"))
+            group["slo_mode"] = ("flag", "the serving mode with the most tokens/s per GPU under the SLO (the cheaper per token)",
+                                 SLO_MODE)
+        groups.append(((), group))
     if serve:
-        what = "highest-throughput decode configuration (the frontier's B_max end)"
-        group = _group("serving_", what, "status", SERVING_STATUS, serve)
-        group.update({
-            "serving_disaggregated_throughput_per_gpu": ("s-1", ("end-to-end output tokens per second per GPU (both pools) of "
-                                                          "disaggregated serving: that decode configuration fed by the prefill "
-                                                          "partition with the most prompts/s per GPU"), None),
-            "serving_prefill_share": ("1", "disaggregated serving: fraction of the GPUs in the prefill pool", None),
-            "serving_disaggregated_ttft": ("s", "disaggregated serving: time to first token (prefill + KV hand-off)", None),
-        })
-        for name, (units, long_name) in _degree_attrs("serving_prefill_", "disaggregated serving's prefill pool").items():
-            group[name] = (units, long_name, None)
+        group = _group("serving_", "highest-throughput aggregated configuration", "status", SERVING_STATUS, serve)
+        group.update(_disaggregated_group("serving_", "disaggregated serving at its highest decode throughput"))
         groups.append(((), group))
     return {name: (dims, *meta) for dims, group in groups for name, meta in group.items()}
 

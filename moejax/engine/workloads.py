@@ -138,7 +138,7 @@ def serving_derive(plan, frontier_names: list[str], float_dtype: str):
     grids), ``hw_price_per_gpu_hour``/``hw_board_power`` per hardware, and $/Mtok and J/token
     (``economics_derive``) beside the B_max result (``cost_per_mtok``), every frontier level
     (``frontier_``), the SLO pick (``slo_``) and aggregated/disaggregated serving (``serving_*``)."""
-    prefixes = [""] + [p for p in ("frontier_", "slo_", "serving_aggregated_", "serving_disaggregated_")
+    prefixes = [""] + [p for p in ("frontier_", "slo_", "slo_disaggregated_", "serving_", "serving_disaggregated_")
                        if f"{p}throughput_per_gpu" in frontier_names]
     costs = economics_derive(plan.economics, prefixes, float_dtype)
 

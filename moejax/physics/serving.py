@@ -1,46 +1,31 @@
-"""Serving one request stream: ISL/OSL workloads, time to first token, aggregated (chunked
-prefill on the decode GPUs) vs disaggregated (a separate prefill pool) serving, and economics.
+"""Planning one request stream: ISL/OSL workloads served aggregated (chunked prefill on the
+decode GPUs) or disaggregated (a separate prefill pool) at a chosen running batch, in steady
+state, and their economics. The physics is ``served.py``'s (the closed-loop benchmark model that
+the serving validation holds to 2,145 measured runs); this module picks its operating point.
 
 Written for one point (scalar leaves), lifted with ``vmap`` like ``cost.decode_point``. SI units:
-seconds, tokens/s, requests/s, bytes, watts, US dollars. A request has ``isl`` prompt tokens and
-generates ``osl`` output tokens; its KV grows from ``isl`` to ``isl + osl``, so decode runs at the
-mean KV length ``decode_context = isl + osl/2``.
+seconds, tokens/s, bytes, watts, US dollars. A request has ``isl`` prompt tokens and generates
+``osl`` output tokens; decode runs at the mean KV length ``decode_context = isl + osl/2``.
 
-Prefill of a prompt on a partition ``p`` is ``cost.prefill_point`` at ``b = pp·dp_attn`` prompts
-(the fewest that fill every pipeline stage and attention group; 1 without pp or DP-attention):
-it takes ``T_pf`` seconds (each prompt's latency) and costs the replica ``T_pf/b`` seconds per
-prompt of its time.
+**Steady state.** A replica keeps ``batch`` requests in flight (<= 0: B_max at the decode
+context), each replaced at once when it finishes: ``served.Benchmark`` with ``concurrency =
+batch`` on one decode replica. Start-up waves are a benchmark's artefact, not a deployment's:
+``warmup_share`` is 0 here (``request_overhead`` stays: every request pays it).
 
-**Aggregated (chunked prefill, same GPUs).** Prompts are split into chunks of ``chunk`` tokens
-that ride on decode steps (mixed batches, as vLLM/SGLang/TensorRT-LLM chunked prefill runs them).
-The prefill work is charged in full on top of the decode step (no weight read shared with the
-decode step: conservative, exact where prefill is compute-bound). In steady state every output
-token of the replica owes ``T_pf/(b·osl)`` seconds of prefill, so the replica's output rate is
-``X_agg = 1 / (1/X + T_pf/(b·osl))`` for the decode-only rate ``X`` (``decode_point``'s
-throughput, speculative decoding's accepted tokens included); every decode step stretches by
-``X/X_agg`` and tokens/s per user shrink by the same factor. A new request's prompt takes
-``n = ceil(isl/chunk)`` steps (``chunk <= 0``: the whole prompt in one step), so
-``TTFT = T_pf + n·t_step``: its own prefill plus ``n`` interleaved steps at their steady-state
-mean length (decode plus the mean prefill load they carry; its own chunks are part of that load,
-so they are counted twice: conservative by at most ``T_pf``). No queueing before admission: the
-request joins at the next step boundary.
+**Aggregated** (``aggregated_point``): ``served.aggregated`` with ``chunk`` prompt tokens per
+step (the room a step leaves after its decode tokens; <= 0: a step can take every waiting prompt
+whole). A batch the chunk cannot sustain (its prompts need more than ``chunk`` tokens per step:
+``batch·isl/osl > chunk``) or above B_max is infeasible, as a batch above B_max is for
+``decode_point``. TPOT is the mean of decode steps and the steps that also carry prompt chunks
+(they share the weight reads: ``cost.decode_point``'s mixed step).
 
-**Disaggregated (prefill pool).** A prefill pool on partition ``p_pf`` hands each prompt's KV to
-a decode pool on partition ``p_dec``. Per GPU, the decode pool finishes ``r_dec = x_dec/osl``
-requests/s (``x_dec`` output tokens/s/GPU) and the prefill pool ``r_pf = b/(T_pf·N_pf)`` prompts/s
-(``N_pf`` GPUs per prefill replica). With a share ``s`` of the GPUs in the prefill pool, the pools
-keep pace when ``s·r_pf = (1-s)·r_dec``:
-
-    s = r_dec / (r_dec + r_pf),     end-to-end output tokens/s per GPU = (1-s)·x_dec = osl / (1/r_dec + 1/r_pf)
-
-(continuous shares: whole replicas per pool are not enforced). The end-to-end rate is the
-harmonic combination of the two pools' rates, increasing in each, so the best pair is the best
-decode partition with the best prefill partition (searched independently) unless a TTFT limit
-couples them. ``TTFT = T_pf + t_kv`` where every prefill GPU sends its share of the batch's KV,
-``(b/dp_attn)·kv_bytes_per_sequence_gpu(isl)``, as one point-to-point transfer
-(``collectives.send``) over NVLink when both replicas fit in one island, else over its NIC; not
-overlapped with the prefill (an upper bound: layer-wise KV streaming hides most of it). Decode
-tokens/s per user are the decode pool's.
+**Disaggregated** (``disaggregated_point``): the decode replica at ``batch`` (pure decode steps)
+fed by prefill replicas on ``p_pf``, as many (a real number: replicas are shared across decode
+replicas) as put the prefill pool at utilisation ``prefill_utilisation`` (default 0.8). With a
+TTFT limit the pool runs at the largest utilisation that meets it (``utilisation_for_wait``,
+the M/D/1 wait inverted), at most 0.99; the limit is unmet when the prefill pass, the KV hand-off
+and ``request_overhead`` alone exceed it. ``served.disaggregated`` then gives TPOT, TTFT (the
+pass, the M/D/1 wait, the hand-off) and the end-to-end tokens/s per GPU over both pools.
 
 Economics: ``cost_per_mtok`` and ``joules_per_token`` turn tokens/s per GPU into US dollars per
 million output tokens and joules per output token (board power only, see ``joules_per_token``).
@@ -52,8 +37,8 @@ from typing import Any
 
 import numpy as np
 
-from . import cost
-from .collectives import send
+from . import cost, served
+from .served import kv_transfer_time
 from .specs import (
     Accounting,
     HardwareSpec,
@@ -64,6 +49,7 @@ from .specs import (
     _require,
     _require_speculation,
     pytree_spec,
+    replace,
 )
 from .xp import namespace
 
@@ -71,14 +57,16 @@ from .xp import namespace
 @pytree_spec
 class ServingWorkload:
     """A request stream: ``isl`` prompt tokens and ``osl`` output tokens per request; ``batch``
-    decode sequences per replica (<= 0: B_max at the decode context); ``chunk`` prefill tokens per
-    decode step in aggregated serving (<= 0: the whole prompt in one step); speculative decoding
-    as in ``Workload``."""
+    requests in flight per decode replica (<= 0: B_max at the decode context); ``chunk`` prompt
+    tokens a decode step can carry in aggregated serving (<= 0: every waiting prompt whole);
+    ``prefill_utilisation`` the disaggregated prefill pool's utilisation (0 < u < 1); speculative
+    decoding as in ``Workload``."""
 
     isl: Any
     osl: Any
     batch: Any = 0.0
     chunk: Any = 0.0
+    prefill_utilisation: Any = 0.8
     draft_tokens: Any = 0.0
     accepted: Any = 0.0
 
@@ -90,21 +78,26 @@ class ServingWorkload:
             _require("ServingWorkload", v, f, np.isfinite(v[f]) & (v[f] >= 1), "must be >= 1 token")
         for f in ("batch", "chunk"):
             _require("ServingWorkload", v, f, np.isfinite(v[f]), "must be finite (<= 0: the default)")
+        u = v["prefill_utilisation"]
+        _require("ServingWorkload", v, "prefill_utilisation", (u > 0) & (u < 1), "must be in (0, 1)")
         _require_speculation("ServingWorkload", v)
 
 
 @pytree_spec
 class ServingCosts:
-    """One serving configuration. ``ttft`` s (inf where infeasible); ``throughput_per_gpu``
-    end-to-end output tokens/s per GPU over every GPU used (both pools when disaggregated; 0 where
-    infeasible); ``tokens_per_s_per_user`` decode tokens/s one request sees; ``prefill_share``
-    fraction of the GPUs in the prefill pool (0: aggregated); ``prefill_time`` s (``T_pf``);
-    ``kv_transfer_time`` s (0: aggregated); ``decode`` the decode step's ``StepCosts`` at
-    ``decode_context``."""
+    """One serving configuration in steady state. ``tpot`` s per output token after the first and
+    ``ttft`` s (inf where infeasible); ``throughput_per_gpu`` end-to-end output tokens/s per GPU
+    over every GPU used (both pools when disaggregated; 0 where infeasible);
+    ``tokens_per_s_per_user`` ``1/tpot``; ``batch`` requests in flight per decode replica;
+    ``prefill_share`` fraction of the GPUs in the prefill pool (0: aggregated); ``prefill_time`` s,
+    the request's own prefill (aggregated: its chunks' steps; disaggregated: its pass);
+    ``kv_transfer_time`` s (0: aggregated); ``decode`` the pure decode step's ``StepCosts``."""
 
+    tpot: Any
     ttft: Any
     throughput_per_gpu: Any
     tokens_per_s_per_user: Any
+    batch: Any
     prefill_share: Any
     prefill_time: Any
     kv_transfer_time: Any
@@ -120,11 +113,6 @@ def decode_context(isl, osl):
     return isl + osl / 2
 
 
-def _decode_workload(swl: ServingWorkload) -> Workload:
-    return Workload(context=decode_context(swl.isl, swl.osl), batch=swl.batch,
-                    draft_tokens=swl.draft_tokens, accepted=swl.accepted)
-
-
 def prefill_batch(p: Partition):
     """Prompts one prefill pass runs on ``p``: ``pp·dp_attn`` (one per pipeline microbatch and
     attention group; 1 on TP/EP-only partitions)."""
@@ -136,117 +124,125 @@ def prefill(m: ModelSpec, hw: HardwareSpec, p: Partition, isl, acc: Accounting) 
     return cost.prefill_point(m, hw, p, Workload(context=isl, batch=prefill_batch(p)), acc)
 
 
-def chunked_prefill(throughput, step_time, prefill_time, prompts_per_pass, isl, osl, chunk):
-    """(output tokens/s, step time s, TTFT s) of a replica interleaving prefill with decode, from
-    its decode-only ``throughput`` (tokens/s) and ``step_time`` (s) and a prefill pass of
-    ``prompts_per_pass`` prompts taking ``prefill_time`` (s): ``X_agg = 1/(1/X + T_pf/(b·osl))``,
-    steps stretched by ``X/X_agg``, ``TTFT = T_pf + ceil(isl/chunk)·t_step`` (``chunk <= 0``: one step).
+def _steady(acc: Accounting) -> Accounting:
+    return replace(acc, warmup_share=0.0)
 
-    A replica decoding 1000 tokens/s in 50 ms steps, prefill 0.2 s per prompt (b = 1), osl = 200:
-    each output token owes 1 ms of prefill, X_agg = 1/(1 ms + 1 ms) = 500 tokens/s, steps take
-    100 ms; a whole-prompt chunk gives TTFT = 0.2 + 0.1 = 0.3 s, 512-token chunks of a 2000-token
-    prompt 0.2 + 4·0.1 = 0.6 s.
-    """
-    xp = namespace(throughput, step_time, prefill_time, chunk)
-    stretch = 1 + throughput * (prefill_time / (prompts_per_pass * osl))  # X / X_agg = t_agg / t_step
-    t_step = step_time * stretch
-    steps = xp.where(chunk > 0, xp.ceil(isl / xp.where(chunk > 0, chunk, 1.0)), 1.0)
-    return throughput / stretch, t_step, prefill_time + steps * t_step
+
+def _in_flight(m: ModelSpec, hw: HardwareSpec, p: Partition, swl: ServingWorkload, acc: Accounting):
+    """Requests in flight per decode replica: ``swl.batch``, or B_max at the decode context (<= 0)."""
+    xp = namespace(m, hw, p, swl)
+    b_max, _ = cost.batch_capacity(m, hw, p, decode_context(swl.isl, swl.osl), acc, swl.draft_tokens)
+    return xp.maximum(xp.where(swl.batch > 0, swl.batch, b_max), 1.0)
 
 
 def aggregated_point(m: ModelSpec, hw: HardwareSpec, p: Partition, swl: ServingWorkload, acc: Accounting) -> ServingCosts:
-    """Chunked prefill on the decode GPUs of partition ``p`` (module docstring, ``chunked_prefill``):
-    decode at ``decode_context(isl, osl)``, prefill of ``prefill_batch(p)`` prompts of ``isl`` tokens."""
+    """Aggregated serving of ``swl`` on one replica of partition ``p`` in steady state (module
+    docstring): ``served.aggregated`` with ``concurrency = batch`` and a token budget of
+    ``batch + chunk`` (``chunk <= 0``: ``batch·(1 + isl)``, every waiting prompt whole)."""
     xp = namespace(m, hw, p, swl)
-    dec = cost.decode_point(m, hw, p, _decode_workload(swl), acc)
-    pf = prefill(m, hw, p, swl.isl, acc)
-    ok = dec.feasible & pf.feasible
-    safe = lambda x: xp.where(ok, x, 1.0)  # noqa: E731  (finite inputs where infeasible)
-    rate, _, ttft = chunked_prefill(safe(dec.throughput), safe(dec.step_time), safe(pf.step_time),
-                                         prefill_batch(p), swl.isl, swl.osl, swl.chunk)
-    slow = rate / safe(dec.throughput)  # X_agg / X
-    zero = xp.zeros_like(rate)
+    n = _in_flight(m, hw, p, swl, acc)
+    room = xp.where(swl.chunk > 0, swl.chunk, n * swl.isl)
+    bench = served.Benchmark(isl=swl.isl, osl=swl.osl, concurrency=n, token_budget=n + room,
+                             draft_tokens=swl.draft_tokens, accepted=swl.accepted)
+    r = served.aggregated(m, hw, p, bench, _steady(acc))
+    ok = r.feasible & (r.batch >= n)  # the whole batch runs: within B_max and what the chunk sustains
+    zero = xp.zeros_like(r.tpot)
     return ServingCosts(
-        ttft=xp.where(ok, ttft, xp.inf),
-        throughput_per_gpu=xp.where(ok, dec.throughput_per_gpu * slow, 0.0),
-        tokens_per_s_per_user=xp.where(ok, dec.tokens_per_s_per_user * slow, 0.0),
+        tpot=xp.where(ok, r.tpot, xp.inf),
+        ttft=xp.where(ok, r.ttft, xp.inf),
+        throughput_per_gpu=xp.where(ok, r.throughput_per_gpu, 0.0),
+        tokens_per_s_per_user=xp.where(ok, r.tokens_per_s_per_user, 0.0),
+        batch=n,
         prefill_share=zero,
-        prefill_time=pf.step_time,
+        prefill_time=r.t_prefill,
         kv_transfer_time=zero,
         feasible=ok,
-        decode=dec,
+        decode=r.step,
     )
 
 
-def kv_transfer_time(m: ModelSpec, hw: HardwareSpec, p_pf: Partition, p_dec: Partition, isl, acc: Accounting):
-    """Seconds to hand one prefill pass's KV to the decode pool: every prefill GPU sends its
-    ``(b/dp_attn)·kv_bytes_per_sequence_gpu(isl)`` bytes at once, over NVLink when both replicas
-    fit in one island, else over its NIC (``collectives.send``).
+def utilisation_for_wait(wait, service):
+    """The utilisation of an M/D/1 queue whose mean wait is ``wait`` s at service time ``service``
+    s: ``served.md1_wait`` inverted, ``ρ = 2W/(S + 2W)`` (0 where ``wait <= 0``).
 
-    Llama-3-70B (GQA, BF16 KV) prefilled on TP8 H100 (b = 1), 8k prompt: each GPU holds 8192 tokens
-    × 2·1·128 values × 2 B × 80 layers = 335.5 MB; to a decode replica on another node
-    (16 GPUs > the 8-GPU island): 5 µs + 335.5 MB / 50 GB/s = 6.716 ms at speed of light.
+    A 0.1 s wait on 0.2 s passes: 0.2/(0.2 + 0.2) = 0.5 (``md1_wait(0.5, 0.2)`` = 0.1 s).
     """
-    per_gpu = prefill_batch(p_pf) / p_pf.dp_attn * cost.kv_bytes_per_sequence_gpu(m, p_pf, isl, acc)
-    return send(hw, p_pf.gpus_per_replica + p_dec.gpus_per_replica, per_gpu, acc)
+    xp = namespace(wait, service)
+    w = xp.maximum(wait, 0.0)
+    return 2 * w / (service + 2 * w)
 
 
-def pool_share(requests_per_s_per_gpu_decode, requests_per_s_per_gpu_prefill):
-    """Share of the GPUs in the prefill pool so that it keeps pace with the decode pool:
-    ``s = r_dec / (r_dec + r_pf)`` (then ``s·r_pf = (1-s)·r_dec``).
+def pool_utilisation(m: ModelSpec, hw: HardwareSpec, p_dec: Partition, p_pf: Partition, swl: ServingWorkload,
+                     acc: Accounting, ttft_max=None):
+    """(utilisation ``ρ`` of a prefill pool on ``p_pf`` feeding ``p_dec``, its pass ``T_b`` s,
+    whether it can serve): ``swl.prefill_utilisation``, or with ``ttft_max`` s the largest ``ρ``
+    whose M/D/1 wait fits the TTFT left after ``request_overhead``, the pass and the KV hand-off
+    (``utilisation_for_wait``), at most 0.99; unservable where nothing is left."""
+    xp = namespace(m, hw, p_dec, p_pf, swl)
+    pf = prefill(m, hw, p_pf, swl.isl, acc)
+    t_b = xp.where(pf.feasible, pf.step_time, 1.0)
+    if ttft_max is None:
+        return swl.prefill_utilisation, t_b, pf.feasible
+    headroom = ttft_max - acc.request_overhead - t_b - kv_transfer_time(m, hw, p_pf, p_dec, swl.isl, acc)
+    return xp.minimum(utilisation_for_wait(headroom, t_b), 0.99), t_b, pf.feasible & (headroom > 0)
 
-    Decode finishing 1 request/s/GPU and prefill 3 prompts/s/GPU: s = 1/4 (one prefill GPU per
-    three decode GPUs: 0.25·3 = 0.75·1).
+
+def prefill_capacity_per_gpu(m: ModelSpec, hw: HardwareSpec, p_dec: Partition, p_pf: Partition, swl: ServingWorkload,
+                             acc: Accounting, ttft_max=None):
+    """Prompts per second per prefill GPU a pool on ``p_pf`` serves at its utilisation
+    (``pool_utilisation``): ``ρ·b/(T_b·N_pf)``; 0 where it cannot serve. A decode replica needs
+    ``λ/capacity`` prefill GPUs, so the disaggregated search maximises it.
+
+    A pass of b = 1 prompt in 0.125 s on 8 GPUs at ρ = 0.8: 0.8·1/(0.125·8) = 0.8 prompts/s per GPU.
     """
-    return requests_per_s_per_gpu_decode / (requests_per_s_per_gpu_decode + requests_per_s_per_gpu_prefill)
+    xp = namespace(m, hw, p_dec, p_pf, swl)
+    rho, t_b, ok = pool_utilisation(m, hw, p_dec, p_pf, swl, acc, ttft_max)
+    return xp.where(ok, rho * prefill_batch(p_pf) / (t_b * p_pf.gpus_per_replica), 0.0)
+
+
+def disaggregated_point(m: ModelSpec, hw: HardwareSpec, p_dec: Partition, p_pf: Partition, swl: ServingWorkload,
+                        acc: Accounting, ttft_max=None) -> ServingCosts:
+    """A prefill pool on ``p_pf`` feeding one decode replica on ``p_dec`` at ``swl.batch`` in
+    steady state (module docstring). The pool has ``λ/(ρ·μ)`` replicas for the decode replica's
+    ``λ = batch/(osl·TPOT)`` prompts/s, a replica's capacity ``μ = b/T_b`` and utilisation ``ρ``
+    (``pool_utilisation``: ``swl.prefill_utilisation``, or with ``ttft_max`` s the largest meeting it)."""
+    xp = namespace(m, hw, p_dec, p_pf, swl)
+    n = _in_flight(m, hw, p_dec, swl, acc)
+    acc0 = _steady(acc)
+    step = cost.decode_point(m, hw, p_dec, Workload(context=decode_context(swl.isl, swl.osl), batch=n,
+                                                    draft_tokens=swl.draft_tokens, accepted=swl.accepted), acc0)
+    rho, t_b, pool_ok = pool_utilisation(m, hw, p_dec, p_pf, swl, acc0, ttft_max)
+    ok = step.feasible & pool_ok
+    rho = xp.where(ok, rho, 0.5)
+    tpot = xp.where(ok, step.step_time, 1.0) / (1 + swl.accepted)
+    b = prefill_batch(p_pf)
+    workers = n / (swl.osl * tpot) / (rho * b / t_b)  # prefill replicas per decode replica
+    bench = served.Benchmark(isl=swl.isl, osl=swl.osl, concurrency=n, prefill_workers=workers, prefill_cap=b,
+                             draft_tokens=swl.draft_tokens, accepted=swl.accepted)
+    r = served.disaggregated(m, hw, p_dec, p_pf, bench, acc0)
+    ok = ok & r.feasible
+    pf_gpus = workers * p_pf.gpus_per_replica
+    return ServingCosts(
+        tpot=xp.where(ok, r.tpot, xp.inf),
+        ttft=xp.where(ok, r.ttft, xp.inf),
+        throughput_per_gpu=xp.where(ok, r.throughput_per_gpu, 0.0),
+        tokens_per_s_per_user=xp.where(ok, r.tokens_per_s_per_user, 0.0),
+        batch=n,
+        prefill_share=xp.where(ok, pf_gpus / (pf_gpus + p_dec.gpus_per_replica), 0.0),
+        prefill_time=r.t_prefill,
+        kv_transfer_time=r.kv_transfer_time,
+        feasible=ok,
+        decode=r.step,
+    )
 
 
 def prefill_rate_per_gpu(m: ModelSpec, hw: HardwareSpec, p: Partition, isl, acc: Accounting):
     """Prompts of ``isl`` tokens per second per GPU a prefill pool on ``p`` sustains:
-    ``r_pf = b/(T_pf·N_pf)`` (0 where the prefill does not fit). The disaggregated search maximises it."""
+    ``r_pf = b/(T_pf·N_pf)`` (0 where the prefill does not fit). The disaggregated search maximises
+    it: for a given decode replica the pool's GPUs per decode GPU fall as it rises."""
     xp = namespace(m, hw, p, isl)
     pf = prefill(m, hw, p, isl, acc)
     return xp.where(pf.feasible, prefill_batch(p) / (xp.where(pf.feasible, pf.step_time, 1.0) * p.gpus_per_replica), 0.0)
-
-
-def disaggregated_rate(decode_tokens_per_s_per_gpu, osl, prefill_time, prompts_per_pass, prefill_gpus):
-    """(end-to-end output tokens/s per GPU, prefill share ``s``) of a prefill pool whose replicas
-    of ``prefill_gpus`` GPUs prefill ``prompts_per_pass`` prompts in ``prefill_time`` s, feeding a
-    decode pool at ``decode_tokens_per_s_per_gpu``: ``r_dec = x_dec/osl``,
-    ``r_pf = b/(T_pf·N_pf)``, ``s = pool_share(r_dec, r_pf)``, rate ``(1-s)·x_dec = osl/(1/r_dec + 1/r_pf)``.
-
-    Decode at 2000 tokens/s/GPU, osl = 1000 (r_dec = 2 requests/s/GPU); prefill of 1 prompt in
-    0.125 s on 8 GPUs (r_pf = 1 prompt/s/GPU): s = 2/3, 2000/3 = 666.7 tokens/s per GPU.
-    """
-    r_dec = decode_tokens_per_s_per_gpu / osl
-    r_pf = prompts_per_pass / (prefill_time * prefill_gpus)
-    share = pool_share(r_dec, r_pf)
-    return (1 - share) * decode_tokens_per_s_per_gpu, share
-
-
-def disaggregated_point(m: ModelSpec, hw: HardwareSpec, p_dec: Partition, p_pf: Partition, swl: ServingWorkload,
-                        acc: Accounting) -> ServingCosts:
-    """A prefill pool on ``p_pf`` feeding a decode pool on ``p_dec`` (module docstring,
-    ``disaggregated_rate``); ``TTFT = T_pf + kv_transfer_time``. With ``p_pf = p_dec`` the
-    end-to-end rate equals ``aggregated_point``'s (both are ``osl/(1/r_dec + 1/r_pf)``: prefill
-    is charged in full either way); the pools differ in TTFT and tokens/s per user."""
-    xp = namespace(m, hw, p_dec, p_pf, swl)
-    dec = cost.decode_point(m, hw, p_dec, _decode_workload(swl), acc)
-    pf = prefill(m, hw, p_pf, swl.isl, acc)
-    ok = dec.feasible & pf.feasible
-    rate, share = disaggregated_rate(dec.throughput_per_gpu, swl.osl, xp.where(ok, pf.step_time, 1.0),
-                                     prefill_batch(p_pf), p_pf.gpus_per_replica)
-    t_kv = kv_transfer_time(m, hw, p_pf, p_dec, swl.isl, acc)
-    return ServingCosts(
-        ttft=xp.where(ok, pf.step_time + t_kv, xp.inf),
-        throughput_per_gpu=xp.where(ok, rate, 0.0),
-        tokens_per_s_per_user=xp.where(ok, dec.tokens_per_s_per_user, 0.0),
-        prefill_share=xp.where(ok, share, 0.0),
-        prefill_time=pf.step_time,
-        kv_transfer_time=t_kv,
-        feasible=ok,
-        decode=dec,
-    )
 
 
 def cost_per_mtok(price_per_gpu_hour, tokens_per_s_per_gpu):
