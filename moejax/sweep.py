@@ -13,7 +13,7 @@ import hydra
 import jax
 from omegaconf import DictConfig
 
-from .analysis.frontier import frontier_summary
+from .analysis.frontier import frontier_summary, slo_summary
 from .analysis.qs import sweep_columns
 from .analysis.summary import summary
 from .cli import grid_job, one_line_errors
@@ -28,7 +28,12 @@ def _sweep_job(cfg: DictConfig, out: Path) -> str:
     if run(cfg, out, sweep_columns(cfg)) is None:
         return f"process {jax.process_index()}: parts written; process 0 writes {out}"
     with deferred():  # reads the dataset: a signal stops the run after it
-        return f"wrote {out}" + (f"\n{summary(out)}" if cfg.summary else "") + (f"\n{frontier_summary(out)}" if cfg.summary and (cfg.grid.get("batches") or cfg.grid.get("workloads")) else "")
+        if not cfg.summary:
+            return f"wrote {out}"
+        texts = [summary(out)]
+        if cfg.grid.get("batches") or cfg.grid.get("workloads"):
+            texts += [frontier_summary(out), slo_summary(out)]
+        return "\n".join([f"wrote {out}", *(t for t in texts if t)])
 
 
 @one_line_errors

@@ -71,3 +71,38 @@ def frontier_summary(path: Path, levels=LEVELS, kappa: float = 5.0, context: flo
         lines.append(f"{'model':<{name}}" + "".join(f"  {h:>{w}}" for h, w in zip(heads, widths)))
         lines += [f"{m:<{name}}" + "".join(f"  {c:>{w}}" for c, w in zip(cells, widths)) for m, cells in rows]
     return "\n".join(lines)
+
+
+def slo_summary(path: Path, kappa: float = 5.0, context: float = 8192.0) -> str:
+    """With workloads and an SLO (``slo_mode`` in the dataset): per model and variant (MoE, dense
+    at κ nearest ``kappa``), at the grid context nearest ``context``, on the hardware × GPUs where
+    its cheaper mode's $/Mtok is lowest: both modes' $/Mtok under the SLO, the disaggregated
+    prefill share and which mode is cheaper. Empty otherwise."""
+    with xr.open_dataset(path) as ds:
+        if "slo_mode" not in ds or "slo_cost_per_mtok" not in ds:
+            return ""
+        k = float(ds.kappa[np.argmin(np.abs(ds.kappa.values - kappa))])
+        c = float(ds.context[np.argmin(np.abs(np.log(ds.context.values / context)))])
+        at = ds.sel(kappa=k, context=c)
+        modes = dict(zip(ds.slo_mode.attrs["flag_values"].tolist(), ds.slo_mode.attrs["flag_meanings"].split()))
+        lines = [f"under the SLO ({ds.slo_status.attrs['long_name'].split('(', 1)[1].split(')')[0]}) at kappa={k:g}, "
+                 f"isl {at.isl.item():g}, osl {at.osl.item():g}: $/Mtok of each mode on the hardware x GPUs where the "
+                 "cheaper one is lowest"]
+        for model in ds.model.values:
+            for variant in ("moe", "dense"):
+                one = at.sel(model=model, variant=variant).stack(place=("hardware", "num_gpus"))
+                agg = one.slo_cost_per_mtok.values
+                dis = one.slo_disaggregated_cost_per_mtok.values
+                best = np.fmin(agg, dis)
+                label = f"{model} ({'MoE' if variant == 'moe' else f'dense, kappa {k:g}'})"
+                if not np.isfinite(best).any():
+                    lines.append(f"  {label}: neither mode meets the SLO")
+                    continue
+                i = int(np.nanargmin(best))
+                place, mode = one.place.values[i], modes[int(one.slo_mode.values[i])]
+                share = float(one.slo_prefill_share.values[i])
+                cells = [f"${v:.3g}" if np.isfinite(v) else "SLO not met" for v in (agg[i], dis[i])]
+                share = f" (prefill share {share:.2f})" if np.isfinite(share) else ""
+                lines.append(f"  {label} on {place[0]}/{place[1]}: aggregated {cells[0]}, disaggregated {cells[1]}{share} "
+                             f"-> {mode} is cheaper")
+    return "\n".join(lines)
