@@ -21,6 +21,7 @@ import numpy as np
 from omegaconf import DictConfig
 
 from .analysis import epoch
+from .catalogue import CONF_DIR
 from .cli import one_line_errors, run_command
 from .physics.specs import SpecError
 
@@ -70,7 +71,7 @@ def run_latency(cfg: DictConfig, out: Path) -> dict:
 
 
 @one_line_errors
-@hydra.main(version_base=None, config_path="../conf", config_name="fit")
+@hydra.main(version_base=None, config_path=str(CONF_DIR), config_name="fit")
 def main(cfg: DictConfig) -> None:
     def job(run_dir: Path) -> str:
         if cfg.mode not in MODES:

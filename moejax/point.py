@@ -29,7 +29,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from .analysis.launch import ENGINES, Deployment, launch, model_path
 from .analysis.point import WHAT_IF_FIELDS, PointQuery, explain
-from .catalogue import available, load_accounting, load_model, model_entry
+from .catalogue import CONF_DIR, available, load_accounting, load_model, model_entry
 from .cli import one_line_errors, run_command
 from .engine.config import validate_partitions
 from .engine.grid import PartitionSpace
@@ -164,7 +164,7 @@ def what_if_section(base: dict, variant: dict, what_if: dict) -> str:
 
 
 @one_line_errors
-@hydra.main(version_base=None, config_path="../conf", config_name="point")
+@hydra.main(version_base=None, config_path=str(CONF_DIR), config_name="point")
 def main(cfg: DictConfig) -> None:
     def job(run_dir: Path) -> str:
         if cfg.precision == "float64":

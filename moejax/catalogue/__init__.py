@@ -20,7 +20,12 @@ from .files import load_json, load_yaml
 from .hf import architecture_from_hf_config
 from .patterns import LAYER_TYPES, PATTERN_FIELDS, pattern_counts
 
-CONF_DIR = Path(__file__).resolve().parents[2] / "conf"
+# The catalogues and Hydra configs: ``moejax/conf`` in an installed wheel (setup.py maps the top-level
+# ``conf/`` there at build time), ``conf/`` beside the package in a clone or an editable install.
+# ROOT is the directory holding the ``moejax`` package: the repository root in a clone, so paths such
+# as ``moejax/data/reference/...`` resolve against it in both layouts.
+ROOT = Path(__file__).resolve().parents[2]
+CONF_DIR = next((d for d in (ROOT / "moejax" / "conf", ROOT / "conf") if d.is_dir()), ROOT / "conf")
 
 # bytes per stored value, block scales included: NVFP4 is 4 bits + an FP8 scale per 16 values (4.5 bits),
 # MXFP4 4 bits + an 8-bit scale per 32 (4.25 bits), INT4 4 bits + an FP16 scale per 128 (4.125 bits)

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import yaml
 
-from ...catalogue import CONF_DIR, available, load_hardware, load_model
+from ...catalogue import ROOT, available, load_hardware, load_model
 from ...physics.baseline import FAMILIES
 from ...physics.specs import KV_MODES, Partition, SpecError
 
@@ -155,7 +155,7 @@ def resolve_path(path: str | Path) -> Path:
     p = Path(path)
     if p.exists() or p.is_absolute():
         return p
-    return CONF_DIR.parent / p
+    return ROOT / p
 
 
 def load_reference(path: str | Path) -> Reference:
