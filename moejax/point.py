@@ -28,7 +28,7 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
 from .analysis.launch import ENGINES, Deployment, launch, model_path
-from .analysis.point import WHAT_IF_FIELDS, PointQuery, explain
+from .analysis.point import PointQuery, explain
 from .catalogue import CONF_DIR, available, load_accounting, load_model, model_entry
 from .cli import one_line_errors, run_command
 from .engine.config import validate_partitions
@@ -67,11 +67,25 @@ def query(cfg: DictConfig) -> PointQuery:
                           or (acc.integer_batch and b != int(b))):
         whole = "a whole number" if acc.integer_batch else "a number"
         raise SpecError(f"batch = {b!r} is invalid: {whole} >= 1 of sequences per replica, or null (B_max)")
-    return PointQuery(model=model, hardware=hardware, num_gpus=cfg.num_gpus, accounting=acc,
-                      context=cfg.context, isl=cfg.isl, osl=cfg.osl, batch=0.0 if b is None else b,
-                      batches=tuple(batches), levels=tuple(_plain(cfg.levels)), top=cfg.top, chunk=cfg.chunk, dtypes=dict(_plain(cfg.dtypes)),
-                      space=PartitionSpace(**space), price_per_gpu_hour=cfg.price_per_gpu_hour, board_power=cfg.board_power,
-                      what_if=what_if)
+    return PointQuery(
+        model=model,
+        hardware=hardware,
+        num_gpus=cfg.num_gpus,
+        accounting=acc,
+        context=cfg.context,
+        isl=cfg.isl,
+        osl=cfg.osl,
+        batch=0.0 if b is None else b,
+        batches=tuple(batches),
+        levels=tuple(_plain(cfg.levels)),
+        top=cfg.top,
+        chunk=cfg.chunk,
+        dtypes=dict(_plain(cfg.dtypes)),
+        space=PartitionSpace(**space),
+        price_per_gpu_hour=cfg.price_per_gpu_hour,
+        board_power=cfg.board_power,
+        what_if=what_if,
+    )
 
 
 def _table(header: list[str], rows: list[list[str]]) -> list[str]:
@@ -136,7 +150,11 @@ def launch_section(r: dict, q: PointQuery, engine: str) -> str:
         return f"\nlaunch ({engine}): no configuration fits, nothing to launch"
     kv = q.dtypes.get("kv") or model_entry(q.model).get("dtypes", {}).get("kv", "bf16")
     base = dict(model=model_path(q.model), batch=b["batch"], kv_dtype=kv, moe=float(load_model(q.model).n_experts) > 1)
-    lines = ["", f"launch ({engine}) of the best configuration above (one replica):", launch(engine, Deployment(degrees=b["degrees"], **base))]
+    lines = [
+        "",
+        f"launch ({engine}) of the best configuration above (one replica):",
+        launch(engine, Deployment(degrees=b["degrees"], **base)),
+    ]
     s = r["serving"] or {}
     if "disaggregated" in s and s["disaggregated"]["throughput_per_gpu"] > s.get("aggregated", {}).get("throughput_per_gpu", 0.0):
         lines += ["", "disaggregated serving does better here (serving table above): its roles"]
@@ -153,9 +171,14 @@ def what_if_section(base: dict, variant: dict, what_if: dict) -> str:
     if a is None or b is None:
         return "\n".join(lines + [f"  {'baseline' if a is None else 'variant'}: no candidate partition fits"])
     rows = []
-    for key, label, fmt in (("throughput_per_gpu", "tokens/s per GPU", "{:.1f}"), ("tokens_per_s_per_user", "tokens/s per user", "{:.2f}"),
-                            ("step_time", "step time (ms)", "{:.3f}"), ("batch", "batch per replica", "{:g}"),
-                            ("cost_per_mtok", "$ per Mtok", "{:.4f}"), ("joules_per_token", "J per token", "{:.4f}")):
+    for key, label, fmt in (
+        ("throughput_per_gpu", "tokens/s per GPU", "{:.1f}"),
+        ("tokens_per_s_per_user", "tokens/s per user", "{:.2f}"),
+        ("step_time", "step time (ms)", "{:.3f}"),
+        ("batch", "batch per replica", "{:g}"),
+        ("cost_per_mtok", "$ per Mtok", "{:.4f}"),
+        ("joules_per_token", "J per token", "{:.4f}"),
+    ):
         scale = 1e3 if key == "step_time" else 1.0
         x, y = a[key] * scale, b[key] * scale
         rows.append([label, fmt.format(x), fmt.format(y), f"{y / x:.3f}" if x else "n/a"])

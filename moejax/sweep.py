@@ -29,7 +29,11 @@ def _sweep_job(cfg: DictConfig, out: Path) -> str:
     if run(cfg, out, sweep_columns(cfg)) is None:
         return f"process {jax.process_index()}: parts written; process 0 writes {out}"
     with deferred():  # reads the dataset: a signal stops the run after it
-        return f"wrote {out}" + (f"\n{summary(out)}" if cfg.summary else "") + (f"\n{frontier_summary(out)}" if cfg.summary and (cfg.grid.get("batches") or cfg.grid.get("workloads")) else "")
+        return (
+            f"wrote {out}"
+            + (f"\n{summary(out)}" if cfg.summary else "")
+            + (f"\n{frontier_summary(out)}" if cfg.summary and (cfg.grid.get("batches") or cfg.grid.get("workloads")) else "")
+        )
 
 
 @one_line_errors

@@ -125,7 +125,10 @@ def main(cfg: DictConfig) -> None:
         settings = fit_settings(cfg) if cfg.fit else None
         write = repo_path(cfg.calibration.write) if cfg.fit and cfg.calibration.write else None
         if settings is not None and settings.per_family and write:
-            raise SpecError("calibration.write is invalid with calibration.per_family = true: conf/accounting/*.yaml holds one value per field")
+            raise SpecError(
+                "calibration.write is invalid with calibration.per_family = true: conf/accounting/*.yaml holds one value "
+                "per field"
+            )
         path = repo_path(cfg.measurements)
         out = Path(cfg.out) if cfg.out else run_dir
         if silicon.is_silicon_csv(path):

@@ -62,7 +62,9 @@ class PointQuery:
             raise SpecError(f"num_gpus = {self.num_gpus!r} is invalid: a positive integer")
         given = self.context is not None, self.isl is not None, self.osl is not None
         if given[0] and (given[1] or given[2]):
-            raise SpecError(f"context = {self.context!r} is invalid with isl/osl: give context, or isl and osl (context = isl + osl/2)")
+            raise SpecError(
+                f"context = {self.context!r} is invalid with isl/osl: give context, or isl and osl (context = isl + osl/2)"
+            )
         if not given[0] and not (given[1] and given[2]):
             missing = "context" if not any(given) else ("osl" if given[1] else "isl")
             raise SpecError(f"{missing} is missing: give context=TOKENS, or isl=TOKENS and osl=TOKENS")
@@ -87,7 +89,9 @@ class PointQuery:
                 raise SpecError(f"what_if.{field} is not a known field: allowed {', '.join(WHAT_IF_FIELDS)}")
             ok = isinstance(factor, int | float) and not isinstance(factor, bool) and np.isfinite(factor) and factor > 0
             if not ok:
-                raise SpecError(f"what_if.{field} = {factor!r} is invalid: a factor > 0 (allowed fields {', '.join(WHAT_IF_FIELDS)})")
+                raise SpecError(
+                    f"what_if.{field} = {factor!r} is invalid: a factor > 0 (allowed fields {', '.join(WHAT_IF_FIELDS)})"
+                )
 
     @property
     def decode_context(self) -> float:
@@ -237,7 +241,9 @@ def _serving(m, hw, parts, table, legal, q: PointQuery, acc, econ, dtype, decode
             for name, j in (("disaggregated", int(np.argmax(np.where(ok, dis["throughput_per_gpu"], -1.0)))),
                             ("disaggregated, min TTFT", int(np.argmin(np.where(ok, dis["ttft"], np.inf))))):
                 result[name] = _serving_row(dis, j, table, econ, decode=i) | {
-                    "prefill_partition": partition_label(table[j]), "prefill_degrees": dict(zip(PARTITION_FIELDS, (int(x) for x in table[j])))}
+                    "prefill_partition": partition_label(table[j]),
+                    "prefill_degrees": dict(zip(PARTITION_FIELDS, (int(x) for x in table[j]))),
+                }
     return result
 
 
@@ -245,9 +251,15 @@ def _serving_row(r: dict, i: int, table, econ, decode: int | None = None) -> dic
     """Row ``i`` of a serving result; ``decode``: the decode partition when ``i`` indexes prefill partitions."""
     tps = float(r["throughput_per_gpu"][i])
     row = table[i if decode is None else decode]
-    return {"partition": partition_label(row), "degrees": dict(zip(PARTITION_FIELDS, (int(x) for x in row))), "ttft": float(r["ttft"][i]),
-            "throughput_per_gpu": tps, "tokens_per_s_per_user": float(r["tokens_per_s_per_user"][i]),
-            "prefill_share": float(r["prefill_share"][i]), "prefill_time": float(r["prefill_time"][i]),
-            "kv_transfer_time": float(r["kv_transfer_time"][i]),
-            "cost_per_mtok": float(serving.cost_per_mtok(econ.price_per_gpu_hour, tps)),
-            "joules_per_token": float(serving.joules_per_token(econ.board_power, tps))}
+    return {
+        "partition": partition_label(row),
+        "degrees": dict(zip(PARTITION_FIELDS, (int(x) for x in row))),
+        "ttft": float(r["ttft"][i]),
+        "throughput_per_gpu": tps,
+        "tokens_per_s_per_user": float(r["tokens_per_s_per_user"][i]),
+        "prefill_share": float(r["prefill_share"][i]),
+        "prefill_time": float(r["prefill_time"][i]),
+        "kv_transfer_time": float(r["kv_transfer_time"][i]),
+        "cost_per_mtok": float(serving.cost_per_mtok(econ.price_per_gpu_hour, tps)),
+        "joules_per_token": float(serving.joules_per_token(econ.board_power, tps)),
+    }

@@ -416,13 +416,17 @@ def _group(prefix: str, what: str, status: str, status_flags, serve: bool = Fals
 def variables(spec: FrontierSpec) -> dict:
     """name -> (trailing dims, units or 'flag', long_name, flags) of every variable the kernel returns."""
     serve = bool(spec.workloads)
-    groups = [(("interactivity",), _group("frontier_", "best at tokens/s per user >= interactivity", "status", FRONTIER_STATUS, serve))]
+    groups = [
+        (("interactivity",), _group("frontier_", "best at tokens/s per user >= interactivity", "status", FRONTIER_STATUS, serve))
+    ]
     if spec.batches:
         at = _group("at_batch_", "best partition at this batch", "feasible", AT_BATCH_STATUS, serve)
         at.pop("at_batch_batch")
         groups.append((("batches",), at))
     if spec.with_slo:
-        limits = [f"tokens/s per user >= {spec.slo_rate:g}"] * (spec.slo_rate > 0) + [f"TTFT <= {spec.ttft_max:g} s"] * (spec.ttft_max > 0)
+        limits = [f"tokens/s per user >= {spec.slo_rate:g}"] * (spec.slo_rate > 0) + [f"TTFT <= {spec.ttft_max:g} s"] * (
+            spec.ttft_max > 0
+        )
         groups.append(((), _group("slo_", f"best meeting the SLO ({', '.join(limits)})", "status", SLO_STATUS, serve)))
     if serve:
         what = "highest-throughput decode configuration (the frontier's B_max end)"
