@@ -128,7 +128,9 @@ def reference_sample(inputs: GridInputs, acc, n: int, seed: int = 0):
     batched = [stack([cls(**d[k]) for d in pts]) for k, cls in enumerate((ModelSpec, HardwareSpec, Partition))]
     wl = Workload(context=np.array([d[3]["context"] for d in pts]), batch=np.zeros(n), kappa=np.full(n, 5.0),
                   draft_tokens=np.zeros(n), accepted=np.zeros(n))
-    out = jax.jit(jax.vmap(decode_point, in_axes=(0, 0, 0, 0, None)))(*cast(batched, jnp.float32), cast(wl, jnp.float32), cast(acc, jnp.float32))
+    out = jax.jit(jax.vmap(decode_point, in_axes=(0, 0, 0, 0, None)))(
+        *cast(batched, jnp.float32), cast(wl, jnp.float32), cast(acc, jnp.float32)
+    )
     ok = np.array([r["feasible"] for r in ref])
     kern = np.asarray(out.step_time)[ok]
     want = np.array([r["step_time"] for r in ref])[ok]
@@ -259,9 +261,16 @@ def serving_timing(path: str, sample: int = 40) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         subprocess.run([sys.executable, "-m", "moejax.validate", f"measurements={path}", f"out={tmp}/out",
                         f"hydra.run.dir={tmp}/hydra", "compilation_cache=null"], capture_output=True, text=True, check=True)
-    return {"serving_rows": len(rows), "serving_expressible": len(cases), "serving_read_s": read_s,
-            "serving_first_s": first_s, "serving_rows_per_s": len(cases) / run_s, "serving_numpy_rows_per_s": len(picks) / numpy_s,
-            "serving_numpy_max_rel_diff": diff, "serving_validate_wall_s": time.perf_counter() - t0}
+    return {
+        "serving_rows": len(rows),
+        "serving_expressible": len(cases),
+        "serving_read_s": read_s,
+        "serving_first_s": first_s,
+        "serving_rows_per_s": len(cases) / run_s,
+        "serving_numpy_rows_per_s": len(picks) / numpy_s,
+        "serving_numpy_max_rel_diff": diff,
+        "serving_validate_wall_s": time.perf_counter() - t0,
+    }
 
 
 def main(argv=None) -> dict:
@@ -276,7 +285,9 @@ def main(argv=None) -> dict:
     ap.add_argument("--device-counts", default="", help="e.g. 1,2,4,8: search rate per local device count")
     ap.add_argument("--devices-only", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--stream-only", action="store_true", help=argparse.SUPPRESS)
-    ap.add_argument("--frontier-contexts", type=int, default=0, help="frontier path: contexts 1k·4^i (0: the grid's 11; -1 skips)")
+    ap.add_argument(
+        "--frontier-contexts", type=int, default=0, help="frontier path: contexts 1k·4^i (0: the grid's 11; -1 skips)"
+    )
     ap.add_argument("--frontier-only", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--serving", default="", help="a silicon CSV: time its serving validation (and only that)")
     args = ap.parse_args(argv)
@@ -351,14 +362,35 @@ def main(argv=None) -> dict:
                                "--stream-chunk", str(args.stream_chunk)], capture_output=True, text=True, check=True)
         result.update(json.loads(proc.stdout.strip().splitlines()[-1]))
     if args.frontier_contexts >= 0:
-        proc = subprocess.run([sys.executable, "-m", "moejax.bench", "--frontier-only", "--frontier-contexts", str(args.frontier_contexts),
-                               "--stream-chunk", str(args.stream_chunk)], capture_output=True, text=True, check=True)
+        proc = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "moejax.bench",
+                "--frontier-only",
+                "--frontier-contexts",
+                str(args.frontier_contexts),
+                "--stream-chunk",
+                str(args.stream_chunk),
+            ],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
         result.update(json.loads(proc.stdout.strip().splitlines()[-1]))
     rows = [
         ("compiled, best-partition search", result["search_points_per_s"], f"compile {result['compile_s']:.2f} s"),
-        ("compiled, every candidate's full result, on host", result["points_per_s"], f"compile {result['compile_all_outputs_s']:.2f} s"),
+        (
+            "compiled, every candidate's full result, on host",
+            result["points_per_s"],
+            f"compile {result['compile_all_outputs_s']:.2f} s",
+        ),
         ("  the same, left on the device", result["device_points_per_s"], "no device-to-host copy"),
-        ("same kernel code under NumPy", result["numpy_points_per_s"], f"max rel diff {numpy_diff:.1e} ({batch_flips} B_max floors differ by 1)"),
+        (
+            "same kernel code under NumPy",
+            result["numpy_points_per_s"],
+            f"max rel diff {numpy_diff:.1e} ({batch_flips} B_max floors differ by 1)",
+        ),
         ("pure-Python reference oracle", result["reference_points_per_s"], f"max rel diff {ref_diff:.1e} (float32 kernel)"),
     ]
     if "breakeven_points" in result:
@@ -369,9 +401,15 @@ def main(argv=None) -> dict:
         rows.append((f"main job, {result['stream_evaluations']:.2e} evaluations streamed", result["stream_points_per_s"],
                      f"peak RSS {result['stream_peak_rss_mb']:.0f} MB, {result['stream_s']:.1f} s"))
     if "frontier_points_per_s" in result:
-        rows.append((f"frontier path, {result['frontier_evaluations']:.2e} evaluations ({result['frontier_batch_columns']} batch columns)",
-                     result["frontier_points_per_s"], f"{result['frontier_points_per_cpu_s']:.3g}/CPU-s, compile "
-                     f"{result['frontier_compile_s']:.0f} s, peak RSS {result['frontier_peak_rss_mb']:.0f} MB"))
+        rows.append(
+            (
+                f"frontier path, {result['frontier_evaluations']:.2e} evaluations "
+                f"({result['frontier_batch_columns']} batch columns)",
+                result["frontier_points_per_s"],
+                f"{result['frontier_points_per_cpu_s']:.3g}/CPU-s, compile "
+                f"{result['frontier_compile_s']:.0f} s, peak RSS {result['frontier_peak_rss_mb']:.0f} MB",
+            )
+        )
     for n, rate in result.get("points_per_s_by_devices", {}).items():
         rows.append((f"search via the main job's chunks, {n} local device(s)", rate, "evaluate_chunks"))
     print(f"moejax bench on {device}: frontier grid, {result['grid_points']} points x {inputs.n_partitions} candidate partitions "

@@ -18,6 +18,7 @@ from omegaconf import DictConfig
 
 from .analysis import frontier_breakeven as fb
 from .analysis.breakeven import REASONS, solve, summary_json, to_dataset
+from .catalogue import CONF_DIR
 from .cli import grid_job, one_line_errors
 from .engine.config import register
 from .engine.dataset import publish, temp_name
@@ -68,7 +69,7 @@ def run(cfg: DictConfig, out_path: Path) -> str:
 
 
 @one_line_errors
-@hydra.main(version_base=None, config_path="../conf", config_name="config")
+@hydra.main(version_base=None, config_path=str(CONF_DIR), config_name="config")
 def main(cfg: DictConfig) -> None:
     grid_job(cfg, "breakeven.nc", run)
 

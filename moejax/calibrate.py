@@ -28,6 +28,7 @@ from .analysis.calibration import (
     summary_json,
     write_outputs,
 )
+from .catalogue import CONF_DIR
 from .cli import one_line_errors, run_command
 from .physics.specs import SpecError
 
@@ -65,7 +66,7 @@ def problem_from_config(cfg: DictConfig):
 
 
 @one_line_errors
-@hydra.main(version_base=None, config_path="../conf", config_name="calibrate")
+@hydra.main(version_base=None, config_path=str(CONF_DIR), config_name="calibrate")
 def main(cfg: DictConfig) -> None:
     def job(run_dir: Path) -> str:
         jax.config.update("jax_enable_x64", True)

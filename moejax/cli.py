@@ -211,7 +211,8 @@ def one_line_errors(main: Callable) -> Callable:
     mismatch, unknown key, bad override syntax) becomes one ``error: ...`` line on stderr and exit
     code 2 instead of Hydra's multi-line report. Hydra reports these inside its private
     ``run_and_report``; it is wrapped for the duration of the call (``HYDRA_FULL_ERROR=1`` keeps
-    Hydra's own report)."""
+    Hydra's own report). These private names are why pyproject.toml pins hydra-core to 1.3.x;
+    tests/test_bad_input.py checks the behaviour on the installed version."""
     from hydra._internal import utils as hydra_utils
     from hydra.errors import HydraException
     from omegaconf.errors import OmegaConfBaseException

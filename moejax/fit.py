@@ -21,6 +21,7 @@ import numpy as np
 from omegaconf import DictConfig
 
 from .analysis import epoch
+from .catalogue import CONF_DIR
 from .cli import one_line_errors, run_command
 from .physics.specs import SpecError
 
@@ -58,10 +59,13 @@ def run_latency(cfg: DictConfig, out: Path) -> dict:
     for reg, res in zip(plan["regimes"], results):
         f, o = res.fit, res.fit_optax
         wl, p = reg.workload, reg.partition
-        print(f"{reg.name:<13} ({reg.phase}, batch {float(wl.batch):g}, context {float(wl.context):g}, tp {float(p.tp):g}, "
-              f"ep ≤ {float(p.ep):g}): P_eq = {f['c']:.4g} · P_total · k^{f['b']:.4f} / E^{f['a']:.4f}   "
-              f"R² = {f['r2']:.4f}, se(a) = {f['se_a']:.4f}, se(b) = {f['se_b']:.4f}; "
-              f"optax lbfgs a = {o['a']:.6f}, b = {o['b']:.6f}, c = {o['c']:.6f}; fits in HBM {int(res.feasible.sum())}/{len(res.feasible)}")
+        print(
+            f"{reg.name:<13} ({reg.phase}, batch {float(wl.batch):g}, context {float(wl.context):g}, tp {float(p.tp):g}, "
+            f"ep ≤ {float(p.ep):g}): P_eq = {f['c']:.4g} · P_total · k^{f['b']:.4f} / E^{f['a']:.4f}   "
+            f"R² = {f['r2']:.4f}, se(a) = {f['se_a']:.4f}, se(b) = {f['se_b']:.4f}; "
+            f"optax lbfgs a = {o['a']:.6f}, b = {o['b']:.6f}, c = {o['c']:.6f}; "
+            f"fits in HBM {int(res.feasible.sum())}/{len(res.feasible)}"
+        )
         record[reg.name] = {"a": f["a"], "b": f["b"], "c": f["c"], "r2": f["r2"], "se_a": f["se_a"], "se_b": f["se_b"],
                             "a_optax": o["a"], "b_optax": o["b"], "c_optax": o["c"]}
     epoch.write_dataset(out, cfg, plan, results)
@@ -70,7 +74,7 @@ def run_latency(cfg: DictConfig, out: Path) -> dict:
 
 
 @one_line_errors
-@hydra.main(version_base=None, config_path="../conf", config_name="fit")
+@hydra.main(version_base=None, config_path=str(CONF_DIR), config_name="fit")
 def main(cfg: DictConfig) -> None:
     def job(run_dir: Path) -> str:
         if cfg.mode not in MODES:

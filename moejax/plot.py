@@ -49,13 +49,13 @@ import yaml
 from matplotlib.colors import BoundaryNorm, ListedColormap, LogNorm
 from matplotlib.patches import Patch
 
-from .figures.frontier import plot_frontier
 from .analysis.qs import QS_VARIABLES, qs_columns
 from .analysis.roofline import model_rows, operating_points
 from .analysis.summary import best_per_point, check_sweep, context_label, flag_meanings
 from .catalogue import load_hardware
-from .physics.specs import SpecError
+from .figures.frontier import plot_frontier
 from .figures.kappa_frontier import plot_kappa_star_frontier
+from .physics.specs import SpecError
 
 README_SELECTION = {"model": "deepseek-v3", "hardware": "b200"}  # what the README's figures show
 BOUND_COLOURS = {"compute": "#4477aa", "hbm": "#ee6677", "communication": "#ccbb44", "infeasible": "#bbbbbb"}
@@ -73,7 +73,8 @@ ELASTICITY_LABELS = {
 
 
 def _invalid(field: str, value, coord) -> SpecError:
-    return SpecError(f"{field} = {value!r} is invalid: not in the dataset, available {', '.join(f'{v:g}' if isinstance(v, float) else str(v) for v in coord.values.tolist())}")
+    available = ", ".join(f"{v:g}" if isinstance(v, float) else str(v) for v in coord.values.tolist())
+    return SpecError(f"{field} = {value!r} is invalid: not in the dataset, available {available}")
 
 
 def default_selection(ds: xr.Dataset, model: str | None = None, hardware: str | None = None,

@@ -29,7 +29,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from .analysis.launch import ENGINES, Deployment, launch, model_path
 from .analysis.point import PointQuery, explain
-from .catalogue import available, load_accounting, load_model, model_entry
+from .catalogue import CONF_DIR, available, load_accounting, load_model, model_entry
 from .cli import one_line_errors, run_command
 from .engine.config import validate_partitions
 from .engine.grid import PartitionSpace
@@ -63,15 +63,34 @@ def query(cfg: DictConfig) -> PointQuery:
     space = {k: tuple(v) for k, v in raw.items()}
     acc = load_accounting(choices.get("accounting") or "realistic")
     b = cfg.batch  # null: B_max; 0 is not a shorthand for it
-    if b is not None and (isinstance(b, bool) or not isinstance(b, int | float) or not math.isfinite(b) or b < 1
-                          or (acc.integer_batch and b != int(b))):
+    if b is not None and (
+        isinstance(b, bool)
+        or not isinstance(b, int | float)
+        or not math.isfinite(b)
+        or b < 1
+        or (acc.integer_batch and b != int(b))
+    ):
         whole = "a whole number" if acc.integer_batch else "a number"
         raise SpecError(f"batch = {b!r} is invalid: {whole} >= 1 of sequences per replica, or null (B_max)")
-    return PointQuery(model=model, hardware=hardware, num_gpus=cfg.num_gpus, accounting=acc,
-                      context=cfg.context, isl=cfg.isl, osl=cfg.osl, batch=0.0 if b is None else b,
-                      batches=tuple(batches), levels=tuple(_plain(cfg.levels)), top=cfg.top, chunk=cfg.chunk, dtypes=dict(_plain(cfg.dtypes)),
-                      space=PartitionSpace(**space), price_per_gpu_hour=cfg.price_per_gpu_hour, board_power=cfg.board_power,
-                      what_if=what_if)
+    return PointQuery(
+        model=model,
+        hardware=hardware,
+        num_gpus=cfg.num_gpus,
+        accounting=acc,
+        context=cfg.context,
+        isl=cfg.isl,
+        osl=cfg.osl,
+        batch=0.0 if b is None else b,
+        batches=tuple(batches),
+        levels=tuple(_plain(cfg.levels)),
+        top=cfg.top,
+        chunk=cfg.chunk,
+        dtypes=dict(_plain(cfg.dtypes)),
+        space=PartitionSpace(**space),
+        price_per_gpu_hour=cfg.price_per_gpu_hour,
+        board_power=cfg.board_power,
+        what_if=what_if,
+    )
 
 
 def _table(header: list[str], rows: list[list[str]]) -> list[str]:
@@ -90,42 +109,82 @@ def _gb(nbytes: float) -> str:
 
 def report(r: dict, q: PointQuery) -> str:
     econ = r["economics"]
-    lines = [f"{r['model']} on {r['num_gpus']} x {r['hardware']}, decode context {r['context']:g} tokens"
-             + (f" (isl {q.isl:g} + osl {q.osl:g}/2)" if q.isl is not None else "")
-             + f", accounting {q.accounting.mode}; {r['feasible']} of {r['candidates']} legal partitions fit"]
+    lines = [
+        f"{r['model']} on {r['num_gpus']} x {r['hardware']}, decode context {r['context']:g} tokens"
+        + (f" (isl {q.isl:g} + osl {q.osl:g}/2)" if q.isl is not None else "")
+        + f", accounting {q.accounting.mode}; {r['feasible']} of {r['candidates']} legal partitions fit"
+    ]
     b = r["best"]
     if b is None:
         return "\n".join(lines + ["no candidate partition fits at this batch and context"])
-    lines += ["", f"best: {b['partition']}  batch {b['batch']:g} per replica (B_max {b['b_max']:g}), bound: {b['bound_name']}",
-              f"  {b['throughput_per_gpu']:.1f} tokens/s per GPU, {b['tokens_per_s_per_user']:.2f} tokens/s per user, "
-              f"step {_ms(b['step_time'])}",
-              f"  compute {_ms(b['t_compute'])}, HBM {_ms(b['t_hbm'])}, communication {_ms(b['t_comm'])} "
-              f"(exposed {_ms(b['t_comm_exposed'])})",
-              f"  memory per GPU: weights {_gb(b['weight_bytes_per_gpu'])}, KV {_gb(b['kv_bytes_per_gpu'])}, "
-              f"reserve {_gb(b['reserve_bytes'])}, free {_gb(b['free_bytes'])} of {_gb(b['memory_per_gpu'] + b['free_bytes'])}",
-              f"  ${b['cost_per_mtok']:.4f} per million output tokens at ${econ.price_per_gpu_hour:g}/GPU-hour; "
-              f"{b['joules_per_token']:.4f} J per token at {econ.board_power:g} W board power (no host, cooling or PUE)",
-              "", f"top {len(r['top'])} partitions:"]
-    lines += _table(["partition", "tok/s/GPU", "tok/s/user", "batch", "bound"],
-                    [[t["partition"], f"{t['throughput_per_gpu']:.1f}", f"{t['tokens_per_s_per_user']:.2f}", f"{t['batch']:g}",
-                      t["bound"]] for t in r["top"]])
+    lines += [
+        "",
+        f"best: {b['partition']}  batch {b['batch']:g} per replica (B_max {b['b_max']:g}), bound: {b['bound_name']}",
+        f"  {b['throughput_per_gpu']:.1f} tokens/s per GPU, {b['tokens_per_s_per_user']:.2f} tokens/s per user, "
+        f"step {_ms(b['step_time'])}",
+        f"  compute {_ms(b['t_compute'])}, HBM {_ms(b['t_hbm'])}, communication {_ms(b['t_comm'])} "
+        f"(exposed {_ms(b['t_comm_exposed'])})",
+        f"  memory per GPU: weights {_gb(b['weight_bytes_per_gpu'])}, KV {_gb(b['kv_bytes_per_gpu'])}, "
+        f"reserve {_gb(b['reserve_bytes'])}, free {_gb(b['free_bytes'])} of {_gb(b['memory_per_gpu'] + b['free_bytes'])}",
+        f"  ${b['cost_per_mtok']:.4f} per million output tokens at ${econ.price_per_gpu_hour:g}/GPU-hour; "
+        f"{b['joules_per_token']:.4f} J per token at {econ.board_power:g} W board power (no host, cooling or PUE)",
+        "",
+        f"top {len(r['top'])} partitions:",
+    ]
+    lines += _table(
+        ["partition", "tok/s/GPU", "tok/s/user", "batch", "bound"],
+        [
+            [t["partition"], f"{t['throughput_per_gpu']:.1f}", f"{t['tokens_per_s_per_user']:.2f}", f"{t['batch']:g}", t["bound"]]
+            for t in r["top"]
+        ],
+    )
     lines += ["", "frontier (at each interactivity level, the most tokens/s per GPU of any partition and batch reaching it):"]
-    lines += _table([">= tok/s/user", "tok/s/user", "tok/s/GPU", "$/Mtok", "J/token", "batch", "bound", "partition"],
-                    [[f"{f['level']:g}", f"{f['tokens_per_s_per_user']:.2f}", f"{f['throughput_per_gpu']:.1f}",
-                      f"{f['cost_per_mtok']:.4f}", f"{f['joules_per_token']:.4f}", f"{f['batch']:g}", f["bound"],
-                      f["partition"]] for f in r["frontier"]])
+    lines += _table(
+        [">= tok/s/user", "tok/s/user", "tok/s/GPU", "$/Mtok", "J/token", "batch", "bound", "partition"],
+        [
+            [
+                f"{f['level']:g}",
+                f"{f['tokens_per_s_per_user']:.2f}",
+                f"{f['throughput_per_gpu']:.1f}",
+                f"{f['cost_per_mtok']:.4f}",
+                f"{f['joules_per_token']:.4f}",
+                f"{f['batch']:g}",
+                f["bound"],
+                f["partition"],
+            ]
+            for f in r["frontier"]
+        ],
+    )
     s = r["serving"]
     if s is None:
         lines += ["", "TTFT: give isl= and osl= (instead of context=) for time to first token, chunked vs disaggregated"]
     else:
-        lines += ["", ("serving in steady state (physics/served.py: prompt chunks ride on decode steps; a disaggregated "
-                       "prefill pool at 80 % utilisation), end-to-end output tokens/s per GPU:")]
+        lines += [
+            "",
+            (
+                "serving in steady state (physics/served.py: prompt chunks ride on decode steps; a disaggregated "
+                "prefill pool at 80 % utilisation), end-to-end output tokens/s per GPU:"
+            ),
+        ]
         rows = []
         for mode, x in s.items():
             where = x["partition"] + (f" + prefill {x['prefill_partition']}" if "prefill_partition" in x else "")
-            rows.append([mode, _ms(x["ttft"]), _ms(x["tpot"]), f"{x['throughput_per_gpu']:.1f}", f"{x['tokens_per_s_per_user']:.2f}",
-                         f"{x['prefill_share']:.3f}", f"{x['cost_per_mtok']:.4f}", f"{x['joules_per_token']:.4f}", where])
-        lines += _table(["mode", "TTFT", "TPOT", "tok/s/GPU", "tok/s/user", "prefill share", "$/Mtok", "J/token", "partitions"], rows)
+            rows.append(
+                [
+                    mode,
+                    _ms(x["ttft"]),
+                    _ms(x["tpot"]),
+                    f"{x['throughput_per_gpu']:.1f}",
+                    f"{x['tokens_per_s_per_user']:.2f}",
+                    f"{x['prefill_share']:.3f}",
+                    f"{x['cost_per_mtok']:.4f}",
+                    f"{x['joules_per_token']:.4f}",
+                    where,
+                ]
+            )
+        lines += _table(
+            ["mode", "TTFT", "TPOT", "tok/s/GPU", "tok/s/user", "prefill share", "$/Mtok", "J/token", "partitions"], rows
+        )
     return "\n".join(lines)
 
 
@@ -137,7 +196,11 @@ def launch_section(r: dict, q: PointQuery, engine: str) -> str:
         return f"\nlaunch ({engine}): no configuration fits, nothing to launch"
     kv = q.dtypes.get("kv") or model_entry(q.model).get("dtypes", {}).get("kv", "bf16")
     base = dict(model=model_path(q.model), batch=b["batch"], kv_dtype=kv, moe=float(load_model(q.model).n_experts) > 1)
-    lines = ["", f"launch ({engine}) of the best configuration above (one replica):", launch(engine, Deployment(degrees=b["degrees"], **base))]
+    lines = [
+        "",
+        f"launch ({engine}) of the best configuration above (one replica):",
+        launch(engine, Deployment(degrees=b["degrees"], **base)),
+    ]
     s = r["serving"] or {}
     if "disaggregated" in s and s["disaggregated"]["throughput_per_gpu"] > s.get("aggregated", {}).get("throughput_per_gpu", 0.0):
         lines += ["", "disaggregated serving does better here (serving table above): its roles"]
@@ -154,9 +217,14 @@ def what_if_section(base: dict, variant: dict, what_if: dict) -> str:
     if a is None or b is None:
         return "\n".join(lines + [f"  {'baseline' if a is None else 'variant'}: no candidate partition fits"])
     rows = []
-    for key, label, fmt in (("throughput_per_gpu", "tokens/s per GPU", "{:.1f}"), ("tokens_per_s_per_user", "tokens/s per user", "{:.2f}"),
-                            ("step_time", "step time (ms)", "{:.3f}"), ("batch", "batch per replica", "{:g}"),
-                            ("cost_per_mtok", "$ per Mtok", "{:.4f}"), ("joules_per_token", "J per token", "{:.4f}")):
+    for key, label, fmt in (
+        ("throughput_per_gpu", "tokens/s per GPU", "{:.1f}"),
+        ("tokens_per_s_per_user", "tokens/s per user", "{:.2f}"),
+        ("step_time", "step time (ms)", "{:.3f}"),
+        ("batch", "batch per replica", "{:g}"),
+        ("cost_per_mtok", "$ per Mtok", "{:.4f}"),
+        ("joules_per_token", "J per token", "{:.4f}"),
+    ):
         scale = 1e3 if key == "step_time" else 1.0
         x, y = a[key] * scale, b[key] * scale
         rows.append([label, fmt.format(x), fmt.format(y), f"{y / x:.3f}" if x else "n/a"])
@@ -165,7 +233,7 @@ def what_if_section(base: dict, variant: dict, what_if: dict) -> str:
 
 
 @one_line_errors
-@hydra.main(version_base=None, config_path="../conf", config_name="point")
+@hydra.main(version_base=None, config_path=str(CONF_DIR), config_name="point")
 def main(cfg: DictConfig) -> None:
     def job(run_dir: Path) -> str:
         if cfg.precision == "float64":
@@ -178,6 +246,7 @@ def main(cfg: DictConfig) -> None:
         if cfg.launch:
             text += "\n" + launch_section(r, q, cfg.launch)
         return text
+
     run_command(job, cfg.get("compilation_cache"))
 
 

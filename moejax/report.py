@@ -20,10 +20,10 @@ from pathlib import Path
 
 import xarray as xr
 
+from .analysis.summary import check_sweep
 from .engine.dataset import temp_name
 from .figures.report import build_html, read_validation
 from .physics.specs import SpecError
-from .analysis.summary import check_sweep
 
 
 def _validation(path: Path | None):

@@ -16,6 +16,7 @@ from omegaconf import DictConfig
 from .analysis.frontier import frontier_summary, slo_summary
 from .analysis.qs import sweep_columns
 from .analysis.summary import summary
+from .catalogue import CONF_DIR
 from .cli import grid_job, one_line_errors
 from .engine.config import register
 from .engine.interrupts import deferred
@@ -37,7 +38,7 @@ def _sweep_job(cfg: DictConfig, out: Path) -> str:
 
 
 @one_line_errors
-@hydra.main(version_base=None, config_path="../conf", config_name="config")
+@hydra.main(version_base=None, config_path=str(CONF_DIR), config_name="config")
 def main(cfg: DictConfig) -> None:
     grid_job(cfg, "sweep.nc", _sweep_job)
 

@@ -35,17 +35,20 @@ from omegaconf import DictConfig, OmegaConf
 from .analysis import validation as val
 from .analysis.validation import benchmarks, serving_fit, serving_report, silicon
 from .analysis.validation.fit import write_text
-from .catalogue import CONF_DIR, available, load_accounting
+from .catalogue import CONF_DIR, ROOT, available, load_accounting
 from .cli import one_line_errors, run_command
 from .physics.specs import SpecError
 
-REPO = CONF_DIR.parent
-
 
 def repo_path(value) -> Path:
-    """A path from the config: absolute as given, relative to the repository root otherwise."""
+    """A path from the config: absolute as given, relative to the repository root otherwise (``ROOT``;
+    the packaged files, ``moejax/data/...``, resolve there in an installed wheel too, where a path
+    that is not one of them is relative to the current directory)."""
     path = Path(str(value)).expanduser()
-    return (path if path.is_absolute() else REPO / path).resolve()
+    if path.is_absolute():
+        return path.resolve()
+    clone = CONF_DIR.parent == ROOT  # conf/ beside the package: a clone or an editable install
+    return (ROOT / path if clone or (ROOT / path).exists() else path).resolve()
 
 
 def fit_settings(cfg: DictConfig) -> val.FitSettings:
@@ -110,7 +113,7 @@ def serving_job(cfg: DictConfig, path: Path, name: str, acc, out: Path, write: P
 
 
 @one_line_errors
-@hydra.main(version_base=None, config_path="../conf", config_name="validate")
+@hydra.main(version_base=None, config_path=str(CONF_DIR), config_name="validate")
 def main(cfg: DictConfig) -> None:
     def job(run_dir: Path) -> str:
         jax.config.update("jax_enable_x64", True)
@@ -122,7 +125,10 @@ def main(cfg: DictConfig) -> None:
         settings = fit_settings(cfg) if cfg.fit else None
         write = repo_path(cfg.calibration.write) if cfg.fit and cfg.calibration.write else None
         if settings is not None and settings.per_family and write:
-            raise SpecError("calibration.write is invalid with calibration.per_family = true: conf/accounting/*.yaml holds one value per field")
+            raise SpecError(
+                "calibration.write is invalid with calibration.per_family = true: conf/accounting/*.yaml holds one value "
+                "per field"
+            )
         path = repo_path(cfg.measurements)
         out = Path(cfg.out) if cfg.out else run_dir
         if silicon.is_silicon_csv(path):

@@ -1,10 +1,10 @@
 """Signals at random moments to a running sweep: ``python tests/signal_storm.py [TRIES] [SEED]``.
 
 Each try starts a small 16-chunk sweep, waits until it has started (its parts directory exists:
-handlers are installed), sleeps a random 0-6 s (compiling, writing parts, assembling), then sends 1-4 SIGINTs or SIGTERMs with random gaps
-(0-0.3 s). Every run must end within ``LIMIT`` seconds of its last signal (``LIMIT_ONE`` after a lone
-signal, which waits for the chunk in progress), with exit code 128 +
-the signal (130, 143) and exactly one stderr line ``interrupted: ...``, leaving no temporary file;
+handlers are installed), sleeps a random 0-6 s (compiling, writing parts, assembling), then sends
+1-4 SIGINTs or SIGTERMs with random gaps (0-0.3 s). Every run must end within ``LIMIT`` seconds of
+its last signal (``LIMIT_ONE`` after a lone signal, which waits for the chunk in progress), with exit
+code 128 + the signal (130, 143) and exactly one stderr line ``interrupted: ...``, leaving no temporary file;
 or, when the first signal came after the dataset was written, exit 0 with the dataset. A run that
 does not end in time (a deadlock) is killed and reported. Prints one line per try and a summary;
 exit code 1 if any try failed.
@@ -27,7 +27,8 @@ GRID = ["+grid=quick", "grid.models=[mixtral-8x22b]", "grid.hardware=[h100-sxm]"
         "summary=false", "progress=false", f"grid.contexts=[{','.join(str(1024 + 256 * i) for i in range(16))}]",
         "max_chunk_evaluations=1"]
 # SIGINT not ignored, as typed in a terminal, whatever this process inherited; no preexec_fn (fork in a JAX process)
-AS_TYPED = "import os, signal, sys; signal.signal(signal.SIGINT, signal.SIG_DFL); os.execv(sys.executable, [sys.executable, *sys.argv[1:]])"
+AS_TYPED = ("import os, signal, sys; signal.signal(signal.SIGINT, signal.SIG_DFL); "
+            "os.execv(sys.executable, [sys.executable, *sys.argv[1:]])")
 LIMIT = 10.0  # s from the last signal to the exit: a loaded 2-core machine's margin over the 2 s asked
 LIMIT_ONE = 60.0  # s after a lone signal, honoured at the next safe point: after the chunk being compiled
 

@@ -145,7 +145,11 @@ def test_plus_forms_of_the_design_space_still_work():
 
     register()
     spaces = []
-    for override in ("grid.hardware_space.hbm_bw=[1,2]", "+grid.hardware_space.hbm_bw=[1,2]", "+grid.hardware_space={hbm_bw:[1,2]}"):
+    for override in (
+        "grid.hardware_space.hbm_bw=[1,2]",
+        "+grid.hardware_space.hbm_bw=[1,2]",
+        "+grid.hardware_space={hbm_bw:[1,2]}",
+    ):
         with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base=None):
             spaces.append(dict(compose("config", ["+grid=quick", override]).grid.hardware_space))
     assert spaces[0] == spaces[1] == spaces[2] and spaces[0]["hbm_bw"] == [1.0, 2.0] and spaces[0]["flops"] is None
@@ -217,11 +221,17 @@ def test_malformed_model_yaml_in_process(tmp_path):
         moejax.load_model(str(bad))
 
 
-@pytest.mark.parametrize("change,fragment", [
-    (("attention: mla", "attention: [mla]"), "architecture.attention = ['mla'] is invalid: allowed mha"),
-    (("cross_attention: false", "cross_attention: 'no'"), "architecture.cross_attention = 'no' is invalid: must be true or false"),
-    (("architecture:", "dtypes: fp8\narchitecture:"), "dtypes = 'fp8' is invalid: must be a mapping"),
-])
+@pytest.mark.parametrize(
+    "change,fragment",
+    [
+        (("attention: mla", "attention: [mla]"), "architecture.attention = ['mla'] is invalid: allowed mha"),
+        (
+            ("cross_attention: false", "cross_attention: 'no'"),
+            "architecture.cross_attention = 'no' is invalid: must be true or false",
+        ),
+        (("architecture:", "dtypes: fp8\narchitecture:"), "dtypes = 'fp8' is invalid: must be a mapping"),
+    ],
+)
 def test_wrongly_typed_model_yaml_names_path_field_and_value(change, fragment, tmp_path):
     text = (ROOT / "conf/model/deepseek-v3.yaml").read_text()
     assert change[0] in text
@@ -268,19 +278,42 @@ def composed(*overrides):
 TEN = "[1,2,3,4,5,6,7,8,9,10]"
 
 
-@pytest.mark.parametrize("overrides,fragments", [
-    (["grid.batches=[1,2]", "grid.interactivity.count=300000000"],
-     ["grid.interactivity.count = 300000000 is invalid", "GB of working memory", "max_memory_bytes"]),
-    ([f"grid.hardware_space.{f}={TEN}" for f in ("hbm_bw", "hbm_bytes", "flops", "intra_bw", "inter_bw", "intra_latency",
-                                                  "inter_latency")],
-     ["grid.hardware_space = 10 hbm_bw x 10 hbm_bytes", "(1e+07 accelerators) is invalid", "working memory"]),
-    (["grid.batches=[1,2,4,8,16,32,64,128]", "grid.interactivity.count=2", "max_memory_bytes=300"],
-     ["grid.batches = [8 values] is invalid"]),
-    ([f"grid.partitions.{f}=[{','.join(map(str, range(1, 21)))}]" for f in ("tp", "ep", "pp", "dp_attn", "kvp", "dense_tp")],
-     ["grid.partitions = 1.28e+08 combinations is invalid", "working memory"]),
-    (["grid.contexts=[" + ",".join(str(1024 + i) for i in range(1000)) + "]", "grid.num_gpus=[8,16,32,64,128,256,512]",
-      "grid.kappas=[1,2,3,4,5,6,7,8]", "max_output_bytes=1e6"], ["max_output_bytes = 1e+06 is invalid for this grid", "at least"]),
-])
+@pytest.mark.parametrize(
+    "overrides,fragments",
+    [
+        (
+            ["grid.batches=[1,2]", "grid.interactivity.count=300000000"],
+            ["grid.interactivity.count = 300000000 is invalid", "GB of working memory", "max_memory_bytes"],
+        ),
+        (
+            [
+                f"grid.hardware_space.{f}={TEN}"
+                for f in ("hbm_bw", "hbm_bytes", "flops", "intra_bw", "inter_bw", "intra_latency", "inter_latency")
+            ],
+            ["grid.hardware_space = 10 hbm_bw x 10 hbm_bytes", "(1e+07 accelerators) is invalid", "working memory"],
+        ),
+        (
+            ["grid.batches=[1,2,4,8,16,32,64,128]", "grid.interactivity.count=2", "max_memory_bytes=300"],
+            ["grid.batches = [8 values] is invalid"],
+        ),
+        (
+            [
+                f"grid.partitions.{f}=[{','.join(map(str, range(1, 21)))}]"
+                for f in ("tp", "ep", "pp", "dp_attn", "kvp", "dense_tp")
+            ],
+            ["grid.partitions = 1.28e+08 combinations is invalid", "working memory"],
+        ),
+        (
+            [
+                "grid.contexts=[" + ",".join(str(1024 + i) for i in range(1000)) + "]",
+                "grid.num_gpus=[8,16,32,64,128,256,512]",
+                "grid.kappas=[1,2,3,4,5,6,7,8]",
+                "max_output_bytes=1e6",
+            ],
+            ["max_output_bytes = 1e+06 is invalid for this grid", "at least"],
+        ),
+    ],
+)
 def test_sizes_are_refused_before_allocating(overrides, fragments):
     """``check_sizes`` (``run`` calls it right after ``validate_grid``, before the plan is built):
     levels, batches, design-space accelerators, partition candidates and the dataset's size, from
@@ -347,10 +380,16 @@ def test_oversized_input_file_is_refused(tmp_path):
 
 # --- one line, exit 2 for the inputs of issue 20, item 5 -----------------------------------------
 
-@pytest.mark.parametrize("args,fragments", [
-    (["partitions.dp_attn=4"], ["partitions.dp_attn = 4 is invalid: must be a list, e.g. partitions.dp_attn=[4]"]),  # was a traceback
-    (["batch=0"], ["batch = 0 is invalid", "or null (B_max)"]),  # was silently B_max
-])
+@pytest.mark.parametrize(
+    "args,fragments",
+    [
+        (
+            ["partitions.dp_attn=4"],
+            ["partitions.dp_attn = 4 is invalid: must be a list, e.g. partitions.dp_attn=[4]"],
+        ),  # was a traceback
+        (["batch=0"], ["batch = 0 is invalid", "or null (B_max)"]),  # was silently B_max
+    ],
+)
 def test_point_refuses_in_one_line(args, fragments, tmp_path):
     import os
     import subprocess

@@ -102,7 +102,9 @@ def test_sweep_can_include_kappa_star(solved, tmp_path):
                     "+grid.batches=[16,256]", "+grid.interactivity={min: 1, max: 100, count: 3}",
                     f"out={sweep}", f"parts_dir={tmp_path / 'parts'}"], cwd=ROOT, check=True, capture_output=True)
     with xr.open_dataset(sweep) as s, xr.open_dataset(out) as b:
-        np.testing.assert_allclose(s.kappa_star.values[0], b.kappa_star.sel(model=["mixtral-8x22b"], hardware=["b200"]).values[0], rtol=1e-6)
+        np.testing.assert_allclose(
+            s.kappa_star.values[0], b.kappa_star.sel(model=["mixtral-8x22b"], hardware=["b200"]).values[0], rtol=1e-6
+        )
         assert s.reason.attrs["flag_meanings"].split() == list(REASONS)
         assert s.kappa_star.attrs["relative_precision"] < 1e-3
         # with grid.batches, κ* along the frontier too; at 1 token/s/user the frontier is the B_max point
@@ -110,7 +112,9 @@ def test_sweep_can_include_kappa_star(solved, tmp_path):
         assert s.kappa_star_frontier.dims == ("model", "hardware", "num_gpus", "context", "interactivity")
         assert s.kappa_star_frontier_reason.attrs["flag_meanings"].split() == list(REASONS)
         np.testing.assert_allclose(s.kappa_star_frontier.isel(interactivity=0).values, s.kappa_star.values, rtol=1e-6)
-        assert all(json.loads(s.attrs["partition_space"])[k] == v for k, v in QUICK_YAML.items())  # the sweep states its space too
+        assert all(
+            json.loads(s.attrs["partition_space"])[k] == v for k, v in QUICK_YAML.items()
+        )  # the sweep states its space too
 
 
 def test_optax_diagnostic_agrees_where_flagged_so(solved):
@@ -138,9 +142,12 @@ def test_scaling_every_time_term_leaves_kappa_star_unchanged():
     ratio of throughputs at equal memory, so it does not move."""
     models = [load_model("mixtral-8x22b", weights="fp8"), load_model("deepseek-v3")]
     hw = load_hardware("b200")
-    fast = dataclasses.replace(hw, **{f: getattr(hw, f) * 2 for f in ("hbm_bw", "flops_bf16", "flops_fp8", "flops_fp4", "intra_bw",
-                                                                      "inter_bw", "link_bw")},
-                               intra_latency=hw.intra_latency / 2, inter_latency=hw.inter_latency / 2)
+    fast = dataclasses.replace(
+        hw,
+        **{f: getattr(hw, f) * 2 for f in ("hbm_bw", "flops_bf16", "flops_fp8", "flops_fp4", "intra_bw", "inter_bw", "link_bw")},
+        intra_latency=hw.intra_latency / 2,
+        inter_latency=hw.inter_latency / 2,
+    )
     table, mask = partition_table([8], SMALL)
     dense_table, dense_mask = partition_table([8], dataclasses.replace(SMALL, ep=(1,)))
     inputs = GridInputs(stack(models), stack([hw, fast]), table, mask, np.array([4096.0, 65536.0]), dense_table, dense_mask)
@@ -256,7 +263,9 @@ def test_partition_space_is_stated(solved):
     assert space["candidates"] == {"8": int(partition_table([8], QUICK)[1].sum())}
     assert space["default_candidates"] == {"8": int(partition_table([8], PartitionSpace())[1].sum())}
     assert space["candidates"]["8"] < space["default_candidates"]["8"]
-    assert "note: searched a narrower partition space than the default (leaves out ep 16/32/64, pp 4, dp_attn 4/8, kvp 4/8" in stdout
+    assert (
+        "note: searched a narrower partition space than the default (leaves out ep 16/32/64, pp 4, dp_attn 4/8, kvp 4/8" in stdout
+    )
     assert partition_space_note(partition_space_json(compose_cfg("+grid=frontier").grid)) is None
 
 

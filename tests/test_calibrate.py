@@ -108,7 +108,9 @@ def _synthetic(ref, fit, truth, integer, digits=None):
 def test_synthetic_recovery_of_capacity_constants(ref):
     """B values printed (floored) from the model at known constants give the constants back."""
     truth = {"hbm_usable_fraction": 0.45, "kv_scale": 0.7}
-    fit = cal.Fit("capacity", quantities=("b_max",), free=tuple(truth), include=("t4.b.*.1k", "t4.b.*.16k", "t4.b.*.32k", "t3.dsv3.*"))
+    fit = cal.Fit(
+        "capacity", quantities=("b_max",), free=tuple(truth), include=("t4.b.*.1k", "t4.b.*.16k", "t4.b.*.32k", "t3.dsv3.*")
+    )
     synthetic = _synthetic(ref, fit, truth, integer=True)
     assert {t.value for t in synthetic.targets} != {t.value for t in ref.targets if fit.selects(t)}
     res = cal.calibrate(synthetic, [fit])

@@ -302,7 +302,9 @@ def test_implicit_gradient_matches_finite_differences():
     h = 1e-4
     log_q = lambda pp, hw=H100: np.log(np.asarray(_sizes(pp, e, k, hw, reg)["p_eq"]))  # noqa: E731
     fd_p = (log_q(p * math.exp(h)) - log_q(p * math.exp(-h))) / (2 * h)
-    fd_bw = np.sum(log_q(p, replace(H100, hbm_bw=3.35e12 * math.exp(h))) - log_q(p, replace(H100, hbm_bw=3.35e12 * math.exp(-h)))) / (2 * h)
+    fd_bw = np.sum(
+        log_q(p, replace(H100, hbm_bw=3.35e12 * math.exp(h))) - log_q(p, replace(H100, hbm_bw=3.35e12 * math.exp(-h)))
+    ) / (2 * h)
     np.testing.assert_allclose(np.asarray(g_p), fd_p, rtol=1e-6, atol=1e-9)
     np.testing.assert_allclose(float(g_bw), fd_bw, rtol=1e-6)
     assert np.all(np.abs(np.asarray(g_p)) > 0.5) and abs(float(g_bw)) > 0.1  # real sensitivities, not zeros

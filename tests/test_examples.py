@@ -7,8 +7,14 @@ from moejax import Accounting, Partition, load_hardware, load_model
 from moejax.physics import arch
 from moejax.physics.baseline import dense_size, epoch_cube_root, reuse_gap
 from moejax.physics.collectives import all_reduce, all_to_all, group_bw, one_shot_all_reduce, ring_all_reduce, send
-from moejax.physics.cost import (batch_capacity, busiest_rank, kv_bytes_per_sequence_gpu, resident_weight_bytes, stage_scale,
-                                 touched_experts)
+from moejax.physics.cost import (
+    batch_capacity,
+    busiest_rank,
+    kv_bytes_per_sequence_gpu,
+    resident_weight_bytes,
+    stage_scale,
+    touched_experts,
+)
 
 EXACT = dict(rel=1e-12)
 
@@ -57,7 +63,9 @@ def test_collective_algorithms_and_hierarchy():
     tp16 = float(ring_all_reduce(8.0, 16384.0, 2e-6, 450e9) + ring_all_reduce(2.0, 2048.0, 5e-6, 50e9))
     assert float(all_reduce(h100, 16.0, 16.0, 16384.0, sol)) == pytest.approx(tp16, rel=1e-6)
     assert tp16 == pytest.approx(38.105e-6, rel=1e-4)
-    assert float(all_reduce(h100, 16.0, 16.0, 16384.0, Accounting(collective_latency=3e-6))) == pytest.approx(tp16 + 3e-6, rel=1e-6)
+    assert float(all_reduce(h100, 16.0, 16.0, 16384.0, Accounting(collective_latency=3e-6))) == pytest.approx(
+        tp16 + 3e-6, rel=1e-6
+    )
     assert float(send(h100, 16.0, 16384.0, sol)) == pytest.approx(5e-6 + 16384 / 50e9, rel=1e-6)
 
 
@@ -67,7 +75,9 @@ def test_direct_all_to_all_example():
     charged 63 α on top."""
     h800, sol = load_hardware("h800"), Accounting()
     assert float(all_to_all(h800, 64.0, 64.0, 7e6, sol)) == pytest.approx(5e-6 + 56 / 64 * 7e6 / 50e9, rel=1e-6)
-    assert float(all_to_all(h800, 64.0, 64.0, 7e6, Accounting(a2a_peer_latency=1e-7))) == pytest.approx(127.5e-6 + 6.3e-6, rel=1e-5)
+    assert float(all_to_all(h800, 64.0, 64.0, 7e6, Accounting(a2a_peer_latency=1e-7))) == pytest.approx(
+        127.5e-6 + 6.3e-6, rel=1e-5
+    )
     assert float(all_to_all(h800, 8.0, 8.0, 7e6, sol)) == pytest.approx(2e-6 + 7 / 8 * 7e6 / 200e9, rel=1e-6)  # inside one island
 
 

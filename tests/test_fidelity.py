@@ -26,20 +26,28 @@ def test_dense_ffn_has_its_own_tensor_parallel_degree():
     dense = dense_baseline(m, 5.0)
     old, new = (Partition(tp=8.0, kvp=8.0, kv_mode=1.0, dense_tp=t) for t in (0.0, 8.0))
     wl = Workload(**QS_POINT)
-    d_old, d_new, moe = decode_point(dense, hw, old, wl, SOL), decode_point(dense, hw, new, wl, SOL), decode_point(m, hw, new, wl, SOL)
+    d_old, d_new, moe = (
+        decode_point(dense, hw, old, wl, SOL),
+        decode_point(dense, hw, new, wl, SOL),
+        decode_point(m, hw, new, wl, SOL),
+    )
     assert float(d_new.step_time) < 0.85 * float(d_old.step_time)
     assert float(d_new.t_comm) < 0.3 * float(d_old.t_comm)  # what is left is the attention's KVP exchange
     assert float(d_new.throughput_per_gpu) > float(moe.throughput_per_gpu) > float(d_old.throughput_per_gpu) * 0.9
     # the FFN all-reduce of one dense layer: 8 ranks in one island, the group's tokens (b*8/64) of 7168 x 2 B
     b = float(d_new.batch)
-    assert float(all_reduce(hw, 8.0, 8.0, b * 8 / 64 * 7168 * 2.0, SOL)) < float(all_reduce(hw, 64.0, 64.0, b * 7168 * 2.0, SOL)) / 5
+    assert (
+        float(all_reduce(hw, 8.0, 8.0, b * 8 / 64 * 7168 * 2.0, SOL)) < float(all_reduce(hw, 64.0, 64.0, b * 7168 * 2.0, SOL)) / 5
+    )
 
 
 def test_dispatch_sends_each_remote_island_one_copy():
     """DeepSeek-V3 (k = 8) on EP32 over four H100 islands: 4·(1 - 0.75^8)·3/4 / 8 = 0.337 of the
     copies cross the NIC (a naive exchange: 24/32); EP8 inside one island: none."""
     m, h100 = load_model("deepseek-v3"), load_hardware("h100-sxm")
-    assert float(_remote_share(m, h100, Partition(ep=32.0, dp_attn=32.0))) == pytest.approx(4 * (1 - 0.75**8) * 0.75 / 8, rel=1e-6)
+    assert float(_remote_share(m, h100, Partition(ep=32.0, dp_attn=32.0))) == pytest.approx(
+        4 * (1 - 0.75**8) * 0.75 / 8, rel=1e-6
+    )
     assert float(_remote_share(m, h100, Partition(ep=8.0, dp_attn=8.0))) == 0.0
 
 

@@ -77,8 +77,12 @@ def _brute(plan, row, n, c):
 def tiny():
     # speed of light, so the premise below does not move with the fitted realistic constants: the
     # fastest step is 1.83 ms at 2k and 2.37 ms at 64k, so a 2.1 ms TPOT limit is met at one, not the other
-    grid = _grid(f"+grid.batches={BATCHES}", "+grid.slo={tpot_max: 0.0021}", "+grid.interactivity={min: 0.5, max: 2000, count: 25}",
-                 "grid.accounting.mode=sol")
+    grid = _grid(
+        f"+grid.batches={BATCHES}",
+        "+grid.slo={tpot_max: 0.0021}",
+        "+grid.interactivity={min: 0.5, max: 2000, count: 25}",
+        "grid.accounting.mode=sol",
+    )
     return _run(grid)
 
 

@@ -18,12 +18,12 @@ from moejax.catalogue import CONF_DIR
 from moejax.engine.config import register
 from moejax.engine.grid import PARTITION_FIELDS, PartitionSpace, partition_table
 from moejax.engine.plan import build_plan
+from moejax.figures.kappa_frontier import plot_kappa_star_frontier
 from moejax.physics.arch import param_counts
 from moejax.physics.baseline import keep_attention
 from moejax.physics.cost import decode_point
 from moejax.physics.partition import partition_valid
 from moejax.physics.specs import HardwareSpec, ModelSpec, Partition, Workload
-from moejax.figures.kappa_frontier import plot_kappa_star_frontier
 
 TINY = ["+grid=quick", "grid.models=[mixtral-8x22b]", "grid.hardware=[h100-sxm]", "grid.num_gpus=[8]",
         "grid.contexts=[8192]", "grid.accounting.mode=sol", "precision=float64",
@@ -185,7 +185,9 @@ def test_bound_flags_hold_their_meaning(narrow):
         elif why == "above_kappa_max":
             assert brute.dense(brute.x_hi, level) >= t > 0
         if why != "found":
-            assert np.isnan(out["kappa_star_frontier"].ravel()[i]) and np.isnan(out["dense_equivalent_params_frontier"].ravel()[i])
+            assert np.isnan(out["kappa_star_frontier"].ravel()[i]) and np.isnan(
+                out["dense_equivalent_params_frontier"].ravel()[i]
+            )
     assert {"found", "above_kappa_max", "moe_infeasible"} <= {REASONS[r] for r in reason}
     assert {"below_kappa_min", "dense_infeasible"} & {REASONS[r] for r in reason}
 

@@ -152,7 +152,9 @@ def test_alias_fixture_imports_to_the_aliased_architecture(name):
     got, entry = architecture_from_hf_config(cfg), model_entry(name)
     want = _catalogue_arch(entry["alias_of"])
     for key, value in want.items():
-        assert got.get(key, 0 if key == "mtp_layers" else None) == value, f"{name}: {key} imported {got.get(key)!r}, catalogue has {value!r}"
+        assert got.get(key, 0 if key == "mtp_layers" else None) == value, (
+            f"{name}: {key} imported {got.get(key)!r}, catalogue has {value!r}"
+        )
 
 
 @pytest.mark.parametrize("name", ["kimi-k2.5", "qwen3.5-397b-a17b"])

@@ -6,7 +6,6 @@ scales the named field and refuses unknown fields and non-positive factors in on
 from __future__ import annotations
 
 import dataclasses
-import json
 import shlex
 import subprocess
 import sys
@@ -51,7 +50,9 @@ def parse(engine: str, text: str) -> tuple[dict, dict, list[str]]:
         value = words[i + 1] if i + 1 < len(words) and not words[i + 1].startswith("--") else None
         flags[flag] = value
         i += 2 if value is not None else 1
-    flat = {f"{k}.{kk}" if isinstance(v, dict) else k for k, v in options.items() for kk in (v if isinstance(v, dict) else [None])}
+    flat = {
+        f"{k}.{kk}" if isinstance(v, dict) else k for k, v in options.items() for kk in (v if isinstance(v, dict) else [None])
+    }
     assert flat <= set(e.get("options", {})), flat
     return flags, options, missing
 
@@ -82,7 +83,9 @@ def test_vllm_cannot_split_experts_ep_by_tp_nor_kvp():
 
 
 def test_sglang_dp_attention_ep_mtp_and_disaggregation():
-    d = Deployment(DSV3, degrees(tp=1, ep=16, dp_attn=16, pp=1, redundant_experts=16), batch=1024, kv_dtype="fp8", mtp=2, role="decode")
+    d = Deployment(
+        DSV3, degrees(tp=1, ep=16, dp_attn=16, pp=1, redundant_experts=16), batch=1024, kv_dtype="fp8", mtp=2, role="decode"
+    )
     flags, _, missing = parse("sglang", launch("sglang", d))
     assert flags == {"--tp-size": "16", "--pp-size": "1", "--dp-size": "16", "--enable-dp-attention": None, "--ep-size": "16",
                      "--enable-eplb": None, "--ep-num-redundant-experts": "16", "--max-running-requests": "1024",
@@ -92,7 +95,9 @@ def test_sglang_dp_attention_ep_mtp_and_disaggregation():
 
 
 def test_sglang_dense_tp_and_kv_dtype_it_cannot_store():
-    flags, _, missing = parse("sglang", launch("sglang", Deployment(DSV3, degrees(tp=2, dp_attn=4, ep=8, dense_tp=2), batch=10, kv_dtype="nvfp4")))
+    flags, _, missing = parse(
+        "sglang", launch("sglang", Deployment(DSV3, degrees(tp=2, dp_attn=4, ep=8, dense_tp=2), batch=10, kv_dtype="nvfp4"))
+    )
     assert flags["--tp-size"] == "8" and "--kv-cache-dtype" not in flags
     assert any("dense FFN and LM head at TP2" in m for m in missing) and any("KV cache dtype nvfp4" in m for m in missing)
 
@@ -133,7 +138,9 @@ def test_what_if_fields_are_spec_fields_and_the_config_lists_them():
     for bad, match in (({"fabric": 2.0}, "what_if.fabric is not a known field: allowed hbm_bytes"),
                        ({"hbm_bw": 0.0}, "what_if.hbm_bw = 0.0 is invalid: a factor > 0")):
         with pytest.raises(SpecError, match=match):
-            PointQuery(model="mixtral-8x7b", hardware="h100-sxm", num_gpus=8, accounting=load_accounting(), context=4096.0, what_if=bad)
+            PointQuery(
+                model="mixtral-8x7b", hardware="h100-sxm", num_gpus=8, accounting=load_accounting(), context=4096.0, what_if=bad
+            )
 
 
 def test_what_if_more_bandwidth_is_never_slower():
@@ -150,7 +157,9 @@ def _cli(tmp_path, *args):
 
 
 def test_cli_launch_and_what_if(tmp_path):
-    proc = _cli(tmp_path, "context=4096", "what_if.hbm_bw=2", "launch=sglang", "batches=[1,64]", "partitions.pp=[1]", "partitions.kvp=[1]")
+    proc = _cli(
+        tmp_path, "context=4096", "what_if.hbm_bw=2", "launch=sglang", "batches=[1,64]", "partitions.pp=[1]", "partitions.kvp=[1]"
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     out = proc.stdout
     section = out[out.index("what if hbm_bw x 2"):]

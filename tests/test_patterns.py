@@ -151,8 +151,9 @@ def _round_sig(x, sig):
 @pytest.mark.parametrize("name", MODELS)
 def test_parameter_counts_match_published(name):
     """Totals within 1 % of the published figure, or to its significant figures (``total_sig_figs``), adding
-    the MTP module or the vision tower where the published figure counts them; actives within 1 % or to the published significant figures, in the
-    publisher's convention (with the input embedding, or without the output head, as the entry says)."""
+    the MTP module or the vision tower where the published figure counts them; actives within 1 % or to the
+    published significant figures, in the publisher's convention (with the input embedding, or without the output head,
+    as the entry says)."""
     entry = model_entry(name)
     pub = entry["published"]
     assert pub["source"] and entry["source"]
@@ -181,7 +182,16 @@ def test_hf_config_loads_as_the_catalogue_entry(name):
     path = ROOT / "tests" / "data" / "hf" / f"{name}.json"
     assert json.loads(path.read_text())["_source"].startswith("https://huggingface.co/")
     got, want = moejax.load_model(str(path)), moejax.load_model(name)
-    dtypes = {"weight_bytes", "kv_bytes", "act_bytes", "expert_bytes", "embed_bytes", "gemm_bytes", "attn_bytes", "dispatch_bytes"}
+    dtypes = {
+        "weight_bytes",
+        "kv_bytes",
+        "act_bytes",
+        "expert_bytes",
+        "embed_bytes",
+        "gemm_bytes",
+        "attn_bytes",
+        "dispatch_bytes",
+    }
     for f in dataclasses.fields(ModelSpec):
         if f.name not in dtypes:
             assert float(getattr(got, f.name)) == float(getattr(want, f.name)), f.name

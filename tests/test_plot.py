@@ -213,7 +213,12 @@ def test_kappa_star_figure_shows_the_flags(wide, tmp_path):
     hatched = [p for p in fig.axes[0].patches if p.get_hatch()]
     assert len(hatched) == int((expect != "found").sum())
     labels = {t.get_text() for t in fig.legends[0].get_texts()}
-    assert {"found (bisection)", "found, solvers disagree", "bound-limited: no crossing in [κ_min, κ_max]", "a side infeasible"} <= labels
+    assert {
+        "found (bisection)",
+        "found, solvers disagree",
+        "bound-limited: no crossing in [κ_min, κ_max]",
+        "a side infeasible",
+    } <= labels
 
 
 def test_optional_figures_skipped_with_a_note(dataset, tmp_path, capsys):

@@ -62,7 +62,9 @@ def test_best_is_the_brute_force_argmax(result, brute):
     best = max(at_bmax, key=lambda r: r[2])
     assert result["best"]["partition"] == best[0]
     assert result["best"]["throughput_per_gpu"] == pytest.approx(best[2], rel=1e-5)  # float32 kernel vs float64 oracle
-    assert [t["throughput_per_gpu"] for t in result["top"]] == sorted((t["throughput_per_gpu"] for t in result["top"]), reverse=True)
+    assert [t["throughput_per_gpu"] for t in result["top"]] == sorted(
+        (t["throughput_per_gpu"] for t in result["top"]), reverse=True
+    )
     assert result["feasible"] == len(at_bmax)
 
 

@@ -36,21 +36,45 @@ def dataset(tmp_path_factory) -> Path:
     cost 40 s; the page only reads them)."""
     d = tmp_path_factory.mktemp("report")
     raw = d / "sweep.nc"
-    subprocess.run([sys.executable, "-m", "moejax.sweep", "+grid=quick", "grid.contexts=[1024,8192]", "grid.num_gpus=[8,16]",
-                    "grid.batches=[1,16,256]", "grid.interactivity={min:1,max:1000,count:7}", "summary=false", f"out={raw}",
-                    f"hydra.run.dir={d / 'hydra'}", f"parts_dir={d / 'parts'}"], cwd=REPO, check=True, capture_output=True, timeout=300)
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "moejax.sweep",
+            "+grid=quick",
+            "grid.contexts=[1024,8192]",
+            "grid.num_gpus=[8,16]",
+            "grid.batches=[1,16,256]",
+            "grid.interactivity={min:1,max:1000,count:7}",
+            "summary=false",
+            f"out={raw}",
+            f"hydra.run.dir={d / 'hydra'}",
+            f"parts_dir={d / 'parts'}",
+        ],
+        cwd=REPO,
+        check=True,
+        capture_output=True,
+        timeout=300,
+    )
     with xr.open_dataset(raw) as ds:
         ds = ds.load()
     point = ("model", "hardware", "num_gpus", "context")
     shape = tuple(ds.sizes[k] for k in point)
     rng = np.random.default_rng(0)
-    flags = {"flag_values": np.arange(5, dtype=np.int8), "flag_meanings": "found below_kappa_min above_kappa_max moe_infeasible dense_infeasible"}
+    flags = {
+        "flag_values": np.arange(5, dtype=np.int8),
+        "flag_meanings": "found below_kappa_min above_kappa_max moe_infeasible dense_infeasible",
+    }
     reason = rng.integers(0, 5, shape).astype(np.int8)
     ds["kappa_star"] = (point, np.where(reason == 0, rng.uniform(1, 8, shape), np.nan), {"units": "1"})
     ds["reason"] = (point, reason, flags)
     levels = shape + (ds.sizes["interactivity"],)
     reason_u = rng.integers(0, 5, levels).astype(np.int8)
-    ds["kappa_star_frontier"] = (point + ("interactivity",), np.where(reason_u == 0, rng.uniform(1, 8, levels), np.nan), {"units": "1"})
+    ds["kappa_star_frontier"] = (
+        point + ("interactivity",),
+        np.where(reason_u == 0, rng.uniform(1, 8, levels), np.nan),
+        {"units": "1"},
+    )
     ds["kappa_star_frontier_reason"] = (point + ("interactivity",), reason_u, flags)
     full = ds.throughput_per_gpu.dims
     for name in ("hbm_bw", "flops_fp8", "inter_bw"):
@@ -66,8 +90,12 @@ def validation_csv(tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("validation") / "validation.csv"
     header = ["id", "firmness", "phase", "figure", "measured", "predicted", "log_ratio", "feasible", "bound", "dominant",
               "batch", "b_max", "t_compute", "t_hbm", "t_comm", "t_comm_exposed", "notes"]
-    rows = [["a", "exact", "decode", "step_time", 0.03, 0.028], ["b", "prose", "decode", "throughput_per_gpu", 1500, 1720],
-            ["c", "exact", "prefill", "throughput_per_gpu", 9000, 8100], ["d", "prose", "decode", "tokens_per_s_per_user", 30, np.nan]]
+    rows = [
+        ["a", "exact", "decode", "step_time", 0.03, 0.028],
+        ["b", "prose", "decode", "throughput_per_gpu", 1500, 1720],
+        ["c", "exact", "prefill", "throughput_per_gpu", 9000, 8100],
+        ["d", "prose", "decode", "tokens_per_s_per_user", 30, np.nan],
+    ]
     with open(path, "w", newline="") as f:
         w = csv.writer(f)
         w.writerow(header)
@@ -152,7 +180,10 @@ def test_page_in_headless_chromium(page, tmp_path):
             tab = browser.new_page(viewport={"width": 1280, "height": 900})
             tab.on("console", lambda m: problems.append(m.text) if m.type in ("error", "warning") else None)
             tab.on("pageerror", lambda e: problems.append(str(e)))
-            tab.route("**/*", lambda r: r.continue_() if r.request.url.startswith("file:") else (remote.append(r.request.url), r.abort()))
+            tab.route(
+                "**/*",
+                lambda r: r.continue_() if r.request.url.startswith("file:") else (remote.append(r.request.url), r.abort()),
+            )
             tab.goto(page.as_uri())
             tab.wait_for_function("window.moejaxReport && window.moejaxReport.ready", timeout=15000)
             counts = tab.evaluate("Array.from(document.querySelectorAll('.plot')).map(d => [d.id, (d.data || []).length])")
@@ -191,7 +222,11 @@ def test_hover_numbers_are_the_datasets(page, dataset):
         m, h = d["model"].index("deepseek-v3"), d["hardware"].index("b200")
         at = dict(model="deepseek-v3", hardware="b200", num_gpus=16, context=8192.0, variant="dense", kappa=5.0)
         k = data["frontier"]["curves"].index("dense, κ = 5")
-        for name, key in (("frontier_throughput_per_gpu", "tput"), ("frontier_cost_per_mtok", "cost"), ("frontier_joules_per_token", "joules")):
+        for name, key in (
+            ("frontier_throughput_per_gpu", "tput"),
+            ("frontier_cost_per_mtok", "cost"),
+            ("frontier_joules_per_token", "joules"),
+        ):
             want = ds[name].sel(**at).values
             got = np.array(data["frontier"][key][m][h][d["num_gpus"].index("16")][d["context"].index("8k")][k], dtype=float)
             ok = np.isfinite(want) & (want > 0)

@@ -102,7 +102,9 @@ def test_misconfigured_cluster_fails_fast(case, tmp_path):
         assert [p.returncode for p in procs] == [2, 2], errors
         assert "process 0 did not start the run" in errors[1] or "is unreachable" in errors[1], errors[1][-2000:]
     else:
-        expected = {"no_coordinator": "distributed.coordinator = '127.0.0.1:", "mismatched_configs": "differs from process 0"}[case]
+        expected = {"no_coordinator": "distributed.coordinator = '127.0.0.1:", "mismatched_configs": "differs from process 0"}[
+            case
+        ]
         lines = [e.strip().splitlines()[-1] for e in errors]
         assert any(line.startswith("error: ") and expected in line for line in lines), lines
     assert not (tmp_path / "x.nc").exists()

@@ -206,7 +206,9 @@ def test_hardware_economics_overrides():
 def test_kv_bytes_match_arch():
     """Independent check of the KV transfer's payload: one TP1 GPU holds the whole model's KV."""
     m = load_model("llama-3-70b")
-    t = float(kv_transfer_time(m, load_hardware("h100-sxm"), Partition(tp=1.), Partition(tp=4.), 1000.0, Accounting()))  # 5 GPUs: one island
+    t = float(
+        kv_transfer_time(m, load_hardware("h100-sxm"), Partition(tp=1.0), Partition(tp=4.0), 1000.0, Accounting())
+    )  # 5 GPUs: one island
     assert t == pytest.approx(2e-6 + 1000 * float(arch.kv_bytes_per_token(m)) / 450e9, **REL)
 
 

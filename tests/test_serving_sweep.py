@@ -253,15 +253,21 @@ def test_sweep_dataset_economics_are_exact(dataset):
     assert {len(re.split(r" {2,}", line.strip())) for line in table} == {len(re.split(r" {2,}", table[0].strip()))}
 
 
-@pytest.mark.parametrize("override, field", [
-    ("grid.contexts=[2048]", "grid.workloads"), ("grid.workloads={isl: 0, osl: 10}", "grid.workloads.isl"),
-    ("grid.workloads=[{isl: 10, osl: -1}]", "grid.workloads.osl"), ("grid.workloads=[{isl: 10}]", "grid.workloads"),
-    ("grid.workloads=[{isl: 1024, osl: 1024}, {isl: 1280, osl: 512}]", "grid.workloads"), ("grid.workloads=null", "grid.contexts"),
-    ("grid.workloads=[]", "grid.workloads"),
-    ("grid.economics={price_per_gpu_hour: {b200: 1.0}}", "grid.economics.price_per_gpu_hour"),
-    ("grid.economics={price_per_gpu_hour: {h100-sxm: -1.0}}", "grid.economics.price_per_gpu_hour.h100-sxm"),
-    ("grid.economics={price: {h100-sxm: 1.0}}", "grid.economics.price"),
-])
+@pytest.mark.parametrize(
+    "override, field",
+    [
+        ("grid.contexts=[2048]", "grid.workloads"),
+        ("grid.workloads={isl: 0, osl: 10}", "grid.workloads.isl"),
+        ("grid.workloads=[{isl: 10, osl: -1}]", "grid.workloads.osl"),
+        ("grid.workloads=[{isl: 10}]", "grid.workloads"),
+        ("grid.workloads=[{isl: 1024, osl: 1024}, {isl: 1280, osl: 512}]", "grid.workloads"),
+        ("grid.workloads=null", "grid.contexts"),
+        ("grid.workloads=[]", "grid.workloads"),
+        ("grid.economics={price_per_gpu_hour: {b200: 1.0}}", "grid.economics.price_per_gpu_hour"),
+        ("grid.economics={price_per_gpu_hour: {h100-sxm: -1.0}}", "grid.economics.price_per_gpu_hour.h100-sxm"),
+        ("grid.economics={price: {h100-sxm: 1.0}}", "grid.economics.price"),
+    ],
+)
 def test_bad_serving_inputs_are_one_line_errors(override, field):
     grid = _grid(workloads=override) if override.startswith("grid.workloads") else _grid(override)
     with pytest.raises(SpecError, match=f"^{field} = .* is invalid: |^{field} is not a known field"):

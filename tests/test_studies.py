@@ -72,10 +72,19 @@ def test_qs_point_study(tmp_path):
 
     run = tmp_path / "run"
     text = _study("qs-point", run, out="QS_POINT.md")
-    for section in ("## Ratio", "## dense_tp at the stated partition", "## Why: the ratio term by term", "## Per-step decomposition"):
+    for section in (
+        "## Ratio",
+        "## dense_tp at the stated partition",
+        "## Why: the ratio term by term",
+        "## Per-step decomposition",
+    ):
         assert section in text
     res = json.loads((run / "qs_point.json").read_text())
-    m, hw, wl = load_model("deepseek-v3", weights="fp8", kv="bf16", activations="bf16"), load_hardware("qs-reference"), Workload(context=131072.0)
+    m, hw, wl = (
+        load_model("deepseek-v3", weights="fp8", kv="bf16", activations="bf16"),
+        load_hardware("qs-reference"),
+        Workload(context=131072.0),
+    )
     for mode in ("sol", "realistic"):
         r = res["modes"][mode]
         for case in ("stated", "before", "searched"):
@@ -95,7 +104,9 @@ def test_qs_point_study(tmp_path):
         row = r["stated"]["moe"]
         direct = decode_point(m, hw, Partition(**row["partition"]), wl, load_accounting(mode))
         assert float(direct.step_time) * 1e3 == pytest.approx(row["step_ms"], rel=1e-9)
-        assert float(direct.batch) == row["batch"] and float(direct.t_comm_exposed) * 1e3 == pytest.approx(row["t_comm_exposed_ms"])
+        assert float(direct.batch) == row["batch"] and float(direct.t_comm_exposed) * 1e3 == pytest.approx(
+            row["t_comm_exposed_ms"]
+        )
         assert row["partition"] == {"tp": 8.0, "ep": 8.0, "pp": 1.0, "dp": 1.0, "dp_attn": 1.0, "kvp": 8.0, "kv_mode": 1.0,
                                     "dense_tp": row["partition"]["dense_tp"]}
 
@@ -115,7 +126,12 @@ def test_peers_study(tmp_path):
 
     run = tmp_path / "run"
     text = _study("peers", run, out="RESULTS.md")
-    for section in ("## Agreement", "## `python -m moejax.validate` on `aic-silicon.yaml`", "## Per case", "## moejax infeasible cases"):
+    for section in (
+        "## Agreement",
+        "## `python -m moejax.validate` on `aic-silicon.yaml`",
+        "## Per case",
+        "## moejax infeasible cases",
+    ):
         assert section in text
     with open(run / "peers.csv", newline="") as f:
         rows = list(csv.DictReader(f))
@@ -129,8 +145,10 @@ def test_peers_study(tmp_path):
     assert float(case["aic_sol_ms"]) == 5.22 and case["genz_flag"] == ""
     m, hw = load_model("llama-3-70b", weights="bf16", kv="bf16", gemm="bf16", activations="bf16"), load_hardware("h100-sxm")
     for mode in ("sol", "realistic"):
-        steps = [decode_point(m, hw, Partition(tp=8.0, dense_tp=float(d)), Workload(context=1024.0, batch=1.0), load_accounting(mode))
-                 for d in (1, 2, 4, 0)]
+        steps = [
+            decode_point(m, hw, Partition(tp=8.0, dense_tp=float(d)), Workload(context=1024.0, batch=1.0), load_accounting(mode))
+            for d in (1, 2, 4, 0)
+        ]
         best = min(float(s.step_time) for s in steps if bool(s.feasible))
         assert float(case[f"moejax_{mode}_ms"]) == pytest.approx(best * 1e3, rel=1e-9)
     oom = next(r for r in rows if r["id"] == "llama-3-70b-h100-sxmx8-tp8-b300-ctx131072")

@@ -11,7 +11,7 @@ import pytest
 import xarray as xr
 import yaml
 
-from moejax import Accounting, Partition, Workload, decode_point, dense_baseline, load_hardware, load_model
+from moejax import Partition, Workload, decode_point, dense_baseline, load_hardware, load_model
 from moejax.catalogue import load_accounting
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -57,8 +57,10 @@ def test_dataset_matches_the_kernel_at_the_winning_partition(quick):
     """Each stored point equals decode_point at its stored winning partition (float32 run vs x64)."""
     out, _ = quick
     with xr.open_dataset(out) as ds:
-        for sel in ({"model": "deepseek-v3", "variant": "dense", "kappa": 5.0, "hardware": "b200", "num_gpus": 16, "context": 8192.0},
-                    {"model": "mixtral-8x22b", "variant": "moe", "kappa": 2.0, "hardware": "h100-sxm", "num_gpus": 8, "context": 65536.0}):
+        for sel in (
+            {"model": "deepseek-v3", "variant": "dense", "kappa": 5.0, "hardware": "b200", "num_gpus": 16, "context": 8192.0},
+            {"model": "mixtral-8x22b", "variant": "moe", "kappa": 2.0, "hardware": "h100-sxm", "num_gpus": 8, "context": 65536.0},
+        ):
             pt = ds.sel(sel)
             assert int(pt.feasible) == 1
             m = load_model(sel["model"], weights="fp8")
@@ -66,7 +68,9 @@ def test_dataset_matches_the_kernel_at_the_winning_partition(quick):
                 m = dense_baseline(m, sel["kappa"])
             p = Partition(**{f: float(pt[f]) for f in ("tp", "ep", "pp", "dp", "dp_attn", "kvp", "kv_mode", "dense_tp",
                                                         "redundant_experts")})
-            r = decode_point(m, load_hardware(sel["hardware"]), p, Workload(context=sel["context"]), load_accounting(ds.accounting_mode))
+            r = decode_point(
+                m, load_hardware(sel["hardware"]), p, Workload(context=sel["context"]), load_accounting(ds.accounting_mode)
+            )
             for f in ("throughput_per_gpu", "step_time", "b_max", "t_hbm"):
                 np.testing.assert_allclose(float(pt[f]), float(getattr(r, f)), rtol=2e-5, err_msg=f)
 
@@ -171,8 +175,15 @@ def test_bad_catalogue_values_name_the_field(tmp_path):
 
 def test_no_feasible_point_gives_a_valid_dataset_and_a_warning(tmp_path):
     out = tmp_path / "none.nc"
-    proc = sweep("+grid=quick", "grid.models=[gpt-4-rumoured]", "grid.kappas=[5,8]", "grid.hardware=[h100-sxm]", "grid.num_gpus=[8]",
-                 f"out={out}", f"parts_dir={tmp_path / 'parts'}")
+    proc = sweep(
+        "+grid=quick",
+        "grid.models=[gpt-4-rumoured]",
+        "grid.kappas=[5,8]",
+        "grid.hardware=[h100-sxm]",
+        "grid.num_gpus=[8]",
+        f"out={out}",
+        f"parts_dir={tmp_path / 'parts'}",
+    )
     assert "warning: no point of this grid is feasible" in proc.stdout
     with xr.open_dataset(out) as ds:
         assert not bool(ds.feasible.any()) and (ds.bound == 3).all()

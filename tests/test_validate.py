@@ -100,12 +100,16 @@ def test_predictions_equal_direct_kernel(small_run):
     record, _, _ = small_run
     pred = record["predicted"]
     acc = Accounting()
-    r = _direct(_model("deepseek-v3", "fp8", "bf16", "fp8"), load_hardware("h200"), Partition(tp=8.0), 1382.0, acc, "decode", 64.0)
+    r = _direct(
+        _model("deepseek-v3", "fp8", "bf16", "fp8"), load_hardware("h200"), Partition(tp=8.0), 1382.0, acc, "decode", 64.0
+    )
     assert pred["small-dsv3-h200-tp8-b64"]["step_time"] == pytest.approx(float(r.step_time), rel=1e-6)
     r = _direct(_model("deepseek-v3", "fp8", "bf16", "fp8"), load_hardware("h100-sxm"), Partition(ep=16.0, dp_attn=16.0),
                 2048.0, acc, "prefill")
     assert pred["small-dsv3-h100-prefill-max"]["throughput_per_gpu"] == pytest.approx(float(r.throughput_per_gpu), rel=1e-6)
-    r = _direct(_model("llama-3-70b", "bf16", "bf16", "bf16"), load_hardware("h100-sxm"), Partition(tp=8.0), 2048.0, acc, "decode")
+    r = _direct(
+        _model("llama-3-70b", "bf16", "bf16", "bf16"), load_hardware("h100-sxm"), Partition(tp=8.0), 2048.0, acc, "decode"
+    )
     assert pred["small-llama70b-h100-max"]["throughput_per_gpu"] == pytest.approx(float(r.throughput_per_gpu), rel=1e-6)
     r = _direct(_model("deepseek-v3", "fp8", "fp8", "fp8"), load_hardware("b200"), Partition(tp=8.0, ep=8.0), 2048.0, acc,
                 "decode", 2.0, mtp=(3.0, 1.8))
@@ -206,11 +210,17 @@ BAD = {  # case: (file content: a YAML string or a list of entries, text the err
     "duplicate-id": ([_base(), _base()], ["'small-dsv3-h200-tp8-b64'", "duplicate"], []),
     "unknown-field": (_with(colour="red"), ["'small-dsv3-h200-tp8-b64'", "colour is not a known field"], []),
     "missing-field": (_without("context"), ["'small-dsv3-h200-tp8-b64'", "context is missing"], []),
-    "unknown-model": (_with(model="deepseek-v9"), ["'small-dsv3-h200-tp8-b64'", "model = 'deepseek-v9'", "deepseek-v3"],
-                      ["strict=true"]),
+    "unknown-model": (
+        _with(model="deepseek-v9"),
+        ["'small-dsv3-h200-tp8-b64'", "model = 'deepseek-v9'", "deepseek-v3"],
+        ["strict=true"],
+    ),
     "unknown-hardware": (_with(hardware="h900"), ["'small-dsv3-h200-tp8-b64'", "hardware = 'h900'", "h200"], ["strict=true"]),
-    "bad-dtype": (_with(dtypes={"weights": "fp7", "kv": "bf16", "activations": "fp8"}),
-                  ["'small-dsv3-h200-tp8-b64'", "dtypes.weights = 'fp7'", "bf16"], []),
+    "bad-dtype": (
+        _with(dtypes={"weights": "fp7", "kv": "bf16", "activations": "fp8"}),
+        ["'small-dsv3-h200-tp8-b64'", "dtypes.weights = 'fp7'", "bf16"],
+        [],
+    ),
     "partition-key": (_with(partition={"tp": 8, "cp": 2}), ["'small-dsv3-h200-tp8-b64'", "partition.cp", "dp_attn"], []),
     "zero-gpus": (_with(num_gpus=0), ["'small-dsv3-h200-tp8-b64'", "num_gpus = 0", "> 0"], []),
     "negative-context": (_with(context=-5), ["'small-dsv3-h200-tp8-b64'", "context = -5"], []),
@@ -220,26 +230,57 @@ BAD = {  # case: (file content: a YAML string or a list of entries, text the err
     "batch-word": (_with(batch="lots"), ["'small-dsv3-h200-tp8-b64'", "batch = 'lots'", "max"], []),
     "batch-fraction": (_with(batch=2.5), ["'small-dsv3-h200-tp8-b64'", "batch = 2.5"], []),
     "mtp-incomplete": (_with(mtp={"draft_tokens": 3}), ["'small-dsv3-h200-tp8-b64'", "mtp.accepted is missing"], []),
-    "mtp-too-many": (_with(mtp={"draft_tokens": 1, "accepted": 1.5}, measured={"step_time": 0.03}),
-                     ["'small-dsv3-h200-tp8-b64'", "mtp.accepted = 1.5", "draft_tokens = 1"], []),
-    "no-figure": (_with(measured={"step_time": None, "tokens_per_s_per_user": None, "throughput_per_gpu": None}),
-                  ["'small-dsv3-h200-tp8-b64'", "measured", "at least one"], []),
-    "inconsistent-user": (_with(measured={"step_time": 0.0325, "tokens_per_s_per_user": 40.0}),
-                          ["'small-dsv3-h200-tp8-b64'", "measured.tokens_per_s_per_user = 40.0", "measured.step_time",
-                           "+30.0 %", "2 %"], []),
-    "inconsistent-gpu": (_with(measured={"tokens_per_s_per_user": 30.0, "throughput_per_gpu": 300.0}),
-                         ["'small-dsv3-h200-tp8-b64'", "measured.throughput_per_gpu = 300.0", "measured.tokens_per_s_per_user",
-                          "+25.0 %"], []),
-    "inconsistent-mtp": (_with(mtp={"draft_tokens": 3, "accepted": 1.0}, measured={"step_time": 0.0325, "tokens_per_s_per_user": 30.77}),
-                         ["'small-dsv3-h200-tp8-b64'", "measured.tokens_per_s_per_user", "-50.0 %"], []),
-    "serving-mode": (_with(serving={"mode": "split", "isl": 1024, "osl": 1024}),
-                     ["'small-dsv3-h200-tp8-b64'", "serving.mode = 'split'", "agg, disagg"], []),
-    "serving-isl": (_with(serving={"mode": "agg", "isl": -1, "osl": 1024}), ["'small-dsv3-h200-tp8-b64'", "serving.isl = -1"], []),
+    "mtp-too-many": (
+        _with(mtp={"draft_tokens": 1, "accepted": 1.5}, measured={"step_time": 0.03}),
+        ["'small-dsv3-h200-tp8-b64'", "mtp.accepted = 1.5", "draft_tokens = 1"],
+        [],
+    ),
+    "no-figure": (
+        _with(measured={"step_time": None, "tokens_per_s_per_user": None, "throughput_per_gpu": None}),
+        ["'small-dsv3-h200-tp8-b64'", "measured", "at least one"],
+        [],
+    ),
+    "inconsistent-user": (
+        _with(measured={"step_time": 0.0325, "tokens_per_s_per_user": 40.0}),
+        ["'small-dsv3-h200-tp8-b64'", "measured.tokens_per_s_per_user = 40.0", "measured.step_time", "+30.0 %", "2 %"],
+        [],
+    ),
+    "inconsistent-gpu": (
+        _with(measured={"tokens_per_s_per_user": 30.0, "throughput_per_gpu": 300.0}),
+        ["'small-dsv3-h200-tp8-b64'", "measured.throughput_per_gpu = 300.0", "measured.tokens_per_s_per_user", "+25.0 %"],
+        [],
+    ),
+    "inconsistent-mtp": (
+        _with(mtp={"draft_tokens": 3, "accepted": 1.0}, measured={"step_time": 0.0325, "tokens_per_s_per_user": 30.77}),
+        ["'small-dsv3-h200-tp8-b64'", "measured.tokens_per_s_per_user", "-50.0 %"],
+        [],
+    ),
+    "serving-mode": (
+        _with(serving={"mode": "split", "isl": 1024, "osl": 1024}),
+        ["'small-dsv3-h200-tp8-b64'", "serving.mode = 'split'", "agg, disagg"],
+        [],
+    ),
+    "serving-isl": (
+        _with(serving={"mode": "agg", "isl": -1, "osl": 1024}),
+        ["'small-dsv3-h200-tp8-b64'", "serving.isl = -1"],
+        [],
+    ),
     "serving-missing": (_with(serving={"mode": "agg", "isl": 1024}), ["'small-dsv3-h200-tp8-b64'", "serving.osl is missing"], []),
-    "serving-key": (_with(serving={"mode": "agg", "isl": 1, "osl": 1, "qps": 3}), ["'small-dsv3-h200-tp8-b64'", "serving.qps"], []),
-    "serving-concurrency": (_with(serving={"mode": "agg", "isl": 1, "osl": 1, "concurrency": 2.5}),
-                            ["'small-dsv3-h200-tp8-b64'", "serving.concurrency = 2.5", "integer"], []),
-    "fit-constant": (_with(), ["calibration.free = 'warp_factor'", "hbm_efficiency"], ["fit=true", "calibration.free=[warp_factor]"]),
+    "serving-key": (
+        _with(serving={"mode": "agg", "isl": 1, "osl": 1, "qps": 3}),
+        ["'small-dsv3-h200-tp8-b64'", "serving.qps"],
+        [],
+    ),
+    "serving-concurrency": (
+        _with(serving={"mode": "agg", "isl": 1, "osl": 1, "concurrency": 2.5}),
+        ["'small-dsv3-h200-tp8-b64'", "serving.concurrency = 2.5", "integer"],
+        [],
+    ),
+    "fit-constant": (
+        _with(),
+        ["calibration.free = 'warp_factor'", "hbm_efficiency"],
+        ["fit=true", "calibration.free=[warp_factor]"],
+    ),
 }
 
 
@@ -274,9 +315,12 @@ def test_bad_input(case, bad_runs):
 def test_consistency_holds_within_tolerance(tmp_path):
     """Figures 1.5 % apart are consistent (the README's 2 % rule); a `max` batch checks only the per-user pair."""
     path = tmp_path / "m.yaml"
-    path.write_text(yaml.safe_dump(_with(measured={"step_time": 0.0325, "tokens_per_s_per_user": 31.24, "throughput_per_gpu": 250.0})
-                                   + [{**_base(), "id": "b", "batch": "max",
-                                       "measured": {"tokens_per_s_per_user": 30.0, "throughput_per_gpu": 1e6}}]))
+    path.write_text(
+        yaml.safe_dump(
+            _with(measured={"step_time": 0.0325, "tokens_per_s_per_user": 31.24, "throughput_per_gpu": 250.0})
+            + [{**_base(), "id": "b", "batch": "max", "measured": {"tokens_per_s_per_user": 30.0, "throughput_per_gpu": 1e6}}]
+        )
+    )
     assert [m.id for m in val.load_measurements(path)] == ["small-dsv3-h200-tp8-b64", "b"]
 
 
@@ -346,7 +390,9 @@ def test_fit_per_family_and_loo_is_out_of_sample():
         for k in free:
             assert res.constants[fam][k] == pytest.approx(truth[k], rel=1e-2), (fam, k, res.constants)
     clean = points[0].measurement.value
-    bad = [dataclasses.replace(points[0], measurement=dataclasses.replace(points[0].measurement, measured={"step_time": 2 * clean}))]
+    bad = [
+        dataclasses.replace(points[0], measurement=dataclasses.replace(points[0].measurement, measured={"step_time": 2 * clean}))
+    ]
     res = val.fit(bad + points[1:], fixed, settings)
     assert res.loo[0] == pytest.approx(clean, rel=2e-2)
     assert res.in_sample[0] > 1.05 * clean

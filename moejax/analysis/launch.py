@@ -21,7 +21,7 @@ Where the partition has no equivalent in the engine (KVP/Helix or CP context par
 FFN tensor-parallel degree other than the engine's, vLLM experts split EP × TP, TensorRT-LLM
 attention TP × DP, a KV dtype the engine does not store) the text says so in a line starting
 ``# not expressible in <engine> <version>:``, and the command leaves that feature out.
-"""
+"""  # noqa: E501 (the mapping table's rows)
 
 from __future__ import annotations
 
@@ -140,7 +140,9 @@ def launch(engine: str, d: Deployment) -> str:
         options.update({"cache_transceiver_config": {"backend": "DEFAULT"}} if d.role else {})
         flags += [("--extra_llm_api_options", TRTLLM_OPTIONS_FILE)] if options else []
     if dense_tp != engine_dense:
-        missing.append(f"dense FFN and LM head at TP{dense_tp}: {e['name']} runs them at TP{engine_dense}; left at TP{engine_dense}")
+        missing.append(
+            f"dense FFN and LM head at TP{dense_tp}: {e['name']} runs them at TP{engine_dense}; left at TP{engine_dense}"
+        )
 
     label = "·".join(f"{k}{v}" for k, v in (("TP", tp), ("EP", ep), ("PP", pp), ("DPattn", dpa), ("KVP", kvp)))
     lines = [f"# {e['name']} {e['version']}: {label}, {pp * group * kvp} GPUs per replica, batch {float(d.batch):g} per replica"

@@ -27,10 +27,31 @@ from ..physics.specs import Accounting, HardwareSpec, Partition, SpecError, Work
 
 # what_if: fields of HardwareSpec and Accounting that may be scaled (continuous quantities; not the
 # fabric kind, island size or torus dimensions, which are counts)
-WHAT_IF_FIELDS = ("hbm_bytes", "hbm_bw", "flops_bf16", "flops_fp8", "flops_fp4", "intra_bw", "intra_latency", "inter_bw",
-                  "inter_latency", "link_bw", "hbm_usable_fraction", "reserve_bytes", "kv_scale", "routing_skew", "overlap",
-                  "hbm_efficiency", "flops_efficiency", "layer_latency", "fp8_efficiency", "fp4_efficiency", "comm_efficiency",
-                  "collective_latency", "a2a_peer_latency")
+WHAT_IF_FIELDS = (
+    "hbm_bytes",
+    "hbm_bw",
+    "flops_bf16",
+    "flops_fp8",
+    "flops_fp4",
+    "intra_bw",
+    "intra_latency",
+    "inter_bw",
+    "inter_latency",
+    "link_bw",
+    "hbm_usable_fraction",
+    "reserve_bytes",
+    "kv_scale",
+    "routing_skew",
+    "overlap",
+    "hbm_efficiency",
+    "flops_efficiency",
+    "layer_latency",
+    "fp8_efficiency",
+    "fp4_efficiency",
+    "comm_efficiency",
+    "collective_latency",
+    "a2a_peer_latency",
+)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -62,7 +83,9 @@ class PointQuery:
             raise SpecError(f"num_gpus = {self.num_gpus!r} is invalid: a positive integer")
         given = self.context is not None, self.isl is not None, self.osl is not None
         if given[0] and (given[1] or given[2]):
-            raise SpecError(f"context = {self.context!r} is invalid with isl/osl: give context, or isl and osl (context = isl + osl/2)")
+            raise SpecError(
+                f"context = {self.context!r} is invalid with isl/osl: give context, or isl and osl (context = isl + osl/2)"
+            )
         if not given[0] and not (given[1] and given[2]):
             missing = "context" if not any(given) else ("osl" if given[1] else "isl")
             raise SpecError(f"{missing} is missing: give context=TOKENS, or isl=TOKENS and osl=TOKENS")
@@ -87,7 +110,9 @@ class PointQuery:
                 raise SpecError(f"what_if.{field} is not a known field: allowed {', '.join(WHAT_IF_FIELDS)}")
             ok = isinstance(factor, int | float) and not isinstance(factor, bool) and np.isfinite(factor) and factor > 0
             if not ok:
-                raise SpecError(f"what_if.{field} = {factor!r} is invalid: a factor > 0 (allowed fields {', '.join(WHAT_IF_FIELDS)})")
+                raise SpecError(
+                    f"what_if.{field} = {factor!r} is invalid: a factor > 0 (allowed fields {', '.join(WHAT_IF_FIELDS)})"
+                )
 
     @property
     def decode_context(self) -> float:
@@ -105,8 +130,10 @@ def _positive(name, value, optional=False, least=0.0):
 @functools.cache
 def _decode_kernel():
     """Every candidate at every batch: ``all_partitions_point`` vmapped over the batch list."""
+
     def at(m, hw, parts, mask, context, batch, acc):
         return all_partitions_point(m, hw, parts, mask, Workload(context=context, batch=batch), acc)[0]
+
     return jax.jit(jax.vmap(at, in_axes=(None, None, None, None, None, 0, None)))
 
 
@@ -152,8 +179,9 @@ def explain(q: PointQuery) -> dict:
         raise SpecError(f"num_gpus = {q.num_gpus} is invalid: no partition in the search space divides it")
     dtype = jnp.float64 if jax.config.jax_enable_x64 else jnp.float32
     parts = Partition(**{f: jnp.asarray(table[:, i], dtype) for i, f in enumerate(PARTITION_FIELDS)})
-    legal = np.asarray(legal_masks(stack([m]), jax.tree_util.tree_map(lambda x: x[None], parts),
-                                   jnp.ones((1, len(table)), bool)))[0, 0]
+    legal = np.asarray(
+        legal_masks(stack([m]), jax.tree_util.tree_map(lambda x: x[None], parts), jnp.ones((1, len(table)), bool))
+    )[0, 0]
     if not legal.any():
         raise SpecError(f"num_gpus = {q.num_gpus} is invalid: no candidate partition splits {q.model} (heads, experts, layers)")
     context = q.decode_context
@@ -162,8 +190,15 @@ def explain(q: PointQuery) -> dict:
     tput = np.where(out["feasible"], out["throughput_per_gpu"], -1.0)  # [batch, partition]
 
     head = tput[0]
-    result = {"model": q.model, "hardware": q.hardware, "num_gpus": q.num_gpus, "context": context, "economics": econ,
-              "candidates": int(legal.sum()), "feasible": int((head > 0).sum())}
+    result = {
+        "model": q.model,
+        "hardware": q.hardware,
+        "num_gpus": q.num_gpus,
+        "context": context,
+        "economics": econ,
+        "candidates": int(legal.sum()),
+        "feasible": int((head > 0).sum()),
+    }
     if head.max() <= 0:
         result.update(best=None, top=[], frontier=_frontier(out, tput, table, np.asarray(q.levels, float)), serving=None)
         return result
@@ -179,17 +214,26 @@ def explain(q: PointQuery) -> dict:
     best["joules_per_token"] = float(serving.joules_per_token(econ.board_power, best["throughput_per_gpu"]))
     result["best"] = best
     result["top"] = [_row(out, 0, int(j), table) for j in order if head[j] > 0]
-    result["frontier"] = [f | {"cost_per_mtok": float(serving.cost_per_mtok(econ.price_per_gpu_hour, f["throughput_per_gpu"])),
-                               "joules_per_token": float(serving.joules_per_token(econ.board_power, f["throughput_per_gpu"]))}
-                          for f in _frontier(out, tput, table, np.asarray(q.levels, float))]
+    result["frontier"] = [
+        f
+        | {
+            "cost_per_mtok": float(serving.cost_per_mtok(econ.price_per_gpu_hour, f["throughput_per_gpu"])),
+            "joules_per_token": float(serving.joules_per_token(econ.board_power, f["throughput_per_gpu"])),
+        }
+        for f in _frontier(out, tput, table, np.asarray(q.levels, float))
+    ]
     result["serving"] = _serving(m, hw, parts, table, legal, q, acc, econ, dtype, head) if q.isl is not None else None
     return result
 
 
 def _row(out: dict, b: int, j: int, table: np.ndarray) -> dict:
-    return {"partition": partition_label(table[j]), "throughput_per_gpu": float(out["throughput_per_gpu"][b, j]),
-            "tokens_per_s_per_user": float(out["tokens_per_s_per_user"][b, j]), "batch": float(out["batch"][b, j]),
-            "bound": BOUND_MEANINGS[int(out["bound"][b, j])]}
+    return {
+        "partition": partition_label(table[j]),
+        "throughput_per_gpu": float(out["throughput_per_gpu"][b, j]),
+        "tokens_per_s_per_user": float(out["tokens_per_s_per_user"][b, j]),
+        "batch": float(out["batch"][b, j]),
+        "bound": BOUND_MEANINGS[int(out["bound"][b, j])],
+    }
 
 
 def _frontier(out: dict, tput: np.ndarray, table: np.ndarray, levels: np.ndarray) -> list[dict]:
@@ -201,8 +245,11 @@ def _frontier(out: dict, tput: np.ndarray, table: np.ndarray, levels: np.ndarray
     reach = (per_user[None, :] >= levels[:, None]) & (per_gpu[None, :] > 0)  # [level, candidate]
     best = np.argmax(np.where(reach, per_gpu[None, :], -1.0), axis=1)
     n_parts = tput.shape[1]
-    return [_row(out, int(k) // n_parts, int(k) % n_parts, table) | {"level": float(lv)}
-            for lv, k, ok in zip(levels, best, reach.any(axis=1)) if ok]
+    return [
+        _row(out, int(k) // n_parts, int(k) % n_parts, table) | {"level": float(lv)}
+        for lv, k, ok in zip(levels, best, reach.any(axis=1))
+        if ok
+    ]
 
 
 def scaled(hw: HardwareSpec, acc: Accounting, what_if: dict) -> tuple[HardwareSpec, Accounting]:
@@ -221,8 +268,12 @@ def _serving(m, hw, parts, table, legal, q: PointQuery, acc, econ, dtype, decode
     prompts/s per GPU: the rate increases in it, ``physics.serving``), and with the one of the
     shortest TTFT."""
     agg_k, dis_k = _serving_kernels()
-    swl = serving.ServingWorkload(isl=jnp.asarray(q.isl, dtype), osl=jnp.asarray(q.osl, dtype),
-                                  batch=jnp.asarray(q.batch, dtype), chunk=jnp.asarray(q.chunk, dtype))
+    swl = serving.ServingWorkload(
+        isl=jnp.asarray(q.isl, dtype),
+        osl=jnp.asarray(q.osl, dtype),
+        batch=jnp.asarray(q.batch, dtype),
+        chunk=jnp.asarray(q.chunk, dtype),
+    )
     result = {}
     agg = _host(agg_k(m, hw, parts, swl, acc))
     ok = legal & agg["feasible"].astype(bool)
@@ -234,10 +285,14 @@ def _serving(m, hw, parts, table, legal, q: PointQuery, acc, econ, dtype, decode
         dis = _host(dis_k(m, hw, _pick(table, i), parts, swl, acc))
         ok = legal & dis["feasible"].astype(bool)
         if ok.any():
-            for name, j in (("disaggregated", int(np.argmax(np.where(ok, dis["throughput_per_gpu"], -1.0)))),
-                            ("disaggregated, min TTFT", int(np.argmin(np.where(ok, dis["ttft"], np.inf))))):
+            for name, j in (
+                ("disaggregated", int(np.argmax(np.where(ok, dis["throughput_per_gpu"], -1.0)))),
+                ("disaggregated, min TTFT", int(np.argmin(np.where(ok, dis["ttft"], np.inf)))),
+            ):
                 result[name] = _serving_row(dis, j, table, econ, decode=i) | {
-                    "prefill_partition": partition_label(table[j]), "prefill_degrees": dict(zip(PARTITION_FIELDS, (int(x) for x in table[j])))}
+                    "prefill_partition": partition_label(table[j]),
+                    "prefill_degrees": dict(zip(PARTITION_FIELDS, (int(x) for x in table[j]))),
+                }
     return result
 
 
@@ -245,10 +300,17 @@ def _serving_row(r: dict, i: int, table, econ, decode: int | None = None) -> dic
     """Row ``i`` of a serving result; ``decode``: the decode partition when ``i`` indexes prefill partitions."""
     tps = float(r["throughput_per_gpu"][i])
     row = table[i if decode is None else decode]
-    return {"partition": partition_label(row), "degrees": dict(zip(PARTITION_FIELDS, (int(x) for x in row))), "ttft": float(r["ttft"][i]),
-            "tpot": float(r["tpot"][i]), "batch": float(r["batch"][i]),
-            "throughput_per_gpu": tps, "tokens_per_s_per_user": float(r["tokens_per_s_per_user"][i]),
-            "prefill_share": float(r["prefill_share"][i]), "prefill_time": float(r["prefill_time"][i]),
-            "kv_transfer_time": float(r["kv_transfer_time"][i]),
-            "cost_per_mtok": float(serving.cost_per_mtok(econ.price_per_gpu_hour, tps)),
-            "joules_per_token": float(serving.joules_per_token(econ.board_power, tps))}
+    return {
+        "partition": partition_label(row),
+        "degrees": dict(zip(PARTITION_FIELDS, (int(x) for x in row))),
+        "ttft": float(r["ttft"][i]),
+        "tpot": float(r["tpot"][i]),
+        "batch": float(r["batch"][i]),
+        "throughput_per_gpu": tps,
+        "tokens_per_s_per_user": float(r["tokens_per_s_per_user"][i]),
+        "prefill_share": float(r["prefill_share"][i]),
+        "prefill_time": float(r["prefill_time"][i]),
+        "kv_transfer_time": float(r["kv_transfer_time"][i]),
+        "cost_per_mtok": float(serving.cost_per_mtok(econ.price_per_gpu_hour, tps)),
+        "joules_per_token": float(serving.joules_per_token(econ.board_power, tps)),
+    }

@@ -166,7 +166,14 @@ def summary(path: Path) -> str:
             point = dict(model=model, hardware=hw, num_gpus=gpus, context=c)
             dense = float(tput.sel(variant="dense", **point))
             ratio = f"{dense / float(m.max()):.2f}x" if dense > 0 else "dense infeasible"
-            row = [str(model), context_label(c), str(hw), str(int(gpus)), bounds[int(ds.bound.sel(variant="moe", kappa=kappa, **point))], ratio]
+            row = [
+                str(model),
+                context_label(c),
+                str(hw),
+                str(int(gpus)),
+                bounds[int(ds.bound.sel(variant="moe", kappa=kappa, **point))],
+                ratio,
+            ]
             rows.append(row + ([kappa_star_label(ds, point)] if has_ks else []))
     lines += _table(rows, right={1, 3, 5})
     if not bool(ds.feasible.any()):

@@ -18,9 +18,14 @@ from ..physics.specs import ATTENTION_KINDS, FABRICS, Accounting, HardwareSpec, 
 from . import hf_patterns  # noqa: F401  (registers the patterned families' config.json importers)
 from .files import load_json, load_yaml
 from .hf import architecture_from_hf_config
-from .patterns import LAYER_TYPES, PATTERN_FIELDS, pattern_counts
+from .patterns import PATTERN_FIELDS, pattern_counts
 
-CONF_DIR = Path(__file__).resolve().parents[2] / "conf"
+# The catalogues and Hydra configs: ``moejax/conf`` in an installed wheel (setup.py maps the top-level
+# ``conf/`` there at build time), ``conf/`` beside the package in a clone or an editable install.
+# ROOT is the directory holding the ``moejax`` package: the repository root in a clone, so paths such
+# as ``moejax/data/reference/...`` resolve against it in both layouts.
+ROOT = Path(__file__).resolve().parents[2]
+CONF_DIR = next((d for d in (ROOT / "moejax" / "conf", ROOT / "conf") if d.is_dir()), ROOT / "conf")
 
 # bytes per stored value, block scales included: NVFP4 is 4 bits + an FP8 scale per 16 values (4.5 bits),
 # MXFP4 4 bits + an 8-bit scale per 32 (4.25 bits), INT4 4 bits + an FP16 scale per 128 (4.125 bits)
@@ -108,7 +113,9 @@ def model_from_architecture(arch: dict, dtypes: dict | None = None, where: str =
     unknown = set(arch) - set(ARCH_REQUIRED) - set(ARCH_OPTIONAL)
     if unknown:
         field = sorted(unknown)[0]
-        raise SpecError(f"{where}: architecture.{field} is not a known field: allowed {', '.join(ARCH_REQUIRED + tuple(ARCH_OPTIONAL))}")
+        raise SpecError(
+            f"{where}: architecture.{field} is not a known field: allowed {', '.join(ARCH_REQUIRED + tuple(ARCH_OPTIONAL))}"
+        )
     for field in ARCH_REQUIRED:
         if field not in arch:
             raise SpecError(f"{where}: architecture.{field} is missing: it is required")
@@ -120,8 +127,12 @@ def model_from_architecture(arch: dict, dtypes: dict | None = None, where: str =
             raise SpecError(f"{where}: architecture.{flag} = {a[flag]!r} is invalid: must be true or false")
     if dtypes is not None and not isinstance(dtypes, dict):
         raise SpecError(f"{where}: dtypes = {dtypes!r} is invalid: must be a mapping such as {{weights: fp8}}")
-    numeric = {k: v for k, v in a.items() if k not in ("attention", "ffn_activation", "cross_attention", "tied_embeddings", "n_dense_layers",
-                                                        "layer_types", "attn_gate")}
+    numeric = {
+        k: v
+        for k, v in a.items()
+        if k
+        not in ("attention", "ffn_activation", "cross_attention", "tied_embeddings", "n_dense_layers", "layer_types", "attn_gate")
+    }
     vals = {k: _number(where, f"architecture.{k}", v) for k, v in numeric.items()}
     vals.update(pattern_counts(arch, vals, where))
     n_dense = a["n_dense_layers"]
@@ -190,7 +201,9 @@ def _hf_architecture(path: str) -> dict:
         return architecture_from_hf_config(cfg)
     except SpecError as e:
         msg = str(e)
-        raise SpecError(f"{path}:{msg.removeprefix('config.json:')}" if msg.startswith("config.json:") else f"{path}: {msg}") from None
+        raise SpecError(
+            f"{path}:{msg.removeprefix('config.json:')}" if msg.startswith("config.json:") else f"{path}: {msg}"
+        ) from None
 
 
 def load_model(name_or_path: str, **dtypes) -> ModelSpec:
@@ -310,7 +323,9 @@ def hardware_economics(name_or_path: str, **overrides) -> HardwareEconomics:
     the defaults and are recorded as the source."""
     bad = set(overrides) - set(ECONOMICS_FIELDS)
     if bad:
-        raise SpecError(f"hardware economics override {sorted(bad)[0]} is not a known field: allowed {', '.join(ECONOMICS_FIELDS)}")
+        raise SpecError(
+            f"hardware economics override {sorted(bad)[0]} is not a known field: allowed {', '.join(ECONOMICS_FIELDS)}"
+        )
     entry = hardware_entry(name_or_path)
     vals, sources = {}, {}
     for field in ECONOMICS_FIELDS:

@@ -302,7 +302,11 @@ def check_sizes(cfg) -> None:
     over("grid.batches", f"[{batches} values]", batches * LEVEL_BYTES)
     over("grid.hardware_space", f"{' x '.join(f'{n} {k}' for k, n in space.items())} values ({hardware:.3g} accelerators)",
          hardware * HARDWARE_BYTES)
-    over("grid.partitions", f"{math.prod(len(grid.partitions[f]) for f in grid.partitions):.3g} combinations", candidates * CANDIDATE_BYTES)
+    over(
+        "grid.partitions",
+        f"{math.prod(len(grid.partitions[f]) for f in grid.partitions):.3g} combinations",
+        candidates * CANDIDATE_BYTES,
+    )
     contexts = _count(grid.get("contexts")) if grid.get("contexts") is not None else _count(grid.get("workloads"))
     cells = len(grid.models) * 2 * len(grid.kappas) * hardware * len(grid.num_gpus) * max(contexts, 1)
     frontier = batches or grid.get("workloads") is not None or any(v is not None for v in (grid.get("slo") or {}).values())

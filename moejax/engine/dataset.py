@@ -2,8 +2,9 @@
 
 Crash safety: a part is written to a unique temporary name and renamed, so a part either exists
 whole or not at all; each records its sweep's hash, its chunk id and a checksum of its values, and
-a restarted sweep evaluates every chunk without a part that proves to be that chunk. The final file is assembled part by part, one variable at a time (memory
-bounded by one variable of one chunk), into a unique temporary file, then published atomically.
+a restarted sweep evaluates every chunk without a part that proves to be that chunk. The final file
+is assembled part by part, one variable at a time (memory bounded by one variable of one chunk),
+into a unique temporary file, then published atomically.
 Runs of the same sweep take turns through a lock on its parts directory.
 """
 
@@ -57,13 +58,18 @@ FLAGS = {
 }
 BASELINE = {"baseline_exists": (FLAG, "a dense model of kappa*rho*P_total params exists in the baseline family")}
 HARDWARE = {
-    "hw_hbm_bytes": ("byte", "HBM capacity per GPU"), "hw_hbm_bw": ("byte s-1", "HBM bandwidth per GPU"),
-    "hw_flops_bf16": ("s-1", "dense BF16 FLOP per second per GPU"), "hw_flops_fp8": ("s-1", "dense FP8 FLOP per second per GPU"),
+    "hw_hbm_bytes": ("byte", "HBM capacity per GPU"),
+    "hw_hbm_bw": ("byte s-1", "HBM bandwidth per GPU"),
+    "hw_flops_bf16": ("s-1", "dense BF16 FLOP per second per GPU"),
+    "hw_flops_fp8": ("s-1", "dense FP8 FLOP per second per GPU"),
     "hw_intra_bw": ("byte s-1", "intra-node link bandwidth per GPU per direction"),
-    "hw_intra_latency": ("s", "intra-node ring hop latency"), "hw_island_size": ("1", "GPUs per node-local island"),
-    "hw_inter_bw": ("byte s-1", "inter-node bandwidth per GPU per direction"), "hw_inter_latency": ("s", "inter-node ring hop latency"),
+    "hw_intra_latency": ("s", "intra-node ring hop latency"),
+    "hw_island_size": ("1", "GPUs per node-local island"),
+    "hw_inter_bw": ("byte s-1", "inter-node bandwidth per GPU per direction"),
+    "hw_inter_latency": ("s", "inter-node ring hop latency"),
     "hw_flops_fp4": ("s-1", "dense FP4 FLOP per second per GPU (0: no FP4 tensor cores)"),
-    "hw_fabric": ("1", "island fabric: 0 switched, 1 full mesh, 2 torus"), "hw_link_bw": ("byte s-1", "per-link bandwidth of a mesh or torus island"),
+    "hw_fabric": ("1", "island fabric: 0 switched, 1 full mesh, 2 torus"),
+    "hw_link_bw": ("byte s-1", "per-link bandwidth of a mesh or torus island"),
     "hw_torus_dims": ("1", "dimensions of a torus island (0: not a torus)"),
 }
 ELASTICITIES = {f"elasticity_{f}": ("1", f"d log(throughput_per_gpu) / d log({f}) at the winning partition, continuous B_max "
@@ -273,7 +279,8 @@ def estimated_bytes(coords: dict, float_dtype: str, keep_partitions: bool, sensi
     the partition dimension included when kept, and the derived ``cost_per_mtok`` and
     ``joules_per_token`` (written by the sweep's economics step, same dims as throughput).
 
-    >>> c = {d: (range(n), {}) for d, n in zip(("model", "variant", "kappa", "hardware", "num_gpus", "context"), (1, 2, 1, 1, 1, 10))}
+    >>> dims = ("model", "variant", "kappa", "hardware", "num_gpus", "context")
+    >>> c = {d: (range(n), {}) for d, n in zip(dims, (1, 2, 1, 1, 1, 10))}
     >>> estimated_bytes(c, "f4", False, False)  # 20 cells x (16 f4 + 2 i1 flags + 8 i2 degrees + 1 i1 kv_mode)
     1660
     """
@@ -342,7 +349,9 @@ def _write_layout(nc, coords, global_attrs, float_dtype, partition_table, extra,
         nc.createVariable(dim, np.asarray(values).dtype, (dim,))[:] = values
         nc.variables[dim].setncatts(attrs)
     for name, trailing, dtype, attrs in extra_vars:
-        _create_variable(nc, name, dims[:6] + tuple(trailing), dtype, chunks[:6] + [len(nc.dimensions[d]) for d in trailing], attrs)
+        _create_variable(
+            nc, name, dims[:6] + tuple(trailing), dtype, chunks[:6] + [len(nc.dimensions[d]) for d in trailing], attrs
+        )
     for name, var_dims, values in extra:
         var = nc.createVariable(name, values.dtype, var_dims)
         var[:] = values

@@ -123,7 +123,9 @@ def _gather(address: str, n: int, timeout_s: float) -> None:
         else:
             server = socket.create_server(("", port))
     except OSError as e:
-        raise SpecError(f"distributed.coordinator = {address!r} is invalid: process 0 cannot listen on port {port} ({e.strerror})") from None
+        raise SpecError(
+            f"distributed.coordinator = {address!r} is invalid: process 0 cannot listen on port {port} ({e.strerror})"
+        ) from None
     joined: dict[int, socket.socket] = {}
     deadline = time.monotonic() + timeout_s
     with server:

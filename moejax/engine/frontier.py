@@ -121,8 +121,10 @@ def validate(grid) -> None:
                 unit = "tokens/s per user" if field.startswith("tokens") else "s"
                 raise SpecError(f"grid.slo.{field} = {v!r} is invalid: a positive number ({unit}) or null")
         if slo.get("ttft_max") is not None and grid.get("workloads") is None:
-            raise SpecError(f"grid.slo.ttft_max = {slo.ttft_max!r} is invalid: TTFT needs prompt lengths: set grid.workloads "
-                            "({isl, osl} pairs) in place of grid.contexts, or drop ttft_max")
+            raise SpecError(
+                f"grid.slo.ttft_max = {slo.ttft_max!r} is invalid: TTFT needs prompt lengths: set grid.workloads "
+                "({isl, osl} pairs) in place of grid.contexts, or drop ttft_max"
+            )
 
 
 def frontier_spec(grid, workloads=None) -> FrontierSpec | None:
@@ -136,8 +138,14 @@ def frontier_spec(grid, workloads=None) -> FrontierSpec | None:
         return None
     inter = grid.get("interactivity") or {"min": 1.0, "max": 1000.0, "count": 31}  # a grid without the schema
     table = () if workloads is None else tuple(zip(*(map(float, a) for a in workloads)))
-    return FrontierSpec(tuple(float(b) for b in (batches or [])), tuple(interactivity_levels(inter)), rate,
-                        ttft_max=ttft_max, workloads=table, chunk=float(grid.get("prefill_chunk") or 0.0))
+    return FrontierSpec(
+        tuple(float(b) for b in (batches or [])),
+        tuple(interactivity_levels(inter)),
+        rate,
+        ttft_max=ttft_max,
+        workloads=table,
+        chunk=float(grid.get("prefill_chunk") or 0.0),
+    )
 
 
 def grouped_table(num_gpus: list[int], space: PartitionSpace) -> tuple[np.ndarray, np.ndarray, tuple]:
@@ -198,6 +206,7 @@ def _candidates(m, hw, parts: Partition, pmask, context, columns, acc, serve=Non
     with ``serve`` (isl, osl, chunk) these are aggregated serving's, and each candidate's TTFT
     (inf there) and pure decode throughput per GPU and tokens/s per user (what a disaggregated
     decode pool runs) follow."""
+
     def one(p, ok):
         def at(b):
             r = _served(m, hw, p, context, b, acc, serve)
@@ -207,9 +216,15 @@ def _candidates(m, hw, parts: Partition, pmask, context, columns, acc, serve=Non
                 return out
             d = _served(m, hw, p, context, b, acc, None)  # the column's batch without the chunk's limit
             dec = ok & d.feasible
-            return (*out, jnp.where(good, r.ttft, jnp.inf), jnp.where(dec, d.throughput_per_gpu, -1.0),
-                    jnp.where(dec, d.tokens_per_s_per_user, 0.0))
+            return (
+                *out,
+                jnp.where(good, r.ttft, jnp.inf),
+                jnp.where(dec, d.throughput_per_gpu, -1.0),
+                jnp.where(dec, d.tokens_per_s_per_user, 0.0),
+            )
+
         return jax.vmap(at)(columns)
+
     return jax.vmap(one)(parts, pmask)
 
 
@@ -220,10 +235,16 @@ def _winners(m, hw, parts: Partition, context, columns, acc, flat_idx, found, k:
     p_i, b_i = flat_idx // k, flat_idx % k
     winner = jax.tree_util.tree_map(lambda x: x[p_i], parts)
     r = jax.vmap(lambda p, b: _served(m, hw, p, context, b, acc, serve))(winner, columns[b_i])
+
     def nan(v):
         return jnp.where(found, v, jnp.nan)
-    out = {"throughput_per_gpu": nan(r.throughput_per_gpu), "tokens_per_s_per_user": nan(r.tokens_per_s_per_user),
-           "batch": nan(r.batch), "step_time": nan(r.step_time if serve is None else r.tpot)}
+
+    out = {
+        "throughput_per_gpu": nan(r.throughput_per_gpu),
+        "tokens_per_s_per_user": nan(r.tokens_per_s_per_user),
+        "batch": nan(r.batch),
+        "step_time": nan(r.step_time if serve is None else r.tpot),
+    }
     if serve is not None:
         out["ttft"] = nan(r.ttft)
     for f in PARTITION_FIELDS:
@@ -263,8 +284,9 @@ def _bmax_buckets(x0, u0, levels, k: int):
     return jnp.where(best > 0, best, -1.0), jnp.where(best > 0, u0[first], 0.0), first * k
 
 
-def frontier_point(m, hw, parts: Partition, pmask, context, columns, levels, slo_min, acc, groups, with_slo: bool,
-                   ttft_max=None, chunk=None):
+def frontier_point(
+    m, hw, parts: Partition, pmask, context, columns, levels, slo_min, acc, groups, with_slo: bool, ttft_max=None, chunk=None
+):
     """Per-batch best partitions, the frontier on ``levels`` and (``with_slo``) the best candidate
     with tokens/s per user ≥ ``slo_min``, for one point; see the module docstring.
 
@@ -325,12 +347,22 @@ def frontier_point(m, hw, parts: Partition, pmask, context, columns, levels, slo
         picks.append(("serving_", ci[top][None], any_ok[None]))
         flags["serving_status"] = any_ok.astype(jnp.int8)
     sizes = [int(idx.shape[0]) for _, idx, _ in picks]
-    every = _winners(m, hw, parts, context, columns, acc, jnp.concatenate([idx for _, idx, _ in picks]),
-                     jnp.concatenate([found for *_, found in picks]), k, serve)
+    every = _winners(
+        m,
+        hw,
+        parts,
+        context,
+        columns,
+        acc,
+        jnp.concatenate([idx for _, idx, _ in picks]),
+        jnp.concatenate([found for *_, found in picks]),
+        k,
+        serve,
+    )
     out, start = {}, 0
     for (prefix, _, _), size in zip(picks, sizes):
         for name, v in every.items():
-            out[prefix + name] = v[start:start + size] if prefix not in ("slo_", "serving_") else v[start]
+            out[prefix + name] = v[start : start + size] if prefix not in ("slo_", "serving_") else v[start]
         start += size
     out.pop("at_batch_batch", None)  # the column's own batch
     if serve is not None:
@@ -339,8 +371,10 @@ def frontier_point(m, hw, parts: Partition, pmask, context, columns, levels, slo
         if with_slo:
             dis = _disaggregated("slo_", m, hw, parts, pmask, x_dec, u_dec >= slo_min, columns, serve, acc, ttft_max)
             out.update(dis)
-            agg, disagg = jnp.nan_to_num(out["slo_throughput_per_gpu"], nan=0.0), jnp.nan_to_num(
-                dis["slo_disaggregated_throughput_per_gpu"], nan=0.0)
+            agg, disagg = (
+                jnp.nan_to_num(out["slo_throughput_per_gpu"], nan=0.0),
+                jnp.nan_to_num(dis["slo_disaggregated_throughput_per_gpu"], nan=0.0),
+            )
             flags["slo_mode"] = jnp.where(jnp.maximum(agg, disagg) > 0, jnp.where(agg >= disagg, 1, 2), 0).astype(jnp.int8)
     return {**out, **flags}
 
@@ -364,10 +398,13 @@ def _disaggregated(prefix: str, m, hw, parts: Partition, pmask, x_dec, meets, co
     p_pf = jax.tree_util.tree_map(lambda v: v[j], parts)
     d = serving.disaggregated_point(m, hw, p_dec, p_pf, swl, acc, ttft_max)
     ok = (flat[i] > 0) & (rate[j] > 0) & d.feasible
-    res = {f"{prefix}disaggregated_throughput_per_gpu": d.throughput_per_gpu,
-           f"{prefix}disaggregated_tokens_per_s_per_user": d.tokens_per_s_per_user,
-           f"{prefix}disaggregated_ttft": d.ttft, f"{prefix}disaggregated_batch": d.batch,
-           f"{prefix}prefill_share": d.prefill_share}
+    res = {
+        f"{prefix}disaggregated_throughput_per_gpu": d.throughput_per_gpu,
+        f"{prefix}disaggregated_tokens_per_s_per_user": d.tokens_per_s_per_user,
+        f"{prefix}disaggregated_ttft": d.ttft,
+        f"{prefix}disaggregated_batch": d.batch,
+        f"{prefix}prefill_share": d.prefill_share,
+    }
     res = {name: jnp.where(ok, v, jnp.nan) for name, v in res.items()}
     for pool, p in (("decode", p_dec), ("prefill", p_pf)):
         res.update({f"{prefix}{pool}_{f}": jnp.where(ok, getattr(p, f), 0.0) for f in PARTITION_FIELDS})
@@ -379,9 +416,12 @@ def lifted_frontier_kernel(with_slo: bool, groups: tuple, ttft_mask: bool = Fals
     """``f(rows, hardware, candidates, masks, contexts, columns, levels, slo_min, acc, ttft_max, chunk)``
     over the grid axes; ``groups``: the (start, stop) slices of the grouped candidate table
     (``grouped_table``); ``contexts`` may be (decode context, isl, osl) arrays (workloads)."""
+
     def at(m, hw, parts, pmask, context, columns, levels, slo_min, acc, ttft_max, chunk):
-        return frontier_point(m, hw, parts, pmask, context, columns, levels, slo_min, acc, groups, with_slo,
-                              ttft_max if ttft_mask else None, chunk)
+        return frontier_point(
+            m, hw, parts, pmask, context, columns, levels, slo_min, acc, groups, with_slo, ttft_max if ttft_mask else None, chunk
+        )
+
     return jax.jit(lift(at))
 
 
@@ -390,8 +430,14 @@ def frontier_extra(spec: FrontierSpec, acc, dtype):
     workloads each chunk's contexts are matched to their (isl, osl) on the device, so any chunking
     of the context axis works (decode contexts are unique)."""
     kernel = lifted_frontier_kernel(spec.with_slo, spec.groups, spec.ttft_max > 0)
-    shared = (jnp.asarray(spec.columns, dtype), jnp.asarray(spec.levels, dtype), jnp.asarray(spec.slo_rate, dtype),
-              cast(acc, dtype), jnp.asarray(spec.ttft_max, dtype), jnp.asarray(spec.chunk, dtype))
+    shared = (
+        jnp.asarray(spec.columns, dtype),
+        jnp.asarray(spec.levels, dtype),
+        jnp.asarray(spec.slo_rate, dtype),
+        cast(acc, dtype),
+        jnp.asarray(spec.ttft_max, dtype),
+        jnp.asarray(spec.chunk, dtype),
+    )
     table = jnp.asarray(np.array(spec.workloads).reshape(-1, 3), dtype)
 
     def extra(rows, hardware, tables, masks, contexts):
@@ -399,10 +445,12 @@ def frontier_extra(spec: FrontierSpec, acc, dtype):
             hit = (contexts[:, None] == table[None, :, 0]).astype(dtype)
             contexts = (contexts, hit @ table[:, 1], hit @ table[:, 2])
         return kernel(rows, hardware, tables, masks, contexts, *shared)
+
     return extra
 
 
 # ---- dataset layout -------------------------------------------------------------------------
+
 
 def _degree_attrs(prefix: str, what: str) -> dict:
     out = {}
@@ -440,7 +488,10 @@ def _group(prefix: str, what: str, status: str, status_flags, serve: bool = Fals
 def _disaggregated_group(prefix: str, what: str) -> dict:
     """The variables ``_disaggregated`` returns under ``prefix``."""
     out = {
-        f"{prefix}disaggregated_throughput_per_gpu": ("s-1", f"{what}: end-to-end output tokens per second per GPU over both pools"),
+        f"{prefix}disaggregated_throughput_per_gpu": (
+            "s-1",
+            f"{what}: end-to-end output tokens per second per GPU over both pools",
+        ),
         f"{prefix}disaggregated_tokens_per_s_per_user": ("s-1", f"{what}: output tokens per second one sequence sees"),
         f"{prefix}disaggregated_ttft": ("s", f"{what}: mean time to first token (prefill pass, queue, KV hand-off)"),
         f"{prefix}disaggregated_batch": ("1", f"{what}: sequences in flight per decode replica"),
@@ -456,19 +507,26 @@ def _disaggregated_group(prefix: str, what: str) -> dict:
 def variables(spec: FrontierSpec) -> dict:
     """name -> (trailing dims, units or 'flag', long_name, flags) of every variable the kernel returns."""
     serve = bool(spec.workloads)
-    groups = [(("interactivity",), _group("frontier_", "best at tokens/s per user >= interactivity", "status", FRONTIER_STATUS, serve))]
+    groups = [
+        (("interactivity",), _group("frontier_", "best at tokens/s per user >= interactivity", "status", FRONTIER_STATUS, serve))
+    ]
     if spec.batches:
         at = _group("at_batch_", "best partition at this batch", "feasible", AT_BATCH_STATUS, serve)
         at.pop("at_batch_batch")
         groups.append((("batches",), at))
     if spec.with_slo:
-        limits = [f"tokens/s per user >= {spec.slo_rate:g}"] * (spec.slo_rate > 0) + [f"TTFT <= {spec.ttft_max:g} s"] * (spec.ttft_max > 0)
+        limits = [f"tokens/s per user >= {spec.slo_rate:g}"] * (spec.slo_rate > 0) + [f"TTFT <= {spec.ttft_max:g} s"] * (
+            spec.ttft_max > 0
+        )
         slo = f"best meeting the SLO ({', '.join(limits)})"
         group = _group("slo_", slo, "status", SLO_STATUS, serve)
         if serve:
             group.update(_disaggregated_group("slo_", f"disaggregated serving {slo}"))
-            group["slo_mode"] = ("flag", "the serving mode with the most tokens/s per GPU under the SLO (the cheaper per token)",
-                                 SLO_MODE)
+            group["slo_mode"] = (
+                "flag",
+                "the serving mode with the most tokens/s per GPU under the SLO (the cheaper per token)",
+                SLO_MODE,
+            )
         groups.append(((), group))
     if serve:
         group = _group("serving_", "highest-throughput aggregated configuration", "status", SERVING_STATUS, serve)
@@ -520,5 +578,10 @@ def sweep_hooks(spec: FrontierSpec | None, acc, dtype, max_evaluations: int, flo
             attrs = {"units": units, "long_name": long_name}
             dtype_ = "i2" if missing_value(name, spec) == 0 else float_dtype
         out.append((name, dims, dtype_, attrs))
-    return SweepHooks(frontier_extra(spec, acc, dtype), max(1, max_evaluations // spec.n_columns),
-                      {name: meta[0] for name, meta in names.items() if meta[0]}, coords(spec), tuple(out))
+    return SweepHooks(
+        frontier_extra(spec, acc, dtype),
+        max(1, max_evaluations // spec.n_columns),
+        {name: meta[0] for name, meta in names.items() if meta[0]},
+        coords(spec),
+        tuple(out),
+    )

@@ -7,8 +7,9 @@ noted, and the loop raises it between two steps (one chunk computed and written,
 assembled); a second signal raises at once, for a user who will not wait. No handler of this module
 raises inside :func:`deferred` (every netCDF read and write of a run): a signal that must stop the
 run there is raised when the I/O ends; nor inside netCDF library code or a finaliser reached some
-other way (garbage collection): there the signal is delivered again ``RETRY_S`` later. The first signal's number is kept (:func:`received`), so the
-command exits with 128 + it (130 for SIGINT, 143 for SIGTERM).
+other way (garbage collection): there the signal is delivered again ``RETRY_S`` later. The first
+signal's number is kept (:func:`received`), so the command exits with 128 + it (130 for SIGINT,
+143 for SIGTERM).
 """
 
 from __future__ import annotations

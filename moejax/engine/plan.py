@@ -97,7 +97,9 @@ def design_space(hardware: list, names: list[str], space) -> tuple[list, list[st
         return hardware, names
     for field, values in axes.items():
         if field not in SPACE_FIELDS and field != "island_size":
-            raise SpecError(f"grid.hardware_space.{field} is not a known field: allowed {', '.join([*SPACE_FIELDS, 'island_size'])}")
+            raise SpecError(
+                f"grid.hardware_space.{field} is not a known field: allowed {', '.join([*SPACE_FIELDS, 'island_size'])}"
+            )
         if not values or any(not isinstance(v, int | float) or v <= 0 for v in values):
             raise SpecError(f"grid.hardware_space.{field} = {values!r} is invalid: a non-empty list of positive numbers")
     out, labels = [], []
@@ -128,7 +130,9 @@ def _check_partition_space(space, names, models) -> None:
             raise SpecError(f"grid.partitions.ep = {list(space.ep)} is invalid: none divides the {experts:g} experts "
                             f"(plus redundant_experts {list(space.redundant_experts)}) of {name}")
         if not any(pp <= layers for pp in space.pp):
-            raise SpecError(f"grid.partitions.pp = {list(space.pp)} is invalid: every value exceeds the {layers:g} layers of {name}")
+            raise SpecError(
+                f"grid.partitions.pp = {list(space.pp)} is invalid: every value exceeds the {layers:g} layers of {name}"
+            )
 
 
 def mask_missing_baselines(plan: SweepPlan, axis: str, positions: slice, results: dict) -> None:

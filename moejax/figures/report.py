@@ -168,16 +168,27 @@ def read_validation(path: Path) -> list[dict]:
     out = []
     for r in rows:
         measured, predicted = float(r["measured"]), float(r["predicted"]) if r["predicted"] not in ("", "nan") else np.nan
-        out.append({"id": r["id"], "measured": measured, "predicted": predicted if np.isfinite(predicted) and predicted > 0 else None,
-                    **{c: r.get(c, "") for c in GROUP_COLUMNS}})
+        out.append(
+            {
+                "id": r["id"],
+                "measured": measured,
+                "predicted": predicted if np.isfinite(predicted) and predicted > 0 else None,
+                **{c: r.get(c, "") for c in GROUP_COLUMNS},
+            }
+        )
     return out
 
 
 def _validation(rows: list[dict]) -> dict:
-    return {"rows": rows, "groups": [c for c in GROUP_COLUMNS if any(r[c] for r in rows)],
-            "layout": go.Layout(title="Validation: predicted against measured (each point in its figure's SI unit; "
-                                      "the line: predicted = measured)",
-                                xaxis={"title": "measured", "type": "log"}, yaxis={"title": "predicted", "type": "log"}).to_plotly_json()}
+    return {
+        "rows": rows,
+        "groups": [c for c in GROUP_COLUMNS if any(r[c] for r in rows)],
+        "layout": go.Layout(
+            title="Validation: predicted against measured (each point in its figure's SI unit; the line: predicted = measured)",
+            xaxis={"title": "measured", "type": "log"},
+            yaxis={"title": "predicted", "type": "log"},
+        ).to_plotly_json(),
+    }
 
 
 def _default_index(ds: xr.Dataset) -> dict:
@@ -194,14 +205,22 @@ def payload(ds: xr.Dataset, validation: list[dict] | None = None) -> tuple[dict,
     and the notes for the panels left out."""
     ds = best_per_point(ds)
     curves = ["MoE", *(f"dense, κ = {float(k):g}" for k in ds.kappa.values)]
-    data = {"dims": {"model": [str(v) for v in ds.model.values], "hardware": [str(v) for v in ds.hardware.values],
-                     "num_gpus": [str(int(v)) for v in ds.num_gpus.values], "context": [context_label(c) for c in ds.context.values]},
-            "default": _default_index(ds)}
+    data = {
+        "dims": {
+            "model": [str(v) for v in ds.model.values],
+            "hardware": [str(v) for v in ds.hardware.values],
+            "num_gpus": [str(int(v)) for v in ds.num_gpus.values],
+            "context": [context_label(c) for c in ds.context.values],
+        },
+        "default": _default_index(ds),
+    }
     notes = []
     if "frontier_throughput_per_gpu" in ds:
         data["frontier"] = _frontier(ds, curves)
     else:
-        notes.append("frontier: no frontier_* variables (the sweep ran without grid.batches, the serving frontier): panel omitted")
+        notes.append(
+            "frontier: no frontier_* variables (the sweep ran without grid.batches, the serving frontier): panel omitted"
+        )
     if "kappa_star_frontier" in ds:
         data["kappa_star_frontier"] = _kappa_star_frontier(ds)
     else:
@@ -224,13 +243,17 @@ def payload(ds: xr.Dataset, validation: list[dict] | None = None) -> tuple[dict,
 
 
 def _select(dim: str, label: str, options: list[str], chosen: int, disabled: bool = False) -> str:
-    opts = "".join(f'<option value="{i}"{" selected" if i == chosen else ""}>{html.escape(o)}</option>' for i, o in enumerate(options))
+    opts = "".join(
+        f'<option value="{i}"{" selected" if i == chosen else ""}>{html.escape(o)}</option>' for i, o in enumerate(options)
+    )
     return (f'<label>{label} <select id="select-{dim}" data-dim="{dim}"{" disabled" if disabled else ""}>'
             f"{opts}</select></label>")
 
 
 def _provenance(ds: xr.Dataset) -> str:
-    rows = "".join(f"<tr><th>{html.escape(k)}</th><td>{html.escape(str(ds.attrs[k]))}</td></tr>" for k in PROVENANCE if k in ds.attrs)
+    rows = "".join(
+        f"<tr><th>{html.escape(k)}</th><td>{html.escape(str(ds.attrs[k]))}</td></tr>" for k in PROVENANCE if k in ds.attrs
+    )
     details = "".join(f"<details><summary>{k}</summary><pre>{html.escape(str(ds.attrs[k]))}</pre></details>"
                       for k in ("config", "resolved_specs") if k in ds.attrs)
     return f"<table>{rows}</table>{details}"
@@ -240,7 +263,7 @@ STYLE = """body{font-family:system-ui,sans-serif;margin:1em 2em;color:#222}
 #controls{position:sticky;top:0;background:#fff;padding:.5em 0;border-bottom:1px solid #ccc;z-index:10}
 #controls label{margin-right:1.2em}.plot{width:100%;height:480px}.note{color:#666;margin:.2em 0}
 table{border-collapse:collapse;font-size:90%}th,td{text-align:left;padding:2px 8px;border-bottom:1px solid #eee;vertical-align:top}
-pre{white-space:pre-wrap;font-size:85%;background:#f7f7f7;padding:.5em}"""
+pre{white-space:pre-wrap;font-size:85%;background:#f7f7f7;padding:.5em}"""  # noqa: E501
 PANEL_IDS = ("frontier", "kappa_star_frontier", "kappa_star", "bound", "sensitivity", "validation")
 
 

@@ -4,7 +4,8 @@
 choice the paper leaves open; two named families are offered:
 
 - ``"keep-attention"`` (default): the MoE's depth, attention (so its KV cache, and its layer
-  pattern: sliding, chunked, sparse or linear layers stay as they are) and embeddings are kept; every FFN becomes dense, with the width that makes the total exactly ``P_dense``.
+  pattern: sliding, chunked, sparse or linear layers stay as they are) and embeddings are kept;
+  every FFN becomes dense, with the width that makes the total exactly ``P_dense``.
   This is what the paper's Table 3 B values imply (notes in shared/reference).
 - ``"epoch-cube-root"``: Epoch's assumption, depth, d_model, d_ff and head count each
   ∝ size^(1/3), anchored on a reference dense model (Llama-3-405B by default); the scale is
@@ -76,7 +77,9 @@ def kept_params(model: ModelSpec):
 
 def keep_attention(model: ModelSpec, kappa) -> ModelSpec:
     """Dense model of ``κ·ρ·P_total`` params keeping the MoE's depth, attention and embeddings."""
-    d_ff = (dense_size(model, kappa) - kept_params(model)) / ((model.n_layers + model.n_encoder_layers) * model.ffn_matrices * model.d_model)
+    d_ff = (dense_size(model, kappa) - kept_params(model)) / (
+        (model.n_layers + model.n_encoder_layers) * model.ffn_matrices * model.d_model
+    )
     _check_positive("d_ff", d_ff, kappa)
     return replace(model, d_ff=d_ff, n_dense_layers=model.n_layers, n_experts=1.0, top_k=1.0,
                    d_ff_expert=0.0, shared_d_ff=0.0)

@@ -34,7 +34,8 @@ def torus_shape(hw: HardwareSpec, i):
     map onto torus axes (as ``jax.experimental.mesh_utils`` lays them out) and each of its axes
     has its wrap-around link.
 
-    >>> [round(float(2 ** e), 3) for e in torus_shape(HardwareSpec(1, 1, 1, 1, 1, 0, 64, 1, 0, fabric=2, link_bw=1, torus_dims=3), 32.0)]
+    >>> hw = HardwareSpec(1, 1, 1, 1, 1, 0, 64, 1, 0, fabric=2, link_bw=1, torus_dims=3)
+    >>> [round(float(2 ** e), 3) for e in torus_shape(hw, 32.0)]
     [4.0, 4.0, 2.0]
     """
     xp = namespace(hw, i)

@@ -116,10 +116,15 @@ def resident_weight_bytes(m: ModelSpec, p: Partition, draft_tokens=0.0):
         + arch.n_moe_layers(m) * moe_gpu
         + m.weight_bytes * m.n_encoder_layers * (arch.attn_params(m) / p.tp + arch.encoder_ffn_params(m) / g)
     )
-    mtp = xp.where(draft_tokens > 0, m.mtp_layers * (m.weight_bytes * (arch.decoder_attn_params(m) / p.tp
-                                                                       + 2 * m.d_model * m.d_model / dense)
-                                                     + xp.where(m.n_experts > 1, moe_gpu, m.weight_bytes * arch.dense_ffn_params(m) / dense)),
-                   0.0)
+    mtp = xp.where(
+        draft_tokens > 0,
+        m.mtp_layers
+        * (
+            m.weight_bytes * (arch.decoder_attn_params(m) / p.tp + 2 * m.d_model * m.d_model / dense)
+            + xp.where(m.n_experts > 1, moe_gpu, m.weight_bytes * arch.dense_ffn_params(m) / dense)
+        ),
+        0.0,
+    )
     return (layers * stage_scale(m, p) + embed * arch.embedding_params(m) / dense + mtp) / p.pp
 
 
@@ -179,7 +184,9 @@ def touched_experts(m: ModelSpec, tokens, skew):
     xp = namespace(m, tokens, skew)
     e_eff = xp.maximum(m.n_experts * (1 - skew), m.top_k)
     sparse = e_eff > m.top_k
-    return xp.where(sparse, e_eff, m.top_k) * _safe_pow_complement(1 - m.top_k / xp.where(sparse, e_eff, 2 * m.top_k), tokens, sparse)
+    return xp.where(sparse, e_eff, m.top_k) * _safe_pow_complement(
+        1 - m.top_k / xp.where(sparse, e_eff, 2 * m.top_k), tokens, sparse
+    )
 
 
 def busiest_rank(m: ModelSpec, p: Partition, tokens, skew):
@@ -351,8 +358,12 @@ def _microbatch(m: ModelSpec, hw: HardwareSpec, p: Partition, acc: Accounting, t
     read, half_flops, copies = _expert_load(m, p, tokens, acc)
     c_moe = half_flops * (2 / f_e) + tokens * (2 * fixed / f_w) / g
     h_moe = expert * read + wb * fixed / tp_ffn
-    comm_moe = (all_to_all(hw, p.ep, g, copies * (d * (dispatch + ab)), acc, calls=2.0, remote=_remote_share(m, hw, p))  # dispatch, combine
-                + all_reduce(hw, tp_ffn, tp_ffn, tokens * (_group_share(m, p) * (d * ab)), acc))  # within each EP rank
+    comm_moe = (
+        all_to_all(
+            hw, p.ep, g, copies * (d * (dispatch + ab)), acc, calls=2.0, remote=_remote_share(m, hw, p)
+        )  # dispatch, combine
+        + all_reduce(hw, tp_ffn, tp_ffn, tokens * (_group_share(m, p) * (d * ab)), acc)
+    )  # within each EP rank
 
     # LM head (averaged over stages): dense_tp-way, like the dense FFN
     head = m.vocab_size * d

@@ -239,8 +239,16 @@ class HardwareSpec:
         _require("HardwareSpec", v, "link_bw", np.isfinite(v["link_bw"]) & (~linked | (v["link_bw"] > 0)),
                  "a mesh or torus fabric needs link_bw > 0 (bytes/s per link)")
         torus = v["fabric"] == FABRICS["torus"]
-        _require("HardwareSpec", v, "torus_dims", _is_int(v["torus_dims"]) & (v["torus_dims"] >= 0) & (v["torus_dims"] <= MAX_TORUS_DIMS)
-                 & (~torus | (v["torus_dims"] >= 1)), f"must be an integer in [1, {MAX_TORUS_DIMS}] for a torus fabric (0 otherwise)")
+        _require(
+            "HardwareSpec",
+            v,
+            "torus_dims",
+            _is_int(v["torus_dims"])
+            & (v["torus_dims"] >= 0)
+            & (v["torus_dims"] <= MAX_TORUS_DIMS)
+            & (~torus | (v["torus_dims"] >= 1)),
+            f"must be an integer in [1, {MAX_TORUS_DIMS}] for a torus fabric (0 otherwise)",
+        )
         for f in ("intra_latency", "inter_latency"):
             _require("HardwareSpec", v, f, np.isfinite(v[f]) & (v[f] >= 0), "must be >= 0 seconds")
         _require("HardwareSpec", v, "island_size", _is_int(v["island_size"]) & (v["island_size"] >= 1),

@@ -101,15 +101,26 @@ def breakdown(m, hw, p, wl, acc) -> dict:
     slots = (float(m.n_experts) + float(p.redundant_experts)) / float(p.ep)
     return {
         "partition": {f: float(getattr(p, f)) for f in ("tp", "ep", "pp", "dp", "dp_attn", "kvp", "kv_mode", "dense_tp")},
-        "label": label(p), "gpus_per_replica": float(p.gpus_per_replica), "feasible": bool(r.feasible),
-        "batch": float(r.batch), "b_max": float(r.b_max), "step_ms": float(r.step_time) * 1e3,
-        "throughput_per_gpu": float(r.throughput_per_gpu), "bound": ("compute", "hbm", "communication", "infeasible")[int(r.bound)],
-        "t_compute_ms": float(r.t_compute) * 1e3, "t_hbm_ms": float(r.t_hbm) * 1e3, "t_comm_ms": float(r.t_comm) * 1e3,
-        "t_comm_exposed_ms": float(r.t_comm_exposed) * 1e3, "weight_gb": float(r.weight_bytes_per_gpu) / 1e9,
-        "kv_gb": float(r.kv_bytes_per_gpu) / 1e9, "tokens_per_microbatch": tokens, "reuse": float(r.reuse),
+        "label": label(p),
+        "gpus_per_replica": float(p.gpus_per_replica),
+        "feasible": bool(r.feasible),
+        "batch": float(r.batch),
+        "b_max": float(r.b_max),
+        "step_ms": float(r.step_time) * 1e3,
+        "throughput_per_gpu": float(r.throughput_per_gpu),
+        "bound": ("compute", "hbm", "communication", "infeasible")[int(r.bound)],
+        "t_compute_ms": float(r.t_compute) * 1e3,
+        "t_hbm_ms": float(r.t_hbm) * 1e3,
+        "t_comm_ms": float(r.t_comm) * 1e3,
+        "t_comm_exposed_ms": float(r.t_comm_exposed) * 1e3,
+        "weight_gb": float(r.weight_bytes_per_gpu) / 1e9,
+        "kv_gb": float(r.kv_bytes_per_gpu) / 1e9,
+        "tokens_per_microbatch": tokens,
+        "reuse": float(r.reuse),
         "experts_touched_share": float(touched_experts(m, tokens, acc.routing_skew)) / float(m.n_experts) if moe else None,
         "busiest_rank_touched_share": float(touched) / slots if moe else None,
-        "phases_ms": ms, "phase_sum_ms": sum(d["time"] for d in ms.values()),
+        "phases_ms": ms,
+        "phase_sum_ms": sum(d["time"] for d in ms.values()),
         "ffn_gb_per_gpu": (split["dense"]["hbm"] + split["moe"]["hbm"]) * float(hw.hbm_bw * acc.hbm_efficiency) / 1e9,
     }
 
@@ -149,12 +160,22 @@ def evaluate() -> dict:
     dense = jax.tree_util.tree_map(float, dense_baseline(moe, KAPPA, integer=True))  # as the sweep builds it
     hw, wl = load_hardware(HARDWARE), Workload(context=CONTEXT)
     stated = {"moe": Partition(tp=8.0, kvp=8.0, kv_mode=1.0, ep=8.0), "dense": Partition(tp=8.0, kvp=8.0, kv_mode=1.0)}
-    out = {"setup": {"model": MODEL, "hardware": HARDWARE, "gpus": GPUS, "context": CONTEXT, "kappa": KAPPA,
-                     "dtypes": dtypes, "dense_params": total_params(dense), "moe_params": total_params(moe),
-                     "rho": float(moe.top_k / moe.n_experts),
-                     "expert_pool_bytes": float(arch.n_moe_layers(moe) * moe.n_experts * arch.expert_params(moe) * moe.weight_bytes),
-                     "dense_ffn_bytes": float(dense.n_dense_layers * arch.dense_ffn_params(dense) * dense.weight_bytes)},
-           "modes": {}}
+    out = {
+        "setup": {
+            "model": MODEL,
+            "hardware": HARDWARE,
+            "gpus": GPUS,
+            "context": CONTEXT,
+            "kappa": KAPPA,
+            "dtypes": dtypes,
+            "dense_params": total_params(dense),
+            "moe_params": total_params(moe),
+            "rho": float(moe.top_k / moe.n_experts),
+            "expert_pool_bytes": float(arch.n_moe_layers(moe) * moe.n_experts * arch.expert_params(moe) * moe.weight_bytes),
+            "dense_ffn_bytes": float(dense.n_dense_layers * arch.dense_ffn_params(dense) * dense.weight_bytes),
+        },
+        "modes": {},
+    }
     for mode in MODES:
         acc = load_accounting(mode)
         res = {"sensitivity": {}}
@@ -273,92 +294,163 @@ def _why(results: dict) -> str:
         t, ts = terms(st), terms(se)
         a, b = st["moe"], st["dense"]
         d = t["delta_ms"]
-        out += [f"**{mode}, stated partition: {st['ratio']:.3f}** = B ratio {t['batch']:.3f} × step ratio {t['step']:.3f} "
-                f"(same 64 GPUs). Attention is {t['moe']['attention']:.2f} ms of the MoE's {a['step_ms']:.2f} ms step and "
-                f"{t['dense']['attention']:.2f} ms of the dense model's {b['step_ms']:.2f} ms: TP8 replicates the MLA latent on "
-                f"the 8 TP ranks, so each GPU holds and reads {a['kv_gb']:.0f} GB of KV per step against "
-                f"{a['weight_gb']:.1f} GB of weights, and the kept attention makes this term equal up to the "
-                f"{100 * (t['batch'] - 1):+.1f} % batch difference. FFN weights: the MoE reads "
-                f"{a['ffn_gb_per_gpu']:.2f} GB per GPU per step ({100 * a['experts_touched_share']:.0f} % of the experts "
-                f"touched at {a['tokens_per_microbatch']:.0f} tokens, B·k/E = {a['reuse']:.1f} tokens per expert), the dense "
-                f"model {b['ffn_gb_per_gpu']:.2f} GB (dense_tp {int(b['partition']['dense_tp'])}): "
-                f"{t['moe']['ffn_roofline']:.2f} vs {t['dense']['ffn_roofline']:.2f} ms. What separates them is the FFN's "
-                f"exposed communication, {t['moe']['ffn_comm']:.2f} ms for the MoE (EP{int(a['partition']['ep'])} "
-                f"dispatch + combine spanning 8 nodes at the inter-node bandwidth, plus the TP8 all-reduce inside each EP "
-                f"group) vs {t['dense']['ffn_comm']:.2f} ms for the dense model (one in-node all-reduce per layer). "
-                f"Step difference MoE − dense: " + ", ".join(f"{TERM_TITLES[k]} {v:+.2f} ms" for k, v in d.items())
-                + (f" (the per-layer overhead, {a['phases_ms']['overhead']['time']:.2f} ms on both, dilutes the ratio)"
-                   if a["phases_ms"]["overhead"]["time"] > 0 else "") + ".", "",
-                f"**{mode}, old layout (dense_tp = 64): {be['ratio']:.3f}.** The dense FFN then reads only "
-                f"{be['dense']['ffn_gb_per_gpu']:.2f} GB per GPU but all-reduces across 8 nodes: "
-                f"{be['dense']['phases_ms']['dense']['exposed']:.2f} ms exposed, "
-                f"{100 * be['dense']['phases_ms']['dense']['exposed'] / be['dense']['step_ms']:.0f} % of its step (against "
-                f"{b['phases_ms']['dense']['exposed']:.2f} ms at dense_tp {int(b['partition']['dense_tp'])})."
-                + (f" Before the correction (commit {OLD_COMMIT}) this all-reduce was one flat ring over the 64 GPUs "
-                   f"and the same layout gave {OLD_SOL_RATIO} in sol (exposed communication {OLD_SOL_COMM_SHARE} of the dense step); the "
-                   f"corrected collectives (hierarchical all-reduce, direct all-to-all) bring it to {be['ratio']:.3f}, "
-                   f"and the FFN's own TP degree to {st['ratio']:.3f}." if mode == "sol" else ""), "",
-                f"**{mode}, searched partitions: {se['ratio']:.3f}** = B ratio {ts['batch']:.3f} × step ratio "
-                f"{ts['step']:.3f} × replica-size ratio {ts['gpus']:.0f} (MoE {se['moe']['label']}: B = "
-                f"{se['moe']['batch']:.0f} on {se['moe']['gpus_per_replica']:.0f} GPUs, {se['moe']['step_ms']:.2f} ms; dense "
-                f"{se['dense']['label']}: B = {se['dense']['batch']:.0f} per {se['dense']['gpus_per_replica']:.0f}-GPU "
-                f"replica, {se['dense']['step_ms']:.2f} ms)."
-                + (" Both give up attention TP for DP-attention, so the MLA latent is no longer replicated."
-                   if se["moe"]["partition"]["tp"] == 1 == se["dense"]["partition"]["tp"] else "")
-                + f" Per-GPU throughput rises {se['moe']['throughput_per_gpu'] / a['throughput_per_gpu']:.1f}× "
-                f"(MoE) and {se['dense']['throughput_per_gpu'] / b['throughput_per_gpu']:.1f}× (dense), and the ratio "
-                f"moves from {st['ratio']:.3f} to {se['ratio']:.3f}. Step difference MoE − dense: "
-                + ", ".join(f"{TERM_TITLES[k]} {v:+.2f} ms" for k, v in ts["delta_ms"].items()) + ".", ""]
+        out += [
+            f"**{mode}, stated partition: {st['ratio']:.3f}** = B ratio {t['batch']:.3f} × step ratio {t['step']:.3f} "
+            f"(same 64 GPUs). Attention is {t['moe']['attention']:.2f} ms of the MoE's {a['step_ms']:.2f} ms step and "
+            f"{t['dense']['attention']:.2f} ms of the dense model's {b['step_ms']:.2f} ms: TP8 replicates the MLA latent on "
+            f"the 8 TP ranks, so each GPU holds and reads {a['kv_gb']:.0f} GB of KV per step against "
+            f"{a['weight_gb']:.1f} GB of weights, and the kept attention makes this term equal up to the "
+            f"{100 * (t['batch'] - 1):+.1f} % batch difference. FFN weights: the MoE reads "
+            f"{a['ffn_gb_per_gpu']:.2f} GB per GPU per step ({100 * a['experts_touched_share']:.0f} % of the experts "
+            f"touched at {a['tokens_per_microbatch']:.0f} tokens, B·k/E = {a['reuse']:.1f} tokens per expert), the dense "
+            f"model {b['ffn_gb_per_gpu']:.2f} GB (dense_tp {int(b['partition']['dense_tp'])}): "
+            f"{t['moe']['ffn_roofline']:.2f} vs {t['dense']['ffn_roofline']:.2f} ms. What separates them is the FFN's "
+            f"exposed communication, {t['moe']['ffn_comm']:.2f} ms for the MoE (EP{int(a['partition']['ep'])} "
+            f"dispatch + combine spanning 8 nodes at the inter-node bandwidth, plus the TP8 all-reduce inside each EP "
+            f"group) vs {t['dense']['ffn_comm']:.2f} ms for the dense model (one in-node all-reduce per layer). "
+            f"Step difference MoE − dense: "
+            + ", ".join(f"{TERM_TITLES[k]} {v:+.2f} ms" for k, v in d.items())
+            + (
+                f" (the per-layer overhead, {a['phases_ms']['overhead']['time']:.2f} ms on both, dilutes the ratio)"
+                if a["phases_ms"]["overhead"]["time"] > 0
+                else ""
+            )
+            + ".",
+            "",
+            f"**{mode}, old layout (dense_tp = 64): {be['ratio']:.3f}.** The dense FFN then reads only "
+            f"{be['dense']['ffn_gb_per_gpu']:.2f} GB per GPU but all-reduces across 8 nodes: "
+            f"{be['dense']['phases_ms']['dense']['exposed']:.2f} ms exposed, "
+            f"{100 * be['dense']['phases_ms']['dense']['exposed'] / be['dense']['step_ms']:.0f} % of its step (against "
+            f"{b['phases_ms']['dense']['exposed']:.2f} ms at dense_tp {int(b['partition']['dense_tp'])})."
+            + (
+                f" Before the correction (commit {OLD_COMMIT}) this all-reduce was one flat ring over the 64 GPUs "
+                f"and the same layout gave {OLD_SOL_RATIO} in sol (exposed communication {OLD_SOL_COMM_SHARE} of the "
+                "dense step); the "
+                f"corrected collectives (hierarchical all-reduce, direct all-to-all) bring it to {be['ratio']:.3f}, "
+                f"and the FFN's own TP degree to {st['ratio']:.3f}."
+                if mode == "sol"
+                else ""
+            ),
+            "",
+            f"**{mode}, searched partitions: {se['ratio']:.3f}** = B ratio {ts['batch']:.3f} × step ratio "
+            f"{ts['step']:.3f} × replica-size ratio {ts['gpus']:.0f} (MoE {se['moe']['label']}: B = "
+            f"{se['moe']['batch']:.0f} on {se['moe']['gpus_per_replica']:.0f} GPUs, {se['moe']['step_ms']:.2f} ms; dense "
+            f"{se['dense']['label']}: B = {se['dense']['batch']:.0f} per {se['dense']['gpus_per_replica']:.0f}-GPU "
+            f"replica, {se['dense']['step_ms']:.2f} ms)."
+            + (
+                " Both give up attention TP for DP-attention, so the MLA latent is no longer replicated."
+                if se["moe"]["partition"]["tp"] == 1 == se["dense"]["partition"]["tp"]
+                else ""
+            )
+            + f" Per-GPU throughput rises {se['moe']['throughput_per_gpu'] / a['throughput_per_gpu']:.1f}× "
+            f"(MoE) and {se['dense']['throughput_per_gpu'] / b['throughput_per_gpu']:.1f}× (dense), and the ratio "
+            f"moves from {st['ratio']:.3f} to {se['ratio']:.3f}. Step difference MoE − dense: "
+            + ", ".join(f"{TERM_TITLES[k]} {v:+.2f} ms" for k, v in ts["delta_ms"].items())
+            + ".",
+            "",
+        ]
     return "\n".join(out)
 
 
 def render(results: dict, seconds: float) -> str:
     s = results["setup"]
-    parts = ["# qs-point study: dense/MoE throughput per GPU at the qs paper's headline point", "",
-             f"Generated by `python sweeps/run.py qs-point` ({seconds:.0f} s). DeepSeek-V3 "
-             f"({s['dtypes']['weights'].upper()} weights, {s['dtypes']['kv'].upper()} KV; {s['moe_params'] / 1e9:.1f} B "
-             f"parameters) against its κ = {s['kappa']:g} keep-attention dense baseline ({s['dense_params'] / 1e9:.1f} B: "
-             f"the MoE's attention and KV, FFN sized to κ·ρ·P_total), {s['gpus']} GPUs of `{s['hardware']}` (the paper's "
-             f"Table 2 system, 8-GPU NVLink islands), context {int(s['context']):,}, B = B_max, under the corrected "
-             "physics (dense FFN and LM head at their own TP degree `dense_tp`; one-shot/ring/hierarchical all-reduce; "
-             "direct all-to-all). Ratio = dense throughput per GPU / MoE throughput per GPU (> 1: the dense model is "
-             "cheaper to serve).", "",
-             "- **stated**: the paper's TP8 × KVP8 (MoE experts as EP8 groups of TP8, as `sweeps/qs-paper/reference.yaml` "
-             "reads Table 2; dense EP1). The paper does not state how the dense FFN is laid out: `dense_tp` is searched "
-             f"over {{{', '.join(map(str, DENSE_TPS))}}} for each model (best throughput per GPU).",
-             f"- **before**: the same partition with `dense_tp = {BEFORE_DENSE_TP}` (the FFN over all 64 GPUs, moejax's "
-             "layout before the correction; collectives as now corrected).",
-             "- **searched**: each model at its best partition of the qs-paper grid's search space "
-             "(`conf/grid/qs-paper.yaml`: tp, ep, pp, dp_attn, kvp/cp, dense_tp ∈ {1, 2, 4, 8}).",
-             "- `sol`: peak hardware, no overheads (`conf/accounting/sol.yaml`); `realistic`: the fitted constants "
-             "(`conf/accounting/realistic.yaml`: 90 % of HBM usable, 2 GB reserve, fitted HBM/FLOP efficiencies and "
-             "per-layer and per-collective latencies).", "",
-             "## Ratio", "",
-             md_table(["mode", "case", "MoE partition", "dense partition", "B MoE", "B dense", "step MoE (ms)",
-                       "step dense (ms)", "tok/s/GPU MoE", "tok/s/GPU dense", "dense / MoE"], _summary_rows(results),
-                      "llllrrrrrrr"), "",
-             "## dense_tp at the stated partition", "",
-             "Throughput per GPU (tokens/s) of each model at TP8 × KVP8 with the dense FFN and LM head at each `dense_tp` "
-             f"(the stated row takes the best per model; {BEFORE_DENSE_TP} is the old layout).", "",
-             md_table(["mode", "dense_tp", "MoE", "dense", "dense / MoE"],
-                      [[mode, str(t), num(results["modes"][mode]["sensitivity"]["moe"][t], "{:.2f}"),
-                        num(results["modes"][mode]["sensitivity"]["dense"][t], "{:.2f}"),
-                        num(results["modes"][mode]["sensitivity"]["dense"][t] / results["modes"][mode]["sensitivity"]["moe"][t],
-                            "{:.3f}")] for mode in MODES for t in DENSE_TPS]
-                      + [[mode, f"{BEFORE_DENSE_TP} (before)", num(results["modes"][mode]["before"]["moe"]["throughput_per_gpu"], "{:.2f}"),
-                          num(results["modes"][mode]["before"]["dense"]["throughput_per_gpu"], "{:.2f}"),
-                          num(results["modes"][mode]["before"]["ratio"], "{:.3f}")] for mode in MODES], "lrrrr"), "",
-             "## Why: the ratio term by term", "",
-             "ratio = (B_dense / B_MoE) × (t_MoE / t_dense) × (N_MoE / N_dense) (N: GPUs per replica); step times split "
-             "into attention, the FFN's roofline (weight reads or compute), the FFN's exposed communication, and the LM "
-             "head with fixed overheads (ms, MoE / dense).", "",
-             md_table(["mode", "case", "ratio", "B ratio", "step ratio", "N ratio", *TERM_TITLES.values()],
-                      _terms_rows(results), "llrrrrllll"), "",
-             _why(results),
-             "## Per-step decomposition", "",
-             "Step times are per decode step of the whole replica; per-phase time = layers × (max(compute, HBM) + exposed "
-             "communication) of that phase, as the kernel composes them (`roofline = phase`); the phases add up to the step. "
-             "Bytes are per GPU.", ""]
+    parts = [
+        "# qs-point study: dense/MoE throughput per GPU at the qs paper's headline point",
+        "",
+        f"Generated by `python sweeps/run.py qs-point` ({seconds:.0f} s). DeepSeek-V3 "
+        f"({s['dtypes']['weights'].upper()} weights, {s['dtypes']['kv'].upper()} KV; {s['moe_params'] / 1e9:.1f} B "
+        f"parameters) against its κ = {s['kappa']:g} keep-attention dense baseline ({s['dense_params'] / 1e9:.1f} B: "
+        f"the MoE's attention and KV, FFN sized to κ·ρ·P_total), {s['gpus']} GPUs of `{s['hardware']}` (the paper's "
+        f"Table 2 system, 8-GPU NVLink islands), context {int(s['context']):,}, B = B_max, under the corrected "
+        "physics (dense FFN and LM head at their own TP degree `dense_tp`; one-shot/ring/hierarchical all-reduce; "
+        "direct all-to-all). Ratio = dense throughput per GPU / MoE throughput per GPU (> 1: the dense model is "
+        "cheaper to serve).",
+        "",
+        "- **stated**: the paper's TP8 × KVP8 (MoE experts as EP8 groups of TP8, as `sweeps/qs-paper/reference.yaml` "
+        "reads Table 2; dense EP1). The paper does not state how the dense FFN is laid out: `dense_tp` is searched "
+        f"over {{{', '.join(map(str, DENSE_TPS))}}} for each model (best throughput per GPU).",
+        f"- **before**: the same partition with `dense_tp = {BEFORE_DENSE_TP}` (the FFN over all 64 GPUs, moejax's "
+        "layout before the correction; collectives as now corrected).",
+        "- **searched**: each model at its best partition of the qs-paper grid's search space "
+        "(`conf/grid/qs-paper.yaml`: tp, ep, pp, dp_attn, kvp/cp, dense_tp ∈ {1, 2, 4, 8}).",
+        "- `sol`: peak hardware, no overheads (`conf/accounting/sol.yaml`); `realistic`: the fitted constants "
+        "(`conf/accounting/realistic.yaml`: 90 % of HBM usable, 2 GB reserve, fitted HBM/FLOP efficiencies and "
+        "per-layer and per-collective latencies).",
+        "",
+        "## Ratio",
+        "",
+        md_table(
+            [
+                "mode",
+                "case",
+                "MoE partition",
+                "dense partition",
+                "B MoE",
+                "B dense",
+                "step MoE (ms)",
+                "step dense (ms)",
+                "tok/s/GPU MoE",
+                "tok/s/GPU dense",
+                "dense / MoE",
+            ],
+            _summary_rows(results),
+            "llllrrrrrrr",
+        ),
+        "",
+        "## dense_tp at the stated partition",
+        "",
+        "Throughput per GPU (tokens/s) of each model at TP8 × KVP8 with the dense FFN and LM head at each `dense_tp` "
+        f"(the stated row takes the best per model; {BEFORE_DENSE_TP} is the old layout).",
+        "",
+        md_table(
+            ["mode", "dense_tp", "MoE", "dense", "dense / MoE"],
+            [
+                [
+                    mode,
+                    str(t),
+                    num(results["modes"][mode]["sensitivity"]["moe"][t], "{:.2f}"),
+                    num(results["modes"][mode]["sensitivity"]["dense"][t], "{:.2f}"),
+                    num(
+                        results["modes"][mode]["sensitivity"]["dense"][t] / results["modes"][mode]["sensitivity"]["moe"][t],
+                        "{:.3f}",
+                    ),
+                ]
+                for mode in MODES
+                for t in DENSE_TPS
+            ]
+            + [
+                [
+                    mode,
+                    f"{BEFORE_DENSE_TP} (before)",
+                    num(results["modes"][mode]["before"]["moe"]["throughput_per_gpu"], "{:.2f}"),
+                    num(results["modes"][mode]["before"]["dense"]["throughput_per_gpu"], "{:.2f}"),
+                    num(results["modes"][mode]["before"]["ratio"], "{:.3f}"),
+                ]
+                for mode in MODES
+            ],
+            "lrrrr",
+        ),
+        "",
+        "## Why: the ratio term by term",
+        "",
+        "ratio = (B_dense / B_MoE) × (t_MoE / t_dense) × (N_MoE / N_dense) (N: GPUs per replica); step times split "
+        "into attention, the FFN's roofline (weight reads or compute), the FFN's exposed communication, and the LM "
+        "head with fixed overheads (ms, MoE / dense).",
+        "",
+        md_table(
+            ["mode", "case", "ratio", "B ratio", "step ratio", "N ratio", *TERM_TITLES.values()],
+            _terms_rows(results),
+            "llrrrrllll",
+        ),
+        "",
+        _why(results),
+        "## Per-step decomposition",
+        "",
+        "Step times are per decode step of the whole replica; per-phase time = layers × (max(compute, HBM) + exposed "
+        "communication) of that phase, as the kernel composes them (`roofline = phase`); the phases add up to the step. "
+        "Bytes are per GPU.",
+        "",
+    ]
     for mode in MODES:
         for case in CASES:
             r = results["modes"][mode][case]

@@ -57,10 +57,12 @@ def report(res: CalibrationResult) -> str:
     for r in res.fits:
         f = r.fit
         lines.append(f"== fit {f.name}: {f.description}".rstrip(": "))
-        lines.append(f"   partition {f.partition}, expert_traffic {f.expert_traffic}, roofline {f.roofline}"
-                     + (f", inherits {f.inherit}" if f.inherit else "")
-                     + f"; {int(r.fitted_mask.sum())} targets fitted of {len(r.targets)}; loss {r.loss_start:.4g} -> {r.loss:.4g}; "
-                     f"rms log residual {r.rms_log_residual:.4g}")
+        lines.append(
+            f"   partition {f.partition}, expert_traffic {f.expert_traffic}, roofline {f.roofline}"
+            + (f", inherits {f.inherit}" if f.inherit else "")
+            + f"; {int(r.fitted_mask.sum())} targets fitted of {len(r.targets)}; loss {r.loss_start:.4g} -> {r.loss:.4g}; "
+            f"rms log residual {r.rms_log_residual:.4g}"
+        )
         for name in CONSTANTS:
             v = r.constants[name]
             if name in r.fitted:
@@ -76,19 +78,26 @@ def report(res: CalibrationResult) -> str:
         for pat, why in f.exclude.items():
             lines.append(f"   excluded {pat}: {why}")
         lines.append("")
-    header = f"{'fit':<17} {'target':<20} {'published':>9} {'default':>9} {'calibrated':>10} {'res(def)':>9} {'res(cal)':>9} ok  partition         note"
+    header = (f"{'fit':<17} {'target':<20} {'published':>9} {'default':>9} {'calibrated':>10} {'res(def)':>9} {'res(cal)':>9} "
+              "ok  partition         note")
     lines += ["Residuals (res = predicted/published - 1; ok = prints as published; * = in the loss)", header, "-" * len(header)]
     for row in res.table:
         q = str(row["quantity"])
-        lines.append(f"{row['fit']:<17} {row['id']:<20} {row['printed']:>9} {_fmt(q, row['physical_default']):>9} "
-                     f"{_fmt(q, row['calibrated']):>10} {_pct(row['rel_residual_default']):>9} {_pct(row['rel_residual_calibrated']):>9} "
-                     f"{'y' if row['reproduced'] else 'n'}{'*' if row['fitted'] else ' '}  {row['partition']:<17} {_short(str(row['note']))}")
+        lines.append(
+            f"{row['fit']:<17} {row['id']:<20} {row['printed']:>9} {_fmt(q, row['physical_default']):>9} "
+            f"{_fmt(q, row['calibrated']):>10} {_pct(row['rel_residual_default']):>9} {_pct(row['rel_residual_calibrated']):>9} "
+            f"{'y' if row['reproduced'] else 'n'}{'*' if row['fitted'] else ' '}  {row['partition']:<17} "
+            f"{_short(str(row['note']))}"
+        )
     lines += ["", "Identifiability (J = d log prediction / d coordinate over the fitted targets, at the optimum)"]
     for r in res.fits:
         sv = r.singular_values
         rel = sv / sv[0] if sv.size and sv[0] > 0 else sv
         lines.append(f"   {r.fit.name}: coordinates {', '.join(r.coordinates)}")
-        lines.append(f"   {' ' * len(r.fit.name)}  singular values {', '.join(f'{s:.3g}' for s in sv)} (relative {', '.join(f'{x:.2g}' for x in rel)})")
+        lines.append(
+            f"   {' ' * len(r.fit.name)}  singular values {', '.join(f'{s:.3g}' for s in sv)} "
+            f"(relative {', '.join(f'{x:.2g}' for x in rel)})"
+        )
         if not r.unidentifiable:
             lines.append(f"   {' ' * len(r.fit.name)}  every free and probed constant is identified")
         for name, vec in zip(r.unidentifiable, r.null_vectors):
@@ -118,8 +127,14 @@ def dataset(res: CalibrationResult) -> xr.Dataset:
     import xarray as xr  # here, not at the top: the validate CLI imports this package and never writes a dataset (startup time)
 
     t = res.table
-    units = {"published": "paper's unit (sequences, percent or relative units)", "physical_default": "as published",
-             "calibrated": "as published", "rel_residual_default": "1", "rel_residual_calibrated": "1", "log_residual_calibrated": "1"}
+    units = {
+        "published": "paper's unit (sequences, percent or relative units)",
+        "physical_default": "as published",
+        "calibrated": "as published",
+        "rel_residual_default": "1",
+        "rel_residual_calibrated": "1",
+        "log_residual_calibrated": "1",
+    }
     data = {}
     for name, dtype in RESIDUAL_FIELDS:
         values = t[name]

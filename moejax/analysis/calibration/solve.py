@@ -152,9 +152,25 @@ def run_fit(ref: Reference, fit: Fit, hw, held: dict, optimizer: Optimizer, rtol
     index = {k: i for i, k in enumerate(pts.keys)}
     partitions = [_partition_label(degrees[index[t.point()]]) for t in all_targets]
     final = float(loss(theta))
-    return FitResult(fit=fit, constants=constants, fitted=fitted, loss=final, loss_start=float(loss(theta0)), coordinates=coords, jacobian=jac, singular_values=sv,
-        unidentifiable=unident, null_vectors=[v for _, v in found], targets=all_targets, fitted_mask=use, notes=notes,
-        calibrated=calibrated, default=default, partitions=partitions, at_bound=at_bound)
+    return FitResult(
+        fit=fit,
+        constants=constants,
+        fitted=fitted,
+        loss=final,
+        loss_start=float(loss(theta0)),
+        coordinates=coords,
+        jacobian=jac,
+        singular_values=sv,
+        unidentifiable=unident,
+        null_vectors=[v for _, v in found],
+        targets=all_targets,
+        fitted_mask=use,
+        notes=notes,
+        calibrated=calibrated,
+        default=default,
+        partitions=partitions,
+        at_bound=at_bound,
+    )
 
 
 def _partition_label(d) -> str:
@@ -270,16 +286,22 @@ def check_fit(fit: Fit, ref: Reference, earlier: list[str]) -> None:
     check_constants(dict(fit.fixed), f"{where}.fixed")
     check_constants(dict(fit.init), f"{where}.init")
     if fit.inherit is not None and fit.inherit not in earlier:
-        raise SpecError(f"{where}.inherit = {fit.inherit!r} is invalid: must name an earlier fit ({', '.join(earlier) or 'none'})")
+        raise SpecError(
+            f"{where}.inherit = {fit.inherit!r} is invalid: must name an earlier fit ({', '.join(earlier) or 'none'})"
+        )
     targets = [t for t in ref.targets if fit.selects(t)]
     if not targets:
-        raise SpecError(f"{where}: selects no target of the reference (quantities {list(fit.quantities)}, tables {list(fit.tables)})")
+        raise SpecError(
+            f"{where}: selects no target of the reference (quantities {list(fit.quantities)}, tables {list(fit.tables)})"
+        )
     if fit.partition == "paper":
         missing = sorted({t.num_gpus for t in targets} - set(ref.partitions))
         if missing:
             raise SpecError(f"{where}.partition = 'paper' is invalid: the reference states no partition for {missing[0]} GPUs")
     if any(t.quantity != "b_max" for t in targets) and ("weight_scale" in fit.free or fit.fixed.get("weight_scale", 1.0) != 1.0):
-        raise SpecError(f"{where}.weight_scale is invalid here: it is not an Accounting constant, so it applies to b_max targets only")
+        raise SpecError(
+            f"{where}.weight_scale is invalid here: it is not an Accounting constant, so it applies to b_max targets only"
+        )
     if fit.partition == "search":
         unknown = sorted(set(fit.search_space) - {f.name for f in dataclasses.fields(PartitionSpace)})
         if unknown:
@@ -313,8 +335,27 @@ def calibrate(ref: Reference, fits: list[Fit], optimizer: Optimizer | None = Non
             if use:
                 mine.append(lr)
                 logs.append(lr)
-            rows.append((r.fit.name, t.id, t.table, t.row, t.column, t.quantity, t.value, t.printed, float(dflt), float(cal),
-                         _relative(t, float(dflt)), _relative(t, float(cal)), lr, reproduced(t, float(cal)), bool(use), part, note))
+            rows.append(
+                (
+                    r.fit.name,
+                    t.id,
+                    t.table,
+                    t.row,
+                    t.column,
+                    t.quantity,
+                    t.value,
+                    t.printed,
+                    float(dflt),
+                    float(cal),
+                    _relative(t, float(dflt)),
+                    _relative(t, float(cal)),
+                    lr,
+                    reproduced(t, float(cal)),
+                    bool(use),
+                    part,
+                    note,
+                )
+            )
         r.rms_log_residual = float(np.sqrt(np.mean(np.square(mine))))
     table = np.array(rows, dtype=RESIDUAL_FIELDS)
     logs = np.array(logs)

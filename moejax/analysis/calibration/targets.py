@@ -9,7 +9,7 @@ from pathlib import Path
 
 import yaml
 
-from ...catalogue import CONF_DIR, available, load_hardware, load_model
+from ...catalogue import ROOT, available, load_hardware, load_model
 from ...physics.baseline import FAMILIES
 from ...physics.specs import KV_MODES, Partition, SpecError
 
@@ -155,7 +155,7 @@ def resolve_path(path: str | Path) -> Path:
     p = Path(path)
     if p.exists() or p.is_absolute():
         return p
-    return CONF_DIR.parent / p
+    return ROOT / p
 
 
 def load_reference(path: str | Path) -> Reference:
@@ -177,7 +177,9 @@ def load_reference(path: str | Path) -> Reference:
     for n, spec in (data.get("partitions") or {}).items():
         where = f"reference {p.name}: partitions.{n}"
         if not isinstance(n, int) or n < 1 or not isinstance(spec, dict):
-            raise SpecError(f"{where} is invalid: keys are GPU counts, values mappings of degrees (tp, kvp, kv_mode, ep, pp, dp_attn)")
+            raise SpecError(
+                f"{where} is invalid: keys are GPU counts, values mappings of degrees (tp, kvp, kv_mode, ep, pp, dp_attn)"
+            )
         unknown = sorted(set(spec) - {"tp", "kvp", "kv_mode", "ep", "pp", "dp_attn"})
         if unknown:
             raise SpecError(f"{where}.{unknown[0]} is not a known field: allowed tp, kvp, kv_mode, ep, pp, dp_attn")
@@ -211,7 +213,9 @@ def load_reference(path: str | Path) -> Reference:
         if t.duplicate_of and t.duplicate_of not in ids:
             raise SpecError(f"reference {p.name}: target {t.id}: duplicate_of = {t.duplicate_of!r} is unknown")
         if t.model not in available("model"):
-            raise SpecError(f"reference {p.name}: target {t.id}: model = {t.model!r} is unknown: available {', '.join(available('model'))}")
+            raise SpecError(
+                f"reference {p.name}: target {t.id}: model = {t.model!r} is unknown: available {', '.join(available('model'))}"
+            )
     overrides = dict(system.get("hardware_overrides") or {})
     load_hardware(str(hardware), **overrides)  # validates names and values (one-line SpecError)
     baseline = str(system.get("baseline", "keep-attention"))

@@ -210,7 +210,13 @@ def _as_list(field: str, value) -> list:
 
 
 def _positive(field: str, value, at_least: float = 0.0) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value) or value <= 0 or value < at_least:
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int | float)
+        or not math.isfinite(value)
+        or value <= 0
+        or value < at_least
+    ):
         allowed = f"a finite number >= {at_least:g}" if at_least else "a finite number > 0"
         raise SpecError(f"{field} = {value!r} is invalid: must be {allowed}")
     return float(value)

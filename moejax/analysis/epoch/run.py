@@ -122,15 +122,27 @@ def write_dataset(out: Path, cfg: DictConfig, plan: dict, results) -> None:
         "n_experts": ("design", plan["n_experts"], {"units": "1", "long_name": "routed experts E"}),
         "top_k": ("design", plan["top_k"], {"units": "1", "long_name": "experts per token k"}),
         "active_params": ("design", results[0].active, {"units": "1", "long_name": "MoE active parameters per token"}),
-        "p_eq": (dr, stack("p_eq"), {"units": "1", "long_name": "dense-equivalent size Q: dense model of the family "
-                                                                "with the MoE's step time"}),
-        "p_eq_fitted": (dr, np.stack([r.fit["fitted"] for r in results], axis=1),
-                        {"units": "1", "long_name": "fitted c*P_total*k^b/E^a"}),
+        "p_eq": (
+            dr,
+            stack("p_eq"),
+            {"units": "1", "long_name": "dense-equivalent size Q: dense model of the family with the MoE's step time"},
+        ),
+        "p_eq_fitted": (
+            dr,
+            np.stack([r.fit["fitted"] for r in results], axis=1),
+            {"units": "1", "long_name": "fitted c*P_total*k^b/E^a"},
+        ),
         "step_time_moe": (dr, stack("t_moe"), {"units": "s", "long_name": "MoE step time (memory feasibility ignored)"}),
         "step_time_dense": (dr, stack("t_dense"), {"units": "s", "long_name": "step time of the dense model of size p_eq"}),
-        "fits_in_hbm": (dr, stack("feasible").astype(np.int8),
-                        {"long_name": "the MoE fits in the accelerator's HBM in this regime (not required by the fit)",
-                         "flag_values": np.array([0, 1], dtype=np.int8), "flag_meanings": "does_not_fit fits"}),
+        "fits_in_hbm": (
+            dr,
+            stack("feasible").astype(np.int8),
+            {
+                "long_name": "the MoE fits in the accelerator's HBM in this regime (not required by the fit)",
+                "flag_values": np.array([0, 1], dtype=np.int8),
+                "flag_meanings": "does_not_fit fits",
+            },
+        ),
         "a": ("regime", fit("a"), {"units": "1", "long_name": "fitted exponent of E (closed-form least squares)"}),
         "b": ("regime", fit("b"), {"units": "1", "long_name": "fitted exponent of k (closed-form least squares)"}),
         "c": ("regime", fit("c"), {"units": "1", "long_name": "fitted coefficient c"}),
@@ -143,18 +155,31 @@ def write_dataset(out: Path, cfg: DictConfig, plan: dict, results) -> None:
         "context": ("regime", reg_float(lambda r: r.workload.context), {"units": "1", "long_name": "context tokens"}),
         "batch": ("regime", reg_float(lambda r: r.workload.batch), {"units": "1", "long_name": "sequences (prompts) per step"}),
         "tp": ("regime", reg_float(lambda r: r.partition.tp), {"units": "1", "long_name": "tensor-parallel degree"}),
-        "ep": ("regime", reg_float(lambda r: r.partition.ep), {"units": "1", "long_name": "expert-parallel degree (upper bound; min(ep, E) used)"}),
+        "ep": (
+            "regime",
+            reg_float(lambda r: r.partition.ep),
+            {"units": "1", "long_name": "expert-parallel degree (upper bound; min(ep, E) used)"},
+        ),
         "phase": ("regime", np.array([r.phase for r in regs]), {"long_name": "decode or prefill"}),
     }
-    ds = xr.Dataset({k: (dims, v, attrs) for k, (dims, v, attrs) in data.items()},
-                    coords={"design": ("design", np.arange(len(plan["total"]), dtype=np.int32), {"long_name": "design index"}),
-                            "regime": ("regime", np.array([r.name for r in regs]), {"long_name": "serving regime (conf/fit.yaml)"})})
-    ds.attrs = {"title": "moejax Epoch-style dense-equivalent fit: P_eq = c * P_total * k^b / E^a",
-                "Conventions": "CF-1.10", "source": f"moejax {__version__} (jax {jax.__version__})",
-                "config": OmegaConf.to_yaml(cfg, resolve=True), "family": cfg.family, "anchor": cfg.anchor,
-                "accelerator": cfg.accelerator,
-                "comment": "Q solves log t_dense(Q) = log t_moe per design (jax.lax.custom_root); fixed batch and partition per regime; "
-                           "HBM capacity ignored for the times (fits_in_hbm records it)."}
+    ds = xr.Dataset(
+        {k: (dims, v, attrs) for k, (dims, v, attrs) in data.items()},
+        coords={
+            "design": ("design", np.arange(len(plan["total"]), dtype=np.int32), {"long_name": "design index"}),
+            "regime": ("regime", np.array([r.name for r in regs]), {"long_name": "serving regime (conf/fit.yaml)"}),
+        },
+    )
+    ds.attrs = {
+        "title": "moejax Epoch-style dense-equivalent fit: P_eq = c * P_total * k^b / E^a",
+        "Conventions": "CF-1.10",
+        "source": f"moejax {__version__} (jax {jax.__version__})",
+        "config": OmegaConf.to_yaml(cfg, resolve=True),
+        "family": cfg.family,
+        "anchor": cfg.anchor,
+        "accelerator": cfg.accelerator,
+        "comment": "Q solves log t_dense(Q) = log t_moe per design (jax.lax.custom_root); fixed batch and partition per regime; "
+        "HBM capacity ignored for the times (fits_in_hbm records it).",
+    }
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.parent / f".{out.name}.{os.getpid()}.tmp"
     try:

@@ -22,7 +22,6 @@ from __future__ import annotations
 import dataclasses
 
 from ...catalogue import available, hardware_entry, load_hardware, load_model
-from ...engine.grid import PARTITION_FIELDS
 from ...physics.partition import check_partition
 from ...physics.specs import KV_MODES, HardwareSpec, ModelSpec, Partition, SpecError, Workload, replace
 from .measurements import Measurement

@@ -56,7 +56,9 @@ class FitSettings:
             raise SpecError("calibration.free = [] is invalid: name at least one Accounting constant")
         for name in self.free:
             if name not in ARRAY_FIELDS or name not in CONSTANTS:
-                raise SpecError(f"calibration.free = {name!r} is invalid: allowed {', '.join(n for n in ARRAY_FIELDS if n in CONSTANTS)}")
+                raise SpecError(
+                    f"calibration.free = {name!r} is invalid: allowed {', '.join(n for n in ARRAY_FIELDS if n in CONSTANTS)}"
+                )
         if len(set(self.free)) != len(self.free):
             raise SpecError(f"calibration.free = {list(self.free)!r} is invalid: a constant is named twice")
         if isinstance(self.steps, bool) or not isinstance(self.steps, int) or self.steps < 1:
@@ -218,15 +220,29 @@ def fit(points: list[Point], base: Accounting, settings: FitSettings = FitSettin
     unconstrained = [f"{k} ({f})" if settings.per_family else k for i, f in enumerate(families)
                      for j, k in enumerate(settings.free) if norms[i, j] <= 1e-6 * scale]
     acc = jax.tree_util.tree_map(np.asarray, _accounting(base, settings, theta, fam))
-    return FitResult(settings, families, family_of, _named(theta, settings, families), acc, used, float(loss),
-                     in_sample, loo, unconstrained, np.linalg.svd(jac, compute_uv=False), [_named(t, settings, families) for t in thetas])
+    return FitResult(
+        settings,
+        families,
+        family_of,
+        _named(theta, settings, families),
+        acc,
+        used,
+        float(loss),
+        in_sample,
+        loo,
+        unconstrained,
+        np.linalg.svd(jac, compute_uv=False),
+        [_named(t, settings, families) for t in thetas],
+    )
 
 
 def accounting_yaml(res: FitResult, base_yaml: dict, provenance: dict) -> str:
     """``conf/accounting/realistic.yaml`` text: one key per Accounting field ``{value, source}``;
     fitted fields say how, the others are copied from the base accounting."""
     if res.settings.per_family:
-        raise SpecError("calibration.write is invalid with calibration.per_family = true: conf/accounting/*.yaml holds one value per field")
+        raise SpecError(
+            "calibration.write is invalid with calibration.per_family = true: conf/accounting/*.yaml holds one value per field"
+        )
     how = (f"fitted by python -m moejax.validate fit=true on {provenance['measurements']} ({provenance['date']}, "
            f"{provenance['n_points']} points; LOO median |log ratio| {provenance['loo_median_abs_log_ratio']:.3g}, "
            f"p90 {provenance['loo_p90_abs_log_ratio']:.3g})")

@@ -180,7 +180,12 @@ def check_consistency(e: _Entry, m: Measurement) -> None:
     """Decode figures that two of three determine must agree within ``CONSISTENCY_TOLERANCE``."""
     if m.phase != "decode":
         return
-    t, st, tpu, tpg = m.tokens_per_step, m.measured["step_time"], m.measured["tokens_per_s_per_user"], m.measured["throughput_per_gpu"]
+    t, st, tpu, tpg = (
+        m.tokens_per_step,
+        m.measured["step_time"],
+        m.measured["tokens_per_s_per_user"],
+        m.measured["throughput_per_gpu"],
+    )
     per_gpu = m.batch / m.num_gpus if isinstance(m.batch, int) else None
     pairs = [("tokens_per_s_per_user", tpu, "step_time", None if st is None else t / st, "tokens_per_step / step_time")]
     if per_gpu is not None:
@@ -262,7 +267,9 @@ def load_measurements(path: str | Path) -> list[Measurement]:
     for i, raw in enumerate(data):
         m = check_entry(path, i, raw)
         if m.id in seen:
-            raise SpecError(f"{path}: entry {m.id!r}: id = {m.id!r} is invalid: duplicate of entry #{seen[m.id] + 1} (ids must be unique)")
+            raise SpecError(
+                f"{path}: entry {m.id!r}: id = {m.id!r} is invalid: duplicate of entry #{seen[m.id] + 1} (ids must be unique)"
+            )
         seen[m.id] = i
         entries.append(m)
     return entries

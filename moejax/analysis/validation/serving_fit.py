@@ -172,7 +172,8 @@ def accounting_yaml(fit: ServingFit, base_yaml: dict, measurements: str, stats: 
     """An accounting preset's text (``fit.preset_yaml``) with the fitted constants, the per-engine
     profiles and the fit's provenance (file, date, grouped-CV errors)."""
     date = dt.date.today().isoformat()
-    how = f"fitted by python -m moejax.validate measurements={measurements} fit=true ({date}; TPOT and TTFT of closed-loop serving benchmarks)"
+    how = (f"fitted by python -m moejax.validate measurements={measurements} fit=true ({date}; TPOT and TTFT of closed-loop "
+           "serving benchmarks)")
     head = (
         "# Realistic accounting fitted to measured serving benchmarks, TPOT and TTFT (generated: do not edit;\n"
         f"# regenerate with python -m moejax.validate measurements={measurements} fit=true;\n"
