@@ -190,7 +190,8 @@ def test_disaggregated_serving_equals_the_serving_functions(tiny):
 
 @pytest.fixture(scope="module")
 def dataset(tmp_path_factory):
-    """A real sweep dataset (float32) of the tiny workload grid with batches and a price override."""
+    """A real sweep dataset (float32) of the tiny workload grid with batches, a price override and
+    an SLO (tokens/s per user and TTFT)."""
     from moejax.engine.run import run
 
     tmp = tmp_path_factory.mktemp("serving")
@@ -198,6 +199,7 @@ def dataset(tmp_path_factory):
     with initialize_config_dir(str(CONF_DIR), version_base=None):
         cfg = compose("config", overrides=[*TINY, "+grid.batches=[1,64]", "grid.partitions.dense_tp=[1,8]",
                                            "grid.economics={price_per_gpu_hour: {h100-sxm: 2.5}}",
+                                           "grid.slo.tokens_per_s_per_user_min=10", "grid.slo.ttft_max=1.0",
                                            f"parts_dir={tmp / 'parts'}", "compilation_cache=null", "summary=false"])
     return run(cfg, tmp / "sweep.nc")
 
@@ -229,7 +231,7 @@ def test_sweep_dataset_economics_are_exact(dataset):
         assert ds.hw_price_per_gpu_hour.values.tolist() == [2.5]
         assert ds.hw_board_power.values.tolist() == [hardware_economics("h100-sxm").board_power]
         checked = 0
-        for prefix in ("", "frontier_", "serving_", "serving_disaggregated_"):
+        for prefix in ("", "frontier_", "serving_", "serving_disaggregated_", "slo_", "slo_disaggregated_"):
             x = ds[prefix + "throughput_per_gpu"].values
             served = x > 0
             x64 = np.where(served, x, 1.0).astype(np.float64)
