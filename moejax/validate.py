@@ -146,6 +146,14 @@ def main(cfg: DictConfig) -> None:
         ttft = {points[i].measurement.id: float(t) if ok else None for i, t, ok in zip(index, served["ttft"], served["feasible"])}
         record = val.summary(len(entries), ev, not_expressible, skipped, ttft)
         text = val.report(f"validation of {path} at accounting={name}", ev, not_expressible, skipped, ttft)
+        itable = intervals.load(name)
+        fields, (inside, n_in) = intervals.for_points(itable, ev)
+        for i, e in fields.items():
+            record["predicted"][i].update(e)
+        if itable is not None:
+            record["interval_coverage"] = {"inside": inside, "n": n_in}
+            text += (f"\n\n80 % intervals (accounting {name}'s table, engine not named; tpot_lo/hi, ttft_lo/hi in the JSON line):"
+                     f" the measured figure lies inside for {inside} of {n_in} feasible points")
         if settings is not None:
             res = val.fit(points, acc, settings)
             prov = val.provenance(res, points, str(cfg.measurements))

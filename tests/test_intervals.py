@@ -162,3 +162,26 @@ def test_point_prints_the_interval_beside_the_central_values():
     ttft = r["serving"]["aggregated"]["ttft"]
     assert f"{ttft * f_lo * 1e3:.3f} ms – {ttft * f_hi * 1e3:.3f} ms" in text
     assert "80 %" not in report(r, q, None)
+
+
+def test_measurement_yaml_points_get_intervals_and_a_coverage_count():
+    """A measurement YAML evaluated at an accounting with an interval table: decode entries get
+    tpot_lo <= tpot <= tpot_hi, prefill entries ttft_lo <= ttft <= ttft_hi, and the coverage count
+    is taken on every feasible point; with no table every field is null and nothing is counted."""
+    from moejax.analysis import validation as val
+    from moejax.catalogue import load_accounting
+
+    entries = val.load_measurements(ROOT / "tests" / "data" / "validate-small.yaml")
+    points, _, _ = val.resolve_all(entries, False)
+    ev = val.evaluate(points, load_accounting("serving"))
+    table = _synthetic_table()
+    fields, (inside, n) = intervals.for_points(table, ev)
+    pred = val.summary(len(entries), ev, {}, [])["predicted"]
+    assert n == int(np.sum(np.isfinite(ev.log_ratio))) and 0 <= inside <= n
+    for p in points:
+        e, c = fields[p.measurement.id], pred[p.measurement.id]
+        k = "tpot" if p.measurement.phase == "decode" else "ttft"
+        if c[k] is not None:
+            assert e[f"{k}_lo"] <= c[k] <= e[f"{k}_hi"] and e["interval"] in ("calibrated", "extrapolated")
+    none, (_, n_none) = intervals.for_points(None, ev)
+    assert n_none == 0 and all(e["interval"] == "none" and e["tpot_lo"] is None for e in none.values())

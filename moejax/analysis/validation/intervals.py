@@ -260,3 +260,30 @@ def pooled(rows: list[dict]) -> dict:
         sel = [r for r in rows if r["grouping"] == g]
         out[g] = {k: sum(r[f"in_{k}"] for r in sel) / max(sum(r[f"n_{k}"] for r in sel), 1) for k in FIGURES}
     return out
+
+
+def for_points(table: dict | None, ev) -> tuple[dict[str, dict], list[int]]:
+    """A measurement YAML's evaluation (``evaluate.Evaluation``) with the preset's intervals, engine
+    not named: per point id the fields of its ``predicted`` entry (``tpot``/``ttft`` figures times
+    their factors; decode entries use the TPOT factors, prefill entries the TTFT ones), and
+    [inside, n]: points whose measured figure lies in the interval of its prediction (a time times
+    the factors, a rate divided by them), out of sample where the table was not fitted on the file."""
+    fields, count = {}, [0, 0]
+    for i, p in enumerate(ev.points):
+        m = p.measurement
+        bd, status, reason = lookup(table, None, m.hardware) if table is not None else (None, "none", "the accounting has no intervals")
+        decode = m.phase == "decode"
+        tpot = ev.figures[i][0] / m.tokens_per_step if decode and ev.feasible[i] else np.nan
+        ttft = ev.figures[i][0] if not decode and ev.feasible[i] else np.nan
+        e = {"interval": status, "interval_reason": reason}
+        for k, c in (("tpot", tpot), ("ttft", ttft)):
+            ok = bd is not None and np.isfinite(c)
+            e[f"{k}_lo"], e[f"{k}_hi"] = (float(c * bd[k][0]), float(c * bd[k][1])) if ok else (None, None)
+        fields[m.id] = e
+        r = float(ev.log_ratio[i])
+        if bd is not None and np.isfinite(r):
+            lo, hi = bd["tpot" if decode else "ttft"]
+            x = np.exp(-r) if m.figure == "step_time" else np.exp(r)  # measured/predicted of the time
+            count[0] += int(lo <= x <= hi)
+            count[1] += 1
+    return fields, count
