@@ -6,7 +6,9 @@ accounting ``accounting=sol|realistic`` (``conf/accounting/``), prints the resid
 measured, predicted, ratio, bound, dominant term, notes), the not-expressible and skipped points,
 writes ``validation.csv`` and ``summary.json`` to the run directory (or ``out=DIR``) and ends with
 one JSON line ``{"n", "evaluated", "skipped", "not_expressible", "infeasible",
-"median_abs_log_ratio", "p90_abs_log_ratio", "predicted"}`` (plus ``"fit"`` with ``fit=true``:
+"median_abs_log_ratio", "p90_abs_log_ratio", "predicted"}`` (with an accounting that has an interval
+table, each predicted entry gains the 80 % interval fields and the line ``"interval_coverage"``; plus
+``"fit"`` with ``fit=true``:
 fitted constants, in-sample and leave-one-out predictions and statistics; the fitted accounting
 YAML goes to ``calibration.write`` or ``realistic.yaml`` in the output directory).
 A file whose header is AIConfigurator's silicon CSV (measured closed-loop serving benchmarks) is
