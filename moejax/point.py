@@ -28,7 +28,8 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
 from .analysis.launch import ENGINES, Deployment, launch, model_path
-from .analysis.point import PointQuery, explain
+from .analysis.point import WHAT_IF_FIELDS, PointQuery, explain
+from .analysis.validation import intervals
 from .catalogue import CONF_DIR, available, load_accounting, load_model, model_entry
 from .cli import one_line_errors, run_command
 from .engine.config import validate_partitions
@@ -95,7 +96,7 @@ def query(cfg: DictConfig) -> PointQuery:
 
 def _table(header: list[str], rows: list[list[str]]) -> list[str]:
     widths = [max(len(str(x)) for x in col) for col in zip(header, *rows)]
-    fmt = lambda r: "  ".join(str(x).rjust(w) if i else str(x).ljust(w) for i, (x, w) in enumerate(zip(r, widths)))
+    fmt = lambda r: "  ".join(str(x).rjust(w) if i else str(x).ljust(w) for i, (x, w) in enumerate(zip(r, widths)))  # noqa: E731
     return [fmt(header), *map(fmt, rows)]
 
 
@@ -107,8 +108,30 @@ def _gb(nbytes: float) -> str:
     return f"{nbytes / 1e9:.2f} GB"
 
 
-def report(r: dict, q: PointQuery) -> str:
+def _band(x: float, lo: float, hi: float, fmt) -> str:
+    return f" (80 %: {fmt(x * lo)} – {fmt(x * hi)})"
+
+
+def interval_of(table: dict | None, hardware: str) -> tuple[dict, str, str] | None:
+    """The accounting's 80 % interval for this hardware, any engine (``intervals.lookup`` with no
+    backend: the point's accounting carries no engine profile), or None without a table."""
+    return None if table is None else intervals.lookup(table, None, hardware)
+
+
+def report(r: dict, q: PointQuery, interval: tuple[dict, str, str] | None = None) -> str:
+    """The printed point; with ``interval`` (``interval_of``), the 80 % interval beside the central
+    step time (TPOT factors), throughputs (their inverse, at the same batch) and TTFT."""
     econ = r["economics"]
+    bd = interval[0] if interval else None
+    t_lo, t_hi = bd["tpot"] if bd else (1.0, 1.0)
+    f_lo, f_hi = bd["ttft"] if bd else (1.0, 1.0)
+
+    def tband(x, fmt):  # a time: the TPOT factors
+        return _band(x, t_lo, t_hi, fmt) if bd else ""
+
+    def rband(x, fmt):  # a rate at the same batch: their inverse
+        return _band(x, 1 / t_hi, 1 / t_lo, fmt) if bd else ""
+
     lines = [
         f"{r['model']} on {r['num_gpus']} x {r['hardware']}, decode context {r['context']:g} tokens"
         + (f" (isl {q.isl:g} + osl {q.osl:g}/2)" if q.isl is not None else "")
@@ -120,14 +143,25 @@ def report(r: dict, q: PointQuery) -> str:
     lines += [
         "",
         f"best: {b['partition']}  batch {b['batch']:g} per replica (B_max {b['b_max']:g}), bound: {b['bound_name']}",
-        f"  {b['throughput_per_gpu']:.1f} tokens/s per GPU, {b['tokens_per_s_per_user']:.2f} tokens/s per user, "
-        f"step {_ms(b['step_time'])}",
+        f"  {b['throughput_per_gpu']:.1f}{rband(b['throughput_per_gpu'], '{:.1f}'.format)} tokens/s per GPU, "
+        f"{b['tokens_per_s_per_user']:.2f}{rband(b['tokens_per_s_per_user'], '{:.2f}'.format)} tokens/s per user, "
+        f"step {_ms(b['step_time'])}{tband(b['step_time'], _ms)}",
         f"  compute {_ms(b['t_compute'])}, HBM {_ms(b['t_hbm'])}, communication {_ms(b['t_comm'])} "
         f"(exposed {_ms(b['t_comm_exposed'])})",
         f"  memory per GPU: weights {_gb(b['weight_bytes_per_gpu'])}, KV {_gb(b['kv_bytes_per_gpu'])}, "
         f"reserve {_gb(b['reserve_bytes'])}, free {_gb(b['free_bytes'])} of {_gb(b['memory_per_gpu'] + b['free_bytes'])}",
         f"  ${b['cost_per_mtok']:.4f} per million output tokens at ${econ.price_per_gpu_hour:g}/GPU-hour; "
         f"{b['joules_per_token']:.4f} J per token at {econ.board_power:g} W board power (no host, cooling or PUE)",
+        *(
+            [
+                (
+                    f"  80 % interval ({interval[1]}{': ' + interval[2] if interval[2] else ''}): TPOT ×{t_lo:.2f} – ×{t_hi:.2f}, "
+                    f"TTFT ×{f_lo:.2f} – ×{f_hi:.2f} of the central value (grouped-CV residuals of the serving fit)"
+                )
+            ]
+            if bd
+            else []
+        ),
         "",
         f"top {len(r['top'])} partitions:",
     ]
@@ -169,10 +203,12 @@ def report(r: dict, q: PointQuery) -> str:
         rows = []
         for mode, x in s.items():
             where = x["partition"] + (f" + prefill {x['prefill_partition']}" if "prefill_partition" in x else "")
+            band = [f"{_ms(x['ttft'] * f_lo)} – {_ms(x['ttft'] * f_hi)}"] if bd else []
             rows.append(
                 [
                     mode,
                     _ms(x["ttft"]),
+                    *band,
                     _ms(x["tpot"]),
                     f"{x['throughput_per_gpu']:.1f}",
                     f"{x['tokens_per_s_per_user']:.2f}",
@@ -183,7 +219,19 @@ def report(r: dict, q: PointQuery) -> str:
                 ]
             )
         lines += _table(
-            ["mode", "TTFT", "TPOT", "tok/s/GPU", "tok/s/user", "prefill share", "$/Mtok", "J/token", "partitions"], rows
+            [
+                "mode",
+                "TTFT",
+                *(["TTFT 80 %"] if bd else []),
+                "TPOT",
+                "tok/s/GPU",
+                "tok/s/user",
+                "prefill share",
+                "$/Mtok",
+                "J/token",
+                "partitions",
+            ],
+            rows,
         )
     return "\n".join(lines)
 
@@ -240,7 +288,8 @@ def main(cfg: DictConfig) -> None:
             jax.config.update("jax_enable_x64", True)
         q = query(cfg)
         r = explain(dataclasses.replace(q, what_if={}))
-        text = report(r, q)
+        table = intervals.load(HydraConfig.get().runtime.choices.get("accounting") or "realistic")
+        text = report(r, q, interval_of(table, q.hardware))
         if q.what_if:
             text += "\n" + what_if_section(r, explain(q), q.what_if)
         if cfg.launch:

@@ -6,7 +6,9 @@ accounting ``accounting=sol|realistic`` (``conf/accounting/``), prints the resid
 measured, predicted, ratio, bound, dominant term, notes), the not-expressible and skipped points,
 writes ``validation.csv`` and ``summary.json`` to the run directory (or ``out=DIR``) and ends with
 one JSON line ``{"n", "evaluated", "skipped", "not_expressible", "infeasible",
-"median_abs_log_ratio", "p90_abs_log_ratio", "predicted"}`` (plus ``"fit"`` with ``fit=true``:
+"median_abs_log_ratio", "p90_abs_log_ratio", "predicted"}`` (with an accounting that has an interval
+table, each predicted entry gains the 80 % interval fields and the line ``"interval_coverage"``; plus
+``"fit"`` with ``fit=true``:
 fitted constants, in-sample and leave-one-out predictions and statistics; the fitted accounting
 YAML goes to ``calibration.write`` or ``realistic.yaml`` in the output directory).
 A file whose header is AIConfigurator's silicon CSV (measured closed-loop serving benchmarks) is
@@ -14,8 +16,11 @@ predicted as serving benchmarks instead (``moejax.physics.served``): TPOT and TT
 per-group table (backend, system, model, mode), the rows moejax cannot express by id with their
 reason, ``serving.csv`` and ``summary.json``, and the JSON line ``{"n", "evaluated",
 "not_expressible", "infeasible", "tpot_*", "ttft_*", "groups", "predicted": {id: {"tpot", "ttft",
-"throughput_per_gpu", "tokens_per_s_per_user", "batch"}}}``; with ``fit=true`` the global constants
-of ``serving_fit.FREE`` are fitted with grouped cross-validation (leave one model, system, backend out).
+"throughput_per_gpu", "tokens_per_s_per_user", "batch", "tpot_lo", "tpot_hi", "ttft_lo", "ttft_hi",
+"interval", "interval_reason"}}}`` (the 80 % interval of the accounting preset's ``intervals:`` table,
+``moejax.analysis.validation.intervals``); with ``fit=true`` the global constants of
+``serving_fit.FREE`` are fitted with grouped cross-validation (leave one model, system, backend out),
+and the interval table and its nested coverage come from the out-of-sample residuals.
 Bad input stops with one line ``error: ...`` on stderr, exit code 2, and no output files.
 Library: ``moejax.analysis.validation``; the contract is docs/validation.md.
 """
@@ -33,7 +38,7 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
 from .analysis import validation as val
-from .analysis.validation import benchmarks, serving_fit, serving_report, silicon
+from .analysis.validation import benchmarks, intervals, serving_fit, serving_report, silicon
 from .analysis.validation.fit import write_text
 from .catalogue import CONF_DIR, ROOT, available, load_accounting
 from .cli import one_line_errors, run_command
@@ -97,18 +102,26 @@ def serving_job(cfg: DictConfig, path: Path, name: str, acc, out: Path, write: P
     pred = benchmarks.predict(cases, benchmarks.row_accounting(name, cases))
     log_ratio = benchmarks.residuals(cases, pred)
     table = benchmarks.group_table(cases, log_ratio)
+    itable = intervals.load(name)
+    bands = intervals.apply(itable, [c.row.backend for c in cases], [c.row.hardware for c in cases], pred)
     rec = serving_report.record(len(rows), cases, pred, log_ratio, table, not_expressible)
+    for j, c in enumerate(cases):
+        rec["predicted"][c.row.id].update(intervals.entry(bands, j))
     text = serving_report.report(f"serving validation of {path} at accounting={name}", table, not_expressible)
+    text += "\n" + serving_report.interval_report(cases, itable)
     if cfg.fit:
         res = serving_fit.fit_serving(cases, acc, steps=steps, learning_rate=float(rate))
         cv = serving_report.cv_table(cases, res.cv, res.in_sample)
         stats = {f"{t['fold']}: {t['value']}": {k: t[k] for k in ("n", "tpot_median", "tpot_p90", "ttft_median", "ttft_p90")}
                  for t in cv if t["group"] == "all"}
+        itable, coverage = serving_report.interval_fit(cases, res.cv, str(cfg.measurements))
         base = yaml.safe_load((CONF_DIR / "accounting" / f"{name}.yaml").read_text())
-        write = write_text(write or out / "realistic.yaml", serving_fit.accounting_yaml(res, base, str(cfg.measurements), stats))
-        rec["fit"] = {"constants": res.constants, "cv": cv, "wrote": str(write)}
-        text += "\n" + serving_report.cv_report(res, cases) + f"\nwrote {write}"
-    paths = serving_report.write_outputs(out, cases, pred, log_ratio, rec)
+        write = write_text(write or out / "realistic.yaml",
+                           serving_fit.accounting_yaml(res, base, str(cfg.measurements), stats, itable))
+        rec["fit"] = {"constants": res.constants, "cv": cv, "coverage": coverage, "wrote": str(write)}
+        text += "\n" + serving_report.cv_report(res, cases) + "\n" + serving_report.coverage_report(coverage)
+        text += f"\nwrote {write}"
+    paths = serving_report.write_outputs(out, cases, pred | bands, log_ratio, rec)
     return "\n".join([text, *(f"wrote {p}" for p in paths), json.dumps(rec, default=str)])
 
 
@@ -141,6 +154,14 @@ def main(cfg: DictConfig) -> None:
         ttft = {points[i].measurement.id: float(t) if ok else None for i, t, ok in zip(index, served["ttft"], served["feasible"])}
         record = val.summary(len(entries), ev, not_expressible, skipped, ttft)
         text = val.report(f"validation of {path} at accounting={name}", ev, not_expressible, skipped, ttft)
+        itable = intervals.load(name)
+        fields, (inside, n_in) = intervals.for_points(itable, ev)
+        for i, e in fields.items():
+            record["predicted"][i].update(e)
+        if itable is not None:
+            record["interval_coverage"] = {"inside": inside, "n": n_in}
+            text += (f"\n\n80 % intervals (accounting {name}'s table, engine not named; tpot_lo/hi, ttft_lo/hi in the JSON line):"
+                     f" the measured figure lies inside for {inside} of {n_in} feasible points")
         if settings is not None:
             res = val.fit(points, acc, settings)
             prov = val.provenance(res, points, str(cfg.measurements))

@@ -387,6 +387,7 @@ def study_silicon(run_dir: Path) -> tuple[int, str]:
                           _profiles(REPO / "conf" / "accounting" / "serving.yaml").items()) + "."), "",
              _md_row(["fold", *header]), _md_row(["---"] * (len(header) + 1)),
              *(_md_row([t["fold"], *row(t)]) for t in cv), "",
+             *_intervals_section(fitted["fit"]["coverage"], REPO / "conf" / "accounting" / "serving.yaml"),
              "## In sample, by group (`accounting=serving`)", "", _md_row(header), _md_row(["---"] * len(header)),
              *(_md_row(row(t)) for t in served["groups"]), "",
              "## Today's `realistic` constants (fitted on 25 isolated steps), for comparison", "",
@@ -397,6 +398,36 @@ def study_silicon(run_dir: Path) -> tuple[int, str]:
         parts += [f"Infeasible (do not fit in memory as read): {len(served['infeasible'])} rows, "
                   f"{', '.join(served['infeasible'])}.", ""]
     return 0, "\n".join(parts)
+
+
+def _intervals_section(coverage: list[dict], preset: Path) -> list[str]:
+    """The 80 % prediction intervals written into the preset and their nested out-of-sample coverage."""
+    import yaml
+
+    table = yaml.safe_load(preset.read_text()).get("intervals") or {}
+    band = lambda b: [f"×{b['tpot'][0]:.2f} – ×{b['tpot'][1]:.2f}", f"×{b['ttft'][0]:.2f} – ×{b['ttft'][1]:.2f}"]  # noqa: E731
+    rows = [[f"{b} on {f}", str(x["n"]), *band(x)] for b, fams in table.get("cells", {}).items() for f, x in fams.items()]
+    rows += [[f"{b}, any family", str(x["n"]), *band(x)] for b, x in table.get("backends", {}).items()]
+    rows += [[f"new system of {f}" if f != "all" else "new system (any family)", str(x["n"]), *band(x)]
+             for f, x in table.get("new_system", {}).items()]
+    rows += [[f"new backend on {f}" if f != "all" else "new backend (any family)", str(x["n"]), *band(x)]
+             for f, x in table.get("new_backend", {}).items()]
+    pct = lambda x: "—" if x is None else f"{100 * x:.0f} %"  # noqa: E731
+    cov = [[f"leave one {r['grouping']} out", r["value"], str(r["n_tpot"]), pct(r["tpot"]), str(r["n_ttft"]), pct(r["ttft"])]
+           for r in coverage]
+    return ["## 80 % prediction intervals", "",
+            ("Every serving prediction carries `tpot_lo`, `tpot_hi`, `ttft_lo`, `ttft_hi` (s): the central value times "
+             "the factors below, the 10th and 90th percentiles of the out-of-sample log residuals "
+             "(`moejax/analysis/validation/intervals.py`; written into `conf/accounting/serving.yaml` by the fit). A case on "
+             "a system, hardware family or backend without measurements gets the hull of its interval and the "
+             "leave-one-system-out (leave-one-backend-out) spread, flagged `interval: extrapolated` with the reason."), "",
+            _md_row(["interval", "residuals", "TPOT lo – hi", "TTFT lo – hi"]), _md_row(["---"] * 4), *(_md_row(r) for r in rows), "",
+            ("Coverage, nested out of sample: for each held-out backend (system, model) the interval table is rebuilt from "
+             "the other groups' rows only, the rule gives the held-out rows their interval as for an unseen backend "
+             "(system; a new model on seen hardware and engine), and the held-out rows' residuals of that grouping's "
+             "cross-validation are counted inside. Target 70–90 %."), "",
+            _md_row(["fold", "held out", "rows TPOT", "TPOT inside", "rows TTFT", "TTFT inside"]), _md_row(["---"] * 6),
+            *(_md_row(r) for r in cov), ""]
 
 
 def _profiles(path: Path) -> dict:

@@ -262,7 +262,7 @@ def dense_baseline(model: ModelSpec, kappa, family: str = "keep-attention", anch
 
 
 ACCOUNTING_FIELDS = tuple(f.name for f in dataclasses.fields(Accounting) if not f.metadata.get("static"))
-ACCOUNTING_METADATA = ("mode", "description", "provenance", "profiles")  # keys of conf/accounting/*.yaml that are not constants
+ACCOUNTING_METADATA = ("mode", "description", "provenance", "profiles", "intervals")  # keys of conf/accounting/*.yaml that are not constants
 
 
 def accounting_from_mapping(data: dict, where: str = "accounting", **overrides) -> Accounting:

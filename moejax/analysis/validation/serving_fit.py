@@ -168,9 +168,10 @@ def fit_serving(
     return ServingFit(tuple(free), named(thetas[0]), profiles, r[0], cv, fold_constants)
 
 
-def accounting_yaml(fit: ServingFit, base_yaml: dict, measurements: str, stats: dict) -> str:
+def accounting_yaml(fit: ServingFit, base_yaml: dict, measurements: str, stats: dict, intervals: dict | None = None) -> str:
     """An accounting preset's text (``fit.preset_yaml``) with the fitted constants, the per-engine
-    profiles and the fit's provenance (file, date, grouped-CV errors)."""
+    profiles, the fit's provenance (file, date, grouped-CV errors) and, when given, the prediction
+    interval table (``intervals.calibrate``)."""
     date = dt.date.today().isoformat()
     how = (f"fitted by python -m moejax.validate measurements={measurements} fit=true ({date}; TPOT and TTFT of closed-loop "
            "serving benchmarks)")
@@ -179,8 +180,10 @@ def accounting_yaml(fit: ServingFit, base_yaml: dict, measurements: str, stats: 
         f"# regenerate with python -m moejax.validate measurements={measurements} fit=true;\n"
         "# conf/accounting/serving.yaml: python sweeps/run.py silicon). One key per Accounting constant,\n"
         "# {value, source}; the constants not fitted are copied, with their sources, from the accounting the fit\n"
-        "# started from; profiles: per engine (backend) values.\n"
+        "# started from; profiles: per engine (backend) values; intervals: 80 % prediction intervals\n"
+        "# (moejax.analysis.validation.intervals).\n"
     )
     provenance = {"date": date, "measurements": measurements, "free": list(fit.free), **stats}
     return preset_yaml(head, "constants fitted to measured serving benchmarks (grouped-CV error in provenance)",
-                       provenance, fit.constants, how, base_yaml, profiles=fit.profiles)
+                       provenance, fit.constants, how, base_yaml, profiles=fit.profiles,
+                       **({"intervals": intervals} if intervals else {}))

@@ -9,15 +9,18 @@ measurement.
 from __future__ import annotations
 
 import csv
+import datetime as dt
 import json
 import math
 from pathlib import Path
 
 import numpy as np
 
+from . import intervals
 from .benchmarks import GROUPS, PREDICTED, Case, group_table
 from .report import _num, text_table
 
+INTERVAL_COLUMNS = ("tpot_lo", "tpot_hi", "ttft_lo", "ttft_hi", "interval")
 TABLE_COLUMNS = ("group", "value", "n", "infeasible", "TPOT median", "TPOT p90", "TTFT median", "TTFT p90")
 
 
@@ -99,6 +102,47 @@ def cv_report(fit, cases: list[Case]) -> str:
     return "\n".join(lines + [text_table(("fold", *TABLE_COLUMNS), body)])
 
 
+def interval_report(cases: list[Case], table: dict | None) -> str:
+    """The 80 % intervals per (backend, system) of the cases: rows, status, and the factors on the
+    central TPOT and TTFT (every row's interval, in s, is in ``serving.csv`` and the JSON line)."""
+    if table is None:
+        return "\n80 % prediction intervals: none (this accounting has no intervals: table)"
+    keys: dict[tuple, int] = {}
+    for c in cases:
+        keys[(c.row.backend, c.row.hardware)] = keys.get((c.row.backend, c.row.hardware), 0) + 1
+    body = []
+    for (b, h), n in sorted(keys.items()):
+        bd, status, reason = intervals.lookup(table, b, h)
+        body.append([b, h, str(n), status, *(f"×{bd[k][0]:.2f} – ×{bd[k][1]:.2f}" for k in intervals.FIGURES), reason])
+    return "\n".join(["", "80 % prediction intervals, [central·lo, central·hi] (per row in serving.csv and the JSON line):", "",
+                      text_table(("backend", "system", "rows", "interval", "TPOT lo – hi", "TTFT lo – hi", "reason"), body)])
+
+
+def interval_fit(cases: list[Case], cv: dict[str, np.ndarray], measurements: str) -> tuple[dict, list[dict]]:
+    """(the interval table for the preset, with its provenance and pooled nested coverage; the
+    nested coverage rows) from the grouped cross-validation residuals (``intervals``)."""
+    backends, hardware = [c.row.backend for c in cases], [c.row.hardware for c in cases]
+    labels = {g: np.array([c.row.groups[g] for c in cases]) for g in ("backend", "system", "model")}
+    table = intervals.calibrate(backends, hardware, cv)
+    cov = intervals.coverage(backends, hardware, labels, cv)
+    source = (f"python -m moejax.validate measurements={measurements} fit=true ({dt.date.today().isoformat()}): "
+              "10th/90th percentiles of the grouped cross-validation log residuals, rule in moejax.analysis.validation.intervals")
+    pooled = {f"leave one {g} out": v for g, v in intervals.pooled(cov).items()}
+    return {"source": source, "coverage": pooled, **intervals.rounded(table)}, cov
+
+
+def _pct(x) -> str:
+    return "—" if x is None else f"{100 * x:.0f} %"
+
+
+def coverage_report(cov: list[dict]) -> str:
+    """Nested out-of-sample coverage of the 80 % interval per held-out group (target 70–90 %)."""
+    body = [[f"leave one {r['grouping']} out", r["value"], str(r["n_tpot"]), _pct(r["tpot"]), str(r["n_ttft"]), _pct(r["ttft"])]
+            for r in cov]
+    return "\n".join(["", "coverage of the 80 % interval, nested out of sample (interval from the other groups only):", "",
+                      text_table(("fold", "held out", "n TPOT", "TPOT", "n TTFT", "TTFT"), body)])
+
+
 def write_outputs(out_dir: Path, cases: list[Case], pred: dict, log_ratio: np.ndarray, rec: dict) -> list[Path]:
     """``serving.csv`` (one row per evaluated benchmark, SI units) and ``summary.json``."""
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -115,6 +159,7 @@ def write_outputs(out_dir: Path, cases: list[Case], pred: dict, log_ratio: np.nd
                 "measured_tpot",
                 "measured_ttft",
                 *(f"predicted_{k}" for k in PREDICTED),
+                *(f"predicted_{k}" for k in INTERVAL_COLUMNS),
                 "queue_wait",
                 "admission_wait",
                 "t_prefill",
@@ -134,6 +179,7 @@ def write_outputs(out_dir: Path, cases: list[Case], pred: dict, log_ratio: np.nd
                     c.row.tpot,
                     c.row.ttft,
                     *(pred[k][j] for k in PREDICTED),
+                    *(pred[k][j] if k in pred else "" for k in INTERVAL_COLUMNS),
                     pred["queue_wait"][j],
                     pred["admission_wait"][j],
                     pred["t_prefill"][j],
