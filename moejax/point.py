@@ -28,7 +28,7 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
 from .analysis.launch import ENGINES, Deployment, launch, model_path
-from .analysis.point import WHAT_IF_FIELDS, PointQuery, explain
+from .analysis.point import PointQuery, explain
 from .analysis.validation import intervals
 from .catalogue import CONF_DIR, available, load_accounting, load_model, model_entry
 from .cli import one_line_errors, run_command
@@ -155,7 +155,8 @@ def report(r: dict, q: PointQuery, interval: tuple[dict, str, str] | None = None
         *(
             [
                 (
-                    f"  80 % interval ({interval[1]}{': ' + interval[2] if interval[2] else ''}): TPOT ×{t_lo:.2f} – ×{t_hi:.2f}, "
+                    f"  80 % interval ({interval[1]}{': ' + interval[2] if interval[2] else ''}): "
+                    f"TPOT ×{t_lo:.2f} – ×{t_hi:.2f}, "
                     f"TTFT ×{f_lo:.2f} – ×{f_hi:.2f} of the central value (grouped-CV residuals of the serving fit)"
                 )
             ]
@@ -197,7 +198,7 @@ def report(r: dict, q: PointQuery, interval: tuple[dict, str, str] | None = None
             "",
             (
                 "serving in steady state (physics/served.py: prompt chunks ride on decode steps; a disaggregated "
-                "prefill pool at 80 % utilisation), end-to-end output tokens/s per GPU:"
+                "prefill pool at utilisation 0.8), end-to-end output tokens/s per GPU:"
             ),
         ]
         rows = []

@@ -158,7 +158,8 @@ def test_point_prints_the_interval_beside_the_central_values():
     text, b = report(r, q, interval), r["best"]
     tp = b["throughput_per_gpu"]
     assert f"{tp:.1f} (80 %: {tp / t_hi:.1f} – {tp / t_lo:.1f}) tokens/s per GPU" in text
-    assert f"step {b['step_time'] * 1e3:.3f} ms (80 %: {b['step_time'] * t_lo * 1e3:.3f} ms – {b['step_time'] * t_hi * 1e3:.3f} ms)" in text
+    step = b["step_time"]
+    assert f"step {step * 1e3:.3f} ms (80 %: {step * t_lo * 1e3:.3f} ms – {step * t_hi * 1e3:.3f} ms)" in text
     ttft = r["serving"]["aggregated"]["ttft"]
     assert f"{ttft * f_lo * 1e3:.3f} ms – {ttft * f_hi * 1e3:.3f} ms" in text
     assert "80 %" not in report(r, q, None)

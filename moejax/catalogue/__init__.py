@@ -29,22 +29,64 @@ CONF_DIR = next((d for d in (ROOT / "moejax" / "conf", ROOT / "conf") if d.is_di
 
 # bytes per stored value, block scales included: NVFP4 is 4 bits + an FP8 scale per 16 values (4.5 bits),
 # MXFP4 4 bits + an 8-bit scale per 32 (4.25 bits), INT4 4 bits + an FP16 scale per 128 (4.125 bits)
-DTYPE_BYTES = {"fp32": 4.0, "bf16": 2.0, "fp16": 2.0, "fp8": 1.0, "int8": 1.0, "nvfp4": 0.5625, "mxfp4": 0.53125,
-               "fp4": 0.5625, "int4": 0.515625}
+DTYPE_BYTES = {
+    "fp32": 4.0,
+    "bf16": 2.0,
+    "fp16": 2.0,
+    "fp8": 1.0,
+    "int8": 1.0,
+    "nvfp4": 0.5625,
+    "mxfp4": 0.53125,
+    "fp4": 0.5625,
+    "int4": 0.515625,
+}
 # dtypes: key -> (ModelSpec field, default name; None: the field's own default, 0 = follow another dtype)
-DTYPE_FIELDS = {"weights": ("weight_bytes", "bf16"), "kv": ("kv_bytes", "bf16"), "activations": ("act_bytes", "bf16"),
-                "experts": ("expert_bytes", None), "embeddings": ("embed_bytes", "bf16"), "gemm": ("gemm_bytes", None),
-                "attention": ("attn_bytes", "bf16"), "dispatch": ("dispatch_bytes", None)}
+DTYPE_FIELDS = {
+    "weights": ("weight_bytes", "bf16"),
+    "kv": ("kv_bytes", "bf16"),
+    "activations": ("act_bytes", "bf16"),
+    "experts": ("expert_bytes", None),
+    "embeddings": ("embed_bytes", "bf16"),
+    "gemm": ("gemm_bytes", None),
+    "attention": ("attn_bytes", "bf16"),
+    "dispatch": ("dispatch_bytes", None),
+}
 FFN_MATRICES = {"swiglu": 3.0, "geglu": 3.0, "gelu": 2.0, "relu": 2.0}
 ARCH_REQUIRED = ("n_layers", "d_model", "vocab_size", "attention", "n_heads", "n_kv_heads", "head_dim", "ffn_activation")
 ARCH_OPTIONAL = {
-    "n_encoder_layers": 0, "n_dense_layers": None, "cross_attention": False, "tied_embeddings": False,
-    "v_head_dim": 0, "rope_head_dim": 0, "q_lora_rank": 0, "kv_lora_rank": 0, "d_ff": 0,
-    "n_experts": 1, "top_k": 1, "d_ff_expert": 0, "shared_d_ff": 0, "mtp_layers": 0,
-    **dict.fromkeys(PATTERN_FIELDS, 0), "layer_types": None, "attn_gate": False,
+    "n_encoder_layers": 0,
+    "n_dense_layers": None,
+    "cross_attention": False,
+    "tied_embeddings": False,
+    "v_head_dim": 0,
+    "rope_head_dim": 0,
+    "q_lora_rank": 0,
+    "kv_lora_rank": 0,
+    "d_ff": 0,
+    "n_experts": 1,
+    "top_k": 1,
+    "d_ff_expert": 0,
+    "shared_d_ff": 0,
+    "mtp_layers": 0,
+    **dict.fromkeys(PATTERN_FIELDS, 0),
+    "layer_types": None,
+    "attn_gate": False,
 }
-HARDWARE_FIELDS = ("hbm_bytes", "hbm_bw", "flops_bf16", "flops_fp8", "intra_bw", "intra_latency",
-                   "island_size", "inter_bw", "inter_latency", "flops_fp4", "fabric", "link_bw", "torus_dims")
+HARDWARE_FIELDS = (
+    "hbm_bytes",
+    "hbm_bw",
+    "flops_bf16",
+    "flops_fp8",
+    "intra_bw",
+    "intra_latency",
+    "island_size",
+    "inter_bw",
+    "inter_latency",
+    "flops_fp4",
+    "fabric",
+    "link_bw",
+    "torus_dims",
+)
 HARDWARE_OPTIONAL = {"torus_dims": 0}  # only a torus fabric needs it (switched and mesh entries may omit it)
 
 
@@ -180,8 +222,7 @@ def _resolve_alias(data: dict, where: str) -> dict:
     if not isinstance(target, str) or not target or Path(target).suffix or Path(target).parent != Path("."):
         raise SpecError(f"{where}: alias_of = {target!r} is invalid: must be a catalogue model name")
     if "architecture" in data:
-        raise SpecError(f"{where}: architecture is not allowed with alias_of = {target!r}: "
-                        "the alias shares its architecture")
+        raise SpecError(f"{where}: architecture is not allowed with alias_of = {target!r}: the alias shares its architecture")
     base, base_where = _read_yaml("model", target)
     if "alias_of" in base:
         raise SpecError(f"{where}: alias_of = {target!r} is invalid: {base_where} is itself an alias (name its target)")
@@ -193,8 +234,9 @@ def _hf_architecture(path: str) -> dict:
     try:
         cfg = load_json(Path(path))
     except json.JSONDecodeError as e:
-        raise SpecError(f"{path}: is not valid JSON (an empty or truncated file?): {e.msg} at line {e.lineno}, "
-                        f"column {e.colno}") from None
+        raise SpecError(
+            f"{path}: is not valid JSON (an empty or truncated file?): {e.msg} at line {e.lineno}, column {e.colno}"
+        ) from None
     except (OSError, UnicodeDecodeError) as e:
         raise SpecError(f"{path}: cannot be read: {getattr(e, 'strerror', None) or e}") from None
     try:
@@ -252,8 +294,9 @@ def load_hardware(name_or_path: str, **overrides) -> HardwareSpec:
         raise SpecError(f"{where}: {e}") from None
 
 
-def dense_baseline(model: ModelSpec, kappa, family: str = "keep-attention", anchor: ModelSpec | None = None,
-                   integer: bool = False) -> ModelSpec:
+def dense_baseline(
+    model: ModelSpec, kappa, family: str = "keep-attention", anchor: ModelSpec | None = None, integer: bool = False
+) -> ModelSpec:
     """``physics.baseline.dense_baseline``, with the cube-root family's anchor loaded from the
     catalogue (``EPOCH_ANCHOR``) when none is given."""
     if family == "epoch-cube-root" and anchor is None:
@@ -262,7 +305,13 @@ def dense_baseline(model: ModelSpec, kappa, family: str = "keep-attention", anch
 
 
 ACCOUNTING_FIELDS = tuple(f.name for f in dataclasses.fields(Accounting) if not f.metadata.get("static"))
-ACCOUNTING_METADATA = ("mode", "description", "provenance", "profiles", "intervals")  # keys of conf/accounting/*.yaml that are not constants
+ACCOUNTING_METADATA = (
+    "mode",
+    "description",
+    "provenance",
+    "profiles",
+    "intervals",
+)  # keys of conf/accounting/*.yaml that are not constants
 
 
 def accounting_from_mapping(data: dict, where: str = "accounting", **overrides) -> Accounting:
@@ -280,8 +329,10 @@ def accounting_from_mapping(data: dict, where: str = "accounting", **overrides) 
         vals[field] = _number(where, field, item.get("value") if isinstance(item, dict) else item)
     bad = set(overrides) - {f.name for f in dataclasses.fields(Accounting)}
     if bad:
-        raise SpecError(f"accounting override {sorted(bad)[0]} is not a known field: allowed "
-                        f"{', '.join(f.name for f in dataclasses.fields(Accounting))}")
+        raise SpecError(
+            f"accounting override {sorted(bad)[0]} is not a known field: allowed "
+            f"{', '.join(f.name for f in dataclasses.fields(Accounting))}"
+        )
     try:
         return Accounting(**{**vals, "mode": data.get("mode", "custom"), **overrides})
     except SpecError as e:

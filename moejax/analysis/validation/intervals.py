@@ -143,12 +143,20 @@ def _rule(table: dict, backend: str | None, hardware: str) -> tuple[dict | None,
         if seen_system:
             return base, "calibrated", ""
         if seen_family:
-            return hull(base, table["new_system"].get(f)), "extrapolated", (
-                f"system {hardware} not in the calibration data (family {f} is): widened to the leave-one-system-out spread")
+            return (
+                hull(base, table["new_system"].get(f)),
+                "extrapolated",
+                (f"system {hardware} not in the calibration data (family {f} is): widened to the leave-one-system-out spread"),
+            )
         base = table["backends"].get(backend) if backend is not None else table["all"]
-        return hull(base, table["new_system"].get("all")), "extrapolated", (
-            f"hardware family {f} not in the calibration data: widened to the leave-one-system-out spread of "
-            f"{', '.join(sorted(table['families']))} systems, a lower bound for another family")
+        return (
+            hull(base, table["new_system"].get("all")),
+            "extrapolated",
+            (
+                f"hardware family {f} not in the calibration data: widened to the leave-one-system-out spread of "
+                f"{', '.join(sorted(table['families']))} systems, a lower bound for another family"
+            ),
+        )
     inner, _, why = _rule(table, None, hardware)
     spread = table["new_backend"].get(f) or table["new_backend"].get("all")
     reason = f"backend {backend} not in the calibration data: widened to the leave-one-backend-out spread"
@@ -189,8 +197,7 @@ def inside(bd: dict | None, r: np.ndarray) -> np.ndarray:
     return np.isfinite(r) & (m >= lo) & (m <= hi)
 
 
-def coverage(backend, hardware, labels: dict[str, np.ndarray], cv: dict[str, np.ndarray],
-             min_rows: int = MIN_ROWS) -> list[dict]:
+def coverage(backend, hardware, labels: dict[str, np.ndarray], cv: dict[str, np.ndarray], min_rows: int = MIN_ROWS) -> list[dict]:
     """Nested out-of-sample coverage (module docstring): one row per grouping (``labels`` keys among
     backend, system, model) and held-out value, ``{"grouping", "value", "n_tpot", "in_tpot",
     "n_ttft", "in_ttft", "tpot", "ttft"}`` (fractions; None when no finite residual)."""
@@ -210,10 +217,18 @@ def coverage(backend, hardware, labels: dict[str, np.ndarray], cv: dict[str, np.
                 sel = np.array([k == key for k in keys])
                 hit[sel] = inside(lookup(table, *key)[0], r[sel])
             n = np.isfinite(r).sum(axis=0)
-            rows.append({"grouping": g, "value": str(v), "n_tpot": int(n[0]), "in_tpot": int(hit[:, 0].sum()),
-                         "n_ttft": int(n[1]), "in_ttft": int(hit[:, 1].sum()),
-                         "tpot": float(hit[:, 0].sum() / n[0]) if n[0] else None,
-                         "ttft": float(hit[:, 1].sum() / n[1]) if n[1] else None})
+            rows.append(
+                {
+                    "grouping": g,
+                    "value": str(v),
+                    "n_tpot": int(n[0]),
+                    "in_tpot": int(hit[:, 0].sum()),
+                    "n_ttft": int(n[1]),
+                    "in_ttft": int(hit[:, 1].sum()),
+                    "tpot": float(hit[:, 0].sum() / n[0]) if n[0] else None,
+                    "ttft": float(hit[:, 1].sum() / n[1]) if n[1] else None,
+                }
+            )
     return rows
 
 
@@ -271,7 +286,9 @@ def for_points(table: dict | None, ev) -> tuple[dict[str, dict], list[int]]:
     fields, count = {}, [0, 0]
     for i, p in enumerate(ev.points):
         m = p.measurement
-        bd, status, reason = lookup(table, None, m.hardware) if table is not None else (None, "none", "the accounting has no intervals")
+        bd, status, reason = (
+            lookup(table, None, m.hardware) if table is not None else (None, "none", "the accounting has no intervals")
+        )
         decode = m.phase == "decode"
         tpot = ev.figures[i][0] / m.tokens_per_step if decode and ev.feasible[i] else np.nan
         ttft = ev.figures[i][0] if not decode and ev.feasible[i] else np.nan
