@@ -59,6 +59,9 @@ def query(cfg: DictConfig) -> PointQuery:
         raise SpecError(f"partitions.{bad[0]} is not a known field: allowed {', '.join(PartitionSpace.__dataclass_fields__)}")
     validate_partitions("partitions", raw)
     what_if = {k: v for k, v in _plain(cfg.what_if).items() if v is not None}
+    slo = _plain(cfg.slo) or {}
+    if not isinstance(slo, dict) or set(slo) - {"tpot_max", "ttft_max"}:
+        raise SpecError(f"slo = {slo!r} is invalid: allowed fields tpot_max, ttft_max (seconds, or null)")
     if cfg.launch is not None and cfg.launch not in ENGINES:
         raise SpecError(f"launch = {cfg.launch!r} is invalid: allowed {', '.join(ENGINES)}")
     space = {k: tuple(v) for k, v in raw.items()}
@@ -91,6 +94,8 @@ def query(cfg: DictConfig) -> PointQuery:
         price_per_gpu_hour=cfg.price_per_gpu_hour,
         board_power=cfg.board_power,
         what_if=what_if,
+        tpot_max=slo.get("tpot_max"),
+        ttft_max=slo.get("ttft_max"),
     )
 
 
@@ -234,7 +239,39 @@ def report(r: dict, q: PointQuery, interval: tuple[dict, str, str] | None = None
             ],
             rows,
         )
+    if r.get("slo") is not None:
+        lines += ["", *slo_lines(r["slo"], q)]
     return "\n".join(lines)
+
+
+def slo_lines(slo: dict, q: PointQuery) -> list[str]:
+    """The SLO section: each mode's cheapest configuration meeting it, and which is cheaper."""
+    limits = [f"TPOT <= {_ms(q.tpot_max)}"] * (q.tpot_max is not None) + [f"TTFT <= {_ms(q.ttft_max)}"] * (q.ttft_max is not None)
+    lines = [f"under the SLO ({', '.join(limits)}), the cheapest configuration of each mode over partitions x batches:"]
+    rows = []
+    for mode in ("aggregated", "disaggregated"):
+        x = slo[mode]
+        if x is None:
+            rows.append([mode, "-", "-", "-", "-", "-", "-", "-", "SLO not met"])
+            continue
+        where = x["partition"] + (f" + prefill {x['prefill_partition']}" if "prefill_partition" in x else "")
+        rows.append(
+            [
+                mode,
+                _ms(x["ttft"]),
+                _ms(x["tpot"]),
+                f"{x['throughput_per_gpu']:.1f}",
+                f"{x['tokens_per_s_per_user']:.2f}",
+                f"{x['batch']:g}",
+                f"{x['prefill_share']:.3f}",
+                f"{x['cost_per_mtok']:.4f}",
+                where,
+            ]
+        )
+    lines += _table(["mode", "TTFT", "TPOT", "tok/s/GPU", "tok/s/user", "batch", "prefill share", "$/Mtok", "partitions"], rows)
+    cheaper = slo["cheaper"]
+    lines.append("neither mode meets the SLO" if cheaper is None else f"-> {cheaper} serving is cheaper per token under this SLO")
+    return lines
 
 
 def launch_section(r: dict, q: PointQuery, engine: str) -> str:

@@ -15,7 +15,14 @@ from moejax.catalogue import load_accounting
 from moejax.engine.grid import PARTITION_FIELDS, PartitionSpace, enumerate_partitions
 from moejax.physics.cost import decode_point
 from moejax.physics.partition import partition_valid
-from moejax.physics.serving import ServingWorkload, aggregated_point, cost_per_mtok, prefill_rate_per_gpu
+from moejax.physics.serving import (
+    ServingWorkload,
+    aggregated_point,
+    cost_per_mtok,
+    disaggregated_point,
+    prefill_capacity_per_gpu,
+    prefill_rate_per_gpu,
+)
 from moejax.physics.specs import SpecError, Workload
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -110,6 +117,42 @@ def test_serving_modes_are_brute_force(result, brute, acc):
     assert s["disaggregated"]["tokens_per_s_per_user"] == pytest.approx(result["best"]["tokens_per_s_per_user"], rel=1e-5)
 
 
+SLO = {"tpot_max": 0.03, "ttft_max": 0.5}
+
+
+def test_slo_choice_is_brute_force(acc, brute):
+    """Under a TPOT + TTFT SLO: the aggregated choice is the most end-to-end tokens/s per GPU among
+    (partition, batch) candidates meeting both limits; the disaggregated one is the fastest decode
+    candidate meeting the TPOT limit fed by the prefill partition with the most prompts/s per GPU at
+    the TTFT's utilisation; the cheaper mode is the one with the lower $/Mtok."""
+    m, hw, rows = brute
+    q = PointQuery(model=MODEL, hardware=HW, num_gpus=8, accounting=acc, isl=2048.0, osl=512.0, batches=(1.0, 16.0, 256.0),
+                   levels=(10.0,), dtypes={"weights": "fp8"}, space=SPACE, **SLO)
+    slo = explain(q)["slo"]
+    agg_one, dis_one, cap_one = jax.jit(aggregated_point), jax.jit(disaggregated_point), jax.jit(prefill_capacity_per_gpu)
+    parts = {r[0]: r[4] for r in rows}
+    meets = []
+    for name, p in parts.items():
+        for b in (0.0, 1.0, 16.0, 256.0):
+            r = agg_one(m, hw, p, ServingWorkload(isl=2048.0, osl=512.0, batch=b), acc)
+            if bool(r.feasible) and float(r.tpot) <= SLO["tpot_max"] and float(r.ttft) <= SLO["ttft_max"]:
+                meets.append((float(r.throughput_per_gpu), name))
+    assert meets and slo["aggregated"] is not None
+    assert slo["aggregated"]["throughput_per_gpu"] == pytest.approx(max(meets)[0], rel=1e-9)
+    fast = [r for r in rows if 1 / r[3] <= SLO["tpot_max"]]
+    name, b, _, _, p_dec = max(fast, key=lambda r: r[2])
+    swl = ServingWorkload(isl=2048.0, osl=512.0, batch=b)
+    caps = {n: float(cap_one(m, hw, p_dec, p, swl, acc, SLO["ttft_max"])) for n, p in parts.items()}
+    best = max(caps, key=caps.get)
+    want = dis_one(m, hw, p_dec, parts[best], swl, acc, SLO["ttft_max"])
+    assert bool(want.feasible) and slo["disaggregated"] is not None
+    assert slo["disaggregated"]["partition"] == name and slo["disaggregated"]["prefill_partition"] == best
+    assert slo["disaggregated"]["throughput_per_gpu"] == pytest.approx(float(want.throughput_per_gpu), rel=1e-9)
+    assert slo["disaggregated"]["ttft"] <= SLO["ttft_max"] * (1 + 1e-9)
+    costs = {mode: slo[mode]["cost_per_mtok"] for mode in ("aggregated", "disaggregated")}
+    assert slo["cheaper"] == min(costs, key=costs.get)
+
+
 @pytest.mark.parametrize("kw, match", [
     ({"context": 0.0}, "context = 0.0 is invalid"),
     ({"isl": 0.0, "osl": 5.0}, "isl = 0.0 is invalid"),
@@ -117,6 +160,8 @@ def test_serving_modes_are_brute_force(result, brute, acc):
     ({"context": 5.0, "osl": 5.0}, "is invalid with isl/osl"),
     ({"context": 5.0, "batches": ()}, "batches = \\[\\] is invalid"),
     ({"context": 5.0, "batches": (-1.0,)}, "batches = -1.0 is invalid"),
+    ({"context": 5.0, "ttft_max": 1.0}, "slo.ttft_max = 1.0 is invalid without a workload"),
+    ({"isl": 5.0, "osl": 5.0, "tpot_max": 0.0}, "slo.tpot_max = 0.0 is invalid"),
 ])
 def test_bad_query(acc, kw, match):
     with pytest.raises(SpecError, match=match):

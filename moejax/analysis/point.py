@@ -77,6 +77,8 @@ class PointQuery:
     price_per_gpu_hour: float | None = None
     board_power: float | None = None
     what_if: dict = dataclasses.field(default_factory=dict)  # field -> factor (> 0) on the hardware or accounting
+    tpot_max: float | None = None  # SLO, s per output token after the first (needs isl/osl)
+    ttft_max: float | None = None  # SLO, s to the first token (needs isl/osl)
 
     def __post_init__(self):
         if not (isinstance(self.num_gpus, int) and not isinstance(self.num_gpus, bool) and self.num_gpus >= 1):
@@ -105,6 +107,13 @@ class PointQuery:
         if not (isinstance(self.top, int) and self.top >= 1):
             raise SpecError(f"top = {self.top!r} is invalid: a positive integer")
         _positive("chunk", self.chunk, least=0.0)
+        for field in ("tpot_max", "ttft_max"):
+            value = getattr(self, field)
+            _positive(f"slo.{field}", value, optional=True)
+            if value is not None and value <= 0:
+                raise SpecError(f"slo.{field} = {value!r} is invalid: a positive number of seconds, or null")
+            if value is not None and self.isl is None:
+                raise SpecError(f"slo.{field} = {value!r} is invalid without a workload: give isl= and osl= (not context=)")
         for field, factor in self.what_if.items():
             if field not in WHAT_IF_FIELDS:
                 raise SpecError(f"what_if.{field} is not a known field: allowed {', '.join(WHAT_IF_FIELDS)}")
@@ -223,6 +232,8 @@ def explain(q: PointQuery) -> dict:
         for f in _frontier(out, tput, table, np.asarray(q.levels, float))
     ]
     result["serving"] = _serving(m, hw, parts, table, legal, q, acc, econ, dtype, head) if q.isl is not None else None
+    with_slo = q.tpot_max is not None or q.ttft_max is not None
+    result["slo"] = _slo_choice(m, hw, parts, table, legal, q, acc, econ, dtype, out, batches) if with_slo else None
     return result
 
 
@@ -314,3 +325,61 @@ def _serving_row(r: dict, i: int, table, econ, decode: int | None = None) -> dic
         "cost_per_mtok": float(serving.cost_per_mtok(econ.price_per_gpu_hour, tps)),
         "joules_per_token": float(serving.joules_per_token(econ.board_power, tps)),
     }
+
+
+@functools.cache
+def _slo_kernels():
+    """Aggregated serving on every (batch, partition); the prefill capacity per GPU of every
+    partition for one decode partition; one disaggregated configuration."""
+
+    def agg_at(m, hw, p, b, isl, osl, chunk, acc):
+        return serving.aggregated_point(m, hw, p, serving.ServingWorkload(isl=isl, osl=osl, batch=b, chunk=chunk), acc)
+
+    agg = jax.jit(
+        jax.vmap(
+            jax.vmap(agg_at, in_axes=(None, None, 0, None, None, None, None, None)),
+            in_axes=(None, None, None, 0, None, None, None, None),
+        )
+    )
+    cap = jax.jit(jax.vmap(serving.prefill_capacity_per_gpu, in_axes=(None, None, None, 0, None, None, None)))
+    return agg, cap, jax.jit(serving.disaggregated_point)
+
+
+def _slo_choice(m, hw, parts, table, legal, q: PointQuery, acc, econ, dtype, decode: dict, decode_batches) -> dict:
+    """Under the SLO (``q.tpot_max``, ``q.ttft_max``), each mode's cheapest configuration over
+    partitions × batches (B_max and ``q.batches``), and which is cheaper per token on this hardware.
+    Aggregated: the most end-to-end tokens/s per GPU among candidates meeting both limits.
+    Disaggregated: the decode candidate (``decode``: the pure decode steps at ``decode_batches``)
+    with the most tokens/s per GPU meeting the TPOT limit, fed by the prefill partition serving the
+    most prompts/s per GPU at the utilisation the TTFT limit allows (``serving.prefill_capacity_per_gpu``)."""
+    agg_k, cap_k, dis_k = _slo_kernels()
+    isl, osl, chunk = (jnp.asarray(v, dtype) for v in (q.isl, q.osl, q.chunk))
+    tpot_max = np.inf if q.tpot_max is None else q.tpot_max
+    batches = np.array([0.0, *map(float, q.batches)])
+    agg = _host(agg_k(m, hw, parts, jnp.asarray(batches, dtype), isl, osl, chunk, acc))  # [batch, partition]
+    ok = legal[None, :] & agg["feasible"].astype(bool) & (agg["tpot"] <= tpot_max)
+    if q.ttft_max is not None:
+        ok &= agg["ttft"] <= q.ttft_max
+    result = {"aggregated": None, "disaggregated": None}
+    if ok.any():
+        k, j = np.unravel_index(int(np.argmax(np.where(ok, agg["throughput_per_gpu"], -1.0))), ok.shape)
+        result["aggregated"] = _serving_row({name: v[k] for name, v in agg.items()}, int(j), table, econ)
+    fast = (
+        legal[None, :] & decode["feasible"].astype(bool) & (1.0 / np.maximum(decode["tokens_per_s_per_user"], 1e-30) <= tpot_max)
+    )
+    if fast.any():
+        k, i = np.unravel_index(int(np.argmax(np.where(fast, decode["throughput_per_gpu"], -1.0))), fast.shape)
+        p_dec = _pick(table, int(i))
+        swl = serving.ServingWorkload(isl=isl, osl=osl, batch=jnp.asarray(decode_batches[k], dtype))
+        ttft_max = None if q.ttft_max is None else jnp.asarray(q.ttft_max, dtype)
+        cap = np.where(legal, np.asarray(cap_k(m, hw, p_dec, parts, swl, acc, ttft_max)), 0.0)
+        j = int(np.argmax(cap))
+        d = _host(dis_k(m, hw, p_dec, _pick(table, j), swl, acc, ttft_max))
+        if cap[j] > 0 and bool(d["feasible"]):
+            result["disaggregated"] = _serving_row({name: v[None] for name, v in d.items()}, 0, table, econ, decode=int(i)) | {
+                "prefill_partition": partition_label(table[j]),
+                "prefill_degrees": dict(zip(PARTITION_FIELDS, (int(x) for x in table[j]))),
+            }
+    met = {mode: row["cost_per_mtok"] for mode, row in result.items() if row is not None}
+    result["cheaper"] = min(met, key=met.get) if met else None
+    return result
