@@ -29,6 +29,7 @@ from .analysis.calibration import (
     write_outputs,
 )
 from .cli import one_line_errors, run_command
+from .engine.dataset import check_writable
 from .physics.specs import SpecError
 
 
@@ -70,8 +71,10 @@ def main(cfg: DictConfig) -> None:
     def job(run_dir: Path) -> str:
         jax.config.update("jax_enable_x64", True)
         ref, fits, optimizer, rtol = problem_from_config(cfg)
+        out = Path(cfg.out) if cfg.out else run_dir
+        check_writable("out", out)  # before computing
         res = calibrate(ref, fits, optimizer, rtol)
-        paths = write_outputs(res, Path(cfg.out) if cfg.out else run_dir)
+        paths = write_outputs(res, out)
         return f"{report(res)}\nwrote {paths[0]}\nwrote {paths[1]}\n{summary_json(res)}"
     run_command(job, cfg.get("compilation_cache"))
 

@@ -80,7 +80,11 @@ def main(cfg: DictConfig) -> None:
         jax.config.update("jax_enable_x64", cfg.precision == "float64")
         if cfg.mode == "components":
             return json.dumps(run_components())
-        return json.dumps(run_latency(cfg, Path(cfg.out) if cfg.out else run_dir / "fit.nc"))
+        from .engine.dataset import check_output  # here: xarray's import is only for latency mode
+
+        out = Path(cfg.out) if cfg.out else run_dir / "fit.nc"
+        check_output(out, overwrite=True)  # before computing; an existing file is replaced, as before
+        return json.dumps(run_latency(cfg, out))
     run_command(job)
 
 

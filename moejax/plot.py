@@ -54,6 +54,7 @@ from .analysis.qs import QS_VARIABLES, qs_columns
 from .analysis.roofline import model_rows, operating_points
 from .analysis.summary import best_per_point, check_sweep, context_label, flag_meanings
 from .catalogue import load_hardware
+from .engine.dataset import check_writable
 from .physics.specs import SpecError
 from .figures.kappa_frontier import plot_kappa_star_frontier
 
@@ -457,6 +458,7 @@ def main(argv=None) -> int:
         if out.exists() and (not out.is_dir() or (any(out.iterdir()) and not args.overwrite)):
             raise SpecError(f"out = {str(out)!r} is invalid: " + ("not a directory" if not out.is_dir() else
                             "a non-empty directory; choose a new one or pass --overwrite"))
+        check_writable("out", out)  # before reading the dataset or drawing
         try:
             opened = xr.open_dataset(args.dataset)
         except Exception as e:  # noqa: BLE001  (any reader failure means: not a readable netCDF file)

@@ -18,6 +18,7 @@ from .analysis.qs import sweep_columns
 from .analysis.summary import summary
 from .cli import grid_job, one_line_errors
 from .engine.config import register
+from .engine.dataset import check_writable
 from .engine.interrupts import deferred
 from .engine.run import run
 
@@ -25,6 +26,7 @@ register()
 
 
 def _sweep_job(cfg: DictConfig, out: Path) -> str:
+    check_writable("parts_dir", Path(cfg.parts_dir))  # before computing, as ``out`` (grid_job)
     if run(cfg, out, sweep_columns(cfg)) is None:
         return f"process {jax.process_index()}: parts written; process 0 writes {out}"
     with deferred():  # reads the dataset: a signal stops the run after it

@@ -37,6 +37,7 @@ from .analysis.validation import benchmarks, serving_fit, serving_report, silico
 from .analysis.validation.fit import write_text
 from .catalogue import CONF_DIR, available, load_accounting
 from .cli import one_line_errors, run_command
+from .engine.dataset import check_writable
 from .physics.specs import SpecError
 
 REPO = CONF_DIR.parent
@@ -125,6 +126,9 @@ def main(cfg: DictConfig) -> None:
             raise SpecError("calibration.write is invalid with calibration.per_family = true: conf/accounting/*.yaml holds one value per field")
         path = repo_path(cfg.measurements)
         out = Path(cfg.out) if cfg.out else run_dir
+        check_writable("out", out)  # before computing
+        if write:
+            check_writable("calibration.write", write.parent, shown=write)
         if silicon.is_silicon_csv(path):
             return serving_job(cfg, path, name, acc, out, write)
         entries = val.load_measurements(path)
