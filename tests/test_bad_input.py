@@ -443,6 +443,10 @@ def test_hf_config_beyond_plausibility_names_the_field(tmp_path):
     (lambda: moejax.decode_step("mixtral-8x7b", None, TP8, 4096), "hardware = None is invalid"),
     (lambda: moejax.prefill_step("mixtral-8x7b", H100, TP8, 4096, accounting="sol"), "accounting = 'sol' is invalid"),
     (lambda: moejax.Partition(tp="8"), "Partition.tp = '8' is invalid: must be a number, not a string"),
+    (lambda: moejax.decode_step("mixtral-8x7b", H100, TP8, None), "context = None is invalid: must be a number"),  # was float()'s TypeError
+    (lambda: moejax.decode_step("mixtral-8x7b", H100, TP8, "4096"), "context = '4096' is invalid: must be a number"),  # was accepted
+    (lambda: moejax.decode_step("mixtral-8x7b", H100, TP8, 4096, kappa="5"), "kappa = '5' is invalid: must be a number"),
+    (lambda: moejax.prefill_step("mixtral-8x7b", H100, TP8, [4096]), "context = [4096] is invalid: must be a number"),
 ])
 def test_api_wrong_types_name_the_argument(call, message):
     """Was an AttributeError from inside the kernel, or JAX's TypeError about abstract arrays."""
