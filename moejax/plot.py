@@ -1,4 +1,6 @@
-"""Standard figures from a sweep dataset: ``python -m moejax.plot outputs/.../sweep.nc [--out DIR]``.
+"""Standard figures from a sweep dataset: ``python -m moejax.plot outputs/.../sweep.nc [--out DIR]``
+(default ``DIR``: ``plots/<dataset name>/`` next to the dataset, so datasets side by side never
+share one).
 
 Makes, each as PNG and SVG (matplotlib, Agg backend, constrained layout, legends outside the
 axes), for one selection (model, hardware, num_gpus, κ; defaults: DeepSeek-V3 on B200 when the
@@ -441,17 +443,23 @@ def make_plots(ds: xr.Dataset, out_dir, **selection) -> dict:
     return {name: fn(ds, out_dir, sel) for name, fn in plots.items()}
 
 
+def default_out(dataset: Path) -> Path:
+    """``plots/<stem>/`` beside ``dataset``: one directory per dataset, so plotting a second dataset
+    of the same directory (the guide's commands run in sequence) never meets the first's figures."""
+    return dataset.parent / "plots" / dataset.stem
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m moejax.plot", description=__doc__.split("\n")[0])
     p.add_argument("dataset", type=Path, help="sweep dataset (netCDF), as written by python -m moejax.sweep")
-    p.add_argument("--out", type=Path, default=None, help="output directory (default: plots/ next to the dataset)")
+    p.add_argument("--out", type=Path, default=None, help="output directory (default: plots/NAME/ next to the dataset NAME.nc)")
     p.add_argument("--overwrite", action="store_true", help="write into an existing non-empty output directory")
     p.add_argument("--model", default=None)
     p.add_argument("--hardware", default=None)
     p.add_argument("--num-gpus", type=int, default=None)
     p.add_argument("--kappa", type=float, default=None, help="κ for single-κ figures (one of the dataset's; default 5)")
     args = p.parse_args(argv)
-    out = args.out or args.dataset.parent / "plots"
+    out = args.out or default_out(args.dataset)
     try:
         if not args.dataset.is_file():
             raise SpecError(f"dataset = {str(args.dataset)!r} is invalid: no such file")

@@ -258,3 +258,20 @@ def test_existing_output_directory_needs_overwrite(dataset, tmp_path, capsys):
     assert sorted(p.name for p in out.iterdir()) == ["mine.txt"]
     assert main([str(dataset), "--out", str(out), "--overwrite", "--kappa", "2"]) == 0
     assert (out / "throughput.png").stat().st_size > 1000 and (out / "mine.txt").read_text() == "keep me"
+
+
+def test_guide_plots_in_sequence_do_not_collide(dataset, tmp_path, capsys):
+    """docs/guide.md runs its sweeps in one directory and plots with the default ``--out``: a second
+    dataset's figures must not be refused because the first's filled ``plots/`` (issue 20)."""
+    import re
+    import shutil
+
+    guide = (REPO / "docs" / "guide.md").read_text()
+    plotted = re.findall(r"python -m moejax\.plot (\S+\.nc)(?! --out)", guide)
+    assert plotted, "the guide plots a dataset with the default output directory"
+    names = ["first.nc", *plotted]  # a dataset plotted before the guide's own
+    for name in names:
+        shutil.copy(dataset, tmp_path / name)
+        assert main([str(tmp_path / name), "--kappa", "2"]) == 0, capsys.readouterr().err
+        assert (tmp_path / "plots" / Path(name).stem / "throughput.png").stat().st_size > 1000
+    assert sorted(p.name for p in (tmp_path / "plots").iterdir()) == sorted(Path(n).stem for n in names)
