@@ -57,6 +57,7 @@ from .analysis.roofline import model_rows, operating_points
 from .analysis.summary import best_per_point, check_sweep, context_label, flag_meanings
 from .catalogue import load_hardware
 from .engine.dataset import check_writable
+from .figures.axes import log_ticks, place_labels
 from .physics.specs import SpecError
 from .figures.kappa_frontier import plot_kappa_star_frontier
 
@@ -343,16 +344,14 @@ def plot_roofline(ds, out_dir, sel):
         arrays[f"ridge_{name.lower()}"] = np.array(ridges[name])
         ax.plot(intensity, attain, color=colours[name], lw=2, label=f"{name} roof: peak {peak / 1e15:.3g} PFLOP/s")
         ax.axvline(ridges[name], color=colours[name], ls=":", lw=1)
-        ax.annotate(f"ridge {ridges[name]:.0f} FLOP/B", (ridges[name], peak), xytext=(5, -14), textcoords="offset points",
-                    fontsize=8, color=colours[name])
+    labels = [(f"ridge {ridges[name]:.0f} FLOP/B", (ridges[name], peaks[name]), colours[name]) for name in peaks]
     styles = {"moe": ("o", "black", "MoE"), "dense": ("s", "#228833", f"dense, κ = {sel['kappa']:g}")}
     for variant, p in points.items():
         arrays[f"points_{variant}"] = p
         marker, colour, label = styles[variant]
         ax.scatter(p["intensity"], p["achieved"], marker=marker, color=colour, zorder=3,
                    label=f"{label}: operating points ({sel['num_gpus']} GPUs)")
-        for x, y, c in zip(p["intensity"], p["achieved"], p["context"]):
-            ax.annotate(context_label(c), (x, y), xytext=(4, 3), textcoords="offset points", fontsize=7, color=colour)
+        labels += [(context_label(c), (x, y), colour) for x, y, c in zip(p["intensity"], p["achieved"], p["context"])]
     ax.set_xscale("log")
     ax.set_yscale("log")
     ax.set_xlim(lo, hi)
@@ -366,6 +365,9 @@ def plot_roofline(ds, out_dir, sel):
     fig.legend(loc="outside lower center", ncols=2, fontsize=8,
                title="points: achieved = tokens/s/GPU × FLOP/token; intensity = FLOP / HBM bytes per step "
                      "(moejax.analysis.roofline)", title_fontsize=7.5)
+    log_ticks(ax.xaxis, lo, hi)
+    log_ticks(ax.yaxis, *ax.get_ylim())
+    place_labels(ax, labels)  # ridges first, then the points' contexts: none overlapping another
     return (*_save(fig, out_dir, "roofline"), arrays, fig)
 
 
@@ -458,6 +460,10 @@ def main(argv=None) -> int:
     p.add_argument("--hardware", default=None)
     p.add_argument("--num-gpus", type=int, default=None)
     p.add_argument("--kappa", type=float, default=None, help="κ for single-κ figures (one of the dataset's; default 5)")
+    def one_line(message):  # argparse's usage block and message: one line, exit code 2
+        print(f"error: command line is invalid: {message}", file=sys.stderr)
+        sys.exit(2)
+    p.error = one_line
     args = p.parse_args(argv)
     out = args.out or default_out(args.dataset)
     try:
