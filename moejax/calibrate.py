@@ -28,7 +28,7 @@ from .analysis.calibration import (
     summary_json,
     write_outputs,
 )
-from .cli import one_line_errors, run_command
+from .cli import one_line_errors, path_value, run_command
 from .engine.dataset import check_writable
 from .physics.specs import SpecError
 
@@ -71,7 +71,7 @@ def main(cfg: DictConfig) -> None:
     def job(run_dir: Path) -> str:
         jax.config.update("jax_enable_x64", True)
         ref, fits, optimizer, rtol = problem_from_config(cfg)
-        out = Path(cfg.out) if cfg.out else run_dir
+        out = path_value("out", cfg.out) or run_dir
         check_writable("out", out)  # before computing
         res = calibrate(ref, fits, optimizer, rtol)
         paths = write_outputs(res, out)

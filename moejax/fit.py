@@ -21,7 +21,7 @@ import numpy as np
 from omegaconf import DictConfig
 
 from .analysis import epoch
-from .cli import one_line_errors, run_command
+from .cli import one_line_errors, path_value, run_command
 from .physics.specs import SpecError
 
 MODES = ("components", "latency")
@@ -82,7 +82,7 @@ def main(cfg: DictConfig) -> None:
             return json.dumps(run_components())
         from .engine.dataset import check_output  # here: xarray's import is only for latency mode
 
-        out = Path(cfg.out) if cfg.out else run_dir / "fit.nc"
+        out = path_value("out", cfg.out) or run_dir / "fit.nc"
         check_output(out, overwrite=True)  # before computing; an existing file is replaced, as before
         return json.dumps(run_latency(cfg, out))
     run_command(job)

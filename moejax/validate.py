@@ -36,7 +36,7 @@ from .analysis import validation as val
 from .analysis.validation import benchmarks, serving_fit, serving_report, silicon
 from .analysis.validation.fit import write_text
 from .catalogue import CONF_DIR, available, load_accounting
-from .cli import one_line_errors, run_command
+from .cli import one_line_errors, path_value, run_command
 from .engine.dataset import check_writable
 from .physics.specs import SpecError
 
@@ -121,11 +121,12 @@ def main(cfg: DictConfig) -> None:
             bad = "strict" if not isinstance(cfg.strict, bool) else "fit"
             raise SpecError(f"{bad} = {cfg[bad]!r} is invalid: must be true or false")
         settings = fit_settings(cfg) if cfg.fit else None
-        write = repo_path(cfg.calibration.write) if cfg.fit and cfg.calibration.write else None
+        written = path_value("calibration.write", cfg.calibration.write) if cfg.fit else None
+        write = repo_path(written) if written else None
         if settings is not None and settings.per_family and write:
             raise SpecError("calibration.write is invalid with calibration.per_family = true: conf/accounting/*.yaml holds one value per field")
-        path = repo_path(cfg.measurements)
-        out = Path(cfg.out) if cfg.out else run_dir
+        path = repo_path(path_value("measurements", cfg.measurements) or "")
+        out = path_value("out", cfg.out) or run_dir
         check_writable("out", out)  # before computing
         if write:
             check_writable("calibration.write", write.parent, shown=write)

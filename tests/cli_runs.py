@@ -55,7 +55,10 @@ def run_main(module: str, argv, hydra_dir=None) -> tuple[int, str, str]:
         if type(handler).__module__.startswith("absl") and isinstance(handler, logging.StreamHandler):
             handler.stream = sys.__stderr__  # a stream absl leaves open
     out, err = io.StringIO(), io.StringIO()
+    import jax
+
     saved = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    x64 = jax.config.jax_enable_x64  # commands set it (precision=); the tests' own setting is restored
     old_argv, old_full = sys.argv, os.environ.pop("HYDRA_FULL_ERROR", None)
     sys.argv = [module, *argv]
     os.environ["HYDRA_MAIN_MODULE"] = "__main__"  # config_path="../conf" relative to the file, as under python -m
@@ -75,6 +78,7 @@ def run_main(module: str, argv, hydra_dir=None) -> tuple[int, str, str]:
             os.environ["HYDRA_FULL_ERROR"] = old_full
         for s, handler in saved.items():
             signal.signal(s, handler)
+        jax.config.update("jax_enable_x64", x64)
     code = 0 if code is None else code if isinstance(code, int) else 1
     return code, out.getvalue(), err.getvalue()
 
