@@ -416,6 +416,7 @@ if __name__ == "__main__":
     ("moejax.calibrate", ["out=[1]"], "out = 'ListConfig' is invalid: must be a path"),
     ("moejax.fit", ["mode=latency", "out=2.5"], "out = 2.5 is invalid: must be a path"),
     ("moejax.sweep", [*TINY, "grid.batches=1e30"], "grid.batches = 1e+30 is invalid"),  # list(float): TypeError
+    ("moejax.point", [*POINT, "levels=1e400"], "levels = inf is invalid: a non-empty list"),  # tuple(float): TypeError
     ("moejax.plot", ["x.nc", "--nope", "0"], "command line is invalid: unrecognized arguments: --nope 0"),  # usage block
     ("moejax.plot", ["x.nc", "--num-gpus", "[r/"], "command line is invalid: argument --num-gpus"),
 ])
