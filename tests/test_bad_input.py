@@ -298,6 +298,33 @@ def test_sizes_are_refused_before_allocating(overrides, fragments):
         assert fragment in str(e.value), str(e.value)
 
 
+def test_sizes_are_refused_beyond_the_machines_available_memory(monkeypatch):
+    """Issue 20: memory needs are refused early when they exceed what the machine has, not only the
+    ``max_memory_bytes`` setting (default 4 GB, more than many laptops have free). With 1 MB
+    available, 100,000 interactivity levels (~6.4 MB by ``LEVEL_BYTES``) are refused naming the
+    machine; with the machine's memory unknown, the setting alone decides (and lets it pass)."""
+    from moejax.engine import config
+
+    cfg = composed("grid.batches=[1,2]", "grid.interactivity.count=100000")
+    monkeypatch.setattr(config, "available_memory_bytes", lambda: 1e6)
+    with pytest.raises(SpecError, match=r"^grid.interactivity.count = 100000 is invalid: it needs about 0.0064 GB of working "
+                                        r"memory, over the 0.001 GB this machine has available"):
+        config.check_sizes(cfg)
+    monkeypatch.setattr(config, "available_memory_bytes", lambda: None)
+    config.check_sizes(cfg)
+
+
+def test_available_memory_is_read_from_the_machine():
+    """Linux: ``MemAvailable``, a positive number of bytes no larger than the physical memory."""
+    import os
+
+    from moejax.engine.config import available_memory_bytes
+
+    avail = available_memory_bytes()
+    total = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    assert avail is not None and 0 < avail <= total
+
+
 def test_size_refusal_from_the_command_line(tmp_path):
     """The same check through the CLI: one line, exit 2, no file (peak RSS ~240 MB, measured)."""
     assert_refused(sweep(tmp_path, "grid.batches=[1,2]", "grid.interactivity.count=300000000"), tmp_path,

@@ -55,3 +55,25 @@ def test_output_that_is_a_file_is_refused(tmp_path):
         check_writable("parts_dir", tmp_path / "f")
     check_writable("out", tmp_path / "new" / "deeper")  # writable: passes, and leaves nothing behind
     assert sorted(p.name for p in tmp_path.iterdir()) == ["f"]
+
+
+def test_long_runs_report_progress_off_a_terminal(tmp_path, monkeypatch):
+    """Issue 20: a long sweep logged to a file (not a terminal) printed nothing for minutes. With
+    ``progress=auto`` it now reports once past ``LOG_PROGRESS_S`` (30 s; 0 here, so this tiny
+    multi-chunk run counts as long); a run shorter than the threshold stays silent."""
+    import sys
+
+    import moejax.engine.run  # noqa: F401 - the module (the package exports a function of the same name)
+
+    run = sys.modules["moejax.engine.run"]
+
+    args = [*TINY, "grid.contexts=[1024,2048,4096,8192]", "max_chunk_evaluations=2", "progress=auto"]
+    monkeypatch.setattr(run, "LOG_PROGRESS_S", 1e6)  # a threshold no run reaches (the first one compiles: slow)
+    code, _, err = run_main("moejax.sweep", [*args, f"out={tmp_path / 'quiet.nc'}", f"parts_dir={tmp_path / 'p1'}"],
+                            hydra_dir=tmp_path / "run")
+    assert code == 0 and err.strip() == "", err[-2000:]  # short: silent, as before
+    monkeypatch.setattr(run, "LOG_PROGRESS_S", 0.0)
+    code, _, err = run_main("moejax.sweep", [*args, f"out={tmp_path / 'long.nc'}", f"parts_dir={tmp_path / 'p2'}"],
+                            hydra_dir=tmp_path / "run")
+    assert code == 0, err[-2000:]
+    assert "chunk" in err and "evaluations/s" in err and "Traceback" not in err, err[-2000:]
