@@ -307,6 +307,7 @@ def check_sizes(cfg) -> None:
             raise SpecError(f"{field} = {value!r} is invalid: must be a positive number of bytes")
     available = available_memory_bytes()
     machine = available is not None and available < budget  # the machine, not the setting, is the limit
+    setting = budget
     if machine:
         budget = available
     levels = int(grid.interactivity["count"]) if grid.get("interactivity") is not None else 0
@@ -318,7 +319,8 @@ def check_sizes(cfg) -> None:
     def over(field, value, need):
         if need > budget and machine:
             raise SpecError(f"{field} = {value} is invalid: it needs about {need / 1e9:.3g} GB of working memory, over "
-                            f"the {budget / 1e9:.3g} GB this machine has available (MemAvailable); shrink it or free memory")
+                            f"the {budget / 1e9:.3g} GB this machine has available (MemAvailable, below max_memory_bytes = "
+                            f"{setting:.3g}); shrink it or free memory")
         if need > budget:
             raise SpecError(f"{field} = {value} is invalid: it needs about {need / 1e9:.3g} GB of working memory, over "
                             f"max_memory_bytes = {budget:.3g}; shrink it (or raise max_memory_bytes={need * 1.1:.2g})")
