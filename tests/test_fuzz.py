@@ -440,3 +440,18 @@ def test_fuzz_finding_measurement_dtype_list(tmp_path):
     path.write_text(yaml.safe_dump(entries))
     with pytest.raises(SpecError, match=r"dtypes\.kv = \['bf16'\] is invalid: allowed "):
         load_measurements(path)
+
+
+@pytest.mark.parametrize("model_type", [["mixtral"], {"a": 1}])
+def test_fuzz_finding_hf_model_type_not_a_string(model_type, tmp_path):
+    """A list or mapping as ``model_type`` in config.json: was ``TypeError: unhashable type`` (the
+    1000-example run: 40 of 4000 HF configs)."""
+    import moejax
+    from moejax.physics.specs import SpecError
+
+    cfg = json.loads((DATA / "hf" / "mixtral-8x22b.json").read_text())
+    cfg["model_type"] = model_type
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps(cfg))
+    with pytest.raises(SpecError, match=r"model_type = .* is invalid: supported: "):
+        moejax.load_model(str(path))
