@@ -52,9 +52,14 @@ def _concrete(*trees) -> bool:
     return not any(isinstance(x, jax.core.Tracer) for x in jax.tree_util.tree_leaves(trees))
 
 
-def _num(x):
-    """A concrete number as a Python float (one compiled kernel for ints and floats); a tracer as it is."""
-    return x if isinstance(x, jax.core.Tracer) else float(x)
+def _num(field: str, x):
+    """A concrete number as a Python float (one compiled kernel for ints and floats); a tracer as it
+    is; anything else (None, a string, a list) a one-line ``SpecError`` naming ``field``."""
+    if isinstance(x, jax.core.Tracer):
+        return x
+    if isinstance(x, bool) or not isinstance(x, int | float | np.number | np.ndarray | jax.Array) or np.ndim(x):
+        raise SpecError(f"{field} = {x!r} is invalid: must be a number")
+    return float(x)
 
 
 def _batch(batch, acc: Accounting, b_max: bool = True) -> float:
@@ -79,7 +84,8 @@ def decode_step(model, hardware, partition: Partition, context: float, batch: fl
     acc = accounting or load_accounting("realistic")
     if _concrete(m, partition):
         check_partition(m, partition)
-    wl = Workload(context=_num(context), batch=0.0 if batch is None else _batch(batch, acc), kappa=_num(kappa))
+    wl = Workload(context=_num("context", context), batch=0.0 if batch is None else _batch(batch, acc),
+                  kappa=_num("kappa", kappa))
     return _decode(m, hw, partition, wl, acc)
 
 
@@ -91,5 +97,5 @@ def prefill_step(model, hardware, partition: Partition, context: float, batch: f
     acc = accounting or load_accounting("realistic")
     if _concrete(m, partition):
         check_partition(m, partition)
-    wl = Workload(context=_num(context), batch=_batch(batch, acc, b_max=False))
+    wl = Workload(context=_num("context", context), batch=_batch(batch, acc, b_max=False))
     return _prefill(m, hw, partition, wl, acc)

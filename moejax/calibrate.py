@@ -29,7 +29,8 @@ from .analysis.calibration import (
     write_outputs,
 )
 from .catalogue import CONF_DIR
-from .cli import one_line_errors, run_command
+from .cli import one_line_errors, path_value, run_command
+from .engine.dataset import check_writable
 from .physics.specs import SpecError
 
 
@@ -56,9 +57,11 @@ def problem_from_config(cfg: DictConfig):
     unknown = sorted(set(opt) - {"adam_steps", "learning_rate", "lbfgs_steps"})
     if unknown:
         raise SpecError(f"optimizer.{unknown[0]} is not a known field: allowed adam_steps, learning_rate, lbfgs_steps")
-    optimizer = Optimizer(adam_steps=_number("optimizer.adam_steps", opt.adam_steps, integer=True),
-                          learning_rate=_number("optimizer.learning_rate", opt.learning_rate, strict=True),
-                          lbfgs_steps=_number("optimizer.lbfgs_steps", opt.lbfgs_steps, integer=True))
+    optimizer = Optimizer(
+        adam_steps=_number("optimizer.adam_steps", opt.adam_steps, integer=True),
+        learning_rate=_number("optimizer.learning_rate", opt.learning_rate, strict=True),
+        lbfgs_steps=_number("optimizer.lbfgs_steps", opt.lbfgs_steps, integer=True),
+    )
     rtol = _number("identifiability_rtol", cfg.identifiability_rtol, strict=True)
     if rtol >= 1:
         raise SpecError(f"identifiability_rtol = {rtol!r} is invalid: must be in (0, 1)")
@@ -71,9 +74,12 @@ def main(cfg: DictConfig) -> None:
     def job(run_dir: Path) -> str:
         jax.config.update("jax_enable_x64", True)
         ref, fits, optimizer, rtol = problem_from_config(cfg)
+        out = path_value("out", cfg.out) or run_dir
+        check_writable("out", out)  # before computing
         res = calibrate(ref, fits, optimizer, rtol)
-        paths = write_outputs(res, Path(cfg.out) if cfg.out else run_dir)
+        paths = write_outputs(res, out)
         return f"{report(res)}\nwrote {paths[0]}\nwrote {paths[1]}\n{summary_json(res)}"
+
     run_command(job, cfg.get("compilation_cache"))
 
 

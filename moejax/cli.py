@@ -25,9 +25,24 @@ from .engine import distributed, interrupts
 from .physics.specs import SpecError
 
 
+def path_value(field: str, value) -> Path | None:
+    """A path given on the command line or in a config (``out=...``): None when null or empty; a
+    string (or an integer, which Hydra parses ``out=123`` as) as a ``Path``; anything else (a number
+    with a fraction, a list, a mapping, a boolean) a one-line ``SpecError`` naming ``field``."""
+    if value is None or value == "":
+        return None
+    if isinstance(value, bool) or not isinstance(value, str | int):
+        shown = value if isinstance(value, str | int | float | bool) else type(value).__name__
+        raise SpecError(f"{field} = {shown!r} is invalid: must be a path (a string)")
+    return Path(str(value)).expanduser()
+
+
 def remove_if_empty(run_dir: Path) -> None:
     if run_dir.exists() and not any(run_dir.iterdir()):
         run_dir.rmdir()
+
+
+_job_started = False  # set by run_command: the config was composed and the command's own job runs
 
 
 def run_command(job: Callable[[Path], str], compilation_cache=None) -> None:
@@ -36,6 +51,8 @@ def run_command(job: Callable[[Path], str], compilation_cache=None) -> None:
     ``interrupted: ...`` and exit code 130 (SIGINT) or 143 (SIGTERM), never raised inside netCDF
     I/O (``engine.interrupts``); once the job has ended, signals are ignored (the process is only
     reporting and exiting: a late one must not kill it half-way). An empty run directory is removed."""
+    global _job_started
+    _job_started = True  # from here on, an exception that escapes is a bug and keeps its traceback
     logging.getLogger("jax._src.xla_bridge").setLevel(logging.ERROR)  # "no TPU/GPU backend" notices
     if compilation_cache:  # compiled kernels persist across runs (the κ* kernel takes 10-17 s to compile)
         jax.config.update("jax_compilation_cache_dir", str(Path(compilation_cache).expanduser()))
@@ -50,6 +67,10 @@ def run_command(job: Callable[[Path], str], compilation_cache=None) -> None:
                 interrupts.ignore()
     except SpecError as e:
         print(f"error: {e}", file=sys.stderr)
+        remove_if_empty(run_dir)
+        sys.exit(2)
+    except OmegaConfBaseException as e:  # a value read while running: board_power=??? (mandatory, unset)
+        print(f"error: {hydra_error_line(e)}", file=sys.stderr)
         remove_if_empty(run_dir)
         sys.exit(2)
     except KeyboardInterrupt as e:
@@ -93,7 +114,7 @@ def grid_job(cfg: DictConfig, filename: str, job) -> None:
             _resolve_overrides(cfg)
             if cfg.distributed is not None:
                 distributed.initialize(cfg.distributed)  # must precede every other use of JAX
-            out = Path(cfg.out) if cfg.out else run_dir / filename
+            out = path_value("out", cfg.out) or run_dir / filename
             if cfg.out and HydraConfig.get().mode == RunMode.MULTIRUN:  # each job its own file: NAME-<job>.nc
                 out = out.with_name(f"{out.stem}-{HydraConfig.get().job.num}{out.suffix}")
             validate_flags(cfg)
@@ -167,6 +188,9 @@ def hydra_error_line(e: Exception) -> str:
         return f"{group} = {given.partition('=')[2]!r} is invalid: {group} has no default to override; write +{given}"
     if "Config group override must be a string or a list" in str(e):  # model=1: Hydra's ValueError
         return _group_value_line()
+    if isinstance(e, MissingMandatoryValue) and e.full_key:  # ``???`` read while running (board_power=???)
+        allowed = _describe(_schema_type(e.full_key))
+        return f"{e.full_key} is missing: it is required" + (f" ({allowed})" if allowed else "")
     if "full_key: " in str(e) and not isinstance(e.__cause__, OmegaConfBaseException):  # a config file's bad value
         key = str(e).split("full_key: ")[1].split()[0]
         value = str(e).splitlines()[1].rpartition(": ")[2].strip("'") if len(str(e).splitlines()) > 1 else "?"
@@ -193,13 +217,20 @@ def hydra_error_line(e: Exception) -> str:
 
 
 def _group_value_line() -> str:
-    """``model=1``: a config group given a number, which Hydra reports as a ValueError."""
+    """``model=1`` or ``accounting=[8.5]``: a config group given a number or a list holding one,
+    which Hydra reports as a ValueError or a TypeError."""
     for arg in sys.argv[1:]:
         key, _, value = arg.lstrip("+~").partition("=")
         if (CONF_DIR / key).is_dir():
-            try:
-                float(value)
-            except ValueError:
+            items = value.strip("[]").split(",") if value.startswith("[") else [value]
+            numbers = []
+            for item in items:
+                try:
+                    float(item)
+                    numbers.append(item)
+                except ValueError:
+                    continue
+            if not numbers:
                 continue
             names = sorted(p.stem for p in (CONF_DIR / key).glob("*.yaml") if not p.stem.endswith("_schema"))
             return f"{key} = {value} is invalid: allowed {', '.join(names)}"
@@ -227,9 +258,24 @@ def one_line_errors(main: Callable) -> Callable:
             sys.exit(2)
         except ValueError as e:  # Hydra's own check of a group override (model=1)
             if "Config group override" not in str(e) or os.environ.get("HYDRA_FULL_ERROR") == "1":
+                if not _job_started and os.environ.get("HYDRA_FULL_ERROR") != "1":
+                    composition_error(e)
                 raise
             print(f"error: {hydra_error_line(e)}", file=sys.stderr)
             sys.exit(2)
+        except Exception as e:  # noqa: BLE001 - only while Hydra composes: the command's own errors keep their traceback
+            if _job_started or os.environ.get("HYDRA_FULL_ERROR") == "1":
+                raise
+            composition_error(e)
+
+    def composition_error(e: Exception):
+        """Hydra failing inside its own code on an odd override (``+accounting=[8.5]``: a TypeError
+        deep in its defaults list): one line naming the override when one is recognisably at fault."""
+        line = _group_value_line()
+        if line.startswith("a config group override is invalid"):
+            line = f"config is invalid: {type(e).__name__}: {str(e).strip().splitlines()[0] if str(e).strip() else ''}"
+        print(f"error: {line}", file=sys.stderr)
+        sys.exit(2)
 
     def parser():  # argparse's own errors (an option after the overrides): one line too
         p = make_parser()
@@ -242,6 +288,8 @@ def one_line_errors(main: Callable) -> Callable:
 
     @functools.wraps(main)
     def wrapped():
+        global _job_started
+        _job_started = False
         original = hydra_utils.run_and_report
         hydra_utils.run_and_report = lambda func: original(lambda: reported(func))
         hydra_main.get_args_parser = parser

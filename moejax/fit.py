@@ -22,7 +22,7 @@ from omegaconf import DictConfig
 
 from .analysis import epoch
 from .catalogue import CONF_DIR
-from .cli import one_line_errors, run_command
+from .cli import one_line_errors, path_value, run_command
 from .physics.specs import SpecError
 
 MODES = ("components", "latency")
@@ -45,9 +45,17 @@ def run_components() -> dict:
     rows = epoch.residual_table()
     print()
     print(epoch.format_table(rows))
-    return {"mode": "components", "a": float(a), "b": float(b), "a_exact": str(a), "b_exact": str(b),
-            "a_lstsq": fit["a"], "b_lstsq": fit["b"], "c_lstsq": fit["c"],
-            "residuals": [{k: r[k] for k in ("quantity", "reference", "moejax", "rel_residual")} for r in rows]}
+    return {
+        "mode": "components",
+        "a": float(a),
+        "b": float(b),
+        "a_exact": str(a),
+        "b_exact": str(b),
+        "a_lstsq": fit["a"],
+        "b_lstsq": fit["b"],
+        "c_lstsq": fit["c"],
+        "residuals": [{k: r[k] for k in ("quantity", "reference", "moejax", "rel_residual")} for r in rows],
+    }
 
 
 def run_latency(cfg: DictConfig, out: Path) -> dict:
@@ -66,8 +74,17 @@ def run_latency(cfg: DictConfig, out: Path) -> dict:
             f"optax lbfgs a = {o['a']:.6f}, b = {o['b']:.6f}, c = {o['c']:.6f}; "
             f"fits in HBM {int(res.feasible.sum())}/{len(res.feasible)}"
         )
-        record[reg.name] = {"a": f["a"], "b": f["b"], "c": f["c"], "r2": f["r2"], "se_a": f["se_a"], "se_b": f["se_b"],
-                            "a_optax": o["a"], "b_optax": o["b"], "c_optax": o["c"]}
+        record[reg.name] = {
+            "a": f["a"],
+            "b": f["b"],
+            "c": f["c"],
+            "r2": f["r2"],
+            "se_a": f["se_a"],
+            "se_b": f["se_b"],
+            "a_optax": o["a"],
+            "b_optax": o["b"],
+            "c_optax": o["c"],
+        }
     epoch.write_dataset(out, cfg, plan, results)
     print(f"wrote {out}")
     return {"mode": "latency", "regimes": record}
@@ -84,7 +101,12 @@ def main(cfg: DictConfig) -> None:
         jax.config.update("jax_enable_x64", cfg.precision == "float64")
         if cfg.mode == "components":
             return json.dumps(run_components())
-        return json.dumps(run_latency(cfg, Path(cfg.out) if cfg.out else run_dir / "fit.nc"))
+        from .engine.dataset import check_output  # here: xarray's import is only for latency mode
+
+        out = path_value("out", cfg.out) or run_dir / "fit.nc"
+        check_output(out, overwrite=True)  # before computing; an existing file is replaced, as before
+        return json.dumps(run_latency(cfg, out))
+
     run_command(job)
 
 

@@ -1,4 +1,6 @@
-"""Standard figures from a sweep dataset: ``python -m moejax.plot outputs/.../sweep.nc [--out DIR]``.
+"""Standard figures from a sweep dataset: ``python -m moejax.plot outputs/.../sweep.nc [--out DIR]``
+(default ``DIR``: ``plots/<dataset name>/`` next to the dataset, so datasets side by side never
+share one).
 
 Makes, each as PNG and SVG (matplotlib, Agg backend, constrained layout, legends outside the
 axes), for one selection (model, hardware, num_gpus, κ; defaults: DeepSeek-V3 on B200 when the
@@ -53,21 +55,42 @@ from .analysis.qs import QS_VARIABLES, qs_columns
 from .analysis.roofline import model_rows, operating_points
 from .analysis.summary import best_per_point, check_sweep, context_label, flag_meanings
 from .catalogue import load_hardware
+from .engine.dataset import check_writable
+from .figures.axes import log_ticks, place_labels
 from .figures.frontier import plot_frontier
 from .figures.kappa_frontier import plot_kappa_star_frontier
 from .physics.specs import SpecError
 
 README_SELECTION = {"model": "deepseek-v3", "hardware": "b200"}  # what the README's figures show
 BOUND_COLOURS = {"compute": "#4477aa", "hbm": "#ee6677", "communication": "#ccbb44", "infeasible": "#bbbbbb"}
-SHORT = {"compute": "comp", "hbm": "HBM", "communication": "comm", "infeasible": "inf.", "found": "",
-         "moe_always_ahead": "MoE ahead", "dense_always_ahead": "dense ahead", "moe_infeasible": "MoE inf.",
-         "dense_infeasible": "dense inf.", "above_kappa_max": "> κmax", "below_kappa_min": "< κmin"}
+SHORT = {
+    "compute": "comp",
+    "hbm": "HBM",
+    "communication": "comm",
+    "infeasible": "inf.",
+    "found": "",
+    "moe_always_ahead": "MoE ahead",
+    "dense_always_ahead": "dense ahead",
+    "moe_infeasible": "MoE inf.",
+    "dense_infeasible": "dense inf.",
+    "above_kappa_max": "> κmax",
+    "below_kappa_min": "< κmin",
+}
 # κ* cell classes: (legend label, hatch)
-KSTAR_CLASSES = {"found": ("found (bisection)", ""), "bound": ("bound-limited: no crossing in [κ_min, κ_max]", "///"),
-                 "infeasible": ("a side infeasible", "..."), "disagree": ("found, solvers disagree", "xxx")}
+KSTAR_CLASSES = {
+    "found": ("found (bisection)", ""),
+    "bound": ("bound-limited: no crossing in [κ_min, κ_max]", "///"),
+    "infeasible": ("a side infeasible", "..."),
+    "disagree": ("found, solvers disagree", "xxx"),
+}
 ELASTICITY_LABELS = {
-    "hbm_bw": "HBM bandwidth", "hbm_bytes": "HBM capacity", "flops_bf16": "BF16 FLOP/s", "flops_fp8": "FP8 FLOP/s",
-    "intra_bw": "intra-node bandwidth", "intra_latency": "intra-node latency", "inter_bw": "inter-node bandwidth",
+    "hbm_bw": "HBM bandwidth",
+    "hbm_bytes": "HBM capacity",
+    "flops_bf16": "BF16 FLOP/s",
+    "flops_fp8": "FP8 FLOP/s",
+    "intra_bw": "intra-node bandwidth",
+    "intra_latency": "intra-node latency",
+    "inter_bw": "inter-node bandwidth",
     "inter_latency": "inter-node latency",
 }
 
@@ -77,8 +100,9 @@ def _invalid(field: str, value, coord) -> SpecError:
     return SpecError(f"{field} = {value!r} is invalid: not in the dataset, available {available}")
 
 
-def default_selection(ds: xr.Dataset, model: str | None = None, hardware: str | None = None,
-                      num_gpus: int | None = None, kappa: float | None = None) -> dict:
+def default_selection(
+    ds: xr.Dataset, model: str | None = None, hardware: str | None = None, num_gpus: int | None = None, kappa: float | None = None
+) -> dict:
     """The selection the figures use; unspecified fields get the defaults (see module doc). A
     value the dataset does not have raises ``SpecError`` listing the available ones."""
     ds = best_per_point(ds)
@@ -158,8 +182,16 @@ def _label_cells(fig, ax, labels: dict, colours: dict | None = None, boxed: set 
     for (i, j), (full, short) in labels.items():
         tries = [(full, 8), (full, 7), (short, 8), (short, 7), (full, 6), (short, 6)]
         for text, size in dict.fromkeys(t for t in tries if t[0]):
-            t = ax.text(j, i, text, ha="center", va="center", fontsize=size, color=(colours or {}).get((i, j), "black"),
-                        bbox={"facecolor": "white", "alpha": 0.8, "lw": 0, "pad": 0.5} if (i, j) in (boxed or ()) else None)
+            t = ax.text(
+                j,
+                i,
+                text,
+                ha="center",
+                va="center",
+                fontsize=size,
+                color=(colours or {}).get((i, j), "black"),
+                bbox={"facecolor": "white", "alpha": 0.8, "lw": 0, "pad": 0.5} if (i, j) in (boxed or ()) else None,
+            )
             t.set_in_layout(False)
             box = t.get_window_extent(renderer)
             if box.width <= 0.92 * cell_w and box.height <= 0.9 * cell_h:
@@ -179,8 +211,13 @@ def plot_throughput(ds, out_dir, sel):
     for i, k in enumerate(kappas):
         key = f"dense_kappa_{float(k):g}"
         arrays[key] = tput.sel(variant="dense", kappa=k).values
-        ax.plot(ctx, _positive(arrays[key]), "s--", color=cmap(0.1 + 0.7 * i / max(len(kappas) - 1, 1)),
-                label=f"dense, κ = {float(k):g}")
+        ax.plot(
+            ctx,
+            _positive(arrays[key]),
+            "s--",
+            color=cmap(0.1 + 0.7 * i / max(len(kappas) - 1, 1)),
+            label=f"dense, κ = {float(k):g}",
+        )
     ax.set_yscale("log")
     _context_axis(ax, ctx)
     ax.set_xlabel("context length (tokens)")
@@ -195,20 +232,34 @@ def plot_reuse_gap(ds, out_dir, sel):
     point = dict(model=sel["model"], hardware=sel["hardware"], num_gpus=sel["num_gpus"], kappa=sel["kappa"])
     ctx = ds.context.values
     routing = float(ds.routing_factor.sel(model=sel["model"]))
-    arrays = {"context": ctx, "routing_factor": np.full(ctx.shape, routing),
-              "capacity_factor": ds.capacity_factor.sel(**point).values, "reuse_gap": ds.reuse_gap.sel(**point).values}
+    arrays = {
+        "context": ctx,
+        "routing_factor": np.full(ctx.shape, routing),
+        "capacity_factor": ds.capacity_factor.sel(**point).values,
+        "reuse_gap": ds.reuse_gap.sel(**point).values,
+    }
     fig, ax = plt.subplots(figsize=(8, 4.5), layout="constrained")
     x = np.arange(len(ctx))
     w = 0.27
-    bars = (("routing_factor", "routing factor E/k", "#4477aa"),
-            ("capacity_factor", "capacity factor B_dense/B_MoE", "#ccbb44"),
-            ("reuse_gap", "reuse gap R_dense/R_MoE", "#ee6677"))
+    bars = (
+        ("routing_factor", "routing factor E/k", "#4477aa"),
+        ("capacity_factor", "capacity factor B_dense/B_MoE", "#ccbb44"),
+        ("reuse_gap", "reuse gap R_dense/R_MoE", "#ee6677"),
+    )
     for i, (key, label, colour) in enumerate(bars):
         v = _positive(arrays[key])
         ax.bar(x + (i - 1) * w, np.nan_to_num(v, nan=0.0), w, label=label, color=colour)
         for xi, vi in zip(x + (i - 1) * w, v):
-            ax.annotate("n/a" if np.isnan(vi) else f"{vi:.3g}", (xi, vi if np.isfinite(vi) else 1.0),
-                        ha="center", va="bottom", fontsize=7, rotation=90, xytext=(0, 2), textcoords="offset points")
+            ax.annotate(
+                "n/a" if np.isnan(vi) else f"{vi:.3g}",
+                (xi, vi if np.isfinite(vi) else 1.0),
+                ha="center",
+                va="bottom",
+                fontsize=7,
+                rotation=90,
+                xytext=(0, 2),
+                textcoords="offset points",
+            )
     ax.set_yscale("log")
     top = np.nanmax(np.concatenate([_positive(arrays[k]) for k, _, _ in bars] + [[1.0]]))
     ax.set_ylim(top=top * 4)
@@ -240,19 +291,37 @@ def plot_bound(ds, out_dir, sel):
     flags = flag_meanings(ds.bound)
     meanings = [flags[v] for v in sorted(flags)]
     bound = ds.bound.sel(model=sel["model"], hardware=sel["hardware"], variant="moe", kappa=sel["kappa"])
-    arrays = {"num_gpus": ds.num_gpus.values, "context": ds.context.values,
-              "bound": bound.transpose("num_gpus", "context").values}
+    arrays = {
+        "num_gpus": ds.num_gpus.values,
+        "context": ds.context.values,
+        "bound": bound.transpose("num_gpus", "context").values,
+    }
     colours = [BOUND_COLOURS.get(m, "#000000") for m in meanings]
     fig, ax = plt.subplots(figsize=_map_size(ds), layout="constrained")
     codes = np.searchsorted(sorted(flags), arrays["bound"])
-    ax.imshow(codes, cmap=ListedColormap(colours), norm=BoundaryNorm(np.arange(len(meanings) + 1) - 0.5, len(meanings)),
-              aspect="auto", origin="lower")
+    ax.imshow(
+        codes,
+        cmap=ListedColormap(colours),
+        norm=BoundaryNorm(np.arange(len(meanings) + 1) - 0.5, len(meanings)),
+        aspect="auto",
+        origin="lower",
+    )
     _grid_axes(ax, ds)
-    fig.legend([Patch(color=c) for c in colours], meanings, loc="outside lower center", ncols=len(meanings), fontsize=8,
-               title="MoE bound by", title_fontsize=8)
+    fig.legend(
+        [Patch(color=c) for c in colours],
+        meanings,
+        loc="outside lower center",
+        ncols=len(meanings),
+        fontsize=8,
+        title="MoE bound by",
+        title_fontsize=8,
+    )
     fig.suptitle(_title(ds, "What bounds the MoE decode step", sel, kappa=False, gpus=False))
-    _label_cells(fig, ax, {(i, j): (flags[int(v)], SHORT.get(flags[int(v)], flags[int(v)][:4]))
-                           for (i, j), v in np.ndenumerate(arrays["bound"])})
+    _label_cells(
+        fig,
+        ax,
+        {(i, j): (flags[int(v)], SHORT.get(flags[int(v)], flags[int(v)][:4])) for (i, j), v in np.ndenumerate(arrays["bound"])},
+    )
     return (*_save(fig, out_dir, "bound"), arrays, fig)
 
 
@@ -265,8 +334,9 @@ def kappa_star_classes(ks: xr.Dataset) -> np.ndarray:
         return np.where(np.isfinite(value), "found", "bound").astype(object)
     flags = flag_meanings(ks.reason)
     meaning = np.vectorize(lambda v: flags.get(int(v), "?"), otypes=[object])(ks.reason.values)
-    cls = np.where(meaning == "found", "found",
-                   np.where(np.char.endswith(meaning.astype(str), "infeasible"), "infeasible", "bound")).astype(object)
+    cls = np.where(
+        meaning == "found", "found", np.where(np.char.endswith(meaning.astype(str), "infeasible"), "infeasible", "bound")
+    ).astype(object)
     disagree = np.zeros(value.shape, bool)
     if "agrees" in ks:
         disagree |= ks.agrees.values == 0
@@ -293,14 +363,20 @@ def plot_kappa_star(ds, out_dir, sel):
     im = ax.imshow(np.ma.masked_invalid(v), cmap=cmap, norm=norm, aspect="auto", origin="lower")
     for (i, j), c in np.ndenumerate(cls):
         if KSTAR_CLASSES[c][1]:
-            ax.add_patch(plt.Rectangle((j - 0.5, i - 0.5), 1, 1, fill=False, hatch=KSTAR_CLASSES[c][1],
-                                       edgecolor="#555555", lw=0))
+            ax.add_patch(
+                plt.Rectangle((j - 0.5, i - 0.5), 1, 1, fill=False, hatch=KSTAR_CLASSES[c][1], edgecolor="#555555", lw=0)
+            )
     _grid_axes(ax, ds)
     if norm is not None:
         fig.colorbar(im, ax=ax, label="break-even κ*\n(dense params ÷ ρ·P_total)")
     present = [c for c in KSTAR_CLASSES if (cls == c).any()]
-    fig.legend([Patch(facecolor="white", edgecolor="#555555", hatch=KSTAR_CLASSES[c][1]) for c in present],
-               [KSTAR_CLASSES[c][0] for c in present], loc="outside lower center", ncols=2, fontsize=8)
+    fig.legend(
+        [Patch(facecolor="white", edgecolor="#555555", hatch=KSTAR_CLASSES[c][1]) for c in present],
+        [KSTAR_CLASSES[c][0] for c in present],
+        loc="outside lower center",
+        ncols=2,
+        fontsize=8,
+    )
     fig.suptitle(_title(ds, "Break-even κ*: above it the MoE serves more tokens/s/GPU", sel, kappa=False, gpus=False))
     labels, colours = {}, {}
     for (i, j), x in np.ndenumerate(v):
@@ -341,16 +417,20 @@ def plot_roofline(ds, out_dir, sel):
         arrays[f"ridge_{name.lower()}"] = np.array(ridges[name])
         ax.plot(intensity, attain, color=colours[name], lw=2, label=f"{name} roof: peak {peak / 1e15:.3g} PFLOP/s")
         ax.axvline(ridges[name], color=colours[name], ls=":", lw=1)
-        ax.annotate(f"ridge {ridges[name]:.0f} FLOP/B", (ridges[name], peak), xytext=(5, -14), textcoords="offset points",
-                    fontsize=8, color=colours[name])
+    labels = [(f"ridge {ridges[name]:.0f} FLOP/B", (ridges[name], peaks[name]), colours[name]) for name in peaks]
     styles = {"moe": ("o", "black", "MoE"), "dense": ("s", "#228833", f"dense, κ = {sel['kappa']:g}")}
     for variant, p in points.items():
         arrays[f"points_{variant}"] = p
         marker, colour, label = styles[variant]
-        ax.scatter(p["intensity"], p["achieved"], marker=marker, color=colour, zorder=3,
-                   label=f"{label}: operating points ({sel['num_gpus']} GPUs)")
-        for x, y, c in zip(p["intensity"], p["achieved"], p["context"]):
-            ax.annotate(context_label(c), (x, y), xytext=(4, 3), textcoords="offset points", fontsize=7, color=colour)
+        ax.scatter(
+            p["intensity"],
+            p["achieved"],
+            marker=marker,
+            color=colour,
+            zorder=3,
+            label=f"{label}: operating points ({sel['num_gpus']} GPUs)",
+        )
+        labels += [(context_label(c), (x, y), colour) for x, y, c in zip(p["intensity"], p["achieved"], p["context"])]
     ax.set_xscale("log")
     ax.set_yscale("log")
     ax.set_xlim(lo, hi)
@@ -358,12 +438,24 @@ def plot_roofline(ds, out_dir, sel):
     ax.set_ylim(min(ys.min(), bw * lo) / 2, max(peaks.values()) * 3)
     ax.set_xlabel("arithmetic intensity (FLOP per byte read from HBM, per GPU per step)")
     ax.set_ylabel("FLOP/s per GPU (attainable; points: achieved)")
-    fig.suptitle(_title(ds, f"Roofline: {sel['hardware']} (HBM {bw / 1e12:.3g} TB/s, dense peak FLOP/s) "
-                        "and the sweep's decode operating points", sel))
+    fig.suptitle(
+        _title(
+            ds,
+            f"Roofline: {sel['hardware']} (HBM {bw / 1e12:.3g} TB/s, dense peak FLOP/s) and the sweep's decode operating points",
+            sel,
+        )
+    )
     ax.grid(True, which="both", alpha=0.3)
-    fig.legend(loc="outside lower center", ncols=2, fontsize=8,
-               title="points: achieved = tokens/s/GPU × FLOP/token; intensity = FLOP / HBM bytes per step "
-                     "(moejax.analysis.roofline)", title_fontsize=7.5)
+    fig.legend(
+        loc="outside lower center",
+        ncols=2,
+        fontsize=8,
+        title="points: achieved = tokens/s/GPU × FLOP/token; intensity = FLOP / HBM bytes per step (moejax.analysis.roofline)",
+        title_fontsize=7.5,
+    )
+    log_ticks(ax.xaxis, lo, hi)
+    log_ticks(ax.yaxis, *ax.get_ylim())
+    place_labels(ax, labels)  # ridges first, then the points' contexts: none overlapping another
     return (*_save(fig, out_dir, "roofline"), arrays, fig)
 
 
@@ -380,14 +472,19 @@ def plot_sensitivity(ds, out_dir, sel):
         values = np.stack([ds[n].sel(variant=variant, **point).values for n in names])  # [variable, context]
         arrays[variant] = values
         for j, c in enumerate(ctx):
-            ax.barh(y + (j - (len(ctx) - 1) / 2) * h, np.nan_to_num(values[:, j], nan=0.0), h,
-                    color=cmap(j / max(len(ctx) - 1, 1)), label=f"{context_label(c)} tokens")
+            ax.barh(
+                y + (j - (len(ctx) - 1) / 2) * h,
+                np.nan_to_num(values[:, j], nan=0.0),
+                h,
+                color=cmap(j / max(len(ctx) - 1, 1)),
+                label=f"{context_label(c)} tokens",
+            )
         ax.axvline(0, color="black", lw=0.8)
         ax.set_title("MoE" if variant == "moe" else f"dense baseline, κ = {sel['kappa']:g}")
         ax.set_xlabel("elasticity ∂log(tokens/s/GPU) / ∂log(x)")
         ax.grid(True, axis="x", alpha=0.3)
     axes[0].set_yticks(y)
-    axes[0].set_yticklabels([ELASTICITY_LABELS.get(n[len("elasticity_"):], n[len("elasticity_"):]) for n in names])
+    axes[0].set_yticklabels([ELASTICITY_LABELS.get(n[len("elasticity_") :], n[len("elasticity_") :]) for n in names])
     handles, labels = axes[0].get_legend_handles_labels()
     fig.legend(handles, labels, loc="outside right upper", title="context\n(NaN/infeasible = 0)", fontsize=8, title_fontsize=8)
     fig.suptitle(_title(ds, "Sensitivity of throughput per GPU to hardware quantities", sel, kappa=False))
@@ -402,10 +499,20 @@ def with_qs_columns(ds: xr.Dataset) -> xr.Dataset:
     if "reuse_gap" in ds or specs is None:
         return ds
     moe = [specs[(str(m), "moe", None)] for m in ds.model.values]
-    cols = qs_columns(ds.batch.values, ds.throughput_per_gpu.values, ds.feasible.values.astype(bool),
-                      [float(m.n_experts) for m in moe], [float(m.top_k) for m in moe], ds.kappa.values)
-    return ds.assign({name: (dims, np.asarray(cols[name], float), {"units": units, "long_name": long_name})
-                      for name, (dims, units, long_name) in QS_VARIABLES.items()})
+    cols = qs_columns(
+        ds.batch.values,
+        ds.throughput_per_gpu.values,
+        ds.feasible.values.astype(bool),
+        [float(m.n_experts) for m in moe],
+        [float(m.top_k) for m in moe],
+        ds.kappa.values,
+    )
+    return ds.assign(
+        {
+            name: (dims, np.asarray(cols[name], float), {"units": units, "long_name": long_name})
+            for name, (dims, units, long_name) in QS_VARIABLES.items()
+        }
+    )
 
 
 def make_plots(ds: xr.Dataset, out_dir, **selection) -> dict:
@@ -432,8 +539,9 @@ def make_plots(ds: xr.Dataset, out_dir, **selection) -> dict:
     else:
         print("note: no elasticity_* variables in the dataset (write them with sensitivities=true): sensitivity figure skipped")
     if "frontier_throughput_per_gpu" in ds:
-        plots["frontier"] = lambda d, o, s: plot_frontier(d, o, s, _title(d, "Serving frontier: throughput per GPU vs "
-                                                                          "interactivity", s, kappa=False), _save)
+        plots["frontier"] = lambda d, o, s: plot_frontier(
+            d, o, s, _title(d, "Serving frontier: throughput per GPU vs interactivity", s, kappa=False), _save
+        )
     missing = [v for v in ("routing_factor", "capacity_factor", "reuse_gap") if v not in ds]
     if missing:
         print(f"note: no {', '.join(missing)} in the dataset: reuse_gap figure skipped")
@@ -441,28 +549,44 @@ def make_plots(ds: xr.Dataset, out_dir, **selection) -> dict:
     return {name: fn(ds, out_dir, sel) for name, fn in plots.items()}
 
 
+def default_out(dataset: Path) -> Path:
+    """``plots/<stem>/`` beside ``dataset``: one directory per dataset, so plotting a second dataset
+    of the same directory (the guide's commands run in sequence) never meets the first's figures."""
+    return dataset.parent / "plots" / dataset.stem
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m moejax.plot", description=__doc__.split("\n")[0])
     p.add_argument("dataset", type=Path, help="sweep dataset (netCDF), as written by python -m moejax.sweep")
-    p.add_argument("--out", type=Path, default=None, help="output directory (default: plots/ next to the dataset)")
+    p.add_argument("--out", type=Path, default=None, help="output directory (default: plots/NAME/ next to the dataset NAME.nc)")
     p.add_argument("--overwrite", action="store_true", help="write into an existing non-empty output directory")
     p.add_argument("--model", default=None)
     p.add_argument("--hardware", default=None)
     p.add_argument("--num-gpus", type=int, default=None)
     p.add_argument("--kappa", type=float, default=None, help="κ for single-κ figures (one of the dataset's; default 5)")
+
+    def one_line(message):  # argparse's usage block and message: one line, exit code 2
+        print(f"error: command line is invalid: {message}", file=sys.stderr)
+        sys.exit(2)
+
+    p.error = one_line
     args = p.parse_args(argv)
-    out = args.out or args.dataset.parent / "plots"
+    out = args.out or default_out(args.dataset)
     try:
         if not args.dataset.is_file():
             raise SpecError(f"dataset = {str(args.dataset)!r} is invalid: no such file")
         if out.exists() and (not out.is_dir() or (any(out.iterdir()) and not args.overwrite)):
-            raise SpecError(f"out = {str(out)!r} is invalid: " + ("not a directory" if not out.is_dir() else
-                            "a non-empty directory; choose a new one or pass --overwrite"))
+            raise SpecError(
+                f"out = {str(out)!r} is invalid: "
+                + ("not a directory" if not out.is_dir() else "a non-empty directory; choose a new one or pass --overwrite")
+            )
+        check_writable("out", out)  # before reading the dataset or drawing
         try:
             opened = xr.open_dataset(args.dataset)
         except Exception as e:  # noqa: BLE001  (any reader failure means: not a readable netCDF file)
-            raise SpecError(f"dataset = {str(args.dataset)!r} is invalid: not a readable netCDF file "
-                            f"({type(e).__name__})") from None
+            raise SpecError(
+                f"dataset = {str(args.dataset)!r} is invalid: not a readable netCDF file ({type(e).__name__})"
+            ) from None
         with opened as ds:
             check_sweep(ds, args.dataset)
             sel = default_selection(ds, args.model, args.hardware, args.num_gpus, args.kappa)

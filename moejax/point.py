@@ -50,9 +50,11 @@ def query(cfg: DictConfig) -> PointQuery:
             raise SpecError(f"{field} is missing: give {field}=NAME, available {', '.join(available(field))}")
     if cfg.precision not in ("float32", "float64"):
         raise SpecError(f"precision = {cfg.precision!r} is invalid: allowed float32, float64")
-    batches = _plain(cfg.batches)
+    batches, levels = _plain(cfg.batches), _plain(cfg.levels)
     if not isinstance(batches, list):
         raise SpecError(f"batches = {batches!r} is invalid: a non-empty list of positive numbers")
+    if not isinstance(levels, list):
+        raise SpecError(f"levels = {levels!r} is invalid: a non-empty list of positive numbers (tokens/s per user)")
     raw = _plain(cfg.partitions)
     bad = sorted(set(raw) - set(PartitionSpace.__dataclass_fields__))
     if bad:
@@ -86,7 +88,7 @@ def query(cfg: DictConfig) -> PointQuery:
         osl=cfg.osl,
         batch=0.0 if b is None else b,
         batches=tuple(batches),
-        levels=tuple(_plain(cfg.levels)),
+        levels=tuple(levels),
         top=cfg.top,
         chunk=cfg.chunk,
         dtypes=dict(_plain(cfg.dtypes)),

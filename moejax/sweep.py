@@ -19,6 +19,7 @@ from .analysis.summary import summary
 from .catalogue import CONF_DIR
 from .cli import grid_job, one_line_errors
 from .engine.config import register
+from .engine.dataset import check_writable
 from .engine.interrupts import deferred
 from .engine.run import run
 
@@ -26,6 +27,7 @@ register()
 
 
 def _sweep_job(cfg: DictConfig, out: Path) -> str:
+    check_writable("parts_dir", Path(cfg.parts_dir))  # before computing, as ``out`` (grid_job)
     if run(cfg, out, sweep_columns(cfg)) is None:
         return f"process {jax.process_index()}: parts written; process 0 writes {out}"
     with deferred():  # reads the dataset: a signal stops the run after it

@@ -41,7 +41,8 @@ from .analysis import validation as val
 from .analysis.validation import benchmarks, intervals, serving_fit, serving_report, silicon
 from .analysis.validation.fit import write_text
 from .catalogue import CONF_DIR, ROOT, available, load_accounting
-from .cli import one_line_errors, run_command
+from .cli import one_line_errors, path_value, run_command
+from .engine.dataset import check_writable
 from .physics.specs import SpecError
 
 
@@ -60,8 +61,9 @@ def fit_settings(cfg: DictConfig) -> val.FitSettings:
     c = OmegaConf.to_container(cfg.calibration, resolve=True)
     unknown = sorted(set(c) - {"free", "per_family", "steps", "serving_steps", "learning_rate", "write"})
     if unknown:
-        raise SpecError(f"calibration.{unknown[0]} is not a known field: allowed free, per_family, steps, serving_steps, "
-                        "learning_rate, write")
+        raise SpecError(
+            f"calibration.{unknown[0]} is not a known field: allowed free, per_family, steps, serving_steps, learning_rate, write"
+        )
     free = c["free"]
     if not isinstance(free, list) or not all(isinstance(x, str) for x in free):
         raise SpecError(f"calibration.free = {free!r} is invalid: must be a list of Accounting constant names")
@@ -71,11 +73,16 @@ def fit_settings(cfg: DictConfig) -> val.FitSettings:
 def fit_record(res: val.FitResult, points, prov: dict, wrote: Path | None) -> dict:
     ids = [p.measurement.id for p in points]
     finite = lambda v: float(v) if math.isfinite(v) else None
-    return {"constants": res.constants, "unconstrained": res.unconstrained,
-            "jacobian_singular_values": prov["jacobian_singular_values"],
-            **{k: v for k, v in prov.items() if k.endswith("abs_log_ratio")}, "n_points": prov["n_points"],
-            "in_sample": {i: finite(v) for i, v in zip(ids, res.in_sample)},
-            "loo": {i: finite(v) for i, v in zip(ids, res.loo)}, "wrote": str(wrote) if wrote else None}
+    return {
+        "constants": res.constants,
+        "unconstrained": res.unconstrained,
+        "jacobian_singular_values": prov["jacobian_singular_values"],
+        **{k: v for k, v in prov.items() if k.endswith("abs_log_ratio")},
+        "n_points": prov["n_points"],
+        "in_sample": {i: finite(v) for i, v in zip(ids, res.in_sample)},
+        "loo": {i: finite(v) for i, v in zip(ids, res.loo)},
+        "wrote": str(wrote) if wrote else None,
+    }
 
 
 def fit_report(res: val.FitResult, points) -> str:
@@ -85,8 +92,10 @@ def fit_report(res: val.FitResult, points) -> str:
     if res.unconstrained:
         lines.append(f"  unconstrained by these points (left at their start): {', '.join(res.unconstrained)}")
     lines.append("  singular values of d log(predicted) / d coordinates: " + ", ".join(f"{s:.3g}" for s in res.singular_values))
-    body = [[p.measurement.id, f"{p.measurement.value:.4g}", f"{a:.4g}", f"{b:.4g}", "" if u else "not in the fit (infeasible)"]
-            for p, a, b, u in zip(points, res.in_sample, res.loo, res.used)]
+    body = [
+        [p.measurement.id, f"{p.measurement.value:.4g}", f"{a:.4g}", f"{b:.4g}", "" if u else "not in the fit (infeasible)"]
+        for p, a, b, u in zip(points, res.in_sample, res.loo, res.used)
+    ]
     return "\n".join(lines + ["", val.text_table(["id", "measured", "in-sample", "leave-one-out", "note"], body)])
 
 
@@ -112,12 +121,16 @@ def serving_job(cfg: DictConfig, path: Path, name: str, acc, out: Path, write: P
     if cfg.fit:
         res = serving_fit.fit_serving(cases, acc, steps=steps, learning_rate=float(rate))
         cv = serving_report.cv_table(cases, res.cv, res.in_sample)
-        stats = {f"{t['fold']}: {t['value']}": {k: t[k] for k in ("n", "tpot_median", "tpot_p90", "ttft_median", "ttft_p90")}
-                 for t in cv if t["group"] == "all"}
+        stats = {
+            f"{t['fold']}: {t['value']}": {k: t[k] for k in ("n", "tpot_median", "tpot_p90", "ttft_median", "ttft_p90")}
+            for t in cv
+            if t["group"] == "all"
+        }
         itable, coverage = serving_report.interval_fit(cases, res.cv, str(cfg.measurements))
         base = yaml.safe_load((CONF_DIR / "accounting" / f"{name}.yaml").read_text())
-        write = write_text(write or out / "realistic.yaml",
-                           serving_fit.accounting_yaml(res, base, str(cfg.measurements), stats, itable))
+        write = write_text(
+            write or out / "realistic.yaml", serving_fit.accounting_yaml(res, base, str(cfg.measurements), stats, itable)
+        )
         rec["fit"] = {"constants": res.constants, "cv": cv, "coverage": coverage, "wrote": str(write)}
         text += "\n" + serving_report.cv_report(res, cases) + "\n" + serving_report.coverage_report(coverage)
         text += f"\nwrote {write}"
@@ -136,14 +149,18 @@ def main(cfg: DictConfig) -> None:
             bad = "strict" if not isinstance(cfg.strict, bool) else "fit"
             raise SpecError(f"{bad} = {cfg[bad]!r} is invalid: must be true or false")
         settings = fit_settings(cfg) if cfg.fit else None
-        write = repo_path(cfg.calibration.write) if cfg.fit and cfg.calibration.write else None
+        written = path_value("calibration.write", cfg.calibration.write) if cfg.fit else None
+        write = repo_path(written) if written else None
         if settings is not None and settings.per_family and write:
             raise SpecError(
                 "calibration.write is invalid with calibration.per_family = true: conf/accounting/*.yaml holds one value "
                 "per field"
             )
-        path = repo_path(cfg.measurements)
-        out = Path(cfg.out) if cfg.out else run_dir
+        path = repo_path(path_value("measurements", cfg.measurements) or "")
+        out = path_value("out", cfg.out) or run_dir
+        check_writable("out", out)  # before computing
+        if write:
+            check_writable("calibration.write", write.parent, shown=write)
         if silicon.is_silicon_csv(path):
             return serving_job(cfg, path, name, acc, out, write)
         entries = val.load_measurements(path)
@@ -160,8 +177,10 @@ def main(cfg: DictConfig) -> None:
             record["predicted"][i].update(e)
         if itable is not None:
             record["interval_coverage"] = {"inside": inside, "n": n_in}
-            text += (f"\n\n80 % intervals (accounting {name}'s table, engine not named; tpot_lo/hi, ttft_lo/hi in the JSON line):"
-                     f" the measured figure lies inside for {inside} of {n_in} feasible points")
+            text += (
+                f"\n\n80 % intervals (accounting {name}'s table, engine not named; tpot_lo/hi, ttft_lo/hi in the JSON line):"
+                f" the measured figure lies inside for {inside} of {n_in} feasible points"
+            )
         if settings is not None:
             res = val.fit(points, acc, settings)
             prov = val.provenance(res, points, str(cfg.measurements))
@@ -172,6 +191,7 @@ def main(cfg: DictConfig) -> None:
             text += "\n" + fit_report(res, points) + (f"\nwrote {write}" if write else "")
         paths = val.write_outputs(out, ev, record)
         return "\n".join([text, *(f"wrote {p}" for p in paths), json.dumps(record)])
+
     run_command(job, cfg.get("compilation_cache"))
 
 

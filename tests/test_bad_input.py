@@ -19,9 +19,21 @@ from moejax.catalogue import load_accounting
 from moejax.physics.specs import SpecError
 
 ROOT = Path(__file__).resolve().parent.parent
-TINY = ["+grid=quick", "grid.models=[mixtral-8x7b]", "grid.hardware=[h100-sxm]", "grid.num_gpus=[8]", "grid.contexts=[1024]",
-        "grid.kappas=[5]", "grid.partitions.tp=[1,8]", "grid.partitions.ep=[1,8]", "grid.partitions.pp=[1]",
-        "grid.partitions.dp_attn=[1]", "grid.partitions.kvp=[1]", "summary=false", "compilation_cache=null"]
+TINY = [
+    "+grid=quick",
+    "grid.models=[mixtral-8x7b]",
+    "grid.hardware=[h100-sxm]",
+    "grid.num_gpus=[8]",
+    "grid.contexts=[1024]",
+    "grid.kappas=[5]",
+    "grid.partitions.tp=[1,8]",
+    "grid.partitions.ep=[1,8]",
+    "grid.partitions.pp=[1]",
+    "grid.partitions.dp_attn=[1]",
+    "grid.partitions.kvp=[1]",
+    "summary=false",
+    "compilation_cache=null",
+]
 
 
 sweep = functools.partial(sweep, grid=TINY)
@@ -34,26 +46,32 @@ def inputs(tmp_path) -> Path:
     return d
 
 
-@pytest.mark.parametrize("args,fragments", [
-    (["grid.partitions.tp=[0]"], ["grid.partitions.tp = 0 is invalid", "positive integer"]),  # was ZeroDivisionError
-    (["grid.num_gpus=abc"], ["grid.num_gpus = 'abc' is invalid", "list of integers"]),  # was Hydra's multi-line report
-    (["grid.num_gpus=[a]"], ["grid.num_gpus[0] = 'a' is invalid", "integer"]),
-    (["precision=1"], ["precision = '1' is invalid", "float32, float64"]),
-    (["model=nope"], ["model = 'nope' is invalid", "mixtral-8x7b"]),
-    (["grid.foo=1"], ["grid.foo is not a known field", "num_gpus"]),
-    (["grid.models=[llama-3-70b]"], ["grid.models = 'llama-3-70b' is invalid", "dense model", "deepseek-v3"]),  # was accepted
-    (["grid.hardware_space.foo=[2]"], ["grid.hardware_space.foo is not a known field", "hbm_bw"]),
-    (["grid.hardware_space.hbm_bw=[-1]"], ["grid.hardware_space.hbm_bw = [-1.0] is invalid", "positive"]),
-])
+@pytest.mark.parametrize(
+    "args,fragments",
+    [
+        (["grid.partitions.tp=[0]"], ["grid.partitions.tp = 0 is invalid", "positive integer"]),  # was ZeroDivisionError
+        (["grid.num_gpus=abc"], ["grid.num_gpus = 'abc' is invalid", "list of integers"]),  # was Hydra's multi-line report
+        (["grid.num_gpus=[a]"], ["grid.num_gpus[0] = 'a' is invalid", "integer"]),
+        (["precision=1"], ["precision = '1' is invalid", "float32, float64"]),
+        (["model=nope"], ["model = 'nope' is invalid", "mixtral-8x7b"]),
+        (["grid.foo=1"], ["grid.foo is not a known field", "num_gpus"]),
+        (["grid.models=[llama-3-70b]"], ["grid.models = 'llama-3-70b' is invalid", "dense model", "deepseek-v3"]),  # was accepted
+        (["grid.hardware_space.foo=[2]"], ["grid.hardware_space.foo is not a known field", "hbm_bw"]),
+        (["grid.hardware_space.hbm_bw=[-1]"], ["grid.hardware_space.hbm_bw = [-1.0] is invalid", "positive"]),
+    ],
+)
 def test_bad_override_is_one_line(args, fragments, tmp_path):
     assert_refused(sweep(tmp_path, *args), tmp_path, *fragments)
 
 
-@pytest.mark.parametrize("args,fragments", [
-    (["grid.num_gpus=[1099511627776]"], ["grid.num_gpus = 1099511627776 is invalid", "2147483647"]),  # was OverflowError
-    (["grid.batch=2.5"], ["grid.batch = 2.5 is invalid", "integer"]),  # was accepted
-    (["grid.batch=0"], ["grid.batch = 0 is invalid"]),
-])
+@pytest.mark.parametrize(
+    "args,fragments",
+    [
+        (["grid.num_gpus=[1099511627776]"], ["grid.num_gpus = 1099511627776 is invalid", "2147483647"]),  # was OverflowError
+        (["grid.batch=2.5"], ["grid.batch = 2.5 is invalid", "integer"]),  # was accepted
+        (["grid.batch=0"], ["grid.batch = 0 is invalid"]),
+    ],
+)
 def test_bad_grid_value_in_process(args, fragments):
     """More values ``validate_grid`` refuses (as ``engine.run.run`` calls it, before computing), on
     the config Hydra composes from the same overrides; the CLI's path from this SpecError to one
@@ -85,8 +103,9 @@ def test_grid_without_plus_says_how(tmp_path):
 def test_malformed_model_yaml_names_the_path(tmp_path):
     bad = inputs(tmp_path) / "model" / "broken.yaml"
     bad.write_text("description: cut short\narchitecture: {n_layers: [61\n")
-    assert_refused(sweep(tmp_path, "model=broken", options=["--config-dir", str(tmp_path / "in")]), tmp_path,
-                   str(bad), "not valid YAML")  # Hydra parses the group file: was a 60-line traceback, exit 1
+    assert_refused(
+        sweep(tmp_path, "model=broken", options=["--config-dir", str(tmp_path / "in")]), tmp_path, str(bad), "not valid YAML"
+    )  # Hydra parses the group file: was a 60-line traceback, exit 1
 
 
 @pytest.mark.parametrize("text", ["", '{"model_type": "mixtral", "num_hidden_layers": 3'])
@@ -99,12 +118,15 @@ def test_empty_or_truncated_hf_config_names_the_path(text, tmp_path):
 DIST = ["distributed=env", "distributed.timeout_s=2"]
 
 
-@pytest.mark.parametrize("env,fragments", [
-    ({"MOEJAX_NUM_PROCESSES": "abc"}, ["distributed.num_processes = 'abc' is invalid", "integer", "MOEJAX_NUM_PROCESSES"]),
-    ({"MOEJAX_PROCESS_ID": "first"}, ["distributed.process_id = 'first' is invalid", "MOEJAX_PROCESS_ID"]),
-    ({"MOEJAX_NUM_PROCESSES": "[2"}, ["distributed.num_processes = '[2' is invalid", "MOEJAX_NUM_PROCESSES"]),
-    ({"MOEJAX_COORDINATOR": "localhost"}, ["distributed.coordinator = 'localhost' is invalid", "host:port"]),
-])
+@pytest.mark.parametrize(
+    "env,fragments",
+    [
+        ({"MOEJAX_NUM_PROCESSES": "abc"}, ["distributed.num_processes = 'abc' is invalid", "integer", "MOEJAX_NUM_PROCESSES"]),
+        ({"MOEJAX_PROCESS_ID": "first"}, ["distributed.process_id = 'first' is invalid", "MOEJAX_PROCESS_ID"]),
+        ({"MOEJAX_NUM_PROCESSES": "[2"}, ["distributed.num_processes = '[2' is invalid", "MOEJAX_NUM_PROCESSES"]),
+        ({"MOEJAX_COORDINATOR": "localhost"}, ["distributed.coordinator = 'localhost' is invalid", "host:port"]),
+    ],
+)
 def test_non_numeric_environment_is_one_line(env, fragments, tmp_path):
     env = {"MOEJAX_COORDINATOR": "127.0.0.1:1", "MOEJAX_NUM_PROCESSES": "2", "MOEJAX_PROCESS_ID": "0", **env}
     assert_refused(sweep(tmp_path, *DIST, env=env), tmp_path, *fragments)
@@ -126,8 +148,9 @@ def test_design_space_dotted_override_and_user_config_dir(tmp_path):
     d = inputs(tmp_path)
     shutil.copy(ROOT / "conf/model/mixtral-8x7b.yaml", d / "model/my-moe.yaml")
     shutil.copy(ROOT / "conf/hardware/h100-sxm.yaml", d / "hardware/my-gpu.yaml")
-    proc = sweep(tmp_path, "model=my-moe", "hardware=my-gpu", "grid.hardware_space.hbm_bw=[1,2]",
-                 options=["--config-dir", str(d)])
+    proc = sweep(
+        tmp_path, "model=my-moe", "hardware=my-gpu", "grid.hardware_space.hbm_bw=[1,2]", options=["--config-dir", str(d)]
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     bw = moejax.load_hardware("h100-sxm").hbm_bw  # the copied entry's number, read independently
     with xr.open_dataset(tmp_path / "run/x.nc") as ds:
@@ -261,8 +284,8 @@ def test_hf_field_errors_name_the_path(tmp_path):
         moejax.load_model(str(path))
 
 
-
 # --- sizes checked before memory is taken (issue 20, item 4) ------------------------------------
+
 
 def composed(*overrides):
     """The sweep config Hydra composes from ``TINY`` and ``overrides`` (in-process)."""
@@ -331,14 +354,52 @@ def test_sizes_are_refused_before_allocating(overrides, fragments):
         assert fragment in str(e.value), str(e.value)
 
 
+def test_sizes_are_refused_beyond_the_machines_available_memory(monkeypatch):
+    """Issue 20: memory needs are refused early when they exceed what the machine has, not only the
+    ``max_memory_bytes`` setting (default 4 GB, more than many laptops have free). With 1 MB
+    available, 100,000 interactivity levels (~6.4 MB by ``LEVEL_BYTES``) are refused naming the
+    machine; with the machine's memory unknown, the setting alone decides (and lets it pass)."""
+    from moejax.engine import config
+
+    cfg = composed("grid.batches=[1,2]", "grid.interactivity.count=100000")
+    monkeypatch.setattr(config, "available_memory_bytes", lambda: 1e6)
+    with pytest.raises(
+        SpecError,
+        match=r"^grid.interactivity.count = 100000 is invalid: it needs about 0.0064 GB of working "
+        r"memory, over the 0.001 GB this machine has available",
+    ):
+        config.check_sizes(cfg)
+    monkeypatch.setattr(config, "available_memory_bytes", lambda: None)
+    config.check_sizes(cfg)
+
+
+def test_available_memory_is_read_from_the_machine():
+    """Linux: ``MemAvailable``, a positive number of bytes no larger than the physical memory."""
+    import os
+
+    from moejax.engine.config import available_memory_bytes
+
+    avail = available_memory_bytes()
+    total = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    assert avail is not None and 0 < avail <= total
+
+
 def test_size_refusal_from_the_command_line(tmp_path):
     """The same check through the CLI: one line, exit 2, no file (peak RSS ~240 MB, measured)."""
-    assert_refused(sweep(tmp_path, "grid.batches=[1,2]", "grid.interactivity.count=300000000"), tmp_path,
-                   "grid.interactivity.count = 300000000 is invalid")
+    assert_refused(
+        sweep(tmp_path, "grid.batches=[1,2]", "grid.interactivity.count=300000000"),
+        tmp_path,
+        "grid.interactivity.count = 300000000 is invalid",
+    )
 
 
-ALIAS_BOMB = "- id: [&a [x, x, x, x, x, x, x, x, x, x], " + ", ".join(  # the old loader hung printing this id
-    f"&{c} [{', '.join([f'*{p}'] * 10)}]" for p, c in zip("abcdefgh", "bcdefghi")) + "]\n"
+ALIAS_BOMB = (
+    "- id: [&a [x, x, x, x, x, x, x, x, x, x], "
+    + ", ".join(  # the old loader hung printing this id
+        f"&{c} [{', '.join([f'*{p}'] * 10)}]" for p, c in zip("abcdefgh", "bcdefghi")
+    )
+    + "]\n"
+)
 
 
 def test_yaml_alias_bomb_is_refused_quickly(tmp_path):
@@ -380,6 +441,7 @@ def test_oversized_input_file_is_refused(tmp_path):
 
 # --- one line, exit 2 for the inputs of issue 20, item 5 -----------------------------------------
 
+
 @pytest.mark.parametrize(
     "args,fragments",
     [
@@ -398,26 +460,47 @@ def test_point_refuses_in_one_line(args, fragments, tmp_path):
     env = {**os.environ, "PYTHONPATH": str(ROOT), "JAX_PLATFORMS": "cpu"}
     env.pop("HYDRA_FULL_ERROR", None)
     (tmp_path / "run").mkdir()
-    proc = subprocess.run([sys.executable, "-m", "moejax.point", "model=mixtral-8x7b", "hardware=h100-sxm", "num_gpus=8",
-                           "context=4096", *args, f"hydra.run.dir={tmp_path / 'run' / 'out'}"], cwd=tmp_path / "run",
-                          env=env, capture_output=True, text=True, timeout=300, check=False)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "moejax.point",
+            "model=mixtral-8x7b",
+            "hardware=h100-sxm",
+            "num_gpus=8",
+            "context=4096",
+            *args,
+            f"hydra.run.dir={tmp_path / 'run' / 'out'}",
+        ],
+        cwd=tmp_path / "run",
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
     assert_refused(proc, tmp_path, *fragments)
 
 
 def test_grid_file_with_a_list_for_a_dtype(tmp_path):
     d = inputs(tmp_path)
     (d / "grid").mkdir()
-    (d / "grid" / "g.yaml").write_text("defaults: [grid_schema]\nname: g\nmodels: [mixtral-8x7b]\nhardware: [h100-sxm]\n"
-                                       "num_gpus: [8]\ncontexts: [1024]\ndtypes: {kv: []}\n")
+    (d / "grid" / "g.yaml").write_text(
+        "defaults: [grid_schema]\nname: g\nmodels: [mixtral-8x7b]\nhardware: [h100-sxm]\n"
+        "num_gpus: [8]\ncontexts: [1024]\ndtypes: {kv: []}\n"
+    )
     proc = sweep(tmp_path, grid=["+grid=g", "summary=false"], options=["--config-dir", str(d)])
     assert_refused(proc, tmp_path, "grid.dtypes.kv = [] is invalid: allowed fp32, bf16")
 
 
-@pytest.mark.parametrize("overrides,fragments", [
-    (["grid.partitions.kv_modes=[]"], ["grid.partitions.kv_modes = [] is invalid: needs at least one of kvp, cp"]),
-    (["grid.partitions.kv_modes=[kvp,none]"], ["grid.partitions.kv_modes = 'none' is invalid: allowed kvp, cp"]),
-    (["grid.contexts=[1000.5]"], ["grid.contexts = 1000.5 is invalid", "integer"]),
-])
+@pytest.mark.parametrize(
+    "overrides,fragments",
+    [
+        (["grid.partitions.kv_modes=[]"], ["grid.partitions.kv_modes = [] is invalid: needs at least one of kvp, cp"]),
+        (["grid.partitions.kv_modes=[kvp,none]"], ["grid.partitions.kv_modes = 'none' is invalid: allowed kvp, cp"]),
+        (["grid.contexts=[1000.5]"], ["grid.contexts = 1000.5 is invalid", "integer"]),
+    ],
+)
 def test_bad_grid_lists_in_process(overrides, fragments):
     from moejax.engine.config import validate_grid
 
@@ -428,11 +511,14 @@ def test_bad_grid_lists_in_process(overrides, fragments):
         assert fragment in str(e.value), str(e.value)
 
 
-@pytest.mark.parametrize("override,line", [
-    ("overwrite=-815", "overwrite = -815 is invalid: must be true or false"),  # was read as true
-    ("keep_partitions='1'", "keep_partitions = '1' is invalid: must be true or false"),
-    ("summary=0", "summary = 0 is invalid: must be true or false"),
-])
+@pytest.mark.parametrize(
+    "override,line",
+    [
+        ("overwrite=-815", "overwrite = -815 is invalid: must be true or false"),  # was read as true
+        ("keep_partitions='1'", "keep_partitions = '1' is invalid: must be true or false"),
+        ("summary=0", "summary = 0 is invalid: must be true or false"),
+    ],
+)
 def test_flags_must_be_booleans(override, line):
     from moejax.engine.config import validate_flags
 
@@ -467,22 +553,45 @@ def test_entry_dtypes_checked_even_when_overridden(tmp_path):
 
 
 def test_hf_config_beyond_plausibility_names_the_field(tmp_path):
-    cfg = {"model_type": "mixtral", "hidden_size": 4096, "num_hidden_layers": 3.8e16, "vocab_size": 32000,
-           "num_attention_heads": 32, "num_key_value_heads": 8, "intermediate_size": 14336, "num_local_experts": 8,
-           "num_experts_per_tok": 2}
+    cfg = {
+        "model_type": "mixtral",
+        "hidden_size": 4096,
+        "num_hidden_layers": 3.8e16,
+        "vocab_size": 32000,
+        "num_attention_heads": 32,
+        "num_key_value_heads": 8,
+        "intermediate_size": 14336,
+        "num_local_experts": 8,
+        "num_experts_per_tok": 2,
+    }
     path = write(tmp_path, "config.json", json.dumps(cfg))
     with pytest.raises(SpecError, match=rf"^{path}: num_hidden_layers = 3.8e\+16 is invalid: must be an integer in \[1, 10000\]"):
         moejax.load_model(str(path))
 
 
-@pytest.mark.parametrize("call,message", [
-    (lambda: moejax.decode_step(None, H100, TP8, 4096), "model = None is invalid: must be a moejax.ModelSpec"),
-    (lambda: moejax.decode_step("mixtral-8x7b", H100, {"tp": 8}, 4096),
-     "partition = {'tp': 8} is invalid: must be a moejax.Partition, e.g. moejax.Partition(tp=8)"),
-    (lambda: moejax.decode_step("mixtral-8x7b", None, TP8, 4096), "hardware = None is invalid"),
-    (lambda: moejax.prefill_step("mixtral-8x7b", H100, TP8, 4096, accounting="sol"), "accounting = 'sol' is invalid"),
-    (lambda: moejax.Partition(tp="8"), "Partition.tp = '8' is invalid: must be a number, not a string"),
-])
+@pytest.mark.parametrize(
+    "call,message",
+    [
+        (lambda: moejax.decode_step(None, H100, TP8, 4096), "model = None is invalid: must be a moejax.ModelSpec"),
+        (
+            lambda: moejax.decode_step("mixtral-8x7b", H100, {"tp": 8}, 4096),
+            "partition = {'tp': 8} is invalid: must be a moejax.Partition, e.g. moejax.Partition(tp=8)",
+        ),
+        (lambda: moejax.decode_step("mixtral-8x7b", None, TP8, 4096), "hardware = None is invalid"),
+        (lambda: moejax.prefill_step("mixtral-8x7b", H100, TP8, 4096, accounting="sol"), "accounting = 'sol' is invalid"),
+        (lambda: moejax.Partition(tp="8"), "Partition.tp = '8' is invalid: must be a number, not a string"),
+        (
+            lambda: moejax.decode_step("mixtral-8x7b", H100, TP8, None),
+            "context = None is invalid: must be a number",
+        ),  # was float()'s TypeError
+        (
+            lambda: moejax.decode_step("mixtral-8x7b", H100, TP8, "4096"),
+            "context = '4096' is invalid: must be a number",
+        ),  # was accepted
+        (lambda: moejax.decode_step("mixtral-8x7b", H100, TP8, 4096, kappa="5"), "kappa = '5' is invalid: must be a number"),
+        (lambda: moejax.prefill_step("mixtral-8x7b", H100, TP8, [4096]), "context = [4096] is invalid: must be a number"),
+    ],
+)
 def test_api_wrong_types_name_the_argument(call, message):
     """Was an AttributeError from inside the kernel, or JAX's TypeError about abstract arrays."""
     with pytest.raises(SpecError, match=f"^{re.escape(message)}"):

@@ -230,3 +230,24 @@ def test_figure_draws_the_dataset_values(narrow, tmp_path):
         at = ds.interactivity.values[reason == REASONS.index(meaning)]
         assert hollow.get(bound, []) == list(at)
     assert hollow  # the bracket makes bound-limited levels
+
+
+def test_figure_labels_the_kappa_axis_below_kappa(narrow, tmp_path):
+    """Issue 20: κ* between 2.5 and 5 had no y label below 5 (decades and 2/5 only, on a span under
+    one decade). Every κ* drawn must be readable: at least three y labels, one below the selection's
+    κ and one at or below the smallest κ* plotted times 2; labels on each axis do not overlap."""
+    from figure_checks import no_overlaps, tick_labels
+
+    _, out, coords = narrow
+    ds = xr.Dataset({n: v for n, v in fb.dataset_variables(out).items()},
+                    coords={d: (d, v, a) for d, (v, a) in coords.items()})
+    sel = {"model": "mixtral-8x22b", "hardware": "h100-sxm", "num_gpus": 8, "kappa": 5.0}
+    _, _, arrays, fig = plot_kappa_star_frontier(ds, tmp_path, sel)
+    ys = tick_labels(fig, fig.axes[0].yaxis)
+    values = [v for v, _, _ in ys]
+    drawn = arrays["kappa_star_frontier"][np.isfinite(arrays["kappa_star_frontier"])]
+    assert len(values) >= 3 and min(values) < sel["kappa"], [t for _, t, _ in ys]
+    assert min(values) <= 2 * min(drawn.min(), 2.5), (values, drawn.min())
+    assert all(float(t) == pytest.approx(v, rel=1e-9) for v, t, _ in ys)  # plain numbers, the tick's value
+    for axis in (fig.axes[0].xaxis, fig.axes[0].yaxis):
+        assert not no_overlaps([b for _, _, b in tick_labels(fig, axis)])

@@ -263,3 +263,72 @@ def test_existing_output_directory_needs_overwrite(dataset, tmp_path, capsys):
     assert sorted(p.name for p in out.iterdir()) == ["mine.txt"]
     assert main([str(dataset), "--out", str(out), "--overwrite", "--kappa", "2"]) == 0
     assert (out / "throughput.png").stat().st_size > 1000 and (out / "mine.txt").read_text() == "keep me"
+
+
+def test_guide_plots_in_sequence_do_not_collide(dataset, tmp_path, capsys):
+    """docs/guide.md runs its sweeps in one directory and plots with the default ``--out``: a second
+    dataset's figures must not be refused because the first's filled ``plots/`` (issue 20)."""
+    import re
+    import shutil
+
+    guide = (REPO / "docs" / "guide.md").read_text()
+    plotted = re.findall(r"python -m moejax\.plot (\S+\.nc)(?! --out)", guide)
+    assert plotted, "the guide plots a dataset with the default output directory"
+    names = ["first.nc", *plotted]  # a dataset plotted before the guide's own
+    for name in names:
+        shutil.copy(dataset, tmp_path / name)
+        assert main([str(tmp_path / name), "--kappa", "2"]) == 0, capsys.readouterr().err
+        assert (tmp_path / "plots" / Path(name).stem / "throughput.png").stat().st_size > 1000
+    assert sorted(p.name for p in (tmp_path / "plots").iterdir()) == sorted(Path(n).stem for n in names)
+
+
+def test_frontier_dollar_axis_has_readable_ticks(tmp_path):
+    """Issue 20: the $/Mtok axis (a secondary axis, y = c / x) showed two ticks. Over a frontier
+    spanning about one decade of tokens/s/GPU it must show at least four labels whose values match
+    the left axis through ``cost_per_mtok``, none overlapping."""
+    from figure_checks import no_overlaps, tick_labels
+
+    from moejax.figures.frontier import plot_frontier
+    from moejax.plot import _save
+
+    levels = np.array([5.0, 10, 20, 50, 100, 200])
+    moe = 3000.0 / np.sqrt(levels / 5)  # 3000 -> 480 tokens/s/GPU
+    tput = np.stack([moe, 0.7 * moe])[None, None, None, None, :, None, :]  # [model, hw, gpus, context, variant, kappa, level]
+    ds = xr.Dataset({"frontier_throughput_per_gpu": (("model", "hardware", "num_gpus", "context", "variant", "kappa",
+                                                     "interactivity"), tput),
+                     "hw_price_per_gpu_hour": (("hardware",), [2.5])},
+                    coords={"model": ["m"], "hardware": ["h"], "num_gpus": [8], "context": [8192.0],
+                            "variant": ["moe", "dense"], "kappa": [5.0], "interactivity": levels})
+    sel = {"model": "m", "hardware": "h", "num_gpus": 8, "kappa": 5.0}
+    _, _, arrays, fig = plot_frontier(ds, tmp_path, sel, "test", _save)
+    right = fig.axes[0].child_axes[0]  # the secondary axis
+    shown = tick_labels(fig, right.yaxis)
+    assert len(shown) >= 4, [t for _, t, _ in shown]
+    assert not no_overlaps([b for _, _, b in shown])
+    lo, hi = (2.5 / 3600 / np.array(fig.axes[0].get_ylim()) * 1e6)[::-1]  # $/Mtok at the left axis's limits
+    assert all(lo * (1 - 1e-6) <= v <= hi * (1 + 1e-6) and float(t) == pytest.approx(v, rel=1e-9) for v, t, _ in shown)
+    assert len(tick_labels(fig, fig.axes[0].yaxis)) >= 3
+
+
+def test_roofline_labels_do_not_overlap(wide, tmp_path):
+    """Issue 20: the roofline's ridge and context labels overlapped on a many-context grid. Every text
+    in the axes is clear of every other and inside the axes; both ridges are labelled; tick labels
+    of each axis do not overlap either."""
+    from figure_checks import no_overlaps, renderer, tick_labels
+
+    from moejax.plot import plot_roofline
+
+    sel = default_selection(wide)
+    _, _, arrays, fig = plot_roofline(wide, tmp_path, sel)
+    ax = fig.axes[0]
+    r = renderer(fig)
+    texts = [t for t in ax.texts if t.get_text()]
+    boxes = [t.get_window_extent(r) for t in texts]
+    assert not no_overlaps(boxes), [(texts[i].get_text(), texts[j].get_text()) for i, j in no_overlaps(boxes)]
+    assert sum(t.get_text().startswith("ridge ") for t in texts) == 2
+    points = sum(len(v["achieved"]) for k, v in arrays.items() if k.startswith("points_"))
+    assert len(texts) - 2 >= min(points, 4)  # most contexts keep their label
+    frame = ax.get_window_extent(r)
+    assert all(frame.x0 <= b.x0 and b.x1 <= frame.x1 and frame.y0 <= b.y0 and b.y1 <= frame.y1 for b in boxes)
+    for axis in (ax.xaxis, ax.yaxis):
+        assert len(tick_labels(fig, axis)) >= 2 and not no_overlaps([b for _, _, b in tick_labels(fig, axis)])

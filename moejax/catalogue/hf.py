@@ -141,7 +141,7 @@ def _model_type(cfg: dict) -> str:
         if archs[0] not in _BY_CLASS:
             _fail("architectures", archs, f"supported: {_supported_text()}")
         return _BY_CLASS[archs[0]]
-    if mt not in SUPPORTED:
+    if not isinstance(mt, str) or mt not in SUPPORTED:  # a list or mapping: unhashable
         _fail("model_type", mt, f"supported: {_supported_text()}")
     known = [a for a in (archs or []) if a in _BY_CLASS]
     if known and _BY_CLASS[known[0]] != mt:

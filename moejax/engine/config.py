@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
 from typing import Any, Optional
 
 from hydra.core.config_store import ConfigStore
@@ -277,6 +278,22 @@ def _count(value) -> int:
     return 0 if value is None else 1 if not isinstance(value, list | tuple) and not OmegaConf.is_list(value) else len(value)
 
 
+def available_memory_bytes() -> float | None:
+    """Memory this machine can give a new allocation now: ``MemAvailable`` of ``/proc/meminfo``
+    (Linux), else free physical pages (``sysconf``); None where neither is known."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return float(line.split()[1]) * 1024
+    except OSError:
+        pass
+    try:
+        return float(os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
 def check_sizes(cfg) -> None:
     """Refuse, from the config alone and before anything is allocated, a grid whose inputs need more
     than ``max_memory_bytes`` of working memory (interactivity levels, batches, design-space
@@ -288,6 +305,11 @@ def check_sizes(cfg) -> None:
     for field, value in (("max_memory_bytes", budget), ("max_output_bytes", limit)):
         if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
             raise SpecError(f"{field} = {value!r} is invalid: must be a positive number of bytes")
+    available = available_memory_bytes()
+    machine = available is not None and available < budget  # the machine, not the setting, is the limit
+    setting = budget
+    if machine:
+        budget = available
     levels = int(grid.interactivity["count"]) if grid.get("interactivity") is not None else 0
     batches = _count(grid.get("batches"))
     space = {k: _count(v) for k, v in (grid.get("hardware_space") or {}).items() if v is not None}
@@ -295,6 +317,10 @@ def check_sizes(cfg) -> None:
     candidates = math.prod(len(grid.partitions[f]) for f in grid.partitions) * len(grid.num_gpus)
 
     def over(field, value, need):
+        if need > budget and machine:
+            raise SpecError(f"{field} = {value} is invalid: it needs about {need / 1e9:.3g} GB of working memory, over "
+                            f"the {budget / 1e9:.3g} GB this machine has available (MemAvailable, below max_memory_bytes = "
+                            f"{setting:.3g}); shrink it or free memory")
         if need > budget:
             raise SpecError(f"{field} = {value} is invalid: it needs about {need / 1e9:.3g} GB of working memory, over "
                             f"max_memory_bytes = {budget:.3g}; shrink it (or raise max_memory_bytes={need * 1.1:.2g})")

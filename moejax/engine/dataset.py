@@ -213,26 +213,36 @@ def parts_lock(parts_dir: Path):
         os.close(fd)
 
 
-def check_output(out: Path, overwrite: bool) -> None:
-    """Fail early, before any computing: ``out`` must be a file path that can be written (and does
-    not exist, unless ``overwrite``). Checked by creating and removing a probe file; directories
-    created for the probe are removed again."""
-    if out.is_dir():
-        raise SpecError(f"out = '{out}' is invalid: it is a directory; give a file path, e.g. out={out / 'sweep.nc'}")
-    if out.exists() and not overwrite:
-        raise SpecError(f"out = '{out}' is invalid: the file exists; choose another path or add overwrite=true")
-    missing = [d for d in [out.parent, *out.parent.parents] if not d.exists()]
+def check_writable(field: str, directory: Path, shown: Path | None = None) -> None:
+    """Fail early, before any computing, unless files can be created in ``directory``: one line
+    ``<field> = '<shown>' is invalid: cannot write there (<reason>)`` (``shown`` defaults to
+    ``directory``). Checked by creating and removing a probe file; directories created for the
+    probe are removed again. The one writability check of every command's outputs."""
+    shown = directory if shown is None else shown
+    if directory.exists() and not directory.is_dir():
+        raise SpecError(f"{field} = '{shown}' is invalid: '{directory}' is a file, not a directory")
+    missing = [d for d in [directory, *directory.parents] if not d.exists()]
     try:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        probe = temp_name(out)
+        directory.mkdir(parents=True, exist_ok=True)
+        probe = temp_name(directory / "probe")
         probe.touch()
         probe.unlink()
     except OSError as e:
-        raise SpecError(f"out = '{out}' is invalid: cannot write there ({e.strerror or e})") from None
+        raise SpecError(f"{field} = '{shown}' is invalid: cannot write there ({e.strerror or e})") from None
     finally:
         for d in missing:
             with contextlib.suppress(OSError):
                 d.rmdir()
+
+
+def check_output(out: Path, overwrite: bool, field: str = "out") -> None:
+    """Fail early, before any computing: ``out`` must be a file path that can be written (and does
+    not exist, unless ``overwrite``); ``check_writable`` on its directory."""
+    if out.is_dir():
+        raise SpecError(f"{field} = '{out}' is invalid: it is a directory; give a file path, e.g. {field}={out / 'sweep.nc'}")
+    if out.exists() and not overwrite:
+        raise SpecError(f"{field} = '{out}' is invalid: the file exists; choose another path or add overwrite=true")
+    check_writable(field, out.parent, shown=out)
 
 
 def publish(tmp: Path, out: Path, overwrite: bool) -> None:

@@ -95,6 +95,8 @@ def validate(grid) -> None:
     """One-line ``SpecError`` on bad batches, interactivity or SLO values."""
     batches = grid.get("batches")
     if batches is not None:
+        if isinstance(batches, str | bytes) or not hasattr(batches, "__iter__") or hasattr(batches, "keys"):
+            raise SpecError(f"grid.batches = {batches!r} is invalid: a non-empty list of positive integers, e.g. [1,8,64]")
         values = list(batches)
         if not values:
             raise SpecError("grid.batches = [] is invalid: a non-empty list of positive integers (or leave it unset)")

@@ -124,23 +124,32 @@ def run(cfg: DictConfig, out: Path, derive=None) -> Path | None:
     return out
 
 
+LOG_PROGRESS_S = 30.0  # progress=auto off a terminal: first report after this many seconds, then at most this often
+
+
 def _evaluate(cfg, plan: SweepPlan, hooks, parts_dir: Path, total: int, pid: int, n_proc: int, devices) -> bool:
     """Compute this process's missing chunks into parts; whether this process assembles."""
     mine = {c for c in range(total) if c % n_proc == pid}
     done = completed_chunks(parts_dir, owned=mine) | set(range(total)) - mine
     per_chunk = plan.inputs.n_partitions * int(np.prod(list(plan.inputs.shape.values()))) / total
-    show = cfg.progress is True or (cfg.progress == "auto" and total - len(done) > 1 and sys.stderr.isatty())
+    tty = sys.stderr.isatty()
+    show = cfg.progress is True or (cfg.progress == "auto" and total - len(done) > 1)
+    # auto, not on a terminal (a log, CI): nothing for a short run; a run past LOG_PROGRESS_S reports then, and
+    # every LOG_PROGRESS_S after, so a long run is never silent
+    quiet = cfg.progress == "auto" and not tty
     dtype = np.float64 if cfg.precision == "float64" else np.float32
     start = time.perf_counter()
-    with safe_points() as pending, tqdm(total=total, initial=len(done), unit="chunk", disable=not show,
-                                       file=sys.stderr) as bar:
+    with safe_points() as pending, tqdm(total=total, initial=len(done), unit="chunk", disable=not show, file=sys.stderr,
+                                       delay=LOG_PROGRESS_S if quiet else 0.0,
+                                       mininterval=LOG_PROGRESS_S if quiet else 0.1) as bar:
         for cid, axis, positions, results in evaluate_chunks(plan.inputs, plan.batch, plan.accounting, cfg.keep_partitions,
                                                              hooks.max_evaluations, dtype, skip=done,
                                                              sensitivities=cfg.sensitivities, devices=devices, extra=hooks.extra):
             mask_missing_baselines(plan, axis, positions, results)
             write_part(parts_dir, cid, axis, positions, results, hooks.trailing)
             bar.update(1)
-            bar.set_postfix_str(f"{per_chunk * (bar.n - len(done)) / (time.perf_counter() - start):.3g} evaluations/s")
+            bar.set_postfix_str(f"{per_chunk * (bar.n - len(done)) / (time.perf_counter() - start):.3g} evaluations/s",
+                                refresh=not quiet)  # a refresh ignores tqdm's delay
             pending.check()  # Ctrl-C stops here, between two written parts
     if n_proc > 1:
         distributed.barrier("moejax: all parts written")

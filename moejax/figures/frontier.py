@@ -15,6 +15,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from ..physics.serving import cost_per_mtok
+from .axes import log_ticks
 
 FRONTIER_CONTEXT = 8192.0  # tokens: the context the figure shows (the nearest in the dataset)
 
@@ -55,10 +56,13 @@ def plot_frontier(ds, out_dir, sel, title: str, save):
     ax.set_xlabel("interactivity (output tokens/s per user, at least)")
     ax.set_ylabel("decode throughput per GPU (tokens/s/GPU)")
     ax.grid(True, which="both", alpha=0.3)
+    log_ticks(ax.xaxis, *ax.get_xlim())
+    log_ticks(ax.yaxis, *ax.get_ylim())
     if np.isfinite(price):
         def dollars(x):
             return cost_per_mtok(price, np.maximum(np.asarray(x, dtype=float), 1e-30))
         right = ax.secondary_yaxis("right", functions=(dollars, dollars))  # its own inverse: y = c/x
+        log_ticks(right.yaxis, *dollars(np.array(ax.get_ylim())))  # 1-2-5 ticks, not decades only
         right.set_ylabel(f"\\$ per million output tokens\n(at \\${price:g}/GPU-hour; cheaper is up)")
     workload = f", isl {ds.isl.sel(context=context).item():g} / osl {ds.osl.sel(context=context).item():g}" if "isl" in ds else ""
     fig.suptitle(f"{title}\ncontext {int(context)} tokens{workload}; best partition and batch at each level")

@@ -17,10 +17,10 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
-import matplotlib.ticker
 import numpy as np
 
 from ..analysis.summary import context_label, flag_meanings
+from .axes import log_ticks
 
 
 def plot_kappa_star_frontier(ds, out_dir, sel: dict, dtypes: str = "", context: float = 8192.0):
@@ -48,10 +48,8 @@ def plot_kappa_star_frontier(ds, out_dir, sel: dict, dtypes: str = "", context: 
                 xytext=(2, 2), textcoords="offset points", color="#555555")
     ax.set(xscale="log", yscale="log", xlabel="interactivity (output tokens/s per user, at least)",
            ylabel="break-even κ* (dense at its own frontier)")
-    for axis in (ax.xaxis, ax.yaxis):  # plain numbers; minor ticks labelled at 2 and 5 only
-        axis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:g}"))
-        axis.set_minor_formatter(matplotlib.ticker.FuncFormatter(
-            lambda v, _: f"{v:g}" if v > 0 and round(v / 10 ** np.floor(np.log10(v)), 6) in (2, 5) else ""))
+    log_ticks(ax.xaxis, *ax.get_xlim())  # plain numbers, dense enough for a span under one decade
+    log_ticks(ax.yaxis, *ax.get_ylim())
     ax.plot([], [], "o", mfc="none", color="#555555", label="hollow: crossing beyond κ_min / κ_max")
     fig.legend(loc="outside lower center", ncols=3, fontsize=8)
     fig.suptitle(f"Break-even κ* along the serving frontier (MoE ahead where κ > κ*)\n{sel['hardware']}, "

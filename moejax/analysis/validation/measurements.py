@@ -236,7 +236,7 @@ def check_entry(path: Path, index: int, raw) -> Measurement:
             raise SpecError(f"{e.where}: dtypes.{key} is missing: it is required (allowed {', '.join(DTYPE_BYTES)})")
     dtypes = {**dt, "experts": dt.get("experts") or dt["weights"]}
     for key in DTYPE_KEYS:
-        if dtypes[key] not in DTYPE_BYTES:
+        if not isinstance(dtypes[key], str) or dtypes[key] not in DTYPE_BYTES:  # a list or mapping: unhashable
             e.fail(f"dtypes.{key}", dtypes[key], f"allowed {', '.join(DTYPE_BYTES)}")
     batch = raw["batch"]
     if batch != "max":
