@@ -123,7 +123,7 @@ def _bool(cfg: dict, field: str, default: bool) -> bool:
 
 def _gated_activation(cfg: dict) -> str:
     act = cfg.get("hidden_act", "silu")
-    if act not in _GATED_ACT:
+    if not isinstance(act, str) or act not in _GATED_ACT:  # a list or mapping: unhashable
         _fail("hidden_act", act, f"allowed {', '.join(sorted(_GATED_ACT))} (gated FFN)")
     return _GATED_ACT[act]
 
