@@ -609,8 +609,15 @@ def test_fuzz_finding_measurement_dtype_list(tmp_path):
         load_measurements(path)
 
 
-@pytest.mark.parametrize("field,value,allowed", [("model_type", ["mixtral"], "supported: "), ("model_type", {"a": 1}, "supported: "),
-                                                 ("hidden_act", ["silu"], "allowed "), ("hidden_act", {"a": 1}, "allowed ")])
+@pytest.mark.parametrize(
+    "field,value,allowed",
+    [
+        ("model_type", ["mixtral"], "supported: "),
+        ("model_type", {"a": 1}, "supported: "),
+        ("hidden_act", ["silu"], "allowed "),
+        ("hidden_act", {"a": 1}, "allowed "),
+    ],
+)
 def test_fuzz_finding_hf_field_not_a_string(field, value, allowed, tmp_path):
     """A list or mapping as ``model_type`` or ``hidden_act`` in config.json: was ``TypeError:
     unhashable type`` (the 1000-example run: 59 of about 3000 HF configs)."""
