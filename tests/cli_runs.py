@@ -3,6 +3,7 @@ one ``error: ...`` line, no dataset, part or log written."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -32,3 +33,15 @@ def assert_refused(proc, tmp_path, *fragments):
         assert fragment in lines[0], lines[0]
     assert not [p for p in (tmp_path / "run").rglob("*") if p.is_file()]  # no dataset, part or log
     return lines[0]
+
+
+def forked(module, runs, *, cwd=ROOT, env=None, timeout=300):
+    """``python -m MODULE *ARGS`` for each ``ARGS`` in ``runs``, as ``subprocess.CompletedProcess``
+    objects, from one interpreter that imports ``MODULE`` once and forks a fresh child per run
+    (tests/cli_fork.py): the command's exit code, stdout and stderr, for a fraction of the start-up."""
+    proc = subprocess.run([sys.executable, str(Path(__file__).with_name("cli_fork.py")), module, str(timeout)],
+                          input=json.dumps([list(map(str, args)) for args in runs]), cwd=cwd, env=env, capture_output=True,
+                          text=True, timeout=timeout * len(runs) + 120, check=False)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return [subprocess.CompletedProcess([sys.executable, "-m", module, *args], code, out, err)
+            for args, (code, out, err) in zip(runs, json.loads(proc.stdout), strict=True)]
