@@ -1,5 +1,5 @@
 """Many runs of one command for the price of one interpreter start: ``python tests/cli_fork.py MODULE
-TIMEOUT`` reads a JSON list of argument lists on stdin, imports ``MODULE`` once (JAX, xarray, Hydra:
+TIMEOUT`` reads a JSON list of ``[working directory, argument list]`` on stdin, imports ``MODULE`` once (JAX, xarray, Hydra:
 most of a command's start), then forks one child per argument list that runs the module as
 ``python -m MODULE *ARGS`` would (``runpy``, ``__main__``, ``sys.argv``), with its own stdout and
 stderr; prints a JSON list of ``[returncode, stdout, stderr]``. The parent never touches a JAX
@@ -19,9 +19,11 @@ import time
 import traceback
 
 
-def _child(module: str, args: list[str], out: str, err: str) -> None:
+def _child(module: str, cwd: str, args: list[str], out: str, err: str) -> None:
     code = 1
     try:
+        os.chdir(cwd)
+        sys.path[0] = cwd  # as ``python -m``: the working directory first
         for fd, path in ((1, out), (2, err)):
             f = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
             os.dup2(f, fd)
@@ -48,18 +50,17 @@ def _child(module: str, args: list[str], out: str, err: str) -> None:
 def main() -> None:
     module, timeout = sys.argv[1], float(sys.argv[2])
     runs = json.loads(sys.stdin.read())
-    sys.path[0] = os.getcwd()  # as ``python -m``: the working directory first, not this file's
     importlib.import_module(module)  # the module's imports, once
     del sys.modules[module]  # ... but the module itself runs afresh in each child, as __main__ (as -m has it)
     results = []
     with tempfile.TemporaryDirectory() as tmp:
-        for i, args in enumerate(runs):
+        for i, (cwd, args) in enumerate(runs):
             out, err = os.path.join(tmp, f"{i}.out"), os.path.join(tmp, f"{i}.err")
             sys.stdout.flush()
             sys.stderr.flush()
             pid = os.fork()
             if pid == 0:
-                _child(module, args, out, err)
+                _child(module, cwd, args, out, err)
             deadline = time.monotonic() + timeout
             while True:
                 done, status = os.waitpid(pid, os.WNOHANG)

@@ -17,10 +17,26 @@ def sweep(tmp_path, *args, grid, options=(), env=None, timeout=300):
     overrides first, then ``args``."""
     run = tmp_path / "run"
     run.mkdir(exist_ok=True)
+    return subprocess.run([sys.executable, "-m", "moejax.sweep", *options, *grid, *args, f"out={run / 'x.nc'}"],
+                          cwd=run, env=_env(env), capture_output=True, text=True, timeout=timeout, check=False)
+
+
+def _env(env):
     env = {**os.environ, "PYTHONPATH": str(ROOT), "JAX_PLATFORMS": "cpu", **(env or {})}
     env.pop("HYDRA_FULL_ERROR", None)
-    return subprocess.run([sys.executable, "-m", "moejax.sweep", *options, *grid, *args, f"out={run / 'x.nc'}"],
-                          cwd=run, env=env, capture_output=True, text=True, timeout=timeout, check=False)
+    return env
+
+
+def sweeps(runs, *, grid, env=None, timeout=300):
+    """``sweep(tmp_path, *args, grid=grid, options=options)`` for each ``(tmp_path, args, options)`` in
+    ``runs``, each its own process, forked from one interpreter start (``forked``)."""
+    cwds, argvs = [], []
+    for tmp_path, args, options in runs:
+        run = tmp_path / "run"
+        run.mkdir(exist_ok=True)
+        cwds.append(run)
+        argvs.append([*options, *grid, *args, f"out={run / 'x.nc'}"])
+    return forked("moejax.sweep", argvs, cwds=cwds, env=_env(env), timeout=timeout)
 
 
 def assert_refused(proc, tmp_path, *fragments):
@@ -35,13 +51,15 @@ def assert_refused(proc, tmp_path, *fragments):
     return lines[0]
 
 
-def forked(module, runs, *, cwd=ROOT, env=None, timeout=300):
-    """``python -m MODULE *ARGS`` for each ``ARGS`` in ``runs``, as ``subprocess.CompletedProcess``
-    objects, from one interpreter that imports ``MODULE`` once and forks a fresh child per run
-    (tests/cli_fork.py): the command's exit code, stdout and stderr, for a fraction of the start-up."""
+def forked(module, runs, *, cwd=ROOT, cwds=None, env=None, timeout=300):
+    """``python -m MODULE *ARGS`` for each ``ARGS`` in ``runs`` (in ``cwd``, or ``cwds[i]``), as
+    ``subprocess.CompletedProcess`` objects, from one interpreter that imports ``MODULE`` once and
+    forks a fresh child per run (tests/cli_fork.py): the command's exit code, stdout and stderr,
+    for a fraction of the start-up."""
+    cwds = cwds or [cwd] * len(runs)
     proc = subprocess.run([sys.executable, str(Path(__file__).with_name("cli_fork.py")), module, str(timeout)],
-                          input=json.dumps([list(map(str, args)) for args in runs]), cwd=cwd, env=env, capture_output=True,
-                          text=True, timeout=timeout * len(runs) + 120, check=False)
+                          input=json.dumps([[str(d), list(map(str, args))] for d, args in zip(cwds, runs, strict=True)]),
+                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout * len(runs) + 120, check=False)
     assert proc.returncode == 0, proc.stderr[-3000:]
     return [subprocess.CompletedProcess([sys.executable, "-m", module, *args], code, out, err)
             for args, (code, out, err) in zip(runs, json.loads(proc.stdout), strict=True)]

@@ -12,7 +12,7 @@ import jax
 import numpy as np
 import pytest
 import xarray as xr
-from cli_runs import assert_refused, sweep
+from cli_runs import assert_refused, sweep, sweeps
 
 import moejax
 from moejax.catalogue import load_accounting
@@ -34,7 +34,7 @@ def inputs(tmp_path) -> Path:
     return d
 
 
-@pytest.mark.parametrize("args,fragments", [
+BAD_OVERRIDES = [
     (["grid.partitions.tp=[0]"], ["grid.partitions.tp = 0 is invalid", "positive integer"]),  # was ZeroDivisionError
     (["grid.num_gpus=abc"], ["grid.num_gpus = 'abc' is invalid", "list of integers"]),  # was Hydra's multi-line report
     (["grid.num_gpus=[a]"], ["grid.num_gpus[0] = 'a' is invalid", "integer"]),
@@ -44,9 +44,21 @@ def inputs(tmp_path) -> Path:
     (["grid.models=[llama-3-70b]"], ["grid.models = 'llama-3-70b' is invalid", "dense model", "deepseek-v3"]),  # was accepted
     (["grid.hardware_space.foo=[2]"], ["grid.hardware_space.foo is not a known field", "hbm_bw"]),
     (["grid.hardware_space.hbm_bw=[-1]"], ["grid.hardware_space.hbm_bw = [-1.0] is invalid", "positive"]),
-])
-def test_bad_override_is_one_line(args, fragments, tmp_path):
-    assert_refused(sweep(tmp_path, *args), tmp_path, *fragments)
+]
+
+
+@pytest.fixture(scope="module")
+def bad_override_runs(tmp_path_factory):
+    """Each case of BAD_OVERRIDES run for real, in its own directory and process (one interpreter start)."""
+    dirs = [tmp_path_factory.mktemp("override") for _ in BAD_OVERRIDES]
+    procs = sweeps([(d, args, ()) for d, (args, _) in zip(dirs, BAD_OVERRIDES)], grid=TINY)
+    return {tuple(args): (proc, d) for (args, _), proc, d in zip(BAD_OVERRIDES, procs, dirs, strict=True)}
+
+
+@pytest.mark.parametrize("args,fragments", BAD_OVERRIDES)
+def test_bad_override_is_one_line(args, fragments, bad_override_runs):
+    proc, tmp_path = bad_override_runs[tuple(args)]
+    assert_refused(proc, tmp_path, *fragments)
 
 
 @pytest.mark.parametrize("args,fragments", [
