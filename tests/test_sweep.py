@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import xarray as xr
 import yaml
+from cli_runs import forked
 
 from moejax import Accounting, Partition, Workload, decode_point, dense_baseline, load_hardware, load_model
 from moejax.catalogue import load_accounting
@@ -116,14 +117,25 @@ def test_killed_run_resumes_to_the_same_dataset(tmp_path):
 
 # One case per way the CLI refuses: Hydra (unknown grid), grid_job (no grid), validate_grid (a name),
 # build_plan (a partition space); each must exit with the message and leave no file or run directory.
-@pytest.mark.parametrize("args,expected", [
+BAD = [
     (["+grid=nope"], "grid = 'nope' is invalid: allowed design-space, frontier, modern, qs-paper, quick"),
     (["+grid=quick", "grid.models=[deepseek-v9]"], "grid.models = 'deepseek-v9' is invalid: allowed deepseek-r1, deepseek-v3,"),
     (["+grid=quick", "grid.partitions.tp=[5]"], "grid.partitions.tp = [5] is invalid: none divides the 128 heads of deepseek-v3"),
     ([], "grid is missing: choose one with +grid=NAME, available design-space, frontier, modern, qs-paper, quick"),
-])
-def test_bad_input_fails_cleanly(tmp_path, args, expected):
-    proc = sweep(*args, f"out={tmp_path / 'x.nc'}", f"hydra.run.dir={tmp_path / 'run'}", check=False)
+]
+
+
+@pytest.fixture(scope="module")
+def bad_runs(tmp_path_factory):
+    """Each case of BAD run for real (``python -m moejax.sweep``, its own process, one interpreter start)."""
+    dirs = [tmp_path_factory.mktemp("bad") for _ in BAD]
+    procs = forked("moejax.sweep", [[*args, f"out={d / 'x.nc'}", f"hydra.run.dir={d / 'run'}"] for d, (args, _) in zip(dirs, BAD)])
+    return {tuple(args): (proc, d) for (args, _), proc, d in zip(BAD, procs, dirs, strict=True)}
+
+
+@pytest.mark.parametrize("args,expected", BAD)
+def test_bad_input_fails_cleanly(bad_runs, args, expected):
+    proc, tmp_path = bad_runs[tuple(args)]
     assert proc.returncode != 0
     assert expected in proc.stderr, proc.stderr
     assert not (tmp_path / "x.nc").exists() and not (tmp_path / "run").exists()
