@@ -1,5 +1,5 @@
 """Many runs of one command for the price of one interpreter start: ``python tests/cli_fork.py MODULE
-TIMEOUT`` reads a JSON list of ``[working directory, argument list]`` on stdin, imports ``MODULE`` once (JAX, xarray, Hydra:
+TIMEOUT`` reads a JSON list of ``[working directory, argument list, environment or null]`` on stdin, imports ``MODULE`` once (JAX, xarray, Hydra:
 most of a command's start), then forks one child per argument list that runs the module as
 ``python -m MODULE *ARGS`` would (``runpy``, ``__main__``, ``sys.argv``), with its own stdout and
 stderr; prints a JSON list of ``[returncode, stdout, stderr]``. The parent never touches a JAX
@@ -19,9 +19,12 @@ import time
 import traceback
 
 
-def _child(module: str, cwd: str, args: list[str], out: str, err: str) -> None:
+def _child(module: str, cwd: str, args: list[str], env: dict | None, out: str, err: str) -> None:
     code = 1
     try:
+        if env is not None:  # as ``subprocess.run(env=...)``: this environment only
+            os.environ.clear()
+            os.environ.update(env)
         os.chdir(cwd)
         sys.path[0] = cwd  # as ``python -m``: the working directory first
         for fd, path in ((1, out), (2, err)):
@@ -54,13 +57,13 @@ def main() -> None:
     del sys.modules[module]  # ... but the module itself runs afresh in each child, as __main__ (as -m has it)
     results = []
     with tempfile.TemporaryDirectory() as tmp:
-        for i, (cwd, args) in enumerate(runs):
+        for i, (cwd, args, env) in enumerate(runs):
             out, err = os.path.join(tmp, f"{i}.out"), os.path.join(tmp, f"{i}.err")
             sys.stdout.flush()
             sys.stderr.flush()
             pid = os.fork()
             if pid == 0:
-                _child(module, cwd, args, out, err)
+                _child(module, cwd, args, env, out, err)
             deadline = time.monotonic() + timeout
             while True:
                 done, status = os.waitpid(pid, os.WNOHANG)

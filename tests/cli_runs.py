@@ -27,16 +27,16 @@ def _env(env):
     return env
 
 
-def sweeps(runs, *, grid, env=None, timeout=300):
-    """``sweep(tmp_path, *args, grid=grid, options=options)`` for each ``(tmp_path, args, options)`` in
-    ``runs``, each its own process, forked from one interpreter start (``forked``)."""
+def sweeps(runs, *, grid, env=None, envs=None, timeout=300):
+    """``sweep(tmp_path, *args, grid=grid, options=options, env=env or envs[i])`` for each ``(tmp_path,
+    args, options)`` in ``runs``, each its own process, forked from one interpreter start (``forked``)."""
     cwds, argvs = [], []
     for tmp_path, args, options in runs:
         run = tmp_path / "run"
         run.mkdir(exist_ok=True)
         cwds.append(run)
         argvs.append([*options, *grid, *args, f"out={run / 'x.nc'}"])
-    return forked("moejax.sweep", argvs, cwds=cwds, env=_env(env), timeout=timeout)
+    return forked("moejax.sweep", argvs, cwds=cwds, env=_env(env), envs=envs and [_env(e) for e in envs], timeout=timeout)
 
 
 def assert_refused(proc, tmp_path, *fragments):
@@ -51,14 +51,16 @@ def assert_refused(proc, tmp_path, *fragments):
     return lines[0]
 
 
-def forked(module, runs, *, cwd=ROOT, cwds=None, env=None, timeout=300):
-    """``python -m MODULE *ARGS`` for each ``ARGS`` in ``runs`` (in ``cwd``, or ``cwds[i]``), as
+def forked(module, runs, *, cwd=ROOT, cwds=None, env=None, envs=None, timeout=300):
+    """``python -m MODULE *ARGS`` for each ``ARGS`` in ``runs`` (in ``cwd`` or ``cwds[i]``, with the
+    environment ``env``, or ``envs[i]`` where given), as
     ``subprocess.CompletedProcess`` objects, from one interpreter that imports ``MODULE`` once and
     forks a fresh child per run (tests/cli_fork.py): the command's exit code, stdout and stderr,
     for a fraction of the start-up."""
     cwds = cwds or [cwd] * len(runs)
     proc = subprocess.run([sys.executable, str(Path(__file__).with_name("cli_fork.py")), module, str(timeout)],
-                          input=json.dumps([[str(d), list(map(str, args))] for d, args in zip(cwds, runs, strict=True)]),
+                          input=json.dumps([[str(d), list(map(str, args)), e] for d, args, e
+                                            in zip(cwds, runs, envs or [None] * len(runs), strict=True)]),
                           cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout * len(runs) + 120, check=False)
     assert proc.returncode == 0, proc.stderr[-3000:]
     return [subprocess.CompletedProcess([sys.executable, "-m", module, *args], code, out, err)

@@ -111,15 +111,28 @@ def test_empty_or_truncated_hf_config_names_the_path(text, tmp_path):
 DIST = ["distributed=env", "distributed.timeout_s=2"]
 
 
-@pytest.mark.parametrize("env,fragments", [
+BAD_ENVIRONMENTS = [
     ({"MOEJAX_NUM_PROCESSES": "abc"}, ["distributed.num_processes = 'abc' is invalid", "integer", "MOEJAX_NUM_PROCESSES"]),
     ({"MOEJAX_PROCESS_ID": "first"}, ["distributed.process_id = 'first' is invalid", "MOEJAX_PROCESS_ID"]),
     ({"MOEJAX_NUM_PROCESSES": "[2"}, ["distributed.num_processes = '[2' is invalid", "MOEJAX_NUM_PROCESSES"]),
     ({"MOEJAX_COORDINATOR": "localhost"}, ["distributed.coordinator = 'localhost' is invalid", "host:port"]),
-])
-def test_non_numeric_environment_is_one_line(env, fragments, tmp_path):
-    env = {"MOEJAX_COORDINATOR": "127.0.0.1:1", "MOEJAX_NUM_PROCESSES": "2", "MOEJAX_PROCESS_ID": "0", **env}
-    assert_refused(sweep(tmp_path, *DIST, env=env), tmp_path, *fragments)
+]
+
+
+@pytest.fixture(scope="module")
+def bad_environment_runs(tmp_path_factory):
+    """Each case of BAD_ENVIRONMENTS run for real, its own directory, process and environment (one interpreter start)."""
+    dirs = [tmp_path_factory.mktemp("environment") for _ in BAD_ENVIRONMENTS]
+    envs = [{"MOEJAX_COORDINATOR": "127.0.0.1:1", "MOEJAX_NUM_PROCESSES": "2", "MOEJAX_PROCESS_ID": "0", **env}
+            for env, _ in BAD_ENVIRONMENTS]
+    procs = sweeps([(d, DIST, ()) for d in dirs], grid=TINY, envs=envs)
+    return [(proc, d) for proc, d in zip(procs, dirs, strict=True)]
+
+
+@pytest.mark.parametrize("case", range(len(BAD_ENVIRONMENTS)), ids=[f"env{i}-fragments{i}" for i in range(len(BAD_ENVIRONMENTS))])
+def test_non_numeric_environment_is_one_line(case, bad_environment_runs):
+    proc, tmp_path = bad_environment_runs[case]
+    assert_refused(proc, tmp_path, *BAD_ENVIRONMENTS[case][1])
 
 
 def test_lone_rank_zero_is_one_line_not_an_abort(tmp_path):
