@@ -56,7 +56,8 @@ def forked(module, runs, *, cwd=ROOT, cwds=None, env=None, envs=None, timeout=30
     environment ``env``, or ``envs[i]`` where given), as
     ``subprocess.CompletedProcess`` objects, from one interpreter that imports ``MODULE`` once and
     forks a fresh child per run (tests/cli_fork.py): the command's exit code, stdout and stderr,
-    for a fraction of the start-up."""
+    for a fraction of the start-up. What a library reads when imported (``JAX_*``, ``XLA_FLAGS``)
+    comes from ``env``, not ``envs[i]``: ``envs`` is for what a command reads while it runs."""
     cwds = cwds or [cwd] * len(runs)
     proc = subprocess.run([sys.executable, str(Path(__file__).with_name("cli_fork.py")), module, str(timeout)],
                           input=json.dumps([[str(d), list(map(str, args)), e] for d, args, e
