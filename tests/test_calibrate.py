@@ -14,6 +14,7 @@ import jax
 import numpy as np
 import pytest
 import xarray as xr
+from cli_runs import forked
 
 import moejax.analysis.calibration as cal
 from moejax import Accounting, Partition, Workload, decode_point, dense_baseline, load_hardware, load_model
@@ -278,13 +279,24 @@ def test_cli_writes_table_netcdf_and_one_json_line(tmp_path):
     assert not (tmp_path / "run").exists()
 
 
-@pytest.mark.parametrize("args,expected", [
+BAD = [
     (["fits.capacity.free=[nope]"], "error: fits.capacity.free = 'nope' is invalid: allowed hbm_usable_fraction"),
     (["reference=no/such.yaml"], "error: reference = 'no/such.yaml' is invalid: no such file"),
     (["+fits.throughput.fixed.overlap=2"], "error: fits.throughput.fixed.overlap = 2 is invalid: must be in [0, 1]"),
-])
-def test_cli_bad_input_is_one_line_exit_2_no_files(tmp_path, args, expected):
-    proc = calibrate_cli(*args, f"out={tmp_path / 'cal'}", f"hydra.run.dir={tmp_path / 'run'}")
+]
+
+
+@pytest.fixture(scope="module")
+def bad_runs(tmp_path_factory):
+    """Each case of BAD through ``python -m moejax.calibrate``, its own process (one interpreter start: cli_runs.forked)."""
+    dirs = [tmp_path_factory.mktemp("bad") for _ in BAD]
+    procs = forked("moejax.calibrate", [[*args, f"out={d / 'cal'}", f"hydra.run.dir={d / 'run'}"] for d, (args, _) in zip(dirs, BAD)])
+    return {tuple(args): (proc, d) for (args, _), proc, d in zip(BAD, procs, dirs, strict=True)}
+
+
+@pytest.mark.parametrize("args,expected", BAD)
+def test_cli_bad_input_is_one_line_exit_2_no_files(bad_runs, args, expected):
+    proc, tmp_path = bad_runs[tuple(args)]
     assert proc.returncode == 2, proc.stderr[-2000:]
     assert proc.stderr.strip() == expected or proc.stderr.strip().startswith(expected), proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1
