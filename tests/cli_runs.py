@@ -3,6 +3,7 @@ one ``error: ...`` line, no dataset, part or log written."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -16,10 +17,33 @@ def sweep(tmp_path, *args, grid, options=(), env=None, timeout=300):
     overrides first, then ``args``."""
     run = tmp_path / "run"
     run.mkdir(exist_ok=True)
+    return subprocess.run(
+        [sys.executable, "-m", "moejax.sweep", *options, *grid, *args, f"out={run / 'x.nc'}"],
+        cwd=run,
+        env=_env(env),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
+def _env(env):
     env = {**os.environ, "PYTHONPATH": str(ROOT), "JAX_PLATFORMS": "cpu", **(env or {})}
     env.pop("HYDRA_FULL_ERROR", None)
-    return subprocess.run([sys.executable, "-m", "moejax.sweep", *options, *grid, *args, f"out={run / 'x.nc'}"],
-                          cwd=run, env=env, capture_output=True, text=True, timeout=timeout, check=False)
+    return env
+
+
+def sweeps(runs, *, grid, env=None, envs=None, timeout=300):
+    """``sweep(tmp_path, *args, grid=grid, options=options, env=env or envs[i])`` for each ``(tmp_path,
+    args, options)`` in ``runs``, each its own process, forked from one interpreter start (``forked``)."""
+    cwds, argvs = [], []
+    for tmp_path, args, options in runs:
+        run = tmp_path / "run"
+        run.mkdir(exist_ok=True)
+        cwds.append(run)
+        argvs.append([*options, *grid, *args, f"out={run / 'x.nc'}"])
+    return forked("moejax.sweep", argvs, cwds=cwds, env=_env(env), envs=envs and [_env(e) for e in envs], timeout=timeout)
 
 
 def assert_refused(proc, tmp_path, *fragments):
@@ -90,3 +114,30 @@ def assert_one_line(code: int, stderr: str, *fragments) -> str:
     for fragment in fragments:
         assert fragment in lines[0], lines[0]
     return lines[0]
+
+
+def forked(module, runs, *, cwd=ROOT, cwds=None, env=None, envs=None, timeout=300):
+    """``python -m MODULE *ARGS`` for each ``ARGS`` in ``runs`` (in ``cwd`` or ``cwds[i]``, with the
+    environment ``env``, or ``envs[i]`` where given), as
+    ``subprocess.CompletedProcess`` objects, from one interpreter that imports ``MODULE`` once and
+    forks a fresh child per run (tests/cli_fork.py): the command's exit code, stdout and stderr,
+    for a fraction of the start-up. What a library reads when imported (``JAX_*``, ``XLA_FLAGS``)
+    comes from ``env``, not ``envs[i]``: ``envs`` is for what a command reads while it runs."""
+    cwds = cwds or [cwd] * len(runs)
+    proc = subprocess.run(
+        [sys.executable, str(Path(__file__).with_name("cli_fork.py")), module, str(timeout)],
+        input=json.dumps(
+            [[str(d), list(map(str, args)), e] for d, args, e in zip(cwds, runs, envs or [None] * len(runs), strict=True)]
+        ),
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout * len(runs) + 120,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return [
+        subprocess.CompletedProcess([sys.executable, "-m", module, *args], code, out, err)
+        for args, (code, out, err) in zip(runs, json.loads(proc.stdout), strict=True)
+    ]

@@ -12,7 +12,7 @@ import jax
 import numpy as np
 import pytest
 import xarray as xr
-from cli_runs import assert_refused, sweep
+from cli_runs import assert_refused, sweep, sweeps
 
 import moejax
 from moejax.catalogue import load_accounting
@@ -46,22 +46,31 @@ def inputs(tmp_path) -> Path:
     return d
 
 
-@pytest.mark.parametrize(
-    "args,fragments",
-    [
-        (["grid.partitions.tp=[0]"], ["grid.partitions.tp = 0 is invalid", "positive integer"]),  # was ZeroDivisionError
-        (["grid.num_gpus=abc"], ["grid.num_gpus = 'abc' is invalid", "list of integers"]),  # was Hydra's multi-line report
-        (["grid.num_gpus=[a]"], ["grid.num_gpus[0] = 'a' is invalid", "integer"]),
-        (["precision=1"], ["precision = '1' is invalid", "float32, float64"]),
-        (["model=nope"], ["model = 'nope' is invalid", "mixtral-8x7b"]),
-        (["grid.foo=1"], ["grid.foo is not a known field", "num_gpus"]),
-        (["grid.models=[llama-3-70b]"], ["grid.models = 'llama-3-70b' is invalid", "dense model", "deepseek-v3"]),  # was accepted
-        (["grid.hardware_space.foo=[2]"], ["grid.hardware_space.foo is not a known field", "hbm_bw"]),
-        (["grid.hardware_space.hbm_bw=[-1]"], ["grid.hardware_space.hbm_bw = [-1.0] is invalid", "positive"]),
-    ],
-)
-def test_bad_override_is_one_line(args, fragments, tmp_path):
-    assert_refused(sweep(tmp_path, *args), tmp_path, *fragments)
+BAD_OVERRIDES = [
+    (["grid.partitions.tp=[0]"], ["grid.partitions.tp = 0 is invalid", "positive integer"]),  # was ZeroDivisionError
+    (["grid.num_gpus=abc"], ["grid.num_gpus = 'abc' is invalid", "list of integers"]),  # was Hydra's multi-line report
+    (["grid.num_gpus=[a]"], ["grid.num_gpus[0] = 'a' is invalid", "integer"]),
+    (["precision=1"], ["precision = '1' is invalid", "float32, float64"]),
+    (["model=nope"], ["model = 'nope' is invalid", "mixtral-8x7b"]),
+    (["grid.foo=1"], ["grid.foo is not a known field", "num_gpus"]),
+    (["grid.models=[llama-3-70b]"], ["grid.models = 'llama-3-70b' is invalid", "dense model", "deepseek-v3"]),  # was accepted
+    (["grid.hardware_space.foo=[2]"], ["grid.hardware_space.foo is not a known field", "hbm_bw"]),
+    (["grid.hardware_space.hbm_bw=[-1]"], ["grid.hardware_space.hbm_bw = [-1.0] is invalid", "positive"]),
+]
+
+
+@pytest.fixture(scope="module")
+def bad_override_runs(tmp_path_factory):
+    """Each case of BAD_OVERRIDES run for real, in its own directory and process (one interpreter start)."""
+    dirs = [tmp_path_factory.mktemp("override") for _ in BAD_OVERRIDES]
+    procs = sweeps([(d, args, ()) for d, (args, _) in zip(dirs, BAD_OVERRIDES)], grid=TINY)
+    return {tuple(args): (proc, d) for (args, _), proc, d in zip(BAD_OVERRIDES, procs, dirs, strict=True)}
+
+
+@pytest.mark.parametrize("args,fragments", BAD_OVERRIDES)
+def test_bad_override_is_one_line(args, fragments, bad_override_runs):
+    proc, tmp_path = bad_override_runs[tuple(args)]
+    assert_refused(proc, tmp_path, *fragments)
 
 
 @pytest.mark.parametrize(
@@ -118,18 +127,30 @@ def test_empty_or_truncated_hf_config_names_the_path(text, tmp_path):
 DIST = ["distributed=env", "distributed.timeout_s=2"]
 
 
-@pytest.mark.parametrize(
-    "env,fragments",
-    [
-        ({"MOEJAX_NUM_PROCESSES": "abc"}, ["distributed.num_processes = 'abc' is invalid", "integer", "MOEJAX_NUM_PROCESSES"]),
-        ({"MOEJAX_PROCESS_ID": "first"}, ["distributed.process_id = 'first' is invalid", "MOEJAX_PROCESS_ID"]),
-        ({"MOEJAX_NUM_PROCESSES": "[2"}, ["distributed.num_processes = '[2' is invalid", "MOEJAX_NUM_PROCESSES"]),
-        ({"MOEJAX_COORDINATOR": "localhost"}, ["distributed.coordinator = 'localhost' is invalid", "host:port"]),
-    ],
-)
-def test_non_numeric_environment_is_one_line(env, fragments, tmp_path):
-    env = {"MOEJAX_COORDINATOR": "127.0.0.1:1", "MOEJAX_NUM_PROCESSES": "2", "MOEJAX_PROCESS_ID": "0", **env}
-    assert_refused(sweep(tmp_path, *DIST, env=env), tmp_path, *fragments)
+BAD_ENVIRONMENTS = [
+    ({"MOEJAX_NUM_PROCESSES": "abc"}, ["distributed.num_processes = 'abc' is invalid", "integer", "MOEJAX_NUM_PROCESSES"]),
+    ({"MOEJAX_PROCESS_ID": "first"}, ["distributed.process_id = 'first' is invalid", "MOEJAX_PROCESS_ID"]),
+    ({"MOEJAX_NUM_PROCESSES": "[2"}, ["distributed.num_processes = '[2' is invalid", "MOEJAX_NUM_PROCESSES"]),
+    ({"MOEJAX_COORDINATOR": "localhost"}, ["distributed.coordinator = 'localhost' is invalid", "host:port"]),
+]
+
+
+@pytest.fixture(scope="module")
+def bad_environment_runs(tmp_path_factory):
+    """Each case of BAD_ENVIRONMENTS run for real, its own directory, process and environment (one interpreter start)."""
+    dirs = [tmp_path_factory.mktemp("environment") for _ in BAD_ENVIRONMENTS]
+    envs = [
+        {"MOEJAX_COORDINATOR": "127.0.0.1:1", "MOEJAX_NUM_PROCESSES": "2", "MOEJAX_PROCESS_ID": "0", **env}
+        for env, _ in BAD_ENVIRONMENTS
+    ]
+    procs = sweeps([(d, DIST, ()) for d in dirs], grid=TINY, envs=envs)
+    return [(proc, d) for proc, d in zip(procs, dirs, strict=True)]
+
+
+@pytest.mark.parametrize("case", range(len(BAD_ENVIRONMENTS)), ids=[f"env{i}-fragments{i}" for i in range(len(BAD_ENVIRONMENTS))])
+def test_non_numeric_environment_is_one_line(case, bad_environment_runs):
+    proc, tmp_path = bad_environment_runs[case]
+    assert_refused(proc, tmp_path, *BAD_ENVIRONMENTS[case][1])
 
 
 def test_lone_rank_zero_is_one_line_not_an_abort(tmp_path):

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 import xarray as xr
 import yaml
+from cli_runs import forked
 from hydra import compose, initialize_config_dir
 
 from moejax import Accounting, Workload, load_hardware, load_model
@@ -160,13 +161,25 @@ def test_scaling_every_time_term_leaves_kappa_star_unchanged():
     np.testing.assert_allclose(k_opt[:, 0], k_opt[:, 1], rtol=1e-6)
 
 
-@pytest.mark.parametrize("args,expected", [
+BAD = [
     (["breakeven.kappa_min=8", "breakeven.kappa_max=2"], "breakeven.kappa_min = 8.0 is invalid: must be below kappa_max = 2.0"),
     (["grid.models=[llama-3-70b]"], "it is a dense model (n_experts = 1)"),
     (["max_chunk_evaluations=0"], "max_chunk_evaluations = 0 is invalid: must be a positive integer"),
-])
-def test_bad_input(args, expected, tmp_path):
-    proc = cli("+grid=quick", *args, f"out={tmp_path / 'x.nc'}", check=False)
+]
+
+
+@pytest.fixture(scope="module")
+def bad_runs(tmp_path_factory):
+    """Each case of BAD run for real (``python -m moejax.breakeven``, its own process, one interpreter start)."""
+    dirs = [tmp_path_factory.mktemp("bad") for _ in BAD]
+    procs = forked("moejax.breakeven", [["+grid=quick", *args, f"out={d / 'x.nc'}"] for d, (args, _) in zip(dirs, BAD)],
+                   timeout=600)
+    return {tuple(args): (proc, d) for (args, _), proc, d in zip(BAD, procs, dirs, strict=True)}
+
+
+@pytest.mark.parametrize("args,expected", BAD)
+def test_bad_input(args, expected, bad_runs):
+    proc, tmp_path = bad_runs[tuple(args)]
     assert proc.returncode == 2 and expected in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
     assert not (tmp_path / "x.nc").exists()
 

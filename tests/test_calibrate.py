@@ -14,6 +14,7 @@ import jax
 import numpy as np
 import pytest
 import xarray as xr
+from cli_runs import forked
 
 import moejax.analysis.calibration as cal
 from moejax import Accounting, Partition, Workload, decode_point, dense_baseline, load_hardware, load_model
@@ -72,8 +73,15 @@ def test_weight_scale_one_is_cost_batch_capacity(dsv3, hw):
 def test_reported_predictions_are_the_integer_model(ref, dsv3, hw):
     """predict(integer=True) equals decode_point under Accounting(integer_batch=True)."""
     consts = {"hbm_usable_fraction": 0.6, "kv_scale": 0.35, "hbm_efficiency": 0.7, "overlap": 0.2}
-    fit = cal.Fit("t", quantities=("b_max", "relative_throughput"), tables=(4,), expert_traffic="paper-pool", roofline="global",
-                  free=("hbm_efficiency",), include=("t4.*.1024k", "t4.*.4096k", "t4.tput.moe.1k"))
+    fit = cal.Fit(
+        "t",
+        quantities=("b_max", "relative_throughput"),
+        tables=(4,),
+        expert_traffic="paper-pool",
+        roofline="global",
+        free=("hbm_efficiency",),
+        include=("t4.*.1024k", "t4.*.4096k", "t4.tput.moe.1k"),
+    )
     targets, pred = cal.predict(ref, fit, consts, integer=True)
     acc = Accounting(**consts, expert_traffic="paper-pool", roofline="global", integer_batch=True)
     m, d = dsv3
@@ -124,8 +132,14 @@ def test_synthetic_recovery_of_throughput_constants(ref):
     """Relative throughputs and Table-5-style units (9 significant digits) from known
     efficiencies, overlap and layer latency under the paper's accounting give them back."""
     truth = {"hbm_efficiency": 0.6, "flops_efficiency": 0.5, "overlap": 0.3, "layer_latency": 2e-6}
-    fit = cal.Fit("throughput", quantities=("relative_throughput", "relative_time"), tables=(4, 5), free=tuple(truth),
-                  expert_traffic="paper-pool", roofline="global")
+    fit = cal.Fit(
+        "throughput",
+        quantities=("relative_throughput", "relative_time"),
+        tables=(4, 5),
+        free=tuple(truth),
+        expert_traffic="paper-pool",
+        roofline="global",
+    )
     res = cal.calibrate(_synthetic(ref, fit, truth, integer=False, digits=9), [fit])
     for k, v in truth.items():
         assert res.constants[k] == pytest.approx(v, rel=1e-3), k
@@ -138,8 +152,9 @@ def test_scale_invariance_of_capacity(dsv3, hw):
     for m in dsv3:
         for p in (Partition(tp=8.0, kvp=4.0, kv_mode=1.0), Partition(tp=8.0, kvp=8.0, kv_mode=1.0, dp_attn=1.0)):
             f, s, w, r = 0.5, 0.4, 1.3, 2e9
-            base = cal.batch_capacity(m, hw, p, 131072.0, Accounting(hbm_usable_fraction=f, kv_scale=s, reserve_bytes=r,
-                                                                        integer_batch=False), w)[0]
+            base = cal.batch_capacity(
+                m, hw, p, 131072.0, Accounting(hbm_usable_fraction=f, kv_scale=s, reserve_bytes=r, integer_batch=False), w
+            )[0]
             for c in rng.uniform(0.3, 1.9, 4):
                 acc = Accounting(hbm_usable_fraction=f * c, kv_scale=s * c, reserve_bytes=r * c, integer_batch=False)
                 assert float(cal.batch_capacity(m, hw, p, 131072.0, acc, w * c)[0]) == pytest.approx(float(base), rel=1e-12)
@@ -173,8 +188,9 @@ def test_paper_capacity_fit_reproduces_deepseek_64_gpus(configured_capacity):
     """The configured capacity fit reproduces Table 3's 64-GPU DeepSeek-V3 pair and Table 4's B
     columns exactly at the stated partition TP8xKVP8 (only the excluded dense 16384k differs)."""
     rows = {str(r["id"]): r for r in configured_capacity.table}
-    for tid in ("t3.dsv3.64.moe", "t3.dsv3.64.dense") + tuple(f"t4.b.{v}.{c}" for v in ("moe", "dense")
-                                                               for c in ("1k", "16k", "32k", "128k", "1024k", "4096k")):
+    for tid in ("t3.dsv3.64.moe", "t3.dsv3.64.dense") + tuple(
+        f"t4.b.{v}.{c}" for v in ("moe", "dense") for c in ("1k", "16k", "32k", "128k", "1024k", "4096k")
+    ):
         assert rows[tid]["calibrated"] == rows[tid]["published"], tid
     assert rows["t4.b.moe.16384k"]["reproduced"] and not rows["t4.b.dense.16384k"]["reproduced"]
     assert not rows["t3.switchc.64.moe"]["reproduced"]  # fits at TP8xKVP8, as the exclusion says
@@ -186,8 +202,13 @@ def test_capacity_exclusion_reasons_hold(ref, hw, configured_capacity):
     Qwen3 (GQA) needs a kv_scale several times DeepSeek-V3's (MLA) and Grok-1 an effective
     capacity several times smaller; Switch-C's weights per GPU fit under DeepSeek-V3's capacity."""
     free = ("hbm_usable_fraction", "kv_scale")
-    res = cal.calibrate(ref, [cal.Fit("qwen3", quantities=("b_max",), free=free, include=("t3.qwen3.*",)),
-                              cal.Fit("grok1", quantities=("b_max",), free=free, include=("t3.grok1.*",))])
+    res = cal.calibrate(
+        ref,
+        [
+            cal.Fit("qwen3", quantities=("b_max",), free=free, include=("t3.qwen3.*",)),
+            cal.Fit("grok1", quantities=("b_max",), free=free, include=("t3.grok1.*",)),
+        ],
+    )
     qwen3, grok1 = res.fits
     dsv3 = configured_capacity.fits[0].constants
     assert qwen3.constants["kv_scale"] > 3 * dsv3["kv_scale"]
@@ -211,10 +232,19 @@ def test_deepseek_32_gpu_pair_is_not_expressible_at_the_stated_partitions(ref, d
     m, d = dsv3
     rng = np.random.default_rng(1)
     for _ in range(5):
-        acc = Accounting(hbm_usable_fraction=rng.uniform(0.2, 1.0), kv_scale=rng.uniform(0.1, 2.0),
-                         reserve_bytes=rng.uniform(0, 5e9), integer_batch=False)
-        gap = [float(cal.batch_capacity(d, hw, _paper_partition(n, "dense"), 131072.0, acc)[0]
-                     - cal.batch_capacity(m, hw, _paper_partition(n, "moe"), 131072.0, acc)[0]) for n in (32, 64)]
+        acc = Accounting(
+            hbm_usable_fraction=rng.uniform(0.2, 1.0),
+            kv_scale=rng.uniform(0.1, 2.0),
+            reserve_bytes=rng.uniform(0, 5e9),
+            integer_batch=False,
+        )
+        gap = [
+            float(
+                cal.batch_capacity(d, hw, _paper_partition(n, "dense"), 131072.0, acc)[0]
+                - cal.batch_capacity(m, hw, _paper_partition(n, "moe"), 131072.0, acc)[0]
+            )
+            for n in (32, 64)
+        ]
         assert abs(gap[0] - gap[1]) < 1
     published = [ref.target(f"t3.dsv3.{n}.dense").value - ref.target(f"t3.dsv3.{n}.moe").value for n in (32, 64)]
     assert abs(published[0] - published[1]) > 2  # 30 vs 23: no floors of gaps within one sequence give this
@@ -254,14 +284,25 @@ def test_notes_rule_needs_a_kv_factor_per_variant(ref, dsv3, hw):
 
 
 def calibrate_cli(*args, cwd=None):
-    return subprocess.run([sys.executable, "-m", "moejax.calibrate", *args], check=False, cwd=cwd or ROOT,
-                          capture_output=True, text=True, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "moejax.calibrate", *args],
+        check=False,
+        cwd=cwd or ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
 
 
 def test_cli_writes_table_netcdf_and_one_json_line(tmp_path):
     out = tmp_path / "cal"
-    proc = calibrate_cli("~fits.throughput", "optimizer.adam_steps=150", "optimizer.lbfgs_steps=20", f"out={out}",
-                         f"hydra.run.dir={tmp_path / 'run'}")
+    proc = calibrate_cli(
+        "~fits.throughput",
+        "optimizer.adam_steps=150",
+        "optimizer.lbfgs_steps=20",
+        f"out={out}",
+        f"hydra.run.dir={tmp_path / 'run'}",
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     lines = proc.stdout.strip().splitlines()
     summary = json.loads(lines[-1])
@@ -280,13 +321,26 @@ def test_cli_writes_table_netcdf_and_one_json_line(tmp_path):
     assert not (tmp_path / "run").exists()
 
 
-@pytest.mark.parametrize("args,expected", [
+BAD = [
     (["fits.capacity.free=[nope]"], "error: fits.capacity.free = 'nope' is invalid: allowed hbm_usable_fraction"),
     (["reference=no/such.yaml"], "error: reference = 'no/such.yaml' is invalid: no such file"),
     (["+fits.throughput.fixed.overlap=2"], "error: fits.throughput.fixed.overlap = 2 is invalid: must be in [0, 1]"),
-])
-def test_cli_bad_input_is_one_line_exit_2_no_files(tmp_path, args, expected):
-    proc = calibrate_cli(*args, f"out={tmp_path / 'cal'}", f"hydra.run.dir={tmp_path / 'run'}")
+]
+
+
+@pytest.fixture(scope="module")
+def bad_runs(tmp_path_factory):
+    """Each case of BAD through ``python -m moejax.calibrate``, its own process (one interpreter start: cli_runs.forked)."""
+    dirs = [tmp_path_factory.mktemp("bad") for _ in BAD]
+    procs = forked(
+        "moejax.calibrate", [[*args, f"out={d / 'cal'}", f"hydra.run.dir={d / 'run'}"] for d, (args, _) in zip(dirs, BAD)]
+    )
+    return {tuple(args): (proc, d) for (args, _), proc, d in zip(BAD, procs, dirs, strict=True)}
+
+
+@pytest.mark.parametrize("args,expected", BAD)
+def test_cli_bad_input_is_one_line_exit_2_no_files(bad_runs, args, expected):
+    proc, tmp_path = bad_runs[tuple(args)]
     assert proc.returncode == 2, proc.stderr[-2000:]
     assert proc.stderr.strip() == expected or proc.stderr.strip().startswith(expected), proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1

@@ -8,6 +8,7 @@ from pathlib import Path
 import jax
 import numpy as np
 import pytest
+from cli_runs import forked
 
 from moejax import Partition, load_hardware, load_model
 from moejax.analysis.point import PointQuery, explain, partition_label
@@ -183,15 +184,30 @@ def test_cli_one_point(tmp_path):
     assert not (tmp_path / "run").exists()  # nothing written
 
 
-@pytest.mark.parametrize("args, field", [
+BAD = [
     (["isl=0", "osl=10"], "isl = 0"),
     (["model=nope", "context=10"], "model = 'nope'"),
     (["context=10", "num_gpus=0"], "num_gpus = 0"),
-])
-def test_cli_bad_input(args, field, tmp_path):
+]
+
+
+def _bad_args(args, tmp_path):
     base = {"model": MODEL, "hardware": HW, "num_gpus": "8"}
     base.update(a.split("=", 1) for a in args)
-    proc = _cli(*[f"{k}={v}" for k, v in base.items()], f"hydra.run.dir={tmp_path}/run")
+    return [*[f"{k}={v}" for k, v in base.items()], f"hydra.run.dir={tmp_path}/run"]
+
+
+@pytest.fixture(scope="module")
+def bad_runs(tmp_path_factory):
+    """Each case of BAD through ``python -m moejax.point``, its own process (one interpreter start: cli_runs.forked)."""
+    dirs = [tmp_path_factory.mktemp("bad") for _ in BAD]
+    procs = forked("moejax.point", [_bad_args(args, d) for d, (args, _) in zip(dirs, BAD)])
+    return {tuple(args): (proc, d) for (args, _), proc, d in zip(BAD, procs, dirs, strict=True)}
+
+
+@pytest.mark.parametrize("args, field", BAD)
+def test_cli_bad_input(args, field, bad_runs):
+    proc, tmp_path = bad_runs[tuple(args)]
     assert proc.returncode == 2
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith(f"error: {field}"), proc.stderr

@@ -12,6 +12,7 @@ import netCDF4
 import numpy as np
 import pytest
 import xarray as xr
+from cli_runs import forked
 
 from moejax.engine.dataset import VARIABLES, assemble, completed_chunks, estimated_bytes, part_checksum, publish, temp_name
 from moejax.physics.specs import SpecError
@@ -154,20 +155,37 @@ def test_multirun_with_out_gives_each_job_its_own_file(tmp_path):
     assert not out.exists()
 
 
-@pytest.mark.parametrize("case", ["directory", "exists", "read_only", "chunk_zero", "too_big"])
-def test_bad_output_and_limits_fail_before_computing(case, tmp_path):
-    out, parts = tmp_path / "x.nc", tmp_path / "parts"
-    args = {"directory": [f"out={tmp_path}"], "exists": [f"out={out}"],
+BAD_OUTPUT = ["directory", "exists", "read_only", "chunk_zero", "too_big"]
+
+
+def _bad_output_args(case, tmp_path):
+    out = tmp_path / "x.nc"
+    return {"directory": [f"out={tmp_path}"], "exists": [f"out={out}"],
             "read_only": ["out=/sys/moejax-test/x.nc"], "chunk_zero": [f"out={out}", "max_chunk_evaluations=0"],
             "too_big": [f"out={out}", "max_output_bytes=100"]}[case]
+
+
+@pytest.fixture(scope="module")
+def bad_output_runs(tmp_path_factory):
+    """Each case of BAD_OUTPUT run for real (its own ``python -m moejax.sweep`` process, one
+    interpreter start for all: cli_runs.forked), as ``sweep`` runs it."""
+    dirs = {case: tmp_path_factory.mktemp(case) for case in BAD_OUTPUT}
+    (dirs["exists"] / "x.nc").write_text("keep me")
+    procs = forked("moejax.sweep", [[*TINY, "grid.contexts=[4096]", *_bad_output_args(case, d), f"parts_dir={d / 'parts'}",
+                                     f"hydra.run.dir={d / 'run'}"] for case, d in dirs.items()])
+    return {case: (proc, dirs[case]) for case, proc in zip(dirs, procs, strict=True)}
+
+
+@pytest.mark.parametrize("case", BAD_OUTPUT)
+def test_bad_output_and_limits_fail_before_computing(case, bad_output_runs):
+    proc, tmp_path = bad_output_runs[case]
+    out, parts = tmp_path / "x.nc", tmp_path / "parts"
     expected = {"directory": f"out = '{tmp_path}' is invalid: it is a directory",
                 "exists": f"out = '{out}' is invalid: the file exists; choose another path or add overwrite=true",
                 "read_only": "out = '/sys/moejax-test/x.nc' is invalid: cannot write there",
                 "chunk_zero": "max_chunk_evaluations = 0 is invalid: must be a positive integer",
                 "too_big": "max_output_bytes = 100 is invalid for this grid: its dataset would take about"}[case]
-    if case == "exists":
-        out.write_text("keep me")
-    rc, _, err = sweep([*TINY, "grid.contexts=[4096]", *args, f"parts_dir={parts}"], tmp_path)
+    rc, err = proc.returncode, proc.stderr
     assert rc == 2 and len(err.strip().splitlines()) == 1 and err.startswith(f"error: {expected}"), err
     assert not parts.exists() and not (tmp_path / "run").exists()  # refused before any chunk was computed
     assert out.read_text() == "keep me" if case == "exists" else not out.exists()

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import xarray as xr
 import yaml
+from cli_runs import forked
 
 from moejax import Partition, Workload, decode_point, dense_baseline, load_hardware, load_model
 from moejax.catalogue import load_accounting
@@ -19,8 +20,9 @@ TINY = ["+grid=quick", "summary=false"]
 
 
 def sweep(*args, cwd=None, check=True, **kw):
-    proc = subprocess.run([sys.executable, "-m", "moejax.sweep", *args], cwd=cwd or ROOT, capture_output=True,
-                          text=True, timeout=300, **kw)
+    proc = subprocess.run(
+        [sys.executable, "-m", "moejax.sweep", *args], cwd=cwd or ROOT, capture_output=True, text=True, timeout=300, **kw
+    )
     if check and proc.returncode:
         raise AssertionError(proc.stderr[-3000:])
     return proc
@@ -39,8 +41,25 @@ def test_quick_grid_writes_a_labelled_dataset(quick):
     with xr.open_dataset(out) as ds:
         assert dict(ds.sizes) == {"model": 2, "variant": 2, "kappa": 2, "hardware": 2, "num_gpus": 2, "context": 3}
         assert list(ds.model.values) == ["deepseek-v3", "mixtral-8x22b"]
-        for name in ("throughput_per_gpu", "step_time", "batch", "b_max", "feasible", "t_compute", "t_hbm",
-                     "t_comm_exposed", "reuse", "bound", "tp", "ep", "pp", "dp", "dp_attn", "kvp", "kv_mode"):
+        for name in (
+            "throughput_per_gpu",
+            "step_time",
+            "batch",
+            "b_max",
+            "feasible",
+            "t_compute",
+            "t_hbm",
+            "t_comm_exposed",
+            "reuse",
+            "bound",
+            "tp",
+            "ep",
+            "pp",
+            "dp",
+            "dp_attn",
+            "kvp",
+            "kv_mode",
+        ):
             var = ds[name]
             assert "long_name" in var.attrs and ("units" in var.attrs or "flag_meanings" in var.attrs), name
         assert ds.bound.attrs["flag_meanings"] == "compute hbm communication infeasible"
@@ -66,8 +85,12 @@ def test_dataset_matches_the_kernel_at_the_winning_partition(quick):
             m = load_model(sel["model"], weights="fp8")
             if sel["variant"] == "dense":
                 m = dense_baseline(m, sel["kappa"])
-            p = Partition(**{f: float(pt[f]) for f in ("tp", "ep", "pp", "dp", "dp_attn", "kvp", "kv_mode", "dense_tp",
-                                                        "redundant_experts")})
+            p = Partition(
+                **{
+                    f: float(pt[f])
+                    for f in ("tp", "ep", "pp", "dp", "dp_attn", "kvp", "kv_mode", "dense_tp", "redundant_experts")
+                }
+            )
             r = decode_point(
                 m, load_hardware(sel["hardware"]), p, Workload(context=sel["context"]), load_accounting(ds.accounting_mode)
             )
@@ -101,8 +124,12 @@ def test_killed_run_resumes_to_the_same_dataset(tmp_path):
     contexts = "[" + ",".join(str(1024 + 64 * i) for i in range(n)) + "]"
     args = ["+grid=quick", f"grid.contexts={contexts}", "max_chunk_evaluations=1", "summary=false"]
     parts, out = tmp_path / "parts", tmp_path / "resumed.nc"
-    proc = subprocess.Popen([sys.executable, "-m", "moejax.sweep", *args, f"out={out}", f"parts_dir={parts}"],
-                            cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "moejax.sweep", *args, f"out={out}", f"parts_dir={parts}"],
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     deadline = time.time() + 120
     while time.time() < deadline and len(list(parts.glob("*/part-*.nc"))) < 5:
         time.sleep(0.01)
@@ -120,14 +147,27 @@ def test_killed_run_resumes_to_the_same_dataset(tmp_path):
 
 # One case per way the CLI refuses: Hydra (unknown grid), grid_job (no grid), validate_grid (a name),
 # build_plan (a partition space); each must exit with the message and leave no file or run directory.
-@pytest.mark.parametrize("args,expected", [
+BAD = [
     (["+grid=nope"], "grid = 'nope' is invalid: allowed design-space, frontier, modern, qs-paper, quick"),
     (["+grid=quick", "grid.models=[deepseek-v9]"], "grid.models = 'deepseek-v9' is invalid: allowed deepseek-r1, deepseek-v3,"),
     (["+grid=quick", "grid.partitions.tp=[5]"], "grid.partitions.tp = [5] is invalid: none divides the 128 heads of deepseek-v3"),
     ([], "grid is missing: choose one with +grid=NAME, available design-space, frontier, modern, qs-paper, quick"),
-])
-def test_bad_input_fails_cleanly(tmp_path, args, expected):
-    proc = sweep(*args, f"out={tmp_path / 'x.nc'}", f"hydra.run.dir={tmp_path / 'run'}", check=False)
+]
+
+
+@pytest.fixture(scope="module")
+def bad_runs(tmp_path_factory):
+    """Each case of BAD run for real (``python -m moejax.sweep``, its own process, one interpreter start)."""
+    dirs = [tmp_path_factory.mktemp("bad") for _ in BAD]
+    procs = forked(
+        "moejax.sweep", [[*args, f"out={d / 'x.nc'}", f"hydra.run.dir={d / 'run'}"] for d, (args, _) in zip(dirs, BAD)]
+    )
+    return {tuple(args): (proc, d) for (args, _), proc, d in zip(BAD, procs, dirs, strict=True)}
+
+
+@pytest.mark.parametrize("args,expected", BAD)
+def test_bad_input_fails_cleanly(bad_runs, args, expected):
+    proc, tmp_path = bad_runs[tuple(args)]
     assert proc.returncode != 0
     assert expected in proc.stderr, proc.stderr
     assert not (tmp_path / "x.nc").exists() and not (tmp_path / "run").exists()
@@ -135,13 +175,19 @@ def test_bad_input_fails_cleanly(tmp_path, args, expected):
 
 # The same checks (validate_grid, then build_plan, as engine.run.run does before computing) on more
 # values, in-process: the CLI's path from these SpecErrors to its message is the one tested above.
-@pytest.mark.parametrize("args,expected", [
-    (["grid.hardware=[h1000]"], "grid.hardware = 'h1000' is invalid: allowed a100-sxm, b200"),
-    (["grid.contexts=[]"], "grid.contexts = [] is invalid"),
-    (["grid.kappas=[-1]"], "grid.kappas = -1.0 is invalid"),
-    (["grid.partitions.tp=[16]", "grid.num_gpus=[8]"], "num_gpus = 8 is invalid: no partition in the search space divides it"),
-    (["precision=float16"], "precision = 'float16' is invalid"),
-])
+@pytest.mark.parametrize(
+    "args,expected",
+    [
+        (["grid.hardware=[h1000]"], "grid.hardware = 'h1000' is invalid: allowed a100-sxm, b200"),
+        (["grid.contexts=[]"], "grid.contexts = [] is invalid"),
+        (["grid.kappas=[-1]"], "grid.kappas = -1.0 is invalid"),
+        (
+            ["grid.partitions.tp=[16]", "grid.num_gpus=[8]"],
+            "num_gpus = 8 is invalid: no partition in the search space divides it",
+        ),
+        (["precision=float16"], "precision = 'float16' is invalid"),
+    ],
+)
 def test_bad_grid_values_are_refused_before_computing(args, expected):
     from hydra import compose, initialize_config_dir
 
@@ -165,8 +211,10 @@ def test_bad_catalogue_values_name_the_field(tmp_path):
     model = yaml.safe_load((ROOT / "conf/model/mixtral-8x22b.yaml").read_text())
     model["architecture"]["top_k"] = 9
     (tmp_path / "topk.yaml").write_text(yaml.safe_dump(model))
-    for override, expected in ((f"grid.hardware=[{tmp_path / 'neg.yaml'}]", "HardwareSpec.hbm_bw = -3350000000000.0 is invalid"),
-                               (f"grid.models=[{tmp_path / 'topk.yaml'}]", "ModelSpec.top_k = 9.0 is invalid")):
+    for override, expected in (
+        (f"grid.hardware=[{tmp_path / 'neg.yaml'}]", "HardwareSpec.hbm_bw = -3350000000000.0 is invalid"),
+        (f"grid.models=[{tmp_path / 'topk.yaml'}]", "ModelSpec.top_k = 9.0 is invalid"),
+    ):
         proc = sweep("+grid=quick", override, f"out={tmp_path / 'x.nc'}", check=False)
         assert proc.returncode == 2 and expected in proc.stderr, proc.stderr
         assert len(proc.stderr.strip().splitlines()) == 1
@@ -191,8 +239,14 @@ def test_no_feasible_point_gives_a_valid_dataset_and_a_warning(tmp_path):
 
 
 def test_multirun_over_catalogue_hardware(tmp_path):
-    proc = sweep("-m", "+grid=quick", "hardware=h100-sxm,b200", "summary=false", f"hydra.sweep.dir={tmp_path}",
-                 f"parts_dir={tmp_path / 'parts'}")
+    proc = sweep(
+        "-m",
+        "+grid=quick",
+        "hardware=h100-sxm,b200",
+        "summary=false",
+        f"hydra.sweep.dir={tmp_path}",
+        f"parts_dir={tmp_path / 'parts'}",
+    )
     files = sorted(tmp_path.glob("*/sweep.nc"))
     assert len(files) == 2, proc.stdout
     hw = {str(xr.open_dataset(f).hardware.values[0]) for f in files}

@@ -5,7 +5,6 @@ leave-one-out) from synthetic measurements. Nothing here tests thresholds on the
 
 from __future__ import annotations
 
-import concurrent.futures
 import copy
 import dataclasses
 import json
@@ -17,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
+from cli_runs import forked
 
 from moejax import Accounting, Partition, Workload, decode_point, load_hardware, load_model, prefill_point
 from moejax.analysis import validation as val
@@ -284,21 +284,21 @@ BAD = {  # case: (file content: a YAML string or a list of entries, text the err
 }
 
 
-def _bad_run(case, tmp_path):
+def _bad_args(case, tmp_path):
     content, _, args = BAD[case]
     path = tmp_path / case / "m.yaml"
     path.parent.mkdir(parents=True)
     path.write_text(content if isinstance(content, str) else yaml.safe_dump(content, sort_keys=False))
-    out = tmp_path / case / "out"
-    return cli(f"measurements={path}", f"out={out}", f"hydra.run.dir={tmp_path / case / 'hydra'}", *args), out
+    return [f"measurements={path}", f"out={tmp_path / case / 'out'}", f"hydra.run.dir={tmp_path / case / 'hydra'}", *args]
 
 
 @pytest.fixture(scope="module")
 def bad_runs(tmp_path_factory):
+    """Every case through ``python -m moejax.validate``, each in its own process, one interpreter
+    start for all (tests/cli_fork.py)."""
     tmp = tmp_path_factory.mktemp("bad")
-    with concurrent.futures.ThreadPoolExecutor(4) as pool:
-        futures = {case: pool.submit(_bad_run, case, tmp) for case in BAD}
-        return {case: (*f.result(), tmp / case) for case, f in futures.items()}
+    procs = forked("moejax.validate", [_bad_args(case, tmp) for case in BAD], timeout=600)
+    return {case: (proc, tmp / case / "out", tmp / case) for case, proc in zip(BAD, procs, strict=True)}
 
 
 @pytest.mark.parametrize("case", list(BAD))
