@@ -1,11 +1,12 @@
-"""Many runs of one command for the price of one interpreter start: ``python tests/cli_fork.py MODULE
-TIMEOUT`` reads a JSON list of ``[working directory, argument list, environment or null]`` on
-stdin, imports ``MODULE`` once (JAX, xarray, Hydra: most of a command's start), then forks one child per argument list that runs the module as
-``python -m MODULE *ARGS`` would (``runpy``, ``__main__``, ``sys.argv``), with its own stdout and
-stderr; prints a JSON list of ``[returncode, stdout, stderr]``. The parent never touches a JAX
-backend, so each child starts as clean as a fresh process (no compiled program, no Hydra state).
-An uncaught exception exits 1 with its traceback on stderr, as Python does; a child still running
-after TIMEOUT seconds is killed (returncode -9)."""
+"""Many runs of one command for the price of one interpreter start: ``python tests/cli_fork.py
+MODULE TIMEOUT`` reads a JSON list of ``[working directory, argument list, environment or null]``
+on stdin, imports ``MODULE`` once (JAX, xarray, Hydra: most of a command's start), then forks one
+child per argument list that runs the module as ``python -m MODULE *ARGS`` would (``runpy``,
+``__main__``, ``sys.argv``), with its own stdout and stderr; prints a JSON list of
+``[returncode, stdout, stderr]``. The parent never touches a JAX backend, so each child starts as
+clean as a fresh process (no compiled program, no Hydra state). An uncaught exception exits 1
+with its traceback on stderr, as Python does; a child still running after TIMEOUT seconds is
+killed (returncode -9)."""
 
 from __future__ import annotations
 
