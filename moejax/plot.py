@@ -51,15 +51,17 @@ import yaml
 from matplotlib.colors import BoundaryNorm, ListedColormap, LogNorm
 from matplotlib.patches import Patch
 
-from .analysis.qs import QS_VARIABLES, qs_columns
+from .analysis.qs import qs_columns
 from .analysis.roofline import model_rows, operating_points
 from .analysis.summary import best_per_point, check_sweep, context_label, flag_meanings
 from .catalogue import load_hardware
 from .engine.dataset import check_writable
+from .engine.grid import ELASTICITY_FIELDS
+from .engine.variables import QS
 from .figures.axes import log_ticks, place_labels
 from .figures.frontier import plot_frontier
 from .figures.kappa_frontier import plot_kappa_star_frontier
-from .physics.specs import SpecError
+from .physics.specs import HardwareSpec, SpecError, field_label
 
 README_SELECTION = {"model": "deepseek-v3", "hardware": "b200"}  # what the README's figures show
 BOUND_COLOURS = {"compute": "#4477aa", "hbm": "#ee6677", "communication": "#ccbb44", "infeasible": "#bbbbbb"}
@@ -83,16 +85,7 @@ KSTAR_CLASSES = {
     "infeasible": ("a side infeasible", "..."),
     "disagree": ("found, solvers disagree", "xxx"),
 }
-ELASTICITY_LABELS = {
-    "hbm_bw": "HBM bandwidth",
-    "hbm_bytes": "HBM capacity",
-    "flops_bf16": "BF16 FLOP/s",
-    "flops_fp8": "FP8 FLOP/s",
-    "intra_bw": "intra-node bandwidth",
-    "intra_latency": "intra-node latency",
-    "inter_bw": "inter-node bandwidth",
-    "inter_latency": "inter-node latency",
-}
+ELASTICITY_LABELS = {f: field_label(HardwareSpec, f) for f in ELASTICITY_FIELDS}  # from HardwareSpec metadata
 
 
 def _invalid(field: str, value, coord) -> SpecError:
@@ -507,12 +500,7 @@ def with_qs_columns(ds: xr.Dataset) -> xr.Dataset:
         [float(m.top_k) for m in moe],
         ds.kappa.values,
     )
-    return ds.assign(
-        {
-            name: (dims, np.asarray(cols[name], float), {"units": units, "long_name": long_name})
-            for name, (dims, units, long_name) in QS_VARIABLES.items()
-        }
-    )
+    return ds.assign({name: (var.dims, np.asarray(cols[name], float), var.attrs()) for name, var in QS.items()})
 
 
 def make_plots(ds: xr.Dataset, out_dir, **selection) -> dict:

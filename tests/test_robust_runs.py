@@ -14,7 +14,8 @@ import pytest
 import xarray as xr
 from cli_runs import forked
 
-from moejax.engine.dataset import VARIABLES, assemble, completed_chunks, estimated_bytes, part_checksum, publish, temp_name
+from moejax.engine.dataset import assemble, completed_chunks, estimated_bytes, part_checksum, publish, temp_name
+from moejax.engine.variables import STEP_COSTS
 from moejax.physics.specs import SpecError
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -246,7 +247,7 @@ def test_size_estimate_matches_the_written_dataset(reference, tmp_path):
             point = [
                 v for v in ds.data_vars if ds[v].dims[:6] == ("model", "variant", "kappa", "hardware", "num_gpus", "context")
             ]
-            assert set(VARIABLES) <= set(point)
+            assert set(STEP_COSTS) <= set(point)
             coords = {d: (ds[d].values, {}) for d in ds[point[0]].dims}
             assert estimated_bytes(coords, "f4", keep, False) == sum(ds[v].nbytes for v in point)
 

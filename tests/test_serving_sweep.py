@@ -204,6 +204,25 @@ def dataset(tmp_path_factory):
     return run(cfg, tmp / "sweep.nc")
 
 
+def test_every_dataset_variable_is_registered(dataset):
+    """Each data variable of a workload sweep with batches and an SLO is declared in
+    engine/variables.py (the fixed registry, the frontier's groups for this grid, or the economics
+    beside a throughput), and is stored with the declared dims, dtype and attributes."""
+    from moejax.engine.variables import REGISTRY, economics_variables, frontier_variables
+
+    declared = {**REGISTRY, **frontier_variables(serve=True, batches=True, slo_rate=10.0, ttft_max=1.0)}
+    for prefix in ("frontier_", "slo_", "slo_disaggregated_", "serving_", "serving_disaggregated_"):
+        declared.update(economics_variables(prefix, declared[f"{prefix}throughput_per_gpu"].dims))
+    with xr.open_dataset(dataset) as ds:
+        assert set(ds.data_vars) <= set(declared), sorted(set(ds.data_vars) - set(declared))
+        for name in ds.data_vars:
+            var = declared[name]
+            assert ds[name].dims == var.dims and ds[name].dtype == np.dtype(var.numpy_dtype("f4")), name
+            assert set(ds[name].attrs) == set(var.attrs()), name
+            for key, value in var.attrs().items():
+                np.testing.assert_array_equal(ds[name].attrs[key], value)
+
+
 def test_missing_dense_baseline_reports_no_serving_numbers():
     """A κ too small for any dense model: the stand-in row's serving_* hold NaN / 0, not the MoE's."""
     from moejax.engine.plan import mask_missing_baselines

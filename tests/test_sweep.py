@@ -1,5 +1,6 @@
 """The main job for real: Hydra runs in subprocesses, netCDF on disk, SIGKILL and resume."""
 
+import dataclasses
 import signal
 import subprocess
 import sys
@@ -14,6 +15,8 @@ from cli_runs import forked
 
 from moejax import Partition, Workload, decode_point, dense_baseline, load_hardware, load_model
 from moejax.catalogue import load_accounting
+from moejax.engine.variables import REGISTRY, STEP_COSTS, STEP_COSTS_NOT_STORED
+from moejax.physics.cost import StepCosts
 
 ROOT = Path(__file__).resolve().parent.parent
 TINY = ["+grid=quick", "summary=false"]
@@ -70,6 +73,25 @@ def test_quick_grid_writes_a_labelled_dataset(quick):
         # MoE rows do not depend on kappa
         moe = ds.throughput_per_gpu.sel(variant="moe")
         np.testing.assert_array_equal(moe.isel(kappa=0).values, moe.isel(kappa=1).values)
+
+
+def test_every_step_costs_field_is_in_the_dataset(quick):
+    """A StepCosts field the sweep computes is stored, with its registered dims, dtype and attributes;
+    only the fields engine/variables.STEP_COSTS_NOT_STORED names (with the reason) may be left out.
+    And every data variable of the dataset is a registered one."""
+    out, _ = quick
+    # StepCosts fields deliberately not stored: none today (see STEP_COSTS_NOT_STORED for the reasons, if any)
+    not_stored = set(STEP_COSTS_NOT_STORED)
+    with xr.open_dataset(out) as ds:
+        missing = {f.name for f in dataclasses.fields(StepCosts)} - not_stored - set(ds.data_vars)
+        assert not missing, f"StepCosts fields computed but not stored in sweep.nc: {sorted(missing)}"
+        for name, var in STEP_COSTS.items():
+            assert ds[name].dims == var.dims and str(ds[name].dtype) == np.dtype(var.numpy_dtype("f4")).name, name
+            assert set(ds[name].attrs) == set(var.attrs()), name
+            for key, value in var.attrs().items():
+                np.testing.assert_array_equal(ds[name].attrs[key], value)
+        unregistered = set(ds.data_vars) - set(REGISTRY)
+        assert not unregistered, f"dataset variables not declared in engine/variables.py: {sorted(unregistered)}"
 
 
 def test_dataset_matches_the_kernel_at_the_winning_partition(quick):

@@ -55,12 +55,11 @@ from ..engine.grid import (
     partition_table,
 )
 from ..engine.plan import build_plan
+from ..engine.variables import GRID4, KAPPA_STAR, REASONS
 from ..physics import arch
 from ..physics.baseline import keep_attention, kept_params
 from ..physics.cost import decode_point
 from ..physics.specs import Accounting, SpecError, Workload
-
-REASONS = ("found", "below_kappa_min", "above_kappa_max", "moe_infeasible", "dense_infeasible")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -188,21 +187,7 @@ def relative_precision(kappa_min: float, kappa_max: float, steps: int) -> float:
     return float(np.expm1(np.log(kappa_max / kappa_min) / 2 ** (steps + 1)))
 
 
-GRID4 = ("model", "hardware", "num_gpus", "context")
-OUTPUTS = {  # name -> (units, long_name)
-    "kappa_star": ("1", ("break-even quality factor: the kappa-matched dense baseline serves the MoE's throughput "
-                         "(bracketing bisection on the exact model, partition re-searched at each kappa; "
-                         "NaN unless reason == found)")),
-    "kappa_star_optax": ("1", "kappa* by the optax solve on log kappa (diagnostic; see agrees)"),
-    "ratio_at_kappa_star": ("1", ("exact dense/MoE throughput ratio at kappa_star (near 1; far from 1, e.g. 0, where the "
-                                  "crossing is a step: the dense baseline stops fitting, or its batch or partition jumps)")),
-    "agrees": (None, "the optax diagnostic agrees with kappa_star within the tolerance"),
-    "reason": (None, ("why kappa_star is or is not defined: found = crossing strictly inside [kappa_min, kappa_max]; "
-                      "below_kappa_min = the MoE is already ahead at kappa_min (raised to the smallest kappa whose "
-                      "baseline exists): kappa* < kappa_min; above_kappa_max = the dense baseline is still ahead at "
-                      "kappa_max: kappa* > kappa_max")),
-    "moe_throughput_per_gpu": ("s-1", "MoE decode tokens per second per GPU at its best partition"),
-}
+OUTPUTS = KAPPA_STAR  # registered in engine/variables.py, in the order the kernel returns them
 
 
 @dataclasses.dataclass(frozen=True)
@@ -273,20 +258,18 @@ def solve(cfg: DictConfig) -> tuple[dict, dict, float]:
     return out, coords, seconds
 
 
+def attributes(out: dict, var) -> dict:
+    """The attributes of registered variable ``var`` as ``solve`` computed it: the registry's
+    (long_name first), then the run's (``out["variable_attrs"]``: precision, bracket, tolerance)."""
+    return {"long_name": var.long_name, **var.attrs(), **out.get("variable_attrs", {}).get(var.name, {})}
+
+
 def to_dataset(out: dict, coords: dict, attrs: dict) -> xr.Dataset:
     """The ``solve`` arrays as a CF dataset (flag variables carry flag_values/flag_meanings)."""
     data = {}
-    for name, (units, long_name) in OUTPUTS.items():
-        a = {"long_name": long_name}
-        if name == "reason":
-            a.update(flag_values=np.arange(len(REASONS), dtype=np.int8), flag_meanings=" ".join(REASONS))
-        elif name == "agrees":
-            a.update(flag_values=np.array([0, 1], np.int8), flag_meanings="optax_disagrees optax_agrees")
-        else:
-            a["units"] = units
-        a.update(out.get("variable_attrs", {}).get(name, {}))
+    for name, var in OUTPUTS.items():
         values = out[name].astype(np.int8) if name == "agrees" else out[name]
-        data[name] = (GRID4, values, a)
+        data[name] = (GRID4, values, attributes(out, var))
     return xr.Dataset(data, coords={d: (d, v, a) for d, (v, a) in coords.items()}, attrs=attrs)
 
 

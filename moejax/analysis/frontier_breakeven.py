@@ -46,28 +46,14 @@ import numpy as np
 from omegaconf import DictConfig
 
 from ..engine.grid import cast, chunks, device_inputs, lift
+from ..engine.variables import GRID4, KAPPA_STAR_FRONTIER, REASONS
 from ..physics.baseline import dense_size, keep_attention
 from ..physics.cost import decode_point
 from ..physics.specs import Workload
-from .breakeven import GRID4, REASONS, bisect_crossing, kappa_exists, problem
+from .breakeven import attributes, bisect_crossing, kappa_exists, problem
 
 DIMS = (*GRID4, "interactivity")
-OUTPUTS = {  # name -> (units, long_name)
-    "kappa_star_frontier": ("1", ("break-even quality factor at each interactivity level: the kappa-matched dense baseline at "
-                                  "its own frontier (best partition and batch reaching the level) serves the MoE's frontier "
-                                  "throughput per GPU there (bracketing bisection on the exact model; NaN unless "
-                                  "kappa_star_frontier_reason == found)")),
-    "kappa_star_frontier_reason": (None, ("why kappa_star_frontier is or is not defined at this level: as reason; "
-                                          "moe_infeasible = the MoE cannot reach the level here, dense_infeasible = "
-                                          "the dense baseline cannot reach it even at kappa_min")),
-    "dense_equivalent_params_frontier": ("1", ("dense-equivalent size at each interactivity level: parameters of the "
-                                               "dense baseline at kappa_star_frontier, kappa*rho*P_total (every larger "
-                                               "dense model costs more per token than the MoE there)")),
-    "ratio_at_kappa_star_frontier": ("1", ("exact dense/MoE frontier throughput ratio at kappa_star_frontier (near 1; "
-                                           "far from 1 where the crossing is a step)")),
-    "moe_frontier_throughput_per_gpu": ("s-1", ("the MoE's frontier at the level: its best decode tokens/s per GPU "
-                                                "reaching it (NaN where it cannot)")),
-}
+OUTPUTS = KAPPA_STAR_FRONTIER  # registered in engine/variables.py, in the order the kernel returns them
 
 
 def candidates(m, hw, parts, pmask, context, columns, acc):
@@ -159,16 +145,7 @@ def solve_frontier(cfg: DictConfig) -> tuple[dict, dict, float] | None:
 
 def dataset_variables(out: dict) -> dict:
     """name -> (dims, values, attrs) of the κ*(u) variables (flags carry flag_values/meanings)."""
-    data = {}
-    for name, (units, long_name) in OUTPUTS.items():
-        attrs = {"long_name": long_name}
-        if units is None:
-            attrs.update(flag_values=np.arange(len(REASONS), dtype=np.int8), flag_meanings=" ".join(REASONS))
-        else:
-            attrs["units"] = units
-        attrs.update(out.get("variable_attrs", {}).get(name, {}))
-        data[name] = (DIMS, out[name], attrs)
-    return data
+    return {name: (DIMS, out[name], attributes(out, var)) for name, var in OUTPUTS.items()}
 
 
 def summary_json(out: dict, seconds: float) -> dict:

@@ -10,25 +10,12 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..engine.dataset import create_variable
+from ..engine.variables import QS, QS_GRID, REGISTRY
 from . import frontier_breakeven
-from .breakeven import GRID4, OUTPUTS, solve, to_dataset
+from .breakeven import OUTPUTS, solve, to_dataset
 
-GRID = ("model", "kappa", "hardware", "num_gpus", "context")
-# name -> (dims, units, long_name)
-QS_VARIABLES = {
-    "n_experts": (("model",), "1", "routed experts per MoE layer, E"),
-    "top_k": (("model",), "1", "experts chosen per token, k"),
-    "rho": (("model",), "1", "sparsity rho = k/E"),
-    "rho_kappa": (("model", "kappa"), "1", "qs product rho*kappa: below 1 the MoE moves more FFN weight bytes per token"),
-    "routing_factor": (("model",), "1", "routing factor E/k"),
-    "b_moe": (GRID, "1", "MoE batch B_MoE at its best partition (0 where infeasible)"),
-    "b_dense": (GRID, "1", "dense-baseline batch B_dense at its best partition (0 where infeasible)"),
-    "r_moe": (GRID, "1", "MoE weight reuse R_MoE = B_MoE*rho"),
-    "r_dense": (GRID, "1", "dense weight reuse R_dense = B_dense"),
-    "capacity_factor": (GRID, "1", "capacity factor B_dense/B_MoE (NaN unless both are feasible)"),
-    "reuse_gap": (GRID, "1", "total reuse gap R_dense/R_MoE = routing x capacity (NaN unless both are feasible)"),
-    "dense_moe_ratio": (GRID, "1", "dense over MoE throughput per GPU (NaN unless both are feasible)"),
-}
+GRID = QS_GRID  # the columns are registered in engine/variables.py (QS)
 
 
 def qs_columns(batch, throughput, feasible, n_experts, top_k, kappa) -> dict[str, np.ndarray]:
@@ -59,26 +46,20 @@ def qs_writer(plan, kappa_star: dict | None = None, kappa_star_frontier: dict | 
     and, if given, the κ* variables (see ``moejax.analysis.breakeven``) and κ*(interactivity)
     (``frontier_breakeven``) to the open netCDF dataset."""
     def derive(nc) -> None:
+        float_dtype = str(nc["throughput_per_gpu"].dtype)
         if kappa_star_frontier is not None:
-            for name, (dims, values, attrs) in frontier_breakeven.dataset_variables(kappa_star_frontier).items():
-                var = nc.createVariable(name, values.dtype, dims, zlib=True, complevel=4)
-                var[:] = values
-                var.setncatts(attrs)
+            for name, (_, values, attrs) in frontier_breakeven.dataset_variables(kappa_star_frontier).items():
+                create_variable(nc, REGISTRY[name], float_dtype, values, attrs=attrs, nan_fill=False)
         if kappa_star is not None:
             ds = to_dataset(kappa_star, {}, {})
             for name in OUTPUTS:
-                var = nc.createVariable(name, ds[name].dtype, GRID4, zlib=True, complevel=4)
-                var[:] = ds[name].values
-                var.setncatts({k: v for k, v in ds[name].attrs.items()})
+                create_variable(nc, REGISTRY[name], float_dtype, ds[name].values, attrs=dict(ds[name].attrs), nan_fill=False)
         moe_rows = plan.inputs.rows
         moe = plan.row_map[:, 0, 0]
         cols = qs_columns(nc["batch"][:].filled(np.nan), nc["throughput_per_gpu"][:].filled(np.nan),
                           nc["feasible"][:].filled(0), moe_rows.n_experts[moe], moe_rows.top_k[moe], nc["kappa"][:])
-        for name, (dims, units, long_name) in QS_VARIABLES.items():
-            values = np.asarray(cols[name], dtype=nc["throughput_per_gpu"].dtype)
-            var = nc.createVariable(name, values.dtype, dims, zlib=True, complevel=4, fill_value=np.nan)
-            var[:] = values
-            var.setncatts({"units": units, "long_name": long_name})
+        for name, var in QS.items():
+            create_variable(nc, var, float_dtype, np.asarray(cols[name], dtype=float_dtype))
     return derive
 
 

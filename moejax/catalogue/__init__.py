@@ -72,21 +72,7 @@ ARCH_OPTIONAL = {
     "layer_types": None,
     "attn_gate": False,
 }
-HARDWARE_FIELDS = (
-    "hbm_bytes",
-    "hbm_bw",
-    "flops_bf16",
-    "flops_fp8",
-    "intra_bw",
-    "intra_latency",
-    "island_size",
-    "inter_bw",
-    "inter_latency",
-    "flops_fp4",
-    "fabric",
-    "link_bw",
-    "torus_dims",
-)
+HARDWARE_FIELDS = tuple(f.name for f in dataclasses.fields(HardwareSpec))  # declared once, in physics/specs.py
 HARDWARE_OPTIONAL = {"torus_dims": 0}  # only a torus fabric needs it (switched and mesh entries may omit it)
 
 

@@ -23,71 +23,17 @@ import netCDF4
 import numpy as np
 import xarray as xr
 
-from ..physics.cost import BOUND_MEANINGS
-from ..physics.specs import KV_MODES, SpecError
+from ..physics.specs import SpecError
 from .grid import AXES, ELASTICITY_FIELDS, PARTITION_FIELDS
 from .interrupts import deferred
+from .variables import DEGREES, ELASTICITIES, PARTITIONS, REGISTRY, STEP_COSTS, Variable, economics_variables
 
-FLAG = "flag"
-# name -> (units, long_name); units follow UDUNITS ("1" for counts, "s-1" for per-second rates)
-VARIABLES = {
-    "throughput_per_gpu": ("s-1", "decode tokens per second per GPU"),
-    "throughput": ("s-1", "decode tokens per second per replica"),
-    "step_time": ("s", "time of one decode step (per-token latency); inf where infeasible"),
-    "tokens_per_s_per_user": ("s-1", "output tokens per second one sequence sees (interactivity)"),
-    # components below are NaN where no candidate partition is feasible
-    "batch": ("1", "sequences served concurrently per replica"),
-    "b_max": ("1", "largest batch whose weights and KV cache fit in HBM"),
-    "feasible": (FLAG, "point fits in memory under a legal partition"),
-    "bound": (FLAG, "what limits the step"),
-    "t_compute": ("s", "compute time per step"),
-    "t_hbm": ("s", "HBM traffic time per step"),
-    "t_comm": ("s", "collective communication time per step, before overlap"),
-    "t_comm_exposed": ("s", "communication time per step not hidden by overlap"),
-    "reuse": ("1", "the qs paper's reuse R = (B/pp)*k/E: tokens per expert per microbatch (below 1 when "
-                   "experts outnumber token choices)"),
-    "memory_per_gpu": ("byte", "HBM used per GPU: weights + KV cache + reserve"),
-    "weight_bytes_per_gpu": ("byte", "resident weight bytes per GPU"),
-    "kv_bytes_per_gpu": ("byte", "KV-cache bytes per GPU at the served batch"),
-}
-FLAGS = {
-    "feasible": ([0, 1], "infeasible feasible"),
-    "bound": (list(range(len(BOUND_MEANINGS))), " ".join(BOUND_MEANINGS)),
-    "kv_mode": (list(KV_MODES.values()), " ".join(KV_MODES)),
-    "baseline_exists": ([0, 1], "no_dense_baseline exists"),
-}
-BASELINE = {"baseline_exists": (FLAG, "a dense model of kappa*rho*P_total params exists in the baseline family")}
-HARDWARE = {
-    "hw_hbm_bytes": ("byte", "HBM capacity per GPU"),
-    "hw_hbm_bw": ("byte s-1", "HBM bandwidth per GPU"),
-    "hw_flops_bf16": ("s-1", "dense BF16 FLOP per second per GPU"),
-    "hw_flops_fp8": ("s-1", "dense FP8 FLOP per second per GPU"),
-    "hw_intra_bw": ("byte s-1", "intra-node link bandwidth per GPU per direction"),
-    "hw_intra_latency": ("s", "intra-node ring hop latency"),
-    "hw_island_size": ("1", "GPUs per node-local island"),
-    "hw_inter_bw": ("byte s-1", "inter-node bandwidth per GPU per direction"),
-    "hw_inter_latency": ("s", "inter-node ring hop latency"),
-    "hw_flops_fp4": ("s-1", "dense FP4 FLOP per second per GPU (0: no FP4 tensor cores)"),
-    "hw_fabric": ("1", "island fabric: 0 switched, 1 full mesh, 2 torus"),
-    "hw_link_bw": ("byte s-1", "per-link bandwidth of a mesh or torus island"),
-    "hw_torus_dims": ("1", "dimensions of a torus island (0: not a torus)"),
-}
-ELASTICITIES = {f"elasticity_{f}": ("1", f"d log(throughput_per_gpu) / d log({f}) at the winning partition, continuous B_max "
-                                           "(NaN where infeasible)") for f in ELASTICITY_FIELDS}
 FIELD_STACKS = {"degrees": PARTITION_FIELDS, "elasticities": ELASTICITY_FIELDS}  # results with a trailing field axis
-DEGREES = {f: ("1", f"winning partition: {f}") for f in PARTITION_FIELDS}
-DEGREES["kv_mode"] = (FLAG, "winning partition: KV-parallel mode")
-DEGREES["dense_tp"] = ("1", "winning partition: tensor-parallel degree of the dense FFN layers and LM head")
-DEGREES["redundant_experts"] = ("1", "winning partition: redundant expert slots (EPLB copies)")
-INT_VARS = {"feasible", "bound", "kv_mode", "baseline_exists"}
 
 
 def variable_attrs(name: str) -> dict:
-    units, long_name = {**VARIABLES, **DEGREES, **BASELINE, **ELASTICITIES, **HARDWARE}[name]
-    if units == FLAG:
-        values, meanings = FLAGS[name]
-        return {"long_name": long_name, "flag_values": np.array(values, dtype=np.int8), "flag_meanings": meanings}
-    return {"units": units, "long_name": long_name}
+    """The CF attributes of registered variable ``name`` (``engine.variables.REGISTRY``)."""
+    return REGISTRY[name].attrs()
 
 
 def temp_name(path: Path) -> Path:
@@ -267,21 +213,33 @@ def publish(tmp: Path, out: Path, overwrite: bool) -> None:
         tmp.unlink(missing_ok=True)
 
 
-def _create_variable(nc, name, dims, dtype, chunks, attrs):
-    fill = None if dtype.startswith("i") else np.nan
-    var = nc.createVariable(name, dtype, dims, zlib=True, complevel=4, shuffle=True,
-                            chunksizes=[min(c, len(nc.dimensions[d])) for c, d in zip(chunks, dims)], fill_value=fill)
-    var.setncatts(attrs)
-    return var
+def create_variable(nc, var: Variable, float_dtype: str, values=None, dims: tuple | None = None, attrs: dict | None = None,
+                    compress: bool = True, nan_fill: bool = True, chunks: list | None = None):
+    """Create registered variable ``var`` in the open netCDF4 dataset ``nc``: the one place a
+    result's encoding is decided. dtype from the registry (``FLOAT``: ``float_dtype``), dims the
+    registered ones unless given, attributes ``var.attrs()`` unless ``attrs`` (a result's run-time
+    attributes, e.g. κ*'s precision). ``compress``: zlib level 4 with shuffle, in ``chunks`` if given
+    (clipped to the dimensions); ``nan_fill``: a float variable's fill value is NaN (an integer
+    variable never has one; without it netCDF's default fill applies). ``values`` are written if given."""
+    dtype = var.numpy_dtype(float_dtype)
+    dims = var.dims if dims is None else tuple(dims)
+    fill = np.nan if nan_fill and np.dtype(dtype).kind == "f" else None
+    encoding = {"zlib": True, "complevel": 4, "shuffle": True} if compress else {}
+    if chunks is not None:
+        encoding["chunksizes"] = [min(c, len(nc.dimensions[d])) for c, d in zip(chunks, dims)]
+    created = nc.createVariable(var.name, dtype, dims, fill_value=fill, **encoding)
+    created.setncatts(var.attrs() if attrs is None else attrs)
+    if values is not None:
+        created[:] = values
+    return created
 
 
-def _data_variables(dims: tuple, float_dtype: str, keep_partitions: bool, sensitivities: bool) -> list:
-    """``(name, dims, dtype)`` of every per-point variable the dataset holds."""
-    names = list(VARIABLES) + ([] if keep_partitions else list(DEGREES))
-    names += list(ELASTICITIES) if sensitivities else []
-    out = [(name, dims[:6] if name in DEGREES else dims,
-            "i1" if name in INT_VARS else "i2" if name in DEGREES else float_dtype) for name in names]
-    return out + ([("partition_valid", dims, "i1")] if keep_partitions else [])
+def _data_variables(keep_partitions: bool, sensitivities: bool) -> list[Variable]:
+    """Every per-point variable the dataset holds (with ``keep_partitions`` each gains the
+    partition dimension, and the winning partition gives way to ``partition_valid``)."""
+    out = list(STEP_COSTS.values()) + ([] if keep_partitions else list(DEGREES.values()))
+    out += list(ELASTICITIES.values()) if sensitivities else []
+    return out + ([PARTITIONS["partition_valid"]] if keep_partitions else [])
 
 
 def estimated_bytes(coords: dict, float_dtype: str, keep_partitions: bool, sensitivities: bool) -> int:
@@ -295,9 +253,8 @@ def estimated_bytes(coords: dict, float_dtype: str, keep_partitions: bool, sensi
     1660
     """
     sizes = {d: len(values) for d, (values, _) in coords.items()}
-    variables = _data_variables(tuple(coords), float_dtype, keep_partitions, sensitivities)
-    variables += [(name, tuple(coords), float_dtype) for name in ("cost_per_mtok", "joules_per_token")]
-    return sum(math.prod(sizes[d] for d in var_dims) * np.dtype(dtype).itemsize for _, var_dims, dtype in variables)
+    variables = _data_variables(keep_partitions, sensitivities) + list(economics_variables("", tuple(coords)).values())
+    return sum(math.prod(sizes[d] for d in coords) * np.dtype(v.numpy_dtype(float_dtype)).itemsize for v in variables)
 
 
 def assemble(out: Path, parts_dir: Path, coords: dict, row_map: np.ndarray, global_attrs: dict,
@@ -308,10 +265,10 @@ def assemble(out: Path, parts_dir: Path, coords: dict, row_map: np.ndarray, glob
 
     ``coords``: ordered ``{dim: (values, attrs)}`` for model, variant, kappa, hardware, num_gpus,
     context (and partition when kept). ``row_map[model, variant, kappa]`` is the kernel row
-    holding that combination. ``extra``: small ``(name, dims, values)`` flag variables.
+    holding that combination. ``extra``: small ``(registered name, values)`` variables, uncompressed.
     ``derive(nc)``, if given, adds derived variables to the open file before it is published.
-    ``extra_dims`` ``{dim: (values, attrs)}`` and ``extra_vars`` ``(name, trailing dims, dtype,
-    attrs)``: results with dimensions of their own after the grid's (the frontier's).
+    ``extra_dims`` ``{dim: (values, attrs)}`` and ``extra_vars`` (``engine.variables.Variable``
+    entries): results with dimensions of their own after the grid's (the frontier's).
     ``checkpoint()`` runs after each part and may raise (a pending Ctrl-C). The temporary file is
     removed on every exit path (error, Ctrl-C, SIGTERM turned into one).
     """
@@ -344,28 +301,21 @@ def _write_layout(nc, coords, global_attrs, float_dtype, partition_table, extra,
         var.setncatts(attrs)
     nc.setncatts(global_attrs)
     chunks = [1] * (len(dims) - 3) + [len(coords[d][0]) for d in dims[-3:]]
-    for name, var_dims, dtype in _data_variables(dims, float_dtype, partition_table is not None, sensitivities):
-        attrs = variable_attrs(name) if name != "partition_valid" else {
-            "long_name": "candidate is a legal split of the model", "flag_values": np.array([0, 1], np.int8),
-            "flag_meanings": "illegal legal"}
-        _create_variable(nc, name, var_dims, dtype, chunks[: len(var_dims)], attrs)
+    for var in _data_variables(partition_table is not None, sensitivities):
+        create_variable(nc, var, float_dtype, dims=dims, chunks=chunks)
     if partition_table is not None:
         for i, f in enumerate(PARTITION_FIELDS):
-            var = nc.createVariable(f"partition_{f}", "i4", ("num_gpus", "partition"))
-            var[:] = partition_table[..., i].astype(np.int32)
-            var.setncatts({"long_name": f"candidate partition: {f}", "units": "1"})
+            var = PARTITIONS[f"partition_{f}"]
+            create_variable(nc, var, float_dtype, partition_table[..., i].astype(np.int32),
+                            attrs={"long_name": var.long_name, **var.attrs()}, compress=False, nan_fill=False)
     for dim, (values, attrs) in (extra_dims or {}).items():
         nc.createDimension(dim, len(values))
         nc.createVariable(dim, np.asarray(values).dtype, (dim,))[:] = values
         nc.variables[dim].setncatts(attrs)
-    for name, trailing, dtype, attrs in extra_vars:
-        _create_variable(
-            nc, name, dims[:6] + tuple(trailing), dtype, chunks[:6] + [len(nc.dimensions[d]) for d in trailing], attrs
-        )
-    for name, var_dims, values in extra:
-        var = nc.createVariable(name, values.dtype, var_dims)
-        var[:] = values
-        var.setncatts(variable_attrs(name))
+    for var in extra_vars:
+        create_variable(nc, var, float_dtype, chunks=chunks[:6] + [len(nc.dimensions[d]) for d in var.dims[6:]])
+    for name, values in extra:
+        create_variable(nc, REGISTRY[name], float_dtype, values, compress=False, nan_fill=False)
 
 
 def _write_chunk(nc, part, row_map: np.ndarray) -> None:

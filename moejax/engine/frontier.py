@@ -35,13 +35,7 @@ from ..physics import serving
 from ..physics.cost import decode_point
 from ..physics.specs import Partition, SpecError, Workload
 from .grid import PARTITION_FIELDS, PartitionSpace, _argmax, cast, enumerate_partitions, lift
-
-# flag variables: values, meanings (CF flag_meanings)
-FRONTIER_STATUS = ([0, 1, 2], "infeasible unreachable reached")  # no candidate fits / none this fast / found
-SLO_STATUS = ([0, 1, 2], "infeasible slo_not_met slo_met")
-SERVING_STATUS = ([0, 1], "infeasible feasible")
-AT_BATCH_STATUS = ([0, 1], "infeasible feasible")
-SLO_MODE = ([0, 1, 2], "none aggregated disaggregated")  # which mode serves more tokens/s per GPU under the SLO
+from .variables import FLOAT, POINT, Variable, frontier_variables
 
 
 @dataclasses.dataclass(frozen=True)
@@ -454,87 +448,10 @@ def frontier_extra(spec: FrontierSpec, acc, dtype):
 # ---- dataset layout -------------------------------------------------------------------------
 
 
-def _degree_attrs(prefix: str, what: str) -> dict:
-    out = {}
-    for f in PARTITION_FIELDS:
-        if f == "kv_mode":
-            out[f"{prefix}{f}"] = ("flag", f"{what}: KV-parallel mode")
-        else:
-            out[f"{prefix}{f}"] = ("1", f"{what}: partition degree {f}")
-    return out
-
-
-def _group(prefix: str, what: str, status: str, status_flags, serve: bool = False) -> dict:
-    """name -> (units or 'flag', long_name, flag values/meanings or None) for one result group;
-    ``serve``: a workload grid's (aggregated serving with chunked prefill, and TTFT)."""
-    if serve:
-        tput = "end-to-end output tokens per second per GPU, aggregated serving with chunked prefill"
-        step = "mean time per output token after the first (TPOT: decode steps and steps carrying prompt chunks)"
-    else:
-        tput, step = "decode tokens per second per GPU", "time of one decode step"
-    out = {
-        f"{prefix}throughput_per_gpu": ("s-1", f"{what}: {tput} (NaN: see {prefix}{status})"),
-        f"{prefix}tokens_per_s_per_user": ("s-1", f"{what}: output tokens per second one sequence sees"),
-        f"{prefix}batch": ("1", f"{what}: sequences served concurrently per replica"),
-        f"{prefix}step_time": ("s", f"{what}: {step}"),
-    }
-    if serve:
-        out[f"{prefix}ttft"] = ("s", f"{what}: mean time to first token, aggregated serving (physics/served.py)")
-    out = {k: (*v, None) for k, v in out.items()}
-    out[f"{prefix}{status}"] = ("flag", f"{what}: outcome", status_flags)
-    for name, (units, long_name) in _degree_attrs(prefix, what).items():
-        out[name] = (units, long_name, None)
-    return out
-
-
-def _disaggregated_group(prefix: str, what: str) -> dict:
-    """The variables ``_disaggregated`` returns under ``prefix``."""
-    out = {
-        f"{prefix}disaggregated_throughput_per_gpu": (
-            "s-1",
-            f"{what}: end-to-end output tokens per second per GPU over both pools",
-        ),
-        f"{prefix}disaggregated_tokens_per_s_per_user": ("s-1", f"{what}: output tokens per second one sequence sees"),
-        f"{prefix}disaggregated_ttft": ("s", f"{what}: mean time to first token (prefill pass, queue, KV hand-off)"),
-        f"{prefix}disaggregated_batch": ("1", f"{what}: sequences in flight per decode replica"),
-        f"{prefix}prefill_share": ("1", f"{what}: fraction of the GPUs in the prefill pool"),
-    }
-    out = {k: (*v, None) for k, v in out.items()}
-    for pool in ("decode", "prefill"):
-        for name, (units, long_name) in _degree_attrs(f"{prefix}{pool}_", f"{what}, {pool} pool").items():
-            out[name] = (units, long_name, None)
-    return out
-
-
-def variables(spec: FrontierSpec) -> dict:
-    """name -> (trailing dims, units or 'flag', long_name, flags) of every variable the kernel returns."""
-    serve = bool(spec.workloads)
-    groups = [
-        (("interactivity",), _group("frontier_", "best at tokens/s per user >= interactivity", "status", FRONTIER_STATUS, serve))
-    ]
-    if spec.batches:
-        at = _group("at_batch_", "best partition at this batch", "feasible", AT_BATCH_STATUS, serve)
-        at.pop("at_batch_batch")
-        groups.append((("batches",), at))
-    if spec.with_slo:
-        limits = [f"tokens/s per user >= {spec.slo_rate:g}"] * (spec.slo_rate > 0) + [f"TTFT <= {spec.ttft_max:g} s"] * (
-            spec.ttft_max > 0
-        )
-        slo = f"best meeting the SLO ({', '.join(limits)})"
-        group = _group("slo_", slo, "status", SLO_STATUS, serve)
-        if serve:
-            group.update(_disaggregated_group("slo_", f"disaggregated serving {slo}"))
-            group["slo_mode"] = (
-                "flag",
-                "the serving mode with the most tokens/s per GPU under the SLO (the cheaper per token)",
-                SLO_MODE,
-            )
-        groups.append(((), group))
-    if serve:
-        group = _group("serving_", "highest-throughput aggregated configuration", "status", SERVING_STATUS, serve)
-        group.update(_disaggregated_group("serving_", "disaggregated serving at its highest decode throughput"))
-        groups.append(((), group))
-    return {name: (dims, *meta) for dims, group in groups for name, meta in group.items()}
+def variables(spec: FrontierSpec) -> dict[str, Variable]:
+    """The registry entries (``engine.variables.Variable``) of every variable the kernel returns,
+    in its order: the grid's dims, then their own (``interactivity``, ``batches``)."""
+    return frontier_variables(bool(spec.workloads), bool(spec.batches), spec.slo_rate, spec.ttft_max)
 
 
 def coords(spec: FrontierSpec) -> dict:
@@ -547,14 +464,14 @@ def coords(spec: FrontierSpec) -> dict:
 def missing_value(name: str, spec: FrontierSpec):
     """What a variable holds where its dense baseline does not exist: 0 (infeasible) for flags,
     0 for partition degrees, NaN for numbers."""
-    units = variables(spec)[name][1]
-    return 0 if units == "flag" or name.endswith(tuple(f"_{f}" for f in PARTITION_FIELDS)) else np.nan
+    return np.nan if variables(spec)[name].dtype == FLOAT else 0
 
 
 @dataclasses.dataclass(frozen=True)
 class SweepHooks:
     """What a sweep run needs for the frontier: the extra kernel, the chunk budget in partitions
-    (a chunk's candidates are partitions × batch columns), part dims and dataset variables."""
+    (a chunk's candidates are partitions × batch columns), part dims and dataset variables
+    (registry entries)."""
 
     extra: object = None
     max_evaluations: int = 0
@@ -568,22 +485,10 @@ def sweep_hooks(spec: FrontierSpec | None, acc, dtype, max_evaluations: int, flo
     if spec is None:
         return SweepHooks(max_evaluations=max_evaluations)
     names = variables(spec)
-    out = []
-    for name, (dims, units, long_name, flags) in names.items():
-        if units == "flag" and flags is not None:
-            attrs = {"long_name": long_name, "flag_values": np.array(flags[0], np.int8), "flag_meanings": flags[1]}
-            dtype_ = "i1"
-        elif units == "flag":  # kv_mode
-            attrs = {"long_name": long_name, "flag_values": np.array([0, 1, 2], np.int8), "flag_meanings": "none kvp cp"}
-            dtype_ = "i2"
-        else:
-            attrs = {"units": units, "long_name": long_name}
-            dtype_ = "i2" if missing_value(name, spec) == 0 else float_dtype
-        out.append((name, dims, dtype_, attrs))
     return SweepHooks(
         frontier_extra(spec, acc, dtype),
         max(1, max_evaluations // spec.n_columns),
-        {name: meta[0] for name, meta in names.items() if meta[0]},
+        {name: var.dims[len(POINT):] for name, var in names.items() if len(var.dims) > len(POINT)},
         coords(spec),
-        tuple(out),
+        tuple(names.values()),
     )

@@ -69,8 +69,9 @@ def check_size(cfg: DictConfig, plan: SweepPlan, hooks) -> None:
         raise SpecError(f"max_output_bytes = {limit!r} is invalid: must be a positive number of bytes")
     size = estimated_bytes(plan.coords, "f8" if cfg.precision == "float64" else "f4", cfg.keep_partitions, cfg.sensitivities)
     points = math.prod(len(plan.coords[d][0]) for d in AXES_OF_POINTS)
-    size += sum(points * math.prod(len(hooks.dims[d][0]) for d in trailing) * np.dtype(dtype).itemsize
-                for _, trailing, dtype, _ in hooks.variables)
+    float_dtype = "f8" if cfg.precision == "float64" else "f4"
+    size += sum(points * math.prod(len(hooks.dims[d][0]) for d in var.dims[len(AXES_OF_POINTS):])
+                * np.dtype(var.numpy_dtype(float_dtype)).itemsize for var in hooks.variables)
     if size > limit:
         cells = int(np.prod([len(v) for v, _ in plan.coords.values()]))
         raise SpecError(f"max_output_bytes = {limit:.3g} is invalid for this grid: its dataset would take about "
@@ -182,11 +183,11 @@ def _assemble(cfg, plan: SweepPlan, hooks, parts_dir: Path, total: int, out: Pat
         "precision": cfg.precision,
         "comment": "MoE rows (variant=moe) do not depend on kappa and are repeated along it.",
     }
-    baseline = ("baseline_exists", ("model", "kappa"), plan.baseline_exists.astype(np.int8))
-    hardware_numbers = [(f"hw_{f}", ("hardware",), np.asarray(getattr(plan.inputs.hardware, f)))
+    baseline = ("baseline_exists", plan.baseline_exists.astype(np.int8))
+    hardware_numbers = [(f"hw_{f}", np.asarray(getattr(plan.inputs.hardware, f)))
                         for f in HARDWARE_FIELDS]  # each accelerator's numbers, design spaces included
     float_dtype = "f8" if dtype == np.float64 else "f4"
-    derives = [serving_derive(plan, [name for name, *_ in hooks.variables], float_dtype)]  # isl/osl, economics
+    derives = [serving_derive(plan, [var.name for var in hooks.variables], float_dtype)]  # isl/osl, economics
     if not cfg.keep_partitions and derive is not None:
         derives.append(derive(plan))
     with safe_points() as pending:

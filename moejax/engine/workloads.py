@@ -17,6 +17,8 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 from ..catalogue import ECONOMICS_FIELDS, hardware_economics, hardware_entry
 from ..physics.serving import cost_per_mtok, decode_context, joules_per_token
 from ..physics.specs import SpecError
+from .dataset import create_variable
+from .variables import ECONOMICS, WORKLOADS, economics_variables
 
 
 def _positive_number(v) -> bool:
@@ -62,9 +64,8 @@ def _plain(v):
 
 
 def workload_coords(isl: np.ndarray, osl: np.ndarray) -> dict:
-    """``name -> (dims, values, attrs)`` coordinate variables along ``context``."""
-    return {"isl": (("context",), isl, {"units": "1", "long_name": "input (prompt) tokens per request"}),
-            "osl": (("context",), osl, {"units": "1", "long_name": "output tokens per request"})}
+    """``name -> (dims, values, attrs)`` coordinate variables along ``context`` (registered in WORKLOADS)."""
+    return {name: (WORKLOADS[name].dims, values, WORKLOADS[name].attrs()) for name, values in (("isl", isl), ("osl", osl))}
 
 
 def economics_arrays(hw_names: list[str], overrides) -> dict[str, np.ndarray]:
@@ -102,10 +103,7 @@ def economics_arrays(hw_names: list[str], overrides) -> dict[str, np.ndarray]:
     return {f: np.array(v, dtype=np.float64) for f, v in out.items()}
 
 
-ECONOMICS_VARIABLES = {
-    "price_per_gpu_hour": ("hw_price_per_gpu_hour", "USD", "price per GPU-hour (catalogue default or grid.economics)"),
-    "board_power": ("hw_board_power", "W", "rated board power per GPU (catalogue default or grid.economics)"),
-}
+ECONOMICS_VARIABLES = {f: f"hw_{f}" for f in ECONOMICS_FIELDS}  # field -> registered name (engine/variables.py)
 
 
 def economics_derive(economics: dict[str, np.ndarray], prefixes: list[str], float_dtype: str):
@@ -124,12 +122,9 @@ def economics_derive(economics: dict[str, np.ndarray], prefixes: list[str], floa
             x = np.where(x > 0, x, np.nan)
             price = economics["price_per_gpu_hour"].reshape(shape)
             power = economics["board_power"].reshape(shape)
-            for name, units, what, values in (
-                    ("cost_per_mtok", "USD", "US dollars per million output tokens", cost_per_mtok(price, x)),
-                    ("joules_per_token", "J", "joules per output token (board power only)", joules_per_token(power, x))):
-                var = nc.createVariable(f"{prefix}{name}", float_dtype, dims, zlib=True, complevel=4, fill_value=np.nan)
-                var.setncatts({"units": units, "long_name": f"{what} at {prefix}throughput_per_gpu (NaN: nothing served)"})
-                var[:] = values
+            outputs = economics_variables(prefix, dims)
+            create_variable(nc, outputs[f"{prefix}cost_per_mtok"], float_dtype, cost_per_mtok(price, x))
+            create_variable(nc, outputs[f"{prefix}joules_per_token"], float_dtype, joules_per_token(power, x))
     return derive
 
 
@@ -143,13 +138,9 @@ def serving_derive(plan, frontier_names: list[str], float_dtype: str):
     costs = economics_derive(plan.economics, prefixes, float_dtype)
 
     def derive(nc) -> None:
-        for name, (dims, values, attrs) in plan.context_coords.items():
-            var = nc.createVariable(name, "f8", dims)
-            var[:] = values
-            var.setncatts(attrs)
-        for field, (name, units, long_name) in ECONOMICS_VARIABLES.items():
-            var = nc.createVariable(name, "f8", ("hardware",))
-            var[:] = plan.economics[field]
-            var.setncatts({"units": units, "long_name": long_name})
+        for name, (_, values, _) in plan.context_coords.items():
+            create_variable(nc, WORKLOADS[name], float_dtype, values, compress=False, nan_fill=False)
+        for field, name in ECONOMICS_VARIABLES.items():
+            create_variable(nc, ECONOMICS[name], float_dtype, plan.economics[field], compress=False, nan_fill=False)
         costs(nc)
     return derive

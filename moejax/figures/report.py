@@ -39,6 +39,8 @@ import plotly.offline
 import xarray as xr
 
 from ..analysis.summary import best_per_point, context_label, flag_meanings
+from ..engine.grid import ELASTICITY_FIELDS
+from ..physics.specs import HardwareSpec, field_label
 
 JS = Path(__file__).with_name("report.js")
 DEFAULT = {"model": "deepseek-v3", "hardware": "b200", "context": 8192.0}  # as moejax.plot's README figures
@@ -46,11 +48,7 @@ BOUND_COLOURS = {"compute": "#4477aa", "hbm": "#ee6677", "communication": "#ccbb
 GROUP_COLUMNS = ("figure", "phase", "firmness", "bound", "dominant")  # validation.csv columns to colour by
 PROVENANCE = ("title", "source", "grid", "accounting_mode", "accounting", "expert_traffic", "roofline", "integer_batch",
               "dense_baseline_family", "batch_policy", "partition_search", "partition_space", "precision", "comment")
-ELASTICITY_LABELS = {
-    "hbm_bw": "HBM bandwidth", "hbm_bytes": "HBM capacity", "flops_bf16": "BF16 FLOP/s", "flops_fp8": "FP8 FLOP/s",
-    "intra_bw": "intra-node bandwidth", "intra_latency": "intra-node latency", "inter_bw": "inter-node bandwidth",
-    "inter_latency": "inter-node latency",
-}
+ELASTICITY_LABELS = {f: field_label(HardwareSpec, f) for f in ELASTICITY_FIELDS}  # from HardwareSpec metadata
 POINT = ("model", "hardware", "num_gpus", "context")  # the selectors' dimensions, in the embedded arrays' order
 
 

@@ -72,6 +72,16 @@ def pytree_spec(cls):
     return jax.tree_util.register_dataclass(cls)
 
 
+def _meta(units: str, long_name: str, label: str, default=dataclasses.MISSING):
+    """A spec field with its metadata: ``units`` (UDUNITS), ``long_name`` (the dataset's), ``label`` (plots)."""
+    return dataclasses.field(default=default, metadata={"units": units, "long_name": long_name, "label": label})
+
+
+def field_label(cls, name: str) -> str:
+    """The plot label of field ``name`` of spec class ``cls`` (the name itself where none is declared)."""
+    return next((f.metadata.get("label", name) for f in dataclasses.fields(cls) if f.name == name), name)
+
+
 def static_field(default):
     return dataclasses.field(default=default, metadata={"static": True})
 
@@ -212,19 +222,21 @@ class HardwareSpec:
     its own (NIC, DCN, EFA). ``flops_fp4`` is 0 without FP4 tensor cores.
     """
 
-    hbm_bytes: Any
-    hbm_bw: Any
-    flops_bf16: Any
-    flops_fp8: Any
-    intra_bw: Any
-    intra_latency: Any
-    island_size: Any
-    inter_bw: Any
-    inter_latency: Any
-    flops_fp4: Any = 0.0
-    fabric: Any = 0.0
-    link_bw: Any = 0.0
-    torus_dims: Any = 0.0  # dimensions of a torus fabric (1..MAX_TORUS_DIMS); unused otherwise
+    # metadata: units (UDUNITS), long_name (the dataset's hw_<field>) and label (plots, the report)
+    hbm_bytes: Any = _meta("byte", "HBM capacity per GPU", "HBM capacity")
+    hbm_bw: Any = _meta("byte s-1", "HBM bandwidth per GPU", "HBM bandwidth")
+    flops_bf16: Any = _meta("s-1", "dense BF16 FLOP per second per GPU", "BF16 FLOP/s")
+    flops_fp8: Any = _meta("s-1", "dense FP8 FLOP per second per GPU", "FP8 FLOP/s")
+    intra_bw: Any = _meta("byte s-1", "intra-node link bandwidth per GPU per direction", "intra-node bandwidth")
+    intra_latency: Any = _meta("s", "intra-node ring hop latency", "intra-node latency")
+    island_size: Any = _meta("1", "GPUs per node-local island", "island size")
+    inter_bw: Any = _meta("byte s-1", "inter-node bandwidth per GPU per direction", "inter-node bandwidth")
+    inter_latency: Any = _meta("s", "inter-node ring hop latency", "inter-node latency")
+    flops_fp4: Any = _meta("s-1", "dense FP4 FLOP per second per GPU (0: no FP4 tensor cores)", "FP4 FLOP/s", 0.0)
+    fabric: Any = _meta("1", "island fabric: 0 switched, 1 full mesh, 2 torus", "fabric", 0.0)
+    link_bw: Any = _meta("byte s-1", "per-link bandwidth of a mesh or torus island", "link bandwidth", 0.0)
+    # dimensions of a torus fabric (1..MAX_TORUS_DIMS); unused otherwise
+    torus_dims: Any = _meta("1", "dimensions of a torus island (0: not a torus)", "torus dimensions", 0.0)
 
     def __post_init__(self):
         v = _host_values(self)
