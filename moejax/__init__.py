@@ -9,7 +9,23 @@ from .physics.specs import Accounting, HardwareSpec, ModelSpec, Partition, SpecE
 from .version import __version__
 
 __all__ = [
-    "Accounting", "BOUND_MEANINGS", "HardwareSpec", "ModelSpec", "Partition", "SpecError", "StepCosts", "Workload",
-    "available", "decode_point", "decode_step", "dense_baseline", "kv_bytes_per_token", "load_hardware",
-    "load_model", "param_counts", "prefill_point", "prefill_step", "__version__",
+    "Accounting",
+    "BOUND_MEANINGS",
+    "HardwareSpec",
+    "ModelSpec",
+    "Partition",
+    "SpecError",
+    "StepCosts",
+    "Workload",
+    "available",
+    "decode_point",
+    "decode_step",
+    "dense_baseline",
+    "kv_bytes_per_token",
+    "load_hardware",
+    "load_model",
+    "param_counts",
+    "prefill_point",
+    "prefill_step",
+    "__version__",
 ]

@@ -26,8 +26,11 @@ def _specs(model, hardware, partition, accounting) -> tuple[ModelSpec, HardwareS
     """Names loaded from the catalogue, every argument checked to be its spec type (one line naming
     the argument otherwise, not an AttributeError from inside the kernel)."""
     m = load_model(model) if isinstance(model, str) else _spec("model", model, ModelSpec, " or a catalogue name/path")
-    hw = load_hardware(hardware) if isinstance(hardware, str) else _spec("hardware", hardware, HardwareSpec,
-                                                                          " or a catalogue name/path")
+    hw = (
+        load_hardware(hardware)
+        if isinstance(hardware, str)
+        else _spec("hardware", hardware, HardwareSpec, " or a catalogue name/path")
+    )
     _spec("partition", partition, Partition, ", e.g. moejax.Partition(tp=8)")
     if accounting is not None:
         _spec("accounting", accounting, Accounting, ", e.g. moejax.Accounting() or load_accounting('realistic')")
@@ -75,8 +78,15 @@ def _batch(batch, acc: Accounting, b_max: bool = True) -> float:
     return float(batch)
 
 
-def decode_step(model, hardware, partition: Partition, context: float, batch: float | None = None,
-                kappa: float = 5.0, accounting: Accounting | None = None) -> StepCosts:
+def decode_step(
+    model,
+    hardware,
+    partition: Partition,
+    context: float,
+    batch: float | None = None,
+    kappa: float = 5.0,
+    accounting: Accounting | None = None,
+) -> StepCosts:
     """One decode step (``batch=None``: at B_max; otherwise sequences per replica, > 0). Model/hardware
     may be catalogue names; the accounting defaults to the ``realistic`` preset (``moejax.Accounting()``
     is speed of light). Differentiable (``jax.grad``) in any numeric argument or spec field."""
@@ -84,13 +94,15 @@ def decode_step(model, hardware, partition: Partition, context: float, batch: fl
     acc = accounting or load_accounting("realistic")
     if _concrete(m, partition):
         check_partition(m, partition)
-    wl = Workload(context=_num("context", context), batch=0.0 if batch is None else _batch(batch, acc),
-                  kappa=_num("kappa", kappa))
+    wl = Workload(
+        context=_num("context", context), batch=0.0 if batch is None else _batch(batch, acc), kappa=_num("kappa", kappa)
+    )
     return _decode(m, hw, partition, wl, acc)
 
 
-def prefill_step(model, hardware, partition: Partition, context: float, batch: float = 1.0,
-                 accounting: Accounting | None = None) -> StepCosts:
+def prefill_step(
+    model, hardware, partition: Partition, context: float, batch: float = 1.0, accounting: Accounting | None = None
+) -> StepCosts:
     """Prefill of ``batch`` prompts of ``context`` tokens (time to first token); accounting as
     ``decode_step``."""
     m, hw = _specs(model, hardware, partition, accounting)

@@ -118,16 +118,27 @@ def reference_sample(inputs: GridInputs, acc, n: int, seed: int = 0):
     idx = {a: rng.integers(0, s, n) for a, s in shape.items()}
     p_idx = rng.integers(0, inputs.n_partitions, n)
     leaf = lambda tree, i: {k: float(v[i]) for k, v in vars(tree).items()}  # noqa: E731
-    pts = [(leaf(inputs.rows, idx["row"][j]), leaf(inputs.hardware, idx["hardware"][j]),
+    pts = [
+        (
+            leaf(inputs.rows, idx["row"][j]),
+            leaf(inputs.hardware, idx["hardware"][j]),
             {f: float(x) for f, x in zip(PARTITION_FIELDS, inputs.partitions[idx["num_gpus"][j], p_idx[j]])},
-            {"context": float(inputs.contexts[idx["context"][j]]), "batch": 0.0}) for j in range(n)]
+            {"context": float(inputs.contexts[idx["context"][j]]), "batch": 0.0},
+        )
+        for j in range(n)
+    ]
     acc_dict = {**asdict(acc)}
     t0 = time.perf_counter()
     ref = [reference_decode(m, hw, p, wl, acc_dict) for m, hw, p, wl in pts]
     rate = n / (time.perf_counter() - t0)
     batched = [stack([cls(**d[k]) for d in pts]) for k, cls in enumerate((ModelSpec, HardwareSpec, Partition))]
-    wl = Workload(context=np.array([d[3]["context"] for d in pts]), batch=np.zeros(n), kappa=np.full(n, 5.0),
-                  draft_tokens=np.zeros(n), accepted=np.zeros(n))
+    wl = Workload(
+        context=np.array([d[3]["context"] for d in pts]),
+        batch=np.zeros(n),
+        kappa=np.full(n, 5.0),
+        draft_tokens=np.zeros(n),
+        accepted=np.zeros(n),
+    )
     out = jax.jit(jax.vmap(decode_point, in_axes=(0, 0, 0, 0, None)))(
         *cast(batched, jnp.float32), cast(wl, jnp.float32), cast(acc, jnp.float32)
     )
@@ -143,15 +154,28 @@ def stream(points: float, chunk: int) -> dict:
     per_context = base.inputs.n_partitions * int(np.prod([v for k, v in base.inputs.shape.items() if k != "context"]))
     n_ctx = int(np.ceil(points / per_context))
     with tempfile.TemporaryDirectory() as tmp:
-        cfg = _compose(["+grid=frontier", "grid.batches=null", _contexts_override(n_ctx),
-                        f"parts_dir={tmp}/parts", f"max_chunk_evaluations={chunk}", "progress=false"])
+        cfg = _compose(
+            [
+                "+grid=frontier",
+                "grid.batches=null",
+                _contexts_override(n_ctx),
+                f"parts_dir={tmp}/parts",
+                f"max_chunk_evaluations={chunk}",
+                "progress=false",
+            ]
+        )
         t0 = time.perf_counter()
         out = run(cfg, Path(tmp) / "stream.nc", sweep_columns(cfg))
         seconds = time.perf_counter() - t0
         size = out.stat().st_size
     evaluations = per_context * n_ctx
-    return {"stream_evaluations": evaluations, "stream_s": seconds, "stream_points_per_s": evaluations / seconds,
-            "stream_peak_rss_mb": _peak_rss_mb(), "stream_file_mb": size / 2**20}
+    return {
+        "stream_evaluations": evaluations,
+        "stream_s": seconds,
+        "stream_points_per_s": evaluations / seconds,
+        "stream_peak_rss_mb": _peak_rss_mb(),
+        "stream_file_mb": size / 2**20,
+    }
 
 
 def breakeven_timing(points: float) -> dict:
@@ -166,8 +190,13 @@ def breakeven_timing(points: float) -> dict:
     first = time.perf_counter() - t0
     out, _, seconds = solve(cfg)
     s = summary_json(out, seconds)
-    return {"breakeven_points": s["points"], "breakeven_s": seconds, "breakeven_compile_s": first - seconds,
-            "breakeven_points_per_s": s["points"] / seconds, "breakeven_agree_fraction": s["agree"] / max(s["found"], 1)}
+    return {
+        "breakeven_points": s["points"],
+        "breakeven_s": seconds,
+        "breakeven_compile_s": first - seconds,
+        "breakeven_points_per_s": s["points"] / seconds,
+        "breakeven_agree_fraction": s["agree"] / max(s["found"], 1),
+    }
 
 
 def device_scan(counts: list[int], repeats: int) -> dict:
@@ -176,8 +205,13 @@ def device_scan(counts: list[int], repeats: int) -> dict:
     out = {}
     for n in counts:
         env = {**os.environ, "XLA_FLAGS": f"--xla_force_host_platform_device_count={n}"}
-        proc = subprocess.run([sys.executable, "-m", "moejax.bench", "--devices-only", "--repeats", str(repeats)],
-                              capture_output=True, text=True, check=True, env=env)
+        proc = subprocess.run(
+            [sys.executable, "-m", "moejax.bench", "--devices-only", "--repeats", str(repeats)],
+            capture_output=True,
+            text=True,
+            check=True,
+            env=env,
+        )
         out[str(n)] = json.loads(proc.stdout.strip().splitlines()[-1])["points_per_s"]
     return {"points_per_s_by_devices": out}
 
@@ -188,8 +222,18 @@ def devices_only(repeats: int) -> dict:
     plan = _plan([])
     inputs = plan.inputs
     evaluations = inputs.n_partitions * int(np.prod(list(inputs.shape.values())))
-    once = lambda: [r for *_, r in evaluate_chunks(inputs, 0.0, plan.accounting, False, evaluations // 16,  # noqa: E731
-                                                  jnp.float32, devices=local_devices())]
+    once = lambda: [
+        r
+        for *_, r in evaluate_chunks(
+            inputs,
+            0.0,
+            plan.accounting,
+            False,
+            evaluations // 16,  # noqa: E731
+            jnp.float32,
+            devices=local_devices(),
+        )
+    ]
     once()
     best = np.inf
     for _ in range(repeats):
@@ -215,16 +259,24 @@ def frontier_timing(contexts: int, chunk: int) -> dict:
     def once():
         for *_, r in evaluate_chunks(inputs, 0.0, plan.accounting, False, hooks.max_evaluations, jnp.float32, extra=hooks.extra):
             pass
+
     t0, c0 = time.perf_counter(), time.process_time()
     once()
     first, first_cpu = time.perf_counter() - t0, time.process_time() - c0
     t0, c0 = time.perf_counter(), time.process_time()
     once()
     wall, cpu = time.perf_counter() - t0, time.process_time() - c0
-    return {"frontier_evaluations": evaluations, "frontier_batch_columns": plan.frontier.n_columns,
-            "frontier_s": wall, "frontier_cpu_s": cpu, "frontier_points_per_s": evaluations / wall,
-            "frontier_points_per_cpu_s": evaluations / cpu, "frontier_compile_s": first - wall,
-            "frontier_compile_cpu_s": first_cpu - cpu, "frontier_peak_rss_mb": _peak_rss_mb()}
+    return {
+        "frontier_evaluations": evaluations,
+        "frontier_batch_columns": plan.frontier.n_columns,
+        "frontier_s": wall,
+        "frontier_cpu_s": cpu,
+        "frontier_points_per_s": evaluations / wall,
+        "frontier_points_per_cpu_s": evaluations / cpu,
+        "frontier_compile_s": first - wall,
+        "frontier_compile_cpu_s": first_cpu - cpu,
+        "frontier_peak_rss_mb": _peak_rss_mb(),
+    }
 
 
 def serving_timing(path: str, sample: int = 40) -> dict:
@@ -259,8 +311,20 @@ def serving_timing(path: str, sample: int = 40) -> dict:
     numpy_s = time.perf_counter() - t0
     t0 = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
-        subprocess.run([sys.executable, "-m", "moejax.validate", f"measurements={path}", f"out={tmp}/out",
-                        f"hydra.run.dir={tmp}/hydra", "compilation_cache=null"], capture_output=True, text=True, check=True)
+        subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "moejax.validate",
+                f"measurements={path}",
+                f"out={tmp}/out",
+                f"hydra.run.dir={tmp}/hydra",
+                "compilation_cache=null",
+            ],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
     return {
         "serving_rows": len(rows),
         "serving_expressible": len(cases),
@@ -293,13 +357,19 @@ def main(argv=None) -> dict:
     args = ap.parse_args(argv)
     if args.serving:
         result = serving_timing(args.serving)
-        print(f"serving validation of {args.serving}: {result['serving_expressible']} of {result['serving_rows']} rows "
-              f"expressible, read and resolved in {result['serving_read_s']:.1f} s")
+        print(
+            f"serving validation of {args.serving}: {result['serving_expressible']} of {result['serving_rows']} rows "
+            f"expressible, read and resolved in {result['serving_read_s']:.1f} s"
+        )
         print(f"{'path':<52} {'rows/s':>12}  notes")
-        print(f"{'compiled, vmapped (agg and disagg passes)':<52} {result['serving_rows_per_s']:>12.3e}  "
-              f"first call {result['serving_first_s']:.1f} s with compilation")
-        print(f"{'same physics code under NumPy, row by row':<52} {result['serving_numpy_rows_per_s']:>12.3e}  "
-              f"max rel diff {result['serving_numpy_max_rel_diff']:.1e}")
+        print(
+            f"{'compiled, vmapped (agg and disagg passes)':<52} {result['serving_rows_per_s']:>12.3e}  "
+            f"first call {result['serving_first_s']:.1f} s with compilation"
+        )
+        print(
+            f"{'same physics code under NumPy, row by row':<52} {result['serving_numpy_rows_per_s']:>12.3e}  "
+            f"max rel diff {result['serving_numpy_max_rel_diff']:.1e}"
+        )
         print(f"python -m moejax.validate, fresh process, no compilation cache: {result['serving_validate_wall_s']:.1f} s wall")
         print(json.dumps(result))
         return result
@@ -358,8 +428,21 @@ def main(argv=None) -> dict:
     if args.device_counts:
         result.update(device_scan([int(n) for n in args.device_counts.split(",")], args.repeats))
     if args.stream_points > 0:
-        proc = subprocess.run([sys.executable, "-m", "moejax.bench", "--stream-only", "--stream-points", str(args.stream_points),
-                               "--stream-chunk", str(args.stream_chunk)], capture_output=True, text=True, check=True)
+        proc = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "moejax.bench",
+                "--stream-only",
+                "--stream-points",
+                str(args.stream_points),
+                "--stream-chunk",
+                str(args.stream_chunk),
+            ],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
         result.update(json.loads(proc.stdout.strip().splitlines()[-1]))
     if args.frontier_contexts >= 0:
         proc = subprocess.run(
@@ -394,12 +477,22 @@ def main(argv=None) -> dict:
         ("pure-Python reference oracle", result["reference_points_per_s"], f"max rel diff {ref_diff:.1e} (float32 kernel)"),
     ]
     if "breakeven_points" in result:
-        rows.append((f"break-even kappa*, {result['breakeven_points']} points", result["breakeven_points_per_s"],
-                     f"{result['breakeven_s']:.1f} s compiled (+{result['breakeven_compile_s']:.0f} s compile), "
-                     f"{100 * result['breakeven_agree_fraction']:.0f}% agree with bisection"))
+        rows.append(
+            (
+                f"break-even kappa*, {result['breakeven_points']} points",
+                result["breakeven_points_per_s"],
+                f"{result['breakeven_s']:.1f} s compiled (+{result['breakeven_compile_s']:.0f} s compile), "
+                f"{100 * result['breakeven_agree_fraction']:.0f}% agree with bisection",
+            )
+        )
     if "stream_points_per_s" in result:
-        rows.append((f"main job, {result['stream_evaluations']:.2e} evaluations streamed", result["stream_points_per_s"],
-                     f"peak RSS {result['stream_peak_rss_mb']:.0f} MB, {result['stream_s']:.1f} s"))
+        rows.append(
+            (
+                f"main job, {result['stream_evaluations']:.2e} evaluations streamed",
+                result["stream_points_per_s"],
+                f"peak RSS {result['stream_peak_rss_mb']:.0f} MB, {result['stream_s']:.1f} s",
+            )
+        )
     if "frontier_points_per_s" in result:
         rows.append(
             (
@@ -412,15 +505,16 @@ def main(argv=None) -> dict:
         )
     for n, rate in result.get("points_per_s_by_devices", {}).items():
         rows.append((f"search via the main job's chunks, {n} local device(s)", rate, "evaluate_chunks"))
-    print(f"moejax bench on {device}: frontier grid, {result['grid_points']} points x {inputs.n_partitions} candidate partitions "
-          f"= {evaluations:.3e} evaluations")
+    print(
+        f"moejax bench on {device}: frontier grid, {result['grid_points']} points x {inputs.n_partitions} candidate partitions "
+        f"= {evaluations:.3e} evaluations"
+    )
     print(f"{'path':<52} {'points/s':>12}  notes")
     for name, rate, note in rows:
         print(f"{name:<52} {rate:>12.3e}  {note}")
     print(f"peak RSS of this process: {result['peak_rss_mb']:.0f} MB")
     print(json.dumps(result))
     return result
-
 
 
 if __name__ == "__main__":

@@ -28,16 +28,26 @@ from .version import __version__
 
 register()
 
+
 def run(cfg: DictConfig, out_path: Path) -> str:
     out, coords, seconds = solve(cfg)
     be = cfg.breakeven
     acc = grid_accounting(cfg.grid.accounting)
-    attrs = {"title": f"moejax break-even kappa*: grid {cfg.grid.name}", "Conventions": "CF-1.10",
-             "source": f"moejax {__version__}", "kappa_min": be.kappa_min, "kappa_max": be.kappa_max,
-             "tolerance": be.tolerance, "bisection_steps": be.bisection_steps,
-             "kappa_star_relative_precision": out["variable_attrs"]["kappa_star"]["relative_precision"],
-             "partition_space": partition_space_json(cfg.grid), "dense_baseline_family": "keep-attention",
-             "accounting_mode": acc.mode, "expert_traffic": acc.expert_traffic, "roofline": acc.roofline}
+    attrs = {
+        "title": f"moejax break-even kappa*: grid {cfg.grid.name}",
+        "Conventions": "CF-1.10",
+        "source": f"moejax {__version__}",
+        "kappa_min": be.kappa_min,
+        "kappa_max": be.kappa_max,
+        "tolerance": be.tolerance,
+        "bisection_steps": be.bisection_steps,
+        "kappa_star_relative_precision": out["variable_attrs"]["kappa_star"]["relative_precision"],
+        "partition_space": partition_space_json(cfg.grid),
+        "dense_baseline_family": "keep-attention",
+        "accounting_mode": acc.mode,
+        "expert_traffic": acc.expert_traffic,
+        "roofline": acc.roofline,
+    }
     ds = to_dataset(out, coords, attrs)
     frontier = fb.solve_frontier(cfg)  # None without grid.batches
     if frontier is not None:
@@ -54,8 +64,11 @@ def run(cfg: DictConfig, out_path: Path) -> str:
     result = summary_json(out, seconds)
     if frontier is not None:
         result["frontier"] = fb.summary_json(frontier[0], frontier[2])
-    lines = [f"wrote {out_path}", *filter(None, [partition_space_note(attrs["partition_space"])]),
-             f"{'model':<18} {'median kappa*':>14} {'found':>7} {'optax off':>9}  no crossing"]
+    lines = [
+        f"wrote {out_path}",
+        *filter(None, [partition_space_note(attrs["partition_space"])]),
+        f"{'model':<18} {'median kappa*':>14} {'found':>7} {'optax off':>9}  no crossing",
+    ]
     for i, model in enumerate(coords["model"][0]):
         r, k = out["reason"][i], out["kappa_star"][i]
         found = r == 0

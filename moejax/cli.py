@@ -100,6 +100,7 @@ def grid_job(cfg: DictConfig, filename: str, job) -> None:
     """The shell every grid CLI shares: require a grid, apply ``model=``/``hardware=`` choices,
     run ``job(cfg, out) -> report``, and turn a ``SpecError`` into one line on stderr, exit code 2,
     and no files left behind."""
+
     def grid_run(run_dir: Path) -> str:
         from .engine.config import validate_flags
         from .engine.dataset import check_output  # here: xarray/netCDF4 cost every CLI's startup, only grid runs need them
@@ -122,6 +123,7 @@ def grid_job(cfg: DictConfig, filename: str, job) -> None:
             return job(cfg, out)
         except OmegaConfBaseException as e:  # a mandatory value left unset (???), an interpolation that fails
             raise SpecError(hydra_error_line(e)) from None
+
     run_command(grid_run, cfg.compilation_cache)
 
 
@@ -149,8 +151,9 @@ def _describe(kind) -> str | None:
 
     names = {int: "an integer", float: "a number", bool: "true or false", str: "a string"}
     if typing.get_origin(kind) is list:
-        inner, example = {int: ("integers", "[8,16]"), float: ("numbers", "[1,2.5]"),
-                          str: ("strings", "[a,b]")}.get(typing.get_args(kind)[0], ("values", "[a,b]"))
+        inner, example = {int: ("integers", "[8,16]"), float: ("numbers", "[1,2.5]"), str: ("strings", "[a,b]")}.get(
+            typing.get_args(kind)[0], ("values", "[a,b]")
+        )
         return f"a list of {inner}, e.g. {example}"
     if dataclasses.is_dataclass(kind):
         return f"a mapping with keys {', '.join(f.name for f in dataclasses.fields(kind))}"
@@ -164,6 +167,7 @@ def hydra_error_line(e: Exception) -> str:
 
     def first(x) -> str:
         return str(x).strip().splitlines()[0] if str(x).strip() else type(x).__name__
+
     if isinstance(e, yaml.YAMLError):  # a config file of a group (--config-dir, conf/) that does not parse
         mark = getattr(e, "problem_mark", None)
         where = f"{mark.name}: " if mark else ""
@@ -279,8 +283,13 @@ def one_line_errors(main: Callable) -> Callable:
 
     def parser():  # argparse's own errors (an option after the overrides): one line too
         p = make_parser()
-        p.error = lambda message: (print(f"error: command line is invalid: {message} (options such as --config-dir "
-                                         "go before the overrides)", file=sys.stderr), sys.exit(2))
+        p.error = lambda message: (
+            print(
+                f"error: command line is invalid: {message} (options such as --config-dir go before the overrides)",
+                file=sys.stderr,
+            ),
+            sys.exit(2),
+        )
         return p
 
     hydra_main = sys.modules["hydra.main"]
@@ -297,4 +306,5 @@ def one_line_errors(main: Callable) -> Callable:
             return reported(main)
         finally:
             hydra_utils.run_and_report, hydra_main.get_args_parser = original, make_parser
+
     return wrapped

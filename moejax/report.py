@@ -33,8 +33,10 @@ def _validation(path: Path | None):
     try:
         return read_validation(csv)
     except (OSError, ValueError, KeyError) as e:
-        raise SpecError(f"validation = {str(path)!r} is invalid: not a readable validation.csv of python -m moejax.validate "
-                        f"({type(e).__name__}: {e})") from None
+        raise SpecError(
+            f"validation = {str(path)!r} is invalid: not a readable validation.csv of python -m moejax.validate "
+            f"({type(e).__name__}: {e})"
+        ) from None
 
 
 def write_report(dataset: Path, out: Path, overwrite: bool = False, validation: Path | None = None) -> Path:
@@ -69,8 +71,12 @@ def main(argv=None) -> int:
     p.add_argument("dataset", type=Path, help="sweep dataset (netCDF), as written by python -m moejax.sweep")
     p.add_argument("--out", type=Path, default=None, help="output HTML file (default: report.html next to the dataset)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output file")
-    p.add_argument("--validation", type=Path, default=None,
-                   help="validation.csv (or its directory) from python -m moejax.validate: predicted vs measured panel")
+    p.add_argument(
+        "--validation",
+        type=Path,
+        default=None,
+        help="validation.csv (or its directory) from python -m moejax.validate: predicted vs measured panel",
+    )
     args = p.parse_args(argv)
     out = args.out or args.dataset.parent / "report.html"
     try:

@@ -105,8 +105,16 @@ def _md_row(cells) -> str:
     return "| " + " | ".join(str(c).replace("|", "\\|").replace("\n", " ") for c in cells) + " |"
 
 
-HEADER = ["source", "quantity", "reference", "moejax physical", "moejax calibrated", "relative residual",
-          "reproduced?", "reason if not"]
+HEADER = [
+    "source",
+    "quantity",
+    "reference",
+    "moejax physical",
+    "moejax calibrated",
+    "relative residual",
+    "reproduced?",
+    "reason if not",
+]
 
 
 def _table(rows: list[list]) -> str:
@@ -127,11 +135,23 @@ def table1_rows() -> list[list]:
     rows = []
     for i, (name, ne, nk, rho_p, rk_p) in enumerate(TABLE1):
         rho, rk = float(cols["rho"][i]), float(cols["rho_kappa"][i, 0])
-        for quantity, value, printed in ((f"ρ = k/E ({ne}/{nk} experts/top-k)", rho, rho_p),
-                                         (f"ρκ at κ = 3 ({ne}/{nk})", rk, rk_p)):
+        for quantity, value, printed in (
+            (f"ρ = k/E ({ne}/{nk} experts/top-k)", rho, rho_p),
+            (f"ρκ at κ = 3 ({ne}/{nk})", rk, rk_p),
+        ):
             if printed is None:
-                rows.append([f"qs Table 1 {name}", quantity, "not printed (stripped)", _fmt(value), "n/a", "—", "n/a",
-                             "the cell's maths was stripped from the paper text"])
+                rows.append(
+                    [
+                        f"qs Table 1 {name}",
+                        quantity,
+                        "not printed (stripped)",
+                        _fmt(value),
+                        "n/a",
+                        "—",
+                        "n/a",
+                        "the cell's maths was stripped from the paper text",
+                    ]
+                )
                 continue
             ref = float(printed)
             ok = _round_sig(value, _sig(printed)) == _round_sig(ref, _sig(printed))
@@ -139,13 +159,16 @@ def table1_rows() -> list[list]:
             if not ok:
                 rho_printed = float(rho_p)
                 if quantity.startswith("ρκ") and math.isclose(rho_printed * TABLE1_KAPPA, ref, rel_tol=1e-9):
-                    reason = (f"the paper multiplies its rounded ρ = {rho_p} by κ = 3 ({rho_printed * TABLE1_KAPPA:.3g}); "
-                              f"exact ρκ = {value:.5g} rounds to {_round_sig(value, _sig(printed)):g}")
+                    reason = (
+                        f"the paper multiplies its rounded ρ = {rho_p} by κ = 3 ({rho_printed * TABLE1_KAPPA:.3g}); "
+                        f"exact ρκ = {value:.5g} rounds to {_round_sig(value, _sig(printed)):g}"
+                    )
                 else:
                     reason = f"moejax {value:.5g} rounds to {_round_sig(value, _sig(printed)):g}, printed {printed}"
             shown = "4.9 × (exponent stripped; read as 4.9e-4)" if printed == "4.9e-4" else printed
-            rows.append([f"qs Table 1 {name}", quantity, shown, _fmt(value), "n/a", _pct(value / ref - 1),
-                         "yes" if ok else "no", reason])
+            rows.append(
+                [f"qs Table 1 {name}", quantity, shown, _fmt(value), "n/a", _pct(value / ref - 1), "yes" if ok else "no", reason]
+            )
     return rows
 
 
@@ -164,9 +187,18 @@ def calibration_rows(csv_path: Path) -> list[list]:
             elif ok:
                 note = ""
             fitted = " (in the fit's loss)" if r["fitted"] == "True" else ""
-            rows.append([f"qs Table {r['table']} ({r['fit']} fit)", f"{r['id']}: {r['row']}, {r['column']}{fitted}",
-                         r["printed"], _fmt(float(r["physical_default"])), _fmt(cal), _pct(res),
-                         "yes" if ok else "no", note])
+            rows.append(
+                [
+                    f"qs Table {r['table']} ({r['fit']} fit)",
+                    f"{r['id']}: {r['row']}, {r['column']}{fitted}",
+                    r["printed"],
+                    _fmt(float(r["physical_default"])),
+                    _fmt(cal),
+                    _pct(res),
+                    "yes" if ok else "no",
+                    note,
+                ]
+            )
     return rows
 
 
@@ -180,37 +212,73 @@ def headline_row(csv_path: Path) -> list:
     calibrated = float(dense["calibrated"]) / float(moe["calibrated"])
     res = calibrated / 4.5 - 1
     ok = abs(res) <= 0.05
-    return ["qs abstract / Table 4", "dense-5 / MoE throughput, DeepSeek-V3, 128k, 64 GPUs", "4.5", _fmt(physical),
-            _fmt(calibrated), _pct(res), "yes" if ok else "no",
-            "" if ok else "follows from the Table 4 relative throughputs, which the calibration does not reproduce"]
+    return [
+        "qs abstract / Table 4",
+        "dense-5 / MoE throughput, DeepSeek-V3, 128k, 64 GPUs",
+        "4.5",
+        _fmt(physical),
+        _fmt(calibrated),
+        _pct(res),
+        "yes" if ok else "no",
+        "" if ok else "follows from the Table 4 relative throughputs, which the calibration does not reproduce",
+    ]
 
 
 def study_qs_paper(run_dir: Path, sweep: bool) -> tuple[int, str]:
-    rc, out, _ = _run("calibrate", ["moejax.calibrate", f"out={run_dir / 'calibration'}", f"hydra.run.dir={run_dir / 'hydra'}"],
-                      run_dir)
+    rc, out, _ = _run(
+        "calibrate", ["moejax.calibrate", f"out={run_dir / 'calibration'}", f"hydra.run.dir={run_dir / 'hydra'}"], run_dir
+    )
     if rc:
         return rc, ""
     summary = json.loads(out.strip().splitlines()[-1])
-    parts = ["# qs-paper study: residuals", "",
-             "Generated by `python sweeps/run.py qs-paper`. Relative residual = moejax (calibrated where a "
-             "calibration applies, physical otherwise) / reference − 1.", "",
-             "## Table 1: ρ and ρκ (κ = 3)", "",
-             "The paper text has its maths stripped: every ρ survives (Switch-C's without its power of ten) but "
-             "ρκ only for Switch-C and ST-MoE. moejax computes ρ = k/E and ρκ with `moejax.analysis.qs.qs_columns`.", "",
-             _table(table1_rows()), "",
-             "## Tables 3–6: calibration (`python -m moejax.calibrate`)", "",
-             f"Fitted constants: {', '.join(f'{k} = {v:.4g}' for k, v in summary['constants'].items())}; "
-             f"rms log residual over fitted targets {summary['rms_log_residual']:.4g}; "
-             f"unidentifiable: {'; '.join(summary['unidentifiable']) or 'none'}.", "",
-             _table([headline_row(run_dir / "calibration" / "residuals.csv"),
-                     *calibration_rows(run_dir / "calibration" / "residuals.csv")])]
+    parts = [
+        "# qs-paper study: residuals",
+        "",
+        "Generated by `python sweeps/run.py qs-paper`. Relative residual = moejax (calibrated where a "
+        "calibration applies, physical otherwise) / reference − 1.",
+        "",
+        "## Table 1: ρ and ρκ (κ = 3)",
+        "",
+        "The paper text has its maths stripped: every ρ survives (Switch-C's without its power of ten) but "
+        "ρκ only for Switch-C and ST-MoE. moejax computes ρ = k/E and ρκ with `moejax.analysis.qs.qs_columns`.",
+        "",
+        _table(table1_rows()),
+        "",
+        "## Tables 3–6: calibration (`python -m moejax.calibrate`)",
+        "",
+        f"Fitted constants: {', '.join(f'{k} = {v:.4g}' for k, v in summary['constants'].items())}; "
+        f"rms log residual over fitted targets {summary['rms_log_residual']:.4g}; "
+        f"unidentifiable: {'; '.join(summary['unidentifiable']) or 'none'}.",
+        "",
+        _table(
+            [
+                headline_row(run_dir / "calibration" / "residuals.csv"),
+                *calibration_rows(run_dir / "calibration" / "residuals.csv"),
+            ]
+        ),
+    ]
     if sweep:
-        rc, out, seconds = _run("sweep", ["moejax.sweep", "+grid=qs-paper", f"out={run_dir / 'sweep.nc'}", "overwrite=true",
-                                          f"hydra.run.dir={run_dir / 'hydra'}"], run_dir)
+        rc, out, seconds = _run(
+            "sweep",
+            [
+                "moejax.sweep",
+                "+grid=qs-paper",
+                f"out={run_dir / 'sweep.nc'}",
+                "overwrite=true",
+                f"hydra.run.dir={run_dir / 'hydra'}",
+            ],
+            run_dir,
+        )
         if rc:
             return rc, ""
-        parts += ["", f"## Sweep `python -m moejax.sweep +grid=qs-paper` ({seconds:.0f} s)", "", "```",
-                  *out.strip().splitlines(), "```"]
+        parts += [
+            "",
+            f"## Sweep `python -m moejax.sweep +grid=qs-paper` ({seconds:.0f} s)",
+            "",
+            "```",
+            *out.strip().splitlines(),
+            "```",
+        ]
     return 0, "\n".join(parts) + "\n"
 
 
@@ -229,12 +297,33 @@ def epoch_hardware_rows() -> list[list]:
     post = float(ring_all_reduce(8.0, 300 * 1e6, 0.0, beta))  # the post's rounding: 1 MB per token
     exact = float(ring_all_reduce(8.0, 300 * float(llama.n_layers * llama.d_model) * 2.0, 0.0, beta))
     return [
-        ["Epoch post", "H100 critical batch (BF16 FLOP/s ÷ HBM B/s)", "300", _fmt(h100.flops_bf16 / h100.hbm_bw), "n/a",
-         h100.flops_bf16 / h100.hbm_bw / 300 - 1, ""],
-        ["Epoch post", "Llama-3.3-70B TP8 FFN all-reduces at batch 300, 1 MB/token (ms)", "2.7", _fmt(post * 1e3), "n/a",
-         post / 2.7e-3 - 1, ""],
-        ["Epoch post", "the same with 80 layers × 8192 × 2 B = 1.31 MB/token (ms)", "2.7", _fmt(exact * 1e3), "n/a",
-         exact / 2.7e-3 - 1, "the post rounds the per-token volume to 1 MB; unrounded it is 1.31 MB"],
+        [
+            "Epoch post",
+            "H100 critical batch (BF16 FLOP/s ÷ HBM B/s)",
+            "300",
+            _fmt(h100.flops_bf16 / h100.hbm_bw),
+            "n/a",
+            h100.flops_bf16 / h100.hbm_bw / 300 - 1,
+            "",
+        ],
+        [
+            "Epoch post",
+            "Llama-3.3-70B TP8 FFN all-reduces at batch 300, 1 MB/token (ms)",
+            "2.7",
+            _fmt(post * 1e3),
+            "n/a",
+            post / 2.7e-3 - 1,
+            "",
+        ],
+        [
+            "Epoch post",
+            "the same with 80 layers × 8192 × 2 B = 1.31 MB/token (ms)",
+            "2.7",
+            _fmt(exact * 1e3),
+            "n/a",
+            exact / 2.7e-3 - 1,
+            "the post rounds the per-token volume to 1 MB; unrounded it is 1.31 MB",
+        ],
     ]
 
 
@@ -252,15 +341,31 @@ def study_epoch(run_dir: Path) -> tuple[int, str]:
     for r in record["residuals"]:
         res = r["rel_residual"]
         ok = abs(res) <= EPOCH_TOLERANCE
-        rows.append(["Epoch post", r["quantity"], _fmt(r["reference"]), _fmt(r["moejax"]), "n/a", _pct(res),
-                     "yes" if ok else "no", "" if ok else notes.get(r["quantity"], "")])
-    rows += [[*row[:5], _pct(row[5]), "yes" if abs(row[5]) <= EPOCH_TOLERANCE else "no", row[6]]
-             for row in epoch_hardware_rows()]
-    text = "\n".join(["# Epoch study: residuals", "",
-                      "Generated by `python sweeps/run.py epoch` from `python -m moejax.fit mode=components`. "
-                      f"Reproduced = |relative residual| ≤ {EPOCH_TOLERANCE:.0%} (the post rounds to 1–2 significant "
-                      "figures). Nothing is calibrated in this study; the derivation is exact "
-                      f"(a = {record['a_exact']}, b = {record['b_exact']}).", "", _table(rows)])
+        rows.append(
+            [
+                "Epoch post",
+                r["quantity"],
+                _fmt(r["reference"]),
+                _fmt(r["moejax"]),
+                "n/a",
+                _pct(res),
+                "yes" if ok else "no",
+                "" if ok else notes.get(r["quantity"], ""),
+            ]
+        )
+    rows += [[*row[:5], _pct(row[5]), "yes" if abs(row[5]) <= EPOCH_TOLERANCE else "no", row[6]] for row in epoch_hardware_rows()]
+    text = "\n".join(
+        [
+            "# Epoch study: residuals",
+            "",
+            "Generated by `python sweeps/run.py epoch` from `python -m moejax.fit mode=components`. "
+            f"Reproduced = |relative residual| ≤ {EPOCH_TOLERANCE:.0%} (the post rounds to 1–2 significant "
+            "figures). Nothing is calibrated in this study; the derivation is exact "
+            f"(a = {record['a_exact']}, b = {record['b_exact']}).",
+            "",
+            _table(rows),
+        ]
+    )
     return 0, text + "\n"
 
 
@@ -295,16 +400,43 @@ def study_serving(run_dir: Path) -> tuple[int, str]:
         points = list(csv.DictReader(f))
     figure = {r["id"]: r["figure"] for r in points}  # each point's measured figure names its predicted one
     value = lambda record, i: (record["predicted"].get(i) or {}).get(figure[i])  # noqa: E731
-    drift = max((abs(value(real, k) / v - 1) for k, v in fit["in_sample"].items()
-                 if v is not None and value(real, k)), default=0.0)
+    drift = max(
+        (abs(value(real, k) / v - 1) for k, v in fit["in_sample"].items() if v is not None and value(real, k)), default=0.0
+    )
     rows = []
     for r in points:
         i, measured = r["id"], float(r["measured"])
         s, ins, loo = value(sol, i), fit["in_sample"][i], fit["loo"][i]
-        rows.append([i, r["firmness"], r["phase"], r["figure"], _fmt(measured), _fmt(s), _fmt(ins), _fmt(loo),
-                     _ratio(s, measured), _ratio(loo, measured), r["bound"], r["notes"] or ""])
-    header = ["id", "firmness", "phase", "figure", "measured", "sol", "realistic in-sample", "realistic LOO",
-              "sol / measured", "LOO / measured", "bound (sol)", "notes"]
+        rows.append(
+            [
+                i,
+                r["firmness"],
+                r["phase"],
+                r["figure"],
+                _fmt(measured),
+                _fmt(s),
+                _fmt(ins),
+                _fmt(loo),
+                _ratio(s, measured),
+                _ratio(loo, measured),
+                r["bound"],
+                r["notes"] or "",
+            ]
+        )
+    header = [
+        "id",
+        "firmness",
+        "phase",
+        "figure",
+        "measured",
+        "sol",
+        "realistic in-sample",
+        "realistic LOO",
+        "sol / measured",
+        "LOO / measured",
+        "bound (sol)",
+        "notes",
+    ]
     consts = "; ".join(f"{k} = {v:.4g}" for k, v in fit["constants"]["all"].items())
     stats = [
         ["sol (peak, no overheads)", str(sol["evaluated"]), _stat(sol["median_abs_log_ratio"]), _stat(sol["p90_abs_log_ratio"])],
@@ -322,27 +454,58 @@ def study_serving(run_dir: Path) -> tuple[int, str]:
         ],
     ]
     skipped_notes = _skipped_notes(sol["skipped"])
-    parts = ["# Serving study: moejax against measured serving results", "",
-             ("Generated by `python sweeps/run.py serving` from `python -m moejax.validate` on "
-             "`moejax/data/reference/serving/measurements.yaml` (format: that folder's README). Residual = "
-             "log(predicted / measured) on the first measured figure given (step_time, tokens_per_s_per_user, "
-             "throughput_per_gpu). `sol`: peak hardware, no overheads (`conf/accounting/sol.yaml`). `realistic`: "
-             f"global constants fitted on every feasible point ({consts}; `conf/accounting/realistic.yaml`); the "
-             "leave-one-out column refits them without the point and predicts it, so it is the out-of-sample error. "
-             f"`accounting=realistic` reproduces the in-sample predictions to {drift:.1e} (relative)."), "",
-             "## Summary", "", _md_row(["mode", "points", "median abs log ratio", "p90 abs log ratio"]),
-             _md_row(["---"] * 4), *(_md_row(r) for r in stats), "",
-             f"{sol['n']} entries: {sol['evaluated']} evaluated, {len(sol['not_expressible'])} not expressible, "
-             f"{len(sol['skipped'])} skipped (usable: false), {len(sol['infeasible'])} infeasible at sol."
-             + (f" Constants no point constrains: {', '.join(fit['unconstrained'])}." if fit["unconstrained"] else ""), "",
-             "## Per point", "", _md_row(header), _md_row(["---"] * len(header)), *(_md_row(r) for r in rows), ""]
+    parts = [
+        "# Serving study: moejax against measured serving results",
+        "",
+        (
+            "Generated by `python sweeps/run.py serving` from `python -m moejax.validate` on "
+            "`moejax/data/reference/serving/measurements.yaml` (format: that folder's README). Residual = "
+            "log(predicted / measured) on the first measured figure given (step_time, tokens_per_s_per_user, "
+            "throughput_per_gpu). `sol`: peak hardware, no overheads (`conf/accounting/sol.yaml`). `realistic`: "
+            f"global constants fitted on every feasible point ({consts}; `conf/accounting/realistic.yaml`); the "
+            "leave-one-out column refits them without the point and predicts it, so it is the out-of-sample error. "
+            f"`accounting=realistic` reproduces the in-sample predictions to {drift:.1e} (relative)."
+        ),
+        "",
+        "## Summary",
+        "",
+        _md_row(["mode", "points", "median abs log ratio", "p90 abs log ratio"]),
+        _md_row(["---"] * 4),
+        *(_md_row(r) for r in stats),
+        "",
+        f"{sol['n']} entries: {sol['evaluated']} evaluated, {len(sol['not_expressible'])} not expressible, "
+        f"{len(sol['skipped'])} skipped (usable: false), {len(sol['infeasible'])} infeasible at sol."
+        + (f" Constants no point constrains: {', '.join(fit['unconstrained'])}." if fit["unconstrained"] else ""),
+        "",
+        "## Per point",
+        "",
+        _md_row(header),
+        _md_row(["---"] * len(header)),
+        *(_md_row(r) for r in rows),
+        "",
+    ]
     if sol["infeasible"]:
-        parts += ["## Infeasible (prediction failures)", "", _md_row(["id", "reason"]), _md_row(["---"] * 2),
-                  *(_md_row([k, v]) for k, v in sol["infeasible"].items()), ""]
-    parts += ["## Not expressible", "", _md_row(["id", "reason"]), _md_row(["---"] * 2),
-              *(_md_row([k, v]) for k, v in sol["not_expressible"].items()), "",
-              "## Skipped (usable: false)", "", _md_row(["id", "why (from the entry's notes)"]), _md_row(["---"] * 2),
-              *(_md_row([k, skipped_notes.get(k, "")]) for k in sol["skipped"])]
+        parts += [
+            "## Infeasible (prediction failures)",
+            "",
+            _md_row(["id", "reason"]),
+            _md_row(["---"] * 2),
+            *(_md_row([k, v]) for k, v in sol["infeasible"].items()),
+            "",
+        ]
+    parts += [
+        "## Not expressible",
+        "",
+        _md_row(["id", "reason"]),
+        _md_row(["---"] * 2),
+        *(_md_row([k, v]) for k, v in sol["not_expressible"].items()),
+        "",
+        "## Skipped (usable: false)",
+        "",
+        _md_row(["id", "why (from the entry's notes)"]),
+        _md_row(["---"] * 2),
+        *(_md_row([k, skipped_notes.get(k, "")]) for k in sol["skipped"]),
+    ]
     return 0, "\n".join(parts) + "\n"
 
 
@@ -358,45 +521,83 @@ def study_silicon(run_dir: Path) -> tuple[int, str]:
     rc, today, _ = _validate("validate_realistic", [*common, "accounting=realistic"], run_dir)
     if rc:
         return rc, ""
-    rc, fitted, _ = _validate("validate_fit", [*common, "accounting=realistic", "fit=true",
-                                               "calibration.write=conf/accounting/serving.yaml"], run_dir)
+    rc, fitted, _ = _validate(
+        "validate_fit", [*common, "accounting=realistic", "fit=true", "calibration.write=conf/accounting/serving.yaml"], run_dir
+    )
     if rc:
         return rc, ""
     rc, served, _ = _validate("validate_serving", [*common, "accounting=serving"], run_dir)
     if rc:
         return rc, ""
     header = ["group", "value", "rows", "infeasible", "TPOT median", "TPOT p90", "TTFT median", "TTFT p90"]
-    row = lambda t: [t["group"], t["value"], str(t["n"]), str(t["infeasible"]), _factor(t["tpot_median"]),  # noqa: E731
-                     _factor(t["tpot_p90"]), _factor(t["ttft_median"]), _factor(t["ttft_p90"])]
+    row = lambda t: [
+        t["group"],
+        t["value"],
+        str(t["n"]),
+        str(t["infeasible"]),
+        _factor(t["tpot_median"]),  # noqa: E731
+        _factor(t["tpot_p90"]),
+        _factor(t["ttft_median"]),
+        _factor(t["ttft_p90"]),
+    ]
     cv = fitted["fit"]["cv"]
     reasons: dict[str, int] = {}
     for reason in served["not_expressible"].values():
         reasons[reason] = reasons.get(reason, 0) + 1
     consts = "; ".join(f"{k} = {v:.4g}" for k, v in fitted["fit"]["constants"].items())
-    parts = ["# Silicon study: moejax against AIConfigurator's measured serving runs", "",
-             ("Generated by `python sweeps/run.py silicon` from `python -m moejax.validate` on "
-              f"`{SILICON}` (2,929 closed-loop runs, TensorRT-LLM, SGLang and vLLM "
-              "on H100, H200, B200, B300 and GB200; the calibration split: the rest is a hold-out moejax never reads). "
-              "Each row is predicted as a serving benchmark (docs/validation.md, docs/cost-model.md §8): TPOT and TTFT. "
-              "Errors are the median and p90 of |log(predicted / measured)| over the feasible rows, shown as factors."), "",
-             "## Out of sample: grouped cross-validation", "",
-             ("The serving constants are refitted without every row of one model (one system, one backend) and predict "
-              "that group's rows: the error a user of a model, system or engine moejax was not fitted on will see. "
-              f"Fitted on all rows: {consts}; `request_overhead` per engine profile: "
-              + ", ".join(f"{b} {v['request_overhead'] * 1e3:.1f} ms" for b, v in
-                          _profiles(REPO / "conf" / "accounting" / "serving.yaml").items()) + "."), "",
-             _md_row(["fold", *header]), _md_row(["---"] * (len(header) + 1)),
-             *(_md_row([t["fold"], *row(t)]) for t in cv), "",
-             *_intervals_section(fitted["fit"]["coverage"], REPO / "conf" / "accounting" / "serving.yaml"),
-             "## In sample, by group (`accounting=serving`)", "", _md_row(header), _md_row(["---"] * len(header)),
-             *(_md_row(row(t)) for t in served["groups"]), "",
-             "## Today's `realistic` constants (fitted on 25 isolated steps), for comparison", "",
-             _md_row(header), _md_row(["---"] * len(header)), *(_md_row(row(t)) for t in today["groups"][:1]), "",
-             f"## Not expressible ({len(served['not_expressible'])} of {served['n']} rows; ids in `validate_serving.log`)", "",
-             _md_row(["reason", "rows"]), _md_row(["---"] * 2), *(_md_row([k, str(v)]) for k, v in reasons.items()), ""]
+    parts = [
+        "# Silicon study: moejax against AIConfigurator's measured serving runs",
+        "",
+        (
+            "Generated by `python sweeps/run.py silicon` from `python -m moejax.validate` on "
+            f"`{SILICON}` (2,929 closed-loop runs, TensorRT-LLM, SGLang and vLLM "
+            "on H100, H200, B200, B300 and GB200; the calibration split: the rest is a hold-out moejax never reads). "
+            "Each row is predicted as a serving benchmark (docs/validation.md, docs/cost-model.md §8): TPOT and TTFT. "
+            "Errors are the median and p90 of |log(predicted / measured)| over the feasible rows, shown as factors."
+        ),
+        "",
+        "## Out of sample: grouped cross-validation",
+        "",
+        (
+            "The serving constants are refitted without every row of one model (one system, one backend) and predict "
+            "that group's rows: the error a user of a model, system or engine moejax was not fitted on will see. "
+            f"Fitted on all rows: {consts}; `request_overhead` per engine profile: "
+            + ", ".join(
+                f"{b} {v['request_overhead'] * 1e3:.1f} ms"
+                for b, v in _profiles(REPO / "conf" / "accounting" / "serving.yaml").items()
+            )
+            + "."
+        ),
+        "",
+        _md_row(["fold", *header]),
+        _md_row(["---"] * (len(header) + 1)),
+        *(_md_row([t["fold"], *row(t)]) for t in cv),
+        "",
+        *_intervals_section(fitted["fit"]["coverage"], REPO / "conf" / "accounting" / "serving.yaml"),
+        "## In sample, by group (`accounting=serving`)",
+        "",
+        _md_row(header),
+        _md_row(["---"] * len(header)),
+        *(_md_row(row(t)) for t in served["groups"]),
+        "",
+        "## Today's `realistic` constants (fitted on 25 isolated steps), for comparison",
+        "",
+        _md_row(header),
+        _md_row(["---"] * len(header)),
+        *(_md_row(row(t)) for t in today["groups"][:1]),
+        "",
+        f"## Not expressible ({len(served['not_expressible'])} of {served['n']} rows; ids in `validate_serving.log`)",
+        "",
+        _md_row(["reason", "rows"]),
+        _md_row(["---"] * 2),
+        *(_md_row([k, str(v)]) for k, v in reasons.items()),
+        "",
+    ]
     if served["infeasible"]:
-        parts += [f"Infeasible (do not fit in memory as read): {len(served['infeasible'])} rows, "
-                  f"{', '.join(served['infeasible'])}.", ""]
+        parts += [
+            f"Infeasible (do not fit in memory as read): {len(served['infeasible'])} rows, {', '.join(served['infeasible'])}.",
+            "",
+        ]
     return 0, "\n".join(parts)
 
 
@@ -408,26 +609,46 @@ def _intervals_section(coverage: list[dict], preset: Path) -> list[str]:
     band = lambda b: [f"×{b['tpot'][0]:.2f} – ×{b['tpot'][1]:.2f}", f"×{b['ttft'][0]:.2f} – ×{b['ttft'][1]:.2f}"]  # noqa: E731
     rows = [[f"{b} on {f}", str(x["n"]), *band(x)] for b, fams in table.get("cells", {}).items() for f, x in fams.items()]
     rows += [[f"{b}, any family", str(x["n"]), *band(x)] for b, x in table.get("backends", {}).items()]
-    rows += [[f"new system of {f}" if f != "all" else "new system (any family)", str(x["n"]), *band(x)]
-             for f, x in table.get("new_system", {}).items()]
-    rows += [[f"new backend on {f}" if f != "all" else "new backend (any family)", str(x["n"]), *band(x)]
-             for f, x in table.get("new_backend", {}).items()]
+    rows += [
+        [f"new system of {f}" if f != "all" else "new system (any family)", str(x["n"]), *band(x)]
+        for f, x in table.get("new_system", {}).items()
+    ]
+    rows += [
+        [f"new backend on {f}" if f != "all" else "new backend (any family)", str(x["n"]), *band(x)]
+        for f, x in table.get("new_backend", {}).items()
+    ]
     pct = lambda x: "—" if x is None else f"{100 * x:.0f} %"  # noqa: E731
-    cov = [[f"leave one {r['grouping']} out", r["value"], str(r["n_tpot"]), pct(r["tpot"]), str(r["n_ttft"]), pct(r["ttft"])]
-           for r in coverage]
-    return ["## 80 % prediction intervals", "",
-            ("Every serving prediction carries `tpot_lo`, `tpot_hi`, `ttft_lo`, `ttft_hi` (s): the central value times "
-             "the factors below, the 10th and 90th percentiles of the out-of-sample log residuals "
-             "(`moejax/analysis/validation/intervals.py`; written into `conf/accounting/serving.yaml` by the fit). A case on "
-             "a system, hardware family or backend without measurements gets the hull of its interval and the "
-             "leave-one-system-out (leave-one-backend-out) spread, flagged `interval: extrapolated` with the reason."), "",
-            _md_row(["interval", "residuals", "TPOT lo – hi", "TTFT lo – hi"]), _md_row(["---"] * 4), *(_md_row(r) for r in rows), "",
-            ("Coverage, nested out of sample: for each held-out backend (system, model) the interval table is rebuilt from "
-             "the other groups' rows only, the rule gives the held-out rows their interval as for an unseen backend "
-             "(system; a new model on seen hardware and engine), and the held-out rows' residuals of that grouping's "
-             "cross-validation are counted inside. Target 70–90 %."), "",
-            _md_row(["fold", "held out", "rows TPOT", "TPOT inside", "rows TTFT", "TTFT inside"]), _md_row(["---"] * 6),
-            *(_md_row(r) for r in cov), ""]
+    cov = [
+        [f"leave one {r['grouping']} out", r["value"], str(r["n_tpot"]), pct(r["tpot"]), str(r["n_ttft"]), pct(r["ttft"])]
+        for r in coverage
+    ]
+    return [
+        "## 80 % prediction intervals",
+        "",
+        (
+            "Every serving prediction carries `tpot_lo`, `tpot_hi`, `ttft_lo`, `ttft_hi` (s): the central value times "
+            "the factors below, the 10th and 90th percentiles of the out-of-sample log residuals "
+            "(`moejax/analysis/validation/intervals.py`; written into `conf/accounting/serving.yaml` by the fit). A case on "
+            "a system, hardware family or backend without measurements gets the hull of its interval and the "
+            "leave-one-system-out (leave-one-backend-out) spread, flagged `interval: extrapolated` with the reason."
+        ),
+        "",
+        _md_row(["interval", "residuals", "TPOT lo – hi", "TTFT lo – hi"]),
+        _md_row(["---"] * 4),
+        *(_md_row(r) for r in rows),
+        "",
+        (
+            "Coverage, nested out of sample: for each held-out backend (system, model) the interval table is rebuilt from "
+            "the other groups' rows only, the rule gives the held-out rows their interval as for an unseen backend "
+            "(system; a new model on seen hardware and engine), and the held-out rows' residuals of that grouping's "
+            "cross-validation are counted inside. Target 70–90 %."
+        ),
+        "",
+        _md_row(["fold", "held out", "rows TPOT", "TPOT inside", "rows TTFT", "TTFT inside"]),
+        _md_row(["---"] * 6),
+        *(_md_row(r) for r in cov),
+        "",
+    ]
 
 
 def _profiles(path: Path) -> dict:

@@ -23,16 +23,32 @@ def random_model(rng: np.random.Generator) -> dict:
     kind = rng.choice(["mha", "gqa", "mqa", "mla"])
     heads = float(rng.choice([8, 16, 32, 64, 128]))
     head_dim = float(rng.choice([64, 128]))
-    m = {"n_layers": float(rng.choice([8, 12, 16, 24, 27, 32, 60, 61, 64, 96])), "d_model": heads * head_dim,
-             "vocab_size": float(rng.integers(30_000, 160_000)), "n_heads": heads, "head_dim": head_dim,
-             "d_ff": float(rng.integers(1024, 30_000)), "ffn_matrices": float(rng.choice([2, 3])),
-             "tied_embeddings": float(rng.integers(0, 2)), "weight_bytes": float(rng.choice([NVFP4, 1, 2], p=[0.1, 0.45, 0.45])),
-             "kv_bytes": float(rng.choice([1, 2])), "act_bytes": 2.0,
-             "embed_bytes": _dtype(rng), "gemm_bytes": _dtype(rng, 0.6), "attn_bytes": _dtype(rng),
-             "mtp_layers": float(rng.integers(0, 2))}
+    m = {
+        "n_layers": float(rng.choice([8, 12, 16, 24, 27, 32, 60, 61, 64, 96])),
+        "d_model": heads * head_dim,
+        "vocab_size": float(rng.integers(30_000, 160_000)),
+        "n_heads": heads,
+        "head_dim": head_dim,
+        "d_ff": float(rng.integers(1024, 30_000)),
+        "ffn_matrices": float(rng.choice([2, 3])),
+        "tied_embeddings": float(rng.integers(0, 2)),
+        "weight_bytes": float(rng.choice([NVFP4, 1, 2], p=[0.1, 0.45, 0.45])),
+        "kv_bytes": float(rng.choice([1, 2])),
+        "act_bytes": 2.0,
+        "embed_bytes": _dtype(rng),
+        "gemm_bytes": _dtype(rng, 0.6),
+        "attn_bytes": _dtype(rng),
+        "mtp_layers": float(rng.integers(0, 2)),
+    }
     if kind == "mla":
-        m.update(attn_kind=3.0, n_kv_heads=heads, kv_lora_rank=float(rng.choice([256, 512])), rope_head_dim=64.0,
-                 q_lora_rank=float(rng.choice([0, 1536])), v_head_dim=float(rng.choice([0, 128])))
+        m.update(
+            attn_kind=3.0,
+            n_kv_heads=heads,
+            kv_lora_rank=float(rng.choice([256, 512])),
+            rope_head_dim=64.0,
+            q_lora_rank=float(rng.choice([0, 1536])),
+            v_head_dim=float(rng.choice([0, 128])),
+        )
     else:
         kv = {"mha": heads, "mqa": 1.0, "gqa": float(rng.choice([g for g in (2, 4, 8) if heads % g == 0]))}[kind]
         m.update(attn_kind=float({"mha": 0, "gqa": 1, "mqa": 2}[kind]), n_kv_heads=kv)
@@ -40,9 +56,15 @@ def random_model(rng: np.random.Generator) -> dict:
             m.update(cross_attention=1.0, n_encoder_layers=m["n_layers"])
     if rng.random() < 0.7:  # MoE
         e = float(rng.choice([4, 6, 8, 16, 60, 64, 128, 160, 256]))
-        m.update(n_experts=e, top_k=float(rng.integers(1, min(e, 8) + 1)), d_ff_expert=float(rng.integers(256, 8192)),
-                 shared_d_ff=float(rng.choice([0, 0, 2048])), n_dense_layers=float(rng.choice([0, 0, 1, 3])),
-                 expert_bytes=_dtype(rng), dispatch_bytes=_dtype(rng))
+        m.update(
+            n_experts=e,
+            top_k=float(rng.integers(1, min(e, 8) + 1)),
+            d_ff_expert=float(rng.integers(256, 8192)),
+            shared_d_ff=float(rng.choice([0, 0, 2048])),
+            n_dense_layers=float(rng.choice([0, 0, 1, 3])),
+            expert_bytes=_dtype(rng),
+            dispatch_bytes=_dtype(rng),
+        )
     else:
         m.update(n_dense_layers=m["n_layers"])
     return m
@@ -54,11 +76,20 @@ def random_hardware(rng: np.random.Generator) -> dict:
     mesh = rng.random() < 0.3
     # a switched fabric ignores link_bw: sometimes give it one anyway
     link_bw = float(rng.uniform(25e9, 200e9)) if mesh or rng.random() < 0.3 else 0.0
-    hw = {"hbm_bytes": float(rng.uniform(40e9, 300e9)), "hbm_bw": float(rng.uniform(1e12, 10e12)), "flops_bf16": bf16,
-                "flops_fp8": fp8, "intra_bw": float(rng.uniform(50e9, 1e12)),
-                "intra_latency": float(rng.uniform(0.5e-6, 5e-6)), "island_size": float(rng.choice([4, 8, 72])),
-                "inter_bw": float(rng.uniform(10e9, 100e9)), "inter_latency": float(rng.uniform(2e-6, 20e-6)),
-                "flops_fp4": 2 * fp8 if rng.random() < 0.5 else 0.0, "fabric": float(mesh), "link_bw": link_bw}
+    hw = {
+        "hbm_bytes": float(rng.uniform(40e9, 300e9)),
+        "hbm_bw": float(rng.uniform(1e12, 10e12)),
+        "flops_bf16": bf16,
+        "flops_fp8": fp8,
+        "intra_bw": float(rng.uniform(50e9, 1e12)),
+        "intra_latency": float(rng.uniform(0.5e-6, 5e-6)),
+        "island_size": float(rng.choice([4, 8, 72])),
+        "inter_bw": float(rng.uniform(10e9, 100e9)),
+        "inter_latency": float(rng.uniform(2e-6, 20e-6)),
+        "flops_fp4": 2 * fp8 if rng.random() < 0.5 else 0.0,
+        "fabric": float(mesh),
+        "link_bw": link_bw,
+    }
     if rng.random() < 0.25:  # a torus island (TPU ICI, Trainium): 1-3 dimensions of link_bw links
         hw.update(fabric=2.0, torus_dims=float(rng.integers(1, 4)), link_bw=float(rng.uniform(25e9, 200e9)))
     return hw
@@ -86,8 +117,17 @@ def random_partition(rng: np.random.Generator, m: dict) -> dict:
     dense_tp = float(rng.choice([0, 0, 0] + [x for x in (1, 2, 4, 8) if g % x == 0]))
     # pp need not divide n_layers (uneven stages), at most one layer per stage
     pp = float(rng.choice([x for x in (1, 1, 2, 2, 3, 4, 5, 8) if x <= m["n_layers"]]))
-    return {"tp": tp, "ep": ep, "pp": pp, "dp": float(rng.choice([1, 2])), "dp_attn": dp_attn, "kvp": kvp, "kv_mode": kv_mode,
-                "dense_tp": dense_tp, "redundant_experts": spare}
+    return {
+        "tp": tp,
+        "ep": ep,
+        "pp": pp,
+        "dp": float(rng.choice([1, 2])),
+        "dp_attn": dp_attn,
+        "kvp": kvp,
+        "kv_mode": kv_mode,
+        "dense_tp": dense_tp,
+        "redundant_experts": spare,
+    }
 
 
 def _speculation(rng: np.random.Generator) -> dict:
@@ -103,19 +143,33 @@ def random_workload(rng: np.random.Generator) -> dict:
 
 def random_prefill_workload(rng: np.random.Generator) -> dict:
     """1..8 prompts of 2^8..2^15 tokens (draft_tokens only decides whether MTP weights are resident)."""
-    return dict(context=float(2 ** rng.uniform(8, 15)), batch=float(rng.integers(1, 9)), kappa=float(rng.uniform(1, 8)),
-                **_speculation(rng))
+    return dict(
+        context=float(2 ** rng.uniform(8, 15)),
+        batch=float(rng.integers(1, 9)),
+        kappa=float(rng.uniform(1, 8)),
+        **_speculation(rng),
+    )
 
 
 def random_accounting_constants(rng: np.random.Generator) -> dict:
-    return {"hbm_usable_fraction": float(rng.uniform(0.5, 1.0)), "reserve_bytes": float(rng.uniform(0, 5e9)),
-                "kv_scale": float(rng.uniform(0.5, 3.0)), "routing_skew": float(rng.uniform(0, 0.9)),
-                "overlap": float(rng.uniform(0, 1)), "hbm_efficiency": float(rng.uniform(0.5, 1)),
-                "flops_efficiency": float(rng.uniform(0.3, 1)), "layer_latency": float(rng.uniform(0, 20e-6)),
-                "fp8_efficiency": float(rng.uniform(0.3, 1)), "fp4_efficiency": float(rng.uniform(0.3, 1)),
-                "comm_efficiency": float(rng.uniform(0.3, 1)), "collective_latency": float(rng.uniform(0, 10e-6)),
-                "a2a_peer_latency": float(rng.uniform(0, 10e-6)), "sequence_latency": float(rng.uniform(0, 30e-6)),
-                "grouped_gemm_efficiency": float(rng.uniform(0.3, 1.5)), "attention_efficiency": float(rng.uniform(0.3, 1.5))}
+    return {
+        "hbm_usable_fraction": float(rng.uniform(0.5, 1.0)),
+        "reserve_bytes": float(rng.uniform(0, 5e9)),
+        "kv_scale": float(rng.uniform(0.5, 3.0)),
+        "routing_skew": float(rng.uniform(0, 0.9)),
+        "overlap": float(rng.uniform(0, 1)),
+        "hbm_efficiency": float(rng.uniform(0.5, 1)),
+        "flops_efficiency": float(rng.uniform(0.3, 1)),
+        "layer_latency": float(rng.uniform(0, 20e-6)),
+        "fp8_efficiency": float(rng.uniform(0.3, 1)),
+        "fp4_efficiency": float(rng.uniform(0.3, 1)),
+        "comm_efficiency": float(rng.uniform(0.3, 1)),
+        "collective_latency": float(rng.uniform(0, 10e-6)),
+        "a2a_peer_latency": float(rng.uniform(0, 10e-6)),
+        "sequence_latency": float(rng.uniform(0, 30e-6)),
+        "grouped_gemm_efficiency": float(rng.uniform(0.3, 1.5)),
+        "attention_efficiency": float(rng.uniform(0.3, 1.5)),
+    }
 
 
 def random_point(rng: np.random.Generator) -> tuple[dict, dict, dict, dict, dict]:
@@ -141,13 +195,22 @@ def random_pattern(rng: np.random.Generator, m: dict) -> dict:
         counts[k] = int(rng.integers(0, left + 1))
         left -= counts[k]
     out = {**m, **{k: float(v) for k, v in counts.items()}}
-    out.update(sliding_window=float(rng.choice([128, 512, 4096, 1e6])), chunk_size=float(rng.choice([256, 8192, 65536])),
-               sparse_top_k=float(rng.choice([64, 2048, 1e6])), index_heads=float(rng.choice([0, 32, 64])),
-               index_head_dim=float(rng.choice([0, 128])), attn_gate=float(m.get("attn_kind") != 3.0 and rng.random() < 0.3))
+    out.update(
+        sliding_window=float(rng.choice([128, 512, 4096, 1e6])),
+        chunk_size=float(rng.choice([256, 8192, 65536])),
+        sparse_top_k=float(rng.choice([64, 2048, 1e6])),
+        index_heads=float(rng.choice([0, 32, 64])),
+        index_head_dim=float(rng.choice([0, 128])),
+        attn_gate=float(m.get("attn_kind") != 3.0 and rng.random() < 0.3),
+    )
     if counts["n_linear_layers"] or rng.random() < 0.3:
-        out.update(linear_key_heads=float(rng.choice([8, 16])), linear_key_dim=float(rng.choice([64, 128])),
-                   linear_value_heads=float(rng.choice([4, 16, 32])), linear_value_dim=float(rng.choice([64, 128])),
-                   linear_conv_kernel=float(rng.choice([0, 4])))
+        out.update(
+            linear_key_heads=float(rng.choice([8, 16])),
+            linear_key_dim=float(rng.choice([64, 128])),
+            linear_value_heads=float(rng.choice([4, 16, 32])),
+            linear_value_dim=float(rng.choice([64, 128])),
+            linear_conv_kernel=float(rng.choice([0, 4])),
+        )
     return out
 
 

@@ -23,12 +23,22 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
-GRID = ["+grid=quick", "grid.models=[mixtral-8x22b]", "grid.hardware=[h100-sxm]", "grid.num_gpus=[8]", "grid.kappas=[2]",
-        "summary=false", "progress=false", f"grid.contexts=[{','.join(str(1024 + 256 * i) for i in range(16))}]",
-        "max_chunk_evaluations=1"]
+GRID = [
+    "+grid=quick",
+    "grid.models=[mixtral-8x22b]",
+    "grid.hardware=[h100-sxm]",
+    "grid.num_gpus=[8]",
+    "grid.kappas=[2]",
+    "summary=false",
+    "progress=false",
+    f"grid.contexts=[{','.join(str(1024 + 256 * i) for i in range(16))}]",
+    "max_chunk_evaluations=1",
+]
 # SIGINT not ignored, as typed in a terminal, whatever this process inherited; no preexec_fn (fork in a JAX process)
-AS_TYPED = ("import os, signal, sys; signal.signal(signal.SIGINT, signal.SIG_DFL); "
-            "os.execv(sys.executable, [sys.executable, *sys.argv[1:]])")
+AS_TYPED = (
+    "import os, signal, sys; signal.signal(signal.SIGINT, signal.SIG_DFL); "
+    "os.execv(sys.executable, [sys.executable, *sys.argv[1:]])"
+)
 LIMIT = 10.0  # s from the last signal to the exit: a loaded 2-core machine's margin over the 2 s asked
 LIMIT_ONE = 60.0  # s after a lone signal, honoured at the next safe point: after the chunk being compiled
 
@@ -40,9 +50,24 @@ def one_try(rng: np.random.Generator, tmp: Path) -> tuple[bool, str]:
     gaps = rng.uniform(0, 0.3, count - 1)
     parts, out = tmp / "parts", tmp / "x.nc"
     env = {**os.environ, "PYTHONPATH": str(ROOT), "JAX_PLATFORMS": "cpu"}
-    proc = subprocess.Popen([sys.executable, "-c", AS_TYPED, "-m", "moejax.sweep", *GRID, f"out={out}", f"parts_dir={parts}",
-                             f"hydra.run.dir={tmp / 'run'}"], cwd=ROOT, env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            AS_TYPED,
+            "-m",
+            "moejax.sweep",
+            *GRID,
+            f"out={out}",
+            f"parts_dir={parts}",
+            f"hydra.run.dir={tmp / 'run'}",
+        ],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     deadline = time.time() + 120
     while time.time() < deadline and not parts.exists() and proc.poll() is None:
         time.sleep(0.005)
@@ -89,6 +114,5 @@ if __name__ == "__main__":
     n, s = int(sys.argv[1]) if len(sys.argv) > 1 else 50, int(sys.argv[2]) if len(sys.argv) > 2 else 0
     res = storm(n, s)
     failed = sum(not ok for ok, _ in res)
-    print(f"{n} tries (seed {s}): {n - failed} ok, {failed} failed, "
-          f"{sum('DEADLOCK' in w for _, w in res)} deadlocks")
+    print(f"{n} tries (seed {s}): {n - failed} ok, {failed} failed, {sum('DEADLOCK' in w for _, w in res)} deadlocks")
     sys.exit(1 if failed else 0)

@@ -41,15 +41,22 @@ SMALL = PartitionSpace(tp=(1, 2, 4, 8), ep=(1, 8), pp=(1,), dp_attn=(1, 2), kvp=
 
 
 def cli(*args, check=True):
-    return subprocess.run([sys.executable, "-m", "moejax.breakeven", *args], cwd=ROOT,
-                          capture_output=True, text=True, timeout=600, check=check)
+    return subprocess.run(
+        [sys.executable, "-m", "moejax.breakeven", *args], cwd=ROOT, capture_output=True, text=True, timeout=600, check=check
+    )
 
 
 @pytest.fixture(scope="module")
 def solved(tmp_path_factory):
     out = tmp_path_factory.mktemp("be") / "be.nc"
-    proc = cli("+grid=quick", "grid.models=[deepseek-v3,mixtral-8x22b,switch-c-2048]", "grid.hardware=[b200,h100-sxm]",
-               "grid.num_gpus=[8]", "grid.accounting.mode=sol", f"out={out}")
+    proc = cli(
+        "+grid=quick",
+        "grid.models=[deepseek-v3,mixtral-8x22b,switch-c-2048]",
+        "grid.hardware=[b200,h100-sxm]",
+        "grid.num_gpus=[8]",
+        "grid.accounting.mode=sol",
+        f"out={out}",
+    )
     return out, json.loads(proc.stdout.strip().splitlines()[-1]), proc.stdout
 
 
@@ -98,10 +105,27 @@ def test_docstring_example(solved):
 def test_sweep_can_include_kappa_star(solved, tmp_path):
     out, _, _ = solved
     sweep = tmp_path / "s.nc"
-    subprocess.run([sys.executable, "-m", "moejax.sweep", "+grid=quick", "grid.models=[mixtral-8x22b]", "grid.hardware=[b200]",
-                    "grid.num_gpus=[8]", "grid.accounting.mode=sol", "breakeven.include=true", "summary=false",
-                    "+grid.batches=[16,256]", "+grid.interactivity={min: 1, max: 100, count: 3}",
-                    f"out={sweep}", f"parts_dir={tmp_path / 'parts'}"], cwd=ROOT, check=True, capture_output=True)
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "moejax.sweep",
+            "+grid=quick",
+            "grid.models=[mixtral-8x22b]",
+            "grid.hardware=[b200]",
+            "grid.num_gpus=[8]",
+            "grid.accounting.mode=sol",
+            "breakeven.include=true",
+            "summary=false",
+            "+grid.batches=[16,256]",
+            "+grid.interactivity={min: 1, max: 100, count: 3}",
+            f"out={sweep}",
+            f"parts_dir={tmp_path / 'parts'}",
+        ],
+        cwd=ROOT,
+        check=True,
+        capture_output=True,
+    )
     with xr.open_dataset(sweep) as s, xr.open_dataset(out) as b:
         np.testing.assert_allclose(
             s.kappa_star.values[0], b.kappa_star.sel(model=["mixtral-8x22b"], hardware=["b200"]).values[0], rtol=1e-6
@@ -153,8 +177,13 @@ def test_scaling_every_time_term_leaves_kappa_star_unchanged():
     dense_table, dense_mask = partition_table([8], dataclasses.replace(SMALL, ep=(1,)))
     inputs = GridInputs(stack(models), stack([hw, fast]), table, mask, np.array([4096.0, 65536.0]), dense_table, dense_mask)
     kernel = breakeven_kernel(Solver())
-    out = kernel(*device_inputs(inputs, jnp.float64), jnp.float64(0.0), cast(Accounting(), jnp.float64),
-                 jnp.float64(np.log(0.25)), jnp.float64(np.log(64.0)))
+    out = kernel(
+        *device_inputs(inputs, jnp.float64),
+        jnp.float64(0.0),
+        cast(Accounting(), jnp.float64),
+        jnp.float64(np.log(0.25)),
+        jnp.float64(np.log(64.0)),
+    )
     k_bis, k_opt, reason = np.asarray(out[0]), np.asarray(out[1]), np.asarray(out[4])
     assert (reason == 0).all()
     np.testing.assert_allclose(k_bis[:, 0], k_bis[:, 1], rtol=1e-9)
@@ -172,8 +201,9 @@ BAD = [
 def bad_runs(tmp_path_factory):
     """Each case of BAD run for real (``python -m moejax.breakeven``, its own process, one interpreter start)."""
     dirs = [tmp_path_factory.mktemp("bad") for _ in BAD]
-    procs = forked("moejax.breakeven", [["+grid=quick", *args, f"out={d / 'x.nc'}"] for d, (args, _) in zip(dirs, BAD)],
-                   timeout=600)
+    procs = forked(
+        "moejax.breakeven", [["+grid=quick", *args, f"out={d / 'x.nc'}"] for d, (args, _) in zip(dirs, BAD)], timeout=600
+    )
     return {tuple(args): (proc, d) for (args, _), proc, d in zip(BAD, procs, dirs, strict=True)}
 
 
@@ -185,8 +215,13 @@ def test_bad_input(args, expected, bad_runs):
 
 
 # --- exact κ*, bound-limited points and grid independence, in-process on a tiny grid -------------
-TINY = ["+grid=quick", "grid.models=[gpt-4-rumoured,qwen3-235b-a22b]", "grid.hardware=[mi355x]", "grid.num_gpus=[8]",
-        "grid.contexts=[16384]"]
+TINY = [
+    "+grid=quick",
+    "grid.models=[gpt-4-rumoured,qwen3-235b-a22b]",
+    "grid.hardware=[mi355x]",
+    "grid.num_gpus=[8]",
+    "grid.contexts=[16384]",
+]
 
 
 def compose_cfg(*overrides):
@@ -261,8 +296,15 @@ def test_same_point_same_kappa_star_under_another_grid(tiny):
     """A point's κ* does not depend on the other models, cluster sizes or contexts of its grid
     when the partition space is the same (issue 11 item 8)."""
     _, out = tiny
-    other = solve(compose_cfg("+grid=quick", "grid.models=[mixtral-8x22b,qwen3-235b-a22b]", "grid.hardware=[mi355x]",
-                              "grid.num_gpus=[16,8]", "grid.contexts=[1024,16384]"))[0]
+    other = solve(
+        compose_cfg(
+            "+grid=quick",
+            "grid.models=[mixtral-8x22b,qwen3-235b-a22b]",
+            "grid.hardware=[mi355x]",
+            "grid.num_gpus=[16,8]",
+            "grid.contexts=[1024,16384]",
+        )
+    )[0]
     np.testing.assert_allclose(other["kappa_star"][1, 0, 1, 1], out["kappa_star"][1, 0, 0, 0], rtol=1e-6)
 
 
@@ -287,14 +329,25 @@ def test_flat_lift_equals_the_nested_lift():
     function using every argument, with (all, dense) table and mask pairs as the κ* kernel has."""
     table, mask = partition_table([8, 16], SMALL)
     dense_table, dense_mask = partition_table([8, 16], dataclasses.replace(SMALL, ep=(1,)))
-    inputs = GridInputs(stack([load_model("mixtral-8x22b"), load_model("deepseek-v3"), load_model("grok-1")]),
-                        stack([load_hardware("b200"), load_hardware("h100-sxm")]), table, mask,
-                        np.array([1024.0, 4096.0, 65536.0]), dense_table, dense_mask)
+    inputs = GridInputs(
+        stack([load_model("mixtral-8x22b"), load_model("deepseek-v3"), load_model("grok-1")]),
+        stack([load_hardware("b200"), load_hardware("h100-sxm")]),
+        table,
+        mask,
+        np.array([1024.0, 4096.0, 65536.0]),
+        dense_table,
+        dense_mask,
+    )
 
     def point(m, hw, parts, pmask, context, scale):
         (p, dense_p), (ok, dense_ok) = parts, pmask
-        return (scale * (m.n_layers * hw.hbm_bw + context) + jnp.sum(jnp.where(ok, p.tp * p.ep, 0.0))
-                + jnp.sum(jnp.where(dense_ok, dense_p.tp, 0.0)), ok.sum())
+        return (
+            scale * (m.n_layers * hw.hbm_bw + context)
+            + jnp.sum(jnp.where(ok, p.tp * p.ep, 0.0))
+            + jnp.sum(jnp.where(dense_ok, dense_p.tp, 0.0)),
+            ok.sum(),
+        )
+
     args = (*device_inputs(inputs, jnp.float64), jnp.float64(0.5))
     nested, flat = jax.jit(lift(point))(*args), jax.jit(lift_flat(point))(*args)
     for a, b in zip(nested, flat):

@@ -9,11 +9,24 @@ import moejax
 from moejax import Partition, SpecError
 from moejax.catalogue import HARDWARE_FIELDS, HARDWARE_OPTIONAL, available, hardware_entry, model_entry
 
-MODELS = ["deepseek-v3", "qwen3-235b-a22b", "grok-1", "switch-c-2048", "mixtral-8x22b", "llama-3-70b",
-          "llama-3-405b", "gpt-4-rumoured", "mixtral-8x7b", "llama-2-70b", "kimi-k2", "llama-3.1-8b", "qwen3-32b",
-          "llama-3.1-70b", "deepseek-r1"]
-ALIASES = {"llama-3.1-70b": "llama-3-70b", "deepseek-r1": "deepseek-v3", "minimax-m2.5": "minimax-m2",
-           "kimi-k2.5": "kimi-k2"}
+MODELS = [
+    "deepseek-v3",
+    "qwen3-235b-a22b",
+    "grok-1",
+    "switch-c-2048",
+    "mixtral-8x22b",
+    "llama-3-70b",
+    "llama-3-405b",
+    "gpt-4-rumoured",
+    "mixtral-8x7b",
+    "llama-2-70b",
+    "kimi-k2",
+    "llama-3.1-8b",
+    "qwen3-32b",
+    "llama-3.1-70b",
+    "deepseek-r1",
+]
+ALIASES = {"llama-3.1-70b": "llama-3-70b", "deepseek-r1": "deepseek-v3", "minimax-m2.5": "minimax-m2", "kimi-k2.5": "kimi-k2"}
 HARDWARE = ["h100-sxm", "h200", "b200", "mi300x", "mi355x", "qs-reference", "a100-sxm", "h800", "gb200-nvl72"]
 
 
@@ -52,14 +65,21 @@ def test_alias_shares_its_targets_architecture(name, target):
     assert moejax.load_model(name) == moejax.load_model(target, **entry["dtypes"])
 
 
-@pytest.mark.parametrize("changes,message", [
-    ({"alias_of": "llama-3-70b"}, "architecture is not allowed with alias_of = 'llama-3-70b'"),
-    ({"alias_of": "deepseek-r1", "architecture": None},
-     "alias_of = 'deepseek-r1' is invalid: .*deepseek-r1.yaml is itself an alias"),
-    ({"alias_of": "llama-9", "architecture": None}, "model = 'llama-9' is unknown: available .*llama-3-70b"),
-    ({"alias_of": ["llama-3-70b"], "architecture": None},
-     r"alias_of = \['llama-3-70b'\] is invalid: must be a catalogue model name"),
-])
+@pytest.mark.parametrize(
+    "changes,message",
+    [
+        ({"alias_of": "llama-3-70b"}, "architecture is not allowed with alias_of = 'llama-3-70b'"),
+        (
+            {"alias_of": "deepseek-r1", "architecture": None},
+            "alias_of = 'deepseek-r1' is invalid: .*deepseek-r1.yaml is itself an alias",
+        ),
+        ({"alias_of": "llama-9", "architecture": None}, "model = 'llama-9' is unknown: available .*llama-3-70b"),
+        (
+            {"alias_of": ["llama-3-70b"], "architecture": None},
+            r"alias_of = \['llama-3-70b'\] is invalid: must be a catalogue model name",
+        ),
+    ],
+)
 def test_bad_alias_fails_in_one_line(tmp_path, changes, message):
     entry = model_entry("llama-3.1-8b")
     entry.pop("_where")
@@ -112,14 +132,17 @@ def _write_model(tmp_path, **changes):
     return str(path)
 
 
-@pytest.mark.parametrize("changes,field", [
-    ({"d_model": None}, "d_model"),
-    ({"n_layers": -4}, "n_layers"),
-    ({"top_k": 9}, "top_k"),
-    ({"attention": "sliding"}, "attention"),
-    ({"n_kv_heads": 5}, "n_kv_heads"),
-    ({"d_model": "big"}, "d_model"),
-])
+@pytest.mark.parametrize(
+    "changes,field",
+    [
+        ({"d_model": None}, "d_model"),
+        ({"n_layers": -4}, "n_layers"),
+        ({"top_k": 9}, "top_k"),
+        ({"attention": "sliding"}, "attention"),
+        ({"n_kv_heads": 5}, "n_kv_heads"),
+        ({"d_model": "big"}, "d_model"),
+    ],
+)
 def test_bad_model_yaml_names_the_field(tmp_path, changes, field):
     with pytest.raises(SpecError) as err:
         moejax.load_model(_write_model(tmp_path, **changes))
@@ -144,11 +167,14 @@ def test_bad_hardware_value(tmp_path):
         moejax.load_hardware(str(path))
 
 
-@pytest.mark.parametrize("part,field", [
-    (Partition(tp=3.0), "Partition.tp"),  # 48 heads / 3 ok, but 8 KV heads: neither divides
-    (Partition(tp=16.0, ep=16.0), "Partition.ep"),
-    (Partition(pp=57.0), "Partition.pp"),  # 56 layers: uneven stages are fine, empty ones are not
-])
+@pytest.mark.parametrize(
+    "part,field",
+    [
+        (Partition(tp=3.0), "Partition.tp"),  # 48 heads / 3 ok, but 8 KV heads: neither divides
+        (Partition(tp=16.0, ep=16.0), "Partition.ep"),
+        (Partition(pp=57.0), "Partition.pp"),  # 56 layers: uneven stages are fine, empty ones are not
+    ],
+)
 def test_partition_that_divides_nothing(part, field):
     with pytest.raises(SpecError, match=field):
         moejax.decode_step("mixtral-8x22b", "h100-sxm", part, context=1024)

@@ -44,8 +44,10 @@ class Doc:
 
 # the sweep's own function, called with the composed config (the command minus Hydra's argv parsing)
 IN_PROCESS = "from moejax.engine.run import run"
-FRONTIER_COST = ("the full frontier grid: 2.3e9 evaluations, 43 s on 2 idle cores (README) and minutes on a loaded "
-                 "one; even one point of it compiles the frontier kernel (~45 s)")
+FRONTIER_COST = (
+    "the full frontier grid: 2.3e9 evaluations, 43 s on 2 idle cores (README) and minutes on a loaded "
+    "one; even one point of it compiles the frontier kernel (~45 s)"
+)
 COMMANDS: dict[str, Doc] = {
     # README: set up and test (what .ci/run does), the main job, the point example
     "python3 -m venv .venv": Doc(ci="python3 -m venv .venv"),
@@ -56,74 +58,94 @@ COMMANDS: dict[str, Doc] = {
         expensive=FRONTIER_COST + "; its code path (batch search, frontier, economics) is run by "
         "tests/test_frontier.py and tests/test_serving_sweep.py on small grids, and the installed wheel runs the "
         "point example from an empty directory in .ci/run",
-        by="tests/test_frontier.py::test_sweep_dataset_holds_the_frontier_with_reasons", via=IN_PROCESS),
+        by="tests/test_frontier.py::test_sweep_dataset_holds_the_frontier_with_reasons",
+        via=IN_PROCESS,
+    ),
     "python -m moejax.point model=deepseek-v3 hardware=h200 num_gpus=8 context=8192 launch=sglang": Doc(run=True),
     "python -m moejax.point": Doc(by="tests/test_docs_commands.py::test_readme_point_example"),  # the prose's name for it
     "python -m moejax.report outputs/<date>/<time>/sweep.nc": Doc(by="tests/test_report.py::test_page_is_self_contained"),
     "python -m moejax.validate": Doc(
         by="tests/test_validate.py::test_cli_small_file",
         expensive="the vendored measurement file (30 published points, ~15 s); the named test runs the same command "
-        "on tests/data/validate-small.yaml and test_vendored_files_load reads the default file"),
+        "on tests/data/validate-small.yaml and test_vendored_files_load reads the default file",
+    ),
     # docs/guide.md
     "python -m moejax.sweep +grid=quick grid.models=[deepseek-v3] grid.hardware=[h200] grid.num_gpus=[16] "
     "grid.contexts=[32768] out=one.nc": Doc(by="tests/test_breakeven.py::test_sweep_can_include_kappa_star"),
     "python -m moejax.sweep +grid=quick breakeven.include=true out=q.nc": Doc(
-        by="tests/test_breakeven.py::test_sweep_can_include_kappa_star"),
+        by="tests/test_breakeven.py::test_sweep_can_include_kappa_star"
+    ),
     "python -m moejax.plot q.nc": Doc(by="tests/test_plot.py::test_cli_writes_every_figure"),
     "python -m moejax.fit mode=components": Doc(by="tests/test_epoch.py::test_cli_components"),  # a = 7/16, b = 5/8
     "python -m moejax.fit mode=latency": Doc(
         by="tests/test_epoch.py::test_cli_latency_writes_the_dataset",
-        expensive="every regime over the whole design set (minutes); the named test fits one regime on one size"),
+        expensive="every regime over the whole design set (minutes); the named test fits one regime on one size",
+    ),
     "python -m moejax.sweep +grid=quick sensitivities=true out=s.nc": Doc(
-        by="tests/test_sensitivities.py::test_sweep_table3_columns"),
+        by="tests/test_sensitivities.py::test_sweep_table3_columns"
+    ),
     "python -m moejax.sweep +grid=quick hardware=b200 out=b200.nc": Doc(
-        by="tests/test_sweep.py::test_multirun_over_catalogue_hardware"),
+        by="tests/test_sweep.py::test_multirun_over_catalogue_hardware"
+    ),
     # docs/results.md
     "python sweeps/run.py qs-paper": Doc(by="tests/test_studies.py::test_qs_paper_study"),
     "python sweeps/run.py epoch": Doc(by="tests/test_studies.py::test_epoch_study"),
     "python -m moejax.calibrate": Doc(by="tests/test_calibrate.py::test_cli_writes_table_netcdf_and_one_json_line"),
     "python -m moejax.plot outputs/<date>/<time>/sweep.nc --out plots/": Doc(
-        by="tests/test_plot.py::test_cli_writes_every_figure"),
+        by="tests/test_plot.py::test_cli_writes_every_figure"
+    ),
     "python -m moejax.validate accounting=sol": Doc(by="tests/test_validate.py::test_cli_small_file"),
     "python -m moejax.validate measurements=/path/mine.yaml out=dir/": Doc(by="tests/test_validate.py::test_cli_small_file"),
     "python -m moejax.validate fit=true": Doc(
         by="tests/test_validate.py::test_fit_cli_writes_accounting_yaml",
-        expensive="1000 Adam steps with leave-one-out over the vendored file; the named test fits the small file"),
+        expensive="1000 Adam steps with leave-one-out over the vendored file; the named test fits the small file",
+    ),
     "python sweeps/run.py serving": Doc(
         expensive="sol, fit and realistic validation over the vendored file and a rewrite of "
-        "conf/accounting/realistic.yaml (a study, not a check; minutes); its pieces are the validate commands above"),
+        "conf/accounting/realistic.yaml (a study, not a check; minutes); its pieces are the validate commands above"
+    ),
     "python -m moejax.validate measurements=moejax/data/reference/serving/aic-silicon/train.csv accounting=serving": Doc(
         by="tests/test_silicon.py::test_cli_on_a_silicon_csv",
-        expensive="2,145 measured runs (1 MB CSV); the named test runs the same command on a small silicon CSV"),
+        expensive="2,145 measured runs (1 MB CSV); the named test runs the same command on a small silicon CSV",
+    ),
     "python sweeps/run.py silicon": Doc(
         expensive="grouped cross-validated fits over 2,145 measured runs (a study, many minutes); its pieces are "
-        "the silicon validate command above"),
+        "the silicon validate command above"
+    ),
     # docs/sweeps.md
     "python -m moejax.sweep +grid=quick": Doc(by="tests/test_sweep.py::test_quick_grid_writes_a_labelled_dataset"),
-    "python -m moejax.sweep +grid=qs-paper": Doc(by="tests/test_studies.py::test_qs_paper_study",
-                                                 via="moejax.sweep +grid=qs-paper"),  # the study runs it
+    "python -m moejax.sweep +grid=qs-paper": Doc(
+        by="tests/test_studies.py::test_qs_paper_study", via="moejax.sweep +grid=qs-paper"
+    ),  # the study runs it
     "python -m moejax.sweep +grid=frontier grid.contexts=[8192,131072] grid.accounting.overlap=0.5 out=my.nc": Doc(
-        expensive=FRONTIER_COST, by="tests/test_docs_commands.py::test_sweep_accounting_override", via=IN_PROCESS),
+        expensive=FRONTIER_COST, by="tests/test_docs_commands.py::test_sweep_accounting_override", via=IN_PROCESS
+    ),
     "python -m moejax.sweep -m +grid=quick hardware=h100-sxm,b200": Doc(
-        by="tests/test_sweep.py::test_multirun_over_catalogue_hardware"),
+        by="tests/test_sweep.py::test_multirun_over_catalogue_hardware"
+    ),
     "python -m moejax.sweep +grid=quick keep_partitions=true": Doc(
-        by="tests/test_sweep.py::test_winner_is_the_best_of_all_kept_candidates"),
+        by="tests/test_sweep.py::test_winner_is_the_best_of_all_kept_candidates"
+    ),
     "python -m moejax.sweep +grid=quick '+grid.batches=[1,4,16,64,256,1024]' '+grid.slo={tpot_max: 0.05}'": Doc(
-        by="tests/test_frontier.py::test_sweep_dataset_holds_the_frontier_with_reasons", via=IN_PROCESS),
+        by="tests/test_frontier.py::test_sweep_dataset_holds_the_frontier_with_reasons", via=IN_PROCESS
+    ),
     "python -m moejax.breakeven +grid=quick": Doc(by="tests/test_breakeven.py::test_kappa_star_brackets_the_crossing"),
     "python -m moejax.sweep +grid=frontier breakeven.include=true sensitivities=true": Doc(
-        expensive=FRONTIER_COST + ", plus κ* and the elasticities at every point",
-        by="tests/test_plot.py::dataset"),
+        expensive=FRONTIER_COST + ", plus κ* and the elasticities at every point", by="tests/test_plot.py::dataset"
+    ),
     "python -m moejax.breakeven +grid=quick 'grid.batches=[1,4,16,64,256]'": Doc(
-        by="tests/test_frontier_breakeven.py::test_command_writes_the_frontier_variables"),
+        by="tests/test_frontier_breakeven.py::test_command_writes_the_frontier_variables"
+    ),
     "MOEJAX_COORDINATOR=host0:1234 MOEJAX_NUM_PROCESSES=4 MOEJAX_PROCESS_ID=$RANK python -m moejax.sweep "
     "+grid=design-space distributed=env out=/shared/ds.nc": Doc(
         by="tests/test_scale.py::test_two_processes_match_one",
-        expensive="four hosts; the named test runs distributed=env with two local processes on a small grid"),
+        expensive="four hosts; the named test runs distributed=env with two local processes on a small grid",
+    ),
     "srun -N 4 python -m moejax.sweep +grid=design-space distributed=slurm out=/shared/ds.nc": Doc(
         expensive="needs a SLURM cluster; distributed=slurm reads the same coordinator settings from SLURM's "
         "variables (engine/distributed.py)",
-        by="tests/test_scale.py::test_misconfigured_cluster_fails_fast"),
+        by="tests/test_scale.py::test_misconfigured_cluster_fails_fast",
+    ),
 }
 
 
@@ -158,7 +180,8 @@ def test_every_documented_command_is_listed():
     shown = documented()
     unlisted = sorted(c for c in shown if c not in COMMANDS)
     assert not unlisted, "documented commands no test accounts for (add them to COMMANDS): " + "; ".join(
-        f"{c!r} ({', '.join(shown[c])})" for c in unlisted)
+        f"{c!r} ({', '.join(shown[c])})" for c in unlisted
+    )
     stale = sorted(c for c in COMMANDS if c not in shown)
     assert not stale, f"COMMANDS lists commands no document shows any more: {stale}"
     for command, doc in COMMANDS.items():
@@ -169,7 +192,7 @@ def _override_keys(command: str) -> list[str]:
     """The config keys a command sets (``+grid.slo={...}`` -> ``grid.slo``), and Hydra's ``-m``."""
     keys = []
     argv = shlex.split(command.replace("$RANK", "0"))
-    for token in argv[argv.index(next(a for a in argv if a.startswith("moejax.") or a.endswith(".py"))) + 1:]:
+    for token in argv[argv.index(next(a for a in argv if a.startswith("moejax.") or a.endswith(".py"))) + 1 :]:
         if token == "-m":
             keys.append('"-m"')
         key, eq, _ = token.lstrip("+~").partition("=")
@@ -226,7 +249,7 @@ def _run(command: str, cwd: Path, timeout: int = 600) -> subprocess.CompletedPro
 
 def _after(text: str, anchor: str, lang: str) -> str:
     """The body of the first ```lang block after ``anchor`` in ``text``."""
-    return re.search(rf"^```{lang}\n(.*?)^```", text[text.index(anchor):], re.S | re.M).group(1)
+    return re.search(rf"^```{lang}\n(.*?)^```", text[text.index(anchor) :], re.S | re.M).group(1)
 
 
 def test_readme_point_example(tmp_path):
@@ -238,17 +261,24 @@ def test_readme_point_example(tmp_path):
     proc = _run(command, tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
     out = proc.stdout
-    quoted = re.search(r"best: `(?P<partition>[^`]+)`, batch (?P<batch>\d+), (?P<tput>[\d.]+) tokens/s per GPU,\s+"
-                       r"(?P<bound>[\w-]+)-bound", readme)
+    quoted = re.search(
+        r"best: `(?P<partition>[^`]+)`, batch (?P<batch>\d+), (?P<tput>[\d.]+) tokens/s per GPU,\s+"
+        r"(?P<bound>[\w-]+)-bound",
+        readme,
+    )
     assert quoted, "the README no longer quotes the point example's best partition, batch and tokens/s per GPU"
-    best = re.search(r"^best: (?P<partition>.+?)  batch (?P<batch>\d+) per replica.*bound: (?P<bound>\w+)\n"
-                     r"\s+(?P<tput>[\d.]+) tokens/s per GPU", out, re.M)
+    best = re.search(
+        r"^best: (?P<partition>.+?)  batch (?P<batch>\d+) per replica.*bound: (?P<bound>\w+)\n"
+        r"\s+(?P<tput>[\d.]+) tokens/s per GPU",
+        out,
+        re.M,
+    )
     assert best, out[:2000]
     for field in ("partition", "batch", "tput"):
         assert best[field] == quoted[field], (field, best[field], quoted[field])
     assert best["bound"].lower() == quoted["bound"].lower().removesuffix("-bound")
     shown = _after(readme, command, "text").strip().splitlines()
-    assert shown and out.rstrip().splitlines()[-len(shown):] == shown, out[-2000:]
+    assert shown and out.rstrip().splitlines()[-len(shown) :] == shown, out[-2000:]
 
 
 def test_sweep_accounting_override():

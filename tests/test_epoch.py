@@ -170,21 +170,28 @@ def test_build_design_defaults_and_bad_numbers():
     p, e, k = ep.build_design([1e11, 1e12], [8, 16, 32, 64, 128], [1, 2, 4, 8])
     # k ≤ E/2: E=8 keeps k = 1, 2, 4 (3); E ≥ 16 keeps all four: 3 + 4·4 = 19 pairs per total
     assert len(p) == 38 and np.all(k <= e / 2) and set(p) == {1e11, 1e12}
-    for bad, match in ((([-1.0], [8], [1]), "total_params = -1.0"), (([1e11], [8, math.inf], [1]), "n_experts = inf"),
-                       (([1e11], [8], []), "top_k is empty"), (([1e11], [2], [4]), "design is empty")):
+    for bad, match in (
+        (([-1.0], [8], [1]), "total_params = -1.0"),
+        (([1e11], [8, math.inf], [1]), "n_experts = inf"),
+        (([1e11], [8], []), "top_k is empty"),
+        (([1e11], [2], [4]), "design is empty"),
+    ):
         with pytest.raises(SpecError, match=match):
             ep.build_design(*bad)
     with pytest.raises(SpecError, match="must not exceed"):
         ep.build_design([1e11], None, None, pairs=[[8, 1], [4, 8]])
 
 
-@pytest.mark.parametrize("pairs, match", [
-    ([[16, 1], [16, 2], [16, 4], [16, 8]], "n_experts takes the single value 16"),
-    ([[8, 2], [16, 2], [32, 2], [64, 2]], "top_k takes the single value 2"),
-    ([[8, 1], [16, 2], [32, 4], [64, 8]], "k/E is constant"),
-    ([[4, 2], [16, 4], [64, 8], [256, 16]], "log k = 0.5·log E"),
-    ([[8, 1], [16, 2], [8, 2]], "need at least 4"),
-])
+@pytest.mark.parametrize(
+    "pairs, match",
+    [
+        ([[16, 1], [16, 2], [16, 4], [16, 8]], "n_experts takes the single value 16"),
+        ([[8, 2], [16, 2], [32, 2], [64, 2]], "top_k takes the single value 2"),
+        ([[8, 1], [16, 2], [32, 4], [64, 8]], "k/E is constant"),
+        ([[4, 2], [16, 4], [64, 8], [256, 16]], "log k = 0.5·log E"),
+        ([[8, 1], [16, 2], [8, 2]], "need at least 4"),
+    ],
+)
 def test_rank_deficient_designs_are_refused(pairs, match):
     e, k = (np.array(v, dtype=float) for v in zip(*pairs))
     with pytest.raises(SpecError, match=match) as info:
@@ -231,12 +238,21 @@ def test_fit_recovers_synthetic_exponents():
 
 
 def regime(phase="decode", batch=8.0, context=2048.0, tp=8.0, epd=8.0, name="r", **acc):
-    return ep.Regime(partition=Partition(tp=tp, ep=epd), workload=Workload(context=context, batch=batch),
-                     accounting=Accounting(**acc), name=name, phase=phase)
+    return ep.Regime(
+        partition=Partition(tp=tp, ep=epd),
+        workload=Workload(context=context, batch=batch),
+        accounting=Accounting(**acc),
+        name=name,
+        phase=phase,
+    )
 
 
-REGIMES = {"prefill": regime("prefill", 8.0, 8192.0, 1.0, 1.0), "slow_decode": regime(batch=1024.0),
-           "fast_decode": regime(), "long_context": regime(context=131072.0)}
+REGIMES = {
+    "prefill": regime("prefill", 8.0, 8192.0, 1.0, 1.0),
+    "slow_decode": regime(batch=1024.0),
+    "fast_decode": regime(),
+    "long_context": regime(context=131072.0),
+}
 
 
 def test_regimes_match_conf_fit_yaml():
@@ -265,8 +281,15 @@ N = len(DESIGN[0])
 
 
 def _sizes(p, e, k, hw=H100, reg=REGIMES["fast_decode"], family="epoch-cube-root"):
-    return ep._equivalent_sizes_jit(jnp.asarray(p, dtype=float), jnp.asarray(e, dtype=float), jnp.asarray(k, dtype=float),
-                                    hw, replace(reg, name=""), ANCHOR, family=family)
+    return ep._equivalent_sizes_jit(
+        jnp.asarray(p, dtype=float),
+        jnp.asarray(e, dtype=float),
+        jnp.asarray(k, dtype=float),
+        hw,
+        replace(reg, name=""),
+        ANCHOR,
+        family=family,
+    )
 
 
 def test_one_expert_is_its_own_dense_equivalent():
@@ -312,9 +335,16 @@ def test_implicit_gradient_matches_finite_differences():
 
 def test_scaling_every_time_term_leaves_p_eq_unchanged():
     s = 3.7
-    faster = replace(H100, hbm_bw=H100.hbm_bw * s, flops_bf16=H100.flops_bf16 * s, flops_fp8=H100.flops_fp8 * s,
-                     intra_bw=H100.intra_bw * s, inter_bw=H100.inter_bw * s,
-                     intra_latency=H100.intra_latency / s, inter_latency=H100.inter_latency / s)
+    faster = replace(
+        H100,
+        hbm_bw=H100.hbm_bw * s,
+        flops_bf16=H100.flops_bf16 * s,
+        flops_fp8=H100.flops_fp8 * s,
+        intra_bw=H100.intra_bw * s,
+        inter_bw=H100.inter_bw * s,
+        intra_latency=H100.intra_latency / s,
+        inter_latency=H100.inter_latency / s,
+    )
     for reg in REGIMES.values():
         base, fast = _sizes(*DESIGN, reg=reg), _sizes(*DESIGN, faster, reg)
         np.testing.assert_allclose(np.asarray(fast["t_moe"]), np.asarray(base["t_moe"]) / s, rtol=1e-12)
@@ -328,8 +358,12 @@ def test_scaling_every_time_term_leaves_p_eq_unchanged():
 def _prefill_flops(m, tokens, context):
     """FLOPs of one prefill pass from docs/cost-model.md §4 (all weight matmuls and scores)."""
     moe = arch.n_moe_layers(m) * 2 * arch.moe_active_params(m)
-    per_token = (m.n_layers * (2 * arch.decoder_attn_params(m) + arch.score_flops_per_token_layer(m, context / 2))
-                 + m.n_dense_layers * 2 * arch.dense_ffn_params(m) + moe + 2 * m.vocab_size * m.d_model)
+    per_token = (
+        m.n_layers * (2 * arch.decoder_attn_params(m) + arch.score_flops_per_token_layer(m, context / 2))
+        + m.n_dense_layers * 2 * arch.dense_ffn_params(m)
+        + moe
+        + 2 * m.vocab_size * m.d_model
+    )
     return per_token * tokens
 
 
@@ -388,8 +422,13 @@ def test_unbracketed_root_is_a_one_line_error(monkeypatch):
 
 
 def cli(*args, tmp_path):
-    return subprocess.run([sys.executable, "-m", "moejax.fit", *args, f"hydra.run.dir={tmp_path / 'run'}"], cwd=ROOT,
-                          capture_output=True, text=True, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "moejax.fit", *args, f"hydra.run.dir={tmp_path / 'run'}"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
 
 
 def test_cli_components(tmp_path):
@@ -421,11 +460,14 @@ def test_cli_latency_writes_the_dataset(tmp_path):
     assert not list(tmp_path.glob(".fit.nc.*"))  # no temporary left behind
 
 
-@pytest.mark.parametrize("args, match", [
-    (["mode=nope"], "mode = 'nope' is invalid"),
-    (["mode=latency", "regimes=[]"], "regimes is empty"),
-    (["mode=latency", "design.n_experts=[16]"], "rank-deficient"),
-])
+@pytest.mark.parametrize(
+    "args, match",
+    [
+        (["mode=nope"], "mode = 'nope' is invalid"),
+        (["mode=latency", "regimes=[]"], "regimes is empty"),
+        (["mode=latency", "design.n_experts=[16]"], "rank-deficient"),
+    ],
+)
 def test_cli_errors_are_one_line_exit_2_no_file(tmp_path, args, match):
     out = tmp_path / "fit.nc"
     proc = cli(*args, f"out={out}", tmp_path=tmp_path)

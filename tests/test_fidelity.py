@@ -62,13 +62,16 @@ def test_prefill_runs_mla_decompressed():
     assert 6.0 < float(r.step_time) < 8.0
 
 
-@pytest.mark.parametrize("weights,experts,gemm,hardware,peak", [
-    ("fp8", None, None, "h100-sxm", "flops_fp8"),  # W8A8
-    ("fp8", None, "bf16", "h100-sxm", "flops_bf16"),  # W8A16
-    ("bf16", "nvfp4", "bf16", "h100-sxm", "flops_bf16"),  # W4A16 on Hopper: BF16 tensor cores
-    ("bf16", "nvfp4", None, "h100-sxm", "flops_fp8"),  # FP4 inputs on a chip without FP4: the FP8 path
-    ("bf16", "nvfp4", "fp4", "b200", "flops_fp4"),  # NVFP4 on Blackwell
-])
+@pytest.mark.parametrize(
+    "weights,experts,gemm,hardware,peak",
+    [
+        ("fp8", None, None, "h100-sxm", "flops_fp8"),  # W8A8
+        ("fp8", None, "bf16", "h100-sxm", "flops_bf16"),  # W8A16
+        ("bf16", "nvfp4", "bf16", "h100-sxm", "flops_bf16"),  # W4A16 on Hopper: BF16 tensor cores
+        ("bf16", "nvfp4", None, "h100-sxm", "flops_fp8"),  # FP4 inputs on a chip without FP4: the FP8 path
+        ("bf16", "nvfp4", "fp4", "b200", "flops_fp4"),  # NVFP4 on Blackwell
+    ],
+)
 def test_expert_gemm_peak_follows_the_wider_input(weights, experts, gemm, hardware, peak):
     m, hw = load_model("deepseek-v3", weights=weights, experts=experts, gemm=gemm), load_hardware(hardware)
     expert_gemm = _dtypes(m)[5]

@@ -22,9 +22,15 @@ from moejax.physics.partition import partition_valid
 from moejax.physics.specs import HardwareSpec, ModelSpec, Partition, SpecError, Workload
 
 ROOT = Path(__file__).resolve().parent.parent
-TINY = ["+grid=quick", "grid.models=[mixtral-8x22b]", "grid.hardware=[h100-sxm]", "grid.num_gpus=[8,16]",
-        "grid.kappas=[5]", "grid.contexts=[2048,65536]",
-        "grid.partitions={tp:[1,2,4,8],ep:[1,2,4,8],pp:[1,2],dp_attn:[1],kvp:[1],dense_tp:[1]}"]
+TINY = [
+    "+grid=quick",
+    "grid.models=[mixtral-8x22b]",
+    "grid.hardware=[h100-sxm]",
+    "grid.num_gpus=[8,16]",
+    "grid.kappas=[5]",
+    "grid.contexts=[2048,65536]",
+    "grid.partitions={tp:[1,2,4,8],ep:[1,2,4,8],pp:[1,2],dp_attn:[1],kvp:[1],dense_tp:[1]}",
+]
 BATCHES = [1, 4, 16, 64, 256, 1024]
 RTOL = 1e-9  # float64 kernel vs float64 NumPy evaluation of the same model
 
@@ -146,8 +152,9 @@ def test_frontier_winners_are_the_stored_candidates(tiny):
     i = int(np.nonzero(out["frontier_status"][at] == 2)[0][-1])
     p = Partition(**{f: float(out[f"frontier_{f}"][at][i]) for f in PARTITION_FIELDS})
     m, hw = ModelSpec(**_leaf(plan.inputs.rows, r)), HardwareSpec(**_leaf(plan.inputs.hardware, 0))
-    res = decode_point(m, hw, p, Workload(context=float(plan.inputs.contexts[c]), batch=float(out["frontier_batch"][at][i])),
-                       plan.accounting)
+    res = decode_point(
+        m, hw, p, Workload(context=float(plan.inputs.contexts[c]), batch=float(out["frontier_batch"][at][i])), plan.accounting
+    )
     np.testing.assert_allclose(float(res.throughput_per_gpu), out["frontier_throughput_per_gpu"][at][i], rtol=RTOL)
     np.testing.assert_allclose(float(res.step_time), out["frontier_step_time"][at][i], rtol=RTOL)
 
@@ -195,11 +202,17 @@ def test_grouped_table_holds_every_partition_once():
         assert all(len(set(gpus[a:b])) == 1 for a, b in slices)
 
 
-@pytest.mark.parametrize("override, field", [
-    ("+grid.batches=[]", "grid.batches"), ("+grid.batches=[4,-1]", "grid.batches"), ("+grid.batches=[1.5]", "grid.batches"),
-    ("+grid.slo={tpot_max: -0.1}", "grid.slo.tpot_max"), ("+grid.slo={ttft_max: 1.0}", "grid.slo.ttft_max"),
-    ("+grid.interactivity={min: 10, max: 1, count: 5}", "grid.interactivity.min"),
-])
+@pytest.mark.parametrize(
+    "override, field",
+    [
+        ("+grid.batches=[]", "grid.batches"),
+        ("+grid.batches=[4,-1]", "grid.batches"),
+        ("+grid.batches=[1.5]", "grid.batches"),
+        ("+grid.slo={tpot_max: -0.1}", "grid.slo.tpot_max"),
+        ("+grid.slo={ttft_max: 1.0}", "grid.slo.ttft_max"),
+        ("+grid.interactivity={min: 10, max: 1, count: 5}", "grid.interactivity.min"),
+    ],
+)
 def test_bad_inputs_are_one_line_errors(override, field):
     with pytest.raises(SpecError, match=f"^{field} = .* is invalid: "):
         frontier.validate(_grid(override))
@@ -219,9 +232,18 @@ def test_sweep_dataset_holds_the_frontier_with_reasons(tiny, tmp_path):
     _, out, _ = tiny
     register()
     with initialize_config_dir(str(CONF_DIR), version_base=None):
-        cfg = compose("config", overrides=[*TINY, f"+grid.batches={BATCHES}", "+grid.slo={tpot_max: 0.0021}",
-                                           "+grid.interactivity={min: 0.5, max: 2000, count: 25}", "grid.accounting.mode=sol",
-                                           f"parts_dir={tmp_path / 'parts'}", "compilation_cache=null"])
+        cfg = compose(
+            "config",
+            overrides=[
+                *TINY,
+                f"+grid.batches={BATCHES}",
+                "+grid.slo={tpot_max: 0.0021}",
+                "+grid.interactivity={min: 0.5, max: 2000, count: 25}",
+                "grid.accounting.mode=sol",
+                f"parts_dir={tmp_path / 'parts'}",
+                "compilation_cache=null",
+            ],
+        )
     path = run(cfg, tmp_path / "sweep.nc")
     with xr.open_dataset(path) as ds:
         assert ds.frontier_throughput_per_gpu.dims[-1] == "interactivity" and ds.sizes["interactivity"] == 25

@@ -25,10 +25,18 @@ from moejax.physics.cost import decode_point
 from moejax.physics.partition import partition_valid
 from moejax.physics.specs import HardwareSpec, ModelSpec, Partition, Workload
 
-TINY = ["+grid=quick", "grid.models=[mixtral-8x22b]", "grid.hardware=[h100-sxm]", "grid.num_gpus=[8]",
-        "grid.contexts=[8192]", "grid.accounting.mode=sol", "precision=float64",
-        "grid.partitions={tp:[1,2,4,8],ep:[1,8],pp:[1],dp_attn:[1],kvp:[1],dense_tp:[1,8]}",
-        "+grid.batches=[1,4,16,64,256]", "+grid.interactivity={min: 1, max: 1000, count: 7}"]
+TINY = [
+    "+grid=quick",
+    "grid.models=[mixtral-8x22b]",
+    "grid.hardware=[h100-sxm]",
+    "grid.num_gpus=[8]",
+    "grid.contexts=[8192]",
+    "grid.accounting.mode=sol",
+    "precision=float64",
+    "grid.partitions={tp:[1,2,4,8],ep:[1,8],pp:[1],dp_attn:[1],kvp:[1],dense_tp:[1,8]}",
+    "+grid.batches=[1,4,16,64,256]",
+    "+grid.interactivity={min: 1, max: 1000, count: 7}",
+]
 STEPS = 16
 
 
@@ -134,7 +142,8 @@ def test_kappa_star_frontier_agrees_with_plain_python_bisection(written):
         if why == "found":
             assert k[i] == pytest.approx(k_brute, rel=tol)
             assert float(ds.dense_equivalent_params_frontier.values.ravel()[i]) == pytest.approx(
-                k_brute * 2 / 8 * float(param_counts(brute.m)[0]), rel=tol)  # κ*·ρ·P_total, Mixtral 8x22B: ρ = 2/8
+                k_brute * 2 / 8 * float(param_counts(brute.m)[0]), rel=tol
+            )  # κ*·ρ·P_total, Mixtral 8x22B: ρ = 2/8
             found += 1
         moe = brute.best(brute.moe, brute.levels[i])
         np.testing.assert_allclose(ds.moe_frontier_throughput_per_gpu.values.ravel()[i], moe if moe > 0 else np.nan, rtol=1e-9)
@@ -158,7 +167,8 @@ def test_lowest_level_is_todays_kappa_star(written):
     assert int(ds.reason.values.ravel()[0]) == 0
     assert k0 == pytest.approx(float(ds.kappa_star.values.ravel()[0]), rel=1e-9)
     assert float(ds.moe_frontier_throughput_per_gpu.values.ravel()[0]) == pytest.approx(
-        float(ds.moe_throughput_per_gpu.values.ravel()[0]), rel=1e-12)
+        float(ds.moe_throughput_per_gpu.values.ravel()[0]), rel=1e-12
+    )
 
 
 @pytest.fixture(scope="module")
@@ -213,8 +223,7 @@ def test_figure_draws_the_dataset_values(narrow, tmp_path):
     """The figure's lines are the dataset's κ*(u); hollow markers sit at κ_min / κ_max exactly at
     the levels flagged below_kappa_min / above_kappa_max; PNG and SVG are written."""
     _, out, coords = narrow
-    ds = xr.Dataset({n: v for n, v in fb.dataset_variables(out).items()},
-                    coords={d: (d, v, a) for d, (v, a) in coords.items()})
+    ds = xr.Dataset({n: v for n, v in fb.dataset_variables(out).items()}, coords={d: (d, v, a) for d, (v, a) in coords.items()})
     sel = {"model": "mixtral-8x22b", "hardware": "h100-sxm", "num_gpus": 8, "kappa": 5.0}
     png, svg, arrays, fig = plot_kappa_star_frontier(ds, tmp_path, sel)
     assert png.stat().st_size > 10_000 and svg.stat().st_size > 10_000
@@ -224,8 +233,11 @@ def test_figure_draws_the_dataset_values(narrow, tmp_path):
     np.testing.assert_array_equal(lines[0].get_ydata(), k)  # NaN (no crossing) where the line breaks
     np.testing.assert_array_equal(lines[0].get_xdata(), ds.interactivity.values)
     reason = ds.kappa_star_frontier_reason.values[0, 0, 0, 0]
-    hollow = {float(y[0]): list(line.get_xdata()) for line in lines[1:] if line.get_markerfacecolor() == "none"
-              and len(y := line.get_ydata())}
+    hollow = {
+        float(y[0]): list(line.get_xdata())
+        for line in lines[1:]
+        if line.get_markerfacecolor() == "none" and len(y := line.get_ydata())
+    }
     for meaning, bound in (("below_kappa_min", 2.5), ("above_kappa_max", 3.5)):
         at = ds.interactivity.values[reason == REASONS.index(meaning)]
         assert hollow.get(bound, []) == list(at)
@@ -239,8 +251,7 @@ def test_figure_labels_the_kappa_axis_below_kappa(narrow, tmp_path):
     from figure_checks import no_overlaps, tick_labels
 
     _, out, coords = narrow
-    ds = xr.Dataset({n: v for n, v in fb.dataset_variables(out).items()},
-                    coords={d: (d, v, a) for d, (v, a) in coords.items()})
+    ds = xr.Dataset({n: v for n, v in fb.dataset_variables(out).items()}, coords={d: (d, v, a) for d, (v, a) in coords.items()})
     sel = {"model": "mixtral-8x22b", "hardware": "h100-sxm", "num_gpus": 8, "kappa": 5.0}
     _, _, arrays, fig = plot_kappa_star_frontier(ds, tmp_path, sel)
     ys = tick_labels(fig, fig.axes[0].yaxis)

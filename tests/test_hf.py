@@ -78,17 +78,19 @@ def test_negative_num_hidden_layers(name):
     assert "-2" in str(excinfo.value)
 
 
-@pytest.mark.parametrize("name, experts_field", [
-    ("mixtral-8x22b", "num_local_experts"),
-    ("qwen3-235b-a22b", "num_experts"),
-    ("deepseek-v3", "n_routed_experts"),
-])
+@pytest.mark.parametrize(
+    "name, experts_field",
+    [
+        ("mixtral-8x22b", "num_local_experts"),
+        ("qwen3-235b-a22b", "num_experts"),
+        ("deepseek-v3", "n_routed_experts"),
+    ],
+)
 def test_top_k_above_expert_count(name, experts_field):
     with pytest.raises(SpecError) as excinfo:
         architecture_from_hf_config(_broken(name, **{experts_field: 8, "num_experts_per_tok": 9}))
     _assert_one_line_naming(excinfo, "num_experts_per_tok")
-    assert str(excinfo.value) == (
-        f"config.json: num_experts_per_tok = 9 is invalid: must not exceed {experts_field} = 8")
+    assert str(excinfo.value) == (f"config.json: num_experts_per_tok = 9 is invalid: must not exceed {experts_field} = 8")
 
 
 def test_unknown_model_type_names_supported_ones():

@@ -124,9 +124,22 @@ def test_shipped_preset_widens_outside_its_data():
 def test_json_contract_on_a_silicon_csv(tmp_path):
     """Every predicted entry has tpot_lo/hi, ttft_lo/hi (s) around its central value, and the flag."""
     out = tmp_path / "out"
-    proc = subprocess.run([sys.executable, "-m", "moejax.validate", f"measurements={SMALL}", "accounting=serving",
-                           f"out={out}", f"hydra.run.dir={tmp_path / 'hydra'}"],
-                          check=False, cwd=ROOT, capture_output=True, text=True, timeout=600)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "moejax.validate",
+            f"measurements={SMALL}",
+            "accounting=serving",
+            f"out={out}",
+            f"hydra.run.dir={tmp_path / 'hydra'}",
+        ],
+        check=False,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     record = json.loads(proc.stdout.strip().splitlines()[-1])
     has_table = intervals.load("serving") is not None
@@ -149,8 +162,17 @@ def test_point_prints_the_interval_beside_the_central_values():
     from moejax.point import interval_of, report
 
     space = PartitionSpace(tp=(8,), ep=(1,), pp=(1,), dp_attn=(1,), kvp=(1,), dense_tp=(8,))
-    q = PointQuery(model="mixtral-8x7b", hardware="h100-sxm", num_gpus=8, accounting=load_accounting("serving"),
-                   isl=1024.0, osl=256.0, batches=(1.0, 16.0), levels=(10.0,), space=space)
+    q = PointQuery(
+        model="mixtral-8x7b",
+        hardware="h100-sxm",
+        num_gpus=8,
+        accounting=load_accounting("serving"),
+        isl=1024.0,
+        osl=256.0,
+        batches=(1.0, 16.0),
+        levels=(10.0,),
+        space=space,
+    )
     r = explain(q)
     interval = interval_of(_synthetic_table(), "h100-sxm")
     assert interval[1] == "calibrated"

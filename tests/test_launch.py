@@ -37,12 +37,12 @@ def parse(engine: str, text: str) -> tuple[dict, dict, list[str]]:
     options = {}
     if "<<'EOF'" in text:
         start, end = next(i for i, ln in enumerate(lines) if ln.endswith("<<'EOF'")), lines.index("EOF")
-        options = yaml.safe_load("\n".join(lines[start + 1:end]))
+        options = yaml.safe_load("\n".join(lines[start + 1 : end]))
     command = [ln for ln in lines if not ln.startswith("#")][-1]
     words = shlex.split(command)
     e = engine_table()[engine]
     head = e["command"].split()
-    assert words[:len(head)] == head and not words[len(head)].startswith("--"), command
+    assert words[: len(head)] == head and not words[len(head)].startswith("--"), command
     flags, i = {}, len(head) + 1
     while i < len(words):
         flag = words[i]
@@ -66,10 +66,17 @@ def test_every_engine_documents_every_flag_with_a_url():
 def test_vllm_wide_ep_with_mtp_and_eplb():
     d = Deployment(DSV3, degrees(tp=1, ep=8, dp_attn=8, dense_tp=1, redundant_experts=32), batch=512, kv_dtype="fp8", mtp=1)
     flags, _, missing = parse("vllm", launch("vllm", d))
-    assert flags == {"--tensor-parallel-size": "1", "--pipeline-parallel-size": "1", "--data-parallel-size": "8",
-                     "--enable-expert-parallel": None, "--enable-eplb": None, "--eplb-config": '{"num_redundant_experts": 32}',
-                     "--max-num-seqs": "64", "--kv-cache-dtype": "fp8",
-                     "--speculative-config": '{"method": "mtp", "num_speculative_tokens": 1}'}
+    assert flags == {
+        "--tensor-parallel-size": "1",
+        "--pipeline-parallel-size": "1",
+        "--data-parallel-size": "8",
+        "--enable-expert-parallel": None,
+        "--enable-eplb": None,
+        "--eplb-config": '{"num_redundant_experts": 32}',
+        "--max-num-seqs": "64",
+        "--kv-cache-dtype": "fp8",
+        "--speculative-config": '{"method": "mtp", "num_speculative_tokens": 1}',
+    }
     assert missing == []
 
 
@@ -87,10 +94,22 @@ def test_sglang_dp_attention_ep_mtp_and_disaggregation():
         DSV3, degrees(tp=1, ep=16, dp_attn=16, pp=1, redundant_experts=16), batch=1024, kv_dtype="fp8", mtp=2, role="decode"
     )
     flags, _, missing = parse("sglang", launch("sglang", d))
-    assert flags == {"--tp-size": "16", "--pp-size": "1", "--dp-size": "16", "--enable-dp-attention": None, "--ep-size": "16",
-                     "--enable-eplb": None, "--ep-num-redundant-experts": "16", "--max-running-requests": "1024",
-                     "--kv-cache-dtype": "fp8_e4m3", "--speculative-algorithm": "EAGLE", "--speculative-num-steps": "2",
-                     "--speculative-eagle-topk": "1", "--speculative-num-draft-tokens": "3", "--disaggregation-mode": "decode"}
+    assert flags == {
+        "--tp-size": "16",
+        "--pp-size": "1",
+        "--dp-size": "16",
+        "--enable-dp-attention": None,
+        "--ep-size": "16",
+        "--enable-eplb": None,
+        "--ep-num-redundant-experts": "16",
+        "--max-running-requests": "1024",
+        "--kv-cache-dtype": "fp8_e4m3",
+        "--speculative-algorithm": "EAGLE",
+        "--speculative-num-steps": "2",
+        "--speculative-eagle-topk": "1",
+        "--speculative-num-draft-tokens": "3",
+        "--disaggregation-mode": "decode",
+    }
     assert missing == []
 
 
@@ -105,11 +124,19 @@ def test_sglang_dense_tp_and_kv_dtype_it_cannot_store():
 def test_trtllm_attention_dp_options_yaml():
     d = Deployment(DSV3, degrees(tp=1, ep=8, dp_attn=8, pp=2), batch=256, kv_dtype="fp8", mtp=3, role="prefill")
     flags, options, missing = parse("trtllm", launch("trtllm", d))
-    assert flags == {"--tp_size": "8", "--pp_size": "2", "--ep_size": "8", "--max_batch_size": "32",
-                     "--extra_llm_api_options": "extra-llm-api-options.yaml"}
-    assert options == {"enable_attention_dp": True, "kv_cache_config": {"dtype": "fp8"},
-                       "speculative_config": {"decoding_type": "MTP", "num_nextn_predict_layers": 3},
-                       "cache_transceiver_config": {"backend": "DEFAULT"}}
+    assert flags == {
+        "--tp_size": "8",
+        "--pp_size": "2",
+        "--ep_size": "8",
+        "--max_batch_size": "32",
+        "--extra_llm_api_options": "extra-llm-api-options.yaml",
+    }
+    assert options == {
+        "enable_attention_dp": True,
+        "kv_cache_config": {"dtype": "fp8"},
+        "speculative_config": {"decoding_type": "MTP", "num_nextn_predict_layers": 3},
+        "cache_transceiver_config": {"backend": "DEFAULT"},
+    }
     assert missing == []
 
 
@@ -135,8 +162,10 @@ def test_what_if_fields_are_spec_fields_and_the_config_lists_them():
     assert list(yaml.safe_load((ROOT / "conf" / "point.yaml").read_text())["what_if"]) == list(WHAT_IF_FIELDS)
     hw, acc = scaled(load_hardware("h100-sxm"), load_accounting("realistic"), {"hbm_bw": 2.0, "overlap": 0.5})
     assert float(hw.hbm_bw) == 2 * 3.35e12 and float(acc.overlap) == 0.5 * float(load_accounting("realistic").overlap)
-    for bad, match in (({"fabric": 2.0}, "what_if.fabric is not a known field: allowed hbm_bytes"),
-                       ({"hbm_bw": 0.0}, "what_if.hbm_bw = 0.0 is invalid: a factor > 0")):
+    for bad, match in (
+        ({"fabric": 2.0}, "what_if.fabric is not a known field: allowed hbm_bytes"),
+        ({"hbm_bw": 0.0}, "what_if.hbm_bw = 0.0 is invalid: a factor > 0"),
+    ):
         with pytest.raises(SpecError, match=match):
             PointQuery(
                 model="mixtral-8x7b", hardware="h100-sxm", num_gpus=8, accounting=load_accounting(), context=4096.0, what_if=bad
@@ -145,15 +174,37 @@ def test_what_if_fields_are_spec_fields_and_the_config_lists_them():
 
 def test_what_if_more_bandwidth_is_never_slower():
     space = PartitionSpace(tp=(1, 2, 4, 8), ep=(1, 8), pp=(1,), dp_attn=(1, 2), kvp=(1,), dense_tp=(1, 8))
-    q = PointQuery(model="mixtral-8x7b", hardware="h100-sxm", num_gpus=8, accounting=load_accounting("realistic"),
-                   context=4096.0, batches=(1.0, 64.0), levels=(10.0,), space=space)
+    q = PointQuery(
+        model="mixtral-8x7b",
+        hardware="h100-sxm",
+        num_gpus=8,
+        accounting=load_accounting("realistic"),
+        context=4096.0,
+        batches=(1.0, 64.0),
+        levels=(10.0,),
+        space=space,
+    )
     base, fast = explain(q), explain(dataclasses.replace(q, what_if={"hbm_bw": 2.0}))
     assert fast["best"]["throughput_per_gpu"] >= base["best"]["throughput_per_gpu"] > 0
 
 
 def _cli(tmp_path, *args):
-    return subprocess.run([sys.executable, "-m", "moejax.point", "model=mixtral-8x7b", "hardware=h100-sxm", "num_gpus=8",
-                           *args, f"hydra.run.dir={tmp_path}/run"], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    return subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "moejax.point",
+            "model=mixtral-8x7b",
+            "hardware=h100-sxm",
+            "num_gpus=8",
+            *args,
+            f"hydra.run.dir={tmp_path}/run",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
 
 
 def test_cli_launch_and_what_if(tmp_path):
@@ -162,19 +213,22 @@ def test_cli_launch_and_what_if(tmp_path):
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
     out = proc.stdout
-    section = out[out.index("what if hbm_bw x 2"):]
+    section = out[out.index("what if hbm_bw x 2") :]
     row = next(ln for ln in section.splitlines() if ln.startswith("tokens/s per GPU")).split()
     base, variant, ratio = float(row[-3]), float(row[-2]), float(row[-1])
     assert variant >= base and ratio == pytest.approx(variant / base, abs=2e-3)
-    command = next(ln for ln in out[out.index("launch (sglang)"):].splitlines() if ln.startswith("python -m sglang"))
+    command = next(ln for ln in out[out.index("launch (sglang)") :].splitlines() if ln.startswith("python -m sglang"))
     assert "--model-path mistralai/Mixtral-8x7B-v0.1" in command
 
 
-@pytest.mark.parametrize("arg, expect", [
-    ("what_if.nope=2", "error: what_if.nope is not a known field: allowed hbm_bytes, hbm_bw"),
-    ("what_if.hbm_bw=-1", "error: what_if.hbm_bw = -1 is invalid: a factor > 0 (allowed fields hbm_bytes"),
-    ("launch=tgi", "error: launch = 'tgi' is invalid: allowed vllm, sglang, trtllm"),
-])
+@pytest.mark.parametrize(
+    "arg, expect",
+    [
+        ("what_if.nope=2", "error: what_if.nope is not a known field: allowed hbm_bytes, hbm_bw"),
+        ("what_if.hbm_bw=-1", "error: what_if.hbm_bw = -1 is invalid: a factor > 0 (allowed fields hbm_bytes"),
+        ("launch=tgi", "error: launch = 'tgi' is invalid: allowed vllm, sglang, trtllm"),
+    ],
+)
 def test_cli_bad_what_if_and_launch(tmp_path, arg, expect):
     proc = _cli(tmp_path, "context=4096", arg)
     lines = proc.stderr.strip().splitlines()

@@ -69,7 +69,7 @@ def find_cycle(g: dict[str, set[str]]) -> list[str] | None:
         stack.append(u)
         for v in sorted(g[u]):
             if state.get(v) == 1:
-                return stack[stack.index(v):] + [v]
+                return stack[stack.index(v) :] + [v]
             if v not in state and (cycle := visit(v)):
                 return cycle
         stack.pop()
@@ -99,8 +99,9 @@ def test_no_import_cycle():
 
 @pytest.mark.parametrize("name", sorted(modules()))
 def test_imports_only_downward(name):
-    upward = sorted(m for m in graph()[name] if rank(m) > rank(name)
-                    or (rank(m) == rank(name) == COMMAND_RANK and m != "moejax.cli"))
+    upward = sorted(
+        m for m in graph()[name] if rank(m) > rank(name) or (rank(m) == rank(name) == COMMAND_RANK and m != "moejax.cli")
+    )
     assert not upward, f"{name} (layer {rank(name)}) imports {upward}"
 
 

@@ -24,10 +24,32 @@ from moejax.physics import arch
 from moejax.physics.cost import kv_bytes_per_sequence_gpu
 
 ROOT = Path(__file__).resolve().parent.parent
-MODELS = ["gpt-oss-120b", "gpt-oss-20b", "deepseek-v3.2", "qwen3-next-80b-a3b", "llama-4-scout", "llama-4-maverick",
-          "glm-4.5", "minimax-m2", "minimax-m2.5", "kimi-k2.5", "qwen3.5-397b-a17b", "glm-5"]
-FIELDS = ("t_compute", "t_hbm", "t_comm", "t_comm_exposed", "step_time", "b_max", "throughput_per_gpu",
-          "weight_bytes_per_gpu", "kv_bytes_per_gpu", "memory_per_gpu")
+MODELS = [
+    "gpt-oss-120b",
+    "gpt-oss-20b",
+    "deepseek-v3.2",
+    "qwen3-next-80b-a3b",
+    "llama-4-scout",
+    "llama-4-maverick",
+    "glm-4.5",
+    "minimax-m2",
+    "minimax-m2.5",
+    "kimi-k2.5",
+    "qwen3.5-397b-a17b",
+    "glm-5",
+]
+FIELDS = (
+    "t_compute",
+    "t_hbm",
+    "t_comm",
+    "t_comm_exposed",
+    "step_time",
+    "b_max",
+    "throughput_per_gpu",
+    "weight_bytes_per_gpu",
+    "kv_bytes_per_gpu",
+    "memory_per_gpu",
+)
 RTOL = 1e-12  # float64; sums taken in a different order
 
 
@@ -46,9 +68,14 @@ def _as_kind(m: dict, kind: str, context: float) -> dict:
     """``m`` with every decoder layer of ``kind``, sized so that it sees the whole context."""
     n = m["n_layers"]
     big = 4 * context
-    return {**m, **{"sliding": {"n_sliding_layers": n, "sliding_window": big},
-                    "chunked": {"n_chunked_layers": n, "chunk_size": big},
-                    "sparse": {"n_sparse_layers": n, "sparse_top_k": big, "index_heads": 0.0, "index_head_dim": 0.0}}[kind]}
+    return {
+        **m,
+        **{
+            "sliding": {"n_sliding_layers": n, "sliding_window": big},
+            "chunked": {"n_chunked_layers": n, "chunk_size": big},
+            "sparse": {"n_sparse_layers": n, "sparse_top_k": big, "index_heads": 0.0, "index_head_dim": 0.0},
+        }[kind],
+    }
 
 
 @pytest.mark.parametrize("prefill", [False, True])
@@ -61,22 +88,45 @@ def test_all_full_pattern_is_todays_model(prefill):
     for _ in range(12):
         m, hw, p, wl, acc = random_prefill_point(rng) if prefill else random_point(rng)
         base = kernel(*_specs((m, hw, p, wl, acc)))
-        sizes = {"sliding_window": 128.0, "chunk_size": 8192.0, "sparse_top_k": 2048.0, "index_heads": 64.0,
-                 "index_head_dim": 128.0, "linear_key_heads": 16.0, "linear_key_dim": 128.0, "linear_value_heads": 32.0,
-                 "linear_value_dim": 128.0, "linear_conv_kernel": 4.0}
+        sizes = {
+            "sliding_window": 128.0,
+            "chunk_size": 8192.0,
+            "sparse_top_k": 2048.0,
+            "index_heads": 64.0,
+            "index_head_dim": 128.0,
+            "linear_key_heads": 16.0,
+            "linear_key_dim": 128.0,
+            "linear_value_heads": 32.0,
+            "linear_value_dim": 128.0,
+            "linear_conv_kernel": 4.0,
+        }
         _same(kernel(*_specs(({**m, **sizes}, hw, p, wl, acc))), base)
         for kind in ("sliding", "chunked", "sparse"):
             _same(kernel(*_specs((_as_kind(m, kind, wl["context"]), hw, p, wl, acc))), base)
 
 
 def _model(**pattern):
-    return ModelSpec(n_layers=32.0, d_model=4096.0, vocab_size=32000.0, n_heads=32.0, n_kv_heads=8.0, head_dim=128.0,
-                     d_ff=14336.0, n_dense_layers=32.0, **pattern)
+    return ModelSpec(
+        n_layers=32.0,
+        d_model=4096.0,
+        vocab_size=32000.0,
+        n_heads=32.0,
+        n_kv_heads=8.0,
+        head_dim=128.0,
+        d_ff=14336.0,
+        n_dense_layers=32.0,
+        **pattern,
+    )
 
 
 @settings(max_examples=60, deadline=None)
-@given(st.floats(1.0, 2.0**21), st.sampled_from([1.0, 64.0, 128.0, 4096.0, 8192.0]), st.sampled_from([1.0, 2.0, 4.0, 8.0]),
-       st.sampled_from([1.0, 2.0, 4.0]), st.integers(1, 32))
+@given(
+    st.floats(1.0, 2.0**21),
+    st.sampled_from([1.0, 64.0, 128.0, 4096.0, 8192.0]),
+    st.sampled_from([1.0, 2.0, 4.0, 8.0]),
+    st.sampled_from([1.0, 2.0, 4.0]),
+    st.integers(1, 32),
+)
 def test_sliding_window_kv_never_exceeds_the_window(context, window, tp, kvp, n_sliding):
     """An all-sliding model holds at most W tokens per layer: its KV per sequence on a GPU is at most
     W/kvp tokens × values × bytes per layer, exactly min(L, W) of them, whatever the context."""
@@ -95,13 +145,18 @@ def test_sliding_window_kv_never_exceeds_the_window(context, window, tp, kvp, n_
 
 
 @settings(max_examples=60, deadline=None)
-@given(st.floats(1.0, 2.0**24), st.floats(1.0, 2.0**24), st.sampled_from([1.0, 2.0, 4.0, 8.0, 64.0]),
-       st.sampled_from([1.0, 4.0]))
+@given(st.floats(1.0, 2.0**24), st.floats(1.0, 2.0**24), st.sampled_from([1.0, 2.0, 4.0, 8.0, 64.0]), st.sampled_from([1.0, 4.0]))
 def test_linear_attention_memory_is_constant_in_context(l1, l2, tp, kvp):
     """A linear-attention layer holds a fixed state per sequence: an all-linear model's memory per
     sequence (and its B_max) is the same at any two contexts."""
-    m = _model(n_linear_layers=32.0, linear_key_heads=16.0, linear_key_dim=128.0, linear_value_heads=32.0,
-               linear_value_dim=128.0, linear_conv_kernel=4.0)
+    m = _model(
+        n_linear_layers=32.0,
+        linear_key_heads=16.0,
+        linear_key_dim=128.0,
+        linear_value_heads=32.0,
+        linear_value_dim=128.0,
+        linear_conv_kernel=4.0,
+    )
     p = Partition(tp=tp, kvp=kvp, kv_mode=0.0 if kvp == 1 else 1.0)
     acc = Accounting()
     a, b = (float(kv_bytes_per_sequence_gpu(m, p, x, acc)) for x in (l1, l2))
@@ -215,13 +270,16 @@ def _write(tmp_path, **changes):
     return str(path)
 
 
-@pytest.mark.parametrize("changes,field,value", [
-    ({"sliding_window": 0}, "architecture.sliding_window", "0"),
-    ({"sliding_window": -128}, "architecture.sliding_window", "-128"),
-    ({"layer_types": ["sliding_attention", "full_attention"] * 11}, "architecture.layer_types", "got 22"),
-    ({"layer_types": ["sliding_attention", "global_attention"] * 12}, "architecture.layer_types[1]", "'global_attention'"),
-    ({"chunk_size": 0}, "architecture.chunk_size", "0"),
-])
+@pytest.mark.parametrize(
+    "changes,field,value",
+    [
+        ({"sliding_window": 0}, "architecture.sliding_window", "0"),
+        ({"sliding_window": -128}, "architecture.sliding_window", "-128"),
+        ({"layer_types": ["sliding_attention", "full_attention"] * 11}, "architecture.layer_types", "got 22"),
+        ({"layer_types": ["sliding_attention", "global_attention"] * 12}, "architecture.layer_types[1]", "'global_attention'"),
+        ({"chunk_size": 0}, "architecture.chunk_size", "0"),
+    ],
+)
 def test_bad_pattern_names_the_field(tmp_path, changes, field, value):
     with pytest.raises(SpecError) as err:
         moejax.load_model(_write(tmp_path, **changes))
@@ -246,8 +304,13 @@ def test_bad_pattern_cli_exit_code(tmp_path):
     import sys
 
     path = _write(tmp_path, sliding_window=0)
-    proc = subprocess.run([sys.executable, "-m", "moejax.sweep", "+grid=quick", f"grid.models=[{path}]", f"out={tmp_path}/x.nc"],
-                          cwd=ROOT, capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [sys.executable, "-m", "moejax.sweep", "+grid=quick", f"grid.models=[{path}]", f"out={tmp_path}/x.nc"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 2, proc.stderr[-2000:]
     lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
     assert len(lines) == 1 and lines[0].startswith("error: ") and "sliding_window" in lines[0]

@@ -24,10 +24,26 @@ FIGURES = ("throughput", "reuse_gap", "bound", "kappa_star", "roofline", "sensit
 def dataset(tmp_path_factory):
     d = tmp_path_factory.mktemp("plot")
     out = d / "sweep.nc"
-    subprocess.run([sys.executable, "-m", "moejax.sweep", "+grid=quick", "grid.models=[deepseek-v3]",
-                    "grid.contexts=[1024,65536]", "sensitivities=true", "breakeven.include=true",
-                    "summary=false", f"out={out}", f"hydra.run.dir={d / 'hydra'}", f"parts_dir={d / 'parts'}"],
-                   cwd=REPO, check=True, capture_output=True, timeout=300)
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "moejax.sweep",
+            "+grid=quick",
+            "grid.models=[deepseek-v3]",
+            "grid.contexts=[1024,65536]",
+            "sensitivities=true",
+            "breakeven.include=true",
+            "summary=false",
+            f"out={out}",
+            f"hydra.run.dir={d / 'hydra'}",
+            f"parts_dir={d / 'parts'}",
+        ],
+        cwd=REPO,
+        check=True,
+        capture_output=True,
+        timeout=300,
+    )
     return out
 
 
@@ -67,8 +83,13 @@ def _overlap(a, b, tol=0.5) -> bool:
 
 
 def test_cli_writes_every_figure(dataset, tmp_path):
-    proc = subprocess.run([sys.executable, "-m", "moejax.plot", str(dataset), "--out", str(tmp_path / "p")],
-                          cwd=REPO, capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [sys.executable, "-m", "moejax.plot", str(dataset), "--out", str(tmp_path / "p")],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stderr
     for name in FIGURES:
         for ext in ("png", "svg"):
@@ -84,8 +105,7 @@ def test_default_selection_is_the_readme_figures(dataset):
         assert [str(h) for h in ds.hardware.values][0] == "h100-sxm"
         sel = default_selection(ds)
         feas = ds.feasible.sel(model="deepseek-v3", hardware="b200", variant="moe").any(("kappa", "context")).values
-        assert sel == {"model": "deepseek-v3", "hardware": "b200", "kappa": 5.0,
-                       "num_gpus": int(ds.num_gpus.values[feas].max())}
+        assert sel == {"model": "deepseek-v3", "hardware": "b200", "kappa": 5.0, "num_gpus": int(ds.num_gpus.values[feas].max())}
 
 
 def test_plotted_arrays_are_dataset_slices(dataset, figures):
@@ -96,18 +116,21 @@ def test_plotted_arrays_are_dataset_slices(dataset, figures):
         a = res["throughput"][2]
         np.testing.assert_array_equal(a["moe"], ds.throughput_per_gpu.sel(variant="moe", kappa=5.0, **point).values)
         for k in ds.kappa.values:
-            np.testing.assert_array_equal(a[f"dense_kappa_{float(k):g}"],
-                                          ds.throughput_per_gpu.sel(variant="dense", kappa=k, **point).values)
+            np.testing.assert_array_equal(
+                a[f"dense_kappa_{float(k):g}"], ds.throughput_per_gpu.sel(variant="dense", kappa=k, **point).values
+            )
         a = res["reuse_gap"][2]
         for v in ("capacity_factor", "reuse_gap"):
             np.testing.assert_array_equal(a[v], ds[v].sel(kappa=5.0, **point).values)
         both = np.isfinite(a["reuse_gap"])
         np.testing.assert_allclose(a["reuse_gap"][both], (a["routing_factor"] * a["capacity_factor"])[both], rtol=1e-5)
         where = dict(model=sel["model"], hardware=sel["hardware"])
-        np.testing.assert_array_equal(res["bound"][2]["bound"],
-                                      ds.bound.sel(variant="moe", kappa=5.0, **where).transpose("num_gpus", "context").values)
-        np.testing.assert_array_equal(res["kappa_star"][2]["kappa_star"],
-                                      ds.kappa_star.sel(**where).transpose("num_gpus", "context").values)
+        np.testing.assert_array_equal(
+            res["bound"][2]["bound"], ds.bound.sel(variant="moe", kappa=5.0, **where).transpose("num_gpus", "context").values
+        )
+        np.testing.assert_array_equal(
+            res["kappa_star"][2]["kappa_star"], ds.kappa_star.sel(**where).transpose("num_gpus", "context").values
+        )
         s = res["sensitivity"][2]
         for i, name in enumerate(s["variables"]):
             np.testing.assert_array_equal(s["moe"][i], ds[name].sel(variant="moe", kappa=5.0, **point).values)
@@ -294,11 +317,24 @@ def test_frontier_dollar_axis_has_readable_ticks(tmp_path):
     levels = np.array([5.0, 10, 20, 50, 100, 200])
     moe = 3000.0 / np.sqrt(levels / 5)  # 3000 -> 480 tokens/s/GPU
     tput = np.stack([moe, 0.7 * moe])[None, None, None, None, :, None, :]  # [model, hw, gpus, context, variant, kappa, level]
-    ds = xr.Dataset({"frontier_throughput_per_gpu": (("model", "hardware", "num_gpus", "context", "variant", "kappa",
-                                                     "interactivity"), tput),
-                     "hw_price_per_gpu_hour": (("hardware",), [2.5])},
-                    coords={"model": ["m"], "hardware": ["h"], "num_gpus": [8], "context": [8192.0],
-                            "variant": ["moe", "dense"], "kappa": [5.0], "interactivity": levels})
+    ds = xr.Dataset(
+        {
+            "frontier_throughput_per_gpu": (
+                ("model", "hardware", "num_gpus", "context", "variant", "kappa", "interactivity"),
+                tput,
+            ),
+            "hw_price_per_gpu_hour": (("hardware",), [2.5]),
+        },
+        coords={
+            "model": ["m"],
+            "hardware": ["h"],
+            "num_gpus": [8],
+            "context": [8192.0],
+            "variant": ["moe", "dense"],
+            "kappa": [5.0],
+            "interactivity": levels,
+        },
+    )
     sel = {"model": "m", "hardware": "h", "num_gpus": 8, "kappa": 5.0}
     _, _, arrays, fig = plot_frontier(ds, tmp_path, sel, "test", _save)
     right = fig.axes[0].child_axes[0]  # the secondary axis

@@ -38,8 +38,18 @@ def acc():
 
 @pytest.fixture(scope="module")
 def query(acc):
-    return PointQuery(model=MODEL, hardware=HW, num_gpus=8, accounting=acc, isl=2048.0, osl=512.0,
-                      batches=(1.0, 16.0, 256.0), levels=(10.0, 50.0, 100.0), dtypes={"weights": "fp8"}, space=SPACE)
+    return PointQuery(
+        model=MODEL,
+        hardware=HW,
+        num_gpus=8,
+        accounting=acc,
+        isl=2048.0,
+        osl=512.0,
+        batches=(1.0, 16.0, 256.0),
+        levels=(10.0, 50.0, 100.0),
+        dtypes={"weights": "fp8"},
+        space=SPACE,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -127,8 +137,19 @@ def test_slo_choice_is_brute_force(acc, brute):
     candidate meeting the TPOT limit fed by the prefill partition with the most prompts/s per GPU at
     the TTFT's utilisation; the cheaper mode is the one with the lower $/Mtok."""
     m, hw, rows = brute
-    q = PointQuery(model=MODEL, hardware=HW, num_gpus=8, accounting=acc, isl=2048.0, osl=512.0, batches=(1.0, 16.0, 256.0),
-                   levels=(10.0,), dtypes={"weights": "fp8"}, space=SPACE, **SLO)
+    q = PointQuery(
+        model=MODEL,
+        hardware=HW,
+        num_gpus=8,
+        accounting=acc,
+        isl=2048.0,
+        osl=512.0,
+        batches=(1.0, 16.0, 256.0),
+        levels=(10.0,),
+        dtypes={"weights": "fp8"},
+        space=SPACE,
+        **SLO,
+    )
     slo = explain(q)["slo"]
     agg_one, dis_one, cap_one = jax.jit(aggregated_point), jax.jit(disaggregated_point), jax.jit(prefill_capacity_per_gpu)
     parts = {r[0]: r[4] for r in rows}
@@ -154,16 +175,19 @@ def test_slo_choice_is_brute_force(acc, brute):
     assert slo["cheaper"] == min(costs, key=costs.get)
 
 
-@pytest.mark.parametrize("kw, match", [
-    ({"context": 0.0}, "context = 0.0 is invalid"),
-    ({"isl": 0.0, "osl": 5.0}, "isl = 0.0 is invalid"),
-    ({"isl": 5.0}, "osl is missing"),
-    ({"context": 5.0, "osl": 5.0}, "is invalid with isl/osl"),
-    ({"context": 5.0, "batches": ()}, "batches = \\[\\] is invalid"),
-    ({"context": 5.0, "batches": (-1.0,)}, "batches = -1.0 is invalid"),
-    ({"context": 5.0, "ttft_max": 1.0}, "slo.ttft_max = 1.0 is invalid without a workload"),
-    ({"isl": 5.0, "osl": 5.0, "tpot_max": 0.0}, "slo.tpot_max = 0.0 is invalid"),
-])
+@pytest.mark.parametrize(
+    "kw, match",
+    [
+        ({"context": 0.0}, "context = 0.0 is invalid"),
+        ({"isl": 0.0, "osl": 5.0}, "isl = 0.0 is invalid"),
+        ({"isl": 5.0}, "osl is missing"),
+        ({"context": 5.0, "osl": 5.0}, "is invalid with isl/osl"),
+        ({"context": 5.0, "batches": ()}, "batches = \\[\\] is invalid"),
+        ({"context": 5.0, "batches": (-1.0,)}, "batches = -1.0 is invalid"),
+        ({"context": 5.0, "ttft_max": 1.0}, "slo.ttft_max = 1.0 is invalid without a workload"),
+        ({"isl": 5.0, "osl": 5.0, "tpot_max": 0.0}, "slo.tpot_max = 0.0 is invalid"),
+    ],
+)
 def test_bad_query(acc, kw, match):
     with pytest.raises(SpecError, match=match):
         PointQuery(model=MODEL, hardware=HW, num_gpus=8, accounting=acc, **kw)
@@ -174,12 +198,35 @@ def _cli(*args):
 
 
 def test_cli_one_point(tmp_path):
-    proc = _cli(f"model={MODEL}", f"hardware={HW}", "num_gpus=8", "isl=1024", "osl=1024", "top=3",
-                "batches=[1,64]", "partitions.pp=[1]", "partitions.kvp=[1]", f"hydra.run.dir={tmp_path}/run")
+    proc = _cli(
+        f"model={MODEL}",
+        f"hardware={HW}",
+        "num_gpus=8",
+        "isl=1024",
+        "osl=1024",
+        "top=3",
+        "batches=[1,64]",
+        "partitions.pp=[1]",
+        "partitions.kvp=[1]",
+        f"hydra.run.dir={tmp_path}/run",
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     out = proc.stdout
-    for text in ("best: ", "compute ", "exposed ", "weights ", "KV ", "free ", "per million output tokens", "J per token",
-                 "top 3 partitions:", "frontier", "aggregated", "disaggregated", "TTFT"):
+    for text in (
+        "best: ",
+        "compute ",
+        "exposed ",
+        "weights ",
+        "KV ",
+        "free ",
+        "per million output tokens",
+        "J per token",
+        "top 3 partitions:",
+        "frontier",
+        "aggregated",
+        "disaggregated",
+        "TTFT",
+    ):
         assert text in out, text
     assert not (tmp_path / "run").exists()  # nothing written
 

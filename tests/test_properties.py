@@ -22,8 +22,13 @@ SETTINGS = settings(max_examples=40, deadline=None)
 def specs(seed, roofline="phase", traffic="physical", **acc_over):
     m, hw, p, wl, acc = random_point(np.random.default_rng(seed))
     acc = {**acc, **acc_over}
-    return (ModelSpec(**m), HardwareSpec(**hw), Partition(**p), Workload(**wl),
-            Accounting(**acc, roofline=roofline, expert_traffic=traffic))
+    return (
+        ModelSpec(**m),
+        HardwareSpec(**hw),
+        Partition(**p),
+        Workload(**wl),
+        Accounting(**acc, roofline=roofline, expert_traffic=traffic),
+    )
 
 
 def _no_slower(fast, slow):
@@ -34,8 +39,13 @@ def _no_slower(fast, slow):
 
 
 @SETTINGS
-@given(seeds, factors, st.sampled_from(["hbm_bw", "flops_bf16", "flops_fp8", "flops_fp4", "intra_bw", "inter_bw", "link_bw"]),
-       st.sampled_from(["phase", "global"]), st.sampled_from(["physical", "paper-active", "paper-pool"]))
+@given(
+    seeds,
+    factors,
+    st.sampled_from(["hbm_bw", "flops_bf16", "flops_fp8", "flops_fp4", "intra_bw", "inter_bw", "link_bw"]),
+    st.sampled_from(["phase", "global"]),
+    st.sampled_from(["physical", "paper-active", "paper-pool"]),
+)
 def test_more_bandwidth_or_flops_is_never_slower(seed, factor, field, roofline, traffic):
     # eq. 19's global max is monotone only without overlap windows (see Accounting.roofline)
     over = {"overlap": 0.0} if roofline == "global" else {}
@@ -48,8 +58,9 @@ def test_more_bandwidth_or_flops_is_never_slower(seed, factor, field, roofline, 
 @given(seeds, st.sampled_from(["physical", "paper-active", "paper-pool"]))
 def test_single_expert_moe_equals_dense(seed, traffic):
     m, hw, p, wl, acc = specs(seed, traffic=traffic)
-    base = dataclasses.replace(m, n_experts=1.0, top_k=1.0, d_ff_expert=0.0, shared_d_ff=0.0, n_dense_layers=m.n_layers,
-                               expert_bytes=0.0)
+    base = dataclasses.replace(
+        m, n_experts=1.0, top_k=1.0, d_ff_expert=0.0, shared_d_ff=0.0, n_dense_layers=m.n_layers, expert_bytes=0.0
+    )
     moe = dataclasses.replace(base, n_dense_layers=0.0, d_ff_expert=base.d_ff)
     p = dataclasses.replace(p, ep=1.0, dense_tp=0.0, redundant_experts=0.0)  # the dense FFN laid out as the expert
     a, b = decode(moe, hw, p, wl, acc), decode(base, hw, p, wl, acc)
@@ -77,8 +88,13 @@ def test_more_context_never_raises_b_max(seed, factor):
 
 
 @SETTINGS
-@given(st.sampled_from([4, 8, 16, 64, 128, 256, 2048]), st.integers(1, 8), st.floats(0.5, 20.0),
-       st.sampled_from(["physical", "paper-active"]), st.floats(1.0, 4096.0))
+@given(
+    st.sampled_from([4, 8, 16, 64, 128, 256, 2048]),
+    st.integers(1, 8),
+    st.floats(0.5, 20.0),
+    st.sampled_from(["physical", "paper-active"]),
+    st.floats(1.0, 4096.0),
+)
 def test_qs_inequality_ffn_bytes(e, k, kappa, traffic, batch):
     """ρκ < 1 ⇔ the MoE moves more FFN weight bytes per token than its κ-matched dense FFN (κ× the
     active FFN, eq. 11): at any batch with the paper's eq. 17 traffic, and with physical traffic at a
@@ -87,8 +103,19 @@ def test_qs_inequality_ffn_bytes(e, k, kappa, traffic, batch):
     rho = k / e
     if abs(rho * kappa - 1) < 1e-6:
         return
-    m = ModelSpec(n_layers=1.0, d_model=1024.0, vocab_size=1000.0, n_heads=8.0, n_kv_heads=8.0, head_dim=128.0,
-                  d_ff=0.0, n_dense_layers=0.0, n_experts=float(e), top_k=float(k), d_ff_expert=512.0)
+    m = ModelSpec(
+        n_layers=1.0,
+        d_model=1024.0,
+        vocab_size=1000.0,
+        n_heads=8.0,
+        n_kv_heads=8.0,
+        head_dim=128.0,
+        d_ff=0.0,
+        n_dense_layers=0.0,
+        n_experts=float(e),
+        top_k=float(k),
+        d_ff_expert=512.0,
+    )
     if traffic == "physical":
         batch = 1e4 * e / k  # (1 - ρ)^B underflows: all E experts are read once per step
     moe_bytes_per_token = float(_expert_load(m, Partition(), batch, Accounting(expert_traffic=traffic))[0]) / batch
@@ -108,10 +135,12 @@ def test_jit_and_eager_agree(seed):
 @jax.jit
 def _log_ratio_gradients(m, hw, p, wl, acc, kappa):
     """∂/∂(hw, κ) of log(MoE throughput / dense throughput), compiled once for every example."""
+
     def log_ratio(hw, kappa):
         moe = decode_point(m, hw, p, wl, acc).throughput_per_gpu
         dense = decode_point(dense_baseline(m, kappa), hw, p, wl, acc).throughput_per_gpu
         return jnp.log(moe) - jnp.log(dense)
+
     return jax.grad(log_ratio, argnums=(0, 1))(hw, kappa)
 
 
@@ -119,13 +148,17 @@ def _log_ratio_gradients(m, hw, p, wl, acc, kappa):
 @given(seeds)
 def test_gradients_finite_where_feasible(seed):
     m, hw, p, wl, acc = specs(seed, integer_batch=False)  # continuous B_max: differentiable
-    m = dataclasses.replace(m, n_experts=max(float(m.n_experts), 8.0), top_k=min(float(m.top_k), 2.0),
-                            d_ff_expert=max(float(m.d_ff_expert), 1024.0), n_dense_layers=0.0)
+    m = dataclasses.replace(
+        m,
+        n_experts=max(float(m.n_experts), 8.0),
+        top_k=min(float(m.top_k), 2.0),
+        d_ff_expert=max(float(m.d_ff_expert), 1024.0),
+        n_dense_layers=0.0,
+    )
     p = dataclasses.replace(p, ep=1.0, redundant_experts=0.0)
 
     assume(float(dense_size(m, 5.0)) > 1.01 * float(kept_params(m)))  # else dense_baseline refuses κ = 5
-    if not (bool(decode(m, hw, p, wl, acc).feasible)
-            and bool(decode(dense_baseline(m, 5.0), hw, p, wl, acc).feasible)):
+    if not (bool(decode(m, hw, p, wl, acc).feasible) and bool(decode(dense_baseline(m, 5.0), hw, p, wl, acc).feasible)):
         return
     g_hw, g_kappa = _log_ratio_gradients(m, hw, p, wl, acc, 5.0)
     leaves = jax.tree_util.tree_leaves(g_hw) + [g_kappa]

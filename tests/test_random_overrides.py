@@ -18,8 +18,17 @@ from hypothesis import strategies as st
 ROOT = Path(__file__).resolve().parent.parent
 
 FIELDS = {
-    "grid.models": st.sampled_from(["[mixtral-8x7b]", "[mixtral-8x7b,qwen3-235b-a22b]", "[llama-3-70b]", "[nope]", "[]",
-                                    "mixtral-8x7b", "[mixtral-8x7b,mixtral-8x7b]"]),
+    "grid.models": st.sampled_from(
+        [
+            "[mixtral-8x7b]",
+            "[mixtral-8x7b,qwen3-235b-a22b]",
+            "[llama-3-70b]",
+            "[nope]",
+            "[]",
+            "mixtral-8x7b",
+            "[mixtral-8x7b,mixtral-8x7b]",
+        ]
+    ),
     "grid.hardware": st.sampled_from(["[h100-sxm]", "[b200,mi300x]", "[tpu-v6e]", "[gb200-nvl72]", "[nope]", "[]"]),
     "grid.num_gpus": st.sampled_from(["[8]", "[8,16]", "[0]", "[-8]", "[3]", "[1099511627776]", "[abc]", "[8.5]"]),
     "grid.contexts": st.sampled_from(["[1024]", "[2048,131072]", "[0]", "[-5]", "[1e30]", "[nan]", "[inf]", "[x]"]),
@@ -34,9 +43,20 @@ FIELDS = {
 }
 
 # the narrow partition space every example starts from: few candidates, fast compiles
-BASE = ["+grid=quick", "grid.models=[mixtral-8x7b]", "grid.hardware=[h100-sxm]", "grid.num_gpus=[8]",
-        "grid.contexts=[4096]", "grid.kappas=[5]", "grid.partitions.pp=[1]", "grid.partitions.dp_attn=[1]",
-        "grid.partitions.kvp=[1]", "grid.partitions.dense_tp=[8]", "summary=false", "progress=false"]
+BASE = [
+    "+grid=quick",
+    "grid.models=[mixtral-8x7b]",
+    "grid.hardware=[h100-sxm]",
+    "grid.num_gpus=[8]",
+    "grid.contexts=[4096]",
+    "grid.kappas=[5]",
+    "grid.partitions.pp=[1]",
+    "grid.partitions.dp_attn=[1]",
+    "grid.partitions.kvp=[1]",
+    "grid.partitions.dense_tp=[8]",
+    "summary=false",
+    "progress=false",
+]
 
 
 def _list(text: str) -> list[str]:
@@ -44,15 +64,22 @@ def _list(text: str) -> list[str]:
 
 
 @settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(st.dictionaries(st.sampled_from(sorted(FIELDS)), st.none(), min_size=1, max_size=3).flatmap(
-    lambda keys: st.fixed_dictionaries({k: FIELDS[k] for k in keys})))
+@given(
+    st.dictionaries(st.sampled_from(sorted(FIELDS)), st.none(), min_size=1, max_size=3).flatmap(
+        lambda keys: st.fixed_dictionaries({k: FIELDS[k] for k in keys})
+    )
+)
 def test_random_overrides_succeed_or_fail_in_one_line(tmp_path_factory, overrides):
     d = tmp_path_factory.mktemp("random")
     out = d / "sweep.nc"
-    args = [*BASE, *(f"{k}={v}" for k, v in overrides.items()), f"out={out}", f"parts_dir={d / 'parts'}",
-            f"hydra.run.dir={d / 'run'}"]
-    proc = subprocess.run([sys.executable, "-m", "moejax.sweep", *args], cwd=ROOT, capture_output=True, text=True,
-                          timeout=600)
+    args = [
+        *BASE,
+        *(f"{k}={v}" for k, v in overrides.items()),
+        f"out={out}",
+        f"parts_dir={d / 'parts'}",
+        f"hydra.run.dir={d / 'run'}",
+    ]
+    proc = subprocess.run([sys.executable, "-m", "moejax.sweep", *args], cwd=ROOT, capture_output=True, text=True, timeout=600)
     if proc.returncode != 0:
         lines = proc.stderr.strip().splitlines()
         assert proc.returncode == 2, (args, proc.returncode, proc.stderr[-2000:])
@@ -60,8 +87,14 @@ def test_random_overrides_succeed_or_fail_in_one_line(tmp_path_factory, override
         assert not any(p.is_file() for p in d.rglob("*")), (args, [str(p) for p in d.rglob("*")])
         return
     assert proc.stderr.strip() == "", (args, proc.stderr[-2000:])
-    grid = {"grid.models": "[mixtral-8x7b]", "grid.hardware": "[h100-sxm]", "grid.num_gpus": "[8]",
-            "grid.contexts": "[4096]", "grid.kappas": "[5]", **overrides}
+    grid = {
+        "grid.models": "[mixtral-8x7b]",
+        "grid.hardware": "[h100-sxm]",
+        "grid.num_gpus": "[8]",
+        "grid.contexts": "[4096]",
+        "grid.kappas": "[5]",
+        **overrides,
+    }
     with xr.open_dataset(out) as ds:
         assert list(ds.model.values) == _list(grid["grid.models"])
         assert list(ds.hardware.values) == _list(grid["grid.hardware"])

@@ -16,9 +16,22 @@ from moejax.physics.reference import reference_decode, reference_prefill
 N_POINTS = 1200  # decode, split over the 12 static accounting switch combinations
 N_PREFILL = 300  # prefill, likewise
 RTOL, ATOL = 1e-6, 1e-15  # float64 (tests/conftest.py enables x64)
-FIELDS = ("t_compute", "t_hbm", "t_comm", "t_comm_exposed", "step_time", "batch", "b_max", "reuse",
-          "throughput", "throughput_per_gpu", "tokens_per_s_per_user", "weight_bytes_per_gpu", "kv_bytes_per_gpu",
-          "memory_per_gpu")
+FIELDS = (
+    "t_compute",
+    "t_hbm",
+    "t_comm",
+    "t_comm_exposed",
+    "step_time",
+    "batch",
+    "b_max",
+    "reuse",
+    "throughput",
+    "throughput_per_gpu",
+    "tokens_per_s_per_user",
+    "weight_bytes_per_gpu",
+    "kv_bytes_per_gpu",
+    "memory_per_gpu",
+)
 
 
 def _stack(cls, dicts):

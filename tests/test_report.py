@@ -23,8 +23,16 @@ from moejax.report import main
 
 REPO = Path(__file__).resolve().parent.parent
 CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 SELECTORS = ("model", "hardware", "num_gpus", "context")
 
 
@@ -88,8 +96,25 @@ def dataset(tmp_path_factory) -> Path:
 def validation_csv(tmp_path_factory) -> Path:
     """A validation.csv in the columns python -m moejax.validate writes (made-up rows)."""
     path = tmp_path_factory.mktemp("validation") / "validation.csv"
-    header = ["id", "firmness", "phase", "figure", "measured", "predicted", "log_ratio", "feasible", "bound", "dominant",
-              "batch", "b_max", "t_compute", "t_hbm", "t_comm", "t_comm_exposed", "notes"]
+    header = [
+        "id",
+        "firmness",
+        "phase",
+        "figure",
+        "measured",
+        "predicted",
+        "log_ratio",
+        "feasible",
+        "bound",
+        "dominant",
+        "batch",
+        "b_max",
+        "t_compute",
+        "t_hbm",
+        "t_comm",
+        "t_comm_exposed",
+        "notes",
+    ]
     rows = [
         ["a", "exact", "decode", "step_time", 0.03, 0.028],
         ["b", "prose", "decode", "throughput_per_gpu", 1500, 1720],
@@ -165,6 +190,7 @@ def _playwright():
     if importlib.util.find_spec("playwright") is None:
         pytest.skip("playwright is missing (pip install -e '.[test]')")
     from playwright.sync_api import sync_playwright
+
     return sync_playwright
 
 

@@ -20,15 +20,28 @@ from moejax.physics.specs import SpecError
 
 ROOT = Path(__file__).resolve().parent.parent
 # one model, one accelerator, one cluster size: one chunk per context with max_chunk_evaluations=1
-TINY = ["+grid=quick", "grid.models=[mixtral-8x22b]", "grid.hardware=[h100-sxm]", "grid.num_gpus=[8]", "grid.kappas=[2]",
-        "summary=false", "progress=false"]
+TINY = [
+    "+grid=quick",
+    "grid.models=[mixtral-8x22b]",
+    "grid.hardware=[h100-sxm]",
+    "grid.num_gpus=[8]",
+    "grid.kappas=[2]",
+    "summary=false",
+    "progress=false",
+]
 CONTEXTS = [1024 + 256 * i for i in range(16)]
 MANY = [*TINY, f"grid.contexts=[{','.join(map(str, CONTEXTS))}]", "max_chunk_evaluations=1"]
 
 
 def start(args, tmp, **kw):
-    return subprocess.Popen([sys.executable, "-m", "moejax.sweep", *args, f"hydra.run.dir={tmp / 'run'}"], cwd=ROOT,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kw)
+    return subprocess.Popen(
+        [sys.executable, "-m", "moejax.sweep", *args, f"hydra.run.dir={tmp / 'run'}"],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        **kw,
+    )
 
 
 def sweep(args, tmp):
@@ -131,8 +144,10 @@ def test_two_sweeps_racing_for_one_out_file(tmp_path):
     """Different sweeps, same out=: one wins, the other says so in one line (exit 2); the file is
     whole and is the winner's."""
     out = tmp_path / "same.nc"
-    procs = [start([*TINY, f"grid.contexts=[{c}]", f"out={out}", f"parts_dir={tmp_path / 'parts'}"], tmp_path / str(c))
-             for c in (1024, 2048)]
+    procs = [
+        start([*TINY, f"grid.contexts=[{c}]", f"out={out}", f"parts_dir={tmp_path / 'parts'}"], tmp_path / str(c))
+        for c in (1024, 2048)
+    ]
     outs = [p.communicate(timeout=300) for p in procs]
     codes = sorted(p.returncode for p in procs)
     assert codes == [0, 2], outs
@@ -146,9 +161,25 @@ def test_two_sweeps_racing_for_one_out_file(tmp_path):
 
 def test_multirun_with_out_gives_each_job_its_own_file(tmp_path):
     out = tmp_path / "hw.nc"
-    proc = subprocess.run([sys.executable, "-m", "moejax.sweep", "-m", *TINY, "grid.contexts=[4096]", "hardware=h100-sxm,b200",
-                           f"out={out}", f"parts_dir={tmp_path / 'parts'}", f"hydra.sweep.dir={tmp_path / 'multi'}"],
-                          cwd=ROOT, capture_output=True, text=True, timeout=300, check=False)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "moejax.sweep",
+            "-m",
+            *TINY,
+            "grid.contexts=[4096]",
+            "hardware=h100-sxm,b200",
+            f"out={out}",
+            f"parts_dir={tmp_path / 'parts'}",
+            f"hydra.sweep.dir={tmp_path / 'multi'}",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     for job, hw in enumerate(("h100-sxm", "b200")):
         with xr.open_dataset(tmp_path / f"hw-{job}.nc") as ds:
@@ -161,9 +192,13 @@ BAD_OUTPUT = ["directory", "exists", "read_only", "chunk_zero", "too_big"]
 
 def _bad_output_args(case, tmp_path):
     out = tmp_path / "x.nc"
-    return {"directory": [f"out={tmp_path}"], "exists": [f"out={out}"],
-            "read_only": ["out=/sys/moejax-test/x.nc"], "chunk_zero": [f"out={out}", "max_chunk_evaluations=0"],
-            "too_big": [f"out={out}", "max_output_bytes=100"]}[case]
+    return {
+        "directory": [f"out={tmp_path}"],
+        "exists": [f"out={out}"],
+        "read_only": ["out=/sys/moejax-test/x.nc"],
+        "chunk_zero": [f"out={out}", "max_chunk_evaluations=0"],
+        "too_big": [f"out={out}", "max_output_bytes=100"],
+    }[case]
 
 
 @pytest.fixture(scope="module")
@@ -172,8 +207,13 @@ def bad_output_runs(tmp_path_factory):
     interpreter start for all: cli_runs.forked), as ``sweep`` runs it."""
     dirs = {case: tmp_path_factory.mktemp(case) for case in BAD_OUTPUT}
     (dirs["exists"] / "x.nc").write_text("keep me")
-    procs = forked("moejax.sweep", [[*TINY, "grid.contexts=[4096]", *_bad_output_args(case, d), f"parts_dir={d / 'parts'}",
-                                     f"hydra.run.dir={d / 'run'}"] for case, d in dirs.items()])
+    procs = forked(
+        "moejax.sweep",
+        [
+            [*TINY, "grid.contexts=[4096]", *_bad_output_args(case, d), f"parts_dir={d / 'parts'}", f"hydra.run.dir={d / 'run'}"]
+            for case, d in dirs.items()
+        ],
+    )
     return {case: (proc, dirs[case]) for case, proc in zip(dirs, procs, strict=True)}
 
 
@@ -181,11 +221,13 @@ def bad_output_runs(tmp_path_factory):
 def test_bad_output_and_limits_fail_before_computing(case, bad_output_runs):
     proc, tmp_path = bad_output_runs[case]
     out, parts = tmp_path / "x.nc", tmp_path / "parts"
-    expected = {"directory": f"out = '{tmp_path}' is invalid: it is a directory",
-                "exists": f"out = '{out}' is invalid: the file exists; choose another path or add overwrite=true",
-                "read_only": "out = '/sys/moejax-test/x.nc' is invalid: cannot write there",
-                "chunk_zero": "max_chunk_evaluations = 0 is invalid: must be a positive integer",
-                "too_big": "max_output_bytes = 100 is invalid for this grid: its dataset would take about"}[case]
+    expected = {
+        "directory": f"out = '{tmp_path}' is invalid: it is a directory",
+        "exists": f"out = '{out}' is invalid: the file exists; choose another path or add overwrite=true",
+        "read_only": "out = '/sys/moejax-test/x.nc' is invalid: cannot write there",
+        "chunk_zero": "max_chunk_evaluations = 0 is invalid: must be a positive integer",
+        "too_big": "max_output_bytes = 100 is invalid for this grid: its dataset would take about",
+    }[case]
     rc, err = proc.returncode, proc.stderr
     assert rc == 2 and len(err.strip().splitlines()) == 1 and err.startswith(f"error: {expected}"), err
     assert not parts.exists() and not (tmp_path / "run").exists()  # refused before any chunk was computed
@@ -217,8 +259,9 @@ def test_interrupt_keeps_parts_and_says_how_to_resume(sig, reference, tmp_path):
     temporary file; the same command then completes the dataset."""
     parts, out = tmp_path / "parts", tmp_path / "x.nc"
     # as typed in a terminal: SIGINT not ignored, whatever this test process inherited
-    proc = start([*MANY, f"out={out}", f"parts_dir={parts}"], tmp_path,
-                 preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    proc = start(
+        [*MANY, f"out={out}", f"parts_dir={parts}"], tmp_path, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL)
+    )
     deadline = time.time() + 120
     while time.time() < deadline and len(list(parts.glob("*/part-*.nc"))) < 3:
         time.sleep(0.01)
@@ -239,8 +282,9 @@ def test_size_estimate_matches_the_written_dataset(reference, tmp_path):
     """The estimate is the byte count of the per-point variables actually stored (read back and
     counted by xarray), with and without the partition dimension."""
     full = tmp_path / "full.nc"
-    rc, _, err = sweep([*TINY, "grid.contexts=[1024,4096]", "keep_partitions=true", f"out={full}",
-                        f"parts_dir={tmp_path / 'p'}"], tmp_path)
+    rc, _, err = sweep(
+        [*TINY, "grid.contexts=[1024,4096]", "keep_partitions=true", f"out={full}", f"parts_dir={tmp_path / 'p'}"], tmp_path
+    )
     assert rc == 0, err
     for path, keep in ((reference, False), (full, True)):
         with xr.open_dataset(path, mask_and_scale=False) as ds:
@@ -286,8 +330,17 @@ def test_completed_chunks_leaves_other_processes_parts_alone(tmp_path):
 @pytest.mark.parametrize("error", [RuntimeError, KeyboardInterrupt])
 def test_failed_assembly_leaves_no_file_behind(error, tmp_path):
     """An error or Ctrl-C while the dataset is assembled removes its temporary; no output appears."""
-    coords = {d: (np.array(v), {}) for d, v in (("model", ["m"]), ("variant", ["moe", "dense"]), ("kappa", [2.0]),
-                                                 ("hardware", ["h"]), ("num_gpus", [8]), ("context", [1024.0]))}
+    coords = {
+        d: (np.array(v), {})
+        for d, v in (
+            ("model", ["m"]),
+            ("variant", ["moe", "dense"]),
+            ("kappa", [2.0]),
+            ("hardware", ["h"]),
+            ("num_gpus", [8]),
+            ("context", [1024.0]),
+        )
+    }
 
     def derive(nc):
         assert temporaries(tmp_path)  # the file being written

@@ -25,8 +25,15 @@ def start(args, tmp, pid=None, n=None, port=None, env=None, **kw):
     env = {**os.environ, **(env or {})}
     if pid is not None:
         env.update(MOEJAX_COORDINATOR=f"127.0.0.1:{port}", MOEJAX_NUM_PROCESSES=str(n), MOEJAX_PROCESS_ID=str(pid))
-    return subprocess.Popen([sys.executable, "-m", "moejax.sweep", *GRID, *args, f"hydra.run.dir={tmp}/run{pid}"],
-                            cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kw)
+    return subprocess.Popen(
+        [sys.executable, "-m", "moejax.sweep", *GRID, *args, f"hydra.run.dir={tmp}/run{pid}"],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        **kw,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -38,8 +45,11 @@ def single(tmp_path_factory):
 
 
 def test_eight_local_devices_match_one(single, tmp_path):
-    proc = start([f"out={tmp_path / 'eight.nc'}", f"parts_dir={tmp_path / 'parts'}"], tmp_path,
-                 env={"XLA_FLAGS": "--xla_force_host_platform_device_count=8"})
+    proc = start(
+        [f"out={tmp_path / 'eight.nc'}", f"parts_dir={tmp_path / 'parts'}"],
+        tmp_path,
+        env={"XLA_FLAGS": "--xla_force_host_platform_device_count=8"},
+    )
     assert proc.wait(timeout=300) == 0, proc.stderr.read()
     with xr.open_dataset(single) as a, xr.open_dataset(tmp_path / "eight.nc") as b:
         assert a.identical(b)  # bit for bit: each device runs the single-device executable on whole chunks
@@ -59,8 +69,14 @@ def test_two_processes_match_one(single, tmp_path):
 def test_a_dead_process_leaves_parts_and_a_rerun_completes(single, tmp_path):
     contexts = "[" + ",".join(str(1024 * (i + 1)) for i in range(16)) + "]"  # 8 chunks per process
     parts, port = tmp_path / "parts", free_port()
-    args = ["distributed=env", "distributed.timeout_s=10", f"grid.contexts={contexts}", f"parts_dir={parts}",
-            f"out={tmp_path / 'x.nc'}", "max_chunk_evaluations=1"]
+    args = [
+        "distributed=env",
+        "distributed.timeout_s=10",
+        f"grid.contexts={contexts}",
+        f"parts_dir={parts}",
+        f"out={tmp_path / 'x.nc'}",
+        "max_chunk_evaluations=1",
+    ]
     procs = [start(args, tmp_path, pid, 2, port) for pid in (0, 1)]
     deadline = time.time() + 120
     while time.time() < deadline and not list(parts.glob("*/part-*1.nc")) + list(parts.glob("*/part-*3.nc")):
@@ -72,8 +88,15 @@ def test_a_dead_process_leaves_parts_and_a_rerun_completes(single, tmp_path):
     assert set(range(0, 16, 2)) <= written and len(written) < 16  # process 0 finished its share
     rerun = start(args[2:], tmp_path)  # one process: completes only the missing chunks
     assert rerun.wait(timeout=300) == 0, rerun.stderr.read()
-    clean = start([f"grid.contexts={contexts}", "max_chunk_evaluations=1", f"out={tmp_path / 'clean.nc'}",
-                   f"parts_dir={tmp_path / 'other'}"], tmp_path)
+    clean = start(
+        [
+            f"grid.contexts={contexts}",
+            "max_chunk_evaluations=1",
+            f"out={tmp_path / 'clean.nc'}",
+            f"parts_dir={tmp_path / 'other'}",
+        ],
+        tmp_path,
+    )
     assert clean.wait(timeout=300) == 0
     with xr.open_dataset(tmp_path / "x.nc") as a, xr.open_dataset(tmp_path / "clean.nc") as b:
         assert a.identical(b)

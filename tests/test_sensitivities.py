@@ -53,8 +53,21 @@ def test_hbm_bound_point_has_unit_bandwidth_elasticity():
 
 def test_sweep_table3_columns(tmp_path):
     out = tmp_path / "q.nc"
-    subprocess.run([sys.executable, "-m", "moejax.sweep", "+grid=quick", f"out={out}", "sensitivities=true",
-                    "summary=false", f"parts_dir={tmp_path / 'parts'}"], cwd=ROOT, check=True, capture_output=True)
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "moejax.sweep",
+            "+grid=quick",
+            f"out={out}",
+            "sensitivities=true",
+            "summary=false",
+            f"parts_dir={tmp_path / 'parts'}",
+        ],
+        cwd=ROOT,
+        check=True,
+        capture_output=True,
+    )
     with xr.open_dataset(out) as ds:
         assert float(ds.rho.sel(model="deepseek-v3")) == 8 / 256
         assert float(ds.rho_kappa.sel(model="deepseek-v3", kappa=5.0)) == pytest.approx(0.15625)

@@ -76,9 +76,9 @@ def simulate(m, hw, p, clients, isl, osl, budget, cap, rounds, spread, seed=0):
         key = (decoding, prompt_tokens, round(context / 64))
         if key not in cache:
             wl = {"context": max(context, 1.0), "batch": float(max(decoding, p.pp * p.dp_attn))}
-            cache[key] = reference_decode(
-                model, hwd, part, wl, acc, chunk_tokens=float(prompt_tokens), prompt_len=float(isl)
-            )["step_time"]
+            cache[key] = reference_decode(model, hwd, part, wl, acc, chunk_tokens=float(prompt_tokens), prompt_len=float(isl))[
+                "step_time"
+            ]
         return cache[key]
 
     cycle = osl * step_time(min(clients, cap), 0, isl + osl / 2)

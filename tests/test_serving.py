@@ -38,7 +38,7 @@ def setup():
     return load_model("mixtral-8x7b"), load_hardware("h100-sxm"), load_accounting("realistic")
 
 
-TP8EP8 = Partition(tp=8., ep=8.)
+TP8EP8 = Partition(tp=8.0, ep=8.0)
 
 
 def test_decode_context_example():
@@ -58,11 +58,11 @@ def test_kv_transfer_example():
     m, hw = load_model("llama-3-70b"), load_hardware("h100-sxm")
     per_gpu = 8192 * 2 * 1 * 128 * 2 * 80
     assert per_gpu == 335_544_320
-    t = float(kv_transfer_time(m, hw, Partition(tp=8.), Partition(tp=8.), 8192.0, Accounting()))
+    t = float(kv_transfer_time(m, hw, Partition(tp=8.0), Partition(tp=8.0), 8192.0, Accounting()))
     assert t == pytest.approx(5e-6 + per_gpu / 50e9, **REL)
     assert t == pytest.approx(6.716e-3, rel=1e-3)
     # both replicas inside one 8-GPU island: NVLink (2 µs + bytes / 450 GB/s)
-    small = float(kv_transfer_time(m, hw, Partition(tp=4.), Partition(tp=4.), 8192.0, Accounting()))
+    small = float(kv_transfer_time(m, hw, Partition(tp=4.0), Partition(tp=4.0), 8192.0, Accounting()))
     assert small == pytest.approx(2e-6 + 8192 * 2 * 2 * 128 * 2 * 80 / 450e9, **REL)
 
 
@@ -73,8 +73,13 @@ def test_aggregated_is_the_closed_loop_at_its_batch(setup):
     acc = replace(acc, request_overhead=0.05, warmup_share=0.3)
     swl = ServingWorkload(isl=2048.0, osl=512.0, batch=16.0, chunk=512.0)
     agg = aggregated_point(m, hw, TP8EP8, swl, acc)
-    want = served.aggregated(m, hw, TP8EP8, served.Benchmark(isl=2048.0, osl=512.0, concurrency=16.0, token_budget=16.0 + 512.0),
-                             replace(acc, warmup_share=0.0))
+    want = served.aggregated(
+        m,
+        hw,
+        TP8EP8,
+        served.Benchmark(isl=2048.0, osl=512.0, concurrency=16.0, token_budget=16.0 + 512.0),
+        replace(acc, warmup_share=0.0),
+    )
     assert bool(agg.feasible)
     for name in ("tpot", "ttft", "throughput_per_gpu", "tokens_per_s_per_user"):
         assert float(getattr(agg, name)) == pytest.approx(float(getattr(want, name)), **REL)
@@ -102,7 +107,7 @@ def test_disaggregated_pool_runs_at_its_utilisation(setup):
     hand-off; TPOT the pure decode step; the end-to-end rate over both pools' GPUs."""
     m, hw, acc = setup
     acc = replace(acc, request_overhead=0.05)
-    p_pf = Partition(tp=2., ep=2.)
+    p_pf = Partition(tp=2.0, ep=2.0)
     swl = ServingWorkload(isl=4096.0, osl=1024.0, batch=32.0, prefill_utilisation=0.6)
     dis = disaggregated_point(m, hw, TP8EP8, p_pf, swl, acc)
     dec = decode_point(m, hw, TP8EP8, Workload(context=4096.0 + 512.0, batch=32.0), acc)
@@ -124,7 +129,7 @@ def test_disaggregated_ttft_limit_sets_the_utilisation(setup):
     equals the limit; a tighter limit needs more prefill GPUs; one below the pass is infeasible."""
     m, hw, acc = setup
     swl = ServingWorkload(isl=2048.0, osl=256.0, batch=16.0)
-    p_pf = Partition(tp=4., ep=4.)
+    p_pf = Partition(tp=4.0, ep=4.0)
     t_pf = float(prefill_point(m, hw, p_pf, Workload(context=2048.0, batch=1.0), acc).step_time)
     loose, tight = (disaggregated_point(m, hw, TP8EP8, p_pf, swl, acc, ttft_max=t_pf * k) for k in (4.0, 1.5))
     for r, k in ((loose, 4.0), (tight, 1.5)):
@@ -139,7 +144,7 @@ def test_pipeline_prefill_runs_pp_prompts(setup):
     """On pp = 2 a prefill pass carries 2 prompts (one per microbatch): the disaggregated TTFT's
     prefill term is that pass."""
     m, hw, acc = setup
-    p = Partition(tp=4., ep=4., pp=2.)
+    p = Partition(tp=4.0, ep=4.0, pp=2.0)
     dis = disaggregated_point(m, hw, TP8EP8, p, ServingWorkload(isl=1024.0, osl=256.0, batch=8.0), acc)
     pf = prefill_point(m, hw, p, Workload(context=1024.0, batch=2.0), acc)
     assert bool(dis.feasible) and float(dis.prefill_time) == float(pf.step_time)
@@ -148,14 +153,16 @@ def test_pipeline_prefill_runs_pp_prompts(setup):
 def test_infeasible_is_flagged(setup):
     """A prompt whose KV does not fit: infinite TTFT, zero throughput, not NaN."""
     m, hw, acc = setup
-    for r in (aggregated_point(m, hw, Partition(tp=1.), ServingWorkload(isl=1e7, osl=1.0), acc),
-              disaggregated_point(m, hw, TP8EP8, Partition(tp=1.), ServingWorkload(isl=1e7, osl=1.0), acc)):
+    for r in (
+        aggregated_point(m, hw, Partition(tp=1.0), ServingWorkload(isl=1e7, osl=1.0), acc),
+        disaggregated_point(m, hw, TP8EP8, Partition(tp=1.0), ServingWorkload(isl=1e7, osl=1.0), acc),
+    ):
         assert not bool(r.feasible) and math.isinf(float(r.ttft)) and float(r.throughput_per_gpu) == 0.0
 
 
 def test_vmap_over_partitions_matches_points(setup):
     m, hw, acc = setup
-    parts = [Partition(tp=8., ep=8.), Partition(tp=4., ep=2., dp=2.), Partition(tp=2., ep=2., pp=2., dp=2.)]
+    parts = [Partition(tp=8.0, ep=8.0), Partition(tp=4.0, ep=2.0, dp=2.0), Partition(tp=2.0, ep=2.0, pp=2.0, dp=2.0)]
     swl = ServingWorkload(isl=1024.0, osl=1024.0, batch=16.0, chunk=1024.0)
     lifted = jax.jit(jax.vmap(aggregated_point, in_axes=(None, None, 0, None, None)))(m, hw, stack(parts), swl, acc)
     for i, p in enumerate(parts):
@@ -212,16 +219,21 @@ def test_kv_bytes_match_arch():
     assert t == pytest.approx(2e-6 + 1000 * float(arch.kv_bytes_per_token(m)) / 450e9, **REL)
 
 
-@pytest.mark.parametrize("fields,message", [
-    ({"draft_tokens": 2.0, "accepted": 3.0}, "accepted = 3.0 is invalid: must be in [0, draft_tokens]"),
-    ({"draft_tokens": 1.5}, "draft_tokens = 1.5 is invalid: must be an integer >= 0"),
-])
+@pytest.mark.parametrize(
+    "fields,message",
+    [
+        ({"draft_tokens": 2.0, "accepted": 3.0}, "accepted = 3.0 is invalid: must be in [0, draft_tokens]"),
+        ({"draft_tokens": 1.5}, "draft_tokens = 1.5 is invalid: must be an integer >= 0"),
+    ],
+)
 def test_speculation_fields_refused_alike_in_both_workloads(fields, message):
     """``Workload`` and ``ServingWorkload`` check their speculative-decoding fields by one rule."""
     from moejax.physics.serving import ServingWorkload
     from moejax.physics.specs import SpecError, Workload
 
-    for make, name in ((lambda: Workload(context=1024.0, **fields), "Workload"),
-                       (lambda: ServingWorkload(isl=1024.0, osl=128.0, **fields), "ServingWorkload")):
+    for make, name in (
+        (lambda: Workload(context=1024.0, **fields), "Workload"),
+        (lambda: ServingWorkload(isl=1024.0, osl=128.0, **fields), "ServingWorkload"),
+    ):
         with pytest.raises(SpecError, match=f"^{name}.{message}".replace("[", r"\[").replace("]", r"\]")):
             make()

@@ -30,8 +30,16 @@ _capacity = jax.jit(serving.prefill_capacity_per_gpu)
 
 ROOT = Path(__file__).resolve().parent.parent
 WORKLOADS = "grid.workloads=[{isl: 1024, osl: 1024}, {isl: 8192, osl: 512}]"
-TINY = ["+grid=quick", "grid.models=[mixtral-8x22b]", "grid.hardware=[h100-sxm]", "grid.num_gpus=[8]", "grid.kappas=[5]",
-        "grid.contexts=null", WORKLOADS, "grid.partitions={tp:[1,2,4,8],ep:[1,2,4,8],pp:[1,2],dp_attn:[1],kvp:[1],dense_tp:[1]}"]
+TINY = [
+    "+grid=quick",
+    "grid.models=[mixtral-8x22b]",
+    "grid.hardware=[h100-sxm]",
+    "grid.num_gpus=[8]",
+    "grid.kappas=[5]",
+    "grid.contexts=null",
+    WORKLOADS,
+    "grid.partitions={tp:[1,2,4,8],ep:[1,2,4,8],pp:[1,2],dp_attn:[1],kvp:[1],dense_tp:[1]}",
+]
 BATCHES = [1, 16, 256]
 CHUNK = 512.0  # prompt tokens per decode step: TTFT = T_pf + ceil(isl/512) stretched steps
 SLO = {"tokens_per_s_per_user_min": 20.0, "ttft_max": 0.1}  # ttft_max binds at isl 1024 (asserted below)
@@ -51,8 +59,12 @@ def _leaf(tree, i):
 @pytest.fixture(scope="module")
 def tiny():
     """(plan, float64 frontier outputs) with batches, chunked prefill and an SLO with ttft_max."""
-    grid = _grid(f"+grid.batches={BATCHES}", f"grid.prefill_chunk={CHUNK}",
-                 f"grid.slo.tokens_per_s_per_user_min={SLO['tokens_per_s_per_user_min']}", f"grid.slo.ttft_max={SLO['ttft_max']}")
+    grid = _grid(
+        f"+grid.batches={BATCHES}",
+        f"grid.prefill_chunk={CHUNK}",
+        f"grid.slo.tokens_per_s_per_user_min={SLO['tokens_per_s_per_user_min']}",
+        f"grid.slo.ttft_max={SLO['ttft_max']}",
+    )
     plan = build_plan(grid, False)
     out = frontier.frontier_extra(plan.frontier, plan.accounting, jnp.float64)(*device_inputs(plan.inputs, jnp.float64))
     return plan, {k: np.asarray(v) for k, v in out.items()}
@@ -101,8 +113,12 @@ def test_frontier_winners_equal_aggregated_serving(tiny):
                         continue
                     swl = serving.ServingWorkload(isl=isl, osl=osl, batch=float(out[prefix + "batch"][at]), chunk=CHUNK)
                     want = _aggregated(m, hw, _winner(out, prefix, at), swl, plan.accounting)
-                    for name, value in (("ttft", want.ttft), ("throughput_per_gpu", want.throughput_per_gpu),
-                                        ("tokens_per_s_per_user", want.tokens_per_s_per_user), ("step_time", want.tpot)):
+                    for name, value in (
+                        ("ttft", want.ttft),
+                        ("throughput_per_gpu", want.throughput_per_gpu),
+                        ("tokens_per_s_per_user", want.tokens_per_s_per_user),
+                        ("step_time", want.tpot),
+                    ):
                         np.testing.assert_allclose(out[prefix + name][at], value, rtol=RTOL)
                     checked += 1
     assert checked > 20
@@ -120,9 +136,17 @@ def _candidates(plan, row, c):
             r = _aggregated(m, hw, p, serving.ServingWorkload(isl=isl, osl=osl, batch=float(b), chunk=CHUNK), plan.accounting)
             d = _decode(m, hw, p, Workload(context=isl + osl / 2, batch=float(b)), plan.accounting)
             ok, dec = bool(r.feasible), bool(d.feasible)
-            out.append((float(r.throughput_per_gpu) if ok else -1.0, float(r.tokens_per_s_per_user) if ok else 0.0,
-                        float(r.ttft) if ok else np.inf, float(d.throughput_per_gpu) if dec else -1.0,
-                        float(d.tokens_per_s_per_user) if dec else 0.0, j, float(b)))
+            out.append(
+                (
+                    float(r.throughput_per_gpu) if ok else -1.0,
+                    float(r.tokens_per_s_per_user) if ok else 0.0,
+                    float(r.ttft) if ok else np.inf,
+                    float(d.throughput_per_gpu) if dec else -1.0,
+                    float(d.tokens_per_s_per_user) if dec else 0.0,
+                    j,
+                    float(b),
+                )
+            )
     return np.array(out).reshape(-1, 7)
 
 
@@ -197,10 +221,20 @@ def dataset(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("serving")
     register()
     with initialize_config_dir(str(CONF_DIR), version_base=None):
-        cfg = compose("config", overrides=[*TINY, "+grid.batches=[1,64]", "grid.partitions.dense_tp=[1,8]",
-                                           "grid.economics={price_per_gpu_hour: {h100-sxm: 2.5}}",
-                                           "grid.slo.tokens_per_s_per_user_min=10", "grid.slo.ttft_max=1.0",
-                                           f"parts_dir={tmp / 'parts'}", "compilation_cache=null", "summary=false"])
+        cfg = compose(
+            "config",
+            overrides=[
+                *TINY,
+                "+grid.batches=[1,64]",
+                "grid.partitions.dense_tp=[1,8]",
+                "grid.economics={price_per_gpu_hour: {h100-sxm: 2.5}}",
+                "grid.slo.tokens_per_s_per_user_min=10",
+                "grid.slo.ttft_max=1.0",
+                f"parts_dir={tmp / 'parts'}",
+                "compilation_cache=null",
+                "summary=false",
+            ],
+        )
     return run(cfg, tmp / "sweep.nc")
 
 

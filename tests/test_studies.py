@@ -10,8 +10,13 @@ REPO = Path(__file__).resolve().parent.parent
 
 
 def _study(name, run_dir, *extra, out="residuals.md"):
-    proc = subprocess.run([sys.executable, "sweeps/run.py", name, "--out", str(run_dir), *extra],
-                          cwd=REPO, capture_output=True, text=True, timeout=600)
+    proc = subprocess.run(
+        [sys.executable, "sweeps/run.py", name, "--out", str(run_dir), *extra],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     text = (run_dir / out).read_text()
     assert text in proc.stdout  # printed as written
@@ -19,8 +24,11 @@ def _study(name, run_dir, *extra, out="residuals.md"):
 
 
 def _rows(text):
-    return [[c.strip() for c in line.strip("|").split(" | ")] for line in text.splitlines()
-            if line.startswith("| ") and not line.startswith("| source") and not line.startswith("| ---")]
+    return [
+        [c.strip() for c in line.strip("|").split(" | ")]
+        for line in text.splitlines()
+        if line.startswith("| ") and not line.startswith("| source") and not line.startswith("| ---")
+    ]
 
 
 def test_epoch_study(tmp_path):
@@ -36,8 +44,9 @@ def test_epoch_study(tmp_path):
 
 
 def test_fresh_run_dir_required(tmp_path):
-    proc = subprocess.run([sys.executable, "sweeps/run.py", "epoch", "--out", str(tmp_path)], cwd=REPO,
-                          capture_output=True, text=True, timeout=60)
+    proc = subprocess.run(
+        [sys.executable, "sweeps/run.py", "epoch", "--out", str(tmp_path)], cwd=REPO, capture_output=True, text=True, timeout=60
+    )
     assert proc.returncode == 2 and "must be fresh" in proc.stderr
 
 
@@ -107,8 +116,16 @@ def test_qs_point_study(tmp_path):
         assert float(direct.batch) == row["batch"] and float(direct.t_comm_exposed) * 1e3 == pytest.approx(
             row["t_comm_exposed_ms"]
         )
-        assert row["partition"] == {"tp": 8.0, "ep": 8.0, "pp": 1.0, "dp": 1.0, "dp_attn": 1.0, "kvp": 8.0, "kv_mode": 1.0,
-                                    "dense_tp": row["partition"]["dense_tp"]}
+        assert row["partition"] == {
+            "tp": 8.0,
+            "ep": 8.0,
+            "pp": 1.0,
+            "dp": 1.0,
+            "dp_attn": 1.0,
+            "kvp": 8.0,
+            "kv_mode": 1.0,
+            "dense_tp": row["partition"]["dense_tp"],
+        }
 
 
 def test_peers_study(tmp_path):
@@ -172,8 +189,12 @@ def test_modern_study_pieces(tmp_path):
     rows = {r[0]: r for r in modern.kv_rows(paths)}
     assert rows["gpt-oss-120b"][1] == "36,864" and rows["gpt-oss-120b-all-full"][1] == "73,728"
     assert rows["gpt-oss-120b-all-sliding"][-1] == "1.0×" and rows["qwen3-next-80b-a3b"][1] == "24,576"
-    ratios = {(m, hw, n, L): {1.0: 1.2, 2.0: 1.1, 5.0: 0.9 if L == 8192 else 1.1}
-              for m in modern.MODELS for hw, n in modern.SYSTEMS for L in (8192, 32768, 131072)}
+    ratios = {
+        (m, hw, n, L): {1.0: 1.2, 2.0: 1.1, 5.0: 0.9 if L == 8192 else 1.1}
+        for m in modern.MODELS
+        for hw, n in modern.SYSTEMS
+        for L in (8192, 32768, 131072)
+    }
     kv = {m: {8192: 1.0, 131072: 16.0} for m in modern.MODELS}
     text = "\n".join(modern.conclusion(ratios, {}, kv))
     assert "holds on 6 of 9 feasible points" in text and "higher at 128k than at 8k for 8 of 8" in text

@@ -20,9 +20,22 @@ TINY = ["+grid=quick", "grid.hardware=[h100-sxm,b200]", "grid.num_gpus=[8,16]", 
 
 def _sweep(d: Path, name: str, *extra) -> tuple[Path, str]:
     out = d / f"{name}.nc"
-    proc = subprocess.run([sys.executable, "-m", "moejax.sweep", *TINY, *extra, f"out={out}",
-                           f"hydra.run.dir={d / 'hydra'}", f"parts_dir={d / 'parts'}"],
-                          cwd=REPO, capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "moejax.sweep",
+            *TINY,
+            *extra,
+            f"out={out}",
+            f"hydra.run.dir={d / 'hydra'}",
+            f"parts_dir={d / 'parts'}",
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     return out, proc.stdout
 
@@ -92,9 +105,15 @@ def test_summary_shows_the_best_moe_configuration(sweeps):
         moe = ds.sel(model="deepseek-v3", variant="moe", kappa=5.0)
         i = np.unravel_index(int(np.argmax(moe.throughput_per_gpu.values)), moe.throughput_per_gpu.shape)
         at = moe.isel(dict(zip(moe.throughput_per_gpu.dims, i)))
-        expect = [f"{float(at.throughput_per_gpu):.4g}", str(at.hardware.values), str(int(at.num_gpus)),
-                  f"{float(at.batch):.0f}", f"TP{int(at.tp)} EP{int(at.ep)} PP{int(at.pp)}",
-                  f"{1e3 * float(at.step_time):.3g} ms", ["compute", "hbm", "communication"][int(at.bound)]]
+        expect = [
+            f"{float(at.throughput_per_gpu):.4g}",
+            str(at.hardware.values),
+            str(int(at.num_gpus)),
+            f"{float(at.batch):.0f}",
+            f"TP{int(at.tp)} EP{int(at.ep)} PP{int(at.pp)}",
+            f"{1e3 * float(at.step_time):.3g} ms",
+            ["compute", "hbm", "communication"][int(at.bound)],
+        ]
     row = next(line for line in _tables(text)[0] if line.startswith("deepseek-v3"))
     cells = [row[a:b] for a, b in _cells(row)]
     for e in expect:
@@ -103,8 +122,10 @@ def test_summary_shows_the_best_moe_configuration(sweeps):
 
 def test_long_names_keep_columns_aligned(sweeps, tmp_path):
     with xr.open_dataset(sweeps["best"][0]) as ds:
-        long = ds.assign_coords(model=["deepseek-v3-with-a-very-long-custom-name", "m"],
-                                hardware=["h100-sxm", "an-accelerator-with-a-long-design-space-name"]).load()
+        long = ds.assign_coords(
+            model=["deepseek-v3-with-a-very-long-custom-name", "m"],
+            hardware=["h100-sxm", "an-accelerator-with-a-long-design-space-name"],
+        ).load()
     long.to_netcdf(tmp_path / "long.nc")
     tables = _tables(summary(tmp_path / "long.nc"))
     assert len(tables) == 2
@@ -166,10 +187,15 @@ def test_plot_on_a_keep_partitions_dataset(sweeps, tmp_path):
     with xr.open_dataset(sweeps["kept"][0]) as kept, xr.open_dataset(sweeps["best"][0]) as best:
         a = make_plots(kept, tmp_path / "kept")
         sel = {k: a["throughput"][2]["selection"][k] for k in ("model", "hardware", "num_gpus")}
-        np.testing.assert_allclose(a["throughput"][2]["moe"], best.throughput_per_gpu.sel(variant="moe", kappa=5.0, **sel).values,
-                                   rtol=1e-6)
-        np.testing.assert_array_equal(a["bound"][2]["bound"], best.bound.sel(variant="moe", kappa=5.0, model=sel["model"],
-                                      hardware=sel["hardware"]).transpose("num_gpus", "context").values)
+        np.testing.assert_allclose(
+            a["throughput"][2]["moe"], best.throughput_per_gpu.sel(variant="moe", kappa=5.0, **sel).values, rtol=1e-6
+        )
+        np.testing.assert_array_equal(
+            a["bound"][2]["bound"],
+            best.bound.sel(variant="moe", kappa=5.0, model=sel["model"], hardware=sel["hardware"])
+            .transpose("num_gpus", "context")
+            .values,
+        )
         np.testing.assert_allclose(a["reuse_gap"][2]["reuse_gap"], best.reuse_gap.sel(kappa=5.0, **sel).values, rtol=1e-6)
     assert {"throughput", "reuse_gap", "bound", "roofline"} <= set(a)
     for png, svg, _, _ in a.values():

@@ -24,19 +24,36 @@ SOL = Accounting()
 
 
 def _torus(dims=3.0, link_bw=100e9, intra_bw=600e9, island=6144.0, alpha=1e-6):
-    return HardwareSpec(hbm_bytes=96e9, hbm_bw=2.8e12, flops_bf16=459e12, flops_fp8=459e12, intra_bw=intra_bw,
-                        intra_latency=alpha, island_size=island, inter_bw=6.25e9, inter_latency=10e-6,
-                        fabric=2.0, link_bw=link_bw, torus_dims=dims)
+    return HardwareSpec(
+        hbm_bytes=96e9,
+        hbm_bw=2.8e12,
+        flops_bf16=459e12,
+        flops_fp8=459e12,
+        intra_bw=intra_bw,
+        intra_latency=alpha,
+        island_size=island,
+        inter_bw=6.25e9,
+        inter_latency=10e-6,
+        fabric=2.0,
+        link_bw=link_bw,
+        torus_dims=dims,
+    )
 
 
 # --- torus placement and collectives ------------------------------------------------------------
 
-@pytest.mark.parametrize("dims,chips,shape", [
-    (3, 8, [2, 2, 2]), (3, 32, [4, 4, 2]), (3, 64, [4, 4, 4]),
-    (3, 6144, [24, 16, 16]),  # the largest v5p slice, 16x16x24 (Cloud TPU v5p page)
-    (2, 256, [16, 16]),  # a full v6e pod, 16x16 (Cloud TPU v6e page)
-    (2, 16, [4, 4]),  # a trn2.48xlarge, 4x4 (AWS Trn2 architecture page)
-])
+
+@pytest.mark.parametrize(
+    "dims,chips,shape",
+    [
+        (3, 8, [2, 2, 2]),
+        (3, 32, [4, 4, 2]),
+        (3, 64, [4, 4, 4]),
+        (3, 6144, [24, 16, 16]),  # the largest v5p slice, 16x16x24 (Cloud TPU v5p page)
+        (2, 256, [16, 16]),  # a full v6e pod, 16x16 (Cloud TPU v6e page)
+        (2, 16, [4, 4]),  # a trn2.48xlarge, 4x4 (AWS Trn2 architecture page)
+    ],
+)
 def test_torus_shape_is_the_published_slice_shape(dims, chips, shape):
     sides = sorted((2.0 ** float(e) for e in torus_shape(_torus(dims=float(dims)), float(chips))), reverse=True)
     assert sides[:dims] == pytest.approx(shape, rel=1e-5)
@@ -51,7 +68,8 @@ def test_torus_all_reduce_worked_example():
     assert float(all_reduce(_torus(), 64.0, 64.0, 1e6, SOL)) == pytest.approx(expected, rel=1e-5)
     # a 2D torus of the same chips (8x8) has 4 links and 2·7 hops per reduce-scatter
     assert float(all_reduce(_torus(dims=2.0), 64.0, 64.0, 1e6, SOL)) == pytest.approx(
-        2 * 14 * 1e-6 + 2 * 63 / 64 * 1e6 / 400e9, rel=1e-5)
+        2 * 14 * 1e-6 + 2 * 63 / 64 * 1e6 / 400e9, rel=1e-5
+    )
 
 
 def test_torus_all_to_all_is_bisection_limited():
@@ -72,8 +90,9 @@ def test_torus_group_gets_only_its_links():
 @pytest.mark.parametrize("fabric", ["torus", "mesh"])
 def test_kernel_collectives_match_the_oracle(fabric):
     hw = _torus(dims=2.0, island=8.0) if fabric == "torus" else dataclasses.replace(_torus(), fabric=1.0, island_size=8.0)
-    net = _Net({k: float(v) for k, v in vars(hw).items()}, {"comm_efficiency": 1.0, "collective_latency": 0.0,
-                                                             "a2a_peer_latency": 0.0})
+    net = _Net(
+        {k: float(v) for k, v in vars(hw).items()}, {"comm_efficiency": 1.0, "collective_latency": 0.0, "a2a_peer_latency": 0.0}
+    )
     for p, span in ((2.0, 2.0), (4.0, 4.0), (8.0, 8.0), (6.0, 6.0), (16.0, 16.0), (8.0, 64.0), (3.0, 12.0)):
         assert float(all_reduce(hw, p, span, 1e6, SOL)) == pytest.approx(net.all_reduce(p, span, 1e6), rel=1e-5), (p, span)
         assert float(all_to_all(hw, p, span, 1e6, SOL)) == pytest.approx(net.all_to_all(p, span, 1e6), rel=1e-5), (p, span)
@@ -83,11 +102,26 @@ def test_kernel_collectives_match_the_oracle(fabric):
 
 fabric_hw = st.builds(
     lambda fabric, dims, link, intra, island, inter: HardwareSpec(
-        hbm_bytes=80e9, hbm_bw=3e12, flops_bf16=1e15, flops_fp8=2e15, intra_bw=intra, intra_latency=2e-6,
-        island_size=island, inter_bw=inter, inter_latency=5e-6, fabric=fabric, link_bw=link,
-        torus_dims=dims if fabric == 2.0 else 0.0),
-    st.sampled_from([0.0, 1.0, 2.0]), st.sampled_from([1.0, 2.0, 3.0]), st.floats(10e9, 300e9),
-    st.floats(50e9, 1.5e12), st.sampled_from([4.0, 8.0, 16.0, 72.0, 256.0]), st.floats(5e9, 100e9))
+        hbm_bytes=80e9,
+        hbm_bw=3e12,
+        flops_bf16=1e15,
+        flops_fp8=2e15,
+        intra_bw=intra,
+        intra_latency=2e-6,
+        island_size=island,
+        inter_bw=inter,
+        inter_latency=5e-6,
+        fabric=fabric,
+        link_bw=link,
+        torus_dims=dims if fabric == 2.0 else 0.0,
+    ),
+    st.sampled_from([0.0, 1.0, 2.0]),
+    st.sampled_from([1.0, 2.0, 3.0]),
+    st.floats(10e9, 300e9),
+    st.floats(50e9, 1.5e12),
+    st.sampled_from([4.0, 8.0, 16.0, 72.0, 256.0]),
+    st.floats(5e9, 100e9),
+)
 groups = st.tuples(st.sampled_from([1.0, 2.0, 3.0, 4.0, 8.0, 9.0, 16.0, 64.0, 72.0]), st.sampled_from([1.0, 2.0, 4.0, 8.0]))
 sizes = st.floats(1e3, 1e8)
 
@@ -117,6 +151,7 @@ def test_a_group_within_one_island_never_pays_inter_node_terms(hw, group, n, bw_
 
 
 # --- hardware catalogue ----------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("name", NEW_HARDWARE)
 def test_new_hardware_numbers_are_positive_sourced_and_say_their_basis(name):
@@ -158,9 +193,14 @@ def test_nvl72_and_tpu_islands():
     assert float(v5p.fabric) == FABRICS["torus"] and float(v5p.torus_dims) == 3
 
 
-@pytest.mark.parametrize("changes,field", [
-    ({"torus_dims": 0.0}, "torus_dims"), ({"torus_dims": 4.0}, "torus_dims"), ({"link_bw": 0.0}, "link_bw"),
-])
+@pytest.mark.parametrize(
+    "changes,field",
+    [
+        ({"torus_dims": 0.0}, "torus_dims"),
+        ({"torus_dims": 4.0}, "torus_dims"),
+        ({"link_bw": 0.0}, "link_bw"),
+    ],
+)
 def test_bad_torus_names_the_field(changes, field):
     with pytest.raises(SpecError, match=f"HardwareSpec.{field} = "):
         dataclasses.replace(_torus(), **changes)
@@ -178,11 +218,11 @@ def test_torus_entry_without_dims_names_the_field(tmp_path):
 
 # --- wide expert parallelism -----------------------------------------------------------------------
 
+
 def test_ep72_on_nvl72_is_enumerated_and_feasible_for_deepseek():
     """DeepSeek-V3's 256 experts + 32 redundant = 288 slots, 4 per rank on EP72: the frontier search
     space offers it on 72 GPUs, it is legal, and it fits one NVL72 rack at 32k context."""
-    space = PartitionSpace(ep=(1, 2, 4, 8, 16, 32, 64, 72), dp_attn=(1, 2, 4, 8, 9, 18, 36, 72),
-                           redundant_experts=(0, 16, 32))
+    space = PartitionSpace(ep=(1, 2, 4, 8, 16, 32, 64, 72), dp_attn=(1, 2, 4, 8, 9, 18, 36, 72), redundant_experts=(0, 16, 32))
     table = enumerate_partitions(72, space)
     cols = {f: i for i, f in enumerate(f.name for f in dataclasses.fields(Partition))}
     ep72 = table[(table[:, cols["ep"]] == 72) & (table[:, cols["redundant_experts"]] == 32)]
@@ -198,6 +238,7 @@ def test_ep72_on_nvl72_is_enumerated_and_feasible_for_deepseek():
 
 def test_frontier_grid_has_nvl72_and_wide_ep():
     from moejax.catalogue import CONF_DIR
+
     grid = yaml.safe_load((CONF_DIR / "grid" / "frontier.yaml").read_text())
     assert "gb200-nvl72" in grid["hardware"] and 72 in grid["num_gpus"]
     assert {32, 64, 72} <= set(grid["partitions"]["ep"])

@@ -32,8 +32,9 @@ KEYS = {"n", "evaluated", "skipped", "not_expressible", "infeasible", "median_ab
 
 
 def cli(*args, cwd=ROOT):
-    return subprocess.run([sys.executable, "-m", "moejax.validate", *args], check=False, cwd=cwd, capture_output=True,
-                          text=True, timeout=600)
+    return subprocess.run(
+        [sys.executable, "-m", "moejax.validate", *args], check=False, cwd=cwd, capture_output=True, text=True, timeout=600
+    )
 
 
 @pytest.fixture(scope="module")
@@ -47,8 +48,13 @@ def small_run(tmp_path_factory):
 def test_cli_small_file(small_run):
     record, stdout, out = small_run
     assert KEYS <= set(record) and record["n"] == 6 and record["evaluated"] == 5
-    assert set(record["predicted"]) == {"small-dsv3-h200-tp8-b64", "small-dsv3-h100-prefill-max", "small-llama70b-h100-max",
-                                        "small-dsv3-b200-mtp", "small-gptoss"}  # gpt-oss-120b: per-layer patterns (issue 13)
+    assert set(record["predicted"]) == {
+        "small-dsv3-h200-tp8-b64",
+        "small-dsv3-h100-prefill-max",
+        "small-llama70b-h100-max",
+        "small-dsv3-b200-mtp",
+        "small-gptoss",
+    }  # gpt-oss-120b: per-layer patterns (issue 13)
     assert record["skipped"] == ["small-unusable"]
     assert record["not_expressible"] == {}
     figure = {m.id: m.figure for m in val.load_measurements(SMALL)}
@@ -91,8 +97,15 @@ def _direct(m, hw, p, context, acc, phase, batch=None, mtp=(0.0, 0.0)):
 
 def _model(name, weights, kv, gemm, experts=None):
     """A measurement's dtypes as the validation maps them (moejax/data/reference/serving/README.md)."""
-    return load_model(name, weights=weights, experts=experts or weights, kv=kv, gemm=gemm, activations="bf16",
-                      dispatch="fp8" if gemm in ("fp8", "fp4") else "bf16")
+    return load_model(
+        name,
+        weights=weights,
+        experts=experts or weights,
+        kv=kv,
+        gemm=gemm,
+        activations="bf16",
+        dispatch="fp8" if gemm in ("fp8", "fp4") else "bf16",
+    )
 
 
 def test_predictions_equal_direct_kernel(small_run):
@@ -104,15 +117,29 @@ def test_predictions_equal_direct_kernel(small_run):
         _model("deepseek-v3", "fp8", "bf16", "fp8"), load_hardware("h200"), Partition(tp=8.0), 1382.0, acc, "decode", 64.0
     )
     assert pred["small-dsv3-h200-tp8-b64"]["step_time"] == pytest.approx(float(r.step_time), rel=1e-6)
-    r = _direct(_model("deepseek-v3", "fp8", "bf16", "fp8"), load_hardware("h100-sxm"), Partition(ep=16.0, dp_attn=16.0),
-                2048.0, acc, "prefill")
+    r = _direct(
+        _model("deepseek-v3", "fp8", "bf16", "fp8"),
+        load_hardware("h100-sxm"),
+        Partition(ep=16.0, dp_attn=16.0),
+        2048.0,
+        acc,
+        "prefill",
+    )
     assert pred["small-dsv3-h100-prefill-max"]["throughput_per_gpu"] == pytest.approx(float(r.throughput_per_gpu), rel=1e-6)
     r = _direct(
         _model("llama-3-70b", "bf16", "bf16", "bf16"), load_hardware("h100-sxm"), Partition(tp=8.0), 2048.0, acc, "decode"
     )
     assert pred["small-llama70b-h100-max"]["throughput_per_gpu"] == pytest.approx(float(r.throughput_per_gpu), rel=1e-6)
-    r = _direct(_model("deepseek-v3", "fp8", "fp8", "fp8"), load_hardware("b200"), Partition(tp=8.0, ep=8.0), 2048.0, acc,
-                "decode", 2.0, mtp=(3.0, 1.8))
+    r = _direct(
+        _model("deepseek-v3", "fp8", "fp8", "fp8"),
+        load_hardware("b200"),
+        Partition(tp=8.0, ep=8.0),
+        2048.0,
+        acc,
+        "decode",
+        2.0,
+        mtp=(3.0, 1.8),
+    )
     assert pred["small-dsv3-b200-mtp"]["tokens_per_s_per_user"] == pytest.approx(float(r.tokens_per_s_per_user), rel=1e-6)
     assert pred["small-dsv3-b200-mtp"]["tpot"] == pytest.approx(float(r.step_time) / 2.8, rel=1e-6)
 
@@ -128,9 +155,15 @@ def test_one_vmapped_call_matches_per_point_calls():
 def test_infeasible_is_reported_not_dropped(tmp_path):
     entries = yaml.safe_load(SMALL.read_text())
     big = copy.deepcopy(entries[0])
-    big.update(id="too-big", model="llama-3-405b", hardware="h100-sxm", batch=512, context=131072,
-               dtypes={"weights": "bf16", "kv": "bf16", "activations": "bf16"},
-               measured={"step_time": 1.0, "tokens_per_s_per_user": None, "throughput_per_gpu": None})
+    big.update(
+        id="too-big",
+        model="llama-3-405b",
+        hardware="h100-sxm",
+        batch=512,
+        context=131072,
+        dtypes={"weights": "bf16", "kv": "bf16", "activations": "bf16"},
+        measured={"step_time": 1.0, "tokens_per_s_per_user": None, "throughput_per_gpu": None},
+    )
     path = tmp_path / "m.yaml"
     path.write_text(yaml.safe_dump([entries[0], big]))
     points, _, _ = val.resolve_all(val.load_measurements(path))
@@ -144,8 +177,14 @@ def test_infeasible_is_reported_not_dropped(tmp_path):
 def test_not_expressible_partitions(tmp_path):
     entries = yaml.safe_load(SMALL.read_text())
     wrong_count = {**copy.deepcopy(entries[0]), "id": "count", "num_gpus": 16}
-    heads = {**copy.deepcopy(entries[2]), "id": "heads", "num_gpus": 3, "partition": {"tp": 3}, "batch": 1,
-             "measured": {"step_time": 0.01}}
+    heads = {
+        **copy.deepcopy(entries[2]),
+        "id": "heads",
+        "num_gpus": 3,
+        "partition": {"tp": 3},
+        "batch": 1,
+        "measured": {"step_time": 0.01},
+    }
     unknown = {**copy.deepcopy(entries[0]), "id": "unknown", "hardware": "h900"}
     path = tmp_path / "m.yaml"
     path.write_text(yaml.safe_dump([wrong_count, heads, unknown]))
@@ -155,8 +194,11 @@ def test_not_expressible_partitions(tmp_path):
     assert reasons["heads"].startswith("partition not legal for llama-3-70b: Partition.tp = 3 is invalid")
 
 
-@pytest.mark.skipif(not SHARED.is_dir(), reason="../shared/reference is not beside the clone (the newest published "
-                    "files live there; the vendored copies are checked by test_vendored_files_load)")
+@pytest.mark.skipif(
+    not SHARED.is_dir(),
+    reason="../shared/reference is not beside the clone (the newest published "
+    "files live there; the vendored copies are checked by test_vendored_files_load)",
+)
 def test_published_files_load():
     for path in (SHARED / "serving" / "measurements.yaml", SHARED / "peers" / "aic-silicon.yaml"):
         entries = val.load_measurements(path)
@@ -177,8 +219,9 @@ def test_vendored_files_load():
 
 def test_serving_block_is_read():
     """A serving block is kept with SI/token values; concurrency and ttft may be null."""
-    m = check_entry(Path("m.yaml"), 0, _with(serving={"mode": "agg", "isl": 1024, "osl": 2048, "concurrency": 64,
-                                                      "ttft": 0.142})[0])
+    m = check_entry(
+        Path("m.yaml"), 0, _with(serving={"mode": "agg", "isl": 1024, "osl": 2048, "concurrency": 64, "ttft": 0.142})[0]
+    )
     assert m.serving == {"mode": "agg", "isl": 1024.0, "osl": 2048.0, "concurrency": 64, "ttft": 0.142}
     m = check_entry(Path("m.yaml"), 0, _with(serving={"mode": "disagg", "isl": 2000, "osl": 100, "concurrency": None})[0])
     assert m.serving["concurrency"] is None and m.serving["ttft"] is None
@@ -187,6 +230,7 @@ def test_serving_block_is_read():
 
 # ------------------------------------------------------------------------------------------------
 # bad input: one line naming the entry and the field, exit code 2, no output files
+
 
 def _base():
     return yaml.safe_load(SMALL.read_text())[0]
@@ -347,18 +391,33 @@ TRUTH_AMD = {"hbm_efficiency": 0.65, "flops_efficiency": 0.45, "layer_latency": 
 
 def synthetic_points(truth_by_family: dict) -> list:
     """Points whose measured figure is the model's own prediction at ``truth_by_family[family]``."""
-    raw = [{"id": f"syn-{i}", "source": "synthetic", "firmness": "exact", "model": m, "hardware": hw,
-            "num_gpus": int(np.prod([v for k, v in part.items() if k != "ep"])), "partition": part,
-            "dtypes": {"weights": w, "kv": kv, "activations": "bf16"}, "phase": phase, "batch": b, "context": ctx,
-            "measured": {fig: 1.0}} for i, (m, hw, part, (w, kv), phase, b, ctx, fig) in enumerate(SYNTHETIC)]
+    raw = [
+        {
+            "id": f"syn-{i}",
+            "source": "synthetic",
+            "firmness": "exact",
+            "model": m,
+            "hardware": hw,
+            "num_gpus": int(np.prod([v for k, v in part.items() if k != "ep"])),
+            "partition": part,
+            "dtypes": {"weights": w, "kv": kv, "activations": "bf16"},
+            "phase": phase,
+            "batch": b,
+            "context": ctx,
+            "measured": {fig: 1.0},
+        }
+        for i, (m, hw, part, (w, kv), phase, b, ctx, fig) in enumerate(SYNTHETIC)
+    ]
     entries = [check_entry(Path("synthetic"), i, r) for i, r in enumerate(raw)]
     points, reasons, _ = val.resolve_all(entries)
     assert not reasons and len(points) == len(SYNTHETIC)
     acc = [Accounting(**truth_by_family.get(p.family, truth_by_family.get("all", {}))) for p in points]
     ev = val.evaluate(points, stack(acc))
     assert ev.feasible.all()
-    return [dataclasses.replace(p, measurement=dataclasses.replace(
-        p.measurement, measured={p.measurement.figure: float(v)})) for p, v in zip(points, ev.predicted)]
+    return [
+        dataclasses.replace(p, measurement=dataclasses.replace(p.measurement, measured={p.measurement.figure: float(v)}))
+        for p, v in zip(points, ev.predicted)
+    ]
 
 
 def test_fit_recovers_known_constants():
@@ -400,8 +459,14 @@ def test_fit_per_family_and_loo_is_out_of_sample():
 
 def test_fit_cli_writes_accounting_yaml(tmp_path):
     out = tmp_path / "out"
-    proc = cli(f"measurements={SMALL}", f"out={out}", "fit=true", "calibration.free=[hbm_efficiency]", "calibration.steps=100",
-               f"hydra.run.dir={tmp_path / 'hydra'}")
+    proc = cli(
+        f"measurements={SMALL}",
+        f"out={out}",
+        "fit=true",
+        "calibration.free=[hbm_efficiency]",
+        "calibration.steps=100",
+        f"hydra.run.dir={tmp_path / 'hydra'}",
+    )
     assert proc.returncode == 0, proc.stderr
     record = json.loads(proc.stdout.strip().splitlines()[-1])
     fit = record["fit"]

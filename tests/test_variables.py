@@ -18,7 +18,8 @@ ROOT = Path(__file__).resolve().parent.parent
 def test_docs_dataset_md_is_the_generated_registry():
     """docs/dataset.md is regenerated with: python -m moejax.engine.variables --markdown > docs/dataset.md"""
     assert (ROOT / "docs" / "dataset.md").read_text() == variables.markdown(), (
-        "docs/dataset.md is stale: run python -m moejax.engine.variables --markdown > docs/dataset.md")
+        "docs/dataset.md is stale: run python -m moejax.engine.variables --markdown > docs/dataset.md"
+    )
 
 
 def test_every_step_costs_field_is_registered():

@@ -112,6 +112,7 @@ def _optax_solve(m, hw, parts, pmask, wl, acc, t_moe, x0, x_lo, x_hi, solver: So
             x, state = c
             updates, state = opt.update(jax.grad(loss)(x, p), state)
             return jnp.clip(optax.apply_updates(x, updates), x_lo, x_hi), state
+
         return jax.lax.fori_loop(0, solver.adam_steps, step, (x, state))
 
     x, _ = jax.lax.fori_loop(0, solver.rounds, one_round, (x0, opt.init(x0)))
@@ -126,6 +127,7 @@ def bisect_crossing(dense, t_moe, x_lo, x_hi, steps: int):
     One loop with one ``dense`` evaluation per pass (traced and compiled once): pass 0 at x_lo,
     1 at x_hi, then the bisections, and a last pass at the final midpoint x*.
     """
+
     def step(i, carry):
         lo, hi, d_lo, d_hi, _ = carry
         mid = 0.5 * (lo + hi)
@@ -134,6 +136,7 @@ def bisect_crossing(dense, t_moe, x_lo, x_hi, steps: int):
         bisecting = (i >= 2) & (i < steps + 2)
         lo, hi = jnp.where(bisecting & ahead, mid, lo), jnp.where(bisecting & ~ahead, mid, hi)
         return lo, hi, jnp.where(i == 0, d, d_lo), jnp.where(i == 1, d, d_hi), d
+
     zero = jnp.zeros_like(t_moe)  # throughputs may be wider than log κ (float64 model, float32 bracket)
     lo, hi, d_lo, d_hi, d_star = jax.lax.fori_loop(0, steps + 3, step, (x_lo, x_hi, zero, zero, zero))
     reason = jnp.select([t_moe <= 0, x_lo >= x_hi, d_lo <= 0, d_lo <= t_moe, d_hi >= t_moe], [3, 4, 4, 1, 2], 0)
@@ -160,8 +163,7 @@ def breakeven_point(m, hw, parts, pmask, context, batch, acc: Accounting, log_km
     found = reason == 0
     agrees = found & (jnp.abs(k_opt / k_star - 1) <= solver.tolerance)
     nan = jnp.nan
-    return (jnp.where(found, k_star, nan), jnp.where(found, k_opt, nan), jnp.where(found, ratio, nan),
-            agrees, reason, t_moe)
+    return (jnp.where(found, k_star, nan), jnp.where(found, k_opt, nan), jnp.where(found, ratio, nan), agrees, reason, t_moe)
 
 
 #: below this many grid points the κ* kernel is lifted flat (``lift_flat``): it compiles in
@@ -220,8 +222,10 @@ def problem(cfg: DictConfig) -> Problem:
     precision = relative_precision(be.kappa_min, be.kappa_max, int(be.bisection_steps))
     if precision > be.tolerance:
         need = int(np.ceil(np.log2(np.log(be.kappa_max / be.kappa_min) / np.log1p(be.tolerance)))) - 1
-        raise SpecError(f"breakeven.bisection_steps = {be.bisection_steps} is invalid: brackets kappa* only to {precision:.2g} "
-                        f"(relative); at least {need} for tolerance = {be.tolerance} on [{be.kappa_min}, {be.kappa_max}]")
+        raise SpecError(
+            f"breakeven.bisection_steps = {be.bisection_steps} is invalid: brackets kappa* only to {precision:.2g} "
+            f"(relative); at least {need} for tolerance = {be.tolerance} on [{be.kappa_min}, {be.kappa_max}]"
+        )
     solver = Solver(int(be.bisection_steps), int(be.rounds), int(be.adam_steps), float(be.learning_rate), float(be.tolerance))
     dtype = np.float64 if cfg.precision == "float64" else np.float32
     return Problem(plan, inputs, sparse, solver, precision, dtype)
@@ -231,11 +235,21 @@ def solve(cfg: DictConfig) -> tuple[dict, dict, float]:
     """κ* for every (MoE model, hardware, num_gpus, context) of ``cfg.grid``:
     (arrays by output name, coords, seconds)."""
     prob = problem(cfg)
-    plan, inputs, sparse, solver, precision, dtype = (prob.plan, prob.inputs, prob.sparse, prob.solver, prob.precision,
-                                                      prob.dtype)
+    plan, inputs, sparse, solver, precision, dtype = (
+        prob.plan,
+        prob.inputs,
+        prob.sparse,
+        prob.solver,
+        prob.precision,
+        prob.dtype,
+    )
     be = cfg.breakeven
-    shared = (jnp.asarray(plan.batch, dtype), cast(plan.accounting, dtype), jnp.asarray(np.log(be.kappa_min), dtype),
-              jnp.asarray(np.log(be.kappa_max), dtype))
+    shared = (
+        jnp.asarray(plan.batch, dtype),
+        cast(plan.accounting, dtype),
+        jnp.asarray(np.log(be.kappa_min), dtype),
+        jnp.asarray(np.log(be.kappa_max), dtype),
+    )
     shape = tuple(inputs.shape[a] for a in ("row", "hardware", "num_gpus", "context"))
     out = {name: np.zeros(shape, dtype=bool if name == "agrees" else np.int8 if name == "reason" else dtype) for name in OUTPUTS}
     start = time.perf_counter()
@@ -252,9 +266,15 @@ def solve(cfg: DictConfig) -> tuple[dict, dict, float]:
         out[name][dense_models] = np.nan
     out["agrees"][dense_models] = False
     coords = {d: plan.coords[d] for d in GRID4}
-    out["variable_attrs"] = {"kappa_star": {"relative_precision": precision, "bisection_steps": int(be.bisection_steps),
-                                            "kappa_min": float(be.kappa_min), "kappa_max": float(be.kappa_max)},
-                             "agrees": {"tolerance": float(be.tolerance)}}
+    out["variable_attrs"] = {
+        "kappa_star": {
+            "relative_precision": precision,
+            "bisection_steps": int(be.bisection_steps),
+            "kappa_min": float(be.kappa_min),
+            "kappa_max": float(be.kappa_max),
+        },
+        "agrees": {"tolerance": float(be.tolerance)},
+    }
     return out, coords, seconds
 
 
@@ -277,7 +297,12 @@ def summary_json(out: dict, seconds: float) -> dict:
     reason = out["reason"]
     found = reason == 0
     k = out["kappa_star"][found]
-    return {"points": int(reason.size), "found": int(found.sum()), "agree": int(out["agrees"].sum()),
-            "flagged": int(found.sum() - out["agrees"].sum()),
-            "median_kappa_star": float(np.median(k)) if k.size else None,
-            "reasons": {r: int((reason == i).sum()) for i, r in enumerate(REASONS)}, "seconds": seconds}
+    return {
+        "points": int(reason.size),
+        "found": int(found.sum()),
+        "agree": int(out["agrees"].sum()),
+        "flagged": int(found.sum() - out["agrees"].sum()),
+        "median_kappa_star": float(np.median(k)) if k.size else None,
+        "reasons": {r: int((reason == i).sum()) for i, r in enumerate(REASONS)},
+        "seconds": seconds,
+    }

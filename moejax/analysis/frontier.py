@@ -41,9 +41,13 @@ def frontier_summary(path: Path, levels=LEVELS, kappa: float = 5.0, context: flo
         cost = ds.frontier_cost_per_mtok.sel(kappa=k, context=c) if priced else None
         where = "$/Mtok is lowest" if priced else "tok/s/GPU is highest (no prices in the dataset)"
         workload = f" (isl {ds.isl.sel(context=c).item():g}, osl {ds.osl.sel(context=c).item():g})" if "isl" in ds else ""
-        lines = [(f"serving frontier at kappa={k:g}, context {int(c)}{workload}: dense $/Mtok ÷ MoE $/Mtok (> 1: the MoE is "
-                  f"cheaper), on the hardware x GPUs where the MoE's {where} at that interactivity; cells: ratio "
-                  "hardware/GPUs MoE $/Mtok")]
+        lines = [
+            (
+                f"serving frontier at kappa={k:g}, context {int(c)}{workload}: dense $/Mtok ÷ MoE $/Mtok (> 1: the MoE is "
+                f"cheaper), on the hardware x GPUs where the MoE's {where} at that interactivity; cells: ratio "
+                "hardware/GPUs MoE $/Mtok"
+            )
+        ]
         heads, rows = [f">= {p:.3g} tok/s/user" for p in picks], []
         for model in ds.model.values:
             cells = []
@@ -85,9 +89,11 @@ def slo_summary(path: Path, kappa: float = 5.0, context: float = 8192.0) -> str:
         c = float(ds.context[np.argmin(np.abs(np.log(ds.context.values / context)))])
         at = ds.sel(kappa=k, context=c)
         modes = dict(zip(ds.slo_mode.attrs["flag_values"].tolist(), ds.slo_mode.attrs["flag_meanings"].split()))
-        lines = [f"under the SLO ({ds.slo_status.attrs['long_name'].split('(', 1)[1].split(')')[0]}) at kappa={k:g}, "
-                 f"isl {at.isl.item():g}, osl {at.osl.item():g}: $/Mtok of each mode on the hardware x GPUs where the "
-                 "cheaper one is lowest"]
+        lines = [
+            f"under the SLO ({ds.slo_status.attrs['long_name'].split('(', 1)[1].split(')')[0]}) at kappa={k:g}, "
+            f"isl {at.isl.item():g}, osl {at.osl.item():g}: $/Mtok of each mode on the hardware x GPUs where the "
+            "cheaper one is lowest"
+        ]
         for model in ds.model.values:
             for variant in ("moe", "dense"):
                 one = at.sel(model=model, variant=variant).stack(place=("hardware", "num_gpus"))
@@ -103,6 +109,8 @@ def slo_summary(path: Path, kappa: float = 5.0, context: float = 8192.0) -> str:
                 share = float(one.slo_prefill_share.values[i])
                 cells = [f"${v:.3g}" if np.isfinite(v) else "SLO not met" for v in (agg[i], dis[i])]
                 share = f" (prefill share {share:.2f})" if np.isfinite(share) else ""
-                lines.append(f"  {label} on {place[0]}/{place[1]}: aggregated {cells[0]}, disaggregated {cells[1]}{share} "
-                             f"-> {mode} is cheaper")
+                lines.append(
+                    f"  {label} on {place[0]}/{place[1]}: aggregated {cells[0]}, disaggregated {cells[1]}{share} "
+                    f"-> {mode} is cheaper"
+                )
     return "\n".join(lines)

@@ -59,12 +59,15 @@ OUTPUTS = KAPPA_STAR_FRONTIER  # registered in engine/variables.py, in the order
 def candidates(m, hw, parts, pmask, context, columns, acc):
     """[P, K] throughput per GPU (-1 where illegal or infeasible) and tokens/s per user (0 there)
     of every (partition, batch column) candidate; column batch 0 is B_max."""
+
     def one(p, ok):
         def at(b):
             r = decode_point(m, hw, p, Workload(context=context, batch=b), acc)
             good = ok & r.feasible
             return jnp.where(good, r.throughput_per_gpu, -1.0), jnp.where(good, r.tokens_per_s_per_user, 0.0)
+
         return jax.vmap(at)(columns)
+
     return jax.vmap(one)(parts, pmask)
 
 
@@ -86,6 +89,7 @@ def frontier_breakeven_point(m, hw, parts, pmask, context, columns, levels, acc,
         def one(lk, level):
             dx, du = candidates(keep_attention(m, jnp.exp(lk)), hw, dense_parts, dense_mask, context, columns, acc)
             return frontier_at(dx, du, level)
+
         return jax.vmap(one)(log_kappa, levels)
 
     x_lo = jnp.maximum(log_kmin, jnp.log(kappa_exists(m)) + 1e-3) * jnp.ones_like(levels)
@@ -116,8 +120,13 @@ def solve_frontier(cfg: DictConfig) -> tuple[dict, dict, float] | None:
     dtype = prob.dtype
     columns, levels = np.asarray(spec.columns), np.asarray(spec.levels)
     kernel = frontier_breakeven_kernel(prob.solver.bisection_steps)
-    shared = (jnp.asarray(columns, dtype), jnp.asarray(levels, dtype), cast(plan.accounting, dtype),
-              jnp.asarray(np.log(be.kappa_min), dtype), jnp.asarray(np.log(be.kappa_max), dtype))
+    shared = (
+        jnp.asarray(columns, dtype),
+        jnp.asarray(levels, dtype),
+        cast(plan.accounting, dtype),
+        jnp.asarray(np.log(be.kappa_min), dtype),
+        jnp.asarray(np.log(be.kappa_max), dtype),
+    )
     shape = tuple(prob.inputs.shape[a] for a in ("row", "hardware", "num_gpus", "context")) + (len(levels),)
     out = {name: np.zeros(shape, dtype=np.int8 if name.endswith("reason") else dtype) for name in OUTPUTS}
     # a chunk's work: every candidate at every batch column and level (the dense block per step)
@@ -136,10 +145,15 @@ def solve_frontier(cfg: DictConfig) -> tuple[dict, dict, float] | None:
             out[name][dense_models] = np.nan
     coords = {d: plan.coords[d] for d in GRID4}
     coords["interactivity"] = (levels, {"units": "s-1", "long_name": "output tokens per second per user (level)"})
-    out["variable_attrs"] = {"kappa_star_frontier": {"relative_precision": prob.precision,
-                                                     "bisection_steps": prob.solver.bisection_steps,
-                                                     "kappa_min": float(be.kappa_min), "kappa_max": float(be.kappa_max),
-                                                     "batches": columns[1:]}}
+    out["variable_attrs"] = {
+        "kappa_star_frontier": {
+            "relative_precision": prob.precision,
+            "bisection_steps": prob.solver.bisection_steps,
+            "kappa_min": float(be.kappa_min),
+            "kappa_max": float(be.kappa_max),
+            "batches": columns[1:],
+        }
+    }
     return out, coords, seconds
 
 
@@ -150,8 +164,12 @@ def dataset_variables(out: dict) -> dict:
 
 def summary_json(out: dict, seconds: float) -> dict:
     reason = out["kappa_star_frontier_reason"]
-    return {"levels": int(reason.size), "found": int((reason == 0).sum()),
-            "reasons": {r: int((reason == i).sum()) for i, r in enumerate(REASONS)}, "seconds": seconds}
+    return {
+        "levels": int(reason.size),
+        "found": int((reason == 0).sum()),
+        "reasons": {r: int((reason == i).sum()) for i, r in enumerate(REASONS)},
+        "seconds": seconds,
+    }
 
 
 REPORT_LEVELS = (1.0, 20.0, 50.0, 200.0)  # tokens/s per user: the bulk end, slow, interactive, fast decode
@@ -163,8 +181,10 @@ def report(out: dict, coords: dict, levels=REPORT_LEVELS) -> list[str]:
     axis = coords["interactivity"][0]
     picks = sorted({int(np.argmin(np.abs(np.log(axis / lev)))) for lev in levels})
     head = "".join(f"{f'u>={axis[i]:.3g}':>16}" for i in picks)
-    lines = ["kappa* along the frontier (median over points where found, found/points; u in tokens/s/user)",
-             f"{'model':<18}{head}"]
+    lines = [
+        "kappa* along the frontier (median over points where found, found/points; u in tokens/s/user)",
+        f"{'model':<18}{head}",
+    ]
     for m, model in enumerate(coords["model"][0]):
         cells = []
         for i in picks:

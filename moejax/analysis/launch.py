@@ -88,8 +88,10 @@ def launch(engine: str, d: Deployment) -> str:
     per_rank = math.ceil(float(d.batch) / dpa) if e["batch_per_dp_rank"] else math.ceil(float(d.batch))
     missing: list[str] = []
     if kvp > 1:
-        missing.append(f"{'CP' if g.get('kv_mode') == 2 else 'KVP (Helix)'}{kvp}: no KV-parallel decode; the command "
-                       f"runs without it on {group} GPUs per stage (KV and memory per GPU grow {kvp}x)")
+        missing.append(
+            f"{'CP' if g.get('kv_mode') == 2 else 'KVP (Helix)'}{kvp}: no KV-parallel decode; the command "
+            f"runs without it on {group} GPUs per stage (KV and memory per GPU grow {kvp}x)"
+        )
     kv = e["kv_cache_dtype"].get(d.kv_dtype)
     if kv is None:
         missing.append(f"KV cache dtype {d.kv_dtype}: stored as {', '.join(e['kv_cache_dtype'])} only; left at the default")
@@ -103,8 +105,10 @@ def launch(engine: str, d: Deployment) -> str:
             if ep == group:
                 flags.append(("--enable-expert-parallel", None))
             else:
-                missing.append(f"experts as EP{ep} x TP{group // ep}: vLLM shards experts over all {group} TP x DP GPUs, "
-                               "as EP (--enable-expert-parallel) or as TP; left as TP")
+                missing.append(
+                    f"experts as EP{ep} x TP{group // ep}: vLLM shards experts over all {group} TP x DP GPUs, "
+                    "as EP (--enable-expert-parallel) or as TP; left as TP"
+                )
         if d.moe and spare and ep == group:
             flags += [("--enable-eplb", None), ("--eplb-config", json.dumps({"num_redundant_experts": spare}))]
         flags.append(("--max-num-seqs", per_rank))
@@ -120,19 +124,27 @@ def launch(engine: str, d: Deployment) -> str:
         flags.append(("--max-running-requests", per_rank))
         flags += [("--kv-cache-dtype", kv)] if kv else []
         if d.mtp:
-            flags += [("--speculative-algorithm", "EAGLE"), ("--speculative-num-steps", d.mtp),
-                      ("--speculative-eagle-topk", 1), ("--speculative-num-draft-tokens", d.mtp + 1)]
+            flags += [
+                ("--speculative-algorithm", "EAGLE"),
+                ("--speculative-num-steps", d.mtp),
+                ("--speculative-eagle-topk", 1),
+                ("--speculative-num-draft-tokens", d.mtp + 1),
+            ]
         flags += [("--disaggregation-mode", d.role)] if d.role else []
     else:
         engine_dense = group
         if dpa > 1 and tp > 1:
-            missing.append(f"attention TP{tp} x DP{dpa}: TensorRT-LLM's attention DP runs attention at TP1 on each of the "
-                           f"{group} ranks; emitted as attention DP{group}")
+            missing.append(
+                f"attention TP{tp} x DP{dpa}: TensorRT-LLM's attention DP runs attention at TP1 on each of the "
+                f"{group} ranks; emitted as attention DP{group}"
+            )
         flags += [("--tp_size", group), ("--pp_size", pp)]
         flags += [("--ep_size", ep)] if d.moe and ep > 1 else []
         if d.moe and spare:
-            missing.append(f"{spare} redundant experts: TensorRT-LLM's MoE load balancer (moe_config.load_balancer) "
-                           "takes a slot layout; not emitted")
+            missing.append(
+                f"{spare} redundant experts: TensorRT-LLM's MoE load balancer (moe_config.load_balancer) "
+                "takes a slot layout; not emitted"
+            )
         flags.append(("--max_batch_size", per_rank))
         options.update({"enable_attention_dp": True} if dpa > 1 else {})
         options.update({"kv_cache_config": {"dtype": kv}} if kv else {})
@@ -145,13 +157,18 @@ def launch(engine: str, d: Deployment) -> str:
         )
 
     label = "·".join(f"{k}{v}" for k, v in (("TP", tp), ("EP", ep), ("PP", pp), ("DPattn", dpa), ("KVP", kvp)))
-    lines = [f"# {e['name']} {e['version']}: {label}, {pp * group * kvp} GPUs per replica, batch {float(d.batch):g} per replica"
-             + (f", {d.role} role of disaggregated serving" if d.role else "") + " (flags and sources: conf/launch.yaml)"]
+    lines = [
+        f"# {e['name']} {e['version']}: {label}, {pp * group * kvp} GPUs per replica, batch {float(d.batch):g} per replica"
+        + (f", {d.role} role of disaggregated serving" if d.role else "")
+        + " (flags and sources: conf/launch.yaml)"
+    ]
     if g.get("dp", 1) > 1:
         lines.append(f"# {g['dp']} replicas: run {g['dp']} copies of this command behind a load balancer")
     if engine == "trtllm" and d.role:
-        lines.append("# disaggregated: front the prefill (context) and decode (generation) servers with "
-                     "trtllm-serve disaggregated -c <config listing both>")
+        lines.append(
+            "# disaggregated: front the prefill (context) and decode (generation) servers with "
+            "trtllm-serve disaggregated -c <config listing both>"
+        )
     lines += [f"# not expressible in {e['name']} {e['version']}: {m}" for m in missing]
     if options:
         lines += [f"cat > {TRTLLM_OPTIONS_FILE} <<'EOF'", yaml.safe_dump(options, sort_keys=False).rstrip(), "EOF"]

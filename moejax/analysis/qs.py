@@ -31,12 +31,17 @@ def qs_columns(batch, throughput, feasible, n_experts, top_k, kappa) -> dict[str
         capacity = np.where(both, b_dense / b_moe, np.nan)
         ratio = np.where(both, throughput[:, 1] / throughput[:, 0], np.nan)
     return {
-        "n_experts": e, "top_k": k, "rho": rho,
+        "n_experts": e,
+        "top_k": k,
+        "rho": rho,
         "rho_kappa": rho[:, None] * np.asarray(kappa, float)[None, :],
         "routing_factor": e / k,
-        "b_moe": b_moe, "b_dense": b_dense,
-        "r_moe": b_moe * rho[col], "r_dense": b_dense,
-        "capacity_factor": capacity, "reuse_gap": (e / k)[col] * capacity,
+        "b_moe": b_moe,
+        "b_dense": b_dense,
+        "r_moe": b_moe * rho[col],
+        "r_dense": b_dense,
+        "capacity_factor": capacity,
+        "reuse_gap": (e / k)[col] * capacity,
         "dense_moe_ratio": ratio,
     }
 
@@ -45,6 +50,7 @@ def qs_writer(plan, kappa_star: dict | None = None, kappa_star_frontier: dict | 
     """A function that adds the Table 3 columns of a sweep ``plan`` (an ``engine.plan.SweepPlan``)
     and, if given, the κ* variables (see ``moejax.analysis.breakeven``) and κ*(interactivity)
     (``frontier_breakeven``) to the open netCDF dataset."""
+
     def derive(nc) -> None:
         float_dtype = str(nc["throughput_per_gpu"].dtype)
         if kappa_star_frontier is not None:
@@ -56,10 +62,17 @@ def qs_writer(plan, kappa_star: dict | None = None, kappa_star_frontier: dict | 
                 create_variable(nc, REGISTRY[name], float_dtype, ds[name].values, attrs=dict(ds[name].attrs), nan_fill=False)
         moe_rows = plan.inputs.rows
         moe = plan.row_map[:, 0, 0]
-        cols = qs_columns(nc["batch"][:].filled(np.nan), nc["throughput_per_gpu"][:].filled(np.nan),
-                          nc["feasible"][:].filled(0), moe_rows.n_experts[moe], moe_rows.top_k[moe], nc["kappa"][:])
+        cols = qs_columns(
+            nc["batch"][:].filled(np.nan),
+            nc["throughput_per_gpu"][:].filled(np.nan),
+            nc["feasible"][:].filled(0),
+            moe_rows.n_experts[moe],
+            moe_rows.top_k[moe],
+            nc["kappa"][:],
+        )
         for name, var in QS.items():
             create_variable(nc, var, float_dtype, np.asarray(cols[name], dtype=float_dtype))
+
     return derive
 
 
@@ -67,9 +80,11 @@ def sweep_columns(cfg):
     """The main job's derived columns for ``engine.run.run``: the Table 3 columns, plus κ* when
     ``cfg.breakeven.include`` asks for it (solved once the sweep's parts are written), and with
     ``grid.batches`` κ* along the frontier."""
+
     def derive(plan):
         if not cfg.breakeven.include:
             return qs_writer(plan)
         frontier = frontier_breakeven.solve_frontier(cfg)
         return qs_writer(plan, solve(cfg)[0], frontier[0] if frontier is not None else None)
+
     return derive

@@ -57,8 +57,9 @@ def model_rows(ds: xr.Dataset) -> dict | None:
     return out
 
 
-def operating_points(ds: xr.Dataset, model: str, hardware: str, num_gpus: int, kappa: float,
-                     hbm_bw: float) -> dict[str, dict[str, np.ndarray]]:
+def operating_points(
+    ds: xr.Dataset, model: str, hardware: str, num_gpus: int, kappa: float, hbm_bw: float
+) -> dict[str, dict[str, np.ndarray]]:
     """Per variant (``moe``, ``dense``): ``context``, ``intensity`` (FLOP/byte) and ``achieved``
     (FLOP/s per GPU) of the feasible points of the selection, over the dataset's contexts.
     ``hbm_bw``: the accelerator's HBM bandwidth in byte/s. Empty if the specs are unavailable."""

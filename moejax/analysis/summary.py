@@ -38,8 +38,10 @@ def check_sweep(ds: xr.Dataset, name) -> None:
     """``SpecError`` unless ``ds`` is a moejax sweep dataset (the variables and dims plotted)."""
     missing = [v for v in SWEEP_VARIABLES + ("model", "variant", "kappa", "hardware", "num_gpus", "context") if v not in ds]
     if missing:
-        raise SpecError(f"dataset = {str(name)!r} is invalid: not a moejax sweep dataset (no {', '.join(missing)}); "
-                        "write one with python -m moejax.sweep")
+        raise SpecError(
+            f"dataset = {str(name)!r} is invalid: not a moejax sweep dataset (no {', '.join(missing)}); "
+            "write one with python -m moejax.sweep"
+        )
 
 
 def best_per_point(ds: xr.Dataset) -> xr.Dataset:
@@ -70,8 +72,7 @@ def best_per_point(ds: xr.Dataset) -> xr.Dataset:
 def _table(rows: list[list[str]], right: set[int]) -> list[str]:
     """Rows of cells as aligned lines: each column as wide as its widest cell."""
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    return ["  ".join(c.rjust(w) if i in right else c.ljust(w) for i, (c, w) in enumerate(zip(r, widths))).rstrip()
-            for r in rows]
+    return ["  ".join(c.rjust(w) if i in right else c.ljust(w) for i, (c, w) in enumerate(zip(r, widths))).rstrip() for r in rows]
 
 
 def context_label(c: float) -> str:
@@ -129,8 +130,20 @@ def summary(path: Path) -> str:
     with xr.open_dataset(path) as opened:
         kept = "partition" in opened.dims
         space_note = partition_space_note(opened.attrs["partition_space"]) if "partition_space" in opened.attrs else None
-        needed = ["throughput_per_gpu", "batch", "bound", "step_time", "feasible", "partition_valid", *PARTITION_FIELDS,
-                  *(f"partition_{f}" for f in PARTITION_FIELDS), "kappa_star", "reason", "agrees", "kappa_star_optax"]
+        needed = [
+            "throughput_per_gpu",
+            "batch",
+            "bound",
+            "step_time",
+            "feasible",
+            "partition_valid",
+            *PARTITION_FIELDS,
+            *(f"partition_{f}" for f in PARTITION_FIELDS),
+            "kappa_star",
+            "reason",
+            "agrees",
+            "kappa_star_optax",
+        ]
         ds = best_per_point(opened[[v for v in needed if v in opened]]).load()  # only what is shown: design spaces are large
     kappa = float(ds.kappa[np.argmin(np.abs(ds.kappa.values - 5.0))])
     tput = ds.throughput_per_gpu.sel(kappa=kappa)
@@ -146,15 +159,28 @@ def summary(path: Path) -> str:
         where = {d: moe[d].values[i] for d, i in zip(moe.dims, np.unravel_index(int(np.argmax(moe.values)), moe.shape))}
         at = dict(model=model, variant="moe", kappa=kappa, **where)
         degrees = {f: float(ds[f].sel(**at)) for f in PARTITION_FIELDS if f in ds}
-        rows.append([str(model), f"{float(moe.max()):.4g}", str(where["hardware"]), str(int(where["num_gpus"])),
-                     context_label(where["context"]), f"{float(ds.batch.sel(**at)):.0f}", bounds[int(ds.bound.sel(**at))],
-                     partition_label(degrees), f"{1e3 * float(ds.step_time.sel(**at)):.3g} ms"])
+        rows.append(
+            [
+                str(model),
+                f"{float(moe.max()):.4g}",
+                str(where["hardware"]),
+                str(int(where["num_gpus"])),
+                context_label(where["context"]),
+                f"{float(ds.batch.sel(**at)):.0f}",
+                bounds[int(ds.bound.sel(**at))],
+                partition_label(degrees),
+                f"{1e3 * float(ds.step_time.sel(**at)):.3g} ms",
+            ]
+        )
     lines += _table(rows, right={1, 3, 4, 5, 8})
 
     has_ks = "kappa_star" in ds
-    lines += ["", "at the shortest and longest context, on the hardware x GPUs where the MoE does best there:",
-              f"dense/MoE throughput ratio at kappa = {kappa:g} (> 1: the dense baseline is faster)"
-              + ("; break-even kappa* (above it the MoE is cheaper; (!): the solvers disagree)" if has_ks else "")]
+    lines += [
+        "",
+        "at the shortest and longest context, on the hardware x GPUs where the MoE does best there:",
+        f"dense/MoE throughput ratio at kappa = {kappa:g} (> 1: the dense baseline is faster)"
+        + ("; break-even kappa* (above it the MoE is cheaper; (!): the solvers disagree)" if has_ks else ""),
+    ]
     rows = [["model", "context", "hardware", "GPUs", "MoE bound", "dense/MoE"] + (["kappa*"] if has_ks else [])]
     for model in ds.model.values:
         for c in dict.fromkeys((ds.context.values[0], ds.context.values[-1])):

@@ -40,15 +40,21 @@ def _yaml_tree(path: Path, root) -> None:
             if depth + height > MAX_DEPTH:
                 raise _too_deep(path, depth + height)
             return count, height
-        children = [c for kv in node.value for c in kv] if isinstance(node, yaml.MappingNode) else \
-            node.value if isinstance(node, yaml.SequenceNode) else []
+        children = (
+            [c for kv in node.value for c in kv]
+            if isinstance(node, yaml.MappingNode)
+            else node.value
+            if isinstance(node, yaml.SequenceNode)
+            else []
+        )
         count, height = 1, 0
         for child in children:
             n, h = visit(child, depth + 1)
             count, height = count + n, max(height, h + 1)
             if count > MAX_NODES:
-                raise SpecError(f"{path}: node count = more than {MAX_NODES} (YAML aliases expanded) is invalid: "
-                                f"allowed at most {MAX_NODES}")
+                raise SpecError(
+                    f"{path}: node count = more than {MAX_NODES} (YAML aliases expanded) is invalid: allowed at most {MAX_NODES}"
+                )
         seen[id(node)] = (count, height)
         return count, height
 

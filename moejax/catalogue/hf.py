@@ -67,8 +67,12 @@ _BY_CLASS = {cls: mt for mt, cls in SUPPORTED.items()}
 
 #: hidden_act of a gated (3-matrix) FFN -> moejax ffn_activation.
 _GATED_ACT = {
-    "silu": "swiglu", "swish": "swiglu",
-    "gelu": "geglu", "gelu_new": "geglu", "gelu_pytorch_tanh": "geglu", "gelu_fast": "geglu",
+    "silu": "swiglu",
+    "swish": "swiglu",
+    "gelu": "geglu",
+    "gelu_new": "geglu",
+    "gelu_pytorch_tanh": "geglu",
+    "gelu_fast": "geglu",
 }
 
 _MISSING = object()
@@ -175,10 +179,31 @@ def _experts(cfg: dict, experts_field: str) -> tuple[int, int]:
     return n_experts, top_k
 
 
-def _arch(*, n_layers, n_dense_layers, d_model, vocab_size, tied, attention, n_heads, n_kv_heads, head_dim,
-          ffn_activation, d_ff, n_experts=1, top_k=1, d_ff_expert=0, shared_d_ff=0, v_head_dim=0,
-          rope_head_dim=0, q_lora_rank=0, kv_lora_rank=0, mtp_layers=0) -> dict:
-    return {**({"mtp_layers": mtp_layers} if mtp_layers else {}),
+def _arch(
+    *,
+    n_layers,
+    n_dense_layers,
+    d_model,
+    vocab_size,
+    tied,
+    attention,
+    n_heads,
+    n_kv_heads,
+    head_dim,
+    ffn_activation,
+    d_ff,
+    n_experts=1,
+    top_k=1,
+    d_ff_expert=0,
+    shared_d_ff=0,
+    v_head_dim=0,
+    rope_head_dim=0,
+    q_lora_rank=0,
+    kv_lora_rank=0,
+    mtp_layers=0,
+) -> dict:
+    return {
+        **({"mtp_layers": mtp_layers} if mtp_layers else {}),
         "n_layers": n_layers,
         "n_encoder_layers": 0,
         "n_dense_layers": n_dense_layers,
@@ -215,18 +240,41 @@ def _common(cfg: dict) -> tuple[int, int, int, bool, str]:
 def _llama(cfg: dict) -> dict:
     d, n_layers, vocab, tied, act = _common(cfg)
     kind, h, g, dh = _attention_heads(cfg, d)
-    return _arch(n_layers=n_layers, n_dense_layers=n_layers, d_model=d, vocab_size=vocab, tied=tied,
-                 attention=kind, n_heads=h, n_kv_heads=g, head_dim=dh, ffn_activation=act,
-                 d_ff=_int(cfg, "intermediate_size"))
+    return _arch(
+        n_layers=n_layers,
+        n_dense_layers=n_layers,
+        d_model=d,
+        vocab_size=vocab,
+        tied=tied,
+        attention=kind,
+        n_heads=h,
+        n_kv_heads=g,
+        head_dim=dh,
+        ffn_activation=act,
+        d_ff=_int(cfg, "intermediate_size"),
+    )
 
 
 def _mixtral(cfg: dict) -> dict:
     d, n_layers, vocab, tied, act = _common(cfg)
     kind, h, g, dh = _attention_heads(cfg, d)
     n_experts, top_k = _experts(cfg, "num_local_experts")
-    return _arch(n_layers=n_layers, n_dense_layers=0, d_model=d, vocab_size=vocab, tied=tied,
-                 attention=kind, n_heads=h, n_kv_heads=g, head_dim=dh, ffn_activation=act, d_ff=0,
-                 n_experts=n_experts, top_k=top_k, d_ff_expert=_int(cfg, "intermediate_size"))
+    return _arch(
+        n_layers=n_layers,
+        n_dense_layers=0,
+        d_model=d,
+        vocab_size=vocab,
+        tied=tied,
+        attention=kind,
+        n_heads=h,
+        n_kv_heads=g,
+        head_dim=dh,
+        ffn_activation=act,
+        d_ff=0,
+        n_experts=n_experts,
+        top_k=top_k,
+        d_ff_expert=_int(cfg, "intermediate_size"),
+    )
 
 
 def _qwen3_moe(cfg: dict) -> dict:
@@ -243,10 +291,22 @@ def _qwen3_moe(cfg: dict) -> dict:
     if n_moe == 0:
         _fail("decoder_sparse_step", step, f"leaves no MoE layer among num_hidden_layers = {n_layers}")
     n_dense = n_layers - n_moe
-    return _arch(n_layers=n_layers, n_dense_layers=n_dense, d_model=d, vocab_size=vocab, tied=tied,
-                 attention=kind, n_heads=h, n_kv_heads=g, head_dim=dh, ffn_activation=act,
-                 d_ff=_int(cfg, "intermediate_size") if n_dense else 0,
-                 n_experts=n_experts, top_k=top_k, d_ff_expert=_int(cfg, "moe_intermediate_size"))
+    return _arch(
+        n_layers=n_layers,
+        n_dense_layers=n_dense,
+        d_model=d,
+        vocab_size=vocab,
+        tied=tied,
+        attention=kind,
+        n_heads=h,
+        n_kv_heads=g,
+        head_dim=dh,
+        ffn_activation=act,
+        d_ff=_int(cfg, "intermediate_size") if n_dense else 0,
+        n_experts=n_experts,
+        top_k=top_k,
+        d_ff_expert=_int(cfg, "moe_intermediate_size"),
+    )
 
 
 def _deepseek_v3(cfg: dict) -> dict:
@@ -261,19 +321,31 @@ def _deepseek_v3(cfg: dict) -> dict:
     n_dense = n_layers - n_moe
     d_ff_expert = _int(cfg, "moe_intermediate_size")
     n_shared = _int(cfg, "n_shared_experts", minimum=0, default=0, allow_none_as=0)
-    return _arch(n_layers=n_layers, n_dense_layers=n_dense, d_model=d, vocab_size=vocab, tied=tied,
-                 attention="mla", n_heads=h, n_kv_heads=h,
-                 head_dim=_int(cfg, "qk_nope_head_dim"), v_head_dim=_int(cfg, "v_head_dim"),
-                 rope_head_dim=_int(cfg, "qk_rope_head_dim", minimum=0),
-                 q_lora_rank=_int(cfg, "q_lora_rank", minimum=0, default=0, allow_none_as=0),
-                 kv_lora_rank=_int(cfg, "kv_lora_rank"),
-                 ffn_activation=act, d_ff=_int(cfg, "intermediate_size") if n_dense else 0,
-                 n_experts=n_experts, top_k=top_k, d_ff_expert=d_ff_expert, shared_d_ff=n_shared * d_ff_expert,
-                 mtp_layers=_int(cfg, "num_nextn_predict_layers", minimum=0, default=0, allow_none_as=0))
+    return _arch(
+        n_layers=n_layers,
+        n_dense_layers=n_dense,
+        d_model=d,
+        vocab_size=vocab,
+        tied=tied,
+        attention="mla",
+        n_heads=h,
+        n_kv_heads=h,
+        head_dim=_int(cfg, "qk_nope_head_dim"),
+        v_head_dim=_int(cfg, "v_head_dim"),
+        rope_head_dim=_int(cfg, "qk_rope_head_dim", minimum=0),
+        q_lora_rank=_int(cfg, "q_lora_rank", minimum=0, default=0, allow_none_as=0),
+        kv_lora_rank=_int(cfg, "kv_lora_rank"),
+        ffn_activation=act,
+        d_ff=_int(cfg, "intermediate_size") if n_dense else 0,
+        n_experts=n_experts,
+        top_k=top_k,
+        d_ff_expert=d_ff_expert,
+        shared_d_ff=n_shared * d_ff_expert,
+        mtp_layers=_int(cfg, "num_nextn_predict_layers", minimum=0, default=0, allow_none_as=0),
+    )
 
 
-_IMPORTERS = {"llama": _llama, "qwen3": _llama, "mixtral": _mixtral, "qwen3_moe": _qwen3_moe,
-              "deepseek_v3": _deepseek_v3}
+_IMPORTERS = {"llama": _llama, "qwen3": _llama, "mixtral": _mixtral, "qwen3_moe": _qwen3_moe, "deepseek_v3": _deepseek_v3}
 
 
 def architecture_from_hf_config(cfg: dict) -> dict:

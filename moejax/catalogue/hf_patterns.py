@@ -50,9 +50,22 @@ def _gpt_oss(cfg: dict) -> dict:
     n_experts, top_k = _experts(cfg, "num_local_experts")
     default = ["sliding_attention" if i % 2 == 0 else "full_attention" for i in range(n_layers)]
     types = _layer_types(cfg, n_layers, default, ("sliding_attention", "full_attention"))
-    out = _arch(n_layers=n_layers, n_dense_layers=0, d_model=d, vocab_size=vocab, tied=tied, attention=kind, n_heads=h,
-                n_kv_heads=g, head_dim=dh, ffn_activation=act, d_ff=0, n_experts=n_experts, top_k=top_k,
-                d_ff_expert=_int(cfg, "intermediate_size"))
+    out = _arch(
+        n_layers=n_layers,
+        n_dense_layers=0,
+        d_model=d,
+        vocab_size=vocab,
+        tied=tied,
+        attention=kind,
+        n_heads=h,
+        n_kv_heads=g,
+        head_dim=dh,
+        ffn_activation=act,
+        d_ff=0,
+        n_experts=n_experts,
+        top_k=top_k,
+        d_ff_expert=_int(cfg, "intermediate_size"),
+    )
     if "sliding_attention" in types:
         out.update(layer_types=types, sliding_window=_int(cfg, "sliding_window"))
     return out
@@ -68,9 +81,13 @@ def _qwen3_next(cfg: dict) -> dict:
     types = _layer_types(cfg, n_layers, default, ("linear_attention", "full_attention"))
     out["layer_types"] = types
     if "linear_attention" in types:
-        out.update(linear_key_heads=_int(cfg, "linear_num_key_heads"), linear_key_dim=_int(cfg, "linear_key_head_dim"),
-                   linear_value_heads=_int(cfg, "linear_num_value_heads"), linear_value_dim=_int(cfg, "linear_value_head_dim"),
-                   linear_conv_kernel=_int(cfg, "linear_conv_kernel_dim", default=4))
+        out.update(
+            linear_key_heads=_int(cfg, "linear_num_key_heads"),
+            linear_key_dim=_int(cfg, "linear_key_head_dim"),
+            linear_value_heads=_int(cfg, "linear_num_value_heads"),
+            linear_value_dim=_int(cfg, "linear_value_head_dim"),
+            linear_conv_kernel=_int(cfg, "linear_conv_kernel_dim", default=4),
+        )
     return out
 
 
@@ -84,25 +101,45 @@ def _llama4(cfg: dict) -> dict:
     step = _int(text, "interleave_moe_layer_step", default=1)
     n_moe = sum(1 for i in range(n_layers) if (i + 1) % step == 0)
     d_expert = _int(text, "intermediate_size")
-    no_rope = text.get("no_rope_layers") or [int((i + 1) % _int(text, "no_rope_layer_interval", default=4) != 0)
-                                             for i in range(n_layers)]
+    no_rope = text.get("no_rope_layers") or [
+        int((i + 1) % _int(text, "no_rope_layer_interval", default=4) != 0) for i in range(n_layers)
+    ]
     if not isinstance(no_rope, list) or len(no_rope) != n_layers or any(x not in (0, 1) for x in no_rope):
         _fail("no_rope_layers", no_rope, f"must be a list of num_hidden_layers = {n_layers} flags 0 or 1")
     chunk = text.get("attention_chunk_size")
-    out = _arch(n_layers=n_layers, n_dense_layers=n_layers - n_moe, d_model=d, vocab_size=vocab, tied=tied,
-                attention=kind, n_heads=h, n_kv_heads=g, head_dim=dh, ffn_activation=act,
-                d_ff=_int(text, "intermediate_size_mlp") if n_moe < n_layers else 0, n_experts=n_experts, top_k=top_k,
-                d_ff_expert=d_expert, shared_d_ff=d_expert)
+    out = _arch(
+        n_layers=n_layers,
+        n_dense_layers=n_layers - n_moe,
+        d_model=d,
+        vocab_size=vocab,
+        tied=tied,
+        attention=kind,
+        n_heads=h,
+        n_kv_heads=g,
+        head_dim=dh,
+        ffn_activation=act,
+        d_ff=_int(text, "intermediate_size_mlp") if n_moe < n_layers else 0,
+        n_experts=n_experts,
+        top_k=top_k,
+        d_ff_expert=d_expert,
+        shared_d_ff=d_expert,
+    )
     if chunk is not None:  # RoPE layers attend within their chunk; NoPE layers see the whole context
-        out.update(layer_types=["chunked_attention" if r else "full_attention" for r in no_rope],
-                   chunk_size=_int(text, "attention_chunk_size"))
+        out.update(
+            layer_types=["chunked_attention" if r else "full_attention" for r in no_rope],
+            chunk_size=_int(text, "attention_chunk_size"),
+        )
     return out
 
 
 def _deepseek_v32(cfg: dict) -> dict:
     out = _deepseek_v3(cfg)
-    out.update(layer_types=["sparse_attention"] * out["n_layers"], sparse_top_k=_int(cfg, "index_topk"),
-               index_heads=_int(cfg, "index_n_heads"), index_head_dim=_int(cfg, "index_head_dim"))
+    out.update(
+        layer_types=["sparse_attention"] * out["n_layers"],
+        sparse_top_k=_int(cfg, "index_topk"),
+        index_heads=_int(cfg, "index_n_heads"),
+        index_head_dim=_int(cfg, "index_head_dim"),
+    )
     return out
 
 
@@ -115,11 +152,24 @@ def _glm4_moe(cfg: dict) -> dict:
         _fail("first_k_dense_replace", first_dense, f"must not exceed num_hidden_layers = {n_layers}")
     d_expert = _int(cfg, "moe_intermediate_size")
     n_shared = _int(cfg, "n_shared_experts", minimum=0, default=0, allow_none_as=0)
-    return _arch(n_layers=n_layers, n_dense_layers=first_dense, d_model=d, vocab_size=vocab, tied=tied, attention=kind,
-                 n_heads=h, n_kv_heads=g, head_dim=dh, ffn_activation=act,
-                 d_ff=_int(cfg, "intermediate_size") if first_dense else 0, n_experts=n_experts, top_k=top_k,
-                 d_ff_expert=d_expert, shared_d_ff=n_shared * d_expert,
-                 mtp_layers=_int(cfg, "num_nextn_predict_layers", minimum=0, default=0, allow_none_as=0))
+    return _arch(
+        n_layers=n_layers,
+        n_dense_layers=first_dense,
+        d_model=d,
+        vocab_size=vocab,
+        tied=tied,
+        attention=kind,
+        n_heads=h,
+        n_kv_heads=g,
+        head_dim=dh,
+        ffn_activation=act,
+        d_ff=_int(cfg, "intermediate_size") if first_dense else 0,
+        n_experts=n_experts,
+        top_k=top_k,
+        d_ff_expert=d_expert,
+        shared_d_ff=n_shared * d_expert,
+        mtp_layers=_int(cfg, "num_nextn_predict_layers", minimum=0, default=0, allow_none_as=0),
+    )
 
 
 def _minimax_m2(cfg: dict) -> dict:
@@ -128,9 +178,22 @@ def _minimax_m2(cfg: dict) -> dict:
     n_experts, top_k = _experts(cfg, "num_local_experts")
     if cfg.get("attn_type_list", _MISSING) not in (_MISSING, None) and set(cfg["attn_type_list"]) != {1}:
         _fail("attn_type_list", cfg["attn_type_list"], "only full-attention layers (1) are modelled for minimax_m2")
-    return _arch(n_layers=n_layers, n_dense_layers=0, d_model=d, vocab_size=vocab, tied=tied, attention=kind, n_heads=h,
-                 n_kv_heads=g, head_dim=dh, ffn_activation=act, d_ff=0, n_experts=n_experts, top_k=top_k,
-                 d_ff_expert=_int(cfg, "intermediate_size"))
+    return _arch(
+        n_layers=n_layers,
+        n_dense_layers=0,
+        d_model=d,
+        vocab_size=vocab,
+        tied=tied,
+        attention=kind,
+        n_heads=h,
+        n_kv_heads=g,
+        head_dim=dh,
+        ffn_activation=act,
+        d_ff=0,
+        n_experts=n_experts,
+        top_k=top_k,
+        d_ff_expert=_int(cfg, "intermediate_size"),
+    )
 
 
 def _text_config(cfg: dict) -> dict:
@@ -151,7 +214,15 @@ def _kimi_k25(cfg: dict) -> dict:
     return _deepseek_v3(_text_config(cfg))
 
 
-PATTERNED_IMPORTERS = {"gpt_oss": _gpt_oss, "qwen3_next": _qwen3_next, "llama4": _llama4, "deepseek_v32": _deepseek_v32,
-                       "glm4_moe": _glm4_moe, "minimax_m2": _minimax_m2, "qwen3_5_moe": _qwen3_5_moe,
-                       "glm_moe_dsa": _deepseek_v32, "kimi_k25": _kimi_k25}
+PATTERNED_IMPORTERS = {
+    "gpt_oss": _gpt_oss,
+    "qwen3_next": _qwen3_next,
+    "llama4": _llama4,
+    "deepseek_v32": _deepseek_v32,
+    "glm4_moe": _glm4_moe,
+    "minimax_m2": _minimax_m2,
+    "qwen3_5_moe": _qwen3_5_moe,
+    "glm_moe_dsa": _deepseek_v32,
+    "kimi_k25": _kimi_k25,
+}
 hf._IMPORTERS.update(PATTERNED_IMPORTERS)  # registered when the catalogue package imports this module

@@ -11,12 +11,27 @@ from __future__ import annotations
 from ..physics.specs import SpecError
 
 #: layer type -> the ModelSpec count field (None: full attention, the remainder)
-LAYER_TYPES = {"full_attention": None, "sliding_attention": "n_sliding_layers", "chunked_attention": "n_chunked_layers",
-               "sparse_attention": "n_sparse_layers", "linear_attention": "n_linear_layers"}
+LAYER_TYPES = {
+    "full_attention": None,
+    "sliding_attention": "n_sliding_layers",
+    "chunked_attention": "n_chunked_layers",
+    "sparse_attention": "n_sparse_layers",
+    "linear_attention": "n_linear_layers",
+}
 #: each kind's size fields: must be > 0 when given (a window of 0 tokens is no window)
 SIZES = {"sliding_window": "sliding_attention", "chunk_size": "chunked_attention", "sparse_top_k": "sparse_attention"}
-PATTERN_FIELDS = ("sliding_window", "chunk_size", "sparse_top_k", "index_heads", "index_head_dim", "linear_key_heads",
-                  "linear_key_dim", "linear_value_heads", "linear_value_dim", "linear_conv_kernel")
+PATTERN_FIELDS = (
+    "sliding_window",
+    "chunk_size",
+    "sparse_top_k",
+    "index_heads",
+    "index_head_dim",
+    "linear_key_heads",
+    "linear_key_dim",
+    "linear_value_heads",
+    "linear_value_dim",
+    "linear_conv_kernel",
+)
 
 
 def _shown(types: list) -> str:
@@ -44,13 +59,17 @@ def pattern_counts(arch: dict, vals: dict, where: str) -> dict:
         if t not in LAYER_TYPES:
             raise SpecError(f"{where}: architecture.layer_types[{i}] = {t!r} is invalid: allowed {', '.join(LAYER_TYPES)}")
     if len(types) != vals["n_layers"]:
-        raise SpecError(f"{where}: architecture.layer_types = {_shown(types)} is invalid: must have one entry per "
-                        f"decoder layer (n_layers = {vals['n_layers']:g}), got {len(types)}")
+        raise SpecError(
+            f"{where}: architecture.layer_types = {_shown(types)} is invalid: must have one entry per "
+            f"decoder layer (n_layers = {vals['n_layers']:g}), got {len(types)}"
+        )
     for t in types:
         if LAYER_TYPES[t]:
             counts[LAYER_TYPES[t]] += 1.0
     for field, kind in SIZES.items():
         if kind in types and vals.get(field, 0.0) <= 0:
-            raise SpecError(f"{where}: architecture.{field} = {arch.get(field, 0)!r} is invalid: must be > 0 tokens "
-                            f"(the pattern has {kind} layers)")
+            raise SpecError(
+                f"{where}: architecture.{field} = {arch.get(field, 0)!r} is invalid: must be > 0 tokens "
+                f"(the pattern has {kind} layers)"
+            )
     return counts

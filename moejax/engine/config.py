@@ -48,9 +48,15 @@ class DtypesConf:
 
 # The Hydra schema of ``Accounting``: ``mode`` names the preset (conf/accounting/: realistic or sol);
 # every other field is unset (None: the preset's value) or overrides the preset.
-AccountingConf = dataclasses.make_dataclass("AccountingConf", [("mode", str, "realistic")] + [
-    (f.name, Optional[type(f.default) if f.metadata.get("static") else float], None)  # noqa: UP007 (Hydra needs Optional)
-    for f in dataclasses.fields(Accounting) if f.name != "mode"])
+AccountingConf = dataclasses.make_dataclass(
+    "AccountingConf",
+    [("mode", str, "realistic")]
+    + [
+        (f.name, Optional[type(f.default) if f.metadata.get("static") else float], None)  # noqa: UP007 (Hydra needs Optional)
+        for f in dataclasses.fields(Accounting)
+        if f.name != "mode"
+    ],
+)
 
 
 @dataclasses.dataclass
@@ -224,8 +230,10 @@ def _check_moe(name: str) -> None:
     experts = model_entry(name)["architecture"].get("n_experts", 1)
     if isinstance(experts, int | float) and experts <= 1:
         moes = [m for m in available("model") if model_entry(m)["architecture"].get("n_experts", 1) > 1]
-        raise SpecError(f"grid.models = {name!r} is invalid: it is a dense model (n_experts = {experts}); a grid's models are "
-                        f"MoEs, their dense baselines derived from them: allowed {', '.join(moes)}")
+        raise SpecError(
+            f"grid.models = {name!r} is invalid: it is a dense model (n_experts = {experts}); a grid's models are "
+            f"MoEs, their dense baselines derived from them: allowed {', '.join(moes)}"
+        )
 
 
 def validate_grid(grid, precision: str) -> None:
@@ -318,16 +326,24 @@ def check_sizes(cfg) -> None:
 
     def over(field, value, need):
         if need > budget and machine:
-            raise SpecError(f"{field} = {value} is invalid: it needs about {need / 1e9:.3g} GB of working memory, over "
-                            f"the {budget / 1e9:.3g} GB this machine has available (MemAvailable, below max_memory_bytes = "
-                            f"{setting:.3g}); shrink it or free memory")
+            raise SpecError(
+                f"{field} = {value} is invalid: it needs about {need / 1e9:.3g} GB of working memory, over "
+                f"the {budget / 1e9:.3g} GB this machine has available (MemAvailable, below max_memory_bytes = "
+                f"{setting:.3g}); shrink it or free memory"
+            )
         if need > budget:
-            raise SpecError(f"{field} = {value} is invalid: it needs about {need / 1e9:.3g} GB of working memory, over "
-                            f"max_memory_bytes = {budget:.3g}; shrink it (or raise max_memory_bytes={need * 1.1:.2g})")
+            raise SpecError(
+                f"{field} = {value} is invalid: it needs about {need / 1e9:.3g} GB of working memory, over "
+                f"max_memory_bytes = {budget:.3g}; shrink it (or raise max_memory_bytes={need * 1.1:.2g})"
+            )
+
     over("grid.interactivity.count", levels, levels * LEVEL_BYTES)
     over("grid.batches", f"[{batches} values]", batches * LEVEL_BYTES)
-    over("grid.hardware_space", f"{' x '.join(f'{n} {k}' for k, n in space.items())} values ({hardware:.3g} accelerators)",
-         hardware * HARDWARE_BYTES)
+    over(
+        "grid.hardware_space",
+        f"{' x '.join(f'{n} {k}' for k, n in space.items())} values ({hardware:.3g} accelerators)",
+        hardware * HARDWARE_BYTES,
+    )
     over(
         "grid.partitions",
         f"{math.prod(len(grid.partitions[f]) for f in grid.partitions):.3g} combinations",
@@ -338,6 +354,8 @@ def check_sizes(cfg) -> None:
     frontier = batches or grid.get("workloads") is not None or any(v is not None for v in (grid.get("slo") or {}).values())
     size = cells * (CELL_BYTES + (4 * (levels + batches) if frontier else 0))
     if size > limit:
-        raise SpecError(f"max_output_bytes = {limit:.3g} is invalid for this grid: its dataset would take at least "
-                        f"{size / 1e9:.3g} GB ({cells:.3g} cells, before compression); raise the limit "
-                        f"(max_output_bytes={size * 1.1:.2g}) or shrink the grid")
+        raise SpecError(
+            f"max_output_bytes = {limit:.3g} is invalid for this grid: its dataset would take at least "
+            f"{size / 1e9:.3g} GB ({cells:.3g} cells, before compression); raise the limit "
+            f"(max_output_bytes={size * 1.1:.2g}) or shrink the grid"
+        )

@@ -49,11 +49,13 @@ def write_part(parts_dir: Path, chunk_id: int, axis: str, positions: slice, resu
     ``chunk_id`` and ``checksum`` (:func:`part_checksum`)."""
     parts_dir.mkdir(parents=True, exist_ok=True)
     dims = AXES + ("partition",) if results["feasible"].ndim == 5 else AXES
-    data = {k: (dims[: v.ndim - (k in FIELD_STACKS)] + ((f"{k}_field",) if k in FIELD_STACKS else ()), v)
-            for k, v in results.items()}
+    data = {
+        k: (dims[: v.ndim - (k in FIELD_STACKS)] + ((f"{k}_field",) if k in FIELD_STACKS else ()), v) for k, v in results.items()
+    }
     data.update({k: (AXES + tuple(trailing[k]), v) for k, v in results.items() if trailing and k in trailing})
-    ds = xr.Dataset(data, attrs={"grid": parts_dir.name, "chunk_id": chunk_id, "axis": axis, "start": positions.start,
-                                 "stop": positions.stop})
+    ds = xr.Dataset(
+        data, attrs={"grid": parts_dir.name, "chunk_id": chunk_id, "axis": axis, "start": positions.start, "stop": positions.stop}
+    )
     path = parts_dir / f"part-{chunk_id:06d}.nc"
     tmp = temp_name(path)
     try:
@@ -140,8 +142,11 @@ def parts_lock(parts_dir: Path):
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             if not said:
-                print(f"waiting: another run of this sweep is using {parts_dir}; this one continues when it ends",
-                      file=sys.stderr, flush=True)
+                print(
+                    f"waiting: another run of this sweep is using {parts_dir}; this one continues when it ends",
+                    file=sys.stderr,
+                    flush=True,
+                )
                 said = True
             fcntl.flock(fd, fcntl.LOCK_EX)
         except OSError:  # a filesystem without locks (some network mounts): go on unlocked, as before
@@ -195,8 +200,9 @@ def publish(tmp: Path, out: Path, overwrite: bool) -> None:
     """Move a finished temporary onto ``out`` atomically. Without ``overwrite`` an existing ``out``
     (e.g. written meanwhile by a concurrent run) is never replaced: a hard link creates ``out`` only
     if it does not exist. ``tmp`` is gone afterwards, whatever happens."""
-    taken = SpecError(f"out = '{out}' is invalid: another run wrote that file meanwhile; "
-                      "choose another path or add overwrite=true")
+    taken = SpecError(
+        f"out = '{out}' is invalid: another run wrote that file meanwhile; choose another path or add overwrite=true"
+    )
     try:
         if overwrite:
             os.replace(tmp, out)
@@ -213,8 +219,17 @@ def publish(tmp: Path, out: Path, overwrite: bool) -> None:
         tmp.unlink(missing_ok=True)
 
 
-def create_variable(nc, var: Variable, float_dtype: str, values=None, dims: tuple | None = None, attrs: dict | None = None,
-                    compress: bool = True, nan_fill: bool = True, chunks: list | None = None):
+def create_variable(
+    nc,
+    var: Variable,
+    float_dtype: str,
+    values=None,
+    dims: tuple | None = None,
+    attrs: dict | None = None,
+    compress: bool = True,
+    nan_fill: bool = True,
+    chunks: list | None = None,
+):
     """Create registered variable ``var`` in the open netCDF4 dataset ``nc``: the one place a
     result's encoding is decided. dtype from the registry (``FLOAT``: ``float_dtype``), dims the
     registered ones unless given, attributes ``var.attrs()`` unless ``attrs`` (a result's run-time
@@ -257,10 +272,22 @@ def estimated_bytes(coords: dict, float_dtype: str, keep_partitions: bool, sensi
     return sum(math.prod(sizes[d] for d in coords) * np.dtype(v.numpy_dtype(float_dtype)).itemsize for v in variables)
 
 
-def assemble(out: Path, parts_dir: Path, coords: dict, row_map: np.ndarray, global_attrs: dict,
-             float_dtype: str, partition_table: np.ndarray | None = None, extra: tuple = (),
-             sensitivities: bool = False, derive=None, extra_dims: dict | None = None,
-             extra_vars: tuple = (), overwrite: bool = False, checkpoint=lambda: None) -> None:
+def assemble(
+    out: Path,
+    parts_dir: Path,
+    coords: dict,
+    row_map: np.ndarray,
+    global_attrs: dict,
+    float_dtype: str,
+    partition_table: np.ndarray | None = None,
+    extra: tuple = (),
+    sensitivities: bool = False,
+    derive=None,
+    extra_dims: dict | None = None,
+    extra_vars: tuple = (),
+    overwrite: bool = False,
+    checkpoint=lambda: None,
+) -> None:
     """Write the final dataset from the parts.
 
     ``coords``: ordered ``{dim: (values, attrs)}`` for model, variant, kappa, hardware, num_gpus,
@@ -288,8 +315,9 @@ def assemble(out: Path, parts_dir: Path, coords: dict, row_map: np.ndarray, glob
         tmp.unlink(missing_ok=True)
 
 
-def _write_layout(nc, coords, global_attrs, float_dtype, partition_table, extra, sensitivities, extra_dims=None,
-                  extra_vars=()) -> None:
+def _write_layout(
+    nc, coords, global_attrs, float_dtype, partition_table, extra, sensitivities, extra_dims=None, extra_vars=()
+) -> None:
     """Dimensions, coordinates, attributes, empty per-point variables and the small extras."""
     dims = tuple(coords)
     for dim, (values, attrs) in coords.items():
@@ -306,8 +334,15 @@ def _write_layout(nc, coords, global_attrs, float_dtype, partition_table, extra,
     if partition_table is not None:
         for i, f in enumerate(PARTITION_FIELDS):
             var = PARTITIONS[f"partition_{f}"]
-            create_variable(nc, var, float_dtype, partition_table[..., i].astype(np.int32),
-                            attrs={"long_name": var.long_name, **var.attrs()}, compress=False, nan_fill=False)
+            create_variable(
+                nc,
+                var,
+                float_dtype,
+                partition_table[..., i].astype(np.int32),
+                attrs={"long_name": var.long_name, **var.attrs()},
+                compress=False,
+                nan_fill=False,
+            )
     for dim, (values, attrs) in (extra_dims or {}).items():
         nc.createDimension(dim, len(values))
         nc.createVariable(dim, np.asarray(values).dtype, (dim,))[:] = values
@@ -327,8 +362,11 @@ def _write_chunk(nc, part, row_map: np.ndarray) -> None:
     if axis != "row":
         grid_slices[axis] = slice(lo, hi)
     tail = tuple(grid_slices[a] for a in AXES[1:])
-    targets = [(m, v, k, row_map[m, v, k] - (lo if axis == "row" else 0))
-               for m, v, k in zip(*np.nonzero(row_map >= 0)) if row_map[m, v, k] in rows]
+    targets = [
+        (m, v, k, row_map[m, v, k] - (lo if axis == "row" else 0))
+        for m, v, k in zip(*np.nonzero(row_map >= 0))
+        if row_map[m, v, k] in rows
+    ]
     for stored, var in part.variables.items():
         if stored not in nc.variables and stored not in FIELD_STACKS:
             continue

@@ -50,8 +50,9 @@ def initialize(dist) -> tuple[int, int]:
     kwargs = {} if dist.auto else {"coordinator_address": dist.coordinator, "num_processes": n, "process_id": pid}
     try:
         seconds = max(1, math.ceil(dist.timeout_s))
-        jax.distributed.initialize(**kwargs, initialization_timeout=seconds, heartbeat_timeout_seconds=seconds,
-                                   shutdown_timeout_seconds=seconds)
+        jax.distributed.initialize(
+            **kwargs, initialization_timeout=seconds, heartbeat_timeout_seconds=seconds, shutdown_timeout_seconds=seconds
+        )
     except Exception as e:  # noqa: BLE001 - the runtime raises several kinds; all mean "could not join"
         where = "auto-detected cluster" if dist.auto else f"coordinator {dist.coordinator} with {dist.num_processes} processes"
         reason = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
@@ -66,8 +67,9 @@ def _read(dist, field: str, env: str):
     try:
         return dist[field]
     except OmegaConfBaseException:
-        raise SpecError(f"distributed.{field} = {os.environ.get(env)!r} is invalid: must be an integer "
-                        f"(set by {env} with distributed=env)") from None
+        raise SpecError(
+            f"distributed.{field} = {os.environ.get(env)!r} is invalid: must be an integer (set by {env} with distributed=env)"
+        ) from None
 
 
 def _integer(field: str, value, env: str) -> int:
@@ -85,8 +87,10 @@ def _timeout(value) -> float:
 def _address(address) -> tuple[str, int]:
     host, _, port = str(address).rpartition(":")
     if not host or not port.isdigit() or not 0 < int(port) < 65536:
-        raise SpecError(f"distributed.coordinator = {address!r} is invalid: must be host:port with a port in 1..65535 "
-                        "(set by MOEJAX_COORDINATOR with distributed=env)")
+        raise SpecError(
+            f"distributed.coordinator = {address!r} is invalid: must be host:port with a port in 1..65535 "
+            "(set by MOEJAX_COORDINATOR with distributed=env)"
+        )
     return host, int(port)
 
 
@@ -110,8 +114,10 @@ def _rendezvous(address: str, n: int, pid: int, timeout_s: float) -> None:
         except OSError:
             reply = b""
     if reply != b"go\n":
-        raise SpecError(f"distributed.coordinator = {address!r}: process 0 did not start the run "
-                        f"({'refused process id ' + str(pid) if reply else 'it gave up or exited'}; see its error)")
+        raise SpecError(
+            f"distributed.coordinator = {address!r}: process 0 did not start the run "
+            f"({'refused process id ' + str(pid) if reply else 'it gave up or exited'}; see its error)"
+        )
     _connect(address, timeout_s).close()  # JAX's coordination service is up on the same port
 
 
@@ -135,9 +141,11 @@ def _gather(address: str, n: int, timeout_s: float) -> None:
                 for conn in joined.values():
                     conn.close()
                 missing = sorted(set(range(1, n)) - set(joined))
-                raise SpecError(f"distributed.num_processes = {n} is invalid: only {len(joined) + 1} of {n} processes "
-                                f"joined {address} within {timeout_s:g} s (missing process ids "
-                                f"{', '.join(map(str, missing[:10]))}{', ...' if len(missing) > 10 else ''})")
+                raise SpecError(
+                    f"distributed.num_processes = {n} is invalid: only {len(joined) + 1} of {n} processes "
+                    f"joined {address} within {timeout_s:g} s (missing process ids "
+                    f"{', '.join(map(str, missing[:10]))}{', ...' if len(missing) > 10 else ''})"
+                )
             try:
                 conn, _ = server.accept()
             except TimeoutError:
@@ -172,8 +180,10 @@ def _connect(address: str, timeout_s: float) -> socket.socket:
             return socket.create_connection((host, port), timeout=1.0)
         except OSError:
             if time.monotonic() > deadline:
-                raise SpecError(f"distributed.coordinator = {address!r} is unreachable: nothing listened there "
-                                f"within {timeout_s:g} s (is process 0 running?)") from None
+                raise SpecError(
+                    f"distributed.coordinator = {address!r} is unreachable: nothing listened there "
+                    f"within {timeout_s:g} s (is process 0 running?)"
+                ) from None
             time.sleep(0.1)
 
 
@@ -186,8 +196,10 @@ def check_same_config(digest: str) -> None:
     same = multihost_utils.process_allgather(np.array([np.array_equal(np.asarray(ours), mine)]))
     if not np.all(same):
         bad = [i for i, ok in enumerate(np.asarray(same).ravel()) if not ok]
-        raise SpecError(f"distributed: processes {bad} were started with a config that differs from process 0's "
-                        "(same grid, overrides and catalogue required)")
+        raise SpecError(
+            f"distributed: processes {bad} were started with a config that differs from process 0's "
+            "(same grid, overrides and catalogue required)"
+        )
 
 
 def barrier(name: str) -> None:

@@ -488,7 +488,7 @@ def sweep_hooks(spec: FrontierSpec | None, acc, dtype, max_evaluations: int, flo
     return SweepHooks(
         frontier_extra(spec, acc, dtype),
         max(1, max_evaluations // spec.n_columns),
-        {name: var.dims[len(POINT):] for name, var in names.items() if len(var.dims) > len(POINT)},
+        {name: var.dims[len(POINT) :] for name, var in names.items() if len(var.dims) > len(POINT)},
         coords(spec),
         tuple(names.values()),
     )

@@ -48,8 +48,9 @@ class PartitionSpace:
             if not values or any(int(v) != v or v < 1 for v in values):
                 raise SpecError(f"partitions.{name} = {list(values)!r} is invalid: a non-empty list of positive integers")
         if not self.redundant_experts or any(int(v) != v or v < 0 for v in self.redundant_experts):
-            raise SpecError(f"partitions.redundant_experts = {list(self.redundant_experts)!r} is invalid: "
-                            "a non-empty list of integers >= 0")
+            raise SpecError(
+                f"partitions.redundant_experts = {list(self.redundant_experts)!r} is invalid: a non-empty list of integers >= 0"
+            )
         bad = [m for m in self.kv_modes if m not in KV_MODES or m == "none"]
         if bad:
             raise SpecError(f"partitions.kv_modes = {bad[0]!r} is invalid: allowed kvp, cp")
@@ -67,15 +68,25 @@ def enumerate_partitions(num_gpus: int, space: PartitionSpace) -> np.ndarray:
     """
     rows = []
     modes = [KV_MODES[m] for m in space.kv_modes]
-    for tp, dp_attn, kvp, pp, ep, dense, spare in itertools.product(space.tp, space.dp_attn, space.kvp, space.pp, space.ep,
-                                                                    space.dense_tp, space.redundant_experts):
+    for tp, dp_attn, kvp, pp, ep, dense, spare in itertools.product(
+        space.tp, space.dp_attn, space.kvp, space.pp, space.ep, space.dense_tp, space.redundant_experts
+    ):
         g = tp * dp_attn * kvp
         replica = pp * g
         if num_gpus % replica or g % ep or g % dense or spare > ep:
             continue
-        for mode in ([0] if kvp == 1 else modes):
-            row = {"tp": tp, "ep": ep, "pp": pp, "dp": num_gpus // replica, "dp_attn": dp_attn, "kvp": kvp, "kv_mode": mode,
-                   "dense_tp": dense, "redundant_experts": spare}
+        for mode in [0] if kvp == 1 else modes:
+            row = {
+                "tp": tp,
+                "ep": ep,
+                "pp": pp,
+                "dp": num_gpus // replica,
+                "dp_attn": dp_attn,
+                "kvp": kvp,
+                "kv_mode": mode,
+                "dense_tp": dense,
+                "redundant_experts": spare,
+            }
             rows.append([row[f] for f in PARTITION_FIELDS])
     return np.array(rows, dtype=float).reshape(-1, len(PARTITION_FIELDS))
 
@@ -115,8 +126,12 @@ class GridInputs:
 
     @property
     def shape(self) -> dict[str, int]:
-        return {"row": len(self.rows.n_layers), "hardware": len(self.hardware.hbm_bw),
-                "num_gpus": self.partitions.shape[0], "context": len(self.contexts)}
+        return {
+            "row": len(self.rows.n_layers),
+            "hardware": len(self.hardware.hbm_bw),
+            "num_gpus": self.partitions.shape[0],
+            "context": len(self.contexts),
+        }
 
     @property
     def n_partitions(self) -> int:
@@ -130,8 +145,11 @@ class GridInputs:
         if axis == "hardware":
             return dataclasses.replace(self, hardware=pick(self.hardware))
         if axis == "num_gpus":
-            dense = {} if self.dense_partitions is None else {
-                "dense_partitions": self.dense_partitions[idx], "dense_partition_mask": self.dense_partition_mask[idx]}
+            dense = (
+                {}
+                if self.dense_partitions is None
+                else {"dense_partitions": self.dense_partitions[idx], "dense_partition_mask": self.dense_partition_mask[idx]}
+            )
             return dataclasses.replace(self, partitions=self.partitions[idx], partition_mask=self.partition_mask[idx], **dense)
         return dataclasses.replace(self, contexts=self.contexts[idx])
 
@@ -143,8 +161,9 @@ def _score(m, hw, p, pmask, wl, acc, legal):
     return jnp.where(ok, r.throughput_per_gpu, -1.0)
 
 
-def best_partition(m, hw, parts: Partition, pmask, wl: Workload, acc: Accounting,
-                   legal: bool = False) -> tuple[Partition, jax.Array, jax.Array]:
+def best_partition(
+    m, hw, parts: Partition, pmask, wl: Workload, acc: Accounting, legal: bool = False
+) -> tuple[Partition, jax.Array, jax.Array]:
     """(winning partition, its throughput per GPU, whether any candidate is feasible): the argmax
     over candidates, on the device. Only the score is computed for every candidate. ``legal``:
     ``pmask`` already excludes the partitions that are illegal for ``m`` (``legal_masks``)."""
@@ -157,6 +176,7 @@ def _argmax(x, halvings: int = 2):
     """``jnp.argmax`` of a 1-D ``x``: the first maximum, or the first NaN. XLA's CPU argmax
     reduces element by element, so ``x`` is first halved ``halvings`` times by comparing its two
     halves elementwise (vectorised), each survivor keeping its index; ties go to the lower index."""
+
     def pick(a, b):  # the (value, index) pair argmax prefers
         (a_val, a_idx), (b_val, b_idx) = a, b
         a_nan, b_nan = jnp.isnan(a_val), jnp.isnan(b_val)
@@ -196,11 +216,15 @@ def best_partition_point(m, hw, parts: Partition, pmask, wl: Workload, acc: Acco
     r = decode_point(m, hw, best, wl, acc)
     # with no feasible candidate the "winner" is arbitrary: report no components rather than its numbers
     r = StepCosts(**{k: jnp.where(found, v, jnp.nan) for k, v in vars(r).items()})
-    r = dataclasses.replace(r, feasible=found, bound=jnp.where(found, r.bound, 3).astype(jnp.int32),
-                            step_time=jnp.where(found, r.step_time, jnp.inf),
-                            throughput=jnp.where(found, r.throughput, 0.0),
-                            throughput_per_gpu=jnp.where(found, r.throughput_per_gpu, 0.0),
-                            tokens_per_s_per_user=jnp.where(found, r.tokens_per_s_per_user, 0.0))
+    r = dataclasses.replace(
+        r,
+        feasible=found,
+        bound=jnp.where(found, r.bound, 3).astype(jnp.int32),
+        step_time=jnp.where(found, r.step_time, jnp.inf),
+        throughput=jnp.where(found, r.throughput, 0.0),
+        throughput_per_gpu=jnp.where(found, r.throughput_per_gpu, 0.0),
+        tokens_per_s_per_user=jnp.where(found, r.tokens_per_s_per_user, 0.0),
+    )
     extra = {"degrees": jnp.stack([getattr(best, f) for f in PARTITION_FIELDS]) * found}
     if sensitivities:
         extra["elasticities"] = jnp.where(r.feasible, elasticities(m, hw, best, wl, acc), jnp.nan)
@@ -210,15 +234,21 @@ def best_partition_point(m, hw, parts: Partition, pmask, wl: Workload, acc: Acco
 def all_partitions_point(m, hw, parts: Partition, pmask, wl: Workload, acc: Accounting, sensitivities: bool = False):
     """Every candidate's result (partition axis kept last); illegal candidates (``pmask`` false,
     ``legal_masks``) marked infeasible."""
+
     def one(p, ok):
         r = decode_point(m, hw, p, wl, acc)
         extra = {"partition_valid": ok}
         if sensitivities:
             extra["elasticities"] = jnp.where(r.feasible & ok, elasticities(m, hw, p, wl, acc), jnp.nan)
-        return dataclasses.replace(r, feasible=r.feasible & ok, bound=jnp.where(ok, r.bound, 3),
-                                   throughput=jnp.where(ok, r.throughput, 0.0),
-                                   throughput_per_gpu=jnp.where(ok, r.throughput_per_gpu, 0.0),
-                                   tokens_per_s_per_user=jnp.where(ok, r.tokens_per_s_per_user, 0.0)), extra
+        return dataclasses.replace(
+            r,
+            feasible=r.feasible & ok,
+            bound=jnp.where(ok, r.bound, 3),
+            throughput=jnp.where(ok, r.throughput, 0.0),
+            throughput_per_gpu=jnp.where(ok, r.throughput_per_gpu, 0.0),
+            tokens_per_s_per_user=jnp.where(ok, r.tokens_per_s_per_user, 0.0),
+        ), extra
+
     return jax.vmap(one)(parts, pmask)
 
 
@@ -227,6 +257,7 @@ def lift(point):
     (row, hardware, num_gpus, context); ``shared`` arguments are the same for every point. Tables
     (``Partition`` of [N, P] leaves) and masks [R, N, P] (``legal_masks``) may be tuples (``parts``
     is then a tuple too)."""
+
     def lifted(rows, hardware, tables, masks, contexts, *shared):
         n = len(shared)
         f = jax.vmap(point, in_axes=(None, None, None, None, 0) + (None,) * n)  # context
@@ -234,6 +265,7 @@ def lift(point):
         f = jax.vmap(f, in_axes=(None, 0, None, None, None) + (None,) * n)  # hardware
         f = jax.vmap(f, in_axes=(0, None, None, 0, None) + (None,) * n)  # row (masks are per model)
         return f(rows, hardware, tables, masks, contexts, *shared)
+
     return lifted
 
 
@@ -246,9 +278,11 @@ def lift_flat(point):
     XLA can no longer hoist the per-model work out of the inner axes (κ*: 1.2 against 0.45 ms per
     point), so only small κ* grids use it (``analysis.breakeven.FLAT_BELOW``).
     """
+
     def lifted(rows, hardware, tables, masks, contexts, *shared):
         def size(tree):
             return jax.tree_util.tree_leaves(tree)[0].shape[0]
+
         shape = (size(rows), size(hardware), jax.tree_util.tree_leaves(masks)[0].shape[1], size(contexts))
         r, h, n, c = (i.ravel() for i in jnp.meshgrid(*map(jnp.arange, shape), indexing="ij"))
 
@@ -257,8 +291,10 @@ def lift_flat(point):
 
         def one(r, h, n, c):
             return point(take(rows, r), take(hardware, h), take(tables, n), take(masks, r, n), take(contexts, c), *shared)
+
         out = jax.vmap(one)(r, h, n, c)
         return jax.tree_util.tree_map(lambda x: x.reshape(shape + x.shape[1:]), out)
+
     return lifted
 
 
@@ -269,6 +305,7 @@ def lifted_kernel(keep_partitions: bool, sensitivities: bool = False):
 
     def at(m, hw, parts, pmask, context, batch, acc):
         return point(m, hw, parts, pmask, Workload(context=context, batch=batch), acc, sensitivities)
+
     return jax.jit(lift(at))
 
 
@@ -298,6 +335,7 @@ def device_inputs(inputs: GridInputs, dtype) -> tuple:
     Candidates are a ``Partition`` of [N, P] arrays, one contiguous array per field (the kernels
     read every field of every candidate; rows of a table would be strided loads), masks from
     ``legal_masks``; with dense candidates, candidates and masks are (all, dense) pairs."""
+
     def candidates(table):
         return Partition(**{f: jnp.asarray(np.ascontiguousarray(table[..., i]), dtype) for i, f in enumerate(PARTITION_FIELDS)})
 
@@ -306,8 +344,9 @@ def device_inputs(inputs: GridInputs, dtype) -> tuple:
     if inputs.dense_partitions is not None:
         tables = (tables, candidates(inputs.dense_partitions))
         masks = (masks, jnp.asarray(inputs.dense_partition_mask))
-    masks = jax.tree_util.tree_map(functools.partial(legal_masks, rows), tables, masks,
-                                   is_leaf=lambda x: isinstance(x, Partition))
+    masks = jax.tree_util.tree_map(
+        functools.partial(legal_masks, rows), tables, masks, is_leaf=lambda x: isinstance(x, Partition)
+    )
     return rows, cast(inputs.hardware, dtype), tables, masks, jnp.asarray(inputs.contexts, dtype)
 
 
@@ -332,10 +371,18 @@ def chunks(inputs: GridInputs, max_evaluations: int, skip=frozenset()):
         yield cid, axis, slice(start, start + n), sub, trim
 
 
-def evaluate_chunks(inputs: GridInputs, batch: float, acc: Accounting, keep_partitions: bool,
-                    max_evaluations: int, dtype, skip: set[int] = frozenset(),
-                    sensitivities: bool = False, devices: list | None = None,
-                    extra=None) -> Iterator[tuple[int, str, slice, dict]]:
+def evaluate_chunks(
+    inputs: GridInputs,
+    batch: float,
+    acc: Accounting,
+    keep_partitions: bool,
+    max_evaluations: int,
+    dtype,
+    skip: set[int] = frozenset(),
+    sensitivities: bool = False,
+    devices: list | None = None,
+    extra=None,
+) -> Iterator[tuple[int, str, slice, dict]]:
     """Yield ``(chunk_id, axis, positions, results)`` chunk by chunk, results as host arrays.
 
     Chunks in ``skip`` are not evaluated. With several ``devices``, that many chunks are in flight

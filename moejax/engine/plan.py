@@ -51,8 +51,9 @@ def build_plan(grid, keep_partitions: bool) -> SweepPlan:
             except SpecError:  # κ·ρ·P_total below the kept attention: no such dense model
                 rows.append(m)
     _check_partition_space(grid.partitions, grid.models, models)
-    hardware, hw_names = design_space([load_hardware(name) for name in grid.hardware], list(grid.hardware),
-                                      grid.get("hardware_space"))
+    hardware, hw_names = design_space(
+        [load_hardware(name) for name in grid.hardware], list(grid.hardware), grid.get("hardware_space")
+    )
     num_gpus = [int(n) for n in grid.num_gpus]
     space = PartitionSpace(**{k: tuple(v) for k, v in grid.partitions.items()})
     workloads = grid_workloads(grid)
@@ -83,9 +84,15 @@ def build_plan(grid, keep_partitions: bool) -> SweepPlan:
     return SweepPlan(inputs, row_map, exists, coords, acc, batch, frontier, economics, extra_coords)
 
 
-SPACE_FIELDS = {"hbm_bw": ("hbm_bw",), "hbm_bytes": ("hbm_bytes",), "flops": ("flops_bf16", "flops_fp8"),
-                "intra_bw": ("intra_bw",), "inter_bw": ("inter_bw",), "intra_latency": ("intra_latency",),
-                "inter_latency": ("inter_latency",)}
+SPACE_FIELDS = {
+    "hbm_bw": ("hbm_bw",),
+    "hbm_bytes": ("hbm_bytes",),
+    "flops": ("flops_bf16", "flops_fp8"),
+    "intra_bw": ("intra_bw",),
+    "inter_bw": ("inter_bw",),
+    "intra_latency": ("intra_latency",),
+    "inter_latency": ("inter_latency",),
+}
 
 
 def design_space(hardware: list, names: list[str], space) -> tuple[list, list[str]]:
@@ -127,8 +134,10 @@ def _check_partition_space(space, names, models) -> None:
         if not any(heads % tp == 0 for tp in space.tp):
             raise SpecError(f"grid.partitions.tp = {list(space.tp)} is invalid: none divides the {heads:g} heads of {name}")
         if not any((experts + spare) % ep == 0 for ep in space.ep for spare in space.redundant_experts):
-            raise SpecError(f"grid.partitions.ep = {list(space.ep)} is invalid: none divides the {experts:g} experts "
-                            f"(plus redundant_experts {list(space.redundant_experts)}) of {name}")
+            raise SpecError(
+                f"grid.partitions.ep = {list(space.ep)} is invalid: none divides the {experts:g} experts "
+                f"(plus redundant_experts {list(space.redundant_experts)}) of {name}"
+            )
         if not any(pp <= layers for pp in space.pp):
             raise SpecError(
                 f"grid.partitions.pp = {list(space.pp)} is invalid: every value exceeds the {layers:g} layers of {name}"
@@ -169,10 +178,17 @@ def partition_space_json(grid) -> str:
     the number of candidates per cluster size (``candidates``), beside the default space's count
     (``default_candidates``). Results (best partition, κ*) depend on it, not only on the point."""
     space = PartitionSpace(**{k: tuple(v) for k, v in grid.partitions.items()})
+
     def count(s):
         return {str(int(n)): len(enumerate_partitions(int(n), s)) for n in grid.num_gpus}
-    return json.dumps({**{k: list(v) for k, v in dataclasses.asdict(space).items()},
-                       "candidates": count(space), "default_candidates": count(PartitionSpace())})
+
+    return json.dumps(
+        {
+            **{k: list(v) for k, v in dataclasses.asdict(space).items()},
+            "candidates": count(space),
+            "default_candidates": count(PartitionSpace()),
+        }
+    )
 
 
 def partition_space_note(space_json: str) -> str | None:
@@ -185,5 +201,7 @@ def partition_space_note(space_json: str) -> str | None:
         return None
     left_out = ", ".join(f"{k} {'/'.join(map(str, v))}" for k, v in missing.items())
     counts = ", ".join(f"{space['candidates'][n]} of {space['default_candidates'][n]} on {n} GPUs" for n in space["candidates"])
-    return (f"note: searched a narrower partition space than the default (leaves out {left_out}; candidates {counts}): "
-            "results can differ from a grid searching the default space (set grid.partitions.*)")
+    return (
+        f"note: searched a narrower partition space than the default (leaves out {left_out}; candidates {counts}): "
+        "results can differ from a grid searching the default space (set grid.partitions.*)"
+    )

@@ -36,10 +36,14 @@ AXES_OF_POINTS = ("model", "variant", "kappa", "hardware", "num_gpus", "context"
 
 def science_config(cfg: DictConfig) -> dict:
     """The part of the config that determines the numbers (hashed for resume, stored in attrs)."""
-    return {"grid": OmegaConf.to_container(cfg.grid, resolve=True), "precision": cfg.precision,
-            "keep_partitions": cfg.keep_partitions, "max_chunk_evaluations": cfg.max_chunk_evaluations,
-            "sensitivities": cfg.sensitivities,
-            "moejax_version": __version__}
+    return {
+        "grid": OmegaConf.to_container(cfg.grid, resolve=True),
+        "precision": cfg.precision,
+        "keep_partitions": cfg.keep_partitions,
+        "max_chunk_evaluations": cfg.max_chunk_evaluations,
+        "sensitivities": cfg.sensitivities,
+        "moejax_version": __version__,
+    }
 
 
 def resolved_specs(plan: SweepPlan) -> str:
@@ -70,13 +74,19 @@ def check_size(cfg: DictConfig, plan: SweepPlan, hooks) -> None:
     size = estimated_bytes(plan.coords, "f8" if cfg.precision == "float64" else "f4", cfg.keep_partitions, cfg.sensitivities)
     points = math.prod(len(plan.coords[d][0]) for d in AXES_OF_POINTS)
     float_dtype = "f8" if cfg.precision == "float64" else "f4"
-    size += sum(points * math.prod(len(hooks.dims[d][0]) for d in var.dims[len(AXES_OF_POINTS):])
-                * np.dtype(var.numpy_dtype(float_dtype)).itemsize for var in hooks.variables)
+    size += sum(
+        points
+        * math.prod(len(hooks.dims[d][0]) for d in var.dims[len(AXES_OF_POINTS) :])
+        * np.dtype(var.numpy_dtype(float_dtype)).itemsize
+        for var in hooks.variables
+    )
     if size > limit:
         cells = int(np.prod([len(v) for v, _ in plan.coords.values()]))
-        raise SpecError(f"max_output_bytes = {limit:.3g} is invalid for this grid: its dataset would take about "
-                        f"{size / 1e9:.3g} GB ({cells:.3g} cells, before compression); raise the limit "
-                        f"(max_output_bytes={size * 1.1:.2g}) or shrink the grid")
+        raise SpecError(
+            f"max_output_bytes = {limit:.3g} is invalid for this grid: its dataset would take about "
+            f"{size / 1e9:.3g} GB ({cells:.3g} cells, before compression); raise the limit "
+            f"(max_output_bytes={size * 1.1:.2g}) or shrink the grid"
+        )
 
 
 def run(cfg: DictConfig, out: Path, derive=None) -> Path | None:
@@ -140,25 +150,45 @@ def _evaluate(cfg, plan: SweepPlan, hooks, parts_dir: Path, total: int, pid: int
     quiet = cfg.progress == "auto" and not tty
     dtype = np.float64 if cfg.precision == "float64" else np.float32
     start = time.perf_counter()
-    with safe_points() as pending, tqdm(total=total, initial=len(done), unit="chunk", disable=not show, file=sys.stderr,
-                                       delay=LOG_PROGRESS_S if quiet else 0.0,
-                                       mininterval=LOG_PROGRESS_S if quiet else 0.1) as bar:
-        for cid, axis, positions, results in evaluate_chunks(plan.inputs, plan.batch, plan.accounting, cfg.keep_partitions,
-                                                             hooks.max_evaluations, dtype, skip=done,
-                                                             sensitivities=cfg.sensitivities, devices=devices, extra=hooks.extra):
+    with (
+        safe_points() as pending,
+        tqdm(
+            total=total,
+            initial=len(done),
+            unit="chunk",
+            disable=not show,
+            file=sys.stderr,
+            delay=LOG_PROGRESS_S if quiet else 0.0,
+            mininterval=LOG_PROGRESS_S if quiet else 0.1,
+        ) as bar,
+    ):
+        for cid, axis, positions, results in evaluate_chunks(
+            plan.inputs,
+            plan.batch,
+            plan.accounting,
+            cfg.keep_partitions,
+            hooks.max_evaluations,
+            dtype,
+            skip=done,
+            sensitivities=cfg.sensitivities,
+            devices=devices,
+            extra=hooks.extra,
+        ):
             mask_missing_baselines(plan, axis, positions, results)
             write_part(parts_dir, cid, axis, positions, results, hooks.trailing)
             bar.update(1)
-            bar.set_postfix_str(f"{per_chunk * (bar.n - len(done)) / (time.perf_counter() - start):.3g} evaluations/s",
-                                refresh=not quiet)  # a refresh ignores tqdm's delay
+            bar.set_postfix_str(
+                f"{per_chunk * (bar.n - len(done)) / (time.perf_counter() - start):.3g} evaluations/s", refresh=not quiet
+            )  # a refresh ignores tqdm's delay
             pending.check()  # Ctrl-C stops here, between two written parts
     if n_proc > 1:
         distributed.barrier("moejax: all parts written")
     return pid == 0  # process 0 assembles the dataset
 
 
-def _assemble(cfg, plan: SweepPlan, hooks, parts_dir: Path, total: int, out: Path, text: str, specs: str, derive,
-              overwrite: bool) -> None:
+def _assemble(
+    cfg, plan: SweepPlan, hooks, parts_dir: Path, total: int, out: Path, text: str, specs: str, derive, overwrite: bool
+) -> None:
     missing = set(range(total)) - completed_chunks(parts_dir, owned=set())
     if missing:
         raise RuntimeError(f"{len(missing)} of {total} parts missing in {parts_dir} (rerun the same command)")
@@ -184,19 +214,33 @@ def _assemble(cfg, plan: SweepPlan, hooks, parts_dir: Path, total: int, out: Pat
         "comment": "MoE rows (variant=moe) do not depend on kappa and are repeated along it.",
     }
     baseline = ("baseline_exists", plan.baseline_exists.astype(np.int8))
-    hardware_numbers = [(f"hw_{f}", np.asarray(getattr(plan.inputs.hardware, f)))
-                        for f in HARDWARE_FIELDS]  # each accelerator's numbers, design spaces included
+    hardware_numbers = [
+        (f"hw_{f}", np.asarray(getattr(plan.inputs.hardware, f))) for f in HARDWARE_FIELDS
+    ]  # each accelerator's numbers, design spaces included
     float_dtype = "f8" if dtype == np.float64 else "f4"
     derives = [serving_derive(plan, [var.name for var in hooks.variables], float_dtype)]  # isl/osl, economics
     if not cfg.keep_partitions and derive is not None:
         derives.append(derive(plan))
     with safe_points() as pending:
+
         def derive_all(nc):
             for d in derives:
                 d(nc)
                 pending.check()
 
-        assemble(out, parts_dir, plan.coords, plan.row_map, attrs, float_dtype,
-                 plan.inputs.partitions if cfg.keep_partitions else None, extra=[baseline, *hardware_numbers],
-                 sensitivities=cfg.sensitivities, derive=derive_all,
-                 extra_dims=hooks.dims, extra_vars=hooks.variables, overwrite=overwrite, checkpoint=pending.check)
+        assemble(
+            out,
+            parts_dir,
+            plan.coords,
+            plan.row_map,
+            attrs,
+            float_dtype,
+            plan.inputs.partitions if cfg.keep_partitions else None,
+            extra=[baseline, *hardware_numbers],
+            sensitivities=cfg.sensitivities,
+            derive=derive_all,
+            extra_dims=hooks.dims,
+            extra_vars=hooks.variables,
+            overwrite=overwrite,
+            checkpoint=pending.check,
+        )

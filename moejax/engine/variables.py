@@ -57,8 +57,11 @@ class Variable:
     def attrs(self) -> dict:
         """CF attributes: units and long_name, or long_name, flag_values (int8) and flag_meanings."""
         if self.is_flag:
-            return {"long_name": self.long_name, "flag_values": np.array(self.flag_values, dtype=np.int8),
-                    "flag_meanings": self.flag_meanings}
+            return {
+                "long_name": self.long_name,
+                "flag_values": np.array(self.flag_values, dtype=np.int8),
+                "flag_meanings": self.flag_meanings,
+            }
         return {"units": self.units, "long_name": self.long_name}
 
 
@@ -109,8 +112,12 @@ STEP_COSTS = _by_name(  # physics.cost.StepCosts, at the winning partition
     number("t_hbm", POINT, "s", "HBM traffic time per step"),
     number("t_comm", POINT, "s", "collective communication time per step, before overlap"),
     number("t_comm_exposed", POINT, "s", "communication time per step not hidden by overlap"),
-    number("reuse", POINT, "1", "the qs paper's reuse R = (B/pp)*k/E: tokens per expert per microbatch (below 1 when "
-                                "experts outnumber token choices)"),
+    number(
+        "reuse",
+        POINT,
+        "1",
+        "the qs paper's reuse R = (B/pp)*k/E: tokens per expert per microbatch (below 1 when experts outnumber token choices)",
+    ),
     number("memory_per_gpu", POINT, "byte", "HBM used per GPU: weights + KV cache + reserve"),
     number("weight_bytes_per_gpu", POINT, "byte", "resident weight bytes per GPU"),
     number("kv_bytes_per_gpu", POINT, "byte", "KV-cache bytes per GPU at the served batch"),
@@ -120,23 +127,40 @@ STEP_COSTS_NOT_STORED: dict[str, str] = {}  # StepCosts field -> why the dataset
 DEGREES = {  # the winning partition (not stored with keep_partitions: the partition table is)
     **{f: number(f, POINT, "1", f"winning partition: {f}", "i2") for f in PARTITION_FIELDS},
     "kv_mode": kv_mode_flag("kv_mode", POINT, "winning partition: KV-parallel mode", "i1"),
-    "dense_tp": number("dense_tp", POINT, "1", "winning partition: tensor-parallel degree of the dense FFN layers and LM head",
-                       "i2"),
-    "redundant_experts": number("redundant_experts", POINT, "1", "winning partition: redundant expert slots (EPLB copies)",
-                                "i2"),
+    "dense_tp": number(
+        "dense_tp", POINT, "1", "winning partition: tensor-parallel degree of the dense FFN layers and LM head", "i2"
+    ),
+    "redundant_experts": number("redundant_experts", POINT, "1", "winning partition: redundant expert slots (EPLB copies)", "i2"),
 }
-ELASTICITIES = _by_name(*(  # sensitivities=true
-    number(f"elasticity_{f}", POINT, "1", f"d log(throughput_per_gpu) / d log({f}) at the winning partition, continuous B_max "
-                                          "(NaN where infeasible)") for f in ELASTICITY_FIELDS))
+ELASTICITIES = _by_name(
+    *(  # sensitivities=true
+        number(
+            f"elasticity_{f}",
+            POINT,
+            "1",
+            f"d log(throughput_per_gpu) / d log({f}) at the winning partition, continuous B_max (NaN where infeasible)",
+        )
+        for f in ELASTICITY_FIELDS
+    )
+)
 PARTITIONS = {  # keep_partitions=true: every candidate, the per-point variables gain a partition axis
-    "partition_valid": flag("partition_valid", (*POINT, "partition"), "candidate is a legal split of the model", [0, 1],
-                            "illegal legal"),
-    **{f"partition_{f}": number(f"partition_{f}", ("num_gpus", "partition"), "1", f"candidate partition: {f}", "i4")
-       for f in PARTITION_FIELDS},
+    "partition_valid": flag(
+        "partition_valid", (*POINT, "partition"), "candidate is a legal split of the model", [0, 1], "illegal legal"
+    ),
+    **{
+        f"partition_{f}": number(f"partition_{f}", ("num_gpus", "partition"), "1", f"candidate partition: {f}", "i4")
+        for f in PARTITION_FIELDS
+    },
 }
-BASELINE = _by_name(flag("baseline_exists", ("model", "kappa"),
-                         "a dense model of kappa*rho*P_total params exists in the baseline family", [0, 1],
-                         "no_dense_baseline exists"))
+BASELINE = _by_name(
+    flag(
+        "baseline_exists",
+        ("model", "kappa"),
+        "a dense model of kappa*rho*P_total params exists in the baseline family",
+        [0, 1],
+        "no_dense_baseline exists",
+    )
+)
 
 
 def hardware_variable(field: dataclasses.Field) -> Variable:
@@ -158,8 +182,10 @@ ECONOMICS = _by_name(
 def economics_variables(prefix: str, dims: tuple) -> dict[str, Variable]:
     """``<prefix>cost_per_mtok`` and ``<prefix>joules_per_token``, beside ``<prefix>throughput_per_gpu``."""
     at = f"at {prefix}throughput_per_gpu (NaN: nothing served)"
-    return _by_name(number(f"{prefix}cost_per_mtok", dims, "USD", f"US dollars per million output tokens {at}"),
-                    number(f"{prefix}joules_per_token", dims, "J", f"joules per output token (board power only) {at}"))
+    return _by_name(
+        number(f"{prefix}cost_per_mtok", dims, "USD", f"US dollars per million output tokens {at}"),
+        number(f"{prefix}joules_per_token", dims, "J", f"joules per output token (board power only) {at}"),
+    )
 
 
 QS = _by_name(  # the qs paper's Table 3 columns (analysis/qs.py)
@@ -177,37 +203,85 @@ QS = _by_name(  # the qs paper's Table 3 columns (analysis/qs.py)
     number("dense_moe_ratio", QS_GRID, "1", "dense over MoE throughput per GPU (NaN unless both are feasible)"),
 )
 KAPPA_STAR = _by_name(  # breakeven.include=true (analysis/breakeven.py), in the order its kernel returns them
-    number("kappa_star", GRID4, "1", "break-even quality factor: the kappa-matched dense baseline serves the MoE's throughput "
-                                     "(bracketing bisection on the exact model, partition re-searched at each kappa; "
-                                     "NaN unless reason == found)"),
+    number(
+        "kappa_star",
+        GRID4,
+        "1",
+        "break-even quality factor: the kappa-matched dense baseline serves the MoE's throughput "
+        "(bracketing bisection on the exact model, partition re-searched at each kappa; "
+        "NaN unless reason == found)",
+    ),
     number("kappa_star_optax", GRID4, "1", "kappa* by the optax solve on log kappa (diagnostic; see agrees)"),
-    number("ratio_at_kappa_star", GRID4, "1", "exact dense/MoE throughput ratio at kappa_star (near 1; far from 1, e.g. 0, "
-                                              "where the crossing is a step: the dense baseline stops fitting, or its batch "
-                                              "or partition jumps)"),
-    flag("agrees", GRID4, "the optax diagnostic agrees with kappa_star within the tolerance", [0, 1],
-         "optax_disagrees optax_agrees"),
-    flag("reason", GRID4, "why kappa_star is or is not defined: found = crossing strictly inside [kappa_min, kappa_max]; "
-                          "below_kappa_min = the MoE is already ahead at kappa_min (raised to the smallest kappa whose "
-                          "baseline exists): kappa* < kappa_min; above_kappa_max = the dense baseline is still ahead at "
-                          "kappa_max: kappa* > kappa_max", range(len(REASONS)), REASONS),
+    number(
+        "ratio_at_kappa_star",
+        GRID4,
+        "1",
+        "exact dense/MoE throughput ratio at kappa_star (near 1; far from 1, e.g. 0, "
+        "where the crossing is a step: the dense baseline stops fitting, or its batch "
+        "or partition jumps)",
+    ),
+    flag(
+        "agrees",
+        GRID4,
+        "the optax diagnostic agrees with kappa_star within the tolerance",
+        [0, 1],
+        "optax_disagrees optax_agrees",
+    ),
+    flag(
+        "reason",
+        GRID4,
+        "why kappa_star is or is not defined: found = crossing strictly inside [kappa_min, kappa_max]; "
+        "below_kappa_min = the MoE is already ahead at kappa_min (raised to the smallest kappa whose "
+        "baseline exists): kappa* < kappa_min; above_kappa_max = the dense baseline is still ahead at "
+        "kappa_max: kappa* > kappa_max",
+        range(len(REASONS)),
+        REASONS,
+    ),
     number("moe_throughput_per_gpu", GRID4, "s-1", "MoE decode tokens per second per GPU at its best partition"),
 )
 _LEVELS = (*GRID4, "interactivity")
 KAPPA_STAR_FRONTIER = _by_name(  # breakeven.include=true with a frontier (analysis/frontier_breakeven.py), kernel order
-    number("kappa_star_frontier", _LEVELS, "1", (
-        "break-even quality factor at each interactivity level: the kappa-matched dense baseline at its own frontier (best "
-        "partition and batch reaching the level) serves the MoE's frontier throughput per GPU there (bracketing bisection "
-        "on the exact model; NaN unless kappa_star_frontier_reason == found)")),
-    flag("kappa_star_frontier_reason", _LEVELS, (
-        "why kappa_star_frontier is or is not defined at this level: as reason; moe_infeasible = the MoE cannot reach the "
-        "level here, dense_infeasible = the dense baseline cannot reach it even at kappa_min"), range(len(REASONS)), REASONS),
-    number("dense_equivalent_params_frontier", _LEVELS, "1", (
-        "dense-equivalent size at each interactivity level: parameters of the dense baseline at kappa_star_frontier, "
-        "kappa*rho*P_total (every larger dense model costs more per token than the MoE there)")),
-    number("ratio_at_kappa_star_frontier", _LEVELS, "1", (
-        "exact dense/MoE frontier throughput ratio at kappa_star_frontier (near 1; far from 1 where the crossing is a step)")),
-    number("moe_frontier_throughput_per_gpu", _LEVELS, "s-1", (
-        "the MoE's frontier at the level: its best decode tokens/s per GPU reaching it (NaN where it cannot)")),
+    number(
+        "kappa_star_frontier",
+        _LEVELS,
+        "1",
+        (
+            "break-even quality factor at each interactivity level: the kappa-matched dense baseline at its own frontier (best "
+            "partition and batch reaching the level) serves the MoE's frontier throughput per GPU there (bracketing bisection "
+            "on the exact model; NaN unless kappa_star_frontier_reason == found)"
+        ),
+    ),
+    flag(
+        "kappa_star_frontier_reason",
+        _LEVELS,
+        (
+            "why kappa_star_frontier is or is not defined at this level: as reason; moe_infeasible = the MoE cannot reach the "
+            "level here, dense_infeasible = the dense baseline cannot reach it even at kappa_min"
+        ),
+        range(len(REASONS)),
+        REASONS,
+    ),
+    number(
+        "dense_equivalent_params_frontier",
+        _LEVELS,
+        "1",
+        (
+            "dense-equivalent size at each interactivity level: parameters of the dense baseline at kappa_star_frontier, "
+            "kappa*rho*P_total (every larger dense model costs more per token than the MoE there)"
+        ),
+    ),
+    number(
+        "ratio_at_kappa_star_frontier",
+        _LEVELS,
+        "1",
+        ("exact dense/MoE frontier throughput ratio at kappa_star_frontier (near 1; far from 1 where the crossing is a step)"),
+    ),
+    number(
+        "moe_frontier_throughput_per_gpu",
+        _LEVELS,
+        "s-1",
+        ("the MoE's frontier at the level: its best decode tokens/s per GPU reaching it (NaN where it cannot)"),
+    ),
 )
 
 SECTIONS = {  # title -> variables, in the order a sweep writes them (the frontier's groups come after DEGREES)
@@ -250,8 +324,9 @@ def _group(prefix: str, what: str, status: str, status_flags, dims: tuple, serve
         number(f"{prefix}step_time", dims, "s", f"{what}: {step}"),
     ]
     if serve:
-        out.append(number(f"{prefix}ttft", dims, "s",
-                          f"{what}: mean time to first token, aggregated serving (physics/served.py)"))
+        out.append(
+            number(f"{prefix}ttft", dims, "s", f"{what}: mean time to first token, aggregated serving (physics/served.py)")
+        )
     out.append(flag(f"{prefix}{status}", dims, f"{what}: outcome", *status_flags))
     return {**{v.name: v for v in out}, **partition_degrees(prefix, what, dims)}
 
@@ -259,10 +334,15 @@ def _group(prefix: str, what: str, status: str, status_flags, dims: tuple, serve
 def _disaggregated_group(prefix: str, what: str, dims: tuple) -> dict[str, Variable]:
     """The registry entries of the variables ``_disaggregated`` returns under ``prefix``."""
     out = [
-        number(f"{prefix}disaggregated_throughput_per_gpu", dims, "s-1",
-               f"{what}: end-to-end output tokens per second per GPU over both pools"),
-        number(f"{prefix}disaggregated_tokens_per_s_per_user", dims, "s-1",
-               f"{what}: output tokens per second one sequence sees"),
+        number(
+            f"{prefix}disaggregated_throughput_per_gpu",
+            dims,
+            "s-1",
+            f"{what}: end-to-end output tokens per second per GPU over both pools",
+        ),
+        number(
+            f"{prefix}disaggregated_tokens_per_s_per_user", dims, "s-1", f"{what}: output tokens per second one sequence sees"
+        ),
         number(f"{prefix}disaggregated_ttft", dims, "s", f"{what}: mean time to first token (prefill pass, queue, KV hand-off)"),
         number(f"{prefix}disaggregated_batch", dims, "1", f"{what}: sequences in flight per decode replica"),
         number(f"{prefix}prefill_share", dims, "1", f"{what}: fraction of the GPUs in the prefill pool"),
@@ -278,22 +358,25 @@ def frontier_variables(serve: bool, batches: bool, slo_rate: float, ttft_max: fl
     grid with workloads (``serve``), ``grid.batches`` and an SLO (``slo_rate`` tokens/s per user,
     ``ttft_max`` s; 0: no limit): their dims are a point's, then ``interactivity`` or ``batches``."""
     with_slo = slo_rate > 0 or ttft_max > 0
-    out = _group("frontier_", "best at tokens/s per user >= interactivity", "status", FRONTIER_STATUS, (*POINT, "interactivity"),
-                 serve)
+    out = _group(
+        "frontier_", "best at tokens/s per user >= interactivity", "status", FRONTIER_STATUS, (*POINT, "interactivity"), serve
+    )
     if batches:
         at = _group("at_batch_", "best partition at this batch", "feasible", AT_BATCH_STATUS, (*POINT, "batches"), serve)
         at.pop("at_batch_batch")
         out.update(at)
     if with_slo:
-        limits = [f"tokens/s per user >= {slo_rate:g}"] * (slo_rate > 0) + [f"TTFT <= {ttft_max:g} s"] * (
-            ttft_max > 0
-        )
+        limits = [f"tokens/s per user >= {slo_rate:g}"] * (slo_rate > 0) + [f"TTFT <= {ttft_max:g} s"] * (ttft_max > 0)
         slo = f"best meeting the SLO ({', '.join(limits)})"
         out.update(_group("slo_", slo, "status", SLO_STATUS, POINT, serve))
         if serve:
             out.update(_disaggregated_group("slo_", f"disaggregated serving {slo}", POINT))
-            out["slo_mode"] = flag("slo_mode", POINT, "the serving mode with the most tokens/s per GPU under the SLO "
-                                                      "(the cheaper per token)", *SLO_MODE)
+            out["slo_mode"] = flag(
+                "slo_mode",
+                POINT,
+                "the serving mode with the most tokens/s per GPU under the SLO (the cheaper per token)",
+                *SLO_MODE,
+            )
     if serve:
         out.update(_group("serving_", "highest-throughput aggregated configuration", "status", SERVING_STATUS, POINT, serve))
         out.update(_disaggregated_group("serving_", "disaggregated serving at its highest decode throughput", POINT))
@@ -308,37 +391,50 @@ def _cell(text: str) -> str:
 
 
 def _dims(v: Variable) -> str:
-    return ", ".join(("point", *v.dims[len(POINT):]) if v.dims[: len(POINT)] == POINT else v.dims)
+    return ", ".join(("point", *v.dims[len(POINT) :]) if v.dims[: len(POINT)] == POINT else v.dims)
 
 
 def _table(variables) -> list[str]:
     lines = ["| name | dims | dtype | units or flags | long_name |", "|---|---|---|---|---|"]
     for v in variables:
-        meaning = (", ".join(f"{value} {word}" for value, word in zip(v.flag_values, v.flag_meanings.split()))
-                   if v.is_flag else f"`{v.units}`")
+        meaning = (
+            ", ".join(f"{value} {word}" for value, word in zip(v.flag_values, v.flag_meanings.split()))
+            if v.is_flag
+            else f"`{v.units}`"
+        )
         lines.append(f"| `{v.name}` | {_dims(v)} | {v.dtype} | {_cell(meaning)} | {_cell(v.long_name)} |")
     return lines
 
 
 def markdown() -> str:
     """``docs/dataset.md``: every registered variable, the frontier's groups shown for an example grid."""
-    lines = ["# Dataset schema", "",
-             "<!-- generated by `python -m moejax.engine.variables --markdown > docs/dataset.md`; do not edit -->", "",
-             "Every variable a sweep's `sweep.nc` can hold: name, dimensions, stored dtype (`float` is the sweep's",
-             "precision: float32, or float64 with `precision=float64`), units (UDUNITS; `1` for counts and ratios) or,",
-             "for a flag variable, its values and meanings (CF `flag_values`/`flag_meanings`), and `long_name`.",
-             "Declared once in `moejax/engine/variables.py`. Dims: `point` is one grid point,",
-             f"`{', '.join(POINT)}`; with `keep_partitions=true` every per-point variable gains a",
-             "`partition` dimension.", ""]
+    lines = [
+        "# Dataset schema",
+        "",
+        "<!-- generated by `python -m moejax.engine.variables --markdown > docs/dataset.md`; do not edit -->",
+        "",
+        "Every variable a sweep's `sweep.nc` can hold: name, dimensions, stored dtype (`float` is the sweep's",
+        "precision: float32, or float64 with `precision=float64`), units (UDUNITS; `1` for counts and ratios) or,",
+        "for a flag variable, its values and meanings (CF `flag_values`/`flag_meanings`), and `long_name`.",
+        "Declared once in `moejax/engine/variables.py`. Dims: `point` is one grid point,",
+        f"`{', '.join(POINT)}`; with `keep_partitions=true` every per-point variable gains a",
+        "`partition` dimension.",
+        "",
+    ]
     for title, section in SECTIONS.items():
         lines += [f"## {title}", "", *_table(section.values()), ""]
     frontier = frontier_variables(serve=True, batches=True, slo_rate=20.0, ttft_max=2.0)
-    lines += ["## Serving frontier (`grid.batches`, `grid.slo`, `grid.workloads`)", "",
-              "Computed from the grid: shown for `grid.batches=[16]`, `grid.slo.tpot_max=0.05`, `grid.slo.ttft_max=2`",
-              "and one workload (`grid.workloads`). Without workloads there are no `*_ttft`, `*disaggregated*`,",
-              "`*_prefill_*`/`*_decode_*`, `slo_mode` or `serving_*` variables. Each `*throughput_per_gpu` has its",
-              "`*cost_per_mtok` and `*joules_per_token` beside it (see Economics).", "",
-              *_table(frontier.values()), ""]
+    lines += [
+        "## Serving frontier (`grid.batches`, `grid.slo`, `grid.workloads`)",
+        "",
+        "Computed from the grid: shown for `grid.batches=[16]`, `grid.slo.tpot_max=0.05`, `grid.slo.ttft_max=2`",
+        "and one workload (`grid.workloads`). Without workloads there are no `*_ttft`, `*disaggregated*`,",
+        "`*_prefill_*`/`*_decode_*`, `slo_mode` or `serving_*` variables. Each `*throughput_per_gpu` has its",
+        "`*cost_per_mtok` and `*joules_per_token` beside it (see Economics).",
+        "",
+        *_table(frontier.values()),
+        "",
+    ]
     return "\n".join(lines)
 
 

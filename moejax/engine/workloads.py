@@ -36,8 +36,10 @@ def grid_workloads(grid) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
             raise SpecError("grid.contexts = None is invalid: a list of context lengths (tokens), or set grid.workloads")
         return None
     if grid.get("contexts") is not None:
-        raise SpecError(f"grid.workloads = {_plain(wls)!r} is invalid: set either grid.contexts or grid.workloads, "
-                        "not both (grid.contexts=null)")
+        raise SpecError(
+            f"grid.workloads = {_plain(wls)!r} is invalid: set either grid.contexts or grid.workloads, "
+            "not both (grid.contexts=null)"
+        )
     wls = [wls] if hasattr(wls, "keys") else list(wls)
     if not wls:
         raise SpecError("grid.workloads = [] is invalid: one {isl, osl} pair or a non-empty list of them")
@@ -53,8 +55,10 @@ def grid_workloads(grid) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
     isl, osl = np.array(isl), np.array(osl)
     contexts = decode_context(isl, osl)
     if len(set(contexts.tolist())) != len(contexts):
-        raise SpecError(f"grid.workloads = {_plain(wls)!r} is invalid: two workloads have the same decode context "
-                        "isl + osl/2 (one point each: make them differ)")
+        raise SpecError(
+            f"grid.workloads = {_plain(wls)!r} is invalid: two workloads have the same decode context "
+            "isl + osl/2 (one point each: make them differ)"
+        )
     return contexts, isl, osl
 
 
@@ -73,8 +77,10 @@ def economics_arrays(hw_names: list[str], overrides) -> dict[str, np.ndarray]:
     (a design-space name ``b200|hbm_bwx2`` takes its base accelerator's), replaced by
     ``grid.economics.<field>.<name>`` where set (keyed by catalogue name)."""
     if overrides is not None and not isinstance(overrides, Mapping):
-        raise SpecError(f"grid.economics = {_plain(overrides)!r} is invalid: a mapping such as "
-                        "{price_per_gpu_hour: {h100-sxm: 2.5}, board_power: {h100-sxm: 700}} (USD per GPU-hour, W)")
+        raise SpecError(
+            f"grid.economics = {_plain(overrides)!r} is invalid: a mapping such as "
+            "{price_per_gpu_hour: {h100-sxm: 2.5}, board_power: {h100-sxm: 700}} (USD per GPU-hour, W)"
+        )
     overrides = overrides or {}
     bad = set(overrides) - set(ECONOMICS_FIELDS)
     if bad:
@@ -85,8 +91,10 @@ def economics_arrays(hw_names: list[str], overrides) -> dict[str, np.ndarray]:
             raise SpecError(f"grid.economics.{field} = {_plain(table)!r} is invalid: a mapping from hardware name to value")
         for name, value in (table or {}).items():
             if name not in bases:
-                raise SpecError(f"grid.economics.{field} = {_plain(table)!r} is invalid: {name} is not a grid hardware name "
-                                f"(allowed {', '.join(dict.fromkeys(bases))})")
+                raise SpecError(
+                    f"grid.economics.{field} = {_plain(table)!r} is invalid: {name} is not a grid hardware name "
+                    f"(allowed {', '.join(dict.fromkeys(bases))})"
+                )
             if not _positive_number(value):
                 raise SpecError(f"grid.economics.{field}.{name} = {value!r} is invalid: a positive number")
     out = {f: [] for f in ECONOMICS_FIELDS}
@@ -112,6 +120,7 @@ def economics_derive(economics: dict[str, np.ndarray], prefixes: list[str], floa
     in the open dataset: ``serving.cost_per_mtok(price, x)`` and ``serving.joules_per_token(power, x)``
     in float64 from the stored float values, stored in the dataset's float dtype; NaN where the
     throughput is NaN or not positive (nothing served)."""
+
     def derive(nc) -> None:
         for prefix in prefixes:
             src = nc.variables[f"{prefix}throughput_per_gpu"]
@@ -125,6 +134,7 @@ def economics_derive(economics: dict[str, np.ndarray], prefixes: list[str], floa
             outputs = economics_variables(prefix, dims)
             create_variable(nc, outputs[f"{prefix}cost_per_mtok"], float_dtype, cost_per_mtok(price, x))
             create_variable(nc, outputs[f"{prefix}joules_per_token"], float_dtype, joules_per_token(power, x))
+
     return derive
 
 
@@ -133,8 +143,11 @@ def serving_derive(plan, frontier_names: list[str], float_dtype: str):
     grids), ``hw_price_per_gpu_hour``/``hw_board_power`` per hardware, and $/Mtok and J/token
     (``economics_derive``) beside the B_max result (``cost_per_mtok``), every frontier level
     (``frontier_``), the SLO pick (``slo_``) and aggregated/disaggregated serving (``serving_*``)."""
-    prefixes = [""] + [p for p in ("frontier_", "slo_", "slo_disaggregated_", "serving_", "serving_disaggregated_")
-                       if f"{p}throughput_per_gpu" in frontier_names]
+    prefixes = [""] + [
+        p
+        for p in ("frontier_", "slo_", "slo_disaggregated_", "serving_", "serving_disaggregated_")
+        if f"{p}throughput_per_gpu" in frontier_names
+    ]
     costs = economics_derive(plan.economics, prefixes, float_dtype)
 
     def derive(nc) -> None:
@@ -143,4 +156,5 @@ def serving_derive(plan, frontier_names: list[str], float_dtype: str):
         for field, name in ECONOMICS_VARIABLES.items():
             create_variable(nc, ECONOMICS[name], float_dtype, plan.economics[field], compress=False, nan_fill=False)
         costs(nc)
+
     return derive

@@ -18,11 +18,13 @@ def log_ticks(axis, lo: float, hi: float) -> None:
     1-9 × 10^n that gives ``MIN_LABELS`` labels within the limits (matplotlib's default labels
     decades only: none, or two, on a span of about one decade); minor ticks unlabelled."""
     lo, hi = sorted((float(lo), float(hi)))
+
     def count(subs):
         if not (lo > 0 and math.isfinite(hi)):
             return MIN_LABELS
         decades = range(math.floor(math.log10(lo)), math.ceil(math.log10(hi)) + 1)
-        return sum(lo <= s * 10.0 ** d <= hi for d in decades for s in subs)
+        return sum(lo <= s * 10.0**d <= hi for d in decades for s in subs)
+
     subs = next((s for s in SUBS if count(s) >= MIN_LABELS), SUBS[-1])
     axis.set_major_locator(mticker.LogLocator(base=10, subs=subs, numticks=50))
     axis.set_major_formatter(mticker.FuncFormatter(lambda v, _: f"{v:g}"))
@@ -45,8 +47,16 @@ def place_labels(ax, labels, fontsize: float = 7) -> list:
     drawn = []
     for text, xy, colour in labels:
         for dx, dy in OFFSETS:
-            a = ax.annotate(text, xy, xytext=(dx, dy), textcoords="offset points", fontsize=fontsize, color=colour,
-                            ha="left" if dx >= 0 else "right", annotation_clip=False)
+            a = ax.annotate(
+                text,
+                xy,
+                xytext=(dx, dy),
+                textcoords="offset points",
+                fontsize=fontsize,
+                color=colour,
+                ha="left" if dx >= 0 else "right",
+                annotation_clip=False,
+            )
             box = a.get_window_extent(renderer)
             inside = frame.x0 <= box.x0 and box.x1 <= frame.x1 and frame.y0 <= box.y0 and box.y1 <= frame.y1
             if inside and not any(box.overlaps(t) for t in taken):

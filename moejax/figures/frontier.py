@@ -40,8 +40,13 @@ def plot_frontier(ds, out_dir, sel, title: str, save):
     tput = ds.frontier_throughput_per_gpu.sel(**point)
     levels = ds.interactivity.values
     price = float(ds.hw_price_per_gpu_hour.sel(hardware=sel["hardware"])) if "hw_price_per_gpu_hour" in ds else np.nan
-    arrays = {"interactivity": levels, "context": context, "price_per_gpu_hour": price, "selection": dict(sel),
-              "moe": tput.sel(variant="moe", kappa=sel["kappa"]).values}
+    arrays = {
+        "interactivity": levels,
+        "context": context,
+        "price_per_gpu_hour": price,
+        "selection": dict(sel),
+        "moe": tput.sel(variant="moe", kappa=sel["kappa"]).values,
+    }
     fig, ax = plt.subplots(figsize=(8, 4.5), layout="constrained")
     ax.plot(levels, _positive(arrays["moe"]), "o-", color="black", lw=2.2, ms=3, label="MoE")
     cmap = plt.get_cmap("plasma")
@@ -49,8 +54,14 @@ def plot_frontier(ds, out_dir, sel, title: str, save):
     for i, k in enumerate(kappas):
         key = f"dense_kappa_{float(k):g}"
         arrays[key] = tput.sel(variant="dense", kappa=k).values
-        ax.plot(levels, _positive(arrays[key]), "s--", ms=3, color=cmap(0.1 + 0.7 * i / max(len(kappas) - 1, 1)),
-                label=f"dense, κ = {float(k):g}")
+        ax.plot(
+            levels,
+            _positive(arrays[key]),
+            "s--",
+            ms=3,
+            color=cmap(0.1 + 0.7 * i / max(len(kappas) - 1, 1)),
+            label=f"dense, κ = {float(k):g}",
+        )
     ax.set_xscale("log")
     ax.set_yscale("log")
     ax.set_xlabel("interactivity (output tokens/s per user, at least)")
@@ -59,8 +70,10 @@ def plot_frontier(ds, out_dir, sel, title: str, save):
     log_ticks(ax.xaxis, *ax.get_xlim())
     log_ticks(ax.yaxis, *ax.get_ylim())
     if np.isfinite(price):
+
         def dollars(x):
             return cost_per_mtok(price, np.maximum(np.asarray(x, dtype=float), 1e-30))
+
         right = ax.secondary_yaxis("right", functions=(dollars, dollars))  # its own inverse: y = c/x
         log_ticks(right.yaxis, *dollars(np.array(ax.get_ylim())))  # 1-2-5 ticks, not decades only
         right.set_ylabel(f"\\$ per million output tokens\n(at \\${price:g}/GPU-hour; cheaper is up)")

@@ -33,8 +33,14 @@ def plot_kappa_star_frontier(ds, out_dir, sel: dict, dtypes: str = "", context: 
     u, k, reason = ds.interactivity.values, ks.kappa_star_frontier.values.astype(float), ks.kappa_star_frontier_reason.values
     flags = flag_meanings(ds.kappa_star_frontier_reason)
     k_min, k_max = (float(ds.kappa_star_frontier.attrs.get(a, np.nan)) for a in ("kappa_min", "kappa_max"))
-    arrays = {"interactivity": u, "context": c, "model": [str(m) for m in ds.model.values],
-              "kappa_star_frontier": k, "reason": reason, "selection": dict(sel)}
+    arrays = {
+        "interactivity": u,
+        "context": c,
+        "model": [str(m) for m in ds.model.values],
+        "kappa_star_frontier": k,
+        "reason": reason,
+        "selection": dict(sel),
+    }
     fig, ax = plt.subplots(figsize=(6.4, 4.2), layout="constrained")
     for i, model in enumerate(arrays["model"]):
         colour = plt.get_cmap("tab10")(i % 10)
@@ -44,16 +50,28 @@ def plot_kappa_star_frontier(ds, out_dir, sel: dict, dtypes: str = "", context: 
             if at.any():
                 ax.plot(u[at], np.full(at.sum(), bound), "o", mfc="none", color=colour, ms=6)
     ax.axhline(sel["kappa"], color="#555555", ls="--", lw=1)
-    ax.annotate(f"κ = {sel['kappa']:g}: the MoE is cheaper where κ* lies below", (u[0], sel["kappa"]), fontsize=7,
-                xytext=(2, 2), textcoords="offset points", color="#555555")
-    ax.set(xscale="log", yscale="log", xlabel="interactivity (output tokens/s per user, at least)",
-           ylabel="break-even κ* (dense at its own frontier)")
+    ax.annotate(
+        f"κ = {sel['kappa']:g}: the MoE is cheaper where κ* lies below",
+        (u[0], sel["kappa"]),
+        fontsize=7,
+        xytext=(2, 2),
+        textcoords="offset points",
+        color="#555555",
+    )
+    ax.set(
+        xscale="log",
+        yscale="log",
+        xlabel="interactivity (output tokens/s per user, at least)",
+        ylabel="break-even κ* (dense at its own frontier)",
+    )
     log_ticks(ax.xaxis, *ax.get_xlim())  # plain numbers, dense enough for a span under one decade
     log_ticks(ax.yaxis, *ax.get_ylim())
     ax.plot([], [], "o", mfc="none", color="#555555", label="hollow: crossing beyond κ_min / κ_max")
     fig.legend(loc="outside lower center", ncols=3, fontsize=8)
-    fig.suptitle(f"Break-even κ* along the serving frontier (MoE ahead where κ > κ*)\n{sel['hardware']}, "
-                 f"{sel['num_gpus']} GPUs, context {context_label(c)}" + (f" ({dtypes})" if dtypes else ""))
+    fig.suptitle(
+        f"Break-even κ* along the serving frontier (MoE ahead where κ > κ*)\n{sel['hardware']}, "
+        f"{sel['num_gpus']} GPUs, context {context_label(c)}" + (f" ({dtypes})" if dtypes else "")
+    )
     out_dir = Path(out_dir)
     png, svg = out_dir / "kappa_star_frontier.png", out_dir / "kappa_star_frontier.svg"
     fig.savefig(png, dpi=150, bbox_inches="tight")

@@ -46,8 +46,22 @@ JS = Path(__file__).with_name("report.js")
 DEFAULT = {"model": "deepseek-v3", "hardware": "b200", "context": 8192.0}  # as moejax.plot's README figures
 BOUND_COLOURS = {"compute": "#4477aa", "hbm": "#ee6677", "communication": "#ccbb44", "infeasible": "#bbbbbb"}
 GROUP_COLUMNS = ("figure", "phase", "firmness", "bound", "dominant")  # validation.csv columns to colour by
-PROVENANCE = ("title", "source", "grid", "accounting_mode", "accounting", "expert_traffic", "roofline", "integer_batch",
-              "dense_baseline_family", "batch_policy", "partition_search", "partition_space", "precision", "comment")
+PROVENANCE = (
+    "title",
+    "source",
+    "grid",
+    "accounting_mode",
+    "accounting",
+    "expert_traffic",
+    "roofline",
+    "integer_batch",
+    "dense_baseline_family",
+    "batch_policy",
+    "partition_search",
+    "partition_space",
+    "precision",
+    "comment",
+)
 ELASTICITY_LABELS = {f: field_label(HardwareSpec, f) for f in ELASTICITY_FIELDS}  # from HardwareSpec metadata
 POINT = ("model", "hardware", "num_gpus", "context")  # the selectors' dimensions, in the embedded arrays' order
 
@@ -91,8 +105,12 @@ def _discrete(colours: list[str]) -> list:
 
 
 def _grid_layout(title: str, ds: xr.Dataset) -> dict:
-    return go.Layout(title=title, xaxis={"title": "context length (tokens)", "type": "category"},
-                     yaxis={"title": "GPUs in the cluster", "type": "category"}, margin={"t": 60}).to_plotly_json()
+    return go.Layout(
+        title=title,
+        xaxis={"title": "context length (tokens)", "type": "category"},
+        yaxis={"title": "GPUs in the cluster", "type": "category"},
+        margin={"t": 60},
+    ).to_plotly_json()
 
 
 def _frontier(ds: xr.Dataset, curves: list[str]) -> dict:
@@ -103,37 +121,56 @@ def _frontier(ds: xr.Dataset, curves: list[str]) -> dict:
     if "frontier_joules_per_token" in econ:
         hover += "<br>%{customdata[1]:.4g} J per output token"
     trailing = ("interactivity",)
-    return {"levels": compact(ds.interactivity.values), "curves": curves, "colours": _colours(len(curves) - 1),
-            "tput": compact(_curves(ds, "frontier_throughput_per_gpu", trailing), positive=True),
-            "cost": compact(_curves(ds, "frontier_cost_per_mtok", trailing)) if "frontier_cost_per_mtok" in ds else None,
-            "joules": compact(_curves(ds, "frontier_joules_per_token", trailing)) if "frontier_joules_per_token" in ds else None,
-            "hover": hover + "<extra></extra>",
-            "layout": go.Layout(title="Serving frontier: decode throughput per GPU vs interactivity (best partition and batch)",
-                                xaxis={"title": "interactivity (output tokens/s per user, at least)", "type": "log"},
-                                yaxis={"title": "decode throughput per GPU (tokens/s/GPU)", "type": "log"},
-                                legend={"title": {"text": "unreachable levels omitted"}}).to_plotly_json()}
+    return {
+        "levels": compact(ds.interactivity.values),
+        "curves": curves,
+        "colours": _colours(len(curves) - 1),
+        "tput": compact(_curves(ds, "frontier_throughput_per_gpu", trailing), positive=True),
+        "cost": compact(_curves(ds, "frontier_cost_per_mtok", trailing)) if "frontier_cost_per_mtok" in ds else None,
+        "joules": compact(_curves(ds, "frontier_joules_per_token", trailing)) if "frontier_joules_per_token" in ds else None,
+        "hover": hover + "<extra></extra>",
+        "layout": go.Layout(
+            title="Serving frontier: decode throughput per GPU vs interactivity (best partition and batch)",
+            xaxis={"title": "interactivity (output tokens/s per user, at least)", "type": "log"},
+            yaxis={"title": "decode throughput per GPU (tokens/s/GPU)", "type": "log"},
+            legend={"title": {"text": "unreachable levels omitted"}},
+        ).to_plotly_json(),
+    }
 
 
 def _kappa_star_frontier(ds: xr.Dataset) -> dict:
     flags = flag_meanings(ds.kappa_star_frontier_reason) if "kappa_star_frontier_reason" in ds else {}
-    reason = (_point(ds.kappa_star_frontier_reason, "interactivity").values.astype(int) if flags
-              else np.zeros(_point(ds.kappa_star_frontier, "interactivity").shape, int))
+    reason = (
+        _point(ds.kappa_star_frontier_reason, "interactivity").values.astype(int)
+        if flags
+        else np.zeros(_point(ds.kappa_star_frontier, "interactivity").shape, int)
+    )
     names = np.vectorize(lambda v: flags.get(int(v), "found").replace("_", " "), otypes=[object])(reason)
-    return {"levels": compact(ds.interactivity.values), "value": compact(_point(ds.kappa_star_frontier, "interactivity").values),
-            "reason": names.tolist(),
-            "layout": go.Layout(title="Break-even κ* along the serving frontier (the MoE is cheaper where κ > κ*)",
-                                xaxis={"title": "interactivity (output tokens/s per user, at least)", "type": "log"},
-                                yaxis={"title": "κ* (dense at its own frontier)", "type": "log"}).to_plotly_json()}
+    return {
+        "levels": compact(ds.interactivity.values),
+        "value": compact(_point(ds.kappa_star_frontier, "interactivity").values),
+        "reason": names.tolist(),
+        "layout": go.Layout(
+            title="Break-even κ* along the serving frontier (the MoE is cheaper where κ > κ*)",
+            xaxis={"title": "interactivity (output tokens/s per user, at least)", "type": "log"},
+            yaxis={"title": "κ* (dense at its own frontier)", "type": "log"},
+        ).to_plotly_json(),
+    }
 
 
 def _kappa_star(ds: xr.Dataset) -> dict:
     value = _point(ds.kappa_star).values.astype(float)
     flags = flag_meanings(ds.reason) if "reason" in ds else {}
     reason = _point(ds.reason).values.astype(int) if flags else np.zeros(value.shape, int)
-    text = np.vectorize(lambda v, r: f"{v:.3g}" if flags.get(int(r), "found") == "found" and np.isfinite(v)
-                        else flags[int(r)].replace("_", " "), otypes=[object])(value, reason)
-    return {"value": compact(value), "text": text.tolist(),
-            "layout": _grid_layout("Break-even κ* at B_max (cells without a value: the flag of the point)", ds)}
+    text = np.vectorize(
+        lambda v, r: f"{v:.3g}" if flags.get(int(r), "found") == "found" and np.isfinite(v) else flags[int(r)].replace("_", " "),
+        otypes=[object],
+    )(value, reason)
+    return {
+        "value": compact(value),
+        "text": text.tolist(),
+        "layout": _grid_layout("Break-even κ* at B_max (cells without a value: the flag of the point)", ds),
+    }
 
 
 def _bound(ds: xr.Dataset) -> dict:
@@ -141,18 +178,28 @@ def _bound(ds: xr.Dataset) -> dict:
     codes = sorted(flags)
     meanings = [flags[c] for c in codes]
     code = _point(ds.bound.sel(variant="moe").isel(kappa=0)).values
-    return {"code": np.searchsorted(codes, code).tolist(), "meanings": meanings,
-            "colorscale": _discrete([BOUND_COLOURS.get(m, "#000000") for m in meanings]),
-            "layout": _grid_layout("What bounds the MoE decode step at B_max", ds)}
+    return {
+        "code": np.searchsorted(codes, code).tolist(),
+        "meanings": meanings,
+        "colorscale": _discrete([BOUND_COLOURS.get(m, "#000000") for m in meanings]),
+        "layout": _grid_layout("What bounds the MoE decode step at B_max", ds),
+    }
 
 
 def _sensitivity(ds: xr.Dataset, names: list[str], curves: list[str]) -> dict:
     values = np.stack([_curves(ds, n, ()) for n in names], axis=-1)  # [..., curve, variable]
-    return {"labels": [ELASTICITY_LABELS.get(n[len("elasticity_"):], n[len("elasticity_"):]) for n in names],
-            "curves": curves, "colours": _colours(len(curves) - 1), "values": compact(values),
-            "layout": go.Layout(title="Sensitivity: elasticity ∂log(tokens/s/GPU) / ∂log(x) at the winning partition",
-                                barmode="group", xaxis={"title": "hardware quantity x"},
-                                yaxis={"title": "elasticity (dimensionless)"}).to_plotly_json()}
+    return {
+        "labels": [ELASTICITY_LABELS.get(n[len("elasticity_") :], n[len("elasticity_") :]) for n in names],
+        "curves": curves,
+        "colours": _colours(len(curves) - 1),
+        "values": compact(values),
+        "layout": go.Layout(
+            title="Sensitivity: elasticity ∂log(tokens/s/GPU) / ∂log(x) at the winning partition",
+            barmode="group",
+            xaxis={"title": "hardware quantity x"},
+            yaxis={"title": "elasticity (dimensionless)"},
+        ).to_plotly_json(),
+    }
 
 
 def read_validation(path: Path) -> list[dict]:
@@ -244,16 +291,18 @@ def _select(dim: str, label: str, options: list[str], chosen: int, disabled: boo
     opts = "".join(
         f'<option value="{i}"{" selected" if i == chosen else ""}>{html.escape(o)}</option>' for i, o in enumerate(options)
     )
-    return (f'<label>{label} <select id="select-{dim}" data-dim="{dim}"{" disabled" if disabled else ""}>'
-            f"{opts}</select></label>")
+    return f'<label>{label} <select id="select-{dim}" data-dim="{dim}"{" disabled" if disabled else ""}>{opts}</select></label>'
 
 
 def _provenance(ds: xr.Dataset) -> str:
     rows = "".join(
         f"<tr><th>{html.escape(k)}</th><td>{html.escape(str(ds.attrs[k]))}</td></tr>" for k in PROVENANCE if k in ds.attrs
     )
-    details = "".join(f"<details><summary>{k}</summary><pre>{html.escape(str(ds.attrs[k]))}</pre></details>"
-                      for k in ("config", "resolved_specs") if k in ds.attrs)
+    details = "".join(
+        f"<details><summary>{k}</summary><pre>{html.escape(str(ds.attrs[k]))}</pre></details>"
+        for k in ("config", "resolved_specs")
+        if k in ds.attrs
+    )
     return f"<table>{rows}</table>{details}"
 
 
@@ -272,23 +321,32 @@ def build_html(ds: xr.Dataset, name: str, validation: list[dict] | None = None) 
     blob = base64.b64encode(gzip.compress(json.dumps(data, separators=(",", ":"), allow_nan=False).encode(), 6, mtime=0))
     dims, index = data["dims"], data["default"]
     accounting = str(ds.attrs.get("accounting_mode", "unknown"))
-    controls = " ".join([_select("model", "model", dims["model"], index["model"]),
-                         _select("hardware", "hardware", dims["hardware"], index["hardware"]),
-                         _select("num_gpus", "GPUs", dims["num_gpus"], index["num_gpus"]),
-                         _select("context", "context (tokens)", dims["context"], index["context"]),
-                         _select("accounting", "accounting", [accounting], 0, disabled=True)])
+    controls = " ".join(
+        [
+            _select("model", "model", dims["model"], index["model"]),
+            _select("hardware", "hardware", dims["hardware"], index["hardware"]),
+            _select("num_gpus", "GPUs", dims["num_gpus"], index["num_gpus"]),
+            _select("context", "context (tokens)", dims["context"], index["context"]),
+            _select("accounting", "accounting", [accounting], 0, disabled=True),
+        ]
+    )
     if "validation" in data:
         groups = data["validation"]["groups"]
-        controls += (' <label>validation colour <select id="select-group" data-role="group">'
-                     + "".join(f'<option value="{g}">{g}</option>' for g in groups) + "</select></label>")
+        controls += (
+            ' <label>validation colour <select id="select-group" data-role="group">'
+            + "".join(f'<option value="{g}">{g}</option>' for g in groups)
+            + "</select></label>"
+        )
     panels = "".join(f'<section id="panel-{p}"><div class="plot" id="plot-{p}"></div></section>' for p in PANEL_IDS if p in data)
     note_html = "".join(f'<p class="note">{html.escape(n)}</p>' for n in notes)
     title = f"moejax report: {name}"
-    return (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>'
-            f"<style>{STYLE}</style><script>{plotly.offline.get_plotlyjs()}</script></head><body>"
-            f"<h1>{html.escape(title)}</h1><p>{html.escape(str(ds.attrs.get('title', '')))}; accounting "
-            f"<b>{html.escape(accounting)}</b> (one dataset, one accounting); {html.escape(str(ds.attrs.get('source', '')))}</p>"
-            f'<div id="controls">{controls}</div><div id="notes">{note_html}</div>{panels}'
-            f'<section id="provenance"><h2>Provenance</h2>{_provenance(ds)}</section>'
-            f'<script type="text/plain" id="moejax-data">{blob.decode()}</script>'
-            f"<script>{JS.read_text()}</script></body></html>\n")
+    return (
+        f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>'
+        f"<style>{STYLE}</style><script>{plotly.offline.get_plotlyjs()}</script></head><body>"
+        f"<h1>{html.escape(title)}</h1><p>{html.escape(str(ds.attrs.get('title', '')))}; accounting "
+        f"<b>{html.escape(accounting)}</b> (one dataset, one accounting); {html.escape(str(ds.attrs.get('source', '')))}</p>"
+        f'<div id="controls">{controls}</div><div id="notes">{note_html}</div>{panels}'
+        f'<section id="provenance"><h2>Provenance</h2>{_provenance(ds)}</section>'
+        f'<script type="text/plain" id="moejax-data">{blob.decode()}</script>'
+        f"<script>{JS.read_text()}</script></body></html>\n"
+    )

@@ -123,8 +123,12 @@ def linear_attn_params(m: ModelSpec):
     ``nv·dv·d`` (norms and per-head scalars omitted). Qwen3-Next-80B (d 2048, nk 16, dk 128, nv 32,
     dv 128, kernel 4): 25,165,824 + 131,072 + 32,768 + 8,388,608 = 33,718,272."""
     d, nv, dv = m.d_model, m.linear_value_heads, m.linear_value_dim
-    return (d * (2 * m.linear_key_heads * m.linear_key_dim + 2 * nv * dv) + d * 2 * nv
-            + linear_conv_channels(m) * m.linear_conv_kernel + nv * dv * d)
+    return (
+        d * (2 * m.linear_key_heads * m.linear_key_dim + 2 * nv * dv)
+        + d * 2 * nv
+        + linear_conv_channels(m) * m.linear_conv_kernel
+        + nv * dv * d
+    )
 
 
 def linear_state_values(m: ModelSpec):
@@ -132,8 +136,9 @@ def linear_state_values(m: ModelSpec):
     value head plus the convolution's last ``kernel - 1`` inputs. Qwen3-Next-80B: 32·128·128 +
     8192·3 = 524,288 + 24,576 = 548,864 (1.10 MB in BF16), whatever the context."""
     xp = namespace(m)
-    return (m.linear_value_heads * m.linear_key_dim * m.linear_value_dim
-            + linear_conv_channels(m) * xp.maximum(m.linear_conv_kernel - 1, 0.0))
+    return m.linear_value_heads * m.linear_key_dim * m.linear_value_dim + linear_conv_channels(m) * xp.maximum(
+        m.linear_conv_kernel - 1, 0.0
+    )
 
 
 def linear_state_flops(m: ModelSpec):
@@ -145,8 +150,11 @@ def linear_state_flops(m: ModelSpec):
 def total_attn_params(m: ModelSpec):
     """Attention parameters of all decoder layers: the model's attention in every non-linear layer,
     plus the indexer in sparse layers and the linear-attention projections in linear layers."""
-    return ((m.n_layers - m.n_linear_layers) * decoder_attn_params(m) + m.n_sparse_layers * indexer_params(m)
-            + m.n_linear_layers * linear_attn_params(m))
+    return (
+        (m.n_layers - m.n_linear_layers) * decoder_attn_params(m)
+        + m.n_sparse_layers * indexer_params(m)
+        + m.n_linear_layers * linear_attn_params(m)
+    )
 
 
 def param_counts(m: ModelSpec):
@@ -207,8 +215,7 @@ def window_tokens(m: ModelSpec, context):
     xp = namespace(m, context)
     sliding = xp.minimum(context, m.sliding_window)
     chunk_read = xp.where(context <= m.chunk_size, context, m.chunk_size / 2)
-    return ((sliding, sliding), (xp.minimum(context, m.chunk_size), chunk_read),
-            (context, xp.minimum(context, m.sparse_top_k)))
+    return ((sliding, sliding), (xp.minimum(context, m.chunk_size), chunk_read), (context, xp.minimum(context, m.sparse_top_k)))
 
 
 def kv_bytes_per_sequence(m: ModelSpec, context):
@@ -218,8 +225,11 @@ def kv_bytes_per_sequence(m: ModelSpec, context):
     """
     (sl, _), (ch, _), _ = window_tokens(m, context)
     v = kv_values_per_token_layer(m)
-    return m.kv_bytes * (context * (kv_bytes_per_token(m) / m.kv_bytes) + v * (m.n_sliding_layers * sl + m.n_chunked_layers * ch)
-                         + m.n_linear_layers * linear_state_values(m))
+    return m.kv_bytes * (
+        context * (kv_bytes_per_token(m) / m.kv_bytes)
+        + v * (m.n_sliding_layers * sl + m.n_chunked_layers * ch)
+        + m.n_linear_layers * linear_state_values(m)
+    )
 
 
 def score_flops_per_token_layer(m: ModelSpec, context, absorbed: bool = True):

@@ -39,8 +39,10 @@ def _check_positive(name: str, value, kappa) -> None:
         return
     v = np.asarray(value)
     if np.any(v <= 0):
-        raise SpecError(f"dense_baseline: kappa = {np.asarray(kappa).ravel()[0].item()!r} is too small: {name} would be <= 0 "
-                        "(kappa*rho*P_total must exceed the parameters the baseline keeps)")
+        raise SpecError(
+            f"dense_baseline: kappa = {np.asarray(kappa).ravel()[0].item()!r} is too small: {name} would be <= 0 "
+            "(kappa*rho*P_total must exceed the parameters the baseline keeps)"
+        )
 
 
 def _check_kappa(kappa) -> None:
@@ -65,14 +67,19 @@ def reuse_gap(n_experts, top_k, b_moe, b_dense) -> dict:
     """
     rho = top_k / n_experts
     routing, capacity = n_experts / top_k, b_dense / b_moe
-    return {"rho": rho, "r_moe": b_moe * rho, "r_dense": b_dense, "routing_factor": routing,
-            "capacity_factor": capacity, "reuse_gap": routing * capacity}
+    return {
+        "rho": rho,
+        "r_moe": b_moe * rho,
+        "r_dense": b_dense,
+        "routing_factor": routing,
+        "capacity_factor": capacity,
+        "reuse_gap": routing * capacity,
+    }
 
 
 def kept_params(model: ModelSpec):
     """Parameters the keep-attention baseline keeps from the MoE: attention and embeddings."""
-    return (arch.total_attn_params(model) + model.n_encoder_layers * arch.attn_params(model)
-            + arch.embedding_params(model))
+    return arch.total_attn_params(model) + model.n_encoder_layers * arch.attn_params(model) + arch.embedding_params(model)
 
 
 def keep_attention(model: ModelSpec, kappa) -> ModelSpec:
@@ -81,8 +88,7 @@ def keep_attention(model: ModelSpec, kappa) -> ModelSpec:
         (model.n_layers + model.n_encoder_layers) * model.ffn_matrices * model.d_model
     )
     _check_positive("d_ff", d_ff, kappa)
-    return replace(model, d_ff=d_ff, n_dense_layers=model.n_layers, n_experts=1.0, top_k=1.0,
-                   d_ff_expert=0.0, shared_d_ff=0.0)
+    return replace(model, d_ff=d_ff, n_dense_layers=model.n_layers, n_experts=1.0, top_k=1.0, d_ff_expert=0.0, shared_d_ff=0.0)
 
 
 def epoch_cube_root(size, anchor: ModelSpec, newton_steps: int = 30) -> ModelSpec:
@@ -99,9 +105,15 @@ def epoch_cube_root(size, anchor: ModelSpec, newton_steps: int = 30) -> ModelSpe
     s = (size / total) ** (1 / 3)
     for _ in range(newton_steps):
         s = s - (a * s**3 + c * s - size) / (3 * a * s**2 + c)
-    return replace(anchor, n_layers=anchor.n_layers * s, n_dense_layers=anchor.n_dense_layers * s,
-                   d_model=anchor.d_model * s, d_ff=anchor.d_ff * s, n_heads=anchor.n_heads * s,
-                   n_kv_heads=anchor.n_kv_heads * s)
+    return replace(
+        anchor,
+        n_layers=anchor.n_layers * s,
+        n_dense_layers=anchor.n_dense_layers * s,
+        d_model=anchor.d_model * s,
+        d_ff=anchor.d_ff * s,
+        n_heads=anchor.n_heads * s,
+        n_kv_heads=anchor.n_kv_heads * s,
+    )
 
 
 def integer_shape(spec: ModelSpec, size) -> ModelSpec:
@@ -112,8 +124,9 @@ def integer_shape(spec: ModelSpec, size) -> ModelSpec:
     kv = 2 ** xp.round(xp.log2(xp.maximum(spec.n_kv_heads, 1.0)))  # a power of two: TP 1-8 splits or replicates it
     heads = xp.maximum(kv, xp.round(spec.n_heads / kv) * kv)
     layers = xp.maximum(1.0, xp.round(spec.n_layers))
-    shaped = replace(spec, n_layers=layers, n_dense_layers=layers, n_heads=heads, n_kv_heads=kv,
-                     d_model=heads * spec.head_dim, d_ff=1.0)
+    shaped = replace(
+        spec, n_layers=layers, n_dense_layers=layers, n_heads=heads, n_kv_heads=kv, d_model=heads * spec.head_dim, d_ff=1.0
+    )
     per_ffn = arch.dense_ffn_params(shaped)  # parameters per unit of d_ff, one layer
     rest = arch.param_counts(shaped)[0] - layers * per_ffn
     d_ff = (size - rest) / (layers * per_ffn)
@@ -121,8 +134,9 @@ def integer_shape(spec: ModelSpec, size) -> ModelSpec:
     return replace(shaped, d_ff=d_ff)
 
 
-def dense_baseline(model: ModelSpec, kappa, family: str = "keep-attention", anchor: ModelSpec | None = None,
-                   integer: bool = False) -> ModelSpec:
+def dense_baseline(
+    model: ModelSpec, kappa, family: str = "keep-attention", anchor: ModelSpec | None = None, integer: bool = False
+) -> ModelSpec:
     """The κ-matched dense baseline of ``model`` in the named size ``family``. The cube-root family
     scales ``anchor`` (a dense model, by default the catalogue's ``EPOCH_ANCHOR``); ``integer`` gives
     it whole layers and heads (what a sweep's partition search needs)."""
@@ -131,8 +145,10 @@ def dense_baseline(model: ModelSpec, kappa, family: str = "keep-attention", anch
         return keep_attention(model, kappa)
     if family == "epoch-cube-root":
         if anchor is None:
-            raise SpecError(f"dense_baseline: anchor is missing: the epoch-cube-root family needs an anchor model "
-                            f"(the catalogue's {EPOCH_ANCHOR!r}; moejax.dense_baseline loads it)")
+            raise SpecError(
+                f"dense_baseline: anchor is missing: the epoch-cube-root family needs an anchor model "
+                f"(the catalogue's {EPOCH_ANCHOR!r}; moejax.dense_baseline loads it)"
+            )
         anchor = replace(anchor, weight_bytes=model.weight_bytes, kv_bytes=model.kv_bytes, act_bytes=model.act_bytes)
         size = dense_size(model, kappa)
         shaped = epoch_cube_root(size, anchor)

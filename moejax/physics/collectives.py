@@ -54,7 +54,7 @@ def _torus_links(hw: HardwareSpec, i):
     xp = namespace(hw, i)
     e = torus_shape(hw, i)
     links = 2.0 * sum(xp.clip(ej, 0.0, 1.0) for ej in e)
-    hops = sum(2.0 ** ej - 1.0 for ej in e)
+    hops = sum(2.0**ej - 1.0 for ej in e)
     return xp.maximum(links, 1e-9), hops, 2.0 ** e[0]
 
 
@@ -180,8 +180,9 @@ def all_to_all(hw: HardwareSpec, p, span, n, acc: Accounting, calls=1.0, remote=
     fixed = calls * (alpha + (p - 1) * acc.a2a_peer_latency + acc.collective_latency)
     inside = (i - 1) / (p * group_bw(hw, i, acc))  # s per byte of n, like outside
     # no cut to cross for a lone chip (interpolated between 1 and 2 chips)
-    bisection = (xp.clip(i - 1, 0.0, 1.0) * i * _torus_links(hw, i)[2]
-                 / (8 * p * xp.maximum(hw.link_bw, 1e-9) * acc.comm_efficiency))
+    bisection = (
+        xp.clip(i - 1, 0.0, 1.0) * i * _torus_links(hw, i)[2] / (8 * p * xp.maximum(hw.link_bw, 1e-9) * acc.comm_efficiency)
+    )
     inside = xp.where(hw.fabric == TORUS, xp.maximum(inside, bisection), inside)
     outside = ((p - i) / p if remote is None else remote) / (hw.inter_bw * acc.comm_efficiency)
     # max(inside·n, outside·n) = max(inside, outside)·n for n >= 0: n is applied once

@@ -56,8 +56,9 @@ def _peak(hw: HardwareSpec, nbytes, acc: Accounting):
     times the efficiencies. W4A16 (4-bit weights, BF16 inputs) runs at the BF16 peak."""
     xp = namespace(hw, nbytes)
     fp4 = (nbytes < 1) & (hw.flops_fp4 > 0)
-    peak = xp.where(fp4, hw.flops_fp4 * acc.fp4_efficiency,
-                    xp.where(nbytes <= 1, hw.flops_fp8 * acc.fp8_efficiency, hw.flops_bf16))
+    peak = xp.where(
+        fp4, hw.flops_fp4 * acc.fp4_efficiency, xp.where(nbytes <= 1, hw.flops_fp8 * acc.fp8_efficiency, hw.flops_bf16)
+    )
     return peak * acc.flops_efficiency
 
 
@@ -108,8 +109,10 @@ def resident_weight_bytes(m: ModelSpec, p: Partition, draft_tokens=0.0):
     expert, embed, *_ = _dtypes(m)
     g, dense = p.gpus_per_stage, p.dense_degree
     tp_ffn = g / p.ep
-    moe_gpu = (m.weight_bytes * (arch.shared_params(m) + arch.router_params(m))
-               + expert * expert_slots_per_rank(m, p) * arch.expert_params(m)) / tp_ffn
+    moe_gpu = (
+        m.weight_bytes * (arch.shared_params(m) + arch.router_params(m))
+        + expert * expert_slots_per_rank(m, p) * arch.expert_params(m)
+    ) / tp_ffn
     layers = (
         m.weight_bytes * arch.total_attn_params(m) / p.tp
         + m.weight_bytes * m.n_dense_layers * arch.dense_ffn_params(m) / dense
@@ -146,8 +149,11 @@ def kv_bytes_per_sequence_gpu(m: ModelSpec, p: Partition, context, acc: Accounti
         return context / p.kvp * per_layer * m.n_layers / p.pp * stage_scale(m, p)
     (sl, _), (ch, _), _ = arch.window_tokens(m, context)
     v = kv_values_per_token_layer_gpu(m, p)
-    tokens = ((arch.n_full_layers(m) + m.n_sparse_layers) * context * v + m.n_sparse_layers * context * m.index_head_dim
-              + (m.n_sliding_layers * sl + m.n_chunked_layers * ch) * v)
+    tokens = (
+        (arch.n_full_layers(m) + m.n_sparse_layers) * context * v
+        + m.n_sparse_layers * context * m.index_head_dim
+        + (m.n_sliding_layers * sl + m.n_chunked_layers * ch) * v
+    )
     per_seq = tokens / p.kvp + m.n_linear_layers * linear_state_values_gpu(m, p)
     return per_seq * (m.kv_bytes * acc.kv_scale) / p.pp * stage_scale(m, p)
 
@@ -294,9 +300,10 @@ def _pattern_phases(m: ModelSpec, p: Partition, pattern, tok_r, f_w, f_kv, kv_gp
     idx_read = (reads[2] if prefill else seqs * context / p.kvp) * (m.index_head_dim * kv_b)
     out = {}
     for name, count, params, n_keys, read, extra_flops, extra_read in (
-            ("sliding", m.n_sliding_layers, p_attn, keys[0], reads[0], 0.0, 0.0),
-            ("chunked", m.n_chunked_layers, p_attn, keys[1], reads[1], 0.0, 0.0),
-            ("sparse", m.n_sparse_layers, p_sparse, keys[2], reads[2], idx_flops, idx_read)):
+        ("sliding", m.n_sliding_layers, p_attn, keys[0], reads[0], 0.0, 0.0),
+        ("chunked", m.n_chunked_layers, p_attn, keys[1], reads[1], 0.0, 0.0),
+        ("sparse", m.n_sparse_layers, p_sparse, keys[2], reads[2], idx_flops, idx_read),
+    ):
         c = tok_r * (2 * params / f_w + (s1 * n_keys + extra_flops) / f_kv / p.kvp)
         h = wb * params / p.tp + read * (kv_gpu * kv_b) + extra_read
         out[name] = (c, h, comm, tail, count * scale)
@@ -343,9 +350,11 @@ def _microbatch(m: ModelSpec, hw: HardwareSpec, p: Partition, acc: Accounting, t
     is_cp = p.kv_mode == 2
     tail = xp.where(is_cp & (p.kvp > 1), hop, 0.0)
     ar_attn = all_reduce(hw, p.tp, p.tp, tok_a * (d * ab), acc)
-    comm_attn = (ar_attn
-                 + xp.where(p.kv_mode > 0, all_to_all(hw, p.kvp, p.tp * p.kvp, tok_r * (m.n_heads * dv * ab), acc), 0.0)
-                 + xp.where(is_cp, (p.kvp - 1) * hop, 0.0))
+    comm_attn = (
+        ar_attn
+        + xp.where(p.kv_mode > 0, all_to_all(hw, p.kvp, p.tp * p.kvp, tok_r * (m.n_heads * dv * ab), acc), 0.0)
+        + xp.where(is_cp, (p.kvp - 1) * hop, 0.0)
+    )
 
     # dense-FFN layer: dense_tp-way tensor parallel, replicated over G/dense_tp groups
     p_ffn = arch.dense_ffn_params(m)
@@ -379,8 +388,22 @@ def _microbatch(m: ModelSpec, hw: HardwareSpec, p: Partition, acc: Accounting, t
         "head": (c_head, h_head / bw, 0.0, 0.0, 1 / p.pp),
     }
     if pattern is not None:
-        kinds = _pattern_phases(m, p, pattern, tok_r, f_w, f_kv, kv_values_per_token_layer_gpu(m, p),
-                                m.kv_bytes * acc.kv_scale, wb, p_attn, comm_attn, ar_attn, tail, scale)
+        kinds = _pattern_phases(
+            m,
+            p,
+            pattern,
+            tok_r,
+            f_w,
+            f_kv,
+            kv_values_per_token_layer_gpu(m, p),
+            m.kv_bytes * acc.kv_scale,
+            wb,
+            p_attn,
+            comm_attn,
+            ar_attn,
+            tail,
+            scale,
+        )
         phases.update({k: (c, h / bw, comm, pin, n) for k, (c, h, comm, pin, n) in kinds.items()})
     pipe = xp.where(p.pp > 1, send(hw, n, tokens * (d * ab), acc), 0.0)
     return phases, pipe
@@ -442,8 +465,9 @@ def _assemble(m, p, acc, wl, batch, b_eval, b_max, per_group, stage, pipe, t_dra
     )
 
 
-def decode_point(m: ModelSpec, hw: HardwareSpec, p: Partition, wl: Workload, acc: Accounting,
-                 chunk_tokens=0.0, prompt_len=0.0) -> StepCosts:
+def decode_point(
+    m: ModelSpec, hw: HardwareSpec, p: Partition, wl: Workload, acc: Accounting, chunk_tokens=0.0, prompt_len=0.0
+) -> StepCosts:
     """One decode step of a replica serving ``B`` sequences at ``context`` tokens each.
 
     ``t_step = pp·(roofline + exposed comm + layer overheads) + drafting`` per docs/cost-model.md
@@ -476,8 +500,9 @@ def decode_point(m: ModelSpec, hw: HardwareSpec, p: Partition, wl: Workload, acc
         score = (tokens * score + chunk * prompt_score) / (tokens + chunk)
         tokens, kv_tokens = tokens + chunk, kv_tokens + chunk / p.dp_attn / p.kvp
         reuse_per_seq = per_seq + chunk_tokens / b_eval  # the chunk's tokens reuse the weights too
-    phases, pipe = _microbatch(m, hw, p, acc, tokens, score, kv_tokens,
-                               (micro / p.dp_attn, wl.context, False) if acc.layer_patterns else None)
+    phases, pipe = _microbatch(
+        m, hw, p, acc, tokens, score, kv_tokens, (micro / p.dp_attn, wl.context, False) if acc.layer_patterns else None
+    )
     stage = _stage(phases, p.pp, acc)
     per_layer = (stage[0] + stage[4]) / (m.n_layers * stage_scale(m, p)) + acc.layer_latency
     # (a where, not a product with draft_tokens: a static 0 then drops the term at trace time)
@@ -498,6 +523,14 @@ def prefill_point(m: ModelSpec, hw: HardwareSpec, p: Partition, wl: Workload, ac
     batch = xp.where(wl.batch > 0, wl.batch, 1.0)
     micro = batch / p.pp
     tokens = micro * wl.context
-    phases, pipe = _microbatch(m, hw, p, acc, tokens, arch.score_flops_per_token_layer(m, wl.context / 2, absorbed=False),
-                               tokens / p.dp_attn / p.kvp, (micro / p.dp_attn, wl.context, True) if acc.layer_patterns else None)
+    phases, pipe = _microbatch(
+        m,
+        hw,
+        p,
+        acc,
+        tokens,
+        arch.score_flops_per_token_layer(m, wl.context / 2, absorbed=False),
+        tokens / p.dp_attn / p.kvp,
+        (micro / p.dp_attn, wl.context, True) if acc.layer_patterns else None,
+    )
     return _assemble(m, p, acc, wl, batch, batch, b_max, per_group, _stage(phases, p.pp, acc), pipe, 0.0, wl.context, wl.context)

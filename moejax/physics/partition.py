@@ -29,8 +29,16 @@ def partition_valid(m: ModelSpec, p: Partition):
     slots = m.n_experts + p.redundant_experts
     redundant_ok = (p.redundant_experts == 0) | (m.n_experts > 1)
     dense_ok = (p.dense_tp == 0) | _divides(xp.maximum(p.dense_tp, 1.0), p.gpus_per_stage)
-    return (_divides(p.tp, m.n_heads) & kv_ok & _divides(p.ep, slots) & redundant_ok & (p.pp <= m.n_layers)
-            & _divides(p.ep, p.gpus_per_stage) & dense_ok & ((p.kv_mode > 0) | (p.kvp == 1)))
+    return (
+        _divides(p.tp, m.n_heads)
+        & kv_ok
+        & _divides(p.ep, slots)
+        & redundant_ok
+        & (p.pp <= m.n_layers)
+        & _divides(p.ep, p.gpus_per_stage)
+        & dense_ok
+        & ((p.kv_mode > 0) | (p.kvp == 1))
+    )
 
 
 def check_partition(m: ModelSpec, p: Partition) -> None:
@@ -45,7 +53,8 @@ def check_partition(m: ModelSpec, p: Partition) -> None:
     if spare and experts == 1:
         raise SpecError(f"Partition.redundant_experts = {spare:g} is invalid: a dense model has no experts to replicate")
     if (experts + spare) % ep:
-        raise SpecError(f"Partition.ep = {ep:g} is invalid: must divide the expert slots n_experts + redundant_experts = "
-                        f"{experts + spare:g}")
+        raise SpecError(
+            f"Partition.ep = {ep:g} is invalid: must divide the expert slots n_experts + redundant_experts = {experts + spare:g}"
+        )
     if pp > layers:
         raise SpecError(f"Partition.pp = {pp:g} is invalid: at most n_layers = {layers:g} stages")

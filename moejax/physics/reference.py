@@ -18,32 +18,89 @@ from .reference_fabric import Net as _Net
 # Defaults copied from moejax/physics/specs.py (specs.py imports jax, so it is not imported here).
 # None marks a required field.
 MODEL_DEFAULTS = {
-    "n_layers": None, "d_model": None, "vocab_size": None, "n_heads": None, "n_kv_heads": None,
-    "head_dim": None, "d_ff": None, "attn_kind": 1.0, "v_head_dim": 0.0, "rope_head_dim": 0.0,
-    "q_lora_rank": 0.0, "kv_lora_rank": 0.0, "n_dense_layers": -1.0, "n_encoder_layers": 0.0,
-    "cross_attention": 0.0, "tied_embeddings": 0.0, "ffn_matrices": 3.0, "n_experts": 1.0,
-    "top_k": 1.0, "d_ff_expert": 0.0, "shared_d_ff": 0.0, "weight_bytes": 2.0, "kv_bytes": 2.0,
-    "act_bytes": 2.0, "expert_bytes": 0.0, "embed_bytes": 0.0, "gemm_bytes": 0.0, "attn_bytes": 0.0,
-    "dispatch_bytes": 0.0, "mtp_layers": 0.0, "attn_gate": 0.0, **rp.PATTERN_DEFAULTS,
+    "n_layers": None,
+    "d_model": None,
+    "vocab_size": None,
+    "n_heads": None,
+    "n_kv_heads": None,
+    "head_dim": None,
+    "d_ff": None,
+    "attn_kind": 1.0,
+    "v_head_dim": 0.0,
+    "rope_head_dim": 0.0,
+    "q_lora_rank": 0.0,
+    "kv_lora_rank": 0.0,
+    "n_dense_layers": -1.0,
+    "n_encoder_layers": 0.0,
+    "cross_attention": 0.0,
+    "tied_embeddings": 0.0,
+    "ffn_matrices": 3.0,
+    "n_experts": 1.0,
+    "top_k": 1.0,
+    "d_ff_expert": 0.0,
+    "shared_d_ff": 0.0,
+    "weight_bytes": 2.0,
+    "kv_bytes": 2.0,
+    "act_bytes": 2.0,
+    "expert_bytes": 0.0,
+    "embed_bytes": 0.0,
+    "gemm_bytes": 0.0,
+    "attn_bytes": 0.0,
+    "dispatch_bytes": 0.0,
+    "mtp_layers": 0.0,
+    "attn_gate": 0.0,
+    **rp.PATTERN_DEFAULTS,
 }
 HARDWARE_DEFAULTS = {
-    "hbm_bytes": None, "hbm_bw": None, "flops_bf16": None, "flops_fp8": None, "intra_bw": None,
-    "intra_latency": None, "island_size": None, "inter_bw": None, "inter_latency": None,
-    "flops_fp4": 0.0, "fabric": 0.0, "link_bw": 0.0,
+    "hbm_bytes": None,
+    "hbm_bw": None,
+    "flops_bf16": None,
+    "flops_fp8": None,
+    "intra_bw": None,
+    "intra_latency": None,
+    "island_size": None,
+    "inter_bw": None,
+    "inter_latency": None,
+    "flops_fp4": 0.0,
+    "fabric": 0.0,
+    "link_bw": 0.0,
     "torus_dims": 0.0,
 }
 PARTITION_DEFAULTS = {
-    "tp": 1.0, "ep": 1.0, "pp": 1.0, "dp": 1.0, "dp_attn": 1.0, "kvp": 1.0, "kv_mode": 0.0,
-    "dense_tp": 0.0, "redundant_experts": 0.0,
+    "tp": 1.0,
+    "ep": 1.0,
+    "pp": 1.0,
+    "dp": 1.0,
+    "dp_attn": 1.0,
+    "kvp": 1.0,
+    "kv_mode": 0.0,
+    "dense_tp": 0.0,
+    "redundant_experts": 0.0,
 }
 WORKLOAD_DEFAULTS = {"context": None, "batch": 0.0, "kappa": 5.0, "draft_tokens": 0.0, "accepted": 0.0}
 ACCOUNTING_DEFAULTS = {
-    "hbm_usable_fraction": 1.0, "reserve_bytes": 0.0, "kv_scale": 1.0, "routing_skew": 0.0,
-    "overlap": 0.0, "hbm_efficiency": 1.0, "flops_efficiency": 1.0, "layer_latency": 0.0,
-    "fp8_efficiency": 1.0, "fp4_efficiency": 1.0, "comm_efficiency": 1.0, "collective_latency": 0.0,
-    "a2a_peer_latency": 0.0, "request_overhead": 0.0, "sequence_latency": 0.0,
-    "grouped_gemm_efficiency": 1.0, "attention_efficiency": 1.0, "warmup_share": 0.0,
-    "mode": "sol", "expert_traffic": "physical", "integer_batch": True, "roofline": "phase",
+    "hbm_usable_fraction": 1.0,
+    "reserve_bytes": 0.0,
+    "kv_scale": 1.0,
+    "routing_skew": 0.0,
+    "overlap": 0.0,
+    "hbm_efficiency": 1.0,
+    "flops_efficiency": 1.0,
+    "layer_latency": 0.0,
+    "fp8_efficiency": 1.0,
+    "fp4_efficiency": 1.0,
+    "comm_efficiency": 1.0,
+    "collective_latency": 0.0,
+    "a2a_peer_latency": 0.0,
+    "request_overhead": 0.0,
+    "sequence_latency": 0.0,
+    "grouped_gemm_efficiency": 1.0,
+    "attention_efficiency": 1.0,
+    "warmup_share": 0.0,
+    "mode": "sol",
+    "expert_traffic": "physical",
+    "integer_batch": True,
+    "roofline": "phase",
 }
 _STATIC = ("mode", "expert_traffic", "integer_batch", "roofline")
 
@@ -109,8 +166,15 @@ def _layer_params(m: dict) -> dict:
     moe_active = k * p_exp + p_sh + p_router
     ffn_enc = moe_resident if E > 1 else p_ffn
     return {
-        "attn": p_attn, "cross": p_cross, "ffn": p_ffn, "exp": p_exp, "sh": p_sh, "router": p_router,
-        "moe_resident": moe_resident, "moe_active": moe_active, "ffn_enc": ffn_enc,
+        "attn": p_attn,
+        "cross": p_cross,
+        "ffn": p_ffn,
+        "exp": p_exp,
+        "sh": p_sh,
+        "router": p_router,
+        "moe_resident": moe_resident,
+        "moe_active": moe_active,
+        "ffn_enc": ffn_enc,
         "emb": m["vocab_size"] * d * (2 - m["tied_embeddings"]),
     }
 
@@ -121,8 +185,13 @@ def reference_param_counts(model: dict) -> tuple[float, float]:
     m = _model(model)
     p = _layer_params(m)
     attn_all = sum(rp.layer_params(m, kind, p["attn"] + m["cross"] * p["cross"]) for kind in rp.layers(m))
-    total = (attn_all + m["n_dense"] * p["ffn"] + m["n_moe"] * p["moe_resident"]
-             + m["n_encoder_layers"] * (p["attn"] + p["ffn_enc"]) + p["emb"])
+    total = (
+        attn_all
+        + m["n_dense"] * p["ffn"]
+        + m["n_moe"] * p["moe_resident"]
+        + m["n_encoder_layers"] * (p["attn"] + p["ffn_enc"])
+        + p["emb"]
+    )
     active = attn_all + m["n_dense"] * p["ffn"] + m["n_moe"] * p["moe_active"] + m["vocab_size"] * m["d_model"]
     return total, active
 
@@ -210,8 +279,9 @@ def _exposed(comm: float, tail: float, overlap: float, compute: float, hbm_time:
 # --- One step -----------------------------------------------------------------------------------
 
 
-def _evaluate(model: dict, hw: dict, part: dict, workload: dict, acc: dict, prefill: bool, chunk: float = 0.0,
-              prompt_len: float = 0.0) -> dict:
+def _evaluate(
+    model: dict, hw: dict, part: dict, workload: dict, acc: dict, prefill: bool, chunk: float = 0.0, prompt_len: float = 0.0
+) -> dict:
     m = _model(model)
     p = _layer_params(m)
     hw = _floats(_fill(hw, HARDWARE_DEFAULTS, "HardwareSpec"))
@@ -251,9 +321,12 @@ def _evaluate(model: dict, hw: dict, part: dict, workload: dict, acc: dict, pref
 
     # Section 3: memory and B_max.
     kinds = rp.layers(m)  # the decoder layers' attention kinds, one per layer
-    W_layers = (wb * sum(rp.layer_params(m, kind, attn_params) for kind in kinds) / tp + n_dense * wb * p["ffn"] / t_d
-                + n_moe * (eb * S_r * p["exp"] + wb * (p["sh"] + p["router"])) / tp_e
-                + m["n_encoder_layers"] * wb * (p["attn"] / tp + p["ffn_enc"] / G))
+    W_layers = (
+        wb * sum(rp.layer_params(m, kind, attn_params) for kind in kinds) / tp
+        + n_dense * wb * p["ffn"] / t_d
+        + n_moe * (eb * S_r * p["exp"] + wb * (p["sh"] + p["router"])) / tp_e
+        + m["n_encoder_layers"] * wb * (p["attn"] / tp + p["ffn_enc"] / G)
+    )
     if E > 1:
         ffn_mtp = (eb * S_r * p["exp"] + wb * (p["sh"] + p["router"])) / tp_e
     else:
@@ -304,9 +377,24 @@ def _evaluate(model: dict, hw: dict, part: dict, workload: dict, acc: dict, pref
         attn_comm += net.all_to_all(kvp, tp * kvp, T_a * h * m["dv"] / tp * ab) + (kvp - 1) * hop
         attn_tail = hop if kvp > 1 else 0.0
     ar = net.all_reduce(tp, tp, T_a * d * ab)
-    ctx = {"tp": tp, "kvp": kvp, "L": L, "T_a": T_a, "b_a": b_a, "prefill": prefill, "F_w": F_w, "F_q": F_q, "wb": wb,
-           "kvb": kvb * kv_scale, "kv_gpu": kv_gpu, "p_attn": attn_params, "f_score": _f_score(m, 1.0, prefill),
-           "comm": attn_comm, "tail": attn_tail, "ar": ar}
+    ctx = {
+        "tp": tp,
+        "kvp": kvp,
+        "L": L,
+        "T_a": T_a,
+        "b_a": b_a,
+        "prefill": prefill,
+        "F_w": F_w,
+        "F_q": F_q,
+        "wb": wb,
+        "kvb": kvb * kv_scale,
+        "kv_gpu": kv_gpu,
+        "p_attn": attn_params,
+        "f_score": _f_score(m, 1.0, prefill),
+        "comm": attn_comm,
+        "tail": attn_tail,
+        "ar": ar,
+    }
     # (compute s, HBM s, comm s, exposed s) of each decoder layer
     per_layer = []
     for kind in kinds:
@@ -326,8 +414,11 @@ def _evaluate(model: dict, hw: dict, part: dict, workload: dict, acc: dict, pref
     u = 1.0 - (1.0 - 1.0 / ep) ** k  # share of tokens with an expert in a given EP rank
     M, _ = net.islands(ep, G)  # EP dispatch sends each remote island one copy per token
     r = M * (1 - (1 - 1 / M) ** k) * (M - 1) / M / k if M > 1 else 0.0
-    moe_comm = (net.all_to_all(ep, G, X_c * d * db, r) + net.all_to_all(ep, G, X_c * d * ab, r)
-                + net.all_reduce(tp_e, tp_e, T * u * d * ab))
+    moe_comm = (
+        net.all_to_all(ep, G, X_c * d * db, r)
+        + net.all_to_all(ep, G, X_c * d * ab, r)
+        + net.all_reduce(tp_e, tp_e, T * u * d * ab)
+    )
     moe_exposed = _exposed(moe_comm, 0.0, overlap, moe_c, moe_h / BW)
 
     # Stage totals for one microbatch (largest stage).
@@ -349,8 +440,12 @@ def _evaluate(model: dict, hw: dict, part: dict, workload: dict, acc: dict, pref
     if ac["roofline"] == "global":  # qs paper eq. 19: one max over the whole step
         roof = max(Tc, Th / BW)
     else:  # phases run one after another, each at its own roofline
-        roof = (share * sum(max(x[0], x[1]) for x in per_layer) + n_dense_s * max(dense_c, dense_h / BW)
-                + n_moe_s * max(moe_c, moe_h / BW) + max(head_c, head_h / BW))
+        roof = (
+            share * sum(max(x[0], x[1]) for x in per_layer)
+            + n_dense_s * max(dense_c, dense_h / BW)
+            + n_moe_s * max(moe_c, moe_h / BW)
+            + max(head_c, head_h / BW)
+        )
     t_micro = roof + exposed + send + latency + ac["sequence_latency"] * Be / dp_attn / pp  # host work, pp*t_micro
     t_draft = 0.0
     if not prefill and draft > 0:  # each drafting pass costs one average layer of the step
@@ -401,8 +496,9 @@ def _evaluate(model: dict, hw: dict, part: dict, workload: dict, acc: dict, pref
     }
 
 
-def reference_decode(model: dict, hw: dict, part: dict, workload: dict, acc: dict, chunk_tokens: float = 0.0,
-                     prompt_len: float = 0.0) -> dict:
+def reference_decode(
+    model: dict, hw: dict, part: dict, workload: dict, acc: dict, chunk_tokens: float = 0.0, prompt_len: float = 0.0
+) -> dict:
     """One decode step (docs/cost-model.md sections 1-4); with ``chunk_tokens`` > 0 the mixed step
     of chunked prefill (section 7: the chunk's tokens join every GEMM, attend to ``prompt_len/2`` keys).
 
@@ -422,12 +518,27 @@ def reference_prefill(model: dict, hw: dict, part: dict, workload: dict, acc: di
 
 if __name__ == "__main__":
     llama70b = {
-        "n_layers": 80, "d_model": 8192, "vocab_size": 128256, "n_heads": 64, "n_kv_heads": 8,
-        "head_dim": 128, "d_ff": 28672, "weight_bytes": 2, "kv_bytes": 2, "act_bytes": 2,
+        "n_layers": 80,
+        "d_model": 8192,
+        "vocab_size": 128256,
+        "n_heads": 64,
+        "n_kv_heads": 8,
+        "head_dim": 128,
+        "d_ff": 28672,
+        "weight_bytes": 2,
+        "kv_bytes": 2,
+        "act_bytes": 2,
     }
     h100 = {
-        "hbm_bytes": 80e9, "hbm_bw": 3.35e12, "flops_bf16": 989e12, "flops_fp8": 1979e12,
-        "intra_bw": 450e9, "intra_latency": 2e-6, "island_size": 8, "inter_bw": 50e9, "inter_latency": 5e-6,
+        "hbm_bytes": 80e9,
+        "hbm_bw": 3.35e12,
+        "flops_bf16": 989e12,
+        "flops_fp8": 1979e12,
+        "intra_bw": 450e9,
+        "intra_latency": 2e-6,
+        "island_size": 8,
+        "inter_bw": 50e9,
+        "inter_latency": 5e-6,
     }
     total, active = reference_param_counts(llama70b)
     print(f"params total {total:.4e}, active {active:.4e}")

@@ -23,7 +23,7 @@ def torus_sides(i: float, dims: float) -> list[float]:
         e -= 1.0
     if e > 0.0:
         k = sides.index(min(sides))
-        sides[k] *= 2.0 ** e
+        sides[k] *= 2.0**e
     return sorted(sides, reverse=True)
 
 

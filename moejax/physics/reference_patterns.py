@@ -10,18 +10,32 @@ from __future__ import annotations
 
 # ModelSpec's pattern fields and their defaults (copied from moejax/physics/specs.py).
 PATTERN_DEFAULTS = {
-    "n_sliding_layers": 0.0, "sliding_window": 0.0, "n_chunked_layers": 0.0, "chunk_size": 0.0,
-    "n_sparse_layers": 0.0, "sparse_top_k": 0.0, "index_heads": 0.0, "index_head_dim": 0.0,
-    "n_linear_layers": 0.0, "linear_key_heads": 0.0, "linear_key_dim": 0.0, "linear_value_heads": 0.0,
-    "linear_value_dim": 0.0, "linear_conv_kernel": 0.0,
+    "n_sliding_layers": 0.0,
+    "sliding_window": 0.0,
+    "n_chunked_layers": 0.0,
+    "chunk_size": 0.0,
+    "n_sparse_layers": 0.0,
+    "sparse_top_k": 0.0,
+    "index_heads": 0.0,
+    "index_head_dim": 0.0,
+    "n_linear_layers": 0.0,
+    "linear_key_heads": 0.0,
+    "linear_key_dim": 0.0,
+    "linear_value_heads": 0.0,
+    "linear_value_dim": 0.0,
+    "linear_conv_kernel": 0.0,
 }
 KINDS = ("full", "sliding", "chunked", "sparse", "linear")
 
 
 def layers(m: dict) -> list[str]:
     """The decoder layers' attention kinds, one entry per layer (order is immaterial to the costs)."""
-    counts = {"sliding": m["n_sliding_layers"], "chunked": m["n_chunked_layers"], "sparse": m["n_sparse_layers"],
-              "linear": m["n_linear_layers"]}
+    counts = {
+        "sliding": m["n_sliding_layers"],
+        "chunked": m["n_chunked_layers"],
+        "sparse": m["n_sparse_layers"],
+        "linear": m["n_linear_layers"],
+    }
     full = m["n_layers"] - sum(counts.values())
     out = ["full"] * round(full)
     for kind, n in counts.items():
@@ -50,8 +64,9 @@ def layer_params(m: dict, kind: str, p_attn: float) -> float:
 
 def _state_values(m: dict) -> float:
     """Fixed state of one sequence in one linear layer (values)."""
-    return (m["linear_value_heads"] * m["linear_key_dim"] * m["linear_value_dim"]
-            + _conv_channels(m) * max(m["linear_conv_kernel"] - 1, 0.0))
+    return m["linear_value_heads"] * m["linear_key_dim"] * m["linear_value_dim"] + _conv_channels(m) * max(
+        m["linear_conv_kernel"] - 1, 0.0
+    )
 
 
 def _state_gpu(m: dict, tp: float) -> float:
@@ -107,8 +122,12 @@ def layer_cost(m: dict, kind: str, c: dict) -> tuple[float, float, float, float]
         return gemm + flops * T_a / tp / c["F_q"], weights + moved, c["ar"], 0.0
     if c["prefill"]:
         half = L / 2
-        keys = {"full": half, "sliding": min(half, m["sliding_window"]), "chunked": min(half, m["chunk_size"] / 2),
-                "sparse": min(half, m["sparse_top_k"])}[kind]
+        keys = {
+            "full": half,
+            "sliding": min(half, m["sliding_window"]),
+            "chunked": min(half, m["chunk_size"] / 2),
+            "sparse": min(half, m["sparse_top_k"]),
+        }[kind]
         kv_tokens = T_a / kvp  # each prompt token written once
         index_keys, index_tokens = half, T_a / kvp
     else:

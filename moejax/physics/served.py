@@ -129,7 +129,6 @@ class Served:
     step: Any
 
 
-
 def kv_transfer_time(m: ModelSpec, hw: HardwareSpec, p_pf: Partition, p_dec: Partition, isl, acc: Accounting):
     """Seconds to hand one prefill pass's KV to the decode pool: every prefill GPU sends its
     ``(b/dp_attn)·kv_bytes_per_sequence_gpu(isl)`` bytes (``b = pp·dp_attn`` prompts per pass) at
@@ -142,6 +141,7 @@ def kv_transfer_time(m: ModelSpec, hw: HardwareSpec, p_pf: Partition, p_dec: Par
     """
     per_gpu = p_pf.pp * cost.kv_bytes_per_sequence_gpu(m, p_pf, isl, acc)
     return send(hw, p_pf.gpus_per_replica + p_dec.gpus_per_replica, per_gpu, acc)
+
 
 def running_batch(n, cap, b_max, budget_limit, floor):
     """Requests in a replica's running batch: ``min(n, cap, B_max, budget_limit)``, at least ``floor``.
@@ -238,9 +238,7 @@ def aggregated(m: ModelSpec, hw: HardwareSpec, p: Partition, bench: Benchmark, a
     )
 
 
-def disaggregated(
-    m: ModelSpec, hw: HardwareSpec, p_dec: Partition, p_pf: Partition, bench: Benchmark, acc: Accounting
-) -> Served:
+def disaggregated(m: ModelSpec, hw: HardwareSpec, p_dec: Partition, p_pf: Partition, bench: Benchmark, acc: Accounting) -> Served:
     """Disaggregated serving: a prefill pool on ``p_pf`` feeding a decode pool on ``p_dec`` (module docstring)."""
     xp = namespace(m, hw, p_dec, p_pf, bench)
     context = bench.isl + bench.osl / 2

@@ -142,8 +142,9 @@ def aggregated_point(m: ModelSpec, hw: HardwareSpec, p: Partition, swl: ServingW
     xp = namespace(m, hw, p, swl)
     n = _in_flight(m, hw, p, swl, acc)
     room = xp.where(swl.chunk > 0, swl.chunk, n * swl.isl)
-    bench = served.Benchmark(isl=swl.isl, osl=swl.osl, concurrency=n, token_budget=n + room,
-                             draft_tokens=swl.draft_tokens, accepted=swl.accepted)
+    bench = served.Benchmark(
+        isl=swl.isl, osl=swl.osl, concurrency=n, token_budget=n + room, draft_tokens=swl.draft_tokens, accepted=swl.accepted
+    )
     r = served.aggregated(m, hw, p, bench, _steady(acc))
     ok = r.feasible & (r.batch >= n)  # the whole batch runs: within B_max and what the chunk sustains
     zero = xp.zeros_like(r.tpot)
@@ -172,8 +173,9 @@ def utilisation_for_wait(wait, service):
     return 2 * w / (service + 2 * w)
 
 
-def pool_utilisation(m: ModelSpec, hw: HardwareSpec, p_dec: Partition, p_pf: Partition, swl: ServingWorkload,
-                     acc: Accounting, ttft_max=None):
+def pool_utilisation(
+    m: ModelSpec, hw: HardwareSpec, p_dec: Partition, p_pf: Partition, swl: ServingWorkload, acc: Accounting, ttft_max=None
+):
     """(utilisation ``ρ`` of a prefill pool on ``p_pf`` feeding ``p_dec``, its pass ``T_b`` s,
     whether it can serve): ``swl.prefill_utilisation``, or with ``ttft_max`` s the largest ``ρ``
     whose M/D/1 wait fits the TTFT left after ``request_overhead``, the pass and the KV hand-off
@@ -187,8 +189,9 @@ def pool_utilisation(m: ModelSpec, hw: HardwareSpec, p_dec: Partition, p_pf: Par
     return xp.minimum(utilisation_for_wait(headroom, t_b), 0.99), t_b, pf.feasible & (headroom > 0)
 
 
-def prefill_capacity_per_gpu(m: ModelSpec, hw: HardwareSpec, p_dec: Partition, p_pf: Partition, swl: ServingWorkload,
-                             acc: Accounting, ttft_max=None):
+def prefill_capacity_per_gpu(
+    m: ModelSpec, hw: HardwareSpec, p_dec: Partition, p_pf: Partition, swl: ServingWorkload, acc: Accounting, ttft_max=None
+):
     """Prompts per second per prefill GPU a pool on ``p_pf`` serves at its utilisation
     (``pool_utilisation``): ``ρ·b/(T_b·N_pf)``; 0 where it cannot serve. A decode replica needs
     ``λ/capacity`` prefill GPUs, so the disaggregated search maximises it.
@@ -200,8 +203,9 @@ def prefill_capacity_per_gpu(m: ModelSpec, hw: HardwareSpec, p_dec: Partition, p
     return xp.where(ok, rho * prefill_batch(p_pf) / (t_b * p_pf.gpus_per_replica), 0.0)
 
 
-def disaggregated_point(m: ModelSpec, hw: HardwareSpec, p_dec: Partition, p_pf: Partition, swl: ServingWorkload,
-                        acc: Accounting, ttft_max=None) -> ServingCosts:
+def disaggregated_point(
+    m: ModelSpec, hw: HardwareSpec, p_dec: Partition, p_pf: Partition, swl: ServingWorkload, acc: Accounting, ttft_max=None
+) -> ServingCosts:
     """A prefill pool on ``p_pf`` feeding one decode replica on ``p_dec`` at ``swl.batch`` in
     steady state (module docstring). The pool has ``λ/(ρ·μ)`` replicas for the decode replica's
     ``λ = batch/(osl·TPOT)`` prompts/s, a replica's capacity ``μ = b/T_b`` and utilisation ``ρ``
@@ -209,16 +213,28 @@ def disaggregated_point(m: ModelSpec, hw: HardwareSpec, p_dec: Partition, p_pf: 
     xp = namespace(m, hw, p_dec, p_pf, swl)
     n = _in_flight(m, hw, p_dec, swl, acc)
     acc0 = _steady(acc)
-    step = cost.decode_point(m, hw, p_dec, Workload(context=decode_context(swl.isl, swl.osl), batch=n,
-                                                    draft_tokens=swl.draft_tokens, accepted=swl.accepted), acc0)
+    step = cost.decode_point(
+        m,
+        hw,
+        p_dec,
+        Workload(context=decode_context(swl.isl, swl.osl), batch=n, draft_tokens=swl.draft_tokens, accepted=swl.accepted),
+        acc0,
+    )
     rho, t_b, pool_ok = pool_utilisation(m, hw, p_dec, p_pf, swl, acc0, ttft_max)
     ok = step.feasible & pool_ok
     rho = xp.where(ok, rho, 0.5)
     tpot = xp.where(ok, step.step_time, 1.0) / (1 + swl.accepted)
     b = prefill_batch(p_pf)
     workers = n / (swl.osl * tpot) / (rho * b / t_b)  # prefill replicas per decode replica
-    bench = served.Benchmark(isl=swl.isl, osl=swl.osl, concurrency=n, prefill_workers=workers, prefill_cap=b,
-                             draft_tokens=swl.draft_tokens, accepted=swl.accepted)
+    bench = served.Benchmark(
+        isl=swl.isl,
+        osl=swl.osl,
+        concurrency=n,
+        prefill_workers=workers,
+        prefill_cap=b,
+        draft_tokens=swl.draft_tokens,
+        accepted=swl.accepted,
+    )
     r = served.disaggregated(m, hw, p_dec, p_pf, bench, acc0)
     ok = ok & r.feasible
     pf_gpus = workers * p_pf.gpus_per_replica

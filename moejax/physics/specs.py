@@ -159,20 +159,26 @@ class ModelSpec:
             _require(n, v, f, _is_int(v[f]) & (v[f] >= 1), "must be a positive integer")
         for f in ("d_ff", "v_head_dim", "rope_head_dim", "q_lora_rank", "kv_lora_rank", "d_ff_expert", "shared_d_ff"):
             _require(n, v, f, np.isfinite(v[f]) & (v[f] >= 0), "must be finite and >= 0")
-        _require(n, v, "attn_kind", np.isin(v["attn_kind"], list(ATTENTION_KINDS.values())),
-                 f"allowed codes {ATTENTION_KINDS}")
-        _require(n, v, "n_dense_layers", _is_int(v["n_dense_layers"]) & (v["n_dense_layers"] >= 0)
-                 & (v["n_dense_layers"] <= v["n_layers"]), "must be an integer in [0, n_layers]")
-        _require(n, v, "n_encoder_layers", _is_int(v["n_encoder_layers"]) & (v["n_encoder_layers"] >= 0),
-                 "must be an integer >= 0")
+        _require(n, v, "attn_kind", np.isin(v["attn_kind"], list(ATTENTION_KINDS.values())), f"allowed codes {ATTENTION_KINDS}")
+        _require(
+            n,
+            v,
+            "n_dense_layers",
+            _is_int(v["n_dense_layers"]) & (v["n_dense_layers"] >= 0) & (v["n_dense_layers"] <= v["n_layers"]),
+            "must be an integer in [0, n_layers]",
+        )
+        _require(
+            n, v, "n_encoder_layers", _is_int(v["n_encoder_layers"]) & (v["n_encoder_layers"] >= 0), "must be an integer >= 0"
+        )
         for f in ("cross_attention", "tied_embeddings", "attn_gate"):
             _require(n, v, f, np.isin(v[f], [0, 1]), "must be 0 or 1")
         _require(n, v, "ffn_matrices", np.isin(v["ffn_matrices"], [2, 3]), "must be 2 (plain) or 3 (gated)")
         _require(n, v, "top_k", v["top_k"] <= v["n_experts"], "top_k must not exceed n_experts")
         _require(n, v, "n_kv_heads", v["n_kv_heads"] <= v["n_heads"], "must not exceed n_heads")
         gqa = v["attn_kind"] != ATTENTION_KINDS["mla"]
-        _require(n, v, "n_kv_heads", ~gqa | (np.mod(v["n_heads"], v["n_kv_heads"]) == 0),
-                 "n_heads must be a multiple of n_kv_heads")
+        _require(
+            n, v, "n_kv_heads", ~gqa | (np.mod(v["n_heads"], v["n_kv_heads"]) == 0), "n_heads must be a multiple of n_kv_heads"
+        )
         mla = ~gqa
         _require(n, v, "kv_lora_rank", ~mla | (v["kv_lora_rank"] >= 1), "MLA needs kv_lora_rank >= 1")
         _require(n, v, "cross_attention", ~mla | (v["cross_attention"] == 0), "cross-attention is modelled for MHA/GQA/MQA only")
@@ -188,8 +194,12 @@ class ModelSpec:
         _validate_pattern(n, v)
 
 
-PATTERN_COUNTS = {"n_sliding_layers": "sliding_window", "n_chunked_layers": "chunk_size",
-                  "n_sparse_layers": "sparse_top_k", "n_linear_layers": "linear_value_heads"}
+PATTERN_COUNTS = {
+    "n_sliding_layers": "sliding_window",
+    "n_chunked_layers": "chunk_size",
+    "n_sparse_layers": "sparse_top_k",
+    "n_linear_layers": "linear_value_heads",
+}
 
 
 def _validate_pattern(n: str, v: dict) -> None:
@@ -205,8 +215,13 @@ def _validate_pattern(n: str, v: dict) -> None:
     for f in ("linear_key_heads", "linear_key_dim", "linear_value_dim"):
         _require(n, v, f, ~lin | (v[f] > 0), "must be > 0 when n_linear_layers > 0")
     total = sum(v[f] for f in PATTERN_COUNTS)
-    _require(n, v, "n_layers", total <= v["n_layers"],
-             "the pattern's sliding, chunked, sparse and linear layers must not exceed n_layers")
+    _require(
+        n,
+        v,
+        "n_layers",
+        total <= v["n_layers"],
+        "the pattern's sliding, chunked, sparse and linear layers must not exceed n_layers",
+    )
 
 
 @pytree_spec
@@ -244,12 +259,22 @@ class HardwareSpec:
             return
         for f in ("hbm_bytes", "hbm_bw", "flops_bf16", "flops_fp8", "intra_bw", "inter_bw"):
             _require("HardwareSpec", v, f, np.isfinite(v[f]) & (v[f] > 0), "must be > 0")
-        _require("HardwareSpec", v, "flops_fp4", np.isfinite(v["flops_fp4"]) & (v["flops_fp4"] >= 0),
-                 "must be >= 0 (0: no FP4 tensor cores)")
+        _require(
+            "HardwareSpec",
+            v,
+            "flops_fp4",
+            np.isfinite(v["flops_fp4"]) & (v["flops_fp4"] >= 0),
+            "must be >= 0 (0: no FP4 tensor cores)",
+        )
         _require("HardwareSpec", v, "fabric", np.isin(v["fabric"], list(FABRICS.values())), f"allowed codes {FABRICS}")
         linked = np.isin(v["fabric"], [FABRICS["mesh"], FABRICS["torus"]])
-        _require("HardwareSpec", v, "link_bw", np.isfinite(v["link_bw"]) & (~linked | (v["link_bw"] > 0)),
-                 "a mesh or torus fabric needs link_bw > 0 (bytes/s per link)")
+        _require(
+            "HardwareSpec",
+            v,
+            "link_bw",
+            np.isfinite(v["link_bw"]) & (~linked | (v["link_bw"] > 0)),
+            "a mesh or torus fabric needs link_bw > 0 (bytes/s per link)",
+        )
         torus = v["fabric"] == FABRICS["torus"]
         _require(
             "HardwareSpec",
@@ -263,8 +288,9 @@ class HardwareSpec:
         )
         for f in ("intra_latency", "inter_latency"):
             _require("HardwareSpec", v, f, np.isfinite(v[f]) & (v[f] >= 0), "must be >= 0 seconds")
-        _require("HardwareSpec", v, "island_size", _is_int(v["island_size"]) & (v["island_size"] >= 1),
-                 "must be a positive integer")
+        _require(
+            "HardwareSpec", v, "island_size", _is_int(v["island_size"]) & (v["island_size"] >= 1), "must be a positive integer"
+        )
 
 
 @pytree_spec
@@ -298,14 +324,17 @@ class Partition:
             _require("Partition", v, f, _is_int(v[f]) & (v[f] >= 1), "must be a positive integer")
         for f in ("dense_tp", "redundant_experts"):
             _require("Partition", v, f, _is_int(v[f]) & (v[f] >= 0), "must be an integer >= 0")
-        _require("Partition", v, "kv_mode", np.isin(v["kv_mode"], list(KV_MODES.values())),
-                 f"allowed codes {KV_MODES}")
-        _require("Partition", v, "kvp", (v["kv_mode"] != 0) | (v["kvp"] == 1),
-                 "kvp > 1 needs kv_mode kvp (1) or cp (2)")
+        _require("Partition", v, "kv_mode", np.isin(v["kv_mode"], list(KV_MODES.values())), f"allowed codes {KV_MODES}")
+        _require("Partition", v, "kvp", (v["kv_mode"] != 0) | (v["kvp"] == 1), "kvp > 1 needs kv_mode kvp (1) or cp (2)")
         g = v["tp"] * v["dp_attn"] * v["kvp"]
         _require("Partition", v, "ep", np.mod(g, v["ep"]) == 0, "ep must divide tp*dp_attn*kvp")
-        _require("Partition", v, "dense_tp", (v["dense_tp"] == 0) | (np.mod(g, np.maximum(v["dense_tp"], 1)) == 0),
-                 "dense_tp must divide tp*dp_attn*kvp (0: all of them)")
+        _require(
+            "Partition",
+            v,
+            "dense_tp",
+            (v["dense_tp"] == 0) | (np.mod(g, np.maximum(v["dense_tp"], 1)) == 0),
+            "dense_tp must divide tp*dp_attn*kvp (0: all of them)",
+        )
 
     @property
     def gpus_per_stage(self):
@@ -353,8 +382,13 @@ def _require_speculation(spec: str, v: dict) -> None:
     """Speculative decoding fields (``Workload``, ``ServingWorkload``): whole drafted tokens, and a
     mean accepted count no larger."""
     _require(spec, v, "draft_tokens", _is_int(v["draft_tokens"]) & (v["draft_tokens"] >= 0), "must be an integer >= 0")
-    _require(spec, v, "accepted", np.isfinite(v["accepted"]) & (v["accepted"] >= 0) & (v["accepted"] <= v["draft_tokens"]),
-             "must be in [0, draft_tokens] (mean accepted draft tokens per step)")
+    _require(
+        spec,
+        v,
+        "accepted",
+        np.isfinite(v["accepted"]) & (v["accepted"] >= 0) & (v["accepted"] <= v["draft_tokens"]),
+        "must be in [0, draft_tokens] (mean accepted draft tokens per step)",
+    )
 
 
 @pytree_spec
@@ -416,11 +450,23 @@ class Accounting:
         v = _host_values(self)
         if v is None:
             return
-        for f in ("hbm_usable_fraction", "hbm_efficiency", "flops_efficiency", "fp8_efficiency", "fp4_efficiency",
-                  "comm_efficiency"):
+        for f in (
+            "hbm_usable_fraction",
+            "hbm_efficiency",
+            "flops_efficiency",
+            "fp8_efficiency",
+            "fp4_efficiency",
+            "comm_efficiency",
+        ):
             _require("Accounting", v, f, (v[f] > 0) & (v[f] <= 1), "must be in (0, 1]")
-        for f in ("reserve_bytes", "layer_latency", "collective_latency", "a2a_peer_latency", "request_overhead",
-                  "sequence_latency"):
+        for f in (
+            "reserve_bytes",
+            "layer_latency",
+            "collective_latency",
+            "a2a_peer_latency",
+            "request_overhead",
+            "sequence_latency",
+        ):
             _require("Accounting", v, f, np.isfinite(v[f]) & (v[f] >= 0), "must be >= 0")
         for f in ("kv_scale", "grouped_gemm_efficiency", "attention_efficiency"):
             _require("Accounting", v, f, np.isfinite(v[f]) & (v[f] > 0), "must be > 0")

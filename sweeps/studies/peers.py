@@ -32,11 +32,22 @@ REPO = Path(__file__).resolve().parents[2]
 PEERS_DIR = REPO / "moejax" / "data" / "reference" / "peers"
 MODELS = {"Llama-3-70B": "llama-3-70b", "Mixtral-8x22B": "mixtral-8x22b", "DeepSeek-V3": "deepseek-v3"}
 HARDWARE = {"H100-SXM": "h100-sxm", "H200-SXM": "h200"}
-PEER_COLUMNS = {"GenZ ms": "genz", "GenZ-u ms": "genz", "GenZ-p ms": "genz_preset", "llm-analysis ms": "llm_analysis",
-                "AIC SILICON ms": "aic_silicon", "AIC SOL ms": "aic_sol"}
+PEER_COLUMNS = {
+    "GenZ ms": "genz",
+    "GenZ-u ms": "genz",
+    "GenZ-p ms": "genz_preset",
+    "llm-analysis ms": "llm_analysis",
+    "AIC SILICON ms": "aic_silicon",
+    "AIC SOL ms": "aic_sol",
+}
 PEERS = ("genz", "llm_analysis", "aic_silicon", "aic_sol", "genz_preset")
-PEER_TITLES = {"genz": "GenZ", "llm_analysis": "llm-analysis", "aic_silicon": "AIC silicon", "aic_sol": "AIC SOL",
-               "genz_preset": "GenZ preset (DSv3)"}
+PEER_TITLES = {
+    "genz": "GenZ",
+    "llm_analysis": "llm-analysis",
+    "aic_silicon": "AIC silicon",
+    "aic_sol": "AIC SOL",
+    "genz_preset": "GenZ preset (DSv3)",
+}
 MODES = ("sol", "realistic")
 WORST = 6  # largest disagreements listed per like-for-like pair
 BYPASS = 1000.0  # HBM capacity multiplier for the capacity-bypassed latency of infeasible cases
@@ -86,10 +97,16 @@ def parse_cases(path: Path) -> list[Case]:
         for row in _table(lines):
             hw = re.fullmatch(r"([\w-]+?)x(\d+)", row["hw"]) if "hw" in row else None
             hardware, gpus = (hw[1], int(hw[2])) if hw else (node[2], int(node[1]))
-            c = Case(id="", model=model, hardware=HARDWARE[hardware], num_gpus=gpus,
-                     scheme=row.get("scheme") or scheme[1], batch=int(row["batch"]),
-                     context=int(row.get("ctx") or ctx[1]),
-                     peers={PEER_COLUMNS[k]: _cell(v) for k, v in row.items() if k in PEER_COLUMNS})
+            c = Case(
+                id="",
+                model=model,
+                hardware=HARDWARE[hardware],
+                num_gpus=gpus,
+                scheme=row.get("scheme") or scheme[1],
+                batch=int(row["batch"]),
+                context=int(row.get("ctx") or ctx[1]),
+                peers={PEER_COLUMNS[k]: _cell(v) for k, v in row.items() if k in PEER_COLUMNS},
+            )
             c.id = f"{model}-{c.hardware}x{gpus}-{c.scheme.lower()}-b{c.batch}-ctx{c.context}"
             cases.append(c)
     return cases
@@ -106,10 +123,20 @@ def measurement(case: Case, dtypes: dict):
     latencies are compared here, not through the entry)."""
     from moejax.analysis.validation.measurements import check_entry
 
-    raw = {"id": case.id, "source": "moejax/data/reference/peers/cases.md", "firmness": "peer-model", "model": case.model,
-           "hardware": case.hardware, "num_gpus": case.num_gpus, "partition": scheme_partition(case.scheme),
-           "dtypes": dtypes, "phase": "decode", "batch": case.batch, "context": case.context,
-           "measured": {"step_time": 1.0}}
+    raw = {
+        "id": case.id,
+        "source": "moejax/data/reference/peers/cases.md",
+        "firmness": "peer-model",
+        "model": case.model,
+        "hardware": case.hardware,
+        "num_gpus": case.num_gpus,
+        "partition": scheme_partition(case.scheme),
+        "dtypes": dtypes,
+        "phase": "decode",
+        "batch": case.batch,
+        "context": case.context,
+        "measured": {"step_time": 1.0},
+    }
     return check_entry(PEERS_DIR / "cases.md", 0, raw)
 
 
@@ -156,8 +183,14 @@ def evaluate(cases: list[Case]) -> dict:
     for mode in MODES:
         acc = load_accounting(mode)
         ev, evb = run_points(points, acc), run_points(bypassed, acc)
-        res = {"step_ms": [math.nan] * n, "feasible": [False] * n, "why": [""] * n, "b_max": [math.nan] * n,
-               "variant": [""] * n, "bound": [""] * n}
+        res = {
+            "step_ms": [math.nan] * n,
+            "feasible": [False] * n,
+            "why": [""] * n,
+            "b_max": [math.nan] * n,
+            "variant": [""] * n,
+            "bound": [""] * n,
+        }
         for j, i in enumerate(index):
             ok = bool(ev.feasible[j])
             use = ev if ok else evb
@@ -220,8 +253,14 @@ def _aic_yaml_check(cases: list[Case]) -> tuple[int, int]:
     aic = {e["id"]: e for e in yaml.safe_load((PEERS_DIR / "aic-silicon.yaml").read_text())}
     found = agree = 0
     for c in cases:
-        e = next((v for k, v in aic.items() if k.startswith(f"aic-{c.model}-{c.hardware}") and
-                  k.split(f"aic-{c.model}-", 1)[1].startswith(_yaml_key(c))), None)
+        e = next(
+            (
+                v
+                for k, v in aic.items()
+                if k.startswith(f"aic-{c.model}-{c.hardware}") and k.split(f"aic-{c.model}-", 1)[1].startswith(_yaml_key(c))
+            ),
+            None,
+        )
         if e is None:
             continue
         found += 1
@@ -237,21 +276,48 @@ def _yaml_key(c: Case) -> str:
 
 def render(cases: list[Case], res: dict, stats: list[dict], validate: dict, seconds: float) -> str:
     nx = res["not_expressible"]
-    header = ["case", "GenZ", "llm-analysis", "AIC silicon", "AIC SOL", "moejax sol", "moejax realistic",
-              "GenZ preset (DSv3)", "moejax B_max sol / realistic (best dense_tp)", "moejax dense_tp (sol)", "moejax bound (sol)"]
+    header = [
+        "case",
+        "GenZ",
+        "llm-analysis",
+        "AIC silicon",
+        "AIC SOL",
+        "moejax sol",
+        "moejax realistic",
+        "GenZ preset (DSv3)",
+        "moejax B_max sol / realistic (best dense_tp)",
+        "moejax dense_tp (sol)",
+        "moejax bound (sol)",
+    ]
     rows = []
     for i, c in enumerate(cases):
         nexp = c.id in nx
-        rows.append([f"{c.model} {c.hardware}×{c.num_gpus} {c.scheme} b{c.batch} ctx{c.context}",
-                     *(_peer_cell(c, p) for p in ("genz", "llm_analysis", "aic_silicon", "aic_sol")),
-                     _moejax_cell(res, "sol", i, nexp), _moejax_cell(res, "realistic", i, nexp), _peer_cell(c, "genz_preset"),
-                     "—" if nexp else f"{res['sol']['b_max'][i]:.0f} / {res['realistic']['b_max'][i]:.0f}",
-                     "—" if nexp else res["sol"]["variant"][i].replace("dense_tp = 0", "dense_tp = all"),
-                     "—" if nexp else res["sol"]["bound"][i]])
-    stat_rows = [[r["mode"], PEER_TITLES[r["peer"]], r["subset"], str(r["n"]), num(r["median"], "{:.3f}"),
-                  num(r["median"] if math.isnan(r["median"]) else math.exp(r["median"]), "×{:.2f}"),
-                  num(r["p90"], "{:.3f}"), num(r["p90"] if math.isnan(r["p90"]) else math.exp(r["p90"]), "×{:.2f}"),
-                  num(r["gmean"], "{:.3f}")] for r in stats]
+        rows.append(
+            [
+                f"{c.model} {c.hardware}×{c.num_gpus} {c.scheme} b{c.batch} ctx{c.context}",
+                *(_peer_cell(c, p) for p in ("genz", "llm_analysis", "aic_silicon", "aic_sol")),
+                _moejax_cell(res, "sol", i, nexp),
+                _moejax_cell(res, "realistic", i, nexp),
+                _peer_cell(c, "genz_preset"),
+                "—" if nexp else f"{res['sol']['b_max'][i]:.0f} / {res['realistic']['b_max'][i]:.0f}",
+                "—" if nexp else res["sol"]["variant"][i].replace("dense_tp = 0", "dense_tp = all"),
+                "—" if nexp else res["sol"]["bound"][i],
+            ]
+        )
+    stat_rows = [
+        [
+            r["mode"],
+            PEER_TITLES[r["peer"]],
+            r["subset"],
+            str(r["n"]),
+            num(r["median"], "{:.3f}"),
+            num(r["median"] if math.isnan(r["median"]) else math.exp(r["median"]), "×{:.2f}"),
+            num(r["p90"], "{:.3f}"),
+            num(r["p90"] if math.isnan(r["p90"]) else math.exp(r["p90"]), "×{:.2f}"),
+            num(r["gmean"], "{:.3f}"),
+        ]
+        for r in stats
+    ]
     infeasible = {m: [c.id for i, c in enumerate(cases) if c.id not in nx and not res[m]["feasible"][i]] for m in MODES}
     flagged = {p: sum(1 for c in cases if c.peers.get(p, (0, ""))[1] == "*") for p in PEERS}
     unexpressed = {p: sum(1 for c in cases if c.peers.get(p, (0, ""))[1] in ("n/e", "ERR")) for p in PEERS}
@@ -313,43 +379,102 @@ def render(cases: list[Case], res: dict, stats: list[dict], validate: dict, seco
         "",
     ]
     if validate:
-        parts += ["## `python -m moejax.validate` on `aic-silicon.yaml`", "",
-                  "The same cases in the measurement format (AIC silicon latencies as the measured figure; only cases AIC "
-                  "ran without an OOM flag), through the validation command itself:", "",
-                  md_table(["accounting", "entries", "evaluated", "infeasible", "not expressible", "median |log|", "p90 |log|"],
-                           [[m, str(v["n"]), str(v["evaluated"]), str(len(v["infeasible"])), str(len(v["not_expressible"])),
-                             num(v["median_abs_log_ratio"], "{:.3f}"), num(v["p90_abs_log_ratio"], "{:.3f}")]
-                            for m, v in validate.items()], "lrrrrrr"), ""]
+        parts += [
+            "## `python -m moejax.validate` on `aic-silicon.yaml`",
+            "",
+            "The same cases in the measurement format (AIC silicon latencies as the measured figure; only cases AIC "
+            "ran without an OOM flag), through the validation command itself:",
+            "",
+            md_table(
+                ["accounting", "entries", "evaluated", "infeasible", "not expressible", "median |log|", "p90 |log|"],
+                [
+                    [
+                        m,
+                        str(v["n"]),
+                        str(v["evaluated"]),
+                        str(len(v["infeasible"])),
+                        str(len(v["not_expressible"])),
+                        num(v["median_abs_log_ratio"], "{:.3f}"),
+                        num(v["p90_abs_log_ratio"], "{:.3f}"),
+                    ]
+                    for m, v in validate.items()
+                ],
+                "lrrrrrr",
+            ),
+            "",
+        ]
     worst = []
     for mode, peer in (("sol", "aic_sol"), ("realistic", "aic_silicon")):
-        pairs = [(abs(math.log(res[mode]["step_ms"][i] / c.peers[peer][0])), i) for i, c in enumerate(cases)
-                 if c.peers.get(peer, (None, ""))[0] is not None and math.isfinite(res[mode]["step_ms"][i])]
+        pairs = [
+            (abs(math.log(res[mode]["step_ms"][i] / c.peers[peer][0])), i)
+            for i, c in enumerate(cases)
+            if c.peers.get(peer, (None, ""))[0] is not None and math.isfinite(res[mode]["step_ms"][i])
+        ]
         for _, i in sorted(pairs, reverse=True)[:WORST]:
             c = cases[i]
-            worst.append([mode, PEER_TITLES[peer], c.id, _moejax_cell(res, mode, i, False), _peer_cell(c, peer),
-                          f"{res[mode]['step_ms'][i] / c.peers[peer][0]:.2f}", res[mode]["bound"][i]])
-    parts += [f"## Largest disagreements ({WORST} per like-for-like pair)", "",
-              md_table(["moejax mode", "peer", "case", "moejax ms", "peer ms", "moejax / peer", "moejax bound"], worst,
-                       "lllrrrl"), "",
-              "## Per case (decode step latency, ms)", "", md_table(header, rows, "lrrrrrrrlll"), "",
-              "## moejax infeasible cases", "",
-              md_table(["mode", "case", "why"], [[m, c.id, res[m]["why"][i]] for m in MODES for i, c in enumerate(cases)
-                                                 if res[m]["why"][i]])]
+            worst.append(
+                [
+                    mode,
+                    PEER_TITLES[peer],
+                    c.id,
+                    _moejax_cell(res, mode, i, False),
+                    _peer_cell(c, peer),
+                    f"{res[mode]['step_ms'][i] / c.peers[peer][0]:.2f}",
+                    res[mode]["bound"][i],
+                ]
+            )
+    parts += [
+        f"## Largest disagreements ({WORST} per like-for-like pair)",
+        "",
+        md_table(["moejax mode", "peer", "case", "moejax ms", "peer ms", "moejax / peer", "moejax bound"], worst, "lllrrrl"),
+        "",
+        "## Per case (decode step latency, ms)",
+        "",
+        md_table(header, rows, "lrrrrrrrlll"),
+        "",
+        "## moejax infeasible cases",
+        "",
+        md_table(
+            ["mode", "case", "why"], [[m, c.id, res[m]["why"][i]] for m in MODES for i, c in enumerate(cases) if res[m]["why"][i]]
+        ),
+    ]
     return "\n".join(parts) + "\n"
 
 
 def write_csv(path: Path, cases: list[Case], res: dict) -> None:
     with open(path, "w", newline="") as f:
         w = csv.writer(f)
-        w.writerow(["id", "model", "hardware", "num_gpus", "scheme", "batch", "context",
-                    *(f"{p}_ms" for p in PEERS), *(f"{p}_flag" for p in PEERS),
-                    *(f"moejax_{m}_{q}" for m in MODES for q in ("ms", "feasible", "why", "b_max", "variant", "bound")),
-                    "not_expressible"])
+        w.writerow(
+            [
+                "id",
+                "model",
+                "hardware",
+                "num_gpus",
+                "scheme",
+                "batch",
+                "context",
+                *(f"{p}_ms" for p in PEERS),
+                *(f"{p}_flag" for p in PEERS),
+                *(f"moejax_{m}_{q}" for m in MODES for q in ("ms", "feasible", "why", "b_max", "variant", "bound")),
+                "not_expressible",
+            ]
+        )
         for i, c in enumerate(cases):
-            w.writerow([c.id, c.model, c.hardware, c.num_gpus, c.scheme, c.batch, c.context,
-                        *(c.peers.get(p, (None, ""))[0] for p in PEERS), *(c.peers.get(p, (None, "n/e"))[1] for p in PEERS),
-                        *(res[m][q][i] for m in MODES for q in ("step_ms", "feasible", "why", "b_max", "variant", "bound")),
-                        res["not_expressible"].get(c.id, "")])
+            w.writerow(
+                [
+                    c.id,
+                    c.model,
+                    c.hardware,
+                    c.num_gpus,
+                    c.scheme,
+                    c.batch,
+                    c.context,
+                    *(c.peers.get(p, (None, ""))[0] for p in PEERS),
+                    *(c.peers.get(p, (None, "n/e"))[1] for p in PEERS),
+                    *(res[m][q][i] for m in MODES for q in ("step_ms", "feasible", "why", "b_max", "variant", "bound")),
+                    res["not_expressible"].get(c.id, ""),
+                ]
+            )
 
 
 def run(run_dir: Path, run_cli) -> tuple[int, str]:
@@ -367,12 +492,21 @@ def run(run_dir: Path, run_cli) -> tuple[int, str]:
     write_csv(run_dir / "peers.csv", cases, res)
     validate = {}
     for mode in MODES:
-        rc, out, _ = run_cli(f"validate_aic_{mode}", ["moejax.validate", f"measurements={PEERS_DIR / 'aic-silicon.yaml'}",
-                                                      f"accounting={mode}", f"out={run_dir / ('validate_aic_' + mode)}",
-                                                      f"hydra.run.dir={run_dir / 'hydra'}"], run_dir)
+        rc, out, _ = run_cli(
+            f"validate_aic_{mode}",
+            [
+                "moejax.validate",
+                f"measurements={PEERS_DIR / 'aic-silicon.yaml'}",
+                f"accounting={mode}",
+                f"out={run_dir / ('validate_aic_' + mode)}",
+                f"hydra.run.dir={run_dir / 'hydra'}",
+            ],
+            run_dir,
+        )
         if rc:
             return rc, ""
         validate[mode] = json.loads(out.strip().splitlines()[-1])
-    (run_dir / "peers.json").write_text(json.dumps({"stats": stats, "validate": validate,
-                                                    "not_expressible": res["not_expressible"]}, indent=1))
+    (run_dir / "peers.json").write_text(
+        json.dumps({"stats": stats, "validate": validate, "not_expressible": res["not_expressible"]}, indent=1)
+    )
     return 0, render(cases, res, stats, validate, time.perf_counter() - start)

@@ -34,14 +34,21 @@ MODES = ("sol", "realistic")
 DENSE_TPS = (1, 2, 4, 8)
 BEFORE_DENSE_TP = 64
 CASES = ("stated", "before", "searched")
-CASE_TITLES = {"stated": "stated TP8 × KVP8, dense_tp searched over {1, 2, 4, 8}",
-               "before": "stated TP8 × KVP8, dense_tp = 64 (the old layout)",
-               "searched": "searched partition (qs-paper grid search space)"}
+CASE_TITLES = {
+    "stated": "stated TP8 × KVP8, dense_tp searched over {1, 2, 4, 8}",
+    "before": "stated TP8 × KVP8, dense_tp = 64 (the old layout)",
+    "searched": "searched partition (qs-paper grid search space)",
+}
 # the stated layout before the correction, evaluated at that commit (sol): ratio, exposed communication / dense step
 OLD_COMMIT, OLD_SOL_RATIO, OLD_SOL_COMM_SHARE = "c5c096e", "0.528", "68 %"
 PHASES = ("attention", "dense", "moe", "head", "overhead")
-PHASE_TITLES = {"attention": "attention (61 layers)", "dense": "dense FFN", "moe": "MoE FFN", "head": "LM head",
-                "overhead": "pipeline send + per-layer overhead"}
+PHASE_TITLES = {
+    "attention": "attention (61 layers)",
+    "dense": "dense FFN",
+    "moe": "MoE FFN",
+    "head": "LM head",
+    "overhead": "pipeline send + per-layer overhead",
+}
 
 
 def grid_settings() -> tuple[dict, object]:
@@ -83,18 +90,37 @@ def breakdown(m, hw, p, wl, acc) -> dict:
     b_max, _ = batch_capacity(m, hw, p, wl.context, acc, wl.draft_tokens)
     micro = max(float(wl.batch) if wl.batch > 0 else float(b_max), 1.0) / pp
     tokens = micro * (1 + float(wl.draft_tokens))
-    phases, pipe = _microbatch(m, hw, p, acc, tokens, arch.score_flops_per_token_layer(m, wl.context),
-                               micro / float(p.dp_attn) * wl.context / float(p.kvp))
+    phases, pipe = _microbatch(
+        m,
+        hw,
+        p,
+        acc,
+        tokens,
+        arch.score_flops_per_token_layer(m, wl.context),
+        micro / float(p.dp_attn) * wl.context / float(p.kvp),
+    )
     split = {}
     for name, (c, h, k, pinned, count) in phases.items():
         c, h, k, pinned, count = (float(x) for x in (c, h, k, pinned, count))
         exposed = max(k - pinned - float(acc.overlap) * max(c, h), 0.0) + pinned
-        split[name] = {"time": pp * count * (max(c, h) + exposed), "compute": pp * count * c, "hbm": pp * count * h,
-                       "comm": pp * count * k, "exposed": pp * count * exposed, "layers": count * pp}
+        split[name] = {
+            "time": pp * count * (max(c, h) + exposed),
+            "compute": pp * count * c,
+            "hbm": pp * count * h,
+            "comm": pp * count * k,
+            "exposed": pp * count * exposed,
+            "layers": count * pp,
+        }
     layers = float(m.n_layers) * float(stage_scale(m, p)) / pp
     over = pp * (float(pipe) + float(acc.layer_latency) * layers)
-    split["overhead"] = {"time": over, "compute": 0.0, "hbm": 0.0, "comm": pp * float(pipe), "exposed": pp * float(pipe),
-                         "layers": 0.0}
+    split["overhead"] = {
+        "time": over,
+        "compute": 0.0,
+        "hbm": 0.0,
+        "comm": pp * float(pipe),
+        "exposed": pp * float(pipe),
+        "layers": 0.0,
+    }
     ms = {k: {q: (v * 1e3 if q != "layers" else v) for q, v in d.items()} for k, d in split.items()}
     moe = float(m.n_experts) > 1
     touched, _ = busiest_rank(m, p, tokens, acc.routing_skew) if moe else (0.0, 0.0)
@@ -142,8 +168,12 @@ def _searched(m, hw, space, wl, acc):
     p, _, ok = best_partition(m, hw, partitions_from_table(table[0]), mask[0], wl, acc)
     if not bool(ok):
         raise RuntimeError(f"no feasible partition of {GPUS} GPUs in the qs-paper search space")
-    return Partition(**{f: float(getattr(p, f)) for f in ("tp", "ep", "pp", "dp", "dp_attn", "kvp", "kv_mode", "dense_tp",
-                                                          "redundant_experts")})
+    return Partition(
+        **{
+            f: float(getattr(p, f))
+            for f in ("tp", "ep", "pp", "dp", "dp_attn", "kvp", "kv_mode", "dense_tp", "redundant_experts")
+        }
+    )
 
 
 def evaluate() -> dict:
@@ -202,15 +232,28 @@ def total_params(m) -> float:
 
 # ---- rendering -------------------------------------------------------------------------------------------------
 
+
 def _summary_rows(results: dict) -> list[list]:
     rows = []
     for mode in MODES:
         for case in CASES:
             r = results["modes"][mode][case]
             a, b = r["moe"], r["dense"]
-            rows.append([mode, CASE_TITLES[case], a["label"], b["label"], num(a["batch"], "{:.0f}"), num(b["batch"], "{:.0f}"),
-                         num(a["step_ms"], "{:.2f}"), num(b["step_ms"], "{:.2f}"), num(a["throughput_per_gpu"], "{:.1f}"),
-                         num(b["throughput_per_gpu"], "{:.1f}"), f"**{r['ratio']:.3f}**"])
+            rows.append(
+                [
+                    mode,
+                    CASE_TITLES[case],
+                    a["label"],
+                    b["label"],
+                    num(a["batch"], "{:.0f}"),
+                    num(b["batch"], "{:.0f}"),
+                    num(a["step_ms"], "{:.2f}"),
+                    num(b["step_ms"], "{:.2f}"),
+                    num(a["throughput_per_gpu"], "{:.1f}"),
+                    num(b["throughput_per_gpu"], "{:.1f}"),
+                    f"**{r['ratio']:.3f}**",
+                ]
+            )
     return rows
 
 
@@ -219,9 +262,14 @@ DECOMP = [  # (label, getter)
     ("GPUs per replica", lambda r: num(r["gpus_per_replica"], "{:.0f}")),
     ("batch B = B_max (sequences per replica)", lambda r: num(r["batch"], "{:.0f}")),
     ("tokens per microbatch / reuse B·k/E", lambda r: f"{r['tokens_per_microbatch']:.0f} / {r['reuse']:.2f}"),
-    ("experts touched per layer (mean share; busiest GPU's share of its slots)",
-     lambda r: "—" if r["experts_touched_share"] is None else
-     f"{100 * r['experts_touched_share']:.1f} %; {100 * r['busiest_rank_touched_share']:.1f} %"),
+    (
+        "experts touched per layer (mean share; busiest GPU's share of its slots)",
+        lambda r: (
+            "—"
+            if r["experts_touched_share"] is None
+            else f"{100 * r['experts_touched_share']:.1f} %; {100 * r['busiest_rank_touched_share']:.1f} %"
+        ),
+    ),
     ("weight bytes / GPU (GB)", lambda r: num(r["weight_gb"], "{:.2f}")),
     ("KV bytes / GPU (GB)", lambda r: num(r["kv_gb"], "{:.2f}")),
     ("FFN weight bytes read / GPU / step (GB)", lambda r: num(r["ffn_gb_per_gpu"], "{:.2f}")),
@@ -230,10 +278,18 @@ DECOMP = [  # (label, getter)
     ("t_hbm (ms)", lambda r: num(r["t_hbm_ms"], "{:.3f}")),
     ("t_comm (ms)", lambda r: num(r["t_comm_ms"], "{:.3f}")),
     ("t_comm_exposed (ms)", lambda r: num(r["t_comm_exposed_ms"], "{:.3f}")),
-    *[(f"phase {PHASE_TITLES[ph]}: time (ms) [compute / HBM / comm exposed]",
-       lambda r, ph=ph: (f"{r['phases_ms'][ph]['time']:.3f} [{r['phases_ms'][ph]['compute']:.3f} / "
-                         f"{r['phases_ms'][ph]['hbm']:.3f} / {r['phases_ms'][ph]['exposed']:.3f}]"
-                         if ph != "overhead" else f"{r['phases_ms'][ph]['time']:.3f}")) for ph in PHASES],
+    *[
+        (
+            f"phase {PHASE_TITLES[ph]}: time (ms) [compute / HBM / comm exposed]",
+            lambda r, ph=ph: (
+                f"{r['phases_ms'][ph]['time']:.3f} [{r['phases_ms'][ph]['compute']:.3f} / "
+                f"{r['phases_ms'][ph]['hbm']:.3f} / {r['phases_ms'][ph]['exposed']:.3f}]"
+                if ph != "overhead"
+                else f"{r['phases_ms'][ph]['time']:.3f}"
+            ),
+        )
+        for ph in PHASES
+    ],
     ("sum of phases (ms; = step time)", lambda r: num(r["phase_sum_ms"], "{:.3f}")),
     ("bound", lambda r: r["bound"]),
     ("throughput / GPU (tokens/s)", lambda r: num(r["throughput_per_gpu"], "{:.2f}")),
@@ -253,16 +309,30 @@ def terms(r: dict) -> dict:
     def split(x):
         ph = x["phases_ms"]
         ffn_comm = ph["dense"]["exposed"] + ph["moe"]["exposed"]
-        return {"attention": ph["attention"]["time"], "ffn_roofline": ph["dense"]["time"] + ph["moe"]["time"] - ffn_comm,
-                "ffn_comm": ffn_comm, "other": ph["head"]["time"] + ph["overhead"]["time"]}
+        return {
+            "attention": ph["attention"]["time"],
+            "ffn_roofline": ph["dense"]["time"] + ph["moe"]["time"] - ffn_comm,
+            "ffn_comm": ffn_comm,
+            "other": ph["head"]["time"] + ph["overhead"]["time"],
+        }
+
     sa, sb = split(a), split(b)
-    return {"batch": b["batch"] / a["batch"], "step": a["step_ms"] / b["step_ms"],
-            "gpus": a["gpus_per_replica"] / b["gpus_per_replica"], "moe": sa, "dense": sb,
-            "delta_ms": {k: sa[k] - sb[k] for k in sa}}
+    return {
+        "batch": b["batch"] / a["batch"],
+        "step": a["step_ms"] / b["step_ms"],
+        "gpus": a["gpus_per_replica"] / b["gpus_per_replica"],
+        "moe": sa,
+        "dense": sb,
+        "delta_ms": {k: sa[k] - sb[k] for k in sa},
+    }
 
 
-TERM_TITLES = {"attention": "attention (KV + projections)", "ffn_roofline": "FFN weights/compute",
-               "ffn_comm": "FFN exposed comm", "other": "LM head + overheads"}
+TERM_TITLES = {
+    "attention": "attention (KV + projections)",
+    "ffn_roofline": "FFN weights/compute",
+    "ffn_comm": "FFN exposed comm",
+    "other": "LM head + overheads",
+}
 
 
 def _terms_rows(results: dict) -> list[list]:
@@ -271,8 +341,17 @@ def _terms_rows(results: dict) -> list[list]:
         for case in CASES:
             r = results["modes"][mode][case]
             t = terms(r)
-            rows.append([mode, case, f"{r['ratio']:.3f}", f"{t['batch']:.3f}", f"{t['step']:.3f}", f"{t['gpus']:.0f}",
-                         *(f"{t['moe'][k]:.2f} / {t['dense'][k]:.2f}" for k in TERM_TITLES)])
+            rows.append(
+                [
+                    mode,
+                    case,
+                    f"{r['ratio']:.3f}",
+                    f"{t['batch']:.3f}",
+                    f"{t['step']:.3f}",
+                    f"{t['gpus']:.0f}",
+                    *(f"{t['moe'][k]:.2f} / {t['dense'][k]:.2f}" for k in TERM_TITLES),
+                ]
+            )
     return rows
 
 
@@ -281,13 +360,16 @@ def _why(results: dict) -> str:
     s = results["setup"]
     pool_tb = s["expert_pool_bytes"] / 1e9
     ffn_dense_gb = s["dense_ffn_bytes"] / 1e9
-    out = [f"Per token, the qs inequality charges the MoE 1/(ρκ) = 1/({s['rho']:.4f}·{s['kappa']:g}) = "
-           f"{1 / (s['rho'] * s['kappa']):.1f}× the dense model's FFN bytes. Physically, at B_max the MoE touches "
-           "essentially every expert in every layer, so one step reads the whole routed pool once "
-           f"({pool_tb:.0f} GB of FP8 experts, sharded over the EP ranks, never replicated); the dense baseline reads its "
-           f"{ffn_dense_gb:.0f} GB of FFN once per dense_tp group, so a layout that keeps its all-reduce inside an 8-GPU "
-           "node (dense_tp 8) reads it 64/8 = 8 times per step on 64 GPUs. The two per-step FFN reads end up close, and "
-           "both are small next to the KV read, which is the same on both sides.", ""]
+    out = [
+        f"Per token, the qs inequality charges the MoE 1/(ρκ) = 1/({s['rho']:.4f}·{s['kappa']:g}) = "
+        f"{1 / (s['rho'] * s['kappa']):.1f}× the dense model's FFN bytes. Physically, at B_max the MoE touches "
+        "essentially every expert in every layer, so one step reads the whole routed pool once "
+        f"({pool_tb:.0f} GB of FP8 experts, sharded over the EP ranks, never replicated); the dense baseline reads its "
+        f"{ffn_dense_gb:.0f} GB of FFN once per dense_tp group, so a layout that keeps its all-reduce inside an 8-GPU "
+        "node (dense_tp 8) reads it 64/8 = 8 times per step on 64 GPUs. The two per-step FFN reads end up close, and "
+        "both are small next to the KV read, which is the same on both sides.",
+        "",
+    ]
     for mode in MODES:
         res = results["modes"][mode]
         st, be, se = res["stated"], res["before"], res["searched"]

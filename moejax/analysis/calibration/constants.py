@@ -152,8 +152,10 @@ CONSTANTS = {
 }
 ACCOUNTING_CONSTANTS = tuple(f.name for f in dataclasses.fields(Accounting) if not f.metadata.get("static"))
 assert set(ACCOUNTING_CONSTANTS) | {"weight_scale"} == set(CONSTANTS)
-DEFAULTS = {**{f.name: float(f.default) for f in dataclasses.fields(Accounting) if not f.metadata.get("static")},
-            "weight_scale": 1.0}
+DEFAULTS = {
+    **{f.name: float(f.default) for f in dataclasses.fields(Accounting) if not f.metadata.get("static")},
+    "weight_scale": 1.0,
+}
 BOUND_TOL = 1e-9
 
 

@@ -54,9 +54,15 @@ def _at(m, hw, p, context, acc, weight_scale, integer):
     component GPU-seconds per generated token (``t * gpus_per_replica / B``)."""
     r, b_max, _ = _decode(m, hw, p, context, acc, weight_scale, integer)
     per_token = p.gpus_per_replica / jnp.maximum(r.batch, 1.0)
-    return {"b_max": b_max, "throughput": r.throughput_per_gpu,
-            "hbm": r.t_hbm * per_token, "compute": r.t_compute * per_token, "comm": r.t_comm_exposed * per_token,
-            "feasible": r.feasible, "degrees": jnp.stack([p.tp, p.ep, p.pp, p.dp, p.dp_attn, p.kvp, p.kv_mode])}
+    return {
+        "b_max": b_max,
+        "throughput": r.throughput_per_gpu,
+        "hbm": r.t_hbm * per_token,
+        "compute": r.t_compute * per_token,
+        "comm": r.t_comm_exposed * per_token,
+        "feasible": r.feasible,
+        "degrees": jnp.stack([p.tp, p.ep, p.pp, p.dp, p.dp_attn, p.kvp, p.kv_mode]),
+    }
 
 
 def _searched(m, hw, table, mask, context, acc, weight_scale, integer):
@@ -203,5 +209,6 @@ def predict(ref: Reference, fit: Fit, constants: dict | None = None, integer: bo
     targets = [t for t in ref.targets if fit.selects(t)]
     pts = _points(ref, fit, targets)
     q = _evaluator(fit, load_hardware(ref.hardware, **ref.hardware_overrides), pts)(
-        _constants_dict({**DEFAULTS, **(constants or {})}), integer)
+        _constants_dict({**DEFAULTS, **(constants or {})}), integer
+    )
     return targets, np.asarray(_predict(targets, pts, q))

@@ -78,8 +78,10 @@ def report(res: CalibrationResult) -> str:
         for pat, why in f.exclude.items():
             lines.append(f"   excluded {pat}: {why}")
         lines.append("")
-    header = (f"{'fit':<17} {'target':<20} {'published':>9} {'default':>9} {'calibrated':>10} {'res(def)':>9} {'res(cal)':>9} "
-              "ok  partition         note")
+    header = (
+        f"{'fit':<17} {'target':<20} {'published':>9} {'default':>9} {'calibrated':>10} {'res(def)':>9} {'res(cal)':>9} "
+        "ok  partition         note"
+    )
     lines += ["Residuals (res = predicted/published - 1; ok = prints as published; * = in the loss)", header, "-" * len(header)]
     for row in res.table:
         q = str(row["quantity"])
@@ -154,14 +156,21 @@ def dataset(res: CalibrationResult) -> xr.Dataset:
     width = max(len(r.singular_values) for r in res.fits)
     sv = np.full((len(fits), width), np.nan)
     for i, r in enumerate(res.fits):
-        sv[i, :len(r.singular_values)] = r.singular_values
+        sv[i, : len(r.singular_values)] = r.singular_values
     data["constant_value"] = (("fit", "constant"), values, {"long_name": "constant used by the fit (SI units)"})
     data["constant_fitted"] = (("fit", "constant"), free, {"long_name": "1 where the fit optimised the constant"})
     data["singular_value"] = (("fit", "component"), sv, {"long_name": "singular values of d log prediction / d coordinate"})
-    return xr.Dataset(data, coords={"fit": np.array(fits, dtype=object), "constant": np.array(names, dtype=object)},
-                      attrs={"title": "moejax calibration of accounting constants", "source": f"moejax {__version__}",
-                             "reference": res.reference.source, "summary": summary_json(res),
-                             "unidentifiable": "; ".join(res.unidentifiable) or "none"})
+    return xr.Dataset(
+        data,
+        coords={"fit": np.array(fits, dtype=object), "constant": np.array(names, dtype=object)},
+        attrs={
+            "title": "moejax calibration of accounting constants",
+            "source": f"moejax {__version__}",
+            "reference": res.reference.source,
+            "summary": summary_json(res),
+            "unidentifiable": "; ".join(res.unidentifiable) or "none",
+        },
+    )
 
 
 def write_outputs(res: CalibrationResult, out: Path) -> tuple[Path, Path]:

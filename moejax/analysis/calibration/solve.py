@@ -76,8 +76,11 @@ def circuits(jac: np.ndarray, names: list[str], rtol: float) -> list[tuple[tuple
                     found.append((subset, v))
                 continue
             cols = jac[:, subset] / norms[list(subset)]
-            _, s, vt = np.linalg.svd(cols, full_matrices=False) if cols.shape[0] >= size else np.linalg.svd(
-                np.vstack([cols, np.zeros((size - cols.shape[0], size))]), full_matrices=False)
+            _, s, vt = (
+                np.linalg.svd(cols, full_matrices=False)
+                if cols.shape[0] >= size
+                else np.linalg.svd(np.vstack([cols, np.zeros((size - cols.shape[0], size))]), full_matrices=False)
+            )
             if s[-1] <= rtol * s[0]:
                 v = np.zeros(n)
                 v[list(subset)] = vt[-1] / norms[list(subset)]
@@ -220,6 +223,7 @@ def _optimise(loss, theta, opt: Optimizer):
                 v, g = optax.value_and_grad_from_state(loss)(theta, state=state)
                 upd, state = solver.update(g, state, theta, value=v, grad=g, value_fn=loss)
                 return (optax.apply_updates(theta, upd), state), (v, theta)
+
             (theta, _), (vs, thetas) = jax.lax.scan(body, (theta, solver.init(theta)), None, length=opt.lbfgs_steps)
             return theta, vs, thetas
 
@@ -236,10 +240,25 @@ def _optimise(loss, theta, opt: Optimizer):
 # A whole problem
 
 
-RESIDUAL_FIELDS = [("fit", "U24"), ("id", "U32"), ("table", "i4"), ("row", "U40"), ("column", "U24"), ("quantity", "U20"),
-                   ("published", "f8"), ("printed", "U12"), ("physical_default", "f8"), ("calibrated", "f8"),
-                   ("rel_residual_default", "f8"), ("rel_residual_calibrated", "f8"), ("log_residual_calibrated", "f8"),
-                   ("reproduced", "?"), ("fitted", "?"), ("partition", "U40"), ("note", "U600")]
+RESIDUAL_FIELDS = [
+    ("fit", "U24"),
+    ("id", "U32"),
+    ("table", "i4"),
+    ("row", "U40"),
+    ("column", "U24"),
+    ("quantity", "U20"),
+    ("published", "f8"),
+    ("printed", "U12"),
+    ("physical_default", "f8"),
+    ("calibrated", "f8"),
+    ("rel_residual_default", "f8"),
+    ("rel_residual_calibrated", "f8"),
+    ("log_residual_calibrated", "f8"),
+    ("reproduced", "?"),
+    ("fitted", "?"),
+    ("partition", "U40"),
+    ("note", "U600"),
+]
 
 
 @dataclasses.dataclass

@@ -15,8 +15,25 @@ from ...physics.specs import KV_MODES, Partition, SpecError
 
 QUANTITIES = ("b_max", "relative_throughput", "relative_time")
 COMPONENTS = ("hbm", "compute", "comm")
-TARGET_FIELDS = ("id", "table", "row", "column", "quantity", "model", "variant", "kappa", "num_gpus", "context", "value",
-                 "oom", "normaliser", "duplicate_of", "component", "per", "decimals")
+TARGET_FIELDS = (
+    "id",
+    "table",
+    "row",
+    "column",
+    "quantity",
+    "model",
+    "variant",
+    "kappa",
+    "num_gpus",
+    "context",
+    "value",
+    "oom",
+    "normaliser",
+    "duplicate_of",
+    "component",
+    "per",
+    "decimals",
+)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -49,7 +66,7 @@ class Target:
         """(low, high) of what the printed number stands for, in its unit (low 0: a bound)."""
         if self.quantity == "b_max":
             return (0.0, 1.0) if self.oom else (self.value, self.value + 1.0)
-        half = 0.5 * 10.0 ** -self.decimals
+        half = 0.5 * 10.0**-self.decimals
         return max(self.value - half, 0.0), self.value + half
 
     @property
@@ -143,11 +160,25 @@ def parse_target(d: dict, where: str = "target") -> Target:
                 if comp not in COMPONENTS:
                     raise SpecError(f"{where}: component = {comp!r} is invalid: allowed {', '.join(COMPONENTS)}")
     decimals = int(d["decimals"]) if "decimals" in d else _decimals(d["value"])
-    return Target(id=str(d["id"]), table=int(d["table"]), row=str(d["row"]), column=str(d["column"]), quantity=q,
-                  model=str(d["model"]), variant=d["variant"], kappa=float(d.get("kappa", 5.0)), num_gpus=int(d["num_gpus"]),
-                  context=float(d["context"]), value=float(d["value"]), oom=bool(d.get("oom", False)),
-                  normaliser=bool(d.get("normaliser", False)), duplicate_of=d.get("duplicate_of"),
-                  component=d.get("component"), per=d.get("per"), decimals=decimals)
+    return Target(
+        id=str(d["id"]),
+        table=int(d["table"]),
+        row=str(d["row"]),
+        column=str(d["column"]),
+        quantity=q,
+        model=str(d["model"]),
+        variant=d["variant"],
+        kappa=float(d.get("kappa", 5.0)),
+        num_gpus=int(d["num_gpus"]),
+        context=float(d["context"]),
+        value=float(d["value"]),
+        oom=bool(d.get("oom", False)),
+        normaliser=bool(d.get("normaliser", False)),
+        duplicate_of=d.get("duplicate_of"),
+        component=d.get("component"),
+        per=d.get("per"),
+        decimals=decimals,
+    )
 
 
 def resolve_path(path: str | Path) -> Path:
@@ -222,5 +253,12 @@ def load_reference(path: str | Path) -> Reference:
     if baseline not in FAMILIES:
         raise SpecError(f"reference {p.name}: system.baseline = {baseline!r} is invalid: allowed {', '.join(FAMILIES)}")
     load_model(targets[0].model, **dict(system.get("dtypes") or {}))  # validates the dtype names
-    return Reference(source=str(data.get("source", p)), hardware=str(hardware), hardware_overrides=overrides,
-                     dtypes=dict(system.get("dtypes") or {}), baseline=baseline, partitions=parts, targets=targets)
+    return Reference(
+        source=str(data.get("source", p)),
+        hardware=str(hardware),
+        hardware_overrides=overrides,
+        dtypes=dict(system.get("dtypes") or {}),
+        baseline=baseline,
+        partitions=parts,
+        targets=targets,
+    )

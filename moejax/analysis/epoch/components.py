@@ -68,15 +68,22 @@ def component_laws(assume: Assumptions = Assumptions()) -> tuple[PowerLaw, ...]:
     comm_size_exp = 1 / (d + w)  # dense comm ∝ size^(d + w): size ∝ comm^(1/(d+w))
     width_split = Fraction(1, matrix_exp)  # d_moe = d · E^(-1/2)
     return (
-        PowerLaw("memory", Fraction(0), Fraction(0), assume.w_memory,
-                 "HBM reads all P params: P_mem = P"),
-        PowerLaw("arithmetic", Fraction(1), Fraction(1), assume.w_arithmetic,
-                 "FLOP/token ∝ active params: P_flop = P·k/E"),
-        PowerLaw("depth", d * (1 / d), d * (1 / d), assume.w_depth,
-                 f"depth ∝ (P·k/E)^{d}; the dense size of that depth: P_depth = P·k/E"),
-        PowerLaw("communication", width_split * comm_size_exp, comm_size_exp, assume.w_comm,
-                 f"traffic ratio k/E^{width_split} at fixed depth; dense traffic ∝ size^{d + w}: "
-                 f"P_comm = P·(k/√E)^{comm_size_exp}"),
+        PowerLaw("memory", Fraction(0), Fraction(0), assume.w_memory, "HBM reads all P params: P_mem = P"),
+        PowerLaw("arithmetic", Fraction(1), Fraction(1), assume.w_arithmetic, "FLOP/token ∝ active params: P_flop = P·k/E"),
+        PowerLaw(
+            "depth",
+            d * (1 / d),
+            d * (1 / d),
+            assume.w_depth,
+            f"depth ∝ (P·k/E)^{d}; the dense size of that depth: P_depth = P·k/E",
+        ),
+        PowerLaw(
+            "communication",
+            width_split * comm_size_exp,
+            comm_size_exp,
+            assume.w_comm,
+            f"traffic ratio k/E^{width_split} at fixed depth; dense traffic ∝ size^{d + w}: P_comm = P·(k/√E)^{comm_size_exp}",
+        ),
     )
 
 
@@ -140,18 +147,27 @@ def check_design_rank(n_experts, top_k) -> None:
     (E and k must vary independently; one residual degree of freedom for standard errors)."""
     e, k = np.asarray(n_experts, dtype=float).ravel(), np.asarray(top_k, dtype=float).ravel()
     if len(np.unique(e)) < 2:
-        raise SpecError(f"design is rank-deficient: n_experts takes the single value {e[0]:g}, so a cannot be "
-                        "separated from c; give at least two n_experts values")
+        raise SpecError(
+            f"design is rank-deficient: n_experts takes the single value {e[0]:g}, so a cannot be "
+            "separated from c; give at least two n_experts values"
+        )
     if len(np.unique(k)) < 2:
-        raise SpecError(f"design is rank-deficient: top_k takes the single value {k[0]:g}, so b cannot be "
-                        "separated from c; give at least two top_k values")
+        raise SpecError(
+            f"design is rank-deficient: top_k takes the single value {k[0]:g}, so b cannot be "
+            "separated from c; give at least two top_k values"
+        )
     x = np.asarray(design_matrix(e, k))
     if np.linalg.matrix_rank(x, tol=1e-9 * np.linalg.norm(x)) < 3:
         ratio = np.log(k) / np.log(e) if np.all(e > 1) else None
-        how = "k/E is constant" if np.ptp(np.log(k) - np.log(e)) < 1e-9 else (
-            f"log k = {ratio[0]:.3g}·log E" if ratio is not None and np.ptp(ratio) < 1e-9 else "log k is affine in log E")
-        raise SpecError(f"design is rank-deficient: {how} over all {len(e)} designs, so a and b cannot be separated; "
-                        "vary n_experts and top_k independently")
+        how = (
+            "k/E is constant"
+            if np.ptp(np.log(k) - np.log(e)) < 1e-9
+            else (f"log k = {ratio[0]:.3g}·log E" if ratio is not None and np.ptp(ratio) < 1e-9 else "log k is affine in log E")
+        )
+        raise SpecError(
+            f"design is rank-deficient: {how} over all {len(e)} designs, so a and b cannot be separated; "
+            "vary n_experts and top_k independently"
+        )
     if len(e) < 4:
         raise SpecError(f"design has {len(e)} (E, k) points: need at least 4 to fit log c, a, b with a residual variance")
 
@@ -212,42 +228,86 @@ def residual_table(assume: Assumptions = Assumptions()) -> list[dict]:
     mix_ratio, mix_adv = comm_advantage(8.0, 2.0)
 
     def row(quantity, ref, value, note):
-        return {"quantity": quantity, "reference": ref, "moejax": float(value),
-                "rel_residual": float(value) / ref - 1 if ref else float("nan"), "note": note}
+        return {
+            "quantity": quantity,
+            "reference": ref,
+            "moejax": float(value),
+            "rel_residual": float(value) / ref - 1 if ref else float("nan"),
+            "note": note,
+        }
 
     return [
         row("a (E exponent)", POST["a"][0], a, f"= {exponents(laws)[0]} exactly; the post rounds to 2 d.p."),
         row("b (k exponent)", POST["b"][0], b, f"= {exponents(laws)[1]} exactly; the post rounds to 2 d.p."),
         row("GPT-4 memory-bandwidth size", POST["gpt4_memory"][0], mem, "P_mem = P_total"),
-        row("GPT-4 arithmetic size", POST["gpt4_arithmetic"][0], gpt4_active,
-            "active params of conf/model/gpt-4-rumoured.yaml (attention + 2 experts + LM head); P·k/E alone = 225B"),
-        row("GPT-4 serial-depth size", POST["gpt4_depth"][0], depth,
-            "llama-3-405b total × (120/126)^3; the post rounds up (the formula's P·k/E would give 225B)"),
+        row(
+            "GPT-4 arithmetic size",
+            POST["gpt4_arithmetic"][0],
+            gpt4_active,
+            "active params of conf/model/gpt-4-rumoured.yaml (attention + 2 experts + LM head); P·k/E alone = 225B",
+        ),
+        row(
+            "GPT-4 serial-depth size",
+            POST["gpt4_depth"][0],
+            depth,
+            "llama-3-405b total × (120/126)^3; the post rounds up (the formula's P·k/E would give 225B)",
+        ),
         row("GPT-4 communication size", POST["gpt4_comm"][0], comm, "1.8T · (2/√16)^(3/2) = 1.8T · 0.5^1.5"),
         row("GPT-4 comm ratio k/√E", POST["gpt4_comm_ratio"][0], float(ratio), "at fixed depth and params"),
-        row("GPT-4 fast decode, post's rounded components", POST["gpt4_fast_decode"][0], geometric_mean_size(post, w),
-            "1.8T^½ · 400B^¼ · 635B^¼: checks the post's own arithmetic"),
-        row("GPT-4 fast decode, moejax components", POST["gpt4_fast_decode"][0], geometric_mean_size([mem, depth, comm], w),
-            "1.8T^½ · 350.6B^¼ · 636.4B^¼ (depth from the layer counts)"),
-        row("GPT-4 fast decode, fitted formula", POST["gpt4_fast_decode"][0], dense_equivalent(p, e, k, a, b),
-            "P·k^b/E^a: the formula's depth is P·k/E = 225B, not GPT-4's 120 layers (≈351B), hence lower"),
-        row("Mixtral-8x22B fast decode", POST["mixtral"][0], dense_equivalent(mixtral_total, 8.0, 2.0, a, b),
-            f"P = {mixtral_total / 1e9:.2f}B (moejax.param_counts), E = 8, k = 2"),
-        row("4-way sparse P_eq/P (E=8, k=2)", POST["sparse4"][0], dense_equivalent(1.0, 8.0, 2.0, a, b),
-            f"taking k = 2; with E = 4, k = 1: {float(dense_equivalent(1.0, 4.0, 1.0, a, b)):.3f}"),
-        row("8-way sparse P_eq/P (E=16, k=2)", POST["sparse8"][0], dense_equivalent(1.0, 16.0, 2.0, a, b),
-            f"taking k = 2; with E = 8, k = 1: {float(dense_equivalent(1.0, 8.0, 1.0, a, b)):.3f}"),
-        row("k < √E (comm advantage) for GPT-4 and Mixtral", 1.0, float(bool(gpt4_adv) and bool(mix_adv)),
-            f"1 = holds for both, as the post says: k/√E = {float(ratio):.3f} (GPT-4), {float(mix_ratio):.3f} (Mixtral)"),
+        row(
+            "GPT-4 fast decode, post's rounded components",
+            POST["gpt4_fast_decode"][0],
+            geometric_mean_size(post, w),
+            "1.8T^½ · 400B^¼ · 635B^¼: checks the post's own arithmetic",
+        ),
+        row(
+            "GPT-4 fast decode, moejax components",
+            POST["gpt4_fast_decode"][0],
+            geometric_mean_size([mem, depth, comm], w),
+            "1.8T^½ · 350.6B^¼ · 636.4B^¼ (depth from the layer counts)",
+        ),
+        row(
+            "GPT-4 fast decode, fitted formula",
+            POST["gpt4_fast_decode"][0],
+            dense_equivalent(p, e, k, a, b),
+            "P·k^b/E^a: the formula's depth is P·k/E = 225B, not GPT-4's 120 layers (≈351B), hence lower",
+        ),
+        row(
+            "Mixtral-8x22B fast decode",
+            POST["mixtral"][0],
+            dense_equivalent(mixtral_total, 8.0, 2.0, a, b),
+            f"P = {mixtral_total / 1e9:.2f}B (moejax.param_counts), E = 8, k = 2",
+        ),
+        row(
+            "4-way sparse P_eq/P (E=8, k=2)",
+            POST["sparse4"][0],
+            dense_equivalent(1.0, 8.0, 2.0, a, b),
+            f"taking k = 2; with E = 4, k = 1: {float(dense_equivalent(1.0, 4.0, 1.0, a, b)):.3f}",
+        ),
+        row(
+            "8-way sparse P_eq/P (E=16, k=2)",
+            POST["sparse8"][0],
+            dense_equivalent(1.0, 16.0, 2.0, a, b),
+            f"taking k = 2; with E = 8, k = 1: {float(dense_equivalent(1.0, 8.0, 1.0, a, b)):.3f}",
+        ),
+        row(
+            "k < √E (comm advantage) for GPT-4 and Mixtral",
+            1.0,
+            float(bool(gpt4_adv) and bool(mix_adv)),
+            f"1 = holds for both, as the post says: k/√E = {float(ratio):.3f} (GPT-4), {float(mix_ratio):.3f} (Mixtral)",
+        ),
     ]
 
 
 def format_table(rows: list[dict]) -> str:
     """Fixed-width text of ``residual_table`` rows."""
+
     def fmt(x):
         return f"{x / 1e9:.1f}B" if abs(x) >= 1e8 else f"{x:.4g}"
+
     lines = [f"{'quantity':<46} {'reference':>10} {'moejax':>10} {'residual':>9}  note"]
     for r in rows:
-        lines.append(f"{r['quantity']:<46} {fmt(r['reference']):>10} {fmt(r['moejax']):>10} "
-                     f"{r['rel_residual']:>+8.1%}  {r['note']}")
+        lines.append(
+            f"{r['quantity']:<46} {fmt(r['reference']):>10} {fmt(r['moejax']):>10} {r['rel_residual']:>+8.1%}  {r['note']}"
+        )
     return "\n".join(lines)

@@ -70,8 +70,15 @@ def moe_design(total, n_experts, top_k, anchor: ModelSpec) -> ModelSpec:
     router = jnp.where(n_experts > 1, d * n_experts, 0.0)
     pool = total - layers * (arch.decoder_attn_params(base) + router) - arch.embedding_params(base)
     d_ff_expert = pool / (layers * n_experts * base.ffn_matrices * d)
-    return replace(base, n_dense_layers=0.0 * layers, d_ff=0.0 * d, n_experts=n_experts * 1.0, top_k=top_k * 1.0,
-                   d_ff_expert=d_ff_expert, shared_d_ff=0.0 * d)
+    return replace(
+        base,
+        n_dense_layers=0.0 * layers,
+        d_ff=0.0 * d,
+        n_experts=n_experts * 1.0,
+        top_k=top_k * 1.0,
+        d_ff_expert=d_ff_expert,
+        shared_d_ff=0.0 * d,
+    )
 
 
 def family_offset(moe: ModelSpec, family: str):
@@ -90,8 +97,15 @@ def family_model(size, moe: ModelSpec, anchor: ModelSpec, family: str) -> ModelS
     if family == "epoch-cube-root":
         return epoch_cube_root(size, anchor, CUBE_ROOT_STEPS)
     d_ff = (size - kept_params(moe)) / (moe.n_layers * moe.ffn_matrices * moe.d_model)
-    return replace(moe, d_ff=d_ff, n_dense_layers=moe.n_layers, n_experts=1.0 + 0.0 * d_ff, top_k=1.0 + 0.0 * d_ff,
-                   d_ff_expert=0.0 * d_ff, shared_d_ff=0.0 * d_ff)
+    return replace(
+        moe,
+        d_ff=d_ff,
+        n_dense_layers=moe.n_layers,
+        n_experts=1.0 + 0.0 * d_ff,
+        top_k=1.0 + 0.0 * d_ff,
+        d_ff_expert=0.0 * d_ff,
+        shared_d_ff=0.0 * d_ff,
+    )
 
 
 def step_time(model: ModelSpec, hw: HardwareSpec, regime: Regime):
@@ -108,6 +122,7 @@ def _safeguarded_newton(f, u0):
     """Root of the increasing scalar ``f`` in [u0 − BRACKET, u0 + BRACKET]: Newton steps, bisection
     whenever Newton leaves the bracket (which shrinks around the root as signs are seen). A root
     outside the bracket ends at an edge with ``f ≠ 0``; ``equivalent_size`` checks the residual."""
+
     def body(_, state):
         x, lo, hi = state
         fx, dfx = jax.jvp(f, (x,), (jnp.ones_like(x),))
@@ -121,8 +136,9 @@ def _safeguarded_newton(f, u0):
     return x
 
 
-def equivalent_size(total, n_experts, top_k, hw: HardwareSpec, regime: Regime, anchor: ModelSpec,
-                    family: str = "epoch-cube-root") -> dict:
+def equivalent_size(
+    total, n_experts, top_k, hw: HardwareSpec, regime: Regime, anchor: ModelSpec, family: str = "epoch-cube-root"
+) -> dict:
     """Dense size ``Q`` (params) of ``family`` whose step time equals the MoE's, for one design.
 
     Solves ``f(u) = log t_dense(offset + e^u) − log t_moe = 0`` with ``jax.lax.custom_root``
@@ -151,8 +167,7 @@ def equivalent_size(total, n_experts, top_k, hw: HardwareSpec, regime: Regime, a
 def equivalent_sizes(total, n_experts, top_k, hw, regime, anchor, family="epoch-cube-root") -> dict:
     """``equivalent_size`` lifted over designs (1-D arrays of equal length) with ``vmap``."""
     fn = lambda p, e, k: equivalent_size(p, e, k, hw, regime, anchor, family)  # noqa: E731
-    return jax.vmap(fn)(jnp.asarray(total, dtype=float), jnp.asarray(n_experts, dtype=float),
-                        jnp.asarray(top_k, dtype=float))
+    return jax.vmap(fn)(jnp.asarray(total, dtype=float), jnp.asarray(n_experts, dtype=float), jnp.asarray(top_k, dtype=float))
 
 
 _equivalent_sizes_jit = jax.jit(equivalent_sizes, static_argnames=("family",))
@@ -160,13 +175,14 @@ _equivalent_sizes_jit = jax.jit(equivalent_sizes, static_argnames=("family",))
 
 def feasible_at(total, n_experts, top_k, hw: HardwareSpec, regime: Regime, anchor: ModelSpec):
     """Whether each MoE design fits in ``hw``'s real HBM in ``regime`` (informative only)."""
+
     def one(p, e, k):
         moe = moe_design(p, e, k, anchor)
         part = replace(regime.partition, ep=jnp.minimum(regime.partition.ep, moe.n_experts))
         point = prefill_point if regime.phase == "prefill" else decode_point
         return point(moe, hw, part, regime.workload, regime.accounting).feasible
-    return jax.vmap(one)(jnp.asarray(total, dtype=float), jnp.asarray(n_experts, dtype=float),
-                         jnp.asarray(top_k, dtype=float))
+
+    return jax.vmap(one)(jnp.asarray(total, dtype=float), jnp.asarray(n_experts, dtype=float), jnp.asarray(top_k, dtype=float))
 
 
 _feasible_jit = jax.jit(feasible_at)
@@ -230,13 +246,18 @@ def _expert_widths(total, n_experts, top_k, anchor):
 def check_designs_exist(total, n_experts, top_k, anchor: ModelSpec) -> None:
     """One-line ``SpecError`` unless every design has a positive expert width (the total must
     exceed the shared attention, router and embeddings of its active-size shape)."""
-    width = np.asarray(_expert_widths(jnp.asarray(total, dtype=float), jnp.asarray(n_experts, dtype=float),
-                                      jnp.asarray(top_k, dtype=float), anchor))
+    width = np.asarray(
+        _expert_widths(
+            jnp.asarray(total, dtype=float), jnp.asarray(n_experts, dtype=float), jnp.asarray(top_k, dtype=float), anchor
+        )
+    )
     bad = ~(np.isfinite(width) & (width > 0))
     if bad.any():
         i = int(np.argmax(bad))
-        raise SpecError(f"design.total_params = {total[i]:.4g} is invalid for E = {n_experts[i]:g}, k = {top_k[i]:g}: "
-                        "too small to hold the shared attention and embeddings (expert width <= 0)")
+        raise SpecError(
+            f"design.total_params = {total[i]:.4g} is invalid for E = {n_experts[i]:g}, k = {top_k[i]:g}: "
+            "too small to hold the shared attention and embeddings (expert width <= 0)"
+        )
 
 
 def ols(x, y) -> dict:
@@ -271,9 +292,16 @@ def fit_power_law(total, n_experts, top_k, p_eq) -> dict:
 
 
 def _result(theta, se, r2, total, x) -> dict:
-    return {"a": float(theta[2]), "b": float(theta[1]), "c": float(jnp.exp(theta[0])), "r2": float(r2),
-            "se_a": float(se[2]), "se_b": float(se[1]), "se_log_c": float(se[0]),
-            "fitted": np.asarray(jnp.asarray(total) * jnp.exp(x @ theta))}
+    return {
+        "a": float(theta[2]),
+        "b": float(theta[1]),
+        "c": float(jnp.exp(theta[0])),
+        "r2": float(r2),
+        "se_a": float(se[2]),
+        "se_b": float(se[1]),
+        "se_log_c": float(se[0]),
+        "fitted": np.asarray(jnp.asarray(total) * jnp.exp(x @ theta)),
+    }
 
 
 def fit_power_law_optax(n_experts, top_k, log_ratio, steps: int = 100) -> dict:
@@ -320,8 +348,9 @@ class RegimeResult:
     fit_optax: dict
 
 
-def latency_fit(total, n_experts, top_k, hw: HardwareSpec, regime: Regime, anchor: ModelSpec,
-                family: str = "epoch-cube-root") -> RegimeResult:
+def latency_fit(
+    total, n_experts, top_k, hw: HardwareSpec, regime: Regime, anchor: ModelSpec, family: str = "epoch-cube-root"
+) -> RegimeResult:
     """Roots for every design (one jitted vmap), then the closed-form and optax fits.
 
     Raises ``SpecError`` for a rank-deficient design or a root that is not bracketed."""
@@ -333,10 +362,13 @@ def latency_fit(total, n_experts, top_k, hw: HardwareSpec, regime: Regime, ancho
     p_eq = np.asarray(out["p_eq"])
     if not np.all(np.isfinite(p_eq) & (p_eq > 0)):
         i = int(np.argmin(np.isfinite(p_eq) & (p_eq > 0)))
-        raise SpecError(f"regime {regime.name}: no dense size of family {family} matches the MoE step time for "
-                        f"P = {total[i]:.3g}, E = {n_experts[i]:g}, k = {top_k[i]:g} within a factor e^{BRACKET:g}")
+        raise SpecError(
+            f"regime {regime.name}: no dense size of family {family} matches the MoE step time for "
+            f"P = {total[i]:.3g}, E = {n_experts[i]:g}, k = {top_k[i]:g} within a factor e^{BRACKET:g}"
+        )
     fit = fit_power_law(total, n_experts, top_k, p_eq)
     fit_opt = fit_power_law_optax(n_experts, top_k, np.log(p_eq / total))
     feasible = np.asarray(_feasible_jit(total, n_experts, top_k, hw, unnamed, anchor))
-    return RegimeResult(regime.name, p_eq, np.asarray(out["t_moe"]), np.asarray(out["t_dense"]),
-                        np.asarray(out["active"]), feasible, fit, fit_opt)
+    return RegimeResult(
+        regime.name, p_eq, np.asarray(out["t_moe"]), np.asarray(out["t_dense"]), np.asarray(out["active"]), feasible, fit, fit_opt
+    )

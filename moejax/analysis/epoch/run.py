@@ -22,8 +22,12 @@ REGIME_KEYS = {"phase", "batch", "context", "tp", "ep", "pp", "dp_attn", "kvp", 
 
 
 def _number(field: str, value, minimum: float, strict: bool = False) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float) or not np.isfinite(value) or (
-            value <= minimum if strict else value < minimum):
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int | float)
+        or not np.isfinite(value)
+        or (value <= minimum if strict else value < minimum)
+    ):
         raise SpecError(f"{field} = {value!r} is invalid: must be a finite number {'>' if strict else '>='} {minimum:g}")
     return float(value)
 
@@ -89,8 +93,9 @@ def plan_latency(cfg: DictConfig) -> dict:
     regimes = [build_regime(n, defs[n], accounting) for n in names]
     design = OmegaConf.to_container(cfg.design, resolve=True)
     frac = _number("design.max_k_fraction", design.get("max_k_fraction", 0.5), 0.0, strict=True)
-    total, n_experts, top_k = build_design(design.get("total_params"), design.get("n_experts"),
-                                           design.get("top_k"), frac, design.get("pairs"))
+    total, n_experts, top_k = build_design(
+        design.get("total_params"), design.get("n_experts"), design.get("top_k"), frac, design.get("pairs")
+    )
     check_design_rank(n_experts, top_k)
     dtypes = OmegaConf.to_container(cfg.dtypes, resolve=True) or {}
     anchor = load_model(cfg.anchor, **dtypes)
@@ -103,8 +108,10 @@ def plan_latency(cfg: DictConfig) -> dict:
 
 def latency_fits(plan: dict, family: str) -> list[RegimeResult]:
     """``latency_fit`` of the plan's design set in each of its regimes."""
-    return [latency_fit(plan["total"], plan["n_experts"], plan["top_k"], plan["hw"], r, plan["anchor"], family)
-            for r in plan["regimes"]]
+    return [
+        latency_fit(plan["total"], plan["n_experts"], plan["top_k"], plan["hw"], r, plan["anchor"], family)
+        for r in plan["regimes"]
+    ]
 
 
 def write_dataset(out: Path, cfg: DictConfig, plan: dict, results) -> None:

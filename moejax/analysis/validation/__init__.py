@@ -17,7 +17,21 @@ from .measurements import FIGURES, Measurement, load_measurements
 from .report import report, summary, text_table, write_outputs
 
 __all__ = [
-    "FIGURES", "Evaluation", "FitResult", "FitSettings", "Measurement", "Point",
-    "evaluate", "fit", "load_measurements", "provenance", "report", "resolve", "resolve_all", "summary", "text_table",
-    "write_accounting", "write_outputs",
+    "FIGURES",
+    "Evaluation",
+    "FitResult",
+    "FitSettings",
+    "Measurement",
+    "Point",
+    "evaluate",
+    "fit",
+    "load_measurements",
+    "provenance",
+    "report",
+    "resolve",
+    "resolve_all",
+    "summary",
+    "text_table",
+    "write_accounting",
+    "write_outputs",
 ]

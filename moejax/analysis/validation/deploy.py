@@ -48,7 +48,7 @@ class Point:
 
 
 def hardware_family(name: str) -> str:
-    """"NVIDIA" or "AMD" from the catalogue entry's description (its first word), else the name."""
+    """ "NVIDIA" or "AMD" from the catalogue entry's description (its first word), else the name."""
     word = str(hardware_entry(name).get("description", "")).split(" ")[0].upper()
     return word if word in FAMILIES else name
 
@@ -62,8 +62,15 @@ def model_spec(meas: Measurement) -> tuple[ModelSpec, list[str]]:
     """
     dt = meas.dtypes
     dispatch = "fp8" if dt["activations"] in ("fp8", "fp4") else "bf16"
-    return load_model(meas.model, weights=dt["weights"], experts=dt["experts"], kv=dt["kv"], gemm=dt["activations"],
-                      activations="bf16", dispatch=dispatch), []
+    return load_model(
+        meas.model,
+        weights=dt["weights"],
+        experts=dt["experts"],
+        kv=dt["kv"],
+        gemm=dt["activations"],
+        activations="bf16",
+        dispatch=dispatch,
+    ), []
 
 
 def _redundant(meas: Measurement, m: ModelSpec) -> int:
@@ -108,8 +115,9 @@ def workload(meas: Measurement) -> Workload:
     B_max at that context, resolved in the kernel); MTP as draft/accepted tokens."""
     batch = 0.0 if meas.batch == "max" else float(meas.batch)
     mtp = meas.mtp or {"draft_tokens": 0.0, "accepted": 0.0}
-    return Workload(context=float(meas.context), batch=batch, draft_tokens=float(mtp["draft_tokens"]),
-                    accepted=float(mtp["accepted"]))
+    return Workload(
+        context=float(meas.context), batch=batch, draft_tokens=float(mtp["draft_tokens"]), accepted=float(mtp["accepted"])
+    )
 
 
 def unknown_name(meas: Measurement, kind: str, name: str, strict: bool) -> str:
@@ -130,8 +138,16 @@ def resolve(meas: Measurement, strict: bool = False) -> Point | str:
     if isinstance(parts, str):
         return parts
     variants, labels, part_notes = parts
-    return Point(meas, m, load_hardware(meas.hardware), variants, labels, workload(meas),
-                 hardware_family(meas.hardware), tuple(part_notes + notes))
+    return Point(
+        meas,
+        m,
+        load_hardware(meas.hardware),
+        variants,
+        labels,
+        workload(meas),
+        hardware_family(meas.hardware),
+        tuple(part_notes + notes),
+    )
 
 
 def resolve_all(entries: list[Measurement], strict: bool = False) -> tuple[list[Point], dict[str, str], list[str]]:

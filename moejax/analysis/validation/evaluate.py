@@ -67,11 +67,17 @@ def stack_phase(points: list[Point], phase: str) -> Stacked | None:
     sel = [points[i] for i in index]
     width = max(len(p.partitions) for p in sel)
     rows = [stack([*p.partitions, *[p.partitions[0]] * (width - len(p.partitions))]) for p in sel]
-    return Stacked(phase=phase, index=index, models=stack([p.model for p in sel]), hardware=stack([p.hardware for p in sel]),
-                   partitions=stack(rows), workloads=stack([p.workload for p in sel]),
-                   measured=np.array([p.measurement.value for p in sel]),
-                   figure=np.array([FIGURES.index(p.measurement.figure) for p in sel]),
-                   serving=_serving_rows(sel))
+    return Stacked(
+        phase=phase,
+        index=index,
+        models=stack([p.model for p in sel]),
+        hardware=stack([p.hardware for p in sel]),
+        partitions=stack(rows),
+        workloads=stack([p.workload for p in sel]),
+        measured=np.array([p.measurement.value for p in sel]),
+        figure=np.array([FIGURES.index(p.measurement.figure) for p in sel]),
+        serving=_serving_rows(sel),
+    )
 
 
 def _serving_rows(points) -> np.ndarray | None:
@@ -98,9 +104,13 @@ def _served_decode(m, hw, p, wl, acc, serving) -> StepCosts:
     share = jnp.where(on > 0, share, 0.0)
     step = jnp.where(plain.feasible, (1 - share) * plain.step_time + share * mixed.step_time, jnp.inf)
     slow = jnp.where(plain.feasible, plain.step_time / jnp.where(plain.feasible, step, 1.0), 0.0)
-    return dataclasses.replace(plain, step_time=step, throughput=plain.throughput * slow,
-                               throughput_per_gpu=plain.throughput_per_gpu * slow,
-                               tokens_per_s_per_user=plain.tokens_per_s_per_user * slow)
+    return dataclasses.replace(
+        plain,
+        step_time=step,
+        throughput=plain.throughput * slow,
+        throughput_per_gpu=plain.throughput_per_gpu * slow,
+        tokens_per_s_per_user=plain.tokens_per_s_per_user * slow,
+    )
 
 
 def _prefill(m, hw, p, wl, acc) -> StepCosts:
@@ -137,11 +147,14 @@ def evaluate_phase(phase: str, models, hardware, partitions, workloads, acc: Acc
     """All points of one phase in one vmapped call: (StepCosts, figures [n, 3], variant index).
     Every leaf of ``acc`` carries a leading point axis; ``serving`` is ``Stacked.serving`` (None
     when no point is a serving benchmark)."""
+
     def one(m, hw, parts, wl, a, s):
         costs, i = point_costs(phase, m, hw, parts, wl, a, s)
         return costs, figures(costs), i
+
     return jax.vmap(one, in_axes=(0, 0, 0, 0, 0, None if serving is None else 0))(
-        models, hardware, partitions, workloads, acc, serving)
+        models, hardware, partitions, workloads, acc, serving
+    )
 
 
 def per_point(acc: Accounting, n: int) -> Accounting:

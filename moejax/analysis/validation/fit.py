@@ -96,8 +96,12 @@ class FitResult:
         """Median / p90 of |log ratio| over the used points, in-sample and leave-one-out."""
         ins = abs_log_stats(np.log(self.in_sample[self.used] / measured[self.used]))
         loo = abs_log_stats(np.log(self.loo[self.used] / measured[self.used]))
-        return {"in_sample_median_abs_log_ratio": ins[0], "in_sample_p90_abs_log_ratio": ins[1],
-                "loo_median_abs_log_ratio": loo[0], "loo_p90_abs_log_ratio": loo[1]}
+        return {
+            "in_sample_median_abs_log_ratio": ins[0],
+            "in_sample_p90_abs_log_ratio": ins[1],
+            "loo_median_abs_log_ratio": loo[0],
+            "loo_p90_abs_log_ratio": loo[1],
+        }
 
 
 def _accounting(base: Accounting, settings: FitSettings, theta, fam: np.ndarray) -> Accounting:
@@ -108,8 +112,16 @@ def _accounting(base: Accounting, settings: FitSettings, theta, fam: np.ndarray)
 
 def _phase_data(s) -> dict:
     """A stacked phase's arrays (kernel inputs, point index, measured figure) as one pytree."""
-    return {"index": s.index, "models": s.models, "hardware": s.hardware, "partitions": s.partitions,
-            "workloads": s.workloads, "measured": s.measured, "figure": s.figure, "serving": s.serving}
+    return {
+        "index": s.index,
+        "models": s.models,
+        "hardware": s.hardware,
+        "partitions": s.partitions,
+        "workloads": s.workloads,
+        "measured": s.measured,
+        "figure": s.figure,
+        "serving": s.serving,
+    }
 
 
 def _residuals(theta, phases, data, order, fam, base: Accounting, settings: FitSettings):
@@ -154,8 +166,10 @@ def _optimiser(residuals, settings: FitSettings):
             theta, state = carry
             updates, state = adam.update(jax.grad(loss)(theta, w), state, theta)
             return (optax.apply_updates(theta, updates), state), None
+
         (theta, _), _ = jax.lax.scan(step, (theta0, adam.init(theta0)), None, length=settings.steps)
         return theta, loss(theta, w)
+
     return solve
 
 
@@ -217,8 +231,12 @@ def fit(points: list[Point], base: Accounting, settings: FitSettings = FitSettin
     jac = jac[used].reshape(int(used.sum()), -1)
     norms = np.linalg.norm(jac, axis=0).reshape(len(families), len(settings.free))
     scale = max(norms.max(), 1e-300)
-    unconstrained = [f"{k} ({f})" if settings.per_family else k for i, f in enumerate(families)
-                     for j, k in enumerate(settings.free) if norms[i, j] <= 1e-6 * scale]
+    unconstrained = [
+        f"{k} ({f})" if settings.per_family else k
+        for i, f in enumerate(families)
+        for j, k in enumerate(settings.free)
+        if norms[i, j] <= 1e-6 * scale
+    ]
     acc = jax.tree_util.tree_map(np.asarray, _accounting(base, settings, theta, fam))
     return FitResult(
         settings,
@@ -243,23 +261,36 @@ def accounting_yaml(res: FitResult, base_yaml: dict, provenance: dict) -> str:
         raise SpecError(
             "calibration.write is invalid with calibration.per_family = true: conf/accounting/*.yaml holds one value per field"
         )
-    how = (f"fitted by python -m moejax.validate fit=true on {provenance['measurements']} ({provenance['date']}, "
-           f"{provenance['n_points']} points; LOO median |log ratio| {provenance['loo_median_abs_log_ratio']:.3g}, "
-           f"p90 {provenance['loo_p90_abs_log_ratio']:.3g})")
-    head = ("# Realistic accounting: global constants fitted to measured serving results (generated: do not edit;\n"
-            "# regenerate with python sweeps/run.py serving). Format: one key per Accounting constant, {value, source};\n"
-            "# the constants not fitted are copied, with their sources, from the accounting the fit started from.\n")
+    how = (
+        f"fitted by python -m moejax.validate fit=true on {provenance['measurements']} ({provenance['date']}, "
+        f"{provenance['n_points']} points; LOO median |log ratio| {provenance['loo_median_abs_log_ratio']:.3g}, "
+        f"p90 {provenance['loo_p90_abs_log_ratio']:.3g})"
+    )
+    head = (
+        "# Realistic accounting: global constants fitted to measured serving results (generated: do not edit;\n"
+        "# regenerate with python sweeps/run.py serving). Format: one key per Accounting constant, {value, source};\n"
+        "# the constants not fitted are copied, with their sources, from the accounting the fit started from.\n"
+    )
     fitted = {k: res.constants["all"][k] for k in res.settings.free}
-    return preset_yaml(head, "constants fitted to published serving measurements (leave-one-out error in provenance)",
-                       provenance, fitted, how, base_yaml)
+    return preset_yaml(
+        head,
+        "constants fitted to published serving measurements (leave-one-out error in provenance)",
+        provenance,
+        fitted,
+        how,
+        base_yaml,
+    )
 
 
 def preset_yaml(head: str, description: str, provenance: dict, fitted: dict, how: str, base_yaml: dict, **extra) -> str:
     """An accounting preset's text (``conf/accounting/*.yaml``): ``head`` comment lines, then mode,
     description, provenance, ``extra`` keys (e.g. ``profiles``) and one key per Accounting constant
     ``{value, source}``: the ``fitted`` ones with source ``how``, the others copied from ``base_yaml``."""
-    fields = {f.name: ({"value": float(fitted[f.name]), "source": how} if f.name in fitted else base_yaml[f.name])
-              for f in dataclasses.fields(Accounting) if not f.metadata.get("static")}
+    fields = {
+        f.name: ({"value": float(fitted[f.name]), "source": how} if f.name in fitted else base_yaml[f.name])
+        for f in dataclasses.fields(Accounting)
+        if not f.metadata.get("static")
+    }
     body = {"mode": "realistic", "description": description, "provenance": provenance, **extra, **fields}
     return head + yaml.safe_dump(body, sort_keys=False, width=200)
 
@@ -267,10 +298,16 @@ def preset_yaml(head: str, description: str, provenance: dict, fitted: dict, how
 def provenance(res: FitResult, points: list[Point], measurements: str) -> dict:
     """Date, file, points used and the in-sample / LOO statistics of a fit."""
     measured = np.array([p.measurement.value for p in points])
-    return {"date": dt.date.today().isoformat(), "measurements": measurements, "n_points": int(res.used.sum()),
-            "points": [p.measurement.id for p, u in zip(points, res.used) if u], "free": list(res.settings.free),
-            **res.stats(measured), "unconstrained": res.unconstrained,
-            "jacobian_singular_values": [float(f"{s:.3g}") for s in res.singular_values]}
+    return {
+        "date": dt.date.today().isoformat(),
+        "measurements": measurements,
+        "n_points": int(res.used.sum()),
+        "points": [p.measurement.id for p, u in zip(points, res.used) if u],
+        "free": list(res.settings.free),
+        **res.stats(measured),
+        "unconstrained": res.unconstrained,
+        "jacobian_singular_values": [float(f"{s:.3g}") for s in res.singular_values],
+    }
 
 
 def write_accounting(path: Path, res: FitResult, base_yaml: dict, prov: dict) -> Path:
@@ -287,5 +324,14 @@ def write_text(path: Path, text: str) -> Path:
     return path
 
 
-__all__ = ["FitResult", "FitSettings", "accounting_yaml", "fit", "preset_yaml", "provenance", "residual_function",
-           "write_accounting", "write_text"]
+__all__ = [
+    "FitResult",
+    "FitSettings",
+    "accounting_yaml",
+    "fit",
+    "preset_yaml",
+    "provenance",
+    "residual_function",
+    "write_accounting",
+    "write_text",
+]

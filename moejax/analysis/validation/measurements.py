@@ -29,8 +29,20 @@ from ...catalogue import DTYPE_BYTES
 from ...catalogue.files import load_yaml
 from ...physics.specs import SpecError
 
-FIELDS_REQUIRED = ("id", "source", "firmness", "model", "hardware", "num_gpus", "partition", "dtypes", "phase",
-                   "batch", "context", "measured")
+FIELDS_REQUIRED = (
+    "id",
+    "source",
+    "firmness",
+    "model",
+    "hardware",
+    "num_gpus",
+    "partition",
+    "dtypes",
+    "phase",
+    "batch",
+    "context",
+    "measured",
+)
 FIELDS_OPTIONAL = ("mtp", "usable", "notes", "serving")
 FIRMNESS = ("exact", "prose", "loose", "peer-model")
 PHASES = ("decode", "prefill")
@@ -170,10 +182,13 @@ def _check_serving(e: _Entry, raw) -> dict | None:
         e.fail("serving.mode", block["mode"], f"allowed {', '.join(SERVING_MODES)}")
     concurrency = block.get("concurrency")
     ttft = block.get("ttft")
-    return {"mode": block["mode"], "isl": e.number("serving.isl", block["isl"]),
-            "osl": e.number("serving.osl", block["osl"]),
-            "concurrency": None if concurrency is None else e.number("serving.concurrency", concurrency, integer=True),
-            "ttft": None if ttft is None else e.number("serving.ttft", ttft)}
+    return {
+        "mode": block["mode"],
+        "isl": e.number("serving.isl", block["isl"]),
+        "osl": e.number("serving.osl", block["osl"]),
+        "concurrency": None if concurrency is None else e.number("serving.concurrency", concurrency, integer=True),
+        "ttft": None if ttft is None else e.number("serving.ttft", ttft),
+    }
 
 
 def check_consistency(e: _Entry, m: Measurement) -> None:
@@ -189,17 +204,33 @@ def check_consistency(e: _Entry, m: Measurement) -> None:
     per_gpu = m.batch / m.num_gpus if isinstance(m.batch, int) else None
     pairs = [("tokens_per_s_per_user", tpu, "step_time", None if st is None else t / st, "tokens_per_step / step_time")]
     if per_gpu is not None:
-        pairs += [("throughput_per_gpu", tpg, "step_time", None if st is None else per_gpu * t / st,
-                   "batch * tokens_per_step / (step_time * num_gpus)"),
-                  ("throughput_per_gpu", tpg, "tokens_per_s_per_user", None if tpu is None else per_gpu * tpu,
-                   "batch * tokens_per_s_per_user / num_gpus")]
+        pairs += [
+            (
+                "throughput_per_gpu",
+                tpg,
+                "step_time",
+                None if st is None else per_gpu * t / st,
+                "batch * tokens_per_step / (step_time * num_gpus)",
+            ),
+            (
+                "throughput_per_gpu",
+                tpg,
+                "tokens_per_s_per_user",
+                None if tpu is None else per_gpu * tpu,
+                "batch * tokens_per_s_per_user / num_gpus",
+            ),
+        ]
     for field, given, other, implied, rule in pairs:
         if given is None or implied is None:
             continue
         off = given / implied - 1
         if abs(off) > CONSISTENCY_TOLERANCE:
-            e.fail(f"measured.{field}", given, f"disagrees with measured.{other} by {100 * off:+.1f} % ({rule} = "
-                   f"{implied:.6g}); allowed within {100 * CONSISTENCY_TOLERANCE:g} %")
+            e.fail(
+                f"measured.{field}",
+                given,
+                f"disagrees with measured.{other} by {100 * off:+.1f} % ({rule} = "
+                f"{implied:.6g}); allowed within {100 * CONSISTENCY_TOLERANCE:g} %",
+            )
 
 
 def check_entry(path: Path, index: int, raw) -> Measurement:
@@ -217,12 +248,28 @@ def check_entry(path: Path, index: int, raw) -> Measurement:
     for field in ("source", "model", "hardware"):
         if not isinstance(raw[field], str) or not raw[field].strip():
             e.fail(field, raw[field], "must be a non-empty string")
-    common = {"id": eid, "source": raw["source"], "model": raw["model"], "hardware": raw["hardware"],
-              "notes": str(raw.get("notes") or ""), "usable": usable, "where": e.where}
+    common = {
+        "id": eid,
+        "source": raw["source"],
+        "model": raw["model"],
+        "hardware": raw["hardware"],
+        "notes": str(raw.get("notes") or ""),
+        "usable": usable,
+        "where": e.where,
+    }
     if not usable:  # conditions too unclear by definition: structure only, reported as skipped
-        return Measurement(**common, firmness=str(raw["firmness"]), num_gpus=raw["num_gpus"], partition=raw["partition"],
-                           dtypes=raw["dtypes"], phase=str(raw["phase"]), batch=raw["batch"], context=raw["context"],
-                           measured=dict(raw["measured"] or {}), mtp=raw.get("mtp"))
+        return Measurement(
+            **common,
+            firmness=str(raw["firmness"]),
+            num_gpus=raw["num_gpus"],
+            partition=raw["partition"],
+            dtypes=raw["dtypes"],
+            phase=str(raw["phase"]),
+            batch=raw["batch"],
+            context=raw["context"],
+            measured=dict(raw["measured"] or {}),
+            mtp=raw.get("mtp"),
+        )
     if raw["firmness"] not in FIRMNESS:
         e.fail("firmness", raw["firmness"], f"allowed {', '.join(FIRMNESS)}")
     if raw["phase"] not in PHASES:
@@ -247,9 +294,19 @@ def check_entry(path: Path, index: int, raw) -> Measurement:
     mtp = _check_mtp(e, raw.get("mtp"))
     if mtp is not None and raw["phase"] != "decode":
         e.fail("mtp", raw["mtp"], "multi-token prediction applies to decode only (mtp: null for prefill)")
-    m = Measurement(**common, firmness=raw["firmness"], num_gpus=num_gpus, partition=partition, dtypes=dtypes,
-                    phase=raw["phase"], batch=batch, context=context, measured=_check_measured(e, raw["measured"]), mtp=mtp,
-                    serving=_check_serving(e, raw.get("serving")))
+    m = Measurement(
+        **common,
+        firmness=raw["firmness"],
+        num_gpus=num_gpus,
+        partition=partition,
+        dtypes=dtypes,
+        phase=raw["phase"],
+        batch=batch,
+        context=context,
+        measured=_check_measured(e, raw["measured"]),
+        mtp=mtp,
+        serving=_check_serving(e, raw.get("serving")),
+    )
     check_consistency(e, m)
     return m
 

@@ -39,8 +39,11 @@ def _num(x) -> str:
 def infeasible_reason(ev: Evaluation, i: int) -> str:
     p = ev.points[i]
     b = p.measurement.batch
-    return (f"does not fit in memory at batch {b} (B_max = {_num(ev.b_max[i])})" if b != "max"
-            else "does not fit in memory (B_max < 1)")
+    return (
+        f"does not fit in memory at batch {b} (B_max = {_num(ev.b_max[i])})"
+        if b != "max"
+        else "does not fit in memory (B_max < 1)"
+    )
 
 
 def point_notes(ev: Evaluation, i: int) -> str:
@@ -61,9 +64,20 @@ def rows(ev: Evaluation, ttft: dict | None = None) -> list[list[str]]:
     for i, p in enumerate(ev.points):
         m = p.measurement
         f = predicted_figures(ev, i, (ttft or {}).get(m.id))
-        out.append([m.id, f"{m.figure} ({FIGURE_UNITS[m.figure]})", _num(m.value), _num(ev.predicted[i]),
-                    _num(ev.predicted[i] / m.value), _num(f["tpot"]), _num(f["ttft"]), BOUND_MEANINGS[int(ev.bound[i])],
-                    ev.dominant[i], point_notes(ev, i)])
+        out.append(
+            [
+                m.id,
+                f"{m.figure} ({FIGURE_UNITS[m.figure]})",
+                _num(m.value),
+                _num(ev.predicted[i]),
+                _num(ev.predicted[i] / m.value),
+                _num(f["tpot"]),
+                _num(f["ttft"]),
+                BOUND_MEANINGS[int(ev.bound[i])],
+                ev.dominant[i],
+                point_notes(ev, i),
+            ]
+        )
     return out
 
 
@@ -83,8 +97,7 @@ def predicted_figures(ev: Evaluation, i: int, ttft: float | None) -> dict:
     f = {k: float(v) for k, v in zip(FIGURES, ev.figures[i])}
     meas = ev.points[i].measurement
     decode = meas.phase == "decode"
-    return {**f, "tpot": f["step_time"] / meas.tokens_per_step if decode else None,
-            "ttft": ttft if decode else f["step_time"]}
+    return {**f, "tpot": f["step_time"] / meas.tokens_per_step if decode else None, "ttft": ttft if decode else f["step_time"]}
 
 
 def summary(n: int, ev: Evaluation, not_expressible: dict, skipped: list, ttft: dict | None = None) -> dict:
@@ -121,14 +134,47 @@ def write_outputs(out_dir: Path, ev: Evaluation, record: dict) -> list[Path]:
     table = out_dir / "validation.csv"
     with open(table, "w", newline="") as f:
         w = csv.writer(f)
-        w.writerow(["id", "firmness", "phase", "figure", "measured", "predicted", "log_ratio", "feasible", "bound",
-                    "dominant", "batch", "b_max", "t_compute", "t_hbm", "t_comm", "t_comm_exposed", "notes"])
+        w.writerow(
+            [
+                "id",
+                "firmness",
+                "phase",
+                "figure",
+                "measured",
+                "predicted",
+                "log_ratio",
+                "feasible",
+                "bound",
+                "dominant",
+                "batch",
+                "b_max",
+                "t_compute",
+                "t_hbm",
+                "t_comm",
+                "t_comm_exposed",
+                "notes",
+            ]
+        )
         for i, p in enumerate(ev.points):
             m = p.measurement
-            w.writerow([m.id, m.firmness, m.phase, m.figure, m.value, ev.predicted[i], ev.log_ratio[i], bool(ev.feasible[i]),
-                        BOUND_MEANINGS[int(ev.bound[i])], ev.dominant[i], ev.batch[i], ev.b_max[i],
-                        *(ev.times[k][i] for k in ("t_compute", "t_hbm", "t_comm", "t_comm_exposed")),
-                        point_notes(ev, i)])
+            w.writerow(
+                [
+                    m.id,
+                    m.firmness,
+                    m.phase,
+                    m.figure,
+                    m.value,
+                    ev.predicted[i],
+                    ev.log_ratio[i],
+                    bool(ev.feasible[i]),
+                    BOUND_MEANINGS[int(ev.bound[i])],
+                    ev.dominant[i],
+                    ev.batch[i],
+                    ev.b_max[i],
+                    *(ev.times[k][i] for k in ("t_compute", "t_hbm", "t_comm", "t_comm_exposed")),
+                    point_notes(ev, i),
+                ]
+            )
     path = out_dir / "summary.json"
     path.write_text(json.dumps(record, indent=1) + "\n")
     return [table, path]

@@ -173,8 +173,10 @@ def accounting_yaml(fit: ServingFit, base_yaml: dict, measurements: str, stats: 
     profiles, the fit's provenance (file, date, grouped-CV errors) and, when given, the prediction
     interval table (``intervals.calibrate``)."""
     date = dt.date.today().isoformat()
-    how = (f"fitted by python -m moejax.validate measurements={measurements} fit=true ({date}; TPOT and TTFT of closed-loop "
-           "serving benchmarks)")
+    how = (
+        f"fitted by python -m moejax.validate measurements={measurements} fit=true ({date}; TPOT and TTFT of closed-loop "
+        "serving benchmarks)"
+    )
     head = (
         "# Realistic accounting fitted to measured serving benchmarks, TPOT and TTFT (generated: do not edit;\n"
         f"# regenerate with python -m moejax.validate measurements={measurements} fit=true;\n"
@@ -184,6 +186,13 @@ def accounting_yaml(fit: ServingFit, base_yaml: dict, measurements: str, stats: 
         "# (moejax.analysis.validation.intervals).\n"
     )
     provenance = {"date": date, "measurements": measurements, "free": list(fit.free), **stats}
-    return preset_yaml(head, "constants fitted to measured serving benchmarks (grouped-CV error in provenance)",
-                       provenance, fit.constants, how, base_yaml, profiles=fit.profiles,
-                       **({"intervals": intervals} if intervals else {}))
+    return preset_yaml(
+        head,
+        "constants fitted to measured serving benchmarks (grouped-CV error in provenance)",
+        provenance,
+        fit.constants,
+        how,
+        base_yaml,
+        profiles=fit.profiles,
+        **({"intervals": intervals} if intervals else {}),
+    )

@@ -49,9 +49,7 @@ def _finite(v) -> float | None:
     return float(v) if v is not None and math.isfinite(v) else None
 
 
-def record(
-    n: int, cases: list[Case], pred: dict, log_ratio: np.ndarray, table: list[dict], not_expressible: dict
-) -> dict:
+def record(n: int, cases: list[Case], pred: dict, log_ratio: np.ndarray, table: list[dict], not_expressible: dict) -> dict:
     """The JSON summary: counts, per-group statistics, reasons, and every prediction by id."""
     ids = [c.row.id for c in cases]
     overall = table[0]
@@ -114,8 +112,14 @@ def interval_report(cases: list[Case], table: dict | None) -> str:
     for (b, h), n in sorted(keys.items()):
         bd, status, reason = intervals.lookup(table, b, h)
         body.append([b, h, str(n), status, *(f"×{bd[k][0]:.2f} – ×{bd[k][1]:.2f}" for k in intervals.FIGURES), reason])
-    return "\n".join(["", "80 % prediction intervals, [central·lo, central·hi] (per row in serving.csv and the JSON line):", "",
-                      text_table(("backend", "system", "rows", "interval", "TPOT lo – hi", "TTFT lo – hi", "reason"), body)])
+    return "\n".join(
+        [
+            "",
+            "80 % prediction intervals, [central·lo, central·hi] (per row in serving.csv and the JSON line):",
+            "",
+            text_table(("backend", "system", "rows", "interval", "TPOT lo – hi", "TTFT lo – hi", "reason"), body),
+        ]
+    )
 
 
 def interval_fit(cases: list[Case], cv: dict[str, np.ndarray], measurements: str) -> tuple[dict, list[dict]]:
@@ -125,8 +129,10 @@ def interval_fit(cases: list[Case], cv: dict[str, np.ndarray], measurements: str
     labels = {g: np.array([c.row.groups[g] for c in cases]) for g in ("backend", "system", "model")}
     table = intervals.calibrate(backends, hardware, cv)
     cov = intervals.coverage(backends, hardware, labels, cv)
-    source = (f"python -m moejax.validate measurements={measurements} fit=true ({dt.date.today().isoformat()}): "
-              "10th/90th percentiles of the grouped cross-validation log residuals, rule in moejax.analysis.validation.intervals")
+    source = (
+        f"python -m moejax.validate measurements={measurements} fit=true ({dt.date.today().isoformat()}): "
+        "10th/90th percentiles of the grouped cross-validation log residuals, rule in moejax.analysis.validation.intervals"
+    )
     pooled = {f"leave one {g} out": v for g, v in intervals.pooled(cov).items()}
     return {"source": source, "coverage": pooled, **intervals.rounded(table)}, cov
 
@@ -137,10 +143,18 @@ def _pct(x) -> str:
 
 def coverage_report(cov: list[dict]) -> str:
     """Nested out-of-sample coverage of the 80 % interval per held-out group (target 70–90 %)."""
-    body = [[f"leave one {r['grouping']} out", r["value"], str(r["n_tpot"]), _pct(r["tpot"]), str(r["n_ttft"]), _pct(r["ttft"])]
-            for r in cov]
-    return "\n".join(["", "coverage of the 80 % interval, nested out of sample (interval from the other groups only):", "",
-                      text_table(("fold", "held out", "n TPOT", "TPOT", "n TTFT", "TTFT"), body)])
+    body = [
+        [f"leave one {r['grouping']} out", r["value"], str(r["n_tpot"]), _pct(r["tpot"]), str(r["n_ttft"]), _pct(r["ttft"])]
+        for r in cov
+    ]
+    return "\n".join(
+        [
+            "",
+            "coverage of the 80 % interval, nested out of sample (interval from the other groups only):",
+            "",
+            text_table(("fold", "held out", "n TPOT", "TPOT", "n TTFT", "TTFT"), body),
+        ]
+    )
 
 
 def write_outputs(out_dir: Path, cases: list[Case], pred: dict, log_ratio: np.ndarray, rec: dict) -> list[Path]:
