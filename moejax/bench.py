@@ -30,6 +30,7 @@ import numpy as np
 
 from .analysis.breakeven import solve, summary_json
 from .analysis.qs import sweep_columns
+from .analysis.validation.timing import serving_timing
 from .catalogue import CONF_DIR
 from .engine.config import register
 from .engine.grid import (
@@ -276,64 +277,6 @@ def frontier_timing(contexts: int, chunk: int) -> dict:
         "frontier_compile_s": first - wall,
         "frontier_compile_cpu_s": first_cpu - cpu,
         "frontier_peak_rss_mb": _peak_rss_mb(),
-    }
-
-
-def serving_timing(path: str, sample: int = 40) -> dict:
-    """The serving validation of a silicon CSV: reading and resolving its rows, the vmapped
-    prediction (first call with compilation, then compiled), the same physics code under NumPy row
-    by row on ``sample`` rows (max relative difference), and the whole ``python -m moejax.validate``
-    command in a fresh process (wall time)."""
-    from .analysis.validation import benchmarks, silicon
-    from .catalogue import available, load_accounting
-    from .physics.served import aggregated, disaggregated
-
-    acc = load_accounting("realistic")
-    t0 = time.perf_counter()
-    rows = silicon.load_silicon(path, set(available("model")))
-    cases, _ = benchmarks.resolve_all(rows)
-    read_s = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    pred = benchmarks.predict(cases, acc)
-    first_s = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    benchmarks.predict(cases, acc)
-    run_s = time.perf_counter() - t0
-    host = lambda tree: jax.tree_util.tree_map(lambda x: np.asarray(x, dtype=float), tree)  # noqa: E731
-    picks = np.random.default_rng(0).choice(len(cases), size=min(sample, len(cases)), replace=False)
-    diff, t0 = 0.0, time.perf_counter()
-    for i in picks:
-        c = cases[i]
-        args = [host(c.model), host(c.hardware), host(c.decode)] + ([] if c.row.mode == "agg" else [host(c.prefill)])
-        out = (aggregated if c.row.mode == "agg" else disaggregated)(*args, host(c.bench), host(acc))
-        if pred["feasible"][i]:
-            diff = max(diff, abs(float(out.tpot) / pred["tpot"][i] - 1), abs(float(out.ttft) / pred["ttft"][i] - 1))
-    numpy_s = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    with tempfile.TemporaryDirectory() as tmp:
-        subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "moejax.validate",
-                f"measurements={path}",
-                f"out={tmp}/out",
-                f"hydra.run.dir={tmp}/hydra",
-                "compilation_cache=null",
-            ],
-            capture_output=True,
-            text=True,
-            check=True,
-        )
-    return {
-        "serving_rows": len(rows),
-        "serving_expressible": len(cases),
-        "serving_read_s": read_s,
-        "serving_first_s": first_s,
-        "serving_rows_per_s": len(cases) / run_s,
-        "serving_numpy_rows_per_s": len(picks) / numpy_s,
-        "serving_numpy_max_rel_diff": diff,
-        "serving_validate_wall_s": time.perf_counter() - t0,
     }
 
 

@@ -52,16 +52,14 @@ from matplotlib.colors import BoundaryNorm, ListedColormap, LogNorm
 from matplotlib.patches import Patch
 
 from .analysis.qs import qs_columns
-from .analysis.roofline import model_rows, operating_points
+from .analysis.roofline import model_rows
 from .analysis.summary import best_per_point, check_sweep, context_label, flag_meanings
-from .catalogue import load_hardware
 from .engine.dataset import check_writable
-from .engine.grid import ELASTICITY_FIELDS
 from .engine.variables import QS
-from .figures.axes import log_ticks, place_labels
+from .figures import roofline, sensitivity
 from .figures.frontier import plot_frontier
 from .figures.kappa_frontier import plot_kappa_star_frontier
-from .physics.specs import HardwareSpec, SpecError, field_label
+from .physics.specs import SpecError
 
 README_SELECTION = {"model": "deepseek-v3", "hardware": "b200"}  # what the README's figures show
 BOUND_COLOURS = {"compute": "#4477aa", "hbm": "#ee6677", "communication": "#ccbb44", "infeasible": "#bbbbbb"}
@@ -85,7 +83,6 @@ KSTAR_CLASSES = {
     "infeasible": ("a side infeasible", "..."),
     "disagree": ("found, solvers disagree", "xxx"),
 }
-ELASTICITY_LABELS = {f: field_label(HardwareSpec, f) for f in ELASTICITY_FIELDS}  # from HardwareSpec metadata
 
 
 def _invalid(field: str, value, coord) -> SpecError:
@@ -384,104 +381,14 @@ def plot_kappa_star(ds, out_dir, sel):
     return (*_save(fig, out_dir, "kappa_star"), arrays, fig)
 
 
-def _hardware_numbers(ds, name: str) -> dict:
-    if all(f"hw_{f}" in ds for f in ("hbm_bw", "flops_bf16", "flops_fp8")):
-        return {f: float(ds[f"hw_{f}"].sel(hardware=name)) for f in ("hbm_bw", "flops_bf16", "flops_fp8")}
-    hw = load_hardware(name)
-    return {"hbm_bw": float(hw.hbm_bw), "flops_bf16": float(hw.flops_bf16), "flops_fp8": float(hw.flops_fp8)}
-
-
 def plot_roofline(ds, out_dir, sel):
-    hw = _hardware_numbers(ds, sel["hardware"])
-    bw = hw["hbm_bw"]
-    peaks = {"BF16": hw["flops_bf16"], "FP8": hw["flops_fp8"]}
-    ridges = {k: p / bw for k, p in peaks.items()}
-    points = operating_points(ds, sel["model"], sel["hardware"], sel["num_gpus"], sel["kappa"], bw)
-    xs = np.concatenate([p["intensity"] for p in points.values()] + [list(ridges.values())])
-    lo = 10 ** np.floor(np.log10(max(min(xs.min() / 3, 0.1), 1e-3)))
-    hi = 10 ** np.ceil(np.log10(max(xs.max(), max(ridges.values())) * 30))
-    intensity = np.logspace(np.log10(lo), np.log10(hi), 200)
-    arrays = {"intensity": intensity, "hbm_bw": np.array(bw)}
-    fig, ax = plt.subplots(figsize=(8.5, 5), layout="constrained")
-    colours = {"BF16": "#4477aa", "FP8": "#ee6677"}
-    for name, peak in peaks.items():
-        attain = np.minimum(peak, bw * intensity)
-        arrays[f"attainable_{name.lower()}"] = attain
-        arrays[f"ridge_{name.lower()}"] = np.array(ridges[name])
-        ax.plot(intensity, attain, color=colours[name], lw=2, label=f"{name} roof: peak {peak / 1e15:.3g} PFLOP/s")
-        ax.axvline(ridges[name], color=colours[name], ls=":", lw=1)
-    labels = [(f"ridge {ridges[name]:.0f} FLOP/B", (ridges[name], peaks[name]), colours[name]) for name in peaks]
-    styles = {"moe": ("o", "black", "MoE"), "dense": ("s", "#228833", f"dense, κ = {sel['kappa']:g}")}
-    for variant, p in points.items():
-        arrays[f"points_{variant}"] = p
-        marker, colour, label = styles[variant]
-        ax.scatter(
-            p["intensity"],
-            p["achieved"],
-            marker=marker,
-            color=colour,
-            zorder=3,
-            label=f"{label}: operating points ({sel['num_gpus']} GPUs)",
-        )
-        labels += [(context_label(c), (x, y), colour) for x, y, c in zip(p["intensity"], p["achieved"], p["context"])]
-    ax.set_xscale("log")
-    ax.set_yscale("log")
-    ax.set_xlim(lo, hi)
-    ys = np.concatenate([p["achieved"] for p in points.values()] + [[bw * lo]])
-    ax.set_ylim(min(ys.min(), bw * lo) / 2, max(peaks.values()) * 3)
-    ax.set_xlabel("arithmetic intensity (FLOP per byte read from HBM, per GPU per step)")
-    ax.set_ylabel("FLOP/s per GPU (attainable; points: achieved)")
-    fig.suptitle(
-        _title(
-            ds,
-            f"Roofline: {sel['hardware']} (HBM {bw / 1e12:.3g} TB/s, dense peak FLOP/s) and the sweep's decode operating points",
-            sel,
-        )
-    )
-    ax.grid(True, which="both", alpha=0.3)
-    fig.legend(
-        loc="outside lower center",
-        ncols=2,
-        fontsize=8,
-        title="points: achieved = tokens/s/GPU × FLOP/token; intensity = FLOP / HBM bytes per step (moejax.analysis.roofline)",
-        title_fontsize=7.5,
-    )
-    log_ticks(ax.xaxis, lo, hi)
-    log_ticks(ax.yaxis, *ax.get_ylim())
-    place_labels(ax, labels)  # ridges first, then the points' contexts: none overlapping another
-    return (*_save(fig, out_dir, "roofline"), arrays, fig)
+    """The roofline figure (``figures.roofline``) with this module's title and save."""
+    return roofline.plot_roofline(ds, out_dir, sel, _title, _save)
 
 
 def plot_sensitivity(ds, out_dir, sel):
-    names = [n for n in ds.data_vars if n.startswith("elasticity_")]
-    point = dict(model=sel["model"], hardware=sel["hardware"], num_gpus=sel["num_gpus"], kappa=sel["kappa"])
-    ctx = ds.context.values
-    arrays = {"context": ctx, "variables": np.array(names)}
-    fig, axes = plt.subplots(1, 2, figsize=(12, 4.5), sharey=True, layout="constrained")
-    cmap = plt.get_cmap("viridis")
-    y = np.arange(len(names))
-    h = 0.8 / len(ctx)
-    for ax, variant in zip(axes, ("moe", "dense")):
-        values = np.stack([ds[n].sel(variant=variant, **point).values for n in names])  # [variable, context]
-        arrays[variant] = values
-        for j, c in enumerate(ctx):
-            ax.barh(
-                y + (j - (len(ctx) - 1) / 2) * h,
-                np.nan_to_num(values[:, j], nan=0.0),
-                h,
-                color=cmap(j / max(len(ctx) - 1, 1)),
-                label=f"{context_label(c)} tokens",
-            )
-        ax.axvline(0, color="black", lw=0.8)
-        ax.set_title("MoE" if variant == "moe" else f"dense baseline, κ = {sel['kappa']:g}")
-        ax.set_xlabel("elasticity ∂log(tokens/s/GPU) / ∂log(x)")
-        ax.grid(True, axis="x", alpha=0.3)
-    axes[0].set_yticks(y)
-    axes[0].set_yticklabels([ELASTICITY_LABELS.get(n[len("elasticity_") :], n[len("elasticity_") :]) for n in names])
-    handles, labels = axes[0].get_legend_handles_labels()
-    fig.legend(handles, labels, loc="outside right upper", title="context\n(NaN/infeasible = 0)", fontsize=8, title_fontsize=8)
-    fig.suptitle(_title(ds, "Sensitivity of throughput per GPU to hardware quantities", sel, kappa=False))
-    return (*_save(fig, out_dir, "sensitivity"), arrays, fig)
+    """The sensitivity figure (``figures.sensitivity``) with this module's title and save."""
+    return sensitivity.plot_sensitivity(ds, out_dir, sel, _title, _save)
 
 
 def with_qs_columns(ds: xr.Dataset) -> xr.Dataset:

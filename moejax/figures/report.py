@@ -39,8 +39,7 @@ import plotly.offline
 import xarray as xr
 
 from ..analysis.summary import best_per_point, context_label, flag_meanings
-from ..engine.grid import ELASTICITY_FIELDS
-from ..physics.specs import HardwareSpec, field_label
+from .sensitivity import ELASTICITY_LABELS
 
 JS = Path(__file__).with_name("report.js")
 DEFAULT = {"model": "deepseek-v3", "hardware": "b200", "context": 8192.0}  # as moejax.plot's README figures
@@ -62,7 +61,6 @@ PROVENANCE = (
     "precision",
     "comment",
 )
-ELASTICITY_LABELS = {f: field_label(HardwareSpec, f) for f in ELASTICITY_FIELDS}  # from HardwareSpec metadata
 POINT = ("model", "hardware", "num_gpus", "context")  # the selectors' dimensions, in the embedded arrays' order
 
 

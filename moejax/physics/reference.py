@@ -2,8 +2,8 @@
 
 This is the test oracle: slow, obvious and written from the doc alone, independently of the
 vectorised JAX kernel. Inputs are plain dicts keyed by the field names of the dataclasses in
-``moejax/physics/specs.py`` (missing keys take those dataclasses' defaults, copied below so that
-this module imports nothing but ``math``). SI units throughout: bytes, seconds, bytes/s, FLOP/s.
+``moejax/physics/specs.py`` (missing keys take those dataclasses' defaults, copied into
+``reference_defaults.py`` so that the oracle imports nothing but ``math``). SI units throughout: bytes, seconds, bytes/s, FLOP/s.
 
 Readings of the doc that were not forced by its text are marked ``# AMBIGUOUS:``.
 """
@@ -13,115 +13,18 @@ from __future__ import annotations
 import math
 
 from . import reference_patterns as rp
+from .reference_defaults import (
+    ACCOUNTING_DEFAULTS,
+    HARDWARE_DEFAULTS,
+    MLA,
+    MODEL_DEFAULTS,
+    PARTITION_DEFAULTS,
+    STATIC,
+    WORKLOAD_DEFAULTS,
+    fill,
+    floats,
+)
 from .reference_fabric import Net as _Net
-
-# Defaults copied from moejax/physics/specs.py (specs.py imports jax, so it is not imported here).
-# None marks a required field.
-MODEL_DEFAULTS = {
-    "n_layers": None,
-    "d_model": None,
-    "vocab_size": None,
-    "n_heads": None,
-    "n_kv_heads": None,
-    "head_dim": None,
-    "d_ff": None,
-    "attn_kind": 1.0,
-    "v_head_dim": 0.0,
-    "rope_head_dim": 0.0,
-    "q_lora_rank": 0.0,
-    "kv_lora_rank": 0.0,
-    "n_dense_layers": -1.0,
-    "n_encoder_layers": 0.0,
-    "cross_attention": 0.0,
-    "tied_embeddings": 0.0,
-    "ffn_matrices": 3.0,
-    "n_experts": 1.0,
-    "top_k": 1.0,
-    "d_ff_expert": 0.0,
-    "shared_d_ff": 0.0,
-    "weight_bytes": 2.0,
-    "kv_bytes": 2.0,
-    "act_bytes": 2.0,
-    "expert_bytes": 0.0,
-    "embed_bytes": 0.0,
-    "gemm_bytes": 0.0,
-    "attn_bytes": 0.0,
-    "dispatch_bytes": 0.0,
-    "mtp_layers": 0.0,
-    "attn_gate": 0.0,
-    **rp.PATTERN_DEFAULTS,
-}
-HARDWARE_DEFAULTS = {
-    "hbm_bytes": None,
-    "hbm_bw": None,
-    "flops_bf16": None,
-    "flops_fp8": None,
-    "intra_bw": None,
-    "intra_latency": None,
-    "island_size": None,
-    "inter_bw": None,
-    "inter_latency": None,
-    "flops_fp4": 0.0,
-    "fabric": 0.0,
-    "link_bw": 0.0,
-    "torus_dims": 0.0,
-}
-PARTITION_DEFAULTS = {
-    "tp": 1.0,
-    "ep": 1.0,
-    "pp": 1.0,
-    "dp": 1.0,
-    "dp_attn": 1.0,
-    "kvp": 1.0,
-    "kv_mode": 0.0,
-    "dense_tp": 0.0,
-    "redundant_experts": 0.0,
-}
-WORKLOAD_DEFAULTS = {"context": None, "batch": 0.0, "kappa": 5.0, "draft_tokens": 0.0, "accepted": 0.0}
-ACCOUNTING_DEFAULTS = {
-    "hbm_usable_fraction": 1.0,
-    "reserve_bytes": 0.0,
-    "kv_scale": 1.0,
-    "routing_skew": 0.0,
-    "overlap": 0.0,
-    "hbm_efficiency": 1.0,
-    "flops_efficiency": 1.0,
-    "layer_latency": 0.0,
-    "fp8_efficiency": 1.0,
-    "fp4_efficiency": 1.0,
-    "comm_efficiency": 1.0,
-    "collective_latency": 0.0,
-    "a2a_peer_latency": 0.0,
-    "request_overhead": 0.0,
-    "sequence_latency": 0.0,
-    "grouped_gemm_efficiency": 1.0,
-    "attention_efficiency": 1.0,
-    "warmup_share": 0.0,
-    "mode": "sol",
-    "expert_traffic": "physical",
-    "integer_batch": True,
-    "roofline": "phase",
-}
-_STATIC = ("mode", "expert_traffic", "integer_batch", "roofline")
-
-MLA = 3  # ATTENTION_KINDS["mla"]
-
-
-def _fill(given: dict, defaults: dict, name: str) -> dict:
-    """``given`` completed with ``defaults``; raises KeyError for a missing required field."""
-    out = {}
-    for key, default in defaults.items():
-        if key in given:
-            out[key] = given[key]
-        elif default is None:
-            raise KeyError(f"{name}.{key} is required")
-        else:
-            out[key] = default
-    return out
-
-
-def _floats(d: dict) -> dict:
-    return {k: float(v) for k, v in d.items()}
 
 
 def _model(model: dict) -> dict:
@@ -130,7 +33,7 @@ def _model(model: dict) -> dict:
     Adds: ``dv`` (value head dim), ``n_dense`` (dense decoder layers), ``n_moe``, ``mla``, ``cross``,
     and the section-1 dtypes ``wb, eb, mb, kvb, ab, db, qb, gb`` (defaults resolved).
     """
-    m = _floats(_fill(model, MODEL_DEFAULTS, "ModelSpec"))
+    m = floats(fill(model, MODEL_DEFAULTS, "ModelSpec"))
     m["dv"] = m["v_head_dim"] if m["v_head_dim"] > 0 else m["head_dim"]
     m["n_dense"] = m["n_layers"] if m["n_dense_layers"] == -1 else m["n_dense_layers"]
     m["n_moe"] = m["n_layers"] - m["n_dense"]
@@ -284,11 +187,11 @@ def _evaluate(
 ) -> dict:
     m = _model(model)
     p = _layer_params(m)
-    hw = _floats(_fill(hw, HARDWARE_DEFAULTS, "HardwareSpec"))
-    pt = _floats(_fill(part, PARTITION_DEFAULTS, "Partition"))
-    wl = _floats(_fill(workload, WORKLOAD_DEFAULTS, "Workload"))
-    ac = _fill(acc, ACCOUNTING_DEFAULTS, "Accounting")
-    ac = {k: (v if k in _STATIC else float(v)) for k, v in ac.items()}
+    hw = floats(fill(hw, HARDWARE_DEFAULTS, "HardwareSpec"))
+    pt = floats(fill(part, PARTITION_DEFAULTS, "Partition"))
+    wl = floats(fill(workload, WORKLOAD_DEFAULTS, "Workload"))
+    ac = fill(acc, ACCOUNTING_DEFAULTS, "Accounting")
+    ac = {k: (v if k in STATIC else float(v)) for k, v in ac.items()}
     net = _Net(hw, ac)
 
     d, h, dh, dr = m["d_model"], m["n_heads"], m["head_dim"], m["rope_head_dim"]
