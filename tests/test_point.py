@@ -75,6 +75,9 @@ def test_breakdown_and_memory_add_up(result):
     assert b["t_comm_exposed"] <= b["t_comm"] + 1e-12
     assert b["cost_per_mtok"] == cost_per_mtok(2.99, b["throughput_per_gpu"])
     assert b["joules_per_token"] == pytest.approx(700.0 / b["throughput_per_gpu"], rel=1e-12)
+    # the step by phase (decode_phases): Mixtral has no dense-FFN layer; the rest is pipeline sends and fixed latencies
+    assert list(b["phases"]) == ["attention", "moe", "head"] and all(t > 0 for t in b["phases"].values())
+    assert 0.0 <= b["step_time"] - sum(b["phases"].values()) < b["step_time"] / 2
 
 
 def test_frontier_is_brute_force_and_monotone(result, brute):
@@ -132,7 +135,8 @@ def test_cli_one_point(tmp_path):
                 "batches=[1,64]", "partitions.pp=[1]", "partitions.kvp=[1]", f"hydra.run.dir={tmp_path}/run")
     assert proc.returncode == 0, proc.stderr[-2000:]
     out = proc.stdout
-    for text in ("best: ", "compute ", "exposed ", "weights ", "KV ", "free ", "per million output tokens", "J per token",
+    for text in ("best: ", "compute ", "exposed ", "by phase: ", "attention ", "MoE FFN ", "weights ", "KV ", "free ",
+                 "per million output tokens", "J per token",
                  "top 3 partitions:", "frontier", "aggregated", "disaggregated", "TTFT"):
         assert text in out, text
     assert not (tmp_path / "run").exists()  # nothing written
