@@ -2,7 +2,8 @@
 (or ``isl=TOKENS osl=TOKENS`` for context; config ``conf/point.yaml``).
 
 Prints the best configuration (at ``batch``, default B_max) with its breakdown (compute, HBM,
-communication, exposed communication; memory per GPU: weights, KV, reserve, free), $/Mtok and
+communication, exposed communication; the step by phase, ``decode_phases``; memory per GPU: weights,
+KV, reserve, free), $/Mtok and
 J/token, the top partitions, a frontier (at each of ``levels`` tokens/s per user, the most tokens/s
 per GPU of any partition at any of ``batches`` or B_max reaching it) and, with isl/osl, TTFT and
 end-to-end tokens/s per GPU for chunked (aggregated) vs disaggregated prefill. Every candidate
@@ -101,6 +102,9 @@ def query(cfg: DictConfig) -> PointQuery:
     )
 
 
+PHASE_LABELS = {"dense": "dense FFN", "moe": "MoE FFN", "head": "LM head"}  # the rest print as named (attention, sliding, ...)
+
+
 def _table(header: list[str], rows: list[list[str]]) -> list[str]:
     widths = [max(len(str(x)) for x in col) for col in zip(header, *rows)]
     fmt = lambda r: "  ".join(str(x).rjust(w) if i else str(x).ljust(w) for i, (x, w) in enumerate(zip(r, widths)))  # noqa: E731
@@ -155,6 +159,13 @@ def report(r: dict, q: PointQuery, interval: tuple[dict, str, str] | None = None
         f"step {_ms(b['step_time'])}{tband(b['step_time'], _ms)}",
         f"  compute {_ms(b['t_compute'])}, HBM {_ms(b['t_hbm'])}, communication {_ms(b['t_comm'])} "
         f"(exposed {_ms(b['t_comm_exposed'])})",
+        "  by phase: "  # each phase's layers: max(compute, HBM) + exposed communication (decode_phases)
+        + ", ".join(f"{PHASE_LABELS.get(k, k)} {_ms(t)}" for k, t in b["phases"].items())
+        + (
+            f"; latencies and pipeline sends {_ms(b['step_time'] - sum(b['phases'].values()))}"
+            if q.accounting.roofline == "phase"
+            else ""
+        ),
         f"  memory per GPU: weights {_gb(b['weight_bytes_per_gpu'])}, KV {_gb(b['kv_bytes_per_gpu'])}, "
         f"reserve {_gb(b['reserve_bytes'])}, free {_gb(b['free_bytes'])} of {_gb(b['memory_per_gpu'] + b['free_bytes'])}",
         f"  ${b['cost_per_mtok']:.4f} per million output tokens at ${econ.price_per_gpu_hour:g}/GPU-hour; "

@@ -7,14 +7,8 @@ from moejax import Accounting, Partition, load_hardware, load_model
 from moejax.physics import arch
 from moejax.physics.baseline import dense_size, epoch_cube_root, reuse_gap
 from moejax.physics.collectives import all_reduce, all_to_all, group_bw, one_shot_all_reduce, ring_all_reduce, send
-from moejax.physics.cost import (
-    batch_capacity,
-    busiest_rank,
-    kv_bytes_per_sequence_gpu,
-    resident_weight_bytes,
-    stage_scale,
-    touched_experts,
-)
+from moejax.physics.cost import batch_capacity, kv_bytes_per_sequence_gpu, resident_weight_bytes, stage_scale
+from moejax.physics.routing import busiest_rank, touched_experts
 
 EXACT = dict(rel=1e-12)
 

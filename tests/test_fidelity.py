@@ -12,7 +12,8 @@ from moejax import Accounting, Partition, Workload, decode_point, load_hardware,
 from moejax.catalogue import DTYPE_BYTES, dense_baseline, load_accounting
 from moejax.physics import arch
 from moejax.physics.collectives import all_reduce
-from moejax.physics.cost import _dtypes, _peak, _remote_share, resident_weight_bytes
+from moejax.physics.cost import matmul_peak, resident_weight_bytes, value_bytes
+from moejax.physics.routing import remote_share
 
 SOL = Accounting()
 QS_POINT = dict(context=131072.0)  # the qs paper's point: DeepSeek-V3 FP8, 64 GPUs, TP8 x KVP8, 128k, B_max
@@ -45,10 +46,8 @@ def test_dispatch_sends_each_remote_island_one_copy():
     """DeepSeek-V3 (k = 8) on EP32 over four H100 islands: 4·(1 - 0.75^8)·3/4 / 8 = 0.337 of the
     copies cross the NIC (a naive exchange: 24/32); EP8 inside one island: none."""
     m, h100 = load_model("deepseek-v3"), load_hardware("h100-sxm")
-    assert float(_remote_share(m, h100, Partition(ep=32.0, dp_attn=32.0))) == pytest.approx(
-        4 * (1 - 0.75**8) * 0.75 / 8, rel=1e-6
-    )
-    assert float(_remote_share(m, h100, Partition(ep=8.0, dp_attn=8.0))) == 0.0
+    assert float(remote_share(m, h100, Partition(ep=32.0, dp_attn=32.0))) == pytest.approx(4 * (1 - 0.75**8) * 0.75 / 8, rel=1e-6)
+    assert float(remote_share(m, h100, Partition(ep=8.0, dp_attn=8.0))) == 0.0
 
 
 def test_prefill_runs_mla_decompressed():
@@ -74,16 +73,16 @@ def test_prefill_runs_mla_decompressed():
 )
 def test_expert_gemm_peak_follows_the_wider_input(weights, experts, gemm, hardware, peak):
     m, hw = load_model("deepseek-v3", weights=weights, experts=experts, gemm=gemm), load_hardware(hardware)
-    expert_gemm = _dtypes(m)[5]
-    assert float(_peak(hw, expert_gemm, SOL)) == float(getattr(hw, peak))
+    expert_gemm = value_bytes(m).gemm_experts
+    assert float(matmul_peak(hw, expert_gemm, SOL)) == float(getattr(hw, peak))
 
 
 def test_fp8_kv_is_dequantised_for_the_attention_matmul():
     m = load_model("deepseek-v3", kv="fp8")  # the loader's attention dtype: bf16
     h100 = load_hardware("h100-sxm")
-    assert float(_peak(h100, _dtypes(m)[3], SOL)) == float(h100.flops_bf16)
+    assert float(matmul_peak(h100, value_bytes(m).attn, SOL)) == float(h100.flops_bf16)
     fp8_attn = load_model("deepseek-v3", kv="fp8", attention="fp8")
-    assert float(_peak(h100, _dtypes(fp8_attn)[3], SOL)) == float(h100.flops_fp8)
+    assert float(matmul_peak(h100, value_bytes(fp8_attn).attn, SOL)) == float(h100.flops_fp8)
 
 
 def test_fp4_bytes_include_their_scales():

@@ -93,6 +93,9 @@ def test_breakdown_and_memory_add_up(result):
     assert b["t_comm_exposed"] <= b["t_comm"] + 1e-12
     assert b["cost_per_mtok"] == cost_per_mtok(2.99, b["throughput_per_gpu"])
     assert b["joules_per_token"] == pytest.approx(700.0 / b["throughput_per_gpu"], rel=1e-12)
+    # the step by phase (decode_phases): Mixtral has no dense-FFN layer; the rest is pipeline sends and fixed latencies
+    assert list(b["phases"]) == ["attention", "moe", "head"] and all(t > 0 for t in b["phases"].values())
+    assert 0.0 <= b["step_time"] - sum(b["phases"].values()) < b["step_time"] / 2
 
 
 def test_frontier_is_brute_force_and_monotone(result, brute):
@@ -216,6 +219,9 @@ def test_cli_one_point(tmp_path):
         "best: ",
         "compute ",
         "exposed ",
+        "by phase: ",
+        "attention ",
+        "MoE FFN ",
         "weights ",
         "KV ",
         "free ",

@@ -11,7 +11,7 @@ from points import random_point
 
 from moejax import Accounting, HardwareSpec, ModelSpec, Partition, Workload, decode_point, dense_baseline
 from moejax.physics.baseline import dense_size, kept_params
-from moejax.physics.cost import _expert_load
+from moejax.physics.routing import expert_load
 
 decode = jax.jit(decode_point)
 seeds = st.integers(0, 2**32 - 1)
@@ -118,7 +118,7 @@ def test_qs_inequality_ffn_bytes(e, k, kappa, traffic, batch):
     )
     if traffic == "physical":
         batch = 1e4 * e / k  # (1 - ρ)^B underflows: all E experts are read once per step
-    moe_bytes_per_token = float(_expert_load(m, Partition(), batch, Accounting(expert_traffic=traffic))[0]) / batch
+    moe_bytes_per_token = float(expert_load(m, Partition(), batch, Accounting(expert_traffic=traffic)).params_read) / batch
     dense_bytes_per_token = kappa * k * 3 * 1024.0 * 512.0 / batch
     assert (rho * kappa < 1) == (moe_bytes_per_token > dense_bytes_per_token)
 

@@ -13,9 +13,10 @@ import moejax
 from moejax import Accounting, Partition, SpecError, load_hardware, load_model
 from moejax.catalogue import HARDWARE_FIELDS, hardware_entry
 from moejax.engine.grid import PartitionSpace, enumerate_partitions
-from moejax.physics.collectives import all_reduce, all_to_all, group_bw, send, torus_shape
+from moejax.physics.collectives import all_reduce, all_to_all, group_bw, send
+from moejax.physics.fabrics.torus import torus_shape
 from moejax.physics.partition import partition_valid
-from moejax.physics.reference import _Net
+from moejax.physics.reference_fabric import Net
 from moejax.physics.specs import FABRICS, HardwareSpec
 
 NEW_HARDWARE = ["gb300-nvl72", "b300", "h20", "mi325x", "tpu-v5p", "tpu-v6e", "tpu-v7", "trainium2"]
@@ -90,7 +91,7 @@ def test_torus_group_gets_only_its_links():
 @pytest.mark.parametrize("fabric", ["torus", "mesh"])
 def test_kernel_collectives_match_the_oracle(fabric):
     hw = _torus(dims=2.0, island=8.0) if fabric == "torus" else dataclasses.replace(_torus(), fabric=1.0, island_size=8.0)
-    net = _Net(
+    net = Net(
         {k: float(v) for k, v in vars(hw).items()}, {"comm_efficiency": 1.0, "collective_latency": 0.0, "a2a_peer_latency": 0.0}
     )
     for p, span in ((2.0, 2.0), (4.0, 4.0), (8.0, 8.0), (6.0, 6.0), (16.0, 16.0), (8.0, 64.0), (3.0, 12.0)):

@@ -22,7 +22,8 @@ from ..engine.grid import (
     stack,
 )
 from ..physics import serving
-from ..physics.cost import BOUND_MEANINGS
+from ..physics.cost import BOUND_MEANINGS, decode_phases
+from ..physics.phases import phase_times
 from ..physics.specs import Accounting, HardwareSpec, Partition, SpecError, Workload, replace
 
 # what_if: fields of HardwareSpec and Accounting that may be scaled (continuous quantities; not the
@@ -219,6 +220,7 @@ def explain(q: PointQuery) -> dict:
     best["free_bytes"] = float(hw.hbm_bytes) - best["memory_per_gpu"]
     best["reserve_bytes"] = float(acc.reserve_bytes)
     best["bound_name"] = BOUND_MEANINGS[int(best["bound"])]
+    best["phases"] = step_by_phase(m, hw, _pick(table, i), Workload(context=context, batch=best["batch"]), acc)
     best["cost_per_mtok"] = float(serving.cost_per_mtok(econ.price_per_gpu_hour, best["throughput_per_gpu"]))
     best["joules_per_token"] = float(serving.joules_per_token(econ.board_power, best["throughput_per_gpu"]))
     result["best"] = best
@@ -235,6 +237,13 @@ def explain(q: PointQuery) -> dict:
     with_slo = q.tpot_max is not None or q.ttft_max is not None
     result["slo"] = _slo_choice(m, hw, parts, table, legal, q, acc, econ, dtype, out, batches) if with_slo else None
     return result
+
+
+def step_by_phase(m, hw: HardwareSpec, p: Partition, wl: Workload, acc: Accounting) -> dict[str, float]:
+    """Seconds of one step taken by each phase the model has (``decode_phases``, ``phase_times``:
+    its layers' ``max(compute, HBM)`` windows plus their exposed communication), in step order."""
+    step = decode_phases(m, hw, p, wl, acc)
+    return {name: float(t.time) for name, t in phase_times(step.phases, p.pp, acc).items() if float(t.layers) > 0}
 
 
 def _row(out: dict, b: int, j: int, table: np.ndarray) -> dict:

@@ -8,7 +8,8 @@ A group of ``p`` ranks spread over ``span`` consecutive GPUs touches ``m = clip(
 islands (NVLink/xGMI domains) with ``i = p/m`` of its ranks in each. Inside an island a GPU moves
 ``group_bw`` bytes/s to the rest of its group: all of ``intra_bw`` on a switched fabric
 (NVSwitch), only the direct links it has on a full mesh (xGMI: ``(i-1)·link_bw``), and on a
-torus (TPU ICI) the links of the sub-torus its ``i`` chips are placed on (``torus_shape``). Between
+torus (TPU ICI) the links of the sub-torus its ``i`` chips are placed on (``torus_shape``); each
+kind is a module of ``fabrics`` (``switched``, ``mesh``, ``torus``) behind its selector. Between
 islands each GPU has its own NIC, ``inter_bw``. ``Accounting.comm_efficiency`` scales every
 bandwidth and ``Accounting.collective_latency`` adds a fixed launch cost to every collective call.
 A collective thus picks its fabric from where its group is placed: within one island it never
@@ -17,50 +18,12 @@ pays an inter-node term; across islands it goes hierarchical.
 
 from __future__ import annotations
 
-from .specs import MAX_TORUS_DIMS, Accounting, HardwareSpec
+from .fabrics import all_to_all_inside, group_bw, inner_all_reduce, one_shot_or_inf
+from .fabrics.switched import ring_terms
+from .specs import Accounting, HardwareSpec
 from .xp import namespace
 
-MESH = 1.0  # HardwareSpec.fabric code of a full-mesh island (0: switched)
-TORUS = 2.0  # HardwareSpec.fabric code of a torus island (TPU ICI)
-
-
-def torus_shape(hw: HardwareSpec, i):
-    """Log2 of the sides ``(e_0, e_1, e_2)`` (``e_0`` the longest) of the sub-torus a group of ``i``
-    chips is placed on: the most cubic shape of ``i`` chips on ``torus_dims`` dimensions. With
-    ``e = log2 i``, ``q = floor(e/D)`` and ``r = e - D·q``, side ``j < D`` is ``2^(q + clip(r-j, 0, 1))``
-    and sides beyond ``D`` are 1. A power of two gets the slice shapes TPUs use (8 chips on a 3D
-    torus: 2x2x2; 32: 4x4x2; 64 on a 2D torus: 8x8); any other ``i`` gets one fractional side
-    (72 on 3D: 4.5x4x4), which keeps every cost continuous in ``i``. Assumed: the group's mesh axes
-    map onto torus axes (as ``jax.experimental.mesh_utils`` lays them out) and each of its axes
-    has its wrap-around link.
-
-    >>> hw = HardwareSpec(1, 1, 1, 1, 1, 0, 64, 1, 0, fabric=2, link_bw=1, torus_dims=3)
-    >>> [round(float(2 ** e), 3) for e in torus_shape(hw, 32.0)]
-    [4.0, 4.0, 2.0]
-    """
-    xp = namespace(hw, i)
-    d = xp.maximum(hw.torus_dims, 1.0)
-    e = xp.log2(xp.maximum(i, 1.0))
-    e = xp.where(xp.abs(e - xp.round(e)) < 1e-4, xp.round(e), e)  # exact powers of two in float32
-    q = xp.floor(e / d)
-    r = e - d * q
-    return tuple(xp.where(j < d, q + xp.clip(r - j, 0.0, 1.0), 0.0) for j in range(MAX_TORUS_DIMS))
-
-
-def _torus_links(hw: HardwareSpec, i):
-    """(links a chip uses, ring hops per reduce-scatter, longest side) of a group of ``i`` chips
-    on its sub-torus: each dimension of side ``2^e`` gives ``2·min(e, 1)`` links (both ways round
-    its ring; a fractional side a fraction of them) and ``2^e - 1`` hops."""
-    xp = namespace(hw, i)
-    e = torus_shape(hw, i)
-    links = 2.0 * sum(xp.clip(ej, 0.0, 1.0) for ej in e)
-    hops = sum(2.0**ej - 1.0 for ej in e)
-    return xp.maximum(links, 1e-9), hops, 2.0 ** e[0]
-
-
-def _ring_terms(p, alpha, beta):
-    """A ring all-reduce as (fixed s, s per byte): ``2(p-1)α`` and ``2(p-1)/(p·β)``; both 0 at p = 1."""
-    return 2 * (p - 1) * alpha, 2 * (p - 1) / (p * beta)
+__all__ = ["all_reduce", "all_to_all", "group_bw", "islands", "one_shot_all_reduce", "ring_all_reduce", "send"]
 
 
 def ring_all_reduce(p, n, alpha, beta):
@@ -69,7 +32,7 @@ def ring_all_reduce(p, n, alpha, beta):
     With p = 8, n = 1 MB, α = 2 µs, β = 450 GB/s: 28 µs + 3.889 µs = 31.889 µs.
     """
     xp = namespace(p, n, alpha, beta)
-    fixed, per_byte = _ring_terms(p, alpha, beta)
+    fixed, per_byte = ring_terms(p, alpha, beta)
     return xp.where(p > 1, fixed + per_byte * n, 0.0)
 
 
@@ -94,40 +57,6 @@ def islands(hw: HardwareSpec, p, span):
     return m, p / m
 
 
-def group_bw(hw: HardwareSpec, i, acc: Accounting):
-    """Bytes/s (per direction) one GPU moves to the other ``i-1`` members of its group inside one
-    island: ``intra_bw`` on a switched fabric; ``min(intra_bw, (i-1)·link_bw)`` on a full mesh,
-    where a group gets only the direct links it has; ``min(intra_bw, links·link_bw)`` on a torus,
-    with the links of its sub-torus (``_torus_links``: two per dimension it spans).
-
-    MI300X (7 xGMI links, ``link_bw`` 45.6 GB/s usable): a pair gets 45.6 GB/s, all eight 319.2 GB/s.
-    TPU v5p (3D torus, 100 GB/s per link): 8 chips on 2x2x2 use 6 links, 600 GB/s; a pair 200 GB/s.
-    """
-    xp = namespace(hw, i)
-    mesh = xp.minimum(hw.intra_bw, xp.maximum(i - 1, 1.0) * hw.link_bw)
-    torus = xp.minimum(hw.intra_bw, _torus_links(hw, i)[0] * hw.link_bw)
-    bw = xp.where(hw.fabric == MESH, mesh, xp.where(hw.fabric == TORUS, torus, hw.intra_bw))
-    return bw * acc.comm_efficiency
-
-
-def _inner_all_reduce(hw: HardwareSpec, i, bw_in):
-    """(fixed s, s per byte) of the all-reduce among the ``i`` ranks of one island: a ring
-    (``_ring_terms``) on a switched or mesh fabric; on a torus, ring reduce-scatter and all-gather
-    along each dimension of the group's sub-torus, all dimensions at once on shards of the data,
-    so every link is busy: ``2·hops·α`` and ``2(i-1)/i / (links·link_bw)`` (the bandwidth optimum
-    for a chip with that many links).
-
-    TPU v5p, 64 chips on 4x4x4 (6 links of 100 GB/s, α = 1 µs), 1 MB: 18 µs + 2·63/64·1e6/600e9 s
-    = 21.281 µs (a ring over 64 chips on one link pair would take 126 µs + 9.84 µs).
-    """
-    xp = namespace(hw, i, bw_in)
-    ring = _ring_terms(i, hw.intra_latency, bw_in)
-    hops = _torus_links(hw, i)[1]
-    torus = (2.0 * hops * hw.intra_latency, 2 * (i - 1) / (i * bw_in))
-    on_torus = hw.fabric == TORUS
-    return xp.where(on_torus, torus[0], ring[0]), xp.where(on_torus, torus[1], ring[1])
-
-
 def all_reduce(hw: HardwareSpec, p, span, n, acc: Accounting):
     """All-reduce of ``n`` bytes per rank over ``p`` ranks spread over ``span`` GPUs (seconds).
 
@@ -145,11 +74,11 @@ def all_reduce(hw: HardwareSpec, p, span, n, acc: Accounting):
     # Each algorithm costs fixed + per_byte·n with terms set by the group alone, so n (per batch
     # under vmap) is applied last. Ring and hierarchy are one formula: the ring between islands
     # costs nothing within one island (m = 1).
-    ring = _inner_all_reduce(hw, i, bw_in)  # a torus runs its per-dimension rings here
-    outer = _ring_terms(m, hw.inter_latency, hw.inter_bw * acc.comm_efficiency)  # carries n/i per GPU
+    ring = inner_all_reduce(hw, i, bw_in)  # a torus runs its per-dimension rings here
+    outer = ring_terms(m, hw.inter_latency, hw.inter_bw * acc.comm_efficiency)  # carries n/i per GPU
     ring_or_hierarchy = (ring[0] + outer[0]) + (ring[1] + outer[1] / i) * n
     one_shot = hw.intra_latency + (i - 1) / bw_in * n  # within one island, where i = p > 1
-    one_shot = xp.where(hw.fabric == TORUS, xp.inf, one_shot)  # no one-shot (NVLS) on a torus
+    one_shot = one_shot_or_inf(hw, one_shot)  # no one-shot (NVLS) on a torus
     t = xp.where(m > 1, ring_or_hierarchy, xp.minimum(ring_or_hierarchy, one_shot))
     return xp.where(p > 1, t + acc.collective_latency, 0.0)
 
@@ -179,11 +108,7 @@ def all_to_all(hw: HardwareSpec, p, span, n, acc: Accounting, calls=1.0, remote=
     alpha = xp.where(m > 1, hw.inter_latency, hw.intra_latency)
     fixed = calls * (alpha + (p - 1) * acc.a2a_peer_latency + acc.collective_latency)
     inside = (i - 1) / (p * group_bw(hw, i, acc))  # s per byte of n, like outside
-    # no cut to cross for a lone chip (interpolated between 1 and 2 chips)
-    bisection = (
-        xp.clip(i - 1, 0.0, 1.0) * i * _torus_links(hw, i)[2] / (8 * p * xp.maximum(hw.link_bw, 1e-9) * acc.comm_efficiency)
-    )
-    inside = xp.where(hw.fabric == TORUS, xp.maximum(inside, bisection), inside)
+    inside = all_to_all_inside(hw, i, p, inside, acc)  # a torus: at least its bisection (no cut for a lone chip)
     outside = ((p - i) / p if remote is None else remote) / (hw.inter_bw * acc.comm_efficiency)
     # max(inside·n, outside·n) = max(inside, outside)·n for n >= 0: n is applied once
     return xp.where(p > 1, fixed + xp.maximum(inside, outside) * n, 0.0)

@@ -16,10 +16,12 @@ every all-reduce hides behind its layer's weight read: 5.20 ms.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NamedTuple
 
 from . import arch
-from .collectives import all_reduce, all_to_all, islands, send
+from .collectives import all_reduce, all_to_all, send
+from .phases import DecodePhases, MicrobatchCosts, Phase, StageCosts, stage_costs
+from .routing import expert_load, expert_slots_per_rank, group_share, remote_share
 from .specs import Accounting, HardwareSpec, ModelSpec, Partition, Workload, pytree_spec
 from .xp import namespace
 
@@ -50,7 +52,19 @@ class StepCosts:
     memory_per_gpu: Any
 
 
-def _peak(hw: HardwareSpec, nbytes, acc: Accounting):
+class ValueBytes(NamedTuple):
+    """Bytes per value of each kind of tensor (``value_bytes``), the spec's 0 defaults resolved."""
+
+    expert: Any  # routed experts' weights
+    embed: Any  # embeddings and LM head
+    dispatch: Any  # EP dispatch payload
+    attn: Any  # attention matmuls (scores over the KV)
+    gemm_weights: Any  # non-expert GEMM inputs: the wider of weights and activations (gemm_bytes)
+    gemm_experts: Any  # expert GEMM inputs
+    gemm_embed: Any  # LM-head GEMM inputs
+
+
+def matmul_peak(hw: HardwareSpec, nbytes, acc: Accounting):
     """Dense FLOP/s of a matmul whose inputs have ``nbytes`` per value: the FP4 peak below one
     byte where the chip has FP4 tensor cores (else FP8), the FP8 peak at one byte, else BF16;
     times the efficiencies. W4A16 (4-bit weights, BF16 inputs) runs at the BF16 peak."""
@@ -62,7 +76,7 @@ def _peak(hw: HardwareSpec, nbytes, acc: Accounting):
     return peak * acc.flops_efficiency
 
 
-def _dtypes(m: ModelSpec):
+def value_bytes(m: ModelSpec) -> ValueBytes:
     """Bytes per value of (routed experts, embeddings/LM head, EP dispatch, attention matmuls,
     non-expert GEMM inputs, expert GEMM inputs, LM-head GEMM inputs) with the 0 defaults resolved."""
     xp = namespace(m)
@@ -71,7 +85,7 @@ def _dtypes(m: ModelSpec):
     dispatch = xp.where(m.dispatch_bytes > 0, m.dispatch_bytes, m.act_bytes)
     attn = xp.where(m.attn_bytes > 0, m.attn_bytes, m.kv_bytes)
     gemm = lambda w: xp.maximum(w, m.gemm_bytes)  # noqa: E731  (a GEMM runs at its wider input)
-    return expert, embed, dispatch, attn, gemm(m.weight_bytes), gemm(expert), gemm(embed)
+    return ValueBytes(expert, embed, dispatch, attn, gemm(m.weight_bytes), gemm(expert), gemm(embed))
 
 
 def stage_scale(m: ModelSpec, p: Partition):
@@ -91,12 +105,6 @@ def kv_values_per_token_layer_gpu(m: ModelSpec, p: Partition):
     return xp.where(arch.is_mla(m), m.kv_lora_rank + m.rope_head_dim, gqa)
 
 
-def expert_slots_per_rank(m: ModelSpec, p: Partition):
-    """Expert slots one EP rank holds: ``(n_experts + redundant_experts)/ep``.
-    DeepSeek-V3 on EP72 with 32 redundant experts: 288/72 = 4."""
-    return (m.n_experts + p.redundant_experts) / p.ep
-
-
 def resident_weight_bytes(m: ModelSpec, p: Partition, draft_tokens=0.0):
     """Weight bytes resident on one GPU of the largest pipeline stage: attention split over tp
     (replicated over dp_attn and kvp); dense FFNs over ``dense_tp``; each EP rank's expert slots,
@@ -106,7 +114,8 @@ def resident_weight_bytes(m: ModelSpec, p: Partition, draft_tokens=0.0):
     DeepSeek-V3 FP8 (BF16 embeddings) on TP8 × KVP8 (dense_tp 0 = 64): 11.762 GB per GPU.
     """
     xp = namespace(m, p, draft_tokens)
-    expert, embed, *_ = _dtypes(m)
+    vb = value_bytes(m)
+    expert, embed = vb.expert, vb.embed
     g, dense = p.gpus_per_stage, p.dense_degree
     tp_ffn = g / p.ep
     moe_gpu = (
@@ -172,106 +181,8 @@ def batch_capacity(m: ModelSpec, hw: HardwareSpec, p: Partition, context, acc: A
     return xp.maximum(p.dp_attn * whole, 0.0), per_group
 
 
-def _safe_pow_complement(base, tokens, active):
-    """``1 - base**tokens`` where ``active``, else 1 (a safe power: no 0**x in the gradient)."""
-    xp = namespace(base, tokens)
-    # exp(tokens·ln base), not base**tokens: the log depends on the specs alone, so under vmap it is
-    # taken once per spec rather than per batch, and an exp costs about half a pow on the CPU
-    return xp.where(active, 1 - xp.exp(tokens * xp.log(xp.where(active, base, 0.5))), 1.0)
-
-
-def touched_experts(m: ModelSpec, tokens, skew):
-    """Expected distinct experts touched by ``tokens`` tokens choosing top-k of E uniformly,
-    over an effective pool ``E' = max(E(1-skew), k)``: ``E'(1 - (1 - k/E')^tokens)``.
-
-    Smooth in ``tokens``; exactly k at one token and → E' for many. DeepSeek-V3 (256, 8) at 8 tokens:
-    256·(1 - (31/32)^8) = 57.42 experts (vs 64 if no two tokens shared an expert).
-    """
-    xp = namespace(m, tokens, skew)
-    e_eff = xp.maximum(m.n_experts * (1 - skew), m.top_k)
-    sparse = e_eff > m.top_k
-    return xp.where(sparse, e_eff, m.top_k) * _safe_pow_complement(
-        1 - m.top_k / xp.where(sparse, e_eff, 2 * m.top_k), tokens, sparse
-    )
-
-
-def busiest_rank(m: ModelSpec, p: Partition, tokens, skew):
-    """(touched expert slots, token copies) on the busiest EP rank: the expected maximum over
-    ranks, which sets the step (the mean understates it).
-
-    Routing uniform over a hot pool of ``P = max((E+R)(1-skew), k)`` slots placed on
-    ``n = clip(ep(1-skew) + R/slots_per_rank, 1, ep)`` ranks (skew concentrates load; each
-    redundant slot spreads it again). Per hot rank: ``h = min(slots_per_rank, P/n)`` hot slots,
-    each touched with ``π = 1 - (1 - k/P)^tokens``; copies ``tokens·k/n`` on average. The maximum
-    over ``n`` ranks is taken as mean + ``sqrt(2 ln n)`` standard deviations (binomial variances
-    ``h·π(1-π)`` and ``tokens·(k/n)(1-1/n)``), capped at ``h`` slots and ``tokens·min(k, slots)``
-    copies. At ep = 1 this is ``touched_experts`` and ``tokens·k`` exactly.
-
-    Mixtral-8x22B on EP8, one token (k = 2): π = 1/4 per expert, mean 0.25 touched per rank, the
-    bound 0.25 + sqrt(2 ln 8)·0.433 = 1.13 → capped at 1: the busiest GPU reads a whole expert
-    (the mean, 0.25, would charge a quarter of one).
-    """
-    xp = namespace(m, p, tokens, skew)
-    spr = expert_slots_per_rank(m, p)
-    slots = m.n_experts + p.redundant_experts
-    pool = xp.maximum(slots * (1 - skew), m.top_k)
-    n = xp.clip(p.ep * (1 - skew) + p.redundant_experts / spr, 1.0, p.ep)
-    hot = xp.minimum(spr, pool / n)
-    sparse = pool > m.top_k
-    pi = _safe_pow_complement(1 - m.top_k / xp.where(sparse, pool, 2 * m.top_k), tokens, sparse)
-    root = lambda x: xp.sqrt(xp.maximum(x, 1e-30))  # noqa: E731  (finite gradients where x = 0)
-    z = root(2 * xp.log(n))
-    touched = xp.minimum(hot, hot * pi + z * root(hot * pi * (1 - pi)))
-    mean_copies = tokens * m.top_k / n
-    copies = xp.minimum(mean_copies + z * root(mean_copies * (1 - 1 / n)), tokens * xp.minimum(m.top_k, spr))
-    return touched, copies
-
-
-def _group_share(m: ModelSpec, p: Partition):
-    """Share of tokens with at least one of their k experts in a given EP group, ``1 - (1-1/ep)^k``
-    (uniform routing): the outputs of a token's experts within a group are summed locally, so the
-    group's tensor-parallel all-reduce carries only these tokens. 1 at ep = 1; DeepSeek-V3 (k = 8)
-    on ep = 8: 1 - (7/8)^8 = 0.656."""
-    xp = namespace(m, p)
-    split = p.ep > 1
-    return _safe_pow_complement(1 - 1 / xp.where(split, p.ep, 2.0), m.top_k, split)
-
-
-def _remote_share(m: ModelSpec, hw: HardwareSpec, p: Partition):
-    """Share of a token's k expert copies that cross islands when EP dispatch sends each remote
-    island one copy (forwarded inside it over NVLink, as DeepEP's internode kernels do): the
-    expected distinct islands a token touches, ``M(1 - (1 - 1/M)^k)`` for ``M`` islands, of which
-    ``(M-1)/M`` are remote, per copy. DeepSeek-V3 (k = 8) on EP32 over four 8-GPU islands:
-    4·(1 - 0.75^8)·3/4 / 8 = 0.337 (the naive share is 24/32 = 0.75)."""
-    xp = namespace(m, hw, p)
-    isl, _ = islands(hw, p.ep, p.gpus_per_stage)
-    many = isl > 1
-    touched = isl * _safe_pow_complement(1 - 1 / xp.where(many, isl, 2.0), m.top_k, many)
-    return xp.where(many, touched * (isl - 1) / isl / m.top_k, 0.0)
-
-
-def _expert_load(m: ModelSpec, p: Partition, tokens, acc: Accounting):
-    """(expert parameters read, expert FLOPs/2, token copies dispatched) per GPU per MoE layer
-    for ``tokens`` tokens.
-
-    physical: the busiest EP rank's touched slots and token copies over its ``G/ep`` GPUs. The qs
-    paper's eq. 4 (``W/R`` per token, ``R = tokens·k/E``), averaged over the stage's G GPUs:
-    paper-active reads the whole pool once per step (W = active weights, its eq. 17), paper-pool
-    E/k pools per step (W = the pool, what its Table 5 needs).
-    """
-    g = p.gpus_per_stage
-    tp_ffn = g / p.ep
-    per_expert = arch.expert_params(m)
-    if acc.expert_traffic == "physical":
-        touched, copies = busiest_rank(m, p, tokens, acc.routing_skew)
-        return touched * per_expert / tp_ffn, copies * per_expert / tp_ffn, copies / tp_ffn
-    mean_copies = m.top_k * tokens / g
-    pools = 1.0 if acc.expert_traffic == "paper-active" else m.n_experts / m.top_k
-    return pools * m.n_experts * per_expert / g, mean_copies * per_expert, mean_copies
-
-
 def _pattern_phases(m: ModelSpec, p: Partition, pattern, tok_r, f_w, f_kv, kv_gpu, kv_b, wb, p_attn, comm, ar, tail, scale):
-    """Phases of the pattern's sliding, chunked, sparse and linear layers (same tuple as ``_microbatch``).
+    """``Phase`` of the pattern's sliding, chunked, sparse and linear layers, ``hbm`` in bytes.
 
     ``pattern = (sequences per attention group, context L, prefill?)``. Softmax kinds cost what a full
     layer costs with their own key count: per query token ``score(L_k)`` FLOPs, and per GPU ``L_k/kvp``
@@ -306,18 +217,21 @@ def _pattern_phases(m: ModelSpec, p: Partition, pattern, tok_r, f_w, f_kv, kv_gp
     ):
         c = tok_r * (2 * params / f_w + (s1 * n_keys + extra_flops) / f_kv / p.kvp)
         h = wb * params / p.tp + read * (kv_gpu * kv_b) + extra_read
-        out[name] = (c, h, comm, tail, count * scale)
+        out[name] = Phase(c, h, comm, tail, count * scale)
     p_lin = arch.linear_attn_params(m)
     c_lin = tok_r * (2 * p_lin / f_w + arch.linear_state_flops(m) / f_kv)
     state = seqs * linear_state_values_gpu(m, p) * kv_b * (1.0 if prefill else 2.0)  # decode: read + write
-    out["linear"] = (c_lin, wb * p_lin / p.tp + state, ar, 0.0, m.n_linear_layers * scale)
+    out["linear"] = Phase(c_lin, wb * p_lin / p.tp + state, ar, 0.0, m.n_linear_layers * scale)
     return out
 
 
-def _microbatch(m: ModelSpec, hw: HardwareSpec, p: Partition, acc: Accounting, tokens, score_flops, kv_tokens, pattern=None):
+def microbatch_phases(
+    m: ModelSpec, hw: HardwareSpec, p: Partition, acc: Accounting, tokens, score_flops, kv_tokens, pattern=None
+) -> MicrobatchCosts:
     """Per-layer phase costs of one microbatch on one GPU of the largest stage, by phase
-    (attention, dense FFN, MoE, LM head, and the pattern's kinds): (compute s, HBM s, communication s,
-    of which never hidden s, count per stage); and the pipeline send to the next stage (s, exposed).
+    (attention, dense FFN, MoE, LM head, and the pattern's kinds): ``Phase`` (compute s, HBM s,
+    communication s, of which never hidden s, layers per stage); and the pipeline send to the next
+    stage (s, exposed).
 
     ``tokens`` pass through the FFN (decode: b·(1+draft); prefill: b·L); each attention group
     carries ``tokens/dp_attn`` query tokens, each costing ``score_flops`` in a full-attention layer,
@@ -328,8 +242,8 @@ def _microbatch(m: ModelSpec, hw: HardwareSpec, p: Partition, acc: Accounting, t
     g, n, dense = p.gpus_per_stage, p.gpus_per_replica, p.dense_degree
     tp_ffn = g / p.ep
     d, wb, ab = m.d_model, m.weight_bytes, m.act_bytes
-    expert, embed, dispatch, attn_bytes, gemm_w, gemm_e, gemm_emb = _dtypes(m)
-    f_w, f_e, f_emb, f_kv = (_peak(hw, b, acc) for b in (gemm_w, gemm_e, gemm_emb, attn_bytes))
+    vb = value_bytes(m)
+    f_w, f_e, f_emb, f_kv = (matmul_peak(hw, b, acc) for b in (vb.gemm_weights, vb.gemm_experts, vb.gemm_embed, vb.attn))
     # kernel classes: routed experts run grouped GEMMs (one expert, E = 1, is a plain GEMM), attention its own kernels
     f_e = f_e * xp.where(m.n_experts > 1, acc.grouped_gemm_efficiency, 1.0)
     f_kv = f_kv * acc.attention_efficiency
@@ -364,28 +278,28 @@ def _microbatch(m: ModelSpec, hw: HardwareSpec, p: Partition, acc: Accounting, t
 
     # MoE layer: the busiest EP rank's experts; shared experts and router replicated per EP group
     fixed = arch.shared_params(m) + arch.router_params(m)
-    read, half_flops, copies = _expert_load(m, p, tokens, acc)
-    c_moe = half_flops * (2 / f_e) + tokens * (2 * fixed / f_w) / g
-    h_moe = expert * read + wb * fixed / tp_ffn
+    load = expert_load(m, p, tokens, acc)
+    c_moe = load.half_flops * (2 / f_e) + tokens * (2 * fixed / f_w) / g
+    h_moe = vb.expert * load.params_read + wb * fixed / tp_ffn
     comm_moe = (
         all_to_all(
-            hw, p.ep, g, copies * (d * (dispatch + ab)), acc, calls=2.0, remote=_remote_share(m, hw, p)
+            hw, p.ep, g, load.copies * (d * (vb.dispatch + ab)), acc, calls=2.0, remote=remote_share(m, hw, p)
         )  # dispatch, combine
-        + all_reduce(hw, tp_ffn, tp_ffn, tokens * (_group_share(m, p) * (d * ab)), acc)
+        + all_reduce(hw, tp_ffn, tp_ffn, tokens * (group_share(m, p) * (d * ab)), acc)
     )  # within each EP rank
 
     # LM head (averaged over stages): dense_tp-way, like the dense FFN
     head = m.vocab_size * d
     c_head = tokens * (2 * head / f_emb) / g
-    h_head = embed * head / dense
+    h_head = vb.embed * head / dense
 
     scale = stage_scale(m, p) / p.pp
     n_full = m.n_layers if pattern is None else arch.n_full_layers(m)
-    phases = {  # (compute s, HBM s, communication s, of which never hidden s, layers per stage)
-        "attention": (c_attn, h_attn / bw, comm_attn, tail, n_full * scale),
-        "dense": (c_dense, h_dense / bw, comm_dense, 0.0, m.n_dense_layers * scale),
-        "moe": (c_moe, h_moe / bw, comm_moe, 0.0, arch.n_moe_layers(m) * scale),
-        "head": (c_head, h_head / bw, 0.0, 0.0, 1 / p.pp),
+    phases = {  # Phase(compute s, HBM s, communication s, of which never hidden s, layers per stage)
+        "attention": Phase(c_attn, h_attn / bw, comm_attn, tail, n_full * scale),
+        "dense": Phase(c_dense, h_dense / bw, comm_dense, 0.0, m.n_dense_layers * scale),
+        "moe": Phase(c_moe, h_moe / bw, comm_moe, 0.0, arch.n_moe_layers(m) * scale),
+        "head": Phase(c_head, h_head / bw, 0.0, 0.0, 1 / p.pp),
     }
     if pattern is not None:
         kinds = _pattern_phases(
@@ -404,37 +318,18 @@ def _microbatch(m: ModelSpec, hw: HardwareSpec, p: Partition, acc: Accounting, t
             tail,
             scale,
         )
-        phases.update({k: (c, h / bw, comm, pin, n) for k, (c, h, comm, pin, n) in kinds.items()})
+        phases.update({k: ph._replace(hbm=ph.hbm / bw) for k, ph in kinds.items()})
     pipe = xp.where(p.pp > 1, send(hw, n, tokens * (d * ab), acc), 0.0)
-    return phases, pipe
+    return MicrobatchCosts(phases, pipe)
 
 
-def _stage(phases: dict, pp, acc: Accounting):
-    """(roofline s, compute s, HBM s, communication s, exposed s) of one step on the largest stage:
-    its ``pp`` microbatches (``pp`` × one microbatch's), pipeline sends not included. Each phase's
-    communication hides behind ``overlap`` × its window, ``max(compute, HBM)``, except its pinned
-    part (the CP ring tail), which never hides."""
-    xp = namespace(phases, pp)
-    roof = t_c = t_h = comm = exposed = 0.0
-    for c, h, k, pinned, count in phases.values():
-        count = pp * count  # per step (pp·count layers): totals as sums of products, stored once (_assemble)
-        window = xp.maximum(c, h)
-        roof, t_c, t_h = roof + count * window, t_c + count * c, t_h + count * h
-        if not (isinstance(k, float) and k == 0.0):  # a phase without communication (the LM head) exposes none
-            comm = comm + count * k
-            exposed = exposed + count * (xp.maximum(k - pinned - acc.overlap * window, 0.0) + pinned)
-    if acc.roofline == "global":
-        roof = xp.maximum(t_c, t_h)
-    return roof, t_c, t_h, comm, exposed
-
-
-def _assemble(m, p, acc, wl, batch, b_eval, b_max, per_group, stage, pipe, t_draft, tokens_per_seq, out_per_seq):
+def _assemble(m, p, acc, wl, batch, b_eval, b_max, per_group, stage: StageCosts, pipe, t_draft, tokens_per_seq, out_per_seq):
     """Step totals, feasibility and bound from the stage's per-step costs, one microbatch's
     pipeline send (×pp) and the drafting passes. The step adds ``t_comm_exposed``, the bound
     compares the reported totals and the rates divide ``step_time``: each output is computed once
     and read by the others (XLA's CPU fusion would otherwise redo the phases inside each)."""
     xp = namespace(m, p, wl, batch, b_eval, b_max, per_group, stage, pipe, t_draft)
-    roof, t_compute, t_hbm, comm, exposed = stage
+    roof, t_compute, t_hbm, comm, exposed = stage.roofline, stage.compute, stage.hbm, stage.comm, stage.exposed
     t_exp = exposed + p.pp * pipe
     host = acc.sequence_latency * (b_eval / p.dp_attn)  # per sequence per step, each attention-DP rank's scheduler
     step = roof + t_exp + acc.layer_latency * (m.n_layers * stage_scale(m, p)) + host + t_draft
@@ -486,6 +381,29 @@ def decode_point(
     are not charged. ``chunk_tokens = 0`` (the default, static) is the pure decode step.
     """
     xp = namespace(m, hw, p, wl)
+    d = decode_phases(m, hw, p, wl, acc, chunk_tokens, prompt_len)
+    stage = stage_costs(d.phases, p.pp, acc)
+    per_layer = (stage.roofline + stage.exposed) / (m.n_layers * stage_scale(m, p)) + acc.layer_latency
+    # (a where, not a product with draft_tokens: a static 0 then drops the term at trace time)
+    t_draft = xp.where(wl.draft_tokens > 0, wl.draft_tokens * m.mtp_layers * per_layer, 0.0)
+    return _assemble(
+        m, p, acc, wl, d.batch, d.b_eval, d.b_max, d.per_group, stage, d.pipe, t_draft, d.tokens_per_seq, 1 + wl.accepted
+    )
+
+
+def decode_phases(
+    m: ModelSpec, hw: HardwareSpec, p: Partition, wl: Workload, acc: Accounting, chunk_tokens=0.0, prompt_len=0.0
+) -> DecodePhases:
+    """The decode step of ``decode_point`` (same arguments) split by phase, before the stage totals:
+    each phase's per-layer ``Phase`` for one microbatch, the pipeline send, and the batch and
+    tokens they are evaluated at (``DecodePhases``). ``stage_costs(phases, pp, acc)`` sums them into
+    the step's roofline, compute, HBM and (exposed) communication; ``decode_point`` adds the
+    pipeline sends (``pp·pipe``), the per-layer and per-sequence latencies and drafting.
+
+    A phase's share of the step is ``pp·layers·(max(compute, HBM) + exposed)``, with ``exposed =
+    max(comm - pinned - overlap·max(compute, HBM), 0) + pinned`` (local roofline).
+    """
+    xp = namespace(m, hw, p, wl)
     b_max, per_group = batch_capacity(m, hw, p, wl.context, acc, wl.draft_tokens)
     batch = xp.where(wl.batch > 0, wl.batch, b_max)
     b_eval = xp.maximum(batch, 1.0)
@@ -500,14 +418,10 @@ def decode_point(
         score = (tokens * score + chunk * prompt_score) / (tokens + chunk)
         tokens, kv_tokens = tokens + chunk, kv_tokens + chunk / p.dp_attn / p.kvp
         reuse_per_seq = per_seq + chunk_tokens / b_eval  # the chunk's tokens reuse the weights too
-    phases, pipe = _microbatch(
+    micro_costs = microbatch_phases(
         m, hw, p, acc, tokens, score, kv_tokens, (micro / p.dp_attn, wl.context, False) if acc.layer_patterns else None
     )
-    stage = _stage(phases, p.pp, acc)
-    per_layer = (stage[0] + stage[4]) / (m.n_layers * stage_scale(m, p)) + acc.layer_latency
-    # (a where, not a product with draft_tokens: a static 0 then drops the term at trace time)
-    t_draft = xp.where(wl.draft_tokens > 0, wl.draft_tokens * m.mtp_layers * per_layer, 0.0)
-    return _assemble(m, p, acc, wl, batch, b_eval, b_max, per_group, stage, pipe, t_draft, reuse_per_seq, 1 + wl.accepted)
+    return DecodePhases(micro_costs.phases, micro_costs.pipe, batch, b_eval, b_max, per_group, tokens, reuse_per_seq)
 
 
 def prefill_point(m: ModelSpec, hw: HardwareSpec, p: Partition, wl: Workload, acc: Accounting) -> StepCosts:
@@ -523,7 +437,7 @@ def prefill_point(m: ModelSpec, hw: HardwareSpec, p: Partition, wl: Workload, ac
     batch = xp.where(wl.batch > 0, wl.batch, 1.0)
     micro = batch / p.pp
     tokens = micro * wl.context
-    phases, pipe = _microbatch(
+    phases, pipe = microbatch_phases(
         m,
         hw,
         p,
@@ -533,4 +447,6 @@ def prefill_point(m: ModelSpec, hw: HardwareSpec, p: Partition, wl: Workload, ac
         tokens / p.dp_attn / p.kvp,
         (micro / p.dp_attn, wl.context, True) if acc.layer_patterns else None,
     )
-    return _assemble(m, p, acc, wl, batch, batch, b_max, per_group, _stage(phases, p.pp, acc), pipe, 0.0, wl.context, wl.context)
+    return _assemble(
+        m, p, acc, wl, batch, batch, b_max, per_group, stage_costs(phases, p.pp, acc), pipe, 0.0, wl.context, wl.context
+    )

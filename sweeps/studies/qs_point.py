@@ -13,8 +13,8 @@ its B_max. For ``sol`` and ``realistic`` accounting and three layouts:
 - ``searched``: the best partition of the qs-paper grid's search space (``conf/grid/qs-paper.yaml``).
 
 Each model's step is decomposed by ``moejax.physics.cost.decode_point`` (StepCosts) and, per phase
-(attention, dense FFN, MoE, LM head), by the kernel's private ``_microbatch``/``_stage`` terms; the
-per-phase times add up to the step time (checked).
+(attention, dense FFN, MoE, LM head), by ``moejax.physics.cost.decode_phases``; the per-phase times
+add up to the step time (checked).
 """
 
 from __future__ import annotations
@@ -75,42 +75,19 @@ def breakdown(m, hw, p, wl, acc) -> dict:
     """One model at one partition: StepCosts in display units (ms, GB, tokens/s/GPU) and the step
     split by phase. Phase ``time`` = its layers × (max(compute, HBM) + exposed communication);
     ``overhead`` = pipeline send + per-layer fixed latency; their sum is the step time."""
-    from moejax.physics import arch
-    from moejax.physics.cost import (
-        _microbatch,
-        batch_capacity,
-        busiest_rank,
-        decode_point,
-        stage_scale,
-        touched_experts,
-    )
+    from moejax.physics.cost import decode_phases, decode_point, stage_scale
+    from moejax.physics.phases import phase_times
+    from moejax.physics.routing import busiest_rank, touched_experts
 
     r = decode_point(m, hw, p, wl, acc)
     pp = float(p.pp)
-    b_max, _ = batch_capacity(m, hw, p, wl.context, acc, wl.draft_tokens)
-    micro = max(float(wl.batch) if wl.batch > 0 else float(b_max), 1.0) / pp
-    tokens = micro * (1 + float(wl.draft_tokens))
-    phases, pipe = _microbatch(
-        m,
-        hw,
-        p,
-        acc,
-        tokens,
-        arch.score_flops_per_token_layer(m, wl.context),
-        micro / float(p.dp_attn) * wl.context / float(p.kvp),
-    )
+    step = decode_phases(m, hw, p, wl, acc)
+    tokens, pipe = float(step.tokens), step.pipe
     split = {}
-    for name, (c, h, k, pinned, count) in phases.items():
-        c, h, k, pinned, count = (float(x) for x in (c, h, k, pinned, count))
-        exposed = max(k - pinned - float(acc.overlap) * max(c, h), 0.0) + pinned
-        split[name] = {
-            "time": pp * count * (max(c, h) + exposed),
-            "compute": pp * count * c,
-            "hbm": pp * count * h,
-            "comm": pp * count * k,
-            "exposed": pp * count * exposed,
-            "layers": count * pp,
-        }
+    for name, t in phase_times(step.phases, pp, acc).items():
+        if name not in PHASES and float(t.layers) == 0.0:  # a layer kind the model lacks (sliding, chunked, sparse, linear)
+            continue
+        split[name] = {q: float(v) for q, v in t._asdict().items()}
     layers = float(m.n_layers) * float(stage_scale(m, p)) / pp
     over = pp * (float(pipe) + float(acc.layer_latency) * layers)
     split["overhead"] = {

@@ -1,0 +1,40 @@
+"""decode_phases: the decode step split by phase, through the kernel's public names, adds up to decode_point."""
+
+import pytest
+
+from moejax import Accounting, Partition, Workload, load_hardware, load_model
+from moejax.physics.cost import Phase, decode_phases, decode_point, stage_costs, stage_scale
+
+
+@pytest.mark.parametrize(
+    "model,partition,kinds",
+    [
+        ("deepseek-v3", Partition(tp=8.0, ep=8.0, pp=2.0), {"attention", "dense", "moe", "head"}),
+        ("gpt-oss-120b", Partition(tp=4.0, ep=8.0, dp_attn=2.0), {"attention", "moe", "head", "sliding"}),
+        ("qwen3-next-80b-a3b", Partition(tp=8.0, ep=8.0), {"attention", "moe", "head", "linear"}),
+    ],
+)
+def test_phases_add_up_to_the_step(model, partition, kinds):
+    m, hw, wl, acc = load_model(model), load_hardware("h100-sxm"), Workload(context=8192.0), Accounting()
+    r = decode_point(m, hw, partition, wl, acc)
+    d = decode_phases(m, hw, partition, wl, acc)
+    assert {k for k, ph in d.phases.items() if float(ph.layers) > 0} == kinds
+    assert all(isinstance(ph, Phase) for ph in d.phases.values())
+    stage = stage_costs(d.phases, partition.pp, acc)
+    assert float(stage.compute) == float(r.t_compute) and float(stage.hbm) == float(r.t_hbm)
+    assert float(stage.comm + partition.pp * d.pipe) == pytest.approx(float(r.t_comm), rel=1e-6)
+    assert float(d.batch) == float(r.batch) == float(d.b_max)  # B = B_max
+    pp, overlap = float(partition.pp), float(acc.overlap)
+
+    def share(ph):  # the phase's part of the step: its windows and exposed communication
+        c, h, k, pinned, layers = (float(x) for x in ph)
+        return pp * layers * (max(c, h) + max(k - pinned - overlap * max(c, h), 0.0) + pinned)
+
+    by_phase = sum(share(ph) for ph in d.phases.values())
+    assert float(stage.roofline + stage.exposed) == pytest.approx(by_phase, rel=1e-5)
+    fixed = (
+        pp * float(d.pipe)
+        + float(acc.layer_latency) * float(m.n_layers * stage_scale(m, partition))
+        + float(acc.sequence_latency) * float(d.b_eval) / float(partition.dp_attn)
+    )
+    assert float(r.step_time) == pytest.approx(by_phase + fixed, rel=1e-5)
