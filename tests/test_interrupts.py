@@ -8,6 +8,20 @@ import pytest
 from moejax.engine.interrupts import safe_points
 
 
+@pytest.fixture(autouse=True)
+def default_handlers():
+    """Each test starts as a fresh interactive process does: Python's SIGINT handler, SIGTERM's
+    default. The suite runs commands in-process in the same worker, and a command's end ignores
+    both signals (``interrupts.ignore``); one such run left SIGINT ignored before these tests in a
+    CI run, which made ``safe_points`` (rightly) leave SIGINT alone."""
+    previous = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    yield
+    for s, handler in previous.items():
+        signal.signal(s, handler)
+
+
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
 def test_a_signal_waits_for_the_next_check(sig):
     steps = []

@@ -37,7 +37,7 @@ def plot_sensitivity(ds, out_dir, sel, title, save):
                 label=f"{context_label(c)} tokens",
             )
         ax.axvline(0, color="black", lw=0.8)
-        ax.settitle("MoE" if variant == "moe" else f"dense baseline, κ = {sel['kappa']:g}")
+        ax.set_title("MoE" if variant == "moe" else f"dense baseline, κ = {sel['kappa']:g}")
         ax.set_xlabel("elasticity ∂log(tokens/s/GPU) / ∂log(x)")
         ax.grid(True, axis="x", alpha=0.3)
     axes[0].set_yticks(y)
