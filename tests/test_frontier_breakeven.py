@@ -15,7 +15,6 @@ from moejax.analysis import frontier_breakeven as fb
 from moejax.analysis.breakeven import REASONS, kappa_exists, relative_precision
 from moejax.breakeven import run
 from moejax.catalogue import CONF_DIR
-from moejax.engine.config import register
 from moejax.engine.grid import PARTITION_FIELDS, PartitionSpace, partition_table
 from moejax.engine.plan import build_plan
 from moejax.figures.kappa_frontier import plot_kappa_star_frontier
@@ -24,6 +23,7 @@ from moejax.physics.baseline import keep_attention
 from moejax.physics.cost import decode_point
 from moejax.physics.partition import partition_valid
 from moejax.physics.specs import HardwareSpec, ModelSpec, Partition, Workload
+from moejax.schema import register, sweep_config
 
 TINY = [
     "+grid=quick",
@@ -43,7 +43,7 @@ STEPS = 16
 def _cfg(*extra):
     register()
     with initialize_config_dir(str(CONF_DIR), version_base=None):
-        return compose("config", overrides=[*TINY, *extra])
+        return sweep_config(compose("config", overrides=[*TINY, *extra]), kappa_star=True)
 
 
 @jax.jit
