@@ -324,8 +324,10 @@ def test_sweep_dataset_economics_are_exact(dataset):
     ],
 )
 def test_bad_serving_inputs_are_one_line_errors(override, field):
-    grid = _grid(workloads=override) if override.startswith("grid.workloads") else _grid(override)
+    """Refused at the command boundary (``SweepConfig.validate``: workloads) or by the plan (economics,
+    which need the catalogue's hardware names)."""
     with pytest.raises(SpecError, match=f"^{field} = .* is invalid: |^{field} is not a known field"):
+        grid = _grid(workloads=override) if override.startswith("grid.workloads") else _grid(override)
         build_plan(grid, False)
 
 
