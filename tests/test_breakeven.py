@@ -243,9 +243,9 @@ def _scan(cfg, model, hardware, num_gpus, context, n=400, rounds=2):
     full partition search at every κ), refined ``rounds`` times around the first κ where the MoE
     is at least as fast. Returns the bracket (lo, hi) holding the crossing: after two rounds of 400
     points over [0.25, 64] its width is 256^(1/399²) − 1 ≈ 3.5e-5 relative."""
-    m, hw = load_model(model, **{k: v for k, v in cfg.grid.dtypes.items() if v}), load_hardware(hardware)
+    m, hw = load_model(model, **{k: v for k, v in vars(cfg.grid.dtypes).items() if v}), load_hardware(hardware)
     acc, wl = grid_accounting(cfg.grid.accounting), Workload(context=context)
-    space = PartitionSpace(**{k: tuple(v) for k, v in cfg.grid.partitions.items()})
+    space = cfg.grid.partitions.space()
     table, mask = partition_table([num_gpus], space)
     moe = float(best_partition(m, hw, partitions_from_table(table[0]), mask[0], wl, acc)[1])
     table, mask = partition_table([num_gpus], dataclasses.replace(space, ep=(1,)))

@@ -2,6 +2,7 @@
 bisection: every (partition, batch) candidate of a tiny grid evaluated one at a time with
 ``decode_point``, the frontier at each level a max over the list, one level at a time."""
 
+import dataclasses
 import json
 
 import jax
@@ -61,7 +62,7 @@ class Brute:
         self.m, self.hw = ModelSpec(**leaf(plan.inputs.rows)), HardwareSpec(**leaf(plan.inputs.hardware))
         self.acc, self.context = plan.accounting, float(plan.inputs.contexts[0])
         self.columns, self.levels = list(plan.frontier.columns), np.asarray(plan.frontier.levels)
-        space = PartitionSpace(**{k: tuple(v) for k, v in cfg.grid.partitions.items()})
+        space = cfg.grid.partitions.space()
         dense_table, dense_mask = partition_table([8], PartitionSpace(**{**vars(space), "ep": (1,)}))
         self.moe_parts = self._legal(plan.inputs.partitions[0], plan.inputs.partition_mask[0])
         self.dense_parts = self._legal(dense_table[0], dense_mask[0])
@@ -215,7 +216,7 @@ def test_command_writes_the_frontier_variables(written):
 
 def test_no_frontier_without_batches():
     cfg = _cfg()
-    cfg.grid.batches = None
+    cfg = dataclasses.replace(cfg, grid=dataclasses.replace(cfg.grid, batches=None))  # frozen: a changed copy
     assert fb.solve_frontier(cfg) is None
 
 
