@@ -32,7 +32,6 @@ from .analysis.breakeven import solve, summary_json
 from .analysis.qs import sweep_columns
 from .analysis.validation.timing import serving_timing
 from .catalogue import CONF_DIR
-from .engine.config import register
 from .engine.grid import (
     PARTITION_FIELDS,
     GridInputs,
@@ -49,14 +48,16 @@ from .engine.run import run
 from .physics.cost import decode_point
 from .physics.reference import reference_decode
 from .physics.specs import HardwareSpec, ModelSpec, Partition, Workload
+from .schema import register, sweep_config
 
 
 def _compose(overrides: list[str]):
+    """The frozen, validated ``SweepConfig`` of the main config with ``overrides``."""
     from hydra import compose, initialize_config_dir
 
     register()
     with initialize_config_dir(str(CONF_DIR), version_base=None):
-        return compose("config", overrides=overrides)
+        return sweep_config(compose("config", overrides=overrides), kappa_star=True)
 
 
 def _plan(overrides: list[str]):

@@ -20,17 +20,20 @@ from .analysis import frontier_breakeven as fb
 from .analysis.breakeven import REASONS, solve, summary_json, to_dataset
 from .catalogue import CONF_DIR
 from .cli import grid_job, one_line_errors
-from .engine.config import register
+from .engine.config import SweepConfig
 from .engine.dataset import publish, temp_name
 from .engine.interrupts import deferred
-from .engine.plan import grid_accounting, partition_space_json, partition_space_note
+from .engine.plan import build_plan, grid_accounting, partition_space_json, partition_space_note
+from .schema import register
 from .version import __version__
 
 register()
 
 
-def run(cfg: DictConfig, out_path: Path) -> str:
-    out, coords, seconds = solve(cfg)
+def run(cfg: SweepConfig, out_path: Path) -> str:
+    """Solve κ* (and κ*(u) along the frontier) over the grid on one plan, write ``out_path``; the report."""
+    plan = build_plan(cfg.grid, False)
+    out, coords, seconds = solve(cfg, plan)
     be = cfg.breakeven
     acc = grid_accounting(cfg.grid.accounting)
     attrs = {
@@ -49,7 +52,7 @@ def run(cfg: DictConfig, out_path: Path) -> str:
         "roofline": acc.roofline,
     }
     ds = to_dataset(out, coords, attrs)
-    frontier = fb.solve_frontier(cfg)  # None without grid.batches
+    frontier = fb.solve_frontier(cfg, plan)  # None without grid.batches
     if frontier is not None:
         ds = ds.assign_coords(interactivity=(("interactivity",), *frontier[1]["interactivity"]))
         ds = ds.assign({name: v for name, v in fb.dataset_variables(frontier[0]).items()})
@@ -58,7 +61,7 @@ def run(cfg: DictConfig, out_path: Path) -> str:
     try:
         with deferred():  # no signal raises inside HDF5
             ds.to_netcdf(tmp, engine="netcdf4")
-        publish(tmp, out_path, bool(cfg.get("overwrite", False)))
+        publish(tmp, out_path, bool(cfg.overwrite))
     finally:
         tmp.unlink(missing_ok=True)
     result = summary_json(out, seconds)
@@ -84,7 +87,7 @@ def run(cfg: DictConfig, out_path: Path) -> str:
 @one_line_errors
 @hydra.main(version_base=None, config_path=str(CONF_DIR), config_name="config")
 def main(cfg: DictConfig) -> None:
-    grid_job(cfg, "breakeven.nc", run)
+    grid_job(cfg, "breakeven.nc", run, kappa_star=True)
 
 
 if __name__ == "__main__":

@@ -12,6 +12,7 @@ import sys
 import warnings
 from collections.abc import Callable
 from pathlib import Path
+from types import SimpleNamespace
 
 import jax
 import yaml
@@ -96,14 +97,34 @@ def use_config_dirs() -> None:
             add_config_dir(source.path)
 
 
-def grid_job(cfg: DictConfig, filename: str, job) -> None:
-    """The shell every grid CLI shares: require a grid, apply ``model=``/``hardware=`` choices,
-    run ``job(cfg, out) -> report``, and turn a ``SpecError`` into one line on stderr, exit code 2,
-    and no files left behind."""
+ENVIRONMENT = {"num_processes": "MOEJAX_NUM_PROCESSES", "process_id": "MOEJAX_PROCESS_ID"}  # distributed=env
+
+
+def distributed_settings(node: DictConfig) -> SimpleNamespace:
+    """The ``distributed`` config's resolved values; an environment value that does not even parse
+    (``oc.decode``) is a one-line error naming the field and its variable."""
+    values = {}
+    for field in node:
+        try:
+            values[field] = node[field]
+        except OmegaConfBaseException:
+            env = ENVIRONMENT.get(field, "the environment")
+            given = os.environ.get(env)
+            raise SpecError(
+                f"distributed.{field} = {given!r} is invalid: must be an integer (set by {env} with distributed=env)"
+            ) from None
+    return SimpleNamespace(**values)
+
+
+def grid_job(cfg: DictConfig, filename: str, job, kappa_star: bool = False) -> None:
+    """The shell every grid CLI shares: require a grid, apply ``model=``/``hardware=`` choices, turn
+    the config into the frozen, validated ``SweepConfig`` (the command boundary: nothing after it
+    sees the ``DictConfig``; κ* settings checked with ``kappa_star``), run ``job(config, out) ->
+    report``, and turn a ``SpecError`` into one line on stderr, exit code 2, and no files left behind."""
 
     def grid_run(run_dir: Path) -> str:
-        from .engine.config import validate_flags
         from .engine.dataset import check_output  # here: xarray/netCDF4 cost every CLI's startup, only grid runs need them
+        from .schema import sweep_config
 
         grids = sorted(p.stem for p in (CONF_DIR / "grid").glob("*.yaml"))
         if cfg.grid is None:
@@ -114,13 +135,13 @@ def grid_job(cfg: DictConfig, filename: str, job) -> None:
         try:
             _resolve_overrides(cfg)
             if cfg.distributed is not None:
-                distributed.initialize(cfg.distributed)  # must precede every other use of JAX
+                distributed.initialize(distributed_settings(cfg.distributed))  # must precede every other use of JAX
             out = path_value("out", cfg.out) or run_dir / filename
             if cfg.out and HydraConfig.get().mode == RunMode.MULTIRUN:  # each job its own file: NAME-<job>.nc
                 out = out.with_name(f"{out.stem}-{HydraConfig.get().job.num}{out.suffix}")
-            validate_flags(cfg)
-            check_output(out, cfg.get("overwrite", False))  # before computing
-            return job(cfg, out)
+            config = sweep_config(cfg, kappa_star)
+            check_output(out, config.overwrite)  # before computing
+            return job(config, out)
         except OmegaConfBaseException as e:  # a mandatory value left unset (???), an interpolation that fails
             raise SpecError(hydra_error_line(e)) from None
 
@@ -132,7 +153,7 @@ def _schema_type(full_key: str):
     schemas; None where the schema leaves it open (``Any``) or the key is unknown."""
     import typing
 
-    from .engine.config import GridConf, SweepConf
+    from .schema import GridConf, SweepConf
 
     node, indexed = SweepConf, full_key.endswith("]")
     for part in full_key.split("[")[0].split("."):

@@ -18,7 +18,7 @@ from pathlib import Path
 import hydra
 import jax
 import numpy as np
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from .analysis import epoch
 from .catalogue import CONF_DIR
@@ -59,8 +59,10 @@ def run_components() -> dict:
 
 
 def run_latency(cfg: DictConfig, out: Path) -> dict:
-    """Solve, fit, print per regime, write the dataset atomically; return the JSON record."""
-    plan = epoch.plan_latency(cfg)
+    """Solve, fit, print per regime, write the dataset atomically; return the JSON record. The
+    command boundary: the analysis gets the config's plain values, never the ``DictConfig``."""
+    values = OmegaConf.to_container(cfg, resolve=True)
+    plan = epoch.plan_latency(values)
     results = epoch.latency_fits(plan, cfg.family)
     print(f"dense family {cfg.family} (anchor {cfg.anchor}), {cfg.accelerator}, {len(plan['total'])} MoE designs")
     record = {}
@@ -85,7 +87,7 @@ def run_latency(cfg: DictConfig, out: Path) -> dict:
             "b_optax": o["b"],
             "c_optax": o["c"],
         }
-    epoch.write_dataset(out, cfg, plan, results)
+    epoch.write_dataset(out, values, plan, results, OmegaConf.to_yaml(cfg, resolve=True))
     print(f"wrote {out}")
     return {"mode": "latency", "regimes": record}
 

@@ -18,15 +18,16 @@ from .analysis.qs import sweep_columns
 from .analysis.summary import summary
 from .catalogue import CONF_DIR
 from .cli import grid_job, one_line_errors
-from .engine.config import register
+from .engine.config import SweepConfig
 from .engine.dataset import check_writable
 from .engine.interrupts import deferred
 from .engine.run import run
+from .schema import register
 
 register()
 
 
-def _sweep_job(cfg: DictConfig, out: Path) -> str:
+def _sweep_job(cfg: SweepConfig, out: Path) -> str:
     check_writable("parts_dir", Path(cfg.parts_dir))  # before computing, as ``out`` (grid_job)
     if run(cfg, out, sweep_columns(cfg)) is None:
         return f"process {jax.process_index()}: parts written; process 0 writes {out}"
@@ -34,7 +35,7 @@ def _sweep_job(cfg: DictConfig, out: Path) -> str:
         if not cfg.summary:
             return f"wrote {out}"
         texts = [summary(out)]
-        if cfg.grid.get("batches") or cfg.grid.get("workloads"):
+        if cfg.grid.batches or cfg.grid.workloads:
             texts += [frontier_summary(out), slo_summary(out)]
         return "\n".join([f"wrote {out}", *(t for t in texts if t)])
 

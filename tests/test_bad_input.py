@@ -82,18 +82,18 @@ def test_bad_override_is_one_line(args, fragments, bad_override_runs):
     ],
 )
 def test_bad_grid_value_in_process(args, fragments):
-    """More values ``validate_grid`` refuses (as ``engine.run.run`` calls it, before computing), on
+    """More values ``SweepConfig.validate`` refuses (at the command boundary, before computing), on
     the config Hydra composes from the same overrides; the CLI's path from this SpecError to one
     line and exit 2 is covered by the command-line cases above (``grid.partitions.tp=[0]``, ...)."""
     from hydra import compose, initialize_config_dir
 
-    from moejax.engine.config import register, validate_grid
+    from moejax.schema import register, sweep_config
 
     register()
     with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base=None):
         cfg = compose("config", [*TINY, *args])
     with pytest.raises(SpecError) as e:
-        validate_grid(cfg.grid, cfg.precision)
+        sweep_config(cfg)
     for fragment in fragments:
         assert fragment in str(e.value), str(e.value)
 
@@ -185,7 +185,7 @@ def test_plus_forms_of_the_design_space_still_work():
     """The documented ``+grid.hardware_space=...`` and YAML forms compose to the same space."""
     from hydra import compose, initialize_config_dir
 
-    from moejax.engine.config import register
+    from moejax.schema import register
 
     register()
     spaces = []
@@ -312,7 +312,7 @@ def composed(*overrides):
     """The sweep config Hydra composes from ``TINY`` and ``overrides`` (in-process)."""
     from hydra import compose, initialize_config_dir
 
-    from moejax.engine.config import register
+    from moejax.schema import register
 
     register()
     with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base=None):
@@ -359,14 +359,15 @@ TEN = "[1,2,3,4,5,6,7,8,9,10]"
     ],
 )
 def test_sizes_are_refused_before_allocating(overrides, fragments):
-    """``check_sizes`` (``run`` calls it right after ``validate_grid``, before the plan is built):
+    """``check_sizes`` (``run`` calls it on the validated config, before the plan is built):
     levels, batches, design-space accelerators, partition candidates and the dataset's size, from
     the config alone. ``grid.interactivity.count=300000000`` allocated 3 GB before."""
     import time
 
     from moejax.engine.config import check_sizes
+    from moejax.schema import sweep_config
 
-    cfg = composed(*overrides)
+    cfg = sweep_config(composed(*overrides))
     start = time.perf_counter()
     with pytest.raises(SpecError) as e:
         check_sizes(cfg)
@@ -381,8 +382,9 @@ def test_sizes_are_refused_beyond_the_machines_available_memory(monkeypatch):
     available, 100,000 interactivity levels (~6.4 MB by ``LEVEL_BYTES``) are refused naming the
     machine; with the machine's memory unknown, the setting alone decides (and lets it pass)."""
     from moejax.engine import config
+    from moejax.schema import sweep_config
 
-    cfg = composed("grid.batches=[1,2]", "grid.interactivity.count=100000")
+    cfg = sweep_config(composed("grid.batches=[1,2]", "grid.interactivity.count=100000"))
     monkeypatch.setattr(config, "available_memory_bytes", lambda: 1e6)
     with pytest.raises(
         SpecError,
@@ -523,11 +525,11 @@ def test_grid_file_with_a_list_for_a_dtype(tmp_path):
     ],
 )
 def test_bad_grid_lists_in_process(overrides, fragments):
-    from moejax.engine.config import validate_grid
+    from moejax.schema import sweep_config
 
     cfg = composed(*overrides)
     with pytest.raises(SpecError) as e:
-        validate_grid(cfg.grid, cfg.precision)
+        sweep_config(cfg)
     for fragment in fragments:
         assert fragment in str(e.value), str(e.value)
 
@@ -541,11 +543,11 @@ def test_bad_grid_lists_in_process(overrides, fragments):
     ],
 )
 def test_flags_must_be_booleans(override, line):
-    from moejax.engine.config import validate_flags
+    from moejax.schema import sweep_config
 
     with pytest.raises(SpecError, match=f"^{re.escape(line)}$"):
-        validate_flags(composed(override))
-    validate_flags(composed("overwrite=true", "keep_partitions=false"))
+        sweep_config(composed(override))
+    sweep_config(composed("overwrite=true", "keep_partitions=false"))
 
 
 def test_economics_must_be_a_mapping():

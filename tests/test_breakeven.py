@@ -19,7 +19,6 @@ from hydra import compose, initialize_config_dir
 from moejax import Accounting, Workload, load_hardware, load_model
 from moejax.analysis.breakeven import REASONS, Solver, breakeven_kernel, kappa_exists, solve
 from moejax.catalogue import load_accounting
-from moejax.engine.config import register
 from moejax.engine.grid import (
     GridInputs,
     PartitionSpace,
@@ -35,6 +34,7 @@ from moejax.engine.grid import (
 from moejax.engine.plan import grid_accounting, partition_space_json, partition_space_note
 from moejax.physics.baseline import keep_attention
 from moejax.physics.specs import SpecError
+from moejax.schema import register, sweep_config
 
 ROOT = Path(__file__).resolve().parent.parent
 SMALL = PartitionSpace(tp=(1, 2, 4, 8), ep=(1, 8), pp=(1,), dp_attn=(1, 2), kvp=(1,), kv_modes=("kvp",))
@@ -227,7 +227,7 @@ TINY = [
 def compose_cfg(*overrides):
     register()
     with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base=None):
-        return compose("config", overrides=list(overrides))
+        return sweep_config(compose("config", overrides=list(overrides)), kappa_star=True)
 
 
 @pytest.fixture(scope="module")
@@ -243,9 +243,9 @@ def _scan(cfg, model, hardware, num_gpus, context, n=400, rounds=2):
     full partition search at every κ), refined ``rounds`` times around the first κ where the MoE
     is at least as fast. Returns the bracket (lo, hi) holding the crossing: after two rounds of 400
     points over [0.25, 64] its width is 256^(1/399²) − 1 ≈ 3.5e-5 relative."""
-    m, hw = load_model(model, **{k: v for k, v in cfg.grid.dtypes.items() if v}), load_hardware(hardware)
+    m, hw = load_model(model, **{k: v for k, v in vars(cfg.grid.dtypes).items() if v}), load_hardware(hardware)
     acc, wl = grid_accounting(cfg.grid.accounting), Workload(context=context)
-    space = PartitionSpace(**{k: tuple(v) for k, v in cfg.grid.partitions.items()})
+    space = cfg.grid.partitions.space()
     table, mask = partition_table([num_gpus], space)
     moe = float(best_partition(m, hw, partitions_from_table(table[0]), mask[0], wl, acc)[1])
     table, mask = partition_table([num_gpus], dataclasses.replace(space, ep=(1,)))

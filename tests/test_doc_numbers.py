@@ -82,8 +82,8 @@ def test_design_space_size_in_docs_and_grid():
     set, and planning 4,608 accelerators takes minutes)."""
     from hydra import compose, initialize_config_dir
 
-    from moejax.engine.config import register
     from moejax.engine.plan import build_plan
+    from moejax.schema import register, sweep_config
 
     register()
     with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base=None):
@@ -93,7 +93,7 @@ def test_design_space_size_in_docs_and_grid():
     g = cfg.grid
     accelerators = len(g.hardware) * math.prod(len(v) for v in g.hardware_space.values() if v is not None)
     points = len(g.models) * 2 * len(g.kappas) * accelerators * len(g.num_gpus) * len(g.contexts)
-    partitions = build_plan(small.grid, False).inputs.n_partitions
+    partitions = build_plan(sweep_config(small).grid, False).inputs.n_partitions
     evaluations = points * partitions
     sweeps = (DOCS / "sweeps.md").read_text()
     m = re.search(

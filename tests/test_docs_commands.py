@@ -288,14 +288,14 @@ def test_sweep_accounting_override():
     from hydra import compose, initialize_config_dir
 
     from moejax.catalogue import CONF_DIR, load_accounting
-    from moejax.engine.config import register
     from moejax.engine.plan import grid_accounting
+    from moejax.schema import register, sweep_config
 
     command = next(c for c in COMMANDS if "grid.accounting.overlap=0.5" in c)
     overrides = [a for a in shlex.split(command)[3:] if not a.startswith("out=")]
     register()
     with initialize_config_dir(str(CONF_DIR), version_base=None):
-        cfg = compose("config", overrides=overrides)
+        cfg = sweep_config(compose("config", overrides=overrides))
     assert list(cfg.grid.contexts) == [8192, 131072] and cfg.grid.name == "frontier"
     acc, preset = grid_accounting(cfg.grid.accounting), load_accounting(cfg.grid.accounting.mode)
     changed = {f.name for f in dataclasses.fields(acc) if getattr(acc, f.name) != getattr(preset, f.name)}

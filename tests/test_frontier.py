@@ -10,16 +10,16 @@ import pytest
 import xarray as xr
 from cli_runs import assert_refused, sweep
 from hydra import compose, initialize_config_dir
-from omegaconf import OmegaConf
 
 from moejax.catalogue import CONF_DIR
 from moejax.engine import frontier
-from moejax.engine.config import register
+from moejax.engine.config import Interactivity, Slo
 from moejax.engine.grid import PARTITION_FIELDS, cast, device_inputs, lifted_kernel
 from moejax.engine.plan import build_plan
 from moejax.physics.cost import decode_point
 from moejax.physics.partition import partition_valid
 from moejax.physics.specs import HardwareSpec, ModelSpec, Partition, SpecError, Workload
+from moejax.schema import register, sweep_config
 
 ROOT = Path(__file__).resolve().parent.parent
 TINY = [
@@ -38,7 +38,7 @@ RTOL = 1e-9  # float64 kernel vs float64 NumPy evaluation of the same model
 def _grid(*extra):
     register()
     with initialize_config_dir(str(CONF_DIR), version_base=None):
-        return compose("config", overrides=[*TINY, *extra]).grid
+        return sweep_config(compose("config", overrides=[*TINY, *extra])).grid
 
 
 def _run(grid):
@@ -176,7 +176,7 @@ def test_bmax_end_of_the_frontier_is_todays_search(tiny):
 
 
 def test_bucket_is_exact_at_the_levels():
-    levels = jnp.asarray(frontier.interactivity_levels({"min": 1, "max": 1000, "count": 31}))
+    levels = jnp.asarray(frontier.interactivity_levels(Interactivity(min=1, max=1000, count=31)))
     below = jnp.nextafter(levels, -jnp.inf)
     np.testing.assert_array_equal(frontier.bucket(levels, levels), np.arange(1, 32))  # u == level reaches it
     np.testing.assert_array_equal(frontier.bucket(below, levels), np.arange(0, 31))
@@ -185,9 +185,9 @@ def test_bucket_is_exact_at_the_levels():
 
 def test_slo_rate_is_the_stricter_bound():
     """TPOT = 1/(tokens/s per user): tpot_max 0.02 s is 50 tokens/s per user, stricter than 40."""
-    slo = OmegaConf.create({"tpot_max": 0.02, "tokens_per_s_per_user_min": 40})
+    slo = Slo(tpot_max=0.02, tokens_per_s_per_user_min=40)
     assert frontier.slo_rate(slo) == pytest.approx(50.0, rel=1e-12)
-    assert frontier.slo_rate(OmegaConf.create({"tokens_per_s_per_user_min": 80, "tpot_max": 0.02})) == 80
+    assert frontier.slo_rate(Slo(tokens_per_s_per_user_min=80, tpot_max=0.02)) == 80
 
 
 def test_grouped_table_holds_every_partition_once():
@@ -244,7 +244,7 @@ def test_sweep_dataset_holds_the_frontier_with_reasons(tiny, tmp_path):
                 "compilation_cache=null",
             ],
         )
-    path = run(cfg, tmp_path / "sweep.nc")
+    path = run(sweep_config(cfg), tmp_path / "sweep.nc")
     with xr.open_dataset(path) as ds:
         assert ds.frontier_throughput_per_gpu.dims[-1] == "interactivity" and ds.sizes["interactivity"] == 25
         assert ds.at_batch_throughput_per_gpu.dims[-1] == "batches" and list(ds.batches.values) == BATCHES

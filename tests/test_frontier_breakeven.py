@@ -2,6 +2,7 @@
 bisection: every (partition, batch) candidate of a tiny grid evaluated one at a time with
 ``decode_point``, the frontier at each level a max over the list, one level at a time."""
 
+import dataclasses
 import json
 
 import jax
@@ -15,7 +16,6 @@ from moejax.analysis import frontier_breakeven as fb
 from moejax.analysis.breakeven import REASONS, kappa_exists, relative_precision
 from moejax.breakeven import run
 from moejax.catalogue import CONF_DIR
-from moejax.engine.config import register
 from moejax.engine.grid import PARTITION_FIELDS, PartitionSpace, partition_table
 from moejax.engine.plan import build_plan
 from moejax.figures.kappa_frontier import plot_kappa_star_frontier
@@ -24,6 +24,7 @@ from moejax.physics.baseline import keep_attention
 from moejax.physics.cost import decode_point
 from moejax.physics.partition import partition_valid
 from moejax.physics.specs import HardwareSpec, ModelSpec, Partition, Workload
+from moejax.schema import register, sweep_config
 
 TINY = [
     "+grid=quick",
@@ -43,7 +44,7 @@ STEPS = 16
 def _cfg(*extra):
     register()
     with initialize_config_dir(str(CONF_DIR), version_base=None):
-        return compose("config", overrides=[*TINY, *extra])
+        return sweep_config(compose("config", overrides=[*TINY, *extra]), kappa_star=True)
 
 
 @jax.jit
@@ -61,7 +62,7 @@ class Brute:
         self.m, self.hw = ModelSpec(**leaf(plan.inputs.rows)), HardwareSpec(**leaf(plan.inputs.hardware))
         self.acc, self.context = plan.accounting, float(plan.inputs.contexts[0])
         self.columns, self.levels = list(plan.frontier.columns), np.asarray(plan.frontier.levels)
-        space = PartitionSpace(**{k: tuple(v) for k, v in cfg.grid.partitions.items()})
+        space = cfg.grid.partitions.space()
         dense_table, dense_mask = partition_table([8], PartitionSpace(**{**vars(space), "ep": (1,)}))
         self.moe_parts = self._legal(plan.inputs.partitions[0], plan.inputs.partition_mask[0])
         self.dense_parts = self._legal(dense_table[0], dense_mask[0])
@@ -215,7 +216,7 @@ def test_command_writes_the_frontier_variables(written):
 
 def test_no_frontier_without_batches():
     cfg = _cfg()
-    cfg.grid.batches = None
+    cfg = dataclasses.replace(cfg, grid=dataclasses.replace(cfg.grid, batches=None))  # frozen: a changed copy
     assert fb.solve_frontier(cfg) is None
 
 

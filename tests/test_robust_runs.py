@@ -236,12 +236,14 @@ def test_bad_output_and_limits_fail_before_computing(case, bad_output_runs):
 
 
 def test_negative_chunk_size_is_refused():
-    """The check the CLI's ``chunk_zero`` case goes through (run() calls it before computing), on a
-    negative value: no second subprocess for the same path to the one-line error."""
-    from moejax.engine.config import validate_chunking
+    """The check the CLI's ``chunk_zero`` case goes through (``SweepConfig.validate``, at the command
+    boundary), on a negative value: no second subprocess for the same path to the one-line error."""
+    from moejax.engine.config import build
 
+    grid = {"name": "t", "models": ["mixtral-8x7b"], "hardware": ["h100-sxm"], "num_gpus": [8], "contexts": [1024]}
+    build({"grid": grid})  # the typed config from plain values, no Hydra
     with pytest.raises(SpecError, match=r"^max_chunk_evaluations = -5 is invalid: must be a positive integer$"):
-        validate_chunking(-5)
+        build({"grid": grid, "max_chunk_evaluations": -5})
 
 
 def test_overwrite_true_replaces_an_existing_file(tmp_path):

@@ -15,13 +15,13 @@ from hydra import compose, initialize_config_dir
 
 from moejax.catalogue import CONF_DIR, hardware_economics
 from moejax.engine import frontier
-from moejax.engine.config import register
 from moejax.engine.grid import PARTITION_FIELDS, device_inputs
 from moejax.engine.plan import build_plan
 from moejax.physics import serving
 from moejax.physics.cost import decode_point
 from moejax.physics.partition import partition_valid
 from moejax.physics.specs import HardwareSpec, ModelSpec, Partition, SpecError, Workload
+from moejax.schema import register, sweep_config
 
 # the scalar serving functions jitted (not the vectorised sweep kernel): the same one-by-one oracle,
 # compiled once instead of dispatching every operation eagerly at every candidate
@@ -49,7 +49,7 @@ RTOL = 1e-9  # float64 kernel vs float64 NumPy evaluation of the same model
 def _grid(*extra, workloads=WORKLOADS):
     register()
     with initialize_config_dir(str(CONF_DIR), version_base=None):
-        return compose("config", overrides=[*(o for o in TINY if o != WORKLOADS), workloads, *extra]).grid
+        return sweep_config(compose("config", overrides=[*(o for o in TINY if o != WORKLOADS), workloads, *extra])).grid
 
 
 def _leaf(tree, i):
@@ -235,7 +235,7 @@ def dataset(tmp_path_factory):
                 "summary=false",
             ],
         )
-    return run(cfg, tmp / "sweep.nc")
+    return run(sweep_config(cfg), tmp / "sweep.nc")
 
 
 def test_every_dataset_variable_is_registered(dataset):
@@ -324,8 +324,10 @@ def test_sweep_dataset_economics_are_exact(dataset):
     ],
 )
 def test_bad_serving_inputs_are_one_line_errors(override, field):
-    grid = _grid(workloads=override) if override.startswith("grid.workloads") else _grid(override)
+    """Refused at the command boundary (``SweepConfig.validate``: workloads) or by the plan (economics,
+    which need the catalogue's hardware names)."""
     with pytest.raises(SpecError, match=f"^{field} = .* is invalid: |^{field} is not a known field"):
+        grid = _grid(workloads=override) if override.startswith("grid.workloads") else _grid(override)
         build_plan(grid, False)
 
 

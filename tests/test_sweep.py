@@ -195,7 +195,7 @@ def test_bad_input_fails_cleanly(bad_runs, args, expected):
     assert not (tmp_path / "x.nc").exists() and not (tmp_path / "run").exists()
 
 
-# The same checks (validate_grid, then build_plan, as engine.run.run does before computing) on more
+# The same checks (SweepConfig.validate at the boundary, then build_plan in engine.run.run, before computing) on more
 # values, in-process: the CLI's path from these SpecErrors to its message is the one tested above.
 @pytest.mark.parametrize(
     "args,expected",
@@ -213,16 +213,16 @@ def test_bad_input_fails_cleanly(bad_runs, args, expected):
 def test_bad_grid_values_are_refused_before_computing(args, expected):
     from hydra import compose, initialize_config_dir
 
-    from moejax.engine.config import register, validate_grid
     from moejax.engine.plan import build_plan
     from moejax.physics.specs import SpecError
+    from moejax.schema import register, sweep_config
 
     register()
     with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base=None):
         cfg = compose("config", ["+grid=quick", *args])
     with pytest.raises(SpecError) as e:
-        validate_grid(cfg.grid, cfg.precision)
-        build_plan(cfg.grid, cfg.keep_partitions)
+        config = sweep_config(cfg)
+        build_plan(config.grid, config.keep_partitions)
     assert expected in str(e.value), str(e.value)
 
 

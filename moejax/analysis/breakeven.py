@@ -40,12 +40,10 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import xarray as xr
-from omegaconf import DictConfig
 
-from ..engine.config import validate_breakeven, validate_chunking, validate_grid
+from ..engine.config import SweepConfig
 from ..engine.grid import (
     GridInputs,
-    PartitionSpace,
     best_partition,
     cast,
     chunks,
@@ -54,7 +52,7 @@ from ..engine.grid import (
     lift_flat,
     partition_table,
 )
-from ..engine.plan import build_plan
+from ..engine.plan import SweepPlan, build_plan
 from ..engine.variables import GRID4, KAPPA_STAR, REASONS
 from ..physics import arch
 from ..physics.baseline import keep_attention, kept_params
@@ -205,17 +203,15 @@ class Problem:
     dtype: type
 
 
-def problem(cfg: DictConfig) -> Problem:
-    """Validate ``cfg.grid`` and ``cfg.breakeven`` and resolve them (one-line ``SpecError``s)."""
-    validate_grid(cfg.grid, cfg.precision)
-    validate_breakeven(cfg.breakeven)
-    validate_chunking(cfg.max_chunk_evaluations)
-    plan = build_plan(cfg.grid, False)
+def problem(cfg: SweepConfig, plan: SweepPlan | None = None) -> Problem:
+    """Resolve the validated ``cfg.grid`` and ``cfg.breakeven`` (one-line ``SpecError``s where the
+    grid cannot have a κ*) on the sweep's ``plan`` (built here when not given)."""
+    plan = build_plan(cfg.grid, False) if plan is None else plan
     moe = plan.row_map[:, 0, 0]
     sparse = plan.inputs.rows.n_experts[moe] > 1
     if not sparse.any():
         raise SpecError(f"grid.models = {list(cfg.grid.models)} is invalid: kappa* needs at least one MoE model (n_experts > 1)")
-    space = PartitionSpace(**{k: tuple(v) for k, v in cfg.grid.partitions.items()})
+    space = cfg.grid.partitions.space()
     dense_table, dense_mask = partition_table([int(n) for n in cfg.grid.num_gpus], dataclasses.replace(space, ep=(1,)))
     inputs = dataclasses.replace(plan.inputs.take("row", moe), dense_partitions=dense_table, dense_partition_mask=dense_mask)
     be = cfg.breakeven
@@ -231,10 +227,10 @@ def problem(cfg: DictConfig) -> Problem:
     return Problem(plan, inputs, sparse, solver, precision, dtype)
 
 
-def solve(cfg: DictConfig) -> tuple[dict, dict, float]:
-    """κ* for every (MoE model, hardware, num_gpus, context) of ``cfg.grid``:
-    (arrays by output name, coords, seconds)."""
-    prob = problem(cfg)
+def solve(cfg: SweepConfig, plan: SweepPlan | None = None) -> tuple[dict, dict, float]:
+    """κ* for every (MoE model, hardware, num_gpus, context) of ``cfg.grid`` on its ``plan`` (built
+    here when not given): (arrays by output name, coords, seconds)."""
+    prob = problem(cfg, plan)
     plan, inputs, sparse, solver, precision, dtype = (
         prob.plan,
         prob.inputs,

@@ -43,8 +43,8 @@ import time
 import jax
 import jax.numpy as jnp
 import numpy as np
-from omegaconf import DictConfig
 
+from ..engine.config import SweepConfig
 from ..engine.grid import cast, chunks, device_inputs, lift
 from ..engine.variables import GRID4, KAPPA_STAR_FRONTIER, REASONS
 from ..physics.baseline import dense_size, keep_attention
@@ -108,11 +108,11 @@ def frontier_breakeven_kernel(steps: int):
     return jax.jit(lift(functools.partial(frontier_breakeven_point, steps=steps)))
 
 
-def solve_frontier(cfg: DictConfig) -> tuple[dict, dict, float] | None:
+def solve_frontier(cfg: SweepConfig, plan=None) -> tuple[dict, dict, float] | None:
     """κ*(u) for every (MoE model, hardware, num_gpus, context) of ``cfg.grid`` and every level of
-    its interactivity axis: (arrays by output name, coords, seconds); None when the grid has no
-    frontier (neither ``grid.batches`` nor an SLO)."""
-    prob = problem(cfg)
+    its interactivity axis, on the grid's ``plan`` (built here when not given): (arrays by output
+    name, coords, seconds); None when the grid has no frontier (neither ``grid.batches`` nor an SLO)."""
+    prob = problem(cfg, plan)
     plan, be = prob.plan, cfg.breakeven
     spec = plan.frontier
     if spec is None:

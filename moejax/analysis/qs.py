@@ -79,12 +79,12 @@ def qs_writer(plan, kappa_star: dict | None = None, kappa_star_frontier: dict | 
 def sweep_columns(cfg):
     """The main job's derived columns for ``engine.run.run``: the Table 3 columns, plus κ* when
     ``cfg.breakeven.include`` asks for it (solved once the sweep's parts are written), and with
-    ``grid.batches`` κ* along the frontier."""
+    ``grid.batches`` κ* along the frontier), on the sweep's own plan."""
 
     def derive(plan):
         if not cfg.breakeven.include:
             return qs_writer(plan)
-        frontier = frontier_breakeven.solve_frontier(cfg)
-        return qs_writer(plan, solve(cfg)[0], frontier[0] if frontier is not None else None)
+        frontier = frontier_breakeven.solve_frontier(cfg, plan)
+        return qs_writer(plan, solve(cfg, plan)[0], frontier[0] if frontier is not None else None)
 
     return derive

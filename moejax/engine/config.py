@@ -1,42 +1,83 @@
-"""Structured-config schemas (Hydra ConfigStore) for sweeps, and their semantic validation.
+"""The typed sweep config: one frozen ``SweepConfig`` (nested frozen dataclasses: grid, partitions,
+dtypes, accounting overrides, interactivity, SLO, hardware space, κ* settings), built once at the
+command boundary from the composed config's plain values (``build``), its one ``validate()``, and
+``check_sizes``: the grid's working memory and dataset size against the limits and this machine.
 
-Hydra checks types against these dataclasses when it composes the config; ``validate_grid``
-checks values and catalogue names, raising one-line ``SpecError``s.
+Nothing here knows Hydra: the Hydra schemas (``moejax/schema.py``) are generated from these
+classes, and the command boundary hands their plain values (``OmegaConf.to_container``) to ``build``.
+Errors are one-line ``SpecError``s naming the field.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 import os
+import typing
+from collections.abc import Mapping
 from typing import Any, Optional
-
-from hydra.core.config_store import ConfigStore
-from omegaconf import MISSING, OmegaConf
 
 from ..catalogue import DTYPE_BYTES, available, model_entry
 from ..physics.baseline import FAMILIES
-from ..physics.specs import EXPERT_TRAFFIC, KV_MODES, ROOFLINES, Accounting, SpecError
+from ..physics.specs import EXPERT_TRAFFIC, KV_MODES, ROOFLINES, Accounting, HardwareSpec, SpecError
+from .frontier import validate as validate_frontier
+from .grid import PartitionSpace
+from .values import freeze, items, plain
+from .workloads import grid_workloads
 
 
-@dataclasses.dataclass
-class PartitionsConf:
-    tp: list[int] = dataclasses.field(default_factory=lambda: [1, 2, 4, 8])
-    ep: list[int] = dataclasses.field(default_factory=lambda: [1, 2, 4, 8, 16, 32, 64])
-    pp: list[int] = dataclasses.field(default_factory=lambda: [1, 2, 4])
-    dp_attn: list[int] = dataclasses.field(default_factory=lambda: [1, 2, 4, 8])
-    kvp: list[int] = dataclasses.field(default_factory=lambda: [1, 2, 4, 8])
-    kv_modes: list[str] = dataclasses.field(default_factory=lambda: ["kvp", "cp"])
-    dense_tp: list[int] = dataclasses.field(default_factory=lambda: [1, 2, 4, 8])
-    redundant_experts: list[int] = dataclasses.field(default_factory=lambda: [0])
+def space_keys(spec=HardwareSpec) -> dict[str, tuple[tuple[str, ...], str | None]]:
+    """``grid.hardware_space`` key -> (the ``HardwareSpec`` fields it varies, None for multipliers or the
+    name tag of absolute values), in the keys' declared order: from the fields' ``space`` metadata."""
+    keys: dict[str, tuple[tuple[str, ...], str | None]] = {}
+    varied = [f for f in dataclasses.fields(spec) if f.metadata.get("space")]
+    for f in sorted(varied, key=lambda f: f.metadata["space"][0]):
+        _, key, *tag = f.metadata["space"]
+        keys[key] = (keys.get(key, ((), None))[0] + (f.name,), tag[0] if tag else None)
+    return keys
 
 
-@dataclasses.dataclass
-class DtypesConf:
+HARDWARE_SPACE = space_keys()  # grid.hardware_space key -> (HardwareSpec fields, None or the tag of absolute values)
+
+# ``grid.partitions``: the degrees of ``engine.grid.PartitionSpace``, unchecked until ``validate``
+Partitions = dataclasses.make_dataclass(
+    "Partitions",
+    [(f.name, typing.get_type_hints(PartitionSpace)[f.name], f.default) for f in dataclasses.fields(PartitionSpace)],
+    frozen=True,
+    namespace={
+        "__doc__": "``grid.partitions``: the degree lists the search may use (``space()``: the PartitionSpace).",
+        "space": lambda self: PartitionSpace(**{k: tuple(v) for k, v in items(self).items()}),
+    },
+)
+
+# ``grid.hardware_space``: per key, multipliers (or absolute values) or None (not varied)
+HardwareSpace = dataclasses.make_dataclass(
+    "HardwareSpace",
+    [(key, Optional[tuple[float, ...]], None) for key in HARDWARE_SPACE],
+    frozen=True,  # noqa: UP007
+)
+
+# ``grid.accounting``: ``mode`` names the preset (conf/accounting/); every other field is None (the
+# preset's value) or overrides the preset
+AccountingOverrides = dataclasses.make_dataclass(
+    "AccountingOverrides",
+    [("mode", str, "realistic")]
+    + [
+        (f.name, Optional[type(f.default) if f.metadata.get("static") else float], None)  # noqa: UP007 (Hydra needs Optional)
+        for f in dataclasses.fields(Accounting)
+        if f.name != "mode"
+    ],
+    frozen=True,
+)
+
+
+@dataclasses.dataclass(frozen=True)
+class Dtypes:
     """Serving dtypes of every model of a grid (moejax.catalogue.load_model keys); None keeps the
     catalogue entry's (or the loader's default)."""
 
-    weights: Optional[str] = "fp8"  # noqa: UP007
+    weights: Optional[str] = "fp8"  # noqa: UP007 (Hydra needs Optional)
     kv: Optional[str] = "bf16"  # noqa: UP007
     activations: Optional[str] = "bf16"  # noqa: UP007
     experts: Optional[str] = None  # noqa: UP007
@@ -46,21 +87,8 @@ class DtypesConf:
     dispatch: Optional[str] = None  # noqa: UP007
 
 
-# The Hydra schema of ``Accounting``: ``mode`` names the preset (conf/accounting/: realistic or sol);
-# every other field is unset (None: the preset's value) or overrides the preset.
-AccountingConf = dataclasses.make_dataclass(
-    "AccountingConf",
-    [("mode", str, "realistic")]
-    + [
-        (f.name, Optional[type(f.default) if f.metadata.get("static") else float], None)  # noqa: UP007 (Hydra needs Optional)
-        for f in dataclasses.fields(Accounting)
-        if f.name != "mode"
-    ],
-)
-
-
-@dataclasses.dataclass
-class InteractivityConf:
+@dataclasses.dataclass(frozen=True)
+class Interactivity:
     """``grid.interactivity``: the frontier's levels, ``count`` log-spaced tokens/s per user."""
 
     min: float = 1.0
@@ -68,8 +96,8 @@ class InteractivityConf:
     count: int = 31
 
 
-@dataclasses.dataclass
-class SloConf:
+@dataclasses.dataclass(frozen=True)
+class Slo:
     """``grid.slo``: the best configuration meeting every limit set (None: no limit), e.g.
     ``grid.slo.tpot_max=0.05`` (s per output token)."""
 
@@ -78,46 +106,32 @@ class SloConf:
     ttft_max: Optional[float] = None  # noqa: UP007
 
 
-@dataclasses.dataclass
-class HardwareSpaceConf:
-    """``grid.hardware_space``: multipliers on each catalogue accelerator's numbers (``flops``
-    scales every precision), ``island_size`` absolute GPU counts; None leaves a quantity as it is.
-    Set from the command line as ``grid.hardware_space.hbm_bw=[1,2]``."""
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class GridConfig:
+    """A grid (``conf/grid/*.yaml``, ``+grid=NAME``): what to sweep and how."""
 
-    hbm_bw: Optional[list[float]] = None  # noqa: UP007 (Hydra needs Optional)
-    hbm_bytes: Optional[list[float]] = None  # noqa: UP007
-    flops: Optional[list[float]] = None  # noqa: UP007
-    intra_bw: Optional[list[float]] = None  # noqa: UP007
-    inter_bw: Optional[list[float]] = None  # noqa: UP007
-    intra_latency: Optional[list[float]] = None  # noqa: UP007
-    inter_latency: Optional[list[float]] = None  # noqa: UP007
-    island_size: Optional[list[float]] = None  # noqa: UP007
-
-
-@dataclasses.dataclass
-class GridConf:
-    name: str = MISSING
-    models: list[str] = MISSING
-    kappas: list[float] = dataclasses.field(default_factory=lambda: [5.0])
+    name: str
+    models: tuple[str, ...]
+    kappas: tuple[float, ...] = (5.0,)
     baseline: str = "keep-attention"
-    hardware: list[str] = MISSING
-    num_gpus: list[int] = MISSING
-    contexts: Optional[list[float]] = None  # noqa: UP007  tokens; or grid.workloads (one of the two)
+    hardware: tuple[str, ...]
+    num_gpus: tuple[int, ...]
+    contexts: Optional[tuple[float, ...]] = None  # noqa: UP007  tokens; or grid.workloads (one of the two)
     workloads: Any = None  # {isl, osl} or a list of them: contexts isl + osl/2, TTFT and serving (engine/workloads.py)
     prefill_chunk: float = 0.0  # prompt tokens per decode step in chunked prefill (<= 0: the whole prompt in one step)
     economics: Any = None  # {price_per_gpu_hour: {hardware: USD}, board_power: {hardware: W}}: catalogue overrides
     batch: Any = "bmax"  # "bmax" or sequences per replica
     batches: Any = None  # [1, 2, 4, ...] sequences per replica: batch as a search axis + the frontier (engine/frontier.py)
-    interactivity: InteractivityConf = dataclasses.field(default_factory=InteractivityConf)  # frontier levels
-    slo: SloConf = dataclasses.field(default_factory=SloConf)  # limits on tpot / tokens/s/user / ttft
-    hardware_space: HardwareSpaceConf = dataclasses.field(default_factory=HardwareSpaceConf)  # all None: no design space
-    partitions: PartitionsConf = dataclasses.field(default_factory=PartitionsConf)
-    dtypes: DtypesConf = dataclasses.field(default_factory=DtypesConf)
-    accounting: AccountingConf = dataclasses.field(default_factory=AccountingConf)
+    interactivity: Interactivity = dataclasses.field(default_factory=Interactivity)  # frontier levels
+    slo: Slo = dataclasses.field(default_factory=Slo)  # limits on tpot / tokens/s/user / ttft
+    hardware_space: HardwareSpace = dataclasses.field(default_factory=HardwareSpace)  # all None: no design space
+    partitions: Partitions = dataclasses.field(default_factory=Partitions)
+    dtypes: Dtypes = dataclasses.field(default_factory=Dtypes)
+    accounting: AccountingOverrides = dataclasses.field(default_factory=AccountingOverrides)
 
 
-@dataclasses.dataclass
-class BreakevenConf:
+@dataclasses.dataclass(frozen=True)
+class Breakeven:
     """κ* solver settings (moejax.analysis.breakeven)."""
 
     include: bool = False  # the sweep adds kappa_star variables to its dataset
@@ -130,34 +144,64 @@ class BreakevenConf:
     tolerance: float = 1e-3
 
 
-@dataclasses.dataclass
-class SweepConf:
-    grid: Any = None  # a GridConf, chosen with +grid=NAME
-    model: Any = None  # set by the optional `model=NAME` group: replaces grid.models
-    hardware: Any = None  # set by the optional `hardware=NAME` group: replaces grid.hardware
-    out: Any = None  # dataset path; default: sweep.nc in the Hydra run directory
-    overwrite: Any = False  # replace an existing out= file
-    max_output_bytes: float = 8e9  # refuse a dataset estimated larger (uncompressed), before computing
-    max_memory_bytes: float = 4e9  # refuse a grid whose inputs (levels, design space, candidates) need more, before allocating
-    parts_dir: str = "outputs/.parts"  # completed chunks, kept until the dataset is written
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class SweepConfig:
+    """Everything a grid command computes from, typed and validated (``build``). ``grid_source`` is
+    the grid as composed (JSON), recorded in the dataset and hashed for resume."""
+
+    grid: GridConfig
     precision: str = "float32"
     keep_partitions: Any = False
     sensitivities: Any = False  # add elasticities of throughput to hardware quantities
-    max_chunk_evaluations: int = 2**24  # candidate evaluations per chunk: bounds memory
-    progress: Any = "auto"  # auto | true | false
+    overwrite: Any = False  # replace an existing out= file
     summary: Any = True
-    compilation_cache: Any = "~/.cache/moejax/jax"  # persistent JAX compilation cache; null disables
-    breakeven: BreakevenConf = dataclasses.field(default_factory=BreakevenConf)
-    distributed: Any = None  # conf/distributed/: none | env | slurm
+    progress: Any = "auto"  # auto | true | false
+    max_chunk_evaluations: int = 2**24  # candidate evaluations per chunk: bounds memory
+    max_output_bytes: float = 8e9  # refuse a dataset estimated larger (uncompressed), before computing
+    max_memory_bytes: float = 4e9  # refuse a grid whose inputs need more, before allocating
+    parts_dir: str = "outputs/.parts"  # completed chunks, kept until the dataset is written
+    breakeven: Breakeven = dataclasses.field(default_factory=Breakeven)
+    grid_source: str = ""
+
+    def validate(self, kappa_star: bool = False) -> None:
+        """Every value and catalogue name, before anything is computed; one-line ``SpecError`` on the
+        first problem. The κ* settings are checked where κ* is solved (``kappa_star``, or
+        ``breakeven.include``)."""
+        validate(self, kappa_star or self.breakeven.include is True)
 
 
-def register() -> None:
-    cs = ConfigStore.instance()
-    cs.store(name="sweep_schema", node=SweepConf)
-    cs.store(group="grid", name="grid_schema", node=GridConf)
+def _build(cls, values):
+    """``cls`` from a plain mapping: nested dataclasses from mappings, other values frozen as given
+    (checked by ``validate``); keys the class does not declare are left out."""
+    if not isinstance(values, Mapping):
+        return values
+    hints = typing.get_type_hints(cls)
+    kwargs = {}
+    for f in dataclasses.fields(cls):
+        if f.name in values:
+            kind = hints[f.name]
+            nested = dataclasses.is_dataclass(kind) and isinstance(values[f.name], Mapping)
+            kwargs[f.name] = _build(kind, values[f.name]) if nested else freeze(values[f.name])
+    return cls(**kwargs)
+
+
+def build(values: Mapping, kappa_star: bool = False) -> SweepConfig:
+    """The validated ``SweepConfig`` of a composed config's plain values (``grid`` required)."""
+    if values.get("grid") is None:
+        raise SpecError("grid is missing: choose one with +grid=NAME")
+    config = _build(SweepConfig, {**values, "grid_source": json.dumps(values["grid"])})
+    config.validate(kappa_star)
+    return config
+
+
+def grid_source(config: SweepConfig) -> dict:
+    """The grid as composed (plain values, key order kept): what the dataset records and the resume hash covers."""
+    return json.loads(config.grid_source) if config.grid_source else plain(config.grid)
 
 
 INT32_MAX = 2**31 - 1  # coordinates and degrees are stored as int32
+KV_SPLITS = [m for m in KV_MODES if KV_MODES[m]]  # kvp, cp: how kvp > 1 splits the KV sequence
+FLAGS = ("overwrite", "keep_partitions", "sensitivities", "summary")  # true or false, nothing else
 
 
 def _positive(field: str, values, integer: bool = False, zero: bool = False) -> None:
@@ -171,15 +215,21 @@ def _positive(field: str, values, integer: bool = False, zero: bool = False) -> 
             raise SpecError(f"{field} = {v!r} is invalid: must be a {'non-negative' if zero else 'positive'} {kind}")
 
 
-def validate_partitions(prefix: str, partitions) -> None:
-    """A partition search space (``grid.partitions``, the point's ``partitions``): every degree a
-    non-empty list of positive integers (``redundant_experts``: >= 0), ``kv_modes`` a non-empty list
-    of kvp, cp."""
+def _choice(field: str, value, allowed) -> None:
+    """``value`` one of ``allowed``."""
+    if value not in allowed:
+        raise SpecError(f"{field} = {value!r} is invalid: allowed {', '.join(map(str, allowed))}")
+
+
+def validate_partitions(prefix: str, partitions: dict) -> None:
+    """A partition search space (``grid.partitions``, the point's ``partitions``) as a mapping of
+    degree lists: every degree a non-empty list of positive integers (``redundant_experts``: >= 0),
+    ``kv_modes`` a non-empty list of kvp, cp."""
     for field in ("tp", "ep", "pp", "dp_attn", "kvp", "dense_tp", "redundant_experts", "kv_modes"):
         values = partitions.get(field)
         if values is None:
             continue
-        if not isinstance(values, list | tuple) and not OmegaConf.is_list(values):
+        if not isinstance(values, list | tuple):
             raise SpecError(f"{prefix}.{field} = {values!r} is invalid: must be a list, e.g. {prefix}.{field}=[{values}]")
         if field == "kv_modes":
             if not values:
@@ -188,41 +238,6 @@ def validate_partitions(prefix: str, partitions) -> None:
                 _choice(f"{prefix}.kv_modes", mode, KV_SPLITS)
         else:
             _positive(f"{prefix}.{field}", list(values), integer=True, zero=field == "redundant_experts")
-
-
-KV_SPLITS = [m for m in KV_MODES if KV_MODES[m]]  # kvp, cp: how kvp > 1 splits the KV sequence
-FLAGS = ("overwrite", "keep_partitions", "sensitivities", "summary")  # true or false, nothing else
-
-
-def validate_flags(cfg) -> None:
-    """The sweep's on/off settings are YAML booleans: ``overwrite=-815`` or ``keep_partitions='1'``
-    are refused, not read as true (the schema leaves them open so Hydra does not convert them)."""
-    for field in FLAGS:
-        value = cfg.get(field)
-        if field in cfg and not isinstance(value, bool):
-            raise SpecError(f"{field} = {value!r} is invalid: must be true or false")
-
-
-def _choice(field: str, value, allowed) -> None:
-    if value not in allowed:
-        raise SpecError(f"{field} = {value!r} is invalid: allowed {', '.join(map(str, allowed))}")
-
-
-def validate_chunking(max_chunk_evaluations) -> None:
-    """``max_chunk_evaluations`` bounds the memory of every chunked command: a positive integer."""
-    if isinstance(max_chunk_evaluations, bool) or not (isinstance(max_chunk_evaluations, int) and max_chunk_evaluations > 0):
-        raise SpecError(f"max_chunk_evaluations = {max_chunk_evaluations!r} is invalid: must be a positive integer")
-
-
-def validate_breakeven(be) -> None:
-    _positive("breakeven.kappa_min", [be.kappa_min])
-    _positive("breakeven.kappa_max", [be.kappa_max])
-    if be.kappa_min >= be.kappa_max:
-        raise SpecError(f"breakeven.kappa_min = {be.kappa_min} is invalid: must be below kappa_max = {be.kappa_max}")
-    for field in ("bisection_steps", "rounds", "adam_steps"):
-        _positive(f"breakeven.{field}", [be[field]], integer=True)
-    _positive("breakeven.learning_rate", [be.learning_rate])
-    _positive("breakeven.tolerance", [be.tolerance])
 
 
 def _check_moe(name: str) -> None:
@@ -236,10 +251,10 @@ def _check_moe(name: str) -> None:
         )
 
 
-def validate_grid(grid, precision: str) -> None:
-    """Values and names of a composed grid config; one-line ``SpecError`` on the first problem."""
+def _validate_grid(grid: GridConfig, precision: str) -> None:
+    """Values and names of a grid; one-line ``SpecError`` on the first problem."""
     for field, kind in (("models", "model"), ("hardware", "hardware")):
-        names = list(grid[field])
+        names = list(getattr(grid, field))
         if not names:
             raise SpecError(f"grid.{field} = [] is invalid: needs at least one {kind} name")
         for name in names:
@@ -249,20 +264,21 @@ def validate_grid(grid, precision: str) -> None:
             raise SpecError(f"grid.{field} = {names!r} is invalid: names must be unique")
     _positive("grid.kappas", list(grid.kappas))
     _positive("grid.num_gpus", list(grid.num_gpus), integer=True)
-    if grid.get("contexts") is not None:  # whole tokens (a workload's isl + osl/2 may be a half)
+    if grid.contexts is not None:  # whole tokens (a workload's isl + osl/2 may be a half)
         _positive("grid.contexts", list(grid.contexts), integer=True)
     for field in ("kappas", "num_gpus", "contexts"):
-        if grid.get(field) is not None and len(set(grid[field])) != len(grid[field]):
-            raise SpecError(f"grid.{field} = {list(grid[field])!r} is invalid: values must be unique")
-    validate_partitions("grid.partitions", grid.partitions)
+        values = getattr(grid, field)
+        if values is not None and len(set(values)) != len(values):
+            raise SpecError(f"grid.{field} = {list(values)!r} is invalid: values must be unique")
+    validate_partitions("grid.partitions", items(grid.partitions))
     if grid.batch != "bmax":  # sequences per replica: whole ones unless the accounting is continuous
         if isinstance(grid.batch, str):
             raise SpecError(f"grid.batch = {grid.batch!r} is invalid: bmax or a positive integer (sequences per replica)")
-        _positive("grid.batch", [grid.batch], integer=grid.accounting.get("integer_batch") is not False)
+        _positive("grid.batch", [grid.batch], integer=grid.accounting.integer_batch is not False)
     for name in grid.models:
         _check_moe(name)
     _choice("grid.baseline", grid.baseline, FAMILIES)
-    for field, name in grid.dtypes.items():
+    for field, name in items(grid.dtypes).items():
         if name is not None:
             _choice(f"grid.dtypes.{field}", name, DTYPE_BYTES)
     _choice("grid.accounting.mode", grid.accounting.mode, available("accounting"))
@@ -271,8 +287,53 @@ def validate_grid(grid, precision: str) -> None:
     if grid.accounting.roofline is not None:
         _choice("grid.accounting.roofline", grid.accounting.roofline, ROOFLINES)
     _choice("precision", precision, ("float32", "float64"))
-    if not isinstance(grid.get("prefill_chunk"), int | float) or not math.isfinite(grid.prefill_chunk):
-        raise SpecError(f"grid.prefill_chunk = {grid.get('prefill_chunk')!r} is invalid: a number of tokens (<= 0: whole prompt)")
+    if not isinstance(grid.prefill_chunk, int | float) or not math.isfinite(grid.prefill_chunk):
+        raise SpecError(f"grid.prefill_chunk = {grid.prefill_chunk!r} is invalid: a number of tokens (<= 0: whole prompt)")
+
+
+def _validate_hardware_space(grid: GridConfig) -> None:
+    """``grid.hardware_space``: every key set is a non-empty list of positive numbers."""
+    for field, values in items(grid.hardware_space).items():
+        if values is None:
+            continue
+        if field not in HARDWARE_SPACE:
+            raise SpecError(f"grid.hardware_space.{field} is not a known field: allowed {', '.join(HARDWARE_SPACE)}")
+        if not values or any(not isinstance(v, int | float) or v <= 0 for v in values):
+            raise SpecError(f"grid.hardware_space.{field} = {plain(values)!r} is invalid: a non-empty list of positive numbers")
+
+
+def _validate_breakeven(be) -> None:
+    """The κ* solver settings (``breakeven.*``)."""
+    _positive("breakeven.kappa_min", [be.kappa_min])
+    _positive("breakeven.kappa_max", [be.kappa_max])
+    if be.kappa_min >= be.kappa_max:
+        raise SpecError(f"breakeven.kappa_min = {be.kappa_min} is invalid: must be below kappa_max = {be.kappa_max}")
+    for field in ("bisection_steps", "rounds", "adam_steps"):
+        _positive(f"breakeven.{field}", [getattr(be, field)], integer=True)
+    _positive("breakeven.learning_rate", [be.learning_rate])
+    _positive("breakeven.tolerance", [be.tolerance])
+
+
+def validate(config: SweepConfig, kappa_star: bool) -> None:
+    """``SweepConfig.validate``: the on/off flags, the grid (names, values, partition space, hardware
+    space, workloads, frontier), the κ* settings (with ``kappa_star``), the chunk size and the byte limits."""
+    for field in FLAGS:  # YAML booleans: overwrite=-815 or keep_partitions='1' are refused, not read as true
+        value = getattr(config, field)
+        if not isinstance(value, bool):
+            raise SpecError(f"{field} = {value!r} is invalid: must be true or false")
+    _validate_grid(config.grid, config.precision)
+    if kappa_star:
+        _validate_breakeven(config.breakeven)
+    chunk = config.max_chunk_evaluations  # bounds the memory of every chunked command
+    if isinstance(chunk, bool) or not (isinstance(chunk, int) and chunk > 0):
+        raise SpecError(f"max_chunk_evaluations = {chunk!r} is invalid: must be a positive integer")
+    for field in ("max_memory_bytes", "max_output_bytes"):
+        value = getattr(config, field)
+        if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
+            raise SpecError(f"{field} = {value!r} is invalid: must be a positive number of bytes")
+    _validate_hardware_space(config.grid)
+    grid_workloads(config.grid)
+    validate_frontier(config.grid)
 
 
 # Working memory per item, bytes (Python objects, NumPy and device copies; measured, rounded up):
@@ -283,7 +344,7 @@ CELL_BYTES = 27  # the smallest dataset cell: 16 float32 variables + 2 int8 flag
 
 
 def _count(value) -> int:
-    return 0 if value is None else 1 if not isinstance(value, list | tuple) and not OmegaConf.is_list(value) else len(value)
+    return 0 if value is None else 1 if not isinstance(value, list | tuple) else len(value)
 
 
 def available_memory_bytes() -> float | None:
@@ -302,27 +363,26 @@ def available_memory_bytes() -> float | None:
         return None
 
 
-def check_sizes(cfg) -> None:
+def check_sizes(config: SweepConfig) -> None:
     """Refuse, from the config alone and before anything is allocated, a grid whose inputs need more
     than ``max_memory_bytes`` of working memory (interactivity levels, batches, design-space
     accelerators, partition candidates) or whose dataset would exceed ``max_output_bytes``
     (uncompressed; a lower bound here, the exact estimate follows once the plan is built). One-line
-    ``SpecError`` naming the field. Call after ``validate_grid``."""
-    grid = cfg.grid
-    budget, limit = cfg.get("max_memory_bytes", 4e9), cfg.get("max_output_bytes", float("inf"))
-    for field, value in (("max_memory_bytes", budget), ("max_output_bytes", limit)):
-        if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
-            raise SpecError(f"{field} = {value!r} is invalid: must be a positive number of bytes")
-    available = available_memory_bytes()
-    machine = available is not None and available < budget  # the machine, not the setting, is the limit
+    ``SpecError`` naming the field. The config is validated (``SweepConfig.validate``)."""
+    grid = config.grid
+    budget, limit = config.max_memory_bytes, config.max_output_bytes
+    available_now = available_memory_bytes()
+    machine = available_now is not None and available_now < budget  # the machine, not the setting, is the limit
     setting = budget
     if machine:
-        budget = available
-    levels = int(grid.interactivity["count"]) if grid.get("interactivity") is not None else 0
-    batches = _count(grid.get("batches"))
-    space = {k: _count(v) for k, v in (grid.get("hardware_space") or {}).items() if v is not None}
+        budget = available_now
+    levels = int(grid.interactivity.count) if grid.interactivity is not None else 0
+    batches = _count(grid.batches)
+    space = {k: _count(v) for k, v in items(grid.hardware_space).items() if v is not None}
     hardware = len(grid.hardware) * math.prod(space.values())
-    candidates = math.prod(len(grid.partitions[f]) for f in grid.partitions) * len(grid.num_gpus)
+    partitions = items(grid.partitions)
+    combinations = math.prod(len(v) for v in partitions.values())
+    candidates = combinations * len(grid.num_gpus)
 
     def over(field, value, need):
         if need > budget and machine:
@@ -344,14 +404,11 @@ def check_sizes(cfg) -> None:
         f"{' x '.join(f'{n} {k}' for k, n in space.items())} values ({hardware:.3g} accelerators)",
         hardware * HARDWARE_BYTES,
     )
-    over(
-        "grid.partitions",
-        f"{math.prod(len(grid.partitions[f]) for f in grid.partitions):.3g} combinations",
-        candidates * CANDIDATE_BYTES,
-    )
-    contexts = _count(grid.get("contexts")) if grid.get("contexts") is not None else _count(grid.get("workloads"))
+    over("grid.partitions", f"{combinations:.3g} combinations", candidates * CANDIDATE_BYTES)
+    contexts = _count(grid.contexts) if grid.contexts is not None else _count(grid.workloads)
     cells = len(grid.models) * 2 * len(grid.kappas) * hardware * len(grid.num_gpus) * max(contexts, 1)
-    frontier = batches or grid.get("workloads") is not None or any(v is not None for v in (grid.get("slo") or {}).values())
+    slo = items(grid.slo) if grid.slo is not None else {}
+    frontier = batches or grid.workloads is not None or any(v is not None for v in slo.values())
     size = cells * (CELL_BYTES + (4 * (levels + batches) if frontier else 0))
     if size > limit:
         raise SpecError(

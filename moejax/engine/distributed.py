@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import math
-import os
 import socket
 import sys
 import time
@@ -22,7 +21,9 @@ from ..physics.specs import SpecError
 
 
 def initialize(dist) -> tuple[int, int]:
-    """Join the cluster described by the ``distributed`` config; (process_id, num_processes).
+    """Join the cluster described by the ``distributed`` config (its resolved values, attributes
+    ``enabled``, ``auto``, ``coordinator``, ``num_processes``, ``process_id``, ``timeout_s``);
+    (process_id, num_processes).
 
     ``auto``: let JAX detect SLURM / Open MPI / Kubernetes. Otherwise ``coordinator``,
     ``num_processes`` and ``process_id`` are given (the ``env`` config reads them from
@@ -35,8 +36,8 @@ def initialize(dist) -> tuple[int, int]:
         return 0, 1
     _timeout(dist.timeout_s)
     if not dist.auto:
-        n = _integer("num_processes", _read(dist, "num_processes", "MOEJAX_NUM_PROCESSES"), "MOEJAX_NUM_PROCESSES")
-        pid = _integer("process_id", _read(dist, "process_id", "MOEJAX_PROCESS_ID"), "MOEJAX_PROCESS_ID")
+        n = _integer("num_processes", dist.num_processes, "MOEJAX_NUM_PROCESSES")
+        pid = _integer("process_id", dist.process_id, "MOEJAX_PROCESS_ID")
         if n < 1:
             raise SpecError(f"distributed.num_processes = {n} is invalid: must be >= 1")
         if not 0 <= pid < n:
@@ -58,18 +59,6 @@ def initialize(dist) -> tuple[int, int]:
         reason = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
         raise SpecError(f"distributed: could not join the {where} within {dist.timeout_s} s: {reason}") from None
     return jax.process_index(), jax.process_count()
-
-
-def _read(dist, field: str, env: str):
-    """``dist[field]``; an environment value that does not even parse (``oc.decode``) is a one-line error."""
-    from omegaconf.errors import OmegaConfBaseException
-
-    try:
-        return dist[field]
-    except OmegaConfBaseException:
-        raise SpecError(
-            f"distributed.{field} = {os.environ.get(env)!r} is invalid: must be an integer (set by {env} with distributed=env)"
-        ) from None
 
 
 def _integer(field: str, value, env: str) -> int:

@@ -35,6 +35,7 @@ from ..physics import serving
 from ..physics.cost import decode_point
 from ..physics.specs import Partition, SpecError, Workload
 from .grid import PARTITION_FIELDS, PartitionSpace, _argmax, cast, enumerate_partitions, lift
+from .values import plain
 from .variables import FLOAT, POINT, Variable, frontier_variables
 
 
@@ -68,7 +69,7 @@ class FrontierSpec:
 def interactivity_levels(conf) -> np.ndarray:
     """``count`` log-spaced levels from ``min`` to ``max`` tokens/s/user (float32 values, as the
     kernel compares them). Default 1 … 1000, 10 per decade: 1, 1.259, …, 19.95, …, 1000."""
-    lo, hi, n = float(conf["min"]), float(conf["max"]), int(conf["count"])
+    lo, hi, n = float(conf.min), float(conf.max), int(conf.count)
     return np.geomspace(lo, hi, n).astype(np.float32).astype(np.float64)
 
 
@@ -78,19 +79,19 @@ def slo_rate(slo) -> float:
     both constraints bound the same quantity from below and the stricter one binds.
     ``tpot_max = 0.02`` s and ``tokens_per_s_per_user_min = 40``: 50 tokens/s/user."""
     rate = 0.0
-    if slo.get("tokens_per_s_per_user_min") is not None:
+    if slo.tokens_per_s_per_user_min is not None:
         rate = float(slo.tokens_per_s_per_user_min)
-    if slo.get("tpot_max") is not None:
+    if slo.tpot_max is not None:
         rate = max(rate, 1.0 / float(slo.tpot_max))
     return rate
 
 
 def validate(grid) -> None:
     """One-line ``SpecError`` on bad batches, interactivity or SLO values."""
-    batches = grid.get("batches")
+    batches = grid.batches
     if batches is not None:
         if isinstance(batches, str | bytes) or not hasattr(batches, "__iter__") or hasattr(batches, "keys"):
-            raise SpecError(f"grid.batches = {batches!r} is invalid: a non-empty list of positive integers, e.g. [1,8,64]")
+            raise SpecError(f"grid.batches = {plain(batches)!r} is invalid: a non-empty list of positive integers, e.g. [1,8,64]")
         values = list(batches)
         if not values:
             raise SpecError("grid.batches = [] is invalid: a non-empty list of positive integers (or leave it unset)")
@@ -99,9 +100,9 @@ def validate(grid) -> None:
                 raise SpecError(f"grid.batches = {b!r} is invalid: sequences per replica, a positive integer")
         if len(set(values)) != len(values):
             raise SpecError(f"grid.batches = {values!r} is invalid: values must be unique")
-    inter = grid.get("interactivity")
+    inter = grid.interactivity
     if inter is not None:
-        lo, hi, n = inter.get("min"), inter.get("max"), inter.get("count")
+        lo, hi, n = inter.min, inter.max, inter.count
         for field, v in (("min", lo), ("max", hi)):
             if not isinstance(v, int | float) or isinstance(v, bool) or not np.isfinite(v) or v <= 0:
                 raise SpecError(f"grid.interactivity.{field} = {v!r} is invalid: a positive number of tokens/s per user")
@@ -109,14 +110,14 @@ def validate(grid) -> None:
             raise SpecError(f"grid.interactivity.count = {n!r} is invalid: an integer >= 2")
         if lo >= hi:
             raise SpecError(f"grid.interactivity.min = {lo!r} is invalid: must be below max = {hi!r}")
-    slo = grid.get("slo")
+    slo = grid.slo
     if slo is not None:
         for field in ("tpot_max", "tokens_per_s_per_user_min", "ttft_max"):
-            v = slo.get(field)
+            v = getattr(slo, field)
             if v is not None and (isinstance(v, bool) or not isinstance(v, int | float) or not np.isfinite(v) or v <= 0):
                 unit = "tokens/s per user" if field.startswith("tokens") else "s"
                 raise SpecError(f"grid.slo.{field} = {v!r} is invalid: a positive number ({unit}) or null")
-        if slo.get("ttft_max") is not None and grid.get("workloads") is None:
+        if slo.ttft_max is not None and grid.workloads is None:
             raise SpecError(
                 f"grid.slo.ttft_max = {slo.ttft_max!r} is invalid: TTFT needs prompt lengths: set grid.workloads "
                 "({isl, osl} pairs) in place of grid.contexts, or drop ttft_max"
@@ -126,13 +127,12 @@ def validate(grid) -> None:
 def frontier_spec(grid, workloads=None) -> FrontierSpec | None:
     """The grid's frontier search, or None when it sets neither ``batches``, an SLO nor workloads
     (``workloads.grid_workloads``: decode contexts, isl, osl)."""
-    validate(grid)
-    batches, slo = grid.get("batches"), grid.get("slo")
+    batches, slo = grid.batches, grid.slo
     rate = slo_rate(slo) if slo is not None else 0.0
-    ttft_max = float(slo.ttft_max) if slo is not None and slo.get("ttft_max") is not None else 0.0
+    ttft_max = float(slo.ttft_max) if slo is not None and slo.ttft_max is not None else 0.0
     if batches is None and rate == 0 and workloads is None:
         return None
-    inter = grid.get("interactivity") or {"min": 1.0, "max": 1000.0, "count": 31}  # a grid without the schema
+    inter = grid.interactivity
     table = () if workloads is None else tuple(zip(*(map(float, a) for a in workloads)))
     return FrontierSpec(
         tuple(float(b) for b in (batches or [])),
@@ -140,7 +140,7 @@ def frontier_spec(grid, workloads=None) -> FrontierSpec | None:
         rate,
         ttft_max=ttft_max,
         workloads=table,
-        chunk=float(grid.get("prefill_chunk") or 0.0),
+        chunk=float(grid.prefill_chunk or 0.0),
     )
 
 

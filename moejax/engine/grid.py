@@ -24,7 +24,15 @@ from ..physics.partition import partition_valid
 from ..physics.specs import KV_MODES, Accounting, HardwareSpec, ModelSpec, Partition, SpecError, Workload
 
 PARTITION_FIELDS = tuple(f.name for f in dataclasses.fields(Partition))
-ELASTICITY_FIELDS = ("hbm_bw", "hbm_bytes", "flops_bf16", "flops_fp8", "intra_bw", "intra_latency", "inter_bw", "inter_latency")
+
+
+def elasticity_fields(spec=HardwareSpec) -> tuple[str, ...]:
+    """The hardware fields the sensitivities differentiate, in their metadata order (``elasticity``)."""
+    elastic = [f for f in dataclasses.fields(spec) if f.metadata.get("elasticity") is not None]
+    return tuple(f.name for f in sorted(elastic, key=lambda f: f.metadata["elasticity"]))
+
+
+ELASTICITY_FIELDS = elasticity_fields()
 AXES = ("row", "hardware", "num_gpus", "context")
 
 

@@ -13,6 +13,7 @@ import numpy as np
 from ..catalogue import dense_baseline, load_accounting, load_hardware, load_model
 from ..physics import arch
 from ..physics.specs import Accounting, SpecError
+from .config import HARDWARE_SPACE, GridConfig, items
 from .frontier import FrontierSpec, frontier_spec, grouped_table, missing_value
 from .grid import GridInputs, PartitionSpace, enumerate_partitions, partition_table, stack
 from .workloads import economics_arrays, grid_workloads, workload_coords
@@ -33,9 +34,10 @@ class SweepPlan:
     context_coords: dict = dataclasses.field(default_factory=dict)  # isl, osl along context (grid.workloads)
 
 
-def build_plan(grid, keep_partitions: bool) -> SweepPlan:
-    """Load the catalogue entries and baselines a grid names; errors are one-line ``SpecError``s."""
-    dtypes = dict(grid.dtypes)
+def build_plan(grid: GridConfig, keep_partitions: bool) -> SweepPlan:
+    """Load the catalogue entries and baselines a validated grid names (``SweepConfig.validate``);
+    errors the catalogue alone can tell (a partition space no model splits) are one-line ``SpecError``s."""
+    dtypes = items(grid.dtypes)
     models = [load_model(name, **dtypes) for name in grid.models]
     kappas = [float(k) for k in grid.kappas]
     rows, row_map = [], np.full((len(models), 2, len(kappas)), -1)
@@ -51,11 +53,9 @@ def build_plan(grid, keep_partitions: bool) -> SweepPlan:
             except SpecError:  # κ·ρ·P_total below the kept attention: no such dense model
                 rows.append(m)
     _check_partition_space(grid.partitions, grid.models, models)
-    hardware, hw_names = design_space(
-        [load_hardware(name) for name in grid.hardware], list(grid.hardware), grid.get("hardware_space")
-    )
+    hardware, hw_names = design_space([load_hardware(name) for name in grid.hardware], list(grid.hardware), grid.hardware_space)
     num_gpus = [int(n) for n in grid.num_gpus]
-    space = PartitionSpace(**{k: tuple(v) for k, v in grid.partitions.items()})
+    space = grid.partitions.space()
     workloads = grid_workloads(grid)
     frontier = frontier_spec(grid, workloads)
     if frontier is None:
@@ -79,48 +79,31 @@ def build_plan(grid, keep_partitions: bool) -> SweepPlan:
     if not any(arch.has_pattern(r) for r in rows):  # no sliding/chunked/sparse/linear layer: skip those phases
         acc = dataclasses.replace(acc, layer_patterns=False)
     batch = 0.0 if grid.batch == "bmax" else float(grid.batch)
-    economics = economics_arrays(hw_names, grid.get("economics"))
+    economics = economics_arrays(hw_names, grid.economics)
     extra_coords = {} if workloads is None else workload_coords(workloads[1], workloads[2])
     return SweepPlan(inputs, row_map, exists, coords, acc, batch, frontier, economics, extra_coords)
 
 
-SPACE_FIELDS = {
-    "hbm_bw": ("hbm_bw",),
-    "hbm_bytes": ("hbm_bytes",),
-    "flops": ("flops_bf16", "flops_fp8"),
-    "intra_bw": ("intra_bw",),
-    "inter_bw": ("inter_bw",),
-    "intra_latency": ("intra_latency",),
-    "inter_latency": ("inter_latency",),
-}
+# grid.hardware_space key -> the HardwareSpec fields its multipliers scale (HardwareSpec metadata)
+SPACE_FIELDS = {key: leaves for key, (leaves, tag) in HARDWARE_SPACE.items() if tag is None}
 
 
 def design_space(hardware: list, names: list[str], space) -> tuple[list, list[str]]:
     """Every catalogue accelerator crossed with the ``grid.hardware_space`` multipliers (and
-    absolute ``island_size`` values): a design space over continuous hardware parameters.
+    absolute values, such as ``island_size``'s): a design space over hardware parameters.
     Without a space, the catalogue entries as they are. Names record the multipliers."""
-    axes = {k: list(v) for k, v in (space or {}).items() if v is not None}  # None: that quantity is not varied
+    axes = {k: list(v) for k, v in (items(space) if space is not None else {}).items() if v is not None}  # None: not varied
     if not axes:
         return hardware, names
-    for field, values in axes.items():
-        if field not in SPACE_FIELDS and field != "island_size":
-            raise SpecError(
-                f"grid.hardware_space.{field} is not a known field: allowed {', '.join([*SPACE_FIELDS, 'island_size'])}"
-            )
-        if not values or any(not isinstance(v, int | float) or v <= 0 for v in values):
-            raise SpecError(f"grid.hardware_space.{field} = {values!r} is invalid: a non-empty list of positive numbers")
     out, labels = [], []
     for hw, name in zip(hardware, names):
         for combo in itertools.product(*axes.values()):
             changes, tags = {}, []
             for field, value in zip(axes, combo):
-                if field == "island_size":
-                    changes["island_size"] = float(value)
-                    tags.append(f"island={value:g}")
-                    continue
-                for leaf in SPACE_FIELDS[field]:
-                    changes[leaf] = getattr(hw, leaf) * value
-                tags.append(f"{field}x{value:g}")
+                leaves, tag = HARDWARE_SPACE[field]
+                for leaf in leaves:
+                    changes[leaf] = float(value) if tag else getattr(hw, leaf) * value
+                tags.append(f"{tag}={value:g}" if tag else f"{field}x{value:g}")
             out.append(dataclasses.replace(hw, **changes))
             labels.append("|".join([name, *tags]))
     return out, labels
@@ -169,7 +152,7 @@ def mask_missing_baselines(plan: SweepPlan, axis: str, positions: slice, results
 
 def grid_accounting(conf) -> Accounting:
     """The ``grid.accounting`` preset (``mode``) with the fields the grid sets on top of it."""
-    overrides = {k: v for k, v in dict(conf).items() if k != "mode" and v is not None}
+    overrides = {k: v for k, v in items(conf).items() if k != "mode" and v is not None}
     return load_accounting(conf.mode, **overrides)
 
 
@@ -177,7 +160,7 @@ def partition_space_json(grid) -> str:
     """The partition space a grid searches, as JSON for the dataset attrs: every degree list and
     the number of candidates per cluster size (``candidates``), beside the default space's count
     (``default_candidates``). Results (best partition, κ*) depend on it, not only on the point."""
-    space = PartitionSpace(**{k: tuple(v) for k, v in grid.partitions.items()})
+    space = grid.partitions.space()
 
     def count(s):
         return {str(int(n)): len(enumerate_partitions(int(n), s)) for n in grid.num_gpus}

@@ -16,14 +16,14 @@ from pathlib import Path
 
 import jax
 import numpy as np
-from omegaconf import DictConfig, OmegaConf
+import yaml
 from tqdm import tqdm
 
 from ..catalogue import HARDWARE_FIELDS
 from ..physics.specs import SpecError
 from ..version import __version__
 from . import distributed
-from .config import check_sizes, validate_chunking, validate_grid
+from .config import SweepConfig, check_sizes, grid_source
 from .dataset import assemble, check_output, completed_chunks, estimated_bytes, parts_lock, write_part
 from .frontier import sweep_hooks
 from .grid import evaluate_chunks, local_devices, n_chunks
@@ -34,16 +34,47 @@ from .workloads import serving_derive
 AXES_OF_POINTS = ("model", "variant", "kappa", "hardware", "num_gpus", "context")
 
 
-def science_config(cfg: DictConfig) -> dict:
+def science_config(cfg: SweepConfig) -> dict:
     """The part of the config that determines the numbers (hashed for resume, stored in attrs)."""
     return {
-        "grid": OmegaConf.to_container(cfg.grid, resolve=True),
+        "grid": grid_source(cfg),
         "precision": cfg.precision,
         "keep_partitions": cfg.keep_partitions,
         "max_chunk_evaluations": cfg.max_chunk_evaluations,
         "sensitivities": cfg.sensitivities,
         "moejax_version": __version__,
     }
+
+
+class _Dumper(yaml.Dumper):
+    """YAML as the config has always been recorded (OmegaConf's): strings that would read back as
+    a boolean or a number are quoted."""
+
+
+_YAML_BOOLS = {v for word in ("y", "yes", "n", "no", "true", "false", "on", "off") for v in (word, word.title(), word.upper())}
+
+
+def _is_number(text: str) -> bool:
+    """Whether ``text`` reads as an int or a float."""
+    try:
+        float(text)
+        return True
+    except ValueError:
+        return False
+
+
+_Dumper.add_representer(
+    str,
+    lambda dumper, data: dumper.represent_scalar(
+        "tag:yaml.org,2002:str", data, style="'" if data in _YAML_BOOLS or _is_number(data) else None
+    ),
+)
+
+
+def science_text(cfg: SweepConfig) -> str:
+    """``science_config`` as YAML: stored in the dataset's ``config`` attribute and hashed for resume
+    (byte-identical to the text earlier versions wrote, so their parts and datasets keep their hashes)."""
+    return yaml.dump(science_config(cfg), Dumper=_Dumper, default_flow_style=False, allow_unicode=True, sort_keys=False)
 
 
 def resolved_specs(plan: SweepPlan) -> str:
@@ -65,12 +96,10 @@ class Interrupted(KeyboardInterrupt):
     """Ctrl-C (or SIGTERM) during a sweep; the message says how many chunks were kept, and where."""
 
 
-def check_size(cfg: DictConfig, plan: SweepPlan, hooks) -> None:
+def check_size(cfg: SweepConfig, plan: SweepPlan, hooks) -> None:
     """Refuse, before computing, a dataset larger than ``max_output_bytes`` (uncompressed), the
     frontier's variables (``hooks``) included."""
-    limit = cfg.get("max_output_bytes", float("inf"))
-    if not limit > 0:
-        raise SpecError(f"max_output_bytes = {limit!r} is invalid: must be a positive number of bytes")
+    limit = cfg.max_output_bytes
     size = estimated_bytes(plan.coords, "f8" if cfg.precision == "float64" else "f4", cfg.keep_partitions, cfg.sensitivities)
     points = math.prod(len(plan.coords[d][0]) for d in AXES_OF_POINTS)
     float_dtype = "f8" if cfg.precision == "float64" else "f4"
@@ -89,20 +118,18 @@ def check_size(cfg: DictConfig, plan: SweepPlan, hooks) -> None:
         )
 
 
-def run(cfg: DictConfig, out: Path, derive=None) -> Path | None:
+def run(cfg: SweepConfig, out: Path, derive=None) -> Path | None:
     """Evaluate the grid chunk by chunk (resuming from completed parts) and write ``out``; with
     several processes each evaluates its share and process 0 writes ``out`` (others return None).
     ``derive(plan)``, if given, returns a function that adds derived variables to the open dataset
     (the qs columns, κ*); it is not called with ``keep_partitions``. ``out`` must not exist unless
-    ``cfg.overwrite``. Ctrl-C raises ``Interrupted``, the parts kept."""
+    ``cfg.overwrite``. ``cfg`` is validated (``SweepConfig.validate``); the plan is built here, once,
+    and handed to ``derive``. Ctrl-C raises ``Interrupted``, the parts kept."""
     if cfg.precision == "float64":
         jax.config.update("jax_enable_x64", True)
-    validate_grid(cfg.grid, cfg.precision)
-    validate_chunking(cfg.max_chunk_evaluations)
     check_sizes(cfg)  # before anything the grid's sizes scale is allocated
     plan = build_plan(cfg.grid, cfg.keep_partitions)
-    science = science_config(cfg)
-    text = OmegaConf.to_yaml(OmegaConf.create(science))
+    text = science_text(cfg)
     specs = resolved_specs(plan)
     devices = local_devices()  # whole chunks per device: the chunk layout, and so the parts, do not depend on it
     digest = hashlib.sha256((text + specs + _code_digest()).encode()).hexdigest()[:16]
@@ -114,7 +141,7 @@ def run(cfg: DictConfig, out: Path, derive=None) -> Path | None:
     hooks = sweep_hooks(plan.frontier, plan.accounting, dtype, cfg.max_chunk_evaluations, "f8" if dtype == np.float64 else "f4")
     check_size(cfg, plan, hooks)
     total = n_chunks(plan.inputs, hooks.max_evaluations)
-    overwrite = bool(cfg.get("overwrite", False))
+    overwrite = bool(cfg.overwrite)
     with parts_lock(parts_dir) if pid == 0 else contextlib.nullcontext():  # other processes: process 0's share
         try:
             if pid == 0:

@@ -12,12 +12,12 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 import numpy as np
-from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from ..catalogue import ECONOMICS_FIELDS, hardware_economics, hardware_entry
 from ..physics.serving import cost_per_mtok, decode_context, joules_per_token
 from ..physics.specs import SpecError
 from .dataset import create_variable
+from .values import plain
 from .variables import ECONOMICS, WORKLOADS, economics_variables
 
 
@@ -30,14 +30,14 @@ def grid_workloads(grid) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
     None without workloads. One-line ``SpecError`` on a bad or contradictory entry.
 
     ``[{isl: 1024, osl: 1024}, {isl: 8192, osl: 512}]``: contexts 1536 and 8448 tokens."""
-    wls = grid.get("workloads")
+    wls = grid.workloads
     if wls is None:
-        if grid.get("contexts") is None:
+        if grid.contexts is None:
             raise SpecError("grid.contexts = None is invalid: a list of context lengths (tokens), or set grid.workloads")
         return None
-    if grid.get("contexts") is not None:
+    if grid.contexts is not None:
         raise SpecError(
-            f"grid.workloads = {_plain(wls)!r} is invalid: set either grid.contexts or grid.workloads, "
+            f"grid.workloads = {plain(wls)!r} is invalid: set either grid.contexts or grid.workloads, "
             "not both (grid.contexts=null)"
         )
     wls = [wls] if hasattr(wls, "keys") else list(wls)
@@ -46,7 +46,7 @@ def grid_workloads(grid) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
     isl, osl = [], []
     for w in wls:
         if not hasattr(w, "keys") or set(w.keys()) != {"isl", "osl"}:
-            raise SpecError(f"grid.workloads = {_plain(w)!r} is invalid: each workload is {{isl: tokens, osl: tokens}}")
+            raise SpecError(f"grid.workloads = {plain(w)!r} is invalid: each workload is {{isl: tokens, osl: tokens}}")
         for field in ("isl", "osl"):
             if not _positive_number(w[field]):
                 raise SpecError(f"grid.workloads.{field} = {w[field]!r} is invalid: a positive number of tokens")
@@ -56,15 +56,10 @@ def grid_workloads(grid) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
     contexts = decode_context(isl, osl)
     if len(set(contexts.tolist())) != len(contexts):
         raise SpecError(
-            f"grid.workloads = {_plain(wls)!r} is invalid: two workloads have the same decode context "
+            f"grid.workloads = {plain(wls)!r} is invalid: two workloads have the same decode context "
             "isl + osl/2 (one point each: make them differ)"
         )
     return contexts, isl, osl
-
-
-def _plain(v):
-    """A config node as plain lists and dicts (for the error line)."""
-    return OmegaConf.to_container(v) if isinstance(v, DictConfig | ListConfig) else v
 
 
 def workload_coords(isl: np.ndarray, osl: np.ndarray) -> dict:
@@ -78,7 +73,7 @@ def economics_arrays(hw_names: list[str], overrides) -> dict[str, np.ndarray]:
     ``grid.economics.<field>.<name>`` where set (keyed by catalogue name)."""
     if overrides is not None and not isinstance(overrides, Mapping):
         raise SpecError(
-            f"grid.economics = {_plain(overrides)!r} is invalid: a mapping such as "
+            f"grid.economics = {plain(overrides)!r} is invalid: a mapping such as "
             "{price_per_gpu_hour: {h100-sxm: 2.5}, board_power: {h100-sxm: 700}} (USD per GPU-hour, W)"
         )
     overrides = overrides or {}
@@ -88,11 +83,11 @@ def economics_arrays(hw_names: list[str], overrides) -> dict[str, np.ndarray]:
     bases = [name.split("|")[0] for name in hw_names]
     for field, table in overrides.items():
         if table is not None and not isinstance(table, Mapping):
-            raise SpecError(f"grid.economics.{field} = {_plain(table)!r} is invalid: a mapping from hardware name to value")
+            raise SpecError(f"grid.economics.{field} = {plain(table)!r} is invalid: a mapping from hardware name to value")
         for name, value in (table or {}).items():
             if name not in bases:
                 raise SpecError(
-                    f"grid.economics.{field} = {_plain(table)!r} is invalid: {name} is not a grid hardware name "
+                    f"grid.economics.{field} = {plain(table)!r} is invalid: {name} is not a grid hardware name "
                     f"(allowed {', '.join(dict.fromkeys(bases))})"
                 )
             if not _positive_number(value):

@@ -72,9 +72,13 @@ def pytree_spec(cls):
     return jax.tree_util.register_dataclass(cls)
 
 
-def _meta(units: str, long_name: str, label: str, default=dataclasses.MISSING):
-    """A spec field with its metadata: ``units`` (UDUNITS), ``long_name`` (the dataset's), ``label`` (plots)."""
-    return dataclasses.field(default=default, metadata={"units": units, "long_name": long_name, "label": label})
+def _meta(units: str, long_name: str, label: str, default=dataclasses.MISSING, *, space=None, elasticity=None):
+    """A spec field with its metadata: ``units`` (UDUNITS), ``long_name`` (the dataset's), ``label`` (plots),
+    and how a sweep varies it: ``space`` ``(position, key)``, the ``grid.hardware_space`` key that
+    scales it (``position``: the key's place there), or ``(position, key, tag)`` for absolute values
+    (named ``<tag>=<value>``); ``elasticity`` its place among the sensitivities (None: neither)."""
+    meta = {"units": units, "long_name": long_name, "label": label, "space": space, "elasticity": elasticity}
+    return dataclasses.field(default=default, metadata=meta)
 
 
 def field_label(cls, name: str) -> str:
@@ -237,16 +241,28 @@ class HardwareSpec:
     its own (NIC, DCN, EFA). ``flops_fp4`` is 0 without FP4 tensor cores.
     """
 
-    # metadata: units (UDUNITS), long_name (the dataset's hw_<field>) and label (plots, the report)
-    hbm_bytes: Any = _meta("byte", "HBM capacity per GPU", "HBM capacity")
-    hbm_bw: Any = _meta("byte s-1", "HBM bandwidth per GPU", "HBM bandwidth")
-    flops_bf16: Any = _meta("s-1", "dense BF16 FLOP per second per GPU", "BF16 FLOP/s")
-    flops_fp8: Any = _meta("s-1", "dense FP8 FLOP per second per GPU", "FP8 FLOP/s")
-    intra_bw: Any = _meta("byte s-1", "intra-node link bandwidth per GPU per direction", "intra-node bandwidth")
-    intra_latency: Any = _meta("s", "intra-node ring hop latency", "intra-node latency")
-    island_size: Any = _meta("1", "GPUs per node-local island", "island size")
-    inter_bw: Any = _meta("byte s-1", "inter-node bandwidth per GPU per direction", "inter-node bandwidth")
-    inter_latency: Any = _meta("s", "inter-node ring hop latency", "inter-node latency")
+    # metadata (``_meta``): units, long_name (hw_<field>), label (plots), grid.hardware_space key, elasticity
+    hbm_bytes: Any = _meta("byte", "HBM capacity per GPU", "HBM capacity", space=(1, "hbm_bytes"), elasticity=1)
+    hbm_bw: Any = _meta("byte s-1", "HBM bandwidth per GPU", "HBM bandwidth", space=(0, "hbm_bw"), elasticity=0)
+    flops_bf16: Any = _meta("s-1", "dense BF16 FLOP per second per GPU", "BF16 FLOP/s", space=(2, "flops"), elasticity=2)
+    flops_fp8: Any = _meta("s-1", "dense FP8 FLOP per second per GPU", "FP8 FLOP/s", space=(2, "flops"), elasticity=3)
+    intra_bw: Any = _meta(
+        "byte s-1",
+        "intra-node link bandwidth per GPU per direction",
+        "intra-node bandwidth",
+        space=(3, "intra_bw"),
+        elasticity=4,
+    )
+    intra_latency: Any = _meta("s", "intra-node ring hop latency", "intra-node latency", space=(5, "intra_latency"), elasticity=5)
+    island_size: Any = _meta("1", "GPUs per node-local island", "island size", space=(7, "island_size", "island"))
+    inter_bw: Any = _meta(
+        "byte s-1",
+        "inter-node bandwidth per GPU per direction",
+        "inter-node bandwidth",
+        space=(4, "inter_bw"),
+        elasticity=6,
+    )
+    inter_latency: Any = _meta("s", "inter-node ring hop latency", "inter-node latency", space=(6, "inter_latency"), elasticity=7)
     flops_fp4: Any = _meta("s-1", "dense FP4 FLOP per second per GPU (0: no FP4 tensor cores)", "FP4 FLOP/s", 0.0)
     fabric: Any = _meta("1", "island fabric: 0 switched, 1 full mesh, 2 torus", "fabric", 0.0)
     link_bw: Any = _meta("byte s-1", "per-link bandwidth of a mesh or torus island", "link bandwidth", 0.0)

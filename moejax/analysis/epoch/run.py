@@ -9,7 +9,6 @@ from pathlib import Path
 
 import jax
 import numpy as np
-from omegaconf import DictConfig, OmegaConf
 
 from ...catalogue import load_hardware, load_model
 from ...engine.interrupts import deferred
@@ -75,12 +74,13 @@ def build_regime(name: str, spec, accounting: dict):
     return Regime(partition=part, workload=wl, accounting=acc, name=name, phase=phase)
 
 
-def plan_latency(cfg: DictConfig) -> dict:
-    """Validate everything the latency mode needs before any computation (so errors leave no file)."""
-    if cfg.family not in FAMILIES:
-        raise SpecError(f"family = {cfg.family!r} is unknown: allowed {', '.join(FAMILIES)}")
-    names = list(cfg.regimes) if cfg.regimes is not None else []
-    defs = OmegaConf.to_container(cfg.regime_defs, resolve=True) or {}
+def plan_latency(cfg: dict) -> dict:
+    """Validate everything the latency mode needs before any computation (so errors leave no file).
+    ``cfg``: conf/fit.yaml's plain values (resolved at the command boundary)."""
+    if cfg["family"] not in FAMILIES:
+        raise SpecError(f"family = {cfg['family']!r} is unknown: allowed {', '.join(FAMILIES)}")
+    names = list(cfg["regimes"]) if cfg["regimes"] is not None else []
+    defs = cfg["regime_defs"] or {}
     if not names:
         raise SpecError(f"regimes is empty: name at least one of {', '.join(defs) or '(none defined in regime_defs)'}")
     for name in names:
@@ -88,20 +88,20 @@ def plan_latency(cfg: DictConfig) -> dict:
             raise SpecError(f"regimes entry {name!r} is unknown: defined in regime_defs are {', '.join(defs)}")
     if len(set(names)) != len(names):
         raise SpecError(f"regimes = {names} is invalid: a regime is named twice")
-    accounting = OmegaConf.to_container(cfg.accounting, resolve=True) or {}
+    accounting = cfg["accounting"] or {}
     _accounting("accounting", accounting)
     regimes = [build_regime(n, defs[n], accounting) for n in names]
-    design = OmegaConf.to_container(cfg.design, resolve=True)
+    design = cfg["design"]
     frac = _number("design.max_k_fraction", design.get("max_k_fraction", 0.5), 0.0, strict=True)
     total, n_experts, top_k = build_design(
         design.get("total_params"), design.get("n_experts"), design.get("top_k"), frac, design.get("pairs")
     )
     check_design_rank(n_experts, top_k)
-    dtypes = OmegaConf.to_container(cfg.dtypes, resolve=True) or {}
-    anchor = load_model(cfg.anchor, **dtypes)
+    dtypes = cfg["dtypes"] or {}
+    anchor = load_model(cfg["anchor"], **dtypes)
     if float(anchor.n_experts) != 1:
-        raise SpecError(f"anchor = {cfg.anchor!r} is invalid: the cube-root family needs a dense anchor (n_experts = 1)")
-    hw = load_hardware(cfg.accelerator)
+        raise SpecError(f"anchor = {cfg['anchor']!r} is invalid: the cube-root family needs a dense anchor (n_experts = 1)")
+    hw = load_hardware(cfg["accelerator"])
     check_designs_exist(total, n_experts, top_k, anchor)
     return {"regimes": regimes, "total": total, "n_experts": n_experts, "top_k": top_k, "anchor": anchor, "hw": hw}
 
@@ -114,8 +114,9 @@ def latency_fits(plan: dict, family: str) -> list[RegimeResult]:
     ]
 
 
-def write_dataset(out: Path, cfg: DictConfig, plan: dict, results) -> None:
-    """CF-style netCDF (designs × regimes), written to a temporary name then renamed."""
+def write_dataset(out: Path, cfg: dict, plan: dict, results, config_text: str) -> None:
+    """CF-style netCDF (designs × regimes), written to a temporary name then renamed. ``cfg``: the
+    plain config values; ``config_text``: the config as YAML (recorded in the attrs)."""
     import xarray as xr  # here: components mode and bad input never write a dataset (startup time)
 
     regs = plan["regimes"]
@@ -180,10 +181,10 @@ def write_dataset(out: Path, cfg: DictConfig, plan: dict, results) -> None:
         "title": "moejax Epoch-style dense-equivalent fit: P_eq = c * P_total * k^b / E^a",
         "Conventions": "CF-1.10",
         "source": f"moejax {__version__} (jax {jax.__version__})",
-        "config": OmegaConf.to_yaml(cfg, resolve=True),
-        "family": cfg.family,
-        "anchor": cfg.anchor,
-        "accelerator": cfg.accelerator,
+        "config": config_text,
+        "family": cfg["family"],
+        "anchor": cfg["anchor"],
+        "accelerator": cfg["accelerator"],
         "comment": "Q solves log t_dense(Q) = log t_moe per design (jax.lax.custom_root); fixed batch and partition per regime; "
         "HBM capacity ignored for the times (fits_in_hbm records it).",
     }
