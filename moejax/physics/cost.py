@@ -23,7 +23,7 @@ from .collectives import all_reduce, all_to_all, send
 from .phases import DecodePhases, MicrobatchCosts, Phase, StageCosts, stage_costs
 from .routing import expert_load, expert_slots_per_rank, group_share, remote_share
 from .specs import Accounting, HardwareSpec, ModelSpec, Partition, Workload, pytree_spec
-from .xp import namespace
+from .xp import namespace, trace_once
 
 BOUND_MEANINGS = ("compute", "hbm", "communication", "infeasible")
 
@@ -105,6 +105,7 @@ def kv_values_per_token_layer_gpu(m: ModelSpec, p: Partition):
     return xp.where(arch.is_mla(m), m.kv_lora_rank + m.rope_head_dim, gqa)
 
 
+@trace_once
 def resident_weight_bytes(m: ModelSpec, p: Partition, draft_tokens=0.0):
     """Weight bytes resident on one GPU of the largest pipeline stage: attention split over tp
     (replicated over dp_attn and kvp); dense FFNs over ``dense_tp``; each EP rank's expert slots,
@@ -167,6 +168,7 @@ def kv_bytes_per_sequence_gpu(m: ModelSpec, p: Partition, context, acc: Accounti
     return per_seq * (m.kv_bytes * acc.kv_scale) / p.pp * stage_scale(m, p)
 
 
+@trace_once
 def batch_capacity(m: ModelSpec, hw: HardwareSpec, p: Partition, context, acc: Accounting, draft_tokens=0.0):
     """(B_max, sequences-per-group headroom C/S) from eq. 20: weights + B·KV ≤ capacity.
 
@@ -225,6 +227,7 @@ def _pattern_phases(m: ModelSpec, p: Partition, pattern, tok_r, f_w, f_kv, kv_gp
     return out
 
 
+@trace_once
 def microbatch_phases(
     m: ModelSpec, hw: HardwareSpec, p: Partition, acc: Accounting, tokens, score_flops, kv_tokens, pattern=None
 ) -> MicrobatchCosts:
@@ -360,6 +363,7 @@ def _assemble(m, p, acc, wl, batch, b_eval, b_max, per_group, stage: StageCosts,
     )
 
 
+@trace_once
 def decode_point(
     m: ModelSpec, hw: HardwareSpec, p: Partition, wl: Workload, acc: Accounting, chunk_tokens=0.0, prompt_len=0.0
 ) -> StepCosts:
@@ -424,6 +428,7 @@ def decode_phases(
     return DecodePhases(micro_costs.phases, micro_costs.pipe, batch, b_eval, b_max, per_group, tokens, reuse_per_seq)
 
 
+@trace_once
 def prefill_point(m: ModelSpec, hw: HardwareSpec, p: Partition, wl: Workload, acc: Accounting) -> StepCosts:
     """Prefill of ``B`` prompts of ``context`` tokens in one pass (time to first token).
 
