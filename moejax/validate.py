@@ -2,7 +2,7 @@
 
 Evaluates every usable entry of a measurement file (default: the published serving results,
 ``moejax/data/reference/serving/measurements.yaml``, vendored in the package) as deployed, at the
-accounting ``accounting=sol|realistic`` (``conf/accounting/``), prints the residual table (id,
+accounting ``accounting=sol|realistic|kernel`` (``conf/accounting/``), prints the residual table (id,
 measured, predicted, ratio, bound, dominant term, notes), the not-expressible and skipped points,
 writes ``validation.csv`` and ``summary.json`` to the run directory (or ``out=DIR``) and ends with
 one JSON line ``{"n", "evaluated", "skipped", "not_expressible", "infeasible",

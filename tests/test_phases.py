@@ -3,9 +3,11 @@
 import pytest
 
 from moejax import Accounting, Partition, Workload, load_hardware, load_model
+from moejax.catalogue import load_accounting
 from moejax.physics.cost import Phase, decode_phases, decode_point, stage_costs, stage_scale
 
 
+@pytest.mark.parametrize("preset", [None, "kernel"])  # defaults (no kernel fixed costs) and the kernel-structured step
 @pytest.mark.parametrize(
     "model,partition,kinds",
     [
@@ -14,8 +16,9 @@ from moejax.physics.cost import Phase, decode_phases, decode_point, stage_costs,
         ("qwen3-next-80b-a3b", Partition(tp=8.0, ep=8.0), {"attention", "moe", "head", "linear"}),
     ],
 )
-def test_phases_add_up_to_the_step(model, partition, kinds):
-    m, hw, wl, acc = load_model(model), load_hardware("h100-sxm"), Workload(context=8192.0), Accounting()
+def test_phases_add_up_to_the_step(model, partition, kinds, preset):
+    acc = Accounting() if preset is None else load_accounting(preset, integer_batch=False)
+    m, hw, wl = load_model(model), load_hardware("h100-sxm"), Workload(context=8192.0)
     r = decode_point(m, hw, partition, wl, acc)
     d = decode_phases(m, hw, partition, wl, acc)
     assert {k for k, ph in d.phases.items() if float(ph.layers) > 0} == kinds
@@ -27,11 +30,11 @@ def test_phases_add_up_to_the_step(model, partition, kinds):
     pp, overlap = float(partition.pp), float(acc.overlap)
 
     def share(ph):  # the phase's part of the step: its windows and exposed communication
-        c, h, k, pinned, layers = (float(x) for x in ph)
-        return pp * layers * (max(c, h) + max(k - pinned - overlap * max(c, h), 0.0) + pinned)
+        c, h, k, pinned, layers, fixed = (float(x) for x in ph)
+        return pp * layers * (max(c, h) + max(k - pinned - overlap * max(c, h), 0.0) + pinned + fixed)
 
     by_phase = sum(share(ph) for ph in d.phases.values())
-    assert float(stage.roofline + stage.exposed) == pytest.approx(by_phase, rel=1e-5)
+    assert float(stage.roofline + stage.exposed + stage.fixed) == pytest.approx(by_phase, rel=1e-5)
     fixed = (
         pp * float(d.pipe)
         + float(acc.layer_latency) * float(m.n_layers * stage_scale(m, partition))

@@ -20,6 +20,7 @@ from typing import Any, NamedTuple
 
 from . import arch
 from .collectives import all_reduce, all_to_all, send
+from .kernels import layer_fixed_costs
 from .phases import DecodePhases, MicrobatchCosts, Phase, StageCosts, stage_costs
 from .routing import expert_load, expert_slots_per_rank, group_share, remote_share
 from .specs import Accounting, HardwareSpec, ModelSpec, Partition, Workload, pytree_spec
@@ -183,8 +184,9 @@ def batch_capacity(m: ModelSpec, hw: HardwareSpec, p: Partition, context, acc: A
     return xp.maximum(p.dp_attn * whole, 0.0), per_group
 
 
-def _pattern_phases(m: ModelSpec, p: Partition, pattern, tok_r, f_w, f_kv, kv_gpu, kv_b, wb, p_attn, comm, ar, tail, scale):
-    """``Phase`` of the pattern's sliding, chunked, sparse and linear layers, ``hbm`` in bytes.
+def _pattern_phases(m: ModelSpec, p: Partition, pattern, tok_r, f_w, f_kv, kv_gpu, kv_b, wb, p_attn, comm, ar, tail, scale, acc):
+    """``Phase`` of the pattern's sliding, chunked, sparse and linear layers, ``hbm`` in bytes at the weights'
+    bandwidth (the cache and state reads of attention kernels divided by ``acc.attention_bw_efficiency``).
 
     ``pattern = (sequences per attention group, context L, prefill?)``. Softmax kinds cost what a full
     layer costs with their own key count: per query token ``score(L_k)`` FLOPs, and per GPU ``L_k/kvp``
@@ -197,6 +199,8 @@ def _pattern_phases(m: ModelSpec, p: Partition, pattern, tok_r, f_w, f_kv, kv_gp
     """
     xp = namespace(m, p, tok_r)
     seqs, context, prefill = pattern
+    kv_b = kv_b / acc.attention_bw_efficiency  # attention kernels stream the cache at their own bandwidth
+    fixed = layer_fixed_costs(m, acc)
     s1 = arch.score_flops_per_token_layer(m, 1.0, absorbed=not prefill)  # score FLOPs per key
     (sl_s, sl_r), (ch_s, ch_r), (_, sp_r) = arch.window_tokens(m, context)
     idx_keys = context / 2 if prefill else context
@@ -219,11 +223,11 @@ def _pattern_phases(m: ModelSpec, p: Partition, pattern, tok_r, f_w, f_kv, kv_gp
     ):
         c = tok_r * (2 * params / f_w + (s1 * n_keys + extra_flops) / f_kv / p.kvp)
         h = wb * params / p.tp + read * (kv_gpu * kv_b) + extra_read
-        out[name] = Phase(c, h, comm, tail, count * scale)
+        out[name] = Phase(c, h, comm, tail, count * scale, fixed[name])
     p_lin = arch.linear_attn_params(m)
     c_lin = tok_r * (2 * p_lin / f_w + arch.linear_state_flops(m) / f_kv)
     state = seqs * linear_state_values_gpu(m, p) * kv_b * (1.0 if prefill else 2.0)  # decode: read + write
-    out["linear"] = Phase(c_lin, wb * p_lin / p.tp + state, ar, 0.0, m.n_linear_layers * scale)
+    out["linear"] = Phase(c_lin, wb * p_lin / p.tp + state, ar, 0.0, m.n_linear_layers * scale, fixed["linear"])
     return out
 
 
@@ -261,7 +265,8 @@ def microbatch_phases(
     # attention (every decoder layer): tp-way heads, kvp-way sequence shards
     p_attn = arch.decoder_attn_params(m)
     c_attn = tok_r * (2 * p_attn / f_w + score_flops / f_kv / p.kvp)
-    h_attn = wb * p_attn / p.tp + kv_tokens * (kv_values_per_token_layer_gpu(m, p) * (m.kv_bytes * acc.kv_scale))
+    kv_attn = kv_values_per_token_layer_gpu(m, p) * (m.kv_bytes * acc.kv_scale / acc.attention_bw_efficiency)
+    h_attn = wb * p_attn / p.tp + kv_tokens * kv_attn  # the KV read at the attention kernel's bandwidth
     dq = xp.where(arch.is_mla(m), m.kv_lora_rank + m.rope_head_dim, m.head_dim)
     hop = send(hw, p.tp * p.kvp, tok_r * (m.n_heads * dq * ab), acc)
     is_cp = p.kv_mode == 2
@@ -283,7 +288,8 @@ def microbatch_phases(
     fixed = arch.shared_params(m) + arch.router_params(m)
     load = expert_load(m, p, tokens, acc)
     c_moe = load.half_flops * (2 / f_e) + tokens * (2 * fixed / f_w) / g
-    h_moe = vb.expert * load.params_read + wb * fixed / tp_ffn
+    bw_e = xp.where(m.n_experts > 1, acc.grouped_gemm_bw_efficiency, 1.0)  # grouped GEMMs stream experts at their own rate
+    h_moe = (vb.expert / bw_e) * load.params_read + wb * fixed / tp_ffn
     comm_moe = (
         all_to_all(
             hw, p.ep, g, load.copies * (d * (vb.dispatch + ab)), acc, calls=2.0, remote=remote_share(m, hw, p)
@@ -298,11 +304,12 @@ def microbatch_phases(
 
     scale = stage_scale(m, p) / p.pp
     n_full = m.n_layers if pattern is None else arch.n_full_layers(m)
-    phases = {  # Phase(compute s, HBM s, communication s, of which never hidden s, layers per stage)
-        "attention": Phase(c_attn, h_attn / bw, comm_attn, tail, n_full * scale),
-        "dense": Phase(c_dense, h_dense / bw, comm_dense, 0.0, m.n_dense_layers * scale),
-        "moe": Phase(c_moe, h_moe / bw, comm_moe, 0.0, arch.n_moe_layers(m) * scale),
-        "head": Phase(c_head, h_head / bw, 0.0, 0.0, 1 / p.pp),
+    tau = layer_fixed_costs(m, acc)  # kernel fixed costs per layer (kernels.KERNEL_COUNTS × Accounting.tau_*)
+    phases = {  # Phase(compute s, HBM s, communication s, of which never hidden s, layers per stage, fixed s)
+        "attention": Phase(c_attn, h_attn / bw, comm_attn, tail, n_full * scale, tau["attention"]),
+        "dense": Phase(c_dense, h_dense / bw, comm_dense, 0.0, m.n_dense_layers * scale, tau["dense"]),
+        "moe": Phase(c_moe, h_moe / bw, comm_moe, 0.0, arch.n_moe_layers(m) * scale, tau["moe"]),
+        "head": Phase(c_head, h_head / bw, 0.0, 0.0, 1 / p.pp, tau["head"]),
     }
     if pattern is not None:
         kinds = _pattern_phases(
@@ -320,6 +327,7 @@ def microbatch_phases(
             ar_attn,
             tail,
             scale,
+            acc,
         )
         phases.update({k: ph._replace(hbm=ph.hbm / bw) for k, ph in kinds.items()})
     pipe = xp.where(p.pp > 1, send(hw, n, tokens * (d * ab), acc), 0.0)
@@ -335,7 +343,7 @@ def _assemble(m, p, acc, wl, batch, b_eval, b_max, per_group, stage: StageCosts,
     roof, t_compute, t_hbm, comm, exposed = stage.roofline, stage.compute, stage.hbm, stage.comm, stage.exposed
     t_exp = exposed + p.pp * pipe
     host = acc.sequence_latency * (b_eval / p.dp_attn)  # per sequence per step, each attention-DP rank's scheduler
-    step = roof + t_exp + acc.layer_latency * (m.n_layers * stage_scale(m, p)) + host + t_draft
+    step = roof + t_exp + acc.layer_latency * (m.n_layers * stage_scale(m, p)) + host + t_draft + stage.fixed
     feasible = (per_group >= 1) & (batch <= b_max) & (batch >= p.pp * p.dp_attn)
     bound = xp.where(t_exp > xp.maximum(t_compute, t_hbm), 2, xp.where(t_compute >= t_hbm, 0, 1))
     weights = resident_weight_bytes(m, p, wl.draft_tokens)
@@ -387,7 +395,7 @@ def decode_point(
     xp = namespace(m, hw, p, wl)
     d = decode_phases(m, hw, p, wl, acc, chunk_tokens, prompt_len)
     stage = stage_costs(d.phases, p.pp, acc)
-    per_layer = (stage.roofline + stage.exposed) / (m.n_layers * stage_scale(m, p)) + acc.layer_latency
+    per_layer = (stage.roofline + stage.exposed + stage.fixed) / (m.n_layers * stage_scale(m, p)) + acc.layer_latency
     # (a where, not a product with draft_tokens: a static 0 then drops the term at trace time)
     t_draft = xp.where(wl.draft_tokens > 0, wl.draft_tokens * m.mtp_layers * per_layer, 0.0)
     return _assemble(

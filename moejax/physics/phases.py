@@ -20,7 +20,9 @@ class Phase(NamedTuple):
 
     ``compute``, ``hbm`` and ``comm`` in s (``cost._pattern_phases`` gives ``hbm`` in bytes, before the HBM
     bandwidth); ``pinned`` the part of ``comm`` that never hides (the CP ring tail), s; ``layers``
-    how many such layers a stage runs per microbatch (scaled by ``stage_scale/pp``; the LM head ``1/pp``).
+    how many such layers a stage runs per microbatch (scaled by ``stage_scale/pp``; the LM head ``1/pp``);
+    ``fixed`` the kernels' fixed costs of one such layer, s (``kernels.layer_fixed_costs``: Σ count·τ,
+    outside the roofline and the overlap window; 0 when every ``Accounting.tau_*`` is 0).
     """
 
     compute: Any
@@ -28,6 +30,7 @@ class Phase(NamedTuple):
     comm: Any
     pinned: Any
     layers: Any
+    fixed: Any = 0.0
 
 
 class MicrobatchCosts(NamedTuple):
@@ -41,13 +44,14 @@ class MicrobatchCosts(NamedTuple):
 class StageCosts(NamedTuple):
     """One step on the largest stage (``stage_costs``), pipeline sends not included, in s: the
     roofline (per-phase ``max(compute, HBM)`` summed, or the global max), compute, HBM, communication,
-    and the exposed communication."""
+    the exposed communication, and the kernels' fixed costs (``Phase.fixed`` summed)."""
 
     roofline: Any
     compute: Any
     hbm: Any
     comm: Any
     exposed: Any
+    fixed: Any = 0.0
 
 
 class DecodePhases(NamedTuple):
@@ -68,22 +72,24 @@ class DecodePhases(NamedTuple):
 
 
 def stage_costs(phases: dict[str, Phase], pp, acc: Accounting) -> StageCosts:
-    """(roofline s, compute s, HBM s, communication s, exposed s) of one step on the largest stage:
-    its ``pp`` microbatches (``pp`` × one microbatch's), pipeline sends not included. Each phase's
-    communication hides behind ``overlap`` × its window, ``max(compute, HBM)``, except its pinned
+    """(roofline s, compute s, HBM s, communication s, exposed s, kernel fixed costs s) of one step on the
+    largest stage: its ``pp`` microbatches (``pp`` × one microbatch's), pipeline sends not included. Each
+    phase's communication hides behind ``overlap`` × its window, ``max(compute, HBM)``, except its pinned
     part (the CP ring tail), which never hides."""
     xp = namespace(phases, pp)
-    roof = t_c = t_h = comm = exposed = 0.0
-    for c, h, k, pinned, count in phases.values():  # Phase fields
+    roof = t_c = t_h = comm = exposed = fixed = 0.0
+    for c, h, k, pinned, count, tau in phases.values():  # Phase fields
         count = pp * count  # per step (pp·count layers): totals as sums of products, stored once (cost._assemble)
         window = xp.maximum(c, h)
         roof, t_c, t_h = roof + count * window, t_c + count * c, t_h + count * h
         if not (isinstance(k, float) and k == 0.0):  # a phase without communication (the LM head) exposes none
             comm = comm + count * k
             exposed = exposed + count * (xp.maximum(k - pinned - acc.overlap * window, 0.0) + pinned)
+        if not (isinstance(tau, float) and tau == 0.0):
+            fixed = fixed + count * tau
     if acc.roofline == "global":
         roof = xp.maximum(t_c, t_h)
-    return StageCosts(roof, t_c, t_h, comm, exposed)
+    return StageCosts(roof, t_c, t_h, comm, exposed, fixed)
 
 
 class PhaseTime(NamedTuple):
@@ -101,15 +107,15 @@ class PhaseTime(NamedTuple):
 
 def phase_times(phases: dict[str, Phase], pp, acc: Accounting) -> dict[str, PhaseTime]:
     """Each phase's part of one step on the largest stage (``pp`` microbatches): ``time =
-    pp·layers·(max(compute, HBM) + exposed)``, ``exposed = max(comm - pinned - overlap·max(compute,
+    pp·layers·(max(compute, HBM) + exposed + fixed)``, ``exposed = max(comm - pinned - overlap·max(compute,
     HBM), 0) + pinned``. With the local roofline (``Accounting.roofline = "phase"``) the times add
-    up to ``stage_costs``' roofline + exposed; the step adds the pipeline sends (``pp·pipe``), the
+    up to ``stage_costs``' roofline + exposed + fixed; the step adds the pipeline sends (``pp·pipe``), the
     per-layer and per-sequence latencies and drafting (``cost.decode_point``)."""
     xp = namespace(phases, pp)
     out = {}
-    for name, (c, h, k, pinned, layers) in phases.items():
+    for name, (c, h, k, pinned, layers, tau) in phases.items():
         window = xp.maximum(c, h)
         exposed = xp.maximum(k - pinned - acc.overlap * window, 0.0) + pinned
         n = pp * layers
-        out[name] = PhaseTime(n * (window + exposed), n * c, n * h, n * k, n * exposed, n)
+        out[name] = PhaseTime(n * (window + exposed + tau), n * c, n * h, n * k, n * exposed, n)
     return out

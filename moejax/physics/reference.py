@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 
+from . import reference_kernels as rk
 from . import reference_patterns as rp
 from .reference_defaults import (
     ACCOUNTING_DEFAULTS,
@@ -269,7 +270,8 @@ def _evaluate(
         score = _f_score(m, L, False) * b * (1 + draft) / dp_attn + _f_score(m, prompt_len / 2, True) * c / dp_attn
     attn_c = 2 * attn_params * T_a / tp / F_w + score / (tp * kvp) / F_q
     kv_tokens = T_a / kvp if prefill else b_a * (L / kvp) + c / dp_attn / kvp  # KV tokens read (prefill: written) per GPU
-    attn_h = wb * attn_params / tp + kv_tokens * kv_gpu * kvb * kv_scale
+    kv_bw = ac["attention_bw_efficiency"]  # attention kernels stream the cache (and state) at their own bandwidth
+    attn_h = wb * attn_params / tp + kv_tokens * kv_gpu * kvb * kv_scale / kv_bw
     attn_comm = net.all_reduce(tp, tp, T_a * d * ab)
     attn_tail = 0.0  # CP ring tail, never overlapped
     if kv_mode == 1:
@@ -290,7 +292,7 @@ def _evaluate(
         "F_w": F_w,
         "F_q": F_q,
         "wb": wb,
-        "kvb": kvb * kv_scale,
+        "kvb": kvb * kv_scale / kv_bw,
         "kv_gpu": kv_gpu,
         "p_attn": attn_params,
         "f_score": _f_score(m, 1.0, prefill),
@@ -313,7 +315,8 @@ def _evaluate(
     # MoE layer (s, bytes).
     X_r, X_c = _expert_load(m, ac, T, G, ep, R)
     moe_c = 2 * X_c * p["exp"] / F_e + 2 * (p["sh"] + p["router"]) * T / G / F_w
-    moe_h = eb * X_r * p["exp"] + wb * (p["sh"] + p["router"]) / tp_e
+    e_bw = ac["grouped_gemm_bw_efficiency"] if E > 1 else 1.0  # grouped GEMMs stream the experts at their own rate
+    moe_h = eb * X_r * p["exp"] / e_bw + wb * (p["sh"] + p["router"]) / tp_e
     u = 1.0 - (1.0 - 1.0 / ep) ** k  # share of tokens with an expert in a given EP rank
     M, _ = net.islands(ep, G)  # EP dispatch sends each remote island one copy per token
     r = M * (1 - (1 - 1 / M) ** k) * (M - 1) / M / k if M > 1 else 0.0
@@ -339,6 +342,13 @@ def _evaluate(
     exposed = share * sum(x[3] for x in per_layer) + n_dense_s * dense_exposed + n_moe_s * moe_exposed
     send = net.send(N, T * d * ab) if pp > 1 else 0.0
     latency = ac["layer_latency"] * n_attn_s
+    # Kernel-structured step: each layer's kernels pay their fixed costs (the LM head once per step).
+    fixed = (
+        share * sum(rk.attention_layer(m, kind, ac) for kind in kinds)
+        + n_dense_s * rk.tau("dense_ffn", ac)
+        + n_moe_s * rk.moe_layer(m, ac)
+        + rk.tau("lm_head", ac) / pp
+    )
 
     if ac["roofline"] == "global":  # qs paper eq. 19: one max over the whole step
         roof = max(Tc, Th / BW)
@@ -349,10 +359,10 @@ def _evaluate(
             + n_moe_s * max(moe_c, moe_h / BW)
             + max(head_c, head_h / BW)
         )
-    t_micro = roof + exposed + send + latency + ac["sequence_latency"] * Be / dp_attn / pp  # host work, pp*t_micro
+    t_micro = roof + exposed + fixed + send + latency + ac["sequence_latency"] * Be / dp_attn / pp  # host work, pp*t_micro
     t_draft = 0.0
     if not prefill and draft > 0:  # each drafting pass costs one average layer of the step
-        t_draft = draft * m["mtp_layers"] * ((roof + exposed) / n_attn_s + ac["layer_latency"])
+        t_draft = draft * m["mtp_layers"] * ((roof + exposed + fixed) / n_attn_s + ac["layer_latency"])
     t_compute = pp * Tc
     t_hbm = pp * Th / BW
     t_comm = pp * (comm_all + send)

@@ -109,7 +109,8 @@ def layer_cost(m: dict, kind: str, c: dict) -> tuple[float, float, float, float]
     """(compute s, HBM bytes, communication s, never-hidden s) of one layer of ``kind`` for one
     microbatch on one GPU. ``c`` carries the step's quantities: ``T_a`` query tokens of an attention
     group, ``b_a`` its sequences, ``L``, ``prefill``, ``tp``, ``kvp``, peaks ``F_w``/``F_q``, ``wb``, ``kvb``
-    (KV bytes per value, kv_scale included), ``kv_gpu``, ``p_attn``, ``f_score`` (score FLOPs per key,
+    (KV bytes per value, kv_scale included, over attention_bw_efficiency: every cache and state byte here is
+    streamed by an attention kernel), ``kv_gpu``, ``p_attn``, ``f_score`` (score FLOPs per key,
     absorbed MLA in decode), the full layer's ``comm``/``tail`` and the tp all-reduce ``ar``."""
     tp, kvp, L, T_a, b_a = c["tp"], c["kvp"], c["L"], c["T_a"], c["b_a"]
     params = layer_params(m, kind, c["p_attn"])

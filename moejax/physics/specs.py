@@ -25,7 +25,9 @@ FABRICS = {"switched": 0, "mesh": 1, "torus": 2}
 MAX_TORUS_DIMS = 3  # TPU v4/v5p/v7 are 3D tori, v6e and Trainium2 instances 2D
 EXPERT_TRAFFIC = ("physical", "paper-active", "paper-pool")
 ROOFLINES = ("phase", "global")
-MODES = ("sol", "realistic", "custom")
+KERNEL_TAUS = ("tau_gemm", "tau_grouped_gemm", "tau_attention", "tau_elementwise")  # Accounting's per-kernel fixed costs, s
+KERNEL_BW = ("attention_bw_efficiency", "grouped_gemm_bw_efficiency")  # per-class bandwidth relative to hbm_efficiency
+MODES = ("sol", "realistic", "kernel", "custom")
 
 
 class SpecError(ValueError):
@@ -423,7 +425,8 @@ class Accounting:
     phase's window and expose more communication).
     ``mode`` names the preset (``conf/accounting/``): ``"sol"`` is speed of light (every
     efficiency 1, no overheads, the whole HBM), ``"realistic"`` carries constants fitted to
-    measured serving results; ``"custom"`` anything else.
+    measured serving results, ``"kernel"`` the kernel-structured step (per-kernel fixed costs and per-class
+    efficiencies from kernel-level measurements, ``conf/accounting/kernel.yaml``); ``"custom"`` anything else.
     ``layer_patterns``: cost the sliding, chunked, sparse and linear layers of a model's pattern as
     phases of their own (True, always correct); False drops those phases at trace time and costs every
     layer as full attention, which is exact, and faster, only for models without a pattern: the sweep
@@ -448,7 +451,15 @@ class Accounting:
     sequence_latency: Any = 0.0  # s of host work per sequence per step per attention-DP rank (scheduling, sampling)
     request_overhead: Any = 0.0  # s per request before its first token beyond the model's passes (API, scheduling)
     warmup_share: Any = 0.0  # share of a closed-loop benchmark's requests in its start-up wave (served.py)
-    mode: str = static_field("sol")  # the preset these constants came from: sol, realistic, or custom
+    # Kernel-structured step (docs/cost-model.md, "Kernel-structured step"; 0 and 1: not charged): s per kernel call
+    # of each class, times physics/kernels.KERNEL_COUNTS per layer; KV/state and routed-expert bandwidth vs hbm_efficiency
+    tau_gemm: Any = 0.0  # s per dense GEMM (and MLA BMM) kernel
+    tau_grouped_gemm: Any = 0.0  # s per fused routed-expert module (permute, grouped GEMMs, activation, finalize)
+    tau_attention: Any = 0.0  # s per attention kernel (decode/prefill attention, DSA indexer scores, linear-state update)
+    tau_elementwise: Any = 0.0  # s per memory-bound small kernel (norms, activation, convolution, top-k, embedding)
+    attention_bw_efficiency: Any = 1.0  # KV / state streaming bandwidth of attention kernels relative to hbm_efficiency
+    grouped_gemm_bw_efficiency: Any = 1.0  # routed-expert weight streaming relative to hbm_efficiency
+    mode: str = static_field("sol")  # the preset these constants came from: sol, realistic, kernel, or custom
     expert_traffic: str = static_field("physical")
     integer_batch: bool = static_field(True)
     roofline: str = static_field("phase")
@@ -482,9 +493,10 @@ class Accounting:
             "a2a_peer_latency",
             "request_overhead",
             "sequence_latency",
+            *KERNEL_TAUS,
         ):
             _require("Accounting", v, f, np.isfinite(v[f]) & (v[f] >= 0), "must be >= 0")
-        for f in ("kv_scale", "grouped_gemm_efficiency", "attention_efficiency"):
+        for f in ("kv_scale", "grouped_gemm_efficiency", "attention_efficiency", *KERNEL_BW):
             _require("Accounting", v, f, np.isfinite(v[f]) & (v[f] > 0), "must be > 0")
         _require("Accounting", v, "routing_skew", (v["routing_skew"] >= 0) & (v["routing_skew"] < 1), "must be in [0, 1)")
         _require("Accounting", v, "overlap", (v["overlap"] >= 0) & (v["overlap"] <= 1), "must be in [0, 1]")

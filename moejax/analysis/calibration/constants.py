@@ -139,6 +139,28 @@ CONSTANTS = {
             0.1,
             "share of a closed-loop benchmark's requests in its start-up wave",
         ),
+        *(
+            Constant(f"tau_{c}", NONNEGATIVE, "softplus", 1e-6, "us", 5e-6, f"fixed cost per {c.replace('_', ' ')} kernel (s)")
+            for c in ("gemm", "grouped_gemm", "attention", "elementwise")
+        ),
+        Constant(
+            "attention_bw_efficiency",
+            POSITIVE,
+            "log",
+            1.0,
+            "1",
+            1.0,
+            "KV / state streaming bandwidth of attention kernels relative to hbm_efficiency",
+        ),
+        Constant(
+            "grouped_gemm_bw_efficiency",
+            POSITIVE,
+            "log",
+            1.0,
+            "1",
+            1.0,
+            "routed-expert weight streaming bandwidth relative to hbm_efficiency",
+        ),
         Constant(
             "weight_scale",
             POSITIVE,
