@@ -116,7 +116,7 @@ def test_physics_imports_only_jax_and_numpy(name):
             third_party.update(a.name.split(".")[0] for a in node.names)
         elif isinstance(node, ast.ImportFrom) and not node.level:
             third_party.add(node.module.split(".")[0])
-    assert third_party <= {"__future__", "jax", "numpy", "dataclasses", "typing", "math", "collections"}, third_party
+    assert third_party <= {"__future__", "jax", "numpy", "dataclasses", "functools", "typing", "math", "collections"}, third_party
 
 
 @pytest.mark.parametrize("name", sorted(modules()))

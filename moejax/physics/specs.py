@@ -28,6 +28,10 @@ ROOFLINES = ("phase", "global")
 KERNEL_TAUS = ("tau_gemm", "tau_grouped_gemm", "tau_attention", "tau_elementwise")  # Accounting's per-kernel fixed costs, s
 KERNEL_BW = ("attention_bw_efficiency", "grouped_gemm_bw_efficiency")  # per-class bandwidth relative to hbm_efficiency
 MODES = ("sol", "realistic", "kernel", "custom")
+# Accounting's constants by range: fractions in (0, 1], times (s) and bytes >= 0
+ACC_FRACTIONS = ("hbm_usable_fraction", "hbm_efficiency", "flops_efficiency", "fp8_efficiency", "fp4_efficiency")
+ACC_FRACTIONS += ("comm_efficiency",)
+ACC_TIMES = ("reserve_bytes", "layer_latency", "collective_latency", "a2a_peer_latency", "request_overhead", "sequence_latency")
 
 
 class SpecError(ValueError):
@@ -477,24 +481,9 @@ class Accounting:
         v = _host_values(self)
         if v is None:
             return
-        for f in (
-            "hbm_usable_fraction",
-            "hbm_efficiency",
-            "flops_efficiency",
-            "fp8_efficiency",
-            "fp4_efficiency",
-            "comm_efficiency",
-        ):
+        for f in ACC_FRACTIONS:
             _require("Accounting", v, f, (v[f] > 0) & (v[f] <= 1), "must be in (0, 1]")
-        for f in (
-            "reserve_bytes",
-            "layer_latency",
-            "collective_latency",
-            "a2a_peer_latency",
-            "request_overhead",
-            "sequence_latency",
-            *KERNEL_TAUS,
-        ):
+        for f in (*ACC_TIMES, *KERNEL_TAUS):
             _require("Accounting", v, f, np.isfinite(v[f]) & (v[f] >= 0), "must be >= 0")
         for f in ("kv_scale", "grouped_gemm_efficiency", "attention_efficiency", *KERNEL_BW):
             _require("Accounting", v, f, np.isfinite(v[f]) & (v[f] > 0), "must be > 0")

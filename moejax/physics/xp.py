@@ -35,7 +35,8 @@ def trace_once(fn):
     ``jax.jit(fn)``, so a program that costs the same function at many call sites (the sweep's
     frontier calls the step cost dozens of times) traces it once and reuses the jaxpr; the nested
     ``jit`` is inlined when the program compiles, so the numbers are the same. With NumPy or Python
-    inputs (the benchmark's NumPy path, host-side checks) ``fn`` runs as written.
+    inputs (the benchmark's NumPy path, host-side checks), or with a Python ``bool`` among them (a
+static switch such as a pattern's prefill flag), ``fn`` runs as written.
 
     >>> double = trace_once(lambda x: 2 * x)
     >>> float(double(1.5)), float(jax.jit(double)(1.5))
@@ -47,7 +48,7 @@ def trace_once(fn):
     def wrapper(*args, **kwargs):
         leaves = jax.tree_util.tree_leaves((args, kwargs))
         if any(isinstance(x, jax.core.Tracer) for x in leaves) and all(
-            isinstance(x, jax.Array | np.ndarray | np.generic | int | float) for x in leaves
+            isinstance(x, jax.Array | np.ndarray | np.generic | int | float) and not isinstance(x, bool) for x in leaves
         ):
             return jitted(*args, **kwargs)
         return fn(*args, **kwargs)
