@@ -31,16 +31,17 @@ def namespace(*inputs):
 def trace_once(fn):
     """``fn`` traced once per argument shapes inside a JAX trace, plain elsewhere.
 
-        Called with a tracer among its inputs (under ``jit``/``vmap``/``grad``), ``fn`` runs as
-        ``jax.jit(fn)``, so a program that costs the same function at many call sites (the sweep's
-        frontier calls the step cost dozens of times) traces it once and reuses the jaxpr; the nested
-        ``jit`` is inlined when the program compiles, so the numbers are the same. With NumPy or Python
-        inputs (the benchmark's NumPy path, host-side checks), or with a Python ``bool`` among them (a
-    static switch such as a pattern's prefill flag), ``fn`` runs as written.
+    Called with a tracer among its inputs (under ``jit``/``vmap``/``grad``), ``fn`` runs as
+    ``jax.jit(fn)``, so a program that costs the same function at many call sites (the sweep's
+    frontier calls the step cost dozens of times) traces it once and reuses the jaxpr. The nested
+    ``jit`` is inlined when the program compiles: the same arithmetic, though XLA may fuse it
+    differently, so float32 results can move by an ulp. With NumPy or Python inputs (the
+    benchmark's NumPy path, host-side checks), or with a Python ``bool`` among them (a static switch
+    such as a pattern's prefill flag), ``fn`` runs as written.
 
-        >>> double = trace_once(lambda x: 2 * x)
-        >>> float(double(1.5)), float(jax.jit(double)(1.5))
-        (3.0, 3.0)
+    >>> double = trace_once(lambda x: 2 * x)
+    >>> float(double(1.5)), float(jax.jit(double)(1.5))
+    (3.0, 3.0)
     """
     jitted = jax.jit(fn)
 
