@@ -163,3 +163,21 @@ def test_a_new_hardware_field_reaches_every_derived_list():
     assert keys["new_bw"] == (("new_bw",), None) and list(keys)[-1] == "new_bw"
     assert {k: v for k, v in keys.items() if k != "new_bw"} == HARDWARE_SPACE
     assert elasticity_fields(widened) == (*ELASTICITY_FIELDS, "new_bw")
+
+
+def test_unknown_nested_keys_and_bad_design_space_values_are_refused():
+    """A grid built without Hydra's schema (a user file, a direct ``build()``) cannot smuggle a
+    misspelled nested key past the typed config, and design-space values are positive finite numbers
+    (island sizes whole): one line naming the field."""
+    from moejax.engine.config import build
+    from moejax.physics.specs import SpecError
+
+    plain = OmegaConf.to_container(composed(*TINY, "grid.contexts=[1024]"), resolve=True)
+    for where, key in (("hardware_space", "hbm_bandwith"), ("accounting", "overlapp"), ("partitions", "tpp")):
+        bad = {**plain, "grid": {**plain["grid"], where: {**(plain["grid"][where] or {}), key: [1, 2]}}}
+        with pytest.raises(SpecError, match=rf"^grid\.{where}\.{key} is not a known field: allowed "):
+            build(bad)
+    for field, values in (("hbm_bw", [float("nan")]), ("flops", [float("inf")]), ("hbm_bw", [True]), ("island_size", [1.5])):
+        bad = {**plain, "grid": {**plain["grid"], "hardware_space": {field: values}}}
+        with pytest.raises(SpecError, match=rf"^grid\.hardware_space\.{field} = "):
+            build(bad)

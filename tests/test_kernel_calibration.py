@@ -32,7 +32,9 @@ def test_data_files_load_and_every_row_cites_a_source(rows):
     compute = np.isin(rows["kernel_class"], shapes.COMPUTE_CLASSES)
     assert np.all(rows["t_bw"][compute] > 0) and np.all(rows["t_wire"][~compute] > 0)
     sol = np.where(compute, np.maximum(rows["t_bw"], rows["t_flop"]), rows["t_wire"])
-    assert np.all(rows["time_s"] >= 0.5 * sol)
+    # 7 of 2,781 rows run at 0.86-0.98 of their speed-of-light time (an elementwise, 3 MLA decode, an all-reduce,
+    # 2 DeepEP normal combines): a catalogue peak or a byte count a little off, never a unit error (x1000)
+    assert np.all(rows["time_s"] >= 0.85 * sol), np.sort(rows["time_s"] / sol)[:10]
 
 
 def test_gemm_worked_example():

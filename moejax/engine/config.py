@@ -56,6 +56,11 @@ HardwareSpace = dataclasses.make_dataclass(
     "HardwareSpace",
     [(key, Optional[tuple[float, ...]], None) for key in HARDWARE_SPACE],
     frozen=True,  # noqa: UP007
+    namespace={
+        "__doc__": "``grid.hardware_space``: multipliers on each catalogue accelerator's numbers (``flops`` scales "
+        "flops_bf16 and flops_fp8), ``island_size`` absolute GPU counts; None leaves a quantity as it is. Keys: "
+        "``HardwareSpec`` fields' ``space`` metadata. E.g. ``grid.hardware_space.hbm_bw=[1,2]``."
+    },
 )
 
 # ``grid.accounting``: ``mode`` names the preset (conf/accounting/); every other field is None (the
@@ -170,18 +175,24 @@ class SweepConfig:
         validate(self, kappa_star or self.breakeven.include is True)
 
 
-def _build(cls, values):
+def _build(cls, values, path: str = ""):
     """``cls`` from a plain mapping: nested dataclasses from mappings, other values frozen as given
-    (checked by ``validate``); keys the class does not declare are left out."""
+    (checked by ``validate``). Below the top level (``path`` set) a key the class does not declare is
+    refused in one line; the top level also holds the command's own keys (``out``, ``model`` ...)."""
     if not isinstance(values, Mapping):
         return values
     hints = typing.get_type_hints(cls)
+    names = [f.name for f in dataclasses.fields(cls)]
+    unknown = [k for k in values if k not in names]
+    if path and unknown:
+        raise SpecError(f"{path}.{unknown[0]} is not a known field: allowed {', '.join(names)}")
     kwargs = {}
-    for f in dataclasses.fields(cls):
-        if f.name in values:
-            kind = hints[f.name]
-            nested = dataclasses.is_dataclass(kind) and isinstance(values[f.name], Mapping)
-            kwargs[f.name] = _build(kind, values[f.name]) if nested else freeze(values[f.name])
+    for name in names:
+        if name in values:
+            kind = hints[name]
+            nested = dataclasses.is_dataclass(kind) and isinstance(values[name], Mapping)
+            where = f"{path}.{name}" if path else name
+            kwargs[name] = _build(kind, values[name], where) if nested else freeze(values[name])
     return cls(**kwargs)
 
 
@@ -298,8 +309,9 @@ def _validate_hardware_space(grid: GridConfig) -> None:
             continue
         if field not in HARDWARE_SPACE:
             raise SpecError(f"grid.hardware_space.{field} is not a known field: allowed {', '.join(HARDWARE_SPACE)}")
-        if not values or any(not isinstance(v, int | float) or v <= 0 for v in values):
+        if not isinstance(values, tuple | list):
             raise SpecError(f"grid.hardware_space.{field} = {plain(values)!r} is invalid: a non-empty list of positive numbers")
+        _positive(f"grid.hardware_space.{field}", list(values), integer=HARDWARE_SPACE[field][1] is not None)
 
 
 def _validate_breakeven(be) -> None:

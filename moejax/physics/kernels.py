@@ -8,7 +8,7 @@ cost (``HardwareSpec.intra_latency``/``inter_latency`` plus ``Accounting.collect
 
 Worked example (tests/test_kernel_step.py): a Llama GQA decoder layer with a dense FFN runs 4 GEMMs, one
 attention kernel and 3 elementwise kernels; with the ``kernel`` preset's Hopper constants (τ_gemm 5.758 µs,
-τ_attention 10.97 µs, τ_elementwise 1.321 µs) that is 4·5.758 + 10.97 + 3·1.321 = 38.00 µs per layer.
+τ_attention 10.97 µs, τ_elementwise 1.321 µs) that is 4·5.758 + 10.97 + 3·1.321 = 37.97 µs per layer.
 """
 
 from __future__ import annotations

@@ -31,27 +31,44 @@ def namespace(*inputs):
 def trace_once(fn):
     """``fn`` traced once per argument shapes inside a JAX trace, plain elsewhere.
 
-    Called with a tracer among its inputs (under ``jit``/``vmap``/``grad``), ``fn`` runs as
-    ``jax.jit(fn)``, so a program that costs the same function at many call sites (the sweep's
-    frontier calls the step cost dozens of times) traces it once and reuses the jaxpr. The nested
-    ``jit`` is inlined when the program compiles: the same arithmetic, though XLA may fuse it
-    differently, so float32 results can move by an ulp. With NumPy or Python inputs (the
-    benchmark's NumPy path, host-side checks), or with a Python ``bool`` among them (a static switch
-    such as a pattern's prefill flag), ``fn`` runs as written.
+    Called with a tracer among its inputs (under ``jit``/``vmap``/``grad``), ``fn`` runs as a nested
+    ``jax.jit``, so a program that costs the same function at many call sites (the sweep's frontier
+    calls the step cost dozens of times) traces it once per argument shapes and reuses the jaxpr.
+    Python scalars and other non-array leaves (``0.0`` defaults, a pattern's ``prefill`` flag) stay
+    static, exactly as ``fn`` sees them when called plainly: they key the cache instead of being
+    traced. The nested ``jit`` is inlined when the program compiles: the same arithmetic, though XLA
+    may fuse it differently, so float32 results can move by an ulp. With no tracer among the inputs
+    (NumPy or Python values: the benchmark's NumPy path, host-side checks) ``fn`` runs as written.
 
-    >>> double = trace_once(lambda x: 2 * x)
-    >>> float(double(1.5)), float(jax.jit(double)(1.5))
-    (3.0, 3.0)
+    >>> double = trace_once(lambda x, k=2: k * x)
+    >>> float(double(1.5)), float(jax.jit(double)(1.5)), float(jax.jit(lambda x: double(x, k=3))(1.5))
+    (3.0, 3.0, 4.5)
     """
-    jitted = jax.jit(fn)
+    compiled = {}  # (tree structure, static leaves) -> jitted function of the array leaves
+
+    def is_array(x):
+        return isinstance(x, jax.Array | np.ndarray | np.generic)
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
-        leaves = jax.tree_util.tree_leaves((args, kwargs))
-        if any(isinstance(x, jax.core.Tracer) for x in leaves) and all(
-            isinstance(x, jax.Array | np.ndarray | np.generic | int | float) and not isinstance(x, bool) for x in leaves
-        ):
-            return jitted(*args, **kwargs)
-        return fn(*args, **kwargs)
+        leaves, tree = jax.tree_util.tree_flatten((args, kwargs))
+        if not any(isinstance(x, jax.core.Tracer) for x in leaves):
+            return fn(*args, **kwargs)
+        static = tuple((i, type(x), x) for i, x in enumerate(leaves) if not is_array(x))
+        key = (tree, static)
+        try:
+            jitted = compiled.get(key)
+        except TypeError:  # an unhashable static leaf: no cache
+            return fn(*args, **kwargs)
+        if jitted is None:
+
+            def call(*arrays):
+                fixed, rest = {i: x for i, _, x in static}, iter(arrays)
+                full = [fixed[i] if i in fixed else next(rest) for i in range(len(leaves))]
+                a, kw = jax.tree_util.tree_unflatten(tree, full)
+                return fn(*a, **kw)
+
+            jitted = compiled[key] = jax.jit(call)
+        return jitted(*(x for x in leaves if is_array(x)))
 
     return wrapper

@@ -28,7 +28,8 @@ HEADER = f"""\
 # a collective: t = tau + wire_bytes / (eta_bw * link_bw), tau its small-message floor [s].
 # Formulas for bytes, FLOPs and wire bytes: moejax/analysis/kernels/shapes.py. Peaks: conf/hardware/*.yaml.
 # Keys: hardware (or architecture family, pooled) -> kernel class [/ dtype for GEMMs, / implementation for
-# collectives]. A null constant is not pinned: no row's time is set by its term.
+# collectives]. A null constant is not pinned: tau where it is under a fifth of every row's time,
+# eta_bw / eta where no row's time is set by its term.
 # rows: measurements; bound: rows whose time each term sets (tau: tau >= the roofline term);
 # median_abs_log / p90_abs_log: |ln(model/measured)| in sample; cv_*: leave-one-shape-group-out.
 """
