@@ -302,6 +302,12 @@ def _validate_grid(grid: GridConfig, precision: str) -> None:
         raise SpecError(f"grid.prefill_chunk = {grid.prefill_chunk!r} is invalid: a number of tokens (<= 0: whole prompt)")
 
 
+def _finite_positive(v, whole: bool) -> bool:
+    """``v`` is a number (not a bool), finite and > 0; with ``whole``, an integer."""
+    ok = isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v) and v > 0
+    return ok and (not whole or int(v) == v)
+
+
 def _validate_hardware_space(grid: GridConfig) -> None:
     """``grid.hardware_space``: every key set is a non-empty list of positive numbers."""
     for field, values in items(grid.hardware_space).items():
@@ -309,9 +315,11 @@ def _validate_hardware_space(grid: GridConfig) -> None:
             continue
         if field not in HARDWARE_SPACE:
             raise SpecError(f"grid.hardware_space.{field} is not a known field: allowed {', '.join(HARDWARE_SPACE)}")
-        if not isinstance(values, tuple | list):
-            raise SpecError(f"grid.hardware_space.{field} = {plain(values)!r} is invalid: a non-empty list of positive numbers")
-        _positive(f"grid.hardware_space.{field}", list(values), integer=HARDWARE_SPACE[field][1] is not None)
+        whole = HARDWARE_SPACE[field][1] is not None  # absolute GPU counts (island_size)
+        good = isinstance(values, tuple | list) and values and all(_finite_positive(v, whole) for v in values)
+        if not good:
+            kind = "whole numbers of GPUs" if whole else "finite numbers"
+            raise SpecError(f"grid.hardware_space.{field} = {plain(values)!r} is invalid: a non-empty list of positive {kind}")
 
 
 def _validate_breakeven(be) -> None:
