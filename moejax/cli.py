@@ -23,6 +23,7 @@ from omegaconf.errors import OmegaConfBaseException
 
 from .catalogue import CONF_DIR, add_config_dir
 from .engine import distributed, interrupts
+from .physics.errors import one_line
 from .physics.specs import SpecError
 
 
@@ -67,11 +68,11 @@ def run_command(job: Callable[[Path], str], compilation_cache=None) -> None:
             finally:
                 interrupts.ignore()
     except SpecError as e:
-        print(f"error: {e}", file=sys.stderr)
+        print(f"error: {one_line(e)}", file=sys.stderr)
         remove_if_empty(run_dir)
         sys.exit(2)
     except OmegaConfBaseException as e:  # a value read while running: board_power=??? (mandatory, unset)
-        print(f"error: {hydra_error_line(e)}", file=sys.stderr)
+        print(f"error: {one_line(hydra_error_line(e))}", file=sys.stderr)
         remove_if_empty(run_dir)
         sys.exit(2)
     except KeyboardInterrupt as e:
@@ -279,14 +280,14 @@ def one_line_errors(main: Callable) -> Callable:
         except (HydraException, OmegaConfBaseException, yaml.YAMLError) as e:
             if os.environ.get("HYDRA_FULL_ERROR") == "1":
                 raise
-            print(f"error: {hydra_error_line(e)}", file=sys.stderr)
+            print(f"error: {one_line(hydra_error_line(e))}", file=sys.stderr)
             sys.exit(2)
         except ValueError as e:  # Hydra's own check of a group override (model=1)
             if "Config group override" not in str(e) or os.environ.get("HYDRA_FULL_ERROR") == "1":
                 if not _job_started and os.environ.get("HYDRA_FULL_ERROR") != "1":
                     composition_error(e)
                 raise
-            print(f"error: {hydra_error_line(e)}", file=sys.stderr)
+            print(f"error: {one_line(hydra_error_line(e))}", file=sys.stderr)
             sys.exit(2)
         except Exception as e:  # noqa: BLE001 - only while Hydra composes: the command's own errors keep their traceback
             if _job_started or os.environ.get("HYDRA_FULL_ERROR") == "1":
@@ -299,14 +300,14 @@ def one_line_errors(main: Callable) -> Callable:
         line = _group_value_line()
         if line.startswith("a config group override is invalid"):
             line = f"config is invalid: {type(e).__name__}: {str(e).strip().splitlines()[0] if str(e).strip() else ''}"
-        print(f"error: {line}", file=sys.stderr)
+        print(f"error: {one_line(line)}", file=sys.stderr)
         sys.exit(2)
 
     def parser():  # argparse's own errors (an option after the overrides): one line too
         p = make_parser()
         p.error = lambda message: (
             print(
-                f"error: command line is invalid: {message} (options such as --config-dir go before the overrides)",
+                f"error: command line is invalid: {one_line(message)} (options such as --config-dir go before the overrides)",
                 file=sys.stderr,
             ),
             sys.exit(2),

@@ -59,6 +59,7 @@ from .engine.variables import QS
 from .figures import roofline, sensitivity
 from .figures.frontier import plot_frontier
 from .figures.kappa_frontier import plot_kappa_star_frontier
+from .physics.errors import one_line
 from .physics.specs import SpecError
 
 README_SELECTION = {"model": "deepseek-v3", "hardware": "b200"}  # what the README's figures show
@@ -460,11 +461,11 @@ def main(argv=None) -> int:
     p.add_argument("--num-gpus", type=int, default=None)
     p.add_argument("--kappa", type=float, default=None, help="κ for single-κ figures (one of the dataset's; default 5)")
 
-    def one_line(message):  # argparse's usage block and message: one line, exit code 2
-        print(f"error: command line is invalid: {message}", file=sys.stderr)
+    def refuse(message):  # argparse's usage block and message: one line, exit code 2
+        print(f"error: command line is invalid: {one_line(message)}", file=sys.stderr)
         sys.exit(2)
 
-    p.error = one_line
+    p.error = refuse
     args = p.parse_args(argv)
     out = args.out or default_out(args.dataset)
     try:
@@ -487,7 +488,7 @@ def main(argv=None) -> int:
             sel = default_selection(ds, args.model, args.hardware, args.num_gpus, args.kappa)
             result = make_plots(ds, out, **sel)
     except SpecError as e:
-        print(f"error: {e}", file=sys.stderr)
+        print(f"error: {one_line(e)}", file=sys.stderr)
         return 2
     print(f"selection: model {sel['model']}, hardware {sel['hardware']}, {sel['num_gpus']} GPUs, kappa {sel['kappa']:g}")
     for name, (png, svg, _, _) in result.items():

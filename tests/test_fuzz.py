@@ -585,6 +585,7 @@ if __name__ == "__main__":
         ("moejax.point", [*POINT, "levels=1e400"], "levels = inf is invalid: a non-empty list"),  # tuple(float): TypeError
         ("moejax.plot", ["x.nc", "--nope", "0"], "command line is invalid: unrecognized arguments: --nope 0"),  # usage block
         ("moejax.plot", ["x.nc", "--num-gpus", "[r/"], "command line is invalid: argument --num-gpus"),
+        ("moejax.plot", ["x.nc", "9\x85x"], "unrecognized arguments: 9\\x85x"),  # U+0085 broke the line (1000-example run)
     ],
 )
 def test_fuzz_findings_are_one_line(module, argv, fragment, tmp_path, monkeypatch):
@@ -630,3 +631,31 @@ def test_fuzz_finding_hf_field_not_a_string(field, value, allowed, tmp_path):
     path.write_text(json.dumps(cfg))
     with pytest.raises(SpecError, match=rf"{field} = .* is invalid: {allowed}"):
         moejax.load_model(str(path))
+
+
+def test_fuzz_finding_binary_measurement_file(tmp_path, monkeypatch):
+    """A binary file as ``measurements=`` (the 1000-example validate run): was a
+    ``UnicodeDecodeError`` traceback from PyYAML's reader; now one line naming the first bad byte."""
+    from cli_runs import assert_one_line
+
+    binary = tmp_path / "binary.yaml"
+    binary.write_bytes(b"- id: x\n" + bytes(range(128, 256)))
+    monkeypatch.chdir(tmp_path)
+    code, _, err = run_main("moejax.validate", [f"measurements={binary}"], hydra_dir=tmp_path / "run")
+    assert_one_line(code, err, "byte 8 = b'\\x80' is invalid: the file must be UTF-8 text")
+
+
+def test_fuzz_finding_line_break_in_a_key_stays_one_line(tmp_path):
+    """A key holding U+0085 (NEL, a line break to ``str.splitlines``) in a measurement entry (the
+    1000-example loader run): the message named it raw and broke in two; every ``SpecError`` now
+    writes line breaks as escapes."""
+    from moejax.analysis.validation import load_measurements
+    from moejax.physics.specs import SpecError
+
+    entries = yaml.safe_load((DATA / "validate-small.yaml").read_text())
+    entries[0]["dtypes"]["KEY"] = "bf16"
+    path = tmp_path / "m.yaml"
+    path.write_text(yaml.safe_dump(entries).replace("KEY", '"a\\Nb"'))  # YAML's \N escape is U+0085
+    with pytest.raises(SpecError) as e:
+        load_measurements(path)
+    assert len(str(e.value).splitlines()) == 1 and "dtypes.a\\x85b is not a known field" in str(e.value)

@@ -61,24 +61,35 @@ def _yaml_tree(path: Path, root) -> None:
     visit(root, 0)
 
 
+def _read_text(path: Path) -> str:
+    """The file's text, decoded as UTF-8; a file that is not UTF-8 text (a binary handed over by
+    mistake) is a one-line ``SpecError`` naming the first bad byte."""
+    data = path.read_bytes()
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise SpecError(
+            f"{path}: byte {e.start} = {data[e.start : e.start + 1]!r} is invalid: the file must be UTF-8 text"
+        ) from None
+
+
 def load_yaml(path: Path):
     """The parsed YAML document of ``path`` (safe loader) after :func:`_check_size` and the tree
     limits; ``yaml.YAMLError`` as PyYAML raises it."""
     path = Path(path)
     _check_size(path)
-    with open(path) as f:
-        loader = yaml.SafeLoader(f)
+    loader = yaml.SafeLoader(_read_text(path))
+    try:
         try:
-            try:
-                node = loader.get_single_node()
-            except RecursionError:
-                raise _too_deep(path, f"more than {MAX_DEPTH}") from None
-            if node is None:
-                return None
-            _yaml_tree(path, node)
-            return loader.construct_document(node)
-        finally:
-            loader.dispose()
+            node = loader.get_single_node()
+        except RecursionError:
+            raise _too_deep(path, f"more than {MAX_DEPTH}") from None
+        if node is None:
+            return None
+        _yaml_tree(path, node)
+        return loader.construct_document(node)
+    finally:
+        loader.dispose()
 
 
 def load_json(path: Path):
@@ -86,11 +97,10 @@ def load_json(path: Path):
     ``MAX_DEPTH``; ``json.JSONDecodeError`` as the json module raises it."""
     path = Path(path)
     _check_size(path)
-    with open(path) as f:
-        try:
-            data = json.load(f)
-        except RecursionError:
-            raise _too_deep(path, f"more than {MAX_DEPTH}") from None
+    try:
+        data = json.loads(_read_text(path))
+    except RecursionError:
+        raise _too_deep(path, f"more than {MAX_DEPTH}") from None
     stack = [(data, 0)]
     while stack:
         value, depth = stack.pop()

@@ -17,6 +17,7 @@ from typing import Any
 import jax
 import numpy as np
 
+from .errors import SpecError
 from .xp import namespace
 
 ATTENTION_KINDS = {"mha": 0, "gqa": 1, "mqa": 2, "mla": 3}
@@ -32,10 +33,6 @@ MODES = ("sol", "realistic", "kernel", "custom")
 ACC_FRACTIONS = ("hbm_usable_fraction", "hbm_efficiency", "flops_efficiency", "fp8_efficiency", "fp4_efficiency")
 ACC_FRACTIONS += ("comm_efficiency",)
 ACC_TIMES = ("reserve_bytes", "layer_latency", "collective_latency", "a2a_peer_latency", "request_overhead", "sequence_latency")
-
-
-class SpecError(ValueError):
-    """A spec field holds a value outside what is allowed. The message is one line."""
 
 
 def _host_values(spec) -> dict[str, np.ndarray] | None:
