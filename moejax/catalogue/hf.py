@@ -360,6 +360,6 @@ def architecture_from_hf_config(cfg: dict) -> dict:
     >>> architecture_from_hf_config({"model_type": "gpt2"})
     Traceback (most recent call last):
     ...
-    moejax.physics.specs.SpecError: config.json: model_type = 'gpt2' is invalid: supported: deepseek_v3 (DeepseekV3ForCausalLM), deepseek_v32 (DeepseekV32ForCausalLM), glm4_moe (Glm4MoeForCausalLM), glm_moe_dsa (GlmMoeDsaForCausalLM), gpt_oss (GptOssForCausalLM), kimi_k25 (KimiK25ForConditionalGeneration), llama (LlamaForCausalLM), llama4 (Llama4ForConditionalGeneration), minimax_m2 (MiniMaxM2ForCausalLM), mixtral (MixtralForCausalLM), qwen3 (Qwen3ForCausalLM), qwen3_5_moe (Qwen3_5MoeForConditionalGeneration), qwen3_moe (Qwen3MoeForCausalLM), qwen3_next (Qwen3NextForCausalLM)
+    moejax.physics.errors.SpecError: config.json: model_type = 'gpt2' is invalid: supported: deepseek_v3 (DeepseekV3ForCausalLM), deepseek_v32 (DeepseekV32ForCausalLM), glm4_moe (Glm4MoeForCausalLM), glm_moe_dsa (GlmMoeDsaForCausalLM), gpt_oss (GptOssForCausalLM), kimi_k25 (KimiK25ForConditionalGeneration), llama (LlamaForCausalLM), llama4 (Llama4ForConditionalGeneration), minimax_m2 (MiniMaxM2ForCausalLM), mixtral (MixtralForCausalLM), qwen3 (Qwen3ForCausalLM), qwen3_5_moe (Qwen3_5MoeForConditionalGeneration), qwen3_moe (Qwen3MoeForCausalLM), qwen3_next (Qwen3NextForCausalLM)
     """  # noqa: E501 (the doctest's expected exception is one line)
     return _IMPORTERS[_model_type(cfg)](cfg)
