@@ -24,7 +24,7 @@ from .kernels import layer_fixed_costs
 from .phases import DecodePhases, MicrobatchCosts, Phase, StageCosts, stage_costs
 from .routing import expert_load, expert_slots_per_rank, group_share, remote_share
 from .specs import Accounting, HardwareSpec, ModelSpec, Partition, Workload, pytree_spec
-from .xp import namespace, trace_once
+from .xp import namespace, static_equals, trace_once
 
 BOUND_MEANINGS = ("compute", "hbm", "communication", "infeasible")
 
@@ -199,7 +199,8 @@ def _pattern_phases(m: ModelSpec, p: Partition, pattern, tok_r, f_w, f_kv, kv_gp
     """
     xp = namespace(m, p, tok_r)
     seqs, context, prefill = pattern
-    kv_b = kv_b / acc.attention_bw_efficiency  # attention kernels stream the cache at their own bandwidth
+    if not static_equals(acc.attention_bw_efficiency, 1.0):  # attention kernels stream the cache at their own bandwidth
+        kv_b = kv_b / acc.attention_bw_efficiency
     fixed = layer_fixed_costs(m, acc)
     s1 = arch.score_flops_per_token_layer(m, 1.0, absorbed=not prefill)  # score FLOPs per key
     (sl_s, sl_r), (ch_s, ch_r), (_, sp_r) = arch.window_tokens(m, context)
@@ -265,7 +266,9 @@ def microbatch_phases(
     # attention (every decoder layer): tp-way heads, kvp-way sequence shards
     p_attn = arch.decoder_attn_params(m)
     c_attn = tok_r * (2 * p_attn / f_w + score_flops / f_kv / p.kvp)
-    kv_attn = kv_values_per_token_layer_gpu(m, p) * (m.kv_bytes * acc.kv_scale / acc.attention_bw_efficiency)
+    kv_attn = kv_values_per_token_layer_gpu(m, p) * (m.kv_bytes * acc.kv_scale)
+    if not static_equals(acc.attention_bw_efficiency, 1.0):  # (a Python 1.0 default: no division traced)
+        kv_attn = kv_attn / acc.attention_bw_efficiency
     h_attn = wb * p_attn / p.tp + kv_tokens * kv_attn  # the KV read at the attention kernel's bandwidth
     dq = xp.where(arch.is_mla(m), m.kv_lora_rank + m.rope_head_dim, m.head_dim)
     hop = send(hw, p.tp * p.kvp, tok_r * (m.n_heads * dq * ab), acc)
@@ -288,8 +291,10 @@ def microbatch_phases(
     fixed = arch.shared_params(m) + arch.router_params(m)
     load = expert_load(m, p, tokens, acc)
     c_moe = load.half_flops * (2 / f_e) + tokens * (2 * fixed / f_w) / g
-    bw_e = xp.where(m.n_experts > 1, acc.grouped_gemm_bw_efficiency, 1.0)  # grouped GEMMs stream experts at their own rate
-    h_moe = (vb.expert / bw_e) * load.params_read + wb * fixed / tp_ffn
+    expert_bytes = vb.expert
+    if not static_equals(acc.grouped_gemm_bw_efficiency, 1.0):  # grouped GEMMs stream experts at their own rate
+        expert_bytes = expert_bytes / xp.where(m.n_experts > 1, acc.grouped_gemm_bw_efficiency, 1.0)
+    h_moe = expert_bytes * load.params_read + wb * fixed / tp_ffn
     comm_moe = (
         all_to_all(
             hw, p.ep, g, load.copies * (d * (vb.dispatch + ab)), acc, calls=2.0, remote=remote_share(m, hw, p)
@@ -343,7 +348,9 @@ def _assemble(m, p, acc, wl, batch, b_eval, b_max, per_group, stage: StageCosts,
     roof, t_compute, t_hbm, comm, exposed = stage.roofline, stage.compute, stage.hbm, stage.comm, stage.exposed
     t_exp = exposed + p.pp * pipe
     host = acc.sequence_latency * (b_eval / p.dp_attn)  # per sequence per step, each attention-DP rank's scheduler
-    step = roof + t_exp + acc.layer_latency * (m.n_layers * stage_scale(m, p)) + host + t_draft + stage.fixed
+    step = roof + t_exp + acc.layer_latency * (m.n_layers * stage_scale(m, p)) + host + t_draft
+    if not static_equals(stage.fixed, 0.0):  # kernel fixed costs (accounting=kernel); none traced otherwise
+        step = step + stage.fixed
     feasible = (per_group >= 1) & (batch <= b_max) & (batch >= p.pp * p.dp_attn)
     bound = xp.where(t_exp > xp.maximum(t_compute, t_hbm), 2, xp.where(t_compute >= t_hbm, 0, 1))
     weights = resident_weight_bytes(m, p, wl.draft_tokens)

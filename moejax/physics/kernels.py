@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from .arch import is_mla
 from .specs import Accounting, ModelSpec
-from .xp import namespace
+from .xp import namespace, static_equals
 
 KERNEL_CLASSES = ("gemm", "grouped_gemm", "attention", "elementwise")
 AIC = "ai-dynamo/aiconfigurator@28db912:src/aiconfigurator/sdk/models/"
@@ -92,6 +92,8 @@ def layer_fixed_costs(m: ModelSpec, acc: Accounting) -> dict:
     Llama-3-70B with the kernel preset (τ_gemm 5.758 µs, τ_attention 10.97 µs, τ_elementwise 1.321 µs):
     attention 2·5.758 + 10.97 + 1.321 = 23.81 µs, dense 2·5.758 + 2·1.321 = 14.16 µs."""
     xp = namespace(m)
+    if all(static_equals(getattr(acc, "tau_" + c), 0.0) for c in KERNEL_CLASSES):  # no fixed costs: none traced
+        return dict.fromkeys(("attention", "sliding", "chunked", "sparse", "linear", "dense", "moe", "head"), 0.0)
     attention = xp.where(is_mla(m), kernel_tau("mla", acc), kernel_tau("gqa", acc))
     shared = xp.where(m.shared_d_ff > 0, kernel_tau("shared_experts", acc), 0.0)
     return {

@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import Any, NamedTuple
 
 from .specs import Accounting
-from .xp import namespace
+from .xp import namespace, static_equals
 
 
 class Phase(NamedTuple):
@@ -85,7 +85,7 @@ def stage_costs(phases: dict[str, Phase], pp, acc: Accounting) -> StageCosts:
         if not (isinstance(k, float) and k == 0.0):  # a phase without communication (the LM head) exposes none
             comm = comm + count * k
             exposed = exposed + count * (xp.maximum(k - pinned - acc.overlap * window, 0.0) + pinned)
-        if not (isinstance(tau, float) and tau == 0.0):
+        if not static_equals(tau, 0.0):
             fixed = fixed + count * tau
     if acc.roofline == "global":
         roof = xp.maximum(t_c, t_h)

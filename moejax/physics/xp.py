@@ -28,6 +28,17 @@ def namespace(*inputs):
     return np if any(isinstance(x, np.ndarray) for x in leaves) else jnp
 
 
+def static_equals(x, value) -> bool:
+    """True when ``x`` is a plain Python number equal to ``value``: a term it scales or divides can be
+    dropped at trace time (an Accounting default such as ``tau_gemm = 0.0`` or an efficiency of 1.0),
+    so a preset that does not use a term pays nothing for it. Arrays and tracers are never static.
+
+    >>> static_equals(0.0, 0), static_equals(1, 1.0), static_equals(np.float64(0.0), 0), static_equals(True, 1)
+    (True, True, False, False)
+    """
+    return type(x) in (int, float) and x == value
+
+
 def trace_once(fn):
     """``fn`` traced once per argument shapes inside a JAX trace, plain elsewhere.
 
