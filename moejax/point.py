@@ -22,20 +22,30 @@ from __future__ import annotations
 import dataclasses
 import math
 from pathlib import Path
+from typing import Any
 
 import hydra
 import jax
+from hydra.core.config_store import ConfigStore
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
 from .analysis.launch import ENGINES, Deployment, launch, model_path
-from .analysis.point import PointQuery, explain
+from .analysis.point import WHAT_IF_FIELDS, PointQuery, explain
 from .analysis.validation import intervals
 from .catalogue import CONF_DIR, available, load_accounting, load_model, model_entry
 from .cli import one_line_errors, run_command
 from .engine.config import validate_partitions
 from .engine.grid import PartitionSpace
 from .physics.specs import SpecError
+
+# point.yaml's ``what_if`` node (its defaults list: ``what_if_schema@what_if``): one factor per scalable
+# field, null by default, its keys the specs' (``analysis.point.what_if_fields``); values stay untyped so
+# that ``explain`` refuses a bad factor in its own words
+ConfigStore.instance().store(
+    name="what_if_schema",
+    node=dataclasses.make_dataclass("WhatIf", [(f, Any, dataclasses.field(default=None)) for f in WHAT_IF_FIELDS]),
+)
 
 
 def _plain(value):

@@ -9,6 +9,7 @@ Imports are read from the source with ``ast`` (lazy imports inside functions cou
 from __future__ import annotations
 
 import ast
+import functools
 from pathlib import Path
 
 import pytest
@@ -48,6 +49,7 @@ def imports(name: str, path: Path, known: set[str]) -> set[str]:
     return {m for m in found if m in known and m != name}
 
 
+@functools.cache  # parsed once per session: every parametrised test reads the same sources
 def graph() -> dict[str, set[str]]:
     mods = modules()
     return {name: imports(name, path, set(mods)) for name, path in mods.items()}

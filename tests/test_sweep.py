@@ -1,4 +1,7 @@
-"""The main job for real: Hydra runs in subprocesses, netCDF on disk, SIGKILL and resume."""
+"""The main job for real: Hydra runs, netCDF on disk, SIGKILL and resume. The reference dataset
+and the killed run are their own processes; checks of what a run writes run the command in this
+process (``cli_runs.run_main``: the same Hydra main, its traced kernels reused, ~1 s a run instead
+of ~10 s of interpreter start and tracing), and compare with the subprocess's dataset."""
 
 import dataclasses
 import signal
@@ -11,7 +14,7 @@ import numpy as np
 import pytest
 import xarray as xr
 import yaml
-from cli_runs import forked
+from cli_runs import forked, run_main
 
 from moejax import Partition, Workload, decode_point, dense_baseline, load_hardware, load_model
 from moejax.catalogue import load_accounting
@@ -29,6 +32,14 @@ def sweep(*args, cwd=None, check=True, **kw):
     if check and proc.returncode:
         raise AssertionError(proc.stderr[-3000:])
     return proc
+
+
+def sweep_here(*args, hydra_dir, check=True):
+    """``python -m moejax.sweep *args`` run in this process: ``subprocess.CompletedProcess``-like."""
+    code, out, err = run_main("moejax.sweep", list(args), hydra_dir=hydra_dir)
+    if check and code:
+        raise AssertionError(err[-3000:])
+    return subprocess.CompletedProcess(["moejax.sweep", *args], code, out, err)
 
 
 @pytest.fixture(scope="module")
@@ -123,7 +134,9 @@ def test_dataset_matches_the_kernel_at_the_winning_partition(quick):
 def test_winner_is_the_best_of_all_kept_candidates(quick, tmp_path):
     out, _ = quick
     full = tmp_path / "all.nc"
-    proc = sweep("+grid=quick", "keep_partitions=true", f"out={full}", f"parts_dir={tmp_path / 'parts'}")  # summary on (README)
+    proc = sweep_here(
+        "+grid=quick", "keep_partitions=true", f"out={full}", f"parts_dir={tmp_path / 'parts'}", hydra_dir=tmp_path / "run"
+    )  # summary on (README)
     assert "best MoE configuration" in proc.stdout and "each point is shown at its best feasible one" in proc.stdout
     with xr.open_dataset(out) as best, xr.open_dataset(full) as every:
         assert "partition" in every.dims and "partition_tp" in every
@@ -131,9 +144,10 @@ def test_winner_is_the_best_of_all_kept_candidates(quick, tmp_path):
 
 
 def test_two_runs_are_identical(quick, tmp_path):
+    """The fixture's process and a second run here (another process's compiled kernels) write the same file."""
     out, _ = quick
     again = tmp_path / "again.nc"
-    sweep("+grid=quick", f"out={again}", f"parts_dir={tmp_path / 'parts'}", "summary=false")
+    sweep_here("+grid=quick", f"out={again}", f"parts_dir={tmp_path / 'parts'}", "summary=false", hydra_dir=tmp_path / "run")
     with xr.open_dataset(out) as a, xr.open_dataset(again) as b:
         assert a.identical(b)
 
@@ -159,10 +173,10 @@ def test_killed_run_resumes_to_the_same_dataset(tmp_path):
     proc.wait()
     done = len(list(parts.glob("*/part-*.nc")))
     assert 5 <= done < n and not out.exists(), done  # killed mid-way
-    sweep(*args, f"out={out}", f"parts_dir={parts}")
+    sweep_here(*args, f"out={out}", f"parts_dir={parts}", hydra_dir=tmp_path / "resume")  # resumes the dead process's parts
     assert not list(parts.glob("*/part-*.nc"))  # parts are cleared once the dataset is written
     clean = tmp_path / "clean.nc"
-    sweep(*args, f"out={clean}", f"parts_dir={tmp_path / 'other'}")
+    sweep_here(*args, f"out={clean}", f"parts_dir={tmp_path / 'other'}", hydra_dir=tmp_path / "clean")
     with xr.open_dataset(out) as a, xr.open_dataset(clean) as b:
         assert a.identical(b)
 
@@ -237,7 +251,7 @@ def test_bad_catalogue_values_name_the_field(tmp_path):
         (f"grid.hardware=[{tmp_path / 'neg.yaml'}]", "HardwareSpec.hbm_bw = -3350000000000.0 is invalid"),
         (f"grid.models=[{tmp_path / 'topk.yaml'}]", "ModelSpec.top_k = 9.0 is invalid"),
     ):
-        proc = sweep("+grid=quick", override, f"out={tmp_path / 'x.nc'}", check=False)
+        proc = sweep_here("+grid=quick", override, f"out={tmp_path / 'x.nc'}", hydra_dir=tmp_path / "run", check=False)
         assert proc.returncode == 2 and expected in proc.stderr, proc.stderr
         assert len(proc.stderr.strip().splitlines()) == 1
         assert not (tmp_path / "x.nc").exists()
@@ -245,7 +259,7 @@ def test_bad_catalogue_values_name_the_field(tmp_path):
 
 def test_no_feasible_point_gives_a_valid_dataset_and_a_warning(tmp_path):
     out = tmp_path / "none.nc"
-    proc = sweep(
+    proc = sweep_here(
         "+grid=quick",
         "grid.models=[gpt-4-rumoured]",
         "grid.kappas=[5,8]",
@@ -253,6 +267,7 @@ def test_no_feasible_point_gives_a_valid_dataset_and_a_warning(tmp_path):
         "grid.num_gpus=[8]",
         f"out={out}",
         f"parts_dir={tmp_path / 'parts'}",
+        hydra_dir=tmp_path / "run",
     )
     assert "warning: no point of this grid is feasible" in proc.stdout
     with xr.open_dataset(out) as ds:
@@ -277,7 +292,14 @@ def test_multirun_over_catalogue_hardware(tmp_path):
 
 def test_epoch_cube_root_baselines_in_a_sweep(tmp_path):
     out = tmp_path / "e.nc"
-    sweep("+grid=quick", "grid.baseline=epoch-cube-root", f"out={out}", f"parts_dir={tmp_path / 'parts'}", "summary=false")
+    sweep_here(
+        "+grid=quick",
+        "grid.baseline=epoch-cube-root",
+        f"out={out}",
+        f"parts_dir={tmp_path / 'parts'}",
+        "summary=false",
+        hydra_dir=tmp_path / "run",
+    )
     with xr.open_dataset(out) as ds:
         assert bool(ds.baseline_exists.all())
         assert bool(ds.feasible.sel(variant="dense").any())

@@ -26,33 +26,23 @@ from ..physics.cost import BOUND_MEANINGS, decode_phases
 from ..physics.phases import phase_times
 from ..physics.specs import Accounting, HardwareSpec, Partition, SpecError, Workload, replace
 
-# what_if: fields of HardwareSpec and Accounting that may be scaled (continuous quantities; not the
-# fabric kind, island size or torus dimensions, which are counts)
-WHAT_IF_FIELDS = (
-    "hbm_bytes",
-    "hbm_bw",
-    "flops_bf16",
-    "flops_fp8",
-    "flops_fp4",
-    "intra_bw",
-    "intra_latency",
-    "inter_bw",
-    "inter_latency",
-    "link_bw",
-    "hbm_usable_fraction",
-    "reserve_bytes",
-    "kv_scale",
-    "routing_skew",
-    "overlap",
-    "hbm_efficiency",
-    "flops_efficiency",
-    "layer_latency",
-    "fp8_efficiency",
-    "fp4_efficiency",
-    "comm_efficiency",
-    "collective_latency",
-    "a2a_peer_latency",
-)
+
+def what_if_fields() -> tuple[str, ...]:
+    """The fields ``what_if`` may scale, read from the specs: every HardwareSpec quantity with units
+    (not the counts, units ``1``: fabric kind, island size, torus dimensions) and every Accounting
+    constant (not its static switches). A field added to either spec is scalable with nothing else
+    to edit (the point command's Hydra schema is built from this list).
+
+    >>> fields = what_if_fields()
+    >>> fields[:3], "island_size" in fields, "tau_gemm" in fields, "mode" in fields
+    (('hbm_bytes', 'hbm_bw', 'flops_bf16'), False, True, False)
+    """
+    hardware = [f.name for f in dataclasses.fields(HardwareSpec) if f.metadata.get("units") != "1"]
+    accounting = [f.name for f in dataclasses.fields(Accounting) if not f.metadata.get("static")]
+    return (*hardware, *accounting)
+
+
+WHAT_IF_FIELDS = what_if_fields()
 
 
 @dataclasses.dataclass(frozen=True)

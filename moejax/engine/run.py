@@ -124,9 +124,16 @@ def run(cfg: SweepConfig, out: Path, derive=None) -> Path | None:
     ``derive(plan)``, if given, returns a function that adds derived variables to the open dataset
     (the qs columns, κ*); it is not called with ``keep_partitions``. ``out`` must not exist unless
     ``cfg.overwrite``. ``cfg`` is validated (``SweepConfig.validate``); the plan is built here, once,
-    and handed to ``derive``. Ctrl-C raises ``Interrupted``, the parts kept."""
-    if cfg.precision == "float64":
-        jax.config.update("jax_enable_x64", True)
+    and handed to ``derive``. Ctrl-C raises ``Interrupted``, the parts kept.
+
+    64-bit JAX types are on exactly for ``precision=float64``, whatever the caller's setting (and the
+    caller's setting is restored): the plan's host-side solves (the dense baselines) then round alike
+    in a command and in a library call from a float64 session, so both write the same file."""
+    with jax.enable_x64(cfg.precision == "float64"):
+        return _run(cfg, out, derive)
+
+
+def _run(cfg: SweepConfig, out: Path, derive) -> Path | None:
     check_sizes(cfg)  # before anything the grid's sizes scale is allocated
     plan = build_plan(cfg.grid, cfg.keep_partitions)
     text = science_text(cfg)
