@@ -1,4 +1,7 @@
-"""Runs that collide, get interrupted or point at bad places: real subprocesses on tiny grids."""
+"""Runs that collide, get interrupted or point at bad places: real subprocesses on tiny grids. The
+reference dataset and the runs that resume a killed or interrupted process's parts run the command in
+this process (``cli_runs.run_main``: the same Hydra main, its traced kernels reused), so each resume is
+another process's parts read back, and each comparison is across processes."""
 
 import os
 import shutil
@@ -12,7 +15,7 @@ import netCDF4
 import numpy as np
 import pytest
 import xarray as xr
-from cli_runs import forked
+from cli_runs import forked, run_main
 
 from moejax.engine.dataset import assemble, completed_chunks, estimated_bytes, part_checksum, publish, temp_name
 from moejax.engine.variables import STEP_COSTS
@@ -45,9 +48,15 @@ def start(args, tmp, **kw):
 
 
 def sweep(args, tmp):
+    """``python -m moejax.sweep *args`` in its own process: (exit code, stdout, stderr)."""
     proc = start(args, tmp)
     out, err = proc.communicate(timeout=300)
     return proc.returncode, out, err
+
+
+def sweep_here(args, tmp):
+    """The same command run in this process: (exit code, stdout, stderr)."""
+    return run_main("moejax.sweep", list(args), hydra_dir=tmp / "run")
 
 
 def temporaries(*dirs):
@@ -58,7 +67,7 @@ def temporaries(*dirs):
 def reference(tmp_path_factory):
     """The MANY grid computed alone, the yardstick for every collided or resumed run."""
     tmp = tmp_path_factory.mktemp("reference")
-    rc, _, err = sweep([*MANY, f"out={tmp / 'ref.nc'}", f"parts_dir={tmp / 'parts'}"], tmp)
+    rc, _, err = sweep_here([*MANY, f"out={tmp / 'ref.nc'}", f"parts_dir={tmp / 'parts'}"], tmp)
     assert rc == 0, err
     return tmp / "ref.nc"
 
@@ -91,7 +100,7 @@ def test_damaged_parts_are_recomputed(reference, tmp_path):
     data = files[0].read_bytes()
     files[0].write_bytes(data[: len(data) // 2])  # truncated
     files[1].write_bytes(b"\0" * len(files[1].read_bytes()))  # garbled
-    rc, _, err = sweep([*MANY, f"out={out}", f"parts_dir={parts}"], tmp_path)
+    rc, _, err = sweep_here([*MANY, f"out={out}", f"parts_dir={parts}"], tmp_path)
     assert rc == 0, err
     assert err.count("is damaged (unreadable); its chunk is computed again") == 2, err
     with xr.open_dataset(reference) as a, xr.open_dataset(out) as b:
@@ -129,7 +138,7 @@ def test_parts_that_are_not_what_they_claim_are_recomputed(reference, tmp_path):
     assert at >= 0 and data.find(stored, at + 1) < 0
     data[at + len(stored) // 2] ^= 0x10
     files[3].write_bytes(bytes(data))
-    rc, _, err = sweep([*MANY, f"out={out}", f"parts_dir={parts}"], tmp_path)
+    rc, _, err = sweep_here([*MANY, f"out={out}", f"parts_dir={parts}"], tmp_path)
     assert rc == 0, err
     warnings = [line for line in err.splitlines() if line.endswith("; its chunk is computed again")]
     assert len(warnings) == 3, err
@@ -249,7 +258,9 @@ def test_negative_chunk_size_is_refused():
 def test_overwrite_true_replaces_an_existing_file(tmp_path):
     out = tmp_path / "x.nc"
     out.write_text("old")
-    rc, _, err = sweep([*TINY, "grid.contexts=[4096]", f"out={out}", "overwrite=true", f"parts_dir={tmp_path / 'p'}"], tmp_path)
+    rc, _, err = sweep_here(
+        [*TINY, "grid.contexts=[4096]", f"out={out}", "overwrite=true", f"parts_dir={tmp_path / 'p'}"], tmp_path
+    )
     assert rc == 0, err
     with xr.open_dataset(out) as ds:
         assert ds.context.values.tolist() == [4096]
@@ -274,7 +285,7 @@ def test_interrupt_keeps_parts_and_says_how_to_resume(sig, reference, tmp_path):
     assert err.strip().splitlines()[-1].startswith(f"interrupted: {kept} of {len(CONTEXTS)} chunks kept in {parts}/"), err
     assert 3 <= kept < len(CONTEXTS) and not out.exists() and not temporaries(parts, tmp_path)
     if sig == signal.SIGINT:
-        rc, _, err = sweep([*MANY, f"out={out}", f"parts_dir={parts}"], tmp_path)
+        rc, _, err = sweep_here([*MANY, f"out={out}", f"parts_dir={parts}"], tmp_path)
         assert rc == 0, err
         with xr.open_dataset(reference) as a, xr.open_dataset(out) as b:
             assert a.identical(b)
@@ -284,7 +295,7 @@ def test_size_estimate_matches_the_written_dataset(reference, tmp_path):
     """The estimate is the byte count of the per-point variables actually stored (read back and
     counted by xarray), with and without the partition dimension."""
     full = tmp_path / "full.nc"
-    rc, _, err = sweep(
+    rc, _, err = sweep_here(
         [*TINY, "grid.contexts=[1024,4096]", "keep_partitions=true", f"out={full}", f"parts_dir={tmp_path / 'p'}"], tmp_path
     )
     assert rc == 0, err
