@@ -1,4 +1,6 @@
-"""Scale-out for real: forced CPU devices, two JAX processes on 127.0.0.1 (gloo), failures."""
+"""Scale-out for real: forced CPU devices, two JAX processes on 127.0.0.1 (gloo), failures. The
+single-process yardsticks and the rerun that completes a dead process's chunks run the command in
+this process (``cli_runs.run_main``); every multi-process run is its own processes."""
 
 import os
 import signal
@@ -10,6 +12,7 @@ from pathlib import Path
 
 import pytest
 import xarray as xr
+from cli_runs import run_main
 
 ROOT = Path(__file__).resolve().parent.parent
 GRID = ["+grid=quick", "max_chunk_evaluations=100000", "summary=false"]
@@ -36,11 +39,16 @@ def start(args, tmp, pid=None, n=None, port=None, env=None, **kw):
     )
 
 
+def run_here(args, tmp):
+    """``start``'s command, one process, run in this one; its exit code is 0 (else stderr is shown)."""
+    code, _, err = run_main("moejax.sweep", [*GRID, *args], hydra_dir=tmp / "run")
+    assert code == 0, err[-3000:]
+
+
 @pytest.fixture(scope="module")
 def single(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("single")
-    proc = start([f"out={tmp / 'one.nc'}", f"parts_dir={tmp / 'parts'}"], tmp)
-    assert proc.wait(timeout=300) == 0, proc.stderr.read()
+    run_here([f"out={tmp / 'one.nc'}", f"parts_dir={tmp / 'parts'}"], tmp)
     return tmp / "one.nc"
 
 
@@ -86,18 +94,16 @@ def test_a_dead_process_leaves_parts_and_a_rerun_completes(single, tmp_path):
     assert procs[0].returncode != 0 and not (tmp_path / "x.nc").exists()
     written = {int(p.stem.split("-")[1]) for p in parts.glob("*/part-*.nc")}
     assert set(range(0, 16, 2)) <= written and len(written) < 16  # process 0 finished its share
-    rerun = start(args[2:], tmp_path)  # one process: completes only the missing chunks
-    assert rerun.wait(timeout=300) == 0, rerun.stderr.read()
-    clean = start(
+    run_here(args[2:], tmp_path)  # one process: completes only the missing chunks
+    run_here(
         [
             f"grid.contexts={contexts}",
             "max_chunk_evaluations=1",
             f"out={tmp_path / 'clean.nc'}",
             f"parts_dir={tmp_path / 'other'}",
         ],
-        tmp_path,
+        tmp_path / "clean",
     )
-    assert clean.wait(timeout=300) == 0
     with xr.open_dataset(tmp_path / "x.nc") as a, xr.open_dataset(tmp_path / "clean.nc") as b:
         assert a.identical(b)
 
