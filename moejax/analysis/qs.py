@@ -14,6 +14,7 @@ from ..engine.dataset import create_variable
 from ..engine.variables import QS, QS_GRID, REGISTRY
 from . import frontier_breakeven
 from .breakeven import OUTPUTS, solve, to_dataset
+from .validation.sweep_intervals import interval_writer
 
 GRID = QS_GRID  # the columns are registered in engine/variables.py (QS)
 
@@ -77,14 +78,23 @@ def qs_writer(plan, kappa_star: dict | None = None, kappa_star_frontier: dict | 
 
 
 def sweep_columns(cfg):
-    """The main job's derived columns for ``engine.run.run``: the Table 3 columns, plus κ* when
+    """The main job's derived columns for ``engine.run.run``: the Table 3 columns, the 80 % prediction
+    intervals (``validation.sweep_intervals``), plus κ* when
     ``cfg.breakeven.include`` asks for it (solved once the sweep's parts are written), and with
     ``grid.batches`` κ* along the frontier), on the sweep's own plan."""
 
     def derive(plan):
         if not cfg.breakeven.include:
-            return qs_writer(plan)
-        frontier = frontier_breakeven.solve_frontier(cfg, plan)
-        return qs_writer(plan, solve(cfg, plan)[0], frontier[0] if frontier is not None else None)
+            columns = qs_writer(plan)
+        else:
+            frontier = frontier_breakeven.solve_frontier(cfg, plan)
+            columns = qs_writer(plan, solve(cfg, plan)[0], frontier[0] if frontier is not None else None)
+        bounds = interval_writer(cfg.grid.accounting, [str(h) for h in plan.coords["hardware"][0]])
+
+        def write(nc) -> None:
+            columns(nc)
+            bounds(nc)
+
+        return write
 
     return derive

@@ -188,6 +188,24 @@ def economics_variables(prefix: str, dims: tuple) -> dict[str, Variable]:
     )
 
 
+INTERVAL_RULES = ("calibrated", "extrapolated", "none")  # analysis.validation.intervals.lookup's status
+INTERVAL = flag(
+    "interval",
+    ("hardware",),
+    "80 % prediction interval of this accelerator's predictions (why: the reasons attribute)",
+    range(len(INTERVAL_RULES)),
+    INTERVAL_RULES,
+)
+
+
+def interval_variables(name: str, dims: tuple, units: str) -> dict[str, Variable]:
+    """``<name>_lo`` and ``<name>_hi``: the 80 % prediction interval of ``<name>`` (engine/intervals.py)."""
+    return _by_name(
+        number(f"{name}_lo", dims, units, f"lower end of the 80 % prediction interval of {name}"),
+        number(f"{name}_hi", dims, units, f"upper end of the 80 % prediction interval of {name}"),
+    )
+
+
 QS = _by_name(  # the qs paper's Table 3 columns (analysis/qs.py)
     number("n_experts", ("model",), "1", "routed experts per MoE layer, E"),
     number("top_k", ("model",), "1", "experts chosen per token, k"),
@@ -293,6 +311,11 @@ SECTIONS = {  # title -> variables, in the order a sweep writes them (the fronti
     "Accelerators (`physics.specs.HardwareSpec`)": HARDWARE,
     "Workloads (`grid.workloads`)": WORKLOADS,
     "Economics": {**ECONOMICS, **economics_variables("", POINT)},
+    "Prediction intervals (an accounting preset with `intervals:`, e.g. `grid.accounting.mode=serving`)": {
+        "interval": INTERVAL,
+        **interval_variables("step_time", POINT, "s"),
+        **interval_variables("throughput_per_gpu", POINT, "s-1"),
+    },
     "The qs paper's Table 3 columns": QS,
     "Break-even κ* (`breakeven.include=true`)": KAPPA_STAR,
     "Break-even κ*(interactivity) (`breakeven.include=true` with a frontier)": KAPPA_STAR_FRONTIER,
@@ -430,7 +453,8 @@ def markdown() -> str:
         "Computed from the grid: shown for `grid.batches=[16]`, `grid.slo.tpot_max=0.05`, `grid.slo.ttft_max=2`",
         "and one workload (`grid.workloads`). Without workloads there are no `*_ttft`, `*disaggregated*`,",
         "`*_prefill_*`/`*_decode_*`, `slo_mode` or `serving_*` variables. Each `*throughput_per_gpu` has its",
-        "`*cost_per_mtok` and `*joules_per_token` beside it (see Economics).",
+        "`*cost_per_mtok` and `*joules_per_token` beside it (see Economics), and with an accounting preset",
+        "that has intervals each `*ttft` has `*ttft_lo` and `*ttft_hi` beside it (see Prediction intervals).",
         "",
         *_table(frontier.values()),
         "",
