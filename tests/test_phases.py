@@ -41,3 +41,16 @@ def test_phases_add_up_to_the_step(model, partition, kinds, preset):
         + float(acc.sequence_latency) * float(d.b_eval) / float(partition.dp_attn)
     )
     assert float(r.step_time) == pytest.approx(by_phase + fixed, rel=1e-5)
+
+
+def test_trace_once_keeps_a_bounded_number_of_variants():
+    """Python numbers key trace_once's cache (they stay static): a loop over new ones keeps the newest
+    ``CACHE_ENTRIES`` variants, and every call still gives the plain function's value."""
+    import jax
+
+    from moejax.physics.xp import CACHE_ENTRIES, trace_once
+
+    scaled = trace_once(lambda x, k: k * x)
+    for k in range(CACHE_ENTRIES + 40):
+        assert float(jax.jit(lambda x, k=float(k): scaled(x, k))(2.0)) == 2.0 * k
+    assert len(scaled.variants) == CACHE_ENTRIES

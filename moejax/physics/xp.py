@@ -39,6 +39,9 @@ def static_equals(x, value) -> bool:
     return type(x) in (int, float) and x == value
 
 
+CACHE_ENTRIES = 256  # jitted variants trace_once keeps per function (static leaves differ between them)
+
+
 def trace_once(fn):
     """``fn`` traced once per argument shapes inside a JAX trace, plain elsewhere.
 
@@ -48,14 +51,15 @@ def trace_once(fn):
     Python scalars and other non-array leaves (``0.0`` defaults, a pattern's ``prefill`` flag) stay
     static, exactly as ``fn`` sees them when called plainly: they key the cache instead of being
     traced. The nested ``jit`` is inlined when the program compiles: the same arithmetic, though XLA
-    may fuse it differently, so float32 results can move by an ulp. With no tracer among the inputs
+    may fuse it differently, so float32 results can move by an ulp. Each distinct set of static values
+    is its own program: the newest ``CACHE_ENTRIES`` are kept. With no tracer among the inputs
     (NumPy or Python values: the benchmark's NumPy path, host-side checks) ``fn`` runs as written.
 
     >>> double = trace_once(lambda x, k=2: k * x)
     >>> float(double(1.5)), float(jax.jit(double)(1.5)), float(jax.jit(lambda x: double(x, k=3))(1.5))
     (3.0, 3.0, 4.5)
     """
-    compiled = {}  # (tree structure, static leaves) -> jitted function of the array leaves
+    compiled = {}  # (tree structure, static leaves) -> jitted function of the array leaves, newest last
 
     def is_array(x):
         return isinstance(x, jax.Array | np.ndarray | np.generic)
@@ -80,6 +84,9 @@ def trace_once(fn):
                 return fn(*a, **kw)
 
             jitted = compiled[key] = jax.jit(call)
+            if len(compiled) > CACHE_ENTRIES:  # Python numbers that change call to call (a loop over
+                del compiled[next(iter(compiled))]  # scalar specs) would otherwise grow it without bound
         return jitted(*(x for x in leaves if is_array(x)))
 
+    wrapper.variants = compiled  # the jitted variants kept (read by tests)
     return wrapper
