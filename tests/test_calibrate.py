@@ -6,15 +6,13 @@ import dataclasses
 import doctest
 import json
 import math
-import subprocess
-import sys
 from pathlib import Path
 
 import jax
 import numpy as np
 import pytest
 import xarray as xr
-from cli_runs import forked
+from cli_runs import forked, run_main
 
 import moejax.analysis.calibration as cal
 from moejax import Accounting, Partition, Workload, decode_point, dense_baseline, load_hardware, load_model
@@ -283,34 +281,21 @@ def test_notes_rule_needs_a_kv_factor_per_variant(ref, dsv3, hw):
     assert not np.all([b[k] == ref.target(k).value for k in ids], axis=0).any()
 
 
-def calibrate_cli(*args, cwd=None):
-    return subprocess.run(
-        [sys.executable, "-m", "moejax.calibrate", *args],
-        check=False,
-        cwd=cwd or ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-
-
 def test_cli_writes_table_netcdf_and_one_json_line(tmp_path):
+    """The command with the capacity fit alone, run in this process (cli_runs.run_main): the same fit,
+    optimizer and compiled programs as ``configured_capacity``."""
     out = tmp_path / "cal"
-    proc = calibrate_cli(
-        "~fits.throughput",
-        "optimizer.adam_steps=150",
-        "optimizer.lbfgs_steps=20",
-        f"out={out}",
-        f"hydra.run.dir={tmp_path / 'run'}",
+    code, stdout, stderr = run_main(
+        "moejax.calibrate", ["~fits.throughput", "compilation_cache=null", f"out={out}"], hydra_dir=tmp_path / "run"
     )
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    lines = proc.stdout.strip().splitlines()
+    assert code == 0, stderr[-3000:]
+    lines = stdout.strip().splitlines()
     summary = json.loads(lines[-1])
     assert set(summary) == {"constants", "rms_log_residual", "unidentifiable"}
     assert set(summary["constants"]) == {"hbm_usable_fraction", "kv_scale"}
     assert "capacity: hbm_usable_fraction ~ kv_scale ~ weight_scale" in summary["unidentifiable"]
     assert sum(line.startswith("{") for line in lines) == 1
-    assert "Residuals" in proc.stdout and "Identifiability" in proc.stdout
+    assert "Residuals" in stdout and "Identifiability" in stdout
     rows = (out / "residuals.csv").read_text().strip().splitlines()
     assert len(rows) == 1 + 25  # header + every Table 3/4 B target
     with xr.open_dataset(out / "calibration.nc") as ds:

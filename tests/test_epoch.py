@@ -7,8 +7,7 @@ numbers copied from this code's own output.
 
 import json
 import math
-import subprocess
-import sys
+import re
 from fractions import Fraction
 from pathlib import Path
 
@@ -17,6 +16,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 import xarray as xr
+from cli_runs import run_main
 
 from moejax import Partition, Workload, load_hardware, load_model, param_counts, prefill_point
 from moejax.analysis import epoch as ep
@@ -422,42 +422,60 @@ def test_unbracketed_root_is_a_one_line_error(monkeypatch):
 
 
 def cli(*args, tmp_path):
-    return subprocess.run(
-        [sys.executable, "-m", "moejax.fit", *args, f"hydra.run.dir={tmp_path / 'run'}"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    """``python -m moejax.fit *args`` run in this process (cli_runs.run_main): the latency mode's
+    compiled roots and fits are the ones the tests above compiled (the default 38 designs)."""
+    return run_main("moejax.fit", list(args), hydra_dir=tmp_path / "run")
 
 
 def test_cli_components(tmp_path):
-    proc = cli("mode=components", tmp_path=tmp_path)
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    record = json.loads(proc.stdout.strip().splitlines()[-1])
+    code, stdout, stderr = cli("mode=components", tmp_path=tmp_path)
+    assert code == 0, stderr[-2000:]
+    record = json.loads(stdout.strip().splitlines()[-1])
     assert record["mode"] == "components" and record["a"] == 0.4375 and record["b"] == 0.625
     assert record["a_exact"] == "7/16" and abs(record["a_lstsq"] - 0.4375) < 1e-12
-    assert "GPT-4 serial-depth size" in proc.stdout and "residual" in proc.stdout
+    assert "GPT-4 serial-depth size" in stdout and "residual" in stdout
 
 
-def test_cli_latency_writes_the_dataset(tmp_path):
-    out = tmp_path / "fit.nc"
-    proc = cli("mode=latency", "regimes=[fast_decode]", "design.total_params=[3e11]", f"out={out}", tmp_path=tmp_path)
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    record = json.loads(proc.stdout.strip().splitlines()[-1])
-    fit = record["regimes"]["fast_decode"]
-    assert record["mode"] == "latency" and set(fit) >= {"a", "b", "c", "r2"}
-    assert "P_eq = " in proc.stdout and "R² = " in proc.stdout
-    assert abs(fit["a_optax"] - fit["a"]) < 1e-6 and abs(fit["b_optax"] - fit["b"]) < 1e-6
-    with xr.open_dataset(out) as ds:
-        assert dict(ds.sizes) == {"design": 19, "regime": 1}
+@pytest.fixture(scope="module")
+def latency_run(tmp_path_factory):
+    """``python -m moejax.fit mode=latency`` as configured (4 regimes x the 38 default designs), once for
+    the two tests below: (JSON record, stdout, its directory)."""
+    tmp = tmp_path_factory.mktemp("latency")
+    code, stdout, stderr = cli("mode=latency", f"out={tmp / 'fit.nc'}", tmp_path=tmp)
+    assert code == 0, stderr[-2000:]
+    return json.loads(stdout.strip().splitlines()[-1]), stdout, tmp
+
+
+def test_cli_latency_writes_the_dataset(latency_run):
+    record, stdout, tmp = latency_run
+    assert record["mode"] == "latency" and list(record["regimes"]) == list(REGIMES)  # conf/fit.yaml's order
+    assert "P_eq = " in stdout and "R² = " in stdout
+    with xr.open_dataset(tmp / "fit.nc") as ds:
+        assert dict(ds.sizes) == {"design": N, "regime": len(REGIMES)} and list(ds.regime.values) == list(REGIMES)
         for name in ("total_params", "n_experts", "top_k", "p_eq", "step_time_moe", "step_time_dense", "p_eq_fitted"):
             assert "units" in ds[name].attrs and "long_name" in ds[name].attrs
         np.testing.assert_allclose(ds.step_time_dense.values, ds.step_time_moe.values, rtol=1e-10)
-        # the stored fit is the least-squares fit of the stored roots
-        refit = ep.fit_power_law(ds.total_params.values, ds.n_experts.values, ds.top_k.values, ds.p_eq.values[:, 0])
-        assert abs(refit["a"] - float(ds.a[0])) < 1e-10 and abs(refit["a"] - fit["a"]) < 1e-10
-    assert not list(tmp_path.glob(".fit.nc.*"))  # no temporary left behind
+        for i, fit in enumerate(record["regimes"].values()):
+            assert set(fit) >= {"a", "b", "c", "r2"}
+            assert abs(fit["a_optax"] - fit["a"]) < 1e-6 and abs(fit["b_optax"] - fit["b"]) < 1e-6
+            # the stored fit is the least-squares fit of the stored roots
+            refit = ep.fit_power_law(ds.total_params.values, ds.n_experts.values, ds.top_k.values, ds.p_eq.values[:, i])
+            assert abs(refit["a"] - float(ds.a[i])) < 1e-10 and abs(refit["a"] - fit["a"]) < 1e-10
+    assert not list(tmp.glob(".fit.nc.*"))  # no temporary left behind
+
+
+def test_epoch_latency_table_is_what_fit_prints(latency_run):
+    """docs/epoch-derivation.md's results table against ``python -m moejax.fit mode=latency`` (default
+    config: 38 designs × 4 regimes), every cell, to half a unit of its last printed digit plus 1e-9
+    (a tests/test_doc_numbers.py check, here to share the run and the compiled roots)."""
+    text = (ROOT / "docs" / "epoch-derivation.md").read_text()
+    rows = re.findall(r"^\| (prefill|slow_decode|fast_decode|long_context) \| (.+) \|$", text, flags=re.MULTILINE)
+    assert [r[0] for r in rows] == ["prefill", "slow_decode", "fast_decode", "long_context"]
+    printed = latency_run[0]["regimes"]
+    for name, cells in rows:
+        for key, cell in zip(("c", "b", "a", "r2", "se_a", "se_b"), (c.strip() for c in cells.split("|"))):
+            tol = 0.5 * 10.0 ** -(len(cell.split(".")[1]) if "." in cell else 0) + 1e-9
+            assert abs(float(cell) - printed[name][key]) <= tol, (name, key, cell, printed[name][key])
 
 
 @pytest.mark.parametrize(
@@ -470,8 +488,8 @@ def test_cli_latency_writes_the_dataset(tmp_path):
 )
 def test_cli_errors_are_one_line_exit_2_no_file(tmp_path, args, match):
     out = tmp_path / "fit.nc"
-    proc = cli(*args, f"out={out}", tmp_path=tmp_path)
-    assert proc.returncode == 2
-    lines = proc.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: ") and match in lines[0], proc.stderr
+    code, _, stderr = cli(*args, f"out={out}", tmp_path=tmp_path)
+    assert code == 2
+    lines = stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and match in lines[0], stderr
     assert not out.exists()

@@ -5,12 +5,11 @@ coverage count of a worked example, and the JSON contract of ``python -m moejax.
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
+from cli_runs import run_main
 
 from moejax.analysis.validation import intervals
 
@@ -124,24 +123,13 @@ def test_shipped_preset_widens_outside_its_data():
 def test_json_contract_on_a_silicon_csv(tmp_path):
     """Every predicted entry has tpot_lo/hi, ttft_lo/hi (s) around its central value, and the flag."""
     out = tmp_path / "out"
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "moejax.validate",
-            f"measurements={SMALL}",
-            "accounting=serving",
-            f"out={out}",
-            f"hydra.run.dir={tmp_path / 'hydra'}",
-        ],
-        check=False,
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=600,
+    code, stdout, stderr = run_main(  # in this process (cli_runs.run_main)
+        "moejax.validate",
+        [f"measurements={SMALL}", "accounting=serving", f"out={out}", "compilation_cache=null"],
+        hydra_dir=tmp_path / "hydra",
     )
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    record = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert code == 0, stderr[-2000:]
+    record = json.loads(stdout.strip().splitlines()[-1])
     has_table = intervals.load("serving") is not None
     assert record["predicted"]
     for i, p in record["predicted"].items():
@@ -149,7 +137,7 @@ def test_json_contract_on_a_silicon_csv(tmp_path):
         if has_table:
             assert p["interval"] in ("calibrated", "extrapolated"), i
             assert p["tpot_lo"] <= p["tpot"] <= p["tpot_hi"] and p["ttft_lo"] <= p["ttft"] <= p["ttft_hi"], i
-    assert "80 % prediction intervals" in proc.stdout
+    assert "80 % prediction intervals" in stdout
     assert "predicted_tpot_lo" in (out / "serving.csv").read_text().splitlines()[0]
 
 

@@ -1,21 +1,24 @@
 """Elasticities from autodiff against central finite differences; Table 3 columns in the sweep."""
 
 import dataclasses
-import subprocess
-import sys
-from pathlib import Path
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 import xarray as xr
+from cli_runs import run_main
 from points import random_point
 
 from moejax import Accounting, HardwareSpec, ModelSpec, Partition, Workload, decode_point, load_hardware, load_model
 from moejax.engine.grid import ELASTICITY_FIELDS, elasticities
 from moejax.physics.baseline import reuse_gap
 
-ROOT = Path(__file__).resolve().parent.parent
+
+def _arrays(*specs):
+    """Every leaf a float64 array, as the sweep passes them: the autodiff then traces one program for
+    every point (``physics/xp.py``'s ``trace_once`` keys its cache on the Python-number leaves)."""
+    return tuple(jax.tree_util.tree_map(lambda x: jnp.asarray(x, dtype=float), s) for s in specs)
 
 
 def _log_tput(m, hw, p, wl, acc):
@@ -28,7 +31,7 @@ def test_elasticities_match_finite_differences(seed):
     m, hw, p, wl, acc = ModelSpec(**m), HardwareSpec(**hw), Partition(**p), Workload(**wl), Accounting(**acc)
     if not bool(decode_point(m, hw, p, wl, dataclasses.replace(acc, integer_batch=False)).feasible):
         pytest.skip("infeasible point")
-    got = np.asarray(elasticities(m, hw, p, wl, acc))
+    got = np.asarray(elasticities(*_arrays(m, hw, p, wl, acc)))
     h = 1e-6
     for i, f in enumerate(ELASTICITY_FIELDS):
         x = getattr(hw, f)
@@ -44,7 +47,7 @@ def test_hbm_bound_point_has_unit_bandwidth_elasticity():
     m, hw = load_model("llama-3-70b"), load_hardware("h100-sxm")
     p, wl = Partition(tp=8.0), Workload(context=1024.0, batch=1.0)
     r = decode_point(m, hw, p, wl, Accounting())
-    e = dict(zip(ELASTICITY_FIELDS, np.asarray(elasticities(m, hw, p, wl, Accounting()))))
+    e = dict(zip(ELASTICITY_FIELDS, np.asarray(elasticities(*_arrays(m, hw, p, wl, Accounting())))))
     # t = t_hbm + t_comm_exposed, t_hbm ∝ 1/BW: elasticity = t_hbm / t
     assert e["hbm_bw"] == pytest.approx(float(r.t_hbm / r.step_time), rel=1e-9)
     assert e["flops_bf16"] == pytest.approx(0.0, abs=1e-12)  # not compute bound anywhere
@@ -52,22 +55,11 @@ def test_hbm_bound_point_has_unit_bandwidth_elasticity():
 
 
 def test_sweep_table3_columns(tmp_path):
+    """``python -m moejax.sweep +grid=quick sensitivities=true``, run in this process (cli_runs.run_main)."""
     out = tmp_path / "q.nc"
-    subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "moejax.sweep",
-            "+grid=quick",
-            f"out={out}",
-            "sensitivities=true",
-            "summary=false",
-            f"parts_dir={tmp_path / 'parts'}",
-        ],
-        cwd=ROOT,
-        check=True,
-        capture_output=True,
-    )
+    args = ["+grid=quick", f"out={out}", "sensitivities=true", "summary=false", f"parts_dir={tmp_path / 'parts'}"]
+    code, _, stderr = run_main("moejax.sweep", [*args, "compilation_cache=null"], hydra_dir=tmp_path / "run")
+    assert code == 0, stderr[-2000:]
     with xr.open_dataset(out) as ds:
         assert float(ds.rho.sel(model="deepseek-v3")) == 8 / 256
         assert float(ds.rho_kappa.sel(model="deepseek-v3", kappa=5.0)) == pytest.approx(0.15625)

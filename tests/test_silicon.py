@@ -8,11 +8,10 @@ from __future__ import annotations
 
 import csv
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from cli_runs import run_main
 
 from moejax.analysis.validation import benchmarks, silicon
 from moejax.catalogue import available
@@ -127,24 +126,24 @@ def test_recognised_by_header(tmp_path):
 
 def test_cli_on_a_silicon_csv(tmp_path):
     out = tmp_path / "out"
-    proc = _cli(f"measurements={SMALL}", f"out={out}", f"hydra.run.dir={tmp_path / 'hydra'}")
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    record = json.loads(proc.stdout.strip().splitlines()[-1])
+    code, stdout, stderr = _cli(f"measurements={SMALL}", f"out={out}", f"hydra.run.dir={tmp_path / 'hydra'}")
+    assert code == 0, stderr[-2000:]
+    record = json.loads(stdout.strip().splitlines()[-1])
     assert record["n"] == 5 and record["evaluated"] == 4 and set(record["not_expressible"]) == {INCOMPLETE}
     for i, p in record["predicted"].items():
         assert p["tpot"] > 0 and p["ttft"] > 0 and p["throughput_per_gpu"] > 0, i
         assert p["tokens_per_s_per_user"] == pytest.approx(1 / p["tpot"], rel=1e-9)
     assert record["groups"][0]["group"] == "all" and record["groups"][0]["n"] == 4
-    assert "TPOT median" in proc.stdout and INCOMPLETE in proc.stdout
+    assert "TPOT median" in stdout and INCOMPLETE in stdout
     assert (out / "serving.csv").is_file() and json.loads((out / "summary.json").read_text())["n"] == 5
 
 
 def test_cli_refuses_a_malformed_csv(tmp_path):
     path = _write(tmp_path, [{**_raw(AGG), "osl": "-3"}])
     out = tmp_path / "out"
-    proc = _cli(f"measurements={path}", f"out={out}", f"hydra.run.dir={tmp_path / 'hydra'}")
-    assert proc.returncode == 2 and proc.stdout == ""
-    lines = proc.stderr.strip().splitlines()
+    code, stdout, stderr = _cli(f"measurements={path}", f"out={out}", f"hydra.run.dir={tmp_path / 'hydra'}")
+    assert code == 2 and stdout == ""
+    lines = stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: ") and "osl = '-3'" in lines[0]
     assert not out.exists() and not (tmp_path / "hydra").exists()
 
@@ -181,14 +180,9 @@ def _write(tmp_path: Path, raws: list[dict]) -> Path:
 
 
 def _cli(*args):
-    return subprocess.run(
-        [sys.executable, "-m", "moejax.validate", *args],
-        check=False,
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+    """``python -m moejax.validate *args`` run in this process (cli_runs.run_main): (exit code,
+    stdout, stderr); its predictions are test_predictions_match_the_physics' compiled program."""
+    return run_main("moejax.validate", [*args, "compilation_cache=null"])
 
 
 def test_partition_reads_moe_columns_only_for_moe_models():

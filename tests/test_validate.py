@@ -9,14 +9,12 @@ import copy
 import dataclasses
 import json
 import math
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import yaml
-from cli_runs import forked
+from cli_runs import forked, run_main
 
 from moejax import Accounting, Partition, Workload, decode_point, load_hardware, load_model, prefill_point
 from moejax.analysis import validation as val
@@ -31,18 +29,15 @@ VENDORED = ROOT / "moejax" / "data" / "reference"  # their copies in the package
 KEYS = {"n", "evaluated", "skipped", "not_expressible", "infeasible", "median_abs_log_ratio", "p90_abs_log_ratio", "predicted"}
 
 
-def cli(*args, cwd=ROOT):
-    return subprocess.run(
-        [sys.executable, "-m", "moejax.validate", *args], check=False, cwd=cwd, capture_output=True, text=True, timeout=600
-    )
-
-
 @pytest.fixture(scope="module")
 def small_run(tmp_path_factory):
+    """``python -m moejax.validate`` on the small file, run in this process (cli_runs.run_main): its
+    evaluation is the compiled program test_one_vmapped_call_matches_per_point_calls runs."""
     out = tmp_path_factory.mktemp("small") / "out"
-    proc = cli(f"measurements={SMALL.relative_to(ROOT)}", "accounting=sol", f"out={out}", f"hydra.run.dir={out.parent / 'hydra'}")
-    assert proc.returncode == 0, proc.stderr
-    return json.loads(proc.stdout.strip().splitlines()[-1]), proc.stdout, out
+    args = [f"measurements={SMALL.relative_to(ROOT)}", "accounting=sol", f"out={out}", "compilation_cache=null"]
+    code, stdout, stderr = run_main("moejax.validate", args, hydra_dir=out.parent / "hydra")
+    assert code == 0, stderr[-2000:]
+    return json.loads(stdout.strip().splitlines()[-1]), stdout, out
 
 
 def test_cli_small_file(small_run):
@@ -153,6 +148,9 @@ def test_one_vmapped_call_matches_per_point_calls():
 
 
 def test_infeasible_is_reported_not_dropped(tmp_path):
+    """A point that does not fit in memory is evaluated, counted and reported, with no figures. It
+    stands in the small file for small-llama70b-h100-max (a decode point with as many variants), so
+    the evaluation is the small file's compiled program."""
     entries = yaml.safe_load(SMALL.read_text())
     big = copy.deepcopy(entries[0])
     big.update(
@@ -164,13 +162,16 @@ def test_infeasible_is_reported_not_dropped(tmp_path):
         dtypes={"weights": "bf16", "kv": "bf16", "activations": "bf16"},
         measured={"step_time": 1.0, "tokens_per_s_per_user": None, "throughput_per_gpu": None},
     )
+    assert entries[2]["id"] == "small-llama70b-h100-max"
+    entries[2] = big
     path = tmp_path / "m.yaml"
-    path.write_text(yaml.safe_dump([entries[0], big]))
+    path.write_text(yaml.safe_dump(entries))
     points, _, _ = val.resolve_all(val.load_measurements(path))
     ev = val.evaluate(points, Accounting())
-    record = val.summary(2, ev, {}, [])
-    assert record["evaluated"] == 2 and set(record["predicted"]["too-big"].values()) == {None}
+    record = val.summary(len(points), ev, {}, [])
+    assert record["evaluated"] == len(points) == 5 and set(record["predicted"]["too-big"].values()) == {None}
     assert "does not fit in memory at batch 512" in record["infeasible"]["too-big"]
+    assert set(record["infeasible"]) == {"too-big"}  # the others still evaluated
     assert "INFEASIBLE" in val.report("t", ev, {}, [])
 
 
@@ -389,9 +390,9 @@ TRUTH = {"hbm_efficiency": 0.8, "flops_efficiency": 0.6, "layer_latency": 20e-6}
 TRUTH_AMD = {"hbm_efficiency": 0.65, "flops_efficiency": 0.45, "layer_latency": 20e-6}
 
 
-def synthetic_points(truth_by_family: dict) -> list:
-    """Points whose measured figure is the model's own prediction at ``truth_by_family[family]``."""
-    raw = [
+def synthetic_entries() -> list[dict]:
+    """``SYNTHETIC`` as measurement-file entries (measured figure 1.0: a placeholder)."""
+    return [
         {
             "id": f"syn-{i}",
             "source": "synthetic",
@@ -408,7 +409,11 @@ def synthetic_points(truth_by_family: dict) -> list:
         }
         for i, (m, hw, part, (w, kv), phase, b, ctx, fig) in enumerate(SYNTHETIC)
     ]
-    entries = [check_entry(Path("synthetic"), i, r) for i, r in enumerate(raw)]
+
+
+def synthetic_points(truth_by_family: dict) -> list:
+    """Points whose measured figure is the model's own prediction at ``truth_by_family[family]``."""
+    entries = [check_entry(Path("synthetic"), i, r) for i, r in enumerate(synthetic_entries())]
     points, reasons, _ = val.resolve_all(entries)
     assert not reasons and len(points) == len(SYNTHETIC)
     acc = [Accounting(**truth_by_family.get(p.family, truth_by_family.get("all", {}))) for p in points]
@@ -458,25 +463,32 @@ def test_fit_per_family_and_loo_is_out_of_sample():
 
 
 def test_fit_cli_writes_accounting_yaml(tmp_path):
+    """``fit=true`` end to end on the synthetic measurements of test_fit_recovers_known_constants
+    written as a file, with its free constants and steps (in this process: the fit is the same
+    compiled program): every point fitted, leave-one-out per point, the constants recovered, the
+    fitted accounting YAML written and read back by the catalogue loader."""
+    entries = synthetic_entries()
+    for e, p in zip(entries, synthetic_points({"all": TRUTH}), strict=True):
+        e["measured"] = {p.measurement.figure: p.measurement.value}
+    path = tmp_path / "synthetic.yaml"
+    path.write_text(yaml.safe_dump(entries, sort_keys=False))
     out = tmp_path / "out"
-    proc = cli(
-        f"measurements={SMALL}",
-        f"out={out}",
-        "fit=true",
-        "calibration.free=[hbm_efficiency]",
-        "calibration.steps=100",
-        f"hydra.run.dir={tmp_path / 'hydra'}",
-    )
-    assert proc.returncode == 0, proc.stderr
-    record = json.loads(proc.stdout.strip().splitlines()[-1])
+    args = [f"measurements={path}", "accounting=sol", f"out={out}", "fit=true", "compilation_cache=null"]
+    args += [f"calibration.free=[{','.join(TRUTH)}]", "calibration.steps=400"]
+    code, stdout, stderr = run_main("moejax.validate", args, hydra_dir=tmp_path / "hydra")
+    assert code == 0, stderr[-2000:]
+    record = json.loads(stdout.strip().splitlines()[-1])
     fit = record["fit"]
-    assert set(fit["loo"]) == set(record["predicted"]) and fit["n_points"] == 5  # gpt-oss-120b now expressible
+    assert set(fit["loo"]) == set(record["predicted"]) and fit["n_points"] == len(SYNTHETIC)
     assert {"loo_median_abs_log_ratio", "loo_p90_abs_log_ratio", "in_sample_median_abs_log_ratio"} <= set(fit)
+    for k, v in TRUTH.items():
+        assert fit["constants"]["all"][k] == pytest.approx(v, rel=1e-3), (k, fit["constants"])
     written = yaml.safe_load((out / "realistic.yaml").read_text())
-    assert written["provenance"]["n_points"] == 5 and "date" in written["provenance"]
+    assert written["provenance"]["n_points"] == len(SYNTHETIC) and "date" in written["provenance"]
     assert written["hbm_efficiency"]["value"] == pytest.approx(fit["constants"]["all"]["hbm_efficiency"])
     reread = accounting_from_mapping(written, "realistic.yaml")  # the catalogue loader reads it back
     assert reread.hbm_efficiency == pytest.approx(fit["constants"]["all"]["hbm_efficiency"])
+    assert reread.layer_latency == pytest.approx(fit["constants"]["all"]["layer_latency"])
 
 
 def test_accounting_catalogue():
