@@ -3,8 +3,6 @@ optax diagnostic, bound-limited points, and independence from unrelated grid axe
 
 import dataclasses
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import jax
@@ -13,7 +11,7 @@ import numpy as np
 import pytest
 import xarray as xr
 import yaml
-from cli_runs import forked
+from cli_runs import run_main
 from hydra import compose, initialize_config_dir
 
 from moejax import Accounting, Workload, load_hardware, load_model
@@ -40,24 +38,24 @@ ROOT = Path(__file__).resolve().parent.parent
 SMALL = PartitionSpace(tp=(1, 2, 4, 8), ep=(1, 8), pp=(1,), dp_attn=(1, 2), kvp=(1,), kv_modes=("kvp",))
 
 
-def cli(*args, check=True):
-    return subprocess.run(
-        [sys.executable, "-m", "moejax.breakeven", *args], cwd=ROOT, capture_output=True, text=True, timeout=600, check=check
-    )
+# the grid of the κ* command run below, and of the sweep with κ* held to it (the same κ* program)
+SOLVED = [
+    "+grid=quick",
+    "grid.models=[deepseek-v3,mixtral-8x22b,switch-c-2048]",
+    "grid.hardware=[b200,h100-sxm]",
+    "grid.num_gpus=[8]",
+    "grid.accounting.mode=sol",
+]
 
 
 @pytest.fixture(scope="module")
 def solved(tmp_path_factory):
-    out = tmp_path_factory.mktemp("be") / "be.nc"
-    proc = cli(
-        "+grid=quick",
-        "grid.models=[deepseek-v3,mixtral-8x22b,switch-c-2048]",
-        "grid.hardware=[b200,h100-sxm]",
-        "grid.num_gpus=[8]",
-        "grid.accounting.mode=sol",
-        f"out={out}",
-    )
-    return out, json.loads(proc.stdout.strip().splitlines()[-1]), proc.stdout
+    """``python -m moejax.breakeven`` on the SOLVED grid, run in this process (``cli_runs.run_main``)."""
+    tmp = tmp_path_factory.mktemp("be")
+    out = tmp / "be.nc"
+    code, stdout, stderr = run_main("moejax.breakeven", [*SOLVED, f"out={out}"], hydra_dir=tmp / "run")
+    assert code == 0, stderr[-3000:]
+    return out, json.loads(stdout.strip().splitlines()[-1]), stdout
 
 
 QUICK_ACCOUNTING = load_accounting("sol")  # the accounting of the solved fixture (stable physics, no fitted constants)
@@ -102,19 +100,28 @@ def test_docstring_example(solved):
         assert int(pt.reason) == 0 and float(pt.kappa_star) == pytest.approx(30.5, rel=5e-3)
 
 
-def test_sweep_can_include_kappa_star(solved, tmp_path):
+def test_sweep_can_include_kappa_star(solved, tmp_path, monkeypatch):
+    """``python -m moejax.sweep`` with ``breakeven.include=true`` and ``grid.batches`` (run in this
+    process) stores the κ* command's κ* and κ* along the frontier; it builds its plan once and hands
+    it to the κ* and κ*(u) solvers (``build_plan`` counted)."""
+    from moejax.analysis import breakeven
+    from moejax.engine import plan as plan_module
+    from moejax.engine import run as run_module
+
+    calls = []
+
+    def counting(*args, **kwargs):
+        calls.append(args)
+        return plan_module.build_plan(*args, **kwargs)
+
+    for module in (run_module, breakeven):
+        monkeypatch.setattr(module, "build_plan", counting)
     out, _, _ = solved
     sweep = tmp_path / "s.nc"
-    subprocess.run(
+    code, _, stderr = run_main(
+        "moejax.sweep",
         [
-            sys.executable,
-            "-m",
-            "moejax.sweep",
-            "+grid=quick",
-            "grid.models=[mixtral-8x22b]",
-            "grid.hardware=[b200]",
-            "grid.num_gpus=[8]",
-            "grid.accounting.mode=sol",
+            *SOLVED,
             "breakeven.include=true",
             "summary=false",
             "+grid.batches=[16,256]",
@@ -122,14 +129,15 @@ def test_sweep_can_include_kappa_star(solved, tmp_path):
             f"out={sweep}",
             f"parts_dir={tmp_path / 'parts'}",
         ],
-        cwd=ROOT,
-        check=True,
-        capture_output=True,
+        hydra_dir=tmp_path / "run",
     )
+    assert code == 0, stderr[-3000:]
+    assert len(calls) == 1  # the plan is built once per sweep
     with xr.open_dataset(sweep) as s, xr.open_dataset(out) as b:
-        np.testing.assert_allclose(
-            s.kappa_star.values[0], b.kappa_star.sel(model=["mixtral-8x22b"], hardware=["b200"]).values[0], rtol=1e-6
-        )
+        assert s.kappa_star.dims == b.kappa_star.dims and s.model.values.tolist() == b.model.values.tolist()
+        np.testing.assert_allclose(s.kappa_star.values, b.kappa_star.values, rtol=1e-6)  # NaN where b has NaN
+        np.testing.assert_array_equal(s.reason.values, b.reason.values)
+        assert (s.reason.values == 0).sum() >= 6
         assert s.reason.attrs["flag_meanings"].split() == list(REASONS)
         assert s.kappa_star.attrs["relative_precision"] < 1e-3
         # with grid.batches, κ* along the frontier too; at 1 token/s/user the frontier is the B_max point
@@ -197,20 +205,11 @@ BAD = [
 ]
 
 
-@pytest.fixture(scope="module")
-def bad_runs(tmp_path_factory):
-    """Each case of BAD run for real (``python -m moejax.breakeven``, its own process, one interpreter start)."""
-    dirs = [tmp_path_factory.mktemp("bad") for _ in BAD]
-    procs = forked(
-        "moejax.breakeven", [["+grid=quick", *args, f"out={d / 'x.nc'}"] for d, (args, _) in zip(dirs, BAD)], timeout=600
-    )
-    return {tuple(args): (proc, d) for (args, _), proc, d in zip(BAD, procs, dirs, strict=True)}
-
-
 @pytest.mark.parametrize("args,expected", BAD)
-def test_bad_input(args, expected, bad_runs):
-    proc, tmp_path = bad_runs[tuple(args)]
-    assert proc.returncode == 2 and expected in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
+def test_bad_input(args, expected, tmp_path):
+    """``python -m moejax.breakeven`` (run in this process, ``cli_runs.run_main``): exit code 2, one line, no file."""
+    code, _, stderr = run_main("moejax.breakeven", ["+grid=quick", *args, f"out={tmp_path / 'x.nc'}"], hydra_dir=tmp_path / "run")
+    assert code == 2 and expected in stderr and len(stderr.strip().splitlines()) == 1
     assert not (tmp_path / "x.nc").exists()
 
 
@@ -219,8 +218,16 @@ TINY = [
     "+grid=quick",
     "grid.models=[gpt-4-rumoured,qwen3-235b-a22b]",
     "grid.hardware=[mi355x]",
-    "grid.num_gpus=[8]",
-    "grid.contexts=[16384]",
+    "grid.num_gpus=[8,16]",
+    "grid.contexts=[16384,1024]",
+]
+# another grid of the same shape (the same compiled κ* kernel): other models, cluster sizes and contexts in another order
+OTHER = [
+    "+grid=quick",
+    "grid.models=[mixtral-8x22b,qwen3-235b-a22b]",
+    "grid.hardware=[mi355x]",
+    "grid.num_gpus=[16,8]",
+    "grid.contexts=[1024,16384]",
 ]
 
 
@@ -232,10 +239,17 @@ def compose_cfg(*overrides):
 
 @pytest.fixture(scope="module")
 def tiny():
-    """gpt-4-rumoured on 8 MI355X at 16k: the optax solve stalled at 31.5 where the dense baseline
-    no longer fits (zero gradient) and was stored as κ*; the exact crossing is near 8."""
+    """gpt-4-rumoured on 8 MI355X at 16k (point [0, 0, 0, 0]): the optax solve stalled at 31.5 where
+    the dense baseline no longer fits (zero gradient) and was stored as κ*; the exact crossing is
+    near 8. Also 16 GPUs and 1k context: the shape of ``OTHER``."""
     cfg = compose_cfg(*TINY)
     return cfg, solve(cfg)[0]
+
+
+@jax.jit
+def _dense_scan(m, hw, parts, pmask, wl, acc, ks):
+    """The dense baseline's best-partition throughput per GPU at each κ of ``ks`` (one program for every model)."""
+    return jax.vmap(lambda k: best_partition(keep_attention(m, k), hw, parts, pmask, wl, acc)[1])(ks)
 
 
 def _scan(cfg, model, hardware, num_gpus, context, n=400, rounds=2):
@@ -250,11 +264,10 @@ def _scan(cfg, model, hardware, num_gpus, context, n=400, rounds=2):
     moe = float(best_partition(m, hw, partitions_from_table(table[0]), mask[0], wl, acc)[1])
     table, mask = partition_table([num_gpus], dataclasses.replace(space, ep=(1,)))
     parts, pmask = partitions_from_table(jnp.asarray(table[0])), jnp.asarray(mask[0])
-    dense = jax.jit(jax.vmap(lambda k: best_partition(keep_attention(m, k), hw, parts, pmask, wl, acc)[1]))
     lo, hi = max(cfg.breakeven.kappa_min, 1.001 * float(kappa_exists(m))), cfg.breakeven.kappa_max
     for _ in range(rounds):
         ks = np.geomspace(lo, hi, n)
-        ratio = np.asarray(dense(ks)) / moe
+        ratio = np.asarray(_dense_scan(cast(m, jnp.float64), hw, parts, pmask, wl, acc, ks)) / moe
         i = int(np.argmax(ratio <= 1))
         assert ratio[0] > 1 >= ratio[i] and i > 0, "no crossing inside the scanned range"
         lo, hi = ks[i - 1], ks[i]
@@ -267,7 +280,7 @@ def test_kappa_star_matches_brute_force_scan(tiny):
     cfg, out = tiny
     prec = out["variable_attrs"]["kappa_star"]["relative_precision"]
     assert prec == pytest.approx(np.expm1(np.log(256) / 2**17), rel=1e-9) and prec < cfg.breakeven.tolerance
-    assert (out["reason"] == 0).all()
+    assert (out["reason"] == 0).all()  # every point of the grid, the scanned ones among them
     for i, model in enumerate(cfg.grid.models):
         lo, hi = _scan(cfg, model, "mi355x", 8, 16384.0)
         k = float(out["kappa_star"][i, 0, 0, 0])
@@ -275,10 +288,10 @@ def test_kappa_star_matches_brute_force_scan(tiny):
 
 
 def test_bound_limited_is_never_found(tiny):
-    """With the bracket below (above) both exact crossings, κ* is NaN and the reason says that it
-    lies above kappa_max (below kappa_min); the old solver stored a bound or a stalled value as found."""
+    """With the bracket below (above) every point's exact crossing, κ* is NaN and the reason says that
+    it lies above kappa_max (below kappa_min); the old solver stored a bound or a stalled value as found."""
     _, out = tiny
-    k = out["kappa_star"][:, 0, 0, 0]
+    k = out["kappa_star"]
     below = compose_cfg(*TINY, "breakeven.kappa_min=0.25", f"breakeven.kappa_max={0.9 * k.min():.6g}")
     above = compose_cfg(*TINY, f"breakeven.kappa_min={1.1 * k.max():.6g}", "breakeven.kappa_max=64")
     for c, reason in ((below, "above_kappa_max"), (above, "below_kappa_min")):
@@ -296,15 +309,7 @@ def test_same_point_same_kappa_star_under_another_grid(tiny):
     """A point's κ* does not depend on the other models, cluster sizes or contexts of its grid
     when the partition space is the same (issue 11 item 8)."""
     _, out = tiny
-    other = solve(
-        compose_cfg(
-            "+grid=quick",
-            "grid.models=[mixtral-8x22b,qwen3-235b-a22b]",
-            "grid.hardware=[mi355x]",
-            "grid.num_gpus=[16,8]",
-            "grid.contexts=[1024,16384]",
-        )
-    )[0]
+    other = solve(compose_cfg(*OTHER))[0]
     np.testing.assert_allclose(other["kappa_star"][1, 0, 1, 1], out["kappa_star"][1, 0, 0, 0], rtol=1e-6)
 
 

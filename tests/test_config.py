@@ -1,7 +1,9 @@
 """The typed config at the command boundary (issue 17, part 2): one frozen, validated
-``SweepConfig``; nothing after the boundary sees a ``DictConfig``; the plan is built once per sweep;
-the recorded config text (the resume hash) is the text earlier versions wrote; and the hardware
-field lists a sweep uses are derived from ``HardwareSpec``'s metadata (part 1)."""
+``SweepConfig``; nothing after the boundary sees a ``DictConfig``; the recorded config text (the
+resume hash) is the text earlier versions wrote; and the hardware field lists a sweep uses are
+derived from ``HardwareSpec``'s metadata (part 1). That the plan is built once per sweep and handed
+to the κ* and κ*(u) solvers is checked on a real κ* sweep in tests/test_breakeven.py
+(``test_sweep_can_include_kappa_star``)."""
 
 import dataclasses
 import subprocess
@@ -74,38 +76,6 @@ def test_the_recorded_config_text_is_unchanged(overrides):
         OmegaConf.create({**science_config(typed), "grid": OmegaConf.to_container(cfg.grid, resolve=True)})
     )
     assert science_text(typed) == before
-
-
-def test_the_plan_is_built_once_per_sweep(tmp_path, monkeypatch):
-    """A sweep with κ* (``breakeven.include=true``), workloads and an SLO builds its plan once and
-    hands it to the κ* and κ*(u) solvers."""
-    from moejax.analysis import breakeven
-    from moejax.analysis.qs import sweep_columns
-    from moejax.engine import run as run_module
-
-    calls = []
-
-    def counting(*args, **kwargs):
-        calls.append(args)
-        return plan_module.build_plan(*args, **kwargs)
-
-    for module in (run_module, breakeven):
-        monkeypatch.setattr(module, "build_plan", counting)
-    cfg = sweep_config(
-        composed(
-            *TINY,
-            "grid.contexts=null",
-            "grid.workloads=[{isl:1024,osl:256},{isl:4096,osl:512}]",
-            "grid.slo.tpot_max=0.05",
-            "breakeven.include=true",
-            "breakeven.bisection_steps=12",
-            "breakeven.rounds=1",
-            "breakeven.adam_steps=2",
-            f"parts_dir={tmp_path / 'parts'}",
-        )
-    )
-    out = run_module.run(cfg, tmp_path / "sweep.nc", sweep_columns(cfg))
-    assert out.exists() and len(calls) == 1
 
 
 def test_engine_and_analysis_never_see_a_dictconfig():

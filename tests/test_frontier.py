@@ -1,6 +1,8 @@
 """The serving frontier (moejax/engine/frontier.py) held to a brute-force search in plain Python:
 every (partition, batch) candidate of a tiny grid evaluated one by one with ``decode_point``."""
 
+import subprocess
+import sys
 from pathlib import Path
 
 import jax
@@ -8,7 +10,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 import xarray as xr
-from cli_runs import assert_refused, sweep
+from cli_runs import assert_refused, run_main
 from hydra import compose, initialize_config_dir
 
 from moejax.catalogue import CONF_DIR
@@ -48,6 +50,18 @@ def _run(grid):
     out = frontier.frontier_extra(plan.frontier, plan.accounting, jnp.float64)(*args)
     search, _ = lifted_kernel(False)(*args, jnp.asarray(0.0), cast(plan.accounting, jnp.float64))
     return plan, {k: np.asarray(v) for k, v in out.items()}, search
+
+
+def sweep_here(tmp_path, monkeypatch, *args, grid):
+    """``cli_runs.sweep``'s command run in this process (``run_main``) from ``tmp_path/run``
+    (``monkeypatch.chdir``: the default outputs/, parts and log land there), as a
+    ``subprocess.CompletedProcess`` for ``assert_refused``: a refusal, not the process, is tested."""
+    run = tmp_path / "run"
+    run.mkdir(exist_ok=True)
+    monkeypatch.chdir(run)
+    argv = [*grid, *args, f"out={run / 'x.nc'}"]
+    code, out, err = run_main("moejax.sweep", argv)
+    return subprocess.CompletedProcess([sys.executable, "-m", "moejax.sweep", *argv], code, out, err)
 
 
 def _leaf(tree, i):
@@ -152,7 +166,7 @@ def test_frontier_winners_are_the_stored_candidates(tiny):
     i = int(np.nonzero(out["frontier_status"][at] == 2)[0][-1])
     p = Partition(**{f: float(out[f"frontier_{f}"][at][i]) for f in PARTITION_FIELDS})
     m, hw = ModelSpec(**_leaf(plan.inputs.rows, r)), HardwareSpec(**_leaf(plan.inputs.hardware, 0))
-    res = decode_point(
+    res = _decode(
         m, hw, p, Workload(context=float(plan.inputs.contexts[c]), batch=float(out["frontier_batch"][at][i])), plan.accounting
     )
     np.testing.assert_allclose(float(res.throughput_per_gpu), out["frontier_throughput_per_gpu"][at][i], rtol=RTOL)
@@ -176,11 +190,12 @@ def test_bmax_end_of_the_frontier_is_todays_search(tiny):
 
 
 def test_bucket_is_exact_at_the_levels():
+    bucket = jax.jit(frontier.bucket)  # as the kernel runs it (and one compile, not an eager dispatch per operation)
     levels = jnp.asarray(frontier.interactivity_levels(Interactivity(min=1, max=1000, count=31)))
     below = jnp.nextafter(levels, -jnp.inf)
-    np.testing.assert_array_equal(frontier.bucket(levels, levels), np.arange(1, 32))  # u == level reaches it
-    np.testing.assert_array_equal(frontier.bucket(below, levels), np.arange(0, 31))
-    np.testing.assert_array_equal(frontier.bucket(jnp.array([0.0, 0.5, 2000.0]), levels), [0, 0, 31])
+    np.testing.assert_array_equal(bucket(levels, levels), np.arange(1, 32))  # u == level reaches it
+    np.testing.assert_array_equal(bucket(below, levels), np.arange(0, 31))
+    np.testing.assert_array_equal(bucket(jnp.array([0.0, 0.5, 2000.0]), levels), [0, 0, 31])
 
 
 def test_slo_rate_is_the_stricter_bound():
@@ -218,8 +233,8 @@ def test_bad_inputs_are_one_line_errors(override, field):
         frontier.validate(_grid(override))
 
 
-def test_bad_batches_exit_2_with_no_file(tmp_path):
-    line = assert_refused(sweep(tmp_path, "+grid.batches=[0]", grid=TINY), tmp_path)
+def test_bad_batches_exit_2_with_no_file(tmp_path, monkeypatch):
+    line = assert_refused(sweep_here(tmp_path, monkeypatch, "+grid.batches=[0]", grid=TINY), tmp_path)
     assert line == "error: grid.batches = 0 is invalid: sequences per replica, a positive integer"
 
 
@@ -262,12 +277,13 @@ def test_sweep_dataset_holds_the_frontier_with_reasons(tiny, tmp_path):
 def test_slo_without_batches_searches_the_bmax_column():
     """``grid.slo`` alone: candidates are every partition at its own B_max; the SLO choice equals
     the brute-force best of those reaching 1/tpot_max tokens/s per user."""
-    plan, out, _ = _run(_grid("grid.num_gpus=[8]", "grid.contexts=[2048]", "+grid.slo={tpot_max: 0.06}"))
+    # tiny's grid and accounting: today's search and the one-by-one oracle are the programs compiled for tiny
+    plan, out, _ = _run(_grid("+grid.slo={tpot_max: 0.06}", "grid.accounting.mode=sol"))
     assert plan.frontier.n_columns == 1 and "at_batch_throughput_per_gpu" not in out
-    for r in range(plan.inputs.shape["row"]):
-        cand = _brute(plan, r, 0, 0)
+    for r, n, c in _points(plan):
+        cand = _brute(plan, r, n, c)
         meets = cand[:, 1] >= 1 / 0.06
-        at = (r, 0, 0, 0)
+        at = (r, 0, n, c)
         if meets.any():
             assert out["slo_status"][at] == 2
             np.testing.assert_allclose(out["slo_throughput_per_gpu"][at], cand[meets, 0].max(), rtol=RTOL)

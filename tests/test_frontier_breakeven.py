@@ -161,7 +161,7 @@ def test_lowest_level_is_todays_kappa_star(written):
     # the premise, checked: every candidate reaches the lowest level, and the MoE's and the dense
     # baseline's (at κ* and at both ends of the bracket) best candidates there are B_max ones
     # (column 0; at κ_max = 64 nothing fits, where both searches give 0)
-    for k in (k0, np.exp(brute.x_lo), 64.0):
+    for k in (k0, float(np.exp(brute.x_lo)), 64.0):  # Python floats, as in Brute.dense: one compiled _one
         cand = brute.rates(keep_attention(brute.m, k), dense=True)
         assert len(cand) == 0 or (cand[:, 1].min() >= brute.levels[0] and cand[np.argmax(cand[:, 0]), 2] == 0)
     assert brute.moe[:, 1].min() >= brute.levels[0] and brute.moe[np.argmax(brute.moe[:, 0]), 2] == 0

@@ -1,14 +1,13 @@
 """python -m moejax.point: one point explained. In-process checks against brute force over a small
-partition space (a Python loop over candidates as the oracle), and real subprocesses for the CLI."""
+partition space (a Python loop over candidates as the oracle); the CLI's printout in-process, and
+real subprocesses for its bad input."""
 
-import subprocess
-import sys
 from pathlib import Path
 
 import jax
 import numpy as np
 import pytest
-from cli_runs import forked
+from cli_runs import forked, run_main
 
 from moejax import Partition, load_hardware, load_model
 from moejax.analysis.point import PointQuery, explain, partition_label
@@ -196,25 +195,16 @@ def test_bad_query(acc, kw, match):
         PointQuery(model=MODEL, hardware=HW, num_gpus=8, accounting=acc, **kw)
 
 
-def _cli(*args):
-    return subprocess.run([sys.executable, "-m", "moejax.point", *args], cwd=ROOT, capture_output=True, text=True, timeout=300)
-
-
 def test_cli_one_point(tmp_path):
-    proc = _cli(
-        f"model={MODEL}",
-        f"hardware={HW}",
-        "num_gpus=8",
-        "isl=1024",
-        "osl=1024",
-        "top=3",
-        "batches=[1,64]",
-        "partitions.pp=[1]",
-        "partitions.kvp=[1]",
-        f"hydra.run.dir={tmp_path}/run",
+    """``python -m moejax.point`` (run in this process, ``cli_runs.run_main``; the point of the
+    ``query`` fixture, so its compiled kernels are shared) prints every section and writes nothing."""
+    space = [f"partitions.{f}=[{','.join(map(str, getattr(SPACE, f)))}]" for f in PartitionSpace.__dataclass_fields__]
+    code, out, err = run_main(
+        "moejax.point",
+        [f"model={MODEL}", f"hardware={HW}", "num_gpus=8", "isl=2048", "osl=512", "top=3", "batches=[1,16,256]", *space],
+        hydra_dir=tmp_path / "run",
     )
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    out = proc.stdout
+    assert code == 0, err[-2000:]
     for text in (
         "best: ",
         "compute ",

@@ -3,6 +3,8 @@ workloads, TTFT of the frontier and SLO winners, the ``slo.ttft_max`` mask, disa
 aggregated serving and the economics, each held to the serving functions evaluated one by one."""
 
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import jax
@@ -10,7 +12,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 import xarray as xr
-from cli_runs import assert_refused, sweep
+from cli_runs import assert_refused, run_main
 from hydra import compose, initialize_config_dir
 
 from moejax.catalogue import CONF_DIR, hardware_economics
@@ -52,22 +54,41 @@ def _grid(*extra, workloads=WORKLOADS):
         return sweep_config(compose("config", overrides=[*(o for o in TINY if o != WORKLOADS), workloads, *extra])).grid
 
 
+def sweep_here(tmp_path, monkeypatch, *args, grid):
+    """``cli_runs.sweep``'s command run in this process (``run_main``) from ``tmp_path/run``
+    (``monkeypatch.chdir``: the default outputs/, parts and log land there), as a
+    ``subprocess.CompletedProcess`` for ``assert_refused``: a refusal, not the process, is tested."""
+    run = tmp_path / "run"
+    run.mkdir(exist_ok=True)
+    monkeypatch.chdir(run)
+    argv = [*grid, *args, f"out={run / 'x.nc'}"]
+    code, out, err = run_main("moejax.sweep", argv)
+    return subprocess.CompletedProcess([sys.executable, "-m", "moejax.sweep", *argv], code, out, err)
+
+
 def _leaf(tree, i):
     return {k: float(np.asarray(v)[i]) for k, v in vars(tree).items()}
+
+
+SERVING = [  # the frontier settings of ``tiny`` (and of the missing-baseline check: the same compiled kernel)
+    f"+grid.batches={BATCHES}",
+    f"grid.prefill_chunk={CHUNK}",
+    f"grid.slo.tokens_per_s_per_user_min={SLO['tokens_per_s_per_user_min']}",
+    f"grid.slo.ttft_max={SLO['ttft_max']}",
+]
+
+
+def _frontier64(plan):
+    """The frontier kernel's float64 outputs on ``plan``."""
+    out = frontier.frontier_extra(plan.frontier, plan.accounting, jnp.float64)(*device_inputs(plan.inputs, jnp.float64))
+    return {k: np.array(v) for k, v in out.items()}
 
 
 @pytest.fixture(scope="module")
 def tiny():
     """(plan, float64 frontier outputs) with batches, chunked prefill and an SLO with ttft_max."""
-    grid = _grid(
-        f"+grid.batches={BATCHES}",
-        f"grid.prefill_chunk={CHUNK}",
-        f"grid.slo.tokens_per_s_per_user_min={SLO['tokens_per_s_per_user_min']}",
-        f"grid.slo.ttft_max={SLO['ttft_max']}",
-    )
-    plan = build_plan(grid, False)
-    out = frontier.frontier_extra(plan.frontier, plan.accounting, jnp.float64)(*device_inputs(plan.inputs, jnp.float64))
-    return plan, {k: np.asarray(v) for k, v in out.items()}
+    plan = build_plan(_grid(*SERVING), False)
+    return plan, _frontier64(plan)
 
 
 def _specs(plan, row, c):
@@ -261,10 +282,9 @@ def test_missing_dense_baseline_reports_no_serving_numbers():
     """A κ too small for any dense model: the stand-in row's serving_* hold NaN / 0, not the MoE's."""
     from moejax.engine.plan import mask_missing_baselines
 
-    plan = build_plan(_grid("grid.kappas=[0.01]"), False)
+    plan = build_plan(_grid(*SERVING, "grid.kappas=[0.01]"), False)  # tiny's grid but for κ
     assert not plan.baseline_exists.any()
-    out = frontier.frontier_extra(plan.frontier, plan.accounting, jnp.float32)(*device_inputs(plan.inputs, jnp.float32))
-    results = {k: np.array(v) for k, v in out.items()}
+    results = _frontier64(plan)
     results["feasible"] = np.ones(results["serving_status"].shape, bool)
     assert (results["serving_status"][1] == 1).any()  # before masking, the stand-in row is the MoE
     mask_missing_baselines(plan, "row", slice(0, 2), results)
@@ -331,9 +351,9 @@ def test_bad_serving_inputs_are_one_line_errors(override, field):
         build_plan(grid, False)
 
 
-def test_bad_workload_exits_2_with_no_file(tmp_path):
+def test_bad_workload_exits_2_with_no_file(tmp_path, monkeypatch):
     grid = [o for o in TINY if o != WORKLOADS]
-    line = assert_refused(sweep(tmp_path, "grid.workloads={isl: 1024, osl: 0}", grid=grid), tmp_path)
+    line = assert_refused(sweep_here(tmp_path, monkeypatch, "grid.workloads={isl: 1024, osl: 0}", grid=grid), tmp_path)
     assert line == "error: grid.workloads.osl = 0 is invalid: a positive number of tokens"
 
 
