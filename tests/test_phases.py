@@ -43,14 +43,16 @@ def test_phases_add_up_to_the_step(model, partition, kinds, preset):
     assert float(r.step_time) == pytest.approx(by_phase + fixed, rel=1e-5)
 
 
-def test_trace_once_keeps_a_bounded_number_of_variants():
+def test_trace_once_keeps_a_bounded_number_of_variants(monkeypatch):
     """Python numbers key trace_once's cache (they stay static): a loop over new ones keeps the newest
-    ``CACHE_ENTRIES`` variants, and every call still gives the plain function's value."""
+    ``CACHE_ENTRIES`` variants (4 here, 256 in use: each variant is a compile), and every call still
+    gives the plain function's value."""
     import jax
 
-    from moejax.physics.xp import CACHE_ENTRIES, trace_once
+    from moejax.physics import xp
 
-    scaled = trace_once(lambda x, k: k * x)
-    for k in range(CACHE_ENTRIES + 40):
+    monkeypatch.setattr(xp, "CACHE_ENTRIES", 4)
+    scaled = xp.trace_once(lambda x, k: k * x)
+    for k in range(10):
         assert float(jax.jit(lambda x, k=float(k): scaled(x, k))(2.0)) == 2.0 * k
-    assert len(scaled.variants) == CACHE_ENTRIES
+    assert len(scaled.variants) == 4 and list(scaled.variants)[-1][1][-1][2] == 9.0  # the newest kept
