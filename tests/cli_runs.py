@@ -28,6 +28,18 @@ def sweep(tmp_path, *args, grid, options=(), env=None, timeout=300):
     )
 
 
+def sweep_here(tmp_path, monkeypatch, *args, grid):
+    """``sweep``'s command run in this process (``run_main``) from ``tmp_path/run``
+    (``monkeypatch.chdir``: the default outputs/, parts and log land there), as a
+    ``subprocess.CompletedProcess`` for ``assert_refused``: a refusal, not the process, is tested."""
+    run = tmp_path / "run"
+    run.mkdir(exist_ok=True)
+    monkeypatch.chdir(run)
+    argv = [*grid, *args, f"out={run / 'x.nc'}"]
+    code, out, err = run_main("moejax.sweep", argv)
+    return subprocess.CompletedProcess([sys.executable, "-m", "moejax.sweep", *argv], code, out, err)
+
+
 def _env(env):
     env = {**os.environ, "PYTHONPATH": str(ROOT), "JAX_PLATFORMS": "cpu", **(env or {})}
     env.pop("HYDRA_FULL_ERROR", None)

@@ -1,8 +1,6 @@
 """The serving frontier (moejax/engine/frontier.py) held to a brute-force search in plain Python:
 every (partition, batch) candidate of a tiny grid evaluated one by one with ``decode_point``."""
 
-import subprocess
-import sys
 from pathlib import Path
 
 import jax
@@ -10,7 +8,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 import xarray as xr
-from cli_runs import assert_refused, run_main
+from cli_runs import assert_refused, sweep_here
 from hydra import compose, initialize_config_dir
 
 from moejax.catalogue import CONF_DIR
@@ -50,18 +48,6 @@ def _run(grid):
     out = frontier.frontier_extra(plan.frontier, plan.accounting, jnp.float64)(*args)
     search, _ = lifted_kernel(False)(*args, jnp.asarray(0.0), cast(plan.accounting, jnp.float64))
     return plan, {k: np.asarray(v) for k, v in out.items()}, search
-
-
-def sweep_here(tmp_path, monkeypatch, *args, grid):
-    """``cli_runs.sweep``'s command run in this process (``run_main``) from ``tmp_path/run``
-    (``monkeypatch.chdir``: the default outputs/, parts and log land there), as a
-    ``subprocess.CompletedProcess`` for ``assert_refused``: a refusal, not the process, is tested."""
-    run = tmp_path / "run"
-    run.mkdir(exist_ok=True)
-    monkeypatch.chdir(run)
-    argv = [*grid, *args, f"out={run / 'x.nc'}"]
-    code, out, err = run_main("moejax.sweep", argv)
-    return subprocess.CompletedProcess([sys.executable, "-m", "moejax.sweep", *argv], code, out, err)
 
 
 def _leaf(tree, i):

@@ -3,8 +3,6 @@ workloads, TTFT of the frontier and SLO winners, the ``slo.ttft_max`` mask, disa
 aggregated serving and the economics, each held to the serving functions evaluated one by one."""
 
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import jax
@@ -12,7 +10,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 import xarray as xr
-from cli_runs import assert_refused, run_main
+from cli_runs import assert_refused, sweep_here
 from hydra import compose, initialize_config_dir
 
 from moejax.catalogue import CONF_DIR, hardware_economics
@@ -52,18 +50,6 @@ def _grid(*extra, workloads=WORKLOADS):
     register()
     with initialize_config_dir(str(CONF_DIR), version_base=None):
         return sweep_config(compose("config", overrides=[*(o for o in TINY if o != WORKLOADS), workloads, *extra])).grid
-
-
-def sweep_here(tmp_path, monkeypatch, *args, grid):
-    """``cli_runs.sweep``'s command run in this process (``run_main``) from ``tmp_path/run``
-    (``monkeypatch.chdir``: the default outputs/, parts and log land there), as a
-    ``subprocess.CompletedProcess`` for ``assert_refused``: a refusal, not the process, is tested."""
-    run = tmp_path / "run"
-    run.mkdir(exist_ok=True)
-    monkeypatch.chdir(run)
-    argv = [*grid, *args, f"out={run / 'x.nc'}"]
-    code, out, err = run_main("moejax.sweep", argv)
-    return subprocess.CompletedProcess([sys.executable, "-m", "moejax.sweep", *argv], code, out, err)
 
 
 def _leaf(tree, i):
