@@ -68,7 +68,9 @@ def interval_writer(accounting, hardware: list[str]):
 
     def derive(nc) -> None:
         float_dtype = str(nc["throughput_per_gpu"].dtype)
-        said = [f"{h}: {INTERVAL_RULES[r]}" + (f" ({why})" if why else "") for h, r, why in zip(hardware, rules, reasons)]
+        said = [
+            f"{h}: {INTERVAL_RULES[r]}" + (f" ({because})" if because else "") for h, r, because in zip(hardware, rules, reasons)
+        ]
         attrs = {**INTERVAL.attrs(), "reasons": "; ".join(said)}
         create_variable(nc, INTERVAL, float_dtype, rules, attrs=attrs, compress=False)
         if table is None:
