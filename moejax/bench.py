@@ -287,6 +287,7 @@ def main(argv=None) -> dict:
     ap.add_argument("--contexts", type=int, default=0, help="widen the grid to this many contexts (1k-16M); 0: frontier's 11")
     ap.add_argument("--reference-points", type=int, default=2000)
     ap.add_argument("--numpy-contexts", type=int, default=1, help="contexts of the grid NumPy evaluates")
+    ap.add_argument("--numpy-rows", type=int, default=0, help="model rows of the grid NumPy evaluates (0: all)")
     ap.add_argument("--stream-points", type=float, default=1e9, help="0 skips the streamed main-job run")
     ap.add_argument("--stream-chunk", type=int, default=2**24)
     ap.add_argument("--breakeven-points", type=float, default=1e5, help="kappa* grid size; 0 skips it")
@@ -338,6 +339,8 @@ def main(argv=None) -> dict:
     first_all, all_s, all_device_s = time_kernel(inputs, acc, True, args.repeats, jnp.float32)
 
     sub = inputs.take("context", np.arange(min(args.numpy_contexts, inputs.shape["context"])))
+    if args.numpy_rows > 0:  # NumPy runs ~1e6 evaluations/s: a slice keeps the cross-check quick
+        sub = sub.take("row", np.arange(min(args.numpy_rows, inputs.shape["row"])))
     n_np = sub.n_partitions * int(np.prod(list(sub.shape.values())))
     t0 = time.perf_counter()
     numpy_out = numpy_all_outputs(sub, acc)
@@ -358,6 +361,7 @@ def main(argv=None) -> dict:
         "device_points_per_s": evaluations / all_device_s,
         "search_points_per_s": evaluations / search_s,
         "numpy_points_per_s": n_np / numpy_s,
+        "numpy_evaluations": n_np,
         "reference_points_per_s": ref_rate,
         "compile_s": first_s - search_s,
         "compile_all_outputs_s": first_all - all_s,

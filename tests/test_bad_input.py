@@ -98,30 +98,68 @@ def test_bad_grid_value_in_process(args, fragments):
         assert fragment in str(e.value), str(e.value)
 
 
-def test_unknown_grid_lists_only_real_grids(tmp_path):
-    line = assert_refused(sweep(tmp_path, grid=["+grid=nope"]), tmp_path, "grid = 'nope' is invalid", "quick", "frontier")
+HF_TEXTS = ["", '{"model_type": "mixtral", "num_hidden_layers": 3']  # empty, truncated
+
+
+@pytest.fixture(scope="module")
+def command_line_runs(tmp_path_factory):
+    """The command-line cases below, each run for real in its own directory and process, from one
+    interpreter start (``cli_runs.sweeps``): name -> (process, directory)."""
+    cases = {}  # name -> (directory, args, options)
+
+    def case(name, args, config_dir=False) -> Path:
+        """A directory for the case; with ``config_dir`` its ``in/`` (``inputs``) is ``--config-dir``."""
+        d = tmp_path_factory.mktemp(name)
+        cases[name] = (d, args, ["--config-dir", str(inputs(d))] if config_dir else [])
+        return inputs(d)
+
+    case("unknown_grid", ["+grid=nope"])
+    case("schema_grid", ["+grid=grid_schema"])
+    case("grid_without_plus", ["grid=quick"])
+    d = case("malformed_model", [*TINY, "model=broken"], config_dir=True)
+    (d / "model" / "broken.yaml").write_text("description: cut short\narchitecture: {n_layers: [61\n")
+    for i, text in enumerate(HF_TEXTS):
+        path = tmp_path_factory.mktemp(f"hf{i}") / "in" / "config.json"
+        path.parent.mkdir()
+        path.write_text(text)
+        cases[f"hf{i}"] = (path.parent.parent, [*TINY, f"grid.models=[{path}]"], [])
+    case("size", [*TINY, "grid.batches=[1,2]", "grid.interactivity.count=300000000"])
+    d = case("grid_file", ["+grid=g", "summary=false"], config_dir=True)
+    (d / "grid").mkdir()
+    (d / "grid" / "g.yaml").write_text(
+        "defaults: [grid_schema]\nname: g\nmodels: [mixtral-8x7b]\nhardware: [h100-sxm]\n"
+        "num_gpus: [8]\ncontexts: [1024]\ndtypes: {kv: []}\n"
+    )
+    d = case("user_config_dir", [*TINY, "model=my-moe", "hardware=my-gpu", "grid.hardware_space.hbm_bw=[1,2]"], config_dir=True)
+    shutil.copy(ROOT / "conf/model/mixtral-8x7b.yaml", d / "model/my-moe.yaml")
+    shutil.copy(ROOT / "conf/hardware/h100-sxm.yaml", d / "hardware/my-gpu.yaml")
+    procs = sweeps(list(cases.values()), grid=[])
+    return {name: (proc, d) for (name, (d, _, _)), proc in zip(cases.items(), procs, strict=True)}
+
+
+def test_unknown_grid_lists_only_real_grids(command_line_runs):
+    proc, d = command_line_runs["unknown_grid"]
+    line = assert_refused(proc, d, "grid = 'nope' is invalid", "quick", "frontier")
     assert "_schema" not in line  # Hydra's internal grid_schema entry is not a choice
-    line = assert_refused(sweep(tmp_path, grid=["+grid=grid_schema"]), tmp_path, "grid = 'grid_schema' is invalid", "quick")
+    proc, d = command_line_runs["schema_grid"]
+    line = assert_refused(proc, d, "grid = 'grid_schema' is invalid", "quick")
     assert "_schema" not in line.partition("allowed")[2]
 
 
-def test_grid_without_plus_says_how(tmp_path):
-    assert_refused(sweep(tmp_path, grid=["grid=quick"]), tmp_path, "grid = 'quick' is invalid", "write +grid=quick")
+def test_grid_without_plus_says_how(command_line_runs):
+    assert_refused(*command_line_runs["grid_without_plus"], "grid = 'quick' is invalid", "write +grid=quick")
 
 
-def test_malformed_model_yaml_names_the_path(tmp_path):
-    bad = inputs(tmp_path) / "model" / "broken.yaml"
-    bad.write_text("description: cut short\narchitecture: {n_layers: [61\n")
-    assert_refused(
-        sweep(tmp_path, "model=broken", options=["--config-dir", str(tmp_path / "in")]), tmp_path, str(bad), "not valid YAML"
-    )  # Hydra parses the group file: was a 60-line traceback, exit 1
+def test_malformed_model_yaml_names_the_path(command_line_runs):
+    proc, d = command_line_runs["malformed_model"]
+    # Hydra parses the group file: was a 60-line traceback, exit 1
+    assert_refused(proc, d, str(d / "in" / "model" / "broken.yaml"), "not valid YAML")
 
 
-@pytest.mark.parametrize("text", ["", '{"model_type": "mixtral", "num_hidden_layers": 3'])
-def test_empty_or_truncated_hf_config_names_the_path(text, tmp_path):
-    path = inputs(tmp_path) / "config.json"
-    path.write_text(text)
-    assert_refused(sweep(tmp_path, f"grid.models=[{path}]"), tmp_path, str(path), "not valid JSON")
+@pytest.mark.parametrize("case", range(len(HF_TEXTS)), ids=["empty", "truncated"])
+def test_empty_or_truncated_hf_config_names_the_path(case, command_line_runs):
+    proc, d = command_line_runs[f"hf{case}"]
+    assert_refused(proc, d, str(d / "in" / "config.json"), "not valid JSON")
 
 
 DIST = ["distributed=env", "distributed.timeout_s=2"]
@@ -164,17 +202,12 @@ def test_lone_rank_zero_is_one_line_not_an_abort(tmp_path):
     assert_refused(proc, tmp_path, "distributed.num_processes = 2 is invalid", "only 1 of 2 processes", "missing process ids 1")
 
 
-def test_design_space_dotted_override_and_user_config_dir(tmp_path):
+def test_design_space_dotted_override_and_user_config_dir(command_line_runs):
     """``grid.hardware_space.hbm_bw=[1,2]`` (no ``+``) and a model and an accelerator from ``--config-dir``."""
-    d = inputs(tmp_path)
-    shutil.copy(ROOT / "conf/model/mixtral-8x7b.yaml", d / "model/my-moe.yaml")
-    shutil.copy(ROOT / "conf/hardware/h100-sxm.yaml", d / "hardware/my-gpu.yaml")
-    proc = sweep(
-        tmp_path, "model=my-moe", "hardware=my-gpu", "grid.hardware_space.hbm_bw=[1,2]", options=["--config-dir", str(d)]
-    )
+    proc, d = command_line_runs["user_config_dir"]
     assert proc.returncode == 0, proc.stderr[-3000:]
     bw = moejax.load_hardware("h100-sxm").hbm_bw  # the copied entry's number, read independently
-    with xr.open_dataset(tmp_path / "run/x.nc") as ds:
+    with xr.open_dataset(d / "run/x.nc") as ds:
         assert list(ds.model.values) == ["my-moe"]
         assert list(ds.hardware.values) == ["my-gpu|hbm_bwx1", "my-gpu|hbm_bwx2"]
         np.testing.assert_allclose(ds.hw_hbm_bw.values, [bw, 2 * bw], rtol=1e-12)
@@ -407,13 +440,9 @@ def test_available_memory_is_read_from_the_machine():
     assert avail is not None and 0 < avail <= total
 
 
-def test_size_refusal_from_the_command_line(tmp_path):
+def test_size_refusal_from_the_command_line(command_line_runs):
     """The same check through the CLI: one line, exit 2, no file (peak RSS ~240 MB, measured)."""
-    assert_refused(
-        sweep(tmp_path, "grid.batches=[1,2]", "grid.interactivity.count=300000000"),
-        tmp_path,
-        "grid.interactivity.count = 300000000 is invalid",
-    )
+    assert_refused(*command_line_runs["size"], "grid.interactivity.count = 300000000 is invalid")
 
 
 ALIAS_BOMB = (
@@ -505,15 +534,8 @@ def test_point_refuses_in_one_line(args, fragments, tmp_path):
     assert_refused(proc, tmp_path, *fragments)
 
 
-def test_grid_file_with_a_list_for_a_dtype(tmp_path):
-    d = inputs(tmp_path)
-    (d / "grid").mkdir()
-    (d / "grid" / "g.yaml").write_text(
-        "defaults: [grid_schema]\nname: g\nmodels: [mixtral-8x7b]\nhardware: [h100-sxm]\n"
-        "num_gpus: [8]\ncontexts: [1024]\ndtypes: {kv: []}\n"
-    )
-    proc = sweep(tmp_path, grid=["+grid=g", "summary=false"], options=["--config-dir", str(d)])
-    assert_refused(proc, tmp_path, "grid.dtypes.kv = [] is invalid: allowed fp32, bf16")
+def test_grid_file_with_a_list_for_a_dtype(command_line_runs):
+    assert_refused(*command_line_runs["grid_file"], "grid.dtypes.kv = [] is invalid: allowed fp32, bf16")
 
 
 @pytest.mark.parametrize(

@@ -42,6 +42,28 @@ def static_equals(x, value) -> bool:
 CACHE_ENTRIES = 256  # jitted variants trace_once keeps per function (static leaves differ between them)
 
 
+def staging() -> bool:
+    """True when the current JAX trace is being staged into a program (``jit``, or a transform
+    under it), False under eager transforms only (a ``vmap`` or ``grad`` outside any ``jit``, whose
+    operations run one by one). Reads JAX's trace context (private): where that is missing,
+    True, so ``trace_once`` keeps its nested ``jit``.
+
+    >>> staging(), jax.jit(lambda x: x + staging())(0.0).item(), jax.vmap(lambda x: x + staging())(jnp.zeros(1)).item()
+    (False, 1.0, 0.0)
+    """
+    try:
+        from jax._src import core
+
+        trace = core.trace_ctx.trace
+        while trace is not None:
+            if type(trace).__name__ == "DynamicJaxprTrace":
+                return True
+            trace = getattr(trace, "parent_trace", None)  # EvalTrace, the bottom, has none
+        return False
+    except AttributeError:
+        return True
+
+
 def trace_once(fn):
     """``fn`` traced once per argument shapes inside a JAX trace, plain elsewhere.
 
@@ -53,7 +75,10 @@ def trace_once(fn):
     traced. The nested ``jit`` is inlined when the program compiles: the same arithmetic, though XLA
     may fuse it differently, so float32 results can move by an ulp. Each distinct set of static values
     is its own program: the newest ``CACHE_ENTRIES`` are kept. With no tracer among the inputs
-    (NumPy or Python values: the benchmark's NumPy path, host-side checks) ``fn`` runs as written.
+    (NumPy or Python values: the benchmark's NumPy path, host-side checks), or under eager
+    transforms only (``vmap`` outside any ``jit``: ``staging()`` is False), ``fn`` runs as written:
+    eagerly its operations run one by one from executables shared by every call of equal shapes,
+    where a nested ``jit`` would compile one program per set of static values.
 
     >>> double = trace_once(lambda x, k=2: k * x)
     >>> float(double(1.5)), float(jax.jit(double)(1.5)), float(jax.jit(lambda x: double(x, k=3))(1.5))
@@ -67,7 +92,7 @@ def trace_once(fn):
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
         leaves, tree = jax.tree_util.tree_flatten((args, kwargs))
-        if not any(isinstance(x, jax.core.Tracer) for x in leaves):
+        if not any(isinstance(x, jax.core.Tracer) for x in leaves) or not staging():
             return fn(*args, **kwargs)
         static = tuple((i, type(x), x) for i, x in enumerate(leaves) if not is_array(x))
         key = (tree, static)
