@@ -56,3 +56,24 @@ def test_trace_once_keeps_a_bounded_number_of_variants(monkeypatch):
     for k in range(10):
         assert float(jax.jit(lambda x, k=float(k): scaled(x, k))(2.0)) == 2.0 * k
     assert len(scaled.variants) == 4 and list(scaled.variants)[-1][1][-1][2] == 9.0  # the newest kept
+
+
+def test_trace_once_stages_only_under_jit():
+    """Under ``jit`` (also around ``vmap`` or ``grad``) trace_once compiles a nested program; under
+    eager ``vmap`` and ``grad`` it runs the function as written, whose operations run one by one
+    from executables shared by every static value (the oracle comparisons of tests/test_reference.py
+    run 24 switch combinations eagerly instead of compiling 24 programs). Same values either way."""
+    import jax
+    import jax.numpy as jnp
+    import numpy as np
+
+    from moejax.physics import xp
+
+    scaled = xp.trace_once(lambda x, k: k * x**2)
+    x = jnp.arange(3.0)
+    eager = jax.vmap(lambda v: scaled(v, 3.0))(x), jax.grad(lambda v: scaled(v, 3.0))(2.0)
+    assert not scaled.variants  # nothing compiled
+    staged = jax.jit(jax.vmap(lambda v: scaled(v, 3.0)))(x), jax.jit(jax.grad(lambda v: scaled(v, 3.0)))(2.0)
+    assert len(scaled.variants) == 1  # one nested program (same arguments, same static k) serves both
+    np.testing.assert_array_equal(eager[0], staged[0])
+    assert float(eager[1]) == float(staged[1]) == 12.0
