@@ -119,8 +119,7 @@ def command_line_runs(tmp_path_factory):
     d = case("malformed_model", [*TINY, "model=broken"], config_dir=True)
     (d / "model" / "broken.yaml").write_text("description: cut short\narchitecture: {n_layers: [61\n")
     for i, text in enumerate(HF_TEXTS):
-        path = tmp_path_factory.mktemp(f"hf{i}") / "in" / "config.json"
-        path.parent.mkdir()
+        path = inputs(tmp_path_factory.mktemp(f"hf{i}")) / "config.json"
         path.write_text(text)
         cases[f"hf{i}"] = (path.parent.parent, [*TINY, f"grid.models=[{path}]"], [])
     case("size", [*TINY, "grid.batches=[1,2]", "grid.interactivity.count=300000000"])

@@ -199,7 +199,7 @@ INTERVAL = flag(
 
 
 def interval_variables(name: str, dims: tuple, units: str) -> dict[str, Variable]:
-    """``<name>_lo`` and ``<name>_hi``: the 80 % prediction interval of ``<name>`` (engine/intervals.py)."""
+    """``<name>_lo`` and ``<name>_hi``: the 80 % prediction interval of ``<name>`` (analysis/validation/sweep_intervals.py)."""
     return _by_name(
         number(f"{name}_lo", dims, units, f"lower end of the 80 % prediction interval of {name}"),
         number(f"{name}_hi", dims, units, f"upper end of the 80 % prediction interval of {name}"),
