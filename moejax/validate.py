@@ -57,13 +57,46 @@ def repo_path(value) -> Path:
     return (ROOT / path if clone or (ROOT / path).exists() else path).resolve()
 
 
+CALIBRATION_FIELDS = (
+    "free",
+    "per_family",
+    "steps",
+    "serving_free",
+    "serving_profiled",
+    "serving_steps",
+    "learning_rate",
+    "write",
+)
+
+
+def serving_settings(cfg: DictConfig) -> tuple[tuple[str, ...], tuple[str, ...], int, float]:
+    """(free constants, the per-engine-profile ones among them, Adam steps, learning rate) of a
+    serving fit, from ``calibration.serving_*``; the names checked as ``calibration.free``'s."""
+    c = OmegaConf.to_container(cfg.calibration, resolve=True)
+    steps, rate = c["serving_steps"], c["learning_rate"]
+    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
+        raise SpecError(f"calibration.serving_steps = {steps!r} is invalid: must be an integer >= 1")
+    for key in ("serving_free", "serving_profiled"):
+        if not isinstance(c[key], list) or not all(isinstance(x, str) for x in c[key]):
+            raise SpecError(f"calibration.{key} = {c[key]!r} is invalid: must be a list of Accounting constant names")
+    free, profiled = tuple(c["serving_free"]), tuple(c["serving_profiled"])
+    try:
+        val.FitSettings(free=free, learning_rate=rate)
+    except SpecError as e:
+        raise SpecError(str(e).replace("calibration.free", "calibration.serving_free", 1)) from None
+    stray = [k for k in profiled if k not in free]
+    if stray:
+        raise SpecError(
+            f"calibration.serving_profiled = {stray[0]!r} is invalid: allowed the serving_free constants {', '.join(free)}"
+        )
+    return free, profiled, steps, float(rate)
+
+
 def fit_settings(cfg: DictConfig) -> val.FitSettings:
     c = OmegaConf.to_container(cfg.calibration, resolve=True)
-    unknown = sorted(set(c) - {"free", "per_family", "steps", "serving_steps", "learning_rate", "write"})
+    unknown = sorted(set(c) - set(CALIBRATION_FIELDS))
     if unknown:
-        raise SpecError(
-            f"calibration.{unknown[0]} is not a known field: allowed free, per_family, steps, serving_steps, learning_rate, write"
-        )
+        raise SpecError(f"calibration.{unknown[0]} is not a known field: allowed {', '.join(CALIBRATION_FIELDS)}")
     free = c["free"]
     if not isinstance(free, list) or not all(isinstance(x, str) for x in free):
         raise SpecError(f"calibration.free = {free!r} is invalid: must be a list of Accounting constant names")
@@ -101,9 +134,7 @@ def fit_report(res: val.FitResult, points) -> str:
 
 def serving_job(cfg: DictConfig, path: Path, name: str, acc, out: Path, write: Path | None) -> str:
     """The serving-benchmark validation of a silicon CSV (module docstring)."""
-    steps, rate = cfg.calibration.serving_steps, cfg.calibration.learning_rate
-    if cfg.fit and (isinstance(steps, bool) or not isinstance(steps, int) or steps < 1):
-        raise SpecError(f"calibration.serving_steps = {steps!r} is invalid: must be an integer >= 1")
+    settings = serving_settings(cfg) if cfg.fit else None
     rows = silicon.load_silicon(path, set(available("model")))
     cases, not_expressible = benchmarks.resolve_all(rows)
     if not cases:
@@ -118,8 +149,9 @@ def serving_job(cfg: DictConfig, path: Path, name: str, acc, out: Path, write: P
         rec["predicted"][c.row.id].update(intervals.entry(bands, j))
     text = serving_report.report(f"serving validation of {path} at accounting={name}", table, not_expressible)
     text += "\n" + serving_report.interval_report(cases, itable)
-    if cfg.fit:
-        res = serving_fit.fit_serving(cases, acc, steps=steps, learning_rate=float(rate))
+    if settings is not None:
+        free, profiled, steps, rate = settings
+        res = serving_fit.fit_serving(cases, acc, free, profiled, steps=steps, learning_rate=rate)
         cv = serving_report.cv_table(cases, res.cv, res.in_sample)
         stats = {
             f"{t['fold']}: {t['value']}": {k: t[k] for k in ("n", "tpot_median", "tpot_p90", "ttft_median", "ttft_p90")}

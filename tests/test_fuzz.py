@@ -586,6 +586,9 @@ if __name__ == "__main__":
         ("moejax.plot", ["x.nc", "--nope", "0"], "command line is invalid: unrecognized arguments: --nope 0"),  # usage block
         ("moejax.plot", ["x.nc", "--num-gpus", "[r/"], "command line is invalid: argument --num-gpus"),
         ("moejax.plot", ["x.nc", "9\x85x"], "unrecognized arguments: 9\\x85x"),  # U+0085 broke the line (1000-example run)
+        # 2^(steps+1) overflowed a float: OverflowError (1000-example run, 2026-12-07)
+        ("moejax.breakeven", [*TINY, "breakeven.bisection_steps=1000000000"], "breakeven.bisection_steps = 1000000000 is"),
+        ("moejax.breakeven", [*TINY, "breakeven.adam_steps=100000000"], "breakeven.adam_steps = 100000000 is invalid"),
     ],
 )
 def test_fuzz_findings_are_one_line(module, argv, fragment, tmp_path, monkeypatch):

@@ -105,13 +105,18 @@ def test_deepseek_fixed_costs_per_layer():
 
 
 def test_defaults_charge_no_kernel_fixed_cost():
-    """Every existing preset leaves the kernel terms at 0 and 1 (their outputs are bit-identical to the
-    per-layer model: checked against the previous commit on 450 random points when the terms were added)."""
-    for name in ("sol", "realistic", "serving"):
+    """The per-layer presets leave the kernel terms at 0 and 1 (their outputs are bit-identical to the
+    per-layer model: checked against the previous commit on 450 random points when the terms were added);
+    ``serving`` is fitted on top of ``kernel`` and keeps every kernel-level constant as it is."""
+    for name in ("sol", "realistic"):
         acc = load_accounting(name)
         assert all(float(getattr(acc, f)) == 0.0 for f in KERNEL_FIELDS), name
         assert float(acc.attention_bw_efficiency) == float(acc.grouped_gemm_bw_efficiency) == 1.0, name
     assert all(float(v) == 0.0 for v in layer_fixed_costs(load_model("deepseek-v3"), Accounting()).values())
+    kernel, serving = load_accounting("kernel"), load_accounting("serving")
+    for f in (*KERNEL_FIELDS, "attention_bw_efficiency", "grouped_gemm_bw_efficiency", "hbm_efficiency", "flops_efficiency"):
+        assert float(getattr(serving, f)) == float(getattr(kernel, f)), f
+    assert float(serving.layer_latency) == 0.0
 
 
 def _with(points, constants):

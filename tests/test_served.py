@@ -20,9 +20,13 @@ from moejax.physics.served import (
     aggregated,
     disaggregated,
     md1_wait,
+    own_prefill_time,
     prefill_steps,
     running_batch,
     slot_wait,
+    step_residual,
+    wave_steps,
+    window_share,
 )
 from moejax.physics.specs import Accounting, SpecError
 
@@ -37,6 +41,14 @@ def test_worked_examples():
     assert slot_wait(50.0, 100.0, 40.0) == 0.0
     chunk, share, room = prefill_steps(64.0, 64.0, 1024.0, 1024.0, 8192.0)
     assert (float(room), float(chunk)) == (8128.0, 1088.0) and float(share) == pytest.approx(64 / 1088, rel=1e-6)
+    assert float(window_share(64 / 1088, 64.0)) == pytest.approx(63 / 1088, rel=1e-12)
+    assert float(window_share(0.3, 1.0)) == 0.0  # one client: no other prompt in its TPOT window
+    assert float(own_prefill_time(8192.0, 8188.0, 0.010, 0.350)) == pytest.approx(0.02 + 8192 / 8188 * 0.34, rel=1e-6)
+    assert float(own_prefill_time(1024.0, 8128.0, 0.010, 0.050)) == 0.050  # fits in one step: that step
+    assert float(step_residual(0.02, 0.012, 0.35)) == pytest.approx(0.0690597, rel=1e-6)
+    assert float(step_residual(0.0, 0.012, 0.35)) == pytest.approx(0.006, rel=1e-12)
+    assert float(wave_steps(64.0, 1024.0, 8128.0)) == pytest.approx(4.594488, rel=1e-6)
+    assert float(wave_steps(4.0, 8192.0, 8188.0)) == pytest.approx(3.001221, rel=1e-6)
 
 
 def test_benchmark_refuses_bad_values():
@@ -122,6 +134,7 @@ def simulate(m, hw, p, clients, isl, osl, budget, cap, rounds, spread, seed=0):
 CASES = {  # model, hardware, tp, clients, isl, osl, engine cap
     "llama70b-c32-1k1k": ("llama-3-70b", "h100-sxm", 8, 32, 1024, 256, 0),
     "llama70b-c64-8k1k": ("llama-3-70b", "h100-sxm", 8, 64, 8192, 256, 0),
+    "llama70b-c4-8k1k": ("llama-3-70b", "h100-sxm", 8, 4, 8192, 256, 0),  # a prompt longer than a step's room
     "mixtral-c16-2k512": ("mixtral-8x7b", "h100-sxm", 2, 16, 2048, 128, 0),
     "llama70b-c96-cap48": ("llama-3-70b", "h100-sxm", 8, 96, 1024, 128, 48),
 }

@@ -24,6 +24,7 @@ from moejax.engine.grid import stack
 
 ROOT = Path(__file__).resolve().parent.parent
 SMALL = ROOT / "tests" / "data" / "validate-small.yaml"
+SILICON_SMALL = ROOT / "tests" / "data" / "silicon-small.csv"
 SHARED = ROOT.parent / "shared" / "reference"  # the newest published files, when beside the clone
 VENDORED = ROOT / "moejax" / "data" / "reference"  # their copies in the package
 KEYS = {"n", "evaluated", "skipped", "not_expressible", "infeasible", "median_abs_log_ratio", "p90_abs_log_ratio", "predicted"}
@@ -325,6 +326,16 @@ BAD = {  # case: (file content: a YAML string or a list of entries, text the err
         _with(),
         ["calibration.free = 'warp_factor'", "hbm_efficiency"],
         ["fit=true", "calibration.free=[warp_factor]"],
+    ),
+    "serving-free": (
+        SILICON_SMALL.read_text(),
+        ["calibration.serving_free = 'warp_factor'", "hbm_efficiency"],
+        ["fit=true", "calibration.serving_free=[warp_factor]"],
+    ),
+    "serving-profiled": (
+        SILICON_SMALL.read_text(),
+        ["calibration.serving_profiled = 'hbm_efficiency'", "request_overhead, warmup_share, sequence_latency"],
+        ["fit=true", "calibration.serving_profiled=[hbm_efficiency]"],
     ),
 }
 

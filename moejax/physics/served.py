@@ -15,9 +15,11 @@ prompt tokens (``cost.decode_point`` with ``chunk_tokens``: the mixed step). In 
 closed loop admits ``λ = B/osl`` prompts per step, ``c = B·isl/osl`` prompt tokens, at random
 phases: a prompt shares its step with ``λ`` others on average, so a prefill step carries
 ``k = min(g·isl, room)`` prompt tokens with ``g = clip(1 + λ, 1, min(B, floor(room/isl)))``, and a
-share ``s = min(c/k, 1)`` of the steps are prefill steps: ``TPOT = (1-s)·t_decode + s·t_prefill``
-(per output token: divided by ``1 + accepted``). A prompt's first token comes after
-``ceil(isl/room)`` such steps (``t_own``), after waiting for the prompts ahead of it: an M/D/1
+share ``s = min(c/k, 1)`` of the steps are prefill steps, ``s·(B-1)/B`` of a request's TPOT window
+(its own prompt came before its first token): ``TPOT = (1-s_w)·t_decode + s_w·t_prefill`` (per
+output token: divided by ``1 + accepted``). A prompt's first token comes with the step that ends
+its prefill (``t_own``: one step, or ``ceil(isl/room)`` chunks of a longer prompt), after waiting
+for the step in progress to end (its residual life) and for the prompts ahead of it: an M/D/1
 queue on the steps' prompt capacity, utilisation ``ρ = c/room``, mean wait ``ρ/(2(1-ρ))·t_own``
 (Pollaczek-Khinchine), at most the start-up wave's. Requests beyond the running batch wait for a
 slot: by Little's law ``n`` requests cycling through ``B`` slots, each held ``osl·TPOT + t_own``,
@@ -26,8 +28,9 @@ warmup_share·W_wave``.
 
 **Start-up wave.** A benchmark's clients all send their first request at once: ``min(n, B)``
 prompts queue together and are prefilled in ``m = min(n,B)·isl/room`` full steps of ``room``
-tokens, the i-th ending with step ``ceil(i·isl/room)``: a mean TTFT of ``(m + 1)/2`` full steps,
-``W_wave = max((m + 1)/2·t_full - t_own, 0)`` beyond a steady prompt's (aggregated),
+tokens, the i-th ending with step ``ceil(i·isl/room)``: a mean TTFT of ``(m + r + 1)/2`` full steps
+(``r = isl/room``, ``wave_steps``), ``W_wave = max((m + r + 1)/2·t_full - t_own, 0)`` beyond a
+steady prompt's (aggregated),
 ``max(N - W_pf·b, 0)/(2μ)`` (disaggregated). Only the run's first wave pays it; ``warmup_share``
 (an Accounting constant, fitted: the run's length in requests per client is not published) is its
 share of the measured requests. ``request_overhead`` (Accounting, fitted, per engine profile) is
@@ -188,6 +191,59 @@ def prefill_steps(batch, active, isl, osl, budget):
     return chunk, xp.minimum(batch * isl / osl / chunk, 1.0), room
 
 
+def window_share(share, batch):
+    """Share of the steps inside one request's TPOT window that carry prompt tokens: while it
+    decodes, the other ``B - 1`` slots each prefill one prompt (its own came before its first
+    token), so ``s·(B-1)/B`` of ``prefill_steps``'s share ``s`` of all steps.
+
+    64 requests of 1024/1024 tokens (s = 0.0588): 0.0588·63/64 = 0.0579; one client: 0.
+    """
+    xp = namespace(share, batch)
+    return share * xp.maximum(batch - 1.0, 0.0) / batch
+
+
+def step_residual(share, t_decode, t_prefill):
+    """Mean s a prompt arriving at a random instant waits for the step in progress to end (the
+    engine never pre-empts a step): the residual life ``E[T²]/(2·E[T])`` of steps that last
+    ``t_prefill`` with probability ``share`` and ``t_decode`` otherwise.
+
+    A 2 % share of 350 ms prefill steps among 12 ms decode steps: (0.98·0.012² + 0.02·0.35²) /
+    (2·(0.98·0.012 + 0.02·0.35)) = 0.0691 s (for decode steps alone 6 ms).
+    """
+    mean = (1 - share) * t_decode + share * t_prefill
+    return ((1 - share) * t_decode**2 + share * t_prefill**2) / (2 * mean)
+
+
+def wave_steps(prompts, isl, room):
+    """Mean number of full steps of ``room`` prompt tokens until a prompt of a start-up wave of
+    ``prompts`` prompts, queued at once, has its first token: the i-th ends with step
+    ``ceil(i·r)``, ``r = isl/room``, whose mean over i (fractional parts spread evenly) is
+    ``(m + r + 1)/2`` with ``m = prompts·r`` the wave's length in steps.
+
+    64 prompts of 1024 tokens, room 8128: r = 0.126, m = 8.06, 4.59 steps; 4 prompts of 8192
+    tokens, room 8188: r = 1.0005, m = 4.002, 3.0 steps (they end with steps 2, 3, 4 and 5, or
+    1, 3, 4, 5 when the first step has the whole budget).
+    """
+    r = isl / room
+    return (prompts * r + r + 1) / 2
+
+
+def own_prefill_time(isl, room, t_decode, t_prefill):
+    """s from a prompt's admission to its first token, in steps of a running batch (``t_decode``: a
+    step without prompt tokens; ``t_prefill``: the step carrying ``k = min(g·isl, room)`` prompt
+    tokens, ``prefill_steps``). A prompt that fits in one step's ``room`` ends with that step; a
+    longer one is chunked over ``ceil(isl/room)`` steps that carry ``isl`` prompt tokens in all, the
+    prompt part of the time linear in its tokens (chunked attention sums to the whole prompt's):
+    ``ceil(isl/room)·t_decode + isl/room·(t_prefill - t_decode)``.
+
+    8192 prompt tokens, room 8188, a 10 ms decode step and a 350 ms full step: two steps, the second
+    carrying 4 tokens: 2·0.010 + 8192/8188·0.340 = 0.3602 s (not two full steps, 0.700 s).
+    """
+    xp = namespace(isl, room, t_decode, t_prefill)
+    chunked = xp.ceil(isl / room) * t_decode + isl / room * (t_prefill - t_decode)
+    return xp.where(isl > room, chunked, t_prefill)
+
+
 def prefill_mix(m: ModelSpec, hw: HardwareSpec, p: Partition, wl: Workload, acc: Accounting, active, isl, osl, budget):
     """The two steps a steady aggregated loop alternates between, and how often: (the decode step
     of ``wl.batch`` requests, the prefill step that also carries ``k`` prompt tokens, the share
@@ -214,12 +270,14 @@ def aggregated(m: ModelSpec, hw: HardwareSpec, p: Partition, bench: Benchmark, a
     ok = step.feasible & own.feasible
     safe = lambda x: xp.where(ok, x, 1.0)
     per_step = 1 + bench.accepted
-    tpot = ((1 - share) * safe(step.step_time) + share * safe(own.step_time)) / per_step
-    t_own = xp.ceil(bench.isl / room) * safe(own.step_time)
+    t_decode, t_prefill = safe(step.step_time), safe(own.step_time)
+    seen = window_share(share, batch)
+    tpot = ((1 - seen) * t_decode + seen * t_prefill) / per_step
+    t_own = own_prefill_time(bench.isl, room, t_decode, t_prefill)
     admission = slot_wait(n, batch, bench.osl * tpot + t_own)
-    wave = xp.maximum((active * bench.isl / room + 1) / 2 * safe(full.step_time) - t_own, 0.0)
+    wave = xp.maximum(wave_steps(active, bench.isl, room) * safe(full.step_time) - t_own, 0.0)
     rho = batch * bench.isl / bench.osl / room
-    queue = xp.minimum(md1_wait(rho, t_own), wave)
+    queue = xp.minimum(step_residual(share, t_decode, t_prefill) + md1_wait(rho, t_own), wave)
     ttft = acc.request_overhead + t_own + queue + admission + acc.warmup_share * wave
     return Served(
         tpot=xp.where(ok, tpot, xp.inf),

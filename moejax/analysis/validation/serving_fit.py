@@ -1,7 +1,7 @@
 """Global accounting constants fitted to measured serving benchmarks (TPOT and TTFT), with grouped
 cross-validation: the error a user of a new model, system or backend will see.
 
-The free constants (Accounting leaves, one set for all rows, never per row; ``PROFILED`` ones get
+The free constants (Accounting leaves, one set for all rows, never per row; the ``profiled`` ones get
 one factor per engine profile, ``exp(δ_backend)`` on the global value, with an L2 penalty
 ``PENALTY·Σδ²`` that holds a backend without rows at the global value) minimise the sum of
 the TPOT and the TTFT mean pseudo-Huber loss ``δ²(sqrt(1 + (r/δ)²) - 1)`` (``δ = 0.25``) of the
@@ -33,23 +33,17 @@ from .benchmarks import Case, predict_mode, stack_modes
 from .evaluate import per_point
 from .fit import from_coordinate, preset_yaml, to_coordinate
 
-# attention_efficiency is not free: fitted on this corpus it leaves the physical range (3.2, attention
-# FLOPs at 2.5x the tensor-core peak), a sign of a structural error elsewhere, not a kernel rate.
-FREE = (
-    "hbm_efficiency",
-    "flops_efficiency",
-    "fp8_efficiency",
-    "fp4_efficiency",
-    "grouped_gemm_efficiency",
-    "layer_latency",
-    "comm_efficiency",
-    "collective_latency",
-    "sequence_latency",
-    "request_overhead",
-    "warmup_share",
-)
+# The end-to-end constants a serving fit frees by default, on top of a kernel-calibrated preset
+# (``accounting=kernel``: every kernel time comes from kernel-level measurements). Grouped CV on the
+# silicon corpus (sweeps/serving/SILICON.md) with these three: TPOT x1.15 out of sample; freeing
+# every efficiency and the per-layer latency as well (11 constants from ``accounting=realistic``)
+# did no better out of sample (x1.17-1.19). attention_efficiency is never free: fitted end to end it
+# leaves the physical range (3.2: attention FLOPs at 2.5x the tensor-core peak).
+FREE = ("request_overhead", "warmup_share", "sequence_latency")
 CV_GROUPS = ("model", "system", "backend")
-PROFILED = ("request_overhead",)  # per engine profile (backend): what the serving stacks' front ends differ in
+# Per engine profile (backend): the front end's time per request, and the benchmark harness's
+# share of start-up-wave requests (each engine's harness sends its own number of requests per client).
+PROFILED = ("request_overhead", "warmup_share")
 PENALTY = 0.01
 DELTA = 0.25
 
@@ -81,22 +75,22 @@ def _inputs(cases: list[Case], backends: list[str]):
     return tuple(s.mode for s in stacks), data, order
 
 
-def _values(theta, free, n_backends):
-    """{constant: value [n_backends]}: global values, times ``exp(δ_backend)`` for ``PROFILED`` ones."""
+def _values(theta, free, profiled, n_backends):
+    """{constant: value [n_backends]}: global values, times ``exp(δ_backend)`` for ``profiled`` ones."""
     deltas = theta[len(free) :].reshape(-1, n_backends)
     out, p = {}, 0
     for j, k in enumerate(free):
         v = from_coordinate(k, theta[j]) * jnp.ones(n_backends)
-        if k in PROFILED:
+        if k in profiled:
             v, p = v * jnp.exp(deltas[p]), p + 1
         out[k] = v
     return out
 
 
-def _residuals(theta, modes, data, order, base: Accounting, free, n_backends):
+def _residuals(theta, modes, data, order, base: Accounting, free, profiled, n_backends):
     """(log residuals [n, 2] in case order, feasible [n]) at coordinates ``theta``."""
     rs, oks = [], []
-    values = _values(theta, free, n_backends)
+    values = _values(theta, free, profiled, n_backends)
     for mode, d in zip(modes, data):
         n = d["measured"].shape[0]
         acc = dataclasses.replace(per_point(base, n), **{k: v[d["backend"]] for k, v in values.items()})
@@ -114,9 +108,9 @@ def _loss(r, ok, w):
     return jnp.sum(jnp.sum(wk * huber, axis=0) / jnp.maximum(jnp.sum(wk, axis=0), 1.0))
 
 
-@functools.partial(jax.jit, static_argnames=("modes", "free", "steps", "n_backends"))
-def _program(theta0, masks, data, order, base, modes, free, steps, learning_rate, n_backends):
-    residuals = lambda t: _residuals(t, modes, data, order, base, free, n_backends)  # noqa: E731
+@functools.partial(jax.jit, static_argnames=("modes", "free", "profiled", "steps", "n_backends"))
+def _program(theta0, masks, data, order, base, modes, free, profiled, steps, learning_rate, n_backends):
+    residuals = lambda t: _residuals(t, modes, data, order, base, free, profiled, n_backends)  # noqa: E731
     adam = optax.adam(optax.cosine_decay_schedule(learning_rate, steps, alpha=1e-3))
     penalty = lambda t: PENALTY * jnp.sum(t[len(free) :] ** 2)  # noqa: E731
 
@@ -136,9 +130,17 @@ def _program(theta0, masks, data, order, base, modes, free, steps, learning_rate
 
 
 def fit_serving(
-    cases: list[Case], base: Accounting, free=FREE, steps: int = 400, learning_rate: float = 0.05, groups=CV_GROUPS
+    cases: list[Case],
+    base: Accounting,
+    free=FREE,
+    profiled=PROFILED,
+    steps: int = 400,
+    learning_rate: float = 0.05,
+    groups=CV_GROUPS,
 ) -> ServingFit:
-    """Fit ``free`` on every case, and once per held-out group value (module docstring)."""
+    """Fit ``free`` on every case, and once per held-out group value (module docstring); the
+    ``profiled`` ones among them get one value per engine profile."""
+    profiled = tuple(k for k in free if k in profiled)
     backends = sorted({c.row.backend for c in cases})
     modes, data, order = _inputs(cases, backends)
     labels = {g: np.array([c.row.groups[g] for c in cases]) for g in groups}
@@ -146,14 +148,14 @@ def fit_serving(
     masks = np.stack([np.ones(len(cases)) if g is None else (labels[g] != v).astype(float) for g, v in folds])
     theta0 = jnp.array(
         [to_coordinate(k, float(getattr(base, k)) if float(getattr(base, k)) > 0 else CONSTANTS[k].init) for k in free]
-        + [0.0] * (len(backends) * sum(k in PROFILED for k in free))
+        + [0.0] * (len(backends) * len(profiled))
     )
     thetas, r, ok = jax.device_get(
-        _program(theta0, masks, data, order, base, modes, tuple(free), steps, learning_rate, len(backends))
+        _program(theta0, masks, data, order, base, modes, tuple(free), profiled, steps, learning_rate, len(backends))
     )
     named = lambda t: {k: float(from_coordinate(k, t[j])) for j, k in enumerate(free)}  # noqa: E731
-    values = _values(jnp.asarray(thetas[0]), tuple(free), len(backends))
-    profiles = {b: {k: float(values[k][i]) for k in free if k in PROFILED} for i, b in enumerate(backends)}
+    values = _values(jnp.asarray(thetas[0]), tuple(free), profiled, len(backends))
+    profiles = {b: {k: float(values[k][i]) for k in profiled} for i, b in enumerate(backends)}
     r = np.where(ok[..., None], r, np.nan)
     cv, fold_constants = {}, {}
     for g in groups:
