@@ -173,15 +173,17 @@ def test_kv_bytes_per_token_by_hand():
       sliding layers hold at most 128 tokens: 18 × 128 × 2,048 B = 4,718,592 B per sequence.
     - Qwen3-Next-80B-A3B: 12 full layers × 2 × 2 × 256 = 1,024 values × 2 B = 24,576 B/token; the 36 Gated DeltaNet
       layers hold (32 × 128 × 128 + (2·16·128 + 32·128) × 3) × 2 B = 1,097,728 B each, 39,518,208 B per sequence.
-    - DeepSeek-V3.2: 61 layers × (512 + 64 latent + 128 indexer key) = 704 values × 2 B = 85,888 B/token.
+    - DeepSeek-V3.2 (FP8 cache, as deployed): 61 layers × (512 + 64 latent + 128 indexer key) = 704 values × 1 B
+      = 42,944 B/token (BF16: 85,888).
     """
     oss, qn, v32 = (moejax.load_model(n) for n in ("gpt-oss-120b", "qwen3-next-80b-a3b", "deepseek-v3.2"))
     assert float(arch.kv_bytes_per_token(oss)) == 36_864
     assert float(arch.kv_bytes_per_sequence(oss, 8192.0)) == 8192 * 36_864 + 4_718_592
     assert float(arch.kv_bytes_per_token(qn)) == 24_576
     assert float(arch.kv_bytes_per_sequence(qn, 1.0)) == 24_576 + 39_518_208
-    assert float(arch.kv_bytes_per_token(v32)) == 85_888
-    assert float(moejax.kv_bytes_per_token("deepseek-v3.2")) == 85_888
+    assert float(arch.kv_bytes_per_token(v32)) == 42_944
+    assert float(moejax.kv_bytes_per_token("deepseek-v3.2")) == 42_944
+    assert float(arch.kv_bytes_per_token(moejax.load_model("deepseek-v3.2", kv="bf16"))) == 85_888
 
 
 def test_kv_bytes_per_token_by_hand_serving_corpus():

@@ -2,6 +2,7 @@
 
 import dataclasses
 import math
+import re
 
 import numpy as np
 import pytest
@@ -261,3 +262,22 @@ def test_ep_beyond_the_nvl72_island_goes_over_the_nic():
     part = Partition(tp=1.0, dp_attn=144.0, ep=144.0, redundant_experts=32.0)  # 288 slots, 2 per rank
     r = moejax.decode_step(dsv3, "gb200-nvl72", part, context=32768)
     assert bool(r.feasible) and float(r.t_comm) > 0
+
+
+def test_hbm_capacity_is_what_the_device_reports():
+    """Issue 19: HBM capacities are the bytes the device exposes (binary-sized parts), not the
+    marketed decimal GB. Where a source quotes nvidia-smi's MiB total or the vendor's GiB, the value
+    is that many bytes (to the printed precision): 81559 MiB on an H100 SXM is 85.52e9 B, not 80e9."""
+    quoted = 0
+    for name in moejax.catalogue.available("hardware"):
+        item = hardware_entry(name)["hbm_bytes"]
+        if item.get("basis") not in ("usable", "assumed"):
+            continue
+        mib = re.search(r"reports? (\d+) MiB|(\d+) MiB = ", item["source"])
+        gib = re.search(r"VRAM (\d+) GiB", item["source"])
+        exact = int(mib.group(1) or mib.group(2)) * 2**20 if mib else int(gib.group(1)) * 2**30 if gib else None
+        if exact is not None:
+            quoted += 1
+            assert item["value"] == pytest.approx(exact, rel=1e-3), name
+    assert quoted >= 8
+    assert float(load_hardware("h100-sxm").hbm_bytes) == pytest.approx(81559 * 2**20, rel=1e-4)

@@ -23,9 +23,9 @@ is never reported as found: ``kappa_star`` is NaN and ``reason`` says where it l
 is still ahead at κ_max) or which side is infeasible.
 
 Example (tests/test_breakeven.py): DeepSeek-V3 in FP8 on 8×B200 at 64k context (the quick grid's
-partition space, speed of light): κ* ≈ 30.5, i.e. only a dense model of 30.5 × 8/256 × 671 B
-≈ 640 B parameters is as slow as DeepSeek-V3 there — at the paper's κ = 5 the dense baseline is
-2.3× faster.
+partition space, speed of light): κ* ≈ 30.9, i.e. only a dense model of 30.9 × 8/256 × 671 B
+≈ 650 B parameters is as slow as DeepSeek-V3 there — at the paper's κ = 5 the dense baseline is
+2.2× faster.
 """
 
 from __future__ import annotations
