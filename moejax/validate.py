@@ -73,12 +73,12 @@ def serving_settings(cfg: DictConfig) -> tuple[tuple[str, ...], tuple[str, ...],
     """(free constants, the per-engine-profile ones among them, Adam steps, learning rate) of a
     serving fit, from ``calibration.serving_*``; the names checked as ``calibration.free``'s."""
     c = OmegaConf.to_container(cfg.calibration, resolve=True)
-    steps, rate = c["serving_steps"], c["learning_rate"]
+    steps, rate = c.get("serving_steps"), c.get("learning_rate")
     if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
         raise SpecError(f"calibration.serving_steps = {steps!r} is invalid: must be an integer >= 1")
     for key in ("serving_free", "serving_profiled"):
-        if not isinstance(c[key], list) or not all(isinstance(x, str) for x in c[key]):
-            raise SpecError(f"calibration.{key} = {c[key]!r} is invalid: must be a list of Accounting constant names")
+        if not isinstance(c.get(key), list) or not all(isinstance(x, str) for x in c[key]):
+            raise SpecError(f"calibration.{key} = {c.get(key)!r} is invalid: must be a list of Accounting constant names")
     free, profiled = tuple(c["serving_free"]), tuple(c["serving_profiled"])
     try:
         val.FitSettings(free=free, learning_rate=rate)

@@ -337,6 +337,11 @@ BAD = {  # case: (file content: a YAML string or a list of entries, text the err
         ["calibration.serving_profiled = 'hbm_efficiency'", "request_overhead, warmup_share, sequence_latency"],
         ["fit=true", "calibration.serving_profiled=[hbm_efficiency]"],
     ),
+    "serving-free-deleted": (
+        SILICON_SMALL.read_text(),
+        ["calibration.serving_free = None is invalid", "list of Accounting constant names"],
+        ["fit=true", "~calibration.serving_free"],
+    ),
 }
 
 
