@@ -18,8 +18,9 @@ reason, ``serving.csv`` and ``summary.json``, and the JSON line ``{"n", "evaluat
 "not_expressible", "infeasible", "tpot_*", "ttft_*", "groups", "predicted": {id: {"tpot", "ttft",
 "throughput_per_gpu", "tokens_per_s_per_user", "batch", "tpot_lo", "tpot_hi", "ttft_lo", "ttft_hi",
 "interval", "interval_reason"}}}`` (the 80 % interval of the accounting preset's ``intervals:`` table,
-``moejax.analysis.validation.intervals``); with ``fit=true`` the global constants of
-``serving_fit.FREE`` are fitted with grouped cross-validation (leave one model, system, backend out),
+``moejax.analysis.validation.intervals``); with ``fit=true`` the constants ``calibration.serving_free``
+(``calibration.serving_profiled`` per engine profile) are fitted on top of the accounting preset with
+grouped cross-validation (leave one model, system, backend out),
 and the interval table and its nested coverage come from the out-of-sample residuals.
 Bad input stops with one line ``error: ...`` on stderr, exit code 2, and no output files.
 Library: ``moejax.analysis.validation``; the contract is docs/validation.md.

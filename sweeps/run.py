@@ -49,7 +49,7 @@ OUTPUT = {
     "modern": "RESULTS.md",
     "silicon": "SILICON.md",
 }  # the rest: residuals.md
-SILICON = "moejax/data/reference/serving/aic-silicon/train.csv"
+SILICON = "moejax/data/reference/serving/aic-silicon/train.csv"  # relative to the repository, as provenance names it
 LAYERED_FREE = (  # the previous serving fit: every efficiency and a per-layer latency, end to end
     "hbm_efficiency",
     "flops_efficiency",
@@ -62,7 +62,7 @@ LAYERED_FREE = (  # the previous serving fit: every efficiency and a per-layer l
     "sequence_latency",
     "request_overhead",
     "warmup_share",
-)  # relative to the repository, as provenance names it
+)
 EPOCH_TOLERANCE = 0.05  # an Epoch figure counts as reproduced within 5 % (the post rounds to 1-2 significant figures)
 
 # qs paper Table 1 (seed 003, text with the maths stripped). Columns as they survive:

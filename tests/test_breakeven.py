@@ -157,9 +157,11 @@ def test_optax_diagnostic_agrees_where_flagged_so(solved):
         assert ds.agrees.attrs["flag_meanings"] == "optax_disagrees optax_agrees"
         rel = np.abs(ds.kappa_star_optax.values / ds.kappa_star.values - 1)
         assert (rel[ok] <= 1e-3).all() and (rel[found & ~ok] > 1e-3).all()
-        # most points agree; the rest are flagged, not hidden. Two of the three flagged are DeepSeek-V3 on 8×H100
-        # (684 GB for 671 GB of FP8 weights: B_max of a few sequences, whose integer steps stall Adam at the bound)
-        assert summary["agree"] > 0.5 * summary["found"]
+        # most points agree; the rest are flagged, not hidden. DeepSeek-V3 on 8×H100 (684 GB for 671 GB of FP8
+        # weights: B_max of a few sequences, whose integer steps stall Adam at the bound) is held apart
+        tight = ds.sel(model="deepseek-v3", hardware="h100-sxm")
+        n_tight, agree_tight = int((tight.reason.values == 0).sum()), int((tight.agrees.values == 1).sum())
+        assert summary["agree"] - agree_tight >= 0.75 * (summary["found"] - n_tight)
         # exact model at κ*: dense ≈ MoE, up to the step an integer batch makes
         assert (np.abs(ds.ratio_at_kappa_star.values[ok] - 1) < 0.02).all()
 

@@ -45,10 +45,12 @@ def test_worked_examples():
     assert float(window_share(0.3, 1.0)) == 0.0  # one client: no other prompt in its TPOT window
     assert float(own_prefill_time(8192.0, 8188.0, 0.010, 0.350)) == pytest.approx(0.02 + 8192 / 8188 * 0.34, rel=1e-6)
     assert float(own_prefill_time(1024.0, 8128.0, 0.010, 0.050)) == 0.050  # fits in one step: that step
-    assert float(step_residual(0.02, 0.012, 0.35)) == pytest.approx(0.0690597, rel=1e-6)
-    assert float(step_residual(0.0, 0.012, 0.35)) == pytest.approx(0.006, rel=1e-12)
+    assert float(step_residual(0.02, 0.012, 0.35, 4.0)) == pytest.approx(0.75 * 0.0690597, rel=1e-6)
+    assert float(step_residual(0.0, 0.012, 0.35, 4.0)) == pytest.approx(0.0045, rel=1e-12)
+    assert float(step_residual(0.3, 0.012, 0.35, 1.0)) == 0.0  # a lone client finds the engine idle
     assert float(wave_steps(64.0, 1024.0, 8128.0)) == pytest.approx(4.594488, rel=1e-6)
     assert float(wave_steps(4.0, 8192.0, 8188.0)) == pytest.approx(3.001221, rel=1e-6)
+    assert float(wave_steps(4.0, 1024.0, 8188.0)) == 1.0  # the whole wave in one step
 
 
 def test_benchmark_refuses_bad_values():
@@ -135,6 +137,8 @@ CASES = {  # model, hardware, tp, clients, isl, osl, engine cap
     "llama70b-c32-1k1k": ("llama-3-70b", "h100-sxm", 8, 32, 1024, 256, 0),
     "llama70b-c64-8k1k": ("llama-3-70b", "h100-sxm", 8, 64, 8192, 256, 0),
     "llama70b-c4-8k1k": ("llama-3-70b", "h100-sxm", 8, 4, 8192, 256, 0),  # a prompt longer than a step's room
+    "llama70b-c1-1k": ("llama-3-70b", "h100-sxm", 8, 1, 1024, 256, 0),  # a lone client: no wave, no wait
+    "llama70b-c2-1k": ("llama-3-70b", "h100-sxm", 8, 2, 1024, 256, 0),
     "mixtral-c16-2k512": ("mixtral-8x7b", "h100-sxm", 2, 16, 2048, 128, 0),
     "llama70b-c96-cap48": ("llama-3-70b", "h100-sxm", 8, 96, 1024, 128, 48),
 }
