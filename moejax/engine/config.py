@@ -324,11 +324,10 @@ def _validate_hardware_space(grid: GridConfig) -> None:
 
 # Upper bounds of the κ* solver's loop counts: past them nothing is gained, and a loop of 10⁹ would
 # overflow (2^(steps+1)) or run for days.
-SOLVER_LIMITS = {"bisection_steps": 60, "rounds": 100, "adam_steps": 100_000}
-SOLVER_WHY = {
-    "bisection_steps": "60 halvings bracket log kappa below float64 resolution",
-    "rounds": "the partition search settles in a few rounds",
-    "adam_steps": "a step costs one kappa* gradient over the whole grid",
+SOLVER_LIMITS = {  # field: (the largest value, why)
+    "bisection_steps": (60, "60 halvings bracket log kappa below float64 resolution"),
+    "rounds": (100, "the partition search settles in a few rounds"),
+    "adam_steps": (100_000, "a step costs one kappa* gradient over the whole grid"),
 }
 
 
@@ -338,11 +337,11 @@ def _validate_breakeven(be) -> None:
     _positive("breakeven.kappa_max", [be.kappa_max])
     if be.kappa_min >= be.kappa_max:
         raise SpecError(f"breakeven.kappa_min = {be.kappa_min} is invalid: must be below kappa_max = {be.kappa_max}")
-    for field, most in SOLVER_LIMITS.items():
+    for field, (most, why) in SOLVER_LIMITS.items():
         value = getattr(be, field)
         _positive(f"breakeven.{field}", [value], integer=True)
         if value > most:
-            raise SpecError(f"breakeven.{field} = {value!r} is invalid: must be at most {most} ({SOLVER_WHY[field]})")
+            raise SpecError(f"breakeven.{field} = {value!r} is invalid: must be at most {most} ({why})")
     _positive("breakeven.learning_rate", [be.learning_rate])
     _positive("breakeven.tolerance", [be.tolerance])
 

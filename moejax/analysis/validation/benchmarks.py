@@ -172,7 +172,6 @@ def _one(mode: str, m, hw, p_dec, p_pf, bench, acc):
         "queue_wait": out.queue_wait,
         "admission_wait": out.admission_wait,
         "t_prefill": out.t_prefill,
-        "wave_wait": out.wave_wait,
     }
 
 
@@ -208,7 +207,7 @@ def predict(cases: list[Case], acc: Accounting, stacks: list[Stacked] | None = N
     order; ``acc`` shared or with leaves of a leading ``len(cases)`` axis."""
     n = len(cases)
     shared = np.ndim(acc.hbm_efficiency) == 0
-    out = {k: np.full(n, np.nan) for k in (*PREDICTED, "queue_wait", "admission_wait", "t_prefill", "wave_wait")}
+    out = {k: np.full(n, np.nan) for k in (*PREDICTED, "queue_wait", "admission_wait", "t_prefill")}
     out["feasible"] = np.zeros(n, bool)
     for s in stacks if stacks is not None else stack_modes(cases):
         a = per_point(acc, len(s.index)) if shared else jax.tree_util.tree_map(lambda x, s=s: np.asarray(x)[s.index], acc)
