@@ -14,9 +14,12 @@ Studies (see sweeps/README.md):
   ρκ columns (κ = 3) computed with ``moejax.analysis.qs.qs_columns``.
 - ``epoch``: ``python -m moejax.fit mode=components`` (Epoch AI's dense-equivalent post).
 - ``serving``: ``python -m moejax.validate`` on the published serving measurements at
-  ``accounting=sol``, then ``fit=true`` (global constants, leave-one-out; writes
-  ``conf/accounting/realistic.yaml``), then ``accounting=realistic``; the table has, per point,
-  the measured figure, the sol prediction, the realistic in-sample and leave-one-out predictions.
+  ``accounting=sol``, at ``accounting=realistic`` (the default preset, fitted by ``silicon``: out of
+  sample here), at the previous release's ``layered`` preset as released, and that preset refitted
+  (``fit=true``: global constants, leave-one-out; written to the run directory only); the table has,
+  per point, the measured figure and the sol, realistic and layered leave-one-out predictions.
+- ``silicon``: grouped cross-validation on AIConfigurator's measured serving runs; writes
+  ``conf/accounting/realistic.yaml`` (``sweeps/serving/SILICON.md``).
 - ``qs-point``: the dense/MoE throughput-per-GPU ratio at the qs paper's headline point (DeepSeek-V3,
   64 GPUs, 128k, κ = 5) at the stated, old and searched partitions, in sol and realistic
   accounting, decomposed term by term (``sweeps/studies/qs_point.py``; also ``qs_point.json``).
@@ -400,12 +403,13 @@ def study_serving(run_dir: Path) -> tuple[int, str]:
     rc, sol, sol_csv = _validate("validate_sol", ["accounting=sol"], run_dir)
     if rc:
         return rc, ""
-    rc, fitted, _ = _validate(
-        "validate_fit", ["accounting=realistic", "fit=true", "calibration.write=conf/accounting/realistic.yaml"], run_dir
-    )
+    rc, real, _ = _validate("validate_realistic", ["accounting=realistic"], run_dir)  # fitted elsewhere: out of sample
     if rc:
         return rc, ""
-    rc, real, _ = _validate("validate_realistic", ["accounting=realistic"], run_dir)
+    rc, fitted, _ = _validate("validate_fit_layered", ["accounting=layered", "fit=true"], run_dir)  # refitted here, not written
+    if rc:
+        return rc, ""
+    rc, layered, _ = _validate("validate_layered", ["accounting=layered"], run_dir)
     if rc:
         return rc, ""
     fit = fitted["fit"]
@@ -413,13 +417,10 @@ def study_serving(run_dir: Path) -> tuple[int, str]:
         points = list(csv.DictReader(f))
     figure = {r["id"]: r["figure"] for r in points}  # each point's measured figure names its predicted one
     value = lambda record, i: (record["predicted"].get(i) or {}).get(figure[i])  # noqa: E731
-    drift = max(
-        (abs(value(real, k) / v - 1) for k, v in fit["in_sample"].items() if v is not None and value(real, k)), default=0.0
-    )
     rows = []
     for r in points:
         i, measured = r["id"], float(r["measured"])
-        s, ins, loo = value(sol, i), fit["in_sample"][i], fit["loo"][i]
+        s, v3, loo = value(sol, i), value(real, i), fit["loo"][i]
         rows.append(
             [
                 i,
@@ -428,9 +429,10 @@ def study_serving(run_dir: Path) -> tuple[int, str]:
                 r["figure"],
                 _fmt(measured),
                 _fmt(s),
-                _fmt(ins),
+                _fmt(v3),
                 _fmt(loo),
                 _ratio(s, measured),
+                _ratio(v3, measured),
                 _ratio(loo, measured),
                 r["bound"],
                 r["notes"] or "",
@@ -443,10 +445,11 @@ def study_serving(run_dir: Path) -> tuple[int, str]:
         "figure",
         "measured",
         "sol",
-        "realistic in-sample",
-        "realistic LOO",
+        "realistic",
+        "layered LOO",
         "sol / measured",
-        "LOO / measured",
+        "realistic / measured",
+        "layered LOO / measured",
         "bound (sol)",
         "notes",
     ]
@@ -454,13 +457,25 @@ def study_serving(run_dir: Path) -> tuple[int, str]:
     stats = [
         ["sol (peak, no overheads)", str(sol["evaluated"]), _stat(sol["median_abs_log_ratio"]), _stat(sol["p90_abs_log_ratio"])],
         [
-            "realistic, in-sample",
+            "realistic (the default; fitted on other data: out of sample)",
+            str(real["evaluated"]),
+            _stat(real["median_abs_log_ratio"]),
+            _stat(real["p90_abs_log_ratio"]),
+        ],
+        [
+            "layered as released (fitted on these points under the previous physics)",
+            str(layered["evaluated"]),
+            _stat(layered["median_abs_log_ratio"]),
+            _stat(layered["p90_abs_log_ratio"]),
+        ],
+        [
+            "layered refitted, in-sample",
             str(fit["n_points"]),
             _stat(fit["in_sample_median_abs_log_ratio"]),
             _stat(fit["in_sample_p90_abs_log_ratio"]),
         ],
         [
-            "realistic, leave-one-out",
+            "layered refitted, leave-one-out",
             str(fit["n_points"]),
             _stat(fit["loo_median_abs_log_ratio"]),
             _stat(fit["loo_p90_abs_log_ratio"]),
@@ -474,10 +489,13 @@ def study_serving(run_dir: Path) -> tuple[int, str]:
             "Generated by `python sweeps/run.py serving` from `python -m moejax.validate` on "
             "`moejax/data/reference/serving/measurements.yaml` (format: that folder's README). Residual = "
             "log(predicted / measured) on the first measured figure given (step_time, tokens_per_s_per_user, "
-            "throughput_per_gpu). `sol`: peak hardware, no overheads (`conf/accounting/sol.yaml`). `realistic`: "
-            f"global constants fitted on every feasible point ({consts}; `conf/accounting/realistic.yaml`); the "
-            "leave-one-out column refits them without the point and predicts it, so it is the out-of-sample error. "
-            f"`accounting=realistic` reproduces the in-sample predictions to {drift:.1e} (relative)."
+            "throughput_per_gpu). `sol`: peak hardware, no overheads (`conf/accounting/sol.yaml`). `realistic`: the "
+            "default preset (`conf/accounting/realistic.yaml`: kernel-level constants and three end-to-end constants "
+            "fitted on AIConfigurator's measured serving runs, sweeps/serving/SILICON.md); it never saw these points, "
+            "so its column is out of sample as it stands. `layered`: the previous release's realistic preset "
+            "(`conf/accounting/layered.yaml`, frozen as released), global constants with a per-layer latency; here "
+            f"refitted on every feasible point under today's physics ({consts}; not written to `conf/`), and its "
+            "leave-one-out column refits them without the point and predicts it."
         ),
         "",
         "## Summary",
@@ -527,27 +545,27 @@ def _factor(x) -> str:
 
 
 def study_silicon(run_dir: Path) -> tuple[int, str]:
-    """AIConfigurator's measured serving runs (the shared calibration split): today's realistic
-    constants, then the serving constants fitted with grouped cross-validation (written to
-    conf/accounting/serving.yaml) and the per-group errors at that preset."""
+    """AIConfigurator's measured serving runs (the shared calibration split): the previous release's
+    (layered) constants, then the serving constants fitted with grouped cross-validation (written to
+    conf/accounting/realistic.yaml, the default preset) and the per-group errors at that preset."""
     common = [f"measurements={SILICON}"]
-    rc, today, _ = _validate("validate_realistic", [*common, "accounting=realistic"], run_dir)
+    rc, today, _ = _validate("validate_layered", [*common, "accounting=layered"], run_dir)
     if rc:
         return rc, ""
     rc, fitted, _ = _validate(
-        "validate_fit", [*common, "accounting=kernel", "fit=true", "calibration.write=conf/accounting/serving.yaml"], run_dir
+        "validate_fit", [*common, "accounting=kernel", "fit=true", "calibration.write=conf/accounting/realistic.yaml"], run_dir
     )
     if rc:
         return rc, ""
     rc, layered, _ = _validate(  # the previous release's way, for comparison: 11 end-to-end constants
         "validate_fit_layered",
-        [*common, "accounting=realistic", "fit=true", f"calibration.serving_free=[{','.join(LAYERED_FREE)}]"]
+        [*common, "accounting=layered", "fit=true", f"calibration.serving_free=[{','.join(LAYERED_FREE)}]"]
         + ["calibration.serving_profiled=[request_overhead]"],
         run_dir,
     )
     if rc:
         return rc, ""
-    rc, served, _ = _validate("validate_serving", [*common, "accounting=serving"], run_dir)
+    rc, served, _ = _validate("validate_realistic", [*common, "accounting=realistic"], run_dir)
     if rc:
         return rc, ""
     header = ["group", "value", "rows", "infeasible", "TPOT median", "TPOT p90", "TTFT median", "TTFT p90"]
@@ -582,12 +600,13 @@ def study_silicon(run_dir: Path) -> tuple[int, str]:
         (
             "The serving constants are refitted without every row of one model (one system, one backend) and predict "
             "that group's rows: the error a user of a model, system or engine moejax was not fitted on will see. "
-            "The preset is `accounting=kernel` (every kernel's fixed cost and efficiency fitted on kernel-level "
-            "measurements, sweeps/kernels/RESIDUALS.md) with three end-to-end constants fitted here. "
+            "The fit starts from `accounting=kernel` (every kernel's fixed cost and efficiency fitted on kernel-level "
+            "measurements, sweeps/kernels/RESIDUALS.md) and fits three end-to-end constants here: the result is "
+            "`accounting=realistic`, the default preset. "
             f"Fitted on all rows: {consts}; per engine profile: "
             + "; ".join(
                 f"{b} request_overhead {v['request_overhead'] * 1e3:.1f} ms, warmup_share {v['warmup_share']:.3f}"
-                for b, v in _profiles(REPO / "conf" / "accounting" / "serving.yaml").items()
+                for b, v in _profiles(REPO / "conf" / "accounting" / "realistic.yaml").items()
             )
             + "."
         ),
@@ -596,8 +615,8 @@ def study_silicon(run_dir: Path) -> tuple[int, str]:
         _md_row(["---"] * (len(header) + 1)),
         *(_md_row([t["fold"], *row(t)]) for t in cv),
         "",
-        *_intervals_section(fitted["fit"]["coverage"], REPO / "conf" / "accounting" / "serving.yaml"),
-        "## In sample, by group (`accounting=serving`)",
+        *_intervals_section(fitted["fit"]["coverage"], REPO / "conf" / "accounting" / "realistic.yaml"),
+        "## In sample, by group (`accounting=realistic`)",
         "",
         _md_row(header),
         _md_row(["---"] * len(header)),
@@ -606,19 +625,20 @@ def study_silicon(run_dir: Path) -> tuple[int, str]:
         "## For comparison",
         "",
         (
-            "Today's `realistic` constants (fitted on 25 isolated steps, a per-layer latency), and the previous "
-            "release's serving fit: the same grouped cross-validation with 11 end-to-end constants (every "
-            "efficiency, `layer_latency`, the collective constants, `sequence_latency`, `request_overhead` per "
-            "engine, `warmup_share`) fitted from `accounting=realistic` instead of three on top of the kernel fits."
+            "The previous release's realistic constants (`accounting=layered`: fitted on 25 isolated steps, a "
+            "per-layer latency), and the previous release's serving fit: the same grouped cross-validation with 11 "
+            "end-to-end constants (every efficiency, `layer_latency`, the collective constants, `sequence_latency`, "
+            "`request_overhead` per engine, `warmup_share`) fitted from `accounting=layered` instead of three on top "
+            "of the kernel fits."
         ),
         "",
         _md_row(["constants", *header]),
         _md_row(["---"] * (len(header) + 1)),
-        *(_md_row(["realistic (25 steps), in sample", *row(t)]) for t in today["groups"][:1]),
+        *(_md_row(["layered (25 steps), in sample", *row(t)]) for t in today["groups"][:1]),
         *(_md_row([f"11 end to end, {t['fold']}", *row(t)]) for t in layered["fit"]["cv"] if t["group"] == "all"),
         *(_md_row([f"kernel + 3, {t['fold']}", *row(t)]) for t in cv if t["group"] == "all"),
         "",
-        f"## Not expressible ({len(served['not_expressible'])} of {served['n']} rows; ids in `validate_serving.log`)",
+        f"## Not expressible ({len(served['not_expressible'])} of {served['n']} rows; ids in `validate_realistic.log`)",
         "",
         _md_row(["reason", "rows"]),
         _md_row(["---"] * 2),
@@ -660,7 +680,7 @@ def _intervals_section(coverage: list[dict], preset: Path) -> list[str]:
         (
             "Every serving prediction carries `tpot_lo`, `tpot_hi`, `ttft_lo`, `ttft_hi` (s): the central value times "
             "the factors below, the 10th and 90th percentiles of the out-of-sample log residuals "
-            "(`moejax/analysis/validation/intervals.py`; written into `conf/accounting/serving.yaml` by the fit). A case on "
+            "(`moejax/analysis/validation/intervals.py`; written into `conf/accounting/realistic.yaml` by the fit). A case on "
             "a system, hardware family or backend without measurements gets the hull of its interval and the "
             "leave-one-system-out (leave-one-backend-out) spread, flagged `interval: extrapolated` with the reason."
         ),

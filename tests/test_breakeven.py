@@ -300,7 +300,10 @@ def test_bound_limited_is_never_found(tiny):
     above = compose_cfg(*TINY, f"breakeven.kappa_min={1.1 * k.max():.6g}", "breakeven.kappa_max=64")
     for c, reason in ((below, "above_kappa_max"), (above, "below_kappa_min")):
         o = solve(c)[0]
-        assert (o["reason"] == REASONS.index(reason)).all() and np.isnan(o["kappa_star"]).all()
+        said = o["reason"] == REASONS.index(reason)
+        # a dense baseline that no longer fits at the bracket's low end (gpt-4-rumoured on 8 MI355X above its κ*) says so
+        assert (said | (o["reason"] == REASONS.index("dense_infeasible"))).all() and said.any()
+        assert np.isnan(o["kappa_star"]).all()
         assert not o["agrees"].any()
 
 

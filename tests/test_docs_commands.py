@@ -45,7 +45,7 @@ class Doc:
 # the sweep's own function, called with the composed config (the command minus Hydra's argv parsing)
 IN_PROCESS = "from moejax.engine.run import run"
 FRONTIER_COST = (
-    "the full frontier grid: 2.3e9 evaluations, 43 s on 2 idle cores (README) and minutes on a loaded "
+    "the full frontier grid: 2.3e9 evaluations, 47 s on 2 idle cores (README) and minutes on a loaded "
     "one; even one point of it compiles the frontier kernel (~45 s)"
 )
 COMMANDS: dict[str, Doc] = {
@@ -95,16 +95,16 @@ COMMANDS: dict[str, Doc] = {
     ),
     "python -m moejax.validate accounting=sol": Doc(by="tests/test_validate.py::test_cli_small_file"),
     "python -m moejax.validate measurements=/path/mine.yaml out=dir/": Doc(by="tests/test_validate.py::test_cli_small_file"),
-    "python -m moejax.validate fit=true": Doc(
+    "python -m moejax.validate accounting=layered fit=true": Doc(
         by="tests/test_validate.py::test_fit_cli_writes_accounting_yaml",
         expensive="1000 Adam steps with leave-one-out over the vendored file; the named test fits a synthetic file "
         "(12 points whose constants it recovers to 1e-3)",
     ),
     "python sweeps/run.py serving": Doc(
-        expensive="sol, fit and realistic validation over the vendored file and a rewrite of "
-        "conf/accounting/realistic.yaml (a study, not a check; minutes); its pieces are the validate commands above"
+        expensive="sol, realistic and layered validation over the vendored file and a refit of the layered "
+        "constants (a study, not a check; about a minute); its pieces are the validate commands above"
     ),
-    "python -m moejax.validate measurements=moejax/data/reference/serving/aic-silicon/train.csv accounting=serving": Doc(
+    "python -m moejax.validate measurements=moejax/data/reference/serving/aic-silicon/train.csv": Doc(
         by="tests/test_silicon.py::test_cli_on_a_silicon_csv",
         expensive="2,145 measured runs (1 MB CSV); the named test runs the same command on a small silicon CSV",
     ),
@@ -269,7 +269,7 @@ def test_readme_point_example(tmp_path):
     assert quoted, "the README no longer quotes the point example's best partition, batch and tokens/s per GPU"
     best = re.search(
         r"^best: (?P<partition>.+?)  batch (?P<batch>\d+) per replica.*bound: (?P<bound>\w+)\n"
-        r"\s+(?P<tput>[\d.]+) tokens/s per GPU",
+        r"\s+(?P<tput>[\d.]+)(?: \(80 %: [^)]*\))? tokens/s per GPU",  # the central value, then its interval
         out,
         re.M,
     )

@@ -93,7 +93,7 @@ def test_every_interval_holds_its_central_value():
     """lo <= 1 <= hi for every band of the shipped preset and of the synthetic table, and
     [p·lo, p·hi] holds p on every row ``apply`` gives an interval."""
     tables = [_synthetic_table()]
-    shipped = intervals.load("serving")
+    shipped = intervals.load("realistic")
     if shipped is not None:
         tables.append(shipped)
     for table in tables:
@@ -110,11 +110,11 @@ def test_every_interval_holds_its_central_value():
 
 
 def test_shipped_preset_widens_outside_its_data():
-    """conf/accounting/serving.yaml, as the fit wrote it: MI300X (no CDNA3 row in the fit) is
+    """conf/accounting/realistic.yaml, as the fit wrote it: MI300X (no CDNA3 row in the fit) is
     flagged and its interval contains its backend's."""
-    table = intervals.load("serving")
+    table = intervals.load("realistic")
     if table is None:
-        pytest.skip("conf/accounting/serving.yaml has no intervals: table (regenerate: python sweeps/run.py silicon)")
+        pytest.skip("conf/accounting/realistic.yaml has no intervals: table (regenerate: python sweeps/run.py silicon)")
     for b in table["backends"]:
         bd, status, reason = intervals.lookup(table, b, "mi300x")
         assert status == "extrapolated" and "cdna3" in reason and _contains(bd, table["backends"][b])
@@ -125,12 +125,12 @@ def test_json_contract_on_a_silicon_csv(tmp_path):
     out = tmp_path / "out"
     code, stdout, stderr = run_main(  # in this process (cli_runs.run_main)
         "moejax.validate",
-        [f"measurements={SMALL}", "accounting=serving", f"out={out}", "compilation_cache=null"],
+        [f"measurements={SMALL}", "accounting=realistic", f"out={out}", "compilation_cache=null"],
         hydra_dir=tmp_path / "hydra",
     )
     assert code == 0, stderr[-2000:]
     record = json.loads(stdout.strip().splitlines()[-1])
-    has_table = intervals.load("serving") is not None
+    has_table = intervals.load("realistic") is not None
     assert record["predicted"]
     for i, p in record["predicted"].items():
         assert {"tpot_lo", "tpot_hi", "ttft_lo", "ttft_hi", "interval", "interval_reason"} <= set(p), i
@@ -154,7 +154,7 @@ def test_point_prints_the_interval_beside_the_central_values():
         model="mixtral-8x7b",
         hardware="h100-sxm",
         num_gpus=8,
-        accounting=load_accounting("serving"),
+        accounting=load_accounting("realistic"),
         isl=1024.0,
         osl=256.0,
         batches=(1.0, 16.0),
@@ -184,7 +184,7 @@ def test_measurement_yaml_points_get_intervals_and_a_coverage_count():
 
     entries = val.load_measurements(ROOT / "tests" / "data" / "validate-small.yaml")
     points, _, _ = val.resolve_all(entries, False)
-    ev = val.evaluate(points, load_accounting("serving"))
+    ev = val.evaluate(points, load_accounting("realistic"))
     table = _synthetic_table()
     fields, (inside, n) = intervals.for_points(table, ev)
     pred = val.summary(len(entries), ev, {}, [])["predicted"]

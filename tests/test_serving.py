@@ -126,8 +126,10 @@ def test_disaggregated_pool_runs_at_its_utilisation(setup):
 
 def test_disaggregated_ttft_limit_sets_the_utilisation(setup):
     """With ``ttft_max`` the pool runs at the utilisation whose wait fills the TTFT left: TTFT
-    equals the limit; a tighter limit needs more prefill GPUs; one below the pass is infeasible."""
+    equals the limit; a tighter limit needs more prefill GPUs; one below the pass is infeasible. No
+    request overhead: the limits are multiples of the pass (the fitted 0.1 s would exceed them)."""
     m, hw, acc = setup
+    acc = replace(acc, request_overhead=0.0)
     swl = ServingWorkload(isl=2048.0, osl=256.0, batch=16.0)
     p_pf = Partition(tp=4.0, ep=4.0)
     t_pf = float(prefill_point(m, hw, p_pf, Workload(context=2048.0, batch=1.0), acc).step_time)

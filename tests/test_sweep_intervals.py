@@ -15,7 +15,7 @@ from moejax.analysis.validation.sweep_intervals import interval_table, interval_
 from moejax.engine.config import AccountingOverrides
 from moejax.engine.variables import INTERVAL_RULES
 
-SERVING = AccountingOverrides(mode="serving")
+SERVING = AccountingOverrides(mode="realistic")
 
 
 def _file(path, hardware, step_time, ttft):
@@ -42,7 +42,7 @@ def test_bounds_are_the_central_values_times_the_presets_factors(tmp_path):
     _file(path, hardware, step, ttft)
     with netCDF4.Dataset(path, "r+") as nc:
         interval_writer(SERVING, hardware)(nc)
-    table = intervals.load("serving")
+    table = intervals.load("realistic")
     with xr.open_dataset(path) as ds:
         for i, name in enumerate(hardware):
             bd, status, reason = intervals.lookup(table, None, name)
@@ -63,8 +63,8 @@ def test_bounds_are_the_central_values_times_the_presets_factors(tmp_path):
 @pytest.mark.parametrize(
     "accounting,fragment",
     [
-        (AccountingOverrides(mode="realistic"), "accounting realistic has no calibrated intervals"),
-        (AccountingOverrides(mode="serving", overlap=0.5), "grid.accounting.overlap changes the fitted preset"),
+        (AccountingOverrides(mode="layered"), "accounting layered has no calibrated intervals"),
+        (AccountingOverrides(mode="realistic", overlap=0.5), "grid.accounting.overlap changes the fitted preset"),
     ],
 )
 def test_no_table_no_bounds_and_the_reason(accounting, fragment, tmp_path):
@@ -79,7 +79,8 @@ def test_no_table_no_bounds_and_the_reason(accounting, fragment, tmp_path):
 
 
 def test_a_serving_sweep_carries_its_intervals(tmp_path):
-    """The main job with the serving preset: the bounds hold their central value (lo <= central <= hi)."""
+    """The main job at its default preset (realistic, which carries an interval table): the bounds hold
+    their central value (lo <= central <= hi)."""
     out = tmp_path / "s.nc"
     code, _, err = run_main(
         "moejax.sweep",
@@ -89,7 +90,6 @@ def test_a_serving_sweep_carries_its_intervals(tmp_path):
             "grid.hardware=[h200,mi300x]",
             "grid.num_gpus=[8]",
             "grid.contexts=[4096]",
-            "grid.accounting.mode=serving",
             "summary=false",
             f"out={out}",
             f"parts_dir={tmp_path / 'parts'}",

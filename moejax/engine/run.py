@@ -96,9 +96,9 @@ class Interrupted(KeyboardInterrupt):
     """Ctrl-C (or SIGTERM) during a sweep; the message says how many chunks were kept, and where."""
 
 
-def check_size(cfg: SweepConfig, plan: SweepPlan, hooks) -> None:
+def check_size(cfg: SweepConfig, plan: SweepPlan, hooks, derived_bytes=None) -> None:
     """Refuse, before computing, a dataset larger than ``max_output_bytes`` (uncompressed), the
-    frontier's variables (``hooks``) included."""
+    frontier's variables (``hooks``) and those ``derived_bytes(plan, hooks, float_dtype)`` counts included."""
     limit = cfg.max_output_bytes
     size = estimated_bytes(plan.coords, "f8" if cfg.precision == "float64" else "f4", cfg.keep_partitions, cfg.sensitivities)
     points = math.prod(len(plan.coords[d][0]) for d in AXES_OF_POINTS)
@@ -109,6 +109,7 @@ def check_size(cfg: SweepConfig, plan: SweepPlan, hooks) -> None:
         * np.dtype(var.numpy_dtype(float_dtype)).itemsize
         for var in hooks.variables
     )
+    size += derived_bytes(plan, hooks, float_dtype) if derived_bytes is not None and not cfg.keep_partitions else 0
     if size > limit:
         cells = int(np.prod([len(v) for v, _ in plan.coords.values()]))
         raise SpecError(
@@ -118,11 +119,13 @@ def check_size(cfg: SweepConfig, plan: SweepPlan, hooks) -> None:
         )
 
 
-def run(cfg: SweepConfig, out: Path, derive=None) -> Path | None:
+def run(cfg: SweepConfig, out: Path, derive=None, derived_bytes=None) -> Path | None:
     """Evaluate the grid chunk by chunk (resuming from completed parts) and write ``out``; with
     several processes each evaluates its share and process 0 writes ``out`` (others return None).
     ``derive(plan)``, if given, returns a function that adds derived variables to the open dataset
-    (the qs columns, κ*); it is not called with ``keep_partitions``. ``out`` must not exist unless
+    (the qs columns, κ*, intervals); it is not called with ``keep_partitions``; ``derived_bytes(plan,
+    hooks, float_dtype)``, if given, the bytes it adds beyond the point variables (the size check
+    counts them). ``out`` must not exist unless
     ``cfg.overwrite``. ``cfg`` is validated (``SweepConfig.validate``); the plan is built here, once,
     and handed to ``derive``. Ctrl-C raises ``Interrupted``, the parts kept.
 
@@ -130,10 +133,10 @@ def run(cfg: SweepConfig, out: Path, derive=None) -> Path | None:
     caller's setting is restored): the plan's host-side solves (the dense baselines) then round alike
     in a command and in a library call from a float64 session, so both write the same file."""
     with jax.enable_x64(cfg.precision == "float64"):
-        return _run(cfg, out, derive)
+        return _run(cfg, out, derive, derived_bytes)
 
 
-def _run(cfg: SweepConfig, out: Path, derive) -> Path | None:
+def _run(cfg: SweepConfig, out: Path, derive, derived_bytes) -> Path | None:
     check_sizes(cfg)  # before anything the grid's sizes scale is allocated
     plan = build_plan(cfg.grid, cfg.keep_partitions)
     text = science_text(cfg)
@@ -146,7 +149,7 @@ def _run(cfg: SweepConfig, out: Path, derive) -> Path | None:
     parts_dir = Path(cfg.parts_dir) / digest
     dtype = np.float64 if cfg.precision == "float64" else np.float32
     hooks = sweep_hooks(plan.frontier, plan.accounting, dtype, cfg.max_chunk_evaluations, "f8" if dtype == np.float64 else "f4")
-    check_size(cfg, plan, hooks)
+    check_size(cfg, plan, hooks, derived_bytes)
     total = n_chunks(plan.inputs, hooks.max_evaluations)
     overwrite = bool(cfg.overwrite)
     with parts_lock(parts_dir) if pid == 0 else contextlib.nullcontext():  # other processes: process 0's share

@@ -311,7 +311,7 @@ SECTIONS = {  # title -> variables, in the order a sweep writes them (the fronti
     "Accelerators (`physics.specs.HardwareSpec`)": HARDWARE,
     "Workloads (`grid.workloads`)": WORKLOADS,
     "Economics": {**ECONOMICS, **economics_variables("", POINT)},
-    "Prediction intervals (an accounting preset with `intervals:`, e.g. `grid.accounting.mode=serving`)": {
+    "Prediction intervals (an accounting preset with `intervals:`, e.g. the default `realistic`)": {
         "interval": INTERVAL,
         **interval_variables("step_time", POINT, "s"),
         **interval_variables("throughput_per_gpu", POINT, "s-1"),

@@ -335,7 +335,8 @@ def render(cases: list[Case], res: dict, stats: list[dict], validate: dict, seco
         )
         + "), `dense_tp` (the dense FFN's and LM head's TP degree, which no scheme states) searched over the legal "
         "{1, 2, 4, 8, all}, the batch and context as stated. `sol`: peak hardware, no overheads; `realistic`: the "
-        "constants fitted to measured serving results (`conf/accounting/realistic.yaml`).",
+        "default preset, each kernel's fixed cost and its class's efficiency fitted on kernel timings plus three "
+        "end-to-end constants fitted on measured serving runs (`conf/accounting/realistic.yaml`).",
         "",
         "Flags: `*` the tool flags the case as not fitting in memory (its latency computed with the capacity check "
         "bypassed); `n/e` the tool cannot express the scheme; `ERR` the tool failed; `(OOM)` moejax finds the case "

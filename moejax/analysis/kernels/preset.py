@@ -4,7 +4,8 @@
 preset: the kernel-structured terms (``Accounting.tau_*`` per kernel class, the per-class efficiencies) from
 one architecture family's fits (``FAMILY``, Hopper: the preset is global, not per hardware), the collective
 floor from the TensorRT-LLM all-reduce fit, and the terms the kernel data do not pin (memory budget, overlap,
-host and request overheads) copied, with their sources, from ``conf/accounting/realistic.yaml``.
+host and request overheads) copied, with their sources, from ``conf/accounting/layered.yaml`` (the
+previous release's realistic preset).
 ``layer_latency`` is 0: the per-kernel τ replace it. ``--check`` compares with the file on disk (exit 1 when
 they differ; tests/test_kernel_step.py runs it).
 
@@ -28,7 +29,7 @@ PRESET_PATH = CONF_DIR / "accounting" / "kernel.yaml"
 COMMAND = "python -m moejax.analysis.kernels.preset"
 FAMILY = "hopper"
 REFERENCE_HW = "h100-sxm"  # the part whose intra_latency the all-reduce floor is split against
-BASE = "realistic"  # the preset the terms that kernel data do not pin are copied from
+BASE = "layered"  # the preset the terms that kernel data do not pin are copied from
 COPIED = (
     "hbm_usable_fraction",
     "reserve_bytes",

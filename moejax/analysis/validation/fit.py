@@ -255,8 +255,8 @@ def fit(points: list[Point], base: Accounting, settings: FitSettings = FitSettin
 
 
 def accounting_yaml(res: FitResult, base_yaml: dict, provenance: dict) -> str:
-    """``conf/accounting/realistic.yaml`` text: one key per Accounting field ``{value, source}``;
-    fitted fields say how, the others are copied from the base accounting."""
+    """An accounting preset's text from a global fit (``conf/accounting/layered.yaml`` is one): one key per
+    Accounting field ``{value, source}``; fitted fields say how, the others are copied from the base accounting."""
     if res.settings.per_family:
         raise SpecError(
             "calibration.write is invalid with calibration.per_family = true: conf/accounting/*.yaml holds one value per field"
@@ -267,8 +267,9 @@ def accounting_yaml(res: FitResult, base_yaml: dict, provenance: dict) -> str:
         f"p90 {provenance['loo_p90_abs_log_ratio']:.3g})"
     )
     head = (
-        "# Realistic accounting: global constants fitted to measured serving results (generated: do not edit;\n"
-        "# regenerate with python sweeps/run.py serving). Format: one key per Accounting constant, {value, source};\n"
+        "# Global constants, a per-layer latency among them, fitted to measured serving results (generated: do not\n"
+        "# edit; conf/accounting/layered.yaml is the previous release's preset of this kind, frozen). Format: one\n"
+        "# key per Accounting constant, {value, source};\n"
         "# the constants not fitted are copied, with their sources, from the accounting the fit started from.\n"
     )
     fitted = {k: res.constants["all"][k] for k in res.settings.free}

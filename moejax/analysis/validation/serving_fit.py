@@ -36,7 +36,7 @@ from .fit import from_coordinate, preset_yaml, to_coordinate
 # The end-to-end constants a serving fit frees by default, on top of a kernel-calibrated preset
 # (``accounting=kernel``: every kernel time comes from kernel-level measurements). Grouped CV on the
 # silicon corpus (sweeps/serving/SILICON.md) with these three: TPOT x1.16-1.17 out of sample; freeing
-# every efficiency and the per-layer latency as well (11 constants from ``accounting=realistic``)
+# every efficiency and the per-layer latency as well (11 constants from ``accounting=layered``, the previous release's preset)
 # did no better out of sample (x1.17-1.21). attention_efficiency is never free: fitted end to end it
 # leaves the physical range (3.2: attention FLOPs at 2.5x the tensor-core peak).
 FREE = ("request_overhead", "warmup_share", "sequence_latency")
@@ -182,9 +182,10 @@ def accounting_yaml(fit: ServingFit, base_yaml: dict, measurements: str, stats: 
         "serving benchmarks)"
     )
     head = (
-        "# Realistic accounting fitted to measured serving benchmarks, TPOT and TTFT (generated: do not edit;\n"
-        f"# regenerate with python -m moejax.validate measurements={measurements} fit=true;\n"
-        "# conf/accounting/serving.yaml: python sweeps/run.py silicon). One key per Accounting constant,\n"
+        "# Realistic accounting (the default): kernel-level constants plus end-to-end constants fitted to measured\n"
+        "# serving benchmarks, TPOT and TTFT (generated: do not edit; regenerate with python -m moejax.validate\n"
+        f"# measurements={measurements} fit=true;\n"
+        "# conf/accounting/realistic.yaml: python sweeps/run.py silicon). One key per Accounting constant,\n"
         "# {value, source}; the constants not fitted are copied, with their sources, from the accounting the fit\n"
         "# started from; profiles: per engine (backend) values; intervals: 80 % prediction intervals\n"
         "# (moejax.analysis.validation.intervals).\n"

@@ -11,7 +11,7 @@ extrapolated (an accelerator or family the fit never saw, a design-space variant
 - ``throughput_per_gpu_lo/hi`` = throughput_per_gpu / [hi, lo] (tokens per step are fixed);
 - ``<prefix>ttft_lo/hi`` = ``<prefix>ttft`` · the TTFT factors, for every TTFT the sweep holds.
 
-A preset without a table (``sol``, ``realistic``), or one changed by ``grid.accounting`` overrides
+A preset without a table (``sol``, ``kernel``, ``layered``), or one changed by ``grid.accounting`` overrides
 (the table belongs to the fitted constants), gets ``interval = none`` everywhere and no bounds.
 Written with the main job's derived columns (``analysis.qs.sweep_columns``), so not with
 ``keep_partitions=true``.
@@ -20,10 +20,12 @@ Written with the main job's derived columns (``analysis.qs.sweep_columns``), so 
 from __future__ import annotations
 
 import dataclasses
+import math
 
 import numpy as np
 
 from ...engine.dataset import create_variable
+from ...engine.run import AXES_OF_POINTS
 from ...engine.variables import INTERVAL, INTERVAL_RULES, interval_variables
 from . import intervals
 
@@ -57,6 +59,19 @@ def hardware_bands(table: dict | None, why: str, hardware: list[str]) -> tuple[n
         if bd is not None:
             factors[i] = [bd[k] for k in intervals.FIGURES]
     return rules, factors, reasons
+
+
+def bounds_bytes(accounting, plan, hooks, float_dtype: str) -> int:
+    """Bytes of the ``*_lo``/``*_hi`` variables ``interval_writer`` adds to a sweep of ``plan`` (0 when
+    the preset has no table): two bounds of step_time and throughput_per_gpu per point, and two of
+    every ``*ttft`` the frontier (``hooks``) writes, for the size check before computing."""
+    if interval_table(accounting)[0] is None:
+        return 0
+    points = math.prod(len(plan.coords[d][0]) for d in AXES_OF_POINTS)
+    per_point = 2 * len(("step_time", "throughput_per_gpu"))
+    ttfts = [v for v in hooks.variables if v.name.endswith("ttft")]
+    per_point += sum(2 * math.prod(len(hooks.dims[d][0]) for d in v.dims[len(AXES_OF_POINTS) :]) for v in ttfts)
+    return points * per_point * np.dtype(float_dtype).itemsize
 
 
 def interval_writer(accounting, hardware: list[str]):
