@@ -30,6 +30,7 @@ import numpy as np
 
 from .analysis.breakeven import solve, summary_json
 from .analysis.qs import sweep_columns
+from .analysis.validation.sweep_intervals import bounds_counter
 from .analysis.validation.timing import serving_timing
 from .catalogue import CONF_DIR
 from .engine.grid import (
@@ -167,7 +168,7 @@ def stream(points: float, chunk: int) -> dict:
             ]
         )
         t0 = time.perf_counter()
-        out = run(cfg, Path(tmp) / "stream.nc", sweep_columns(cfg))
+        out = run(cfg, Path(tmp) / "stream.nc", sweep_columns(cfg), bounds_counter(cfg.grid.accounting))
         seconds = time.perf_counter() - t0
         size = out.stat().st_size
     evaluations = per_context * n_ctx

@@ -16,7 +16,7 @@ from omegaconf import DictConfig
 from .analysis.frontier import frontier_summary, slo_summary
 from .analysis.qs import sweep_columns
 from .analysis.summary import summary
-from .analysis.validation.sweep_intervals import bounds_bytes
+from .analysis.validation.sweep_intervals import bounds_counter
 from .catalogue import CONF_DIR
 from .cli import grid_job, one_line_errors
 from .engine.config import SweepConfig
@@ -30,8 +30,7 @@ register()
 
 def _sweep_job(cfg: SweepConfig, out: Path) -> str:
     check_writable("parts_dir", Path(cfg.parts_dir))  # before computing, as ``out`` (grid_job)
-    bounds = lambda plan, hooks, float_dtype: bounds_bytes(cfg.grid.accounting, plan, hooks, float_dtype)  # noqa: E731
-    if run(cfg, out, sweep_columns(cfg), bounds) is None:
+    if run(cfg, out, sweep_columns(cfg), bounds_counter(cfg.grid.accounting)) is None:
         return f"process {jax.process_index()}: parts written; process 0 writes {out}"
     with deferred():  # reads the dataset: a signal stops the run after it
         if not cfg.summary:

@@ -2,7 +2,7 @@
 
 Evaluates every usable entry of a measurement file (default: the published serving results,
 ``moejax/data/reference/serving/measurements.yaml``, vendored in the package) as deployed, at the
-accounting ``accounting=sol|realistic|kernel`` (``conf/accounting/``), prints the residual table (id,
+accounting ``accounting=realistic|sol|kernel|layered`` (``conf/accounting/``), prints the residual table (id,
 measured, predicted, ratio, bound, dominant term, notes), the not-expressible and skipped points,
 writes ``validation.csv`` and ``summary.json`` to the run directory (or ``out=DIR``) and ends with
 one JSON line ``{"n", "evaluated", "skipped", "not_expressible", "infeasible",
@@ -10,7 +10,8 @@ one JSON line ``{"n", "evaluated", "skipped", "not_expressible", "infeasible",
 table, each predicted entry gains the 80 % interval fields and the line ``"interval_coverage"``; plus
 ``"fit"`` with ``fit=true``:
 fitted constants, in-sample and leave-one-out predictions and statistics; the fitted accounting
-YAML goes to ``calibration.write`` or ``realistic.yaml`` in the output directory).
+YAML goes to ``calibration.write`` or ``layered.yaml`` in the output directory: a global fit, of
+the previous release's kind; a per-layer latency on top of a preset with kernel fixed costs is refused).
 A file whose header is AIConfigurator's silicon CSV (measured closed-loop serving benchmarks) is
 predicted as serving benchmarks instead (``moejax.physics.served``): TPOT and TTFT per row, the
 per-group table (backend, system, model, mode), the rows moejax cannot express by id with their
@@ -44,6 +45,7 @@ from .analysis.validation.fit import write_text
 from .catalogue import CONF_DIR, ROOT, available, load_accounting
 from .cli import one_line_errors, path_value, run_command
 from .engine.dataset import check_writable
+from .physics.kernels import KERNEL_CLASSES
 from .physics.specs import SpecError
 
 
@@ -104,6 +106,17 @@ def fit_settings(cfg: DictConfig) -> val.FitSettings:
     return val.FitSettings(free=tuple(free), per_family=c["per_family"], steps=c["steps"], learning_rate=c["learning_rate"])
 
 
+def check_fixed_costs_once(key: str, free, name: str, acc) -> None:
+    """Refuse a per-layer latency fitted on top of a preset whose kernels already pay their fixed
+    costs (``tau_*``): it would charge them twice (the previous release's global fit is
+    ``accounting=layered``, without kernel terms)."""
+    if "layer_latency" in free and any(float(getattr(acc, "tau_" + c)) != 0.0 for c in KERNEL_CLASSES):
+        raise SpecError(
+            f"{key} = [{', '.join(free)}] is invalid with accounting={name}: its kernels already pay their fixed costs "
+            "(tau_*), so a per-layer latency would count them twice; fit layer_latency from accounting=layered"
+        )
+
+
 def fit_record(res: val.FitResult, points, prov: dict, wrote: Path | None) -> dict:
     ids = [p.measurement.id for p in points]
     finite = lambda v: float(v) if math.isfinite(v) else None
@@ -136,6 +149,8 @@ def fit_report(res: val.FitResult, points) -> str:
 def serving_job(cfg: DictConfig, path: Path, name: str, acc, out: Path, write: Path | None) -> str:
     """The serving-benchmark validation of a silicon CSV (module docstring)."""
     settings = serving_settings(cfg) if cfg.fit else None
+    if settings is not None:
+        check_fixed_costs_once("calibration.serving_free", settings[0], name, acc)
     rows = silicon.load_silicon(path, set(available("model")))
     cases, not_expressible = benchmarks.resolve_all(rows)
     if not cases:
@@ -196,6 +211,8 @@ def main(cfg: DictConfig) -> None:
             check_writable("calibration.write", write.parent, shown=write)
         if silicon.is_silicon_csv(path):
             return serving_job(cfg, path, name, acc, out, write)
+        if settings is not None:
+            check_fixed_costs_once("calibration.free", settings.free, name, acc)
         entries = val.load_measurements(path)
         points, not_expressible, skipped = val.resolve_all(entries, cfg.strict)
         ev = val.evaluate(points, acc)
@@ -219,7 +236,7 @@ def main(cfg: DictConfig) -> None:
             prov = val.provenance(res, points, str(cfg.measurements))
             if not settings.per_family:
                 base = yaml.safe_load((CONF_DIR / "accounting" / f"{name}.yaml").read_text())
-                write = val.write_accounting(write or out / "realistic.yaml", res, base, prov)
+                write = val.write_accounting(write or out / "layered.yaml", res, base, prov)  # a global fit: layered's kind
             record["fit"] = fit_record(res, points, prov, write)
             text += "\n" + fit_report(res, points) + (f"\nwrote {write}" if write else "")
         paths = val.write_outputs(out, ev, record)

@@ -38,7 +38,7 @@ def _must_not_compute(*_, **__):
         ("moejax.validate", [f"out={UNWRITABLE / 'v'}"], "moejax.analysis.validation.evaluate"),
         (
             "moejax.validate",
-            ["fit=true", f"calibration.write={UNWRITABLE / 'realistic.yaml'}"],
+            ["accounting=layered", "fit=true", f"calibration.write={UNWRITABLE / 'layered.yaml'}"],
             "moejax.analysis.validation.evaluate",
         ),
         ("moejax.calibrate", [f"out={UNWRITABLE / 'c'}"], "moejax.calibrate.calibrate"),

@@ -10,8 +10,9 @@ overrides of a tiny valid base: wrong types, signs, sizes, syntax, unknown keys)
 examples per test are valid tiny runs. Derandomized (a fixed seed): CI sees the same examples
 every time.
 
-Environment: ``MOEJAX_FUZZ_EXAMPLES`` examples per command (default 25: a Hydra composition costs
-~0.4 s, and the first valid run of each command compiles its kernels; the loaders get 4x); ``MOEJAX_FUZZ_HANG_S``
+Environment: ``MOEJAX_FUZZ_EXAMPLES`` examples per command (default 100, the loaders 400: the six
+command fuzzers take about 190 worker-seconds on 2 cores, a Hydra composition costing ~0.4 s and
+the first valid run of each command compiling its kernels); ``MOEJAX_FUZZ_HANG_S``
 seconds after which one example counts as a hang (default 600); ``MOEJAX_FUZZ_LOG=PATH`` appends
 one line per example (``test<TAB>outcome<TAB>seconds<TAB>argv``) and, with ``MOEJAX_FUZZ_COLLECT=1``, records
 failures there instead of stopping at the first (for long runs that count every traceback)."""
@@ -34,7 +35,7 @@ from hypothesis import strategies as st
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA = ROOT / "tests" / "data"
-EXAMPLES = int(os.environ.get("MOEJAX_FUZZ_EXAMPLES", "25"))  # per command; the loaders (milliseconds each) get 4x
+EXAMPLES = int(os.environ.get("MOEJAX_FUZZ_EXAMPLES", "100"))  # per command; the loaders (milliseconds each) get 4x
 HANG_S = int(os.environ.get("MOEJAX_FUZZ_HANG_S", "600"))  # the first κ* compile took 120+ s on a loaded 2-core box
 LOG = os.environ.get("MOEJAX_FUZZ_LOG")
 COLLECT = os.environ.get("MOEJAX_FUZZ_COLLECT") == "1"

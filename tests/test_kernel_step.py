@@ -114,10 +114,10 @@ def test_defaults_charge_no_kernel_fixed_cost():
         assert all(float(getattr(acc, f)) == 0.0 for f in KERNEL_FIELDS), name
         assert float(acc.attention_bw_efficiency) == float(acc.grouped_gemm_bw_efficiency) == 1.0, name
     assert all(float(v) == 0.0 for v in layer_fixed_costs(load_model("deepseek-v3"), Accounting()).values())
-    kernel, serving = load_accounting("kernel"), load_accounting("realistic")
+    kernel, realistic = load_accounting("kernel"), load_accounting("realistic")
     for f in (*KERNEL_FIELDS, "attention_bw_efficiency", "grouped_gemm_bw_efficiency", "hbm_efficiency", "flops_efficiency"):
-        assert float(getattr(serving, f)) == float(getattr(kernel, f)), f
-    assert float(serving.layer_latency) == 0.0
+        assert float(getattr(realistic, f)) == float(getattr(kernel, f)), f
+    assert float(realistic.layer_latency) == 0.0
 
 
 def _with(points, constants):

@@ -15,7 +15,7 @@ from moejax.analysis.validation.sweep_intervals import interval_table, interval_
 from moejax.engine.config import AccountingOverrides
 from moejax.engine.variables import INTERVAL_RULES
 
-SERVING = AccountingOverrides(mode="realistic")
+REALISTIC = AccountingOverrides(mode="realistic")
 
 
 def _file(path, hardware, step_time, ttft):
@@ -41,7 +41,7 @@ def test_bounds_are_the_central_values_times_the_presets_factors(tmp_path):
     path = tmp_path / "s.nc"
     _file(path, hardware, step, ttft)
     with netCDF4.Dataset(path, "r+") as nc:
-        interval_writer(SERVING, hardware)(nc)
+        interval_writer(REALISTIC, hardware)(nc)
     table = intervals.load("realistic")
     with xr.open_dataset(path) as ds:
         for i, name in enumerate(hardware):

@@ -327,6 +327,11 @@ BAD = {  # case: (file content: a YAML string or a list of entries, text the err
         ["calibration.free = 'warp_factor'", "hbm_efficiency"],
         ["fit=true", "calibration.free=[warp_factor]"],
     ),
+    "fit-layer-latency-on-kernel-costs": (
+        _with(),
+        ["calibration.free = [hbm_efficiency", "accounting=realistic", "count them twice", "accounting=layered"],
+        ["fit=true"],
+    ),
     "serving-free": (
         SILICON_SMALL.read_text(),
         ["calibration.serving_free = 'warp_factor'", "hbm_efficiency"],
@@ -499,10 +504,11 @@ def test_fit_cli_writes_accounting_yaml(tmp_path):
     assert {"loo_median_abs_log_ratio", "loo_p90_abs_log_ratio", "in_sample_median_abs_log_ratio"} <= set(fit)
     for k, v in TRUTH.items():
         assert fit["constants"]["all"][k] == pytest.approx(v, rel=1e-3), (k, fit["constants"])
-    written = yaml.safe_load((out / "realistic.yaml").read_text())
+    written = yaml.safe_load((out / "layered.yaml").read_text())
     assert written["provenance"]["n_points"] == len(SYNTHETIC) and "date" in written["provenance"]
     assert written["hbm_efficiency"]["value"] == pytest.approx(fit["constants"]["all"]["hbm_efficiency"])
-    reread = accounting_from_mapping(written, "realistic.yaml")  # the catalogue loader reads it back
+    assert written["mode"] == "layered"  # a global fit: the previous release's kind of preset
+    reread = accounting_from_mapping(written, "layered.yaml")  # the catalogue loader reads it back
     assert reread.hbm_efficiency == pytest.approx(fit["constants"]["all"]["hbm_efficiency"])
     assert reread.layer_latency == pytest.approx(fit["constants"]["all"]["layer_latency"])
 

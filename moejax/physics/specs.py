@@ -28,7 +28,7 @@ EXPERT_TRAFFIC = ("physical", "paper-active", "paper-pool")
 ROOFLINES = ("phase", "global")
 KERNEL_TAUS = ("tau_gemm", "tau_grouped_gemm", "tau_attention", "tau_elementwise")  # Accounting's per-kernel fixed costs, s
 KERNEL_BW = ("attention_bw_efficiency", "grouped_gemm_bw_efficiency")  # per-class bandwidth relative to hbm_efficiency
-MODES = ("sol", "realistic", "kernel", "custom")
+MODES = ("sol", "realistic", "kernel", "layered", "custom")
 # Accounting's constants by range: fractions in (0, 1], times (s) and bytes >= 0
 ACC_FRACTIONS = ("hbm_usable_fraction", "hbm_efficiency", "flops_efficiency", "fp8_efficiency", "fp4_efficiency")
 ACC_FRACTIONS += ("comm_efficiency",)
@@ -426,8 +426,9 @@ class Accounting:
     phase's window and expose more communication).
     ``mode`` names the preset (``conf/accounting/``): ``"sol"`` is speed of light (every
     efficiency 1, no overheads, the whole HBM), ``"realistic"`` carries constants fitted to
-    measured serving results, ``"kernel"`` the kernel-structured step (per-kernel fixed costs and per-class
-    efficiencies from kernel-level measurements, ``conf/accounting/kernel.yaml``); ``"custom"`` anything else.
+    measured serving results on top of ``"kernel"``, the kernel-structured step (per-kernel fixed costs and
+    per-class efficiencies from kernel-level measurements, ``conf/accounting/kernel.yaml``); ``"layered"`` the
+    previous release's global fit (a per-layer latency); ``"custom"`` anything else.
     ``layer_patterns``: cost the sliding, chunked, sparse and linear layers of a model's pattern as
     phases of their own (True, always correct); False drops those phases at trace time and costs every
     layer as full attention, which is exact, and faster, only for models without a pattern: the sweep
@@ -460,7 +461,7 @@ class Accounting:
     tau_elementwise: Any = 0.0  # s per memory-bound small kernel (norms, activation, convolution, top-k, embedding)
     attention_bw_efficiency: Any = 1.0  # KV / state streaming bandwidth of attention kernels relative to hbm_efficiency
     grouped_gemm_bw_efficiency: Any = 1.0  # routed-expert weight streaming relative to hbm_efficiency
-    mode: str = static_field("sol")  # the preset these constants came from: sol, realistic, kernel, or custom
+    mode: str = static_field("sol")  # the preset these constants came from: sol, realistic, kernel, layered, or custom
     expert_traffic: str = static_field("physical")
     integer_batch: bool = static_field(True)
     roofline: str = static_field("phase")

@@ -280,10 +280,13 @@ def accounting_yaml(res: FitResult, base_yaml: dict, provenance: dict) -> str:
         fitted,
         how,
         base_yaml,
+        "layered",
     )
 
 
-def preset_yaml(head: str, description: str, provenance: dict, fitted: dict, how: str, base_yaml: dict, **extra) -> str:
+def preset_yaml(
+    head: str, description: str, provenance: dict, fitted: dict, how: str, base_yaml: dict, mode: str, **extra
+) -> str:
     """An accounting preset's text (``conf/accounting/*.yaml``): ``head`` comment lines, then mode,
     description, provenance, ``extra`` keys (e.g. ``profiles``) and one key per Accounting constant
     ``{value, source}``: the ``fitted`` ones with source ``how``, the others copied from ``base_yaml``."""
@@ -292,7 +295,7 @@ def preset_yaml(head: str, description: str, provenance: dict, fitted: dict, how
         for f in dataclasses.fields(Accounting)
         if not f.metadata.get("static")
     }
-    body = {"mode": "realistic", "description": description, "provenance": provenance, **extra, **fields}
+    body = {"mode": mode, "description": description, "provenance": provenance, **extra, **fields}
     return head + yaml.safe_dump(body, sort_keys=False, width=200)
 
 

@@ -178,13 +178,14 @@ def accounting_yaml(fit: ServingFit, base_yaml: dict, measurements: str, stats: 
     interval table (``intervals.calibrate``)."""
     date = dt.date.today().isoformat()
     how = (
-        f"fitted by python -m moejax.validate measurements={measurements} fit=true ({date}; TPOT and TTFT of closed-loop "
+        f"fitted by python -m moejax.validate measurements={measurements} accounting=kernel fit=true ({date}; TPOT and "
+        "TTFT of closed-loop "
         "serving benchmarks)"
     )
     head = (
         "# Realistic accounting (the default): kernel-level constants plus end-to-end constants fitted to measured\n"
         "# serving benchmarks, TPOT and TTFT (generated: do not edit; regenerate with python -m moejax.validate\n"
-        f"# measurements={measurements} fit=true;\n"
+        f"# measurements={measurements} accounting=kernel fit=true;\n"
         "# conf/accounting/realistic.yaml: python sweeps/run.py silicon). One key per Accounting constant,\n"
         "# {value, source}; the constants not fitted are copied, with their sources, from the accounting the fit\n"
         "# started from; profiles: per engine (backend) values; intervals: 80 % prediction intervals\n"
@@ -198,6 +199,7 @@ def accounting_yaml(fit: ServingFit, base_yaml: dict, measurements: str, stats: 
         fit.constants,
         how,
         base_yaml,
+        "realistic",
         profiles=fit.profiles,
         **({"intervals": intervals} if intervals else {}),
     )

@@ -25,8 +25,7 @@ import math
 import numpy as np
 
 from ...engine.dataset import create_variable
-from ...engine.run import AXES_OF_POINTS
-from ...engine.variables import INTERVAL, INTERVAL_RULES, interval_variables
+from ...engine.variables import INTERVAL, INTERVAL_RULES, POINT, interval_variables
 from . import intervals
 
 
@@ -67,11 +66,17 @@ def bounds_bytes(accounting, plan, hooks, float_dtype: str) -> int:
     every ``*ttft`` the frontier (``hooks``) writes, for the size check before computing."""
     if interval_table(accounting)[0] is None:
         return 0
-    points = math.prod(len(plan.coords[d][0]) for d in AXES_OF_POINTS)
+    points = math.prod(len(plan.coords[d][0]) for d in POINT)
     per_point = 2 * len(("step_time", "throughput_per_gpu"))
     ttfts = [v for v in hooks.variables if v.name.endswith("ttft")]
-    per_point += sum(2 * math.prod(len(hooks.dims[d][0]) for d in v.dims[len(AXES_OF_POINTS) :]) for v in ttfts)
+    per_point += sum(2 * math.prod(len(hooks.dims[d][0]) for d in v.dims[len(POINT) :]) for v in ttfts)
     return points * per_point * np.dtype(float_dtype).itemsize
+
+
+def bounds_counter(accounting):
+    """``derived_bytes(plan, hooks, float_dtype)`` for ``engine.run.run``: the bytes of the bounds
+    ``interval_writer(accounting, ...)`` will add (the sweep's size check counts them)."""
+    return lambda plan, hooks, float_dtype: bounds_bytes(accounting, plan, hooks, float_dtype)
 
 
 def interval_writer(accounting, hardware: list[str]):
