@@ -165,8 +165,11 @@ def judge(test: str, argv, call) -> None:
 
 
 def command(test: str, module: str, base, extra, tmp: Path) -> None:
+    """One example run from its own directory ``tmp``: a relative path typed as a value (``out=8``)
+    lands there, not in the repository (the 1,000-example run wrote ``8/`` and ``w/`` beside it)."""
     argv = [*base, *extra]
-    judge(test, argv, lambda: run_main(module, argv, hydra_dir=tmp / "run"))
+    with contextlib.chdir(tmp):
+        judge(test, argv, lambda: run_main(module, argv, hydra_dir=tmp / "run"))
 
 
 @pytest.fixture(scope="module")
