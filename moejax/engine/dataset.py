@@ -11,10 +11,12 @@ Runs of the same sweep take turns through a lock on its parts directory.
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import hashlib
 import math
 import os
+import shutil
 import sys
 import uuid
 from pathlib import Path
@@ -40,6 +42,33 @@ def temp_name(path: Path) -> Path:
     """A hidden temporary next to ``path``, unique to this process and call: concurrent writers
     never share one, and being on the same filesystem, it can be renamed onto ``path`` atomically."""
     return path.with_name(f".{path.name}.{os.getpid()}-{uuid.uuid4().hex[:8]}.tmp")
+
+
+@contextlib.contextmanager
+def disk_full_is_one_line(field: str, path: Path, needed: int):
+    """Turn a write that failed on a full filesystem into one line naming ``field``'s ``path``, the
+    bytes free there and ``needed``, the variables' bytes before compression (a file adds its
+    attributes, tens of kB). netCDF hides ENOSPC behind "NetCDF: HDF error", so any write error counts
+    as disk full when the filesystem has less free than ``needed`` + 1 MiB; other errors pass through.
+
+    >>> try:
+    ...     with disk_full_is_one_line("out", Path("/no/such/dir/x.nc"), 10**30):  # more than any disk has free
+    ...         raise RuntimeError("NetCDF: HDF error")
+    ... except SpecError as e:
+    ...     print(str(e).split(" (")[0])
+    out = '/no/such/dir/x.nc' is invalid: the disk is full
+    """
+    try:
+        yield
+    except (OSError, RuntimeError) as e:
+        where = next((p for p in (path, *path.parents) if p.exists()), Path("/"))
+        free = shutil.disk_usage(where).free
+        if getattr(e, "errno", None) not in (errno.ENOSPC, errno.EDQUOT) and free >= needed + 2**20:
+            raise
+        raise SpecError(
+            f"{field} = {str(path)!r} is invalid: the disk is full ({free:.3g} bytes free there; the write needs "
+            f"more: its variables alone take about {needed:.3g} bytes before compression, plus attributes)"
+        ) from None
 
 
 def write_part(parts_dir: Path, chunk_id: int, axis: str, positions: slice, results: dict, trailing: dict | None = None) -> None:

@@ -24,7 +24,15 @@ from ..physics.specs import SpecError
 from ..version import __version__
 from . import distributed
 from .config import SweepConfig, check_sizes, grid_source
-from .dataset import assemble, check_output, completed_chunks, estimated_bytes, parts_lock, write_part
+from .dataset import (
+    assemble,
+    check_output,
+    completed_chunks,
+    disk_full_is_one_line,
+    estimated_bytes,
+    parts_lock,
+    write_part,
+)
 from .frontier import sweep_hooks
 from .grid import evaluate_chunks, local_devices, n_chunks
 from .interrupts import safe_points
@@ -96,9 +104,10 @@ class Interrupted(KeyboardInterrupt):
     """Ctrl-C (or SIGTERM) during a sweep; the message says how many chunks were kept, and where."""
 
 
-def check_size(cfg: SweepConfig, plan: SweepPlan, hooks, derived_bytes=None) -> None:
+def check_size(cfg: SweepConfig, plan: SweepPlan, hooks, derived_bytes=None) -> int:
     """Refuse, before computing, a dataset larger than ``max_output_bytes`` (uncompressed), the
-    frontier's variables (``hooks``) and those ``derived_bytes(plan, hooks, float_dtype)`` counts included."""
+    frontier's variables (``hooks``) and those ``derived_bytes(plan, hooks, float_dtype)`` counts included;
+    returns the estimate (bytes)."""
     limit = cfg.max_output_bytes
     size = estimated_bytes(plan.coords, "f8" if cfg.precision == "float64" else "f4", cfg.keep_partitions, cfg.sensitivities)
     points = math.prod(len(plan.coords[d][0]) for d in AXES_OF_POINTS)
@@ -117,6 +126,7 @@ def check_size(cfg: SweepConfig, plan: SweepPlan, hooks, derived_bytes=None) -> 
             f"{size / 1e9:.3g} GB ({cells:.3g} cells, before compression); raise the limit "
             f"(max_output_bytes={size * 1.1:.2g}) or shrink the grid"
         )
+    return size
 
 
 def run(cfg: SweepConfig, out: Path, derive=None, derived_bytes=None) -> Path | None:
@@ -149,7 +159,7 @@ def _run(cfg: SweepConfig, out: Path, derive, derived_bytes) -> Path | None:
     parts_dir = Path(cfg.parts_dir) / digest
     dtype = np.float64 if cfg.precision == "float64" else np.float32
     hooks = sweep_hooks(plan.frontier, plan.accounting, dtype, cfg.max_chunk_evaluations, "f8" if dtype == np.float64 else "f4")
-    check_size(cfg, plan, hooks, derived_bytes)
+    size = check_size(cfg, plan, hooks, derived_bytes)
     total = n_chunks(plan.inputs, hooks.max_evaluations)
     overwrite = bool(cfg.overwrite)
     with parts_lock(parts_dir) if pid == 0 else contextlib.nullcontext():  # other processes: process 0's share
@@ -158,7 +168,7 @@ def _run(cfg: SweepConfig, out: Path, derive, derived_bytes) -> Path | None:
                 check_output(out, overwrite)  # again: a run this one waited for may have written it
             written = _evaluate(cfg, plan, hooks, parts_dir, total, pid, n_proc, devices)
             if written:
-                _assemble(cfg, plan, hooks, parts_dir, total, out, text, specs, derive, overwrite)
+                _assemble(cfg, plan, hooks, parts_dir, total, out, text, specs, derive, overwrite, size)
         except KeyboardInterrupt:
             kept = len(list(parts_dir.glob("part-*.nc")))
             raise Interrupted(f"{kept} of {total} chunks kept in {parts_dir}; rerun the same command to resume") from None
@@ -212,7 +222,8 @@ def _evaluate(cfg, plan: SweepPlan, hooks, parts_dir: Path, total: int, pid: int
             extra=hooks.extra,
         ):
             mask_missing_baselines(plan, axis, positions, results)
-            write_part(parts_dir, cid, axis, positions, results, hooks.trailing)
+            with disk_full_is_one_line("parts_dir", parts_dir, sum(np.asarray(v).nbytes for v in results.values())):
+                write_part(parts_dir, cid, axis, positions, results, hooks.trailing)
             bar.update(1)
             bar.set_postfix_str(
                 f"{per_chunk * (bar.n - len(done)) / (time.perf_counter() - start):.3g} evaluations/s", refresh=not quiet
@@ -224,7 +235,17 @@ def _evaluate(cfg, plan: SweepPlan, hooks, parts_dir: Path, total: int, pid: int
 
 
 def _assemble(
-    cfg, plan: SweepPlan, hooks, parts_dir: Path, total: int, out: Path, text: str, specs: str, derive, overwrite: bool
+    cfg,
+    plan: SweepPlan,
+    hooks,
+    parts_dir: Path,
+    total: int,
+    out: Path,
+    text: str,
+    specs: str,
+    derive,
+    overwrite: bool,
+    size: int,
 ) -> None:
     missing = set(range(total)) - completed_chunks(parts_dir, owned=set())
     if missing:
@@ -265,19 +286,20 @@ def _assemble(
                 d(nc)
                 pending.check()
 
-        assemble(
-            out,
-            parts_dir,
-            plan.coords,
-            plan.row_map,
-            attrs,
-            float_dtype,
-            plan.inputs.partitions if cfg.keep_partitions else None,
-            extra=[baseline, *hardware_numbers],
-            sensitivities=cfg.sensitivities,
-            derive=derive_all,
-            extra_dims=hooks.dims,
-            extra_vars=hooks.variables,
-            overwrite=overwrite,
-            checkpoint=pending.check,
-        )
+        with disk_full_is_one_line("out", out, size):  # size: check_size's estimate, before compression
+            assemble(
+                out,
+                parts_dir,
+                plan.coords,
+                plan.row_map,
+                attrs,
+                float_dtype,
+                plan.inputs.partitions if cfg.keep_partitions else None,
+                extra=[baseline, *hardware_numbers],
+                sensitivities=cfg.sensitivities,
+                derive=derive_all,
+                extra_dims=hooks.dims,
+                extra_vars=hooks.variables,
+                overwrite=overwrite,
+                checkpoint=pending.check,
+            )
