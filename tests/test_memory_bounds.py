@@ -1,7 +1,7 @@
 """Memory is bounded before it grows (issue 20): the inputs that used to allocate gigabytes before
 any check are refused in one line with the process's peak resident memory under 1 GB, and
 ``keep_partitions`` assembly does not grow with the number of contexts. Each case is a fresh
-``python -m`` process (``tests/peak_rss.py`` reports its peak RSS; Linux ``getrusage``).
+``python -m`` process (``tests/peak_rss.py`` reports its peak RSS, Linux ``VmHWM``).
 
 Measured before the fixes (the issue's trial): ``grid.interactivity.count=300000000`` 3 GB in 13 s;
 ten multipliers on seven ``grid.hardware_space`` fields 3 GB after 312 s; a 1 KB YAML alias bomb
