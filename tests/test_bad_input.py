@@ -561,6 +561,7 @@ def test_bad_grid_lists_in_process(overrides, fragments):
         ("overwrite=-815", "overwrite = -815 is invalid: must be true or false"),  # was read as true
         ("keep_partitions='1'", "keep_partitions = '1' is invalid: must be true or false"),
         ("summary=0", "summary = 0 is invalid: must be true or false"),
+        ("sensitivities='0'", "sensitivities = '0' is invalid: must be true or false"),  # the issue's own example
     ],
 )
 def test_flags_must_be_booleans(override, line):
