@@ -454,20 +454,11 @@ def study_serving(run_dir: Path) -> tuple[int, str]:
         "notes",
     ]
     consts = "; ".join(f"{k} = {v:.4g}" for k, v in fit["constants"]["all"].items())
+    evaluated = lambda label, r: [label, str(r["evaluated"]), _stat(r["median_abs_log_ratio"]), _stat(r["p90_abs_log_ratio"])]  # noqa: E731
     stats = [
-        ["sol (peak, no overheads)", str(sol["evaluated"]), _stat(sol["median_abs_log_ratio"]), _stat(sol["p90_abs_log_ratio"])],
-        [
-            "realistic (the default; fitted on other data: out of sample)",
-            str(real["evaluated"]),
-            _stat(real["median_abs_log_ratio"]),
-            _stat(real["p90_abs_log_ratio"]),
-        ],
-        [
-            "layered as released (fitted on these points under the previous physics)",
-            str(layered["evaluated"]),
-            _stat(layered["median_abs_log_ratio"]),
-            _stat(layered["p90_abs_log_ratio"]),
-        ],
+        evaluated("sol (peak, no overheads)", sol),
+        evaluated("realistic (the default; fitted on other data: out of sample)", real),
+        evaluated("layered as released (fitted on these points under the previous physics)", layered),
         [
             "layered refitted, in-sample",
             str(fit["n_points"]),

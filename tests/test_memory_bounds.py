@@ -11,7 +11,6 @@ CPU): each refusal 0.23 GB in about 4 s, ``keep_partitions`` 0.46 GB for 1 and f
 
 from __future__ import annotations
 
-import os
 import re
 import subprocess
 import sys
@@ -19,9 +18,9 @@ import tempfile
 from pathlib import Path
 
 import pytest
+from cli_runs import ROOT, _env
 from test_bad_input import ALIAS_BOMB
 
-ROOT = Path(__file__).resolve().parent.parent
 GB = 1e9
 FIELDS = ("hbm_bw", "hbm_bytes", "flops", "intra_bw", "inter_bw", "intra_latency", "inter_latency")
 pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="peak RSS is read as Linux reports it (kB)")
@@ -35,11 +34,10 @@ def _space(n: int, fields) -> list[str]:
 def peak(tmp_path: Path, module: str, *args: str) -> tuple[subprocess.CompletedProcess, int]:
     """``python -m module args`` in a fresh process run from ``tmp_path``: (the process, its peak RSS
     in bytes); stderr without the report line."""
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "JAX_PLATFORMS": "cpu"}
     proc = subprocess.run(
         [sys.executable, str(ROOT / "tests" / "peak_rss.py"), module, *args],
         cwd=tmp_path,
-        env=env,
+        env=_env(None),  # as every command the tests start: the clone first on the path, CPU only
         capture_output=True,
         text=True,
         timeout=600,
