@@ -22,7 +22,7 @@ from omegaconf import DictConfig
 from omegaconf.errors import OmegaConfBaseException
 
 from .catalogue import CONF_DIR, add_config_dir
-from .engine import distributed, interrupts
+from .engine import distributed, interrupts, peers
 from .physics.errors import one_line
 from .physics.specs import SpecError
 
@@ -68,19 +68,23 @@ def run_command(job: Callable[[Path], str], compilation_cache=None) -> None:
             finally:
                 interrupts.ignore()
     except SpecError as e:
-        print(f"error: {one_line(e)}", file=sys.stderr)
-        remove_if_empty(run_dir)
-        sys.exit(2)
+        _finish(run_dir, f"error: {one_line(e)}", 2)
     except OmegaConfBaseException as e:  # a value read while running: board_power=??? (mandatory, unset)
-        print(f"error: {one_line(hydra_error_line(e))}", file=sys.stderr)
-        remove_if_empty(run_dir)
-        sys.exit(2)
+        _finish(run_dir, f"error: {one_line(hydra_error_line(e))}", 2)
     except KeyboardInterrupt as e:
-        print(f"interrupted: {e}" if str(e) else "interrupted", file=sys.stderr, flush=True)
-        remove_if_empty(run_dir)
-        sys.exit(128 + (interrupts.received() or signal.SIGINT))
+        _finish(run_dir, f"interrupted: {e}" if str(e) else "interrupted", 128 + (interrupts.received() or signal.SIGINT))
+    _finish(run_dir, report, 0)
+
+
+def _finish(run_dir: Path, message: str, code: int) -> None:
+    """Print the command's one message (its report on stdout, else on stderr) and exit with ``code``;
+    in a multi-process run the peers hear of it first (``engine.peers``)."""
     remove_if_empty(run_dir)
-    print(report)
+    peers.end(code)
+    print(message, file=sys.stderr if code else sys.stdout, flush=True)
+    peers.leave(code)
+    if code:
+        sys.exit(code)
 
 
 def _resolve_overrides(cfg: DictConfig) -> None:

@@ -151,3 +151,34 @@ def test_unknown_nested_keys_and_bad_design_space_values_are_refused():
         bad = {**plain, "grid": {**plain["grid"], "hardware_space": {field: values}}}
         with pytest.raises(SpecError, match=rf"^grid\.hardware_space\.{field} = "):
             build(bad)
+
+
+def test_design_space_matches_one_accelerator_at_a_time():
+    """``plan.design_space`` builds the crossed accelerators array-wise; the slow reference is the
+    per-point construction it replaced (``dataclasses.replace`` on each catalogue entry, one
+    combination at a time, last field fastest): the same leaves bit for bit, the same names."""
+    import itertools
+
+    import numpy as np
+
+    from moejax.catalogue import load_hardware
+
+    names = ["h100-sxm", "gb200-nvl72"]
+    hardware = [load_hardware(n) for n in names]
+    space = {"hbm_bw": [0.5, 2.0], "flops": [1.0, 1.5, 3.0], "island_size": [4, 72]}  # declaration order
+    stacked, labels = plan_module.design_space(hardware, names, HardwareSpace(**{k: tuple(v) for k, v in space.items()}))
+    expected, expected_labels = [], []
+    for hw, name in zip(hardware, names):
+        for combo in itertools.product(*space.values()):
+            changes, tags = {}, []
+            for field, value in zip(space, combo):
+                leaves, tag = HARDWARE_SPACE[field]
+                changes.update({leaf: float(value) if tag else getattr(hw, leaf) * value for leaf in leaves})
+                tags.append(f"{tag}={value:g}" if tag else f"{field}x{value:g}")
+            expected.append(dataclasses.replace(hw, **changes))
+            expected_labels.append("|".join([name, *tags]))
+    assert labels == expected_labels and len(labels) == 24
+    for f in dataclasses.fields(HardwareSpec):
+        want = np.array([float(getattr(e, f.name)) for e in expected])
+        np.testing.assert_array_equal(np.asarray(getattr(stacked, f.name)), want, err_msg=f.name)
+    assert plan_module.design_space(hardware, names, None)[1] == names  # no space: the catalogue entries

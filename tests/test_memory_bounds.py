@@ -5,9 +5,11 @@ any check are refused in one line with the process's peak resident memory under 
 
 Measured before the fixes (the issue's trial): ``grid.interactivity.count=300000000`` 3 GB in 13 s;
 ten multipliers on seven ``grid.hardware_space`` fields 3 GB after 312 s; a 1 KB YAML alias bomb
-past 2 GB; ``keep_partitions`` 2.5 / 3.6 / 5.6 GB for 1 / 3 / 6 contexts. On 2026-12-07 (2-core
-CPU): each refusal 0.23 GB in about 4 s, ``keep_partitions`` 0.46 GB for 1 and for 6 contexts. (A
-60×60×60 ``grid.hardware_space`` is neither refused nor fast yet: not tested here.)"""
+past 2 GB; ``keep_partitions`` 2.5 / 3.6 / 5.6 GB for 1 / 3 / 6 contexts; a 60×60×60
+``grid.hardware_space`` still planning after 11 min at 1.7 GB (one accelerator spec at a time). On
+2026-12-07 (2-core CPU): each refusal 0.23 GB in about 4 s, ``keep_partitions`` 0.46 GB for 1 and
+for 6 contexts; the 60×60×60 space planned and refused by its size (2.05 GB of dataset against a
+1 GB limit) in 6 s at 0.75 GB."""
 
 from __future__ import annotations
 
@@ -55,8 +57,13 @@ def peak(tmp_path: Path, module: str, *args: str) -> tuple[subprocess.CompletedP
         ("moejax.sweep", ["+grid=quick", "grid.interactivity.count=300000000"], "grid.interactivity.count = 300000000"),
         ("moejax.sweep", ["+grid=quick", *_space(10, FIELDS)], "(2e+07 accelerators) is invalid"),
         ("moejax.validate", ["measurements={tmp}/bomb.yaml", "out=v"], "node count = more than 1000000"),
+        (  # 216,000 accelerators: planned array-wise in seconds, then refused by the exact size estimate
+            "moejax.sweep",
+            ["+grid=quick", *_space(60, FIELDS[:3]), "max_output_bytes=1e9"],
+            "its dataset would take about 2.05 GB",
+        ),
     ],
-    ids=["interactivity", "hardware-space-10x7", "yaml-alias-bomb"],
+    ids=["interactivity", "hardware-space-10x7", "yaml-alias-bomb", "hardware-space-60x60x60"],
 )
 def test_refused_in_one_line_under_a_gigabyte(module, args, fragment, tmp_path):
     (tmp_path / "bomb.yaml").write_text(ALIAS_BOMB)

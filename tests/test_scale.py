@@ -90,8 +90,9 @@ def test_a_dead_process_leaves_parts_and_a_rerun_completes(single, tmp_path):
     while time.time() < deadline and not list(parts.glob("*/part-*1.nc")) + list(parts.glob("*/part-*3.nc")):
         time.sleep(0.01)
     procs[1].send_signal(signal.SIGKILL)  # process 1 dies after writing an odd chunk
-    procs[0].wait(timeout=120)
-    assert procs[0].returncode != 0 and not (tmp_path / "x.nc").exists()
+    _, err = procs[0].communicate(timeout=120)
+    assert procs[0].returncode == 2 and not (tmp_path / "x.nc").exists()
+    assert_one_line(err, "error: distributed: process 1 of 2 stopped unexpectedly", "process 0 stops too")
     written = {int(p.stem.split("-")[1]) for p in parts.glob("*/part-*.nc")}
     assert set(range(0, 16, 2)) <= written and len(written) < 16  # process 0 finished its share
     run_here(args[2:], tmp_path)  # one process: completes only the missing chunks
@@ -106,6 +107,51 @@ def test_a_dead_process_leaves_parts_and_a_rerun_completes(single, tmp_path):
     )
     with xr.open_dataset(tmp_path / "x.nc") as a, xr.open_dataset(tmp_path / "clean.nc") as b:
         assert a.identical(b)
+
+
+def assert_one_line(err: str, *parts: str) -> None:
+    """``err`` (a process's stderr) ends in one moejax line holding ``parts``: no traceback, no C++
+    stack from JAX's runtime (its abort when a peer goes), nothing after the line."""
+    lines = [line for line in err.strip().splitlines() if not line.startswith("moejax: process")]
+    assert lines and all(p in lines[-1] for p in parts), err[-3000:]
+    assert "Traceback" not in err and "Check failure" not in err and "Terminating process" not in err, err[-3000:]
+
+
+@pytest.mark.parametrize("how, victim", [("kill", 0), ("kill", 2), ("stop", 1), ("interrupt", 1)])
+def test_a_lost_peer_is_one_line_on_every_survivor(how, victim, tmp_path):
+    """Three processes; one is killed (the coordinator, or another rank, which process 0 reports to
+    the third), stopped (silent: found by its missing beats) or interrupted (its own line, exit 130).
+    Every survivor ends within seconds in one line naming the rank, exit 2, never the runtime's abort."""
+    contexts = "[" + ",".join(str(1024 * (i + 1)) for i in range(16)) + "]"
+    parts, port = tmp_path / "parts", free_port()
+    args = ["distributed=env", "distributed.timeout_s=10", f"grid.contexts={contexts}", "max_chunk_evaluations=1"]
+    procs = [start([*args, f"parts_dir={parts}", f"out={tmp_path / 'x.nc'}"], tmp_path, pid, 3, port) for pid in range(3)]
+    deadline = time.time() + 120
+    while time.time() < deadline and not list(parts.glob("*/part-*.nc")):
+        time.sleep(0.01)
+    procs[victim].send_signal({"kill": signal.SIGKILL, "stop": signal.SIGSTOP, "interrupt": signal.SIGINT}[how])
+    t0 = time.time()
+    try:
+        for pid, proc in enumerate(procs):
+            if pid == victim and how != "interrupt":
+                continue
+            _, err = proc.communicate(timeout=60)
+            if pid == victim:  # interrupted: its own line
+                assert proc.returncode == 130, err[-3000:]
+                assert_one_line(err, "interrupted:", "rerun the same command to resume")
+                continue
+            why = {
+                "kill": "stopped unexpectedly",
+                "stop": "stopped answering for 5 s",
+                "interrupt": "stopped with exit code 130",
+            }[how]
+            assert proc.returncode == 2, err[-3000:]
+            assert_one_line(err, f"error: distributed: process {victim} of 3 {why}", f"process {pid} stops too")
+        assert time.time() - t0 < 30  # the runtime's own heartbeat timeout is 10 s; ours is immediate or 5 s
+    finally:
+        for proc in procs:
+            proc.kill()
+    assert not (tmp_path / "x.nc").exists()
 
 
 @pytest.mark.parametrize("case", ["wrong_count", "no_coordinator", "mismatched_configs"])

@@ -199,20 +199,25 @@ def check_writable(field: str, directory: Path, shown: Path | None = None) -> No
     ``directory``). Checked by creating and removing a probe file; directories created for the
     probe are removed again. The one writability check of every command's outputs."""
     shown = directory if shown is None else shown
-    if directory.exists() and not directory.is_dir():
+    if directory.is_file():
         raise SpecError(f"{field} = '{shown}' is invalid: '{directory}' is a file, not a directory")
-    missing = [d for d in [directory, *directory.parents] if not d.exists()]
-    try:
-        directory.mkdir(parents=True, exist_ok=True)
-        probe = temp_name(directory / "probe")
-        probe.touch()
-        probe.unlink()
-    except OSError as e:
-        raise SpecError(f"{field} = '{shown}' is invalid: cannot write there ({e.strerror or e})") from None
-    finally:
-        for d in missing:
-            with contextlib.suppress(OSError):
-                d.rmdir()
+    for attempt in range(5):  # a concurrent check (another process of the run) may remove a directory it created
+        missing = [d for d in [directory, *directory.parents] if not d.exists()]
+        try:
+            directory.mkdir(parents=True, exist_ok=True)
+            probe = temp_name(directory / "probe")
+            probe.touch()
+            probe.unlink()
+            return
+        except (FileNotFoundError, FileExistsError) as e:
+            if attempt == 4:
+                raise SpecError(f"{field} = '{shown}' is invalid: cannot write there ({e.strerror or e})") from None
+        except OSError as e:
+            raise SpecError(f"{field} = '{shown}' is invalid: cannot write there ({e.strerror or e})") from None
+        finally:
+            for d in missing:
+                with contextlib.suppress(OSError):
+                    d.rmdir()
 
 
 def check_output(out: Path, overwrite: bool, field: str = "out") -> None:

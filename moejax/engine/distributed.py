@@ -8,6 +8,7 @@ that dies leaves the others' parts on disk; rerunning completes only the missing
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import math
 import socket
@@ -18,6 +19,7 @@ import jax
 import numpy as np
 
 from ..physics.specs import SpecError
+from . import peers
 
 
 def initialize(dist) -> tuple[int, int]:
@@ -45,10 +47,15 @@ def initialize(dist) -> tuple[int, int]:
         if not dist.coordinator:
             raise SpecError("distributed.coordinator is missing: give host:port of process 0")
         _address(dist.coordinator)
-        _rendezvous(dist.coordinator, n, pid, _timeout(dist.timeout_s))
+        peers.watch(pid, n, _rendezvous(dist.coordinator, n, pid, _timeout(dist.timeout_s)), dist.timeout_s)
         print(f"moejax: process {pid} of {n} joining {dist.coordinator} (timeout {dist.timeout_s} s)", file=sys.stderr)
     jax.config.update("jax_cpu_collectives_implementation", "gloo")
-    kwargs = {} if dist.auto else {"coordinator_address": dist.coordinator, "num_processes": n, "process_id": pid}
+    # its SIGTERM handler would replace engine.interrupts' and swallow the signal (the run went on)
+    jax.config.update("jax_enable_preemption_service", False)
+    kwargs = {}
+    if not dist.auto:  # the others reach process 0's coordination service through a relay (engine.peers)
+        coordinator = dist.coordinator if pid == 0 or n == 1 else peers.relay(*_address(dist.coordinator))
+        kwargs = {"coordinator_address": coordinator, "num_processes": n, "process_id": pid}
     try:
         seconds = max(1, math.ceil(dist.timeout_s))
         jax.distributed.initialize(
@@ -83,40 +90,47 @@ def _address(address) -> tuple[str, int]:
     return host, int(port)
 
 
-def _rendezvous(address: str, n: int, pid: int, timeout_s: float) -> None:
+def _rendezvous(address: str, n: int, pid: int, timeout_s: float) -> dict[int, socket.socket]:
     """Every process checks in with process 0 before any of them starts JAX's runtime: process 0
     listens on the coordinator port until the other ``n - 1`` have sent their ids (else one line
-    naming the missing ids after ``timeout_s``), then answers ``go`` and frees the port for JAX's
-    coordination service. A process other than 0 fails with one line if nobody listens within
-    ``timeout_s`` or process 0 gives up."""
+    naming the missing ids after ``timeout_s``), then answers ``go <port>`` and frees the port for
+    JAX's coordination service. A process other than 0 fails with one line if nobody listens within
+    ``timeout_s`` or process 0 gives up. Each then connects to ``<port>``, where process 0 keeps a
+    socket to it for the whole run (``engine.peers``): the sockets by peer rank are returned."""
     if n == 1:
-        return
+        return {}
     if pid == 0:
-        _gather(address, n, timeout_s)
-        return
+        return _gather(address, n, timeout_s)
     conn = _connect(address, timeout_s)
     with conn:
         conn.sendall(f"{pid}\n".encode())
         conn.settimeout(2 * timeout_s + 5)
         try:
-            reply = conn.recv(16)
+            reply = conn.recv(32).decode(errors="replace").split()
         except OSError:
-            reply = b""
-    if reply != b"go\n":
+            reply = []
+    if len(reply) != 2 or reply[0] != "go" or not reply[1].isdigit():
         raise SpecError(
             f"distributed.coordinator = {address!r}: process 0 did not start the run "
             f"({'refused process id ' + str(pid) if reply else 'it gave up or exited'}; see its error)"
         )
+    watch = _connect(f"{_address(address)[0]}:{reply[1]}", timeout_s)
+    watch.settimeout(None)
+    watch.sendall(f"{pid}\n".encode())
     _connect(address, timeout_s).close()  # JAX's coordination service is up on the same port
+    return {0: watch}
 
 
-def _gather(address: str, n: int, timeout_s: float) -> None:
+def _listener(port: int) -> socket.socket:
+    if socket.has_dualstack_ipv6():
+        return socket.create_server(("", port), family=socket.AF_INET6, dualstack_ipv6=True)
+    return socket.create_server(("", port))
+
+
+def _gather(address: str, n: int, timeout_s: float) -> dict[int, socket.socket]:
     _, port = _address(address)
     try:
-        if socket.has_dualstack_ipv6():
-            server = socket.create_server(("", port), family=socket.AF_INET6, dualstack_ipv6=True)
-        else:
-            server = socket.create_server(("", port))
+        server = _listener(port)
     except OSError as e:
         raise SpecError(
             f"distributed.coordinator = {address!r} is invalid: process 0 cannot listen on port {port} ({e.strerror})"
@@ -150,14 +164,46 @@ def _gather(address: str, n: int, timeout_s: float) -> None:
                 conn.close()
                 continue
             joined[other] = conn
+    watch = _listener(0)  # the peers' channel for the whole run, on a port of its own
     for conn in joined.values():  # the listener is closed: JAX may bind the port
-        conn.sendall(b"go\n")
+        conn.sendall(f"go {watch.getsockname()[1]}\n".encode())
     for conn in joined.values():
         with conn:
             try:
                 conn.recv(1)  # the other side closes first: no TIME_WAIT on the coordinator port here
             except OSError:
                 pass
+    return _accept_peers(watch, n, time.monotonic() + timeout_s)
+
+
+def _accept_peers(server: socket.socket, n: int, deadline: float) -> dict[int, socket.socket]:
+    """The other processes' sockets on the peers' channel, by rank (each sends its id first)."""
+    conns: dict[int, socket.socket] = {}
+    with server:
+        server.settimeout(0.2)
+        while len(conns) < n - 1:
+            if time.monotonic() > deadline:
+                missing = sorted(set(range(1, n)) - set(conns))
+                raise SpecError(
+                    f"distributed: processes {', '.join(map(str, missing[:10]))} checked in but did not "
+                    "open the peers' channel (did they exit? see their errors)"
+                )
+            try:
+                conn, _ = server.accept()
+            except TimeoutError:
+                continue
+            conn.settimeout(5.0)
+            try:
+                other = int(conn.recv(16).decode().strip())
+            except (OSError, ValueError):
+                conn.close()
+                continue
+            if not 0 < other < n or other in conns:
+                conn.close()
+                continue
+            conn.settimeout(None)
+            conns[other] = conn
+    return conns
 
 
 def _connect(address: str, timeout_s: float) -> socket.socket:
@@ -181,8 +227,9 @@ def check_same_config(digest: str) -> None:
     from jax.experimental import multihost_utils
 
     mine = np.frombuffer(hashlib.sha256(digest.encode()).digest()[:8], dtype=np.int32)
-    ours = multihost_utils.broadcast_one_to_all(mine)
-    same = multihost_utils.process_allgather(np.array([np.array_equal(np.asarray(ours), mine)]))
+    with _peer_lost_is_one_line():
+        ours = multihost_utils.broadcast_one_to_all(mine)
+        same = multihost_utils.process_allgather(np.array([np.array_equal(np.asarray(ours), mine)]))
     if not np.all(same):
         bad = [i for i, ok in enumerate(np.asarray(same).ravel()) if not ok]
         raise SpecError(
@@ -194,4 +241,15 @@ def check_same_config(digest: str) -> None:
 def barrier(name: str) -> None:
     from jax.experimental import multihost_utils
 
-    multihost_utils.sync_global_devices(name)
+    with _peer_lost_is_one_line():
+        multihost_utils.sync_global_devices(name)
+
+
+@contextlib.contextmanager
+def _peer_lost_is_one_line():
+    """A collective fails at once (gloo: connection closed by peer) when a process stops: that is
+    the peer watcher's one line (``engine.peers``), never a traceback."""
+    try:
+        yield
+    except jax.errors.JaxRuntimeError as e:
+        raise peers.wait_for_loss(e) from None

@@ -22,7 +22,7 @@ from tqdm import tqdm
 from ..catalogue import HARDWARE_FIELDS
 from ..physics.specs import SpecError
 from ..version import __version__
-from . import distributed
+from . import distributed, peers
 from .config import SweepConfig, check_sizes, grid_source
 from .dataset import (
     assemble,
@@ -231,6 +231,7 @@ def _evaluate(cfg, plan: SweepPlan, hooks, parts_dir: Path, total: int, pid: int
             pending.check()  # Ctrl-C stops here, between two written parts
     if n_proc > 1:
         distributed.barrier("moejax: all parts written")
+        peers.peers_done()
     return pid == 0  # process 0 assembles the dataset
 
 

@@ -92,18 +92,17 @@ def economics_arrays(hw_names: list[str], overrides) -> dict[str, np.ndarray]:
                 )
             if not _positive_number(value):
                 raise SpecError(f"grid.economics.{field}.{name} = {value!r} is invalid: a positive number")
-    out = {f: [] for f in ECONOMICS_FIELDS}
-    for base in bases:
+    unique, index = np.unique(np.array(bases), return_inverse=True)  # one catalogue read per accelerator
+    out = {f: np.full(len(unique), np.nan) for f in ECONOMICS_FIELDS}
+    for u, base in enumerate(unique.tolist()):
         given = {f: (overrides.get(f) or {}).get(base) for f in ECONOMICS_FIELDS}
         entry = hardware_entry(base)
         if all(entry.get(f) is not None or given[f] is not None for f in ECONOMICS_FIELDS):
             econ = hardware_economics(base, **given)
-            values = {f: getattr(econ, f) for f in ECONOMICS_FIELDS}
-        else:  # a hardware file without economics (not a catalogue entry): no cost, not an error
-            values = {f: np.nan for f in ECONOMICS_FIELDS}
-        for f in ECONOMICS_FIELDS:
-            out[f].append(values[f])
-    return {f: np.array(v, dtype=np.float64) for f, v in out.items()}
+            for f in ECONOMICS_FIELDS:
+                out[f][u] = getattr(econ, f)
+        # else: a hardware file without economics (not a catalogue entry): no cost (NaN), not an error
+    return {f: v[index.reshape(-1)] for f, v in out.items()}
 
 
 ECONOMICS_VARIABLES = {f: f"hw_{f}" for f in ECONOMICS_FIELDS}  # field -> registered name (engine/variables.py)
