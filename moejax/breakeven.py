@@ -21,7 +21,7 @@ from .analysis.breakeven import REASONS, solve, summary_json, to_dataset
 from .catalogue import CONF_DIR
 from .cli import grid_job, one_line_errors
 from .engine.config import SweepConfig
-from .engine.dataset import publish, temp_name
+from .engine.dataset import disk_full_is_one_line, publish, temp_name
 from .engine.interrupts import deferred
 from .engine.plan import build_plan, grid_accounting, partition_space_json, partition_space_note
 from .schema import register
@@ -59,7 +59,7 @@ def run(cfg: SweepConfig, out_path: Path) -> str:
     out_path.parent.mkdir(parents=True, exist_ok=True)
     tmp = temp_name(out_path)
     try:
-        with deferred():  # no signal raises inside HDF5
+        with disk_full_is_one_line("out", out_path, ds.nbytes), deferred():  # no signal raises inside HDF5
             ds.to_netcdf(tmp, engine="netcdf4")
         publish(tmp, out_path, bool(cfg.overwrite))
     finally:

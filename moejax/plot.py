@@ -54,7 +54,7 @@ from matplotlib.patches import Patch
 from .analysis.qs import qs_columns
 from .analysis.roofline import model_rows
 from .analysis.summary import best_per_point, check_sweep, context_label, flag_meanings
-from .engine.dataset import check_writable
+from .engine.dataset import check_writable, whole_outputs
 from .engine.variables import QS
 from .figures import roofline, sensitivity
 from .figures.frontier import plot_frontier
@@ -486,7 +486,8 @@ def main(argv=None) -> int:
         with opened as ds:
             check_sweep(ds, args.dataset)
             sel = default_selection(ds, args.model, args.hardware, args.num_gpus, args.kappa)
-            result = make_plots(ds, out, **sel)
+            with whole_outputs("out", out):  # no half-written figure; a full disk is one line
+                result = make_plots(ds, out, **sel)
     except SpecError as e:
         print(f"error: {one_line(e)}", file=sys.stderr)
         return 2

@@ -21,7 +21,7 @@ from pathlib import Path
 import xarray as xr
 
 from .analysis.summary import check_sweep
-from .engine.dataset import temp_name
+from .engine.dataset import disk_full_is_one_line, temp_name
 from .figures.report import build_html, read_validation
 from .physics.specs import SpecError
 
@@ -59,7 +59,8 @@ def write_report(dataset: Path, out: Path, overwrite: bool = False, validation: 
         page = build_html(ds.load(), dataset.name, rows)
     tmp = temp_name(out)
     try:
-        tmp.write_text(page, encoding="utf-8")
+        with disk_full_is_one_line("out", out, len(page.encode())):
+            tmp.write_text(page, encoding="utf-8")
         os.replace(tmp, out)
     finally:
         tmp.unlink(missing_ok=True)

@@ -44,7 +44,7 @@ from .analysis.validation import benchmarks, intervals, serving_fit, serving_rep
 from .analysis.validation.fit import write_text
 from .catalogue import CONF_DIR, ROOT, available, load_accounting
 from .cli import one_line_errors, path_value, run_command
-from .engine.dataset import check_writable
+from .engine.dataset import check_writable, whole_outputs
 from .physics.kernels import KERNEL_CLASSES
 from .physics.specs import SpecError
 
@@ -177,7 +177,9 @@ def serving_job(cfg: DictConfig, path: Path, name: str, acc, out: Path, write: P
         itable, coverage = serving_report.interval_fit(cases, res.cv, str(cfg.measurements))
         base = yaml.safe_load((CONF_DIR / "accounting" / f"{name}.yaml").read_text())
         write = write_text(
-            write or out / "realistic.yaml", serving_fit.accounting_yaml(res, base, str(cfg.measurements), stats, itable)
+            write or out / "realistic.yaml",
+            serving_fit.accounting_yaml(res, base, str(cfg.measurements), stats, itable),
+            "calibration.write" if write else "out",
         )
         rec["fit"] = {"constants": res.constants, "cv": cv, "coverage": coverage, "wrote": str(write)}
         text += "\n" + serving_report.cv_report(res, cases) + "\n" + serving_report.coverage_report(coverage)
@@ -209,40 +211,48 @@ def main(cfg: DictConfig) -> None:
         check_writable("out", out)  # before computing
         if write:
             check_writable("calibration.write", write.parent, shown=write)
-        if silicon.is_silicon_csv(path):
-            return serving_job(cfg, path, name, acc, out, write)
-        if settings is not None:
-            check_fixed_costs_once("calibration.free", settings.free, name, acc)
-        entries = val.load_measurements(path)
-        points, not_expressible, skipped = val.resolve_all(entries, cfg.strict)
-        ev = val.evaluate(points, acc)
-        index, cases = benchmarks.measurement_cases(points, ev.variant)
-        served = benchmarks.predict(cases, acc) if cases else {"ttft": [], "feasible": []}
-        ttft = {points[i].measurement.id: float(t) if ok else None for i, t, ok in zip(index, served["ttft"], served["feasible"])}
-        record = val.summary(len(entries), ev, not_expressible, skipped, ttft)
-        text = val.report(f"validation of {path} at accounting={name}", ev, not_expressible, skipped, ttft)
-        itable = intervals.load(name)
-        fields, (inside, n_in) = intervals.for_points(itable, ev)
-        for i, e in fields.items():
-            record["predicted"][i].update(e)
-        if itable is not None:
-            record["interval_coverage"] = {"inside": inside, "n": n_in}
-            text += (
-                f"\n\n80 % intervals (accounting {name}'s table, engine not named; tpot_lo/hi, ttft_lo/hi in the JSON line):"
-                f" the measured figure lies inside for {inside} of {n_in} feasible points"
-            )
-        if settings is not None:
-            res = val.fit(points, acc, settings)
-            prov = val.provenance(res, points, str(cfg.measurements))
-            if not settings.per_family:
-                base = yaml.safe_load((CONF_DIR / "accounting" / f"{name}.yaml").read_text())
-                write = val.write_accounting(write or out / "layered.yaml", res, base, prov)  # a global fit: layered's kind
-            record["fit"] = fit_record(res, points, prov, write)
-            text += "\n" + fit_report(res, points) + (f"\nwrote {write}" if write else "")
-        paths = val.write_outputs(out, ev, record)
-        return "\n".join([text, *(f"wrote {p}" for p in paths), json.dumps(record)])
+        with whole_outputs("out", out):  # CSV, JSON and YAML whole or not at all; a full disk is one line
+            return validate_job(cfg, path, name, acc, out, write, settings)
 
     run_command(job, cfg.get("compilation_cache"))
+
+
+def validate_job(cfg, path: Path, name: str, acc, out: Path, write: Path | None, settings) -> str:
+    """``validate`` on ``path`` (a measurement YAML, or AIConfigurator's silicon CSV: ``serving_job``)
+    at accounting ``name``; outputs in ``out``; the report text (with the JSON line)."""
+    if silicon.is_silicon_csv(path):
+        return serving_job(cfg, path, name, acc, out, write)
+    if settings is not None:
+        check_fixed_costs_once("calibration.free", settings.free, name, acc)
+    entries = val.load_measurements(path)
+    points, not_expressible, skipped = val.resolve_all(entries, cfg.strict)
+    ev = val.evaluate(points, acc)
+    index, cases = benchmarks.measurement_cases(points, ev.variant)
+    served = benchmarks.predict(cases, acc) if cases else {"ttft": [], "feasible": []}
+    ttft = {points[i].measurement.id: float(t) if ok else None for i, t, ok in zip(index, served["ttft"], served["feasible"])}
+    record = val.summary(len(entries), ev, not_expressible, skipped, ttft)
+    text = val.report(f"validation of {path} at accounting={name}", ev, not_expressible, skipped, ttft)
+    itable = intervals.load(name)
+    fields, (inside, n_in) = intervals.for_points(itable, ev)
+    for i, e in fields.items():
+        record["predicted"][i].update(e)
+    if itable is not None:
+        record["interval_coverage"] = {"inside": inside, "n": n_in}
+        text += (
+            f"\n\n80 % intervals (accounting {name}'s table, engine not named; tpot_lo/hi, ttft_lo/hi in the JSON line):"
+            f" the measured figure lies inside for {inside} of {n_in} feasible points"
+        )
+    if settings is not None:
+        res = val.fit(points, acc, settings)
+        prov = val.provenance(res, points, str(cfg.measurements))
+        if not settings.per_family:
+            base = yaml.safe_load((CONF_DIR / "accounting" / f"{name}.yaml").read_text())
+            # a global fit: layered's kind
+            write = val.write_accounting(write or out / "layered.yaml", res, base, prov, "calibration.write" if write else "out")
+        record["fit"] = fit_record(res, points, prov, write)
+        text += "\n" + fit_report(res, points) + (f"\nwrote {write}" if write else "")
+    paths = val.write_outputs(out, ev, record)
+    return "\n".join([text, *(f"wrote {p}" for p in paths), json.dumps(record)])
 
 
 if __name__ == "__main__":

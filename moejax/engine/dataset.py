@@ -71,6 +71,34 @@ def disk_full_is_one_line(field: str, path: Path, needed: int):
         ) from None
 
 
+@contextlib.contextmanager
+def whole_outputs(field: str, directory: Path, needed: int = 0):
+    """The files a command writes into ``directory`` (flat: CSV, JSON, YAML, PNG, SVG) inside the
+    block appear whole or not at all: if the block fails, every file it created or changed there is
+    removed (and ``directory`` itself if the block created it and left it empty); a full disk is one
+    line naming ``field`` (:func:`disk_full_is_one_line`, ``needed`` bytes)."""
+    existed = directory.is_dir()
+    before = _stamps(directory)
+    try:
+        with disk_full_is_one_line(field, directory, needed):
+            yield
+    except BaseException:
+        for path, stamp in _stamps(directory).items():
+            if before.get(path) != stamp:
+                path.unlink(missing_ok=True)
+        if not existed:
+            with contextlib.suppress(OSError):
+                directory.rmdir()
+        raise
+
+
+def _stamps(directory: Path) -> dict[Path, tuple[int, int]]:
+    """(modification time, size) of each file directly in ``directory``."""
+    if not directory.is_dir():
+        return {}
+    return {p: (st.st_mtime_ns, st.st_size) for p in directory.iterdir() if p.is_file() for st in [p.stat()]}
+
+
 def write_part(parts_dir: Path, chunk_id: int, axis: str, positions: slice, results: dict, trailing: dict | None = None) -> None:
     """Write one chunk's raw results atomically (unique temporary name, then rename). ``trailing``:
     the dimensions after the grid axes of results that have their own (name -> dims). The part

@@ -175,25 +175,30 @@ def dataset(res: CalibrationResult) -> xr.Dataset:
 
 def write_outputs(res: CalibrationResult, out: Path) -> tuple[Path, Path]:
     """``residuals.csv`` and ``calibration.nc`` in ``out``, each written to a temporary name first."""
+    from ...engine.dataset import disk_full_is_one_line  # here: as xarray (startup time)
+
     ds = dataset(res)
     created = not out.exists()
     out.mkdir(parents=True, exist_ok=True)
     csv_path, nc_path = out / "residuals.csv", out / "calibration.nc"
     tmp_csv, tmp_nc = out / ".residuals.csv.tmp", out / ".calibration.nc.tmp"
     try:
-        with open(tmp_csv, "w", newline="") as f:
-            w = csv.writer(f)
-            w.writerow([name for name, _ in RESIDUAL_FIELDS])
-            for row in res.table:
-                w.writerow([row[name].item() for name, _ in RESIDUAL_FIELDS])
-        with deferred():  # no signal raises inside HDF5
-            ds.to_netcdf(tmp_nc, engine="netcdf4")
-    except OSError as e:
+        with disk_full_is_one_line("out", out, ds.nbytes):
+            with open(tmp_csv, "w", newline="") as f:
+                w = csv.writer(f)
+                w.writerow([name for name, _ in RESIDUAL_FIELDS])
+                for row in res.table:
+                    w.writerow([row[name].item() for name, _ in RESIDUAL_FIELDS])
+            with deferred():  # no signal raises inside HDF5
+                ds.to_netcdf(tmp_nc, engine="netcdf4")
+    except BaseException as e:
         for p in (tmp_csv, tmp_nc):
             p.unlink(missing_ok=True)
         if created and not any(out.iterdir()):
             out.rmdir()
-        raise SpecError(f"out = {str(out)!r} is invalid: cannot write there ({e.strerror or e})") from None
+        if isinstance(e, OSError):
+            raise SpecError(f"out = {str(out)!r} is invalid: cannot write there ({e.strerror or e})") from None
+        raise
     os.replace(tmp_csv, csv_path)
     os.replace(tmp_nc, nc_path)
     return csv_path, nc_path

@@ -119,6 +119,8 @@ def write_dataset(out: Path, cfg: dict, plan: dict, results, config_text: str) -
     plain config values; ``config_text``: the config as YAML (recorded in the attrs)."""
     import xarray as xr  # here: components mode and bad input never write a dataset (startup time)
 
+    from ...engine.dataset import disk_full_is_one_line
+
     regs = plan["regimes"]
     dr = ("design", "regime")
     stack = lambda attr: np.stack([getattr(r, attr) for r in results], axis=1)  # noqa: E731
@@ -191,7 +193,7 @@ def write_dataset(out: Path, cfg: dict, plan: dict, results, config_text: str) -
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.parent / f".{out.name}.{os.getpid()}.tmp"
     try:
-        with deferred():  # no signal raises inside HDF5
+        with disk_full_is_one_line("out", out, ds.nbytes), deferred():  # no signal raises inside HDF5
             ds.to_netcdf(tmp)
         os.replace(tmp, out)
     finally:

@@ -314,17 +314,24 @@ def provenance(res: FitResult, points: list[Point], measurements: str) -> dict:
     }
 
 
-def write_accounting(path: Path, res: FitResult, base_yaml: dict, prov: dict) -> Path:
+def write_accounting(path: Path, res: FitResult, base_yaml: dict, prov: dict, field: str = "out") -> Path:
     """Write the fitted accounting YAML (``write_text``)."""
-    return write_text(path, accounting_yaml(res, base_yaml, prov))
+    return write_text(path, accounting_yaml(res, base_yaml, prov), field)
 
 
-def write_text(path: Path, text: str) -> Path:
-    """Write ``text`` to ``path`` atomically: a temporary file beside it, then rename."""
+def write_text(path: Path, text: str, field: str = "out") -> Path:
+    """Write ``text`` to ``path`` atomically: a temporary file beside it (removed if the write
+    fails), then rename; a full disk is one line naming ``field`` (``engine.dataset``)."""
+    from ...engine.dataset import disk_full_is_one_line, temp_name
+
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(text)
-    tmp.replace(path)
+    tmp = temp_name(path)
+    try:
+        with disk_full_is_one_line(field, path, len(text.encode())):
+            tmp.write_text(text)
+        tmp.replace(path)
+    finally:
+        tmp.unlink(missing_ok=True)
     return path
 
 
