@@ -3,7 +3,8 @@
 ``jax.distributed.initialize`` joins the processes (gloo collectives on CPU); each evaluates the
 chunks ``chunk_id % num_processes == process_id`` into the shared parts directory; after a
 barrier, process 0 assembles the dataset, which is then exactly the single-process one. A process
-that dies leaves the others' parts on disk; rerunning completes only the missing chunks.
+that dies leaves the others' parts on disk, and the others stop with one line naming it
+(``engine.peers``); rerunning completes only the missing chunks.
 """
 
 from __future__ import annotations

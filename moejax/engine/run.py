@@ -34,7 +34,7 @@ from .dataset import (
     write_part,
 )
 from .frontier import sweep_hooks
-from .grid import evaluate_chunks, local_devices, n_chunks
+from .grid import chunk_plan, evaluate_chunks, local_devices, n_chunks
 from .interrupts import safe_points
 from .plan import SweepPlan, build_plan, mask_missing_baselines, partition_space_json
 from .workloads import serving_derive
@@ -303,4 +303,5 @@ def _assemble(
                 extra_vars=hooks.variables,
                 overwrite=overwrite,
                 checkpoint=pending.check,
+                split=chunk_plan(plan.inputs.shape, plan.inputs.n_partitions, hooks.max_evaluations),
             )
