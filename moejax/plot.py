@@ -483,11 +483,10 @@ def main(argv=None) -> int:
             raise SpecError(
                 f"dataset = {str(args.dataset)!r} is invalid: not a readable netCDF file ({type(e).__name__})"
             ) from None
-        with opened as ds:
+        with opened as ds, whole_outputs("out", out):  # no half-written figure; a full disk is one line
             check_sweep(ds, args.dataset)
             sel = default_selection(ds, args.model, args.hardware, args.num_gpus, args.kappa)
-            with whole_outputs("out", out):  # no half-written figure; a full disk is one line
-                result = make_plots(ds, out, **sel)
+            result = make_plots(ds, out, **sel)
     except SpecError as e:
         print(f"error: {one_line(e)}", file=sys.stderr)
         return 2
