@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from . import _startup  # noqa: F401  (first: a signal while the rest imports is one line)
 from .api import decode_step, kv_bytes_per_token, param_counts, prefill_step
 from .catalogue import available, dense_baseline, load_hardware, load_model
 from .physics.cost import BOUND_MEANINGS, StepCosts, decode_point, prefill_point

@@ -87,3 +87,36 @@ def test_signals_at_random_moments_end_every_run_cleanly():
 
     results = storm(2, seed=7)
     assert all(ok for ok, _ in results), results
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/maps"), reason="reads the process's mapped libraries (Linux)")
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_a_signal_while_the_command_starts_is_one_line(sig, tmp_path):
+    """Ctrl-C or SIGTERM while ``python -m moejax.sweep`` is still importing (jaxlib loading, seconds
+    before the command's own handling): one line ``interrupted``, exit 128 + the signal, no file.
+    Before: SIGINT was swallowed inside a JAX garbage-collection callback ("Exception ignored ...
+    KeyboardInterrupt") and the run went on to exit 0; SIGTERM killed the process silently (-15)."""
+    import subprocess
+    import sys
+    import time
+
+    from cli_runs import ROOT, _env
+
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "moejax.sweep", "+grid=quick", f"out={tmp_path / 'x.nc'}", f"parts_dir={tmp_path / 'p'}"],
+        cwd=ROOT,
+        env=_env(None),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.time() + 60
+    while time.time() < deadline and proc.poll() is None:  # moejax's package is importing jax: its handler is set
+        with open(f"/proc/{proc.pid}/maps") as maps:
+            if "jaxlib" in maps.read():
+                break
+        time.sleep(0.005)
+    proc.send_signal(sig)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 128 + sig and err.strip() == "interrupted", (proc.returncode, err[-2000:])
+    assert not list(tmp_path.iterdir())

@@ -3,6 +3,7 @@ single-process yardsticks and the rerun that completes a dead process's chunks r
 this process (``cli_runs.run_main``); every multi-process run is its own processes."""
 
 import os
+import select
 import signal
 import socket
 import subprocess
@@ -123,15 +124,19 @@ def test_a_lost_peer_is_one_line_on_every_survivor(how, victim, tmp_path):
     the third), stopped (silent: found by its missing beats) or terminated (SIGTERM right after
     JAX's initialisation: its own line, exit 143; JAX's preemption service, on by default, swallowed
     it there and the run went on).
-    Every survivor ends within seconds in one line naming the rank, exit 2, never the runtime's abort."""
-    contexts = "[" + ",".join(str(1024 * (i + 1)) for i in range(16)) + "]"
+    Every survivor ends within seconds in one line naming the rank, exit 2, never the runtime's abort.
+    48 one-context chunks: the run is still going when the signal lands after its first part."""
+    contexts = "[" + ",".join(str(1024 * (i + 1)) for i in range(48)) + "]"
     parts, port = tmp_path / "parts", free_port()
     args = ["distributed=env", "distributed.timeout_s=10", f"grid.contexts={contexts}", "max_chunk_evaluations=1"]
     procs = [start([*args, f"parts_dir={parts}", f"out={tmp_path / 'x.nc'}"], tmp_path, pid, 3, port) for pid in range(3)]
     if how == "terminate":  # just past JAX's initialisation (its gloo link is up), before any part
-        for line in procs[victim].stdout:
-            if "[Gloo] Rank" in line:
-                break
+        deadline = time.time() + 120
+        while time.time() < deadline:
+            if select.select([procs[victim].stdout], [], [], 1.0)[0]:
+                line = procs[victim].stdout.readline()
+                if not line or "[Gloo] Rank" in line:
+                    break
     else:
         deadline = time.time() + 120
         while time.time() < deadline and not list(parts.glob("*/part-*.nc")):

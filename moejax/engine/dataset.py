@@ -16,8 +16,10 @@ import fcntl
 import hashlib
 import math
 import os
+import random
 import shutil
 import sys
+import time
 import uuid
 from pathlib import Path
 
@@ -65,9 +67,9 @@ def disk_full_is_one_line(field: str, path: Path, needed: int):
         free = shutil.disk_usage(where).free
         if getattr(e, "errno", None) not in (errno.ENOSPC, errno.EDQUOT) and free >= needed + 2**20:
             raise
+        more = f": its variables alone take about {needed:.3g} bytes before compression, plus attributes" if needed else ""
         raise SpecError(
-            f"{field} = {str(path)!r} is invalid: the disk is full ({free:.3g} bytes free there; the write needs "
-            f"more: its variables alone take about {needed:.3g} bytes before compression, plus attributes)"
+            f"{field} = {str(path)!r} is invalid: the disk is full ({free:.3g} bytes free there; the write needs more{more})"
         ) from None
 
 
@@ -94,9 +96,14 @@ def whole_outputs(field: str, directory: Path, needed: int = 0):
 
 def _stamps(directory: Path) -> dict[Path, tuple[int, int]]:
     """(modification time, size) of each file directly in ``directory``."""
-    if not directory.is_dir():
-        return {}
-    return {p: (st.st_mtime_ns, st.st_size) for p in directory.iterdir() if p.is_file() for st in [p.stat()]}
+    stamps = {}
+    with contextlib.suppress(OSError):  # no directory (yet); a file that vanishes is not one to remove
+        for p in directory.iterdir():
+            with contextlib.suppress(OSError):
+                if p.is_file():
+                    st = p.stat()
+                    stamps[p] = (st.st_mtime_ns, st.st_size)
+    return stamps
 
 
 def write_part(parts_dir: Path, chunk_id: int, axis: str, positions: slice, results: dict, trailing: dict | None = None) -> None:
@@ -240,6 +247,7 @@ def check_writable(field: str, directory: Path, shown: Path | None = None) -> No
         except (FileNotFoundError, FileExistsError) as e:
             if attempt == 4:
                 raise SpecError(f"{field} = '{shown}' is invalid: cannot write there ({e.strerror or e})") from None
+            time.sleep(random.uniform(0.0, 0.05))  # out of step with the other check
         except OSError as e:
             raise SpecError(f"{field} = '{shown}' is invalid: cannot write there ({e.strerror or e})") from None
         finally:

@@ -59,14 +59,22 @@ def initialize(dist) -> tuple[int, int]:
         kwargs = {"coordinator_address": coordinator, "num_processes": n, "process_id": pid}
     try:
         seconds = max(1, math.ceil(dist.timeout_s))
+        # A lost peer is the peers' channel's to report (in half of timeout_s, engine.peers): the runtime's
+        # heartbeat timeout leaves it room; its shutdown barrier waits as long as process 0 assembles.
         jax.distributed.initialize(
-            **kwargs, initialization_timeout=seconds, heartbeat_timeout_seconds=seconds, shutdown_timeout_seconds=seconds
+            **kwargs,
+            initialization_timeout=seconds,
+            heartbeat_timeout_seconds=2 * seconds + 10,
+            shutdown_timeout_seconds=SHUTDOWN_TIMEOUT_S,
         )
     except Exception as e:  # noqa: BLE001 - the runtime raises several kinds; all mean "could not join"
         where = "auto-detected cluster" if dist.auto else f"coordinator {dist.coordinator} with {dist.num_processes} processes"
         reason = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
         raise SpecError(f"distributed: could not join the {where} within {dist.timeout_s} s: {reason}") from None
     return jax.process_index(), jax.process_count()
+
+
+SHUTDOWN_TIMEOUT_S = 7 * 24 * 3600  # the other processes wait at the runtime's shutdown while process 0 assembles
 
 
 def _integer(field: str, value, env: str) -> int:
@@ -106,10 +114,13 @@ def _rendezvous(address: str, n: int, pid: int, timeout_s: float) -> dict[int, s
     with conn:
         conn.sendall(f"{pid}\n".encode())
         conn.settimeout(2 * timeout_s + 5)
+        received = b""
         try:
-            reply = conn.recv(32).decode(errors="replace").split()
+            while not received.endswith(b"\n") and len(received) < 64 and (more := conn.recv(64)):
+                received += more
         except OSError:
-            reply = []
+            pass
+        reply = received.decode(errors="replace").split()
     if len(reply) != 2 or reply[0] != "go" or not reply[1].isdigit():
         raise SpecError(
             f"distributed.coordinator = {address!r}: process 0 did not start the run "

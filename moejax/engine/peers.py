@@ -23,7 +23,6 @@ runtime's heartbeat timeout (its coordination service then aborts process 0).
 from __future__ import annotations
 
 import os
-import select
 import selectors
 import socket
 import sys
@@ -51,6 +50,8 @@ class Watch:
         self.gone: dict[int, str] = {}  # rank -> why, of the peers lost or ended with an error
         self.needed = True  # process 0 after the last barrier: a peer lost then costs nothing
         self.lost_late = False
+        self.left: int | None = None  # this process's exit code, once its message is printed (``leave``)
+        self.zero_gone = False  # process 0 closed the channel after its goodbye
         self._exiting = threading.Lock()  # one message per process: its own error or a lost peer's
         self._sending = threading.Lock()
         for target in (self._listen, self._beat):
@@ -65,9 +66,9 @@ class Watch:
                     pass  # that peer is gone: its listener says so
 
     def _beat(self) -> None:
-        while True:
+        while True:  # every peer, also one that has said goodbye: it may wait in the runtime's shutdown for us
             time.sleep(self.beat_s)
-            self._send("beat", [r for r in self.conns if r not in self.ended])
+            self._send("beat")
 
     def _listen(self) -> None:
         selector = selectors.DefaultSelector()
@@ -87,9 +88,13 @@ class Watch:
                     data = b""
                 if not data:  # closed: fine after a goodbye, else the process died
                     selector.unregister(key.fileobj)
-                    heard.pop(rank)
+                    heard.pop(rank, None)
                     if rank not in self.ended:
                         self._lost(rank, "stopped unexpectedly (killed, crashed or disconnected)")
+                    elif rank == 0:  # after its goodbye: this process's runtime shutdown cannot finish without it
+                        self.zero_gone = True
+                        if self.left is not None:
+                            os._exit(self.left)
                     continue
                 heard[rank] = time.monotonic()
                 *lines, pending[rank] = (pending[rank] + data).split(b"\n")
@@ -136,18 +141,21 @@ class Watch:
         """Process 0 waits up to ``seconds`` for the processes ``ranks`` to exit (their sockets
         close) before it exits itself: its exit ends JAX's coordination service, which the runtime
         in a process still running would answer with its abort (a C++ stack)."""
-        waiting = {self.conns[r] for r in ranks}
+        selector = selectors.DefaultSelector()
+        for r in ranks:
+            selector.register(self.conns[r], selectors.EVENT_READ)
         deadline = time.monotonic() + seconds
-        while waiting and (left := deadline - time.monotonic()) > 0:
-            ready, _, _ = select.select(list(waiting), [], [], left)
-            for conn in ready:
-                try:
-                    if not conn.recv(4096):
-                        waiting.discard(conn)
-                except BlockingIOError:
-                    pass
-                except OSError:
-                    waiting.discard(conn)
+        with selector:
+            while selector.get_map() and (left := deadline - time.monotonic()) > 0:
+                for key, _ in selector.select(left):
+                    try:
+                        if key.fileobj.recv(4096):
+                            continue
+                    except BlockingIOError:
+                        continue
+                    except OSError:
+                        pass
+                    selector.unregister(key.fileobj)  # closed: that process has exited
 
 
 def relay(host: str, port: int) -> str:
@@ -177,10 +185,15 @@ def _forward(local: socket.socket, remote: socket.socket) -> None:
     """Copy bytes both ways until the local side (the runtime) closes; a remote side that closes
     is not passed on (what the runtime sends after it is dropped)."""
     remote_open = True
-    with local, remote:
+    selector = selectors.DefaultSelector()
+    selector.register(local, selectors.EVENT_READ)
+    selector.register(remote, selectors.EVENT_READ)
+    with selector, local, remote:
         while True:
-            ready, _, _ = select.select([local, remote] if remote_open else [local], [], [])
-            for conn in ready:
+            for key, _ in selector.select():
+                conn = key.fileobj
+                if conn is remote and not remote_open:
+                    continue
                 try:
                     data = conn.recv(65536)
                 except OSError:
@@ -189,7 +202,9 @@ def _forward(local: socket.socket, remote: socket.socket) -> None:
                     if conn is remote:
                         if data:
                             local.sendall(data)
-                        remote_open = bool(data)  # process 0 is gone: hold the runtime's connection open
+                        else:  # process 0 is gone: hold the runtime's connection open
+                            remote_open = False
+                            selector.unregister(remote)
                     elif not data:
                         return
                     elif remote_open:
@@ -197,7 +212,9 @@ def _forward(local: socket.socket, remote: socket.socket) -> None:
                 except OSError:
                     if conn is remote:
                         return  # the runtime's side failed
-                    remote_open = False
+                    if remote_open:
+                        remote_open = False
+                        selector.unregister(remote)
 
 
 def watch(pid: int, n: int, conns: dict[int, socket.socket], timeout_s: float) -> None:
@@ -238,13 +255,17 @@ def leave(code: int) -> None:
         if code != 0 and _watch.pid == 0:
             _watch.await_exit(list(_watch.conns), CLOSE_S)
         os._exit(code)
+    sys.stdout.flush()
+    _watch.left = code  # process 0 gone after its goodbye: exit (the runtime's shutdown cannot finish)
+    if _watch.zero_gone:
+        os._exit(code)
     _watch._exiting.release()  # done here; a peer lost during the runtime's shutdown is still one line
 
 
 def wait_for_loss(error: Exception) -> SpecError:
     """A collective (gloo) failed because a peer left: give the watcher, which names that peer and
     exits, the time to; the one-line error to raise if it does not."""
-    deadline = time.monotonic() + CLOSE_S
+    deadline = time.monotonic() + GRACE_S + CLOSE_S + 5.0  # process 0's grace, forwarding, a loaded machine
     while _watch is not None and time.monotonic() < deadline:
         time.sleep(0.05)
     first = str(error).strip().splitlines()[0][:200] if str(error).strip() else type(error).__name__
