@@ -372,17 +372,20 @@ def test_failed_assembly_leaves_no_file_behind(error, tmp_path):
 
 
 def test_dataset_chunks_follow_the_parts_split(tmp_path):
-    """The final file's chunks are cut along the parts' split axis at their block length, so each
-    part fills whole chunks (a chunk shared by parts was decompressed and recompressed by each: a
-    60x60x60 hardware space took over 10 min to assemble); a split along another axis (rows) leaves
-    the last three dimensions whole."""
-    from moejax.engine.dataset import _write_layout
+    """A big chunk (over ``SPLIT_CHUNKS_ABOVE`` values) is cut along the parts' split axis at their
+    block length, so each part fills whole chunks (a chunk shared by parts was decompressed and
+    recompressed by each: a 60x60x60 hardware space took over 10 min to assemble); a small one, or a
+    split along another axis (rows), leaves the last three dimensions whole."""
+    from moejax.engine.dataset import SPLIT_CHUNKS_ABOVE, _write_layout
 
-    coords = {
-        d: (np.arange(n, dtype=float), {})
-        for d, n in (("model", 1), ("variant", 2), ("kappa", 1), ("hardware", 10), ("num_gpus", 2), ("context", 3))
-    }
-    for split, expected in ((("hardware", 4), [1, 1, 1, 4, 2, 3]), (("row", 1), [1, 1, 1, 10, 2, 3])):
-        with netCDF4.Dataset(tmp_path / f"{split[0]}.nc", "w") as nc:
+    def layout(n_hardware, split):
+        sizes = (("model", 1), ("variant", 2), ("kappa", 1), ("hardware", n_hardware), ("num_gpus", 2), ("context", 3))
+        coords = {d: (np.arange(n, dtype=float), {}) for d, n in sizes}
+        with netCDF4.Dataset(tmp_path / "layout.nc", "w") as nc:
             _write_layout(nc, coords, {}, "f4", None, (), False, split=split)
-            assert nc.variables["step_time"].chunking() == expected
+            return nc.variables["step_time"].chunking()
+
+    big = SPLIT_CHUNKS_ABOVE // 6 + 1  # hardware x 2 GPU counts x 3 contexts: just over the threshold
+    assert layout(big, ("hardware", 500)) == [1, 1, 1, 500, 2, 3]
+    assert layout(big, ("row", 1)) == [1, 1, 1, big, 2, 3]
+    assert layout(10, ("hardware", 4)) == [1, 1, 1, 10, 2, 3]

@@ -389,13 +389,18 @@ def assemble(
         tmp.unlink(missing_ok=True)
 
 
+SPLIT_CHUNKS_ABOVE = 2**18  # values (1 MiB of float32): chunks larger than this follow the parts' split
+
+
 def _write_layout(
     nc, coords, global_attrs, float_dtype, partition_table, extra, sensitivities, extra_dims=None, extra_vars=(), split=None
 ) -> None:
     """Dimensions, coordinates, attributes, empty per-point variables and the small extras. Chunks
-    span the last three dimensions, cut along the parts' ``split`` axis at the parts' block length:
-    each part then fills whole chunks (a chunk written by several parts is decompressed and
-    compressed again by each: a 60x60x60 hardware space took over 10 min to assemble)."""
+    span the last three dimensions; one of more than ``SPLIT_CHUNKS_ABOVE`` values is cut along the
+    parts' ``split`` axis at the parts' block length, so each part fills whole chunks (a big chunk
+    written by several parts is decompressed and compressed again by each: a 60x60x60 hardware space
+    took over 10 min to assemble). Small ones stay whole: many tiny chunks cost more than they save
+    (a frontier test grid split at one context per chunk assembled in twice the time)."""
     dims = tuple(coords)
     for dim, (values, attrs) in coords.items():
         nc.createDimension(dim, len(values))
@@ -406,7 +411,7 @@ def _write_layout(
         var.setncatts(attrs)
     nc.setncatts(global_attrs)
     chunks = [1] * (len(dims) - 3) + [len(coords[d][0]) for d in dims[-3:]]
-    if split is not None and split[0] in dims:
+    if split is not None and split[0] in dims and math.prod(chunks) > SPLIT_CHUNKS_ABOVE:
         chunks[dims.index(split[0])] = min(chunks[dims.index(split[0])], split[1])
     for var in _data_variables(partition_table is not None, sensitivities):
         create_variable(nc, var, float_dtype, dims=dims, chunks=chunks)
