@@ -147,20 +147,50 @@ def _gather(address: str, n: int, timeout_s: float) -> dict[int, socket.socket]:
         raise SpecError(
             f"distributed.coordinator = {address!r} is invalid: process 0 cannot listen on port {port} ({e.strerror})"
         ) from None
+
+    def too_few(missing: list[int]) -> SpecError:
+        return SpecError(
+            f"distributed.num_processes = {n} is invalid: only {n - len(missing)} of {n} processes "
+            f"joined {address} within {timeout_s:g} s (missing process ids "
+            f"{', '.join(map(str, missing[:10]))}{', ...' if len(missing) > 10 else ''})"
+        )
+
+    joined = _accept_ids(server, n, time.monotonic() + timeout_s, too_few)
+    watch = _listener(0)  # the peers' channel for the whole run, on a port of its own
+    for conn in joined.values():  # the listener is closed: JAX may bind the port
+        conn.sendall(f"go {watch.getsockname()[1]}\n".encode())
+    for conn in joined.values():
+        with conn:
+            try:
+                conn.recv(1)  # the other side closes first: no TIME_WAIT on the coordinator port here
+            except OSError:
+                pass
+
+    def silent(missing: list[int]) -> SpecError:
+        return SpecError(
+            f"distributed: processes {', '.join(map(str, missing[:10]))} checked in but did not "
+            "open the peers' channel (did they exit? see their errors)"
+        )
+
+    conns = _accept_ids(watch, n, time.monotonic() + timeout_s, silent)
+    for conn in conns.values():
+        conn.settimeout(None)
+    return conns
+
+
+def _accept_ids(server: socket.socket, n: int, deadline: float, timed_out) -> dict[int, socket.socket]:
+    """Accept connections on ``server`` (closed on return) until processes 1..n-1 have each sent their
+    id: the connections by id. One that sends no id (a port probe) is dropped; a repeated or
+    out-of-range id is answered ``no``. Past ``deadline`` the connections so far are closed and
+    ``timed_out(missing ids)``, a ``SpecError``, is raised."""
     joined: dict[int, socket.socket] = {}
-    deadline = time.monotonic() + timeout_s
     with server:
         server.settimeout(0.2)
         while len(joined) < n - 1:
             if time.monotonic() > deadline:
                 for conn in joined.values():
                     conn.close()
-                missing = sorted(set(range(1, n)) - set(joined))
-                raise SpecError(
-                    f"distributed.num_processes = {n} is invalid: only {len(joined) + 1} of {n} processes "
-                    f"joined {address} within {timeout_s:g} s (missing process ids "
-                    f"{', '.join(map(str, missing[:10]))}{', ...' if len(missing) > 10 else ''})"
-                )
+                raise timed_out(sorted(set(range(1, n)) - set(joined)))
             try:
                 conn, _ = server.accept()
             except TimeoutError:
@@ -172,50 +202,12 @@ def _gather(address: str, n: int, timeout_s: float) -> dict[int, socket.socket]:
                 conn.close()  # not a moejax process (a port probe): ignore it
                 continue
             if not 0 < other < n or other in joined:
-                conn.sendall(b"no\n")
+                with contextlib.suppress(OSError):
+                    conn.sendall(b"no\n")
                 conn.close()
                 continue
             joined[other] = conn
-    watch = _listener(0)  # the peers' channel for the whole run, on a port of its own
-    for conn in joined.values():  # the listener is closed: JAX may bind the port
-        conn.sendall(f"go {watch.getsockname()[1]}\n".encode())
-    for conn in joined.values():
-        with conn:
-            try:
-                conn.recv(1)  # the other side closes first: no TIME_WAIT on the coordinator port here
-            except OSError:
-                pass
-    return _accept_peers(watch, n, time.monotonic() + timeout_s)
-
-
-def _accept_peers(server: socket.socket, n: int, deadline: float) -> dict[int, socket.socket]:
-    """The other processes' sockets on the peers' channel, by rank (each sends its id first)."""
-    conns: dict[int, socket.socket] = {}
-    with server:
-        server.settimeout(0.2)
-        while len(conns) < n - 1:
-            if time.monotonic() > deadline:
-                missing = sorted(set(range(1, n)) - set(conns))
-                raise SpecError(
-                    f"distributed: processes {', '.join(map(str, missing[:10]))} checked in but did not "
-                    "open the peers' channel (did they exit? see their errors)"
-                )
-            try:
-                conn, _ = server.accept()
-            except TimeoutError:
-                continue
-            conn.settimeout(5.0)
-            try:
-                other = int(conn.recv(16).decode().strip())
-            except (OSError, ValueError):
-                conn.close()
-                continue
-            if not 0 < other < n or other in conns:
-                conn.close()
-                continue
-            conn.settimeout(None)
-            conns[other] = conn
-    return conns
+    return joined
 
 
 def _connect(address: str, timeout_s: float) -> socket.socket:
