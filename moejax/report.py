@@ -14,14 +14,13 @@ The page is written to a temporary file and renamed into place.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from pathlib import Path
 
 import xarray as xr
 
 from .analysis.summary import check_sweep
-from .engine.dataset import disk_full_is_one_line, temp_name
+from .engine.dataset import write_text
 from .figures.report import build_html, read_validation
 from .physics.specs import SpecError
 
@@ -57,14 +56,7 @@ def write_report(dataset: Path, out: Path, overwrite: bool = False, validation: 
     with opened as ds:
         check_sweep(ds, dataset)
         page = build_html(ds.load(), dataset.name, rows)
-    tmp = temp_name(out)
-    try:
-        with disk_full_is_one_line("out", out, len(page.encode())):
-            tmp.write_text(page, encoding="utf-8")
-        os.replace(tmp, out)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return out
+    return write_text(out, page)
 
 
 def main(argv=None) -> int:

@@ -41,10 +41,9 @@ from omegaconf import DictConfig, OmegaConf
 
 from .analysis import validation as val
 from .analysis.validation import benchmarks, intervals, serving_fit, serving_report, silicon
-from .analysis.validation.fit import write_text
 from .catalogue import CONF_DIR, ROOT, available, load_accounting
 from .cli import one_line_errors, path_value, run_command
-from .engine.dataset import check_writable, whole_outputs
+from .engine.dataset import check_writable, whole_outputs, write_text
 from .physics.kernels import KERNEL_CLASSES
 from .physics.specs import SpecError
 

@@ -106,6 +106,20 @@ def _stamps(directory: Path) -> dict[Path, tuple[int, int]]:
     return stamps
 
 
+def write_text(path: Path, text: str, field: str = "out") -> Path:
+    """Write ``text`` (UTF-8) to ``path`` atomically: a unique temporary beside it (removed if the
+    write fails), then rename; a full disk is one line naming ``field`` (:func:`disk_full_is_one_line`)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = temp_name(path)
+    try:
+        with disk_full_is_one_line(field, path, len(text.encode())):
+            tmp.write_text(text, encoding="utf-8")
+        tmp.replace(path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
+
+
 def write_part(parts_dir: Path, chunk_id: int, axis: str, positions: slice, results: dict, trailing: dict | None = None) -> None:
     """Write one chunk's raw results atomically (unique temporary name, then rename). ``trailing``:
     the dimensions after the grid axes of results that have their own (name -> dims). The part

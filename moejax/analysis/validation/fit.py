@@ -315,24 +315,10 @@ def provenance(res: FitResult, points: list[Point], measurements: str) -> dict:
 
 
 def write_accounting(path: Path, res: FitResult, base_yaml: dict, prov: dict, field: str = "out") -> Path:
-    """Write the fitted accounting YAML (``write_text``)."""
+    """Write the fitted accounting YAML (``engine.dataset.write_text``)."""
+    from ...engine.dataset import write_text  # here: xarray comes with it (startup time)
+
     return write_text(path, accounting_yaml(res, base_yaml, prov), field)
-
-
-def write_text(path: Path, text: str, field: str = "out") -> Path:
-    """Write ``text`` to ``path`` atomically: a temporary file beside it (removed if the write
-    fails), then rename; a full disk is one line naming ``field`` (``engine.dataset``)."""
-    from ...engine.dataset import disk_full_is_one_line, temp_name
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = temp_name(path)
-    try:
-        with disk_full_is_one_line(field, path, len(text.encode())):
-            tmp.write_text(text)
-        tmp.replace(path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return path
 
 
 __all__ = [
@@ -344,5 +330,4 @@ __all__ = [
     "provenance",
     "residual_function",
     "write_accounting",
-    "write_text",
 ]
