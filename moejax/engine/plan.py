@@ -105,8 +105,8 @@ def design_space(hardware: list, names: list[str], space) -> tuple[HardwareSpec,
     tags = []
     for field, values in zip(axes, combos):
         scaled, tag = HARDWARE_SPACE[field]
+        given = np.tile(values, n_hw)  # the same for every leaf the field scales (flops: BF16 and FP8)
         for leaf in scaled:
-            given = np.tile(values, n_hw)
             leaves[leaf] = given if tag else leaves[leaf] * given
         tags.append([f"{tag}={v:g}" if tag else f"{field}x{v:g}" for v in axes[field]])
     suffixes = ["|".join(combo) for combo in itertools.product(*tags)]
