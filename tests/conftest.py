@@ -1,9 +1,15 @@
 """Tests run in float64 so the kernel can be held to 1e-6 relative against the Python oracle.
 
 Compiled programs persist across tests, test files, xdist workers and runs: one JAX compilation
-cache under pytest's cache directory (``.pytest_cache/d/jax``), every compile kept (no minimum
-compile time), exported to the environment so the ``python -m moejax.*`` subprocesses the tests
-start use it too (a command's own ``compilation_cache=`` setting, when not null, still wins)."""
+cache, every compile kept (no minimum compile time), exported to the environment so the
+``python -m moejax.*`` subprocesses the tests start use it too (a command's own
+``compilation_cache=`` setting, when not null, still wins). It lives outside the clone, in the
+user's cache directory (``$XDG_CACHE_HOME`` or ``~/.cache``, then ``moejax/jax-tests``), so that a
+fresh clone on a machine that ran the suite before (CI's runner, a developer's second clone) starts
+warm; ``MOEJAX_TEST_JAX_CACHE`` names another directory. JAX keys every entry by the program, the
+jax/jaxlib versions and the compile options, so a stale entry is never used; the directory is
+bounded (least recently used entries evicted above ``CACHE_BYTES``). Where the user's cache
+directory is not writable, pytest's own (``.pytest_cache/d/jax``) serves."""
 
 import os
 import tempfile
@@ -14,14 +20,32 @@ import jax
 jax.config.update("jax_enable_x64", True)
 
 
-def pytest_configure(config):
+CACHE_BYTES = 4 * 2**30  # a whole suite's programs take about 1 GB
+
+
+def _cache_dir(config) -> Path:
+    named = os.environ.get("MOEJAX_TEST_JAX_CACHE")
+    path = Path(named) if named else Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "moejax" / "jax-tests"
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        if os.access(path, os.W_OK):
+            return path
+    except OSError:
+        pass
     cache = getattr(config, "cache", None)
     path = cache.mkdir("jax") if cache is not None else Path(tempfile.gettempdir()) / "moejax-test-jax-cache"
     path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def pytest_configure(config):
+    path = _cache_dir(config)
     os.environ["JAX_COMPILATION_CACHE_DIR"] = str(path)
     os.environ["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"] = "0"
+    os.environ["JAX_COMPILATION_CACHE_MAX_SIZE"] = str(CACHE_BYTES)
     jax.config.update("jax_compilation_cache_dir", str(path))
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 0)
+    jax.config.update("jax_compilation_cache_max_size", CACHE_BYTES)
     if hasattr(config.option, "loadscopereorder"):  # pytest-xdist: hand out files in collection order (SLOWEST_FIRST)
         config.option.loadscopereorder = False
 

@@ -1,17 +1,13 @@
 """The benchmark runs and its cross-checks hold (timings are reported, never asserted)."""
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-# the benchmark times compiles (compile_s > 0 below) and a "fresh process, no compilation cache": not
-# the suite's persistent cache (tests/conftest.py)
-COLD = {
-    k: v for k, v in os.environ.items() if k not in ("JAX_COMPILATION_CACHE_DIR", "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS")
-}
+# The benchmark runs with the suite's compilation cache (tests/conftest.py): its compile_s is then mostly
+# the cache's load, still > 0; the cold figures are the benchmark command's own (docs/performance.md).
 
 
 def test_bench_runs_and_its_paths_agree():
@@ -41,7 +37,6 @@ def test_bench_runs_and_its_paths_agree():
         text=True,
         timeout=600,
         check=True,
-        env=COLD,
     )
     result = json.loads(proc.stdout.strip().splitlines()[-1])
     for key in (
