@@ -53,7 +53,8 @@ from matplotlib.patches import Patch
 
 from .analysis.qs import qs_columns
 from .analysis.roofline import model_rows
-from .analysis.summary import best_per_point, check_sweep, context_label, flag_meanings
+from .analysis.summary import best_per_point, check_sweep, context_label, flag_meanings, open_sweep
+from .engine import interrupts
 from .engine.dataset import check_writable, whole_outputs
 from .engine.variables import QS
 from .figures import roofline, sensitivity
@@ -467,6 +468,10 @@ def main(argv=None) -> int:
 
     p.error = refuse
     args = p.parse_args(argv)
+    return interrupts.run_command(lambda: _plot(args))
+
+
+def _plot(args) -> int:
     out = args.out or default_out(args.dataset)
     try:
         if not args.dataset.is_file():
@@ -477,14 +482,7 @@ def main(argv=None) -> int:
                 + ("not a directory" if not out.is_dir() else "a non-empty directory; choose a new one or pass --overwrite")
             )
         check_writable("out", out)  # before reading the dataset or drawing
-        try:
-            opened = xr.open_dataset(args.dataset)
-        except Exception as e:  # noqa: BLE001  (any reader failure means: not a readable netCDF file)
-            raise SpecError(
-                f"dataset = {str(args.dataset)!r} is invalid: not a readable netCDF file ({type(e).__name__})"
-            ) from None
-        with opened as ds, whole_outputs("out", out):  # no half-written figure; a full disk is one line
-            check_sweep(ds, args.dataset)
+        with open_sweep(args.dataset) as ds, whole_outputs("out", out):  # no half-written figure; a full disk is one line
             sel = default_selection(ds, args.model, args.hardware, args.num_gpus, args.kappa)
             result = make_plots(ds, out, **sel)
     except SpecError as e:

@@ -17,9 +17,8 @@ import argparse
 import sys
 from pathlib import Path
 
-import xarray as xr
-
-from .analysis.summary import check_sweep
+from .analysis.summary import open_sweep
+from .engine import interrupts
 from .engine.dataset import write_text
 from .figures.report import build_html, read_validation
 from .physics.specs import SpecError
@@ -49,12 +48,7 @@ def write_report(dataset: Path, out: Path, overwrite: bool = False, validation: 
     if not out.parent.is_dir():
         raise SpecError(f"out = {str(out)!r} is invalid: no directory {str(out.parent)!r}")
     rows = _validation(validation)
-    try:
-        opened = xr.open_dataset(dataset)
-    except Exception as e:  # noqa: BLE001  (any reader failure means: not a readable netCDF file)
-        raise SpecError(f"dataset = {str(dataset)!r} is invalid: not a readable netCDF file ({type(e).__name__})") from None
-    with opened as ds:
-        check_sweep(ds, dataset)
+    with open_sweep(dataset) as ds:
         page = build_html(ds.load(), dataset.name, rows)
     return write_text(out, page)
 
@@ -71,6 +65,10 @@ def main(argv=None) -> int:
         help="validation.csv (or its directory) from python -m moejax.validate: predicted vs measured panel",
     )
     args = p.parse_args(argv)
+    return interrupts.run_command(lambda: _report(args))
+
+
+def _report(args) -> int:
     out = args.out or args.dataset.parent / "report.html"
     try:
         write_report(args.dataset, out, args.overwrite, args.validation)

@@ -368,3 +368,27 @@ def test_roofline_labels_do_not_overlap(wide, tmp_path):
     assert all(frame.x0 <= b.x0 and b.x1 <= frame.x1 and frame.y0 <= b.y0 and b.y1 <= frame.y1 for b in boxes)
     for axis in (ax.xaxis, ax.yaxis):
         assert len(tick_labels(fig, axis)) >= 2 and not no_overlaps([b for _, _, b in tick_labels(fig, axis)])
+
+
+def test_ctrl_c_while_drawing_leaves_no_figure(dataset, tmp_path):
+    """Ctrl-C once the first figure is on disk: one line ``interrupted``, exit 130, and no figure
+    left in ``--out``. Before, the start-up handler (``moejax._startup``) stayed in charge for the
+    whole command and exited at once, skipping the clean-up: the figures drawn so far stayed."""
+    import signal
+    import time
+
+    out = tmp_path / "plots"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "moejax.plot", str(dataset), "--out", str(out)],
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.time() + 120
+    while time.time() < deadline and proc.poll() is None and not list(out.glob("*.png")):
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130 and err.strip() == "interrupted", (proc.returncode, err[-2000:])
+    assert not out.exists() or not list(out.iterdir())

@@ -44,6 +44,23 @@ def check_sweep(ds: xr.Dataset, name) -> None:
         )
 
 
+def open_sweep(path) -> xr.Dataset:
+    """The sweep dataset at ``path``, opened (lazily: use it as a context manager) and checked
+    (:func:`check_sweep`); ``SpecError`` when it is missing or not a readable netCDF file."""
+    if not Path(path).is_file():
+        raise SpecError(f"dataset = {str(path)!r} is invalid: no such file")
+    try:
+        ds = xr.open_dataset(path)
+    except Exception as e:  # noqa: BLE001  (any reader failure means: not a readable netCDF file)
+        raise SpecError(f"dataset = {str(path)!r} is invalid: not a readable netCDF file ({type(e).__name__})") from None
+    try:
+        check_sweep(ds, path)
+    except SpecError:
+        ds.close()
+        raise
+    return ds
+
+
 def best_per_point(ds: xr.Dataset) -> xr.Dataset:
     """A ``keep_partitions=true`` dataset reduced to its best feasible, legal partition per point
     (largest ``throughput_per_gpu``; the first candidate where none is feasible, with NaN degrees),

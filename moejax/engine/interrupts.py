@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import sys
 import threading
 
 # netCDF I/O in progress; a stop waiting for its end; the first signal; a command's run (install() to ignore())
@@ -151,3 +152,32 @@ def safe_points():
         for s, handler in previous.items():
             signal.signal(s, handler)
     pending.check()  # a signal after the last step still interrupts
+
+
+def run_command(run) -> int:
+    """An argparse command's body (``python -m moejax.plot``, ``moejax.report``): Ctrl-C or SIGTERM
+    unwinds it as Ctrl-C does, after any netCDF I/O in progress, so its clean-up runs (no
+    half-written figure or page is left), then one line ``interrupted``, signals ignored from then
+    on (as a Hydra command's end: the signal's retry must not print a second line) and exit 128 +
+    the signal (130, 143). A body that ends otherwise gets the previous handlers back (a library
+    caller's process is left as it was)."""
+    previous = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    install()
+    try:
+        code = run()
+    except KeyboardInterrupt:
+        ignore()
+        print("interrupted", file=sys.stderr)
+        return 128 + (received() or signal.SIGINT)
+    except BaseException:
+        _restore(previous)
+        raise
+    _restore(previous)
+    return code
+
+
+def _restore(handlers: dict) -> None:
+    if threading.current_thread() is threading.main_thread():
+        _state["command"] = False
+        for s, handler in handlers.items():
+            signal.signal(s, handler)
