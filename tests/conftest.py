@@ -51,36 +51,37 @@ def pytest_configure(config):
 
 
 # The costliest test files first (seconds of one worker, summed over the file's tests, in a
-# whole-suite run on 2 quiet cores before this list, 2026-12-07; test_bad_input, test_bench and
-# test_reference have since dropped to 62, 49-71 and 22-41 s). ``--dist loadfile`` hands out whole
-# files as workers free up, and pytest-xdist would otherwise order them by test count, so a long
-# file with few tests (the benchmark, κ*) could start last while the other worker idles:
-# longest-processing-time-first. With this order the suite took 11 min 07 s; re-sorted by a later
-# profile, 13 min 59 s (this machine varies by 10-20 % from run to run, so not a proven loss, but no
-# gain). A file not listed keeps its place after these; a stale list only costs balance, never a test.
+# whole-suite run on 2 quiet cores with the compilation cache warm, 2026-12-07: the steady state
+# once the cache below is filled; cold, the compile-heavy files weigh more: breakeven 120,
+# serving_sweep 96, validate 91). ``--dist loadfile`` hands out whole files as workers free up,
+# and pytest-xdist would otherwise order them by test count, so a long file with few tests could
+# start last while the other worker idles: longest-processing-time-first. A file not listed keeps
+# its place after these; a stale list only costs balance, never a test.
 SLOWEST_FIRST = (
-    "tests/test_breakeven.py",  # 158
-    "tests/test_serving_sweep.py",  # 123
-    "tests/test_fuzz.py",  # 116
-    "tests/test_validate.py",  # 104
-    "tests/test_robust_runs.py",  # 86
-    "tests/test_bad_input.py",  # 84
-    "tests/test_calibrate.py",  # 80
-    "tests/test_sweep.py",  # 78
-    "tests/test_epoch.py",  # 74
-    "tests/test_point.py",  # 67
-    "tests/test_scale.py",  # 66
-    "tests/test_frontier.py",  # 65
-    "tests/test_plot.py",  # 63
-    "tests/test_studies.py",  # 61
-    "tests/test_bench.py",  # 49
-    "tests/test_sensitivities.py",  # 39
-    "tests/test_frontier_breakeven.py",  # 38
-    "tests/test_random_overrides.py",  # 37
-    "tests/test_properties.py",  # 25
-    "tests/test_silicon.py",  # 24
-    "tests/test_launch.py",  # 23
-    "tests/test_reference.py",  # 22
+    "tests/test_fuzz.py",  # 179
+    "tests/test_scale.py",  # 96
+    "tests/test_frontier.py",  # 58
+    "tests/test_robust_runs.py",  # 53
+    "tests/test_disk_full.py",  # 48
+    "tests/test_plot.py",  # 41
+    "tests/test_studies.py",  # 40
+    "tests/test_sweep.py",  # 36
+    "tests/test_breakeven.py",  # 33
+    "tests/test_bad_input.py",  # 32
+    "tests/test_validate.py",  # 30
+    "tests/test_serving_sweep.py",  # 28
+    "tests/test_bench.py",  # 27
+    "tests/test_frontier_breakeven.py",  # 25
+    "tests/test_memory_bounds.py",  # 25
+    "tests/test_sensitivities.py",  # 24
+    "tests/test_properties.py",  # 22
+    "tests/test_random_overrides.py",  # 19 (in-process since; 39 as processes)
+    "tests/test_calibrate.py",  # 19
+    "tests/test_reference.py",  # 18
+    "tests/test_epoch.py",  # 16
+    "tests/test_interrupts.py",  # 16
+    "tests/test_launch.py",  # 14
+    "tests/test_summary.py",  # 14
 )
 
 

@@ -1,21 +1,20 @@
 """Random grid overrides on the real main job (hypothesis): every run either succeeds with a valid
 dataset of the requested shape, or exits 2 with exactly one ``error:`` line and writes no file.
 
-Each example is a real ``python -m moejax.sweep`` subprocess on a one-point-sized grid, so the
-values mix valid choices with the mistakes users make (unknown names, zero or negative degrees,
-fractional or huge counts, wrong types, dense models given as the MoE)."""
+Each example is the sweep command run in-process (``cli_runs.run_main``: Hydra, the checks, the
+computation and the netCDF write as ``python -m moejax.sweep`` runs them, without an interpreter
+start per example; real processes are run by tests/test_sweep.py and tests/test_robust_runs.py) on a
+one-point-sized grid, so the values mix valid choices with the mistakes users make (unknown names,
+zero or negative degrees, fractional or huge counts, wrong types, dense models given as the MoE)."""
 
+import contextlib
 import math
-import subprocess
-import sys
-from pathlib import Path
 
 import numpy as np
 import xarray as xr
+from cli_runs import run_main
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-
-ROOT = Path(__file__).resolve().parent.parent
 
 FIELDS = {
     "grid.models": st.sampled_from(
@@ -56,6 +55,7 @@ BASE = [
     "grid.partitions.dense_tp=[8]",
     "summary=false",
     "progress=false",
+    "compilation_cache=null",  # in-process: the suite's cache stays the worker's (tests/conftest.py)
 ]
 
 
@@ -79,14 +79,15 @@ def test_random_overrides_succeed_or_fail_in_one_line(tmp_path_factory, override
         f"parts_dir={d / 'parts'}",
         f"hydra.run.dir={d / 'run'}",
     ]
-    proc = subprocess.run([sys.executable, "-m", "moejax.sweep", *args], cwd=ROOT, capture_output=True, text=True, timeout=600)
-    if proc.returncode != 0:
-        lines = proc.stderr.strip().splitlines()
-        assert proc.returncode == 2, (args, proc.returncode, proc.stderr[-2000:])
-        assert len(lines) == 1 and lines[0].startswith("error: "), (args, proc.stderr[-2000:])
+    with contextlib.chdir(d):
+        code, _, err = run_main("moejax.sweep", args)
+    if code != 0:
+        lines = err.strip().splitlines()
+        assert code == 2, (args, code, err[-2000:])
+        assert len(lines) == 1 and lines[0].startswith("error: "), (args, err[-2000:])
         assert not any(p.is_file() for p in d.rglob("*")), (args, [str(p) for p in d.rglob("*")])
         return
-    assert proc.stderr.strip() == "", (args, proc.stderr[-2000:])
+    assert err.strip() == "", (args, err[-2000:])
     grid = {
         "grid.models": "[mixtral-8x7b]",
         "grid.hardware": "[h100-sxm]",
