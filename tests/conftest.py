@@ -20,7 +20,7 @@ import jax
 jax.config.update("jax_enable_x64", True)
 
 
-CACHE_BYTES = 4 * 2**30  # a whole suite's programs take about 1 GB
+CACHE_BYTES = 2**30  # a whole suite's programs take about 40 MB (2026-12-07): room for many versions
 
 
 def _cache_dir(config) -> Path:

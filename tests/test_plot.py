@@ -384,6 +384,9 @@ def test_ctrl_c_while_drawing_leaves_no_figure(dataset, tmp_path):
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        # as from a terminal: an in-process command run earlier in this worker may have left SIGINT
+        # ignored here, and a child inherits an ignored SIGINT (then, rightly, keeps ignoring it)
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     deadline = time.time() + 120
     while time.time() < deadline and proc.poll() is None and not list(out.glob("*.png")):
