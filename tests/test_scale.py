@@ -95,7 +95,9 @@ def test_a_dead_process_leaves_parts_and_a_rerun_completes(single, tmp_path):
     assert procs[0].returncode == 2 and not (tmp_path / "x.nc").exists()
     assert_one_line(err, "error: distributed: process 1 of 2 stopped unexpectedly", "process 0 stops too")
     written = {int(p.stem.split("-")[1]) for p in parts.glob("*/part-*.nc")}
-    assert set(range(0, 16, 2)) <= written and len(written) < 16  # process 0 finished its share
+    # kept: at least the odd chunk process 1 wrote; not all (process 0 stops as soon as it learns of
+    # the loss, so its own share may be unfinished: cold, it was still compiling when process 1 wrote)
+    assert written & set(range(1, 16, 2)) and len(written) < 16
     run_here(args[2:], tmp_path)  # one process: completes only the missing chunks
     run_here(
         [
