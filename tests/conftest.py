@@ -46,6 +46,10 @@ def pytest_configure(config):
     jax.config.update("jax_compilation_cache_dir", str(path))
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 0)
     jax.config.update("jax_compilation_cache_max_size", CACHE_BYTES)
+    # JAX opens its cache once, at the first compile: open it here, so that a command run in-process
+    # later with its own compilation_cache= setting cannot move a worker's programs elsewhere (it did
+    # when such a command ran first in a worker: its programs missed this cache on the next run)
+    jax.jit(lambda x: x + 1)(1)
     if hasattr(config.option, "loadscopereorder"):  # pytest-xdist: hand out files in collection order (SLOWEST_FIRST)
         config.option.loadscopereorder = False
 
