@@ -46,9 +46,8 @@ def check_sweep(ds: xr.Dataset, name) -> None:
 
 def open_sweep(path) -> xr.Dataset:
     """The sweep dataset at ``path``, opened (lazily: use it as a context manager) and checked
-    (:func:`check_sweep`); ``SpecError`` when it is missing or not a readable netCDF file."""
-    if not Path(path).is_file():
-        raise SpecError(f"dataset = {str(path)!r} is invalid: no such file")
+    (:func:`check_sweep`); ``SpecError`` when it is not a readable netCDF file (the callers say "no
+    such file" first, before their checks of ``out``)."""
     try:
         ds = xr.open_dataset(path)
     except Exception as e:  # noqa: BLE001  (any reader failure means: not a readable netCDF file)
