@@ -202,9 +202,15 @@ def test_not_expressible_partitions(tmp_path):
     "files live there; the vendored copies are checked by test_vendored_files_load)",
 )
 def test_published_files_load():
+    """The newest published files load, and the copies vendored into the package (what every other
+    test, study and default reads) are byte-identical to them: a stale copy fails here."""
     for path in (SHARED / "serving" / "measurements.yaml", SHARED / "peers" / "aic-silicon.yaml"):
         entries = val.load_measurements(path)
         assert len({e.id for e in entries}) == len(entries) > 0
+    published = [p for p in SHARED.rglob("*") if p.is_file() and (VENDORED / p.relative_to(SHARED)).is_file()]
+    assert len(published) >= 6  # serving: measurements, README, aic-silicon train + README; peers: cases, aic-silicon
+    for p in published:
+        assert (VENDORED / p.relative_to(SHARED)).read_bytes() == p.read_bytes(), f"vendor {p} again"
 
 
 def test_vendored_files_load():
