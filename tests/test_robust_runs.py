@@ -171,28 +171,15 @@ def test_two_sweeps_racing_for_one_out_file(tmp_path):
     assert not temporaries(tmp_path)
 
 
-def test_multirun_with_out_gives_each_job_its_own_file(tmp_path):
+@pytest.mark.parametrize("multirun", ["-m", "hydra.mode=MULTIRUN"])
+def test_multirun_with_out_gives_each_job_its_own_file(multirun, tmp_path, monkeypatch):
+    """Either way of asking Hydra for a multirun; the second is an override, which moejax.cli must
+    then let Hydra read (``mode_may_be_set``): without it, one job would run on a list of two."""
     out = tmp_path / "hw.nc"
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "moejax.sweep",
-            "-m",
-            *TINY,
-            "grid.contexts=[4096]",
-            "hardware=h100-sxm,b200",
-            f"out={out}",
-            f"parts_dir={tmp_path / 'parts'}",
-            f"hydra.sweep.dir={tmp_path / 'multi'}",
-        ],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
-    assert proc.returncode == 0, proc.stderr[-2000:]
+    monkeypatch.chdir(tmp_path)
+    argv = [multirun, *TINY, "grid.contexts=[4096]", "hardware=h100-sxm,b200", f"out={out}", f"parts_dir={tmp_path / 'parts'}"]
+    code, _, err = run_main("moejax.sweep", [*argv, f"hydra.sweep.dir={tmp_path / 'multi'}"])
+    assert code == 0, err[-2000:]
     for job, hw in enumerate(("h100-sxm", "b200")):
         with xr.open_dataset(tmp_path / f"hw-{job}.nc") as ds:
             assert ds.hardware.values.tolist() == [hw]
