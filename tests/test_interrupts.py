@@ -1,10 +1,14 @@
 """Ctrl-C and SIGTERM inside ``safe_points``: noted, raised at the next check, at once when repeated."""
 
+import gc
 import os
 import signal
+import sys
+import time
 
 import pytest
 
+from moejax.engine import interrupts
 from moejax.engine.interrupts import safe_points
 
 
@@ -47,6 +51,34 @@ def test_a_signal_after_the_last_check_still_interrupts():
     with pytest.raises(KeyboardInterrupt):
         with safe_points():
             os.kill(os.getpid(), signal.SIGTERM)
+
+
+def test_a_stop_inside_a_gc_callback_is_silent_and_comes_again(monkeypatch):
+    """A signal handled inside a garbage-collection callback (JAX registers one) raises where Python
+    can only print "Exception ignored in ..." and a traceback (1 of 50 signal-storm tries printed
+    one): nothing is printed, and the stop is delivered again and unwinds the run."""
+    fired, printed = [], []
+    monkeypatch.setattr(sys, "unraisablehook", printed.append)  # where Python reports it (pytest's own hook otherwise)
+
+    def callback(phase, info):
+        if not fired:
+            fired.append(phase)
+            signal.raise_signal(signal.SIGTERM)  # the handler runs in this callback's frame
+
+    interrupts.install()
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            gc.callbacks.append(callback)
+            try:
+                gc.collect()  # the KeyboardInterrupt is swallowed here
+            finally:
+                gc.callbacks.remove(callback)
+            time.sleep(10 * interrupts.RETRY_S)  # ... and comes again within RETRY_S
+    finally:
+        interrupts.ignore()
+    assert fired and interrupts.received() == signal.SIGTERM
+    assert not printed and sys.unraisablehook == printed.append  # the previous hook back after the run
+    time.sleep(2 * interrupts.RETRY_S)  # the retry's own retry, if any, is dropped: the run has ended
 
 
 def test_handlers_are_restored_and_an_ignored_sigint_stays_ignored():

@@ -7,7 +7,8 @@ noted, and the loop raises it between two steps (one chunk computed and written,
 assembled); a second signal raises at once, for a user who will not wait. No handler of this module
 raises inside :func:`deferred` (every netCDF read and write of a run): a signal that must stop the
 run there is raised when the I/O ends; nor inside netCDF library code or a finaliser reached some
-other way (garbage collection): there the signal is delivered again ``RETRY_S`` later. The first
+other way (garbage collection): there the signal is delivered again ``RETRY_S`` later; raised where
+Python can only print it (a garbage-collection callback), it is dropped silently and comes again. The first
 signal's number is kept (:func:`received`), so the command exits with 128 + it (130 for SIGINT,
 143 for SIGTERM).
 """
@@ -48,9 +49,16 @@ def _again(signum) -> None:
     only during a command's run (:func:`install`), never in a library caller's process."""
     if not _state["command"]:
         return
-    timer = threading.Timer(RETRY_S, os.kill, (os.getpid(), signum))
+    timer = threading.Timer(RETRY_S, _deliver, (signum,))
     timer.daemon = True
     timer.start()
+
+
+def _deliver(signum) -> None:
+    """The retry of :func:`_again`, dropped once the command's run has ended (its handlers may be
+    gone by then: an in-process caller's, or the default that kills)."""
+    if _state["command"]:
+        os.kill(os.getpid(), signum)
 
 
 def _stop(signum, frame) -> None:
@@ -65,6 +73,24 @@ def _stop(signum, frame) -> None:
     _again(signum)
     if not _unsafe(frame):
         raise KeyboardInterrupt
+
+
+def _unraisable(unraisable) -> None:
+    """``sys.unraisablehook`` during a command's run. A ``KeyboardInterrupt`` of this module's
+    handler raised where Python cannot propagate it (a garbage-collection callback such as JAX's
+    ``_xla_gc_callback``, a weakref callback) is swallowed and printed as "Exception ignored in ..."
+    with a traceback: the one-line promise broken (1 of 50 signal-storm tries, 2026-12-07). The stop
+    is delivered again (``_again``), so it is dropped silently; anything else goes to the previous hook."""
+    if unraisable.exc_type is KeyboardInterrupt and _state["command"] and _state["signum"] is not None:
+        return
+    _state["unraisablehook"](unraisable)
+
+
+def _own_unraisable(on: bool) -> None:
+    if on and sys.unraisablehook is not _unraisable:
+        _state["unraisablehook"], sys.unraisablehook = sys.unraisablehook, _unraisable
+    elif not on and sys.unraisablehook is _unraisable:
+        sys.unraisablehook = _state["unraisablehook"]
 
 
 def interrupt(signum, frame) -> None:
@@ -119,6 +145,7 @@ def install() -> None:
         return
     _state.setdefault("sigint_ignored", signal.getsignal(signal.SIGINT) is signal.SIG_IGN)  # as the process started
     _state.update(io=0, late=False, signum=None, command=True)
+    _own_unraisable(True)
     signal.signal(signal.SIGTERM, interrupt)
     if not _state["sigint_ignored"]:
         signal.signal(signal.SIGINT, interrupt)
@@ -131,6 +158,7 @@ def ignore() -> None:
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
         _state["command"] = False
+        _own_unraisable(False)
 
 
 @contextlib.contextmanager
@@ -179,5 +207,6 @@ def run_command(run) -> int:
 def _restore(handlers: dict) -> None:
     if threading.current_thread() is threading.main_thread():
         _state["command"] = False
+        _own_unraisable(False)
         for s, handler in handlers.items():
             signal.signal(s, handler)
