@@ -159,6 +159,14 @@ def test_alias_fixture_imports_to_the_aliased_architecture(name):
         )
 
 
+@pytest.mark.parametrize("types", [1e300, "1", {"a": 1}, [1, 0], [[1]]])
+def test_minimax_attention_types_must_be_a_list_of_ones(types):
+    """Found by the 1,000-example fuzz run (2026-12-07): ``attn_type_list: 1e300`` was a TypeError."""
+    with pytest.raises(SpecError) as excinfo:
+        architecture_from_hf_config(_broken("minimax-m2", attn_type_list=types))
+    _assert_one_line_naming(excinfo, "attn_type_list")
+
+
 @pytest.mark.parametrize("name", ["kimi-k2.5", "qwen3.5-397b-a17b"])
 def test_text_config_is_required(name):
     with pytest.raises(SpecError) as excinfo:

@@ -176,8 +176,9 @@ def _minimax_m2(cfg: dict) -> dict:
     d, n_layers, vocab, tied, act = _common(cfg)
     kind, h, g, dh = _attention_heads(cfg, d)
     n_experts, top_k = _experts(cfg, "num_local_experts")
-    if cfg.get("attn_type_list", _MISSING) not in (_MISSING, None) and set(cfg["attn_type_list"]) != {1}:
-        _fail("attn_type_list", cfg["attn_type_list"], "only full-attention layers (1) are modelled for minimax_m2")
+    types = cfg.get("attn_type_list", _MISSING)
+    if types is not _MISSING and types is not None and (not isinstance(types, list) or any(t != 1 for t in types)):
+        _fail("attn_type_list", types, "a list of 1s: only full-attention layers (1) are modelled for minimax_m2")
     return _arch(
         n_layers=n_layers,
         n_dense_layers=0,
