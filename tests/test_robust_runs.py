@@ -174,7 +174,8 @@ def test_two_sweeps_racing_for_one_out_file(tmp_path):
 @pytest.mark.parametrize("multirun", ["-m", "hydra.mode=MULTIRUN"])
 def test_multirun_with_out_gives_each_job_its_own_file(multirun, tmp_path, monkeypatch):
     """Either way of asking Hydra for a multirun; the second is an override, which moejax.cli must
-    then let Hydra read (``mode_may_be_set``): without it, one job would run on a list of two."""
+    then let Hydra read (``mode_may_be_set``): without it, Hydra runs one job and refuses the comma list
+    (``Ambiguous value for argument 'hardware=h100-sxm,b200'``)."""
     out = tmp_path / "hw.nc"
     monkeypatch.chdir(tmp_path)
     argv = [multirun, *TINY, "grid.contexts=[4096]", "hardware=h100-sxm,b200", f"out={out}", f"parts_dir={tmp_path / 'parts'}"]
