@@ -648,6 +648,8 @@ def _intervals_section(coverage: list[dict], preset: Path) -> list[str]:
     """The 80 % prediction intervals written into the preset and their nested out-of-sample coverage."""
     import yaml
 
+    from moejax.analysis.validation.serving_report import fold_label
+
     table = yaml.safe_load(preset.read_text()).get("intervals") or {}
     band = lambda b: [f"×{b['tpot'][0]:.2f} – ×{b['tpot'][1]:.2f}", f"×{b['ttft'][0]:.2f} – ×{b['ttft'][1]:.2f}"]  # noqa: E731
     rows = [[f"{b} on {f}", str(x["n"]), *band(x)] for b, fams in table.get("cells", {}).items() for f, x in fams.items()]
@@ -661,17 +663,17 @@ def _intervals_section(coverage: list[dict], preset: Path) -> list[str]:
         for f, x in table.get("new_backend", {}).items()
     ]
     pct = lambda x: "—" if x is None else f"{100 * x:.0f} %"  # noqa: E731
-    cov = [
-        [f"leave one {r['grouping']} out", r["value"], str(r["n_tpot"]), pct(r["tpot"]), str(r["n_ttft"]), pct(r["ttft"])]
-        for r in coverage
-    ]
+    cov = [[fold_label(r), r["value"], str(r["n_tpot"]), pct(r["tpot"]), str(r["n_ttft"]), pct(r["ttft"])] for r in coverage]
     return [
         "## 80 % prediction intervals",
         "",
         (
             "Every serving prediction carries `tpot_lo`, `tpot_hi`, `ttft_lo`, `ttft_hi` (s): the central value times "
             "the factors below, the 10th and 90th percentiles of the out-of-sample log residuals "
-            "(`moejax/analysis/validation/intervals.py`; written into `conf/accounting/realistic.yaml` by the fit). A case on "
+            "(`moejax/analysis/validation/intervals.py`; written into `conf/accounting/realistic.yaml` by the fit). The "
+            "leave-one-model-out bands are random-effects bands: the percentiles of every sum of a seen (model, engine) "
+            "pair's bias and a row's scatter about its own pair's bias, so a new model may be as far off as any seen "
+            "one, not only as the few models of its own engine and family. A case on "
             "a system, hardware family or backend without measurements gets the hull of its interval and the "
             "leave-one-system-out (leave-one-backend-out) spread, flagged `interval: extrapolated` with the reason."
         ),
@@ -684,7 +686,9 @@ def _intervals_section(coverage: list[dict], preset: Path) -> list[str]:
             "Coverage, nested out of sample: for each held-out backend (system, model) the interval table is rebuilt from "
             "the other groups' rows only, the rule gives the held-out rows their interval as for an unseen backend "
             "(system; a new model on seen hardware and engine), and the held-out rows' residuals of that grouping's "
-            "cross-validation are counted inside. Target 70–90 %."
+            "cross-validation are counted inside; the rows of the held-out models are also counted per backend and "
+            "per system (`leave one model out, per backend`: what a user of a new model sees on each engine). "
+            "Target 70–90 %."
         ),
         "",
         _md_row(["fold", "held out", "rows TPOT", "TPOT inside", "rows TTFT", "TTFT inside"]),

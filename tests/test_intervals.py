@@ -53,11 +53,59 @@ def test_coverage_worked_example():
     res = np.stack([r, -r], axis=1)  # TTFT mirrored: the same counts
     backend = ["A"] * len(a) + ["B"] * len(b)
     cv = {g: res for g in ("model", "system", "backend")}
-    rows = intervals.coverage(backend, ["h200"] * len(r), {"backend": np.array(backend)}, cv)
-    got = {row["value"]: row for row in rows}
+    labels = {"backend": np.array(backend), "model": np.arange(len(r)).astype(str)}  # a model per row: plain bands
+    rows = intervals.coverage(backend, ["h200"] * len(r), labels, cv)
+    got = {row["value"]: row for row in rows if row["grouping"] == "backend"}
     assert (got["A"]["n_tpot"], got["A"]["in_tpot"], got["A"]["n_ttft"], got["A"]["in_ttft"]) == (10, 7, 10, 7)
     assert (got["B"]["n_tpot"], got["B"]["in_tpot"], got["B"]["n_ttft"], got["B"]["in_ttft"]) == (11, 9, 11, 9)
     assert got["A"]["tpot"] == pytest.approx(0.7) and intervals.pooled(rows)["backend"]["tpot"] == pytest.approx(16 / 21)
+
+
+def test_pair_effects_and_the_random_effects_band_worked_example():
+    """The docstrings' example: pair A's residuals 0.0, 0.1, 0.2, pair B's 1.0 three times. A cell of
+    A's rows gets the percentiles of the sums of A's deviations and both pairs' effects (0.05, 1.05):
+    [exp(-1.05), 1] = [0.350, 1], where A's own residuals give [exp(-0.18), 1] = [0.835, 1]."""
+    r = np.array([0.0, 0.1, 0.2, 1.0, 1.0, 1.0])
+    res = np.stack([r, r], axis=1)
+    u, dev = intervals.pair_effects(res, np.array(["A"] * 3 + ["B"] * 3))
+    assert u[:, 0] == pytest.approx([0.1, 1.0]) and dev[:, 0] == pytest.approx([-0.1, 0, 0.1, 0, 0, 0], abs=1e-12)
+    cell = intervals.effects_band(dev[:3], u)
+    assert cell["n"] == 3 and cell["tpot"] == pytest.approx([np.exp(-1.05), 1.0], rel=1e-3)
+    assert cell["tpot"][0] == pytest.approx(0.350, abs=5e-4)
+    assert intervals.band(res[:3])["tpot"] == pytest.approx([np.exp(-0.18), 1.0]) and np.exp(-0.18) == pytest.approx(
+        0.835, abs=5e-4
+    )
+    # one row per pair, or one pair: the plain band
+    one_each = np.stack([np.linspace(-0.5, 0.5, 11)] * 2, axis=1)
+    u, dev = intervals.pair_effects(one_each, np.arange(11).astype(str))
+    assert intervals.effects_band(dev, u) == intervals.band(one_each)
+    u, dev = intervals.pair_effects(one_each, np.array(["A"] * 11))
+    assert intervals.effects_band(dev, u)["ttft"] == pytest.approx(intervals.band(one_each)["ttft"])
+
+
+def test_a_new_model_is_covered_by_the_spread_of_every_seen_model():
+    """m1 and m2 run on vLLM (log biases -0.1 and 0.08), m3 and m4 on TRT-LLM (0.7 and -0.2), rows
+    scattered by 0.03. Held out, m1's interval comes from m2's rows (its cell) and every seen pair's
+    bias (-0.2 ... 0.7): all of m1's rows lie inside. The plain percentiles of m2's rows (clamped to
+    [0, 0.12]) would hold almost none of them. The held-out rows counted per backend sum to the model grouping's counts, and the
+    pooled coverage counts each row once."""
+    rng = np.random.default_rng(1)
+    models = np.repeat(["m1", "m2", "m3", "m4"], 60)
+    backend = np.where(np.isin(models, ["m1", "m2"]), "vllm", "trtllm")
+    bias = {"m1": -0.1, "m2": 0.08, "m3": 0.7, "m4": -0.2}
+    r = np.array([bias[m] for m in models]) + rng.normal(0, 0.03, len(models))
+    res = np.stack([r, r], axis=1)
+    cv = {g: res for g in ("model", "system", "backend")}
+    hardware = np.array(["h200"] * len(models))
+    rows = intervals.coverage(backend, hardware, {"model": models, "backend": backend, "system": hardware}, cv)
+    held = {r["value"]: r for r in rows if r["grouping"] == "model" and r["per"] is None}
+    assert held["m1"]["tpot"] == 1.0 and held["m1"]["ttft"] == 1.0
+    plain = intervals.inside(intervals.band(res[models == "m2"]), res[models == "m1"])
+    assert plain[:, 0].mean() < 0.05
+    per = {r["value"]: r for r in rows if r["grouping"] == "model" and r["per"] == "backend"}
+    assert per["vllm"]["n_tpot"] == 120 and per["vllm"]["in_tpot"] == held["m1"]["in_tpot"] + held["m2"]["in_tpot"]
+    assert sum(r["in_ttft"] for r in per.values()) == sum(r["in_ttft"] for r in held.values())
+    assert intervals.pooled(rows)["model"]["tpot"] == pytest.approx(sum(r["in_tpot"] for r in held.values()) / 240)
 
 
 def _synthetic_table():
@@ -67,8 +115,9 @@ def _synthetic_table():
     n = 400
     backend = np.array(["trtllm", "vllm"])[rng.integers(0, 2, n)]
     hardware = np.array(["h100-sxm", "h200", "b200"])[rng.integers(0, 3, n)]
+    model = np.array(["m1", "m2", "m3", "m4", "m5"])[rng.integers(0, 5, n)]
     cv = {"model": rng.normal(0, 0.2, (n, 2)), "system": rng.normal(0, 0.4, (n, 2)), "backend": rng.normal(0, 0.5, (n, 2))}
-    return intervals.calibrate(backend, hardware, cv)
+    return intervals.calibrate(backend, hardware, model, cv)
 
 
 def test_unseen_hardware_family_and_backend_widen_the_interval():

@@ -7,14 +7,25 @@ is ``[p·lo, p·hi]`` with the factors ``lo = exp(-max(q_hi, 0))`` and ``hi = ex
 ``p·exp(-r)``, so 80 % of the calibration rows lie inside. Clamping at zero keeps ``lo ≤ 1 ≤ hi``
 (the central value inside) when the residuals are biased to one side; it only widens.
 
+A new model's error is its own bias plus the scatter of its rows, and the bias is what a cell's few
+models cannot show: the rows of one engine on one hardware family come from three to six models, so
+their percentiles miss a new model whose bias is unlike theirs (in the silicon corpus, Llama-3.1-70B's
+TTFT is ×2 high while vLLM's other models are near ×1). The leave-one-model-out bands are therefore
+random-effects bands (``effects_band``): the percentiles of every sum ``u + e`` of the bias ``u`` of
+a (model, backend) pair of the calibration data (the median of its residuals: every pair, of every
+engine and system, is one draw of a new model's bias) and a row's deviation ``e`` from its own pair's
+median (the cell's scatter). With one model, or one row per model, this is the plain percentile band.
+
 The table (``calibrate``, stored under ``intervals:`` in the accounting preset by the fit):
 
 - ``cells[backend][family]``, ``backends[backend]``, ``families[family]``, ``all``: from the
   leave-one-model-out residuals (the error on a deployment moejax was not fitted on, on a system and
-  engine it was): the interval of a case whose system and backend are in the calibration data.
-  A cell with fewer than ``MIN_ROWS`` residuals is not used (its backend's interval is).
+  engine it was), as random-effects bands: the interval of a case whose system and backend are in
+  the calibration data. A cell with fewer than ``MIN_ROWS`` residuals is not used (its backend's
+  interval is).
 - ``new_system[family | "all"]``: leave-one-system-out residuals; ``new_backend[family | "all"]``:
-  leave-one-backend-out residuals: the spread of a case on a system (an engine) the fit never saw.
+  leave-one-backend-out residuals (plain bands): the spread of a case on a system (an engine) the fit
+  never saw.
 
 The rule (``lookup``), per case (backend, hardware):
 
@@ -33,7 +44,9 @@ An extrapolated interval is never narrower than the calibrated one it starts fro
 Coverage (``coverage``) is nested, so no residual sets the interval it is checked against: for each
 held-out value of a grouping (backend, system, model), the table is rebuilt from the other values'
 rows only, the rule gives the held-out rows their interval as for unseen cases, and the held-out
-rows' residuals of that grouping's cross-validation are counted inside.
+rows' residuals of that grouping's cross-validation are counted inside. The held-out models' rows are
+also counted per backend and per system: the coverage a user of a new model sees on each engine and
+system.
 """
 
 from __future__ import annotations
@@ -67,6 +80,12 @@ def family(hardware: str) -> str:
     return FAMILIES.get(hardware, hardware)
 
 
+def _factors(x: np.ndarray) -> list[float]:
+    """[lo, hi] on the central value from a sample of log residuals (module docstring)."""
+    q_lo, q_hi = np.quantile(x, QUANTILES)
+    return [float(np.exp(-max(q_hi, 0.0))), float(np.exp(-min(q_lo, 0.0)))]
+
+
 def band(r: np.ndarray) -> dict | None:
     """``{"n", "tpot": [lo, hi], "ttft": [lo, hi]}``: the factors on the central prediction from the
     log residuals ``r`` [n, 2] (module docstring), each figure over its finite residuals; None when a
@@ -77,8 +96,47 @@ def band(r: np.ndarray) -> dict | None:
         x = r[np.isfinite(r[:, j]), j]
         if len(x) < 2:
             return None
-        q_lo, q_hi = np.quantile(x, QUANTILES)
-        out[k] = [float(np.exp(-max(q_hi, 0.0))), float(np.exp(-min(q_lo, 0.0)))]
+        out[k] = _factors(x)
+    return out
+
+
+def pair_effects(r: np.ndarray, pair: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(the median log residual of each (model, backend) ``pair`` label [m, 2], NaN where a pair has
+    no finite residual of a figure; each row's deviation from its pair's median [n, 2]).
+
+    Pair A with residuals 0.0, 0.1, 0.2 and pair B with 1.0, 1.0, 1.0: effects 0.1 and 1.0;
+    deviations -0.1, 0, 0.1, 0, 0, 0.
+    """
+    r, pair = np.asarray(r, float).reshape(-1, 2), np.asarray(pair, str)
+    u = np.full((len(set(pair)), 2), np.nan)
+    dev = np.full(r.shape, np.nan)
+    for i, q in enumerate(sorted(set(pair))):
+        sel = pair == q
+        for j in range(2):
+            x = r[sel, j]
+            if np.isfinite(x).any():
+                u[i, j] = np.nanmedian(x)
+                dev[sel, j] = x - u[i, j]
+    return u, dev
+
+
+def effects_band(dev: np.ndarray, effects: np.ndarray) -> dict | None:
+    """The random-effects band (module docstring): ``band`` of every sum of a pair effect
+    (``effects`` [m, 2], ``pair_effects``) and a row's deviation (``dev`` [n, 2], the rows at hand);
+    ``n`` is the rows at hand. None when a figure has fewer than 2 finite deviations or no effect.
+
+    A cell of pair A's rows (deviations -0.1, 0, 0.1), effects 0.1 (A) and 1.0 (B): the sums 0, 0.1,
+    0.2, 0.9, 1.0, 1.1 have 10th/90th percentiles 0.05 and 1.05, so the TPOT factors are
+    [exp(-1.05), 1] = [0.350, 1]: a new model may be as far off as B; A's own residuals alone give
+    [exp(-0.18), 1] = [0.835, 1].
+    """
+    dev, effects = np.asarray(dev, float).reshape(-1, 2), np.asarray(effects, float).reshape(-1, 2)
+    out = {"n": int(np.isfinite(dev).all(axis=1).sum())}
+    for j, k in enumerate(FIGURES):
+        e, u = dev[np.isfinite(dev[:, j]), j], effects[np.isfinite(effects[:, j]), j]
+        if len(e) < 2 or len(u) < 1:
+            return None
+        out[k] = _factors((u[:, None] + e[None, :]).ravel())
     return out
 
 
@@ -93,30 +151,36 @@ def hull(*bands: dict | None) -> dict | None:
     return out
 
 
-def _by(labels: np.ndarray, r: np.ndarray, min_rows: int) -> dict:
+def _by(labels: np.ndarray, r: np.ndarray, min_rows: int, effects: np.ndarray | None = None) -> dict:
+    """Per label value with at least ``min_rows`` rows: ``band`` of its residuals ``r``, or with
+    ``effects`` the ``effects_band`` of its deviations ``r``."""
     out = {}
     for v in sorted(set(labels)):
-        b = band(r[labels == v])
+        sel = labels == v
+        b = band(r[sel]) if effects is None else effects_band(r[sel], effects)
         if b is not None and b["n"] >= min_rows:
             out[str(v)] = b
     return out
 
 
-def calibrate(backend, hardware, cv: dict[str, np.ndarray], min_rows: int = MIN_ROWS) -> dict:
-    """The interval table from per-row labels (``backend``, ``hardware`` catalogue names) and the
-    cross-validation residuals ``cv[grouping]`` [n, 2] (``model``, ``system``, ``backend``)."""
-    backend, hardware = np.asarray(backend, str), np.asarray(hardware, str)
+def calibrate(backend, hardware, model, cv: dict[str, np.ndarray], min_rows: int = MIN_ROWS) -> dict:
+    """The interval table from per-row labels (``backend``, ``hardware`` catalogue names, ``model``)
+    and the cross-validation residuals ``cv[grouping]`` [n, 2] (``model``, ``system``, ``backend``):
+    random-effects bands from the leave-one-model-out residuals, plain bands for a new system or
+    backend (module docstring)."""
+    backend, hardware, model = np.asarray(backend, str), np.asarray(hardware, str), np.asarray(model, str)
     fam = np.array([family(h) for h in hardware])
     lomo, loso, lobo = (np.asarray(cv[g], float) for g in ("model", "system", "backend"))
-    cells = {str(b): _by(fam[backend == b], lomo[backend == b], min_rows) for b in sorted(set(backend))}
+    u, dev = pair_effects(lomo, np.char.add(np.char.add(model, "\t"), backend))
+    cells = {str(b): _by(fam[backend == b], dev[backend == b], min_rows, u) for b in sorted(set(backend))}
     return {
         "level": LEVEL,
         "min_rows": min_rows,
         "systems": sorted({str(h) for h in hardware}),
         "cells": cells,
-        "backends": _by(backend, lomo, 1),
-        "families": _by(fam, lomo, 1),
-        "all": band(lomo),
+        "backends": _by(backend, dev, 1, u),
+        "families": _by(fam, dev, 1, u),
+        "all": effects_band(dev, u),
         "new_system": {**_by(fam, loso, 1), "all": band(loso)},
         "new_backend": {**_by(fam, lobo, 1), "all": band(lobo)},
     }
@@ -197,38 +261,48 @@ def inside(bd: dict | None, r: np.ndarray) -> np.ndarray:
     return np.isfinite(r) & (m >= lo) & (m <= hi)
 
 
+def _count(grouping: str, value: str, hit: np.ndarray, r: np.ndarray, per: str | None = None) -> dict:
+    n = np.isfinite(r).sum(axis=0)
+    return {
+        "grouping": grouping,
+        "per": per,
+        "value": str(value),
+        "n_tpot": int(n[0]),
+        "in_tpot": int(hit[:, 0].sum()),
+        "n_ttft": int(n[1]),
+        "in_ttft": int(hit[:, 1].sum()),
+        "tpot": float(hit[:, 0].sum() / n[0]) if n[0] else None,
+        "ttft": float(hit[:, 1].sum() / n[1]) if n[1] else None,
+    }
+
+
 def coverage(backend, hardware, labels: dict[str, np.ndarray], cv: dict[str, np.ndarray], min_rows: int = MIN_ROWS) -> list[dict]:
     """Nested out-of-sample coverage (module docstring): one row per grouping (``labels`` keys among
-    backend, system, model) and held-out value, ``{"grouping", "value", "n_tpot", "in_tpot",
-    "n_ttft", "in_ttft", "tpot", "ttft"}`` (fractions; None when no finite residual)."""
+    backend, system, model; ``labels["model"]`` is required, the pairs of ``calibrate``) and held-out
+    value, ``{"grouping", "per", "value", "n_tpot", "in_tpot", "n_ttft", "in_ttft", "tpot", "ttft"}``
+    (fractions; None when no finite residual; ``per`` None); then, for the model grouping, the
+    held-out rows counted per backend and per system (``per`` "backend" or "system", ``value`` the
+    backend or system)."""
     backend, hardware = np.asarray(backend, str), np.asarray(hardware, str)
+    model = np.asarray(labels["model"], str)
     rows = []
     for g in ("backend", "system", "model"):
         if g not in labels:
             continue
         lab = np.asarray(labels[g], str)
+        r = np.asarray(cv[g], float)
+        hit = np.zeros(r.shape, bool)
         for v in sorted(set(lab)):
             held = lab == v
-            table = calibrate(backend[~held], hardware[~held], {k: np.asarray(x)[~held] for k, x in cv.items()}, min_rows)
-            hit = np.zeros((int(held.sum()), 2), bool)
-            r = np.asarray(cv[g], float)[held]
-            keys = list(zip(backend[held], hardware[held]))
-            for key in set(keys):
-                sel = np.array([k == key for k in keys])
+            rest = {k: np.asarray(x)[~held] for k, x in cv.items()}
+            table = calibrate(backend[~held], hardware[~held], model[~held], rest, min_rows)
+            for key in set(zip(backend[held], hardware[held])):
+                sel = held & (backend == key[0]) & (hardware == key[1])
                 hit[sel] = inside(lookup(table, *key)[0], r[sel])
-            n = np.isfinite(r).sum(axis=0)
-            rows.append(
-                {
-                    "grouping": g,
-                    "value": str(v),
-                    "n_tpot": int(n[0]),
-                    "in_tpot": int(hit[:, 0].sum()),
-                    "n_ttft": int(n[1]),
-                    "in_ttft": int(hit[:, 1].sum()),
-                    "tpot": float(hit[:, 0].sum() / n[0]) if n[0] else None,
-                    "ttft": float(hit[:, 1].sum() / n[1]) if n[1] else None,
-                }
-            )
+            rows.append(_count(g, v, hit[held], r[held]))
+        if g == "model":
+            for per, by in (("backend", backend), ("system", np.asarray(labels.get("system", hardware), str))):
+                rows += [_count(g, v, hit[by == v], r[by == v], per) for v in sorted(set(by))]
     return rows
 
 
@@ -271,6 +345,7 @@ def entry(bands: dict, j: int) -> dict:
 def pooled(rows: list[dict]) -> dict:
     """Coverage over every held-out value of each grouping: {grouping: {"tpot", "ttft"}} (fractions)."""
     out = {}
+    rows = [r for r in rows if r.get("per") is None]
     for g in dict.fromkeys(r["grouping"] for r in rows):
         sel = [r for r in rows if r["grouping"] == g]
         out[g] = {k: sum(r[f"in_{k}"] for r in sel) / max(sum(r[f"n_{k}"] for r in sel), 1) for k in FIGURES}

@@ -127,7 +127,7 @@ def interval_fit(cases: list[Case], cv: dict[str, np.ndarray], measurements: str
     nested coverage rows) from the grouped cross-validation residuals (``intervals``)."""
     backends, hardware = [c.row.backend for c in cases], [c.row.hardware for c in cases]
     labels = {g: np.array([c.row.groups[g] for c in cases]) for g in ("backend", "system", "model")}
-    table = intervals.calibrate(backends, hardware, cv)
+    table = intervals.calibrate(backends, hardware, labels["model"], cv)
     cov = intervals.coverage(backends, hardware, labels, cv)
     source = (
         f"python -m moejax.validate measurements={measurements} fit=true ({dt.date.today().isoformat()}): "
@@ -137,16 +137,19 @@ def interval_fit(cases: list[Case], cv: dict[str, np.ndarray], measurements: str
     return {"source": source, "coverage": pooled, **intervals.rounded(table)}, cov
 
 
+def fold_label(row: dict) -> str:
+    """``leave one model out`` (a held-out group), ``leave one model out, per backend`` (the held-out
+    models' rows counted per backend)."""
+    return f"leave one {row['grouping']} out" + (f", per {row['per']}" if row.get("per") else "")
+
+
 def _pct(x) -> str:
     return "—" if x is None else f"{100 * x:.0f} %"
 
 
 def coverage_report(cov: list[dict]) -> str:
     """Nested out-of-sample coverage of the 80 % interval per held-out group (target 70–90 %)."""
-    body = [
-        [f"leave one {r['grouping']} out", r["value"], str(r["n_tpot"]), _pct(r["tpot"]), str(r["n_ttft"]), _pct(r["ttft"])]
-        for r in cov
-    ]
+    body = [[fold_label(r), r["value"], str(r["n_tpot"]), _pct(r["tpot"]), str(r["n_ttft"]), _pct(r["ttft"])] for r in cov]
     return "\n".join(
         [
             "",
