@@ -87,6 +87,40 @@ def test_agg_concurrency_spread_over_workers(tmp_path):
     assert silicon.read_row(tmp_path, 2, raw, MODELS).decode.workers == 4
 
 
+VENDORED = ROOT / "moejax" / "data" / "reference" / "serving" / "aic-silicon" / "train.csv"
+
+
+def test_expert_parallel_multiplied_into_the_attention_split_worked_example():
+    """The docstring's cases on an 8-GPU node; a 72-GPU island keeps tp 64 as written."""
+    pool = lambda tp, dp, g, batch: silicon.Pool(1, tp, 1, dp, g, g, batch * dp)  # noqa: E731
+    assert silicon.expert_parallel_multiplied_in(pool(64, 1, 8, 32), 8) == silicon.Pool(1, 8, 1, 1, 1, 8, 32)
+    assert silicon.expert_parallel_multiplied_in(pool(1, 16, 4, 16), 8) == silicon.Pool(1, 1, 1, 4, 1, 4, 256)
+    assert silicon.expert_parallel_multiplied_in(pool(4, 1, 2, 8), 8) == pool(4, 1, 2, 8)
+    assert silicon.expert_parallel_multiplied_in(pool(64, 1, 8, 32), 72) == pool(64, 1, 8, 32)
+
+
+@pytest.mark.parametrize(
+    "written, physical",
+    [
+        (
+            "2026_04_06_deepseek_r1_b200_sxm_sglang_fp4_agg_1024x1024_c4_tp8_ep8_1015",  # tp 64, moe 8 x 8
+            "2026_03_25_deepseek_r1_b200_sxm_sglang_fp4_agg_1024x1024_c4_tp8_0_ep8_0_298",  # tp 8, moe 1 x 8
+        ),
+        (
+            "2026_04_06_deepseek_r1_b200_sxm_trtllm_fp4_agg_1024x1024_c256_tp4_ep4_946",  # DP 16, moe 4 x 4, batch 16
+            "2026_03_25_deepseek_r1_b200_sxm_trtllm_fp4_agg_1024x1024_c256_tp4_0_ep4_0_990",  # DP 4, moe 1 x 4, batch 64
+        ),
+    ],
+)
+def test_a_row_written_with_ep_multiplied_in_reads_as_its_copy(written, physical):
+    """Two rows of the vendored file with the same TPOT and TTFT to the last digit, one written
+    with the EP degree multiplied into the attention split: both read as the same worker."""
+    raw = {r["id"]: r for r in csv.DictReader(open(VENDORED, newline="")) if r["id"] in (written, physical)}
+    assert raw[written]["silicon_tpot_ms"] == raw[physical]["silicon_tpot_ms"]
+    a, b = (silicon.read_row(VENDORED, 2, raw[i], MODELS) for i in (written, physical))
+    assert a.decode == b.decode and a.decode.moe_tp == 1 and a.decode.tp * a.decode.dp_attn == a.decode.moe_ep
+
+
 BAD = {  # column: bad value, text the error names
     "isl": ("abc", "a number >= 1"),
     "backend": ("tgi", "'trtllm'"),

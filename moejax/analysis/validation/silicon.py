@@ -20,7 +20,14 @@ How a row is read (docs/validation.md is the contract):
 - **agg**: one worker of ``tp_size x attention_dp_size x pp_size`` GPUs (empty or 0 attention DP:
   1; empty or 0 ``moe_ep_size``: 1, ``moe_tp_size``: the whole stage); MoE layers ``moe_tp_size x
   moe_ep_size`` over the same GPUs (must equal tp·attention_dp; a dense model's are not read);
-  the running batch is capped at ``batch_size x attention_dp_size`` (per attention-DP rank). Where
+  the running batch is capped at ``batch_size x attention_dp_size`` (per attention-DP rank). A
+  worker written ``moe_tp_size = moe_ep_size = g > 1`` with ``tp_size x attention_dp_size = g²``
+  GPUs, more than the system's NVLink island, has its EP degree multiplied into the attention split
+  (``expert_parallel_multiplied_in``): it is read as ``g`` GPUs, attention ``tp/g`` (or DP ``dp/g``),
+  experts EP ``g``. In the vendored file these are 172 agg rows on 8-GPU H200, B200 and B300 nodes
+  (16 or 64 GPUs as written, one engine instance); 95 of them name ``tp{g}_ep{g}`` in their id, and
+  20 of those are copies, TPOT and TTFT to the last digit, of a row written ``g`` GPUs with MoE
+  ``1 x g``. Where
   the concurrency is a whole multiple ``w > 1`` of that cap, the run spread it over ``w`` such
   workers (the columns are per worker); otherwise one worker serves it all.
 - **disagg**: ``prefill_num_workers`` prefill and ``decode_num_workers`` decode workers with their
@@ -38,10 +45,12 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import functools
 import math
 import re
 from pathlib import Path
 
+from ...catalogue import load_hardware
 from ...physics.specs import SpecError
 
 HEADER = (
@@ -228,16 +237,16 @@ class _Row:
         return value
 
 
-def _pool(r: _Row, prefix: str, workers: bool) -> Pool | None:
+def _pool(r: _Row, prefix: str, workers: bool, island: int) -> Pool | None:
     """A pool's columns (``prefix`` '' for agg, 'prefill_' or 'decode_'); None when its worker count
-    or batch is not published (disagg)."""
+    or batch is not published (disagg). ``island``: the system's NVLink island (GPUs)."""
     if workers and not (r.raw.get(f"{prefix}num_workers") or "").strip():
         return None
     if not (r.raw.get(f"{prefix}batch_size") or "").strip():
         return None
     tp = r.number(f"{prefix}tp_size", integer=True)
     dp = r.number(f"{prefix}attention_dp_size", integer=True, minimum=0, empty=1) or 1
-    return Pool(
+    pool = Pool(
         workers=r.number(f"{prefix}num_workers", integer=True) if workers else 1,
         tp=tp,
         pp=r.number(f"{prefix}pp_size", integer=True, empty=1),
@@ -246,6 +255,26 @@ def _pool(r: _Row, prefix: str, workers: bool) -> Pool | None:
         moe_ep=r.number(f"{prefix}moe_ep_size", integer=True, minimum=0, empty=1) or 1,
         cap=r.number(f"{prefix}batch_size", integer=True) * dp,
     )
+    return expert_parallel_multiplied_in(pool, island) if not workers else pool
+
+
+def expert_parallel_multiplied_in(pool: Pool, island: int) -> Pool:
+    """An agg worker written with the EP degree multiplied into its attention split (module
+    docstring): ``moe_tp = moe_ep = g > 1`` and ``tp·dp_attn = g²`` (one of them ``g²``) larger than
+    the system's NVLink ``island`` is a ``g``-GPU worker, attention ``tp/g`` (or ``dp_attn/g``),
+    experts EP ``g`` (``moe_tp`` 1); the cap (``batch_size`` per written DP rank times the written DP)
+    is kept. Any other pool is returned as is (``g² <= island`` is also a real MoE TP g x EP g).
+
+    On an 8-GPU B200 node: tp 64, moe 8 x 8 (the row's id names tp8_ep8) -> tp 8, EP 8 on 8 GPUs;
+    attention DP 16, moe 4 x 4, batch 16 (cap 256) -> DP 4, EP 4, cap 256; tp 4, moe 2 x 2: as written.
+    """
+    g = pool.moe_ep
+    if g <= 1 or pool.moe_tp != g or pool.pp != 1 or pool.tp * pool.dp_attn != g * g or g * g <= island:
+        return pool
+    tp, dp = (pool.tp // g, pool.dp_attn) if pool.tp == g * g else (pool.tp, pool.dp_attn // g)
+    if tp * dp != g:
+        return pool
+    return dataclasses.replace(pool, tp=tp, dp_attn=dp, moe_tp=1)
 
 
 def dtypes(backend: str, gemm: str, moe: str) -> dict:
@@ -263,6 +292,12 @@ def dtypes(backend: str, gemm: str, moe: str) -> dict:
     }
 
 
+@functools.lru_cache(maxsize=None)
+def _island(hardware: str | None) -> int:
+    """GPUs in one NVLink island of a catalogue accelerator (no limit for an unmapped system)."""
+    return 1 << 30 if hardware is None else int(load_hardware(hardware).island_size)
+
+
 def read_row(path: Path, line: int, raw: dict, available: set[str]) -> ServingRow:
     """One CSV row as a ``ServingRow`` (``unexpressible`` says why moejax cannot evaluate it);
     one-line ``SpecError`` naming the row and column on a malformed value."""
@@ -278,10 +313,11 @@ def read_row(path: Path, line: int, raw: dict, available: set[str]) -> ServingRo
     match = re.search(r"silicon_concurrency=(\d+)", raw.get("silicon_data_source") or "")
     model = catalogue_name(raw.get("model_path") or "", available) or ""
     reason = ""
+    island = _island(SYSTEMS.get(system))
     if mode == "agg":
-        decode, prefill = _pool(r, "", workers=False), None
+        decode, prefill = _pool(r, "", False, island), None
     else:
-        decode, prefill = _pool(r, "decode_", workers=True), _pool(r, "prefill_", workers=True)
+        decode, prefill = _pool(r, "decode_", True, island), _pool(r, "prefill_", True, island)
     if mode == "agg" and decode is not None and match is not None:
         concurrency = int(match.group(1))
         if concurrency > decode.cap and concurrency % decode.cap == 0:
