@@ -481,7 +481,7 @@ def study_serving(run_dir: Path) -> tuple[int, str]:
             "`moejax/data/reference/serving/measurements.yaml` (format: that folder's README). Residual = "
             "log(predicted / measured) on the first measured figure given (step_time, tokens_per_s_per_user, "
             "throughput_per_gpu). `sol`: peak hardware, no overheads (`conf/accounting/sol.yaml`). `realistic`: the "
-            "default preset (`conf/accounting/realistic.yaml`: kernel-level constants and three end-to-end constants "
+            "default preset (`conf/accounting/realistic.yaml`: kernel-level constants and end-to-end constants "
             "fitted on AIConfigurator's measured serving runs, sweeps/serving/SILICON.md); it never saw these points, "
             "so its column is out of sample as it stands. `layered`: the previous release's realistic preset "
             "(`conf/accounting/layered.yaml`, frozen as released), global constants with a per-layer latency; here "
@@ -575,6 +575,8 @@ def study_silicon(run_dir: Path) -> tuple[int, str]:
     for reason in served["not_expressible"].values():
         reasons[reason] = reasons.get(reason, 0) + 1
     consts = "; ".join(f"{k} = {v:.4g}" for k, v in fitted["fit"]["constants"].items())
+    n_free = len(fitted["fit"]["constants"])
+    profiles = _profiles(REPO / "conf" / "accounting" / "realistic.yaml")
     parts = [
         "# Silicon study: moejax against AIConfigurator's measured serving runs",
         "",
@@ -592,13 +594,10 @@ def study_silicon(run_dir: Path) -> tuple[int, str]:
             "The serving constants are refitted without every row of one model (one system, one backend) and predict "
             "that group's rows: the error a user of a model, system or engine moejax was not fitted on will see. "
             "The fit starts from `accounting=kernel` (every kernel's fixed cost and efficiency fitted on kernel-level "
-            "measurements, sweeps/kernels/RESIDUALS.md) and fits three end-to-end constants here: the result is "
+            f"measurements, sweeps/kernels/RESIDUALS.md) and fits {n_free} end-to-end constants here: the result is "
             "`accounting=realistic`, the default preset. "
             f"Fitted on all rows: {consts}; per engine profile: "
-            + "; ".join(
-                f"{b} request_overhead {v['request_overhead'] * 1e3:.1f} ms, warmup_share {v['warmup_share']:.3f}"
-                for b, v in _profiles(REPO / "conf" / "accounting" / "realistic.yaml").items()
-            )
+            + "; ".join(f"{b} " + ", ".join(_profile_value(k, x) for k, x in v.items()) for b, v in profiles.items())
             + "."
         ),
         "",
@@ -619,7 +618,7 @@ def study_silicon(run_dir: Path) -> tuple[int, str]:
             "The previous release's realistic constants (`accounting=layered`: fitted on 25 isolated steps, a "
             "per-layer latency), and the previous release's serving fit: the same grouped cross-validation with 11 "
             "end-to-end constants (every efficiency, `layer_latency`, the collective constants, `sequence_latency`, "
-            "`request_overhead` per engine, `warmup_share`) fitted from `accounting=layered` instead of three on top "
+            f"`request_overhead` per engine, `warmup_share`) fitted from `accounting=layered` instead of {n_free} on top "
             "of the kernel fits."
         ),
         "",
@@ -627,7 +626,7 @@ def study_silicon(run_dir: Path) -> tuple[int, str]:
         _md_row(["---"] * (len(header) + 1)),
         *(_md_row(["layered (25 steps), in sample", *row(t)]) for t in today["groups"][:1]),
         *(_md_row([f"11 end to end, {t['fold']}", *row(t)]) for t in layered["fit"]["cv"] if t["group"] == "all"),
-        *(_md_row([f"kernel + 3, {t['fold']}", *row(t)]) for t in cv if t["group"] == "all"),
+        *(_md_row([f"kernel + {n_free}, {t['fold']}", *row(t)]) for t in cv if t["group"] == "all"),
         "",
         f"## Not expressible ({len(served['not_expressible'])} of {served['n']} rows; ids in `validate_realistic.log`)",
         "",
@@ -696,6 +695,11 @@ def _intervals_section(coverage: list[dict], preset: Path) -> list[str]:
         *(_md_row(r) for r in cov),
         "",
     ]
+
+
+def _profile_value(name: str, value: float) -> str:
+    """``request_overhead 106.2 ms``, ``step_latency 0.92 ms``, ``warmup_share 0.220``."""
+    return f"{name} {value * 1e3:.3g} ms" if name.endswith(("_overhead", "_latency")) else f"{name} {value:.3f}"
 
 
 def _profiles(path: Path) -> dict:

@@ -167,6 +167,7 @@ def random_accounting_constants(rng: np.random.Generator) -> dict:
         "collective_latency": float(rng.uniform(0, 10e-6)),
         "a2a_peer_latency": float(rng.uniform(0, 10e-6)),
         "sequence_latency": float(rng.uniform(0, 30e-6)),
+        "step_latency": float(rng.uniform(0, 2e-3)),
         "grouped_gemm_efficiency": float(rng.uniform(0.3, 1.5)),
         "attention_efficiency": float(rng.uniform(0.3, 1.5)),
     }

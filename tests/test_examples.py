@@ -213,3 +213,16 @@ def test_a_pipeline_needs_a_sequence_per_microbatch():
     ok = moejax.decode_step(grok, "h100-sxm", Partition(tp=2.0, pp=4.0), context=8192, batch=4)
     short = moejax.decode_step(grok, "h100-sxm", Partition(tp=2.0, pp=4.0), context=8192, batch=3)
     assert bool(ok.feasible) and not bool(short.feasible)
+
+
+def test_host_work_per_sequence_and_per_step_worked_example(llama70):
+    """docs/cost-model.md §4: 64 sequences at ``sequence_latency`` 5 µs on one attention-DP rank add
+    0.32 ms to the step; ``step_latency`` 1 ms adds 1 ms once per step, with or without pipeline
+    stages (pp·t_micro holds it once). Tolerance 1e-9 s (float64 sums of the other terms)."""
+    for part in (Partition(tp=8.0), Partition(tp=4.0, pp=2.0)):
+        step = lambda **kw: float(
+            moejax.decode_step(llama70, "h100-sxm", part, context=4096, batch=64, accounting=Accounting(**kw)).step_time
+        )  # noqa: E731
+        base = step()
+        assert step(sequence_latency=5e-6) - base == pytest.approx(0.32e-3, abs=1e-9)
+        assert step(step_latency=1e-3) - base == pytest.approx(1e-3, abs=1e-9)

@@ -39,6 +39,7 @@ def test_phases_add_up_to_the_step(model, partition, kinds, preset):
         pp * float(d.pipe)
         + float(acc.layer_latency) * float(m.n_layers * stage_scale(m, partition))
         + float(acc.sequence_latency) * float(d.b_eval) / float(partition.dp_attn)
+        + float(acc.step_latency)
     )
     assert float(r.step_time) == pytest.approx(by_phase + fixed, rel=1e-5)
 

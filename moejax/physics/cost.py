@@ -347,7 +347,8 @@ def _assemble(m, p, acc, wl, batch, b_eval, b_max, per_group, stage: StageCosts,
     xp = namespace(m, p, wl, batch, b_eval, b_max, per_group, stage, pipe, t_draft)
     roof, t_compute, t_hbm, comm, exposed = stage.roofline, stage.compute, stage.hbm, stage.comm, stage.exposed
     t_exp = exposed + p.pp * pipe
-    host = acc.sequence_latency * (b_eval / p.dp_attn)  # per sequence per step, each attention-DP rank's scheduler
+    # engine host work per step: per sequence in each attention-DP rank's scheduler, and once per step
+    host = acc.sequence_latency * (b_eval / p.dp_attn) + acc.step_latency
     step = roof + t_exp + acc.layer_latency * (m.n_layers * stage_scale(m, p)) + host + t_draft
     if not static_equals(stage.fixed, 0.0):  # kernel fixed costs (accounting=kernel); none traced otherwise
         step = step + stage.fixed

@@ -359,7 +359,8 @@ def _evaluate(
             + n_moe_s * max(moe_c, moe_h / BW)
             + max(head_c, head_h / BW)
         )
-    t_micro = roof + exposed + fixed + send + latency + ac["sequence_latency"] * Be / dp_attn / pp  # host work, pp*t_micro
+    host = ac["sequence_latency"] * Be / dp_attn + ac["step_latency"]  # engine host work per step: pp*t_micro holds it once
+    t_micro = roof + exposed + fixed + send + latency + host / pp
     t_draft = 0.0
     if not prefill and draft > 0:  # each drafting pass costs one average layer of the step
         t_draft = draft * m["mtp_layers"] * ((roof + exposed + fixed) / n_attn_s + ac["layer_latency"])

@@ -85,6 +85,7 @@ ACCOUNTING_DEFAULTS = {
     "a2a_peer_latency": 0.0,
     "request_overhead": 0.0,
     "sequence_latency": 0.0,
+    "step_latency": 0.0,
     "grouped_gemm_efficiency": 1.0,
     "attention_efficiency": 1.0,
     "warmup_share": 0.0,

@@ -32,7 +32,8 @@ MODES = ("sol", "realistic", "kernel", "layered", "custom")
 # Accounting's constants by range: fractions in (0, 1], times (s) and bytes >= 0
 ACC_FRACTIONS = ("hbm_usable_fraction", "hbm_efficiency", "flops_efficiency", "fp8_efficiency", "fp4_efficiency")
 ACC_FRACTIONS += ("comm_efficiency",)
-ACC_TIMES = ("reserve_bytes", "layer_latency", "collective_latency", "a2a_peer_latency", "request_overhead", "sequence_latency")
+ACC_TIMES = ("reserve_bytes", "layer_latency", "collective_latency", "a2a_peer_latency", "request_overhead")
+ACC_TIMES += ("sequence_latency", "step_latency")
 
 
 def _host_values(spec) -> dict[str, np.ndarray] | None:
@@ -451,6 +452,7 @@ class Accounting:
     grouped_gemm_efficiency: Any = 1.0  # routed-expert (grouped) GEMMs relative to dense GEMMs
     attention_efficiency: Any = 1.0  # attention score/value and linear-state FLOPs relative to dense GEMMs
     sequence_latency: Any = 0.0  # s of host work per sequence per step per attention-DP rank (scheduling, sampling)
+    step_latency: Any = 0.0  # s of engine host work per step (scheduling, the step's launch, sampling), once per step
     request_overhead: Any = 0.0  # s per request before its first token beyond the model's passes (API, scheduling)
     warmup_share: Any = 0.0  # share of a closed-loop benchmark's requests in its start-up wave (served.py)
     # Kernel-structured step (docs/cost-model.md, "Kernel-structured step"; 0 and 1: not charged): s per kernel call

@@ -75,8 +75,8 @@ def label(p) -> str:
 def breakdown(m, hw, p, wl, acc) -> dict:
     """One model at one partition: StepCosts in display units (ms, GB, tokens/s/GPU) and the step
     split by phase. Phase ``time`` = its layers × (max(compute, HBM) + exposed communication);
-    ``overhead`` = pipeline send + per-layer fixed latency + per-sequence host time (the kernels'
-    fixed costs are inside their phases); their sum is the step time."""
+    ``overhead`` = pipeline send + per-layer fixed latency + host time per sequence and per step (the
+    kernels' fixed costs are inside their phases); their sum is the step time."""
     from moejax.physics.cost import decode_phases, decode_point, stage_scale
     from moejax.physics.phases import phase_times
     from moejax.physics.routing import busiest_rank, touched_experts
@@ -91,7 +91,8 @@ def breakdown(m, hw, p, wl, acc) -> dict:
             continue
         split[name] = {q: float(v) for q, v in t._asdict().items()}
     layers = float(m.n_layers) * float(stage_scale(m, p)) / pp
-    host = float(acc.sequence_latency) * float(r.batch) / float(p.dp_attn)  # cost._assemble's per-sequence scheduler time
+    # cost._assemble's host time: each attention-DP rank's scheduler per sequence, and once per step
+    host = float(acc.sequence_latency) * float(r.batch) / float(p.dp_attn) + float(acc.step_latency)
     over = pp * (float(pipe) + float(acc.layer_latency) * layers) + host
     split["overhead"] = {
         "time": over,
@@ -456,8 +457,8 @@ def render(results: dict, seconds: float) -> str:
         "(`conf/grid/qs-paper.yaml`: tp, ep, pp, dp_attn, kvp/cp, dense_tp ∈ {1, 2, 4, 8}).",
         "- `sol`: peak hardware, no overheads (`conf/accounting/sol.yaml`); `realistic`: the default preset "
         "(`conf/accounting/realistic.yaml`: 90 % of HBM usable, 2 GB reserve, each kernel's fixed cost and its "
-        "class's efficiency fitted on kernel timings, the collectives' measured floors, a per-sequence host time "
-        "fitted on serving benchmarks).",
+        "class's efficiency fitted on kernel timings, the collectives' measured floors, host time per step and per "
+        "sequence fitted on serving benchmarks).",
         "",
         "## Ratio",
         "",
@@ -517,8 +518,8 @@ def render(results: dict, seconds: float) -> str:
         "",
         "ratio = (B_dense / B_MoE) × (t_MoE / t_dense) × (N_MoE / N_dense) (N: GPUs per replica); step times split "
         "into attention, the FFN's roofline (weight reads or compute), the FFN's exposed communication, the kernels' "
-        "fixed costs (τ per kernel call) and the LM head with the step's overheads (pipeline sends, per-sequence host "
-        "time) (ms, MoE / dense).",
+        "fixed costs (τ per kernel call) and the LM head with the step's overheads (pipeline sends, host time per "
+        "step and per sequence) (ms, MoE / dense).",
         "",
         md_table(
             ["mode", "case", "ratio", "B ratio", "step ratio", "N ratio", *TERM_TITLES.values()],

@@ -122,6 +122,15 @@ CONSTANTS = {
             "host work per sequence per step per attention-DP rank (s)",
         ),
         Constant(
+            "step_latency",
+            NONNEGATIVE,
+            "softplus",
+            1e-3,
+            "ms",
+            1e-3,
+            "engine host work per step outside the model's kernels (s)",
+        ),
+        Constant(
             "request_overhead",
             NONNEGATIVE,
             "softplus",

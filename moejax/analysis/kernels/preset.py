@@ -40,6 +40,7 @@ COPIED = (
     "request_overhead",
     "warmup_share",
     "sequence_latency",
+    "step_latency",
 )
 HEADER = f"""\
 # Kernel-structured accounting (docs/cost-model.md, "Kernel-structured step"): a fixed cost per kernel call
