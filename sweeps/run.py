@@ -698,7 +698,7 @@ def _intervals_section(coverage: list[dict], preset: Path) -> list[str]:
 
 
 def _profile_value(name: str, value: float) -> str:
-    """``request_overhead 106.2 ms``, ``step_latency 0.92 ms``, ``warmup_share 0.220``."""
+    """``request_overhead 105 ms``, ``step_latency 0.912 ms``, ``warmup_share 0.224``."""
     return f"{name} {value * 1e3:.3g} ms" if name.endswith(("_overhead", "_latency")) else f"{name} {value:.3f}"
 
 
