@@ -388,8 +388,15 @@ def test_ctrl_c_while_drawing_leaves_no_figure(dataset, tmp_path):
         # ignored here, and a child inherits an ignored SIGINT (then, rightly, keeps ignoring it)
         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
+
+    def figures():  # check_writable probes --out first (creates it, then removes it): it may vanish under glob
+        try:
+            return list(out.glob("*.png"))
+        except FileNotFoundError:
+            return []
+
     deadline = time.time() + 120
-    while time.time() < deadline and proc.poll() is None and not list(out.glob("*.png")):
+    while time.time() < deadline and proc.poll() is None and not figures():
         time.sleep(0.01)
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=60)
