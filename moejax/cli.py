@@ -45,6 +45,10 @@ def remove_if_empty(run_dir: Path) -> None:
 
 
 _job_started = False  # set by run_command: the config was composed and the command's own job runs
+# JAX's warning when two runs compiling the same program into one persistent cache race on its LRU
+# bookkeeping (an -atime file read as the other removes it): that write is skipped, the result unchanged;
+# any other cache-write error (a full disk) is still printed
+CACHE_RACE = r"Error writing persistent compilation cache .*: FileNotFoundError"
 
 
 def run_command(job: Callable[[Path], str], compilation_cache=None) -> None:
@@ -62,9 +66,7 @@ def run_command(job: Callable[[Path], str], compilation_cache=None) -> None:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)
-            # two runs compiling the same program into one persistent cache race on JAX's LRU bookkeeping
-            # (a -atime file read as the other removes it); the write is skipped, the result unchanged
-            warnings.filterwarnings("ignore", "Error writing persistent compilation cache .*: FileNotFoundError", UserWarning)
+            warnings.filterwarnings("ignore", CACHE_RACE, UserWarning)
             interrupts.install()
             try:
                 report = job(run_dir)

@@ -377,3 +377,29 @@ def test_dataset_chunks_follow_the_parts_split(tmp_path):
     assert layout(big, ("hardware", 500)) == [1, 1, 1, 500, 2, 3]
     assert layout(big, ("row", 1)) == [1, 1, 1, big, 2, 3]
     assert layout(10, ("hardware", 4)) == [1, 1, 1, 10, 2, 3]
+
+
+@pytest.mark.parametrize("errno, printed", [(2, False), (28, True)])  # ENOENT: FileNotFoundError; ENOSPC: OSError
+def test_a_cache_write_race_is_not_printed_but_a_full_disk_is(errno, printed, monkeypatch):
+    """JAX's own warning when a persistent-cache write fails, raised through its real compile path
+    (a forced cache miss, then the write fails): ``moejax.cli.CACHE_RACE``, the filter every command
+    runs under, drops the race of two runs on one cache (FileNotFoundError: the other run removed an
+    -atime file) and keeps any other failure, such as a full disk."""
+    import warnings
+
+    import jax
+    from jax._src import compilation_cache
+
+    from moejax.cli import CACHE_RACE
+
+    def fail(*args, **kwargs):
+        raise OSError(errno, os.strerror(errno), "entry-atime")
+
+    monkeypatch.setattr(compilation_cache, "get_executable_and_time", lambda *a, **k: (None, None))
+    monkeypatch.setattr(compilation_cache, "put_executable_and_time", fail)
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        warnings.filterwarnings("ignore", CACHE_RACE, UserWarning)
+        scale = 3.0625 + errno / 64  # a program compiled nowhere else, one per case
+        jax.jit(lambda x: x * scale)(1.0).block_until_ready()
+    assert any("Error writing persistent compilation cache" in str(w.message) for w in seen) == printed, seen
