@@ -40,12 +40,12 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
 from .analysis import validation as val
-from .analysis.validation import benchmarks, intervals, serving_fit, serving_report, silicon
+from .analysis.validation import benchmarks, intervals, serving_fit, serving_report, silicon, stack_fit
 from .catalogue import CONF_DIR, ROOT, available, load_accounting
 from .cli import one_line_errors, path_value, run_command
 from .engine.dataset import check_writable, whole_outputs, write_text
 from .physics.kernels import KERNEL_CLASSES
-from .physics.specs import SpecError
+from .physics.specs import SpecError, replace
 
 
 def repo_path(value) -> Path:
@@ -145,6 +145,15 @@ def fit_report(res: val.FitResult, points) -> str:
     return "\n".join(lines + ["", val.text_table(["id", "measured", "in-sample", "leave-one-out", "note"], body)])
 
 
+MEASUREMENTS = "moejax/data/reference/serving/measurements.yaml"  # the published points (the only ROCm measurements)
+
+
+def rocm_factor(acc) -> stack_fit.StackFit | None:
+    """The ROCm stack factor fitted on the ROCm points of ``MEASUREMENTS`` at ``acc`` (``stack_fit``)."""
+    points, _, _ = val.resolve_all(val.load_measurements(repo_path(MEASUREMENTS)))
+    return stack_fit.fit(points, acc)
+
+
 def serving_job(cfg: DictConfig, path: Path, name: str, acc, out: Path, write: Path | None) -> str:
     """The serving-benchmark validation of a silicon CSV (module docstring)."""
     settings = serving_settings(cfg) if cfg.fit else None
@@ -175,6 +184,10 @@ def serving_job(cfg: DictConfig, path: Path, name: str, acc, out: Path, write: P
         }
         itable, coverage = serving_report.interval_fit(cases, res.cv, str(cfg.measurements))
         base = yaml.safe_load((CONF_DIR / "accounting" / f"{name}.yaml").read_text())
+        rocm = rocm_factor(replace(acc, **res.constants))
+        if rocm is not None:
+            base["rocm_factor"] = {"value": rocm.factor, "source": stack_fit.source(rocm, MEASUREMENTS)}
+            text += f"\nROCm stack factor {rocm.factor:.4g} (from the ROCm points of {MEASUREMENTS})"
         write = write_text(
             write or out / "realistic.yaml",
             serving_fit.accounting_yaml(res, base, str(cfg.measurements), stats, itable),
@@ -240,6 +253,12 @@ def validate_job(cfg, path: Path, name: str, acc, out: Path, write: Path | None,
         text += (
             f"\n\n80 % intervals (accounting {name}'s table, engine not named; tpot_lo/hi, ttft_lo/hi in the JSON line):"
             f" the measured figure lies inside for {inside} of {n_in} feasible points"
+        )
+    rocm = stack_fit.fit(points, acc) if float(acc.rocm_factor) != 1.0 else None
+    if rocm is not None:  # the factor was fitted on these points: their out-of-sample prediction leaves each out
+        record["rocm_loo"] = {i: {"rocm_factor": rocm.loo[i], "predicted": rocm.loo_predicted[i]} for i in rocm.loo}
+        text += "\n\nROCm points, the stack factor fitted without the point (leave one out): " + ", ".join(
+            f"{i} x{rocm.loo[i]:.3f}: {rocm.loo_predicted[i]:.4g}" for i in rocm.loo
         )
     if settings is not None:
         res = val.fit(points, acc, settings)

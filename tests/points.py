@@ -89,6 +89,7 @@ def random_hardware(rng: np.random.Generator) -> dict:
         "flops_fp4": 2 * fp8 if rng.random() < 0.5 else 0.0,
         "fabric": float(mesh),
         "link_bw": link_bw,
+        "stack": float(rng.integers(0, 4)),  # 1: ROCm (rocm_factor applies)
     }
     if rng.random() < 0.25:  # a torus island (TPU ICI, Trainium): 1-3 dimensions of link_bw links
         hw.update(fabric=2.0, torus_dims=float(rng.integers(1, 4)), link_bw=float(rng.uniform(25e9, 200e9)))
@@ -168,6 +169,7 @@ def random_accounting_constants(rng: np.random.Generator) -> dict:
         "a2a_peer_latency": float(rng.uniform(0, 10e-6)),
         "sequence_latency": float(rng.uniform(0, 30e-6)),
         "step_latency": float(rng.uniform(0, 2e-3)),
+        "rocm_factor": float(rng.uniform(0.8, 2.0)),
         "grouped_gemm_efficiency": float(rng.uniform(0.3, 1.5)),
         "attention_efficiency": float(rng.uniform(0.3, 1.5)),
     }

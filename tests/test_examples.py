@@ -226,3 +226,19 @@ def test_host_work_per_sequence_and_per_step_worked_example(llama70):
         base = step()
         assert step(sequence_latency=5e-6) - base == pytest.approx(0.32e-3, abs=1e-9)
         assert step(step_latency=1e-3) - base == pytest.approx(1e-3, abs=1e-9)
+
+
+def test_rocm_stack_factor_worked_example(llama70):
+    """docs/cost-model.md §4: on a ROCm part (``stack: rocm``) every kernel and collective of the step
+    takes ``rocm_factor`` times as long; the host work does not. Llama-3-70B TP8, 64 sequences at 4k:
+    with ``step_latency`` 1 ms, factor 1.5 makes the step 1 ms + 1.5 × (its device time); on an NVIDIA
+    part the factor changes nothing. Tolerance 1e-9 s (float64 sums)."""
+    step = lambda hw, **kw: float(  # noqa: E731
+        moejax.decode_step(
+            llama70, hw, Partition(tp=8.0), context=4096, batch=64, accounting=Accounting(step_latency=1e-3, **kw)
+        ).step_time
+    )
+    device = step("mi300x") - 1e-3
+    assert step("mi300x", rocm_factor=1.5) == pytest.approx(1e-3 + 1.5 * device, abs=1e-9)
+    assert step("h100-sxm", rocm_factor=1.5) == step("h100-sxm")
+    assert float(load_hardware("mi355x").stack) == 1.0 and float(load_hardware("h100-sxm").stack) == 0.0

@@ -160,11 +160,12 @@ def test_new_hardware_numbers_are_positive_sourced_and_say_their_basis(name):
     entry = hardware_entry(name)
     for field in HARDWARE_FIELDS + ("price_per_gpu_hour", "board_power"):
         if field not in entry:
-            assert field == "torus_dims" and entry["fabric"]["value"] != "torus", field
+            # optional: a torus's dimensions, and the software stack (CUDA when not named)
+            assert (field == "torus_dims" and entry["fabric"]["value"] != "torus") or field == "stack", field
             continue
         item = entry[field]
         assert isinstance(item, dict) and item["source"].strip(), field
-        if field not in ("fabric", "link_bw", "flops_fp4", "torus_dims"):
+        if field not in ("fabric", "link_bw", "flops_fp4", "torus_dims", "stack"):
             assert item["value"] > 0, field
             assert item["basis"] in BASES, field
         if field.startswith("flops_"):

@@ -14,7 +14,7 @@ import jax
 import yaml
 
 from ..physics import baseline
-from ..physics.specs import ATTENTION_KINDS, FABRICS, Accounting, HardwareSpec, ModelSpec, SpecError
+from ..physics.specs import ATTENTION_KINDS, FABRICS, STACKS, Accounting, HardwareSpec, ModelSpec, SpecError
 from . import hf_patterns  # noqa: F401  (registers the patterned families' config.json importers)
 from .files import load_json, load_yaml
 from .hf import architecture_from_hf_config
@@ -73,7 +73,7 @@ ARCH_OPTIONAL = {
     "attn_gate": False,
 }
 HARDWARE_FIELDS = tuple(f.name for f in dataclasses.fields(HardwareSpec))  # declared once, in physics/specs.py
-HARDWARE_OPTIONAL = {"torus_dims": 0}  # only a torus fabric needs it (switched and mesh entries may omit it)
+HARDWARE_OPTIONAL = {"torus_dims": 0, "stack": "cuda"}  # only a torus needs its dimensions; the stack defaults to CUDA
 
 
 _USER_DIRS: list[Path] = []  # --config-dir directories, searched before CONF_DIR
@@ -267,8 +267,9 @@ def load_hardware(name_or_path: str, **overrides) -> HardwareSpec:
         if item is None:
             raise SpecError(f"{where}: {field} is missing: it is required ({{value: ..., source: ...}})")
         value = item.get("value") if isinstance(item, dict) else item
-        if field == "fabric":
-            value = FABRICS[_name(where, "fabric", value, FABRICS)]
+        if field in ("fabric", "stack"):
+            codes = FABRICS if field == "fabric" else STACKS
+            value = codes[_name(where, field, value, codes)]
         vals[field] = _number(where, field, value)
     for field, value in overrides.items():
         if field not in HARDWARE_FIELDS:

@@ -23,7 +23,7 @@ from .collectives import all_reduce, all_to_all, send
 from .kernels import layer_fixed_costs
 from .phases import DecodePhases, MicrobatchCosts, Phase, StageCosts, stage_costs
 from .routing import expert_load, expert_slots_per_rank, group_share, remote_share
-from .specs import Accounting, HardwareSpec, ModelSpec, Partition, Workload, pytree_spec
+from .specs import STACKS, Accounting, HardwareSpec, ModelSpec, Partition, Workload, pytree_spec
 from .xp import namespace, static_equals, trace_once
 
 BOUND_MEANINGS = ("compute", "hbm", "communication", "infeasible")
@@ -336,7 +336,14 @@ def microbatch_phases(
         )
         phases.update({k: ph._replace(hbm=ph.hbm / bw) for k, ph in kinds.items()})
     pipe = xp.where(p.pp > 1, send(hw, n, tokens * (d * ab), acc), 0.0)
-    return MicrobatchCosts(phases, pipe)
+    if static_equals(acc.rocm_factor, 1.0):  # the stack factor's default: nothing traced
+        return MicrobatchCosts(phases, pipe)
+    # on the ROCm stack every kernel and collective takes rocm_factor times the model's time (docs/cost-model.md §4)
+    f = xp.where(hw.stack == STACKS["rocm"], acc.rocm_factor, 1.0)
+    scaled = {
+        k: Phase(ph.compute * f, ph.hbm * f, ph.comm * f, ph.pinned * f, ph.layers, ph.fixed * f) for k, ph in phases.items()
+    }
+    return MicrobatchCosts(scaled, pipe * f)
 
 
 def _assemble(m, p, acc, wl, batch, b_eval, b_max, per_group, stage: StageCosts, pipe, t_draft, tokens_per_seq, out_per_seq):

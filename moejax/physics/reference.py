@@ -359,6 +359,9 @@ def _evaluate(
             + n_moe_s * max(moe_c, moe_h / BW)
             + max(head_c, head_h / BW)
         )
+    # The ROCm stack: every kernel and collective (not the host work, not layer_latency) takes rocm_factor times as long.
+    f = ac["rocm_factor"] if hw["stack"] == 1 else 1.0
+    Tc, Th, comm_all, exposed, send, fixed, roof = (f * x for x in (Tc, Th, comm_all, exposed, send, fixed, roof))
     host = ac["sequence_latency"] * Be / dp_attn + ac["step_latency"]  # engine host work per step: pp*t_micro holds it once
     t_micro = roof + exposed + fixed + send + latency + host / pp
     t_draft = 0.0

@@ -56,6 +56,7 @@ HARDWARE_DEFAULTS = {
     "fabric": 0.0,
     "link_bw": 0.0,
     "torus_dims": 0.0,
+    "stack": 0.0,
 }
 PARTITION_DEFAULTS = {
     "tp": 1.0,
@@ -86,6 +87,7 @@ ACCOUNTING_DEFAULTS = {
     "request_overhead": 0.0,
     "sequence_latency": 0.0,
     "step_latency": 0.0,
+    "rocm_factor": 1.0,
     "grouped_gemm_efficiency": 1.0,
     "attention_efficiency": 1.0,
     "warmup_share": 0.0,

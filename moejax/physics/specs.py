@@ -23,6 +23,7 @@ from .xp import namespace
 ATTENTION_KINDS = {"mha": 0, "gqa": 1, "mqa": 2, "mla": 3}
 KV_MODES = {"none": 0, "kvp": 1, "cp": 2}
 FABRICS = {"switched": 0, "mesh": 1, "torus": 2}
+STACKS = {"cuda": 0, "rocm": 1, "xla": 2, "neuron": 3}  # software stacks; only rocm has its own factor (rocm_factor)
 MAX_TORUS_DIMS = 3  # TPU v4/v5p/v7 are 3D tori, v6e and Trainium2 instances 2D
 EXPERT_TRAFFIC = ("physical", "paper-active", "paper-pool")
 ROOFLINES = ("phase", "global")
@@ -272,6 +273,7 @@ class HardwareSpec:
     link_bw: Any = _meta("byte s-1", "per-link bandwidth of a mesh or torus island", "link bandwidth", 0.0)
     # dimensions of a torus fabric (1..MAX_TORUS_DIMS); unused otherwise
     torus_dims: Any = _meta("1", "dimensions of a torus island (0: not a torus)", "torus dimensions", 0.0)
+    stack: Any = _meta("1", "software stack: 0 CUDA, 1 ROCm, 2 XLA, 3 Neuron", "software stack", 0.0)
 
     def __post_init__(self):
         v = _host_values(self)
@@ -308,9 +310,9 @@ class HardwareSpec:
         )
         for f in ("intra_latency", "inter_latency"):
             _require("HardwareSpec", v, f, np.isfinite(v[f]) & (v[f] >= 0), "must be >= 0 seconds")
-        _require(
-            "HardwareSpec", v, "island_size", _is_int(v["island_size"]) & (v["island_size"] >= 1), "must be a positive integer"
-        )
+        island = _is_int(v["island_size"]) & (v["island_size"] >= 1)
+        _require("HardwareSpec", v, "island_size", island, "must be a positive integer")
+        _require("HardwareSpec", v, "stack", np.isin(v["stack"], list(STACKS.values())), f"allowed codes {STACKS}")
 
 
 @pytree_spec
@@ -455,6 +457,7 @@ class Accounting:
     step_latency: Any = 0.0  # s of engine host work per step (scheduling, the step's launch, sampling), once per step
     request_overhead: Any = 0.0  # s per request before its first token beyond the model's passes (API, scheduling)
     warmup_share: Any = 0.0  # share of a closed-loop benchmark's requests in its start-up wave (served.py)
+    rocm_factor: Any = 1.0  # device time of a step on the ROCm stack (HardwareSpec.stack 1) over the kernel model's
     # Kernel-structured step (docs/cost-model.md, "Kernel-structured step"; 0 and 1: not charged): s per kernel call
     # of each class, times physics/kernels.KERNEL_COUNTS per layer; KV/state and routed-expert bandwidth vs hbm_efficiency
     tau_gemm: Any = 0.0  # s per dense GEMM (and MLA BMM) kernel
@@ -485,7 +488,7 @@ class Accounting:
             _require("Accounting", v, f, (v[f] > 0) & (v[f] <= 1), "must be in (0, 1]")
         for f in (*ACC_TIMES, *KERNEL_TAUS):
             _require("Accounting", v, f, np.isfinite(v[f]) & (v[f] >= 0), "must be >= 0")
-        for f in ("kv_scale", "grouped_gemm_efficiency", "attention_efficiency", *KERNEL_BW):
+        for f in ("kv_scale", "grouped_gemm_efficiency", "attention_efficiency", "rocm_factor", *KERNEL_BW):
             _require("Accounting", v, f, np.isfinite(v[f]) & (v[f] > 0), "must be > 0")
         _require("Accounting", v, "routing_skew", (v["routing_skew"] >= 0) & (v["routing_skew"] < 1), "must be in [0, 1)")
         _require("Accounting", v, "overlap", (v["overlap"] >= 0) & (v["overlap"] <= 1), "must be in [0, 1]")

@@ -122,6 +122,15 @@ CONSTANTS = {
             "host work per sequence per step per attention-DP rank (s)",
         ),
         Constant(
+            "rocm_factor",
+            POSITIVE,
+            "log",
+            1.0,
+            "1",
+            1.5,
+            "device time of a step on the ROCm stack relative to the kernel model (closed form: stack_fit)",
+        ),
+        Constant(
             "step_latency",
             NONNEGATIVE,
             "softplus",

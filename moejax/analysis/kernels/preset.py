@@ -41,6 +41,7 @@ COPIED = (
     "warmup_share",
     "sequence_latency",
     "step_latency",
+    "rocm_factor",
 )
 HEADER = f"""\
 # Kernel-structured accounting (docs/cost-model.md, "Kernel-structured step"): a fixed cost per kernel call

@@ -108,14 +108,14 @@ def measurement_cases(points, variants: list[str]) -> tuple[list[int], list[Case
     """The decode entries of a measurement YAML with an aggregated ``serving`` block as benchmarks
     (their TTFT is predicted this way): (point indices, cases). ``variants`` are the evaluation's
     chosen variant labels. The running batch is ``batch`` (its engine cap too) or, for ``batch:
-    max``, the memory limit; the concurrency is the block's, else the batch."""
+    max``, the memory limit; the concurrency is the block's, else an offline run's requests, else the batch."""
     index, cases = [], []
     for i, p in enumerate(points):
         meas, s = p.measurement, p.measurement.serving
         if s is None or s["mode"] != "agg" or meas.phase != "decode":
             continue
         batch = meas.batch if isinstance(meas.batch, int) else 0
-        concurrency = s["concurrency"] or batch or 1e6
+        concurrency = s["concurrency"] or meas.requests or batch or 1e6
         mtp = meas.mtp or {"draft_tokens": 0.0, "accepted": 0.0}
         part = p.partitions[p.labels.index(variants[i])] if variants[i] in p.labels else p.partitions[0]
         bench = Benchmark(

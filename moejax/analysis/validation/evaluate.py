@@ -18,7 +18,8 @@ Predicted figures (SI units), index order ``FIGURES``:
 A decode entry measured by an aggregated serving benchmark (a ``serving`` block with mode agg)
 is predicted as the benchmark's mean step: its decode step mixed with the steps that also
 prefill arriving prompts (``moejax.physics.served.prefill_mix``, the engines' default 8192-token
-budget), not as an isolated step.
+budget), not as an isolated step; at ``batch: max`` an offline run of ``requests`` requests (read from
+its notes: ``readings``) runs at most ``min(requests, B_max)`` of them.
 
 Accounting leaves may differ per point (a leading axis on each leaf), so a fit can give each
 hardware family its own constants and still evaluate everything in the same call.
@@ -56,7 +57,7 @@ class Stacked:
     workloads: object
     measured: np.ndarray  # the measured figure, SI units
     figure: np.ndarray  # its position in FIGURES
-    serving: np.ndarray | None  # [points, 3]: isl, osl, 1 for an aggregated serving benchmark; None: none is
+    serving: np.ndarray | None  # [points, 4]: isl, osl, 1, requests for an aggregated serving benchmark; None: none is
 
 
 def stack_phase(points: list[Point], phase: str) -> Stacked | None:
@@ -88,17 +89,19 @@ def _serving_rows(points) -> np.ndarray | None:
 BUDGET = 8192.0  # tokens per step of chunked prefill: the engines' default (silicon.TOKEN_BUDGET)
 
 
-def agg_serving(meas) -> tuple[float, float, float]:
-    """(isl, osl, 1) for a decode entry of an aggregated serving benchmark, else (1, 1, 0)."""
+def agg_serving(meas) -> tuple[float, float, float, float]:
+    """(isl, osl, 1, an offline run's requests or 0) for a decode entry of an aggregated serving
+    benchmark, else (1, 1, 0, 0)."""
     s = meas.serving
     on = s is not None and s["mode"] == "agg" and meas.phase == "decode"
-    return (s["isl"], s["osl"], 1.0) if on else (1.0, 1.0, 0.0)
+    return (s["isl"], s["osl"], 1.0, float(meas.requests or 0)) if on else (1.0, 1.0, 0.0, 0.0)
 
 
 def _served_decode(m, hw, p, wl, acc, serving) -> StepCosts:
     """The decode step, or for an aggregated serving benchmark its mean step (module docstring)."""
-    isl, osl, on = serving
+    isl, osl, on, requests = serving
     b_max, _ = batch_capacity(m, hw, p, wl.context, acc, wl.draft_tokens)  # resolve batch: max as decode_point does
+    b_max = jnp.where(requests > 0, jnp.minimum(b_max, requests), b_max)  # an offline run never has more in flight
     wl = dataclasses.replace(wl, batch=jnp.where(wl.batch > 0, wl.batch, b_max))
     plain, mixed, share, _ = prefill_mix(m, hw, p, wl, acc, wl.batch, isl, osl, BUDGET)
     share = jnp.where(on > 0, share, 0.0)

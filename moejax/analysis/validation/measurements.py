@@ -28,6 +28,7 @@ import yaml
 from ...catalogue import DTYPE_BYTES
 from ...catalogue.files import load_yaml
 from ...physics.specs import SpecError
+from . import readings
 
 FIELDS_REQUIRED = (
     "id",
@@ -78,6 +79,7 @@ class Measurement:
     measured: dict
     mtp: dict | None = None
     serving: dict | None = None  # {mode, isl, osl, concurrency (int or None), ttft (s or None)}
+    requests: int | None = None  # an offline run's request count, read from the notes (readings.py)
     usable: bool = True
     notes: str = ""
     where: str = ""  # "FILE: entry 'ID'", the prefix of any later error about this entry
@@ -329,4 +331,5 @@ def load_measurements(path: str | Path) -> list[Measurement]:
             )
         seen[m.id] = i
         entries.append(m)
-    return entries
+    readings_file = path.parent / readings.FILE  # moejax's readings of the entries' notes, where there are any
+    return readings.apply(entries, read_yaml(readings_file), readings_file) if readings_file.is_file() else entries

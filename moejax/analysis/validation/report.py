@@ -54,7 +54,8 @@ def point_notes(ev: Evaluation, i: int) -> str:
     if not ev.feasible[i]:
         notes.insert(0, "INFEASIBLE: " + infeasible_reason(ev, i))
     elif p.measurement.batch == "max":
-        notes.insert(0, f"batch max = {ev.batch[i]:.0f}")
+        read = f" (at most the run's {p.measurement.requests} requests, read from its notes)" if p.measurement.requests else ""
+        notes.insert(0, f"batch max = {ev.batch[i]:.0f}{read}")
     return "; ".join(notes)
 
 

@@ -1,0 +1,67 @@
+"""moejax's readings of the measurement notes (moejax/analysis/validation/readings.py): the vendored
+readings load with their quotes checked, a bad reading is one line naming the field, and an offline
+run is evaluated at no more sequences in flight than it has requests."""
+
+import dataclasses
+import shutil
+
+import jax
+import numpy as np
+import pytest
+import yaml
+
+from moejax.analysis import validation as val
+from moejax.catalogue import load_accounting
+from moejax.physics.specs import SpecError
+
+SERVING = "moejax/data/reference/serving"
+OFFLINE = "trtpo-r1-h200-dep8-1k1k"
+
+
+def test_vendored_readings_apply_to_the_offline_runs():
+    entries = {m.id: m for m in val.load_measurements(f"{SERVING}/measurements.yaml")}
+    read = {i: m.requests for i, m in entries.items() if m.requests}
+    assert read == dict.fromkeys(yaml.safe_load(open(f"{SERVING}/readings.yaml")), 3000)
+    assert all(entries[i].batch == "max" and entries[i].serving["concurrency"] is None for i in read)
+
+
+def test_an_offline_run_runs_at_most_its_requests():
+    """DeepSeek-R1 DEP8 on H200: B_max at realistic accounting exceeds the run's 3,000 requests, so the
+    evaluated batch is 3,000 exactly; without the reading it is B_max."""
+    jax.config.update("jax_enable_x64", True)
+    (entry,) = [m for m in val.load_measurements(f"{SERVING}/measurements.yaml") if m.id == OFFLINE]
+    acc = load_accounting("realistic")
+    with_reading, without = (val.evaluate(val.resolve_all([e])[0], acc) for e in (entry, _unread(entry)))
+    assert float(with_reading.batch[0]) == 3000.0
+    assert float(without.batch[0]) == float(without.b_max[0]) > 3000.0
+    assert np.isfinite(with_reading.predicted[0]) and with_reading.predicted[0] < without.predicted[0]
+
+
+def _unread(entry):
+    return dataclasses.replace(entry, requests=None)
+
+
+@pytest.mark.parametrize(
+    "reading, message",
+    [
+        (
+            {"requests": 3000, "quote": "4000 requests"},
+            r"quote = '4000 requests' is invalid: the entry's notes do not contain it",
+        ),
+        ({"requests": 0, "quote": "3000 requests"}, r"requests = 0 is invalid: must be a positive integer"),
+        ({"requests": 3000}, r"reading = .* is invalid: must be \{requests: N, quote: TEXT\}"),
+    ],
+)
+def test_a_bad_reading_is_one_line(tmp_path, reading, message):
+    shutil.copy(f"{SERVING}/measurements.yaml", tmp_path / "measurements.yaml")
+    (tmp_path / "readings.yaml").write_text(yaml.safe_dump({OFFLINE: reading}))
+    with pytest.raises(SpecError, match=message) as e:
+        val.load_measurements(tmp_path / "measurements.yaml")
+    assert "\n" not in str(e.value) and f"reading '{OFFLINE}'" in str(e.value)
+
+
+def test_a_reading_of_an_unknown_entry_is_refused(tmp_path):
+    shutil.copy(f"{SERVING}/measurements.yaml", tmp_path / "measurements.yaml")
+    (tmp_path / "readings.yaml").write_text(yaml.safe_dump({"nope": {"requests": 1, "quote": "x"}}))
+    with pytest.raises(SpecError, match=r"reading 'nope': id is invalid: no such entry"):
+        val.load_measurements(tmp_path / "measurements.yaml")
