@@ -19,7 +19,8 @@ A decode entry measured by an aggregated serving benchmark (a ``serving`` block 
 is predicted as the benchmark's mean step: its decode step mixed with the steps that also
 prefill arriving prompts (``moejax.physics.served.prefill_mix``, the engines' default 8192-token
 budget), not as an isolated step; at ``batch: max`` an offline run of ``requests`` requests (read from
-its notes: ``readings``) runs at most ``min(requests, B_max)`` of them.
+its notes: ``readings``) runs at most ``min(requests, B_max)`` of them. A deployment read as running
+two-batch overlap (``readings``) is evaluated with ``Accounting.overlap = 1``.
 
 Accounting leaves may differ per point (a leading axis on each leaf), so a fit can give each
 hardware family its own constants and still evaluate everything in the same call.
@@ -58,6 +59,7 @@ class Stacked:
     measured: np.ndarray  # the measured figure, SI units
     figure: np.ndarray  # its position in FIGURES
     serving: np.ndarray | None  # [points, 4]: isl, osl, 1, requests for an aggregated serving benchmark; None: none is
+    two_batch_overlap: np.ndarray  # [points]: 1 where the deployment runs two-batch overlap (readings), else 0
 
 
 def stack_phase(points: list[Point], phase: str) -> Stacked | None:
@@ -78,6 +80,7 @@ def stack_phase(points: list[Point], phase: str) -> Stacked | None:
         measured=np.array([p.measurement.value for p in sel]),
         figure=np.array([FIGURES.index(p.measurement.figure) for p in sel]),
         serving=_serving_rows(sel),
+        two_batch_overlap=np.array([float(p.measurement.two_batch_overlap) for p in sel]),
     )
 
 
@@ -146,10 +149,12 @@ def figures(costs: StepCosts) -> jax.Array:
 
 
 @functools.partial(jax.jit, static_argnames="phase")
-def evaluate_phase(phase: str, models, hardware, partitions, workloads, acc: Accounting, serving):
+def evaluate_phase(phase: str, models, hardware, partitions, workloads, acc: Accounting, serving, two_batch_overlap):
     """All points of one phase in one vmapped call: (StepCosts, figures [n, 3], variant index).
     Every leaf of ``acc`` carries a leading point axis; ``serving`` is ``Stacked.serving`` (None
-    when no point is a serving benchmark)."""
+    when no point is a serving benchmark); where ``two_batch_overlap`` is 1 the point's collectives
+    hide behind its compute (``Accounting.overlap = 1``, the deployment switch)."""
+    acc = dataclasses.replace(acc, overlap=jnp.where(two_batch_overlap > 0, 1.0, acc.overlap))
 
     def one(m, hw, parts, wl, a, s):
         costs, i = point_costs(phase, m, hw, parts, wl, a, s)
@@ -170,7 +175,7 @@ def run_stacked(s: Stacked, acc: Accounting):
     n = len(s.index)
     if np.ndim(acc.hbm_efficiency) == 0:
         acc = per_point(acc, n)
-    return evaluate_phase(s.phase, s.models, s.hardware, s.partitions, s.workloads, acc, s.serving)
+    return evaluate_phase(s.phase, s.models, s.hardware, s.partitions, s.workloads, acc, s.serving, s.two_batch_overlap)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -121,6 +121,7 @@ def _phase_data(s) -> dict:
         "measured": s.measured,
         "figure": s.figure,
         "serving": s.serving,
+        "two_batch_overlap": s.two_batch_overlap,
     }
 
 
@@ -129,7 +130,9 @@ def _residuals(theta, phases, data, order, fam, base: Accounting, settings: FitS
     r, ok = [], []
     for phase, d in zip(phases, data):
         acc = _accounting(base, settings, theta, fam[d["index"]])
-        costs, f, _ = evaluate_phase(phase, d["models"], d["hardware"], d["partitions"], d["workloads"], acc, d["serving"])
+        costs, f, _ = evaluate_phase(
+            phase, d["models"], d["hardware"], d["partitions"], d["workloads"], acc, d["serving"], d["two_batch_overlap"]
+        )
         pred = f[jnp.arange(d["index"].shape[0]), d["figure"]]
         feasible = costs.feasible & jnp.isfinite(pred) & (pred > 0)
         r.append(jnp.where(feasible, jnp.log(jnp.where(feasible, pred, 1.0)) - jnp.log(d["measured"]), 0.0))

@@ -80,6 +80,7 @@ class Measurement:
     mtp: dict | None = None
     serving: dict | None = None  # {mode, isl, osl, concurrency (int or None), ttft (s or None)}
     requests: int | None = None  # an offline run's request count, read from the notes (readings.py)
+    two_batch_overlap: bool = False  # two micro-batches hide the collectives, read from the notes (readings.py)
     usable: bool = True
     notes: str = ""
     where: str = ""  # "FILE: entry 'ID'", the prefix of any later error about this entry

@@ -50,7 +50,8 @@ def point_notes(ev: Evaluation, i: int) -> str:
     """Everything chosen or approximated for point ``i``: infeasibility, the batch evaluated for
     ``batch: max``, the searched variant, and the deployment notes."""
     p = ev.points[i]
-    notes = [n for n in (ev.variant[i], *p.notes) if n]
+    tbo = "two-batch overlap (read from its notes): overlap = 1" if p.measurement.two_batch_overlap else ""
+    notes = [n for n in (ev.variant[i], *p.notes, tbo) if n]
     if not ev.feasible[i]:
         notes.insert(0, "INFEASIBLE: " + infeasible_reason(ev, i))
     elif p.measurement.batch == "max":
