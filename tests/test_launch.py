@@ -160,7 +160,9 @@ def test_dense_model_and_bad_engine():
 def test_what_if_fields_are_spec_fields_and_the_config_lists_them():
     spec_fields = {f.name for f in dataclasses.fields(HardwareSpec)} | {f.name for f in dataclasses.fields(Accounting)}
     assert set(WHAT_IF_FIELDS) <= spec_fields
-    hw_quantities = {f.name for f in dataclasses.fields(HardwareSpec) if f.name not in ("fabric", "island_size", "torus_dims")}
+    hw_quantities = {
+        f.name for f in dataclasses.fields(HardwareSpec) if f.name not in ("fabric", "island_size", "torus_dims", "stack")
+    }
     assert set(WHAT_IF_FIELDS) == hw_quantities | {f.name for f in dataclasses.fields(Accounting) if f.type != "str"} - {
         "integer_batch",
         "layer_patterns",

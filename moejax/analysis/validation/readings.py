@@ -17,12 +17,11 @@ contain is a one-line error.
 from __future__ import annotations
 
 import dataclasses
-from typing import TYPE_CHECKING
+from typing import Any
 
 from ...physics.specs import SpecError
 
-if TYPE_CHECKING:
-    from .measurements import Measurement
+Measurement = Any  # measurements.Measurement (measurements.py imports this module)
 
 FILE = "readings.yaml"
 
