@@ -254,8 +254,9 @@ def validate_job(cfg, path: Path, name: str, acc, out: Path, write: Path | None,
             f"\n\n80 % intervals (accounting {name}'s table, engine not named; tpot_lo/hi, ttft_lo/hi in the JSON line):"
             f" the measured figure lies inside for {inside} of {n_in} feasible points"
         )
-    rocm = stack_fit.fit(points, acc) if float(acc.rocm_factor) != 1.0 else None
-    if rocm is not None:  # the factor was fitted on these points: their out-of-sample prediction leaves each out
+    pinned = float(acc.rocm_factor) != 1.0 and path == repo_path(MEASUREMENTS)  # the file the factor was fitted on
+    rocm = stack_fit.fit(points, acc) if pinned else None
+    if rocm is not None:  # their out-of-sample prediction leaves each out
         record["rocm_loo"] = {i: {"rocm_factor": rocm.loo[i], "predicted": rocm.loo_predicted[i]} for i in rocm.loo}
         text += "\n\nROCm points, the stack factor fitted without the point (leave one out): " + ", ".join(
             f"{i} x{rocm.loo[i]:.3f}: {rocm.loo_predicted[i]:.4g}" for i in rocm.loo

@@ -465,7 +465,7 @@ def study_serving(run_dir: Path) -> tuple[int, str]:
         evaluated("sol (peak, no overheads)", sol),
         [
             "realistic (the default; fitted on other data, the ROCm factor left out per point: out of sample)",
-            str(len(realistic_log)),
+            str(real["evaluated"]),
             *(_stat(x) for x in abs_log_stats(realistic_log)),
         ],
         evaluated("layered as released (fitted on these points under the previous physics)", layered),

@@ -21,7 +21,7 @@ OFFLINE = "trtpo-r1-h200-dep8-1k1k"
 
 def test_vendored_readings_apply():
     entries = {m.id: m for m in val.load_measurements(f"{SERVING}/measurements.yaml")}
-    readings = yaml.safe_load(open(f"{SERVING}/readings.yaml"))
+    readings = yaml.safe_load(open(f"{SERVING}/measurements.readings.yaml"))
     requests = {i: m.requests for i, m in entries.items() if m.requests}
     assert requests == {i: r["requests"]["value"] for i, r in readings.items() if "requests" in r} and requests
     assert all(entries[i].batch == "max" and entries[i].serving["concurrency"] is None for i in requests)
@@ -63,7 +63,8 @@ BAD = [
     ({"requests": {"value": 3000, "quote": "4000 requests"}}, r"quote = '4000 requests' is invalid: the entry's notes do not"),
     ({"requests": {"value": 0, "quote": "3000 requests"}}, r"requests = 0 is invalid: must be a positive integer"),
     ({"requests": {"value": 3000}}, r"requests = .* is invalid: must be \{value: \.\.\., quote: TEXT\}"),
-    ({"batch": {"value": 8, "quote": "3000 requests"}}, r"readings = .* is invalid: allowed facts requests, two_batch_overlap"),
+    ({"batch": {"value": 8, "quote": "3000 requests"}}, r"fact = 'batch' is invalid: allowed requests, two_batch_overlap"),
+    ({"requests": {"value": 3000, "quote": "  "}}, r"quote = '  ' is invalid: the entry's notes do not contain it"),
     ({"two_batch_overlap": {"value": "yes", "quote": "3000 requests"}}, r"two_batch_overlap = 'yes' is invalid: must be true"),
 ]
 
@@ -71,7 +72,7 @@ BAD = [
 @pytest.mark.parametrize("reading, message", BAD)
 def test_a_bad_reading_is_one_line(tmp_path, reading, message):
     shutil.copy(f"{SERVING}/measurements.yaml", tmp_path / "measurements.yaml")
-    (tmp_path / "readings.yaml").write_text(yaml.safe_dump({OFFLINE: reading}))
+    (tmp_path / "measurements.readings.yaml").write_text(yaml.safe_dump({OFFLINE: reading}))
     with pytest.raises(SpecError, match=message) as e:
         val.load_measurements(tmp_path / "measurements.yaml")
     assert "\n" not in str(e.value) and f"reading '{OFFLINE}'" in str(e.value)
@@ -79,6 +80,16 @@ def test_a_bad_reading_is_one_line(tmp_path, reading, message):
 
 def test_a_reading_of_an_unknown_entry_is_refused(tmp_path):
     shutil.copy(f"{SERVING}/measurements.yaml", tmp_path / "measurements.yaml")
-    (tmp_path / "readings.yaml").write_text(yaml.safe_dump({"nope": {"requests": {"value": 1, "quote": "x"}}}))
-    with pytest.raises(SpecError, match=r"reading 'nope': id is invalid: no such entry"):
+    (tmp_path / "measurements.readings.yaml").write_text(yaml.safe_dump({"nope": {"requests": {"value": 1, "quote": "x"}}}))
+    with pytest.raises(SpecError, match=r"reading 'nope': id = 'nope' is invalid: no such entry"):
+        val.load_measurements(tmp_path / "measurements.yaml")
+
+
+def test_requests_are_read_only_for_an_offline_aggregated_decode_run(tmp_path):
+    """A request count on an entry with a published batch (here the MTP point, batch 1) is refused:
+    the evaluation would ignore it."""
+    shutil.copy(f"{SERVING}/measurements.yaml", tmp_path / "measurements.yaml")
+    reading = {"requests": {"value": 3000, "quote": "batch 1"}}
+    (tmp_path / "measurements.readings.yaml").write_text(yaml.safe_dump({"trt-b200-r1-b1-mtp3": reading}))
+    with pytest.raises(SpecError, match=r"requests = 3000 is invalid: only an aggregated offline decode run"):
         val.load_measurements(tmp_path / "measurements.yaml")

@@ -2,11 +2,14 @@
 vendored measurements (the only ROCm measurements): each implied factor makes its point exact, and each
 point's leave-one-out factor is the other points' geometric mean."""
 
+import dataclasses
+import json
 import math
 
 import jax
 import pytest
 import yaml
+from cli_runs import run_main
 
 from moejax.analysis import validation as val
 from moejax.analysis.validation import stack_fit
@@ -62,3 +65,30 @@ def test_the_catalogue_names_each_stack(tmp_path):
     path.write_text(yaml.safe_dump(entry))
     with pytest.raises(SpecError, match=r"stack = 'metal' is invalid: allowed cuda, rocm, xla, neuron"):
         load_hardware(str(path))
+
+
+def test_a_point_faster_than_its_host_work_is_one_line(fitted):
+    """A ROCm point measured faster than its predicted host work alone (``realistic``: 0.9 ms per step)
+    implies a factor <= 0."""
+    points, _, _ = fitted
+    acc, p = load_accounting("realistic"), points[0]
+    fast = dataclasses.replace(p, measurement=dataclasses.replace(p.measurement, measured={p.measurement.figure: 1e-6}))
+    with pytest.raises(SpecError, match=r"rocm_factor = -?[0-9.e+-]+ is invalid: must be > 0") as e:
+        stack_fit.fit([fast], acc)
+    assert "\n" not in str(e.value)
+
+
+def test_validate_reports_each_rocm_point_left_out(tmp_path):
+    """``python -m moejax.validate`` on the vendored file at ``realistic`` (whose factor those points
+    pinned) gives each ROCm point's prediction at the factor fitted without it (rel 1e-9)."""
+    out = tmp_path / "out"
+    args = ["accounting=realistic", f"out={out}"]
+    code, stdout, stderr = run_main("moejax.validate", args, hydra_dir=tmp_path / "hydra")
+    assert code == 0, stderr[-2000:]
+    loo = json.loads(stdout.strip().splitlines()[-1])["rocm_loo"]
+    points, _, _ = val.resolve_all(val.load_measurements(MEASUREMENTS))
+    sf = stack_fit.fit(points, load_accounting("realistic"))
+    assert set(loo) == set(sf.loo) and len(loo) >= 2
+    for i, e in loo.items():
+        assert e["rocm_factor"] == pytest.approx(sf.loo[i], rel=1e-9)
+        assert e["predicted"] == pytest.approx(sf.loo_predicted[i], rel=1e-9)

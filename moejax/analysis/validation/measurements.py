@@ -332,5 +332,5 @@ def load_measurements(path: str | Path) -> list[Measurement]:
             )
         seen[m.id] = i
         entries.append(m)
-    readings_file = path.parent / readings.FILE  # moejax's readings of the entries' notes, where there are any
+    readings_file = readings.file_for(path)  # moejax's readings of the entries' notes, where there are any
     return readings.apply(entries, read_yaml(readings_file), readings_file) if readings_file.is_file() else entries

@@ -1,7 +1,7 @@
 """Facts moejax reads from a measurement's notes where the format has no field for them:
-``readings.yaml`` beside the measurement file (the vendored one has one), ``{id: {fact: {value,
-quote}}}``, each fact with the words of the entry's notes it rests on; a quote the notes do not
-contain is a one-line error.
+``<stem>.readings.yaml`` beside the measurement file ``<stem>.yaml`` (the vendored
+``measurements.yaml`` has one), ``{id: {fact: {value, quote}}}``, each fact with the words of the
+entry's notes it rests on; a blank quote, or one the notes do not contain, is a one-line error.
 
 - ``requests``: the requests of an offline run, all queued at once (``serving.concurrency: null``,
   ``batch: max``). No more than that many are ever in flight, so the evaluated batch is
@@ -17,20 +17,29 @@ contain is a one-line error.
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 from typing import Any
 
 from ...physics.specs import SpecError
 
 Measurement = Any  # measurements.Measurement (measurements.py imports this module)
 
-FILE = "readings.yaml"
+
+def file_for(path: Path) -> Path:
+    """The readings of measurement file ``path``: ``measurements.yaml`` -> ``measurements.readings.yaml``."""
+    return path.with_name(f"{path.stem}.readings.yaml")
 
 
 def _requests(where: str, entry: Measurement, n) -> int:
     if isinstance(n, bool) or not isinstance(n, int) or n < 1:
         raise SpecError(f"{where}: requests = {n!r} is invalid: must be a positive integer")
-    if entry.batch != "max" or (entry.serving or {}).get("concurrency") is not None:
-        raise SpecError(f"{where}: requests is invalid: only an offline run (batch: max, concurrency: null) is read so")
+    s = entry.serving or {}
+    offline = entry.phase == "decode" and entry.batch == "max" and s.get("mode") == "agg" and s.get("concurrency") is None
+    if not offline:
+        raise SpecError(
+            f"{where}: requests = {n!r} is invalid: only an aggregated offline decode run (batch: max, serving.mode: agg, "
+            "serving.concurrency: null) is read so"
+        )
     return n
 
 
@@ -46,14 +55,16 @@ FACTS = {"requests": _requests, "two_batch_overlap": _two_batch_overlap}
 def _read(where: str, entry: Measurement | None, facts) -> dict:
     """{fact: value} of one entry's readings, each checked (one-line ``SpecError``)."""
     if entry is None:
-        raise SpecError(f"{where}: id is invalid: no such entry in the measurement file")
+        raise SpecError(f"{where}: id = {where.split()[-1]} is invalid: no such entry in the measurement file")
     if not isinstance(facts, dict) or not facts or set(facts) - set(FACTS):
-        raise SpecError(f"{where}: readings = {facts!r} is invalid: allowed facts {', '.join(FACTS)}")
+        bad = sorted(set(facts) - set(FACTS))[0] if isinstance(facts, dict) and set(facts) - set(FACTS) else facts
+        raise SpecError(f"{where}: fact = {bad!r} is invalid: allowed {', '.join(FACTS)}")
     out = {}
     for name, item in facts.items():
         if not isinstance(item, dict) or set(item) != {"value", "quote"}:
             raise SpecError(f"{where}: {name} = {item!r} is invalid: must be {{value: ..., quote: TEXT}}")
-        if not isinstance(item["quote"], str) or item["quote"] not in " ".join(entry.notes.split()):
+        quote = item["quote"]
+        if not isinstance(quote, str) or not quote.strip() or " ".join(quote.split()) not in " ".join(entry.notes.split()):
             raise SpecError(f"{where}: quote = {item['quote']!r} is invalid: the entry's notes do not contain it")
         out[name] = FACTS[name](where, entry, item["value"])
     return out

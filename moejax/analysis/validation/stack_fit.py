@@ -1,7 +1,8 @@
 """The ROCm stack factor (``Accounting.rocm_factor``): how much longer every kernel and collective of
-a step takes on an accelerator that runs AMD's ROCm stack (``HardwareSpec.stack`` rocm) than the
-kernel model, calibrated on NVIDIA parts, says. The serving corpus has no ROCm run; the factor is
-pinned by the measured points of ``measurements.yaml`` on ROCm hardware, nothing else.
+a step (not the disaggregated KV hand-off) takes on an accelerator that runs AMD's ROCm stack
+(``HardwareSpec.stack`` rocm) than the kernel model, calibrated on NVIDIA parts, says. The serving
+corpus has no ROCm run; the factor is pinned by the measured points of ``measurements.yaml`` on ROCm
+hardware, nothing else.
 
 A point's step is ``f·device + host`` (``cost.microbatch_phases`` scales the device part), so its
 prediction is affine in the factor. With ``u`` the predicted step time (or the inverse of a rate
@@ -22,7 +23,7 @@ import math
 
 import numpy as np
 
-from ...physics.specs import STACKS, Accounting, replace
+from ...physics.specs import STACKS, Accounting, SpecError, replace
 from .deploy import Point
 from .evaluate import evaluate
 
@@ -74,6 +75,11 @@ def fit(points: list[Point], acc: Accounting) -> StackFit | None:
     u1, u2 = _step_like(pts, one.predicted[ok]), _step_like(pts, two.predicted[ok])
     measured = _step_like(pts, np.array([p.measurement.value for p in pts]))
     implied = {p.measurement.id: float(1 + (m - a) / (b - a)) for p, m, a, b in zip(pts, measured, u1, u2)}
+    for i, v in implied.items():
+        if not v > 0:
+            raise SpecError(
+                f"point {i!r}: rocm_factor = {v:.3g} is invalid: must be > 0 (measured faster than its host work alone)"
+            )
     loo, predicted = {}, {}
     for p, a, b in zip(pts, u1, u2):
         i = p.measurement.id
