@@ -74,6 +74,7 @@ ARCH_OPTIONAL = {
 }
 HARDWARE_FIELDS = tuple(f.name for f in dataclasses.fields(HardwareSpec))  # declared once, in physics/specs.py
 HARDWARE_OPTIONAL = {"torus_dims": 0, "stack": "cuda"}  # only a torus needs its dimensions; the stack defaults to CUDA
+HARDWARE_CODES = {"fabric": FABRICS, "stack": STACKS}  # categorical fields, named in the YAML, coded in the spec
 
 
 _USER_DIRS: list[Path] = []  # --config-dir directories, searched before CONF_DIR
@@ -267,9 +268,8 @@ def load_hardware(name_or_path: str, **overrides) -> HardwareSpec:
         if item is None:
             raise SpecError(f"{where}: {field} is missing: it is required ({{value: ..., source: ...}})")
         value = item.get("value") if isinstance(item, dict) else item
-        if field in ("fabric", "stack"):
-            codes = FABRICS if field == "fabric" else STACKS
-            value = codes[_name(where, field, value, codes)]
+        if field in HARDWARE_CODES:
+            value = HARDWARE_CODES[field][_name(where, field, value, HARDWARE_CODES[field])]
         vals[field] = _number(where, field, value)
     for field, value in overrides.items():
         if field not in HARDWARE_FIELDS:

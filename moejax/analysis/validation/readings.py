@@ -52,13 +52,13 @@ def _two_batch_overlap(where: str, entry: Measurement, on) -> bool:
 FACTS = {"requests": _requests, "two_batch_overlap": _two_batch_overlap}
 
 
-def _read(where: str, entry: Measurement | None, facts) -> dict:
-    """{fact: value} of one entry's readings, each checked (one-line ``SpecError``)."""
+def _read(where: str, i: str, entry: Measurement | None, facts) -> dict:
+    """{fact: value} of entry ``i``'s readings, each checked (one-line ``SpecError``)."""
     if entry is None:
-        raise SpecError(f"{where}: id = {where.split()[-1]} is invalid: no such entry in the measurement file")
-    if not isinstance(facts, dict) or not facts or set(facts) - set(FACTS):
-        bad = sorted(set(facts) - set(FACTS))[0] if isinstance(facts, dict) and set(facts) - set(FACTS) else facts
-        raise SpecError(f"{where}: fact = {bad!r} is invalid: allowed {', '.join(FACTS)}")
+        raise SpecError(f"{where}: id = {i!r} is invalid: no such entry in the measurement file")
+    unknown = sorted(set(facts) - set(FACTS)) if isinstance(facts, dict) and facts else [facts]
+    if unknown:
+        raise SpecError(f"{where}: fact = {unknown[0]!r} is invalid: allowed {', '.join(FACTS)}")
     out = {}
     for name, item in facts.items():
         if not isinstance(item, dict) or set(item) != {"value", "quote"}:
@@ -75,5 +75,5 @@ def apply(entries: list[Measurement], data, file) -> list[Measurement]:
     if not isinstance(data, dict):
         raise SpecError(f"{file}: top level = {type(data).__name__} is invalid: must be a mapping of entry ids")
     by_id = {e.id: e for e in entries}
-    read = {i: _read(f"{file}: reading {i!r}", by_id.get(i), facts) for i, facts in data.items()}
+    read = {i: _read(f"{file}: reading {i!r}", i, by_id.get(i), facts) for i, facts in data.items()}
     return [dataclasses.replace(e, **read[e.id]) if e.id in read else e for e in entries]

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import statistics
 
 import numpy as np
 
@@ -53,12 +54,12 @@ def _step_like(points: list[Point], figures: np.ndarray) -> np.ndarray:
 
 
 def geometric_mean(values) -> float:
-    """exp(mean(log v)); NaN for none.
+    """``statistics.geometric_mean``, NaN for none (a single point has no leave-one-out factor).
 
     1.5 and 1.6: sqrt(2.4) = 1.549.
     """
     values = list(values)
-    return math.exp(sum(math.log(v) for v in values) / len(values)) if values else math.nan
+    return statistics.geometric_mean(values) if values else math.nan
 
 
 def fit(points: list[Point], acc: Accounting) -> StackFit | None:
