@@ -19,6 +19,7 @@ from moejax.physics.served import (
     Benchmark,
     aggregated,
     disaggregated,
+    lockstep,
     md1_wait,
     own_prefill_time,
     prefill_steps,
@@ -51,6 +52,10 @@ def test_worked_examples():
     assert float(wave_steps(64.0, 1024.0, 8128.0)) == pytest.approx(4.594488, rel=1e-6)
     assert float(wave_steps(4.0, 8192.0, 8188.0)) == pytest.approx(3.001221, rel=1e-6)
     assert float(wave_steps(4.0, 1024.0, 8188.0)) == 1.0  # the whole wave in one step
+    first, tpot = lockstep(64.0, 1024.0, 256.0, 8192.0, 0.020, 0.25, 1.0)
+    assert float(first) == pytest.approx(1.140625, rel=1e-12) and float(tpot) == pytest.approx(0.0233701, rel=1e-6)
+    first, tpot = lockstep(4.0, 1024.0, 256.0, 8192.0, 0.020, 0.25, 1.0)  # one wave step: the decode step alone
+    assert (float(first), float(tpot)) == (0.25, 0.020)
 
 
 def test_benchmark_refuses_bad_values():
@@ -58,6 +63,8 @@ def test_benchmark_refuses_bad_values():
         Benchmark(isl=1024.0, osl=1024.0, concurrency=0.0)
     with pytest.raises(SpecError, match="Benchmark.accepted"):
         Benchmark(isl=1024.0, osl=1024.0, concurrency=4.0, draft_tokens=1.0, accepted=2.0)
+    with pytest.raises(SpecError, match="Benchmark.prefill_first"):
+        Benchmark(isl=1024.0, osl=1024.0, concurrency=4.0, prefill_first=0.5)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -74,13 +81,15 @@ def _dicts(m, hw, p):
     return spec(m), spec(hw), spec(p), acc
 
 
-def simulate(m, hw, p, clients, isl, osl, budget, cap, rounds, spread, seed=0):
+def simulate(m, hw, p, clients, isl, osl, budget, cap, rounds, spread, seed=0, prefill_first=False):
     """Mean (TPOT, TTFT) of a closed loop of ``clients`` requests, each client sending ``rounds``
     requests one after another, against one replica: at most ``cap`` requests running; every step
     decodes one token of each decoding request, then prefills waiting prompt tokens first come first
-    served up to ``budget`` tokens in all; a request's first token comes with the step that ends its
-    prefill, the others one per step. ``spread``: the clients' first requests arrive at random
-    phases over one request's decode time (steady state); else all at once (the start-up wave).
+    served up to ``budget`` tokens in all (``prefill_first``: a step with prompt tokens waiting
+    prefills up to ``budget`` of them and decodes nothing, SGLang's scheduling); a request's first
+    token comes with the step that ends its prefill, the others one per step. ``spread``: the
+    clients' first requests arrive at random phases over one request's decode time (steady state);
+    else all at once (the start-up wave).
     Returns the means over the requests between each client's first and last (the steady state:
     the last ones run while the loop drains), and over the first ones."""
     model, hwd, part, acc = _dicts(m, hw, p)
@@ -109,6 +118,8 @@ def simulate(m, hw, p, clients, isl, osl, budget, cap, rounds, spread, seed=0):
         while waiting and len(running) < cap:
             running.append(waiting.popleft())
         decoding = [r for r in running if r["prompt"] == 0]
+        if prefill_first and any(r["prompt"] > 0 for r in running):
+            decoding = []
         room, prompt_tokens, prefilling = budget - len(decoding), 0, []
         for r in running:
             if r["prompt"] > 0 and room > 0:
@@ -165,6 +176,21 @@ def test_agg_matches_simulation(case):
         dataclasses.replace(ACC, warmup_share=1.0),
     )
     assert float(wave.t_prefill + wave.wave_wait) == pytest.approx(wave_sim, rel=0.10)
+
+
+@pytest.mark.parametrize("case", ["llama70b-c32-1k1k", "llama70b-c64-8k1k", "mixtral-c16-2k512"])
+def test_prefill_first_lockstep_matches_simulation(case):
+    """A prefill-first engine (SGLang's scheduling), clients starting together: the loop stays in
+    lockstep, and every later round's mean TTFT and TPOT are ``lockstep``'s, within 10 %."""
+    name, hw_name, tp, clients, isl, osl, _ = CASES[case]
+    m, hw, p = load_model(name), load_hardware(hw_name), Partition(tp=float(tp))
+    (tpot_sim, ttft_sim), _ = simulate(m, hw, p, clients, isl, osl, 8192, 10**9, 4, spread=False, prefill_first=True)
+    bench = Benchmark(isl=float(isl), osl=float(osl), concurrency=float(clients), prefill_first=1.0)
+    r = jax.jit(aggregated)(m, hw, p, bench, ACC)
+    assert float(r.tpot) == pytest.approx(tpot_sim, rel=0.10)
+    assert float(r.ttft) == pytest.approx(ttft_sim, rel=0.10)
+    steady = jax.jit(aggregated)(m, hw, p, dataclasses.replace(bench, prefill_first=0.0), ACC)
+    assert float(r.ttft) > 2 * float(steady.ttft)  # every round pays the wave that random phases avoid
 
 
 def test_disagg_tpot_is_the_pure_decode_step():

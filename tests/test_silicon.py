@@ -65,6 +65,17 @@ def test_disagg_row_mapping(rows):
     assert "worker counts or batch sizes not published" in rows[INCOMPLETE].unexpressible
 
 
+def test_sglang_agg_rows_run_prefill_first(rows, tmp_path):
+    """SGLang prefills waiting prompts before decoding: its aggregated rows are benchmarks in
+    lockstep (``prefill_first`` 1); TensorRT-LLM's and every disaggregated row are not."""
+    sglang = [dict(_raw(AGG), backend="sglang", id="as-sglang"), dict(_raw(DISAGG), backend="sglang", id="as-sglang-disagg")]
+    read = {r.id: r for r in silicon.load_silicon(_write(tmp_path, sglang), MODELS)}
+    assert (read["as-sglang"].prefill_first, read["as-sglang-disagg"].prefill_first) == (1.0, 0.0)
+    assert (rows[AGG].prefill_first, rows[DISAGG].prefill_first) == (0.0, 0.0)
+    cases, _ = benchmarks.resolve_all([read["as-sglang"], rows[AGG]])
+    assert [float(c.bench.prefill_first) for c in cases] == [1.0, 0.0]
+
+
 def test_vllm_keeps_a_bf16_cache_and_mxfp4_experts_run_bf16_gemms():
     assert silicon.dtypes("vllm", "fp8", "fp8")["kv"] == "bf16"
     assert silicon.dtypes("trtllm", "", "")["kv"] == "bf16"

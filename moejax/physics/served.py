@@ -40,6 +40,18 @@ the first token's streaming). tests/test_served.py holds these closed forms to a
 simulation of the engine stepping the oracle's mixed step (clients at random phases for the steady
 state, all at once for the wave).
 
+**Prefill-first engines** (``prefill_first = 1``). SGLang's scheduler runs a waiting prefill batch
+(up to ``token_budget`` prompt tokens, no decode tokens) before the next decode step (its
+``get_next_batch_to_run``; mixing needs ``--enable-mixed-chunk``). A benchmark's clients start
+together and every request has ``osl`` output tokens, so the loop stays in lockstep: each round the
+``min(n, B)`` prompts arrive at once, are prefilled in ``M = ceil(min(n,B)·isl/budget)`` prefill-only
+steps before any decoding, decode together and end at the same step (``lockstep``). Every request
+then pays the wave (no random-phase queue, no ``warmup_share``): ``TTFT = request_overhead +
+wave_steps·t_wave + W_admission``, and its TPOT window holds the wave steps after its own first token.
+Decode-first engines (vLLM V1 fills a step's token budget after its running requests, TensorRT-LLM's
+in-flight batching mixes context and generation requests) spread the first wave over their decode
+steps, and the loop settles at random phases (``prefill_first = 0``, the default).
+
 **Disaggregated** (``prefill_workers > 0``). The decode pool's ``decode_workers`` replicas on
 ``p_dec`` hold ``B`` requests each, as above without prompt tokens (pure decode steps): TPOT is
 their step. The prefill pool's ``prefill_workers`` replicas on ``p_pf`` run passes of
@@ -84,7 +96,8 @@ class Benchmark:
     ``prefill_workers`` replicas of a prefill pool (0: aggregated); ``decode_cap`` the engine's
     running-batch limit per decode replica (<= 0: memory only); ``prefill_cap`` prompts per prefill
     pass (<= 0: ``pp·dp_attn``); ``token_budget`` tokens per aggregated step (chunked prefill);
-    speculative decoding as in ``Workload``."""
+    speculative decoding as in ``Workload``; ``prefill_first`` 1 for an engine that prefills waiting
+    prompts before decoding (the loop runs in lockstep, module docstring), else 0."""
 
     isl: Any
     osl: Any
@@ -96,6 +109,7 @@ class Benchmark:
     token_budget: Any = 8192.0
     draft_tokens: Any = 0.0
     accepted: Any = 0.0
+    prefill_first: Any = 0.0
 
     def __post_init__(self):
         v = _host_values(self)
@@ -106,6 +120,7 @@ class Benchmark:
         for f in ("prefill_workers", "decode_cap", "prefill_cap"):
             _require("Benchmark", v, f, np.isfinite(v[f]) & (v[f] >= 0), "must be >= 0 (0: the default)")
         _require_speculation("Benchmark", v)
+        _require("Benchmark", v, "prefill_first", (v["prefill_first"] == 0) | (v["prefill_first"] == 1), "must be 0 or 1")
 
 
 @pytree_spec
@@ -113,10 +128,10 @@ class Served:
     """One benchmark's prediction: ``tpot`` and ``ttft`` (s; inf where infeasible); ``batch``
     requests in each decode replica's running batch; ``throughput_per_gpu`` output tokens/s per GPU
     over every GPU of the deployment; ``tokens_per_s_per_user`` ``1/tpot`` × tokens per step;
-    ``t_prefill`` (s) the request's own prefill; ``queue_wait`` and ``admission_wait`` (s);
-    ``utilisation`` of the prefill capacity; ``wave_wait`` (s) the start-up wave's mean wait (before
-    ``warmup_share``); ``kv_transfer_time`` (s, 0 aggregated); ``feasible``;
-    ``step`` the decode replica's ``StepCosts``."""
+    ``t_prefill`` (s) the request's own prefill (prefill-first: the lockstep wave's mean);
+    ``queue_wait`` and ``admission_wait`` (s); ``utilisation`` of the prefill capacity;
+    ``wave_wait`` (s) the start-up wave's mean wait (before ``warmup_share``); ``kv_transfer_time``
+    (s, 0 aggregated); ``feasible``; ``step`` the decode replica's ``StepCosts``."""
 
     tpot: Any
     ttft: Any
@@ -234,6 +249,24 @@ def wave_steps(prompts, isl, room):
     return xp.where(prompts * isl <= room, 1.0, (prompts * r + r + 1) / 2)
 
 
+def lockstep(active, isl, osl, budget, t_decode, t_wave, per_step):
+    """(mean s from a round's start to a request's first token, TPOT in s) of a prefill-first engine in
+    lockstep (module docstring): the ``active`` prompts of a round are prefilled in ``M =
+    ceil(active·isl/budget)`` prefill-only steps of ``t_wave`` s, the i-th ending with step
+    ``ceil(i·isl/budget)`` (``wave_steps`` on average), before any decoding; a request's TPOT window
+    holds its ``(osl-1)/per_step`` decode steps and the ``M - wave_steps`` wave steps after its own
+    first token: ``TPOT = t_decode/per_step + (M - wave_steps)·t_wave/(osl-1)``.
+
+    64 prompts of 1024 tokens, budget 8192, 0.25 s wave steps, 20 ms decode steps, osl 256, no
+    speculation: M = 8, wave_steps = (8 + 0.125 + 1)/2 = 4.5625: first token after 1.140625 s;
+    TPOT = 0.020 + 3.4375·0.25/255 = 0.0233701 s.
+    """
+    xp = namespace(active, isl, osl, budget, t_decode, t_wave, per_step)
+    mean_steps = wave_steps(active, isl, budget)
+    steps = xp.maximum(xp.ceil(active * isl / budget), 1.0)
+    return mean_steps * t_wave, t_decode / per_step + (steps - mean_steps) * t_wave / xp.maximum(osl - 1, 1.0)
+
+
 def own_prefill_time(isl, room, t_decode, t_prefill):
     """s from a prompt's admission to its first token, in steps of a running batch (``t_decode``: a
     step without prompt tokens; ``t_prefill``: the step carrying ``k = min(g·isl, room)`` prompt
@@ -274,15 +307,18 @@ def aggregated(m: ModelSpec, hw: HardwareSpec, p: Partition, bench: Benchmark, a
     step, own, share, room = prefill_mix(m, hw, p, wl, acc, active, bench.isl, bench.osl, budget)
     wave_chunk = xp.minimum(active * bench.isl, room)  # a start-up wave's step: every prompt at once, up to room
     full = cost.decode_point(m, hw, p, wl, acc, chunk_tokens=wave_chunk, prompt_len=bench.isl)
-    ok = step.feasible & own.feasible
+    lock = bench.prefill_first > 0  # a prefill-first engine's lockstep: a prefill-only pass of up to budget tokens
+    wave_pass = cost.prefill_point(m, hw, p, Workload(context=bench.isl, batch=xp.minimum(active, budget / bench.isl)), acc)
+    ok = step.feasible & own.feasible & (xp.logical_not(lock) | wave_pass.feasible)
     safe = lambda x: xp.where(ok, x, 1.0)
     per_step = 1 + bench.accepted
     t_decode, t_prefill = safe(step.step_time), safe(own.step_time)
     seen = window_share(share, batch)
-    tpot = ((1 - seen) * t_decode + seen * t_prefill) / per_step
-    t_own = own_prefill_time(bench.isl, room, t_decode, t_prefill)
+    lock_own, lock_tpot = lockstep(active, bench.isl, bench.osl, budget, t_decode, safe(wave_pass.step_time), per_step)
+    tpot = xp.where(lock, lock_tpot, ((1 - seen) * t_decode + seen * t_prefill) / per_step)
+    t_own = xp.where(lock, lock_own, own_prefill_time(bench.isl, room, t_decode, t_prefill))
     admission = slot_wait(n, batch, bench.osl * tpot + t_own)
-    wave = xp.maximum(wave_steps(active, bench.isl, room) * safe(full.step_time) - t_own, 0.0)
+    wave = xp.where(lock, 0.0, xp.maximum(wave_steps(active, bench.isl, room) * safe(full.step_time) - t_own, 0.0))
     rho = batch * bench.isl / bench.osl / room
     queue = xp.minimum(step_residual(share, t_decode, t_prefill, batch) + md1_wait(rho, t_own), wave)
     ttft = acc.request_overhead + t_own + queue + admission + acc.warmup_share * wave

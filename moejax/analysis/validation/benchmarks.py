@@ -100,6 +100,7 @@ def resolve(row: ServingRow) -> Case | str:
         token_budget=row.token_budget,
         draft_tokens=row.draft_tokens,
         accepted=row.accepted,
+        prefill_first=row.prefill_first,
     )
     return Case(row, m, _hardware(row.hardware), dec, pf, bench)
 

@@ -37,6 +37,9 @@ How a row is read (docs/validation.md is the contract):
   hence its TPOT, is not determined).
 - **concurrency**: ``silicon_concurrency`` requests in flight over the whole deployment.
 - **token budget** (agg): ``TOKEN_BUDGET`` per backend, the engines' default tokens per step.
+- **scheduling** (agg): ``PREFILL_FIRST`` per backend: SGLang prefills waiting prompts before the
+  next decode step, so its closed loops run in lockstep (``moejax.physics.served``); vLLM and
+  TensorRT-LLM mix prompt chunks into decode steps.
 
 Every malformed value is one line naming the file, the row id and the column.
 """
@@ -113,6 +116,12 @@ MODES = ("agg", "disagg")
 # Tokens per step of chunked prefill, each engine's default for these GPUs: TensorRT-LLM
 # max_num_tokens 8192; vLLM V1 max_num_batched_tokens 8192 (API server); SGLang chunked_prefill_size 8192.
 TOKEN_BUDGET = {"trtllm": 8192.0, "sglang": 8192.0, "vllm": 8192.0}
+# Each engine's default scheduling of a waiting prompt: SGLang's scheduler runs a new prefill batch
+# before the next decode step ("Run prefill first if possible", Scheduler.get_next_batch_to_run in
+# sgl-project/sglang python/sglang/srt/managers/scheduler.py; mixing only with --enable-mixed-chunk);
+# vLLM V1 schedules its running requests first and fills the rest of the token budget with prompt
+# chunks; TensorRT-LLM's in-flight batching puts context and generation requests in one step.
+PREFILL_FIRST = {"trtllm": 0.0, "sglang": 1.0, "vllm": 0.0}
 GEMM_QUANT = {
     "": ("bf16", "bf16"),
     "bf16": ("bf16", "bf16"),
@@ -172,6 +181,7 @@ class ServingRow:
     unexpressible: str = ""
     draft_tokens: float = 0.0
     accepted: float = 0.0
+    prefill_first: float = 0.0  # agg on a prefill-first engine (PREFILL_FIRST)
 
     @property
     def groups(self) -> dict:
@@ -344,6 +354,7 @@ def read_row(path: Path, line: int, raw: dict, available: set[str]) -> ServingRo
         decode=decode,
         prefill=prefill,
         token_budget=TOKEN_BUDGET[backend],
+        prefill_first=PREFILL_FIRST[backend] if mode == "agg" else 0.0,
         ttft=ttft,
         tpot=tpot,
         unexpressible=reason,
