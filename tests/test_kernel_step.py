@@ -81,7 +81,7 @@ def test_llama_worked_example():
         r"524,288 B\) ([\d.]+) µs": 524_288 / (0.79697 * 0.9836 * 3.35e12) * 1e6,
         r"the FFN's 176,160,768 B take ([\d.]+) µs": 176_160_768 / (0.9836 * 3.35e12) * 1e6,
         r"the LM head 262,668,288 B ([\d.]+) µs": 262_668_288 / (0.9836 * 3.35e12) * 1e6,
-        r"2 \+ 1\.197 \+ 7·16384/\(0\.523·450e9\) s = ([\d.]+) µs": (2e-6 + 1.197e-6 + 7 * 16384 / (0.523 * 450e9)) * 1e6,
+        r"2 \+ 0\.952 \+ 7·16384/\(0\.6723·450e9\) s = ([\d.]+) µs": (2e-6 + 0.952e-6 + 7 * 16384 / (0.6723 * 450e9)) * 1e6,
         r"Step ([\d.]+) ms": float(decode_point(m, hw, p, wl, acc).step_time) * 1e3,
         r"`layered` preset gives ([\d.]+) ms": float(decode_point(m, hw, p, wl, load_accounting("layered")).step_time) * 1e3,
         r"`sol` ([\d.]+) ms": float(decode_point(m, hw, p, wl, load_accounting("sol")).step_time) * 1e3,

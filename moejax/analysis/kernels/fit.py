@@ -6,9 +6,12 @@ Per hardware (and pooled per architecture family) and kernel class, the model of
 
 with ``t_bw = bytes / hbm_bw`` and ``t_flop = FLOPs / F_peak(dtype)`` the speed-of-light times of the
 row (``shapes.add_work``). A collective is ``t = τ + t_wire / η_bw``: τ is its small-message floor and
-η_bw the fraction of the nominal link bandwidth it reaches. τ ≥ 0 and η_bw, η ∈ (0, 1] by construction
-(τ = exp(u), η = sigmoid(v)). The fit minimises the squared log ratio Σ (ln t_model − ln t_measured)²
-by Levenberg–Marquardt from a fixed set of starts, so it is deterministic.
+η_bw the fraction of the nominal link bandwidth it reaches. An all-reduce is fitted as the cost model
+runs it (``physics.collectives.all_reduce``), the faster of a one-shot and a ring:
+``t = τ + min(t_wire / η_bw, ring_latency + t_ring / η_bw)`` (``shapes.all_reduce_ring``).
+τ ≥ 0 and η_bw, η ∈ (0, 1] by construction (τ = exp(u), η = sigmoid(v)). The fit minimises the
+squared log ratio Σ (ln t_model − ln t_measured)² by Levenberg–Marquardt from a fixed set of starts,
+so it is deterministic.
 
 A constant that no row is bound by (no row whose time its term sets) is reported as ``null``: the data
 does not pin it. Residuals are |ln(model / measured)|, in sample and leave-one-shape-group-out
@@ -52,29 +55,44 @@ class Fit:
     cv_abs_log: np.ndarray
 
 
-def model(p: np.ndarray, t_bw: np.ndarray, t_flop: np.ndarray) -> np.ndarray:
-    """Model time (s) for unconstrained parameters ``p = (ln τ, logit η_bw, logit η)``.
+def _terms(p: np.ndarray, t_bw: np.ndarray, t_flop: np.ndarray, ring=None):
+    """(τ, η_bw, η, bandwidth term, its wire part over η_bw, FLOP term) in s; with ``ring`` =
+    (t_ring, ring_latency) the bandwidth term is the faster algorithm's (``ring_latency + t_ring/η_bw``
+    where that is below ``t_bw/η_bw``)."""
+    tau, eta_bw, eta = np.exp(p[0]), 1.0 / (1.0 + np.exp(-p[1])), 1.0 / (1.0 + np.exp(-p[2]))
+    bw = wire = t_bw / eta_bw
+    if ring is not None:
+        alt = ring[1] + ring[0] / eta_bw
+        wire = np.where(alt < bw, ring[0] / eta_bw, bw)
+        bw = np.minimum(bw, alt)
+    return tau, eta_bw, eta, bw, wire, t_flop / eta
+
+
+def model(p: np.ndarray, t_bw: np.ndarray, t_flop: np.ndarray, ring=None) -> np.ndarray:
+    """Model time (s) for unconstrained parameters ``p = (ln τ, logit η_bw, logit η)`` (``ring``: ``_terms``).
 
     Example: τ = 5 µs, η_bw = 0.8, η = 0.5, a row with t_bw = 40 µs and t_flop = 10 µs takes
-    5 + max(40/0.8, 10/0.5) = 55 µs.
+    5 + max(40/0.8, 10/0.5) = 55 µs; an all-reduce with t_wire = 40 µs, t_ring = 10 µs and
+    ring_latency = 26 µs takes 5 + min(50, 26 + 12.5) = 43.5 µs.
     """
-    tau, eta_bw, eta = np.exp(p[0]), 1.0 / (1.0 + np.exp(-p[1])), 1.0 / (1.0 + np.exp(-p[2]))
-    return tau + np.maximum(t_bw / eta_bw, t_flop / eta)
+    tau, _, _, bw, _, fl = _terms(p, t_bw, t_flop, ring)
+    return tau + np.maximum(bw, fl)
 
 
-def residual_jacobian(p: np.ndarray, t_bw: np.ndarray, t_flop: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def residual_jacobian(
+    p: np.ndarray, t_bw: np.ndarray, t_flop: np.ndarray, y: np.ndarray, ring=None
+) -> tuple[np.ndarray, np.ndarray]:
     """Log residuals ``ln t_model − y`` and their Jacobian with respect to ``p`` (rows × 3)."""
-    tau, eta_bw, eta = np.exp(p[0]), 1.0 / (1.0 + np.exp(-p[1])), 1.0 / (1.0 + np.exp(-p[2]))
-    bw, fl = t_bw / eta_bw, t_flop / eta
+    tau, eta_bw, eta, bw, wire, fl = _terms(p, t_bw, t_flop, ring)
     pred = tau + np.maximum(bw, fl)
     on_bw = bw >= fl
     jac = np.stack(
-        [tau / pred, np.where(on_bw, -bw * (1 - eta_bw), 0.0) / pred, np.where(on_bw, 0.0, -fl * (1 - eta)) / pred], axis=1
+        [tau / pred, np.where(on_bw, -wire * (1 - eta_bw), 0.0) / pred, np.where(on_bw, 0.0, -fl * (1 - eta)) / pred], axis=1
     )
     return np.log(pred) - y, jac
 
 
-def solve(t_bw: np.ndarray, t_flop: np.ndarray, t: np.ndarray, starts=STARTS, iters: int = 200) -> np.ndarray:
+def solve(t_bw: np.ndarray, t_flop: np.ndarray, t: np.ndarray, starts=STARTS, iters: int = 200, ring=None) -> np.ndarray:
     """Least squares in log space by Levenberg–Marquardt from each start; the best end point ``(ln τ, logit η_bw, logit η)``.
 
     A parameter whose term no row uses (zero Jacobian column) keeps its start value; callers report it as unpinned.
@@ -84,13 +102,13 @@ def solve(t_bw: np.ndarray, t_flop: np.ndarray, t: np.ndarray, starts=STARTS, it
     best, best_cost = None, np.inf
     for start in starts:
         p, lam = np.array(start, dtype=float), 1e-3
-        r, jac = residual_jacobian(p, t_bw, t_flop, y)
+        r, jac = residual_jacobian(p, t_bw, t_flop, y, ring)
         cost = r @ r
         for _ in range(iters):
             a = jac.T @ jac
             step = np.linalg.solve(a + lam * (np.diag(np.diag(a)) + 1e-9 * np.eye(3)), -(jac.T @ r))
             q = np.clip(p + step, lo, hi)
-            r_new, jac_new = residual_jacobian(q, t_bw, t_flop, y)
+            r_new, jac_new = residual_jacobian(q, t_bw, t_flop, y, ring)
             cost_new = r_new @ r_new
             if cost_new < cost:
                 done = cost - cost_new < 1e-12 * (1.0 + cost)
@@ -127,10 +145,10 @@ def fit_rows(rows: Rows, kernel_class: str) -> Fit:
     t_bw = rows["t_wire"] if collective else rows["t_bw"]
     t_flop = np.zeros(len(rows)) if collective else rows["t_flop"]
     t = rows["time_s"]
-    p = solve(t_bw, t_flop, t)
-    pred = model(p, t_bw, t_flop)
-    tau, eta_bw, eta = np.exp(p[0]), 1.0 / (1.0 + np.exp(-p[1])), 1.0 / (1.0 + np.exp(-p[2]))
-    bw, fl = t_bw / eta_bw, t_flop / eta
+    ring = (rows["t_ring"], rows["ring_latency"]) if kernel_class == "all_reduce" else None
+    p = solve(t_bw, t_flop, t, ring=ring)
+    pred = model(p, t_bw, t_flop, ring)
+    tau, eta_bw, eta, bw, _, fl = _terms(p, t_bw, t_flop, ring)
     bound = {
         "tau": int(np.sum(tau >= np.maximum(bw, fl))),
         "bw": int(np.sum((bw >= fl) & (bw > tau))),
@@ -141,8 +159,9 @@ def fit_rows(rows: Rows, kernel_class: str) -> Fit:
     for g in np.unique(labels):
         held = labels == g
         if np.sum(~held) >= 3:
-            q = solve(t_bw[~held], t_flop[~held], t[~held], starts=(tuple(p),))
-            cv.append(np.abs(np.log(model(q, t_bw[held], t_flop[held]) / t[held])))
+            part = lambda mask: None if ring is None else (ring[0][mask], ring[1][mask])  # noqa: E731
+            q = solve(t_bw[~held], t_flop[~held], t[~held], starts=(tuple(p),), ring=part(~held))
+            cv.append(np.abs(np.log(model(q, t_bw[held], t_flop[held], part(held)) / t[held])))
     return Fit(
         tau=float(tau) if np.any(tau >= 0.2 * pred) else None,
         eta_bw=float(eta_bw) if bound["bw"] else None,

@@ -9,7 +9,9 @@ them into a ``Rows`` table of plain NumPy columns and computes, per row, the wor
 - ``t_bw = bytes / hbm_bw`` and ``t_flop = flops / F_peak(dtype)`` (s), the speed-of-light times on the
   row's hardware (``moejax.catalogue`` peaks);
 - for collectives ``wire_bytes`` (B per rank on the busiest link) and ``t_wire`` (s at the nominal link
-  bandwidth, ``intra_bw`` inside an island, ``inter_bw`` across).
+  bandwidth, ``intra_bw`` inside an island, ``inter_bw`` across); an all-reduce also has its second
+  algorithm, ``t_ring`` (s) and ``ring_latency`` (s), as ``moejax.physics.collectives.all_reduce`` runs it
+  (``all_reduce_ring``; ``ring_latency`` is inf for every other row).
 
 Every formula below has a worked example in its docstring, repeated in tests/test_kernel_calibration.py.
 """
@@ -170,14 +172,15 @@ def elementwise_work(elements, bytes_per_element) -> tuple[np.ndarray, np.ndarra
 def collective_wire(kernel_class: str, message_bytes, ranks, tokens, hidden, topk, island):
     """Bytes per rank that cross the in-island and the out-of-island links for one collective (B, B).
 
-    - NCCL-tests sizes (``message_bytes`` = the per-rank buffer): all-reduce 2(p−1)/p · n (ring bus
-      bytes), all-gather and all-to-all (p−1)/p · n; all inside one island here.
+    - NCCL-tests sizes (``message_bytes`` = the per-rank buffer): all-reduce (p−1) · n (one-shot: each
+      rank reads its peers' buffers; the ring is ``all_reduce_ring``), all-gather and all-to-all
+      (p−1)/p · n; all inside one island here.
     - DeepEP dispatch (FP8 + one FP32 scale per 128: 1.03125 B/value) and combine (BF16): each rank sends
       tokens·topk copies of ``hidden`` values; a share (p−1)/p goes to other ranks, of which the peers in
       the island take (min(p, island) − 1)/p and the rest, (p − min(p, island))/p, crosses the NIC.
     Example (DeepSeek-V3 low-latency dispatch, EP16 over two 8-GPU islands, 128 tokens): copies =
     128·8·7168·1.03125 = 7,569,408 B; in-island 7/16 of it = 3,311,616 B, out-of-island 8/16 = 3,784,704 B.
-    Example (all-reduce of 1 MiB on 8 ranks): 2·7/8·1,048,576 = 1,835,008 B in-island.
+    Example (all-reduce of 1 MiB on 8 ranks): one-shot 7·1,048,576 = 7,340,032 B in-island.
     """
     p = ranks
     inside = np.minimum(p, island)
@@ -185,15 +188,29 @@ def collective_wire(kernel_class: str, message_bytes, ranks, tokens, hidden, top
         per = 1.0 + 4.0 / 128 if "dispatch" in kernel_class else 2.0
         total = tokens * topk * hidden * per
         return total * (inside - 1) / p, total * (p - inside) / p
-    factor = 2.0 * (p - 1) / p if kernel_class == "all_reduce" else (p - 1) / p
+    factor = (p - 1) if kernel_class == "all_reduce" else (p - 1) / p
     return factor * message_bytes, 0.0 * message_bytes
+
+
+def all_reduce_ring(message_bytes, ranks, intra_bw, intra_latency):
+    """(wire time at the nominal link bandwidth, fixed latency beyond the one-shot's) of a ring
+    all-reduce inside one island, in s: ``2(p−1)/p · n / intra_bw`` and ``(2p − 3)·α`` (a ring pays
+    ``2(p−1)`` hops of ``α = intra_latency`` where the one-shot pays one). The fit's all-reduce is
+    ``τ + min(t_wire/η_bw, ring_latency + t_ring/η_bw)``: ``physics.collectives.all_reduce`` with
+    ``τ = intra_latency + collective_latency`` and ``η_bw = comm_efficiency``.
+
+    Example (1 MiB on 8 ranks, 450 GB/s, α = 2 µs): 1,835,008 B / 450e9 = 4.078 µs and 26 µs.
+    """
+    p = ranks
+    return 2.0 * (p - 1) / p * message_bytes / intra_bw, (2.0 * p - 3.0) * intra_latency
 
 
 def add_work(rows: Rows) -> None:
     """Add ``bytes``, ``flops``, ``t_bw``, ``t_flop`` (compute classes) and ``t_wire`` (collectives) columns in place."""
     n = len(rows)
     cls = rows["kernel_class"]
-    nbytes, flops, t_bw, t_flop, t_wire = (np.zeros(n) for _ in range(5))
+    nbytes, flops, t_bw, t_flop, t_wire, t_ring = (np.zeros(n) for _ in range(6))
+    ring_latency = np.full(n, np.inf)
     specs = {h: load_hardware(h) for h in sorted(set(rows["hardware"]))}
     for i in range(n):
         c, hw = cls[i], specs[rows["hardware"][i]]
@@ -218,8 +235,10 @@ def add_work(rows: Rows) -> None:
             )
             nbytes[i] = inside + outside
             t_wire[i] = max(inside / hw.intra_bw, outside / hw.inter_bw if outside else 0.0)
+            if c == "all_reduce":
+                t_ring[i], ring_latency[i] = all_reduce_ring(g["message_bytes"], g["ranks"], hw.intra_bw, hw.intra_latency)
             continue
         t_bw[i] = nbytes[i] / hw.hbm_bw
         peak = getattr(hw, PEAK_FIELD[g["dtype"]]) if flops[i] else 1.0
         t_flop[i] = flops[i] / peak
-    rows.cols.update(bytes=nbytes, flops=flops, t_bw=t_bw, t_flop=t_flop, t_wire=t_wire)
+    rows.cols.update(bytes=nbytes, flops=flops, t_bw=t_bw, t_flop=t_flop, t_wire=t_wire, t_ring=t_ring, ring_latency=ring_latency)
