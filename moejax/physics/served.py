@@ -63,7 +63,9 @@ closed loop is prefill-bound and Little's law gives ``TTFT = concurrency/μ - os
 one prompt per attention group and ``t_kv`` the KV hand-off (``kv_transfer_time``).
 
 Named approximations (docs/cost-model.md §8): prompts arrive at random phases (Poisson-like: the
-M/D/1 queues), which is what clients desynchronised by the engines' jitter give; a batch below
+M/D/1 queues), which is what clients desynchronised by the engines' jitter give; on a prefill-first
+engine, lockstep: clients that start together, every request exactly ``osl`` tokens, no mixed chunks
+(``--enable-mixed-chunk`` off), jitter below a pass; a batch below
 ``pp·dp_attn`` is evaluated at one sequence per attention group (the busiest rank sets the step).
 """
 
@@ -236,17 +238,21 @@ def step_residual(share, t_decode, t_prefill, batch):
 def wave_steps(prompts, isl, room):
     """Mean number of steps, each carrying ``min(prompts·isl, room)`` prompt tokens, until a prompt
     of a start-up wave of ``prompts`` prompts, queued at once, has its first token: one step when
-    the whole wave fits in one; else the i-th ends with step ``ceil(i·r)``, ``r = isl/room``,
-    whose mean over i (fractional parts spread evenly) is ``(m + r + 1)/2`` with ``m = prompts·r``
-    the wave's length in steps.
+    the whole wave fits in one; else the i-th ends with step ``ceil(i·r)``, ``r = isl/room = P/Q``
+    in lowest terms (token counts rounded to integers), whose mean over i is ``(m + r)/2 +
+    (Q-1)/(2Q)`` with ``m = prompts·r`` the wave's length in steps: exact when ``prompts`` is a
+    multiple of ``Q`` (the rounding-up ``ceil(i·r) - i·r`` then takes each value ``k/Q`` once per
+    ``Q`` prompts), else the fractional parts taken as spread evenly.
 
-    64 prompts of 1024 tokens, room 8128: r = 0.126, m = 8.06, 4.59 steps; 4 prompts of 8192
-    tokens, room 8188: r = 1.0005, m = 4.002, 3.0 steps (they end with steps 1, 3, 4 and 5 when
-    the first step has the whole budget: 3.25); 4 prompts of 1024 tokens: one step.
+    64 prompts of 1024 tokens, room 8192 (Q = 8): m = 8, 4.5 steps (they end with steps 1 to 8,
+    eight each); 4 prompts of 8192 tokens, room 8192 (Q = 1): 2.5 steps (steps 1 to 4); 64 prompts of
+    1024 tokens, room 8128 (Q = 127): 4.5906 steps; 4 prompts of 1024 tokens: one step.
     """
     xp = namespace(prompts, isl, room)
     r = isl / room
-    return xp.where(prompts * isl <= room, 1.0, (prompts * r + r + 1) / 2)
+    whole = lambda x: xp.round(x).astype(int)  # noqa: E731  (token counts)
+    q = whole(room) // xp.maximum(xp.gcd(whole(isl), whole(room)), 1)
+    return xp.where(prompts * isl <= room, 1.0, (prompts * r + r) / 2 + (q - 1) / (2 * q))
 
 
 def lockstep(active, isl, osl, budget, t_decode, t_wave, per_step):
@@ -257,14 +263,17 @@ def lockstep(active, isl, osl, budget, t_decode, t_wave, per_step):
     holds its ``(osl-1)/per_step`` decode steps and the ``M - wave_steps`` wave steps after its own
     first token: ``TPOT = t_decode/per_step + (M - wave_steps)·t_wave/(osl-1)``.
 
+    A single output token has no TPOT window: ``t_decode/per_step`` then.
+
     64 prompts of 1024 tokens, budget 8192, 0.25 s wave steps, 20 ms decode steps, osl 256, no
-    speculation: M = 8, wave_steps = (8 + 0.125 + 1)/2 = 4.5625: first token after 1.140625 s;
-    TPOT = 0.020 + 3.4375·0.25/255 = 0.0233701 s.
+    speculation: M = 8, wave_steps = 4.5 (eight prompts end with each step): first token after
+    1.125 s; TPOT = 0.020 + 3.5·0.25/255 = 0.0234314 s.
     """
     xp = namespace(active, isl, osl, budget, t_decode, t_wave, per_step)
     mean_steps = wave_steps(active, isl, budget)
     steps = xp.maximum(xp.ceil(active * isl / budget), 1.0)
-    return mean_steps * t_wave, t_decode / per_step + (steps - mean_steps) * t_wave / xp.maximum(osl - 1, 1.0)
+    after = xp.where(osl > 1, (steps - mean_steps) * t_wave / xp.maximum(osl - 1, 1.0), 0.0)
+    return mean_steps * t_wave, t_decode / per_step + after
 
 
 def own_prefill_time(isl, room, t_decode, t_prefill):
@@ -301,32 +310,40 @@ def aggregated(m: ModelSpec, hw: HardwareSpec, p: Partition, bench: Benchmark, a
     n = bench.concurrency / bench.decode_workers
     floor = p.pp * p.dp_attn
     budget = bench.token_budget
-    batch = running_batch(n, bench.decode_cap, b_max, budget * bench.osl / (bench.isl + bench.osl), floor)
+    lock = bench.prefill_first > 0  # a prefill-first engine's lockstep: prefill-only passes of up to budget tokens
+    # the steady prompt load must fit the steps' budget, unless prompts get passes of their own (lockstep)
+    steady_limit = xp.where(lock, xp.inf, budget * bench.osl / (bench.isl + bench.osl))
+    batch = running_batch(n, bench.decode_cap, b_max, steady_limit, floor)
     wl = Workload(context=context, batch=batch, draft_tokens=bench.draft_tokens, accepted=bench.accepted)
     active = xp.minimum(n, batch)
     step, own, share, room = prefill_mix(m, hw, p, wl, acc, active, bench.isl, bench.osl, budget)
     wave_chunk = xp.minimum(active * bench.isl, room)  # a start-up wave's step: every prompt at once, up to room
     full = cost.decode_point(m, hw, p, wl, acc, chunk_tokens=wave_chunk, prompt_len=bench.isl)
-    lock = bench.prefill_first > 0  # a prefill-first engine's lockstep: a prefill-only pass of up to budget tokens
-    wave_pass = cost.prefill_point(m, hw, p, Workload(context=bench.isl, batch=xp.minimum(active, budget / bench.isl)), acc)
+    # a pass carries min(active, budget/isl) prompts: below one, that share of a prompt's pass; below one per
+    # attention group, one each (the busiest rank sets the step)
+    pass_prompts = xp.minimum(active, budget / bench.isl)
+    wave_pass = cost.prefill_point(m, hw, p, Workload(context=bench.isl, batch=xp.maximum(pass_prompts, floor)), acc)
     ok = step.feasible & own.feasible & (xp.logical_not(lock) | wave_pass.feasible)
     safe = lambda x: xp.where(ok, x, 1.0)
     per_step = 1 + bench.accepted
     t_decode, t_prefill = safe(step.step_time), safe(own.step_time)
     seen = window_share(share, batch)
-    lock_own, lock_tpot = lockstep(active, bench.isl, bench.osl, budget, t_decode, safe(wave_pass.step_time), per_step)
+    t_wave = safe(wave_pass.step_time) * xp.minimum(pass_prompts, 1.0)
+    lock_own, lock_tpot = lockstep(active, bench.isl, bench.osl, budget, t_decode, t_wave, per_step)
     tpot = xp.where(lock, lock_tpot, ((1 - seen) * t_decode + seen * t_prefill) / per_step)
     t_own = xp.where(lock, lock_own, own_prefill_time(bench.isl, room, t_decode, t_prefill))
     admission = slot_wait(n, batch, bench.osl * tpot + t_own)
     wave = xp.where(lock, 0.0, xp.maximum(wave_steps(active, bench.isl, room) * safe(full.step_time) - t_own, 0.0))
     rho = batch * bench.isl / bench.osl / room
-    queue = xp.minimum(step_residual(share, t_decode, t_prefill, batch) + md1_wait(rho, t_own), wave)
+    queue = xp.where(lock, 0.0, xp.minimum(step_residual(share, t_decode, t_prefill, batch) + md1_wait(rho, t_own), wave))
     ttft = acc.request_overhead + t_own + queue + admission + acc.warmup_share * wave
+    # lockstep decodes nothing during its passes: a round of `active` requests lasts their first token plus the rest
+    rate = xp.where(lock, active * bench.osl / (t_own + (bench.osl - 1) * tpot), active / tpot)
     return Served(
         tpot=xp.where(ok, tpot, xp.inf),
         ttft=xp.where(ok, ttft, xp.inf),
         batch=batch,
-        throughput_per_gpu=xp.where(ok, active / tpot / p.gpus_per_replica, 0.0),
+        throughput_per_gpu=xp.where(ok, rate / p.gpus_per_replica, 0.0),
         tokens_per_s_per_user=xp.where(ok, 1 / tpot, 0.0),
         t_prefill=t_own,
         queue_wait=queue,
