@@ -155,11 +155,11 @@ def fit_rows(rows: Rows, kernel_class: str) -> Fit:
         "flops": int(np.sum((fl > bw) & (fl > tau))),
     }
     labels = groups_of(rows, kernel_class)
+    part = lambda mask: None if ring is None else (ring[0][mask], ring[1][mask])  # noqa: E731
     cv = []
     for g in np.unique(labels):
         held = labels == g
         if np.sum(~held) >= 3:
-            part = lambda mask: None if ring is None else (ring[0][mask], ring[1][mask])  # noqa: E731
             q = solve(t_bw[~held], t_flop[~held], t[~held], starts=(tuple(p),), ring=part(~held))
             cv.append(np.abs(np.log(model(q, t_bw[held], t_flop[held], part(held)) / t[held])))
     return Fit(

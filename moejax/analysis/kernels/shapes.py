@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from ...catalogue import ROOT, load_hardware
+from ...physics.fabrics.switched import ring_terms
 
 DATA_DIR = ROOT / "moejax" / "data" / "reference" / "kernels"
 FILES = ("gemm.csv", "moe.csv", "attention.csv", "elementwise.csv", "collectives.csv")
@@ -201,8 +202,8 @@ def all_reduce_ring(message_bytes, ranks, intra_bw, intra_latency):
 
     Example (1 MiB on 8 ranks, 450 GB/s, α = 2 µs): 1,835,008 B / 450e9 = 4.078 µs and 26 µs.
     """
-    p = ranks
-    return 2.0 * (p - 1) / p * message_bytes / intra_bw, (2.0 * p - 3.0) * intra_latency
+    fixed, per_byte = ring_terms(ranks, intra_latency, intra_bw)  # the cost model's ring
+    return per_byte * message_bytes, fixed - intra_latency
 
 
 def add_work(rows: Rows) -> None:
